@@ -1,0 +1,6 @@
+"""Shared test wiring: each plugin module owns the fixtures of one part of the system."""
+
+pytest_plugins = [
+    "tests.plugins.services",
+    "tests.plugins.hub",
+]

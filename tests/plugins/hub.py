@@ -1,0 +1,1 @@
+"""Fixtures that start a hub (in-process app and CLI subprocess)."""

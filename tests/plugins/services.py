@@ -1,0 +1,1 @@
+"""Fixtures for external services (dockerd, Mosquitto, PostgreSQL, Kafka)."""

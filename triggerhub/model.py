@@ -1,0 +1,453 @@
+"""Domain records shared by every layer: entities, activations, trigger events, invocations.
+
+Records are frozen dataclasses with plain-JSON fields; `*_to_json` / `*_from_json` give the
+OpenWhisk REST shapes (reference/openwhisk.md section 2). No I/O here.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from enum import IntEnum, StrEnum
+from typing import Any, TypeAlias
+
+JSON: TypeAlias = Any
+DEFAULT_VERSION = "0.0.1"
+ENTITY_NAME_RE = re.compile(r"\A([\w]|[\w][\w@ .&-]{0,254}[\w@.&-])\Z")
+ACTIVATION_ID_RE = re.compile(r"\A[0-9a-f]{32}\Z")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_activation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(ENTITY_NAME_RE.match(name))
+
+
+def bump_version(version: str) -> str:
+    """Patch bump as OpenWhisk does on every update: 0.0.1 -> 0.0.2."""
+    try:
+        major, minor, patch = (int(p) for p in version.split("."))
+    except ValueError:
+        return DEFAULT_VERSION
+    return f"{major}.{minor}.{patch + 1}"
+
+
+class Collection(StrEnum):
+    ACTIONS = "actions"
+    TRIGGERS = "triggers"
+    RULES = "rules"
+    PACKAGES = "packages"
+
+
+class StatusCode(IntEnum):
+    SUCCESS = 0
+    APPLICATION_ERROR = 1
+    DEVELOPER_ERROR = 2
+    WHISK_ERROR = 3
+
+    @property
+    def text(self) -> str:
+        return _STATUS_TEXT[self]
+
+
+_STATUS_TEXT = {
+    StatusCode.SUCCESS: "success",
+    StatusCode.APPLICATION_ERROR: "application error",
+    StatusCode.DEVELOPER_ERROR: "action developer error",
+    StatusCode.WHISK_ERROR: "whisk internal error",
+}
+
+
+class RuleStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+# --------------------------------------------------------------------------- names
+
+
+@dataclass(frozen=True, slots=True)
+class FullyQualifiedName:
+    """`/namespace[/package]/name`. `namespace` is the root namespace only."""
+
+    namespace: str
+    name: str
+    package: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The entity's `namespace` field: `guest` or `guest/pkg`."""
+        return f"{self.namespace}/{self.package}" if self.package else self.namespace
+
+    def __str__(self) -> str:
+        return f"/{self.path}/{self.name}"
+
+    @property
+    def relative(self) -> str:
+        """`pkg/name` or `name`: the activation `name` filter form."""
+        return f"{self.package}/{self.name}" if self.package else self.name
+
+    @classmethod
+    def from_path(cls, path: str, name: str) -> FullyQualifiedName:
+        namespace, _, package = path.partition("/")
+        return cls(namespace, name, package or None)
+
+    @classmethod
+    def parse(cls, text: str, default_namespace: str) -> FullyQualifiedName:
+        """Parse `/ns/pkg/a`, `/ns/a`, `pkg/a` or `a`; `_` is the caller's namespace."""
+        parts = [p for p in text.strip().split("/")]
+        if text.startswith("/"):
+            parts = parts[1:]
+            if len(parts) == 2:
+                ns, name, pkg = parts[0], parts[1], None
+            elif len(parts) == 3:
+                ns, pkg, name = parts
+            else:
+                raise ValueError(f"'{text}' is not a fully qualified name /namespace[/package]/name")
+        elif len(parts) == 1:
+            ns, pkg, name = default_namespace, None, parts[0]
+        elif len(parts) == 2:
+            ns, pkg, name = default_namespace, parts[0], parts[1]
+        else:
+            raise ValueError(f"'{text}' is not a valid name; use name, package/name or /namespace/package/name")
+        if ns == "_":
+            ns = default_namespace
+        for part in (ns, pkg, name):
+            if part is not None and not is_valid_name(part):
+                raise ValueError(f"'{text}' contains an illegal name part '{part}'")
+        return cls(ns, name, pkg)
+
+
+# --------------------------------------------------------------------------- identity
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """A user: one uuid:key credential and its namespace. Only a hash of the key is stored."""
+
+    subject: str
+    namespace: str
+    uuid: str
+    key_hash: str
+    limits: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated caller, held in memory only (the auth key is a secret)."""
+
+    subject: str
+    namespace: str
+    uuid: str
+    key: str
+    limits: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def auth_key(self) -> str:
+        return f"{self.uuid}:{self.key}"
+
+    def __repr__(self) -> str:  # never leak the key through logs or tracebacks
+        return f"Identity(subject={self.subject!r}, namespace={self.namespace!r})"
+
+
+def new_credentials() -> tuple[str, str]:
+    """A fresh (uuid, 64-character alphanumeric key) pair, OpenWhisk's credential shape."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return str(uuid.uuid4()), "".join(secrets.choice(alphabet) for _ in range(64))
+
+
+# --------------------------------------------------------------------------- entities
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    key: str
+    value: JSON
+    init: bool = False
+
+    def to_json(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {"key": self.key, "value": self.value}
+        if self.init:
+            out["init"] = True
+        return out
+
+
+Parameters: TypeAlias = tuple[Parameter, ...]
+
+
+def params_from_json(items: list[dict[str, JSON]] | None) -> Parameters:
+    return tuple(Parameter(i["key"], i.get("value"), bool(i.get("init", False))) for i in items or [])
+
+
+def params_to_json(params: Parameters) -> list[dict[str, JSON]]:
+    return [p.to_json() for p in params]
+
+
+def params_to_dict(params: Parameters) -> dict[str, JSON]:
+    return {p.key: p.value for p in params}
+
+
+def annotation(annotations: Parameters, key: str, default: JSON = None) -> JSON:
+    for a in annotations:
+        if a.key == key:
+            return a.value
+    return default
+
+
+def with_annotation(annotations: Parameters, key: str, value: JSON) -> Parameters:
+    kept = tuple(a for a in annotations if a.key != key)
+    return kept + (Parameter(key, value),)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionLimits:
+    timeout_ms: int = 60_000
+    memory_mb: int = 256
+    logs_mb: int = 10
+    concurrency: int = 1
+
+    def to_json(self) -> dict[str, int]:
+        return {"timeout": self.timeout_ms, "memory": self.memory_mb, "logs": self.logs_mb,
+                "concurrency": self.concurrency}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, JSON] | None) -> ActionLimits:
+        doc = doc or {}
+        base = cls()
+        return cls(int(doc.get("timeout", base.timeout_ms)), int(doc.get("memory", base.memory_mb)),
+                   int(doc.get("logs", base.logs_mb)), int(doc.get("concurrency", base.concurrency)))
+
+
+@dataclass(frozen=True, slots=True)
+class Exec:
+    """`kind` is resolved (never `:default`). Sequences carry `components` as FQN strings."""
+
+    kind: str
+    code: str | None = None
+    binary: bool = False
+    main: str | None = None
+    image: str | None = None
+    components: tuple[str, ...] = ()
+
+    def to_json(self, include_code: bool = True) -> dict[str, JSON]:
+        out: dict[str, JSON] = {"kind": self.kind}
+        if self.kind == "sequence":
+            out["components"] = list(self.components)
+            return out
+        if self.image is not None:
+            out["image"] = self.image
+        if include_code and self.code is not None:
+            out["code"] = self.code
+        out["binary"] = self.binary
+        if self.main is not None:
+            out["main"] = self.main
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    namespace: str  # `guest` or `guest/pkg`
+    name: str
+    exec: Exec
+    version: str = DEFAULT_VERSION
+    publish: bool = False
+    parameters: Parameters = ()
+    annotations: Parameters = ()
+    limits: ActionLimits = ActionLimits()
+    updated_ms: int = 0
+    revision: int = 0  # store-managed optimistic-concurrency counter
+
+    @property
+    def fqn(self) -> FullyQualifiedName:
+        return FullyQualifiedName.from_path(self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ReducedRule:
+    action: FullyQualifiedName
+    status: RuleStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    namespace: str
+    name: str
+    version: str = DEFAULT_VERSION
+    publish: bool = False
+    parameters: Parameters = ()
+    annotations: Parameters = ()
+    rules: dict[str, ReducedRule] = field(default_factory=dict)  # rule FQN "guest/r" -> link
+    updated_ms: int = 0
+    revision: int = 0
+
+    @property
+    def fqn(self) -> FullyQualifiedName:
+        return FullyQualifiedName.from_path(self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    namespace: str
+    name: str
+    trigger: FullyQualifiedName
+    action: FullyQualifiedName
+    version: str = DEFAULT_VERSION
+    publish: bool = False
+    annotations: Parameters = ()
+    updated_ms: int = 0
+    revision: int = 0
+
+    @property
+    def fqn(self) -> FullyQualifiedName:
+        return FullyQualifiedName.from_path(self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    namespace: str
+    name: str
+    version: str = DEFAULT_VERSION
+    publish: bool = False
+    binding: Binding | None = None
+    parameters: Parameters = ()
+    annotations: Parameters = ()
+    updated_ms: int = 0
+    revision: int = 0
+
+    @property
+    def fqn(self) -> FullyQualifiedName:
+        return FullyQualifiedName.from_path(self.namespace, self.name)
+
+
+Entity: TypeAlias = Action | Trigger | Rule | Package
+
+COLLECTION_OF: dict[type, Collection] = {
+    Action: Collection.ACTIONS, Trigger: Collection.TRIGGERS,
+    Rule: Collection.RULES, Package: Collection.PACKAGES,
+}
+
+
+def collection_of(entity: Entity) -> Collection:
+    return COLLECTION_OF[type(entity)]
+
+
+def touched(entity: Entity, **changes: Any) -> Entity:
+    """A copy with `changes` and a fresh `updated_ms` (revision is the store's business)."""
+    return replace(entity, updated_ms=now_ms(), **changes)
+
+
+# --------------------------------------------------------------------------- activations
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationResponse:
+    status_code: StatusCode
+    result: JSON = None
+    size: int | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.status_code is StatusCode.SUCCESS
+
+    def to_json(self) -> dict[str, JSON]:
+        """Extended (API) form: status + success instead of statusCode."""
+        out: dict[str, JSON] = {"status": self.status_code.text, "success": self.success}
+        if self.result is not None:
+            out["result"] = self.result
+        if self.size is not None:
+            out["size"] = self.size
+        return out
+
+    @classmethod
+    def ok(cls, result: JSON) -> ActivationResponse:
+        return cls(StatusCode.SUCCESS, result)
+
+    @classmethod
+    def error(cls, code: StatusCode, message: JSON) -> ActivationResponse:
+        return cls(code, {"error": message})
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    namespace: str  # the invoking (caller's) namespace
+    name: str
+    subject: str
+    activation_id: str
+    start_ms: int
+    end_ms: int  # 0 for trigger activations: no end, no duration
+    response: ActivationResponse
+    logs: tuple[str, ...] = ()
+    annotations: Parameters = ()
+    version: str = DEFAULT_VERSION
+    publish: bool = False
+    cause: str | None = None
+    duration_ms: int | None = None  # None: end - start (sequences store their component sum)
+
+    @property
+    def duration(self) -> int | None:
+        if self.end_ms == 0:
+            return None
+        return self.duration_ms if self.duration_ms is not None else self.end_ms - self.start_ms
+
+
+# --------------------------------------------------------------------------- events and work
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerEvent:
+    """A CloudEvents 1.0 envelope for one trigger fire; `data` is the fire payload."""
+
+    id: str
+    source: str
+    type: str
+    trigger: FullyQualifiedName
+    data: JSON = None
+    subject: str | None = None
+    time_ms: int = 0
+    datacontenttype: str = "application/json"
+
+    def to_cloudevent(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {
+            "specversion": "1.0", "id": self.id, "source": self.source, "type": self.type,
+            "time": _iso(self.time_ms), "datacontenttype": self.datacontenttype, "data": self.data,
+            "subject": self.subject or str(self.trigger),
+        }
+        return out
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One accepted activation waiting to run. Stored before the caller hears 202."""
+
+    activation_id: str
+    action: Action  # snapshot of the resolved action (package params already merged in)
+    args: JSON  # merged arguments (object, or an array for sequences' chained results)
+    namespace: str  # invoking namespace
+    subject: str
+    accepted_ms: int
+    cause: str | None = None
+    blocking: bool = False
+    path_annotation: str = ""  # `guest/pkg/a` as it shows in the `path` annotation
+    binding: str | None = None
+    init_env: dict[str, str] = field(default_factory=dict)
+    transaction_id: str = ""
+    extra_annotations: Parameters = ()  # e.g. causedBy: sequence

@@ -1,0 +1,102 @@
+"""The Store seam: entities, subjects, activations, pending invocations, the event log, cursors.
+
+One real implementation per mode (SQLite embedded, PostgreSQL distributed), both in `sql.py`.
+Every write that the delivery promise depends on is one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from triggerhub.model import (
+    JSON, Activation, Collection, Entity, Invocation, Subject, TriggerEvent,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationQuery:
+    namespace: str
+    name: str | None = None  # "action" or "pkg/action" (the path annotation without namespace)
+    since_ms: int | None = None
+    upto_ms: int | None = None
+    skip: int = 0
+    limit: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRegistration:
+    """A trigger's feed configuration, kept so feeds survive restarts."""
+
+    trigger: str  # "/ns/trigger"
+    feed: str  # "/whisk.system/alarms/alarm"
+    namespace: str  # owner namespace
+    config: dict[str, JSON] = field(default_factory=dict)
+    status: str = "active"  # active | paused | disabled
+    reason: str = ""
+    created_ms: int = 0
+    updated_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """What one fire or invoke commits at once, before its caller hears 202."""
+
+    event: TriggerEvent | None = None
+    invocations: Sequence[Invocation] = ()
+    activations: Sequence[Activation] = ()
+    cursor: tuple[str, str] | None = None  # (feed id, new cursor value)
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    async def close(self) -> None: ...
+
+    # subjects -------------------------------------------------------------------------------
+    async def put_subject(self, subject: Subject) -> None: ...
+    async def get_subject(self, uuid: str) -> Subject | None: ...
+    async def list_subjects(self) -> list[Subject]: ...
+
+    # entities -------------------------------------------------------------------------------
+    async def get_entity(self, namespace: str, name: str) -> Entity | None:
+        """`namespace` is the entity path (`guest` or `guest/pkg`); names are unique across
+        collections within one path, as in OpenWhisk."""
+
+    async def put_entities(self, puts: Sequence[Entity], deletes: Sequence[Entity] = ()) -> list[Entity]:
+        """Atomically write and delete. Each entity's `revision` must equal the stored one
+        (0 = must not exist yet) or RevisionConflict is raised and nothing is written.
+        Returns the written entities carrying their new revisions."""
+
+    async def list_entities(self, collection: Collection, namespace: str, *, package: str | None = None,
+                            skip: int = 0, limit: int = 30) -> list[Entity]:
+        """Entities of the root `namespace` (all packages included when `package` is None),
+        newest `updated_ms` first."""
+
+    async def count_entities(self, collection: Collection, namespace: str, *, package: str | None = None) -> int: ...
+
+    # activations ----------------------------------------------------------------------------
+    async def accept(self, acceptance: Acceptance) -> bool:
+        """One transaction: event log row, pending invocations, finished records, feed cursor.
+        Returns False (and writes nothing) when the event id was already accepted."""
+
+    async def complete(self, activation: Activation) -> bool:
+        """Store a finished activation and drop its pending invocation, atomically.
+        Returns False when a record with that id already exists (nothing changes)."""
+
+    async def get_activation(self, namespace: str, activation_id: str) -> Activation | None: ...
+    async def list_activations(self, query: ActivationQuery) -> list[Activation]: ...
+    async def count_activations(self, query: ActivationQuery) -> int: ...
+    async def list_pending(self) -> list[Invocation]:
+        """Accepted invocations that have no activation record yet, oldest first."""
+
+    # feeds, events, cursors -----------------------------------------------------------------
+    async def put_feed(self, registration: FeedRegistration) -> None: ...
+    async def get_feed(self, trigger: str) -> FeedRegistration | None: ...
+    async def delete_feed(self, trigger: str) -> None: ...
+    async def list_feeds(self) -> list[FeedRegistration]: ...
+    async def get_cursor(self, feed_id: str) -> str | None: ...
+    async def set_cursor(self, feed_id: str, value: str) -> None: ...
+    async def count_events(self, trigger: str | None = None) -> int: ...
