@@ -1,0 +1,215 @@
+"""Lossless JSON documents for every record the store keeps.
+
+These are storage shapes, not the OpenWhisk REST shapes in model.py: every dataclass field is
+kept (revision and updated_ms live in table columns as well) so `decode(encode(x)) == x`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from triggerhub.model import (
+    JSON, Action, ActionLimits, Activation, ActivationResponse, Binding, Collection, Entity, Exec,
+    FullyQualifiedName, Invocation, Package, Parameter, Parameters, ReducedRule, Rule, RuleStatus,
+    StatusCode, Subject, Trigger, TriggerEvent,
+)
+from triggerhub.store.base import FeedRegistration
+
+Doc = dict[str, Any]
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_decode = json.JSONDecoder().decode
+
+
+def dumps(doc: Doc) -> str:
+    return _encoder.encode(doc)
+
+
+def loads(text: str) -> Doc:
+    doc = _decode(text)
+    if not isinstance(doc, dict):
+        raise ValueError(f"stored document is a {type(doc).__name__}, expected an object")
+    return doc
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def _params(params: Parameters) -> list[list[JSON]]:
+    return [[p.key, p.value, p.init] for p in params]
+
+
+def _params_from(items: list[list[JSON]]) -> Parameters:
+    return tuple(Parameter(key, value, bool(init)) for key, value, init in items)
+
+
+def _fqn(name: FullyQualifiedName) -> list[str | None]:
+    return [name.namespace, name.package, name.name]
+
+
+def _fqn_from(item: list[str | None]) -> FullyQualifiedName:
+    namespace, package, name = item
+    return FullyQualifiedName(str(namespace), str(name), package)
+
+
+def _exec(exe: Exec) -> Doc:
+    return {"kind": exe.kind, "code": exe.code, "binary": exe.binary, "main": exe.main,
+            "image": exe.image, "components": list(exe.components)}
+
+
+def _exec_from(doc: Doc) -> Exec:
+    return Exec(doc["kind"], doc["code"], doc["binary"], doc["main"], doc["image"], tuple(doc["components"]))
+
+
+def _limits(limits: ActionLimits) -> Doc:
+    return {"timeout_ms": limits.timeout_ms, "memory_mb": limits.memory_mb, "logs_mb": limits.logs_mb,
+            "concurrency": limits.concurrency}
+
+
+def _limits_from(doc: Doc) -> ActionLimits:
+    return ActionLimits(doc["timeout_ms"], doc["memory_mb"], doc["logs_mb"], doc["concurrency"])
+
+
+def _common(entity: Entity) -> Doc:
+    return {"namespace": entity.namespace, "name": entity.name, "version": entity.version,
+            "publish": entity.publish, "annotations": _params(entity.annotations),
+            "updated_ms": entity.updated_ms, "revision": entity.revision}
+
+
+def _common_from(doc: Doc) -> Doc:
+    return {"namespace": doc["namespace"], "name": doc["name"], "version": doc["version"],
+            "publish": doc["publish"], "annotations": _params_from(doc["annotations"]),
+            "updated_ms": doc["updated_ms"], "revision": doc["revision"]}
+
+
+# --------------------------------------------------------------------------- entities
+
+
+def action_to_doc(action: Action) -> Doc:
+    return _common(action) | {"exec": _exec(action.exec), "parameters": _params(action.parameters),
+                              "limits": _limits(action.limits)}
+
+
+def action_from_doc(doc: Doc) -> Action:
+    return Action(exec=_exec_from(doc["exec"]), parameters=_params_from(doc["parameters"]),
+                  limits=_limits_from(doc["limits"]), **_common_from(doc))
+
+
+def trigger_to_doc(trigger: Trigger) -> Doc:
+    rules = {key: [_fqn(link.action), link.status.value] for key, link in trigger.rules.items()}
+    return _common(trigger) | {"parameters": _params(trigger.parameters), "rules": rules}
+
+
+def trigger_from_doc(doc: Doc) -> Trigger:
+    rules = {key: ReducedRule(_fqn_from(action), RuleStatus(status)) for key, (action, status) in doc["rules"].items()}
+    return Trigger(parameters=_params_from(doc["parameters"]), rules=rules, **_common_from(doc))
+
+
+def rule_to_doc(rule: Rule) -> Doc:
+    return _common(rule) | {"trigger": _fqn(rule.trigger), "action": _fqn(rule.action)}
+
+
+def rule_from_doc(doc: Doc) -> Rule:
+    return Rule(trigger=_fqn_from(doc["trigger"]), action=_fqn_from(doc["action"]), **_common_from(doc))
+
+
+def package_to_doc(package: Package) -> Doc:
+    binding = None if package.binding is None else [package.binding.namespace, package.binding.name]
+    return _common(package) | {"parameters": _params(package.parameters), "binding": binding}
+
+
+def package_from_doc(doc: Doc) -> Package:
+    binding = None if doc["binding"] is None else Binding(*doc["binding"])
+    return Package(parameters=_params_from(doc["parameters"]), binding=binding, **_common_from(doc))
+
+
+_ENTITY_TO = {Action: action_to_doc, Trigger: trigger_to_doc, Rule: rule_to_doc, Package: package_to_doc}
+_ENTITY_FROM = {
+    Collection.ACTIONS: action_from_doc, Collection.TRIGGERS: trigger_from_doc,
+    Collection.RULES: rule_from_doc, Collection.PACKAGES: package_from_doc,
+}
+
+
+def entity_to_doc(entity: Entity) -> Doc:
+    return _ENTITY_TO[type(entity)](entity)  # type: ignore[operator]
+
+
+def entity_from_doc(collection: Collection | str, doc: Doc) -> Entity:
+    return _ENTITY_FROM[Collection(collection)](doc)
+
+
+# --------------------------------------------------------------------------- activations and work
+
+
+def response_to_doc(response: ActivationResponse) -> Doc:
+    return {"statusCode": int(response.status_code), "result": response.result, "size": response.size}
+
+
+def response_from_doc(doc: Doc) -> ActivationResponse:
+    return ActivationResponse(StatusCode(doc["statusCode"]), doc["result"], doc["size"])
+
+
+def activation_to_doc(activation: Activation) -> Doc:
+    return {"namespace": activation.namespace, "name": activation.name, "subject": activation.subject,
+            "activation_id": activation.activation_id, "start_ms": activation.start_ms,
+            "end_ms": activation.end_ms, "response": response_to_doc(activation.response),
+            "logs": list(activation.logs), "annotations": _params(activation.annotations),
+            "version": activation.version, "publish": activation.publish, "cause": activation.cause,
+            "duration_ms": activation.duration_ms}
+
+
+def activation_from_doc(doc: Doc) -> Activation:
+    return Activation(doc["namespace"], doc["name"], doc["subject"], doc["activation_id"], doc["start_ms"],
+                      doc["end_ms"], response_from_doc(doc["response"]), tuple(doc["logs"]),
+                      _params_from(doc["annotations"]), doc["version"], doc["publish"], doc["cause"],
+                      doc["duration_ms"])
+
+
+def invocation_to_doc(invocation: Invocation) -> Doc:
+    return {"activation_id": invocation.activation_id, "action": action_to_doc(invocation.action),
+            "args": invocation.args, "namespace": invocation.namespace, "subject": invocation.subject,
+            "accepted_ms": invocation.accepted_ms, "cause": invocation.cause, "blocking": invocation.blocking,
+            "path_annotation": invocation.path_annotation, "binding": invocation.binding,
+            "init_env": invocation.init_env, "transaction_id": invocation.transaction_id,
+            "extra_annotations": _params(invocation.extra_annotations)}
+
+
+def invocation_from_doc(doc: Doc) -> Invocation:
+    return Invocation(doc["activation_id"], action_from_doc(doc["action"]), doc["args"], doc["namespace"],
+                      doc["subject"], doc["accepted_ms"], doc["cause"], doc["blocking"], doc["path_annotation"],
+                      doc["binding"], doc["init_env"], doc["transaction_id"], _params_from(doc["extra_annotations"]))
+
+
+def event_to_doc(event: TriggerEvent) -> Doc:
+    return {"id": event.id, "source": event.source, "type": event.type, "trigger": _fqn(event.trigger),
+            "data": event.data, "subject": event.subject, "time_ms": event.time_ms,
+            "datacontenttype": event.datacontenttype}
+
+
+def event_from_doc(doc: Doc) -> TriggerEvent:
+    return TriggerEvent(doc["id"], doc["source"], doc["type"], _fqn_from(doc["trigger"]), doc["data"],
+                        doc["subject"], doc["time_ms"], doc["datacontenttype"])
+
+
+# --------------------------------------------------------------------------- identity and feeds
+
+
+def subject_to_doc(subject: Subject) -> Doc:
+    return {"subject": subject.subject, "namespace": subject.namespace, "uuid": subject.uuid,
+            "key_hash": subject.key_hash, "limits": subject.limits}
+
+
+def subject_from_doc(doc: Doc) -> Subject:
+    return Subject(doc["subject"], doc["namespace"], doc["uuid"], doc["key_hash"], doc["limits"])
+
+
+def feed_to_doc(feed: FeedRegistration) -> Doc:
+    return {"trigger": feed.trigger, "feed": feed.feed, "namespace": feed.namespace, "config": feed.config,
+            "status": feed.status, "reason": feed.reason, "created_ms": feed.created_ms,
+            "updated_ms": feed.updated_ms}
+
+
+def feed_from_doc(doc: Doc) -> FeedRegistration:
+    return FeedRegistration(doc["trigger"], doc["feed"], doc["namespace"], doc["config"], doc["status"],
+                            doc["reason"], doc["created_ms"], doc["updated_ms"])

@@ -1,0 +1,133 @@
+"""Versioned schema migrations, identical SQL for SQLite and PostgreSQL.
+
+Steps are numbered and applied in order inside `SqlStore.open()`; each applied step is one row of
+`schema_version`. A step is never edited once released: change the schema by appending a step.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from triggerhub.errors import StoreError
+from triggerhub.model import now_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial tables", (
+        """CREATE TABLE subjects (
+            uuid TEXT PRIMARY KEY,
+            subject TEXT NOT NULL,
+            namespace TEXT NOT NULL,
+            doc TEXT NOT NULL)""",
+        # (path, name) is the key: names are unique per entity path across collections.
+        """CREATE TABLE entities (
+            path TEXT NOT NULL,
+            name TEXT NOT NULL,
+            collection TEXT NOT NULL,
+            namespace TEXT NOT NULL,
+            package TEXT NOT NULL,
+            revision BIGINT NOT NULL,
+            updated_ms BIGINT NOT NULL,
+            doc TEXT NOT NULL,
+            PRIMARY KEY (path, name))""",
+        "CREATE INDEX entities_listing ON entities (namespace, collection, updated_ms)",
+        """CREATE TABLE activations (
+            activation_id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            start_ms BIGINT NOT NULL,
+            doc TEXT NOT NULL)""",
+        "CREATE INDEX activations_by_start ON activations (namespace, start_ms, activation_id)",
+        "CREATE INDEX activations_by_name ON activations (namespace, name, start_ms, activation_id)",
+        """CREATE TABLE pending (
+            activation_id TEXT PRIMARY KEY,
+            accepted_ms BIGINT NOT NULL,
+            doc TEXT NOT NULL)""",
+        "CREATE INDEX pending_by_accepted ON pending (accepted_ms, activation_id)",
+        """CREATE TABLE events (
+            id TEXT PRIMARY KEY,
+            trigger_fqn TEXT NOT NULL,
+            time_ms BIGINT NOT NULL,
+            doc TEXT NOT NULL)""",
+        "CREATE INDEX events_by_trigger ON events (trigger_fqn, time_ms)",
+        """CREATE TABLE feeds (
+            trigger_fqn TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            doc TEXT NOT NULL)""",
+        """CREATE TABLE cursors (
+            feed_id TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_ms BIGINT NOT NULL)""",
+    )),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+_CREATE_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_ms BIGINT NOT NULL)"""
+
+
+async def migrate(engine: AsyncEngine, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the steps not yet recorded in `schema_version`; return the versions applied now.
+
+    Safe against a second process migrating at the same time: each step first inserts its
+    `schema_version` row, so the loser of a race fails on the primary key and skips the step.
+    """
+    await _create_version_table(engine)
+    async with engine.connect() as conn:
+        applied = set((await conn.execute(text("SELECT version FROM schema_version"))).scalars())
+    known = max((m.version for m in migrations), default=0)
+    if applied and max(applied) > known:
+        raise StoreError(f"database schema version {max(applied)} is newer than this triggerhub knows "
+                         f"(up to {known}); upgrade triggerhub or point it at another database")
+    done: list[int] = []
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version not in applied and await _apply(engine, migration):
+            done.append(migration.version)
+    return done
+
+
+async def _create_version_table(engine: AsyncEngine) -> None:
+    # Two PostgreSQL sessions racing on CREATE TABLE IF NOT EXISTS can both miss the table and
+    # one then fails on the catalog's unique index; the table exists afterwards either way.
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(_CREATE_VERSION_TABLE))
+    except (IntegrityError, ProgrammingError):
+        async with engine.begin() as conn:
+            await conn.execute(text(_CREATE_VERSION_TABLE))
+
+
+async def _apply(engine: AsyncEngine, migration: Migration) -> bool:
+    try:
+        async with engine.begin() as conn:
+            await _record(conn, migration)
+            for statement in migration.statements:
+                await conn.execute(text(statement))
+    except IntegrityError:
+        log.info("schema migration %d (%s) was applied by another process", migration.version, migration.name)
+        return False
+    log.info("applied schema migration %d (%s)", migration.version, migration.name)
+    return True
+
+
+async def _record(conn: AsyncConnection, migration: Migration) -> None:
+    # The insert comes first: on SQLite it opens the transaction the DDL then joins.
+    await conn.execute(text("INSERT INTO schema_version (version, name, applied_ms) VALUES (:v, :n, :t)"),
+                       {"v": migration.version, "n": migration.name, "t": now_ms()})

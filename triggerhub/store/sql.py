@@ -1,0 +1,435 @@
+"""The Store over SQLAlchemy 2 async Core: SQLite (aiosqlite) embedded, PostgreSQL (asyncpg) distributed.
+
+Races are settled by primary keys and conflict clauses inside one transaction, never by reading
+first. On SQLite, writers in this process queue on one lock so no task sees "database is locked";
+other processes wait on `busy_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import Select, bindparam, delete, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from triggerhub.errors import ConfigError, RevisionConflict, StoreError
+from triggerhub.model import (
+    Activation, Collection, Entity, Invocation, Subject, TriggerEvent, annotation, collection_of, now_ms,
+)
+from triggerhub.store import codec
+from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
+from triggerhub.store.migrations import migrate
+from triggerhub.store.tables import activations, cursors, entities, events, feeds, pending, subjects
+
+log = logging.getLogger(__name__)
+
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+class _Unchanged(Exception):
+    """Raised inside a write transaction to roll it back and report `False`."""
+
+
+class SqlStore:
+    """`Store` on `sqlite+aiosqlite:///<file>` or `postgresql+asyncpg://user@host/db`."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
+        self._url = _parse_url(url)
+        self._synchronous = sqlite_synchronous.upper()
+        if self._synchronous not in SQLITE_SYNCHRONOUS:
+            raise ConfigError(f"sqlite_synchronous={sqlite_synchronous!r} is not one of "
+                              f"{', '.join(SQLITE_SYNCHRONOUS)}; NORMAL survives a process crash")
+        self._is_sqlite = self._url.get_backend_name() == "sqlite"
+        self._engine: AsyncEngine | None = None
+        self._write_lock: asyncio.Lock | None = None
+        self._build_statements()
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self._url.render_as_string(hide_password=True)!r})"
+
+    # lifecycle --------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        if self._is_sqlite:
+            engine = create_async_engine(self._url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+            event.listen(engine.sync_engine, "connect", self._configure_sqlite)
+            self._write_lock = asyncio.Lock()
+        else:
+            engine = create_async_engine(self._url, pool_size=10, max_overflow=20)
+        try:
+            with self._translated("open the database and apply schema migrations"):
+                applied = await migrate(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+        log.info("store %r open, migrations applied now: %s", self, applied or "none")
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+
+    def _configure_sqlite(self, dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA synchronous={self._synchronous}")
+        finally:
+            cursor.close()
+
+    # subjects ---------------------------------------------------------------------------------
+
+    async def put_subject(self, subject: Subject) -> None:
+        row = {"uuid": subject.uuid, "subject": subject.subject, "namespace": subject.namespace,
+               "doc": codec.dumps(codec.subject_to_doc(subject))}
+        with self._translated(f"store subject {subject.subject!r}"):
+            async with self._write() as conn:
+                await conn.execute(self._upsert_subject, row)
+
+    async def get_subject(self, uuid: str) -> Subject | None:
+        with self._translated("read a subject"):
+            doc = await self._scalar(self._select_subject, {"uuid": uuid})
+        return None if doc is None else codec.subject_from_doc(codec.loads(doc))
+
+    async def list_subjects(self) -> list[Subject]:
+        query = select(subjects.c.doc).order_by(subjects.c.subject, subjects.c.uuid)
+        with self._translated("list subjects"):
+            docs = await self._scalars(query)
+        return [codec.subject_from_doc(codec.loads(doc)) for doc in docs]
+
+    # entities ---------------------------------------------------------------------------------
+
+    async def get_entity(self, namespace: str, name: str) -> Entity | None:
+        with self._translated(f"read entity '{namespace}/{name}'"):
+            async with self._read() as conn:
+                row = (await conn.execute(self._select_entity, {"path": namespace, "name": name})).first()
+        return None if row is None else codec.entity_from_doc(row.collection, codec.loads(row.doc))
+
+    async def put_entities(self, puts: Sequence[Entity], deletes: Sequence[Entity] = ()) -> list[Entity]:
+        written = [replace(entity, revision=entity.revision + 1) for entity in puts]
+        with self._translated(f"write {len(puts)} and delete {len(deletes)} entities"):
+            async with self._write() as conn:
+                for old, new in zip(puts, written):
+                    if old.revision == 0:
+                        result = await conn.execute(self._insert_entity, _entity_row(new))
+                    else:
+                        result = await conn.execute(self._update_entity, _entity_update(old, new))
+                    if result.rowcount != 1:
+                        raise await self._conflict(conn, old, "write")
+                for entity in deletes:
+                    result = await conn.execute(self._delete_entity, {
+                        "path": entity.namespace, "name": entity.name,
+                        "collection": collection_of(entity).value, "revision": entity.revision})
+                    if result.rowcount != 1:
+                        raise await self._conflict(conn, entity, "delete")
+        return written
+
+    async def _conflict(self, conn: AsyncConnection, entity: Entity, verb: str) -> RevisionConflict:
+        """Explain a refused write; the refusal itself came from the conditional statement."""
+        collection = collection_of(entity).value
+        where = f"{collection} '{entity.namespace}/{entity.name}'"
+        row = (await conn.execute(self._select_entity, {"path": entity.namespace, "name": entity.name})).first()
+        if row is None:
+            return RevisionConflict(f"cannot {verb} {where} at revision {entity.revision}: it does not exist; "
+                                    "create it with revision 0")
+        stored = f"revision {row.revision}"
+        if row.collection != collection:
+            return RevisionConflict(f"cannot {verb} {where}: the name is taken by {row.collection} "
+                                    f"'{entity.namespace}/{entity.name}' ({stored}); choose another name")
+        if entity.revision == 0:
+            return RevisionConflict(f"cannot create {where}: it exists already at {stored}; "
+                                    f"update it with revision {row.revision}")
+        return RevisionConflict(f"cannot {verb} {where} at revision {entity.revision}: the stored one is at "
+                                f"{stored} (changed concurrently); re-read it and retry")
+
+    async def list_entities(self, collection: Collection, namespace: str, *, package: str | None = None,
+                            skip: int = 0, limit: int = 30) -> list[Entity]:
+        query = (select(entities.c.doc).where(*_entity_filter(collection, namespace, package))
+                 .order_by(entities.c.updated_ms.desc(), entities.c.path, entities.c.name)
+                 .offset(skip).limit(limit))
+        with self._translated(f"list {collection.value} of namespace {namespace!r}"):
+            docs = await self._scalars(query)
+        return [codec.entity_from_doc(collection, codec.loads(doc)) for doc in docs]
+
+    async def count_entities(self, collection: Collection, namespace: str, *, package: str | None = None) -> int:
+        query = select(func.count()).select_from(entities).where(*_entity_filter(collection, namespace, package))
+        with self._translated(f"count {collection.value} of namespace {namespace!r}"):
+            return int(await self._scalar(query) or 0)
+
+    # activations ------------------------------------------------------------------------------
+
+    async def accept(self, acceptance: Acceptance) -> bool:
+        what = f"accept event {acceptance.event.id!r}" if acceptance.event else "accept invocations"
+        try:
+            with self._translated(what):
+                async with self._write() as conn:
+                    await self._write_acceptance(conn, acceptance)
+        except _Unchanged:
+            log.info("event %s was accepted before; nothing written", acceptance.event and acceptance.event.id)
+            return False
+        return True
+
+    async def _write_acceptance(self, conn: AsyncConnection, acceptance: Acceptance) -> None:
+        if acceptance.event is not None:
+            result = await conn.execute(self._insert_event, _event_row(acceptance.event))
+            if result.rowcount != 1:
+                raise _Unchanged
+        if acceptance.invocations:
+            await conn.execute(pending.insert(), [_pending_row(i) for i in acceptance.invocations])
+        if acceptance.activations:
+            await conn.execute(activations.insert(), [_activation_row(a) for a in acceptance.activations])
+        if acceptance.cursor is not None:
+            feed_id, value = acceptance.cursor
+            await conn.execute(self._upsert_cursor, {"feed_id": feed_id, "value": value, "updated_ms": now_ms()})
+
+    async def complete(self, activation: Activation) -> bool:
+        try:
+            with self._translated(f"record activation {activation.activation_id}"):
+                async with self._write() as conn:
+                    result = await conn.execute(self._insert_activation, _activation_row(activation))
+                    if result.rowcount != 1:
+                        raise _Unchanged
+                    await conn.execute(self._delete_pending, {"activation_id": activation.activation_id})
+        except _Unchanged:
+            log.info("activation %s was recorded before; kept the first record", activation.activation_id)
+            return False
+        return True
+
+    async def get_activation(self, namespace: str, activation_id: str) -> Activation | None:
+        with self._translated(f"read activation {activation_id!r}"):
+            doc = await self._scalar(self._select_activation, {"namespace": namespace, "activation_id": activation_id})
+        return None if doc is None else codec.activation_from_doc(codec.loads(doc))
+
+    async def list_activations(self, query: ActivationQuery) -> list[Activation]:
+        statement = (select(activations.c.doc).where(*_activation_filter(query))
+                     .order_by(activations.c.start_ms.desc(), activations.c.activation_id.desc())
+                     .offset(query.skip).limit(query.limit))
+        with self._translated(f"list activations of namespace {query.namespace!r}"):
+            docs = await self._scalars(statement)
+        return [codec.activation_from_doc(codec.loads(doc)) for doc in docs]
+
+    async def count_activations(self, query: ActivationQuery) -> int:
+        statement = select(func.count()).select_from(activations).where(*_activation_filter(query))
+        with self._translated(f"count activations of namespace {query.namespace!r}"):
+            return int(await self._scalar(statement) or 0)
+
+    async def list_pending(self) -> list[Invocation]:
+        query = select(pending.c.doc).order_by(pending.c.accepted_ms, pending.c.activation_id)
+        with self._translated("list pending invocations"):
+            docs = await self._scalars(query)
+        return [codec.invocation_from_doc(codec.loads(doc)) for doc in docs]
+
+    # feeds, events, cursors -------------------------------------------------------------------
+
+    async def put_feed(self, registration: FeedRegistration) -> None:
+        row = {"trigger_fqn": registration.trigger, "namespace": registration.namespace,
+               "doc": codec.dumps(codec.feed_to_doc(registration))}
+        with self._translated(f"store the feed of trigger {registration.trigger!r}"):
+            async with self._write() as conn:
+                await conn.execute(self._upsert_feed, row)
+
+    async def get_feed(self, trigger: str) -> FeedRegistration | None:
+        with self._translated(f"read the feed of trigger {trigger!r}"):
+            doc = await self._scalar(select(feeds.c.doc).where(feeds.c.trigger_fqn == trigger))
+        return None if doc is None else codec.feed_from_doc(codec.loads(doc))
+
+    async def delete_feed(self, trigger: str) -> None:
+        with self._translated(f"delete the feed of trigger {trigger!r}"):
+            async with self._write() as conn:
+                await conn.execute(delete(feeds).where(feeds.c.trigger_fqn == trigger))
+
+    async def list_feeds(self) -> list[FeedRegistration]:
+        with self._translated("list feeds"):
+            docs = await self._scalars(select(feeds.c.doc).order_by(feeds.c.trigger_fqn))
+        return [codec.feed_from_doc(codec.loads(doc)) for doc in docs]
+
+    async def get_cursor(self, feed_id: str) -> str | None:
+        with self._translated(f"read the cursor of feed {feed_id!r}"):
+            return await self._scalar(select(cursors.c.value).where(cursors.c.feed_id == feed_id))
+
+    async def set_cursor(self, feed_id: str, value: str) -> None:
+        with self._translated(f"store the cursor of feed {feed_id!r}"):
+            async with self._write() as conn:
+                await conn.execute(self._upsert_cursor, {"feed_id": feed_id, "value": value, "updated_ms": now_ms()})
+
+    async def count_events(self, trigger: str | None = None) -> int:
+        """`trigger` is the fully qualified name, `/guest/t` or `/guest/pkg/t`; None counts all."""
+        query = select(func.count()).select_from(events)
+        if trigger is not None:
+            query = query.where(events.c.trigger_fqn == trigger)
+        with self._translated("count events"):
+            return int(await self._scalar(query) or 0)
+
+    # plumbing ---------------------------------------------------------------------------------
+
+    def _build_statements(self) -> None:
+        """Statements built once; their compiled form is cached by SQLAlchemy."""
+        insert = sqlite.insert if self._is_sqlite else postgresql.insert
+        self._select_subject = select(subjects.c.doc).where(subjects.c.uuid == bindparam("uuid"))
+        self._select_entity = (select(entities.c.collection, entities.c.revision, entities.c.doc)
+                               .where(entities.c.path == bindparam("path"), entities.c.name == bindparam("name")))
+        self._select_activation = select(activations.c.doc).where(
+            activations.c.activation_id == bindparam("activation_id"),
+            activations.c.namespace == bindparam("namespace"))
+        self._insert_entity = insert(entities).on_conflict_do_nothing(index_elements=["path", "name"])
+        self._update_entity = (
+            update(entities)
+            .where(entities.c.path == bindparam("b_path"), entities.c.name == bindparam("b_name"),
+                   entities.c.collection == bindparam("b_collection"),
+                   entities.c.revision == bindparam("b_revision"))
+            .values(revision=bindparam("new_revision"), updated_ms=bindparam("new_updated_ms"),
+                    doc=bindparam("new_doc")))
+        self._delete_entity = delete(entities).where(
+            entities.c.path == bindparam("path"), entities.c.name == bindparam("name"),
+            entities.c.collection == bindparam("collection"), entities.c.revision == bindparam("revision"))
+        self._insert_event = insert(events).on_conflict_do_nothing(index_elements=["id"])
+        self._insert_activation = insert(activations).on_conflict_do_nothing(index_elements=["activation_id"])
+        self._delete_pending = delete(pending).where(pending.c.activation_id == bindparam("activation_id"))
+        upsert_subject = insert(subjects)
+        self._upsert_subject = upsert_subject.on_conflict_do_update(index_elements=["uuid"], set_={
+            "subject": upsert_subject.excluded.subject, "namespace": upsert_subject.excluded.namespace,
+            "doc": upsert_subject.excluded.doc})
+        upsert_feed = insert(feeds)
+        self._upsert_feed = upsert_feed.on_conflict_do_update(index_elements=["trigger_fqn"], set_={
+            "namespace": upsert_feed.excluded.namespace, "doc": upsert_feed.excluded.doc})
+        upsert_cursor = insert(cursors)
+        self._upsert_cursor = upsert_cursor.on_conflict_do_update(index_elements=["feed_id"], set_={
+            "value": upsert_cursor.excluded.value, "updated_ms": upsert_cursor.excluded.updated_ms})
+
+    @property
+    def _opened(self) -> AsyncEngine:
+        if self._engine is None:
+            raise StoreError(f"store {self!r} is not open; call open() first")
+        return self._engine
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction. Invariant on SQLite: its first statement must write, so the
+        driver's implicit BEGIN takes the write lock at once (a read first could not upgrade
+        without SQLITE_BUSY when another process wrote meanwhile)."""
+        engine = self._opened
+        lock = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
+        async with lock:
+            async with engine.begin() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._opened.connect() as conn:
+            yield conn
+
+    async def _scalar(self, query: Select[Any], params: dict[str, Any] | None = None) -> Any:
+        async with self._read() as conn:
+            return (await conn.execute(query, params)).scalar_one_or_none()
+
+    async def _scalars(self, query: Select[Any]) -> list[Any]:
+        async with self._read() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    @contextlib.contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        """Turn database and driver failures into StoreError naming the operation and database."""
+        try:
+            yield
+        except (DBAPIError, PoolTimeoutError, OSError) as exc:
+            raise StoreError(f"could not {what} in {self!r}: {_describe(exc)}; "
+                             "check that the database is reachable and writable") from exc
+
+
+# --------------------------------------------------------------------------- rows and filters
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"store URL {url!r} is not a database URL; use sqlite+aiosqlite:///<file> "
+                          "or postgresql+asyncpg://user:password@host/db") from exc
+    backend = parsed.get_backend_name()
+    if backend not in _DRIVERS:
+        raise ConfigError(f"store URL backend {backend!r} is not supported; use sqlite or postgresql")
+    if parsed.drivername == backend:
+        parsed = parsed.set(drivername=_DRIVERS[backend])
+    if parsed.drivername != _DRIVERS[backend]:
+        raise ConfigError(f"store URL driver {parsed.drivername!r} is not supported; use {_DRIVERS[backend]}")
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError("store URL names no SQLite file; an in-memory database would lose accepted "
+                          "events on restart; use sqlite+aiosqlite:///<path to file>")
+    return parsed
+
+
+def _describe(exc: BaseException) -> str:
+    # The driver's own message, without SQLAlchemy's SQL and parameters (they may carry user data).
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {exc.orig}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _entity_row(entity: Entity) -> dict[str, Any]:
+    namespace, _, package = entity.namespace.partition("/")
+    return {"path": entity.namespace, "name": entity.name, "collection": collection_of(entity).value,
+            "namespace": namespace, "package": package, "revision": entity.revision,
+            "updated_ms": entity.updated_ms, "doc": codec.dumps(codec.entity_to_doc(entity))}
+
+
+def _entity_update(old: Entity, new: Entity) -> dict[str, Any]:
+    return {"b_path": new.namespace, "b_name": new.name, "b_collection": collection_of(new).value,
+            "b_revision": old.revision, "new_revision": new.revision, "new_updated_ms": new.updated_ms,
+            "new_doc": codec.dumps(codec.entity_to_doc(new))}
+
+
+def _entity_filter(collection: Collection, namespace: str, package: str | None) -> list[Any]:
+    conditions = [entities.c.namespace == namespace, entities.c.collection == collection.value]
+    if package is not None:
+        conditions.append(entities.c.package == package)
+    return conditions
+
+
+def _activation_filter(query: ActivationQuery) -> list[Any]:
+    conditions = [activations.c.namespace == query.namespace]
+    if query.name is not None:
+        conditions.append(activations.c.name == query.name)
+    if query.since_ms is not None:
+        conditions.append(activations.c.start_ms >= query.since_ms)
+    if query.upto_ms is not None:
+        conditions.append(activations.c.start_ms <= query.upto_ms)
+    return conditions
+
+
+def activation_list_name(activation: Activation) -> str:
+    """The `name` filter form: the `path` annotation without its namespace, else the name."""
+    path = annotation(activation.annotations, "path")
+    if isinstance(path, str) and "/" in path:
+        return path.split("/", 1)[1]
+    return activation.name
+
+
+def _activation_row(activation: Activation) -> dict[str, Any]:
+    return {"activation_id": activation.activation_id, "namespace": activation.namespace,
+            "name": activation_list_name(activation), "start_ms": activation.start_ms,
+            "doc": codec.dumps(codec.activation_to_doc(activation))}
+
+
+def _pending_row(invocation: Invocation) -> dict[str, Any]:
+    return {"activation_id": invocation.activation_id, "accepted_ms": invocation.accepted_ms,
+            "doc": codec.dumps(codec.invocation_to_doc(invocation))}
+
+
+def _event_row(trigger_event: TriggerEvent) -> dict[str, Any]:
+    return {"id": trigger_event.id, "trigger_fqn": str(trigger_event.trigger), "time_ms": trigger_event.time_ms,
+            "doc": codec.dumps(codec.event_to_doc(trigger_event))}

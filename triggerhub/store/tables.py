@@ -1,0 +1,68 @@
+"""SQLAlchemy Core descriptions of the tables that migrations.py creates, for building queries.
+
+They describe the schema after the latest migration; migrations.py is the source of truth.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, MetaData, Table, Text
+
+metadata = MetaData()
+
+subjects = Table(
+    "subjects", metadata,
+    Column("uuid", Text, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("doc", Text, nullable=False),
+)
+
+entities = Table(
+    "entities", metadata,
+    Column("path", Text, primary_key=True),  # `guest` or `guest/pkg`
+    Column("name", Text, primary_key=True),
+    Column("collection", Text, nullable=False),
+    Column("namespace", Text, nullable=False),  # root namespace
+    Column("package", Text, nullable=False),  # "" outside a package
+    Column("revision", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("doc", Text, nullable=False),
+)
+
+activations = Table(
+    "activations", metadata,
+    Column("activation_id", Text, primary_key=True),
+    Column("namespace", Text, nullable=False),  # the invoking namespace
+    Column("name", Text, nullable=False),  # "action" or "pkg/action", the list filter form
+    Column("start_ms", BigInteger, nullable=False),
+    Column("doc", Text, nullable=False),
+)
+
+pending = Table(
+    "pending", metadata,
+    Column("activation_id", Text, primary_key=True),
+    Column("accepted_ms", BigInteger, nullable=False),
+    Column("doc", Text, nullable=False),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Text, primary_key=True),  # CloudEvent id
+    Column("trigger_fqn", Text, nullable=False),  # "/guest/t" or "/guest/pkg/t"
+    Column("time_ms", BigInteger, nullable=False),
+    Column("doc", Text, nullable=False),
+)
+
+feeds = Table(
+    "feeds", metadata,
+    Column("trigger_fqn", Text, primary_key=True),
+    Column("namespace", Text, nullable=False),
+    Column("doc", Text, nullable=False),
+)
+
+cursors = Table(
+    "cursors", metadata,
+    Column("feed_id", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
