@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import asyncpg
+import paho.mqtt.client as mqtt
 import pytest
 
 from tests.plugins.services import asyncpg_dsn
@@ -36,3 +40,49 @@ async def test_fresh_pg_url_is_a_new_empty_database(postgres_url: str, fresh_pg_
     assert fresh_pg_url.startswith("postgresql+asyncpg://triggerhub:")
     assert tables == 0
     assert wal_level == "logical"
+
+
+def connected_client(host: str, port: int, client_id: str, clean_session: bool) -> mqtt.Client:
+    """A paho client with its network thread running, after the broker accepted it."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
+    )
+    accepted = threading.Event()
+    client.on_connect = lambda _client, _data, _flags, reason, _props: (
+        accepted.set() if not reason.is_failure else None
+    )
+    client.connect(host, port)
+    client.loop_start()
+    if not accepted.wait(10):
+        client.loop_stop()
+        pytest.fail(f"Mosquitto at {host}:{port} did not accept client {client_id!r} within 10 s")
+    return client
+
+
+@pytest.mark.mqtt
+def test_mqtt_qos1_message_reaches_a_subscriber(mqtt_broker: tuple[str, int]) -> None:
+    host, port = mqtt_broker
+    topic = "triggerhub/test/services/qos1"
+    received: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=10)
+    subscribed = threading.Event()
+
+    subscriber = connected_client(host, port, "th-services-sub", clean_session=True)
+    subscriber.on_message = lambda _client, _data, message: received.put_nowait(message)
+    subscriber.on_subscribe = lambda _client, _data, _mid, _codes, _props: subscribed.set()
+    publisher = connected_client(host, port, "th-services-pub", clean_session=True)
+    try:
+        subscriber.subscribe(topic, qos=1)
+        assert subscribed.wait(10)
+        info = publisher.publish(topic, b'{"celsius": 21.5}', qos=1)
+        info.wait_for_publish(timeout=10)
+        message = received.get(timeout=10)
+    finally:
+        for client in (subscriber, publisher):
+            client.disconnect()
+            client.loop_stop()
+
+    assert info.is_published()
+    assert (message.topic, message.payload, message.qos) == (topic, b'{"celsius": 21.5}', 1)
