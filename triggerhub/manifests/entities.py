@@ -1,0 +1,368 @@
+"""Turn a shape-checked manifest tree into REST PUT bodies, checking names and references.
+
+Names resolve the way wskdeploy resolves them: an action named in a rule or sequence is looked
+up in the same package first (`notify`), or given as `pkg/name` or `/namespace/pkg/name`.
+Triggers and rules are namespace-level even when declared under a package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from triggerhub.errors import Problem
+from triggerhub.manifests import params as P
+from triggerhub.manifests.actions import build_action_body, build_sequence_body
+from triggerhub.manifests.project import MANAGED_KEY, DesiredEntity, FeedSpec
+from triggerhub.manifests.source import Source, YamlPath
+from triggerhub.model import Collection, is_valid_name
+
+DEFAULT_PACKAGE = "default"
+OwnerKey = tuple[str, str, str]  # (package, kind, entity name); kind "package" for package inputs
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    value: Any
+    source: Source
+    path: YamlPath
+
+
+@dataclass(slots=True)
+class Overrides:
+    """Input values from the deployment file, keyed by owning entity then input name."""
+
+    values: dict[OwnerKey, dict[str, Override]] = field(default_factory=dict)
+
+    def add(self, owner: OwnerKey, key: str, value: Any, source: Source, path: YamlPath) -> None:
+        self.values.setdefault(owner, {})[key] = Override(value, source, path)
+
+    def of(self, owner: OwnerKey) -> dict[str, Override]:
+        return self.values.get(owner, {})
+
+
+def _map(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(slots=True)
+class _Index:
+    """Every declared name, so references can be checked before any body is built."""
+
+    actions: dict[str, set[str]] = field(default_factory=dict)  # package -> action and sequence names
+    sequences: dict[str, set[str]] = field(default_factory=dict)
+    triggers: dict[str, YamlPath] = field(default_factory=dict)
+    rules: dict[str, YamlPath] = field(default_factory=dict)
+    bindings: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class EntityBuilder:
+    source: Source
+    namespace: str
+    base_dir: Path
+    overrides: Overrides
+    cli_params: dict[str, str]
+    managed: dict[str, Any] | None
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    entities: list[DesiredEntity] = field(default_factory=list)
+    _index: _Index = field(default_factory=_Index)
+    _used_params: set[str] = field(default_factory=set)
+
+    # ------------------------------------------------------------------ walk
+
+    def build(self) -> None:
+        packages = list(self._packages())
+        if not packages:
+            self._problem((), "the manifest declares no packages; add 'packages:' or 'project: packages:'")
+            return
+        for pkg, path, raw in packages:
+            self._index_package(pkg, path, raw)
+        for pkg, path, raw in packages:
+            self._build_package(pkg, path, raw)
+        for pkg, path, raw in packages:
+            for name, entity_path, entity_raw in self._named(path, raw, "actions"):
+                self._build_action(pkg, name, entity_path, entity_raw)
+        self._build_sequences(packages)
+        for pkg, path, raw in packages:
+            for name, entity_path, entity_raw in self._named(path, raw, "triggers"):
+                self._build_trigger(pkg, name, entity_path, entity_raw)
+        for pkg, path, raw in packages:
+            for name, entity_path, entity_raw in self._named(path, raw, "rules"):
+                self._build_rule(pkg, name, entity_path, entity_raw)
+        for unused in sorted(set(self.cli_params) - self._used_params):
+            self.warnings.append(f"--param {unused}: no input of that name in the manifest")
+
+    def _packages(self) -> Iterator[tuple[str, YamlPath, dict[str, Any]]]:
+        seen: dict[str, YamlPath] = {}
+        for root in (("project", "packages"), ("packages",)):
+            for pkg, raw in _map(self.source.get(root)).items():
+                path = root + (pkg,)
+                if pkg in seen:
+                    self._problem(path, f"package '{pkg}' is declared twice; also at {self._at(seen[pkg])}")
+                    continue
+                seen[pkg] = path
+                yield pkg, path, _map(raw)
+
+    def _named(self, pkg_path: YamlPath, pkg_raw: dict[str, Any], kind: str) -> Iterator[tuple[str, YamlPath, Any]]:
+        for name, raw in _map(pkg_raw.get(kind)).items():
+            yield name, pkg_path + (kind, name), raw
+
+    def _index_package(self, pkg: str, path: YamlPath, raw: dict[str, Any]) -> None:
+        if pkg != DEFAULT_PACKAGE:
+            self._check_name(pkg, path)
+        names = self._index.actions.setdefault(pkg, set())
+        for kind in ("actions", "sequences"):
+            for name, entity_path, _ in self._named(path, raw, kind):
+                if name in names:
+                    self._problem(entity_path, f"'{name}' is declared twice in package '{pkg}'")
+                names.add(name)
+                if kind == "sequences":
+                    self._index.sequences.setdefault(pkg, set()).add(name)
+        for kind, seen in (("triggers", self._index.triggers), ("rules", self._index.rules)):
+            for name, entity_path, _ in self._named(path, raw, kind):
+                if name in seen:
+                    self._problem(entity_path, f"{kind[:-1]} '{name}' is declared twice; also at "
+                                               f"{self._at(seen[name])}")
+                seen[name] = entity_path
+        for name, _, _ in self._named(path, raw, "dependencies"):
+            self._index.bindings.add(name)
+        for unsupported in ("apis", "feeds"):
+            if raw.get(unsupported):
+                self._problem(path + (unsupported,), f"'{unsupported}' is not supported by triggerhub; "
+                                                     f"remove it (declare feeds as triggers with 'feed:')")
+
+    # ------------------------------------------------------------------ packages
+
+    def _build_package(self, pkg: str, path: YamlPath, raw: dict[str, Any]) -> None:
+        if pkg != DEFAULT_PACKAGE:
+            body = {"publish": bool(raw.get("public", False)),
+                    "parameters": self._inputs((pkg, "package", pkg), path, raw.get("inputs")),
+                    "annotations": self._annotations(raw.get("annotations"))}
+            self._add(Collection.PACKAGES, pkg, body, path)
+        for name, dep_path, dep_raw in self._named(path, raw, "dependencies"):
+            self._build_binding(pkg, name, dep_path, _map(dep_raw))
+
+    def _build_binding(self, pkg: str, name: str, path: YamlPath, raw: dict[str, Any]) -> None:
+        self._check_name(name, path)
+        location = str(raw.get("location", ""))
+        parts = location.strip("/").split("/")
+        if not location.startswith("/") or len(parts) != 2 or not all(parts):
+            self._problem(path + ("location",), f"dependency location '{location}' is not supported; use a "
+                                                "package path /namespace/package (remote manifests are not "
+                                                "fetched)")
+            return
+        namespace = self.namespace if parts[0] == "_" else parts[0]
+        body = {"publish": False, "binding": {"namespace": namespace, "name": parts[1]},
+                "parameters": self._inputs((pkg, "dependencies", name), path, raw.get("inputs")),
+                "annotations": self._annotations(raw.get("annotations"))}
+        self._add(Collection.PACKAGES, name, body, path)
+
+    # ------------------------------------------------------------------ actions
+
+    def _build_action(self, pkg: str, name: str, path: YamlPath, raw: Any) -> None:
+        self._check_name(name, path)
+        raw = _map(raw)
+        body, problems, warnings = build_action_body(raw, self.base_dir)
+        for sub_path, message in problems:
+            self._problem(path + sub_path, message)
+        self.warnings.extend(f"{self._at(path)} {w}" for w in warnings)
+        if body is None:
+            return
+        body["parameters"] = self._inputs((pkg, "actions", name), path, raw.get("inputs"))
+        body["annotations"] = self._annotations(raw.get("annotations"), body["annotations"])
+        self._add(Collection.ACTIONS, self._qualified(pkg, name), body, path)
+
+    def _build_sequences(self, packages: list[tuple[str, YamlPath, dict[str, Any]]]) -> None:
+        pending: list[tuple[str, str, YamlPath, list[tuple[str, str]]]] = []
+        for pkg, pkg_path, raw in packages:
+            for name, path, seq_raw in self._named(pkg_path, raw, "sequences"):
+                self._check_name(name, path)
+                components = self._components(pkg, name, path, _map(seq_raw))
+                if components is not None:
+                    pending.append((pkg, name, path, components))
+        for pkg, name, path, components in self._sequence_order(pending):
+            seq_raw = _map(self.source.get(path))
+            body = build_sequence_body(seq_raw, [self._fqn(p, a) for p, a in components])
+            body["annotations"] = self._annotations(seq_raw.get("annotations"), body["annotations"])
+            self._add(Collection.ACTIONS, self._qualified(pkg, name), body, path, is_sequence=True)
+
+    def _components(self, pkg: str, name: str, path: YamlPath, raw: dict[str, Any]) -> list[tuple[str, str]] | None:
+        listed = [part.strip() for part in str(raw.get("actions", "")).split(",")]
+        if not any(listed) or not all(listed):
+            self._problem(path + ("actions",), f"'{raw.get('actions', '')}' is not a comma-separated list of "
+                                               f"action names, e.g. \"first, second\"")
+            return None
+        resolved = []
+        for ref in listed:
+            target = self._action_ref(pkg, ref, path + ("actions",))
+            if target == (pkg, name):
+                self._problem(path + ("actions",), f"sequence '{name}' names itself; a sequence may not "
+                                                   f"refer to itself")
+                return None
+            if target is not None:
+                resolved.append(target)
+        return resolved if len(resolved) == len(listed) else None
+
+    def _sequence_order(self, pending: list[tuple[str, str, YamlPath, list[tuple[str, str]]]]
+                        ) -> list[tuple[str, str, YamlPath, list[tuple[str, str]]]]:
+        """Sequences that use other sequences come after them; a cycle is a problem."""
+        by_key = {(pkg, name): item for item in pending for pkg, name in [item[:2]]}
+        ordered, state = [], {}
+
+        def visit(key: tuple[str, str], trail: list[str]) -> None:
+            if state.get(key) == "done":
+                return
+            if state.get(key) == "active":
+                self._problem(by_key[key][2], "sequences form a cycle: " + " -> ".join(trail + [key[1]]))
+                return
+            state[key] = "active"
+            for component in by_key[key][3]:
+                if component in by_key:
+                    visit(component, trail + [key[1]])
+            state[key] = "done"
+            ordered.append(by_key[key])
+
+        for key in by_key:
+            visit(key, [])
+        return ordered
+
+    # ------------------------------------------------------------------ triggers and rules
+
+    def _build_trigger(self, pkg: str, name: str, path: YamlPath, raw: Any) -> None:
+        self._check_name(name, path)
+        raw = _map(raw)
+        inputs = self._inputs((pkg, "triggers", name), path, raw.get("inputs"))
+        annotations = self._annotations(raw.get("annotations"))
+        feed = raw.get("feed")
+        feed_spec = None
+        if feed is not None:
+            feed_fqn = self._feed_fqn(str(feed), path + ("feed",))
+            if feed_fqn is None:
+                return
+            feed_spec = FeedSpec(feed_fqn, {p["key"]: p["value"] for p in inputs})
+            inputs = []  # like `wsk trigger create --feed`: inputs go to the feed, not the trigger
+            annotations = [a for a in annotations if a["key"] != "feed"] + [{"key": "feed", "value": feed_fqn}]
+        body = {"publish": False, "parameters": inputs, "annotations": annotations}
+        self._add(Collection.TRIGGERS, name, body, path, feed=feed_spec)
+
+    def _feed_fqn(self, feed: str, path: YamlPath) -> str | None:
+        parts = feed.strip("/").split("/")
+        if feed.startswith("/") and len(parts) == 3 and all(parts):
+            namespace = self.namespace if parts[0] == "_" else parts[0]
+            return f"/{namespace}/{parts[1]}/{parts[2]}"
+        if not feed.startswith("/") and len(parts) == 2 and all(parts):
+            return f"/{self.namespace}/{parts[0]}/{parts[1]}"
+        self._problem(path, f"feed '{feed}' is not a feed action name; use /namespace/package/feed "
+                            f"(e.g. /whisk.system/alarms/alarm) or <dependency>/<feed>")
+        return None
+
+    def _build_rule(self, pkg: str, name: str, path: YamlPath, raw: Any) -> None:
+        self._check_name(name, path)
+        raw = _map(raw)
+        trigger = str(raw.get("trigger", ""))
+        if trigger.startswith("/"):
+            trigger_fqn = trigger
+        elif trigger in self._index.triggers:
+            trigger_fqn = f"/{self.namespace}/{trigger}"
+        else:
+            known = ", ".join(sorted(self._index.triggers)) or "(none)"
+            self._problem(path + ("trigger",), f"unknown trigger '{trigger}'; known: {known}")
+            trigger_fqn = None
+        action = self._action_ref(pkg, str(raw.get("action", "")), path + ("action",))
+        if trigger_fqn is None or action is None:
+            return
+        body = {"trigger": trigger_fqn, "action": self._fqn(*action), "publish": False,
+                "annotations": self._annotations(raw.get("annotations"))}
+        self._add(Collection.RULES, name, body, path)
+
+    def _action_ref(self, pkg: str, ref: str, path: YamlPath) -> tuple[str, str] | None:
+        """(package, name) of an action or sequence reference; `/ns/...` refers outside the manifest."""
+        if ref.startswith("/"):
+            parts = ref.strip("/").split("/")
+            if len(parts) in (2, 3) and all(parts):
+                return ("/" + "/".join(parts[:-1]), parts[-1])
+            self._problem(path, f"'{ref}' is not an action name; use name, package/name or "
+                                f"/namespace/package/name")
+            return None
+        target_pkg, _, target = ref.rpartition("/")
+        target_pkg = target_pkg or pkg
+        if target_pkg not in self._index.actions:
+            return (target_pkg, target)  # a binding or a package already on the hub: the hub checks it
+        known = self._index.actions[target_pkg]
+        if target not in known:
+            self._problem(path, f"unknown action '{ref}'; known: {', '.join(sorted(known)) or '(none)'}")
+            return None
+        return (target_pkg, target)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _inputs(self, owner: OwnerKey, path: YamlPath, raw: Any) -> list[dict[str, Any]]:
+        values: dict[str, Any] = {}
+        declared: dict[str, str | None] = {}
+        for key, value in _map(raw).items():
+            try:
+                resolved = P.resolve(value)
+            except P.ParamTypeError as exc:
+                self._problem(path + ("inputs", key), str(exc))
+                continue
+            values[key], declared[key] = resolved.value, resolved.declared_type
+        for key, override in self.overrides.of(owner).items():
+            try:
+                values[key] = P.typed_value(P.resolve(override.value).value, declared.get(key))
+            except P.ParamTypeError as exc:
+                self.problems.append(override.source.problem(override.path, str(exc)))
+        for key in values:
+            if key in self.cli_params:
+                self._used_params.add(key)
+                try:
+                    values[key] = _cli_value(self.cli_params[key], declared.get(key))
+                except P.ParamTypeError as exc:
+                    self.problems.append(Problem("--param", 1, 1, key, str(exc)))
+        return [{"key": k, "value": v} for k, v in values.items()]
+
+    def _annotations(self, raw: Any, computed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        merged = {k: v for k, v in _map(raw).items()}
+        for item in computed or []:
+            merged[item["key"]] = item["value"]
+        if self.managed is not None:
+            merged[MANAGED_KEY] = dict(self.managed)
+        return [{"key": k, "value": v} for k, v in merged.items()]
+
+    def _add(self, collection: Collection, name: str, body: dict[str, Any], path: YamlPath,
+             feed: FeedSpec | None = None, is_sequence: bool = False) -> None:
+        self.entities.append(DesiredEntity(collection, name, body, self._at(path), feed, is_sequence))
+
+    def _qualified(self, pkg: str, name: str) -> str:
+        return name if pkg == DEFAULT_PACKAGE else f"{pkg}/{name}"
+
+    def _fqn(self, pkg: str, name: str) -> str:
+        if pkg.startswith("/"):
+            return f"{pkg}/{name}"
+        return f"/{self.namespace}/{name}" if pkg == DEFAULT_PACKAGE else f"/{self.namespace}/{pkg}/{name}"
+
+    def _check_name(self, name: str, path: YamlPath) -> None:
+        if not is_valid_name(name):
+            self._problem(path, f"'{name}' is not a valid name; use letters, digits, '_', '@', '.', '&', '-' "
+                                f"and inner spaces, at most 256 characters")
+
+    def _problem(self, path: YamlPath, message: str) -> None:
+        self.problems.append(self.source.problem(path, message))
+
+    def _at(self, path: YamlPath) -> str:
+        line, column = self.source.where(path)
+        return f"{self.source.file}:{line}:{column}"
+
+
+def _cli_value(text: str, declared: str | None) -> Any:
+    """--param values are text; a declared type converts them, else JSON literals are honoured."""
+    if declared is not None:
+        return P.typed_value(text, declared)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -1,0 +1,145 @@
+"""Load a wskdeploy manifest (+ deployment overlay + --param values) into a validated Project.
+
+Pure apart from reading the manifest, the deployment file and `function:` files. Every problem
+found is collected and raised together as one ManifestError; nothing is half-loaded.
+Precedence of input values: --param > deployment file > manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from triggerhub.errors import ManifestError, Problem
+from triggerhub.manifests.entities import EntityBuilder, Overrides
+from triggerhub.manifests.project import Project
+from triggerhub.manifests.schema import DEPLOYMENT, MANIFEST, check_shape
+from triggerhub.manifests.source import Source, YamlPath, parse_source, read_source
+
+DEFAULT_MANIFESTS = ("manifest.yaml", "manifest.yml")
+DEFAULT_DEPLOYMENTS = ("deployment.yaml", "deployment.yml")
+
+
+def display_name(path: Path) -> str:
+    """The path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def find_manifest(folder: Path) -> Path:
+    for name in DEFAULT_MANIFESTS:
+        if (folder / name).is_file():
+            return folder / name
+    raise ManifestError([Problem(display_name(folder), 1, 1, "<root>",
+                                 "no manifest.yaml or manifest.yml here; pass -m <manifest>")])
+
+
+def load_project(manifest: Path, *, deployment: Path | None = None,
+                 params: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
+                 namespace: str = "_", managed: bool | None = None) -> Project:
+    """Validate everything and return the Project, or raise ManifestError listing every problem."""
+    env = dict(os.environ if env is None else env)
+    name = display_name(manifest)
+    source = read_source(manifest, name, env)
+    project_inputs = source.get(("project", "inputs"))
+    if isinstance(project_inputs, dict) and project_inputs:
+        # project inputs are usable as $NAME; the real environment wins over them
+        env = {**{k: str(v) for k, v in project_inputs.items() if not isinstance(v, dict)}, **env}
+        source = parse_source(source.text, name, env)
+    problems = check_shape(source, MANIFEST)
+    overrides = Overrides()
+    deployment_name: str | None = None
+    if deployment is not None:
+        overlay = read_source(deployment, display_name(deployment), env)
+        shape = check_shape(overlay, DEPLOYMENT)
+        problems += shape
+        if not shape:
+            deployment_name = _overlay(source, overlay, overrides, problems)
+    project_name = _project_name(source, deployment_name, problems, overlay_file=deployment)
+    is_managed = project_name is not None if managed is None else managed
+    if is_managed and project_name is None:
+        problems.append(source.problem((), "a managed deployment needs a project name; add 'project: name:'"))
+    builder = EntityBuilder(
+        source=source, namespace=namespace, base_dir=manifest.parent, overrides=overrides,
+        cli_params=dict(params or {}),
+        managed=_managed_annotation(project_name, source, name) if is_managed else None)
+    if not problems:
+        builder.build()
+        problems += builder.problems
+    if problems:
+        raise ManifestError(_unique(problems))
+    return Project(file=name, namespace=namespace, name=project_name, managed=is_managed,
+                   entities=tuple(builder.entities), warnings=tuple(builder.warnings))
+
+
+def _project_name(source: Source, from_deployment: str | None, problems: list[Problem],
+                  overlay_file: Path | None) -> str | None:
+    declared = source.get(("project", "name"))
+    if declared and from_deployment and declared != from_deployment:
+        problems.append(source.problem(("project", "name"),
+                                       f"project '{declared}' does not match '{from_deployment}' in "
+                                       f"{display_name(overlay_file) if overlay_file else 'the deployment'}"))
+    return declared or from_deployment or None
+
+
+def _managed_annotation(project_name: str | None, source: Source, file: str) -> dict[str, Any]:
+    content = source.text.encode("utf-8")
+    digest = hashlib.sha1(b"OpenWhisk " + str(len(content)).encode() + b"\0" + content).hexdigest()
+    return {"projectName": project_name, "projectHash": digest, "projectDeps": [], "file": file}
+
+
+def _overlay(manifest: Source, overlay: Source, overrides: Overrides, problems: list[Problem]) -> str | None:
+    """Record the deployment file's input values; names must exist in the manifest."""
+    declared = _packages(manifest)
+    for root in (("project", "packages"), ("packages",)):
+        for pkg, pkg_raw in (overlay.get(root) or {}).items():
+            pkg_path: YamlPath = root + (pkg,)
+            if pkg not in declared:
+                problems.append(overlay.problem(pkg_path, f"package '{pkg}' is not in the manifest; "
+                                                          f"known: {', '.join(sorted(declared)) or '(none)'}"))
+                continue
+            pkg_raw = pkg_raw or {}
+            for key, value in (pkg_raw.get("inputs") or {}).items():
+                overrides.add((pkg, "package", pkg), key, value, overlay, pkg_path + ("inputs", key))
+            for kind in ("actions", "sequences", "triggers", "rules", "dependencies"):
+                _overlay_entities(declared[pkg], pkg, kind, pkg_raw, pkg_path, overlay, overrides, problems)
+    name = overlay.get(("project", "name"))
+    return name if isinstance(name, str) and name else None
+
+
+def _overlay_entities(pkg_raw: Any, pkg: str, kind: str, overlay_pkg: dict[str, Any], pkg_path: YamlPath,
+                      overlay: Source, overrides: Overrides, problems: list[Problem]) -> None:
+    known = (pkg_raw or {}).get(kind) or {}
+    for entity, entity_raw in (overlay_pkg.get(kind) or {}).items():
+        entity_path = pkg_path + (kind, entity)
+        if entity not in known:
+            word = kind.rstrip("s").replace("dependencie", "dependency")
+            problems.append(overlay.problem(entity_path, f"{word} '{entity}' is not in package '{pkg}' of the "
+                                                         f"manifest; known: {', '.join(sorted(known)) or '(none)'}"))
+            continue
+        for key, value in ((entity_raw or {}).get("inputs") or {}).items():
+            overrides.add((pkg, kind, entity), key, value, overlay, entity_path + ("inputs", key))
+
+
+def _packages(source: Source) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for root in (("project", "packages"), ("packages",)):
+        packages = source.get(root)
+        if isinstance(packages, dict):
+            out.update(packages)
+    return out
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen: set[Problem] = set()
+    out = []
+    for problem in problems:
+        if problem not in seen:
+            seen.add(problem)
+            out.append(problem)
+    return out
