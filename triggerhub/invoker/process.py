@@ -1,0 +1,293 @@
+"""The process runtime: each action runtime is a local proxy process (no container).
+
+Used when no Docker engine answers. The proxy (runtimes/<lang>/proxy*) listens on a Unix
+socket in a private temporary directory; stdout and stderr are pipes read by the hub.
+It is NOT isolated: memory limits are not enforced, the action shares the host's network
+and file system, and blackbox (image) actions are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from triggerhub.errors import ActionRuntimeError
+from triggerhub.invoker.base import LOG_SENTINEL, ProxyResponse, RuntimeSpec
+from triggerhub.invoker.proxy_client import ProxyClient
+from triggerhub.model import JSON
+
+logger = logging.getLogger(__name__)
+
+RUNTIMES_DIR = Path(__file__).resolve().parents[2] / "runtimes"
+DIR_PREFIX = "triggerhub-proc-"
+_PIPE_LIMIT_BYTES = 1024 * 1024  # longer log lines are split into parts of this size
+_STREAM_CAP_BYTES = 11 * 1024 * 1024  # kept per stream per activation; above the 10 MB log limit
+_SENTINEL = LOG_SENTINEL.encode()
+COLLECTION_ISSUE = "There was an issue while collecting your logs. Data might be missing."
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    time_ns: int
+    stream: str  # "stdout" or "stderr"
+    text: str
+
+
+def format_logs(lines: list[LogLine], limit_bytes: int) -> list[str]:
+    """OpenWhisk's activation log lines: `f"{time:<30} {stream}: {text}"`, cut at `limit_bytes`
+    (counting the UTF-8 bytes of each line's text) with a closing truncation notice."""
+    out: list[str] = []
+    total_bytes = 0
+    for line in sorted(lines, key=lambda entry: entry.time_ns):
+        total_bytes += len(line.text.encode("utf-8"))
+        if total_bytes > limit_bytes:
+            out.append(f"Logs were truncated because the total bytes size exceeds the limit of {limit_bytes} bytes.")
+            break
+        out.append(f"{iso_ns(line.time_ns):<30} {line.stream}: {line.text}")
+    return out
+
+
+def iso_ns(time_ns: int) -> str:
+    """`2026-11-28T03:19:26.123456789Z` (nanoseconds, as docker stamps its log lines)."""
+    seconds, fraction = divmod(time_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+class LogStream:
+    """One pipe of a proxy, read line by line into the current activation's buffer."""
+
+    def __init__(self, name: str, reader: asyncio.StreamReader) -> None:
+        self.name = name
+        self._reader = reader
+        self.lines: list[LogLine] = []
+        self._kept_bytes = 0
+        self.at_sentinel = False
+        self.at_eof = False
+
+    @property
+    def finished(self) -> bool:
+        return self.at_sentinel or self.at_eof
+
+    async def collect(self, past_sentinel: bool = False) -> None:
+        """Read until this activation's sentinel (or EOF; with `past_sentinel`, EOF only)."""
+        while not self.at_eof and (past_sentinel or not self.at_sentinel):
+            raw = await self._read_line()
+            if not raw:
+                self.at_eof = True
+                return
+            stamp = time.time_ns()
+            text = raw.rstrip(b"\r\n")
+            if text.endswith(_SENTINEL):
+                self.at_sentinel = True
+                text = text[: -len(_SENTINEL)]
+                if not text:
+                    continue
+            if self._kept_bytes < _STREAM_CAP_BYTES:
+                self._kept_bytes += len(text)
+                self.lines.append(LogLine(stamp, self.name, text.decode("utf-8", errors="replace")))
+
+    def take(self) -> list[LogLine]:
+        lines, self.lines, self._kept_bytes, self.at_sentinel = self.lines, [], 0, False
+        return lines
+
+    async def _read_line(self) -> bytes:
+        try:
+            return await self._reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:
+            return await self._reader.readexactly(exc.consumed)  # a very long line, taken in parts
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial  # the last unterminated line, then b"" (EOF)
+
+
+class ProcessRuntime:
+    """A proxy process; one activation at a time (the pool guarantees it)."""
+
+    def __init__(self, spec: RuntimeSpec, process: asyncio.subprocess.Process, client: ProxyClient,
+                 workdir: str, log_grace_ms: int) -> None:
+        assert process.stdout is not None and process.stderr is not None  # created with PIPE
+        self.spec = spec
+        self.pid = process.pid
+        self._process = process
+        self._client = client
+        self._workdir = workdir
+        self._log_grace_ms = log_grace_ms
+        self._streams = (LogStream("stdout", process.stdout), LogStream("stderr", process.stderr))
+        self._destroyed = False
+
+    async def init(self, value: dict[str, JSON], timeout_ms: int) -> ProxyResponse:
+        return await self._exchange("/init", {"value": value}, timeout_ms)
+
+    async def run(self, body: dict[str, JSON], timeout_ms: int) -> ProxyResponse:
+        return await self._exchange("/run", body, timeout_ms)
+
+    async def logs(self, limit_bytes: int) -> list[str]:
+        """Lines since the last call, up to both sentinels. After destroy(): what the process
+        wrote before it died. Waits at most the log grace for missing sentinels."""
+        complete = True
+        try:
+            async with asyncio.timeout(self._log_grace_ms / 1000):
+                for stream in self._streams:
+                    await stream.collect()
+        except TimeoutError:
+            complete = False
+        lines = format_logs([line for stream in self._streams for line in stream.take()], limit_bytes)
+        if not complete:
+            lines.append(COLLECTION_ISSUE)
+        return lines
+
+    async def pause(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    async def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    async def destroy(self) -> None:
+        """Kill the whole process group, keep what it wrote for logs(), remove its directory."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        self._signal(signal.SIGKILL)
+        await self._process.wait()
+        await self._client.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):  # a grandchild that left the group may hold a pipe
+                for stream in self._streams:
+                    await stream.collect(past_sentinel=True)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        logger.debug("process runtime %s (%s) destroyed", self.pid, self.spec.kind)
+
+    async def _exchange(self, path: str, body: dict[str, JSON], timeout_ms: int) -> ProxyResponse:
+        # The pipes are drained while the request runs, so a chatty action never blocks on a
+        # full pipe; readers stop at the sentinel, which the proxy writes before answering.
+        async with asyncio.TaskGroup() as tg:
+            drains = [tg.create_task(stream.collect()) for stream in self._streams if not stream.finished]
+            try:
+                response = await self._client.post(path, body, timeout_ms)
+            finally:
+                for drain in drains:
+                    drain.cancel()
+        return response
+
+    def _signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)
+
+
+class ProcessRuntimeFactory:
+    """Starts proxy processes: python:* → `python3 proxy.py`, nodejs:* → `node proxy.js`.
+
+    Memory limits (`RuntimeSpec.memory_mb`) are NOT enforced in process mode, and actions are
+    not isolated from the host; use the Docker runtime for that.
+    """
+
+    def __init__(self, *, runtimes_dir: Path = RUNTIMES_DIR, python: str = sys.executable,
+                 node: str = "node", start_timeout_ms: int = 10_000, log_grace_ms: int = 2_000,
+                 api_host: str | None = None, temp_root: str | None = None) -> None:
+        self._commands = {
+            "python": [python, str(runtimes_dir / "python" / "proxy.py")],
+            "nodejs": [node, str(runtimes_dir / "nodejs" / "proxy.js")],
+        }
+        self._start_timeout_ms = start_timeout_ms
+        self._log_grace_ms = log_grace_ms
+        self._api_host = api_host
+        self._temp_root = temp_root or tempfile.gettempdir()
+
+    async def create(self, spec: RuntimeSpec) -> ProcessRuntime:
+        command = self._command_for(spec)
+        workdir = tempfile.mkdtemp(prefix=DIR_PREFIX, dir=self._temp_root)
+        Path(workdir, "owner").write_text(str(os.getpid()))
+        socket_path = os.path.join(workdir, "proxy.sock")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=workdir, env=self._env(workdir, socket_path),
+                start_new_session=True, limit=_PIPE_LIMIT_BYTES)
+        except OSError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise ActionRuntimeError(f"cannot start the {spec.kind} proxy {command}: {exc}; "
+                                     f"is {command[0]!r} installed and on PATH?") from exc
+        Path(workdir, "pid").write_text(str(process.pid))
+        client = ProxyClient(socket_path=socket_path)
+        runtime = ProcessRuntime(spec, process, client, workdir, self._log_grace_ms)
+        if not await self._wait_ready(process, client):
+            await runtime.destroy()
+            stderr = " ".join(line.text for line in runtime._streams[1].take())[-500:]
+            raise ActionRuntimeError(f"the {spec.kind} proxy {command} did not answer on {socket_path} "
+                                     f"within {self._start_timeout_ms} ms; its stderr: {stderr or '(empty)'}")
+        logger.debug("process runtime %s (%s) started", process.pid, spec.kind)
+        return runtime
+
+    async def cleanup_orphans(self) -> int:
+        """Kill proxies whose hub process is gone and remove their directories."""
+        removed = 0
+        for workdir in Path(self._temp_root).glob(DIR_PREFIX + "*"):
+            owner = _read_pid(workdir / "owner")
+            if owner is not None and _alive(owner):
+                continue
+            pid = _read_pid(workdir / "pid")
+            if pid is not None and _is_proxy(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+            shutil.rmtree(workdir, ignore_errors=True)
+            removed += 1
+        return removed
+
+    def _command_for(self, spec: RuntimeSpec) -> list[str]:
+        if spec.kind == "blackbox" or spec.image is not None:
+            raise ActionRuntimeError(f"blackbox actions need the Docker runtime (image {spec.image!r}); "
+                                     "start a Docker engine or use a python/nodejs kind")
+        family = spec.kind.partition(":")[0]
+        if family not in self._commands:
+            raise ActionRuntimeError(f"kind {spec.kind!r} is not supported by the process runtime; "
+                                     f"supported: {', '.join(sorted(self._commands))}")
+        return self._commands[family]
+
+    def _env(self, workdir: str, socket_path: str) -> dict[str, str]:
+        # A clean environment: the hub's own settings (database URLs, keys) must not leak in.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": workdir, "LANG": "C.UTF-8",
+               "TMPDIR": workdir, "PYTHONDONTWRITEBYTECODE": "1", "TRIGGERHUB_SOCKET": socket_path}
+        if self._api_host:
+            env["__OW_API_HOST"] = self._api_host
+        return env
+
+    async def _wait_ready(self, process: asyncio.subprocess.Process, client: ProxyClient) -> bool:
+        deadline = time.monotonic() + self._start_timeout_ms / 1000
+        while process.returncode is None and time.monotonic() < deadline:
+            if await client.ready(timeout_ms=50):
+                return True
+        return False
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_proxy(pid: int) -> bool:
+    """Guards against a recycled pid: only a process running one of our proxies is killed."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"proxy.py" in cmdline or b"proxy.js" in cmdline
