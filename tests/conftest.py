@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.plugins.services",
     "tests.plugins.hub",
+    "tests.plugins.feeds",
 ]

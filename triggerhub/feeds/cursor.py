@@ -1,0 +1,27 @@
+"""What a feed may ask of the hub besides emitting: a durable cursor of its own.
+
+A feed that remembers its source position (an alarm's last fired instant, an MQTT packet-id
+generation, the files already reported) reads it once at start with `load` and writes it
+together with an event: `emit(event, cursor=(key, value))` stores both in one transaction, so
+the position can never run ahead of, or lag behind, the stored events. Keys are private to
+one feed registration (the hub prefixes them with the trigger).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from triggerhub.model import TriggerEvent
+
+Cursor = tuple[str, str]
+"""(key, value) of one feed-private cursor."""
+
+
+class CursorEmit(Protocol):
+    async def __call__(self, event: TriggerEvent, cursor: Cursor | None = None) -> bool:
+        """Like feeds.base.Emit, also storing `cursor` in the same transaction as the event."""
+
+
+class CursorLoader(Protocol):
+    async def __call__(self, key: str) -> str | None:
+        """The stored value of this feed's cursor `key`, or None when never written."""
