@@ -1,0 +1,86 @@
+"""Routes for activation records: list, get, logs, result (reference 1.3, activations)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from triggerhub.api import views
+from triggerhub.api.app import ENGINE, identity_of
+from triggerhub.api.entities import _namespace, list_window
+from triggerhub.errors import FORBIDDEN, NOT_FOUND, BadRequest, Forbidden, NotFound
+from triggerhub.model import ACTIVATION_ID_RE, Activation
+from triggerhub.store.base import ActivationQuery
+
+routes = web.RouteTableDef()
+
+
+def _epoch(request: web.Request, key: str) -> int | None:
+    raw = request.query.get(key)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise BadRequest(f"Parameter is not a valid value for epoch seconds: {raw}") from exc
+
+
+def _query(request: web.Request, namespace: str) -> ActivationQuery:
+    name = request.query.get("name")
+    if name is not None:
+        name = name.strip("/")
+        if not name or len(name.split("/")) > 2:
+            raise BadRequest(f"Parameter may be a 'simple' name or 'package-name/simple' name: {request.query['name']}")
+    skip, limit = list_window(request, "activations")
+    return ActivationQuery(namespace=namespace, name=name, since_ms=_epoch(request, "since"),
+                           upto_ms=_epoch(request, "upto"), skip=skip, limit=limit)
+
+
+def _own_namespace(request: web.Request) -> str:
+    identity = identity_of(request)
+    namespace = _namespace(request, identity)
+    if namespace != identity.namespace:
+        raise Forbidden(FORBIDDEN)
+    return namespace
+
+
+@routes.get("/api/v1/namespaces/{namespace}/activations")
+@routes.get("/api/v1/namespaces/{namespace}/activations/")
+async def list_activations(request: web.Request) -> web.Response:
+    namespace = _own_namespace(request)
+    store = request.app[ENGINE].store
+    count = request.query.get("count", "false").lower() == "true"
+    docs = request.query.get("docs", "false").lower() == "true"
+    if count and docs:
+        raise BadRequest("The parameter 'docs' is not permitted with 'count'.")
+    query = _query(request, namespace)
+    if count:
+        return web.json_response({"activations": await store.count_activations(query)})
+    records = await store.list_activations(query)
+    render = views.activation_json if docs else views.activation_summary
+    return web.json_response([render(r) for r in records])
+
+
+async def _record(request: web.Request) -> Activation:
+    namespace = _own_namespace(request)
+    activation_id = request.match_info["id"]
+    if not ACTIVATION_ID_RE.match(activation_id):
+        raise BadRequest(f"The activation id '{activation_id}' is not valid: it must be 32 lowercase hexadecimal characters.")
+    record = await request.app[ENGINE].store.get_activation(namespace, activation_id)
+    if record is None:
+        raise NotFound(NOT_FOUND)
+    return record
+
+
+@routes.get("/api/v1/namespaces/{namespace}/activations/{id}")
+async def get_activation(request: web.Request) -> web.Response:
+    return web.json_response(views.activation_json(await _record(request)))
+
+
+@routes.get("/api/v1/namespaces/{namespace}/activations/{id}/logs")
+async def get_logs(request: web.Request) -> web.Response:
+    return web.json_response({"logs": list((await _record(request)).logs)})
+
+
+@routes.get("/api/v1/namespaces/{namespace}/activations/{id}/result")
+async def get_result(request: web.Request) -> web.Response:
+    return web.json_response(views.result_json(await _record(request)))

@@ -1,0 +1,178 @@
+"""The aiohttp application: OpenWhisk REST API v1, info routes and the middlewares around them.
+
+Middlewares, outermost first: transaction id + CORS, error rendering ({"error", "code"}), auth.
+Handlers live in `entities.py`, `activations.py` and `web.py`; they call the engine only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from triggerhub import __version__
+from triggerhub.errors import (
+    AUTH_INVALID, AUTH_MISSING, NOT_FOUND, ApiError, BadRequest, PayloadTooLarge, Unauthorized,
+)
+from triggerhub.engine.core import Engine
+from triggerhub.model import Identity
+
+log = logging.getLogger(__name__)
+
+ENGINE = web.AppKey("engine", Engine)
+IDENTITY = "triggerhub.identity"
+TRANSACTION = "triggerhub.transaction"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, DELETE, POST, PUT, HEAD",
+    "Access-Control-Allow-Headers": "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent",
+}
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: NOT_FOUND, 405: "Method Not Allowed",
+            409: "Conflict", 413: "Request Entity Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+
+
+def error_response(status: int, message: str, transaction: str) -> web.Response:
+    response = web.json_response({"error": message, "code": transaction}, status=status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="OpenWhisk secure realm"'
+    return response
+
+
+@web.middleware
+async def transaction_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    transaction = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    request[TRANSACTION] = transaction
+    if request.method == "OPTIONS":
+        response: web.StreamResponse = web.Response(status=200)
+    else:
+        response = await handler(request)
+    response.headers["X-Request-ID"] = transaction
+    if request.path.startswith("/api/v1") and not request.path.startswith("/api/v1/web/"):
+        response.headers.update(CORS_HEADERS)
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    transaction = request[TRANSACTION]
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message, transaction)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 413:
+            return error_response(413, f"Request larger than allowed: {request.content_length} > "
+                                       f"{request.app['max_request_bytes']} bytes.", transaction)
+        return error_response(exc.status, _REASONS.get(exc.status, exc.reason), transaction)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/api/v1/namespaces"):
+        request[IDENTITY] = await authenticate(request, required=True)
+    elif request.path.startswith("/api/v1/web/"):
+        request[IDENTITY] = await authenticate(request, required=False)
+    return await handler(request)
+
+
+async def authenticate(request: web.Request, *, required: bool) -> Identity | None:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        if required:
+            raise Unauthorized(AUTH_MISSING)
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthorized(AUTH_INVALID)
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthorized(AUTH_INVALID) from exc
+    return await request.app[ENGINE].auth.identify(decoded)
+
+
+def identity_of(request: web.Request) -> Identity:
+    identity = request.get(IDENTITY)
+    if identity is None:
+        raise Unauthorized(AUTH_MISSING)
+    return identity
+
+
+async def json_body(request: web.Request, limit_bytes: int | None = None) -> Any:
+    """The request's JSON body (None when empty); 400 when malformed, 413 when too large."""
+    limit = limit_bytes or request.app[ENGINE].config.api.max_payload_bytes
+    raw = await request.read()
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request larger than allowed: {len(raw)} > {limit} bytes.")
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The request content was malformed:\n{exc}") from exc
+
+
+async def info_root(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    limits = engine.config.limits
+    return web.json_response({
+        "description": "OpenWhisk", "support": {"github": "triggerhub"}, "api_paths": ["/api/v1"],
+        "limits": {
+            "actions_per_minute": limits.invocations_per_minute, "triggers_per_minute": limits.fires_per_minute,
+            "concurrent_actions": limits.concurrent_invocations, "sequence_length": limits.sequence_max_length,
+            "default_min_action_duration": limits.min_timeout_ms, "default_max_action_duration": limits.max_timeout_ms,
+            "default_min_action_memory": limits.min_memory_mb * 1024 * 1024,
+            "default_max_action_memory": limits.max_memory_mb * 1024 * 1024,
+            "min_action_duration": limits.min_timeout_ms, "max_action_duration": limits.max_timeout_ms,
+            "min_action_memory": limits.min_memory_mb * 1024 * 1024, "max_action_memory": limits.max_memory_mb * 1024 * 1024,
+            "default_min_action_logs": limits.min_logs_mb * 1024 * 1024, "default_max_action_logs": limits.max_logs_mb * 1024 * 1024,
+            "min_action_logs": limits.min_logs_mb * 1024 * 1024, "max_action_logs": limits.max_logs_mb * 1024 * 1024,
+        },
+        "runtimes": {
+            "nodejs": [{"kind": "nodejs:20", "default": True, "deprecated": False}],
+            "python": [{"kind": "python:3.11", "default": True, "deprecated": False}],
+        },
+    })
+
+
+async def info_api(request: web.Request) -> web.Response:
+    return web.json_response({
+        "description": "OpenWhisk API", "api_version": "1.0.0", "api_version_path": "v1",
+        "build": "triggerhub", "buildno": __version__,
+        "swagger_paths": {"ui": "/docs", "api-docs": "/api-docs"},
+    })
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="pong")
+
+
+def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
+    from triggerhub.api import activations, entities, web_actions
+
+    max_request = engine.config.api.max_code_bytes + 1024 * 1024
+    app = web.Application(middlewares=[transaction_middleware, error_middleware, auth_middleware],
+                          client_max_size=max_request)
+    app[ENGINE] = engine
+    app["max_request_bytes"] = max_request
+    app.router.add_get("/", info_root)
+    app.router.add_get("/ping", ping)
+    app.router.add_get("/api/v1", info_api)
+    app.router.add_get("/api/v1/", info_api)
+    app.router.add_routes(entities.routes)
+    app.router.add_routes(activations.routes)
+    app.router.add_routes(web_actions.routes)
+    if extra_routes:
+        app.router.add_routes(extra_routes)
+    return app

@@ -1,0 +1,154 @@
+"""Configuration: one small frozen dataclass per subsystem, read once from TRIGGERHUB_* and flags.
+
+`load_config(env, overrides)` reports every bad or unknown key at once as a ConfigError.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from triggerhub.errors import ConfigError
+
+ENV_PREFIX = "TRIGGERHUB_"
+
+
+class RuntimeChoice(StrEnum):
+    AUTO = "auto"
+    DOCKER = "docker"
+    PROCESS = "process"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 3233
+    max_payload_bytes: int = 1024 * 1024
+    max_code_bytes: int = 48 * 1024 * 1024
+    max_blocking_wait_ms: int = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """OpenWhisk standalone's throttles and action limits (reference 1.5)."""
+
+    invocations_per_minute: int = 60
+    concurrent_invocations: int = 30
+    fires_per_minute: int = 60
+    sequence_max_length: int = 50
+    min_timeout_ms: int = 100
+    max_timeout_ms: int = 300_000
+    min_memory_mb: int = 128
+    max_memory_mb: int = 512
+    min_logs_mb: int = 0
+    max_logs_mb: int = 10
+    max_parameter_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = ""  # empty: SQLite file under home
+    sqlite_synchronous: str = "NORMAL"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    choice: RuntimeChoice = RuntimeChoice.AUTO
+    prewarm_count: int = 1
+    pause_grace_s: float = 10.0
+    idle_timeout_s: float = 600.0
+    memory_budget_mb: int = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    home: Path = Path(".triggerhub")
+    api: ApiConfig = field(default_factory=ApiConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    deploy_examples: bool = True
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite+aiosqlite:///{(self.home / 'triggerhub.db').resolve()}"
+
+
+# env key (without prefix) -> (section, field)
+_ENV_KEYS: dict[str, tuple[str | None, str]] = {
+    "HOME": (None, "home"),
+    "DEPLOY_EXAMPLES": (None, "deploy_examples"),
+    "HOST": ("api", "host"),
+    "PORT": ("api", "port"),
+    "MAX_PAYLOAD_BYTES": ("api", "max_payload_bytes"),
+    "INVOCATIONS_PER_MINUTE": ("limits", "invocations_per_minute"),
+    "CONCURRENT_INVOCATIONS": ("limits", "concurrent_invocations"),
+    "FIRES_PER_MINUTE": ("limits", "fires_per_minute"),
+    "SEQUENCE_MAX_LENGTH": ("limits", "sequence_max_length"),
+    "STORE_URL": ("store", "url"),
+    "SQLITE_SYNCHRONOUS": ("store", "sqlite_synchronous"),
+    "RUNTIME": ("runtime", "choice"),
+    "PREWARM_COUNT": ("runtime", "prewarm_count"),
+    "PAUSE_GRACE_S": ("runtime", "pause_grace_s"),
+    "IDLE_TIMEOUT_S": ("runtime", "idle_timeout_s"),
+    "MEMORY_BUDGET_MB": ("runtime", "memory_budget_mb"),
+}
+# Variables with the prefix that belong to tools and tests, not to the hub's configuration.
+_FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE"}
+_FOREIGN_PREFIXES = ("TEST_",)
+
+
+def _convert(raw: str, target: Any) -> Any:
+    if isinstance(target, bool):
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError("expected true or false")
+    if isinstance(target, StrEnum):
+        return type(target)(raw.strip().lower())
+    if isinstance(target, Path):
+        return Path(raw)
+    converter: Callable[[str], Any] = type(target)
+    return converter(raw)
+
+
+def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> HubConfig:
+    """Build the config from TRIGGERHUB_* variables, then `overrides` (flag values, by env key
+    name without prefix, e.g. {"PORT": 3234}). Every problem is reported in one ConfigError."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {k[len(ENV_PREFIX):]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    config = HubConfig()
+    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime"}}
+    top: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, raw in sorted(values.items()):
+        if key not in _ENV_KEYS:
+            if key in _FOREIGN_KEYS or key.startswith(_FOREIGN_PREFIXES):
+                continue
+            known = ", ".join(ENV_PREFIX + k for k in sorted(_ENV_KEYS))
+            problems.append(f"{ENV_PREFIX}{key}: unknown setting; known: {known}")
+            continue
+        section, name = _ENV_KEYS[key]
+        current = getattr(config, name) if section is None else getattr(sections[section], name)
+        try:
+            value = raw if not isinstance(raw, str) else _convert(raw, current)
+        except ValueError as exc:
+            problems.append(f"{ENV_PREFIX}{key}={raw!r}: {exc}; expected a {type(current).__name__}")
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            problems.append(f"{ENV_PREFIX}{key}={raw!r}: must not be negative")
+            continue
+        if section is None:
+            top[name] = value
+        else:
+            sections[section] = replace(sections[section], **{name: value})
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return replace(config, **sections, **top)

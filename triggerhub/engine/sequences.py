@@ -1,0 +1,81 @@
+"""Sequences (reference 3.3): components run one after another, each result feeding the next.
+
+Component activation ids are derived from the sequence's id and position, so a sequence that is
+re-run after a crash reuses the records of components that already finished.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from triggerhub.errors import ApiError
+from triggerhub.model import (
+    Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Parameter, StatusCode, now_ms,
+)
+
+if TYPE_CHECKING:
+    from triggerhub.engine.core import Engine
+
+_COMPONENT_IDS = uuid.UUID("6f1d3c1e-64a4-4c1b-9a4c-2f7f0c9d7e11")
+MISSING_COMPONENT = "Sequence component does not exist."
+
+
+def component_id(sequence_id: str, index: int) -> str:
+    return uuid.uuid5(_COMPONENT_IDS, f"{sequence_id}/{index}").hex
+
+
+async def run_sequence(engine: Engine, invocation: Invocation, *, topmost: bool) -> Activation:
+    start = now_ms()
+    action = invocation.action
+    identity = Identity(invocation.subject, invocation.namespace, "", "")
+    current: Any = invocation.args
+    ids: list[str] = []
+    total_ms = 0
+    max_memory_mb = action.limits.memory_mb
+    response = ActivationResponse.ok({})
+    for index, name in enumerate(action.exec.components):
+        if index >= engine.config.limits.sequence_max_length:
+            response = ActivationResponse.error(StatusCode.APPLICATION_ERROR, "Too many actions in the sequence.")
+            break
+        child_id = component_id(invocation.activation_id, index)
+        record = await engine.store.get_activation(invocation.namespace, child_id)
+        if record is None:
+            try:
+                resolved = await engine.resolve(identity, FullyQualifiedName.parse(name, invocation.namespace))
+            except (ApiError, ValueError):
+                response = ActivationResponse.error(StatusCode.APPLICATION_ERROR, MISSING_COMPONENT)
+                break
+            max_memory_mb = max(max_memory_mb, resolved.action.limits.memory_mb)
+            args = current if isinstance(current, list) else engine._invocation(identity, resolved, [current]).args
+            child = Invocation(
+                activation_id=child_id, action=resolved.action, args=args, namespace=invocation.namespace,
+                subject=invocation.subject, accepted_ms=now_ms(), cause=invocation.activation_id,
+                path_annotation=resolved.path, binding=resolved.binding,
+                transaction_id=invocation.transaction_id,
+                extra_annotations=(Parameter("causedBy", "sequence"),),
+            )
+            record = await engine.execute(child)
+            await engine.store.complete(record)
+        ids.append(child_id)
+        total_ms += record.duration or 0
+        response = record.response
+        result = response.result
+        if isinstance(result, dict) and "error" in result:
+            break
+        current = result if isinstance(result, (dict, list)) else {}
+    annotations: tuple[Parameter, ...] = (
+        Parameter("topmost", topmost), Parameter("path", invocation.path_annotation),
+        Parameter("kind", "sequence"), Parameter("waitTime", max(0, start - invocation.accepted_ms)),
+        Parameter("limits", {**action.limits.to_json(), "memory": max_memory_mb}),
+    )
+    if invocation.binding:
+        annotations += (Parameter("binding", invocation.binding),)
+    if not topmost:
+        annotations += (Parameter("causedBy", "sequence"),)
+    return Activation(
+        namespace=invocation.namespace, name=action.name, subject=invocation.subject,
+        activation_id=invocation.activation_id, start_ms=start, end_ms=max(now_ms(), start + total_ms),
+        response=response, logs=tuple(ids), annotations=annotations, version=action.version,
+        cause=invocation.cause if not topmost else None, duration_ms=total_ms,
+    )
