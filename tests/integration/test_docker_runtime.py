@@ -1,0 +1,261 @@
+"""DockerRuntimeFactory against a real dockerd and the real runtime images."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from triggerhub.invoker.base import ProxyResponse, RuntimeSpec
+from triggerhub.invoker.docker import DockerRuntime, DockerRuntimeFactory
+
+pytestmark = pytest.mark.docker
+
+AT = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+STAMP = "2024-05-06T07:08:09.123456Z   "  # padded to 30 characters
+PYTHON = RuntimeSpec(kind="python:3.11", memory_mb=128)
+NODEJS = RuntimeSpec(kind="nodejs:20", memory_mb=128)
+LOG_LIMIT_BYTES = 10_000
+
+
+def init_value(code: str) -> dict[str, object]:
+    return {"name": "test", "main": "main", "binary": False, "code": textwrap.dedent(code), "env": {}}
+
+
+def run_body(args: dict[str, object]) -> dict[str, object]:
+    return {"value": args, "namespace": "guest", "action_name": "/guest/test", "action_version": "0.0.1",
+            "activation_id": uuid.uuid4().hex, "transaction_id": "tid", "deadline": "0"}
+
+
+@pytest.fixture
+def clocked_factory(docker_factory: DockerRuntimeFactory) -> DockerRuntimeFactory:
+    docker_factory._now = lambda: AT
+    return docker_factory
+
+
+@pytest.fixture
+async def started(clocked_factory: DockerRuntimeFactory) -> AsyncIterator[Callable[..., object]]:
+    """Creates and initialises runtimes; destroys them after the test."""
+    made: list[DockerRuntime] = []
+
+    async def start(spec: RuntimeSpec, code: str) -> DockerRuntime:
+        runtime = await clocked_factory.create(spec)
+        made.append(runtime)
+        response = await runtime.init(init_value(code), timeout_ms=10_000)
+        assert response.status == 200, response
+        return runtime
+
+    yield start
+    for runtime in made:
+        await runtime.destroy()
+
+
+async def test_python_hello_world_runs_and_logs(started: Callable[..., object]) -> None:
+    runtime = await started(PYTHON, """
+        import sys
+        def main(args):
+            print("hello " + args["name"])
+            print("to stderr", file=sys.stderr)
+            return {"greeting": "Hello " + args["name"] + "!"}
+    """)
+
+    first = await runtime.run(run_body({"name": "ada"}), timeout_ms=5_000)
+    first_logs = await runtime.logs(LOG_LIMIT_BYTES)
+    second = await runtime.run(run_body({"name": "bob"}), timeout_ms=5_000)
+
+    assert (first.status, first.body) == (200, {"greeting": "Hello ada!"})
+    assert sorted(first_logs) == [f"{STAMP} stderr: to stderr", f"{STAMP} stdout: hello ada"]
+    assert (second.status, second.body) == (200, {"greeting": "Hello bob!"})
+    assert sorted(await runtime.logs(LOG_LIMIT_BYTES)) == [
+        f"{STAMP} stderr: to stderr", f"{STAMP} stdout: hello bob"]
+
+
+async def test_nodejs_hello_world_runs_and_logs(started: Callable[..., object]) -> None:
+    runtime = await started(NODEJS, """
+        function main(args) {
+            console.log("hello " + args.name);
+            console.error("to stderr");
+            return {greeting: "Hello " + args.name + "!"};
+        }
+    """)
+
+    response = await runtime.run(run_body({"name": "ada"}), timeout_ms=5_000)
+
+    assert (response.status, response.body) == (200, {"greeting": "Hello ada!"})
+    assert sorted(await runtime.logs(LOG_LIMIT_BYTES)) == [
+        f"{STAMP} stderr: to stderr", f"{STAMP} stdout: hello ada"]
+
+
+async def test_logs_over_the_limit_are_truncated(started: Callable[..., object]) -> None:
+    runtime = await started(PYTHON, """
+        def main(args):
+            for i in range(5):
+                print("line %d" % i)
+            return {}
+    """)
+
+    await runtime.run(run_body({}), timeout_ms=5_000)
+
+    # Each "line N" counts 7 bytes with its newline: 20 bytes hold two lines.
+    assert await runtime.logs(20) == [
+        f"{STAMP} stdout: line 0",
+        f"{STAMP} stdout: line 1",
+        f"{STAMP} stderr: Logs were truncated because the total bytes size exceeds the limit of 20 bytes.",
+    ]
+
+
+async def test_memory_hog_is_reported_as_oom(started: Callable[..., object]) -> None:
+    runtime = await started(PYTHON, """
+        def main(args):
+            hog = b"x" * (512 * 1024 * 1024)
+            return {"size": len(hog)}
+    """)
+
+    response = await runtime.run(run_body({}), timeout_ms=20_000)
+
+    assert (response.oom, response.timed_out) == (True, False)
+    assert response.status != 200
+
+
+async def test_run_past_its_timeout_is_reported_and_container_can_be_destroyed(
+        started: Callable[..., object], dockerd: docker.DockerClient) -> None:
+    runtime = await started(PYTHON, """
+        def main(args):
+            while True:
+                pass
+    """)
+
+    response = await runtime.run(run_body({}), timeout_ms=300)
+    await runtime.destroy()
+
+    assert response == ProxyResponse(status=0, body=None, timed_out=True)
+    with pytest.raises(docker.errors.NotFound):
+        dockerd.containers.get(runtime.container_id)
+
+
+async def test_paused_container_resumes_and_runs(started: Callable[..., object],
+                                                 dockerd: docker.DockerClient) -> None:
+    runtime = await started(PYTHON, """
+        def main(args):
+            return {"n": args["n"] + 1}
+    """)
+
+    await runtime.pause()
+    paused_status = dockerd.containers.get(runtime.container_id).status
+    await runtime.resume()
+    response = await runtime.run(run_body({"n": 41}), timeout_ms=5_000)
+
+    assert paused_status == "paused"
+    assert dockerd.containers.get(runtime.container_id).status == "running"
+    assert (response.status, response.body) == (200, {"n": 42})
+
+
+async def test_action_runs_unprivileged_offline_on_a_read_only_root(started: Callable[..., object]) -> None:
+    runtime = await started(PYTHON, """
+        import os
+        def main(args):
+            try:
+                open("/etc/triggerhub-probe", "w")
+                root = "writable"
+            except OSError as exc:
+                root = exc.strerror
+            with open("/tmp/probe", "w") as probe:
+                probe.write("ok")
+            with open("/proc/net/dev") as dev:
+                interfaces = sorted(line.split(":")[0].strip() for line in dev.readlines()[2:])
+            return {"uid": os.getuid(), "root": root, "tmp": open("/tmp/probe").read(),
+                    "interfaces": interfaces}
+    """)
+
+    response = await runtime.run(run_body({}), timeout_ms=5_000)
+
+    assert response.body == {"uid": 65534, "root": "Read-only file system", "tmp": "ok",
+                             "interfaces": ["lo"]}
+
+
+async def test_container_limits_and_labels(clocked_factory: DockerRuntimeFactory,
+                                           dockerd: docker.DockerClient) -> None:
+    runtime = await clocked_factory.create(RuntimeSpec(kind="python:3.11", memory_mb=192,
+                                                       labels={"triggerhub.action": "guest/hello"}))
+    try:
+        attrs = dockerd.containers.get(runtime.container_id).attrs
+    finally:
+        await runtime.destroy()
+
+    host = attrs["HostConfig"]
+    assert (host["Memory"], host["MemorySwap"], host["PidsLimit"]) == (192 << 20, 192 << 20, 1024)
+    assert (host["NetworkMode"], host["ReadonlyRootfs"], host["CapDrop"]) == ("none", True, ["ALL"])
+    assert attrs["Config"]["User"] == "65534:65534"
+    assert {k: v for k, v in attrs["Config"]["Labels"].items() if k.startswith("triggerhub.")
+            and k != "triggerhub.build-hash"} == {
+        "triggerhub.managed": "1", "triggerhub.hub": clocked_factory.hub_id, "triggerhub.kind": "python:3.11",
+        "triggerhub.memory_mb": "192", "triggerhub.action": "guest/hello"}
+
+
+ORPHAN_MAKER = """
+import asyncio, sys
+from pathlib import Path
+from triggerhub.invoker.base import RuntimeSpec
+from triggerhub.invoker.docker import DockerRuntimeFactory
+
+async def main():
+    factory = DockerRuntimeFactory(hub_id=sys.argv[1], socket_root=Path(sys.argv[2]))
+    runtime = await factory.create(RuntimeSpec(kind="python:3.11", memory_mb=128))
+    print(runtime.container_id, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_cleanup_removes_containers_of_a_killed_hub(runtime_images: list[str], tmp_path: Path,
+                                                          dockerd: docker.DockerClient) -> None:
+    hub_id = f"orphans{uuid.uuid4().hex[:8]}"
+    maker = subprocess.Popen([sys.executable, "-c", ORPHAN_MAKER, hub_id, str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    container_id = (await asyncio.to_thread(maker.stdout.readline)).strip()  # type: ignore[union-attr]
+    maker.kill()
+    maker.wait()
+    maker.stdout.close()  # type: ignore[union-attr]
+
+    removed = await DockerRuntimeFactory(hub_id=hub_id, socket_root=tmp_path).cleanup_orphans()
+
+    assert removed == 1
+    with pytest.raises(docker.errors.NotFound):
+        dockerd.containers.get(container_id)
+    assert list(tmp_path.iterdir()) == []
+
+
+BLACKBOX_DOCKERFILE = """
+FROM triggerhub/python:3.11
+ENV TRIGGERHUB_PORT=8080
+"""
+
+
+async def test_blackbox_image_is_reached_on_a_loopback_port(clocked_factory: DockerRuntimeFactory,
+                                                             dockerd: docker.DockerClient) -> None:
+    # Any image serving the action protocol on 8080 is a blackbox; our python image can be one.
+    image, _ = dockerd.images.build(fileobj=io.BytesIO(BLACKBOX_DOCKERFILE.encode()),
+                                    tag="triggerhub-test/blackbox:latest", network_mode="none", rm=True)
+    runtime = await clocked_factory.create(RuntimeSpec(kind="blackbox", memory_mb=128,
+                                                       image="triggerhub-test/blackbox:latest"))
+    try:
+        ports = dockerd.containers.get(runtime.container_id).attrs["NetworkSettings"]["Ports"]
+        init = await runtime.init(init_value("def main(args):\n    return {'echo': args}\n"), timeout_ms=10_000)
+        response = await runtime.run(run_body({"a": 1}), timeout_ms=5_000)
+    finally:
+        await runtime.destroy()
+
+    assert ports["8080/tcp"][0]["HostIp"] == "127.0.0.1"
+    assert init.status == 200
+    assert (response.status, response.body) == (200, {"echo": {"a": 1}})

@@ -1,0 +1,68 @@
+"""Fixtures for tests that need a real dockerd and the runtime images.
+
+The engine is started through scripts/services/dockerd.sh. When it (or the images) cannot be
+had, tests fail under CI=true and are skipped with the reason locally.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from triggerhub.errors import ActionRuntimeError
+from triggerhub.invoker.docker import DockerRuntimeFactory
+from triggerhub.invoker.images import build_runtime_images
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERD_SCRIPT = REPO / "scripts" / "services" / "dockerd.sh"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason, pytrace=False)
+    print(f"\nskipping Docker tests: {reason}")
+    pytest.skip(reason)
+
+
+def _script(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(DOCKERD_SCRIPT), command], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[docker.DockerClient]:
+    """A running Docker engine; stopped at the end only if this session started it."""
+    was_running = _script("status").returncode == 0
+    started = _script("start")
+    if started.returncode != 0:
+        _unavailable(f"dockerd could not be started: {started.stderr.strip() or started.stdout.strip()}")
+    client = docker.from_env()
+    yield client
+    client.close()
+    if not was_running:
+        _script("stop")
+
+
+@pytest.fixture(scope="session")
+def runtime_images(dockerd: docker.DockerClient) -> list[str]:
+    """The runtime images, built (or found current) once per session."""
+    try:
+        return build_runtime_images()
+    except ActionRuntimeError as exc:
+        _unavailable(f"the runtime images could not be built: {exc}")
+        raise
+
+
+@pytest.fixture
+async def docker_factory(runtime_images: list[str], tmp_path_factory: pytest.TempPathFactory,
+                         ) -> AsyncIterator[DockerRuntimeFactory]:
+    """A factory with a hub id of its own; every container it made is removed afterwards."""
+    factory = DockerRuntimeFactory(hub_id=f"test{uuid.uuid4().hex[:8]}",
+                                   socket_root=tmp_path_factory.mktemp("sockets"))
+    yield factory
+    await factory.cleanup_orphans()

@@ -1,0 +1,488 @@
+"""Docker containers as action runtimes: the RuntimeFactory used whenever a Docker engine answers.
+
+A managed kind's container runs the triggerhub action proxy, which listens on a Unix socket in a
+per-container host directory bind-mounted at /run/triggerhub, so the container needs no network
+(`--network none`). A blackbox image speaks the protocol on TCP 8080 instead: dockerd runs with
+`--bridge=none`, so such containers join the user-defined bridge network `triggerhub`, whose host
+binding is 127.0.0.1, and publish 8080 on 127.0.0.1 only. Logs are read from the container's
+attach stream and split at the activation sentinels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import docker
+import docker.errors
+from docker.types import LogConfig, Ulimit
+
+from triggerhub.errors import ActionRuntimeError
+from triggerhub.invoker.base import LOG_SENTINEL, ProxyResponse, RuntimeSpec
+from triggerhub.invoker.images import IMAGE_FOR_KIND
+from triggerhub.model import JSON
+
+logger = logging.getLogger(__name__)
+
+MANAGED_LABEL = "triggerhub.managed"
+HUB_LABEL = "triggerhub.hub"
+KIND_LABEL = "triggerhub.kind"
+BLACKBOX = "blackbox"
+BLACKBOX_NETWORK = "triggerhub"
+BLACKBOX_PORT = 8080
+SOCKET_MOUNT = "/run/triggerhub"
+SOCKET_NAME = "action.sock"
+PIDS_LIMIT = 1024
+NOFILE_LIMIT = 1024
+CONNECT_RETRY_S = 0.002
+TRUNCATED_LOGS = "Logs were truncated because the total bytes size exceeds the limit of {limit} bytes."
+LOGS_MISSING = "There was an issue while collecting your logs. Data might be missing."
+_SENTINEL = LOG_SENTINEL.encode()
+_STREAMS = {1: "stdout", 2: "stderr"}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_log_line(at: datetime, stream: str, text: str) -> str:
+    """One activation log line as OpenWhisk shows it: timestamp padded to 30, stream, text."""
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp:<30} {stream}: {text}"
+
+
+class LogStream:
+    """Demultiplexes a Docker attach stream into formatted lines, one activation at a time.
+
+    Docker frames each write as an 8-byte header (stream id, 3 zero bytes, big-endian size) and
+    the payload. A line ending in the sentinel marks the end of an activation on that stream;
+    its text before the sentinel is kept. Lines past `cap_bytes` are dropped (and reported as
+    truncation) so a chatty action cannot exhaust the hub's memory.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 now: Callable[[], datetime], cap_bytes: int) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._now = now
+        self._cap_bytes = cap_bytes
+        self._frames = bytearray()
+        self._partial = {1: bytearray(), 2: bytearray()}
+        self._lines: list[tuple[int, str]] = []  # (text bytes incl. newline, formatted line)
+        self._size_bytes = 0
+        self._dropped = False
+        self._ended: set[int] = set()
+        self.eof = False
+
+    @property
+    def complete(self) -> bool:
+        """Both sentinels of the current activation have arrived."""
+        return len(self._ended) == 2
+
+    async def pump(self, until_sentinels: bool) -> None:
+        """Read the stream: until both sentinels arrived (or EOF), or until cancelled."""
+        while not (until_sentinels and self.complete) and not self.eof:
+            try:
+                chunk = await self._reader.read(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.eof = True
+                return
+            self.feed(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        self._frames += chunk
+        while len(self._frames) >= 8:
+            size = int.from_bytes(self._frames[4:8], "big")
+            if len(self._frames) < 8 + size:
+                return
+            stream_id = self._frames[0]
+            payload = bytes(self._frames[8:8 + size])
+            del self._frames[:8 + size]
+            if stream_id in self._partial:
+                self._feed_stream(stream_id, payload)
+
+    def _feed_stream(self, stream_id: int, payload: bytes) -> None:
+        pending = self._partial[stream_id]
+        pending += payload
+        *lines, rest = pending.split(b"\n")
+        self._partial[stream_id] = bytearray(rest)
+        for line in lines:
+            if line.endswith(_SENTINEL):
+                self._ended.add(stream_id)
+                line = line[: -len(_SENTINEL)]
+                if not line:
+                    continue
+            self._append(stream_id, line)
+
+    def _append(self, stream_id: int, line: bytes) -> None:
+        size = len(line) + 1
+        if self._size_bytes + size > self._cap_bytes:
+            self._dropped = True
+            return
+        self._size_bytes += size
+        text = line.decode("utf-8", errors="replace").rstrip("\r")
+        self._lines.append((size, format_log_line(self._now(), _STREAMS[stream_id], text)))
+
+    def take(self, limit_bytes: int, missing: bool = False) -> list[str]:
+        """The lines of the finished activation, at most `limit_bytes` of text; resets."""
+        out: list[str] = []
+        used = 0
+        truncated = self._dropped
+        for size, line in self._lines:
+            if used + size > limit_bytes:
+                truncated = True
+                break
+            out.append(line)
+            used += size
+        if truncated:
+            out.append(format_log_line(self._now(), "stderr", TRUNCATED_LOGS.format(limit=limit_bytes)))
+        if missing:
+            out.append(format_log_line(self._now(), "stderr", LOGS_MISSING))
+        self._lines.clear()
+        self._size_bytes = 0
+        self._dropped = False
+        self._ended.clear()
+        return out
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+async def open_attach_stream(docker_socket: str, container_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Hijack `POST /containers/{id}/attach` into a raw stream the event loop can read.
+
+    Done over asyncio rather than the SDK because the SDK's hijacked socket is blocking and its
+    HTTP reader may already have buffered stream bytes.
+    """
+    reader, writer = await asyncio.open_unix_connection(docker_socket)
+    writer.write(
+        f"POST /containers/{container_id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+        "Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+    if status_line.split(b" ")[1:2] not in ([b"101"], [b"200"]):
+        writer.close()
+        raise ActionRuntimeError(
+            f"attaching to container {container_id[:12]} failed: {status_line.decode(errors='replace').strip()}"
+        )
+    return reader, writer
+
+
+class DockerRuntime:
+    """One container speaking the OpenWhisk action protocol (implements base.Runtime)."""
+
+    def __init__(self, *, spec: RuntimeSpec, client: docker.DockerClient, container_id: str, name: str,
+                 session: aiohttp.ClientSession, base_url: str, log: LogStream, socket_dir: Path | None,
+                 log_grace_ms: int) -> None:
+        self.spec = spec
+        self.container_id = container_id
+        self.name = name
+        self._api = client.api
+        self._session = session
+        self._base_url = base_url
+        self._log = log
+        self._socket_dir = socket_dir
+        self._log_grace_s = log_grace_ms / 1000
+        self._sentinelled = spec.kind != BLACKBOX
+        self._logs_missing = False
+        self._oom_kills_seen = 0
+
+    async def init(self, value: dict[str, JSON], timeout_ms: int) -> ProxyResponse:
+        return await self._exchange("/init", {"value": value}, timeout_ms, retry_connect=True)
+
+    async def run(self, body: dict[str, JSON], timeout_ms: int) -> ProxyResponse:
+        return await self._exchange("/run", body, timeout_ms, retry_connect=False)
+
+    async def logs(self, limit_bytes: int) -> list[str]:
+        missing, self._logs_missing = self._logs_missing, False
+        return self._log.take(limit_bytes, missing)
+
+    async def pause(self) -> None:
+        await self._docker("pause", self._api.pause, self.container_id)
+
+    async def resume(self) -> None:
+        await self._docker("unpause", self._api.unpause, self.container_id)
+
+    async def destroy(self) -> None:
+        await self._session.close()
+        self._log.close()
+        try:
+            await self._docker("remove", self._api.remove_container, self.container_id, force=True)
+        except ActionRuntimeError as exc:
+            if not isinstance(exc.__cause__, docker.errors.NotFound):
+                raise
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        logger.info("container %s destroyed", self.name)
+
+    async def _exchange(self, path: str, payload: dict[str, JSON], timeout_ms: int,
+                        retry_connect: bool) -> ProxyResponse:
+        # The log stream is read while the request is in flight: an action that logs more than
+        # the pipe buffers hold would otherwise block before it can answer.
+        deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+        async with asyncio.TaskGroup() as tasks:
+            pump = tasks.create_task(self._log.pump(until_sentinels=self._sentinelled))
+            try:
+                async with asyncio.timeout_at(deadline):
+                    response = await self._post(path, payload, retry_connect)
+            except TimeoutError:
+                pump.cancel()
+                logger.info("container %s: %s exceeded %d ms", self.name, path, timeout_ms)
+                return ProxyResponse(status=0, body=None, timed_out=True)
+            # The proxy writes sentinels after every /run and every failed /init.
+            if self._sentinelled and response.status != 0 and (path == "/run" or response.status != 200):
+                await asyncio.wait({pump}, timeout=self._log_grace_s)
+                self._logs_missing = not self._log.complete and not self._log.eof
+            pump.cancel()
+        if (response.status == 0 or response.status >= 500) and await self._oom_killed():
+            logger.info("container %s: killed for exceeding %d MB", self.name, self.spec.memory_mb)
+            return dataclasses.replace(response, oom=True)
+        return response
+
+    async def _post(self, path: str, payload: dict[str, JSON], retry_connect: bool) -> ProxyResponse:
+        data = json.dumps(payload).encode()
+        while True:
+            try:
+                async with self._session.post(self._base_url + path, data=data,
+                                              headers={"Content-Type": "application/json"}) as reply:
+                    raw = await reply.read()
+                    return ProxyResponse(status=reply.status, body=_json_or_none(raw), raw=raw)
+            except aiohttp.ClientConnectorError:
+                # /init may be sent before the proxy listens; OpenWhisk retries it too.
+                if not retry_connect:
+                    return ProxyResponse(status=0, body=None)
+                await asyncio.sleep(CONNECT_RETRY_S)
+            except aiohttp.ClientError as exc:
+                logger.info("container %s: connection to the proxy failed during %s: %s", self.name, path, exc)
+                return ProxyResponse(status=0, body=None, raw=str(exc).encode())
+
+    async def _oom_killed(self) -> bool:
+        state = (await self._docker("inspect", self._api.inspect_container, self.container_id))["State"]
+        if state.get("OOMKilled") or (not state.get("Running") and state.get("ExitCode") == 137):
+            return True
+        # A child of the proxy may be the one the kernel killed; the container then lives on.
+        kills = _cgroup_oom_kills(self.container_id)
+        killed, self._oom_kills_seen = kills > self._oom_kills_seen, kills
+        return killed
+
+    async def _docker(self, what: str, call: Callable[..., JSON], *args: JSON, **kwargs: JSON) -> JSON:
+        try:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        except docker.errors.DockerException as exc:
+            raise ActionRuntimeError(f"docker {what} of container {self.name} failed: {exc}") from exc
+
+
+class DockerRuntimeFactory:
+    """Creates DockerRuntimes (implements base.RuntimeFactory).
+
+    `hub_id` marks every container this hub creates; it must be unique among hubs sharing one
+    dockerd, because `cleanup_orphans()` removes every container carrying it.
+    """
+
+    def __init__(self, *, hub_id: str = "hub0", client: docker.DockerClient | None = None,
+                 docker_socket: str | None = None, socket_root: Path | None = None,
+                 api_host: str | None = None, now: Callable[[], datetime] = utc_now,
+                 log_cap_bytes: int = 10 * 1024 * 1024, log_grace_ms: int = 2000) -> None:
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        self._docker_socket = docker_socket or host.removeprefix("unix://")
+        if docker_socket is None and not host.startswith("unix://"):
+            raise ActionRuntimeError(
+                f"DOCKER_HOST={host!r}: the Docker runtime needs the engine's Unix socket to stream "
+                "container logs; point DOCKER_HOST at unix:///path/to/docker.sock"
+            )
+        try:
+            self._client = client or docker.from_env()
+        except docker.errors.DockerException as exc:
+            raise ActionRuntimeError(
+                f"cannot reach the Docker engine at {host} ({exc}); start it with scripts/services/dockerd.sh start"
+            ) from exc
+        self.hub_id = hub_id
+        self._socket_root = socket_root or Path(tempfile.gettempdir()) / "triggerhub-sockets"
+        self._api_host = api_host
+        self._now = now
+        self._log_cap_bytes = log_cap_bytes
+        self._log_grace_ms = log_grace_ms
+        self._network_ready = False
+
+    async def create(self, spec: RuntimeSpec) -> DockerRuntime:
+        blackbox = spec.kind == BLACKBOX
+        image = self._image_for(spec)
+        name = f"triggerhub_{self.hub_id}_{uuid.uuid4().hex[:12]}"
+        socket_dir = None if blackbox else self._make_socket_dir(name)
+        if blackbox or spec.network:
+            await asyncio.to_thread(self._ensure_network)
+        try:
+            container_id = await asyncio.to_thread(self._create_container, spec, image, name, socket_dir)
+        except BaseException:
+            if socket_dir is not None:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+            raise
+        try:
+            reader, writer = await open_attach_stream(self._docker_socket, container_id)
+            log = LogStream(reader, writer, self._now, self._log_cap_bytes)
+            await asyncio.to_thread(self._client.api.start, container_id)
+            if blackbox:
+                port = await asyncio.to_thread(self._published_port, container_id)
+                connector: aiohttp.BaseConnector = aiohttp.TCPConnector()
+                base_url = f"http://127.0.0.1:{port}"
+            else:
+                connector = aiohttp.UnixConnector(path=str(self._socket_root / name / SOCKET_NAME))
+                base_url = "http://localhost"
+        except BaseException as exc:
+            await asyncio.to_thread(self._remove_quietly, container_id, socket_dir)
+            if isinstance(exc, docker.errors.DockerException):
+                raise ActionRuntimeError(f"starting container {name} from {image} failed: {exc}") from exc
+            raise
+        logger.info("container %s created (kind %s, %d MB)", name, spec.kind, spec.memory_mb)
+        return DockerRuntime(
+            spec=spec, client=self._client, container_id=container_id, name=name,
+            session=aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)),
+            base_url=base_url, log=log, socket_dir=socket_dir, log_grace_ms=self._log_grace_ms,
+        )
+
+    async def cleanup_orphans(self) -> int:
+        filters = {"label": [f"{MANAGED_LABEL}=1", f"{HUB_LABEL}={self.hub_id}"]}
+        try:
+            found = await asyncio.to_thread(self._client.api.containers, all=True, filters=filters)
+        except docker.errors.DockerException as exc:
+            raise ActionRuntimeError(f"listing containers of hub {self.hub_id!r} failed: {exc}") from exc
+        for container in found:
+            name = container["Names"][0].lstrip("/")
+            await asyncio.to_thread(self._remove_quietly, container["Id"], self._socket_root / name)
+            logger.info("removed orphaned container %s of hub %s", name, self.hub_id)
+        return len(found)
+
+    def _image_for(self, spec: RuntimeSpec) -> str:
+        if spec.kind == BLACKBOX:
+            if not spec.image:
+                raise ActionRuntimeError("a blackbox action needs an image; set exec.image")
+            return spec.image
+        try:
+            return IMAGE_FOR_KIND[spec.kind]
+        except KeyError:
+            raise ActionRuntimeError(
+                f"no Docker image for kind {spec.kind!r}; known: {', '.join(sorted(IMAGE_FOR_KIND))}, blackbox"
+            ) from None
+
+    def _make_socket_dir(self, name: str) -> Path:
+        socket_dir = self._socket_root / name
+        socket_dir.mkdir(parents=True, mode=0o755)
+        if os.getuid() == 0:
+            os.chown(socket_dir, 65534, 65534)  # the proxy runs as nobody and creates the socket
+        return socket_dir
+
+    def _create_container(self, spec: RuntimeSpec, image: str, name: str, socket_dir: Path | None) -> str:
+        api = self._client.api
+        memory = f"{spec.memory_mb}m"
+        labels = {**spec.labels, MANAGED_LABEL: "1", HUB_LABEL: self.hub_id, KIND_LABEL: spec.kind,
+                  "triggerhub.memory_mb": str(spec.memory_mb)}
+        environment = {"__OW_API_HOST": self._api_host} if self._api_host else {}
+        common = dict(
+            mem_limit=memory, memswap_limit=memory, pids_limit=PIDS_LIMIT,
+            ulimits=[Ulimit(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT)],
+            security_opt=["no-new-privileges"],
+            log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "1"}),
+        )
+        if socket_dir is None:  # blackbox: the user's image decides its own user and file system
+            host_config = api.create_host_config(
+                network_mode=BLACKBOX_NETWORK, port_bindings={BLACKBOX_PORT: ("127.0.0.1", None)}, **common)
+            extra: dict[str, JSON] = {"ports": [BLACKBOX_PORT]}
+        else:
+            environment["TRIGGERHUB_SOCKET"] = f"{SOCKET_MOUNT}/{SOCKET_NAME}"
+            host_config = api.create_host_config(
+                network_mode=BLACKBOX_NETWORK if spec.network else "none",
+                read_only=True, tmpfs={"/tmp": f"rw,nosuid,nodev,size={memory},mode=1777"},
+                binds={str(socket_dir): {"bind": SOCKET_MOUNT, "mode": "rw"}}, cap_drop=["ALL"], **common)
+            uid = os.getuid()
+            extra = {"user": "65534:65534" if uid == 0 else f"{uid}:{os.getgid()}"}
+        try:
+            return api.create_container(image, name=name, labels=labels, environment=environment,
+                                        host_config=host_config, **extra)["Id"]
+        except docker.errors.ImageNotFound as exc:
+            if spec.kind == BLACKBOX:
+                return self._pull_and_create(image, name, labels, environment, host_config, extra, exc)
+            raise ActionRuntimeError(
+                f"image {image!r} for kind {spec.kind!r} is missing; build it with "
+                "`triggerhub images build` (or python -m triggerhub.invoker.images)"
+            ) from exc
+        except docker.errors.DockerException as exc:
+            raise ActionRuntimeError(f"creating container {name} from {image} failed: {exc}") from exc
+
+    def _pull_and_create(self, image: str, name: str, labels: dict[str, str], environment: dict[str, str],
+                         host_config: dict[str, JSON], extra: dict[str, JSON], missing: Exception) -> str:
+        try:
+            self._client.images.pull(image)
+            return self._client.api.create_container(image, name=name, labels=labels, environment=environment,
+                                                     host_config=host_config, **extra)["Id"]
+        except docker.errors.DockerException as exc:
+            raise ActionRuntimeError(
+                f"blackbox image {image!r} is not present and could not be pulled ({exc}); "
+                "load or build it on this host first"
+            ) from missing
+
+    def _ensure_network(self) -> None:
+        if self._network_ready:
+            return
+        api = self._client.api
+        try:
+            api.inspect_network(BLACKBOX_NETWORK)
+        except docker.errors.NotFound:
+            try:
+                api.create_network(
+                    BLACKBOX_NETWORK, driver="bridge", labels={MANAGED_LABEL: "1"},
+                    options={"com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"})
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # another hub created it meanwhile
+                    raise ActionRuntimeError(f"creating Docker network {BLACKBOX_NETWORK!r} failed: {exc}") from exc
+        self._network_ready = True
+
+    def _published_port(self, container_id: str) -> int:
+        ports = self._client.api.inspect_container(container_id)["NetworkSettings"]["Ports"]
+        return int(ports[f"{BLACKBOX_PORT}/tcp"][0]["HostPort"])
+
+    def _remove_quietly(self, container_id: str, socket_dir: Path | None) -> None:
+        try:
+            self._client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            logger.warning("removing container %s failed: %s", container_id[:12], exc)
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def _json_or_none(raw: bytes) -> JSON:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _cgroup_oom_kills(container_id: str) -> int:
+    """OOM kills in the container's memory cgroup (cgroup v1 or v2, cgroupfs driver)."""
+    for path, key in ((f"/sys/fs/cgroup/memory/docker/{container_id}/memory.oom_control", "oom_kill"),
+                      (f"/sys/fs/cgroup/docker/{container_id}/memory.events", "oom_kill")):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    return 0
