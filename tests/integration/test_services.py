@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import queue
+import secrets
 import threading
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -86,3 +89,31 @@ def test_mqtt_qos1_message_reaches_a_subscriber(mqtt_broker: tuple[str, int]) ->
 
     assert info.is_published()
     assert (message.topic, message.payload, message.qos) == (topic, b'{"celsius": 21.5}', 1)
+
+
+@pytest.mark.kafka
+async def test_kafka_record_produced_is_consumed(kafka_bootstrap: str) -> None:
+    topic = f"th-services-{secrets.token_hex(4)}"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topic, b'{"celsius": 21.5}', key=b"t1", partition=0)
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{topic}-group",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(30):
+            record = await consumer.getone()
+    finally:
+        await consumer.stop()
+
+    assert (record.topic, record.partition, record.offset) == (topic, 0, sent.offset)
+    assert (record.key, record.value) == (b"t1", b'{"celsius": 21.5}')
