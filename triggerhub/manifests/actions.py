@@ -8,7 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from triggerhub.manifests.runtimes import DOCKER_SKELETON, CodeError, infer_kind, read_function, resolve_kind
+from triggerhub.manifests.runtimes import (
+    DOCKER_SKELETON,
+    CodeError,
+    Runtimes,
+    infer_kind,
+    read_function,
+    resolve_kind,
+)
 from triggerhub.model import ActionLimits
 
 SubProblem = tuple[tuple[str, ...], str]
@@ -28,10 +35,10 @@ def web_annotations(value: Any) -> list[dict[str, Any]]:
             {"key": "final", "value": export}]
 
 
-def build_action_body(raw: dict[str, Any], base_dir: Path) -> tuple[dict[str, Any] | None, list[SubProblem], list[str]]:
+def build_action_body(raw: dict[str, Any], base_dir: Path, runtimes: Runtimes) -> tuple[dict[str, Any] | None, list[SubProblem], list[str]]:
     problems: list[SubProblem] = []
     warnings: list[str] = []
-    exec_doc = _exec(raw, base_dir, problems)
+    exec_doc = _exec(raw, base_dir, runtimes, problems)
     limits = _limits(raw.get("limits"), problems, warnings)
     annotations = _action_annotations(raw, problems)
     if exec_doc is None or problems:
@@ -49,7 +56,7 @@ def build_sequence_body(raw: dict[str, Any], components: list[str]) -> dict[str,
             "publish": False}
 
 
-def _exec(raw: dict[str, Any], base_dir: Path, problems: list[SubProblem]) -> dict[str, Any] | None:
+def _exec(raw: dict[str, Any], base_dir: Path, runtimes: Runtimes, problems: list[SubProblem]) -> dict[str, Any] | None:
     runtime = raw.get("runtime")
     kind_key = raw.get("kind")
     if runtime and kind_key and runtime != kind_key:
@@ -67,7 +74,7 @@ def _exec(raw: dict[str, Any], base_dir: Path, problems: list[SubProblem]) -> di
                              "'runtime', or a 'docker' image"))
         return None
     try:
-        return _exec_doc(raw, base_dir, runtime, function, code, docker)
+        return _exec_doc(raw, base_dir, runtimes, runtime, function, code, docker)
     except CodeError as exc:
         where = ("runtime",) if raw.get("runtime") else ("kind",) if raw.get("kind") else (
             ("function",) if function is not None else ("code",))
@@ -75,7 +82,7 @@ def _exec(raw: dict[str, Any], base_dir: Path, problems: list[SubProblem]) -> di
         return None
 
 
-def _exec_doc(raw: dict[str, Any], base_dir: Path, runtime: str | None, function: str | None,
+def _exec_doc(raw: dict[str, Any], base_dir: Path, runtimes: Runtimes, runtime: str | None, function: str | None,
               code: str | None, docker: str | None) -> dict[str, Any]:
     if function is not None:
         loaded = read_function(base_dir / function)
@@ -91,7 +98,7 @@ def _exec_doc(raw: dict[str, Any], base_dir: Path, runtime: str | None, function
         if runtime is None and (code is not None or extension in ("", ".zip")):
             what = "inline 'code'" if code is not None else f"'function: {function}'"
             raise CodeError(f"{what} needs 'runtime' (e.g. python:3.11, nodejs:20)")
-        kind = resolve_kind(runtime) if runtime else infer_kind(extension)
+        kind = resolve_kind(runtime, runtimes) if runtime else infer_kind(extension, runtimes)
         doc = {"kind": kind, "code": text, "binary": binary}
     if raw.get("main"):
         doc["main"] = raw["main"]

@@ -31,6 +31,9 @@ class WhiskClient(Protocol):
     def auth_key(self) -> str:
         """`uuid:key` passed to feed actions as `authKey`."""
 
+    async def info(self) -> JSON:
+        """`GET /` of the platform (limits, runtimes); outside /api/v1."""
+
     async def get(self, path: str, query: Mapping[str, str] | None = None) -> JSON: ...
 
     async def put(self, path: str, body: JSON, query: Mapping[str, str] | None = None) -> JSON: ...
@@ -88,6 +91,9 @@ class HttpWhiskClient:
             await self._session.close()
             self._session = None
 
+    async def info(self) -> JSON:
+        return await self._request("GET", "", None, None, url=self._base.removesuffix("/api/v1") + "/")
+
     async def get(self, path: str, query: Mapping[str, str] | None = None) -> JSON:
         return await self._request("GET", path, None, query)
 
@@ -108,10 +114,11 @@ class HttpWhiskClient:
     async def invoke(self, path: str, args: JSON, blocking: bool = True) -> JSON:
         return await self._request("POST", path, args, {"blocking": "true" if blocking else "false"})
 
-    async def _request(self, method: str, path: str, body: JSON, query: Mapping[str, str] | None) -> JSON:
+    async def _request(self, method: str, path: str, body: JSON, query: Mapping[str, str] | None,
+                       url: str | None = None) -> JSON:
         if self._session is None:
             raise RuntimeError("HttpWhiskClient used outside 'async with'")
-        url = self._base + path
+        url = url or self._base + path
         try:
             async with self._session.request(method, url, json=body, params=dict(query or {})) as response:
                 text = await response.text()

@@ -17,6 +17,7 @@ from triggerhub.errors import Problem
 from triggerhub.manifests import params as P
 from triggerhub.manifests.actions import build_action_body, build_sequence_body
 from triggerhub.manifests.project import MANAGED_KEY, DesiredEntity, FeedSpec
+from triggerhub.manifests.runtimes import OPENWHISK, Runtimes
 from triggerhub.manifests.source import Source, YamlPath
 from triggerhub.model import Collection, is_valid_name
 
@@ -67,6 +68,7 @@ class EntityBuilder:
     overrides: Overrides
     cli_params: dict[str, str]
     managed: dict[str, Any] | None
+    runtimes: Runtimes = OPENWHISK
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     entities: list[DesiredEntity] = field(default_factory=list)
@@ -167,7 +169,7 @@ class EntityBuilder:
     def _build_action(self, pkg: str, name: str, path: YamlPath, raw: Any) -> None:
         self._check_name(name, path)
         raw = _map(raw)
-        body, problems, warnings = build_action_body(raw, self.base_dir)
+        body, problems, warnings = build_action_body(raw, self.base_dir, self.runtimes)
         for sub_path, message in problems:
             self._problem(path + sub_path, message)
         self.warnings.extend(f"{self._at(path)} {w}" for w in warnings)

@@ -16,6 +16,7 @@ from typing import Any
 from triggerhub.errors import ManifestError, Problem
 from triggerhub.manifests.entities import EntityBuilder, Overrides
 from triggerhub.manifests.project import Project
+from triggerhub.manifests.runtimes import OPENWHISK, Runtimes
 from triggerhub.manifests.schema import DEPLOYMENT, MANIFEST, check_shape
 from triggerhub.manifests.source import Source, YamlPath, parse_source, read_source
 
@@ -41,7 +42,8 @@ def find_manifest(folder: Path) -> Path:
 
 def load_project(manifest: Path, *, deployment: Path | None = None,
                  params: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-                 namespace: str = "_", managed: bool | None = None) -> Project:
+                 namespace: str = "_", managed: bool | None = None,
+                 runtimes: Runtimes = OPENWHISK) -> Project:
     """Validate everything and return the Project, or raise ManifestError listing every problem."""
     env = dict(os.environ if env is None else env)
     name = display_name(manifest)
@@ -66,7 +68,7 @@ def load_project(manifest: Path, *, deployment: Path | None = None,
         problems.append(source.problem((), "a managed deployment needs a project name; add 'project: name:'"))
     builder = EntityBuilder(
         source=source, namespace=namespace, base_dir=manifest.parent, overrides=overrides,
-        cli_params=dict(params or {}),
+        cli_params=dict(params or {}), runtimes=runtimes,
         managed=_managed_annotation(project_name, source, name) if is_managed else None)
     if not problems:
         builder.build()

@@ -1,0 +1,158 @@
+"""click commands `deploy`, `undeploy`, `validate`; triggerhub/cli.py adds them to the main group.
+
+The hub is found from --apihost/--auth, then TRIGGERHUB_APIHOST/TRIGGERHUB_AUTH, then
+~/.wskprops (APIHOST=, AUTH=; WSK_CONFIG_FILE moves it). Without any, the CLI may hand in a
+factory that starts an in-process hub: `ctx.obj["local_hub"]`, an async context manager
+factory yielding (apihost, auth). This package never imports the API itself (layer rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from triggerhub import errors
+from triggerhub.manifests.client import HttpWhiskClient
+from triggerhub.manifests.deployer import Outcome, deploy_manifest, undeploy_manifest, validate_manifest
+from triggerhub.manifests.loader import DEFAULT_DEPLOYMENTS, find_manifest
+
+LocalHub = Callable[[], AbstractAsyncContextManager[tuple[str, str]]]
+
+
+def read_wskprops(path: Path | None = None) -> dict[str, str]:
+    path = path or Path(os.environ.get("WSK_CONFIG_FILE") or Path.home() / ".wskprops")
+    props: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.lstrip().startswith("#"):
+                props[key.strip()] = value.strip()
+    return props
+
+
+@asynccontextmanager
+async def connect(apihost: str | None, auth: str | None, local_hub: LocalHub | None) -> AsyncIterator[HttpWhiskClient]:
+    props = read_wskprops() if not (apihost and auth) else {}
+    apihost = apihost or props.get("APIHOST")
+    auth = auth or props.get("AUTH")
+    if apihost and auth:
+        async with HttpWhiskClient(apihost, auth) as client:
+            yield client
+        return
+    if local_hub is None:
+        raise errors.ConfigError("no hub to deploy to: pass --apihost and --auth, set TRIGGERHUB_APIHOST and "
+                                 "TRIGGERHUB_AUTH, or write APIHOST= and AUTH= to ~/.wskprops")
+    async with local_hub() as (local_host, local_auth), HttpWhiskClient(local_host, local_auth) as client:
+        yield client
+
+
+def _inputs(manifest: Path | None, deployment: Path | None, project_path: Path) -> tuple[Path, Path | None]:
+    manifest = manifest or find_manifest(project_path)
+    if deployment is None:
+        deployment = next((project_path / n for n in DEFAULT_DEPLOYMENTS if (project_path / n).is_file()), None)
+    return manifest, deployment
+
+
+def _common(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("-m", "--manifest", type=click.Path(path_type=Path, dir_okay=False), help="manifest file"),
+        click.option("-d", "--deployment", type=click.Path(path_type=Path, dir_okay=False),
+                     help="deployment file overlaying inputs"),
+        click.option("-p", "--project-path", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
+                     show_default=True, help="folder holding manifest.yaml / deployment.yaml"),
+        click.option("--param", "params", nargs=2, multiple=True, metavar="KEY VALUE",
+                     help="input value overriding deployment and manifest"),
+        click.option("--managed/--unmanaged", default=None,
+                     help="tag entities with whisk-managed (default: when the project has a name)"),
+    ]):
+        command = option(command)
+    return command
+
+
+def _hub_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--auth", "-u", envvar="TRIGGERHUB_AUTH", help="uuid:key")(command)
+    command = click.option("--apihost", envvar="TRIGGERHUB_APIHOST", help="http://host:port")(command)
+    command = click.option("--dry-run", is_flag=True, help="print the plan, change nothing")(command)
+    return command
+
+
+def _report(outcome: Outcome, dry_run: bool) -> None:
+    for warning in outcome.project.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for line in outcome.plan.render():
+        click.echo(line)
+    if dry_run:
+        click.echo("dry run: nothing was changed")
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except errors.ManifestError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise click.exceptions.Exit(1) from exc
+    except errors.TriggerhubError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(1) from exc
+
+
+@click.command("deploy")
+@_common
+@_hub_options
+@click.pass_context
+def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, project_path: Path,
+           params: tuple[tuple[str, str], ...], managed: bool | None, dry_run: bool, apihost: str | None,
+           auth: str | None) -> None:
+    """Create or update what a wskdeploy manifest declares."""
+
+    async def main() -> Outcome:
+        files = _inputs(manifest, deployment, project_path)
+        async with connect(apihost, auth, (ctx.obj or {}).get("local_hub")) as client:
+            return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params),
+                                         managed=managed, dry_run=dry_run)
+
+    _report(_run(main()), dry_run)
+
+
+@click.command("undeploy")
+@_common
+@_hub_options
+@click.pass_context
+def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, project_path: Path,
+             params: tuple[tuple[str, str], ...], managed: bool | None, dry_run: bool, apihost: str | None,
+             auth: str | None) -> None:
+    """Delete what a manifest's project created (managed) or what it declares."""
+
+    async def main() -> Outcome:
+        files = _inputs(manifest, deployment, project_path)
+        async with connect(apihost, auth, (ctx.obj or {}).get("local_hub")) as client:
+            return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params),
+                                           managed=managed, dry_run=dry_run)
+
+    _report(_run(main()), dry_run)
+
+
+@click.command("validate")
+@_common
+def validate(manifest: Path | None, deployment: Path | None, project_path: Path,
+             params: tuple[tuple[str, str], ...], managed: bool | None) -> None:
+    """Check a manifest (and deployment file) without a hub; print every problem."""
+
+    async def main() -> Any:
+        files = _inputs(manifest, deployment, project_path)
+        return validate_manifest(files[0], deployment=files[1], params=dict(params), managed=managed)
+
+    project = _run(main())
+    for warning in project.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{project.file}: ok ({len(project.entities)} entities)")
+
+
+COMMANDS = (deploy, undeploy, validate)

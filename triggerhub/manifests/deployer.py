@@ -1,0 +1,65 @@
+"""The three manifest operations as async functions over a WhiskClient: validate, deploy, undeploy.
+
+Everything is loaded and validated before the first REST call; the plan is computed from what
+the hub has; `dry_run` stops after planning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from triggerhub import errors
+
+from triggerhub.manifests.apply import Applier, resolve_namespace, take_snapshot
+from triggerhub.manifests.client import WhiskClient
+from triggerhub.manifests.loader import load_project
+from triggerhub.manifests.plan import Plan, plan_deploy, plan_undeploy
+from triggerhub.manifests.project import Project
+from triggerhub.manifests.runtimes import OPENWHISK, Runtimes
+
+
+async def platform_runtimes(client: WhiskClient) -> Runtimes:
+    """The hub's own kinds and defaults (GET /); OpenWhisk's table when it does not say."""
+    try:
+        info = await client.info()
+    except errors.ApiError:
+        return OPENWHISK
+    return Runtimes.from_info(info) if isinstance(info, dict) else OPENWHISK
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    project: Project
+    plan: Plan
+    applied: tuple[str, ...]  # empty on a dry run
+
+
+def validate_manifest(manifest: Path, *, deployment: Path | None = None,
+                      params: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
+                      managed: bool | None = None) -> Project:
+    """Load and check without a hub (the namespace stays `_`); raises ManifestError."""
+    return load_project(manifest, deployment=deployment, params=params, env=env, managed=managed)
+
+
+async def deploy_manifest(client: WhiskClient, manifest: Path, *, deployment: Path | None = None,
+                          params: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
+                          managed: bool | None = None, dry_run: bool = False) -> Outcome:
+    namespace = await resolve_namespace(client)
+    project = load_project(manifest, deployment=deployment, params=params, env=env, namespace=namespace,
+                           managed=managed, runtimes=await platform_runtimes(client))
+    plan = plan_deploy(project, await take_snapshot(client, project))
+    applied = () if dry_run else tuple(await Applier(client, namespace).run(plan))
+    return Outcome(project, plan, applied)
+
+
+async def undeploy_manifest(client: WhiskClient, manifest: Path, *, deployment: Path | None = None,
+                            params: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
+                            managed: bool | None = None, dry_run: bool = False) -> Outcome:
+    namespace = await resolve_namespace(client)
+    project = load_project(manifest, deployment=deployment, params=params, env=env, namespace=namespace,
+                           managed=managed, runtimes=await platform_runtimes(client))
+    plan = plan_undeploy(project, await take_snapshot(client, project))
+    applied = () if dry_run else tuple(await Applier(client, namespace).run(plan))
+    return Outcome(project, plan, applied)
