@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.plugins.services",
     "tests.plugins.hub",
     "tests.plugins.feeds",
+    "tests.plugins.docker",
+    "tests.plugins.invoker",
 ]
