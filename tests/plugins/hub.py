@@ -1,1 +1,60 @@
-"""Fixtures that start a hub (in-process app and CLI subprocess)."""
+"""Fixtures that start a hub: in-process (`hub`) with the process runtime on an ephemeral port."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from triggerhub.cli.compose import Hub, running_hub
+from triggerhub.config import load_config
+
+
+@dataclass
+class HubClient:
+    """The running hub plus a tiny REST helper for tests."""
+
+    hub: Hub
+    session: aiohttp.ClientSession
+
+    @property
+    def apihost(self) -> str:
+        return self.hub.apihost
+
+    @property
+    def auth(self) -> str:
+        return self.hub.guest_auth
+
+    def headers(self, auth: str | None = None) -> dict[str, str]:
+        token = base64.b64encode((auth or self.auth).encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    async def call(self, method: str, path: str, body: Any = None, *, auth: str | None = None,
+                   raw: bytes | None = None, **query: Any) -> tuple[int, Any]:
+        params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in query.items()}
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        headers = {**self.headers(auth), "Content-Type": "application/json"}
+        async with self.session.request(method, f"{self.apihost}/api/v1/{path.lstrip('/')}", data=data,
+                                        params=params, headers=headers) as response:
+            text = await response.text()
+            return response.status, (json.loads(text) if text else None)
+
+
+def hub_config(home: Path, **env: str) -> Any:
+    return load_config(env={"TRIGGERHUB_HOME": str(home), "TRIGGERHUB_PORT": "0",
+                            "TRIGGERHUB_DEPLOY_EXAMPLES": "false", **env})
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[HubClient]:
+    from triggerhub.invoker.process import ProcessRuntimeFactory
+
+    async with running_hub(hub_config(tmp_path / "home"), runtime=ProcessRuntimeFactory(), runtime_name="process") as running:
+        async with aiohttp.ClientSession() as session:
+            yield HubClient(running, session)

@@ -26,8 +26,9 @@ from triggerhub.model import Identity
 log = logging.getLogger(__name__)
 
 ENGINE = web.AppKey("engine", Engine)
-IDENTITY = "triggerhub.identity"
-TRANSACTION = "triggerhub.transaction"
+MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
+IDENTITY = web.RequestKey("identity", Identity | None)  # type: ignore[arg-type]
+TRANSACTION = web.RequestKey("transaction", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CORS_HEADERS = {
@@ -73,7 +74,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         if exc.status == 413:
             return error_response(413, f"Request larger than allowed: {request.content_length} > "
-                                       f"{request.app['max_request_bytes']} bytes.", transaction)
+                                       f"{request.app[MAX_REQUEST_BYTES]} bytes.", transaction)
         return error_response(exc.status, _REASONS.get(exc.status, exc.reason), transaction)
 
 
@@ -165,7 +166,7 @@ def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -
     app = web.Application(middlewares=[transaction_middleware, error_middleware, auth_middleware],
                           client_max_size=max_request)
     app[ENGINE] = engine
-    app["max_request_bytes"] = max_request
+    app[MAX_REQUEST_BYTES] = max_request
     app.router.add_get("/", info_root)
     app.router.add_get("/ping", ping)
     app.router.add_get("/api/v1", info_api)

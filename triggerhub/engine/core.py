@@ -123,7 +123,7 @@ class Engine:
             activation_id=activation_id or new_activation_id(), action=resolved.action, args=args,
             namespace=identity.namespace, subject=identity.subject, accepted_ms=now_ms(), cause=cause,
             blocking=blocking, path_annotation=resolved.path, binding=resolved.binding,
-            transaction_id=transaction_id,
+            transaction_id=transaction_id, init_env=_api_key_env(identity, resolved.action),
         )
 
     def _admit(self, identity: Identity) -> None:
@@ -278,6 +278,13 @@ class Engine:
         if accepted:
             log.info("trigger %s fired (activation %s): %d rule activations", trigger.fqn, activation_id, len(invocations))
         return accepted
+
+
+def _api_key_env(identity: Identity, action: Action) -> dict[str, str]:
+    """Actions annotated provide-api-key get the caller's key (reference 2.2); others never see it."""
+    if identity.key and annotation(action.annotations, "provide-api-key", False) is True:
+        return {"__OW_API_KEY": identity.auth_key}
+    return {}
 
 
 def _active_rules(trigger: Trigger) -> dict[str, Any]:

@@ -131,6 +131,16 @@ class Entities:
         )
         return await self._write_one(action)  # type: ignore[return-value]
 
+    async def put_builtin(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any]) -> Action:
+        """Write a hub-internal action (a feed provider); not reachable through the REST API."""
+        check_write(identity, fqn)
+        old = await self.find(fqn, Collection.ACTIONS)
+        annotations = with_annotation(_annotations(body, ()), "exec", kinds.BUILTIN)
+        action = Action(namespace=fqn.path, name=fqn.name, exec=Exec(kind=kinds.BUILTIN, code=str(fqn)),
+                        version=bump_version(old.version) if old else "0.0.1", annotations=annotations,
+                        updated_ms=now_ms(), revision=old.revision if old else 0)
+        return await self._write_one(action)  # type: ignore[return-value]
+
     def _parse_exec(self, body: Any, fqn: FullyQualifiedName) -> Exec:
         if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
             raise BadRequest("exec malformed: expected an object with a 'kind' string")

@@ -1,0 +1,151 @@
+"""The `triggerhub` command: `up` runs the hub; the other commands talk to one like `wsk` does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from triggerhub.cli import commands
+from triggerhub.cli.commands import Ctx
+from triggerhub.config import load_config
+from triggerhub.engine.bootstrap import read_credentials
+from triggerhub.errors import ConfigError, TriggerhubError
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "manifests"
+
+
+@click.group()
+@click.option("--apihost", default=None, help="hub URL (default $TRIGGERHUB_APIHOST or http://127.0.0.1:3233)")
+@click.option("-u", "--auth", default=None, help="uuid:key (default $TRIGGERHUB_AUTH or the local guest key)")
+@click.option("--json", "as_json", is_flag=True, help="print raw JSON")
+@click.pass_context
+def main(ctx: click.Context, apihost: str | None, auth: str | None, as_json: bool) -> None:
+    """triggerhub: feeds, triggers, rules and actions, OpenWhisk-compatible."""
+    ctx.obj = Ctx(apihost, auth, as_json)
+
+
+def _configure_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(name)s: %(message)s",
+                        handlers=[RichHandler(show_path=False, rich_tracebacks=False)])
+    for noisy in ("aiohttp.access", "docker", "urllib3", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="API port (default 3233)")
+@click.option("--host", default=None, help="bind address (default 127.0.0.1)")
+@click.option("--home", type=click.Path(path_type=Path), default=None, help="state directory ($TRIGGERHUB_HOME)")
+@click.option("--runtime", type=click.Choice(["auto", "docker", "process"]), default=None)
+@click.option("--examples/--no-examples", default=None, help="deploy the example manifests (default on)")
+@click.option("--mqtt-embedded", is_flag=True, help="serve an MQTT broker on 127.0.0.1:1883 for sensors")
+@click.option("-v", "--verbose", is_flag=True)
+def up(port: int | None, host: str | None, home: Path | None, runtime: str | None, examples: bool | None,
+       mqtt_embedded: bool, verbose: bool) -> None:
+    """Run the whole hub in this process (SQLite, in-process streams)."""
+    _configure_logging(verbose)
+    try:
+        config = load_config(overrides={"PORT": port, "HOST": host, "HOME": home, "RUNTIME": runtime,
+                                        "DEPLOY_EXAMPLES": examples})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        asyncio.run(_serve(config, mqtt_embedded))
+    except TriggerhubError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+async def _serve(config: Any, mqtt_embedded: bool) -> None:
+    from triggerhub.cli.compose import running_hub
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        if mqtt_embedded:
+            await stack.enter_async_context(_embedded_broker())
+        hub = await stack.enter_async_context(running_hub(config))
+        click.echo(f"triggerhub listening on {hub.apihost} (runtime: {hub.runtime_name}, home: {config.home})")
+        for namespace, key in hub.credentials.items():
+            click.echo(f"  {namespace:<13} auth {key}")
+        click.echo(f"  wsk: wsk property set --apihost {hub.apihost} --auth {hub.guest_auth}")
+        if config.deploy_examples:
+            await _deploy_examples(hub)
+        await stop.wait()
+        click.echo("triggerhub stopping")
+
+
+@contextlib.asynccontextmanager
+async def _embedded_broker():  # type: ignore[no-untyped-def]
+    try:
+        from triggerhub.feeds.broker import embedded_broker
+    except ImportError as exc:
+        raise click.ClickException(f"--mqtt-embedded is not available: {exc}") from exc
+    async with embedded_broker("127.0.0.1", 1883):
+        click.echo("embedded MQTT broker on mqtt://127.0.0.1:1883")
+        yield
+
+
+async def _deploy_examples(hub: Any) -> None:
+    try:
+        from triggerhub.manifests.deploy import deploy_directory
+    except ImportError:
+        logging.getLogger(__name__).warning("manifest support is not installed; examples not deployed")
+        return
+    if EXAMPLES_DIR.is_dir():
+        await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth)
+
+
+@main.command()
+@click.argument("namespace", default="guest")
+@click.option("--home", type=click.Path(path_type=Path), default=None)
+def auth(namespace: str, home: Path | None) -> None:
+    """Print the uuid:key of NAMESPACE (guest or whisk.system) from the local hub's home."""
+    config = load_config(overrides={"HOME": home})
+    credentials = read_credentials(config.home)
+    if namespace not in credentials:
+        known = ", ".join(sorted(credentials)) or "none: run `triggerhub up` once first"
+        raise click.ClickException(f"no credentials for namespace '{namespace}' in {config.home}; known: {known}")
+    click.echo(credentials[namespace])
+
+
+@main.group()
+def images() -> None:
+    """Runtime images for the Docker runtime."""
+
+
+@images.command("build")
+@click.option("--force", is_flag=True, help="rebuild even when nothing changed")
+def images_build(force: bool) -> None:
+    """Build triggerhub/python:3.11 and triggerhub/nodejs:20 (no registry needed)."""
+    from triggerhub.invoker.images import build_runtime_images
+
+    for tag in build_runtime_images(force=force):
+        click.echo(tag)
+
+
+for _group in (commands.action, commands.trigger, commands.rule, commands.package, commands.activation):
+    main.add_command(_group)
+
+
+def _optional_commands() -> None:
+    with contextlib.suppress(ImportError):
+        from triggerhub.manifests.commands import deploy, undeploy, validate
+
+        for command in (deploy, undeploy, validate):
+            main.add_command(command)
+
+
+_optional_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The composition root: picks the store, runtime and feeds from config and wires the hub.
+
+Nothing else in triggerhub constructs adapters. `running_hub()` is used by `triggerhub up` and,
+with an ephemeral port, by the tests and by `triggerhub deploy` without `--apihost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from triggerhub.api.app import create_app
+from triggerhub.config import HubConfig, RuntimeChoice
+from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
+from triggerhub.engine.core import Engine
+from triggerhub.errors import ConfigError
+from triggerhub.invoker.activation import ActionInvoker
+from triggerhub.invoker.base import RuntimeFactory
+from triggerhub.invoker.pool import ContainerPool, PoolConfig
+from triggerhub.invoker.process import ProcessRuntimeFactory
+from triggerhub.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+REAP_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hub:
+    engine: Engine
+    config: HubConfig
+    credentials: dict[str, str]
+    apihost: str
+    runtime_name: str
+
+    @property
+    def guest_auth(self) -> str:
+        return self.credentials["guest"]
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return True
+    except Exception:  # any failure to reach the engine means "no Docker": fall back to processes
+        return False
+
+
+def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
+    choice = config.runtime.choice
+    if choice is RuntimeChoice.DOCKER or (choice is RuntimeChoice.AUTO and docker_available()):
+        try:
+            from triggerhub.invoker.docker import DockerRuntimeFactory
+        except ImportError as exc:
+            raise ConfigError(f"TRIGGERHUB_RUNTIME=docker: the Docker runtime cannot load ({exc})") from exc
+        return "docker", DockerRuntimeFactory()
+    if choice is RuntimeChoice.AUTO:
+        log.warning("no Docker engine answers: actions run as local processes, NOT isolated from this machine")
+    return "process", ProcessRuntimeFactory()
+
+
+@contextlib.asynccontextmanager
+async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = None,
+                      runtime_name: str = "custom") -> AsyncIterator[Hub]:
+    config.home.mkdir(parents=True, exist_ok=True)
+    store = SqlStore(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
+    await store.open()
+    try:
+        credentials = await ensure_subjects(store, config.home)
+        if runtime is None:
+            runtime_name, runtime = choose_runtime(config)
+        removed = await runtime.cleanup_orphans()
+        if removed:
+            log.info("removed %d runtimes left by an earlier hub", removed)
+        pool = ContainerPool(runtime, PoolConfig(
+            prewarm_count=config.runtime.prewarm_count, pause_grace_s=config.runtime.pause_grace_s,
+            idle_timeout_s=config.runtime.idle_timeout_s, memory_budget_mb=config.runtime.memory_budget_mb))
+        engine = Engine(config, store, ActionInvoker(pool))
+        feeds = _feed_manager(engine)
+        await ensure_system_packages(engine.entities, feeds.builtin_feeds() if feeds else [])
+        try:
+            async with engine, asyncio.TaskGroup() as tasks:
+                await pool.start()
+                stop_reaping = asyncio.Event()
+                tasks.create_task(_reap_until(pool, stop_reaping))
+                if feeds is not None:
+                    await feeds.start()
+                runner = web.AppRunner(create_app(engine, feeds.routes() if feeds else None), access_log=None)
+                await runner.setup()
+                site = web.TCPSite(runner, config.api.host, config.api.port)
+                await site.start()
+                port = runner.addresses[0][1]
+                try:
+                    yield Hub(engine, config, credentials, f"http://{config.api.host}:{port}", runtime_name)
+                finally:
+                    if feeds is not None:
+                        await feeds.stop()
+                    await runner.cleanup()
+                    stop_reaping.set()
+        finally:
+            await pool.close()
+    finally:
+        await store.close()
+
+
+async def _reap_until(pool: ContainerPool, stop: asyncio.Event) -> None:
+    """Pause and remove idle runtimes every REAP_INTERVAL_S until `stop` is set."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REAP_INTERVAL_S):
+                await stop.wait()
+        if not stop.is_set():
+            await pool.reap()
+
+
+def _feed_manager(engine: Engine):  # type: ignore[no-untyped-def]
+    return None  # wired once the feed manager's interface settles
