@@ -38,9 +38,8 @@ def run_body(args: dict[str, object]) -> dict[str, object]:
 
 
 @pytest.fixture
-def clocked_factory(docker_factory: DockerRuntimeFactory) -> DockerRuntimeFactory:
-    docker_factory._now = lambda: AT
-    return docker_factory
+def clocked_factory(make_docker_factory: Callable[..., DockerRuntimeFactory]) -> DockerRuntimeFactory:
+    return make_docker_factory(now=lambda: AT)
 
 
 @pytest.fixture

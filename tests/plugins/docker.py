@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -59,10 +60,22 @@ def runtime_images(dockerd: docker.DockerClient) -> list[str]:
 
 
 @pytest.fixture
-async def docker_factory(runtime_images: list[str], tmp_path_factory: pytest.TempPathFactory,
-                         ) -> AsyncIterator[DockerRuntimeFactory]:
-    """A factory with a hub id of its own; every container it made is removed afterwards."""
-    factory = DockerRuntimeFactory(hub_id=f"test{uuid.uuid4().hex[:8]}",
-                                   socket_root=tmp_path_factory.mktemp("sockets"))
-    yield factory
-    await factory.cleanup_orphans()
+async def make_docker_factory(runtime_images: list[str], tmp_path_factory: pytest.TempPathFactory,
+                              ) -> AsyncIterator[Callable[..., DockerRuntimeFactory]]:
+    """Makes factories, each with a hub id of its own; their containers are removed afterwards."""
+    made: list[DockerRuntimeFactory] = []
+
+    def make(**options: Any) -> DockerRuntimeFactory:
+        factory = DockerRuntimeFactory(hub_id=f"test{uuid.uuid4().hex[:8]}",
+                                       socket_root=tmp_path_factory.mktemp("sockets"), **options)
+        made.append(factory)
+        return factory
+
+    yield make
+    for factory in made:
+        await factory.cleanup_orphans()
+
+
+@pytest.fixture
+def docker_factory(make_docker_factory: Callable[..., DockerRuntimeFactory]) -> DockerRuntimeFactory:
+    return make_docker_factory()

@@ -262,10 +262,11 @@ class DockerRuntime:
                                               headers={"Content-Type": "application/json"}) as reply:
                     raw = await reply.read()
                     return ProxyResponse(status=reply.status, body=_json_or_none(raw), raw=raw)
-            except aiohttp.ClientConnectorError:
-                # /init may be sent before the proxy listens; OpenWhisk retries it too.
+            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                # /init may be sent before the proxy listens (a published port accepts and then
+                # drops the connection until then); OpenWhisk retries it too.
                 if not retry_connect:
-                    return ProxyResponse(status=0, body=None)
+                    return ProxyResponse(status=0, body=None, raw=str(exc).encode())
                 await asyncio.sleep(CONNECT_RETRY_S)
             except aiohttp.ClientError as exc:
                 logger.info("container %s: connection to the proxy failed during %s: %s", self.name, path, exc)
