@@ -112,7 +112,7 @@ def parse_alarm_config(kind: AlarmKind, trigger: str, params: dict[str, JSON], n
 
     `require_future=False` is for re-reading a stored config at restart, when start dates have
     legitimately passed."""
-    payload = _payload(params.get("trigger_payload", ""))
+    payload = _payload(params.get("trigger_payload", params.get("payload", "")))  # stored configs say payload
     catch_up, catch_up_max = _catch_up(params)
     start_ms = _date(params, "startDate")
     stop_ms = _date(params, "stopDate")
