@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.plugins.feeds",
     "tests.plugins.docker",
     "tests.plugins.invoker",
+    "tests.plugins.manifests",
 ]
