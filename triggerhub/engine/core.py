@@ -7,22 +7,23 @@ After a crash, `__aenter__` re-runs every accepted invocation that has no record
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from triggerhub.config import HubConfig
-from triggerhub.errors import NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound, TriggerhubError
+from triggerhub.errors import NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound
 from triggerhub.model import (
-    Action, Activation, ActivationResponse, Collection, FullyQualifiedName, Identity, Invocation,
+    ACTIVATION_ID_RE, Action, Activation, ActivationResponse, Collection, FullyQualifiedName, Identity, Invocation,
     Package, Parameter, RuleStatus, StatusCode, Trigger, TriggerEvent, annotation,
     new_activation_id, now_ms, params_to_dict,
 )
 from triggerhub.engine import kinds
 from triggerhub.engine.auth import Authenticator
+from triggerhub.engine.dispatch import Dispatcher, LocalDispatcher
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.resolve import bound_parameters, check_final, check_read
 from triggerhub.engine.sequences import run_sequence
@@ -32,6 +33,9 @@ from triggerhub.store.base import Acceptance, Store
 
 log = logging.getLogger(__name__)
 
+EventSink = Callable[[TriggerEvent], Awaitable[bool]]
+"""Where fired events go when rule matching runs elsewhere (distributed mode: a Kafka topic)."""
+DispatcherFactory = Callable[[Store, Callable[[Invocation], Awaitable[Activation]], Callable[[Invocation], None]], Dispatcher]
 BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 """Runs a hub-internal action (kind `builtin`, e.g. a feed provider) and returns its result."""
 
@@ -45,7 +49,8 @@ class Resolved:
 
 
 class Engine:
-    def __init__(self, config: HubConfig, store: Store, invoker: Invoker) -> None:
+    def __init__(self, config: HubConfig, store: Store, invoker: Invoker,
+                 dispatcher: DispatcherFactory | None = None) -> None:
         self.config = config
         self.store = store
         self.invoker = invoker
@@ -55,30 +60,22 @@ class Engine:
         self._rates = RateThrottler(now_ms)
         self._fire_rates = RateThrottler(now_ms)
         self._concurrency = ConcurrencyThrottler()
-        self._tasks: asyncio.TaskGroup | None = None
-        self._running: dict[str, asyncio.Task[Activation | None]] = {}
+        self.event_sink: EventSink | None = None
+        self.dispatcher: Dispatcher = (dispatcher or LocalDispatcher)(store, self.execute, self._finished)
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Engine:
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        recovered = await self.store.list_pending()
-        for invocation in recovered:
-            self._concurrency.force_acquire(invocation.namespace)
-            self._start(invocation)
-        if recovered:
-            log.info("recovered %d accepted activations without a record", len(recovered))
+        await self.dispatcher.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        assert self._tasks is not None
-        for task in list(self._running.values()):
-            task.cancel()
-        await self._tasks.__aexit__(*exc_info)
-        self._tasks = None
+        await self.dispatcher.__aexit__(*exc_info)
 
     def statistics(self) -> dict[str, int]:
-        return {"running": len(self._running)}
+        return self.dispatcher.statistics()
+
+    def _finished(self, invocation: Invocation) -> None:
+        self._concurrency.release(invocation.namespace)
 
     # ------------------------------------------------------------------ resolution
     async def resolve(self, identity: Identity, fqn: FullyQualifiedName) -> Resolved:
@@ -140,62 +137,24 @@ class Engine:
         self._admit(identity)
         invocation = self._invocation(identity, resolved, [payload], blocking=blocking, transaction_id=transaction_id)
         if not blocking:
-            await self._accept(Acceptance(invocations=[invocation]), [invocation])
+            await self._submit(Acceptance(invocations=[invocation]), [invocation])
             return invocation.activation_id
-        task = self._start(invocation)
-        try:
-            async with asyncio.timeout(wait_ms / 1000):
-                record = await asyncio.shield(task)
-        except TimeoutError:
-            # The caller now holds an id it was promised: make it durable before answering.
-            await self.store.accept(Acceptance(invocations=[invocation]))
-            return invocation.activation_id
-        if record is None:
-            return invocation.activation_id
-        return record
+        record = await self.dispatcher.run_blocking(invocation, wait_ms)
+        return invocation.activation_id if record is None else record
 
-    async def _accept(self, acceptance: Acceptance, to_run: list[Invocation]) -> bool:
+    async def _submit(self, acceptance: Acceptance, invocations: list[Invocation]) -> bool:
+        """Hand over to the dispatcher; the concurrency slots taken by _admit are given back
+        here when nothing will run, else when each invocation finishes."""
         try:
-            accepted = await self.store.accept(acceptance)
+            accepted = await self.dispatcher.submit(acceptance, invocations)
         except BaseException:
-            for invocation in to_run:
+            for invocation in invocations:
                 self._concurrency.release(invocation.namespace)
             raise
         if not accepted:
-            for invocation in to_run:
+            for invocation in invocations:
                 self._concurrency.release(invocation.namespace)
-            return False
-        for invocation in to_run:
-            self._start(invocation)
-        return True
-
-    def _start(self, invocation: Invocation) -> asyncio.Task[Activation | None]:
-        if self._tasks is None:
-            raise TriggerhubError("the engine is not running; use `async with engine:`")
-        existing = self._running.get(invocation.activation_id)
-        if existing is not None:
-            return existing
-        task = self._tasks.create_task(self._run(invocation))
-        self._running[invocation.activation_id] = task
-        return task
-
-    async def _run(self, invocation: Invocation) -> Activation | None:
-        try:
-            record = await self.execute(invocation)
-            stored = await self.store.complete(record)
-            if stored:
-                log.info("activation %s of %s ended: %s", record.activation_id, invocation.path_annotation,
-                         record.response.status_code.text)
-            return record
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a task failure must not tear down the TaskGroup; the pending row stays
-            log.exception("activation %s of %s failed to complete; it stays pending",
-                          invocation.activation_id, invocation.path_annotation)
-            return None
-        finally:
-            self._concurrency.release(invocation.namespace)
-            self._running.pop(invocation.activation_id, None)
+        return accepted
 
     async def execute(self, invocation: Invocation) -> Activation:
         """Run one invocation to a record without storing it (sequences store their components)."""
@@ -234,22 +193,28 @@ class Engine:
         if not _active_rules(trigger):
             return None
         self._fire_rates.check(identity.namespace, identity.limits.get("firesPerMinute", self.config.limits.fires_per_minute))
-        activation_id = new_activation_id()
-        event = TriggerEvent(id=activation_id, source=f"/api/v1/namespaces/{fqn.namespace}/triggers/{fqn.name}",
-                             type="org.openwhisk.trigger.fire", trigger=fqn, data=payload, time_ms=now_ms())
-        await self._fire(identity, trigger, event, activation_id, cursor=None)
-        return activation_id
+        event = TriggerEvent(id=new_activation_id(), source=f"/api/v1/namespaces/{fqn.namespace}/triggers/{fqn.name}",
+                             type="org.openwhisk.trigger.fire", trigger=trigger.fqn, data=payload, time_ms=now_ms(),
+                             subject=identity.subject)
+        if self.event_sink is not None:
+            await self.event_sink(event)
+        else:
+            await self._match(trigger, event, cursor=None)
+        return trigger_activation_id(event)
 
     async def emit(self, event: TriggerEvent, cursor: tuple[str, str] | None = None) -> bool:
-        """Fire from a feed. Durable on return; False when the event id was already accepted."""
+        """Match a fired event against the trigger's rules and accept the result durably.
+        Used by feeds and by distributed workers. False when the event id was already accepted."""
         trigger = await self.entities.find(event.trigger, Collection.TRIGGERS)
         if not isinstance(trigger, Trigger):
             raise NotFound(f"trigger {event.trigger} does not exist; delete its feed or recreate the trigger")
-        identity = Identity(event.trigger.namespace, event.trigger.namespace, "", "")
-        return await self._fire(identity, trigger, event, new_activation_id(), cursor)
+        return await self._match(trigger, event, cursor)
 
-    async def _fire(self, identity: Identity, trigger: Trigger, event: TriggerEvent, activation_id: str,
-                    cursor: tuple[str, str] | None) -> bool:
+    async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        """Ids are derived from the event id, so matching a redelivered event twice yields the same
+        activations, which the store then refuses as a duplicate."""
+        namespace = event.trigger.namespace
+        identity = Identity(event.subject or namespace, namespace, "", "")
         payload = event.data if isinstance(event.data, dict) else ({} if event.data is None else {"payload": event.data})
         trigger_params = params_to_dict(trigger.parameters)
         invocations: list[Invocation] = []
@@ -262,22 +227,37 @@ class Engine:
             except ApiError as exc:
                 outcome.update({"statusCode": 3 if exc.status >= 500 else 1, "success": False, "error": exc.message})
             else:
-                invocation = self._invocation(identity, resolved, [trigger_params, payload])
+                invocation = self._invocation(identity, resolved, [trigger_params, payload],
+                                              activation_id=rule_activation_id(event, rule_key))
                 invocations.append(invocation)
                 outcome.update({"statusCode": 0, "success": True, "activationId": invocation.activation_id})
             outcomes.append(json.dumps(outcome, separators=(",", ":")))
         records = []
         if outcomes:
             records.append(Activation(
-                namespace=identity.namespace, name=trigger.name, subject=identity.subject,
-                activation_id=activation_id, start_ms=event.time_ms or now_ms(), end_ms=0,
+                namespace=namespace, name=trigger.name, subject=identity.subject,
+                activation_id=trigger_activation_id(event), start_ms=event.time_ms or now_ms(), end_ms=0,
                 response=ActivationResponse.ok(payload), logs=tuple(outcomes), version=trigger.version,
             ))
-        accepted = await self._accept(Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor),
+        accepted = await self._submit(Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor),
                                       invocations)
         if accepted:
-            log.info("trigger %s fired (activation %s): %d rule activations", trigger.fqn, activation_id, len(invocations))
+            log.info("trigger %s fired (event %s): %d rule activations", trigger.fqn, event.id, len(invocations))
         return accepted
+
+
+_DERIVED_IDS = uuid.UUID("0b6a4a4e-9d1f-4d43-8a1c-5c1f3f2f7e21")
+
+
+def trigger_activation_id(event: TriggerEvent) -> str:
+    """API fires use their event id as the trigger activation id; feed events derive one."""
+    if ACTIVATION_ID_RE.match(event.id):
+        return event.id
+    return uuid.uuid5(_DERIVED_IDS, f"trigger/{event.id}").hex
+
+
+def rule_activation_id(event: TriggerEvent, rule_key: str) -> str:
+    return uuid.uuid5(_DERIVED_IDS, f"rule/{event.id}/{rule_key}").hex
 
 
 def _api_key_env(identity: Identity, action: Action) -> dict[str, str]:
