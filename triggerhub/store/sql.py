@@ -27,6 +27,7 @@ from triggerhub.model import (
 )
 from triggerhub.store import codec
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
+from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
 from triggerhub.store.tables import activations, cursors, entities, events, feeds, pending, subjects
 
@@ -35,10 +36,6 @@ log = logging.getLogger(__name__)
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
-
-
-class _Unchanged(Exception):
-    """Raised inside a write transaction to roll it back and report `False`."""
 
 
 class SqlStore:
@@ -53,6 +50,8 @@ class SqlStore:
         self._is_sqlite = self._url.get_backend_name() == "sqlite"
         self._engine: AsyncEngine | None = None
         self._write_lock: asyncio.Lock | None = None
+        self._acceptances = GroupCommit(self._accept_batch)
+        self._completions = GroupCommit(self._complete_batch)
         self._build_statements()
 
     def __repr__(self) -> str:
@@ -175,40 +174,58 @@ class SqlStore:
 
     async def accept(self, acceptance: Acceptance) -> bool:
         what = f"accept event {acceptance.event.id!r}" if acceptance.event else "accept invocations"
-        try:
-            with self._translated(what):
-                async with self._write() as conn:
-                    await self._write_acceptance(conn, acceptance)
-        except _Unchanged:
-            log.info("event %s was accepted before; nothing written", acceptance.event and acceptance.event.id)
-            return False
-        return True
+        with self._translated(what):
+            return await self._acceptances.submit(acceptance)
 
-    async def _write_acceptance(self, conn: AsyncConnection, acceptance: Acceptance) -> None:
-        if acceptance.event is not None:
-            result = await conn.execute(self._insert_event, _event_row(acceptance.event))
-            if result.rowcount != 1:
-                raise _Unchanged
-        if acceptance.invocations:
-            await conn.execute(pending.insert(), [_pending_row(i) for i in acceptance.invocations])
-        if acceptance.activations:
-            await conn.execute(activations.insert(), [_activation_row(a) for a in acceptance.activations])
-        if acceptance.cursor is not None:
-            feed_id, value = acceptance.cursor
-            await conn.execute(self._upsert_cursor, {"feed_id": feed_id, "value": value, "updated_ms": now_ms()})
+    async def _accept_batch(self, batch: list[Acceptance]) -> list[bool]:
+        """Writes every acceptance whose event id is new (first one wins within the batch)."""
+        event_rows = {a.event.id: _event_row(a.event) for a in reversed(batch) if a.event is not None}
+        async with self._write() as conn:
+            fresh: set[str] = set()
+            if event_rows:
+                fresh = set((await conn.execute(self._insert_events, list(event_rows.values()))).scalars())
+            answers = []
+            for acceptance in batch:
+                accepted = acceptance.event is None or acceptance.event.id in fresh
+                if acceptance.event is not None:
+                    fresh.discard(acceptance.event.id)
+                    if not accepted:
+                        log.info("event %s was accepted before; nothing written", acceptance.event.id)
+                answers.append(accepted)
+            taken = [a for a, accepted in zip(batch, answers) if accepted]
+            pending_rows = [_pending_row(i) for a in taken for i in a.invocations]
+            activation_rows = [_activation_row(r) for a in taken for r in a.activations]
+            # One row per feed, the last value accepted wins (one statement may not touch a row twice).
+            cursor_rows = {a.cursor[0]: {"feed_id": a.cursor[0], "value": a.cursor[1], "updated_ms": now_ms()}
+                           for a in taken if a.cursor is not None}
+            if pending_rows:
+                await conn.execute(pending.insert(), pending_rows)
+            if activation_rows:
+                await conn.execute(activations.insert(), activation_rows)
+            if cursor_rows:
+                await conn.execute(self._upsert_cursor, list(cursor_rows.values()))
+        return answers
 
     async def complete(self, activation: Activation) -> bool:
-        try:
-            with self._translated(f"record activation {activation.activation_id}"):
-                async with self._write() as conn:
-                    result = await conn.execute(self._insert_activation, _activation_row(activation))
-                    if result.rowcount != 1:
-                        raise _Unchanged
-                    await conn.execute(self._delete_pending, {"activation_id": activation.activation_id})
-        except _Unchanged:
-            log.info("activation %s was recorded before; kept the first record", activation.activation_id)
-            return False
-        return True
+        with self._translated(f"record activation {activation.activation_id}"):
+            return await self._completions.submit(activation)
+
+    async def _complete_batch(self, batch: list[Activation]) -> list[bool]:
+        """Inserts each new record and drops its pending row; an id already recorded (or seen
+        earlier in the batch) answers False and changes nothing."""
+        rows = {a.activation_id: _activation_row(a) for a in reversed(batch)}
+        async with self._write() as conn:
+            inserted = set((await conn.execute(self._insert_activations, list(rows.values()))).scalars())
+            if inserted:
+                await conn.execute(self._delete_pending, {"ids": sorted(inserted)})
+        answers = []
+        for activation in batch:
+            answers.append(activation.activation_id in inserted)
+            if activation.activation_id in inserted:
+                inserted.discard(activation.activation_id)
+            else:
+                log.info("activation %s was recorded before; kept the first record", activation.activation_id)
+        return answers
 
     async def get_activation(self, namespace: str, activation_id: str) -> Activation | None:
         with self._translated(f"read activation {activation_id!r}"):
@@ -297,9 +314,11 @@ class SqlStore:
         self._delete_entity = delete(entities).where(
             entities.c.path == bindparam("path"), entities.c.name == bindparam("name"),
             entities.c.collection == bindparam("collection"), entities.c.revision == bindparam("revision"))
-        self._insert_event = insert(events).on_conflict_do_nothing(index_elements=["id"])
-        self._insert_activation = insert(activations).on_conflict_do_nothing(index_elements=["activation_id"])
-        self._delete_pending = delete(pending).where(pending.c.activation_id == bindparam("activation_id"))
+        self._insert_events = (insert(events).on_conflict_do_nothing(index_elements=["id"])
+                               .returning(events.c.id))
+        self._insert_activations = (insert(activations).on_conflict_do_nothing(index_elements=["activation_id"])
+                                    .returning(activations.c.activation_id))
+        self._delete_pending = delete(pending).where(pending.c.activation_id.in_(bindparam("ids", expanding=True)))
         upsert_subject = insert(subjects)
         self._upsert_subject = upsert_subject.on_conflict_do_update(index_elements=["uuid"], set_={
             "subject": upsert_subject.excluded.subject, "namespace": upsert_subject.excluded.namespace,
