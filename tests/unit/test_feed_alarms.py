@@ -26,7 +26,7 @@ def utc_minutes(start: str, count: int) -> list[str]:
 
 
 async def run_alarm(store: FakeStore, clock: FakeClock, params: dict, until: str, *, kind=AlarmKind.ALARM,
-                    registered: str | None = None, finished: list[str] | None = None) -> None:
+                    not_before: str | None = None, finished: list[str] | None = None) -> None:
     config = parse_alarm_config(kind, TRIGGER, params, NOW_MS, require_future=False)
     emit = StoreEmit(store, TRIGGER)
 
@@ -35,7 +35,7 @@ async def run_alarm(store: FakeStore, clock: FakeClock, params: dict, until: str
 
     async with asyncio.TaskGroup() as tg:
         feed = AlarmFeed(config, clock=clock, tasks=tg, load_cursor=emit.load, on_finished=on_finished,
-                         registered_ms=int(utc_s(registered) * 1000) if registered else int(clock.now() * 1000))
+                         not_before_ms=int(utc_s(not_before) * 1000) if not_before else int(clock.now() * 1000))
         await feed.start(emit)
         await clock.advance_to(utc_s(until))
         await feed.stop()
@@ -110,7 +110,7 @@ async def test_two_processes_on_one_store_store_each_instant_once(fake_store: Fa
 
     async with asyncio.TaskGroup() as tg:
         feeds = [AlarmFeed(config, clock=clock, tasks=tg, load_cursor=e.load, on_finished=on_finished,
-                           registered_ms=int(clock.now() * 1000)) for e in emits]
+                           not_before_ms=int(clock.now() * 1000)) for e in emits]
         for feed, emit in zip(feeds, emits):
             await feed.start(emit)
         await clock.advance_to(utc_s("2024-10-27T00:05:30"))
@@ -132,7 +132,7 @@ async def test_catch_up_after_downtime(fake_store: FakeStore, policy: CatchUp, e
     assert fake_store.events == {}
     fake_store.cursors[f"{TRIGGER}#fired"] = str(int(utc_s("2024-10-27T00:00:00") * 1000))
     clock = FakeClock(utc_s("2024-10-27T00:10:30"))  # the hub was down for ten minutes
-    await run_alarm(fake_store, clock, params, "2024-10-27T00:11:30")
+    await run_alarm(fake_store, clock, params, "2024-10-27T00:11:30", not_before="2024-10-27T00:00:30")
     assert [t[-5:] for t in fired_utc(fake_store)] == expected_first + ["00:11"]
 
 

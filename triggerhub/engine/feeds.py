@@ -223,7 +223,7 @@ class FeedManager:
             parsed = alarms.parse_alarm_config(_ALARM_KINDS[registration.feed], trigger, config,
                                                now_ms(self._clock), require_future=False)
             return alarms.AlarmFeed(parsed, clock=self._clock, tasks=tasks, load_cursor=load,
-                                    registered_ms=registration.created_ms, source=registration.feed,
+                                    not_before_ms=registration.updated_ms, source=registration.feed,
                                     on_finished=lambda reason: self._finished(trigger, reason))
         if registration.feed == MQTT:
             digest = hashlib.sha256(trigger.encode()).hexdigest()[:12]

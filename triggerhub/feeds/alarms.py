@@ -252,14 +252,14 @@ class AlarmFeed:
     """Fires one AlarmConfig. Its loop task lives in the TaskGroup given at construction."""
 
     def __init__(self, config: AlarmConfig, *, clock: Clock, tasks: asyncio.TaskGroup,
-                 load_cursor: CursorLoader, registered_ms: int, on_finished: OnFinished,
+                 load_cursor: CursorLoader, not_before_ms: int, on_finished: OnFinished,
                  source: str = "/whisk.system/alarms/alarm") -> None:
         self._config = config
         self._schedule = config.schedule()
         self._clock = clock
         self._tasks = tasks
         self._load_cursor = load_cursor
-        self._registered_ms = registered_ms
+        self._not_before_ms = not_before_ms  # nothing at or before this is due (CREATE, UPDATE, UNPAUSE)
         self._on_finished = on_finished
         self._source = source
         self._task: asyncio.Task[None] | None = None
@@ -269,7 +269,7 @@ class AlarmFeed:
         if self._task is not None:
             return
         stored = await self._load_cursor(CURSOR_KEY)
-        last_ms = int(stored) if stored is not None else self._registered_ms
+        last_ms = max(int(stored) if stored is not None else 0, self._not_before_ms)
         self._task = self._tasks.create_task(self._run(emit, last_ms), name=f"alarm {self._config.trigger}")
 
     async def stop(self) -> None:

@@ -1,0 +1,119 @@
+"""FeedManager: the OpenWhisk feed lifecycle over a fake Store, and feeds surviving a restart."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.plugins.feeds import FakeClock, FakeStore, utc_s
+from triggerhub.engine.feeds import ALARM, BUILTIN_FEEDS, ONCE, FeedManager, FeedMetrics
+from triggerhub.errors import FORBIDDEN, BadRequest, Conflict, Forbidden, NotFound
+from triggerhub.model import FullyQualifiedName, ReducedRule, Rule, RuleStatus, Trigger, TriggerEvent
+from triggerhub.store.base import Acceptance
+
+START = "2024-06-01T00:00:30"
+CRON = {"cron": "* * * * *", "strict": True, "trigger_payload": "tick"}
+
+
+def manager_for(store: FakeStore, clock: FakeClock) -> FeedManager:
+    async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        return await store.accept(Acceptance(event=event, cursor=cursor))
+    return FeedManager(store, fire, clock)
+
+
+def call(event: str, **params: object) -> dict[str, object]:
+    return {"lifecycleEvent": event, "triggerName": "/guest/tick", "authKey": "uuid:secret-key", **params}
+
+
+def test_catalogue_names_every_builtin_feed() -> None:
+    assert sorted(BUILTIN_FEEDS) == [
+        "/whisk.system/alarms/alarm", "/whisk.system/alarms/interval", "/whisk.system/alarms/once",
+        "/whisk.system/files/watch", "/whisk.system/mqtt/subscribe", "/whisk.system/webhook/webhook"]
+    assert BUILTIN_FEEDS[ALARM].parameters[0] == "cron"
+
+
+async def test_create_read_pause_unpause_delete(fake_store: FakeStore) -> None:
+    clock = FakeClock(utc_s(START))
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(fake_store, clock)
+        await manager.start(tg)
+        assert await manager.lifecycle("guest", "uuid:secret-key", ALARM, call("CREATE", **CRON)) == {
+            "triggerName": "/guest/tick", "status": "active"}
+        assert "secret-key" not in repr(fake_store.feeds)  # the caller's key is never stored
+        await clock.advance_to(utc_s("2024-06-01T00:02:30"))
+        read = await manager.lifecycle("guest", "k", ALARM, call("READ"))
+        assert read == {
+            "config": {"name": "tick", "namespace": "guest", "payload": {"payload": "tick"}, "catchUp": "latest",
+                       "catchUpMax": 10, "cron": "* * * * *", "timezone": None, "strict": True},
+            "status": {"active": True, "dateChanged": int(utc_s(START) * 1000),
+                       "dateChangedISO": "2024-06-01T00:00:30.000Z", "reason": ""},
+            "metrics": {"received": 2, "fired": 2, "rejected": 0},
+        }
+        await manager.lifecycle("guest", "k", ALARM, call("PAUSE"))
+        await clock.advance_to(utc_s("2024-06-01T00:05:30"))
+        assert len(fake_store.events) == 2
+        assert (await manager.lifecycle("guest", "k", ALARM, call("READ")))["status"]["reason"] == "paused by PAUSE"
+        await manager.lifecycle("guest", "k", ALARM, call("UNPAUSE"))  # instants paused over are not caught up
+        await clock.advance_to(utc_s("2024-06-01T00:06:30"))
+        assert len(fake_store.events) == 3
+        assert await manager.lifecycle("guest", "k", ALARM, call("DELETE")) == {
+            "triggerName": "/guest/tick", "status": "deleted"}
+        await clock.advance_to(utc_s("2024-06-01T00:09:30"))
+        assert (len(fake_store.events), fake_store.feeds) == (3, {})
+        await manager.stop()
+
+
+async def test_lifecycle_errors(fake_store: FakeStore) -> None:
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(fake_store, FakeClock(utc_s(START)))
+        await manager.start(tg)
+        with pytest.raises(BadRequest, match="^unsupported lifecycleEvent$"):
+            await manager.lifecycle("guest", "k", ALARM, call("RESTART"))
+        with pytest.raises(BadRequest, match=r"^cron pattern '\* \*' is not valid$"):
+            await manager.lifecycle("guest", "k", ALARM, call("CREATE", cron="* *"))
+        with pytest.raises(Forbidden) as forbidden:
+            await manager.lifecycle("alice", "k", ALARM, call("CREATE", **CRON))
+        assert forbidden.value.message == FORBIDDEN
+        with pytest.raises(NotFound) as missing:
+            await manager.lifecycle("guest", "k", ALARM, call("READ"))
+        assert missing.value.message == ("trigger '/guest/tick' has no /whisk.system/alarms/alarm feed; "
+                                         "create it with lifecycleEvent CREATE")
+        await manager.lifecycle("guest", "k", ALARM, call("CREATE", **CRON))
+        with pytest.raises(Conflict):
+            await manager.lifecycle("guest", "k", ALARM, call("CREATE", **CRON))
+        await manager.stop()
+    assert list(fake_store.feeds) == ["/guest/tick"]
+
+
+async def test_feeds_survive_a_restart_without_firing_an_instant_twice(fake_store: FakeStore) -> None:
+    clock = FakeClock(utc_s(START))
+    async with asyncio.TaskGroup() as tg:
+        first = manager_for(fake_store, clock)
+        await first.start(tg)
+        await first.lifecycle("guest", "k", ALARM, call("CREATE", **CRON))
+        await clock.advance_to(utc_s("2024-06-01T00:03:00"))
+        await first.stop()
+    async with asyncio.TaskGroup() as tg:
+        second = manager_for(fake_store, clock)  # a new process: nothing in memory, only the store
+        await second.start(tg)
+        await clock.advance_to(utc_s("2024-06-01T00:05:30"))
+        await second.stop()
+    assert sorted(e.time_ms for e in fake_store.events.values()) == [
+        int(utc_s(f"2024-06-01T00:0{m}:00") * 1000) for m in range(1, 6)]
+    assert second.metrics("/guest/tick") == FeedMetrics(received=2, fired=2, rejected=0)
+
+
+async def test_once_with_delete_after_fire_rules_deletes_trigger_and_rules(fake_store: FakeStore) -> None:
+    rule = Rule("guest", "r", FullyQualifiedName("guest", "tick"), FullyQualifiedName("guest", "act"))
+    trigger = Trigger("guest", "tick", rules={"guest/r": ReducedRule(rule.action, RuleStatus.ACTIVE)})
+    await fake_store.put_entities([trigger, rule])
+    clock = FakeClock(utc_s(START))
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(fake_store, clock)
+        await manager.start(tg)
+        await manager.lifecycle("guest", "k", ONCE, call("CREATE", date="2024-06-01T00:10:00Z",
+                                                         deleteAfterFire="rules"))
+        await clock.advance_to(utc_s("2024-06-01T01:00:00"))
+        await manager.stop()
+    assert (len(fake_store.events), fake_store.feeds, fake_store.entities) == (1, {}, {})
