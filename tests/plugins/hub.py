@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ class HubClient:
                    raw: bytes | None = None, **query: Any) -> tuple[int, Any]:
         params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in query.items()}
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        payload = io.BytesIO(data) if data is not None else None  # large bodies without a warning
         headers = {**self.headers(auth), "Content-Type": "application/json"}
-        async with self.session.request(method, f"{self.apihost}/api/v1/{path.lstrip('/')}", data=data,
+        async with self.session.request(method, f"{self.apihost}/api/v1/{path.lstrip('/')}", data=payload,
                                         params=params, headers=headers) as response:
             text = await response.text()
             return response.status, (json.loads(text) if text else None)
