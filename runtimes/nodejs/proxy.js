@@ -10,6 +10,7 @@ const fs = require('fs');
 const http = require('http');
 const os = require('os');
 const path = require('path');
+const vm = require('vm');
 const zlib = require('zlib');
 
 const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX';
@@ -86,7 +87,9 @@ function loadSource(code, mainName) {
   const module = { exports: {} };
   const lookup = /^[A-Za-z_$][\w$]*$/.test(mainName)
     ? `\n;return typeof ${mainName} === 'function' ? ${mainName} : undefined;` : '\n;return undefined;';
-  const body = new Function('require', 'module', 'exports', '__filename', '__dirname', code + lookup);  // eslint-disable-line no-new-func
+  const params = ['require', 'module', 'exports', '__filename', '__dirname'];
+  new vm.Script(code, { filename: 'index.js' });  // reports syntax errors of the code alone
+  const body = new Function(...params, code + lookup);  // eslint-disable-line no-new-func
   let main = body(require, module, module.exports, path.join(process.cwd(), 'index.js'), process.cwd());
   if (typeof main !== 'function') main = module.exports[mainName];
   if (typeof main !== 'function' && mainName === 'main' && typeof module.exports === 'function') main = module.exports;
