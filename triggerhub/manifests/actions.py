@@ -85,6 +85,9 @@ def _exec(raw: dict[str, Any], base_dir: Path, runtimes: Runtimes, problems: lis
 def _exec_doc(raw: dict[str, Any], base_dir: Path, runtimes: Runtimes, runtime: str | None, function: str | None,
               code: str | None, docker: str | None) -> dict[str, Any]:
     if function is not None:
+        if not (base_dir / function).exists():
+            raise CodeError(f"file '{function}' does not exist in {base_dir}; 'function' is relative to the "
+                            f"manifest's folder")
         loaded = read_function(base_dir / function)
         text, binary, extension = loaded.text, loaded.binary, loaded.extension
     else:

@@ -69,6 +69,7 @@ class EntityBuilder:
     cli_params: dict[str, str]
     managed: dict[str, Any] | None
     runtimes: Runtimes = OPENWHISK
+    broken: set[YamlPath] = field(default_factory=set)  # entities with shape problems: not built
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     entities: list[DesiredEntity] = field(default_factory=list)
@@ -110,28 +111,30 @@ class EntityBuilder:
                 seen[pkg] = path
                 yield pkg, path, _map(raw)
 
-    def _named(self, pkg_path: YamlPath, pkg_raw: dict[str, Any], kind: str) -> Iterator[tuple[str, YamlPath, Any]]:
+    def _named(self, pkg_path: YamlPath, pkg_raw: dict[str, Any], kind: str,
+               with_broken: bool = False) -> Iterator[tuple[str, YamlPath, Any]]:
         for name, raw in _map(pkg_raw.get(kind)).items():
-            yield name, pkg_path + (kind, name), raw
+            if with_broken or pkg_path + (kind, name) not in self.broken:
+                yield name, pkg_path + (kind, name), raw
 
     def _index_package(self, pkg: str, path: YamlPath, raw: dict[str, Any]) -> None:
         if pkg != DEFAULT_PACKAGE:
             self._check_name(pkg, path)
         names = self._index.actions.setdefault(pkg, set())
         for kind in ("actions", "sequences"):
-            for name, entity_path, _ in self._named(path, raw, kind):
+            for name, entity_path, _ in self._named(path, raw, kind, with_broken=True):
                 if name in names:
                     self._problem(entity_path, f"'{name}' is declared twice in package '{pkg}'")
                 names.add(name)
                 if kind == "sequences":
                     self._index.sequences.setdefault(pkg, set()).add(name)
         for kind, seen in (("triggers", self._index.triggers), ("rules", self._index.rules)):
-            for name, entity_path, _ in self._named(path, raw, kind):
+            for name, entity_path, _ in self._named(path, raw, kind, with_broken=True):
                 if name in seen:
                     self._problem(entity_path, f"{kind[:-1]} '{name}' is declared twice; also at "
                                                f"{self._at(seen[name])}")
                 seen[name] = entity_path
-        for name, _, _ in self._named(path, raw, "dependencies"):
+        for name, _, _ in self._named(path, raw, "dependencies", with_broken=True):
             self._index.bindings.add(name)
         for unsupported in ("apis", "feeds"):
             if raw.get(unsupported):

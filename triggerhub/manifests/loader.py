@@ -17,7 +17,7 @@ from triggerhub.errors import ManifestError, Problem
 from triggerhub.manifests.entities import EntityBuilder, Overrides
 from triggerhub.manifests.project import Project
 from triggerhub.manifests.runtimes import OPENWHISK, Runtimes
-from triggerhub.manifests.schema import DEPLOYMENT, MANIFEST, check_shape
+from triggerhub.manifests.schema import DEPLOYMENT, MANIFEST, check_shape, shape_errors
 from triggerhub.manifests.source import Source, YamlPath, parse_source, read_source
 
 DEFAULT_MANIFESTS = ("manifest.yaml", "manifest.yml")
@@ -53,7 +53,8 @@ def load_project(manifest: Path, *, deployment: Path | None = None,
         # project inputs are usable as $NAME; the real environment wins over them
         env = {**{k: str(v) for k, v in project_inputs.items() if not isinstance(v, dict)}, **env}
         source = parse_source(source.text, name, env)
-    problems = check_shape(source, MANIFEST)
+    shape = shape_errors(source, MANIFEST)
+    problems = [problem for _, problem in shape]
     overrides = Overrides()
     deployment_name: str | None = None
     if deployment is not None:
@@ -69,14 +70,22 @@ def load_project(manifest: Path, *, deployment: Path | None = None,
     builder = EntityBuilder(
         source=source, namespace=namespace, base_dir=manifest.parent, overrides=overrides,
         cli_params=dict(params or {}), runtimes=runtimes,
-        managed=_managed_annotation(project_name, source, name) if is_managed else None)
-    if not problems:
-        builder.build()
-        problems += builder.problems
+        managed=_managed_annotation(project_name, source, name) if is_managed else None,
+        broken={_entity_of(path) for path, _ in shape})
+    builder.build()
+    problems += builder.problems
     if problems:
-        raise ManifestError(_unique(problems))
+        # document order, the manifest's own problems first
+        ordered = sorted(_unique(problems), key=lambda p: (p.file != name, p.file, p.line, p.column))
+        raise ManifestError(ordered)
     return Project(file=name, namespace=namespace, name=project_name, managed=is_managed,
                    entities=tuple(builder.entities), warnings=tuple(builder.warnings))
+
+
+def _entity_of(path: YamlPath) -> YamlPath:
+    """The entity (`packages.p.actions.a`) a shape problem is inside, or the path itself if above one."""
+    depth = 5 if path[:1] == ("project",) else 4
+    return path[:depth]
 
 
 def _project_name(source: Source, from_deployment: str | None, problems: list[Problem],

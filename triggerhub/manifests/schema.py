@@ -105,12 +105,18 @@ DEPLOYMENT = _closed({
 
 def check_shape(source: Source, schema: dict[str, Any]) -> list[Problem]:
     """Every schema violation in `source`, in document order."""
+    return [problem for _, problem in shape_errors(source, schema)]
+
+
+def shape_errors(source: Source, schema: dict[str, Any]) -> list[tuple[YamlPath, Problem]]:
+    """Like check_shape, keeping the YAML path of the node each problem is about."""
     validator = Draft202012Validator(schema)
-    problems: list[Problem] = []
+    found: list[tuple[YamlPath, Problem]] = []
     for error in validator.iter_errors(source.data):
-        problems.extend(_problems(source, error))
-    problems.sort(key=lambda p: (p.line, p.column, p.message))
-    return problems
+        path: YamlPath = tuple(error.absolute_path)
+        found.extend((path, problem) for problem in _problems(source, error))
+    found.sort(key=lambda item: (item[1].line, item[1].column, item[1].message))
+    return found
 
 
 def _problems(source: Source, error: ValidationError) -> list[Problem]:

@@ -20,6 +20,7 @@ from triggerhub.errors import ManifestError, Problem
 
 YamlPath: TypeAlias = tuple[str | int, ...]
 
+_DUPLICATE_RE = re.compile(r'found duplicate key "([^"]*)"')
 _ENV_RE = re.compile(r"\$\$\{(\w+)\}|\$\{(\w+)\}|\$(\w+)")
 
 
@@ -96,6 +97,9 @@ def parse_source(text: str, display_name: str, env: Mapping[str, str]) -> Source
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         reason = (exc.problem or exc.context or "invalid YAML").strip()
+        duplicate = _DUPLICATE_RE.match(reason)
+        if duplicate:
+            reason = f"duplicate key '{duplicate.group(1)}'; each key may appear only once in a mapping"
         raise ManifestError([Problem(display_name, line, column, "<root>", f"invalid YAML: {reason}")]) from exc
     positions: dict[YamlPath, tuple[int, int]] = {(): (1, 1)}
     data = _plain(raw, (), positions, env)
