@@ -1,0 +1,129 @@
+"""The store's JSON documents give back exactly the record that went in, for every record type."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from triggerhub.model import (
+    Action, ActionLimits, Activation, ActivationResponse, Binding, Collection, Exec, FullyQualifiedName,
+    Invocation, Package, Parameter, ReducedRule, Rule, RuleStatus, StatusCode, Subject, Trigger, TriggerEvent,
+)
+from triggerhub.store import codec
+from triggerhub.store.base import FeedRegistration
+
+GUEST_HELLO = FullyQualifiedName("guest", "hello", "utils")
+
+ACTION = Action(
+    "guest/utils", "hello",
+    Exec("python:3.11", "def main(a):\n    return {'ü': a}\n", binary=True, main="handler", image="my/img",
+         components=("/guest/a", "/guest/b")),
+    version="0.0.7", publish=True,
+    parameters=(Parameter("greeting", {"text": "hi", "n": [1, 2.5, None]}, init=True), Parameter("x", 1)),
+    annotations=(Parameter("web-export", True),),
+    limits=ActionLimits(timeout_ms=1_000, memory_mb=128, logs_mb=5, concurrency=4),
+    updated_ms=1_700_000_000_123, revision=7,
+)
+TRIGGER = Trigger(
+    "guest", "sensor", version="0.0.3", publish=True, parameters=(Parameter("room", "lab"),),
+    annotations=(Parameter("feed", "/whisk.system/alarms/alarm"),),
+    rules={"guest/alert": ReducedRule(GUEST_HELLO, RuleStatus.INACTIVE),
+           "guest/log": ReducedRule(FullyQualifiedName("guest", "log"), RuleStatus.ACTIVE)},
+    updated_ms=5, revision=2,
+)
+RULE = Rule(
+    "guest", "alert", trigger=FullyQualifiedName("guest", "sensor"), action=GUEST_HELLO, version="0.0.2",
+    publish=True, annotations=(Parameter("note", "x"),), updated_ms=9, revision=3,
+)
+PACKAGE = Package(
+    "guest", "utils-bound", version="0.0.4", publish=True, binding=Binding("whisk.system", "utils"),
+    parameters=(Parameter("token", "t"),), annotations=(Parameter("a", 1),), updated_ms=11, revision=4,
+)
+ACTIVATION = Activation(
+    "guest", "hello", "guest-subject", "c7bb1339cb4f40e3a6ccead6c99f804e", 1_493_327_653_767,
+    1_493_327_653_769, ActivationResponse(StatusCode.APPLICATION_ERROR, {"error": "boom"}, size=17),
+    logs=("2017-04-27T21:14:13.768Z       stdout: hello",),
+    annotations=(Parameter("path", "guest/utils/hello"), Parameter("timeout", False)),
+    version="0.0.2", publish=True, cause="0" * 32, duration_ms=42,
+)
+INVOCATION = Invocation(
+    "d" * 32, ACTION, [{"a": 1}, "b"], "alice", "alice-subject", 1_700_000_000_000, cause="e" * 32,
+    blocking=True, path_annotation="guest/utils/hello", binding="alice/utils-bound",
+    init_env={"__OW_API_KEY": "k"}, transaction_id="tx-1", extra_annotations=(Parameter("causedBy", "sequence"),),
+)
+EVENT = TriggerEvent(
+    "evt-1", "mqtt://127.0.0.1:1883/sensors/#", "triggerhub.mqtt.message", GUEST_HELLO,
+    {"temperature": 21.5}, subject="sensors/lab", time_ms=1_700_000_000_001, datacontenttype="text/plain",
+)
+SUBJECT = Subject("alice", "alice-ns", "6f1b3c2e-0000-4000-8000-000000000000", "sha256:abc",
+                  limits={"invocationsPerMinute": 60})
+FEED = FeedRegistration("/guest/sensor", "/whisk.system/alarms/alarm", "guest", {"cron": "*/5 * * * *"},
+                        status="paused", reason="paused by user", created_ms=1, updated_ms=2)
+
+CASES: list[tuple[Any, Callable[[Any], codec.Doc], Callable[[codec.Doc], Any]]] = [
+    (ACTION, codec.action_to_doc, codec.action_from_doc),
+    (TRIGGER, codec.trigger_to_doc, codec.trigger_from_doc),
+    (RULE, codec.rule_to_doc, codec.rule_from_doc),
+    (PACKAGE, codec.package_to_doc, codec.package_from_doc),
+    (ACTIVATION, codec.activation_to_doc, codec.activation_from_doc),
+    (INVOCATION, codec.invocation_to_doc, codec.invocation_from_doc),
+    (EVENT, codec.event_to_doc, codec.event_from_doc),
+    (SUBJECT, codec.subject_to_doc, codec.subject_from_doc),
+    (FEED, codec.feed_to_doc, codec.feed_from_doc),
+]
+IDS = [type(record).__name__ for record, _, _ in CASES]
+
+
+@pytest.mark.parametrize(("record", "encode", "decode"), CASES, ids=IDS)
+def test_record_survives_a_round_trip_through_json_text(record: Any, encode: Any, decode: Any) -> None:
+    assert decode(codec.loads(codec.dumps(encode(record)))) == record
+
+
+@pytest.mark.parametrize("record", [c[0] for c in CASES], ids=IDS)
+def test_samples_set_every_field_away_from_its_default(record: Any) -> None:
+    # Otherwise a field the codec drops would still come back equal, as its default.
+    for field in dataclasses.fields(record):
+        if field.default is not dataclasses.MISSING:
+            assert getattr(record, field.name) != field.default, f"{type(record).__name__}.{field.name}"
+        if field.default_factory is not dataclasses.MISSING:
+            assert getattr(record, field.name) != field.default_factory(), f"{type(record).__name__}.{field.name}"
+
+
+@pytest.mark.parametrize(("entity", "collection"), [
+    (ACTION, Collection.ACTIONS), (TRIGGER, Collection.TRIGGERS),
+    (RULE, Collection.RULES), (PACKAGE, Collection.PACKAGES),
+])
+def test_entity_round_trips_through_its_collection(entity: Any, collection: Collection) -> None:
+    assert codec.entity_from_doc(collection.value, codec.loads(codec.dumps(codec.entity_to_doc(entity)))) == entity
+
+
+def test_every_status_code_survives() -> None:
+    for code in StatusCode:
+        response = ActivationResponse(code, {"error": code.text})
+        decoded = codec.response_from_doc(codec.loads(codec.dumps(codec.response_to_doc(response))))
+        assert decoded == response
+        assert decoded.status_code is code
+
+
+def test_defaults_survive_too() -> None:
+    action = Action("guest", "a", Exec("nodejs:20"))
+    assert codec.action_from_doc(codec.loads(codec.dumps(codec.action_to_doc(action)))) == action
+    package = Package("guest", "p")
+    assert codec.package_from_doc(codec.loads(codec.dumps(codec.package_to_doc(package)))) == package
+
+
+def test_stored_activation_response_uses_the_openwhisk_stored_form() -> None:
+    assert codec.response_to_doc(ACTIVATION.response) == {
+        "statusCode": 1, "result": {"error": "boom"}, "size": 17}
+
+
+def test_text_is_compact_and_keeps_unicode() -> None:
+    assert codec.dumps({"a": [1, "ü"]}) == '{"a":[1,"ü"]}'
+
+
+def test_a_document_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(ValueError, match="stored document is a list, expected an object"):
+        codec.loads("[1]")
