@@ -223,7 +223,7 @@ class MqttFeed:
         self._packets = PacketIds(await self._load_cursor(CURSOR_KEY))
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[paho.MQTTMessage] = asyncio.Queue(maxsize=QUEUE_SIZE)
-        connected: asyncio.Future[None] = loop.create_future()
+        connected: asyncio.Future[None] = loop.create_future()  # set at the first SUBACK
         client = self._make_client(loop, queue, connected)
         host, port = self._config.host_port
         try:
@@ -296,7 +296,12 @@ class MqttFeed:
             c.subscribe([(f, options if v5 else self._config.qos) for f in self._config.filters()])  # type: ignore[misc]
             log.info("mqtt feed %s connected as %s (session present: %s)", self._trigger, self.client_id,
                      flags.session_present)
-            loop.call_soon_threadsafe(settle, None)
+
+        def on_subscribe(_c: paho.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
+            failed = [str(r) for r in reasons if r.is_failure]
+            error = FeedError(f"MQTT broker {self._config.url} refused the subscription to "
+                              f"{', '.join(self._config.filters())}: {', '.join(failed)}") if failed else None
+            loop.call_soon_threadsafe(settle, error)
 
         def on_message(_c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
             handoff = asyncio.run_coroutine_threadsafe(queue.put(msg), loop)
@@ -310,6 +315,7 @@ class MqttFeed:
 
         client.on_connect = on_connect
         client.on_message = on_message
+        client.on_subscribe = on_subscribe
         return client
 
     async def _consume(self, queue: asyncio.Queue[paho.MQTTMessage], emit: CursorEmit) -> None:

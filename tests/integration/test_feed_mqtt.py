@@ -1,0 +1,159 @@
+"""MQTT feed against the real Mosquitto on loopback: wildcards, persistent sessions, shared
+subscriptions, and acknowledgement only after the event is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.plugins.feeds import FakeStore, StoreEmit
+from triggerhub.feeds.mqtt import MqttFeed, parse_mqtt_config
+from triggerhub.model import TriggerEvent
+
+pytestmark = pytest.mark.mqtt
+TRIGGER = "/guest/sensors"
+
+
+def publish(broker: tuple[str, int], messages: list[tuple[str, dict]], qos: int = 1) -> None:
+    """Publish and wait for every PUBACK (runs in a worker thread)."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    client.connect(*broker)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, json.dumps(body), qos=qos) for topic, body in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def feed_for(broker: tuple[str, int], tg: asyncio.TaskGroup, emit: StoreEmit, topics: list[str],
+             client_id: str, **params: object) -> MqttFeed:
+    config = parse_mqtt_config({"url": f"mqtt://{broker[0]}:{broker[1]}", "topics": topics, **params})
+    return MqttFeed(config, trigger=TRIGGER, tasks=tg, load_cursor=emit.load, default_client_id=client_id)
+
+
+def seqs(store: FakeStore) -> list[int]:
+    return sorted(e.data["payload"]["seq"] for e in store.events.values())
+
+
+async def test_thousand_qos1_messages_across_wildcards_are_emitted_exactly_once(
+        mqtt_broker: tuple[str, int], fake_store: FakeStore) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    emit = StoreEmit(fake_store, TRIGGER)
+    messages = [(f"{prefix}/dev{i % 10}/temp" if i % 2 else f"{prefix}/alerts/zone{i % 3}/high", {"seq": i})
+                for i in range(1000)]
+    unmatched = [(f"{prefix}/dev1/humidity", {"seq": -1}), (f"{prefix}/other", {"seq": -2})]
+    async with asyncio.TaskGroup() as tg:
+        feed = feed_for(mqtt_broker, tg, emit, [f"{prefix}/+/temp", f"{prefix}/alerts/#"], f"c-{prefix}")
+        await feed.start(emit)
+        await asyncio.to_thread(publish, mqtt_broker, messages + unmatched)
+        await wait_until(lambda: len(emit.returned) >= 1000)
+        await feed.stop()
+    assert (seqs(fake_store), emit.returned) == (list(range(1000)), [True] * 1000)
+    sample = next(e for e in fake_store.events.values() if e.data["payload"]["seq"] == 3)
+    assert (sample.data["topic"], sample.data["qos"], sample.data["retain"], sample.subject) == (
+        f"{prefix}/dev3/temp", 1, False, f"{prefix}/dev3/temp")
+
+
+async def test_messages_published_while_stopped_arrive_after_restart(
+        mqtt_broker: tuple[str, int], fake_store: FakeStore) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = feed_for(mqtt_broker, tg, emit, [f"{prefix}/#"], f"c-{prefix}")
+        await feed.start(emit)
+        await asyncio.to_thread(publish, mqtt_broker, [(f"{prefix}/a", {"seq": i}) for i in range(10)])
+        await wait_until(lambda: len(emit.returned) == 10)
+        await feed.stop()
+        await asyncio.to_thread(publish, mqtt_broker, [(f"{prefix}/a", {"seq": i}) for i in range(10, 110)])
+        again = feed_for(mqtt_broker, tg, emit, [f"{prefix}/#"], f"c-{prefix}")  # same client id: same session
+        await again.start(emit)
+        await wait_until(lambda: len(emit.returned) >= 110)
+        await again.stop()
+    assert (seqs(fake_store), emit.returned) == (list(range(110)), [True] * 110)
+
+
+async def test_unstored_messages_are_not_acknowledged_and_come_back(
+        mqtt_broker: tuple[str, int], fake_store: FakeStore) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    stuck = asyncio.Event()
+
+    async def never_durable(event: TriggerEvent, cursor: tuple[str, str] | None = None) -> bool:
+        stuck.set()
+        await asyncio.Event().wait()  # the store never answers: nothing may be acknowledged
+        return True
+
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = feed_for(mqtt_broker, tg, emit, [f"{prefix}/#"], f"c-{prefix}")
+        await feed.start(never_durable)  # type: ignore[arg-type]
+        await asyncio.to_thread(publish, mqtt_broker, [(f"{prefix}/a", {"seq": i}) for i in range(5)])
+        await asyncio.wait_for(stuck.wait(), 30)
+        await feed.stop()
+        again = feed_for(mqtt_broker, tg, emit, [f"{prefix}/#"], f"c-{prefix}")
+        await again.start(emit)
+        await wait_until(lambda: len(emit.returned) >= 5)
+        await again.stop()
+    assert (seqs(fake_store), emit.returned) == (list(range(5)), [True] * 5)
+
+
+async def test_shared_subscription_splits_messages_without_loss_or_duplicates(
+        mqtt_broker: tuple[str, int], fake_store: FakeStore) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    emits = [StoreEmit(fake_store, TRIGGER), StoreEmit(fake_store, TRIGGER)]
+    async with asyncio.TaskGroup() as tg:
+        feeds = [feed_for(mqtt_broker, tg, e, [f"{prefix}/+"], f"c-{prefix}-{i}", shareGroup="hub")
+                 for i, e in enumerate(emits)]
+        for feed, emit in zip(feeds, emits):
+            await feed.start(emit)
+        await asyncio.to_thread(publish, mqtt_broker, [(f"{prefix}/d{i % 4}", {"seq": i}) for i in range(400)])
+        await wait_until(lambda: len(emits[0].returned) + len(emits[1].returned) >= 400)
+        for feed in feeds:
+            await feed.stop()
+    assert seqs(fake_store) == list(range(400))
+    assert emits[0].returned + emits[1].returned == [True] * 400
+    assert len(emits[0].returned) > 0 and len(emits[1].returned) > 0
+
+
+async def test_retained_state_fires_once_across_resubscribes_or_is_ignored(
+        mqtt_broker: tuple[str, int], fake_store: FakeStore) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+
+    def retain() -> None:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{prefix}")
+        client.connect(*mqtt_broker)
+        client.loop_start()
+        client.publish(f"{prefix}/state", json.dumps({"seq": 0}), qos=1, retain=True).wait_for_publish(30)
+        client.disconnect()
+        client.loop_stop()
+
+    await asyncio.to_thread(retain)
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        for i in range(2):  # two fresh sessions: each is sent the retained message
+            feed = feed_for(mqtt_broker, tg, emit, [f"{prefix}/#"], f"c-{prefix}-{i}")
+            await feed.start(emit)
+            await wait_until(lambda: len(emit.returned) == i + 1)
+            await feed.stop()
+        ignoring = feed_for(mqtt_broker, tg, emit, [f"{prefix}/#"], f"c-{prefix}-x", retained="ignore")
+        await ignoring.start(emit)
+        await asyncio.to_thread(publish, mqtt_broker, [(f"{prefix}/live", {"seq": 1})])
+        await wait_until(lambda: len(emit.returned) == 3)
+        await ignoring.stop()
+    assert emit.returned == [True, False, True]
+    assert [(e.data["topic"], e.data["retain"]) for e in fake_store.events.values()] == [
+        (f"{prefix}/state", True), (f"{prefix}/live", False)]
