@@ -45,6 +45,8 @@ SOCKET_NAME = "action.sock"
 PIDS_LIMIT = 1024
 NOFILE_LIMIT = 1024
 CONNECT_RETRY_S = 0.002
+OOM_CHECKS = 10
+OOM_CHECK_INTERVAL_S = 0.02
 TRUNCATED_LOGS = "Logs were truncated because the total bytes size exceeds the limit of {limit} bytes."
 LOGS_MISSING = "There was an issue while collecting your logs. Data might be missing."
 _SENTINEL = LOG_SENTINEL.encode()
@@ -249,7 +251,7 @@ class DockerRuntime:
                 await asyncio.wait({pump}, timeout=self._log_grace_s)
                 self._logs_missing = not self._log.complete and not self._log.eof
             pump.cancel()
-        if (response.status == 0 or response.status >= 500) and await self._oom_killed():
+        if (response.status == 0 or response.status >= 500) and await self._oom_killed(response.status == 0):
             logger.info("container %s: killed for exceeding %d MB", self.name, self.spec.memory_mb)
             return dataclasses.replace(response, oom=True)
         return response
@@ -272,14 +274,22 @@ class DockerRuntime:
                 logger.info("container %s: connection to the proxy failed during %s: %s", self.name, path, exc)
                 return ProxyResponse(status=0, body=None, raw=str(exc).encode())
 
-    async def _oom_killed(self) -> bool:
-        state = (await self._docker("inspect", self._api.inspect_container, self.container_id))["State"]
-        if state.get("OOMKilled") or (not state.get("Running") and state.get("ExitCode") == 137):
-            return True
-        # A child of the proxy may be the one the kernel killed; the container then lives on.
-        kills = _cgroup_oom_kills(self.container_id)
-        killed, self._oom_kills_seen = kills > self._oom_kills_seen, kills
-        return killed
+    async def _oom_killed(self, connection_dropped: bool) -> bool:
+        # When the proxy itself was killed, the dropped connection can be seen before dockerd has
+        # recorded the exit and after the cgroup is gone; such a lag is retried briefly.
+        for _ in range(OOM_CHECKS if connection_dropped else 1):
+            kills = _cgroup_oom_kills(self.container_id)
+            if kills is not None and kills > self._oom_kills_seen:
+                # A child of the proxy may be the one killed; the container then lives on.
+                self._oom_kills_seen = kills
+                return True
+            state = (await self._docker("inspect", self._api.inspect_container, self.container_id))["State"]
+            if state.get("OOMKilled") or (not state.get("Running") and state.get("ExitCode") == 137):
+                return True
+            if not state.get("Running") or kills is not None or not connection_dropped:
+                return False
+            await asyncio.sleep(OOM_CHECK_INTERVAL_S)
+        return False
 
     async def _docker(self, what: str, call: Callable[..., JSON], *args: JSON, **kwargs: JSON) -> JSON:
         try:
@@ -333,6 +343,7 @@ class DockerRuntimeFactory:
             if socket_dir is not None:
                 shutil.rmtree(socket_dir, ignore_errors=True)
             raise
+        log: LogStream | None = None
         try:
             reader, writer = await open_attach_stream(self._docker_socket, container_id)
             log = LogStream(reader, writer, self._now, self._log_cap_bytes)
@@ -345,6 +356,8 @@ class DockerRuntimeFactory:
                 connector = aiohttp.UnixConnector(path=str(self._socket_root / name / SOCKET_NAME))
                 base_url = "http://localhost"
         except BaseException as exc:
+            if log is not None:
+                log.close()
             await asyncio.to_thread(self._remove_quietly, container_id, socket_dir)
             if isinstance(exc, docker.errors.DockerException):
                 raise ActionRuntimeError(f"starting container {name} from {image} failed: {exc}") from exc
@@ -445,7 +458,7 @@ class DockerRuntimeFactory:
         except docker.errors.NotFound:
             try:
                 api.create_network(
-                    BLACKBOX_NETWORK, driver="bridge", labels={MANAGED_LABEL: "1"},
+                    BLACKBOX_NETWORK, driver="bridge", labels={MANAGED_LABEL: "1"}, check_duplicate=True,
                     options={"com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"})
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:  # another hub created it meanwhile
@@ -474,16 +487,16 @@ def _json_or_none(raw: bytes) -> JSON:
         return None
 
 
-def _cgroup_oom_kills(container_id: str) -> int:
-    """OOM kills in the container's memory cgroup (cgroup v1 or v2, cgroupfs driver)."""
-    for path, key in ((f"/sys/fs/cgroup/memory/docker/{container_id}/memory.oom_control", "oom_kill"),
-                      (f"/sys/fs/cgroup/docker/{container_id}/memory.events", "oom_kill")):
+def _cgroup_oom_kills(container_id: str) -> int | None:
+    """OOM kills in the container's memory cgroup (cgroupfs driver, v1 or v2); None if not found."""
+    for path in (f"/sys/fs/cgroup/memory/docker/{container_id}/memory.oom_control",
+                 f"/sys/fs/cgroup/docker/{container_id}/memory.events"):
         try:
             text = Path(path).read_text()
         except OSError:
             continue
         for line in text.splitlines():
             name, _, value = line.partition(" ")
-            if name == key:
+            if name == "oom_kill":
                 return int(value)
-    return 0
+    return None
