@@ -1,0 +1,91 @@
+"""File-watch feed on a real directory (inotify through watchdog)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.plugins.feeds import FakeStore, StoreEmit
+from triggerhub.feeds.clock import SystemClock
+from triggerhub.feeds.files import FileFeed, parse_files_config
+
+TRIGGER = "/guest/files"
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def kinds(store: FakeStore) -> list[tuple[str, str, str | None]]:
+    return [(e.data["kind"], os.path.basename(e.data["path"]),
+             os.path.basename(e.data["dest_path"]) if "dest_path" in e.data else None)
+            for e in sorted(store.events.values(), key=lambda e: (e.time_ms, e.id))]
+
+
+def make_feed(tmp_path: Path, tg: asyncio.TaskGroup, emit: StoreEmit, **params: object) -> FileFeed:
+    config = parse_files_config({"directory": str(tmp_path), "patterns": ["*.csv"], "debounceMs": 100, **params})
+    return FileFeed(config, trigger=TRIGGER, clock=SystemClock(), tasks=tg, load_cursor=emit.load)
+
+
+async def test_create_modify_move_delete_each_fire_once(tmp_path: Path, fake_store: FakeStore) -> None:
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = make_feed(tmp_path, tg, emit)
+        await feed.start(emit)
+        (tmp_path / "a.csv").write_text("1")
+        (tmp_path / "ignored.txt").write_text("x")
+        await wait_until(lambda: len(emit.returned) == 1)
+        (tmp_path / "a.csv").write_text("12")
+        await wait_until(lambda: len(emit.returned) == 2)
+        (tmp_path / "a.csv").rename(tmp_path / "b.csv")
+        await wait_until(lambda: len(emit.returned) == 3)
+        (tmp_path / "b.csv").unlink()
+        await wait_until(lambda: len(emit.returned) == 4)
+        await feed.stop()
+    assert [k for k, _, _ in kinds(fake_store)] == ["created", "modified", "moved", "deleted"]
+    assert kinds(fake_store)[2] == ("moved", "a.csv", "b.csv")
+    created = next(e for e in fake_store.events.values() if e.data["kind"] == "created")
+    assert (created.data["size"], created.type) == (1, "triggerhub.feed.file.created")
+
+
+async def test_a_burst_of_writes_is_debounced_into_one_event(tmp_path: Path, fake_store: FakeStore) -> None:
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = make_feed(tmp_path, tg, emit, debounceMs=300)
+        await feed.start(emit)
+        with open(tmp_path / "burst.csv", "w") as out:
+            for i in range(20):
+                out.write(f"{i}\n")
+                out.flush()
+        await wait_until(lambda: len(emit.returned) >= 1)
+        (tmp_path / "marker.csv").write_text("m")  # events are handled in order: once this fired, burst is done
+        await wait_until(lambda: len(emit.returned) >= 2)
+        await feed.stop()
+    assert kinds(fake_store) == [("created", "burst.csv", None), ("created", "marker.csv", None)]
+    burst = next(e for e in fake_store.events.values() if e.subject.endswith("burst.csv"))
+    assert burst.data["size"] == len("".join(f"{i}\n" for i in range(20)))
+
+
+async def test_restart_fires_only_what_changed_while_down(tmp_path: Path, fake_store: FakeStore) -> None:
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = make_feed(tmp_path, tg, emit)
+        await feed.start(emit)
+        for name in ("keep.csv", "change.csv", "drop.csv"):
+            (tmp_path / name).write_text(name)
+        await wait_until(lambda: len(emit.returned) == 3)
+        await feed.stop()
+        (tmp_path / "change.csv").write_text("changed while down")
+        (tmp_path / "drop.csv").unlink()
+        (tmp_path / "new.csv").write_text("new")
+        again = make_feed(tmp_path, tg, emit)
+        await again.start(emit)  # the rescan emits before start returns
+        await again.stop()
+    assert emit.returned == [True] * 6
+    assert sorted((k, n) for k, n, _ in kinds(fake_store)) == [
+        ("created", "change.csv"), ("created", "drop.csv"), ("created", "keep.csv"), ("created", "new.csv"),
+        ("deleted", "drop.csv"), ("modified", "change.csv")]
