@@ -206,7 +206,7 @@ def put_body(doc: JSON) -> dict[str, JSON]:
                              "annotations": [a for a in doc.get("annotations") or []
                                              if a.get("key") not in ("exec", "binding")]}
     if "exec" in doc:
-        body["exec"] = {k: v for k, v in doc["exec"].items() if k != "binary"}
+        body["exec"] = dict(doc["exec"])
         body["limits"] = doc.get("limits") or {}
     if "trigger" in doc:
         body["trigger"] = f"/{doc['trigger']['path']}/{doc['trigger']['name']}"
