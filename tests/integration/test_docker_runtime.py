@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +27,7 @@ STAMP = "2024-05-06T07:08:09.123456Z   "  # padded to 30 characters
 PYTHON = RuntimeSpec(kind="python:3.11", memory_mb=128)
 NODEJS = RuntimeSpec(kind="nodejs:20", memory_mb=128)
 LOG_LIMIT_BYTES = 10_000
+Start = Callable[[RuntimeSpec, str], Awaitable[DockerRuntime]]
 
 
 def init_value(code: str) -> dict[str, object]:
@@ -44,7 +45,7 @@ def clocked_factory(make_docker_factory: Callable[..., DockerRuntimeFactory]) ->
 
 
 @pytest.fixture
-async def started(clocked_factory: DockerRuntimeFactory) -> AsyncIterator[Callable[..., object]]:
+async def started(clocked_factory: DockerRuntimeFactory) -> AsyncIterator[Start]:
     """Creates and initialises runtimes; destroys them after the test."""
     made: list[DockerRuntime] = []
 
@@ -60,7 +61,7 @@ async def started(clocked_factory: DockerRuntimeFactory) -> AsyncIterator[Callab
         await runtime.destroy()
 
 
-async def test_python_hello_world_runs_and_logs(started: Callable[..., object]) -> None:
+async def test_python_hello_world_runs_and_logs(started: Start) -> None:
     runtime = await started(PYTHON, """
         import sys
         def main(args):
@@ -80,7 +81,21 @@ async def test_python_hello_world_runs_and_logs(started: Callable[..., object]) 
         f"{STAMP} stderr: to stderr", f"{STAMP} stdout: hello bob"]
 
 
-async def test_nodejs_hello_world_runs_and_logs(started: Callable[..., object]) -> None:
+async def test_logs_not_taken_carry_over_to_the_next_take(started: Start) -> None:
+    runtime = await started(PYTHON, """
+        def main(args):
+            print("run %d" % args["n"])
+            return {}
+    """)
+
+    await runtime.run(run_body({"n": 1}), timeout_ms=5_000)
+    await runtime.run(run_body({"n": 2}), timeout_ms=5_000)
+
+    assert await runtime.logs(LOG_LIMIT_BYTES) == [f"{STAMP} stdout: run 1", f"{STAMP} stdout: run 2"]
+    assert await runtime.logs(LOG_LIMIT_BYTES) == []
+
+
+async def test_nodejs_hello_world_runs_and_logs(started: Start) -> None:
     runtime = await started(NODEJS, """
         function main(args) {
             console.log("hello " + args.name);
@@ -96,7 +111,7 @@ async def test_nodejs_hello_world_runs_and_logs(started: Callable[..., object]) 
         f"{STAMP} stderr: to stderr", f"{STAMP} stdout: hello ada"]
 
 
-async def test_logs_over_the_limit_are_truncated(started: Callable[..., object]) -> None:
+async def test_logs_over_the_limit_are_truncated(started: Start) -> None:
     runtime = await started(PYTHON, """
         def main(args):
             for i in range(5):
@@ -114,7 +129,7 @@ async def test_logs_over_the_limit_are_truncated(started: Callable[..., object])
     ]
 
 
-async def test_memory_hog_is_reported_as_oom(started: Callable[..., object]) -> None:
+async def test_memory_hog_is_reported_as_oom(started: Start) -> None:
     runtime = await started(PYTHON, """
         def main(args):
             hog = b"x" * (512 * 1024 * 1024)
@@ -128,7 +143,7 @@ async def test_memory_hog_is_reported_as_oom(started: Callable[..., object]) -> 
 
 
 async def test_run_past_its_timeout_is_reported_and_container_can_be_destroyed(
-        started: Callable[..., object], dockerd: docker.DockerClient) -> None:
+        started: Start, dockerd: docker.DockerClient) -> None:
     runtime = await started(PYTHON, """
         def main(args):
             while True:
@@ -143,7 +158,7 @@ async def test_run_past_its_timeout_is_reported_and_container_can_be_destroyed(
         dockerd.containers.get(runtime.container_id)
 
 
-async def test_paused_container_resumes_and_runs(started: Callable[..., object],
+async def test_paused_container_resumes_and_runs(started: Start,
                                                  dockerd: docker.DockerClient) -> None:
     runtime = await started(PYTHON, """
         def main(args):
@@ -160,7 +175,7 @@ async def test_paused_container_resumes_and_runs(started: Callable[..., object],
     assert (response.status, response.body) == (200, {"n": 42})
 
 
-async def test_action_runs_unprivileged_offline_on_a_read_only_root(started: Callable[..., object]) -> None:
+async def test_action_runs_unprivileged_offline_on_a_read_only_root(started: Start) -> None:
     runtime = await started(PYTHON, """
         import os
         def main(args):

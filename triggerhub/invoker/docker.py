@@ -86,6 +86,10 @@ class LogStream:
         self._ended: set[int] = set()
         self.eof = False
 
+    def begin_activation(self) -> None:
+        """Forget sentinels already seen; lines not yet taken stay for the next `take()`."""
+        self._ended.clear()
+
     @property
     def complete(self) -> bool:
         """Both sentinels of the current activation have arrived."""
@@ -119,6 +123,9 @@ class LogStream:
         pending = self._partial[stream_id]
         pending += payload
         *lines, rest = pending.split(b"\n")
+        if len(rest) > self._cap_bytes:  # one endless line: keep it bounded too
+            lines.append(rest)
+            rest = bytearray()
         self._partial[stream_id] = bytearray(rest)
         for line in lines:
             if line.endswith(_SENTINEL):
@@ -128,7 +135,7 @@ class LogStream:
                     continue
             self._append(stream_id, line)
 
-    def _append(self, stream_id: int, line: bytes) -> None:
+    def _append(self, stream_id: int, line: bytes | bytearray) -> None:
         size = len(line) + 1
         if self._size_bytes + size > self._cap_bytes:
             self._dropped = True
@@ -155,7 +162,6 @@ class LogStream:
         self._lines.clear()
         self._size_bytes = 0
         self._dropped = False
-        self._ended.clear()
         return out
 
     def close(self) -> None:
@@ -237,6 +243,7 @@ class DockerRuntime:
         # The log stream is read while the request is in flight: an action that logs more than
         # the pipe buffers hold would otherwise block before it can answer.
         deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+        self._log.begin_activation()
         async with asyncio.TaskGroup() as tasks:
             pump = tasks.create_task(self._log.pump(until_sentinels=self._sentinelled))
             try:
@@ -268,11 +275,12 @@ class DockerRuntime:
                 # /init may be sent before the proxy listens (a published port accepts and then
                 # drops the connection until then); OpenWhisk retries it too.
                 if not retry_connect:
-                    return ProxyResponse(status=0, body=None, raw=str(exc).encode())
+                    logger.info("container %s: connection to the proxy lost during %s: %s", self.name, path, exc)
+                    return ProxyResponse(status=0, body=None)
                 await asyncio.sleep(CONNECT_RETRY_S)
             except aiohttp.ClientError as exc:
                 logger.info("container %s: connection to the proxy failed during %s: %s", self.name, path, exc)
-                return ProxyResponse(status=0, body=None, raw=str(exc).encode())
+                return ProxyResponse(status=0, body=None)
 
     async def _oom_killed(self, connection_dropped: bool) -> bool:
         # When the proxy itself was killed, the dropped connection can be seen before dockerd has
