@@ -1,14 +1,17 @@
-"""click commands `deploy`, `undeploy`, `validate`; triggerhub/cli.py adds them to the main group.
+"""click commands `deploy`, `undeploy`, `validate`; triggerhub/cli adds them to the main group.
 
-The hub is found from --apihost/--auth, then TRIGGERHUB_APIHOST/TRIGGERHUB_AUTH, then
-~/.wskprops (APIHOST=, AUTH=; WSK_CONFIG_FILE moves it). Without any, the CLI may hand in a
-factory that starts an in-process hub: `ctx.obj["local_hub"]`, an async context manager
-factory yielding (apihost, auth). This package never imports the API itself (layer rule).
+The hub is found from the command's --apihost/--auth (or TRIGGERHUB_APIHOST/TRIGGERHUB_AUTH),
+then the main group's --apihost/--auth, then ~/.wskprops (APIHOST=, AUTH=; WSK_CONFIG_FILE moves
+it), then the local hub: http://127.0.0.1:3233 with the guest key from
+$TRIGGERHUB_HOME/credentials.json. When even that is missing, a CLI may offer an in-process hub as
+`ctx.obj.local_hub`: a factory of async context managers yielding (apihost, auth).
+This package never imports the API itself (layer rule).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -22,6 +25,7 @@ from triggerhub.manifests.client import HttpWhiskClient
 from triggerhub.manifests.deployer import Outcome, deploy_manifest, undeploy_manifest, validate_manifest
 from triggerhub.manifests.loader import DEFAULT_DEPLOYMENTS, find_manifest
 
+DEFAULT_APIHOST = "http://127.0.0.1:3233"
 LocalHub = Callable[[], AbstractAsyncContextManager[tuple[str, str]]]
 
 
@@ -36,18 +40,38 @@ def read_wskprops(path: Path | None = None) -> dict[str, str]:
     return props
 
 
+def local_guest_auth() -> str | None:
+    path = Path(os.environ.get("TRIGGERHUB_HOME", ".triggerhub")) / "credentials.json"
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["guest"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def hub_settings(ctx: click.Context, apihost: str | None, auth: str | None) -> tuple[str | None, str | None]:
+    """(apihost, auth) by the precedence in the module docstring; None where nothing says."""
+    root = ctx.find_root().params
+    apihost = apihost or root.get("apihost")
+    auth = auth or root.get("auth")
+    if not (apihost and auth):
+        props = read_wskprops()
+        apihost, auth = apihost or props.get("APIHOST"), auth or props.get("AUTH")
+    if not auth:
+        auth = local_guest_auth()
+        apihost = apihost or (DEFAULT_APIHOST if auth else None)
+    return apihost, auth
+
+
 @asynccontextmanager
 async def connect(apihost: str | None, auth: str | None, local_hub: LocalHub | None) -> AsyncIterator[HttpWhiskClient]:
-    props = read_wskprops() if not (apihost and auth) else {}
-    apihost = apihost or props.get("APIHOST")
-    auth = auth or props.get("AUTH")
     if apihost and auth:
         async with HttpWhiskClient(apihost, auth) as client:
             yield client
         return
     if local_hub is None:
         raise errors.ConfigError("no hub to deploy to: pass --apihost and --auth, set TRIGGERHUB_APIHOST and "
-                                 "TRIGGERHUB_AUTH, or write APIHOST= and AUTH= to ~/.wskprops")
+                                 "TRIGGERHUB_AUTH, write APIHOST= and AUTH= to ~/.wskprops, or start a local hub "
+                                 "with `triggerhub up`")
     async with local_hub() as (local_host, local_auth), HttpWhiskClient(local_host, local_auth) as client:
         yield client
 
@@ -114,7 +138,7 @@ def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, p
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
-        async with connect(apihost, auth, (ctx.obj or {}).get("local_hub")) as client:
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
             return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params),
                                          managed=managed, dry_run=dry_run)
 
@@ -132,7 +156,7 @@ def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None,
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
-        async with connect(apihost, auth, (ctx.obj or {}).get("local_hub")) as client:
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
             return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params),
                                            managed=managed, dry_run=dry_run)
 
