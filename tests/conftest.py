@@ -3,8 +3,10 @@
 pytest_plugins = [
     "tests.plugins.services",
     "tests.plugins.hub",
+    "tests.plugins.cli",
     "tests.plugins.feeds",
     "tests.plugins.docker",
     "tests.plugins.invoker",
     "tests.plugins.manifests",
+    "tests.plugins.store",
 ]
