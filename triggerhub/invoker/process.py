@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 RUNTIMES_DIR = Path(__file__).resolve().parents[2] / "runtimes"
 DIR_PREFIX = "triggerhub-proc-"
-_PIPE_LIMIT_BYTES = 1024 * 1024  # longer log lines are split into parts of this size
+_LINE_MAX_BYTES = 1024 * 1024  # longer log lines are split into parts of this size
 _STREAM_CAP_BYTES = 11 * 1024 * 1024  # kept per stream per activation; above the 10 MB log limit
 _SENTINEL = LOG_SENTINEL.encode()
 COLLECTION_ISSUE = "There was an issue while collecting your logs. Data might be missing."
@@ -63,82 +64,126 @@ def iso_ns(time_ns: int) -> str:
 
 
 class LogStream:
-    """One pipe of a proxy, read line by line into the current activation's buffer."""
+    """One pipe of a proxy: lines stamped as they arrive, split into activations by sentinels."""
 
-    def __init__(self, name: str, reader: asyncio.StreamReader) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self._reader = reader
-        self.lines: list[LogLine] = []
+        self._partial = b""
+        self._entries: list[LogLine | None] = []  # None marks a sentinel
         self._kept_bytes = 0
-        self.at_sentinel = False
+        self.sentinels = 0
         self.at_eof = False
 
     @property
-    def finished(self) -> bool:
-        return self.at_sentinel or self.at_eof
+    def ready(self) -> bool:
+        """The current activation's lines are complete (its sentinel came, or the pipe closed)."""
+        return self.sentinels > 0 or self.at_eof
 
-    async def collect(self, past_sentinel: bool = False) -> None:
-        """Read until this activation's sentinel (or EOF; with `past_sentinel`, EOF only)."""
-        while not self.at_eof and (past_sentinel or not self.at_sentinel):
-            raw = await self._read_line()
-            if not raw:
-                self.at_eof = True
-                return
-            stamp = time.time_ns()
-            text = raw.rstrip(b"\r\n")
-            if text.endswith(_SENTINEL):
-                self.at_sentinel = True
-                text = text[: -len(_SENTINEL)]
-                if not text:
-                    continue
-            if self._kept_bytes < _STREAM_CAP_BYTES:
-                self._kept_bytes += len(text)
-                self.lines.append(LogLine(stamp, self.name, text.decode("utf-8", errors="replace")))
+    def feed(self, data: bytes) -> None:
+        stamp = time.time_ns()
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        if len(self._partial) > _LINE_MAX_BYTES:  # a very long line is taken in parts
+            complete.append(self._partial)
+            self._partial = b""
+        for raw in complete:
+            self._add(raw, stamp)
+
+    def close(self) -> None:
+        if self._partial:
+            self._add(self._partial, time.time_ns())
+            self._partial = b""
+        self.at_eof = True
 
     def take(self) -> list[LogLine]:
-        lines, self.lines, self._kept_bytes, self.at_sentinel = self.lines, [], 0, False
-        return lines
+        """The lines up to the first sentinel (all of them when none came), consumed."""
+        if self.sentinels:
+            end = self._entries.index(None)
+            lines, self._entries = self._entries[:end], self._entries[end + 1:]
+            self.sentinels -= 1
+        else:
+            lines, self._entries = self._entries, []
+        kept = [line for line in lines if line is not None]
+        self._kept_bytes -= sum(len(line.text) for line in kept)
+        return kept
 
-    async def _read_line(self) -> bytes:
+    def _add(self, raw: bytes, stamp: int) -> None:
+        text = raw.rstrip(b"\r")
+        is_sentinel = text.endswith(_SENTINEL)
+        if is_sentinel:
+            text = text[: -len(_SENTINEL)]
+        if (text or not is_sentinel) and self._kept_bytes < _STREAM_CAP_BYTES:
+            line = LogLine(stamp, self.name, text.decode("utf-8", errors="replace"))
+            self._kept_bytes += len(line.text)
+            self._entries.append(line)
+        if is_sentinel:
+            self._entries.append(None)
+            self.sentinels += 1
+
+
+class _ProxyProtocol(asyncio.SubprocessProtocol):
+    """Receives the proxy's pipes as data arrives: nothing ever blocks the action on a full pipe."""
+
+    def __init__(self) -> None:
+        self.streams = {1: LogStream("stdout"), 2: LogStream("stderr")}
+        self.changed = asyncio.Event()
+        self.exited = asyncio.get_running_loop().create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        stream = self.streams[fd]
+        sentinels = stream.sentinels
+        stream.feed(data)
+        if stream.sentinels != sentinels:
+            self.changed.set()
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd in self.streams:
+            self.streams[fd].close()
+            self.changed.set()
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait (at most `timeout_s`) until `condition()` holds after a pipe event."""
+        if condition():
+            return True
         try:
-            return await self._reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError as exc:
-            return await self._reader.readexactly(exc.consumed)  # a very long line, taken in parts
-        except asyncio.IncompleteReadError as exc:
-            return exc.partial  # the last unterminated line, then b"" (EOF)
+            async with asyncio.timeout(timeout_s):
+                while not condition():
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
 class ProcessRuntime:
     """A proxy process; one activation at a time (the pool guarantees it)."""
 
-    def __init__(self, spec: RuntimeSpec, process: asyncio.subprocess.Process, client: ProxyClient,
-                 workdir: str, log_grace_ms: int) -> None:
-        assert process.stdout is not None and process.stderr is not None  # created with PIPE
+    def __init__(self, spec: RuntimeSpec, transport: asyncio.SubprocessTransport, protocol: _ProxyProtocol,
+                 client: ProxyClient, workdir: str, log_grace_ms: int) -> None:
         self.spec = spec
-        self.pid = process.pid
-        self._process = process
+        self.pid: int = transport.get_pid()
+        self._transport = transport
+        self._protocol = protocol
         self._client = client
         self._workdir = workdir
         self._log_grace_ms = log_grace_ms
-        self._streams = (LogStream("stdout", process.stdout), LogStream("stderr", process.stderr))
+        self._streams = tuple(protocol.streams.values())
         self._destroyed = False
 
     async def init(self, value: dict[str, JSON], timeout_ms: int) -> ProxyResponse:
-        return await self._exchange("/init", {"value": value}, timeout_ms)
+        return await self._client.post("/init", {"value": value}, timeout_ms)
 
     async def run(self, body: dict[str, JSON], timeout_ms: int) -> ProxyResponse:
-        return await self._exchange("/run", body, timeout_ms)
+        return await self._client.post("/run", body, timeout_ms)
 
     async def logs(self, limit_bytes: int) -> list[str]:
         """Lines since the last call, up to both sentinels. After destroy(): what the process
         wrote before it died. Waits at most the log grace for missing sentinels."""
-        complete = True
-        try:
-            async with asyncio.timeout(self._log_grace_ms / 1000):
-                for stream in self._streams:
-                    await stream.collect()
-        except TimeoutError:
-            complete = False
+        complete = await self._protocol.until(lambda: all(s.ready for s in self._streams),
+                                              self._log_grace_ms / 1000)
         lines = format_logs([line for stream in self._streams for line in stream.take()], limit_bytes)
         if not complete:
             lines.append(COLLECTION_ISSUE)
@@ -156,26 +201,20 @@ class ProcessRuntime:
             return
         self._destroyed = True
         self._signal(signal.SIGKILL)
-        await self._process.wait()
+        await self._protocol.exited
         await self._client.close()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):  # a grandchild that left the group may hold a pipe
-                for stream in self._streams:
-                    await stream.collect(past_sentinel=True)
+        # A grandchild that left the process group may still hold a pipe: wait only briefly.
+        await self._protocol.until(lambda: all(s.at_eof for s in self._streams), 1.0)
+        self._transport.close()
         shutil.rmtree(self._workdir, ignore_errors=True)
         logger.debug("process runtime %s (%s) destroyed", self.pid, self.spec.kind)
 
-    async def _exchange(self, path: str, body: dict[str, JSON], timeout_ms: int) -> ProxyResponse:
-        # The pipes are drained while the request runs, so a chatty action never blocks on a
-        # full pipe; readers stop at the sentinel, which the proxy writes before answering.
-        async with asyncio.TaskGroup() as tg:
-            drains = [tg.create_task(stream.collect()) for stream in self._streams if not stream.finished]
-            try:
-                response = await self._client.post(path, body, timeout_ms)
-            finally:
-                for drain in drains:
-                    drain.cancel()
-        return response
+    @property
+    def exited(self) -> bool:
+        return self._protocol.exited.done()
+
+    def stderr_text(self) -> str:
+        return " ".join(line.text for line in self._streams[1].take())
 
     def _signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -206,24 +245,25 @@ class ProcessRuntimeFactory:
         workdir = tempfile.mkdtemp(prefix=DIR_PREFIX, dir=self._temp_root)
         Path(workdir, "owner").write_text(str(os.getpid()))
         socket_path = os.path.join(workdir, "proxy.sock")
+        loop = asyncio.get_running_loop()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            transport, protocol = await loop.subprocess_exec(
+                _ProxyProtocol, *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, cwd=workdir, env=self._env(workdir, socket_path),
-                start_new_session=True, limit=_PIPE_LIMIT_BYTES)
+                start_new_session=True)
         except OSError as exc:
             shutil.rmtree(workdir, ignore_errors=True)
             raise ActionRuntimeError(f"cannot start the {spec.kind} proxy {command}: {exc}; "
                                      f"is {command[0]!r} installed and on PATH?") from exc
-        Path(workdir, "pid").write_text(str(process.pid))
+        Path(workdir, "pid").write_text(str(transport.get_pid()))
         client = ProxyClient(socket_path=socket_path)
-        runtime = ProcessRuntime(spec, process, client, workdir, self._log_grace_ms)
-        if not await self._wait_ready(process, client):
+        runtime = ProcessRuntime(spec, transport, protocol, client, workdir, self._log_grace_ms)
+        if not await self._wait_ready(runtime, client):
             await runtime.destroy()
-            stderr = " ".join(line.text for line in runtime._streams[1].take())[-500:]
             raise ActionRuntimeError(f"the {spec.kind} proxy {command} did not answer on {socket_path} "
-                                     f"within {self._start_timeout_ms} ms; its stderr: {stderr or '(empty)'}")
-        logger.debug("process runtime %s (%s) started", process.pid, spec.kind)
+                                     f"within {self._start_timeout_ms} ms; its stderr: "
+                                     f"{runtime.stderr_text()[-500:] or '(empty)'}")
+        logger.debug("process runtime %s (%s) started", runtime.pid, spec.kind)
         return runtime
 
     async def cleanup_orphans(self) -> int:
@@ -259,9 +299,9 @@ class ProcessRuntimeFactory:
             env["__OW_API_HOST"] = self._api_host
         return env
 
-    async def _wait_ready(self, process: asyncio.subprocess.Process, client: ProxyClient) -> bool:
+    async def _wait_ready(self, runtime: ProcessRuntime, client: ProxyClient) -> bool:
         deadline = time.monotonic() + self._start_timeout_ms / 1000
-        while process.returncode is None and time.monotonic() < deadline:
+        while not runtime.exited and time.monotonic() < deadline:
             if await client.ready(timeout_ms=50):
                 return True
         return False
