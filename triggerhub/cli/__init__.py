@@ -34,8 +34,12 @@ def main(ctx: click.Context, apihost: str | None, auth: str | None, as_json: boo
 def _configure_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(name)s: %(message)s",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=False)])
+    level = logging.DEBUG if verbose else logging.INFO
+    if sys.stderr.isatty():
+        logging.basicConfig(level=level, format="%(name)s: %(message)s",
+                            handlers=[RichHandler(show_path=False, rich_tracebacks=False)])
+    else:  # one plain line per event for log files and collectors
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aiohttp.access", "docker", "urllib3", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -1,0 +1,3 @@
+from triggerhub.cli import main
+
+main()
