@@ -6,6 +6,7 @@ answer raises the errors.ApiError subclass for its status, carrying the server's
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Mapping
@@ -68,11 +69,10 @@ class HttpWhiskClient:
     """aiohttp against a running hub (or OpenWhisk). Use as an async context manager."""
 
     def __init__(self, apihost: str, auth: str, timeout_s: float = 90.0) -> None:
-        user, sep, key = auth.partition(":")
-        if not sep:
+        if ":" not in auth:
             raise errors.ConfigError("auth must be '<uuid>:<key>' (as in ~/.wskprops AUTH=)")
         self._base = base_url(apihost)
-        self._auth = aiohttp.BasicAuth(user, key)
+        self._headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode("ascii")}
         self._auth_key = auth
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -82,7 +82,7 @@ class HttpWhiskClient:
         return self._auth_key
 
     async def __aenter__(self) -> HttpWhiskClient:
-        self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
+        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
