@@ -219,6 +219,11 @@ class ContainerPool:
         if spec.memory_mb > self._config.memory_budget_mb:
             raise ActionRuntimeError(f"action {key.action} needs {spec.memory_mb} MB, more than the pool's whole "
                                      f"budget of {self._config.memory_budget_mb} MB; lower its memory limit")
+        self._check_open()
+        if not self._waiters:  # the common case: nobody queued, claim without a ticket
+            claim = self._claim(key, spec)
+            if claim is not None:
+                return await self._prepare(claim)
         # Strict FIFO (OpenWhisk's runBuffer): only the head of the queue may claim a runtime.
         ticket = asyncio.Event()
         self._waiters.append(ticket)
