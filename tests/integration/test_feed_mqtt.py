@@ -82,9 +82,11 @@ async def test_messages_published_while_stopped_arrive_after_restart(
         await asyncio.to_thread(publish, mqtt_broker, [(f"{prefix}/a", {"seq": i}) for i in range(10, 110)])
         again = feed_for(mqtt_broker, tg, emit, [f"{prefix}/#"], f"c-{prefix}")  # same client id: same session
         await again.start(emit)
-        await wait_until(lambda: len(emit.returned) >= 110)
+        await wait_until(lambda: emit.returned.count(True) >= 110)
         await again.stop()
-    assert (seqs(fake_store), emit.returned) == (list(range(110)), [True] * 110)
+    # A message stored just before stop() may not have been acknowledged yet: the broker sends it
+    # again and the store refuses the duplicate (False). Each message is stored exactly once.
+    assert (seqs(fake_store), emit.returned.count(True)) == (list(range(110)), 110)
 
 
 async def test_unstored_messages_are_not_acknowledged_and_come_back(

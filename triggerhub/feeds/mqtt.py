@@ -46,6 +46,7 @@ CURSOR_KEY = "packets"
 CONNECT_TIMEOUT_S = 10.0
 QUEUE_SIZE = 1_000
 RETRY_S = 1.0
+EMIT_WINDOW = 64  # messages being stored at once; acknowledgements stay in order
 _HANDOFF_POLL_S = 0.1
 _MID_SPACE = 65_536
 
@@ -319,31 +320,48 @@ class MqttFeed:
         return client
 
     async def _consume(self, queue: asyncio.Queue[paho.MQTTMessage], emit: CursorEmit) -> None:
-        while True:
-            msg = await queue.get()
+        """Store up to EMIT_WINDOW messages at once (the store group-commits them) and
+        acknowledge strictly in arrival order, as MQTT requires, each only once it is stored."""
+        in_order: asyncio.Queue[tuple[paho.MQTTMessage, asyncio.Task[None]]] = asyncio.Queue(maxsize=EMIT_WINDOW)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._acknowledge(in_order))
             while True:
-                try:
-                    await self._handle(msg, emit)
-                    break
-                except TriggerhubError as exc:  # not acknowledged: retried, never dropped
-                    log.warning("mqtt feed %s could not store a message on %s (%s); retrying in %s s",
-                                self._trigger, msg.topic, exc, RETRY_S)
-                    await asyncio.sleep(RETRY_S)
+                msg = await queue.get()
+                event = self._event(msg)  # ids are assigned in arrival order
+                await in_order.put((msg, tg.create_task(self._store(msg, event, emit))))
 
-    async def _handle(self, msg: paho.MQTTMessage, emit: CursorEmit) -> None:
-        if msg.retain and self._config.retained == "ignore":
+    async def _acknowledge(self, in_order: asyncio.Queue[tuple[paho.MQTTMessage, asyncio.Task[None]]]) -> None:
+        while True:
+            msg, stored = await in_order.get()
+            await stored
             self._ack(msg)
+
+    async def _store(self, msg: paho.MQTTMessage, event: tuple[TriggerEvent, tuple[str, str] | None] | None,
+                     emit: CursorEmit) -> None:
+        if event is None:
             return
+        while True:
+            try:
+                await emit(event[0], cursor=event[1])
+                return
+            except TriggerhubError as exc:  # not acknowledged: retried, never dropped
+                log.warning("mqtt feed %s could not store a message on %s (%s); retrying in %s s",
+                            self._trigger, msg.topic, exc, RETRY_S)
+                await asyncio.sleep(RETRY_S)
+
+    def _event(self, msg: paho.MQTTMessage) -> tuple[TriggerEvent, tuple[str, str] | None] | None:
+        """The trigger event for `msg` and the cursor stored with it; None when policy drops it."""
+        if msg.retain and self._config.retained == "ignore":
+            return None
         event_id, cursor = self._identify(msg)
-        event = TriggerEvent(
+        received_ms = int(time.time() * 1000)
+        return TriggerEvent(
             id=event_id, source=self._config.url, type=EVENT_TYPE, trigger=self._fqn, subject=msg.topic,
-            time_ms=int(time.time() * 1000), data={
-                "topic": msg.topic, "qos": msg.qos, "retain": bool(msg.retain), "timestamp": int(time.time() * 1000),
+            time_ms=received_ms, data={
+                "topic": msg.topic, "qos": msg.qos, "retain": bool(msg.retain), "timestamp": received_ms,
                 "payload": decode_payload(msg.payload, self._config.payload_encoding),
                 "properties": message_properties(msg),
-            })
-        await emit(event, cursor=cursor)
-        self._ack(msg)
+            }), cursor
 
     def _identify(self, msg: paho.MQTTMessage) -> tuple[str, tuple[str, str] | None]:
         digest = hashlib.sha256(msg.topic.encode() + b"\0" + msg.payload).hexdigest()[:16]
