@@ -30,9 +30,16 @@ round_trip_ok() {
     [[ ${got} == ok ]]
 }
 
-# When started as root the broker drops privileges to user `mosquitto`, which must own its folder.
+# Started as root, the broker drops privileges to user `mosquitto`, which then owns its folder;
+# when that user cannot reach .cache (a checkout under e.g. /root) the broker stays root.
 run_user() {
-    if [[ $(id -u) -eq 0 ]] && id mosquitto >/dev/null 2>&1; then echo mosquitto; else id -un; fi
+    if [[ $(id -u) -ne 0 ]]; then
+        id -un
+    elif id mosquitto >/dev/null 2>&1 && runuser -u mosquitto -- test -x "${TH_CACHE}" 2>/dev/null; then
+        echo mosquitto
+    else
+        echo root
+    fi
 }
 
 write_config() {
@@ -61,7 +68,7 @@ EOF
         user="$(run_user)"
         chown -R "${user}:" "${MQTT_DIR}"
         runuser -u "${user}" -- test -w "${MQTT_DATA}" \
-            || th_die "user ${user} cannot write ${MQTT_DATA} (a parent directory is not searchable by others); clone the project under a world-searchable path such as /tmp or /work"
+            || th_die "user ${user} cannot write ${MQTT_DATA}; check the permissions of its parent directories"
     fi
 }
 

@@ -12,7 +12,23 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 TH_SERVICE=postgres
 
 PG_PORT="${TH_SVC_PG_PORT:-55432}"
-PG_DIR="${TH_CACHE}/postgres"
+
+# The cluster owner (user postgres when we are root) must reach the data folder through every
+# parent directory. A checkout under e.g. /root is not searchable by others, so the state then
+# lives under /var/tmp and .cache/postgres is a symlink to it.
+pg_state_dir() {
+    local link="${TH_CACHE}/postgres" real
+    if [[ $(id -u) -ne 0 ]] || runuser -u postgres -- test -x "${TH_CACHE}" 2>/dev/null; then
+        [[ -L ${link} ]] && readlink -f "${link}" || echo "${link}"
+        return 0
+    fi
+    real="/var/tmp/triggerhub-postgres-$(echo "${TH_ROOT}" | sha256sum | cut -c1-12)"
+    mkdir -p "${real}"
+    chmod 755 "${real}"
+    [[ -L ${link} ]] || { [[ -e ${link} ]] && rm -rf "${link}"; ln -s "${real}" "${link}"; }
+    echo "${real}"
+}
+PG_DIR="$(pg_state_dir)"
 PG_DATA="${PG_DIR}/data"
 PG_LOG="${PG_DIR}/postgres.log"
 PG_RUN="${PG_DIR}/run"
@@ -31,7 +47,7 @@ pg_bindir() {
 # Runs a command as the cluster owner: root cannot run PostgreSQL, so root uses `postgres`.
 as_owner() {
     if [[ $(id -u) -eq 0 ]]; then
-        runuser -u postgres -- "$@"
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi
@@ -59,9 +75,8 @@ prepare_dirs() {
     if [[ $(id -u) -eq 0 ]]; then
         chown postgres: "${PG_DIR}" "${PG_RUN}" "${PG_LOG}"
         [[ -d ${PG_DATA} ]] && chown -R postgres: "${PG_DATA}"
-        # The owner must be able to reach the folder through every parent directory.
         runuser -u postgres -- test -w "${PG_DIR}" \
-            || th_die "user postgres cannot write ${PG_DIR} (a parent directory is not searchable by others); clone the project under a world-searchable path such as /tmp or /work"
+            || th_die "user postgres cannot write ${PG_DIR}; check the permissions of its parent directories"
     fi
 }
 
