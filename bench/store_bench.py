@@ -16,6 +16,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -67,8 +68,8 @@ async def bench(url: str, count: int, tasks: int) -> None:
     await store.open()
     try:
         ids = [new_activation_id() for _ in range(count)]
-        await timed("accept", [lambda i=i, a=a: store.accept(acceptance(a, i)) for i, a in enumerate(ids)], tasks)
-        await timed("complete", [lambda i=i, a=a: store.complete(finished(a, i)) for i, a in enumerate(ids)], tasks)
+        await timed("accept", [partial(store.accept, acceptance(a, i)) for i, a in enumerate(ids)], tasks)
+        await timed("complete", [partial(store.complete, finished(a, i)) for i, a in enumerate(ids)], tasks)
         await store.put_subject(Subject("guest", "guest", "uuid-guest", "hash"))
         await store.put_entities([ACTION])
         await timed("get_entity", [lambda: store.get_entity("guest", "hello")] * count, tasks)
@@ -106,7 +107,7 @@ async def main() -> None:
     if pg_url:
         for tasks in args.tasks:
             print(f"PostgreSQL, {tasks} task(s)")
-            await with_pg_database(pg_url, lambda url, tasks=tasks: bench(url, args.count, tasks))
+            await with_pg_database(pg_url, partial(bench, count=args.count, tasks=tasks))
 
 
 if __name__ == "__main__":

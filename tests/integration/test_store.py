@@ -274,8 +274,9 @@ async def test_concurrent_accepts_of_one_event_accept_it_once(store: SqlStore) -
 
 
 async def test_concurrent_accepts_keep_the_last_cursor_and_every_invocation(store: SqlStore) -> None:
-    answers = await asyncio.gather(*(store.accept(Acceptance(trigger_event(f"e{i}"), [invocation(aid(i), T0_MS + i)],
-                                                             cursor=("feed", str(i)))) for i in range(50)))
+    acceptances = [Acceptance(trigger_event(f"e{i}"), [invocation(aid(i), T0_MS + i)], cursor=("feed", str(i)))
+                   for i in range(50)]
+    answers = await asyncio.gather(*(store.accept(a) for a in acceptances))
     assert answers == [True] * 50
     assert [i.activation_id for i in await store.list_pending()] == [aid(i) for i in range(50)]
     assert await store.get_cursor("feed") == "49"

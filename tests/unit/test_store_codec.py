@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from triggerhub.errors import StoreError
 from triggerhub.model import (
     Action, ActionLimits, Activation, ActivationResponse, Binding, Collection, Exec, FullyQualifiedName,
     Invocation, Package, Parameter, ReducedRule, Rule, RuleStatus, StatusCode, Subject, Trigger, TriggerEvent,
@@ -127,3 +128,9 @@ def test_text_is_compact_and_keeps_unicode() -> None:
 def test_a_document_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(ValueError, match="stored document is a list, expected an object"):
         codec.loads("[1]")
+
+
+@pytest.mark.parametrize("value", [float("nan"), {1, 2}, object()], ids=["nan", "set", "object"])
+def test_a_value_json_cannot_carry_is_a_store_error(value: object) -> None:
+    with pytest.raises(StoreError, match="cannot store a record holding a value JSON cannot carry"):
+        codec.dumps({"data": value})

@@ -7,8 +7,10 @@ kept (revision and updated_ms live in table columns as well) so `decode(encode(x
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+from triggerhub.errors import StoreError
 from triggerhub.model import (
     JSON, Action, ActionLimits, Activation, ActivationResponse, Binding, Collection, Entity, Exec,
     FullyQualifiedName, Invocation, Package, Parameter, Parameters, ReducedRule, Rule, RuleStatus,
@@ -23,7 +25,11 @@ _decode = json.JSONDecoder().decode
 
 
 def dumps(doc: Doc) -> str:
-    return _encoder.encode(doc)
+    try:
+        return _encoder.encode(doc)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"cannot store a record holding a value JSON cannot carry ({exc}); pass plain "
+                         "JSON values: dict, list, str, int, finite float, bool, None") from exc
 
 
 def loads(text: str) -> Doc:
@@ -125,7 +131,7 @@ def package_from_doc(doc: Doc) -> Package:
 
 
 _ENTITY_TO = {Action: action_to_doc, Trigger: trigger_to_doc, Rule: rule_to_doc, Package: package_to_doc}
-_ENTITY_FROM = {
+_ENTITY_FROM: dict[Collection, Callable[[Doc], Entity]] = {
     Collection.ACTIONS: action_from_doc, Collection.TRIGGERS: trigger_from_doc,
     Collection.RULES: rule_from_doc, Collection.PACKAGES: package_from_doc,
 }
