@@ -12,6 +12,7 @@ import io
 import os
 import re
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import LOG_SENTINEL, RuntimeFactory, RuntimeSpec
 from triggerhub.invoker.pool import ContainerPool
+from triggerhub.invoker.process import ProcessRuntimeFactory
 from triggerhub.model import Activation, Parameter, StatusCode
 from tests.plugins.invoker import make_action, make_invocation
 
@@ -305,3 +307,22 @@ async def _process_state_becomes(pid: int, state: str) -> bool:
                 return True
         await asyncio.sleep(0.005)
     return False
+
+
+async def test_cleanup_orphans_kills_proxies_of_a_dead_hub(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("orphans")
+    factory = ProcessRuntimeFactory(temp_root=str(root))
+    orphan = await factory.create(RuntimeSpec("nodejs:20", 256))
+    kept = await factory.create(RuntimeSpec("python:3.11", 256))
+    dead_hub = await asyncio.create_subprocess_exec("true")
+    await dead_hub.wait()
+    workdirs = sorted(root.iterdir())
+    orphan_dir = next(d for d in workdirs if (d / "pid").read_text() == str(orphan.pid))  # type: ignore[attr-defined]
+    (orphan_dir / "owner").write_text(str(dead_hub.pid))
+    assert await factory.cleanup_orphans() == 1
+    await orphan.destroy()
+    with pytest.raises(ProcessLookupError):
+        os.kill(orphan.pid, 0)  # type: ignore[attr-defined]
+    assert [Path(d).name for d in root.iterdir()] == [d.name for d in workdirs if d != orphan_dir]
+    os.kill(kept.pid, 0)  # type: ignore[attr-defined]
+    await kept.destroy()
