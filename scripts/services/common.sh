@@ -7,7 +7,8 @@
 set -euo pipefail
 
 TH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-TH_CACHE="${TH_ROOT}/.cache"
+# TH_SVC_CACHE moves all state elsewhere, e.g. for a test that needs a private instance.
+TH_CACHE="${TH_SVC_CACHE:-${TH_ROOT}/.cache}"
 TH_SERVICES_ENV="${TH_CACHE}/services.env"
 mkdir -p "${TH_CACHE}"
 

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import secrets
+import socket
+import subprocess
 import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.plugins.services import asyncpg_dsn
+from tests.plugins.services import PROJECT_ROOT, asyncpg_dsn
+
+MOSQUITTO_SCRIPT = PROJECT_ROOT / "scripts" / "services" / "mosquitto.sh"
 
 
 @pytest.mark.postgres
@@ -45,8 +52,17 @@ async def test_fresh_pg_url_is_a_new_empty_database(postgres_url: str, fresh_pg_
     assert wal_level == "logical"
 
 
-def connected_client(host: str, port: int, client_id: str, clean_session: bool) -> mqtt.Client:
-    """A paho client with its network thread running, after the broker accepted it."""
+def connected_client(
+    host: str,
+    port: int,
+    client_id: str,
+    clean_session: bool,
+    on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None] | None = None,
+) -> mqtt.Client:
+    """A paho client with its network thread running, after the broker accepted it.
+
+    client.session_present tells whether the broker kept a session for this client id.
+    """
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -54,9 +70,16 @@ def connected_client(host: str, port: int, client_id: str, clean_session: bool) 
         protocol=mqtt.MQTTv311,
     )
     accepted = threading.Event()
-    client.on_connect = lambda _client, _data, _flags, reason, _props: (
-        accepted.set() if not reason.is_failure else None
-    )
+
+    def on_connect(_client: mqtt.Client, _data: object, flags: mqtt.ConnectFlags,
+                   reason: mqtt.ReasonCode, _props: object) -> None:
+        if not reason.is_failure:
+            client.session_present = flags.session_present  # type: ignore[attr-defined]
+            accepted.set()
+
+    client.on_connect = on_connect
+    if on_message is not None:
+        client.on_message = on_message
     client.connect(host, port)
     client.loop_start()
     if not accepted.wait(10):
@@ -117,3 +140,72 @@ async def test_kafka_record_produced_is_consumed(kafka_bootstrap: str) -> None:
 
     assert (record.topic, record.partition, record.offset) == (topic, 0, sent.offset)
     assert (record.key, record.value) == (b"t1", b'{"celsius": 21.5}')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def private_mosquitto(tmp_path: Path) -> Iterator[Callable[[str], None]]:
+    """A second broker, run by scripts/services/mosquitto.sh with its state under tmp_path.
+
+    Yields run(command) for start/stop; the broker's port is run.port.
+    """
+    port = free_port()
+    env = {**os.environ, "TH_SVC_CACHE": str(tmp_path / "cache"), "TH_SVC_MQTT_PORT": str(port)}
+
+    def run(command: str) -> None:
+        done = subprocess.run(["bash", str(MOSQUITTO_SCRIPT), command], env=env,
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            pytest.fail(f"mosquitto.sh {command} exited {done.returncode}: {done.stderr}", pytrace=False)
+
+    run.port = port  # type: ignore[attr-defined]
+    run("start")
+    try:
+        yield run
+    finally:
+        run("stop")
+
+
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_mqtt_persistent_session_keeps_qos1_message_across_broker_restart(
+    private_mosquitto: Callable[[str], None],
+) -> None:
+    port: int = private_mosquitto.port  # type: ignore[attr-defined]
+    topic = "triggerhub/test/services/persistent"
+    received: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=10)
+    subscribed = threading.Event()
+
+    subscriber = connected_client("127.0.0.1", port, "th-persistent-sub", clean_session=False)
+    subscriber.on_subscribe = lambda _client, _data, _mid, _codes, _props: subscribed.set()
+    subscriber.subscribe(topic, qos=1)
+    assert subscribed.wait(10)
+    subscriber.disconnect()
+    subscriber.loop_stop()
+
+    publisher = connected_client("127.0.0.1", port, "th-persistent-pub", clean_session=True)
+    info = publisher.publish(topic, b"queued while away", qos=1)
+    info.wait_for_publish(timeout=10)
+    publisher.disconnect()
+    publisher.loop_stop()
+
+    private_mosquitto("stop")
+    private_mosquitto("start")
+
+    subscriber = connected_client(
+        "127.0.0.1", port, "th-persistent-sub", clean_session=False,
+        on_message=lambda _client, _data, message: received.put_nowait(message),
+    )
+    try:
+        message = received.get(timeout=10)
+    finally:
+        subscriber.disconnect()
+        subscriber.loop_stop()
+
+    assert subscriber.session_present is True  # type: ignore[attr-defined]
+    assert (message.topic, message.payload, message.qos) == (topic, b"queued while away", 1)
