@@ -198,6 +198,18 @@ async def test_action_runs_unprivileged_offline_on_a_read_only_root(started: Sta
                              "interfaces": ["lo"]}
 
 
+async def test_network_is_given_only_when_the_action_asks(started: Start) -> None:
+    runtime = await started(RuntimeSpec(kind="python:3.11", memory_mb=128, network=True), """
+        def main(args):
+            with open("/proc/net/dev") as dev:
+                return {"interfaces": sorted(line.split(":")[0].strip() for line in dev.readlines()[2:])}
+    """)
+
+    response = await runtime.run(run_body({}), timeout_ms=5_000)
+
+    assert response.body == {"interfaces": ["eth0", "lo"]}
+
+
 async def test_container_limits_and_labels(clocked_factory: DockerRuntimeFactory,
                                            dockerd: docker.DockerClient) -> None:
     runtime = await clocked_factory.create(RuntimeSpec(kind="python:3.11", memory_mb=192,
@@ -243,7 +255,9 @@ async def test_cleanup_removes_containers_of_a_killed_hub(runtime_images: list[s
     maker.wait()
     maker.stdout.close()  # type: ignore[union-attr]
 
-    removed = await DockerRuntimeFactory(hub_id=hub_id, socket_root=tmp_path).cleanup_orphans()
+    factory = DockerRuntimeFactory(hub_id=hub_id, socket_root=tmp_path)
+    removed = await factory.cleanup_orphans()
+    factory.close()
 
     assert removed == 1
     with pytest.raises(docker.errors.NotFound):

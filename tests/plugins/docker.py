@@ -74,6 +74,7 @@ async def make_docker_factory(runtime_images: list[str], tmp_path_factory: pytes
     yield make
     for factory in made:
         await factory.cleanup_orphans()
+        factory.close()
 
 
 @pytest.fixture

@@ -377,6 +377,10 @@ class DockerRuntimeFactory:
             base_url=base_url, log=log, socket_dir=socket_dir, log_grace_ms=self._log_grace_ms,
         )
 
+    def close(self) -> None:
+        """Close the Docker client's connections (runtimes already made stay usable until then)."""
+        self._client.close()
+
     async def cleanup_orphans(self) -> int:
         filters = {"label": [f"{MANAGED_LABEL}=1", f"{HUB_LABEL}={self.hub_id}"]}
         try:
