@@ -8,9 +8,7 @@ failed /init the sentinel line is written to stdout and stderr (before the HTTP 
 
 from __future__ import annotations
 
-import base64
 import importlib.util
-import io
 import json
 import os
 import selectors
@@ -18,7 +16,6 @@ import socket
 import sys
 import tempfile
 import traceback
-import zipfile
 from typing import Any, Callable
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
@@ -101,6 +98,8 @@ def prepare_source(code: str, binary: bool) -> str:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(code)
         return path
+    import base64, io, zipfile  # noqa: E401 - only zip actions pay for these imports
+
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(code))) as archive:
         archive.extractall(root)
     entry = os.path.join(root, "__main__.py")

@@ -326,3 +326,14 @@ async def test_cleanup_orphans_kills_proxies_of_a_dead_hub(tmp_path_factory: pyt
     assert [Path(d).name for d in root.iterdir()] == [d.name for d in workdirs if d != orphan_dir]
     os.kill(kept.pid, 0)  # type: ignore[attr-defined]
     await kept.destroy()
+
+
+async def test_result_over_one_megabyte_is_truncated(invoker: ActionInvoker) -> None:
+    record = await invoker.invoke(make_invocation(make_action(
+        "python:3.11", "def main(args):\n    return {'big': 'x' * (1024 * 1024)}\n")))
+    assert record.response.status_code is StatusCode.APPLICATION_ERROR
+    message = record.response.result["error"]
+    assert message.startswith("The action produced a response that exceeded the allowed length: "
+                              "1048587 > 1048576 bytes. The truncated response was: {\"big\": \"xxx")
+    assert len(message) == len("The action produced a response that exceeded the allowed length: "
+                               "1048587 > 1048576 bytes. The truncated response was: ") + 1048576
