@@ -159,3 +159,22 @@ async def test_retained_state_fires_once_across_resubscribes_or_is_ignored(
     assert emit.returned == [True, False, True]
     assert [(e.data["topic"], e.data["retain"]) for e in fake_store.events.values()] == [
         (f"{prefix}/state", True), (f"{prefix}/live", False)]
+
+
+async def test_create_through_the_manager_fails_cleanly_when_the_broker_is_absent(fake_store: FakeStore) -> None:
+    from triggerhub.engine.feeds import MQTT, FeedManager
+    from triggerhub.errors import BadRequest
+    from triggerhub.store.base import Acceptance
+
+    async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        return await fake_store.accept(Acceptance(event=event, cursor=cursor))
+
+    async with asyncio.TaskGroup() as tg:
+        manager = FeedManager(fake_store, fire)
+        await manager.start(tg)
+        with pytest.raises(BadRequest) as caught:
+            await manager.lifecycle("guest", "k", MQTT, {"lifecycleEvent": "CREATE", "triggerName": "/guest/s",
+                                                         "url": "mqtt://127.0.0.1:1", "topics": "a/#"})
+    assert caught.value.message.startswith("feed /whisk.system/mqtt/subscribe for trigger '/guest/s' could not "
+                                           "start: MQTT broker mqtt://127.0.0.1:1 did not accept a connection")
+    assert fake_store.feeds == {}

@@ -19,12 +19,11 @@ from typing import Any
 
 from triggerhub.engine.bootstrap import BuiltinFeed
 from triggerhub.errors import (
-    FORBIDDEN, ApiError, BadRequest, Conflict, Forbidden, NotFound, TriggerhubError,
+    FORBIDDEN, ApiError, BadRequest, Conflict, FeedError, Forbidden, NotFound, TriggerhubError,
 )
 from triggerhub.feeds import alarms, files, mqtt, webhook
-from triggerhub.feeds.base import Feed
 from triggerhub.feeds.clock import Clock, SystemClock, now_ms
-from triggerhub.feeds.cursor import Cursor
+from triggerhub.feeds.cursor import Cursor, CursorEmit, CursorFeed, CursorLoader
 from triggerhub.model import JSON, FullyQualifiedName, Trigger, TriggerEvent
 from triggerhub.store.base import FeedRegistration, Store
 
@@ -74,7 +73,7 @@ class FeedManager:
         self._clock: Clock = clock or SystemClock()
         self._instance_id = instance_id  # distinguishes MQTT client ids of several hub processes
         self._tasks: asyncio.TaskGroup | None = None
-        self._running: dict[str, Feed] = {}
+        self._running: dict[str, CursorFeed] = {}
         self._metrics: dict[str, FeedMetrics] = {}
         self._lock = asyncio.Lock()  # one lifecycle change at a time
 
@@ -146,7 +145,11 @@ class FeedManager:
         registration = FeedRegistration(trigger=trigger, feed=feed_fqn, namespace=trigger.split("/")[1],
                                         config=config, created_ms=stamp, updated_ms=stamp)
         await self._store.put_feed(registration)
-        await self._start_feed(registration)
+        try:
+            await self._start_feed(registration)
+        except FeedError as exc:  # e.g. the MQTT broker refused: CREATE fails, nothing stays behind
+            await self._store.delete_feed(trigger)
+            raise BadRequest(f"feed {feed_fqn} for trigger '{trigger}' could not start: {exc}") from exc
         log.info("feed %s for trigger %s created", feed_fqn, trigger)
         out: dict[str, JSON] = {"triggerName": trigger, "status": "active"}
         if feed_fqn == WEBHOOK:
@@ -208,7 +211,7 @@ class FeedManager:
         if self._tasks is None:
             raise TriggerhubError("FeedManager.start(tasks) must run before feeds can start")
         feed = self._build(registration, self._tasks)
-        await feed.start(self._emit_for(registration.trigger))  # type: ignore[arg-type]
+        await feed.start(self._emit_for(registration.trigger))
         self._running[registration.trigger] = feed
 
     async def _stop_feed(self, trigger: str) -> None:
@@ -216,7 +219,7 @@ class FeedManager:
         if feed is not None:
             await feed.stop()
 
-    def _build(self, registration: FeedRegistration, tasks: asyncio.TaskGroup) -> Feed:
+    def _build(self, registration: FeedRegistration, tasks: asyncio.TaskGroup) -> CursorFeed:
         trigger, config = registration.trigger, registration.config
         load = self._loader(trigger)
         if registration.feed in _ALARM_KINDS:
@@ -234,7 +237,7 @@ class FeedManager:
         return files.FileFeed(files.parse_files_config(config), trigger=trigger, clock=self._clock, tasks=tasks,
                               load_cursor=load)
 
-    def _emit_for(self, trigger: str) -> Callable[..., Awaitable[bool]]:
+    def _emit_for(self, trigger: str) -> CursorEmit:
         async def emit(event: TriggerEvent, cursor: Cursor | None = None) -> bool:
             self._count(trigger, received=1)
             full = (f"{trigger}#{cursor[0]}", cursor[1]) if cursor is not None else None
@@ -247,7 +250,7 @@ class FeedManager:
             return stored
         return emit
 
-    def _loader(self, trigger: str) -> Callable[[str], Awaitable[str | None]]:
+    def _loader(self, trigger: str) -> CursorLoader:
         async def load(key: str) -> str | None:
             return await self._store.get_cursor(f"{trigger}#{key}")
         return load

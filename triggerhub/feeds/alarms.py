@@ -265,7 +265,7 @@ class AlarmFeed:
         self._task: asyncio.Task[None] | None = None
         self._fqn = FullyQualifiedName.parse(config.trigger, "_")
 
-    async def start(self, emit: CursorEmit) -> None:  # type: ignore[override]
+    async def start(self, emit: CursorEmit) -> None:
         if self._task is not None:
             return
         stored = await self._load_cursor(CURSOR_KEY)

@@ -9,6 +9,7 @@ one feed registration (the hub prefixes them with the trigger).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from triggerhub.model import TriggerEvent
@@ -22,6 +23,13 @@ class CursorEmit(Protocol):
         """Like feeds.base.Emit, also storing `cursor` in the same transaction as the event."""
 
 
-class CursorLoader(Protocol):
-    async def __call__(self, key: str) -> str | None:
-        """The stored value of this feed's cursor `key`, or None when never written."""
+CursorLoader = Callable[[str], Awaitable[str | None]]
+"""The stored value of this feed's cursor `key`, or None when never written."""
+
+
+class CursorFeed(Protocol):
+    """A Feed (feeds.base) whose emit may carry a cursor; every built-in adapter is one."""
+
+    async def start(self, emit: CursorEmit) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -116,7 +116,7 @@ class FileFeed:
         self._task: asyncio.Task[None] | None = None
         self._stopping = threading.Event()
 
-    async def start(self, emit: CursorEmit) -> None:  # type: ignore[override]
+    async def start(self, emit: CursorEmit) -> None:
         if self._observer is not None:
             return
         self._stopping.clear()

@@ -141,7 +141,7 @@ def _valid_filter(topic: str) -> bool:
 # --------------------------------------------------------------------------- messages
 
 
-def decode_payload(payload: bytes, encoding: str) -> JSON:
+def decode_payload(payload: bytes | bytearray, encoding: str) -> JSON:
     if encoding == "base64":
         return base64.b64encode(payload).decode()
     text = payload.decode("utf-8", "replace")
@@ -217,7 +217,7 @@ class MqttFeed:
         self._stopping = threading.Event()
         self._packets = PacketIds(None)
 
-    async def start(self, emit: CursorEmit) -> None:  # type: ignore[override]
+    async def start(self, emit: CursorEmit) -> None:
         if self._client is not None:
             return
         self._stopping.clear()
@@ -294,7 +294,10 @@ class MqttFeed:
             if not flags.session_present:
                 self._packets.new_session()
             options = SubscribeOptions(qos=self._config.qos, retainHandling=2 if self._config.retained == "ignore" else 0)
-            c.subscribe([(f, options if v5 else self._config.qos) for f in self._config.filters()])  # type: ignore[misc]
+            if v5:
+                c.subscribe([(f, options) for f in self._config.filters()])
+            else:
+                c.subscribe([(f, self._config.qos) for f in self._config.filters()])
             log.info("mqtt feed %s connected as %s (session present: %s)", self._trigger, self.client_id,
                      flags.session_present)
 
@@ -316,6 +319,8 @@ class MqttFeed:
 
         client.on_connect = on_connect
         client.on_message = on_message
+        client.on_connect_fail = lambda _c, _u: loop.call_soon_threadsafe(settle, FeedError(
+            f"MQTT broker {self._config.url} did not accept a connection; check that it runs and the url"))
         client.on_subscribe = on_subscribe
         return client
 

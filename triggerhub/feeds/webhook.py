@@ -19,6 +19,7 @@ from enum import StrEnum
 from urllib.parse import parse_qsl
 
 from triggerhub.errors import BadRequest, PayloadTooLarge, Unauthorized
+from triggerhub.feeds.cursor import CursorEmit
 from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
 
 EVENT_TYPE = "triggerhub.feed.webhook"
@@ -222,7 +223,7 @@ def delivery_event(config: WebhookConfig, trigger: str, headers: Mapping[str, st
 class WebhookFeed:
     """Deliveries arrive through the API, not a connection: start and stop hold no resources."""
 
-    async def start(self, emit: object) -> None:
+    async def start(self, emit: CursorEmit) -> None:
         return None
 
     async def stop(self) -> None:
