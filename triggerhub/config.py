@@ -65,12 +65,28 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """Distributed mode: where the broker is and how topics are named and sized."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "triggerhub."
+    partitions: int = 4
+    session_timeout_ms: int = 10_000
+    commit_interval_ms: int = 500
+    invoker_concurrency: int = 32
+    controller_id: int = 0
+    healthy_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     home: Path = Path(".triggerhub")
     api: ApiConfig = field(default_factory=ApiConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
     deploy_examples: bool = True
 
     @property
@@ -96,6 +112,15 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "PAUSE_GRACE_S": ("runtime", "pause_grace_s"),
     "IDLE_TIMEOUT_S": ("runtime", "idle_timeout_s"),
     "MEMORY_BUDGET_MB": ("runtime", "memory_budget_mb"),
+    "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
+    "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
+    "KAFKA_PARTITIONS": ("kafka", "partitions"),
+    "KAFKA_SESSION_TIMEOUT_MS": ("kafka", "session_timeout_ms"),
+    "KAFKA_COMMIT_INTERVAL_MS": ("kafka", "commit_interval_ms"),
+    "INVOKER_CONCURRENCY": ("kafka", "invoker_concurrency"),
+    "CONTROLLER_ID": ("kafka", "controller_id"),
+    "INVOKER_HEALTHY_TIMEOUT_MS": ("kafka", "healthy_timeout_ms"),
+    "INVOKER_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms"),
 }
 # Variables with the prefix that belong to tools and tests, not to the hub's configuration.
 _FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE"}
@@ -125,7 +150,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     values: dict[str, Any] = {k[len(ENV_PREFIX):]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config = HubConfig()
-    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime"}}
+    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka"}}
     top: dict[str, Any] = {}
     problems: list[str] = []
     for key, raw in sorted(values.items()):
