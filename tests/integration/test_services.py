@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -58,11 +59,9 @@ def connected_client(
     client_id: str,
     clean_session: bool,
     on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None] | None = None,
-) -> mqtt.Client:
-    """A paho client with its network thread running, after the broker accepted it.
-
-    client.session_present tells whether the broker kept a session for this client id.
-    """
+) -> tuple[mqtt.Client, bool]:
+    """A paho client with its network thread running, after the broker accepted it, and
+    whether the broker still had a session for this client id (CONNACK session present)."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -70,11 +69,12 @@ def connected_client(
         protocol=mqtt.MQTTv311,
     )
     accepted = threading.Event()
+    session_present: list[bool] = []
 
     def on_connect(_client: mqtt.Client, _data: object, flags: mqtt.ConnectFlags,
                    reason: mqtt.ReasonCode, _props: object) -> None:
         if not reason.is_failure:
-            client.session_present = flags.session_present  # type: ignore[attr-defined]
+            session_present.append(flags.session_present)
             accepted.set()
 
     client.on_connect = on_connect
@@ -85,7 +85,7 @@ def connected_client(
     if not accepted.wait(10):
         client.loop_stop()
         pytest.fail(f"Mosquitto at {host}:{port} did not accept client {client_id!r} within 10 s")
-    return client
+    return client, session_present[0]
 
 
 @pytest.mark.mqtt
@@ -95,10 +95,10 @@ def test_mqtt_qos1_message_reaches_a_subscriber(mqtt_broker: tuple[str, int]) ->
     received: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=10)
     subscribed = threading.Event()
 
-    subscriber = connected_client(host, port, "th-services-sub", clean_session=True)
+    subscriber, _ = connected_client(host, port, "th-services-sub", clean_session=True)
     subscriber.on_message = lambda _client, _data, message: received.put_nowait(message)
     subscriber.on_subscribe = lambda _client, _data, _mid, _codes, _props: subscribed.set()
-    publisher = connected_client(host, port, "th-services-pub", clean_session=True)
+    publisher, _ = connected_client(host, port, "th-services-pub", clean_session=True)
     try:
         subscriber.subscribe(topic, qos=1)
         assert subscribed.wait(10)
@@ -148,56 +148,58 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def private_mosquitto(tmp_path: Path) -> Iterator[Callable[[str], None]]:
-    """A second broker, run by scripts/services/mosquitto.sh with its state under tmp_path.
+@dataclass(frozen=True, slots=True)
+class PrivateBroker:
+    """A second Mosquitto run by scripts/services/mosquitto.sh with its own state folder."""
 
-    Yields run(command) for start/stop; the broker's port is run.port.
-    """
-    port = free_port()
-    env = {**os.environ, "TH_SVC_CACHE": str(tmp_path / "cache"), "TH_SVC_MQTT_PORT": str(port)}
+    port: int
+    cache_dir: Path
 
-    def run(command: str) -> None:
-        done = subprocess.run(["bash", str(MOSQUITTO_SCRIPT), command], env=env,
-                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    def run(self, command: str) -> None:
+        env = {**os.environ, "TH_SVC_CACHE": str(self.cache_dir), "TH_SVC_MQTT_PORT": str(self.port)}
+        done = subprocess.run(["bash", str(MOSQUITTO_SCRIPT), command], env=env, capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
         if done.returncode != 0:
             pytest.fail(f"mosquitto.sh {command} exited {done.returncode}: {done.stderr}", pytrace=False)
 
-    run.port = port  # type: ignore[attr-defined]
-    run("start")
+
+@pytest.fixture
+def private_mosquitto(tmp_path: Path) -> Iterator[PrivateBroker]:
+    broker = PrivateBroker(port=free_port(), cache_dir=tmp_path / "cache")
+    broker.run("start")
     try:
-        yield run
+        yield broker
     finally:
-        run("stop")
+        broker.run("stop")
 
 
 @pytest.mark.mqtt
 @pytest.mark.slow
 def test_mqtt_persistent_session_keeps_qos1_message_across_broker_restart(
-    private_mosquitto: Callable[[str], None],
+    private_mosquitto: PrivateBroker,
 ) -> None:
-    port: int = private_mosquitto.port  # type: ignore[attr-defined]
+    port = private_mosquitto.port
     topic = "triggerhub/test/services/persistent"
     received: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=10)
     subscribed = threading.Event()
 
-    subscriber = connected_client("127.0.0.1", port, "th-persistent-sub", clean_session=False)
+    subscriber, _ = connected_client("127.0.0.1", port, "th-persistent-sub", clean_session=False)
     subscriber.on_subscribe = lambda _client, _data, _mid, _codes, _props: subscribed.set()
     subscriber.subscribe(topic, qos=1)
     assert subscribed.wait(10)
     subscriber.disconnect()
     subscriber.loop_stop()
 
-    publisher = connected_client("127.0.0.1", port, "th-persistent-pub", clean_session=True)
+    publisher, _ = connected_client("127.0.0.1", port, "th-persistent-pub", clean_session=True)
     info = publisher.publish(topic, b"queued while away", qos=1)
     info.wait_for_publish(timeout=10)
     publisher.disconnect()
     publisher.loop_stop()
 
-    private_mosquitto("stop")
-    private_mosquitto("start")
+    private_mosquitto.run("stop")
+    private_mosquitto.run("start")
 
-    subscriber = connected_client(
+    subscriber, session_present = connected_client(
         "127.0.0.1", port, "th-persistent-sub", clean_session=False,
         on_message=lambda _client, _data, message: received.put_nowait(message),
     )
@@ -207,5 +209,5 @@ def test_mqtt_persistent_session_keeps_qos1_message_across_broker_restart(
         subscriber.disconnect()
         subscriber.loop_stop()
 
-    assert subscriber.session_present is True  # type: ignore[attr-defined]
+    assert session_present is True
     assert (message.topic, message.payload, message.qos) == (topic, b"queued while away", 1)
