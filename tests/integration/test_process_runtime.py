@@ -44,7 +44,7 @@ def texts(record: Activation) -> list[str]:
     return out
 
 
-def annotations(record: Activation) -> dict[str, object]:
+def annotation_map(record: Activation) -> dict[str, object]:
     return {a.key: a.value for a in record.annotations}
 
 
@@ -63,11 +63,11 @@ async def test_hello_world_cold_then_warm(invoker: ActionInvoker, kind: str) -> 
     assert cold.response.status_code is StatusCode.SUCCESS
     assert cold.response.result == {"payload": "Hello, Ada!"}
     assert texts(cold) == ["stdout: hello Ada"]
-    assert "initTime" in annotations(cold)
+    assert "initTime" in annotation_map(cold)
     warm = await invoker.invoke(make_invocation(action, {}))
     assert warm.response.result == {"payload": "Hello, World!"}
     assert texts(warm) == ["stdout: hello None" if kind.startswith("python") else "stdout: hello undefined"]
-    assert "initTime" not in annotations(warm)
+    assert "initTime" not in annotation_map(warm)
 
 
 ENV_ACTION = {
@@ -153,14 +153,14 @@ async def test_timeout_kills_the_process_and_next_invoke_is_cold(invoker: Action
     record = await invoker.invoke(make_invocation(action, {"sleep_s": 30}))
     assert record.response.status_code is StatusCode.DEVELOPER_ERROR
     assert record.response.result == {"error": "The action exceeded its time limits of 500 milliseconds."}
-    assert annotations(record)["timeout"] is True
+    assert annotation_map(record)["timeout"] is True
     pid_line = next(t for t in texts(record) if t.startswith("stdout: pid "))
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_line.split()[-1]), 0)
     again = await invoker.invoke(make_invocation(action, {}))
     assert again.response.status_code is StatusCode.SUCCESS
-    assert annotations(again)["timeout"] is False
-    assert "initTime" in annotations(again)
+    assert annotation_map(again)["timeout"] is False
+    assert "initTime" in annotation_map(again)
 
 
 async def test_init_timeout_message(invoker: ActionInvoker) -> None:
@@ -168,7 +168,7 @@ async def test_init_timeout_message(invoker: ActionInvoker) -> None:
     record = await invoker.invoke(make_invocation(action))
     assert record.response.result == {
         "error": "The action exceeded its time limits of 300 milliseconds during initialization."}
-    assert annotations(record)["timeout"] is True
+    assert annotation_map(record)["timeout"] is True
 
 
 async def test_python_init_failure(invoker: ActionInvoker) -> None:
@@ -233,7 +233,7 @@ async def test_crash_is_abnormal_run_and_next_invoke_is_cold(invoker: ActionInvo
     assert record.response.status_code is StatusCode.DEVELOPER_ERROR
     again = await invoker.invoke(make_invocation(action, {}))
     assert again.response.status_code is StatusCode.SUCCESS
-    assert "initTime" in annotations(again)
+    assert "initTime" in annotation_map(again)
 
 
 async def test_python_zip_action(invoker: ActionInvoker) -> None:
