@@ -84,14 +84,14 @@ class Engine:
         binding: Package | None = None
         target = fqn
         if fqn.package is not None:
-            entity = await self.store.get_entity(fqn.namespace, fqn.package)
+            entity = await self.entities.lookup(fqn.namespace, fqn.package)
             check_read(identity, fqn, entity if isinstance(entity, Package) else None)
             if not isinstance(entity, Package):
                 raise NotFound(NOT_FOUND)
             package = entity
             if entity.binding is not None:
                 binding = entity
-                bound = await self.store.get_entity(entity.binding.namespace, entity.binding.name)
+                bound = await self.entities.lookup(entity.binding.namespace, entity.binding.name)
                 if not isinstance(bound, Package):
                     raise NotFound(NOT_FOUND)
                 package = bound

@@ -7,6 +7,8 @@ Bodies are the REST PUT bodies; results are model entities (the API renders them
 from __future__ import annotations
 
 import json
+import math
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -28,16 +30,41 @@ EXEC_LIMIT_BYTES = 48 * 1024 * 1024
 ANNOTATIONS_LIMIT_BYTES = 1024 * 1024
 
 
+CACHE_MAX_ENTRIES = 10_000
+
+
 class Entities:
-    def __init__(self, store: Store, limits: LimitsConfig) -> None:
+    """`cache_ttl_s=None` caches reads until this process writes the entity (one writer: embedded
+    mode); with several writing processes, give a TTL to bound staleness."""
+
+    def __init__(self, store: Store, limits: LimitsConfig, *, cache_ttl_s: float | None = None) -> None:
         self.store = store
         self.limits = limits
+        self._cache_ttl_s = cache_ttl_s
+        self._cache: dict[tuple[str, str], tuple[Entity | None, float]] = {}
+
+    async def lookup(self, path: str, name: str) -> Entity | None:
+        """A cached read for the hot paths (invoke, fire); writes always read the store."""
+        key = (path, name)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        entity = await self.store.get_entity(path, name)
+        if len(self._cache) >= CACHE_MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[key] = (entity, now + self._cache_ttl_s if self._cache_ttl_s is not None else math.inf)
+        return entity
+
+    def forget(self, entities: list[Entity]) -> None:
+        for entity in entities:
+            self._cache.pop((entity.namespace, entity.name), None)
 
     # ------------------------------------------------------------------ generic
     async def get(self, identity: Identity, fqn: FullyQualifiedName, collection: Collection) -> Entity:
         package = await self._package_of(fqn)
         check_read(identity, fqn, package)
-        entity = await self.store.get_entity(fqn.path, fqn.name)
+        entity = await self.lookup(fqn.path, fqn.name)
         if entity is None:
             raise NotFound(NOT_FOUND)
         if collection_of(entity) is not collection:
@@ -45,7 +72,7 @@ class Entities:
         return entity
 
     async def find(self, fqn: FullyQualifiedName, collection: Collection) -> Entity | None:
-        entity = await self.store.get_entity(fqn.path, fqn.name)
+        entity = await self.lookup(fqn.path, fqn.name)
         if entity is None or collection_of(entity) is not collection:
             return None
         return entity
@@ -350,7 +377,7 @@ class Entities:
         return Binding(namespace, target.name)
 
     async def _package_entity(self, namespace: str, name: str) -> Package | None:
-        entity = await self.store.get_entity(namespace, name)
+        entity = await self.lookup(namespace, name)
         return entity if isinstance(entity, Package) else None
 
     async def _package_of(self, fqn: FullyQualifiedName) -> Package | None:
@@ -380,10 +407,13 @@ class Entities:
     async def _write(self, puts: list[Entity], deletes: list[Entity]) -> list[Entity]:
         for entity in puts:
             _check_sizes(entity)
+        self.forget([*puts, *deletes])
         try:
             return await self.store.put_entities(puts, deletes)
         except RevisionConflict as exc:
             raise Conflict(CONCURRENT_MODIFICATION) from exc
+        finally:
+            self.forget([*puts, *deletes])
 
 
 def _version(body: dict[str, Any], old: Entity | None) -> str:
