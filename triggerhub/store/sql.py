@@ -49,7 +49,8 @@ class SqlStore:
                               f"{', '.join(SQLITE_SYNCHRONOUS)}; NORMAL survives a process crash")
         self._is_sqlite = self._url.get_backend_name() == "sqlite"
         self._engine: AsyncEngine | None = None
-        self._write_lock: asyncio.Lock | None = None
+        self._write_lock = asyncio.Lock()
+        self._writer: AsyncConnection | None = None  # SQLite: the one connection that writes
         self._acceptances = GroupCommit(self._accept_batch)
         self._completions = GroupCommit(self._complete_batch)
         self._build_statements()
@@ -65,12 +66,13 @@ class SqlStore:
         if self._is_sqlite:
             engine = create_async_engine(self._url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             event.listen(engine.sync_engine, "connect", self._configure_sqlite)
-            self._write_lock = asyncio.Lock()
         else:
             engine = create_async_engine(self._url, pool_size=10, max_overflow=20)
         try:
             with self._translated("open the database and apply schema migrations"):
                 applied = await migrate(engine)
+                if self._is_sqlite:
+                    self._writer = await engine.connect()
         except BaseException:
             await engine.dispose()
             raise
@@ -79,6 +81,10 @@ class SqlStore:
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            async with self._write_lock:
+                await writer.close()
         if engine is not None:
             await engine.dispose()
 
@@ -342,10 +348,20 @@ class SqlStore:
         driver's implicit BEGIN takes the write lock at once (a read first could not upgrade
         without SQLITE_BUSY when another process wrote meanwhile)."""
         engine = self._opened
-        lock = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
-        async with lock:
+        if not self._is_sqlite:  # PostgreSQL: concurrent transactions; keys and conflict clauses settle races
             async with engine.begin() as conn:
                 yield conn
+            return
+        # SQLite allows one writer per file: tasks of this process queue here rather than in
+        # busy_timeout, and the writer connection is kept, saving a checkout and a rollback.
+        async with self._write_lock:
+            writer = self._writer
+            if writer is None:
+                raise StoreError(f"store {self!r} is not open; call open() first")
+            if writer.in_transaction():  # a cancelled write may have left its transaction behind
+                await writer.rollback()
+            async with writer.begin():
+                yield writer
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
