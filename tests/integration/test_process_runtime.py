@@ -12,7 +12,6 @@ import io
 import os
 import re
 import zipfile
-from pathlib import Path
 
 import pytest
 
@@ -318,12 +317,13 @@ async def test_cleanup_orphans_kills_proxies_of_a_dead_hub(tmp_path_factory: pyt
     await dead_hub.wait()
     workdirs = sorted(root.iterdir())
     orphan_dir = next(d for d in workdirs if (d / "pid").read_text() == str(orphan.pid))  # type: ignore[attr-defined]
-    (orphan_dir / "owner").write_text(str(dead_hub.pid))
+    dead_dir = orphan_dir.with_name(f"triggerhub-proc-{dead_hub.pid}-x")  # as if the dead hub had made it
+    orphan_dir.rename(dead_dir)
     assert await factory.cleanup_orphans() == 1
     await orphan.destroy()
     with pytest.raises(ProcessLookupError):
         os.kill(orphan.pid, 0)  # type: ignore[attr-defined]
-    assert [Path(d).name for d in root.iterdir()] == [d.name for d in workdirs if d != orphan_dir]
+    assert [d.name for d in root.iterdir()] == [d.name for d in workdirs if d != orphan_dir]
     os.kill(kept.pid, 0)  # type: ignore[attr-defined]
     await kept.destroy()
 

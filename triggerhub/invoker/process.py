@@ -242,8 +242,9 @@ class ProcessRuntimeFactory:
 
     async def create(self, spec: RuntimeSpec) -> ProcessRuntime:
         command = self._command_for(spec)
-        workdir = tempfile.mkdtemp(prefix=DIR_PREFIX, dir=self._temp_root)
-        Path(workdir, "owner").write_text(str(os.getpid()))
+        # The owner's pid is in the name, so that cleanup_orphans of another hub process sees it
+        # from the moment the directory exists.
+        workdir = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=self._temp_root)
         socket_path = os.path.join(workdir, "proxy.sock")
         loop = asyncio.get_running_loop()
         try:
@@ -270,8 +271,8 @@ class ProcessRuntimeFactory:
         """Kill proxies whose hub process is gone and remove their directories."""
         removed = 0
         for workdir in Path(self._temp_root).glob(DIR_PREFIX + "*"):
-            owner = _read_pid(workdir / "owner")
-            if owner is not None and _alive(owner):
+            owner = workdir.name[len(DIR_PREFIX):].partition("-")[0]
+            if not owner.isdigit() or _alive(int(owner)):
                 continue
             pid = _read_pid(workdir / "pid")
             if pid is not None and _is_proxy(pid):
