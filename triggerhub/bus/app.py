@@ -1,0 +1,58 @@
+"""Faust apps of distributed mode: consumer groups that run a handler per message.
+
+`stream_app(config, group, topic, handler, concurrency)` builds an app whose one agent awaits
+`handler(key, value)` for each message and only then asks for the next one. Faust acks a message
+when its agent asks for the next, and commits only offsets below which every message is acked,
+so a crash mid-handler leaves the message uncommitted and another member of the group gets it
+again. The app has no web server and no tables; `running(app)` starts it inside the caller's loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from triggerhub.config import KafkaConfig
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, bytes], Awaitable[None]]
+
+HEARTBEAT_FRACTION = 3  # heartbeat at a third of the session timeout, as Kafka advises
+
+
+def stream_app(config: KafkaConfig, group: str, topic: str, handler: Handler, *, concurrency: int,
+               datadir: Path) -> faust.App:
+    session_s = config.session_timeout_ms / 1000
+    app = faust.App(
+        group, broker=f"kafka://{config.bootstrap}", web_enabled=False, autodiscover=False,
+        datadir=str(datadir), store="memory://", topic_partitions=config.partitions,
+        broker_session_timeout=session_s, broker_heartbeat_interval=session_s / HEARTBEAT_FRACTION,
+        broker_rebalance_timeout=max(session_s, 10.0), broker_commit_interval=config.commit_interval_ms / 1000,
+        broker_commit_every=1, consumer_auto_offset_reset="earliest", producer_acks=-1, producer_linger=0.0,
+        stream_wait_empty=True,
+    )
+    source = app.topic(topic, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
+
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            key = message.key.decode() if message.key else ""
+            await handler(key, message.value)
+
+    app.agent(source, name=f"{group}.handle", concurrency=concurrency)(agent)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running(app: faust.App) -> AsyncIterator[faust.App]:
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()

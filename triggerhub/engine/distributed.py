@@ -1,0 +1,354 @@
+"""Distributed mode's engine side: the Kafka dispatcher and the controller, worker and invoker loops.
+
+controller: fires -> `trigger-events` (keyed by trigger); invocations -> `invocations` (keyed by
+            activation id); blocking callers wait on `completed<N>` (CompletionWaiter).
+worker:     `trigger-events` -> engine.emit (rule matching, store.accept) -> `invocations`.
+invoker:    `invocations` -> run -> store.complete -> `completed<N>`; heartbeats on `health`.
+No loss: a message's offset is committed only after its handler returned, and handlers return
+only once their effect is stored and published; a redelivered invocation finds its record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from triggerhub.errors import ApiError, BusError, TriggerhubError
+from triggerhub.model import Activation, Invocation, TriggerEvent, now_ms
+from triggerhub.bus import codec as wire
+from triggerhub.bus.topics import Topics
+from triggerhub.engine.dispatch import Finished
+from triggerhub.store import codec
+from triggerhub.store.base import Acceptance, Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRY_PAUSE_S = 1.0
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, key: str, value: bytes) -> None: ...
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+def invocation_message(invocation: Invocation, reply_to: str | None) -> bytes:
+    return wire.encode({"invocation": codec.invocation_to_doc(invocation), "reply_to": reply_to})
+
+
+def read_invocation(raw: bytes, topic: str) -> tuple[Invocation, str | None]:
+    doc = wire.decode(raw, topic)
+    try:
+        return codec.invocation_from_doc(doc["invocation"]), doc.get("reply_to")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BusError(f"malformed invocation on topic {topic!r}: {exc!r}") from exc
+
+
+def completion_message(record: Activation) -> bytes:
+    return wire.encode({"activation": codec.activation_to_doc(record)})
+
+
+def read_completion(raw: bytes, topic: str) -> Activation:
+    doc = wire.decode(raw, topic)
+    try:
+        return codec.activation_from_doc(doc["activation"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BusError(f"malformed completion on topic {topic!r}: {exc!r}") from exc
+
+
+def event_message(event: TriggerEvent) -> bytes:
+    return wire.encode(codec.event_to_doc(event))
+
+
+def read_event(raw: bytes, topic: str) -> TriggerEvent:
+    doc = wire.decode(raw, topic)
+    try:
+        return codec.event_from_doc(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BusError(f"malformed trigger event on topic {topic!r}: {exc!r}") from exc
+
+
+async def retrying(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Retry `attempt` while the store or the bus fails: the message being handled must not be
+    acked before its effect is durable, and a failing dependency usually comes back."""
+    while True:
+        try:
+            return await attempt()
+        except ApiError:
+            raise
+        except TriggerhubError as exc:
+            log.warning("%s failed (%s); retrying in %.0f s", what, exc, RETRY_PAUSE_S)
+            await asyncio.sleep(RETRY_PAUSE_S)
+
+
+# ---------------------------------------------------------------------------- controller side
+
+
+class CompletionWaiter:
+    """The blocking callers of one controller, each waiting for its activation id."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[Activation]] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def expect(self, activation_id: str) -> asyncio.Future[Activation]:
+        future = self._waiting.get(activation_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[activation_id] = future
+        return future
+
+    def forget(self, activation_id: str) -> None:
+        self._waiting.pop(activation_id, None)
+
+    async def on_message(self, topic: str, key: str, value: bytes) -> None:
+        try:
+            record = read_completion(value, topic)
+        except BusError as exc:
+            log.error("%s; skipped", exc)
+            return
+        future = self._waiting.get(record.activation_id)
+        if future is not None and not future.done():
+            future.set_result(record)
+
+
+class KafkaDispatcher:
+    """The engine's Dispatcher in distributed mode: accept in the store, then publish.
+
+    `reply_to` names this controller's completions topic; without one (worker, invoker) the
+    process cannot run blocking invokes."""
+
+    def __init__(self, store: Store, publisher: Publisher, topics: Topics, finished: Finished, *,
+                 waiter: CompletionWaiter | None = None, reply_to: str | None = None) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._topics = topics
+        self._finished = finished
+        self._waiter = waiter
+        self._reply_to = reply_to
+        self._published = 0
+
+    async def __aenter__(self) -> KafkaDispatcher:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        return None
+
+    def statistics(self) -> dict[str, int]:
+        return {"published": self._published, "waiting": len(self._waiter) if self._waiter else 0}
+
+    async def submit(self, acceptance: Acceptance, invocations: Sequence[Invocation]) -> bool:
+        accepted = await self._store.accept(acceptance)
+        # A duplicate event may come from a worker that died after accepting and before
+        # publishing: publish again. Ids are derived from the event, and an invoker skips an
+        # invocation that has a record, so a second copy runs nothing twice.
+        if accepted or acceptance.event is not None:
+            await self._publish_all(invocations)
+        if accepted:
+            for invocation in invocations:
+                self._finished(invocation)  # concurrency is counted per process, up to the hand-over
+        return accepted
+
+    async def run_blocking(self, invocation: Invocation, wait_ms: int) -> Activation | None:
+        if self._waiter is None or self._reply_to is None:
+            raise TriggerhubError("blocking invokes are answered by a controller; this process has no completions topic")
+        future = self._waiter.expect(invocation.activation_id)
+        try:
+            await self._publish(invocation, self._reply_to)
+            async with asyncio.timeout(wait_ms / 1000):
+                return await future
+        except TimeoutError:
+            log.info("activation %s of %s: no completion within %d ms; answering 202",
+                     invocation.activation_id, invocation.path_annotation, wait_ms)
+            return None
+        finally:
+            self._waiter.forget(invocation.activation_id)
+            self._finished(invocation)
+
+    async def _publish_all(self, invocations: Sequence[Invocation]) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for invocation in invocations:
+                tasks.create_task(self._publish(invocation, None))
+
+    async def _publish(self, invocation: Invocation, reply_to: str | None) -> None:
+        await self._publisher.publish(self._topics.invocations, invocation.activation_id,
+                                      invocation_message(invocation, reply_to))
+        self._published += 1
+
+
+def event_sink(publisher: Publisher, topics: Topics) -> Callable[[TriggerEvent], Awaitable[bool]]:
+    """The controller's `engine.event_sink`: a fire is accepted once Kafka holds its event."""
+
+    async def publish(event: TriggerEvent) -> bool:
+        await publisher.publish(topics.trigger_events, str(event.trigger), event_message(event))
+        return True
+
+    return publish
+
+
+@dataclass(slots=True)
+class InvokerHealth:
+    last_seen_ms: int
+    statistics: dict[str, int] = field(default_factory=dict)
+
+
+class HealthMonitor:
+    """Invoker states from heartbeats: `up` while one arrived within `healthy_timeout_ms`."""
+
+    def __init__(self, healthy_timeout_ms: int, clock: Callable[[], int] = now_ms) -> None:
+        self._timeout_ms = healthy_timeout_ms
+        self._clock = clock
+        self._invokers: dict[str, InvokerHealth] = {}
+
+    async def on_message(self, topic: str, key: str, value: bytes) -> None:
+        try:
+            doc = wire.decode(value, topic)
+            name, sent_ms = str(doc["invoker"]), int(doc["ts_ms"])
+            statistics = {k: int(v) for k, v in doc.get("statistics", {}).items()}
+        except (BusError, KeyError, TypeError, ValueError) as exc:
+            log.error("malformed heartbeat on %s: %s; skipped", topic, exc)
+            return
+        known = self._invokers.get(name)
+        if known is None or sent_ms >= known.last_seen_ms:
+            if known is None or self._clock() - known.last_seen_ms > self._timeout_ms:
+                log.info("invoker %s is up", name)
+            self._invokers[name] = InvokerHealth(sent_ms, statistics)
+
+    def states(self) -> dict[str, str]:
+        now = self._clock()
+        ordered = sorted(self._invokers.items(), key=lambda item: _invoker_order(item[0]))
+        return {name: "up" if now - seen.last_seen_ms <= self._timeout_ms else "down" for name, seen in ordered}
+
+    def healthy_count(self) -> str:
+        states = self.states()
+        return f"{sum(1 for s in states.values() if s == 'up')}/{len(states)}"
+
+    def statistics(self) -> dict[str, dict[str, int]]:
+        return {name: dict(seen.statistics) for name, seen in sorted(self._invokers.items(),
+                                                                     key=lambda item: _invoker_order(item[0]))}
+
+
+def _invoker_order(name: str) -> tuple[int, str]:
+    digits = name.removeprefix("invoker")
+    return (int(digits), name) if digits.isdigit() else (1 << 30, name)
+
+
+# ---------------------------------------------------------------------------- worker
+
+
+class WorkerService:
+    """Handles one trigger event: match rules, accept durably, publish the invocations."""
+
+    def __init__(self, emit: Callable[[TriggerEvent], Awaitable[bool]], topic: str) -> None:
+        self._emit = emit
+        self._topic = topic
+        self.handled = 0
+
+    async def handle(self, key: str, value: bytes) -> None:
+        try:
+            event = read_event(value, self._topic)
+        except BusError as exc:
+            log.error("%s; skipped", exc)
+            return
+        try:
+            await retrying(f"matching event {event.id} of trigger {event.trigger}", lambda: self._emit(event))
+        except ApiError as exc:
+            log.warning("event %s of trigger %s dropped: %s", event.id, event.trigger, exc.message)
+        self.handled += 1
+
+
+# ---------------------------------------------------------------------------- invoker
+
+
+class InvokerService:
+    """Runs invocations from Kafka, each to exactly one stored record, and answers blocking callers."""
+
+    def __init__(self, name: str, store: Store, execute: Callable[[Invocation], Awaitable[Activation]],
+                 publisher: Publisher, topic: str) -> None:
+        self.name = name
+        self._store = store
+        self._execute = execute
+        self._publisher = publisher
+        self._topic = topic
+        self._running: dict[str, asyncio.Future[Activation]] = {}
+        self._counts = {"ran": 0, "skipped": 0}
+
+    def statistics(self) -> dict[str, int]:
+        return {**self._counts, "running": len(self._running)}
+
+    async def handle(self, key: str, value: bytes) -> None:
+        try:
+            invocation, reply_to = read_invocation(value, self._topic)
+        except BusError as exc:
+            log.error("%s; skipped", exc)
+            return
+        record = await self._record_for(invocation)
+        if reply_to:
+            await retrying(f"answering activation {record.activation_id}",
+                           lambda: self._publisher.publish(reply_to, record.activation_id, completion_message(record)))
+
+    async def _record_for(self, invocation: Invocation) -> Activation:
+        activation_id = invocation.activation_id
+        running = self._running.get(activation_id)
+        if running is not None:  # redelivered to us while we still run it (a rebalance)
+            return await asyncio.shield(running)
+        existing = await retrying(f"looking up activation {activation_id}",
+                                  lambda: self._store.get_activation(invocation.namespace, activation_id))
+        if existing is not None:
+            self._counts["skipped"] += 1
+            log.info("activation %s was recorded before; not run again", activation_id)
+            return existing
+        future: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
+        self._running[activation_id] = future
+        try:
+            record = await self._run(invocation)
+            future.set_result(record)
+            return record
+        except BaseException:
+            future.cancel()  # a redelivered copy waiting on us runs it afresh after its retry
+            raise
+        finally:
+            self._running.pop(activation_id, None)
+
+    async def _run(self, invocation: Invocation) -> Activation:
+        record = await self._execute(invocation)
+        stored = await retrying(f"recording activation {record.activation_id}", lambda: self._store.complete(record))
+        self._counts["ran"] += 1
+        if stored:
+            log.info("activation %s of %s ended on %s: %s", record.activation_id, invocation.path_annotation,
+                     self.name, record.response.status_code.text)
+            return record
+        first = await retrying(f"reading activation {record.activation_id}",
+                               lambda: self._store.get_activation(invocation.namespace, record.activation_id))
+        return first or record
+
+
+async def heartbeat(name: str, publisher: Publisher, topic: str, interval_ms: int,
+                    statistics: Callable[[], dict[str, int]], stop: asyncio.Event) -> None:
+    """Publish `{"invoker", "ts_ms", "statistics"}` every `interval_ms` until `stop` is set."""
+    while not stop.is_set():
+        doc = {"invoker": name, "ts_ms": now_ms(), "statistics": statistics()}
+        try:
+            await publisher.publish(topic, name, wire.encode(doc))
+        except BusError as exc:
+            log.warning("heartbeat of %s not sent: %s", name, exc)
+        try:
+            async with asyncio.timeout(interval_ms / 1000):
+                await stop.wait()
+        except TimeoutError:
+            pass
+
+
+class NoLocalRuns:
+    """The Invoker of processes that never run actions (controller, worker)."""
+
+    async def invoke(self, invocation: Invocation) -> Activation:
+        raise TriggerhubError(f"activation {invocation.activation_id}: this process does not run actions; "
+                              "invokers do (`triggerhub invoker --id N`)")
