@@ -4,8 +4,9 @@ A managed kind's container runs the triggerhub action proxy, which listens on a 
 per-container host directory bind-mounted at /run/triggerhub, so the container needs no network
 (`--network none`). A blackbox image speaks the protocol on TCP 8080 instead: dockerd runs with
 `--bridge=none`, so such containers join the user-defined bridge network `triggerhub`, whose host
-binding is 127.0.0.1, and publish 8080 on 127.0.0.1 only. Logs are read from the container's
-attach stream and split at the activation sentinels.
+binding is 127.0.0.1, and publish 8080 on 127.0.0.1 only (an action with `network: true` joins it
+too; with dockerd's --iptables=false that reaches this host only, not the internet). Logs are read
+from the container's attach stream and split at the activation sentinels.
 """
 
 from __future__ import annotations
