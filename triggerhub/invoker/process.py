@@ -301,11 +301,7 @@ class ProcessRuntimeFactory:
         return env
 
     async def _wait_ready(self, runtime: ProcessRuntime, client: ProxyClient) -> bool:
-        deadline = time.monotonic() + self._start_timeout_ms / 1000
-        while not runtime.exited and time.monotonic() < deadline:
-            if await client.ready(timeout_ms=50):
-                return True
-        return False
+        return await client.ready(self._start_timeout_ms, alive=lambda: not runtime.exited)
 
 
 def _read_pid(path: Path) -> int | None:

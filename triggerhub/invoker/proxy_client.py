@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 
 from triggerhub.invoker.base import ProxyResponse
 from triggerhub.model import JSON
@@ -51,18 +52,20 @@ class ProxyClient:
             return ProxyResponse(0, None)
         return ProxyResponse(status, _parse_json(raw), raw)
 
-    async def ready(self, timeout_ms: int) -> bool:
-        """True once the proxy accepts a connection (polled until `timeout_ms` passes)."""
-        try:
-            async with asyncio.timeout(timeout_ms / 1000):
-                while True:
-                    try:
-                        await self._connect()
-                        return True
-                    except OSError:
-                        await asyncio.sleep(0.005)  # the proxy is still starting: poll its socket
-        except TimeoutError:
-            return False
+    async def ready(self, timeout_ms: int, alive: Callable[[], bool] = lambda: True) -> bool:
+        """True once the proxy answers an HTTP probe (any status: the proxies answer 404 to
+        POST /ping, without writing sentinels). The first answer also warms up the proxy's
+        HTTP path, so a stem cell's first real request is not slowed by it. Gives up when
+        `alive()` turns false or `timeout_ms` passes."""
+        deadline_s = asyncio.get_running_loop().time() + timeout_ms / 1000
+        while alive():
+            remaining_ms = int((deadline_s - asyncio.get_running_loop().time()) * 1000)
+            if remaining_ms <= 0:
+                return False
+            if (await self.post("/ping", {}, remaining_ms)).status:
+                return True
+            await asyncio.sleep(0.005)  # the proxy is still starting: poll its socket
+        return False
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
