@@ -37,6 +37,38 @@ async def get(hub: HubClient, collection: str, name: str) -> tuple[int, Any]:
     return await hub.call("GET", f"namespaces/_/{collection}/{name}")
 
 
+STAND_IN_FEED = """\
+def main(args):
+    reserved = ("lifecycleEvent", "triggerName", "authKey")
+    return {"config": {k: v for k, v in args.items() if k not in reserved}, "event": args["lifecycleEvent"]}
+"""
+
+
+async def require_feed(hub: HubClient, feed: str, *, stand_in: bool = True) -> None:
+    """Use the hub's feed; while the hub lacks it, install a stand-in feed action under whisk.system
+    (feeds are plain actions in OpenWhisk) so the manifest is still deployed through the protocol.
+    Tests that need the feed's state (READ) pass stand_in=False and are xfailed until it exists."""
+    namespace, _, rest = feed.lstrip("/").partition("/")
+    package, _, name = rest.partition("/")
+    status, _ = await hub.call("GET", f"namespaces/{namespace}/actions/{rest}")
+    if status == 200:
+        return
+    if not stand_in:
+        pytest.xfail(f"the hub does not provide the feed {feed} yet (GET answered {status})")
+    print(f"the hub does not provide {feed} (GET answered {status}); using a stand-in feed action")
+    system = hub.hub.credentials[namespace]
+    status, _ = await hub.call("PUT", f"namespaces/{namespace}/packages/{package}", {"publish": True},
+                               auth=system, overwrite=True)
+    assert status == 200
+    status, _ = await hub.call("PUT", f"namespaces/{namespace}/actions/{package}/{name}",
+                               {"exec": {"kind": "python:3.11", "code": STAND_IN_FEED},
+                                "annotations": [{"key": "feed", "value": True}]}, auth=system, overwrite=True)
+    assert status == 200
+
+
+FEED_OF = {"11_feed_alarm.yaml": "/whisk.system/alarms/alarm", "12_dependencies.yaml": "/whisk.system/alarms/alarm"}
+
+
 def as_map(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {item["key"]: item["value"] for item in items}
 
@@ -87,6 +119,8 @@ def check_like_openwhisk(entity: DesiredEntity, doc: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", MANIFESTS)
 async def test_fixture_manifest_deploys_like_openwhisk(hub: HubClient, client: HttpWhiskClient, name: str) -> None:
+    if name in FEED_OF:
+        await require_feed(hub, FEED_OF[name])
     outcome = await deploy_manifest(client, FIXTURES / name, deployment=overlay_of(name), env=FIXTURE_ENV)
 
     assert [s.change for s in outcome.plan.steps] == [Change.CREATE] * len(outcome.project.entities)
@@ -129,8 +163,40 @@ async def test_deployed_trigger_rule_action_runs_on_fire(hub: HubClient, client:
     assert status == 202 and len(fired["activationId"]) == 32
 
 
-async def test_edit_then_deploy_shows_and_applies_the_changed_fields(tmp_path: Path, hub: HubClient,
+async def test_edit_then_deploy_shows_the_changed_fields(tmp_path: Path, hub: HubClient,
+                                                          client: HttpWhiskClient) -> None:
+    shutil.copytree(FIXTURES / "src", tmp_path / "src")
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text((FIXTURES / "10_trigger_rule.yaml").read_text())
+    await deploy_manifest(client, manifest)
+    manifest.write_text(manifest.read_text().replace("name: door", "name: gate\n          floor: 2")
+                        .replace("function: src/hello.py", "function: src/hello.py\n        web: true"))
+
+    preview = await deploy_manifest(client, manifest, dry_run=True)
+
+    assert [(s.change, s.kind_word, s.name, s.diffs) for s in preview.plan.steps] == [
+        (Change.UPDATE, "action", "handle", (FieldDiff("annotations.final", None, True),
+                                             FieldDiff("annotations.raw-http", None, False),
+                                             FieldDiff("annotations.web-export", None, True))),
+        (Change.UPDATE, "trigger", "bell", (FieldDiff("parameters.floor", None, 2),
+                                            FieldDiff("parameters.name", "door", "gate"))),
+    ]
+    assert preview.plan.render()[-1] == "0 to create, 2 to update, 0 to delete, 1 unchanged"
+    assert as_map((await get(hub, "triggers", "bell"))[1]["parameters"]) == {"name": "door"}
+
+    applied = await deploy_manifest(client, manifest)
+
+    assert applied.applied == ("updated action handle", "updated trigger bell")
+    trigger = (await get(hub, "triggers", "bell"))[1]
+    assert (as_map(trigger["parameters"]), trigger["version"]) == ({"name": "gate", "floor": 2}, "0.0.2")
+    assert (await deploy_manifest(client, manifest, dry_run=True)).plan.steps == ()
+    rule = (await get(hub, "rules", "ring"))[1]
+    assert rule["status"] == "active"
+
+
+async def test_edit_then_deploy_shows_and_applies_the_changed_feed_fields(tmp_path: Path, hub: HubClient,
                                                                      client: HttpWhiskClient) -> None:
+    await require_feed(hub, "/whisk.system/alarms/alarm", stand_in=False)
     project = tmp_path / "project"
     shutil.copytree(EXAMPLES / "nightly-cron", project)
     await deploy_manifest(client, project / "manifest.yaml")
@@ -202,6 +268,7 @@ async def test_rest_failure_rolls_back_the_whole_manifest(tmp_path: Path, hub: H
 
 async def test_feed_trigger_registers_with_the_feed_and_undeploy_deletes_it(hub: HubClient,
                                                                             client: HttpWhiskClient) -> None:
+    await require_feed(hub, "/whisk.system/alarms/alarm", stand_in=False)
     await deploy_manifest(client, FIXTURES / "11_feed_alarm.yaml")
     read = {"lifecycleEvent": "READ", "triggerName": "/guest/every-night", "authKey": hub.auth}
 
@@ -214,6 +281,39 @@ async def test_feed_trigger_registers_with_the_feed_and_undeploy_deletes_it(hub:
     assert status != 200
 
 
+FEED_RECORDER = """\
+def main(args):
+    return {"event": args.get("lifecycleEvent"), "trigger": args.get("triggerName"),
+            "hasKey": ":" in str(args.get("authKey", "")), "cron": args.get("cron")}
+"""
+
+
+async def test_feed_lifecycle_with_a_user_feed_action(tmp_path: Path, hub: HubClient, client: HttpWhiskClient) -> None:
+    status, _ = await hub.call("PUT", "namespaces/_/packages/feeds", {})
+    assert status == 200
+    status, _ = await hub.call("PUT", "namespaces/_/actions/feeds/recorder",
+                               {"exec": {"kind": "python:3.11", "code": FEED_RECORDER},
+                                "annotations": [{"key": "feed", "value": True}]})
+    assert status == 200
+    (tmp_path / "manifest.yaml").write_text(
+        "packages:\n  default:\n    triggers:\n      ticker:\n        feed: /guest/feeds/recorder\n"
+        "        inputs:\n          cron: '*/5 * * * *'\n")
+
+    created = await deploy_manifest(client, tmp_path / "manifest.yaml")
+    removed = await undeploy_manifest(client, tmp_path / "manifest.yaml")
+
+    assert (created.applied, removed.applied) == (("created trigger ticker",), ("deleted trigger ticker",))
+    status, records = await hub.call("GET", "namespaces/_/activations", name="feeds/recorder", docs=True)
+    assert status == 200
+    results = sorted((r["response"]["result"] for r in records), key=lambda r: str(r["event"]))
+    assert results == [
+        {"event": "CREATE", "trigger": "/guest/ticker", "hasKey": True, "cron": "*/5 * * * *"},
+        {"event": "DELETE", "trigger": "/guest/ticker", "hasKey": True, "cron": None},
+        {"event": "READ", "trigger": "/guest/ticker", "hasKey": True, "cron": None},
+    ]
+    assert (await get(hub, "triggers", "ticker"))[0] == 404
+
+
 # --------------------------------------------------------------------------- example manifests
 
 
@@ -222,6 +322,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> Any:
 
 
 async def test_nightly_cron_example_through_the_cli(hub: HubClient) -> None:
+    await require_feed(hub, "/whisk.system/alarms/alarm")
     folder = str(EXAMPLES / "nightly-cron")
     hub_args = ("--apihost", hub.apihost, "--auth", hub.auth)
 
@@ -254,6 +355,7 @@ async def test_cli_reports_manifest_problems_with_positions(tmp_path: Path, hub:
 
 
 async def test_webhook_to_sequence_example(hub: HubClient, client: HttpWhiskClient) -> None:
+    await require_feed(hub, "/whisk.system/webhook/webhook")
     outcome = await deploy_manifest(client, EXAMPLES / "webhook-to-sequence" / "manifest.yaml",
                                     env={"WEBHOOK_TOKEN": "s3cret"})
 
@@ -268,6 +370,7 @@ async def test_webhook_to_sequence_example(hub: HubClient, client: HttpWhiskClie
 @pytest.mark.mqtt
 async def test_iot_temperature_example(hub: HubClient, client: HttpWhiskClient,
                                        mqtt_broker: tuple[str, int]) -> None:
+    await require_feed(hub, "/whisk.system/mqtt/subscribe")
     host, port = mqtt_broker
 
     outcome = await deploy_manifest(client, EXAMPLES / "iot-temperature-alert" / "manifest.yaml",
@@ -284,9 +387,7 @@ async def test_iot_temperature_example(hub: HubClient, client: HttpWhiskClient,
 
 @pytest.mark.postgres
 async def test_db_change_example(hub: HubClient, client: HttpWhiskClient, postgres_url: str) -> None:
-    status, _ = await hub.call("GET", "namespaces/whisk.system/actions/postgres/changes")
-    if status == 404:
-        pytest.xfail("the hub has no /whisk.system/postgres/changes feed yet")
+    await require_feed(hub, "/whisk.system/postgres/changes")
 
     outcome: Outcome = await deploy_manifest(client, EXAMPLES / "db-change-notification" / "manifest.yaml",
                                              env={"DATABASE_URL": postgres_url})

@@ -17,6 +17,7 @@ from triggerhub.model import JSON, Collection
 
 EntityKey = tuple[Collection, str]
 SERVER_ANNOTATIONS = frozenset({"exec", "provide-api-key", "binding"})
+SECRET_MASK = "********"  # how feeds show secrets in READ
 VOLATILE_MANAGED_KEYS = frozenset({"projectHash"})  # changes with every edit of the file
 
 
@@ -144,8 +145,10 @@ def diff_entity(entity: DesiredEntity, current: JSON, feed_inputs: dict[str, JSO
         # GET on a binding returns the bound package's parameters merged in: compare declared keys only
         have = {k: v for k, v in have.items() if not k.startswith("parameters.") or k in want}
     if entity.feed is not None and feed_inputs is not None:
-        want.update({f"feed.{k}": v for k, v in entity.feed.inputs.items()})
-        have.update({f"feed.{k}": feed_inputs[k] for k in entity.feed.inputs if k in feed_inputs})
+        # only what the feed reports back can be compared; masked secrets cannot
+        known = [k for k in entity.feed.inputs if k in feed_inputs and feed_inputs[k] != SECRET_MASK]
+        want.update({f"feed.{k}": entity.feed.inputs[k] for k in known})
+        have.update({f"feed.{k}": feed_inputs[k] for k in known})
     return [FieldDiff(key, have.get(key), want.get(key))
             for key in sorted(set(want) | set(have)) if have.get(key) != want.get(key)]
 
