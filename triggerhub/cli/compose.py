@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from triggerhub.api.app import create_app
+from triggerhub.api.hooks import webhook_routes
 from triggerhub.config import HubConfig, RuntimeChoice
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import Engine
+from triggerhub.engine.feeds import BUILTIN_FEEDS, FeedManager
 from triggerhub.errors import ConfigError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import RuntimeFactory
@@ -86,16 +88,16 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
             prewarm_count=config.runtime.prewarm_count, pause_grace_s=config.runtime.pause_grace_s,
             idle_timeout_s=config.runtime.idle_timeout_s, memory_budget_mb=config.runtime.memory_budget_mb))
         engine = Engine(config, store, ActionInvoker(pool))
-        feeds = _feed_manager(engine)
-        await ensure_system_packages(engine.entities, feeds.builtin_feeds() if feeds else [])
+        feeds = FeedManager(store, engine.emit, forget=engine.entities.forget)
+        engine.builtin = feeds.run_builtin
+        await ensure_system_packages(engine.entities, BUILTIN_FEEDS.values())
         try:
             async with engine, asyncio.TaskGroup() as tasks:
                 await pool.start()
                 stop_reaping = asyncio.Event()
                 tasks.create_task(_reap_until(pool, stop_reaping))
-                if feeds is not None:
-                    await feeds.start()
-                runner = web.AppRunner(create_app(engine, feeds.routes() if feeds else None), access_log=None)
+                await feeds.start(tasks)
+                runner = web.AppRunner(create_app(engine, webhook_routes(feeds)), access_log=None)
                 await runner.setup()
                 site = web.TCPSite(runner, config.api.host, config.api.port)
                 await site.start()
@@ -103,8 +105,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
                 try:
                     yield Hub(engine, config, credentials, f"http://{config.api.host}:{port}", runtime_name)
                 finally:
-                    if feeds is not None:
-                        await feeds.stop()
+                    await feeds.stop()
                     await runner.cleanup()
                     stop_reaping.set()
         finally:
@@ -121,7 +122,3 @@ async def _reap_until(pool: ContainerPool, stop: asyncio.Event) -> None:
                 await stop.wait()
         if not stop.is_set():
             await pool.reap()
-
-
-def _feed_manager(engine: Engine):  # type: ignore[no-untyped-def]
-    return None  # wired once the feed manager's interface settles

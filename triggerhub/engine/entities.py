@@ -62,9 +62,9 @@ class Entities:
 
     # ------------------------------------------------------------------ generic
     async def get(self, identity: Identity, fqn: FullyQualifiedName, collection: Collection) -> Entity:
-        package = await self._package_of(fqn)
-        check_read(identity, fqn, package)
         entity = await self.lookup(fqn.path, fqn.name)
+        package = entity if isinstance(entity, Package) and fqn.package is None else await self._package_of(fqn)
+        check_read(identity, fqn, package)
         if entity is None:
             raise NotFound(NOT_FOUND)
         if collection_of(entity) is not collection:

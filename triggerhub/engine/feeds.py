@@ -24,7 +24,7 @@ from triggerhub.errors import (
 from triggerhub.feeds import alarms, files, mqtt, webhook
 from triggerhub.feeds.clock import Clock, SystemClock, now_ms
 from triggerhub.feeds.cursor import Cursor, CursorEmit, CursorFeed, CursorLoader
-from triggerhub.model import JSON, FullyQualifiedName, Trigger, TriggerEvent
+from triggerhub.model import JSON, FullyQualifiedName, Invocation, Trigger, TriggerEvent
 from triggerhub.store.base import FeedRegistration, Store
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,10 @@ class FeedMetrics:
 
 
 class FeedManager:
-    def __init__(self, store: Store, fire: Fire, clock: Clock | None = None, *, instance_id: str = "hub") -> None:
+    def __init__(self, store: Store, fire: Fire, clock: Clock | None = None, *, instance_id: str = "hub",
+                 forget: Callable[[list[Any]], None] = lambda entities: None) -> None:
         self._store = store
+        self._forget = forget  # drops entities this manager deletes from the engine's read cache
         self._fire = fire
         self._clock: Clock = clock or SystemClock()
         self._instance_id = instance_id  # distinguishes MQTT client ids of several hub processes
@@ -287,7 +289,14 @@ class FeedManager:
                 if rule is not None:
                     deletes.append(rule)
         await self._store.put_entities([], deletes=deletes)
+        self._forget(deletes)
         log.info("trigger %s deleted after its once alarm fired (%d rules too)", trigger, len(deletes) - 1)
+
+    async def run_builtin(self, invocation: Invocation) -> dict[str, JSON]:
+        """The engine's handler for built-in feed actions (kind `builtin`)."""
+        args = invocation.args if isinstance(invocation.args, dict) else {}
+        return await self.lifecycle(invocation.namespace, str(args.get("authKey", "")),
+                                    "/" + invocation.path_annotation, args)
 
     # ----------------------------------------------------------------------- webhooks
 
