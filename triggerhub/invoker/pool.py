@@ -178,6 +178,8 @@ class ContainerPool:
                     and now_s - s.last_used_s >= self._config.pause_grace_s and s not in expired]
         for slot in to_pause:
             slot.state = SlotState.PAUSING
+        for slot in expired:  # out of the pool now, before any other task can claim them
+            self._slots.remove(slot)
         async with asyncio.TaskGroup() as tg:
             for slot in expired:
                 tg.create_task(self._remove(slot))
