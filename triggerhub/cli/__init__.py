@@ -13,6 +13,8 @@ from typing import Any
 import click
 
 from triggerhub.cli import commands
+from triggerhub.cli.alarms import alarms
+from triggerhub.manifests.commands import deploy, undeploy, validate
 from triggerhub.cli.commands import Ctx
 from triggerhub.config import load_config
 from triggerhub.engine.bootstrap import read_credentials
@@ -100,11 +102,8 @@ async def _embedded_broker():  # type: ignore[no-untyped-def]
 
 
 async def _deploy_examples(hub: Any) -> None:
-    try:
-        from triggerhub.manifests.deploy import deploy_directory
-    except ImportError:
-        logging.getLogger(__name__).warning("manifest support is not installed; examples not deployed")
-        return
+    from triggerhub.manifests.deploy import deploy_directory
+
     if EXAMPLES_DIR.is_dir():
         await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth)
 
@@ -137,19 +136,9 @@ def images_build(force: bool) -> None:
         click.echo(tag)
 
 
-for _group in (commands.action, commands.trigger, commands.rule, commands.package, commands.activation):
-    main.add_command(_group)
-
-
-def _optional_commands() -> None:
-    with contextlib.suppress(ImportError):
-        from triggerhub.manifests.commands import deploy, undeploy, validate
-
-        for command in (deploy, undeploy, validate):
-            main.add_command(command)
-
-
-_optional_commands()
+for _command in (commands.action, commands.trigger, commands.rule, commands.package, commands.activation,
+                 alarms, deploy, undeploy, validate):
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,61 @@
+"""`triggerhub alarms preview`: when would an alarm feed fire? Computed locally, no hub needed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from triggerhub.errors import ApiError
+from triggerhub.feeds import alarms as alarm_feeds
+from triggerhub.model import now_ms
+
+
+@click.group()
+def alarms() -> None:
+    """Alarm (cron, interval, once) helpers."""
+
+
+@alarms.command("preview")
+@click.option("--cron", default=None, help="5 or 6 fields, e.g. '*/5 * * * *'")
+@click.option("--minutes", type=int, default=None, help="interval in minutes instead of --cron")
+@click.option("--date", default=None, help="a one-off date (ISO-8601 or epoch ms) instead of --cron")
+@click.option("--timezone", default=None, help="IANA zone for --cron, e.g. Europe/Berlin (default UTC)")
+@click.option("--start-date", default=None)
+@click.option("--stop-date", default=None)
+@click.option("--next", "count", type=int, default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def preview(cron: str | None, minutes: int | None, date: str | None, timezone: str | None, start_date: str | None,
+            stop_date: str | None, count: int, as_json: bool) -> None:
+    """Print the next instants an alarm with these parameters fires (DST changes called out)."""
+    chosen = [name for name, value in (("--cron", cron), ("--minutes", minutes), ("--date", date)) if value is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --cron, --minutes or --date")
+    params: dict[str, Any] = {}
+    if cron is not None:
+        kind, params["cron"] = alarm_feeds.AlarmKind.ALARM, cron
+    elif minutes is not None:
+        kind, params["minutes"] = alarm_feeds.AlarmKind.INTERVAL, minutes
+    else:
+        kind, params["date"] = alarm_feeds.AlarmKind.ONCE, date
+    for key, value in (("timezone", timezone), ("startDate", start_date), ("stopDate", stop_date)):
+        if value is not None:
+            params[key] = value
+    now = now_ms()
+    try:
+        config = alarm_feeds.parse_alarm_config(kind, "/_/preview", params, now, require_future=False)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from exc
+    rows = alarm_feeds.preview(config, next=count, now_ms=now)
+    if as_json:
+        click.echo(json.dumps([{"instant": r.instant_ms, "utc": r.utc, "local": r.local, "note": r.note} for r in rows], indent=2))
+        return
+    table = Table(title=f"next {len(rows)} firings")
+    for column in ("utc", "local", "note"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.utc, row.local, row.note)
+    Console().print(table)

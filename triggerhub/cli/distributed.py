@@ -1,0 +1,278 @@
+"""Composition of distributed mode: `triggerhub controller | worker | invoker --id N`.
+
+Every process opens the PostgreSQL store and the Kafka topics (prefix TRIGGERHUB_KAFKA_TOPIC_PREFIX)
+and nothing else it does not need. Each role scales by starting more of it: workers and invokers
+share one consumer group per role; each controller has its own id and completions topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from aiohttp import web
+
+from triggerhub.api.admin import admin_routes
+from triggerhub.api.app import create_app
+from triggerhub.bus.app import running, stream_app
+from triggerhub.bus.producer import KafkaPublisher
+from triggerhub.bus.tail import Tail
+from triggerhub.bus.topics import Topics, ensure_topics
+from triggerhub.config import HubConfig, load_config
+from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
+from triggerhub.engine.core import DispatcherFactory, Engine
+from triggerhub.engine.entities import Entities
+from triggerhub.engine.distributed import (
+    CompletionWaiter, HealthMonitor, InvokerService, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
+    event_sink, heartbeat,
+)
+from triggerhub.errors import ConfigError, TriggerhubError
+from triggerhub.invoker.activation import ActionInvoker
+from triggerhub.invoker.base import RuntimeFactory
+from triggerhub.invoker.pool import ContainerPool, PoolConfig
+from triggerhub.model import now_ms
+from triggerhub.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+WORKER_CONCURRENCY = 1  # one event at a time per worker keeps each trigger's events in order
+# Entities are written by controllers and read everywhere: workers and invokers always read the
+# store, a controller trusts its cache for this long (it drops an entry at once when it writes it).
+CONTROLLER_CACHE_TTL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Controller:
+    apihost: str
+    credentials: dict[str, str]
+    health: HealthMonitor
+    engine: Engine
+
+    @property
+    def guest_auth(self) -> str:
+        return self.credentials["guest"]
+
+
+def require_postgres(config: HubConfig) -> str:
+    url = config.store.url
+    if not url.startswith(("postgresql://", "postgresql+asyncpg://")):
+        shown = url.split("://", 1)[0] + "://..." if url else "unset (SQLite under TRIGGERHUB_HOME)"
+        raise ConfigError(f"distributed mode needs PostgreSQL: TRIGGERHUB_STORE_URL is {shown}; "
+                          "set it to postgresql+asyncpg://user:password@host:port/database "
+                          "(SQLite cannot be shared by several processes and machines)")
+    return url
+
+
+@contextlib.asynccontextmanager
+async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
+    store = SqlStore(require_postgres(config))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _dispatcher(publisher: Publisher, topics: Topics, *, waiter: CompletionWaiter | None = None,
+                reply_to: str | None = None) -> DispatcherFactory:
+    def make(store: Any, execute: Any, finished: Any) -> KafkaDispatcher:
+        return KafkaDispatcher(store, publisher, topics, finished, waiter=waiter, reply_to=reply_to)
+
+    return make
+
+
+def _all_topics(config: HubConfig, topics: Topics) -> list[str]:
+    return [topics.trigger_events, topics.invocations, topics.health, topics.completed(config.kafka.controller_id)]
+
+
+@contextlib.asynccontextmanager
+async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
+    topics = Topics(config.kafka.topic_prefix)
+    partitions = await ensure_topics(config.kafka, _all_topics(config, topics))
+    reply_to = topics.completed(config.kafka.controller_id)
+    waiter = CompletionWaiter()
+    health = HealthMonitor(config.kafka.healthy_timeout_ms)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(_opened_store(config))
+        credentials = await ensure_subjects(store, config.home)
+        publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=f"controller{config.kafka.controller_id}"))
+        engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics, waiter=waiter, reply_to=reply_to))
+        engine.entities = Entities(store, config.limits, cache_ttl_s=CONTROLLER_CACHE_TTL_S)
+        engine.event_sink = event_sink(publisher, topics)
+        await ensure_system_packages(engine.entities, [])
+        completions = Tail(config.kafka, {reply_to: partitions[reply_to]}, waiter.on_message, since_ms=now_ms())
+        heartbeats = Tail(config.kafka, {topics.health: partitions[topics.health]}, health.on_message,
+                          since_ms=now_ms() - config.kafka.healthy_timeout_ms)
+        await stack.enter_async_context(completions)
+        await stack.enter_async_context(heartbeats)
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        readers = [tasks.create_task(completions.run()), tasks.create_task(heartbeats.run())]
+        await stack.enter_async_context(engine)
+        runner = web.AppRunner(create_app(engine, admin_routes(health)), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, config.api.host, config.api.port)
+            await site.start()
+            port = runner.addresses[0][1]
+            yield Controller(f"http://{config.api.host}:{port}", credentials, health, engine)
+        finally:
+            await runner.cleanup()
+            for reader in readers:
+                reader.cancel()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
+    topics = Topics(config.kafka.topic_prefix)
+    await ensure_topics(config.kafka, _all_topics(config, topics))
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(_opened_store(config))
+        publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
+        engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics))
+        engine.entities = Entities(store, config.limits, cache_ttl_s=0.0)
+        await stack.enter_async_context(engine)
+        service = WorkerService(engine.emit, topics.trigger_events)
+        app = stream_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle,
+                         concurrency=WORKER_CONCURRENCY, datadir=_datadir(config, "worker"))
+        await stack.enter_async_context(running(app))
+        yield service
+
+
+@contextlib.asynccontextmanager
+async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFactory | None = None) -> AsyncIterator[InvokerService]:
+    from triggerhub.cli.compose import _reap_until, choose_runtime
+
+    name = f"invoker{invoker_id}"
+    topics = Topics(config.kafka.topic_prefix)
+    await ensure_topics(config.kafka, _all_topics(config, topics))
+    if runtime is None:
+        _, runtime = choose_runtime(config)
+    pool = ContainerPool(runtime, PoolConfig(
+        prewarm_count=config.runtime.prewarm_count, pause_grace_s=config.runtime.pause_grace_s,
+        idle_timeout_s=config.runtime.idle_timeout_s, memory_budget_mb=config.runtime.memory_budget_mb))
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(_opened_store(config))
+        publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=name))
+        engine = Engine(config, store, ActionInvoker(pool), dispatcher=_dispatcher(publisher, topics))
+        engine.entities = Entities(store, config.limits, cache_ttl_s=0.0)
+        await stack.enter_async_context(engine)
+        stack.push_async_callback(pool.close)
+        await pool.start()
+        service = InvokerService(name, store, engine.execute, publisher, topics.invocations)
+        app = stream_app(config.kafka, topics.app_id("invokers"), topics.invocations, service.handle,
+                         concurrency=config.kafka.invoker_concurrency, datadir=_datadir(config, name))
+        stop = asyncio.Event()
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(stop.set)
+        await stack.enter_async_context(running(app))
+        tasks.create_task(heartbeat(name, publisher, topics.health, config.kafka.heartbeat_interval_ms,
+                                    _with_partitions(service.statistics, app), stop))
+        tasks.create_task(_reap_until(pool, stop))
+        yield service
+
+
+def _with_partitions(statistics: Callable[[], dict[str, int]], app: Any) -> Callable[[], dict[str, int]]:
+    def snapshot() -> dict[str, int]:
+        try:
+            assigned = len(app.consumer.assignment())
+        except Exception:  # the consumer is not started yet: nothing assigned
+            assigned = 0
+        return {**statistics(), "partitions": assigned}
+
+    return snapshot
+
+
+def _datadir(config: HubConfig, role: str) -> Path:
+    path = config.home / "faust" / role
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------------------- click commands
+
+
+def _load(overrides: dict[str, Any]) -> HubConfig:
+    try:
+        config = load_config(overrides=overrides)
+        require_postgres(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return config
+
+
+def _serve(starting: Callable[[], contextlib.AbstractAsyncContextManager[Any]], ready: Callable[[Any], str]) -> None:
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with starting() as started:
+            click.echo(ready(started), nl=True)
+            await stop.wait()
+
+    try:
+        asyncio.run(serve())
+    except TriggerhubError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _logging(verbose: bool) -> None:
+    from triggerhub.cli import _configure_logging
+
+    _configure_logging(verbose)
+    for noisy in ("aiokafka", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.command()
+@click.option("--id", "controller_id", type=int, default=None, help="controller id (completions topic completed<ID>)")
+@click.option("--port", type=int, default=None, help="API port (default 3233)")
+@click.option("--host", default=None, help="bind address (default 127.0.0.1)")
+@click.option("-v", "--verbose", is_flag=True)
+def controller(controller_id: int | None, port: int | None, host: str | None, verbose: bool) -> None:
+    """Serve the REST API; publish fires and invocations to Kafka (distributed mode)."""
+    _logging(verbose)
+    config = _load({"CONTROLLER_ID": controller_id, "PORT": port, "HOST": host})
+    _serve(lambda: running_controller(config), lambda c: f"triggerhub controller listening on {c.apihost}")
+
+
+@click.command()
+@click.option("-v", "--verbose", is_flag=True)
+def worker(verbose: bool) -> None:
+    """Match fired trigger events against rules and publish the invocations (distributed mode)."""
+    _logging(verbose)
+    config = _load({})
+    _serve(lambda: running_worker(config), lambda _: "triggerhub worker consuming trigger events")
+
+
+@click.command()
+@click.option("--id", "invoker_id", type=int, required=True, help="invoker id N (reported as invokerN)")
+@click.option("--runtime", type=click.Choice(["auto", "docker", "process"]), default=None)
+@click.option("-v", "--verbose", is_flag=True)
+def invoker(invoker_id: int, runtime: str | None, verbose: bool) -> None:
+    """Run invocations from Kafka in the container pool and record them (distributed mode)."""
+    _logging(verbose)
+    config = _load({"RUNTIME": runtime})
+    _serve(lambda: running_invoker(config, invoker_id), lambda s: f"triggerhub {s.name} consuming invocations")
+
+
+COMMANDS = (controller, worker, invoker)
+
+
+@click.group()
+def distributed() -> None:
+    """Distributed mode's processes (also available as `triggerhub <command>`)."""
+
+
+for _command in COMMANDS:
+    distributed.add_command(_command)
+
+if __name__ == "__main__":  # pragma: no cover
+    distributed()
