@@ -394,3 +394,23 @@ async def test_db_change_example(hub: HubClient, client: HttpWhiskClient, postgr
 
     for entity in outcome.project.entities:
         check_like_openwhisk(entity, await read_back(hub, entity))
+
+
+async def test_deploy_directory_deploys_each_example_and_reports_failures(
+        tmp_path: Path, hub: HubClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from triggerhub.manifests.deploy import deploy_directory
+
+    await require_feed(hub, "/whisk.system/alarms/alarm")
+    await require_feed(hub, "/whisk.system/webhook/webhook")
+    for example in ("nightly-cron", "webhook-to-sequence"):
+        shutil.copytree(EXAMPLES / example, tmp_path / example)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.yaml").write_text("packages:\n  b:\n    actions:\n      a: {}\n")
+    monkeypatch.setenv("WEBHOOK_TOKEN", "s3cret")
+
+    results = await deploy_directory(tmp_path, hub.apihost, hub.auth)
+
+    assert sorted(results) == ["broken", "nightly-cron", "webhook-to-sequence"]
+    assert isinstance(results["broken"], errors.ManifestError)
+    assert [len(r.applied) for n, r in sorted(results.items()) if isinstance(r, Outcome)] == [4, 6]
+    assert (await get(hub, "actions", "orders/process-order"))[1]["exec"]["kind"] == "sequence"

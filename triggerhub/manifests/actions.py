@@ -91,11 +91,11 @@ def _exec_doc(raw: dict[str, Any], base_dir: Path, runtimes: Runtimes, runtime: 
         loaded = read_function(base_dir / function)
         text, binary, extension = loaded.text, loaded.binary, loaded.extension
     else:
-        text, binary, extension = code, False, ""
+        text, binary, extension = code or "", False, ""
     doc: dict[str, Any]
     if docker is not None:
         doc = {"kind": "blackbox", "image": docker, "binary": binary}
-        if text is not None:
+        if function is not None or code is not None:
             doc["code"] = text
     else:
         if runtime is None and (code is not None or extension in ("", ".zip")):

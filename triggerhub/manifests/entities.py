@@ -217,7 +217,8 @@ class EntityBuilder:
                         ) -> list[tuple[str, str, YamlPath, list[tuple[str, str]]]]:
         """Sequences that use other sequences come after them; a cycle is a problem."""
         by_key = {(pkg, name): item for item in pending for pkg, name in [item[:2]]}
-        ordered, state = [], {}
+        ordered: list[tuple[str, str, YamlPath, list[tuple[str, str]]]] = []
+        state: dict[tuple[str, str], str] = {}
 
         def visit(key: tuple[str, str], trail: list[str]) -> None:
             if state.get(key) == "done":

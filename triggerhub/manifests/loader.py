@@ -59,9 +59,9 @@ def load_project(manifest: Path, *, deployment: Path | None = None,
     deployment_name: str | None = None
     if deployment is not None:
         overlay = read_source(deployment, display_name(deployment), env)
-        shape = check_shape(overlay, DEPLOYMENT)
-        problems += shape
-        if not shape:
+        overlay_shape = check_shape(overlay, DEPLOYMENT)
+        problems += overlay_shape
+        if not overlay_shape:
             deployment_name = _overlay(source, overlay, overrides, problems)
     project_name = _project_name(source, deployment_name, problems, overlay_file=deployment)
     is_managed = project_name is not None if managed is None else managed

@@ -42,8 +42,8 @@ def is_multi_line(raw: Any) -> bool:
 def resolve(raw: Any) -> Input:
     """One input as declared in a manifest. Raises ParamTypeError with a user-facing message."""
     if isinstance(raw, str) and raw in TYPE_ALIASES:
-        kind = TYPE_ALIASES[raw]
-        return Input(_copy(ZERO[kind]), kind)
+        declared_kind = TYPE_ALIASES[raw]
+        return Input(_copy(ZERO[declared_kind]), declared_kind)
     if not is_multi_line(raw):
         return Input(raw)
     declared = raw.get("type")

@@ -132,13 +132,13 @@ def _problems(source: Source, error: ValidationError) -> list[Problem]:
         return [source.problem(path, f"missing required key '{key}'") for key in missing]
     if kind == "type":
         wanted = error.validator_value
-        wanted_text = " or ".join(_type_word(w) for w in (wanted if isinstance(wanted, list) else [wanted])
-                                  if w != "null")
+        wanted_list = wanted if isinstance(wanted, list) else [wanted]
+        wanted_text = " or ".join(_type_word(w) for w in wanted_list if w != "null")
         return [source.problem(path, f"expected {wanted_text}, got {_describe(error.instance)}")]
     if kind == "enum":
-        allowed = ", ".join(_literal(v) for v in error.validator_value if not isinstance(v, str)
+        choices = ", ".join(_literal(v) for v in error.validator_value if not isinstance(v, str)
                             or v not in ("true", "false"))
-        return [source.problem(path, f"{_describe(error.instance)} is not allowed; allowed: {allowed}")]
+        return [source.problem(path, f"{_describe(error.instance)} is not allowed; allowed: {choices}")]
     return [source.problem(path, error.message)]
 
 
