@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -27,24 +27,21 @@ RETRY_PAUSE_S = 1.0
 class Tail:
     """`async with Tail(...)` assigns the partitions and seeks; `run()` feeds the handler until cancelled."""
 
-    def __init__(self, config: KafkaConfig, topics: Sequence[str], handler: TailHandler, *, since_ms: int) -> None:
+    def __init__(self, config: KafkaConfig, topics: Mapping[str, int], handler: TailHandler, *, since_ms: int) -> None:
+        """`topics`: name -> partition count (as `ensure_topics` returns it)."""
         self._config = config
-        self._topics = list(topics)
+        self._topics = dict(topics)
         self._handler = handler
         self._since_ms = since_ms
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=config.bootstrap, group_id=None,
-                                          enable_auto_commit=False, auto_offset_reset="latest",
-                                          fetch_max_wait_ms=FETCH_WAIT_MS)
+        self._consumer: AIOKafkaConsumer | None = None
 
     async def __aenter__(self) -> Tail:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self._config.bootstrap, group_id=None,
+                                          enable_auto_commit=False, auto_offset_reset="latest",
+                                          fetch_max_wait_ms=FETCH_WAIT_MS)
         try:
             await self._consumer.start()
-            await self._consumer.topics()  # loads metadata of every topic, so partitions_for_topic answers
-            partitions = [TopicPartition(topic, p) for topic in self._topics
-                          for p in sorted(self._consumer.partitions_for_topic(topic) or ())]
-            if not partitions:
-                raise BusError(f"topics {self._topics} have no partitions on {self._config.bootstrap}; "
-                               "they are created at start-up, so check the broker")
+            partitions = [TopicPartition(topic, p) for topic, count in self._topics.items() for p in range(count)]
             self._consumer.assign(partitions)
             offsets = await self._consumer.offsets_for_times({tp: self._since_ms for tp in partitions})
             ends = await self._consumer.end_offsets(partitions)
@@ -53,19 +50,26 @@ class Tail:
                 self._consumer.seek(tp, found.offset if found is not None else ends[tp])
         except KafkaError as exc:
             await self._consumer.stop()
+            self._consumer = None
             raise BusError(f"cannot read topics {self._topics} on {self._config.bootstrap} ({exc})") from exc
         except BaseException:
             await self._consumer.stop()
+            self._consumer = None
             raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
 
     async def run(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            raise BusError("Tail.run() before `async with Tail(...)`: nothing is assigned")
         while True:
             try:
-                batches = await self._consumer.getmany(timeout_ms=1000)
+                batches = await consumer.getmany(timeout_ms=1000)
             except KafkaError as exc:
                 log.warning("reading %s failed (%s); retrying in %.0f s", self._topics, exc, RETRY_PAUSE_S)
                 await asyncio.sleep(RETRY_PAUSE_S)

@@ -48,8 +48,9 @@ class Topics:
         return f"{self.prefix}{role}"
 
 
-async def ensure_topics(config: KafkaConfig, names: Iterable[str]) -> None:
-    """Create each topic with `config.partitions` partitions unless it exists already."""
+async def ensure_topics(config: KafkaConfig, names: Iterable[str]) -> dict[str, int]:
+    """Create each topic with `config.partitions` partitions unless it exists already; returns
+    each topic's partition count as the broker reports it."""
     wanted = sorted(set(names))
     admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap, client_id="triggerhub-admin")
     try:
@@ -62,6 +63,8 @@ async def ensure_topics(config: KafkaConfig, names: Iterable[str]) -> None:
             except TopicAlreadyExistsError:
                 pass  # another process created it between the listing and now
             log.info("created topics %s with %d partitions", [t.name for t in missing], config.partitions)
+        described = await admin.describe_topics(wanted)
+        return {doc["topic"]: len(doc["partitions"]) for doc in described if doc["topic"] in wanted}
     except KafkaError as exc:
         raise BusError(f"cannot create topics {wanted} on Kafka at {config.bootstrap} ({exc}); "
                        "check TRIGGERHUB_KAFKA_BOOTSTRAP and that the broker runs") from exc

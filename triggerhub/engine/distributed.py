@@ -217,7 +217,7 @@ class HealthMonitor:
             return
         known = self._invokers.get(name)
         if known is None or sent_ms >= known.last_seen_ms:
-            if known is None or self._clock() - known.last_seen_ms > self._timeout_ms:
+            if known is None or sent_ms - known.last_seen_ms > self._timeout_ms:
                 log.info("invoker %s is up", name)
             self._invokers[name] = InvokerHealth(sent_ms, statistics)
 
