@@ -1,0 +1,30 @@
+"""Names, kinds and versions behave as OpenWhisk's do."""
+
+from __future__ import annotations
+
+import pytest
+
+from triggerhub.engine.kinds import is_binary_code, resolve_kind
+from triggerhub.errors import BadRequest
+from triggerhub.model import FullyQualifiedName, bump_version, is_valid_name
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a", "/guest/a"), ("p/a", "/guest/p/a"), ("/ns/a", "/ns/a"), ("/ns/p/a", "/ns/p/a"), ("/_/a", "/guest/a"),
+])
+def test_fully_qualified_names(text, expected):
+    assert str(FullyQualifiedName.parse(text, "guest")) == expected
+
+
+def test_bad_names():
+    with pytest.raises(ValueError, match="is not a fully qualified name"):
+        FullyQualifiedName.parse("/only", "guest")
+    assert not is_valid_name("-x") and not is_valid_name("a/b") and is_valid_name("my action@v1.2")
+
+
+def test_kinds_and_versions():
+    assert resolve_kind("nodejs:default") == "nodejs:20" and resolve_kind("python:default") == "python:3.11"
+    with pytest.raises(BadRequest, match=r"^The specified runtime 'go:1.20' is not supported by this platform\."):
+        resolve_kind("go:1.20")
+    assert bump_version("0.0.9") == "0.0.10"
+    assert is_binary_code("UEsDBAoAAAAAAA==") and not is_binary_code("function main() {}")
