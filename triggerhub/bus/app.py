@@ -9,6 +9,7 @@ again. The app has no web server and no tables; `running(app)` starts it inside 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, bytes], Awaitable[None]]
 
 HEARTBEAT_FRACTION = 3  # heartbeat at a third of the session timeout, as Kafka advises
+JOIN_POLL_S = 0.1
+LEADER_TOPIC_SUFFIX = "__assignor-__leader"  # Faust's own single-partition topic in every group
 
 
 def stream_app(config: KafkaConfig, group: str, topic: str, handler: Handler, *, concurrency: int,
@@ -50,9 +53,27 @@ def stream_app(config: KafkaConfig, group: str, topic: str, handler: Handler, *,
 
 
 @contextlib.asynccontextmanager
-async def running(app: faust.App) -> AsyncIterator[faust.App]:
+async def running(app: faust.App, *, join_timeout_s: float) -> AsyncIterator[faust.App]:
+    """Start the app and wait until its consumer group gave it partitions (the group may be
+    shared with busier members, so running without any after `join_timeout_s` is only logged)."""
     await app.start()
     try:
+        try:
+            async with asyncio.timeout(join_timeout_s):
+                while not assigned_partitions(app):
+                    await asyncio.sleep(JOIN_POLL_S)
+        except TimeoutError:
+            log.warning("%s: no partitions assigned after %.0f s; consuming once the group rebalances",
+                        app.conf.id, join_timeout_s)
         yield app
     finally:
         await app.stop()
+
+
+def assigned_partitions(app: faust.App) -> int:
+    """Partitions of the app's source topic currently assigned to this process."""
+    try:
+        assignment = app.consumer.assignment()
+    except (AttributeError, RuntimeError):  # the consumer is not started yet
+        return 0
+    return sum(1 for tp in assignment if not tp.topic.endswith(LEADER_TOPIC_SUFFIX))

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from triggerhub.api.admin import admin_routes
 from triggerhub.api.app import create_app
-from triggerhub.bus.app import running, stream_app
+from triggerhub.bus.app import assigned_partitions, running, stream_app
 from triggerhub.bus.producer import KafkaPublisher
 from triggerhub.bus.tail import Tail
 from triggerhub.bus.topics import Topics, ensure_topics
@@ -141,7 +141,7 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         service = WorkerService(engine.emit, topics.trigger_events)
         app = stream_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle,
                          concurrency=WORKER_CONCURRENCY, datadir=_datadir(config, "worker"))
-        await stack.enter_async_context(running(app))
+        await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
 
 
@@ -154,6 +154,9 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
     await ensure_topics(config.kafka, _all_topics(config, topics))
     if runtime is None:
         _, runtime = choose_runtime(config)
+    removed = await runtime.cleanup_orphans()
+    if removed:
+        log.info("removed %d runtimes left by an invoker that died", removed)
     pool = ContainerPool(runtime, PoolConfig(
         prewarm_count=config.runtime.prewarm_count, pause_grace_s=config.runtime.pause_grace_s,
         idle_timeout_s=config.runtime.idle_timeout_s, memory_budget_mb=config.runtime.memory_budget_mb))
@@ -171,7 +174,7 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
         stop = asyncio.Event()
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(stop.set)
-        await stack.enter_async_context(running(app))
+        await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         tasks.create_task(heartbeat(name, publisher, topics.health, config.kafka.heartbeat_interval_ms,
                                     _with_partitions(service.statistics, app), stop))
         tasks.create_task(_reap_until(pool, stop))
@@ -180,13 +183,13 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
 
 def _with_partitions(statistics: Callable[[], dict[str, int]], app: Any) -> Callable[[], dict[str, int]]:
     def snapshot() -> dict[str, int]:
-        try:
-            assigned = len(app.consumer.assignment())
-        except Exception:  # the consumer is not started yet: nothing assigned
-            assigned = 0
-        return {**statistics(), "partitions": assigned}
+        return {**statistics(), "partitions": assigned_partitions(app)}
 
     return snapshot
+
+
+def _join_timeout_s(config: HubConfig) -> float:
+    return 3 * config.kafka.session_timeout_ms / 1000
 
 
 def _datadir(config: HubConfig, role: str) -> Path:
