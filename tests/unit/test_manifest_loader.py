@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import zipfile
+from pathlib import Path
 
 from tests.plugins.manifests import FIXTURES
 from triggerhub.manifests.loader import load_project
@@ -236,3 +237,17 @@ def test_unused_cli_param_is_a_warning() -> None:
     project = load("01_function_file.yaml", params={"nope": "1"})
 
     assert project.warnings == ("--param nope: no input of that name in the manifest",)
+
+
+def test_unsupported_but_harmless_keys_are_warnings(tmp_path: Path) -> None:
+    (tmp_path / "hello.py").write_text(HELLO_PY)
+    (tmp_path / "m.yaml").write_text("packages:\n  p:\n    actions:\n      a:\n        function: hello.py\n"
+                                     "        include: [[lib, lib]]\n        limits: {concurrentActivations: 5}\n")
+
+    project = load_project(tmp_path / "m.yaml", env={})
+
+    where = f"{(tmp_path / 'm.yaml').as_posix()}:4:7"
+    assert project.warnings == (
+        f"{where} limits.concurrentActivations is not supported by OpenWhisk and is ignored",
+        f"{where} 'include' is not supported and is ignored; zip the folder yourself or point 'function' at a folder",
+    )

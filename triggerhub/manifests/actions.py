@@ -40,6 +40,10 @@ def build_action_body(raw: dict[str, Any], base_dir: Path, runtimes: Runtimes) -
     warnings: list[str] = []
     exec_doc = _exec(raw, base_dir, runtimes, problems)
     limits = _limits(raw.get("limits"), problems, warnings)
+    for ignored in ("include", "exclude"):
+        if raw.get(ignored):
+            warnings.append(f"'{ignored}' is not supported and is ignored; zip the folder yourself or point "
+                            f"'function' at a folder")
     annotations = _action_annotations(raw, problems)
     if exec_doc is None or problems:
         return None, problems, warnings

@@ -18,7 +18,8 @@ from triggerhub.model import JSON, Collection
 EntityKey = tuple[Collection, str]
 SERVER_ANNOTATIONS = frozenset({"exec", "provide-api-key", "binding"})
 SECRET_MASK = "********"  # how feeds show secrets in READ
-VOLATILE_MANAGED_KEYS = frozenset({"projectHash"})  # changes with every edit of the file
+# change with every edit of the file / with the directory deploy runs from: not worth an update
+VOLATILE_MANAGED_KEYS = frozenset({"projectHash", "file"})
 
 
 class Change(StrEnum):
