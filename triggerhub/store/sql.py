@@ -63,21 +63,43 @@ class SqlStore:
     async def open(self) -> None:
         if self._engine is not None:
             return
-        if self._is_sqlite:
-            engine = create_async_engine(self._url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-            event.listen(engine.sync_engine, "connect", self._configure_sqlite)
-        else:
+        if not self._is_sqlite:
             engine = create_async_engine(self._url, pool_size=10, max_overflow=20)
+            async with self._disposed_on_error(engine):
+                with self._translated("open the database and apply schema migrations"):
+                    applied = await migrate(engine)
+            self._engine = engine
+            log.info("store %r open, migrations applied now: %s", self, applied or "none")
+            return
+        migrating = self._sqlite_engine()
         try:
             with self._translated("open the database and apply schema migrations"):
-                applied = await migrate(engine)
-                if self._is_sqlite:
-                    self._writer = await engine.connect()
+                applied = await migrate(migrating)
+        finally:
+            await migrating.dispose()
+        # Reads run in autocommit with no ROLLBACK after each: one aiosqlite thread hop fewer.
+        # The writer connection alone leaves autocommit, so its statements run in transactions.
+        engine = self._sqlite_engine(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
+        async with self._disposed_on_error(engine):
+            with self._translated("open the database for writing"):
+                writer = await engine.connect()
+                self._writer = await writer.execution_options(isolation_level="SERIALIZABLE")
+        self._engine = engine
+        log.info("store %r open, migrations applied now: %s", self, applied or "none")
+
+    def _sqlite_engine(self, **options: Any) -> AsyncEngine:
+        engine = create_async_engine(self._url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options)
+        event.listen(engine.sync_engine, "connect", self._configure_sqlite)
+        return engine
+
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def _disposed_on_error(engine: AsyncEngine) -> AsyncIterator[None]:
+        try:
+            yield
         except BaseException:
             await engine.dispose()
             raise
-        self._engine = engine
-        log.info("store %r open, migrations applied now: %s", self, applied or "none")
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
