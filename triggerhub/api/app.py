@@ -52,7 +52,7 @@ def error_response(status: int, message: str, transaction: str) -> web.Response:
 async def transaction_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     transaction = request.headers.get("X-Request-ID") or uuid.uuid4().hex
     request[TRANSACTION] = transaction
-    if request.method == "OPTIONS":
+    if request.method == "OPTIONS" and not request.path.startswith("/api/v1/web/"):
         response: web.StreamResponse = web.Response(status=200)
     else:
         response = await handler(request)

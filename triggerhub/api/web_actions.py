@@ -63,14 +63,14 @@ async def web_action(request: web.Request) -> web.StreamResponse:
     caller = await _check_auth(request, annotation(annotations, "require-whisk-auth", False))
     raw = _truthy(annotation(annotations, "raw-http", False))
     args = await _arguments(request, extra, raw)
+    if not raw:
+        supplied = set(args.pop(_SUPPLIED))
+        defined = set(resolved.inherited) | set(params_to_dict(action.parameters))
+        final = _truthy(annotation(annotations, "final", False))
+        if any(k.startswith("__ow_") for k in supplied) or (final and defined & supplied):
+            raise BadRequest(RESERVED_PARAMS)
     if caller is not None:
         args["__ow_user"] = caller.namespace
-    if not raw:
-        defined = set(resolved.inherited) | set(params_to_dict(action.parameters))
-        reserved = {k for k in args if k.startswith("__ow_")} - _META_KEYS
-        final = _truthy(annotation(annotations, "final", False))
-        if reserved or (final and defined & (set(args) - _META_KEYS)):
-            raise BadRequest(RESERVED_PARAMS)
     outcome = await engine.invoke(owner, fqn, args, blocking=True, wait_ms=engine.config.api.max_blocking_wait_ms,
                                   transaction_id=request[TRANSACTION])
     if isinstance(outcome, str):
@@ -82,7 +82,7 @@ async def web_action(request: web.Request) -> web.StreamResponse:
     return response
 
 
-_META_KEYS = {"__ow_method", "__ow_headers", "__ow_path", "__ow_user", "__ow_body", "__ow_query"}
+_SUPPLIED = "\0supplied"  # names the caller set through query or body (removed before invoking)
 
 
 def _truthy(value: Any) -> bool:
@@ -132,7 +132,8 @@ async def _arguments(request: web.Request, extra: str, raw: bool) -> dict[str, A
             args["__ow_body"] = base64.b64encode(body).decode()
         else:
             args["__ow_body"] = body.decode("utf-8", "replace")
-    return {**args, **meta}
+    supplied = [k for k in args if k != "__ow_body"]
+    return {**args, **meta, _SUPPLIED: supplied}
 
 
 def _project(record: Activation, extension: str, transaction: str) -> web.Response:
