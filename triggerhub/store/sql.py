@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, event, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, delete, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -23,9 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from triggerhub.errors import ConfigError, RevisionConflict, StoreError
 from triggerhub.model import (
-    Activation, Collection, Entity, Invocation, Subject, TriggerEvent, annotation, collection_of, now_ms,
+    Activation, Collection, Entity, Invocation, Subject, collection_of, now_ms,
 )
-from triggerhub.store import codec
+from triggerhub.store import codec, statements
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
@@ -53,7 +52,7 @@ class SqlStore:
         self._writer: AsyncConnection | None = None  # SQLite: the one connection that writes
         self._acceptances = GroupCommit(self._accept_batch)
         self._completions = GroupCommit(self._complete_batch)
-        self._build_statements()
+        self._sql = statements.Statements(self._url.get_backend_name())
 
     def __repr__(self) -> str:
         return f"SqlStore({self._url.render_as_string(hide_password=True)!r})"
@@ -126,11 +125,11 @@ class SqlStore:
                "doc": codec.dumps(codec.subject_to_doc(subject))}
         with self._translated(f"store subject {subject.subject!r}"):
             async with self._write() as conn:
-                await conn.execute(self._upsert_subject, row)
+                await conn.execute(self._sql.upsert_subject, row)
 
     async def get_subject(self, uuid: str) -> Subject | None:
         with self._translated("read a subject"):
-            doc = await self._scalar(self._select_subject, {"uuid": uuid})
+            doc = await self._scalar(self._sql.select_subject, {"uuid": uuid})
         return None if doc is None else codec.subject_from_doc(codec.loads(doc))
 
     async def list_subjects(self) -> list[Subject]:
@@ -144,7 +143,7 @@ class SqlStore:
     async def get_entity(self, namespace: str, name: str) -> Entity | None:
         with self._translated(f"read entity '{namespace}/{name}'"):
             async with self._read() as conn:
-                row = (await conn.execute(self._select_entity, {"path": namespace, "name": name})).first()
+                row = (await conn.execute(self._sql.select_entity, {"path": namespace, "name": name})).first()
         return None if row is None else codec.entity_from_doc(row.collection, codec.loads(row.doc))
 
     async def put_entities(self, puts: Sequence[Entity], deletes: Sequence[Entity] = ()) -> list[Entity]:
@@ -153,13 +152,13 @@ class SqlStore:
             async with self._write() as conn:
                 for old, new in zip(puts, written):
                     if old.revision == 0:
-                        result = await conn.execute(self._insert_entity, _entity_row(new))
+                        result = await conn.execute(self._sql.insert_entity, statements.entity_row(new))
                     else:
-                        result = await conn.execute(self._update_entity, _entity_update(old, new))
+                        result = await conn.execute(self._sql.update_entity, statements.entity_update(old, new))
                     if result.rowcount != 1:
                         raise await self._conflict(conn, old, "write")
                 for entity in deletes:
-                    result = await conn.execute(self._delete_entity, {
+                    result = await conn.execute(self._sql.delete_entity, {
                         "path": entity.namespace, "name": entity.name,
                         "collection": collection_of(entity).value, "revision": entity.revision})
                     if result.rowcount != 1:
@@ -170,7 +169,7 @@ class SqlStore:
         """Explain a refused write; the refusal itself came from the conditional statement."""
         collection = collection_of(entity).value
         where = f"{collection} '{entity.namespace}/{entity.name}'"
-        row = (await conn.execute(self._select_entity, {"path": entity.namespace, "name": entity.name})).first()
+        row = (await conn.execute(self._sql.select_entity, {"path": entity.namespace, "name": entity.name})).first()
         if row is None:
             return RevisionConflict(f"cannot {verb} {where} at revision {entity.revision}: it does not exist; "
                                     "create it with revision 0")
@@ -186,7 +185,7 @@ class SqlStore:
 
     async def list_entities(self, collection: Collection, namespace: str, *, package: str | None = None,
                             skip: int = 0, limit: int = 30) -> list[Entity]:
-        query = (select(entities.c.doc).where(*_entity_filter(collection, namespace, package))
+        query = (select(entities.c.doc).where(*statements.entity_filter(collection, namespace, package))
                  .order_by(entities.c.updated_ms.desc(), entities.c.path, entities.c.name)
                  .offset(skip).limit(limit))
         with self._translated(f"list {collection.value} of namespace {namespace!r}"):
@@ -194,7 +193,7 @@ class SqlStore:
         return [codec.entity_from_doc(collection, codec.loads(doc)) for doc in docs]
 
     async def count_entities(self, collection: Collection, namespace: str, *, package: str | None = None) -> int:
-        query = select(func.count()).select_from(entities).where(*_entity_filter(collection, namespace, package))
+        query = select(func.count()).select_from(entities).where(*statements.entity_filter(collection, namespace, package))
         with self._translated(f"count {collection.value} of namespace {namespace!r}"):
             return int(await self._scalar(query) or 0)
 
@@ -207,11 +206,11 @@ class SqlStore:
 
     async def _accept_batch(self, batch: list[Acceptance]) -> list[bool]:
         """Writes every acceptance whose event id is new (first one wins within the batch)."""
-        event_rows = {a.event.id: _event_row(a.event) for a in reversed(batch) if a.event is not None}
+        event_rows = {a.event.id: statements.event_row(a.event) for a in reversed(batch) if a.event is not None}
         async with self._write() as conn:
             fresh: set[str] = set()
             if event_rows:
-                fresh = set((await conn.execute(self._insert_events, list(event_rows.values()))).scalars())
+                fresh = set((await conn.execute(self._sql.insert_events, list(event_rows.values()))).scalars())
             answers = []
             for acceptance in batch:
                 accepted = acceptance.event is None or acceptance.event.id in fresh
@@ -221,8 +220,8 @@ class SqlStore:
                         log.info("event %s was accepted before; nothing written", acceptance.event.id)
                 answers.append(accepted)
             taken = [a for a, accepted in zip(batch, answers) if accepted]
-            pending_rows = [_pending_row(i) for a in taken for i in a.invocations]
-            activation_rows = [_activation_row(r) for a in taken for r in a.activations]
+            pending_rows = [statements.pending_row(i) for a in taken for i in a.invocations]
+            activation_rows = [statements.activation_row(r) for a in taken for r in a.activations]
             # One row per feed, the last value accepted wins (one statement may not touch a row twice).
             cursor_rows = {a.cursor[0]: {"feed_id": a.cursor[0], "value": a.cursor[1], "updated_ms": now_ms()}
                            for a in taken if a.cursor is not None}
@@ -231,7 +230,7 @@ class SqlStore:
             if activation_rows:
                 await conn.execute(activations.insert(), activation_rows)
             if cursor_rows:
-                await conn.execute(self._upsert_cursor, list(cursor_rows.values()))
+                await conn.execute(self._sql.upsert_cursor, list(cursor_rows.values()))
         return answers
 
     async def complete(self, activation: Activation) -> bool:
@@ -241,11 +240,11 @@ class SqlStore:
     async def _complete_batch(self, batch: list[Activation]) -> list[bool]:
         """Inserts each new record and drops its pending row; an id already recorded (or seen
         earlier in the batch) answers False and changes nothing."""
-        rows = {a.activation_id: _activation_row(a) for a in reversed(batch)}
+        rows = {a.activation_id: statements.activation_row(a) for a in reversed(batch)}
         async with self._write() as conn:
-            inserted = set((await conn.execute(self._insert_activations, list(rows.values()))).scalars())
+            inserted = set((await conn.execute(self._sql.insert_activations, list(rows.values()))).scalars())
             if inserted:
-                await conn.execute(self._delete_pending, {"ids": sorted(inserted)})
+                await conn.execute(self._sql.delete_pending, {"ids": sorted(inserted)})
         answers = []
         for activation in batch:
             answers.append(activation.activation_id in inserted)
@@ -257,11 +256,11 @@ class SqlStore:
 
     async def get_activation(self, namespace: str, activation_id: str) -> Activation | None:
         with self._translated(f"read activation {activation_id!r}"):
-            doc = await self._scalar(self._select_activation, {"namespace": namespace, "activation_id": activation_id})
+            doc = await self._scalar(self._sql.select_activation, {"namespace": namespace, "activation_id": activation_id})
         return None if doc is None else codec.activation_from_doc(codec.loads(doc))
 
     async def list_activations(self, query: ActivationQuery) -> list[Activation]:
-        statement = (select(activations.c.doc).where(*_activation_filter(query))
+        statement = (select(activations.c.doc).where(*statements.activation_filter(query))
                      .order_by(activations.c.start_ms.desc(), activations.c.activation_id.desc())
                      .offset(query.skip).limit(query.limit))
         with self._translated(f"list activations of namespace {query.namespace!r}"):
@@ -269,7 +268,7 @@ class SqlStore:
         return [codec.activation_from_doc(codec.loads(doc)) for doc in docs]
 
     async def count_activations(self, query: ActivationQuery) -> int:
-        statement = select(func.count()).select_from(activations).where(*_activation_filter(query))
+        statement = select(func.count()).select_from(activations).where(*statements.activation_filter(query))
         with self._translated(f"count activations of namespace {query.namespace!r}"):
             return int(await self._scalar(statement) or 0)
 
@@ -286,7 +285,7 @@ class SqlStore:
                "doc": codec.dumps(codec.feed_to_doc(registration))}
         with self._translated(f"store the feed of trigger {registration.trigger!r}"):
             async with self._write() as conn:
-                await conn.execute(self._upsert_feed, row)
+                await conn.execute(self._sql.upsert_feed, row)
 
     async def get_feed(self, trigger: str) -> FeedRegistration | None:
         with self._translated(f"read the feed of trigger {trigger!r}"):
@@ -310,7 +309,7 @@ class SqlStore:
     async def set_cursor(self, feed_id: str, value: str) -> None:
         with self._translated(f"store the cursor of feed {feed_id!r}"):
             async with self._write() as conn:
-                await conn.execute(self._upsert_cursor, {"feed_id": feed_id, "value": value, "updated_ms": now_ms()})
+                await conn.execute(self._sql.upsert_cursor, {"feed_id": feed_id, "value": value, "updated_ms": now_ms()})
 
     async def count_events(self, trigger: str | None = None) -> int:
         """`trigger` is the fully qualified name, `/guest/t` or `/guest/pkg/t`; None counts all."""
@@ -321,42 +320,6 @@ class SqlStore:
             return int(await self._scalar(query) or 0)
 
     # plumbing ---------------------------------------------------------------------------------
-
-    def _build_statements(self) -> None:
-        """Statements built once; their compiled form is cached by SQLAlchemy."""
-        insert = sqlite.insert if self._is_sqlite else postgresql.insert
-        self._select_subject = select(subjects.c.doc).where(subjects.c.uuid == bindparam("uuid"))
-        self._select_entity = (select(entities.c.collection, entities.c.revision, entities.c.doc)
-                               .where(entities.c.path == bindparam("path"), entities.c.name == bindparam("name")))
-        self._select_activation = select(activations.c.doc).where(
-            activations.c.activation_id == bindparam("activation_id"),
-            activations.c.namespace == bindparam("namespace"))
-        self._insert_entity = insert(entities).on_conflict_do_nothing(index_elements=["path", "name"])
-        self._update_entity = (
-            update(entities)
-            .where(entities.c.path == bindparam("b_path"), entities.c.name == bindparam("b_name"),
-                   entities.c.collection == bindparam("b_collection"),
-                   entities.c.revision == bindparam("b_revision"))
-            .values(revision=bindparam("new_revision"), updated_ms=bindparam("new_updated_ms"),
-                    doc=bindparam("new_doc")))
-        self._delete_entity = delete(entities).where(
-            entities.c.path == bindparam("path"), entities.c.name == bindparam("name"),
-            entities.c.collection == bindparam("collection"), entities.c.revision == bindparam("revision"))
-        self._insert_events = (insert(events).on_conflict_do_nothing(index_elements=["id"])
-                               .returning(events.c.id))
-        self._insert_activations = (insert(activations).on_conflict_do_nothing(index_elements=["activation_id"])
-                                    .returning(activations.c.activation_id))
-        self._delete_pending = delete(pending).where(pending.c.activation_id.in_(bindparam("ids", expanding=True)))
-        upsert_subject = insert(subjects)
-        self._upsert_subject = upsert_subject.on_conflict_do_update(index_elements=["uuid"], set_={
-            "subject": upsert_subject.excluded.subject, "namespace": upsert_subject.excluded.namespace,
-            "doc": upsert_subject.excluded.doc})
-        upsert_feed = insert(feeds)
-        self._upsert_feed = upsert_feed.on_conflict_do_update(index_elements=["trigger_fqn"], set_={
-            "namespace": upsert_feed.excluded.namespace, "doc": upsert_feed.excluded.doc})
-        upsert_cursor = insert(cursors)
-        self._upsert_cursor = upsert_cursor.on_conflict_do_update(index_elements=["feed_id"], set_={
-            "value": upsert_cursor.excluded.value, "updated_ms": upsert_cursor.excluded.updated_ms})
 
     @property
     def _opened(self) -> AsyncEngine:
@@ -408,7 +371,7 @@ class SqlStore:
                              "check that the database is reachable and writable") from exc
 
 
-# --------------------------------------------------------------------------- rows and filters
+# --------------------------------------------------------------------------- helpers
 
 
 def _parse_url(url: str) -> URL:
@@ -435,58 +398,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         return f"{type(exc.orig).__name__}: {exc.orig}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def _entity_row(entity: Entity) -> dict[str, Any]:
-    namespace, _, package = entity.namespace.partition("/")
-    return {"path": entity.namespace, "name": entity.name, "collection": collection_of(entity).value,
-            "namespace": namespace, "package": package, "revision": entity.revision,
-            "updated_ms": entity.updated_ms, "doc": codec.dumps(codec.entity_to_doc(entity))}
-
-
-def _entity_update(old: Entity, new: Entity) -> dict[str, Any]:
-    return {"b_path": new.namespace, "b_name": new.name, "b_collection": collection_of(new).value,
-            "b_revision": old.revision, "new_revision": new.revision, "new_updated_ms": new.updated_ms,
-            "new_doc": codec.dumps(codec.entity_to_doc(new))}
-
-
-def _entity_filter(collection: Collection, namespace: str, package: str | None) -> list[Any]:
-    conditions = [entities.c.namespace == namespace, entities.c.collection == collection.value]
-    if package is not None:
-        conditions.append(entities.c.package == package)
-    return conditions
-
-
-def _activation_filter(query: ActivationQuery) -> list[Any]:
-    conditions = [activations.c.namespace == query.namespace]
-    if query.name is not None:
-        conditions.append(activations.c.name == query.name)
-    if query.since_ms is not None:
-        conditions.append(activations.c.start_ms >= query.since_ms)
-    if query.upto_ms is not None:
-        conditions.append(activations.c.start_ms <= query.upto_ms)
-    return conditions
-
-
-def activation_list_name(activation: Activation) -> str:
-    """The `name` filter form: the `path` annotation without its namespace, else the name."""
-    path = annotation(activation.annotations, "path")
-    if isinstance(path, str) and "/" in path:
-        return path.split("/", 1)[1]
-    return activation.name
-
-
-def _activation_row(activation: Activation) -> dict[str, Any]:
-    return {"activation_id": activation.activation_id, "namespace": activation.namespace,
-            "name": activation_list_name(activation), "start_ms": activation.start_ms,
-            "doc": codec.dumps(codec.activation_to_doc(activation))}
-
-
-def _pending_row(invocation: Invocation) -> dict[str, Any]:
-    return {"activation_id": invocation.activation_id, "accepted_ms": invocation.accepted_ms,
-            "doc": codec.dumps(codec.invocation_to_doc(invocation))}
-
-
-def _event_row(trigger_event: TriggerEvent) -> dict[str, Any]:
-    return {"id": trigger_event.id, "trigger_fqn": str(trigger_event.trigger), "time_ms": trigger_event.time_ms,
-            "doc": codec.dumps(codec.event_to_doc(trigger_event))}

@@ -1,0 +1,110 @@
+"""Prebuilt SQLAlchemy Core statements for SqlStore and the row dicts they take; no I/O.
+
+Statements are built once per store; SQLAlchemy caches their compiled form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from triggerhub.model import Activation, Collection, Entity, Invocation, TriggerEvent, annotation, collection_of
+from triggerhub.store import codec
+from triggerhub.store.base import ActivationQuery
+from triggerhub.store.tables import activations, cursors, entities, events, feeds, pending, subjects
+
+
+class Statements:
+    """The statements whose shape differs per dialect (conflict clauses) or that run hot."""
+
+    def __init__(self, dialect: str) -> None:
+        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        self.select_subject = select(subjects.c.doc).where(subjects.c.uuid == bindparam("uuid"))
+        self.select_entity = (select(entities.c.collection, entities.c.revision, entities.c.doc)
+                              .where(entities.c.path == bindparam("path"), entities.c.name == bindparam("name")))
+        self.select_activation = select(activations.c.doc).where(
+            activations.c.activation_id == bindparam("activation_id"),
+            activations.c.namespace == bindparam("namespace"))
+        self.insert_entity = insert(entities).on_conflict_do_nothing(index_elements=["path", "name"])
+        self.update_entity = (
+            update(entities)
+            .where(entities.c.path == bindparam("b_path"), entities.c.name == bindparam("b_name"),
+                   entities.c.collection == bindparam("b_collection"),
+                   entities.c.revision == bindparam("b_revision"))
+            .values(revision=bindparam("new_revision"), updated_ms=bindparam("new_updated_ms"),
+                    doc=bindparam("new_doc")))
+        self.delete_entity = delete(entities).where(
+            entities.c.path == bindparam("path"), entities.c.name == bindparam("name"),
+            entities.c.collection == bindparam("collection"), entities.c.revision == bindparam("revision"))
+        self.insert_events = (insert(events).on_conflict_do_nothing(index_elements=["id"])
+                              .returning(events.c.id))
+        self.insert_activations = (insert(activations).on_conflict_do_nothing(index_elements=["activation_id"])
+                                   .returning(activations.c.activation_id))
+        self.delete_pending = delete(pending).where(pending.c.activation_id.in_(bindparam("ids", expanding=True)))
+        upsert_subject = insert(subjects)
+        self.upsert_subject = upsert_subject.on_conflict_do_update(index_elements=["uuid"], set_={
+            "subject": upsert_subject.excluded.subject, "namespace": upsert_subject.excluded.namespace,
+            "doc": upsert_subject.excluded.doc})
+        upsert_feed = insert(feeds)
+        self.upsert_feed = upsert_feed.on_conflict_do_update(index_elements=["trigger_fqn"], set_={
+            "namespace": upsert_feed.excluded.namespace, "doc": upsert_feed.excluded.doc})
+        upsert_cursor = insert(cursors)
+        self.upsert_cursor = upsert_cursor.on_conflict_do_update(index_elements=["feed_id"], set_={
+            "value": upsert_cursor.excluded.value, "updated_ms": upsert_cursor.excluded.updated_ms})
+
+
+def entity_row(entity: Entity) -> dict[str, Any]:
+    namespace, _, package = entity.namespace.partition("/")
+    return {"path": entity.namespace, "name": entity.name, "collection": collection_of(entity).value,
+            "namespace": namespace, "package": package, "revision": entity.revision,
+            "updated_ms": entity.updated_ms, "doc": codec.dumps(codec.entity_to_doc(entity))}
+
+
+def entity_update(old: Entity, new: Entity) -> dict[str, Any]:
+    return {"b_path": new.namespace, "b_name": new.name, "b_collection": collection_of(new).value,
+            "b_revision": old.revision, "new_revision": new.revision, "new_updated_ms": new.updated_ms,
+            "new_doc": codec.dumps(codec.entity_to_doc(new))}
+
+
+def entity_filter(collection: Collection, namespace: str, package: str | None) -> list[Any]:
+    conditions = [entities.c.namespace == namespace, entities.c.collection == collection.value]
+    if package is not None:
+        conditions.append(entities.c.package == package)
+    return conditions
+
+
+def activation_filter(query: ActivationQuery) -> list[Any]:
+    conditions = [activations.c.namespace == query.namespace]
+    if query.name is not None:
+        conditions.append(activations.c.name == query.name)
+    if query.since_ms is not None:
+        conditions.append(activations.c.start_ms >= query.since_ms)
+    if query.upto_ms is not None:
+        conditions.append(activations.c.start_ms <= query.upto_ms)
+    return conditions
+
+
+def activation_list_name(activation: Activation) -> str:
+    """The `name` filter form: the `path` annotation without its namespace, else the name."""
+    path = annotation(activation.annotations, "path")
+    if isinstance(path, str) and "/" in path:
+        return path.split("/", 1)[1]
+    return activation.name
+
+
+def activation_row(activation: Activation) -> dict[str, Any]:
+    return {"activation_id": activation.activation_id, "namespace": activation.namespace,
+            "name": activation_list_name(activation), "start_ms": activation.start_ms,
+            "doc": codec.dumps(codec.activation_to_doc(activation))}
+
+
+def pending_row(invocation: Invocation) -> dict[str, Any]:
+    return {"activation_id": invocation.activation_id, "accepted_ms": invocation.accepted_ms,
+            "doc": codec.dumps(codec.invocation_to_doc(invocation))}
+
+
+def event_row(trigger_event: TriggerEvent) -> dict[str, Any]:
+    return {"id": trigger_event.id, "trigger_fqn": str(trigger_event.trigger), "time_ms": trigger_event.time_ms,
+            "doc": codec.dumps(codec.event_to_doc(trigger_event))}
