@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.plugins.invoker",
     "tests.plugins.manifests",
     "tests.plugins.store",
+    "tests.plugins.distributed",
 ]

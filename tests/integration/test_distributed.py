@@ -1,0 +1,73 @@
+"""Distributed mode through its REST API: 1 controller + 1 worker + 2 invokers on Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.plugins.distributed import (
+    INVOKER_COUNT, Deployment, api_client, controller_apihost, wait_for_invokers,
+)
+from triggerhub.cli.distributed import require_postgres
+from triggerhub.config import load_config
+from triggerhub.errors import ConfigError
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+ECHO = "def main(args):\n    return {'echo': args.get('n'), 'greeting': args.get('greeting')}\n"
+POLL_TIMEOUT_S = 60.0
+
+
+async def poll_activation(client: Any, activation_id: str, timeout_s: float = POLL_TIMEOUT_S) -> dict[str, Any]:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            status, body = await client.call("GET", f"namespaces/_/activations/{activation_id}")
+            if status == 200:
+                return body
+            assert status == 404, body
+            await asyncio.sleep(0.1)
+
+
+def test_sqlite_is_refused_in_distributed_mode(tmp_path) -> None:
+    config = load_config(env={"TRIGGERHUB_HOME": str(tmp_path)})
+    with pytest.raises(ConfigError) as refused:
+        require_postgres(config)
+    assert str(refused.value) == (
+        "distributed mode needs PostgreSQL: TRIGGERHUB_STORE_URL is unset (SQLite under TRIGGERHUB_HOME); "
+        "set it to postgresql+asyncpg://user:password@host:port/database "
+        "(SQLite cannot be shared by several processes and machines)")
+
+
+async def test_blocking_invoke_runs_on_an_invoker(distributed_hub) -> None:
+    status, _ = await distributed_hub.call("PUT", "namespaces/_/actions/echo",
+                                           {"exec": {"kind": "python:3.11", "code": ECHO}})
+    assert status == 200
+    status, record = await distributed_hub.call("POST", "namespaces/_/actions/echo", {"n": 7}, blocking=True)
+    assert status == 200
+    assert record["response"]["result"] == {"echo": 7, "greeting": None}
+    stored = await poll_activation(distributed_hub, record["activationId"])
+    assert stored["response"] == record["response"]
+
+
+async def test_fire_matches_rules_in_the_worker(distributed_hub) -> None:
+    await distributed_hub.call("PUT", "namespaces/_/actions/echo", {"exec": {"kind": "python:3.11", "code": ECHO}})
+    await distributed_hub.call("PUT", "namespaces/_/triggers/door", {"parameters": [{"key": "greeting", "value": "hi"}]})
+    status, _ = await distributed_hub.call("PUT", "namespaces/_/rules/opened", {"trigger": "/_/door", "action": "/_/echo"})
+    assert status == 200
+    status, body = await distributed_hub.call("POST", "namespaces/_/triggers/door", {"n": 3})
+    assert status == 202
+    trigger_record = await poll_activation(distributed_hub, body["activationId"])
+    assert trigger_record["response"]["result"] == {"n": 3}
+    (log_line,) = trigger_record["logs"]
+    action_id = __import__("json").loads(log_line)["activationId"]
+    action_record = await poll_activation(distributed_hub, action_id)
+    assert action_record["response"]["result"] == {"echo": 3, "greeting": "hi"}
+
+
+async def test_invoker_admin_routes(distributed_hub) -> None:
+    async with distributed_hub.session.get(f"{distributed_hub.apihost}/invokers") as response:
+        assert (response.status, await response.json()) == (200, {"invoker0": "up", "invoker1": "up"})
+    async with distributed_hub.session.get(f"{distributed_hub.apihost}/invokers/healthy/count") as response:
+        assert (response.status, await response.json()) == (200, {"healthy": f"{INVOKER_COUNT}/{INVOKER_COUNT}"})

@@ -1,0 +1,267 @@
+"""Fixtures for distributed mode: controller, worker and invokers on Kafka and PostgreSQL.
+
+`deployment` starts every role as its own process (`python -m triggerhub.cli.distributed ...`)
+on a fresh database and a fresh topic prefix, for fault tests that kill them. `distributed_hub`
+is the HubClient-compatible fixture for the API suite: a worker and two invoker processes shared
+by the session, and a controller started in the test's own loop on tables emptied for each test.
+Every process is killed at teardown, with the action proxies its invokers started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.plugins.hub import HubClient
+from tests.plugins.services import PROJECT_ROOT, asyncpg_dsn, create_database, drop_database
+from triggerhub.config import HubConfig, load_config
+
+READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 15.0
+INVOKER_COUNT = 2
+SESSION_TIMEOUT_MS = 6000  # the broker's group.min.session.timeout.ms
+EMPTIED_TABLES = ("entities", "activations", "pending", "events", "feeds", "cursors")
+
+
+@dataclass
+class HubProcess:
+    role: str
+    popen: subprocess.Popen[str]
+    log_path: Path
+    ready_line: str = ""
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+        self.popen.wait(STOP_TIMEOUT_S)
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Deployment:
+    """Processes of one distributed hub sharing `env` (database URL, topic prefix, home)."""
+
+    root: Path
+    env: dict[str, str]
+    processes: list[HubProcess] = field(default_factory=list)
+
+    def start(self, role: str, *args: str, extra_env: dict[str, str] | None = None) -> HubProcess:
+        """Start `triggerhub <role> <args>` and wait for the line it prints once ready."""
+        name = "-".join((role, *args)).replace("--", "")
+        log_path = self.root / f"{name}.log"
+        env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1",
+               "TMPDIR": str(self.proxies_dir)}
+        with log_path.open("w") as log_file:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "triggerhub.cli.distributed", role, *args], cwd=PROJECT_ROOT, env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file, text=True,
+                start_new_session=True)
+        process = HubProcess(role, popen, log_path)
+        self.processes.append(process)
+        process.ready_line = _read_ready_line(process)
+        return process
+
+    @property
+    def proxies_dir(self) -> Path:
+        path = self.root / "proxies"
+        path.mkdir(exist_ok=True)
+        return path
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        import json
+
+        return json.loads((Path(self.env["TRIGGERHUB_HOME"]) / "credentials.json").read_text())
+
+    def config(self, **env: str) -> HubConfig:
+        return load_config(env={**self.env, **env})
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.popen.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.popen.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            if process.popen.stdout is not None:
+                process.popen.stdout.close()
+        _kill_orphaned_proxies(self.proxies_dir)
+
+
+def _read_ready_line(process: HubProcess) -> str:
+    stdout = process.popen.stdout
+    assert stdout is not None
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with selectors.DefaultSelector() as selector:
+        selector.register(stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=0.5):
+                line = stdout.readline()
+                if line:
+                    return line.strip()
+            if process.popen.poll() is not None:
+                break
+    raise RuntimeError(f"triggerhub {process.role} did not get ready (exit code {process.popen.poll()}); "
+                       f"its log {process.log_path}:\n{process.log_tail()}")
+
+
+def _kill_orphaned_proxies(proxies_dir: Path) -> None:
+    """Action proxies run in sessions of their own; an invoker killed with -9 leaves them behind."""
+    for pid_file in proxies_dir.glob("*/pid"):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(pid_file.read_text())
+            if "proxy" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def deployment_env(pg_url: str, kafka_bootstrap: str, home: Path, **extra: str) -> dict[str, str]:
+    return {
+        "TRIGGERHUB_STORE_URL": pg_url, "TRIGGERHUB_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "TRIGGERHUB_KAFKA_TOPIC_PREFIX": f"th-test-{secrets.token_hex(4)}.", "TRIGGERHUB_HOME": str(home),
+        "TRIGGERHUB_PORT": "0", "TRIGGERHUB_RUNTIME": "process", "TRIGGERHUB_DEPLOY_EXAMPLES": "false",
+        "TRIGGERHUB_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS), "TRIGGERHUB_PREWARM_COUNT": "0",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def started(deployment: Deployment) -> Iterator[Deployment]:
+    try:
+        yield deployment
+    finally:
+        deployment.stop_all()
+
+
+# ---------------------------------------------------------------- every role a process
+
+
+@pytest.fixture
+def deployment(pg_admin_url: str, kafka_bootstrap: str, tmp_path: Path) -> Iterator[Deployment]:
+    """An empty deployment (fresh database and topic prefix); the test starts the roles it needs."""
+    url = create_database(pg_admin_url, "th_dist")
+    env = deployment_env(url, kafka_bootstrap, tmp_path / "home")
+    try:
+        with started(Deployment(tmp_path, env)) as running:
+            yield running
+    finally:
+        drop_database(pg_admin_url, url)
+
+
+def controller_apihost(process: HubProcess) -> str:
+    return process.ready_line.rsplit(" ", 1)[-1]
+
+
+@dataclass
+class ApiClient:
+    """HubClient's REST helper for a controller running in another process."""
+
+    apihost: str
+    auth: str
+    session: aiohttp.ClientSession
+
+    call = HubClient.call
+    headers = HubClient.headers
+
+    async def admin(self, path: str) -> Any:
+        async with self.session.get(f"{self.apihost}/{path.lstrip('/')}") as response:
+            return await response.json()
+
+
+@contextlib.asynccontextmanager
+async def api_client(deployment: Deployment, controller: HubProcess) -> AsyncIterator[ApiClient]:
+    async with aiohttp.ClientSession() as session:
+        yield ApiClient(controller_apihost(controller), deployment.credentials["guest"], session)
+
+
+async def wait_for_invokers(client: Any, count: int, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
+    """Wait until `count` invokers are up and each holds partitions of the invocations topic."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            states = await client.admin("invokers")
+            statistics = await client.admin("invokers/statistics")
+            up = [name for name, state in states.items() if state == "up"]
+            if len(up) == count and all(statistics.get(name, {}).get("partitions", 0) > 0 for name in up):
+                return statistics
+            await asyncio.sleep(0.2)
+
+
+# ---------------------------------------------------------------- the API suite's fixture
+
+
+@dataclass
+class SharedCluster:
+    deployment: Deployment
+    url: str
+
+
+@pytest.fixture(scope="session")
+def distributed_cluster(pg_admin_url: str, kafka_bootstrap: str,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedCluster]:
+    """One worker and two invokers for the whole session (limits raised in the worker: the API
+    suite's throttle expectations are the controller's, which each test starts afresh)."""
+    root = tmp_path_factory.mktemp("distributed")
+    url = create_database(pg_admin_url, "th_dist_session")
+    env = deployment_env(url, kafka_bootstrap, root / "home")
+    try:
+        with started(Deployment(root, env)) as running:
+            relaxed = {"TRIGGERHUB_INVOCATIONS_PER_MINUTE": "100000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000"}
+            running.start("worker", extra_env=relaxed)
+            for invoker_id in range(INVOKER_COUNT):
+                running.start("invoker", "--id", str(invoker_id))
+            yield SharedCluster(running, url)
+    finally:
+        drop_database(pg_admin_url, url)
+
+
+@dataclass
+class ControllerAdmin:
+    apihost: str
+    session: aiohttp.ClientSession
+
+    async def admin(self, path: str) -> Any:
+        async with self.session.get(f"{self.apihost}/{path.lstrip('/')}") as response:
+            return await response.json()
+
+
+@pytest.fixture
+async def distributed_hub(distributed_cluster: SharedCluster) -> AsyncIterator[HubClient]:
+    """HubClient-compatible (.apihost, .auth, .call; .hub.engine is the controller's engine)."""
+    from triggerhub.cli.distributed import running_controller
+
+    connection = await asyncpg.connect(asyncpg_dsn(distributed_cluster.url))
+    try:
+        tables = [t for t in EMPTIED_TABLES
+                  if await connection.fetchval("SELECT to_regclass($1)", t) is not None]
+        if tables:
+            await connection.execute(f"TRUNCATE {', '.join(tables)}")
+    finally:
+        await connection.close()
+    async with running_controller(distributed_cluster.deployment.config()) as controller:
+        async with aiohttp.ClientSession() as session:
+            await wait_for_invokers(ControllerAdmin(controller.apihost, session), INVOKER_COUNT)
+            yield HubClient(controller, session)  # type: ignore[arg-type]
