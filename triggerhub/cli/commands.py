@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import click
@@ -23,6 +25,8 @@ class Ctx:
     def __init__(self, apihost: str | None, auth: str | None, as_json: bool) -> None:
         self._apihost, self._auth, self.as_json = apihost, auth, as_json
         self._client: WhiskClient | None = None
+        self.local_hub = local_hub  # `triggerhub deploy` with no hub configured runs one in-process
+
 
     @property
     def client(self) -> WhiskClient:
@@ -32,6 +36,16 @@ class Ctx:
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@contextlib.asynccontextmanager
+async def local_hub() -> AsyncIterator[tuple[str, str]]:
+    """A hub in this process on an ephemeral loopback port, over $TRIGGERHUB_HOME's store."""
+    from triggerhub.cli.compose import running_hub
+    from triggerhub.config import load_config
+
+    async with running_hub(load_config(overrides={"PORT": 0, "DEPLOY_EXAMPLES": False})) as hub:
+        yield hub.apihost, hub.guest_auth
 
 
 def emit(ctx: Ctx, value: Any, table: Table | None = None) -> None:
