@@ -21,7 +21,7 @@ from triggerhub.engine.bootstrap import BuiltinFeed
 from triggerhub.errors import (
     FORBIDDEN, ApiError, BadRequest, Conflict, FeedError, Forbidden, NotFound, TriggerhubError,
 )
-from triggerhub.feeds import alarms, files, mqtt, webhook
+from triggerhub.feeds import alarms, files, mqtt, postgres, webhook
 from triggerhub.feeds.clock import Clock, SystemClock, now_ms
 from triggerhub.feeds.cursor import Cursor, CursorEmit, CursorFeed, CursorLoader
 from triggerhub.model import JSON, FullyQualifiedName, Invocation, Trigger, TriggerEvent
@@ -33,6 +33,7 @@ Fire = Callable[[TriggerEvent, tuple[str, str] | None], Awaitable[bool]]
 
 ALARM, INTERVAL, ONCE = "/whisk.system/alarms/alarm", "/whisk.system/alarms/interval", "/whisk.system/alarms/once"
 MQTT, WEBHOOK, FILES = "/whisk.system/mqtt/subscribe", "/whisk.system/webhook/webhook", "/whisk.system/files/watch"
+POSTGRES = "/whisk.system/postgres/changes"
 LIFECYCLE_EVENTS = ("CREATE", "READ", "UPDATE", "DELETE", "PAUSE", "UNPAUSE")
 RESERVED = ("lifecycleEvent", "triggerName", "authKey")
 SECRET_KEYS = ("secret", "password")
@@ -55,6 +56,8 @@ BUILTIN_FEEDS: dict[str, BuiltinFeed] = {
                           "toleranceS", "maxBodyBytes")),
     FILES: BuiltinFeed("files", "watch", "Fire a trigger when files in a directory are created, modified, "
                        "deleted or moved", ("directory", "patterns", "kinds", "debounceMs", "recursive")),
+    POSTGRES: BuiltinFeed("postgres", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
+                          "of a PostgreSQL table", ("dsn", "table", "operations", "columns")),
 }
 _ALARM_KINDS = {ALARM: alarms.AlarmKind.ALARM, INTERVAL: alarms.AlarmKind.INTERVAL, ONCE: alarms.AlarmKind.ONCE}
 
@@ -132,6 +135,8 @@ class FeedManager:
                 return await self._update(registration, user_params)
             if event == "DELETE":
                 await self._stop_feed(trigger)
+                if feed_fqn == POSTGRES:
+                    await _uninstall_postgres(registration)
                 await self._store.delete_feed(trigger)
                 self._metrics.pop(trigger, None)
                 log.info("feed %s for trigger %s deleted", feed_fqn, trigger)
@@ -203,6 +208,8 @@ class FeedManager:
             return mqtt.parse_mqtt_config(params).to_json(redact=False)
         if feed_fqn == WEBHOOK:
             return webhook.parse_webhook_config(params).to_json(redact=False)
+        if feed_fqn == POSTGRES:
+            return postgres.parse_postgres_config(params).to_json(redact=False)
         return files.parse_files_config(params).to_json()
 
     # ----------------------------------------------------------------------- adapters
@@ -236,6 +243,9 @@ class FeedManager:
                                  default_client_id=f"triggerhub-{digest}-{self._instance_id}")
         if registration.feed == WEBHOOK:
             return webhook.WebhookFeed()
+        if registration.feed == POSTGRES:
+            return postgres.PostgresFeed(postgres.parse_postgres_config(config), trigger=trigger, clock=self._clock,
+                                         tasks=tasks, load_cursor=load)
         return files.FileFeed(files.parse_files_config(config), trigger=trigger, clock=self._clock, tasks=tasks,
                               load_cursor=load)
 
@@ -339,4 +349,15 @@ def _trigger_name(value: JSON, identity_namespace: str) -> str:
 
 
 def _redacted(config: Mapping[str, JSON]) -> dict[str, JSON]:
-    return {k: (webhook.SECRET_MASK if k in SECRET_KEYS and v else v) for k, v in config.items()}
+    return {k: (webhook.SECRET_MASK if k in SECRET_KEYS and v else postgres.redact_dsn(v) if k == "dsn" else v)
+            for k, v in config.items()}
+
+
+async def _uninstall_postgres(registration: FeedRegistration) -> None:
+    """Drop the table's change trigger; an unreachable database must not block deleting the feed."""
+    config = postgres.parse_postgres_config(registration.config)
+    try:
+        await postgres.uninstall(config, registration.trigger)
+    except FeedError as exc:
+        log.warning("feed for trigger %s deleted, but its PostgreSQL trigger stays on %s (%s); drop it with "
+                    "DROP TRIGGER triggerhub_changes ON %s", registration.trigger, config.table, exc, config.table)

@@ -1,0 +1,218 @@
+"""PostgreSQL change feed against the real server on loopback: row changes in commit order,
+changes made while the feed is stopped, out-of-order commits, and the feed lifecycle.
+
+The clock is a FakeClock that never advances: the safety-net poll never runs, so every change
+here is found through LISTEN/NOTIFY or the read at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+import pytest
+
+from tests.plugins.feeds import FakeClock, FakeStore, StoreEmit
+from tests.plugins.services import asyncpg_dsn
+from triggerhub.engine.feeds import POSTGRES, FeedManager
+from triggerhub.errors import BadRequest
+from triggerhub.feeds.postgres import PostgresFeed, parse_postgres_config, redact_dsn
+from triggerhub.model import TriggerEvent
+from triggerhub.store.base import Acceptance
+
+pytestmark = pytest.mark.postgres
+TRIGGER = "/guest/orders"
+
+
+@pytest.fixture
+def dsn(fresh_pg_url: str) -> str:
+    return asyncpg_dsn(fresh_pg_url)
+
+
+@pytest.fixture
+async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY, item text NOT NULL, qty int NOT NULL)")
+    yield conn
+    await conn.close()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def feed_for(dsn: str, tg: asyncio.TaskGroup, emit: StoreEmit, trigger: str = TRIGGER,
+             **params: object) -> PostgresFeed:
+    config = parse_postgres_config({"dsn": dsn, "table": "orders", **params})
+    return PostgresFeed(config, trigger=trigger, clock=FakeClock(0.0), tasks=tg, load_cursor=emit.load)
+
+
+def changes(store: FakeStore) -> list[tuple[str, object, object]]:
+    """(op, row, old) of every stored event, in outbox id order."""
+    events = sorted(store.events.values(), key=lambda e: e.data["id"])  # type: ignore[index]
+    return [(e.data["op"], e.data["row"], e.data["old"]) for e in events]  # type: ignore[index]
+
+
+async def test_inserts_updates_and_deletes_arrive_once_each_in_order(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = feed_for(dsn, tg, emit)
+        await feed.start(emit)
+        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3), (2, 'pear', 1)")
+        await db.execute("UPDATE orders SET qty = 5 WHERE id = 1")
+        await db.execute("DELETE FROM orders WHERE id = 2")
+        await wait_until(lambda: len(emit.returned) == 4)
+        await feed.stop()
+    assert changes(fake_store) == [
+        ("INSERT", {"id": 1, "item": "apple", "qty": 3}, None),
+        ("INSERT", {"id": 2, "item": "pear", "qty": 1}, None),
+        ("UPDATE", {"id": 1, "item": "apple", "qty": 5}, {"id": 1, "item": "apple", "qty": 3}),
+        ("DELETE", None, {"id": 2, "item": "pear", "qty": 1}),
+    ]
+    assert emit.returned == [True] * 4
+    first = min(fake_store.events.values(), key=lambda e: e.data["id"])  # type: ignore[index]
+    outbox_id, at = await db.fetchrow("SELECT id, at FROM triggerhub_changes ORDER BY id LIMIT 1")
+    assert first.id.startswith("pg:") and first.id.endswith(f":public.orders:{outbox_id}")
+    assert (first.source, first.subject, first.type, first.data["table"], first.data["at"]) == (  # type: ignore[index]
+        f"postgresql://{parse_postgres_config({'dsn': dsn, 'table': 'orders'}).location}", "public.orders",
+        "triggerhub.feed.postgres.change", "public.orders",
+        at.isoformat(timespec="microseconds").replace("+00:00", "Z"))
+
+
+async def test_changes_made_while_stopped_arrive_after_start_none_twice(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = feed_for(dsn, tg, emit)
+        await feed.start(emit)
+        await db.execute("INSERT INTO orders VALUES (0, 'first', 0)")
+        await wait_until(lambda: len(emit.returned) == 1)
+        await feed.stop()
+        for i in range(1, 21):
+            await db.execute("INSERT INTO orders VALUES ($1, 'later', $1)", i)
+        again = feed_for(dsn, tg, emit)
+        await again.start(emit)
+        await wait_until(lambda: len(emit.returned) >= 21)
+        await db.execute("INSERT INTO orders VALUES (99, 'after restart', 99)")  # still listening
+        await wait_until(lambda: len(emit.returned) >= 22)
+        await again.stop()
+    assert [row["id"] for _, row, _ in changes(fake_store)] == [*range(21), 99]  # type: ignore[index]
+    assert emit.returned == [True] * 22
+
+
+async def test_a_change_committed_after_a_later_id_is_not_skipped(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    emit = StoreEmit(fake_store, TRIGGER)
+    slow = await asyncpg.connect(dsn)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            feed = feed_for(dsn, tg, emit)
+            await feed.start(emit)
+            transaction = slow.transaction()
+            await transaction.start()
+            await slow.execute("INSERT INTO orders VALUES (1, 'slow', 1)")  # takes the smaller outbox id
+            await db.execute("INSERT INTO orders VALUES (2, 'fast', 2)")  # larger id, committed first
+            await wait_until(lambda: len(emit.returned) == 1)
+            await transaction.commit()
+            await wait_until(lambda: len(emit.returned) == 2)
+            await feed.stop()
+    finally:
+        await slow.close()
+    by_arrival = [e.data["row"]["item"] for e in fake_store.events.values()]  # type: ignore[index]
+    assert (by_arrival, emit.returned) == (["fast", "slow"], [True, True])
+
+
+async def test_operations_and_columns_filter_the_events(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = feed_for(dsn, tg, emit, operations=["update", "DELETE"], columns=["id", "qty"])
+        await feed.start(emit)
+        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await db.execute("UPDATE orders SET qty = 4 WHERE id = 1")
+        await db.execute("DELETE FROM orders WHERE id = 1")
+        await wait_until(lambda: len(emit.returned) == 2)
+        await feed.stop()
+    assert changes(fake_store) == [("UPDATE", {"id": 1, "qty": 4}, {"id": 1, "qty": 3}),
+                                   ("DELETE", None, {"id": 1, "qty": 4})]
+
+
+async def test_two_triggers_on_one_table_both_fire(dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    emits = [StoreEmit(fake_store, TRIGGER), StoreEmit(fake_store, "/guest/audit")]
+    async with asyncio.TaskGroup() as tg:
+        feeds = [feed_for(dsn, tg, emits[0]), feed_for(dsn, tg, emits[1], trigger="/guest/audit")]
+        for feed, emit in zip(feeds, emits):
+            await feed.start(emit)
+        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await wait_until(lambda: len(emits[0].returned) == 1 and len(emits[1].returned) == 1)
+        for feed in feeds:
+            await feed.stop()
+    assert sorted(str(e.trigger) for e in fake_store.events.values()) == ["/guest/audit", "/guest/orders"]
+    assert await db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'triggerhub_changes'") == 1
+
+
+# --------------------------------------------------------------------------- the lifecycle
+
+
+def manager_for(store: FakeStore) -> FeedManager:
+    async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        return await store.accept(Acceptance(event=event, cursor=cursor))
+    return FeedManager(store, fire, FakeClock(0.0))
+
+
+def call(event: str, **params: object) -> dict[str, object]:
+    return {"lifecycleEvent": event, "triggerName": TRIGGER, "authKey": "uuid:key", **params}
+
+
+async def test_create_read_delete_through_the_manager(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(fake_store)
+        await manager.start(tg)
+        created = await manager.lifecycle("guest", "uuid:key", POSTGRES,
+                                          call("CREATE", dsn=dsn, table="public.orders", operations="INSERT"))
+        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await wait_until(lambda: len(fake_store.events) == 1)
+        read = await manager.lifecycle("guest", "uuid:key", POSTGRES, call("READ"))
+        deleted = await manager.lifecycle("guest", "uuid:key", POSTGRES, call("DELETE"))
+        await manager.stop()
+    assert created == {"triggerName": TRIGGER, "status": "active"}
+    assert read["config"] == {"name": "orders", "namespace": "guest", "dsn": redact_dsn(dsn),  # type: ignore[index]
+                              "table": "public.orders", "operations": ["INSERT"], "columns": None}
+    assert ":********@" in str(redact_dsn(dsn)) and str(redact_dsn(dsn)) != dsn
+    assert deleted == {"triggerName": TRIGGER, "status": "deleted"}
+    assert await db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'triggerhub_changes'") == 0
+    assert await db.fetchval("SELECT count(*) FROM triggerhub_changes") == 1  # the outbox stays
+
+
+async def test_create_of_a_missing_table_fails_naming_it(dsn: str, db: asyncpg.Connection,
+                                                         fake_store: FakeStore) -> None:
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(fake_store)
+        await manager.start(tg)
+        with pytest.raises(BadRequest) as caught:
+            await manager.lifecycle("guest", "uuid:key", POSTGRES, call("CREATE", dsn=dsn, table="shop.nope"))
+    location = parse_postgres_config({"dsn": dsn, "table": "x"}).location
+    assert caught.value.message == (f"feed {POSTGRES} for trigger '{TRIGGER}' could not start: table 'shop.nope' "
+                                    f"does not exist in {location}; create it first or fix the table parameter")
+    assert fake_store.feeds == {}
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"dsn": "postgresql://u:hunter2@h:5432/", "table": "t"},
+     "dsn parameter 'postgresql://u:********@h:5432/' must be a URL like postgresql://user:password@host:5432/database"),
+    ({"dsn": "postgresql://h/db", "table": "a;drop"},
+     "table parameter 'a;drop' must name a table like orders or public.orders"),
+    ({"dsn": "postgresql://h/db", "table": "t", "operations": ["INSERT", "TRUNCATE"]},
+     "operations parameter '['INSERT', 'TRUNCATE']' must list some of INSERT, UPDATE, DELETE"),
+    ({"dsn": "postgresql://h/db", "table": "t", "columns": [1]},
+     "columns parameter '[1]' must be a list of column names"),
+])
+def test_bad_parameters_are_refused_naming_the_value(params: dict[str, object], message: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_postgres_config(params)  # type: ignore[arg-type]
+    assert caught.value.message == message
