@@ -102,10 +102,27 @@ async def _embedded_broker():  # type: ignore[no-untyped-def]
 
 
 async def _deploy_examples(hub: Any) -> None:
+    """Deploy manifests/ so a new user sees triggers working; the webhook example's token is made
+    once per home (unless WEBHOOK_TOKEN is set) and printed with a curl line to try it."""
+    import json
+    import os
+    import secrets
+
     from triggerhub.manifests.deploy import deploy_directory
 
-    if EXAMPLES_DIR.is_dir():
-        await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth)
+    if not EXAMPLES_DIR.is_dir():
+        return
+    settings_path = hub.config.home / "examples.json"
+    settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
+    token = os.environ.get("WEBHOOK_TOKEN") or settings.setdefault("WEBHOOK_TOKEN", secrets.token_urlsafe(24))
+    settings_path.write_text(json.dumps(settings))
+    settings_path.chmod(0o600)
+    results = await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth, env={**os.environ, "WEBHOOK_TOKEN": token})
+    deployed = sorted(name for name, outcome in results.items() if not isinstance(outcome, Exception))
+    click.echo(f"examples deployed: {', '.join(deployed) or 'none'} (from {EXAMPLES_DIR})")
+    if "webhook-to-sequence" in deployed:
+        click.echo(f"  try: curl -X POST {hub.apihost}/hooks/guest/order-received -H 'X-Webhook-Token: {token}' "
+                   "-H 'Content-Type: application/json' -d '{\"id\": 1, \"items\": [{\"price\": 2.5, \"qty\": 2}]}'")
 
 
 @main.command()

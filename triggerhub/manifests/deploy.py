@@ -24,8 +24,8 @@ def example_projects(folder: Path) -> list[Path]:
             and any((sub / name).is_file() for name in DEFAULT_MANIFESTS)]
 
 
-async def deploy_directory(folder: Path, apihost: str, auth: str,
-                           params: Mapping[str, str] | None = None) -> dict[str, Outcome | errors.TriggerhubError]:
+async def deploy_directory(folder: Path, apihost: str, auth: str, params: Mapping[str, str] | None = None,
+                           env: Mapping[str, str] | None = None) -> dict[str, Outcome | errors.TriggerhubError]:
     """Deploy each project; returns project folder name -> Outcome, or the error that stopped it."""
     results: dict[str, Outcome | errors.TriggerhubError] = {}
     async with HttpWhiskClient(apihost, auth) as client:
@@ -34,7 +34,7 @@ async def deploy_directory(folder: Path, apihost: str, auth: str,
             deployment = next((project / n for n in DEFAULT_DEPLOYMENTS if (project / n).is_file()), None)
             try:
                 results[project.name] = await deploy_manifest(client, manifest, deployment=deployment,
-                                                              params=params)
+                                                              params=params, env=env)
             except errors.TriggerhubError as exc:
                 log.warning("example %s not deployed: %s", project.name, exc)
                 results[project.name] = exc
