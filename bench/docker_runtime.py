@@ -1,7 +1,7 @@
 """Docker runtime latency at the Runtime seam: cold start (create + /init) and warm /run.
 
-    scripts/services/dockerd.sh start && python -m triggerhub.invoker.images
-    python bench/docker_runtime.py [--cold 10] [--warm 300]
+    scripts/services/dockerd.sh start && export $(grep ^DOCKER_HOST= .cache/services.env)
+    python -m triggerhub.invoker.images && python bench/docker_runtime.py [--cold 10] [--warm 300]
 
 Targets: cold start p50 <= 600 ms, warm run p50 <= 3 ms. Needs a running dockerd and the images.
 """

@@ -3,93 +3,74 @@
 #
 #   scripts/services/dockerd.sh start|stop|status
 #
-# State lives under <repo>/.cache/docker (data root, pid file, log). The engine listens on the
-# default socket (/var/run/docker.sock) so the Docker SDK's from_env() finds it. It runs with
+# Each checkout runs its own engine: state (data root, exec root, pid file, log) and the API
+# socket live under .cache/docker, so two checkouts on one machine never share or race for
+# /var/run/docker.sock. `start` records DOCKER_HOST=unix://<that socket> in .cache/services.env
+# (scripts/test exports it; the Docker SDK's from_env() reads it). The engine runs with
 # --bridge=none --iptables=false: containers get no network unless asked (see invoker/docker.py).
-# `start` is idempotent: if an engine already answers, it does nothing. `stop` only stops the
-# engine this script started (the pid in the pid file).
-set -euo pipefail
+# `start` is idempotent; `stop` stops only the engine whose pid this checkout recorded.
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+TH_SERVICE=dockerd
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-state_dir="${TRIGGERHUB_DOCKER_STATE:-$repo/.cache/docker}"
-pid_file="$state_dir/dockerd.pid"
-log_file="$state_dir/dockerd.log"
+state_dir="${TH_CACHE}/docker"
+pid_file="${state_dir}/dockerd.pid"
+log_file="${state_dir}/dockerd.log"
+socket="${state_dir}/docker.sock"
+docker_host="unix://${socket}"
 start_timeout_s="${TRIGGERHUB_DOCKERD_TIMEOUT_S:-60}"
 
-answers() { docker info >/dev/null 2>&1; }
-
-our_pid() {
-  [[ -f $pid_file ]] || return 1
-  local pid
-  pid=$(<"$pid_file")
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
-
-ensure_installed() {
-  command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 && return 0
-  echo "dockerd.sh: docker.io is not installed; installing it with apt-get" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq docker.io >/dev/null
-}
+answers() { docker -H "${docker_host}" info >/dev/null 2>&1; }
 
 start() {
-  if answers; then
-    echo "dockerd.sh: a Docker engine already answers; nothing to do"
-    return 0
-  fi
-  ensure_installed
-  mkdir -p "$state_dir/data" "$state_dir/exec"
-  # A pid file left by a killed engine would make dockerd refuse to start.
-  if ! our_pid >/dev/null; then rm -f "$pid_file"; fi
-  echo "dockerd.sh: starting dockerd (data root $state_dir/data, log $log_file)"
-  setsid dockerd --bridge=none --iptables=false --ip-masq=false \
-    --data-root "$state_dir/data" --exec-root "$state_dir/exec" \
-    --pidfile "$pid_file" >>"$log_file" 2>&1 </dev/null &
-  local waited_s=0
-  until answers; do
-    if ((waited_s >= start_timeout_s)); then
-      echo "dockerd.sh: dockerd did not answer 'docker info' within ${start_timeout_s}s;" \
-        "see $log_file (last lines below)" >&2
-      tail -n 20 "$log_file" >&2 || true
-      exit 1
+    if th_pid_alive "${pid_file}" && answers; then
+        th_env_set DOCKER_HOST "${docker_host}"
+        th_log "already running (pid $(head -n1 "${pid_file}")) at ${docker_host}"
+        return 0
     fi
-    sleep 1
-    waited_s=$((waited_s + 1))
-  done
-  echo "dockerd.sh: dockerd is up (pid $(cat "$pid_file"))"
+    command -v dockerd >/dev/null && command -v docker >/dev/null || th_apt_install docker.io
+    # A unix socket path longer than 107 bytes cannot be bound.
+    ((${#socket} <= 100)) || th_die "socket path ${socket} is too long; set TH_SVC_CACHE to a shorter folder"
+    mkdir -p "${state_dir}/data" "${state_dir}/exec"
+    rm -f "${pid_file}" "${socket}"  # left by a killed engine; dockerd refuses a stale pid file
+    th_log "starting dockerd at ${docker_host} (data root ${state_dir}/data, log ${log_file})"
+    setsid dockerd --host "${docker_host}" --bridge=none --iptables=false --ip-masq=false \
+        --data-root "${state_dir}/data" --exec-root "${state_dir}/exec" \
+        --pidfile "${pid_file}" >>"${log_file}" 2>&1 </dev/null &
+    TH_WATCH_PID=$!
+    if ! th_wait_until "${start_timeout_s}" "answer from 'docker info' at ${docker_host}" answers; then
+        th_tail_log "${log_file}"
+        th_die "dockerd did not come up within ${start_timeout_s} s"
+    fi
+    th_env_set DOCKER_HOST "${docker_host}"
+    th_log "dockerd is up (pid $(head -n1 "${pid_file}"))"
 }
 
 stop() {
-  local pid
-  if ! pid=$(our_pid); then
-    echo "dockerd.sh: no dockerd started by this script is running"
-    rm -f "$pid_file"
-    return 0
-  fi
-  echo "dockerd.sh: stopping dockerd (pid $pid)"
-  kill -TERM "$pid"
-  for _ in $(seq 1 30); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$pid_file"; return 0; }
-    sleep 1
-  done
-  echo "dockerd.sh: dockerd (pid $pid) did not stop within 30s; sending SIGKILL" >&2
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$pid_file"
+    if ! th_pid_alive "${pid_file}"; then
+        th_log "not running"
+        rm -f "${pid_file}"
+        th_env_unset DOCKER_HOST
+        return 0
+    fi
+    th_log "stopping dockerd (pid $(head -n1 "${pid_file}"))"
+    th_stop_pid "${pid_file}" TERM 30
+    rm -f "${pid_file}"
+    th_env_unset DOCKER_HOST
 }
 
 status() {
-  if answers; then
-    if pid=$(our_pid); then echo "running (pid $pid)"; else echo "running (not started by this script)"; fi
-    return 0
-  fi
-  echo "not running"
-  return 3
+    if th_pid_alive "${pid_file}" && answers; then
+        echo "running (pid $(head -n1 "${pid_file}")) at ${docker_host}"
+        return 0
+    fi
+    echo "not running"
+    return 3
 }
 
 case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    *) th_usage ;;
 esac

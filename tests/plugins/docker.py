@@ -6,7 +6,6 @@ had, tests fail under CI=true and are skipped with the reason locally.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,6 +15,7 @@ from typing import Any
 import docker
 import pytest
 
+from tests.plugins.services import not_configured, service_missing, service_setting
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.docker import DockerRuntimeFactory
 from triggerhub.invoker.images import build_runtime_images
@@ -24,27 +24,29 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERD_SCRIPT = REPO / "scripts" / "services" / "dockerd.sh"
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason, pytrace=False)
-    print(f"\nskipping Docker tests: {reason}")
-    pytest.skip(reason)
-
-
 def _script(command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(DOCKERD_SCRIPT), command], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture(scope="session")
 def dockerd() -> Iterator[docker.DockerClient]:
-    """A running Docker engine; stopped at the end only if this session started it."""
+    """This checkout's Docker engine, with DOCKER_HOST pointing at it for the whole session.
+
+    It is stopped at the end only if this session started it.
+    """
     was_running = _script("status").returncode == 0
     started = _script("start")
     if started.returncode != 0:
-        _unavailable(f"dockerd could not be started: {started.stderr.strip() or started.stdout.strip()}")
+        service_missing(f"dockerd could not be started: {started.stderr.strip() or started.stdout.strip()}")
+    docker_host = service_setting("DOCKER_HOST")
+    if docker_host is None:
+        service_missing(not_configured("DOCKER_HOST", "dockerd.sh"))
+    environment = pytest.MonkeyPatch()
+    environment.setenv("DOCKER_HOST", str(docker_host))  # for from_env() here and in subprocesses
     client = docker.from_env()
     yield client
     client.close()
+    environment.undo()
     if not was_running:
         _script("stop")
 
@@ -55,8 +57,7 @@ def runtime_images(dockerd: docker.DockerClient) -> list[str]:
     try:
         return build_runtime_images()
     except ActionRuntimeError as exc:
-        _unavailable(f"the runtime images could not be built: {exc}")
-        raise
+        service_missing(f"the runtime images could not be built: {exc}")
 
 
 @pytest.fixture
