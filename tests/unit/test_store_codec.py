@@ -53,7 +53,7 @@ ACTIVATION = Activation(
 INVOCATION = Invocation(
     "d" * 32, ACTION, [{"a": 1}, "b"], "alice", "alice-subject", 1_700_000_000_000, cause="e" * 32,
     blocking=True, path_annotation="guest/utils/hello", binding="alice/utils-bound",
-    init_env={"__OW_API_KEY": "k"}, transaction_id="tx-1", extra_annotations=(Parameter("causedBy", "sequence"),),
+    init_env={"__OW_DEBUG": "1"}, transaction_id="tx-1", extra_annotations=(Parameter("causedBy", "sequence"),),
 )
 EVENT = TriggerEvent(
     "evt-1", "mqtt://127.0.0.1:1883/sensors/#", "triggerhub.mqtt.message", GUEST_HELLO,
@@ -81,6 +81,13 @@ IDS = [type(record).__name__ for record, _, _ in CASES]
 @pytest.mark.parametrize(("record", "encode", "decode"), CASES, ids=IDS)
 def test_record_survives_a_round_trip_through_json_text(record: Any, encode: Any, decode: Any) -> None:
     assert decode(codec.loads(codec.dumps(encode(record)))) == record
+
+
+def test_the_callers_api_key_is_never_written() -> None:
+    invocation = dataclasses.replace(INVOCATION, init_env={"__OW_API_KEY": "uuid:secret", "__OW_DEBUG": "1"})
+    text = codec.dumps(codec.invocation_to_doc(invocation))
+    assert "uuid:secret" not in text
+    assert codec.invocation_from_doc(codec.loads(text)).init_env == {"__OW_DEBUG": "1"}
 
 
 @pytest.mark.parametrize("record", [c[0] for c in CASES], ids=IDS)

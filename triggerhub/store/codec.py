@@ -172,12 +172,17 @@ def activation_from_doc(doc: Doc) -> Activation:
                       doc["duration_ms"])
 
 
+SECRET_ENV = frozenset({"__OW_API_KEY"})
+"""Never written: an invocation re-run after a crash runs without the caller's key."""
+
+
 def invocation_to_doc(invocation: Invocation) -> Doc:
     return {"activation_id": invocation.activation_id, "action": action_to_doc(invocation.action),
             "args": invocation.args, "namespace": invocation.namespace, "subject": invocation.subject,
             "accepted_ms": invocation.accepted_ms, "cause": invocation.cause, "blocking": invocation.blocking,
             "path_annotation": invocation.path_annotation, "binding": invocation.binding,
-            "init_env": invocation.init_env, "transaction_id": invocation.transaction_id,
+            "init_env": {k: v for k, v in invocation.init_env.items() if k not in SECRET_ENV},
+            "transaction_id": invocation.transaction_id,
             "extra_annotations": _params(invocation.extra_annotations)}
 
 
