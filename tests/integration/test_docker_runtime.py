@@ -9,7 +9,6 @@ import sys
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -22,8 +21,8 @@ from triggerhub.invoker.docker import DockerRuntime, DockerRuntimeFactory
 
 pytestmark = pytest.mark.docker
 
-AT = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
-STAMP = "2024-05-06T07:08:09.123456Z   "  # padded to 30 characters
+AT_NS = 1_714_979_289_123_456_789  # 2024-05-06T07:08:09.123456789Z
+STAMP = "2024-05-06T07:08:09.123456789Z"  # 30 characters: the padding adds nothing
 PYTHON = RuntimeSpec(kind="python:3.11", memory_mb=128)
 NODEJS = RuntimeSpec(kind="nodejs:20", memory_mb=128)
 LOG_LIMIT_BYTES = 10_000
@@ -41,7 +40,7 @@ def run_body(args: dict[str, object]) -> dict[str, object]:
 
 @pytest.fixture
 def clocked_factory(make_docker_factory: Callable[..., DockerRuntimeFactory]) -> DockerRuntimeFactory:
-    return make_docker_factory(now=lambda: AT)
+    return make_docker_factory(clock_ns=lambda: AT_NS)
 
 
 @pytest.fixture
@@ -121,11 +120,12 @@ async def test_logs_over_the_limit_are_truncated(started: Start) -> None:
 
     await runtime.run(run_body({}), timeout_ms=5_000)
 
-    # Each "line N" counts 7 bytes with its newline: 20 bytes hold two lines.
+    # Each "line N" counts 6 bytes: 20 bytes hold three lines.
     assert await runtime.logs(20) == [
         f"{STAMP} stdout: line 0",
         f"{STAMP} stdout: line 1",
-        f"{STAMP} stderr: Logs were truncated because the total bytes size exceeds the limit of 20 bytes.",
+        f"{STAMP} stdout: line 2",
+        "Logs were truncated because the total bytes size exceeds the limit of 20 bytes.",
     ]
 
 

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import docker
 import docker.errors
 from docker.types import LogConfig, Ulimit
@@ -31,6 +29,8 @@ from docker.types import LogConfig, Ulimit
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.base import LOG_SENTINEL, ProxyResponse, RuntimeSpec
 from triggerhub.invoker.images import IMAGE_FOR_KIND
+from triggerhub.invoker.process import COLLECTION_ISSUE, LogLine, format_logs
+from triggerhub.invoker.proxy_client import ProxyClient
 from triggerhub.model import JSON
 
 logger = logging.getLogger(__name__)
@@ -48,42 +48,29 @@ NOFILE_LIMIT = 1024
 CONNECT_RETRY_S = 0.002
 OOM_CHECKS = 10
 OOM_CHECK_INTERVAL_S = 0.02
-TRUNCATED_LOGS = "Logs were truncated because the total bytes size exceeds the limit of {limit} bytes."
-LOGS_MISSING = "There was an issue while collecting your logs. Data might be missing."
 _SENTINEL = LOG_SENTINEL.encode()
 _STREAMS = {1: "stdout", 2: "stderr"}
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def format_log_line(at: datetime, stream: str, text: str) -> str:
-    """One activation log line as OpenWhisk shows it: timestamp padded to 30, stream, text."""
-    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{stamp:<30} {stream}: {text}"
-
-
 class LogStream:
-    """Demultiplexes a Docker attach stream into formatted lines, one activation at a time.
+    """Demultiplexes a Docker attach stream into log lines, one activation at a time.
 
     Docker frames each write as an 8-byte header (stream id, 3 zero bytes, big-endian size) and
     the payload. A line ending in the sentinel marks the end of an activation on that stream;
-    its text before the sentinel is kept. Lines past `cap_bytes` are dropped (and reported as
-    truncation) so a chatty action cannot exhaust the hub's memory.
+    its text before the sentinel is kept. Lines past `cap_bytes` are dropped so a chatty action
+    cannot exhaust the hub's memory (the limit given to `take()` is far below it).
     """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 now: Callable[[], datetime], cap_bytes: int) -> None:
+                 clock_ns: Callable[[], int], cap_bytes: int) -> None:
         self._reader = reader
         self._writer = writer
-        self._now = now
+        self._clock_ns = clock_ns
         self._cap_bytes = cap_bytes
         self._frames = bytearray()
         self._partial = {1: bytearray(), 2: bytearray()}
-        self._lines: list[tuple[int, str]] = []  # (text bytes incl. newline, formatted line)
+        self._lines: list[LogLine] = []
         self._size_bytes = 0
-        self._dropped = False
         self._ended: set[int] = set()
         self.eof = False
 
@@ -128,42 +115,22 @@ class LogStream:
             lines.append(rest)
             rest = bytearray()
         self._partial[stream_id] = bytearray(rest)
+        stamp_ns = self._clock_ns()
         for line in lines:
             if line.endswith(_SENTINEL):
                 self._ended.add(stream_id)
                 line = line[: -len(_SENTINEL)]
                 if not line:
                     continue
-            self._append(stream_id, line)
+            if self._size_bytes + len(line) <= self._cap_bytes:
+                self._size_bytes += len(line)
+                text = line.decode("utf-8", errors="replace").rstrip("\r")
+                self._lines.append(LogLine(stamp_ns, _STREAMS[stream_id], text))
 
-    def _append(self, stream_id: int, line: bytes | bytearray) -> None:
-        size = len(line) + 1
-        if self._size_bytes + size > self._cap_bytes:
-            self._dropped = True
-            return
-        self._size_bytes += size
-        text = line.decode("utf-8", errors="replace").rstrip("\r")
-        self._lines.append((size, format_log_line(self._now(), _STREAMS[stream_id], text)))
-
-    def take(self, limit_bytes: int, missing: bool = False) -> list[str]:
-        """The lines of the finished activation, at most `limit_bytes` of text; resets."""
-        out: list[str] = []
-        used = 0
-        truncated = self._dropped
-        for size, line in self._lines:
-            if used + size > limit_bytes:
-                truncated = True
-                break
-            out.append(line)
-            used += size
-        if truncated:
-            out.append(format_log_line(self._now(), "stderr", TRUNCATED_LOGS.format(limit=limit_bytes)))
-        if missing:
-            out.append(format_log_line(self._now(), "stderr", LOGS_MISSING))
-        self._lines.clear()
-        self._size_bytes = 0
-        self._dropped = False
-        return out
+    def take(self, limit_bytes: int) -> list[str]:
+        """The formatted lines not taken yet, at most `limit_bytes` of text; consumed."""
+        lines, self._lines, self._size_bytes = self._lines, [], 0
+        return format_logs(lines, limit_bytes)
 
     def close(self) -> None:
         self._writer.close()
@@ -196,14 +163,12 @@ class DockerRuntime:
     """One container speaking the OpenWhisk action protocol (implements base.Runtime)."""
 
     def __init__(self, *, spec: RuntimeSpec, client: docker.DockerClient, container_id: str, name: str,
-                 session: aiohttp.ClientSession, base_url: str, log: LogStream, socket_dir: Path | None,
-                 log_grace_ms: int) -> None:
+                 proxy: ProxyClient, log: LogStream, socket_dir: Path | None, log_grace_ms: int) -> None:
         self.spec = spec
         self.container_id = container_id
         self.name = name
         self._api = client.api
-        self._session = session
-        self._base_url = base_url
+        self._proxy = proxy
         self._log = log
         self._socket_dir = socket_dir
         self._log_grace_s = log_grace_ms / 1000
@@ -218,8 +183,11 @@ class DockerRuntime:
         return await self._exchange("/run", body, timeout_ms, retry_connect=False)
 
     async def logs(self, limit_bytes: int) -> list[str]:
-        missing, self._logs_missing = self._logs_missing, False
-        return self._log.take(limit_bytes, missing)
+        lines = self._log.take(limit_bytes)
+        if self._logs_missing:
+            lines.append(COLLECTION_ISSUE)
+            self._logs_missing = False
+        return lines
 
     async def pause(self) -> None:
         await self._docker("pause", self._api.pause, self.container_id)
@@ -228,7 +196,7 @@ class DockerRuntime:
         await self._docker("unpause", self._api.unpause, self.container_id)
 
     async def destroy(self) -> None:
-        await self._session.close()
+        await self._proxy.close()
         self._log.close()
         try:
             await self._docker("remove", self._api.remove_container, self.container_id, force=True)
@@ -243,45 +211,36 @@ class DockerRuntime:
                         retry_connect: bool) -> ProxyResponse:
         # The log stream is read while the request is in flight: an action that logs more than
         # the pipe buffers hold would otherwise block before it can answer.
-        deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+        deadline_s = asyncio.get_running_loop().time() + timeout_ms / 1000
         self._log.begin_activation()
         async with asyncio.TaskGroup() as tasks:
             pump = tasks.create_task(self._log.pump(until_sentinels=self._sentinelled))
-            try:
-                async with asyncio.timeout_at(deadline):
-                    response = await self._post(path, payload, retry_connect)
-            except TimeoutError:
-                pump.cancel()
-                logger.info("container %s: %s exceeded %d ms", self.name, path, timeout_ms)
-                return ProxyResponse(status=0, body=None, timed_out=True)
+            response = await self._post(path, payload, deadline_s, retry_connect)
             # The proxy writes sentinels after every /run and every failed /init.
             if self._sentinelled and response.status != 0 and (path == "/run" or response.status != 200):
                 await asyncio.wait({pump}, timeout=self._log_grace_s)
                 self._logs_missing = not self._log.complete and not self._log.eof
             pump.cancel()
-        if (response.status == 0 or response.status >= 500) and await self._oom_killed(response.status == 0):
+        if response.timed_out:
+            logger.info("container %s: %s exceeded %d ms", self.name, path, timeout_ms)
+        elif (response.status == 0 or response.status >= 500) and await self._oom_killed(response.status == 0):
             logger.info("container %s: killed for exceeding %d MB", self.name, self.spec.memory_mb)
             return dataclasses.replace(response, oom=True)
         return response
 
-    async def _post(self, path: str, payload: dict[str, JSON], retry_connect: bool) -> ProxyResponse:
-        data = json.dumps(payload).encode()
+    async def _post(self, path: str, payload: dict[str, JSON], deadline_s: float,
+                    retry_connect: bool) -> ProxyResponse:
+        loop = asyncio.get_running_loop()
         while True:
-            try:
-                async with self._session.post(self._base_url + path, data=data,
-                                              headers={"Content-Type": "application/json"}) as reply:
-                    raw = await reply.read()
-                    return ProxyResponse(status=reply.status, body=_json_or_none(raw), raw=raw)
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                # /init may be sent before the proxy listens (a published port accepts and then
-                # drops the connection until then); OpenWhisk retries it too.
-                if not retry_connect:
-                    logger.info("container %s: connection to the proxy lost during %s: %s", self.name, path, exc)
-                    return ProxyResponse(status=0, body=None)
-                await asyncio.sleep(CONNECT_RETRY_S)
-            except aiohttp.ClientError as exc:
-                logger.info("container %s: connection to the proxy failed during %s: %s", self.name, path, exc)
-                return ProxyResponse(status=0, body=None)
+            remaining_ms = int((deadline_s - loop.time()) * 1000)
+            if remaining_ms <= 0:
+                return ProxyResponse(status=0, body=None, timed_out=True)
+            response = await self._proxy.post(path, payload, remaining_ms)
+            # /init may be sent before the proxy listens (a published port even accepts and then
+            # drops the connection until then); OpenWhisk retries it too. /run is never retried.
+            if response.status or response.timed_out or not retry_connect:
+                return response
+            await asyncio.sleep(CONNECT_RETRY_S)
 
     async def _oom_killed(self, connection_dropped: bool) -> bool:
         # When the proxy itself was killed, the dropped connection can be seen before dockerd has
@@ -316,7 +275,7 @@ class DockerRuntimeFactory:
 
     def __init__(self, *, hub_id: str = "hub0", client: docker.DockerClient | None = None,
                  docker_socket: str | None = None, socket_root: Path | None = None,
-                 api_host: str | None = None, now: Callable[[], datetime] = utc_now,
+                 api_host: str | None = None, clock_ns: Callable[[], int] = time.time_ns,
                  log_cap_bytes: int = 10 * 1024 * 1024, log_grace_ms: int = 2000) -> None:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         self._docker_socket = docker_socket or host.removeprefix("unix://")
@@ -334,7 +293,7 @@ class DockerRuntimeFactory:
         self.hub_id = hub_id
         self._socket_root = socket_root or Path(tempfile.gettempdir()) / "triggerhub-sockets"
         self._api_host = api_host
-        self._now = now
+        self._clock_ns = clock_ns
         self._log_cap_bytes = log_cap_bytes
         self._log_grace_ms = log_grace_ms
         self._network_ready = False
@@ -355,15 +314,13 @@ class DockerRuntimeFactory:
         log: LogStream | None = None
         try:
             reader, writer = await open_attach_stream(self._docker_socket, container_id)
-            log = LogStream(reader, writer, self._now, self._log_cap_bytes)
+            log = LogStream(reader, writer, self._clock_ns, self._log_cap_bytes)
             await asyncio.to_thread(self._client.api.start, container_id)
             if blackbox:
                 port = await asyncio.to_thread(self._published_port, container_id)
-                connector: aiohttp.BaseConnector = aiohttp.TCPConnector()
-                base_url = f"http://127.0.0.1:{port}"
+                proxy = ProxyClient(port=port)
             else:
-                connector = aiohttp.UnixConnector(path=str(self._socket_root / name / SOCKET_NAME))
-                base_url = "http://localhost"
+                proxy = ProxyClient(socket_path=str(self._socket_root / name / SOCKET_NAME))
         except BaseException as exc:
             if log is not None:
                 log.close()
@@ -374,8 +331,7 @@ class DockerRuntimeFactory:
         logger.info("container %s created (kind %s, %d MB)", name, spec.kind, spec.memory_mb)
         return DockerRuntime(
             spec=spec, client=self._client, container_id=container_id, name=name,
-            session=aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)),
-            base_url=base_url, log=log, socket_dir=socket_dir, log_grace_ms=self._log_grace_ms,
+            proxy=proxy, log=log, socket_dir=socket_dir, log_grace_ms=self._log_grace_ms,
         )
 
     def close(self) -> None:
@@ -491,13 +447,6 @@ class DockerRuntimeFactory:
             logger.warning("removing container %s failed: %s", container_id[:12], exc)
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)
-
-
-def _json_or_none(raw: bytes) -> JSON:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
 
 
 def _cgroup_oom_kills(container_id: str) -> int | None:
