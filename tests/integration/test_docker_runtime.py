@@ -223,8 +223,10 @@ async def test_container_limits_and_labels(clocked_factory: DockerRuntimeFactory
     assert (host["Memory"], host["MemorySwap"], host["PidsLimit"]) == (192 << 20, 192 << 20, 1024)
     assert (host["NetworkMode"], host["ReadonlyRootfs"], host["CapDrop"]) == ("none", True, ["ALL"])
     assert attrs["Config"]["User"] == "65534:65534"
-    assert {k: v for k, v in attrs["Config"]["Labels"].items() if k.startswith("triggerhub.")
-            and k != "triggerhub.build-hash"} == {
+    labels = {k: v for k, v in attrs["Config"]["Labels"].items()
+              if k.startswith("triggerhub.") and k != "triggerhub.build-hash"}
+    assert len(labels.pop("triggerhub.factory")) == 32
+    assert labels == {
         "triggerhub.managed": "1", "triggerhub.hub": clocked_factory.hub_id, "triggerhub.kind": "python:3.11",
         "triggerhub.memory_mb": "192", "triggerhub.action": "guest/hello"}
 
@@ -245,7 +247,7 @@ asyncio.run(main())
 """
 
 
-async def test_cleanup_removes_containers_of_a_killed_hub(runtime_images: list[str], tmp_path: Path,
+async def test_cleanup_removes_containers_of_a_killed_hub_but_not_its_own(runtime_images: list[str], tmp_path: Path,
                                                           dockerd: docker.DockerClient) -> None:
     hub_id = f"orphans{uuid.uuid4().hex[:8]}"
     maker = subprocess.Popen([sys.executable, "-c", ORPHAN_MAKER, hub_id, str(tmp_path)],
@@ -255,13 +257,17 @@ async def test_cleanup_removes_containers_of_a_killed_hub(runtime_images: list[s
     maker.wait()
     maker.stdout.close()  # type: ignore[union-attr]
 
-    factory = DockerRuntimeFactory(hub_id=hub_id, socket_root=tmp_path)
-    removed = await factory.cleanup_orphans()
-    factory.close()
+    restarted = DockerRuntimeFactory(hub_id=hub_id, socket_root=tmp_path)
+    own = await restarted.create(RuntimeSpec(kind="python:3.11", memory_mb=128))
+    removed = await restarted.cleanup_orphans()
+    own_status = dockerd.containers.get(own.container_id).status
+    await own.destroy()
+    restarted.close()
 
     assert removed == 1
     with pytest.raises(docker.errors.NotFound):
         dockerd.containers.get(container_id)
+    assert own_status == "running"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -74,7 +74,9 @@ async def make_docker_factory(runtime_images: list[str], tmp_path_factory: pytes
 
     yield make
     for factory in made:
-        await factory.cleanup_orphans()
+        sweeper = DockerRuntimeFactory(hub_id=factory.hub_id)  # sees the factory's containers as orphans
+        await sweeper.cleanup_orphans()
+        sweeper.close()
         factory.close()
 
 

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 MANAGED_LABEL = "triggerhub.managed"
 HUB_LABEL = "triggerhub.hub"
 KIND_LABEL = "triggerhub.kind"
+FACTORY_LABEL = "triggerhub.factory"  # one value per factory instance, i.e. per hub process
 BLACKBOX = "blackbox"
 BLACKBOX_NETWORK = "triggerhub"
 BLACKBOX_PORT = 8080
@@ -270,7 +271,8 @@ class DockerRuntimeFactory:
     """Creates DockerRuntimes (implements base.RuntimeFactory).
 
     `hub_id` marks every container this hub creates; it must be unique among hubs sharing one
-    dockerd, because `cleanup_orphans()` removes every container carrying it.
+    dockerd, because `cleanup_orphans()` removes every container carrying it that another
+    factory instance (an earlier, crashed run of the same hub) created.
     """
 
     def __init__(self, *, hub_id: str = "hub0", client: docker.DockerClient | None = None,
@@ -291,6 +293,7 @@ class DockerRuntimeFactory:
                 f"cannot reach the Docker engine at {host} ({exc}); start it with scripts/services/dockerd.sh start"
             ) from exc
         self.hub_id = hub_id
+        self._instance = uuid.uuid4().hex
         self._socket_root = socket_root or Path(tempfile.gettempdir()) / "triggerhub-sockets"
         self._api_host = api_host
         self._clock_ns = clock_ns
@@ -344,11 +347,12 @@ class DockerRuntimeFactory:
             found = await asyncio.to_thread(self._client.api.containers, all=True, filters=filters)
         except docker.errors.DockerException as exc:
             raise ActionRuntimeError(f"listing containers of hub {self.hub_id!r} failed: {exc}") from exc
-        for container in found:
+        orphans = [container for container in found if container["Labels"].get(FACTORY_LABEL) != self._instance]
+        for container in orphans:
             name = container["Names"][0].lstrip("/")
             await asyncio.to_thread(self._remove_quietly, container["Id"], self._socket_root / name)
             logger.info("removed orphaned container %s of hub %s", name, self.hub_id)
-        return len(found)
+        return len(orphans)
 
     def _image_for(self, spec: RuntimeSpec) -> str:
         if spec.kind == BLACKBOX:
@@ -372,8 +376,8 @@ class DockerRuntimeFactory:
     def _create_container(self, spec: RuntimeSpec, image: str, name: str, socket_dir: Path | None) -> str:
         api = self._client.api
         memory = f"{spec.memory_mb}m"
-        labels = {**spec.labels, MANAGED_LABEL: "1", HUB_LABEL: self.hub_id, KIND_LABEL: spec.kind,
-                  "triggerhub.memory_mb": str(spec.memory_mb)}
+        labels = {**spec.labels, MANAGED_LABEL: "1", HUB_LABEL: self.hub_id, FACTORY_LABEL: self._instance,
+                  KIND_LABEL: spec.kind, "triggerhub.memory_mb": str(spec.memory_mb)}
         environment = {"__OW_API_HOST": self._api_host} if self._api_host else {}
         common = dict(
             mem_limit=memory, memswap_limit=memory, pids_limit=PIDS_LIMIT,
