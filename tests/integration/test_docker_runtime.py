@@ -316,3 +316,14 @@ async def test_unknown_kind_is_refused_with_the_known_ones(docker_factory: Docke
         await docker_factory.create(RuntimeSpec(kind="python:2", memory_mb=128))
 
     assert str(refused.value) == "no Docker image for kind 'python:2'; known: nodejs:20, python:3.11, blackbox"
+
+
+async def test_missing_blackbox_image_is_refused_when_pulling_is_off(
+        make_docker_factory: Callable[..., DockerRuntimeFactory]) -> None:
+    factory = make_docker_factory(pull_images=False)
+
+    with pytest.raises(ActionRuntimeError) as refused:
+        await factory.create(RuntimeSpec(kind="blackbox", memory_mb=128, image="triggerhub-test/absent:1"))
+
+    assert str(refused.value) == (
+        "blackbox image 'triggerhub-test/absent:1' is not present and pulling is off; load or build it on this host")

@@ -278,7 +278,8 @@ class DockerRuntimeFactory:
     def __init__(self, *, hub_id: str = "hub0", client: docker.DockerClient | None = None,
                  docker_socket: str | None = None, socket_root: Path | None = None,
                  api_host: str | None = None, clock_ns: Callable[[], int] = time.time_ns,
-                 log_cap_bytes: int = 10 * 1024 * 1024, log_grace_ms: int = 2000) -> None:
+                 log_cap_bytes: int = 10 * 1024 * 1024, log_grace_ms: int = 2000,
+                 pull_images: bool = True) -> None:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         self._docker_socket = docker_socket or host.removeprefix("unix://")
         if docker_socket is None and not host.startswith("unix://"):
@@ -300,6 +301,7 @@ class DockerRuntimeFactory:
         self._log_cap_bytes = log_cap_bytes
         self._log_grace_ms = log_grace_ms
         self._network_ready = False
+        self._pull_images = pull_images  # a missing blackbox image is pulled, as OpenWhisk does
 
     async def create(self, spec: RuntimeSpec) -> DockerRuntime:
         blackbox = spec.kind == BLACKBOX
@@ -401,8 +403,12 @@ class DockerRuntimeFactory:
             return api.create_container(image, name=name, labels=labels, environment=environment,
                                         host_config=host_config, **extra)["Id"]
         except docker.errors.ImageNotFound as exc:
-            if spec.kind == BLACKBOX:
+            if spec.kind == BLACKBOX and self._pull_images:
                 return self._pull_and_create(image, name, labels, environment, host_config, extra, exc)
+            if spec.kind == BLACKBOX:
+                raise ActionRuntimeError(
+                    f"blackbox image {image!r} is not present and pulling is off; load or build it on this host"
+                ) from exc
             raise ActionRuntimeError(
                 f"image {image!r} for kind {spec.kind!r} is missing; build it with "
                 "`triggerhub images build` (or python -m triggerhub.invoker.images)"
