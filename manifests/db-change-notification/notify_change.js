@@ -1,7 +1,8 @@
-// Turn one database change event into a short notification for a chat channel.
+// Turn one database change event ({table, op, row, old, id, at} from the postgres feed)
+// into a short notification for a chat channel.
 function main(params) {
-  const op = (params.operation || params.op || "change").toLowerCase();
+  const op = (params.op || "change").toLowerCase();
   const table = params.table || "orders";
-  const row = params.new || params.old || {};
+  const row = params.row || params.old || {};
   return { channel: params.channel, text: `${op} on ${table}` + (row.id !== undefined ? ` (id ${row.id})` : "") };
 }

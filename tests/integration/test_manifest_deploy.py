@@ -4,11 +4,14 @@ with what OpenWhisk creates for the same wskdeploy manifest; updates, undeploy a
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import paho.mqtt.client as mqtt_client
 import pytest
 from click.testing import CliRunner
 
@@ -37,33 +40,11 @@ async def get(hub: HubClient, collection: str, name: str) -> tuple[int, Any]:
     return await hub.call("GET", f"namespaces/_/{collection}/{name}")
 
 
-STAND_IN_FEED = """\
-def main(args):
-    reserved = ("lifecycleEvent", "triggerName", "authKey")
-    return {"config": {k: v for k, v in args.items() if k not in reserved}, "event": args["lifecycleEvent"]}
-"""
-
-
-async def require_feed(hub: HubClient, feed: str, *, stand_in: bool = True) -> None:
-    """Use the hub's feed; while the hub lacks it, install a stand-in feed action under whisk.system
-    (feeds are plain actions in OpenWhisk) so the manifest is still deployed through the protocol.
-    Tests that need the feed's state (READ) pass stand_in=False and are xfailed until it exists."""
+async def require_feed(hub: HubClient, feed: str) -> None:
+    """The hub's own feed action must be there (bootstrapped under whisk.system)."""
     namespace, _, rest = feed.lstrip("/").partition("/")
-    package, _, name = rest.partition("/")
-    status, _ = await hub.call("GET", f"namespaces/{namespace}/actions/{rest}")
-    if status == 200:
-        return
-    if not stand_in:
-        pytest.xfail(f"the hub does not provide the feed {feed} yet (GET answered {status})")
-    print(f"the hub does not provide {feed} (GET answered {status}); using a stand-in feed action")
-    system = hub.hub.credentials[namespace]
-    status, _ = await hub.call("PUT", f"namespaces/{namespace}/packages/{package}", {"publish": True},
-                               auth=system, overwrite=True)
-    assert status == 200
-    status, _ = await hub.call("PUT", f"namespaces/{namespace}/actions/{package}/{name}",
-                               {"exec": {"kind": "python:3.11", "code": STAND_IN_FEED},
-                                "annotations": [{"key": "feed", "value": True}]}, auth=system, overwrite=True)
-    assert status == 200
+    status, body = await hub.call("GET", f"namespaces/{namespace}/actions/{rest}")
+    assert status == 200, f"the hub does not provide the feed {feed}: {status} {body}"
 
 
 FEED_OF = {"11_feed_alarm.yaml": "/whisk.system/alarms/alarm", "12_dependencies.yaml": "/whisk.system/alarms/alarm"}
@@ -196,7 +177,7 @@ async def test_edit_then_deploy_shows_the_changed_fields(tmp_path: Path, hub: Hu
 
 async def test_edit_then_deploy_shows_and_applies_the_changed_feed_fields(tmp_path: Path, hub: HubClient,
                                                                      client: HttpWhiskClient) -> None:
-    await require_feed(hub, "/whisk.system/alarms/alarm", stand_in=False)
+    await require_feed(hub, "/whisk.system/alarms/alarm")
     project = tmp_path / "project"
     shutil.copytree(EXAMPLES / "nightly-cron", project)
     await deploy_manifest(client, project / "manifest.yaml")
@@ -268,7 +249,7 @@ async def test_rest_failure_rolls_back_the_whole_manifest(tmp_path: Path, hub: H
 
 async def test_feed_trigger_registers_with_the_feed_and_undeploy_deletes_it(hub: HubClient,
                                                                             client: HttpWhiskClient) -> None:
-    await require_feed(hub, "/whisk.system/alarms/alarm", stand_in=False)
+    await require_feed(hub, "/whisk.system/alarms/alarm")
     await deploy_manifest(client, FIXTURES / "11_feed_alarm.yaml")
     read = {"lifecycleEvent": "READ", "triggerName": "/guest/every-night", "authKey": hub.auth}
 
@@ -378,22 +359,47 @@ async def test_iot_temperature_example(hub: HubClient, client: HttpWhiskClient,
 
     for entity in outcome.project.entities:
         check_like_openwhisk(entity, await read_back(hub, entity))
-    status, result = await hub.call("POST", "namespaces/_/actions/iot/check-temperature",
-                                    {"topic": "sensors/s1/temperature", "payload": {"celsius": 31.5}},
-                                    blocking=True, result=True)
-    assert (status, result) == (200, {"sensor": "s1", "celsius": 31.5, "threshold": 30.0, "alert": True})
+    publisher = mqtt_client.Client(mqtt_client.CallbackAPIVersion.VERSION2, client_id="example-sensor")
+    publisher.connect(host, port)
+    publisher.loop_start()
+    try:
+        info = publisher.publish("sensors/s1/temperature", json.dumps({"celsius": 31.5}), qos=1)
+        await asyncio.to_thread(info.wait_for_publish, 10)
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+    records = await wait_for_activations(hub, "iot/check-temperature", 1)
+    assert records[0]["response"]["result"] == {"sensor": "s1", "celsius": 31.5, "threshold": 30.0, "alert": True}
     await undeploy_manifest(client, EXAMPLES / "iot-temperature-alert" / "manifest.yaml")
 
 
 @pytest.mark.postgres
-async def test_db_change_example(hub: HubClient, client: HttpWhiskClient, postgres_url: str) -> None:
+async def test_db_change_example(hub: HubClient, client: HttpWhiskClient, fresh_pg_url: str) -> None:
     await require_feed(hub, "/whisk.system/postgres/changes")
+    dsn = fresh_pg_url.replace("+asyncpg", "")
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("CREATE TABLE orders (id int PRIMARY KEY, qty int)")
+        outcome: Outcome = await deploy_manifest(client, EXAMPLES / "db-change-notification" / "manifest.yaml",
+                                                 env={"DATABASE_URL": dsn})
+        for entity in outcome.project.entities:
+            check_like_openwhisk(entity, await read_back(hub, entity))
+        await connection.execute("INSERT INTO orders VALUES (7, 1)")
+        records = await wait_for_activations(hub, "db/notify-change", 1)
+        assert records[0]["response"]["result"] == {"channel": "ops-alerts", "text": "insert on public.orders (id 7)"}
+        await undeploy_manifest(client, EXAMPLES / "db-change-notification" / "manifest.yaml")
+    finally:
+        await connection.close()
 
-    outcome: Outcome = await deploy_manifest(client, EXAMPLES / "db-change-notification" / "manifest.yaml",
-                                             env={"DATABASE_URL": postgres_url})
 
-    for entity in outcome.project.entities:
-        check_like_openwhisk(entity, await read_back(hub, entity))
+async def wait_for_activations(hub: HubClient, name: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            status, records = await hub.call("GET", "namespaces/_/activations", name=name, docs=True)
+            assert status == 200
+            if len(records) >= count:
+                return records
+            await asyncio.sleep(0.1)
 
 
 async def test_deploy_directory_deploys_each_example_and_reports_failures(

@@ -29,7 +29,8 @@ def call(event: str, **params: object) -> dict[str, object]:
 def test_catalogue_names_every_builtin_feed() -> None:
     assert sorted(BUILTIN_FEEDS) == [
         "/whisk.system/alarms/alarm", "/whisk.system/alarms/interval", "/whisk.system/alarms/once",
-        "/whisk.system/files/watch", "/whisk.system/mqtt/subscribe", "/whisk.system/webhook/webhook"]
+        "/whisk.system/files/watch", "/whisk.system/mqtt/subscribe", "/whisk.system/postgres/changes",
+        "/whisk.system/webhook/webhook"]
     assert BUILTIN_FEEDS[ALARM].parameters[0] == "cron"
 
 

@@ -42,8 +42,8 @@ def _configure_logging(verbose: bool) -> None:
                             handlers=[RichHandler(show_path=False, rich_tracebacks=False)])
     else:  # one plain line per event for log files and collectors
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiohttp.access", "docker", "urllib3", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("aiohttp.access", "docker", "urllib3", "asyncio", "amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @main.command()
@@ -96,8 +96,14 @@ async def _embedded_broker():  # type: ignore[no-untyped-def]
         from triggerhub.feeds.broker import embedded_broker
     except ImportError as exc:
         raise click.ClickException(f"--mqtt-embedded is not available: {exc}") from exc
-    async with embedded_broker("127.0.0.1", 1883):
-        click.echo("embedded MQTT broker on mqtt://127.0.0.1:1883")
+    from triggerhub.errors import FeedError
+
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(embedded_broker("127.0.0.1", 1883))
+            click.echo("embedded MQTT broker on mqtt://127.0.0.1:1883")
+        except FeedError as exc:  # e.g. a Mosquitto already serves 1883: feeds use that one
+            logging.getLogger(__name__).warning("no embedded MQTT broker: %s", exc)
         yield
 
 
@@ -120,6 +126,9 @@ async def _deploy_examples(hub: Any) -> None:
     results = await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth, env={**os.environ, "WEBHOOK_TOKEN": token})
     deployed = sorted(name for name, outcome in results.items() if not isinstance(outcome, Exception))
     click.echo(f"examples deployed: {', '.join(deployed) or 'none'} (from {EXAMPLES_DIR})")
+    for name in sorted(set(results) - set(deployed)):
+        click.echo(f"  not deployed: {name} (the warning above says why; {EXAMPLES_DIR / name / 'manifest.yaml'} "
+                   "says what it needs)")
     if "webhook-to-sequence" in deployed:
         click.echo(f"  try: curl -X POST {hub.apihost}/hooks/guest/order-received -H 'X-Webhook-Token: {token}' "
                    "-H 'Content-Type: application/json' -d '{\"id\": 1, \"items\": [{\"price\": 2.5, \"qty\": 2}]}'")

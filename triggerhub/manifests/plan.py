@@ -17,7 +17,11 @@ from triggerhub.model import JSON, Collection
 
 EntityKey = tuple[Collection, str]
 SERVER_ANNOTATIONS = frozenset({"exec", "provide-api-key", "binding"})
-SECRET_MASK = "********"  # how feeds show secrets in READ
+SECRET_MASK = "********"  # how feeds show secrets in READ (whole values, or the password inside a URL)
+
+
+def _masked(value: object) -> bool:
+    return isinstance(value, str) and SECRET_MASK in value
 # change with every edit of the file / with the directory deploy runs from: not worth an update
 VOLATILE_MANAGED_KEYS = frozenset({"projectHash", "file"})
 
@@ -147,7 +151,7 @@ def diff_entity(entity: DesiredEntity, current: JSON, feed_inputs: dict[str, JSO
         have = {k: v for k, v in have.items() if not k.startswith("parameters.") or k in want}
     if entity.feed is not None and feed_inputs is not None:
         # only what the feed reports back can be compared; masked secrets cannot
-        known = [k for k in entity.feed.inputs if k in feed_inputs and feed_inputs[k] != SECRET_MASK]
+        known = [k for k in entity.feed.inputs if k in feed_inputs and not _masked(feed_inputs[k])]
         want.update({f"feed.{k}": entity.feed.inputs[k] for k in known})
         have.update({f"feed.{k}": feed_inputs[k] for k in known})
     return [FieldDiff(key, have.get(key), want.get(key))
