@@ -142,6 +142,21 @@ async def test_memory_hog_is_reported_as_oom(started: Start) -> None:
     assert (response.status, response.body, response.oom, response.timed_out) == (0, None, True, False)
 
 
+async def test_crashed_proxy_drops_the_connection_and_keeps_its_last_words(started: Start) -> None:
+    runtime = await started(PYTHON, """
+        import os, sys
+        def main(args):
+            sys.stdout.write("last words")
+            sys.stdout.flush()
+            os._exit(3)
+    """)
+
+    response = await runtime.run(run_body({}), timeout_ms=5_000)
+
+    assert response == ProxyResponse(status=0, body=None)
+    assert await runtime.logs(LOG_LIMIT_BYTES) == [f"{STAMP} stdout: last words"]
+
+
 async def test_run_past_its_timeout_is_reported_and_container_can_be_destroyed(
         started: Start, dockerd: docker.DockerClient) -> None:
     runtime = await started(PYTHON, """

@@ -93,6 +93,8 @@ class LogStream:
                 chunk = b""
             if not chunk:
                 self.eof = True
+                for stream_id in self._partial:  # the container died in mid-line
+                    self._feed_stream(stream_id, b"\n" if self._partial[stream_id] else b"")
                 return
             self.feed(chunk)
 
@@ -217,8 +219,11 @@ class DockerRuntime:
         async with asyncio.TaskGroup() as tasks:
             pump = tasks.create_task(self._log.pump(until_sentinels=self._sentinelled))
             response = await self._post(path, payload, deadline_s, retry_connect)
-            # The proxy writes sentinels after every /run and every failed /init.
-            if self._sentinelled and response.status != 0 and (path == "/run" or response.status != 200):
+            # The proxy writes sentinels after every /run and every failed /init; a proxy that
+            # died ends the stream instead. Either ends the pump.
+            sentinels_due = response.status != 0 and (path == "/run" or response.status != 200)
+            crashed = response.status == 0 and not response.timed_out
+            if self._sentinelled and (sentinels_due or crashed):
                 await asyncio.wait({pump}, timeout=self._log_grace_s)
                 self._logs_missing = not self._log.complete and not self._log.eof
             pump.cancel()
