@@ -70,6 +70,8 @@ def build_runtime_images(force: bool = False) -> list[str]:
         for recipe in RECIPES:
             ready.append(_ensure_base(client, root, recipe, force))
             ready.append(_ensure_runtime(client, root, recipe, force))
+        # Builds replaced earlier images under the same tags; drop those now untagged ones.
+        client.images.prune(filters={"dangling": True, "label": HASH_LABEL})
         return ready
     finally:
         client.close()
