@@ -318,6 +318,7 @@ class InvokerService:
             self._running.pop(activation_id, None)
 
     async def _run(self, invocation: Invocation) -> Activation:
+        log.info("activation %s of %s starting on %s", invocation.activation_id, invocation.path_annotation, self.name)
         record = await self._execute(invocation)
         stored = await retrying(f"recording activation {record.activation_id}", lambda: self._store.complete(record))
         self._counts["ran"] += 1

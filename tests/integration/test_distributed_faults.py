@@ -1,0 +1,140 @@
+"""Distributed mode loses nothing: invokers and workers killed with -9, spread of work over invokers.
+
+Every role runs as its own process (`deployment` fixture); the tests kill them with SIGKILL and
+check the records through the REST API: each accepted activation ends in exactly one record,
+under the id the caller was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.plugins.distributed import ApiClient, Deployment, HubProcess, api_client, wait_for_invokers
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+log = logging.getLogger(__name__)
+
+SLEEPY = "import time\ndef main(args):\n    time.sleep(3)\n    return {'slept': 3}\n"
+QUICK = "import time\ndef main(args):\n    time.sleep(0.1)\n    return {'n': args.get('n')}\n"
+ECHO = "def main(args):\n    return {'n': args.get('n'), 'rule': args.get('rule')}\n"
+RELAXED_LIMITS = {"TRIGGERHUB_INVOCATIONS_PER_MINUTE": "100000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000",
+                  "TRIGGERHUB_FIRES_PER_MINUTE": "100000"}
+RECORD_TIMEOUT_S = 120.0
+
+
+@pytest.fixture
+async def cluster(deployment: Deployment) -> AsyncIterator[tuple[ApiClient, dict[str, HubProcess]]]:
+    deployment.env.update(RELAXED_LIMITS)
+    processes = {"controller": deployment.start("controller"), "worker": deployment.start("worker")}
+    for invoker_id in (0, 1):
+        processes[f"invoker{invoker_id}"] = deployment.start("invoker", "--id", str(invoker_id))
+    async with api_client(deployment, processes["controller"]) as client:
+        await wait_for_invokers(client, 2)
+        yield client, processes
+
+
+async def put_action(client: ApiClient, name: str, code: str) -> None:
+    status, body = await client.call("PUT", f"namespaces/_/actions/{name}", {"exec": {"kind": "python:3.11", "code": code}})
+    assert status == 200, body
+
+
+async def records_of(client: ApiClient, name: str, expected: int) -> list[dict[str, Any]]:
+    """Poll until `expected` records of `name` exist; returns them (more if duplicates appeared)."""
+    async with asyncio.timeout(RECORD_TIMEOUT_S):
+        while True:
+            status, found = await client.call("GET", "namespaces/_/activations", name=name, limit=200, skip=0, docs=True)
+            assert status == 200, found
+            if len(found) >= expected:
+                return found
+            await asyncio.sleep(0.25)
+
+
+async def count_records(client: ApiClient, name: str) -> int:
+    status, body = await client.call("GET", "namespaces/_/activations", name=name, count=True)
+    assert status == 200, body
+    return int(body["activations"])
+
+
+async def statistics_when(client: ApiClient, ready: Any) -> dict[str, Any]:
+    async with asyncio.timeout(RECORD_TIMEOUT_S):
+        while True:
+            statistics = await client.admin("invokers/statistics")
+            if ready(statistics):
+                return statistics
+            await asyncio.sleep(0.1)
+
+
+async def test_invoker_killed_mid_action_completes_on_the_other(cluster) -> None:
+    client, processes = cluster
+    await put_action(client, "sleepy", SLEEPY)
+    status, body = await client.call("POST", "namespaces/_/actions/sleepy")
+    assert status == 202
+    activation_id = body["activationId"]
+    busy = await statistics_when(client, lambda s: any(v.get("running") == 1 for v in s.values()))
+    victim = next(name for name, v in busy.items() if v.get("running") == 1)
+    survivor = "invoker1" if victim == "invoker0" else "invoker0"
+    processes[victim].kill(signal.SIGKILL)
+
+    (record,) = await records_of(client, "sleepy", 1)
+    await asyncio.sleep(4)  # a second run would take 3 s more: give it the chance to show up
+    assert await count_records(client, "sleepy") == 1
+    assert record["activationId"] == activation_id
+    assert record["response"] == {"status": "success", "success": True, "result": {"slept": 3}, "size": 11}
+    statistics = await statistics_when(client, lambda s: s[survivor].get("ran", 0) >= 1)
+    assert statistics[survivor]["ran"] == 1
+    assert (await client.admin("invokers"))[victim] == "down"
+
+
+async def test_worker_killed_during_fires_every_rule_activation_happens_once(cluster, deployment) -> None:
+    client, processes = cluster
+    fires = 60
+    await put_action(client, "echo", ECHO)
+    await client.call("PUT", "namespaces/_/triggers/tick", {})
+    for rule in ("first", "second"):
+        await client.call("PUT", f"namespaces/_/rules/{rule}", {"trigger": "/_/tick", "action": "/_/echo"})
+    trigger_ids = []
+    for n in range(fires):
+        status, body = await client.call("POST", "namespaces/_/triggers/tick", {"n": n})
+        assert status == 202, body
+        trigger_ids.append(body["activationId"])
+        if n == fires // 3:
+            processes["worker"].kill(signal.SIGKILL)
+    deployment.start("worker")
+
+    actions = await records_of(client, "echo", 2 * fires)
+    triggers = await records_of(client, "tick", fires)
+    await asyncio.sleep(2)
+    assert await count_records(client, "echo") == 2 * fires
+    assert sorted(r["activationId"] for r in triggers) == sorted(trigger_ids)
+    linked = sorted(json.loads(line)["activationId"] for r in triggers for line in r["logs"])
+    assert linked == sorted(r["activationId"] for r in actions)
+    assert sorted(r["response"]["result"]["n"] for r in actions) == sorted(list(range(fires)) * 2)
+
+
+async def test_two_invokers_share_200_concurrent_invokes(cluster) -> None:
+    client, _ = cluster
+    await put_action(client, "quick", QUICK)
+
+    async def invoke(n: int) -> str:
+        status, body = await client.call("POST", "namespaces/_/actions/quick", {"n": n})
+        assert status == 202, body
+        return body["activationId"]
+
+    async with asyncio.TaskGroup() as tasks:
+        started = [tasks.create_task(invoke(n)) for n in range(200)]
+    ids = sorted(task.result() for task in started)
+    records = await records_of(client, "quick", 200)
+    assert sorted(r["activationId"] for r in records) == ids
+    statistics = await statistics_when(client, lambda s: sum(v.get("ran", 0) for v in s.values()) == 200)
+    split = {name: v["ran"] for name, v in statistics.items()}
+    log.warning("200 invokes split over the invokers: %s", split)
+    print(f"\nsplit of 200 invokes: {split}")
+    assert sorted(split) == ["invoker0", "invoker1"]
+    assert all(ran > 0 for ran in split.values())
