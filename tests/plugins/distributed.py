@@ -70,7 +70,8 @@ class Deployment:
     def start(self, role: str, *args: str, extra_env: dict[str, str] | None = None) -> HubProcess:
         """Start `triggerhub <role> <args>` and wait for the line it prints once ready."""
         name = "-".join((role, *args)).replace("--", "")
-        log_path = self.root / f"{name}.log"
+        starts = sum(1 for p in self.processes if p.log_path.name.startswith(f"{name}."))
+        log_path = self.root / (f"{name}.log" if not starts else f"{name}.{starts}.log")
         env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1",
                "TMPDIR": str(self.proxies_dir)}
         with log_path.open("w") as log_file:
