@@ -173,9 +173,12 @@ class KafkaDispatcher:
             self._finished(invocation)
 
     async def _publish_all(self, invocations: Sequence[Invocation]) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            for invocation in invocations:
-                tasks.create_task(self._publish(invocation, None))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for invocation in invocations:
+                    tasks.create_task(self._publish(invocation, None))
+        except ExceptionGroup as failed:  # callers handle one BusError, as from a single publish
+            raise failed.exceptions[0] from None
 
     async def _publish(self, invocation: Invocation, reply_to: str | None) -> None:
         await self._publisher.publish(self._topics.invocations, invocation.activation_id,
