@@ -1,7 +1,8 @@
-"""Faust apps of distributed mode: consumer groups that run a handler per message.
+"""Faust apps of distributed mode: consumer groups that run a handler per message or per batch.
 
-`stream_app(config, group, topic, handler, concurrency)` builds an app whose one agent awaits
-`handler(key, value)` for each message and only then asks for the next one. Faust acks a message
+`stream_app(config, group, topic, handler, concurrency)` builds an app whose agents await
+`handler(key, value)` for each message and only then ask for the next one (`batch_app`: a list
+of messages at a time). Faust acks a message
 when its agent asks for the next, and commits only offsets below which every message is acked,
 so a crash mid-handler leaves the message uncommitted and another member of the group gets it
 again. The app has no web server and no tables; `running(app)` starts it inside the caller's loop.
@@ -23,6 +24,7 @@ from triggerhub.config import KafkaConfig
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], Awaitable[None]]
+BatchHandler = Callable[[list[tuple[str, bytes]]], Awaitable[None]]
 
 HEARTBEAT_FRACTION = 3  # heartbeat at a third of the session timeout, as Kafka advises
 JOIN_POLL_S = 0.1
@@ -31,6 +33,36 @@ LEADER_TOPIC_SUFFIX = "__assignor-__leader"  # Faust's own single-partition topi
 
 def stream_app(config: KafkaConfig, group: str, topic: str, handler: Handler, *, concurrency: int,
                datadir: Path) -> faust.App:
+    """One agent instance per `concurrency`, each handling one message at a time."""
+    app, source = _app(config, group, topic, datadir)
+
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            await handler(_key(event.message.key), event.message.value)
+
+    app.agent(source, name=f"{group}.handle", concurrency=concurrency)(agent)
+    return app
+
+
+def batch_app(config: KafkaConfig, group: str, topic: str, handler: BatchHandler, *, max_batch: int,
+              within_s: float, datadir: Path) -> faust.App:
+    """One agent handling up to `max_batch` messages gathered for at most `within_s` at once, in
+    topic order; the whole batch is acked after `handler` returned."""
+    app, source = _app(config, group, topic, datadir)
+
+    async def agent(stream: Any) -> None:
+        async for events in stream.take_events(max_batch, within=within_s):
+            await handler([(_key(e.message.key), e.message.value) for e in events])
+
+    app.agent(source, name=f"{group}.handle_batch", concurrency=1)(agent)
+    return app
+
+
+def _key(raw: bytes | None) -> str:
+    return raw.decode() if raw else ""
+
+
+def _app(config: KafkaConfig, group: str, topic: str, datadir: Path) -> tuple[faust.App, Any]:
     session_s = config.session_timeout_ms / 1000
     app = faust.App(
         group, broker=f"kafka://{config.bootstrap}", web_enabled=False, autodiscover=False,
@@ -40,16 +72,7 @@ def stream_app(config: KafkaConfig, group: str, topic: str, handler: Handler, *,
         broker_commit_every=1, consumer_auto_offset_reset="earliest", producer_acks=-1, producer_linger=0.0,
         stream_wait_empty=True,
     )
-    source = app.topic(topic, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
-
-    async def agent(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            key = message.key.decode() if message.key else ""
-            await handler(key, message.value)
-
-    app.agent(source, name=f"{group}.handle", concurrency=concurrency)(agent)
-    return app
+    return app, app.topic(topic, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
 
 
 @contextlib.asynccontextmanager

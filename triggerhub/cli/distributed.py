@@ -21,7 +21,7 @@ from aiohttp import web
 
 from triggerhub.api.admin import admin_routes
 from triggerhub.api.app import create_app
-from triggerhub.bus.app import assigned_partitions, running, stream_app
+from triggerhub.bus.app import assigned_partitions, batch_app, running, stream_app
 from triggerhub.bus.producer import KafkaPublisher
 from triggerhub.bus.tail import Tail
 from triggerhub.bus.topics import Topics, ensure_topics
@@ -42,7 +42,10 @@ from triggerhub.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
-WORKER_CONCURRENCY = 1  # one event at a time per worker keeps each trigger's events in order
+# A worker takes the events that arrived within a few ms as one batch: different triggers are
+# matched in parallel (their store writes share commits), one trigger's events in topic order.
+WORKER_MAX_BATCH = 256
+WORKER_BATCH_WITHIN_S = 0.005
 # Entities are written by controllers and read everywhere: workers and invokers always read the
 # store, a controller trusts its cache for this long (it drops an entry at once when it writes it).
 CONTROLLER_CACHE_TTL_S = 1.0
@@ -139,8 +142,8 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         engine.entities = Entities(store, config.limits, cache_ttl_s=0.0)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events)
-        app = stream_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle,
-                         concurrency=WORKER_CONCURRENCY, datadir=_datadir(config, "worker"))
+        app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
+                        max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
 

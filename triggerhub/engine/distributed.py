@@ -254,6 +254,20 @@ class WorkerService:
         self._topic = topic
         self.handled = 0
 
+    async def handle_batch(self, messages: list[tuple[str, bytes]]) -> None:
+        """Triggers in parallel, each trigger's events one after another in topic order."""
+        by_trigger: dict[str, list[bytes]] = {}
+        for key, value in messages:
+            by_trigger.setdefault(key, []).append(value)
+
+        async def in_order(key: str, values: list[bytes]) -> None:
+            for value in values:
+                await self.handle(key, value)
+
+        async with asyncio.TaskGroup() as tasks:
+            for key, values in by_trigger.items():
+                tasks.create_task(in_order(key, values))
+
     async def handle(self, key: str, value: bytes) -> None:
         try:
             event = read_event(value, self._topic)
