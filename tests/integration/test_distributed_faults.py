@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tests.plugins.distributed import ApiClient, Deployment, HubProcess, api_client, wait_for_invokers
+from tests.plugins.services import PROJECT_ROOT, in_ci
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 log = logging.getLogger(__name__)
@@ -138,3 +141,65 @@ async def test_two_invokers_share_200_concurrent_invokes(cluster) -> None:
     print(f"\nsplit of 200 invokes: {split}")
     assert sorted(split) == ["invoker0", "invoker1"]
     assert all(ran > 0 for ran in split.values())
+
+
+BROKER_RESTART_KEY = "TRIGGERHUB_TEST_BROKER_RESTART"
+
+
+def restart_broker() -> None:
+    """Stop and start the broker through its service script (the state on disk survives)."""
+    script = str(PROJECT_ROOT / "scripts" / "services" / "kafka.sh")
+    for action in ("stop", "start"):
+        done = subprocess.run([script, action], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"kafka.sh {action} failed:\n{done.stdout}\n{done.stderr}"
+
+
+async def test_broker_restart_during_500_fires_loses_and_duplicates_nothing(cluster) -> None:
+    if not (in_ci() or os.environ.get(BROKER_RESTART_KEY)):
+        pytest.skip(f"restarts the Kafka broker that other test runs share; runs in CI or with {BROKER_RESTART_KEY}=1")
+    client, _ = cluster
+    fires, clients = 500, 8
+    await put_action(client, "echo", ECHO)
+    await client.call("PUT", "namespaces/_/triggers/tick", {})
+    await client.call("PUT", "namespaces/_/rules/every", {"trigger": "/_/tick", "action": "/_/echo"})
+    numbers = iter(range(fires))
+    trigger_ids: list[str] = []
+    restart_after = asyncio.Event()
+
+    async def fire_some() -> None:
+        for n in numbers:
+            status, body = await client.call("POST", "namespaces/_/triggers/tick", {"n": n})
+            assert status == 202, body
+            trigger_ids.append(body["activationId"])
+            if len(trigger_ids) == fires // 3:
+                restart_after.set()
+
+    async with asyncio.TaskGroup() as tasks:
+        for _ in range(clients):
+            tasks.create_task(fire_some())
+        await restart_after.wait()
+        await asyncio.to_thread(restart_broker)
+
+    triggers = await records_of_many(client, "tick", fires)
+    actions = await records_of_many(client, "echo", fires)
+    await asyncio.sleep(3)
+    assert len(trigger_ids) == fires
+    assert await count_records(client, "tick") == fires
+    assert await count_records(client, "echo") == fires
+    assert sorted(r["activationId"] for r in triggers) == sorted(trigger_ids)
+    assert sorted(r["response"]["result"]["n"] for r in actions) == list(range(fires))
+
+
+async def records_of_many(client: ApiClient, name: str, expected: int) -> list[dict[str, Any]]:
+    """Like records_of, for more records than one page (200) holds."""
+    async with asyncio.timeout(3 * RECORD_TIMEOUT_S):
+        while await count_records(client, name) < expected:
+            await asyncio.sleep(0.5)
+    found: list[dict[str, Any]] = []
+    while True:
+        status, page = await client.call("GET", "namespaces/_/activations", name=name, limit=200,
+                                         skip=len(found), docs=True)
+        assert status == 200, page
+        found.extend(page)
+        if len(page) < 200:
+            return found
