@@ -2,7 +2,7 @@
 
 `deployment` starts every role as its own process (`python -m triggerhub.cli.distributed ...`)
 on a fresh database and a fresh topic prefix, for fault tests that kill them. `distributed_hub`
-is the HubClient-compatible fixture for the API suite: a worker and two invoker processes shared
+is the HubClient-compatible fixture for the API suite: worker, feeds and two invoker processes shared
 by the session, and a controller started in the test's own loop on tables emptied for each test.
 Every process is killed at teardown, with the action proxies its invokers started.
 """
@@ -67,8 +67,10 @@ class Deployment:
     env: dict[str, str]
     processes: list[HubProcess] = field(default_factory=list)
 
-    def start(self, role: str, *args: str, extra_env: dict[str, str] | None = None) -> HubProcess:
-        """Start `triggerhub <role> <args>` and wait for the line it prints once ready."""
+    def start(self, role: str, *args: str, extra_env: dict[str, str] | None = None,
+              wait_ready: bool = True) -> HubProcess:
+        """Start `triggerhub <role> <args>` and wait for the line it prints once ready (or call
+        `wait_ready(process)` later)."""
         name = "-".join((role, *args)).replace("--", "")
         starts = sum(1 for p in self.processes if p.log_path.name.startswith(f"{name}."))
         log_path = self.root / (f"{name}.log" if not starts else f"{name}.{starts}.log")
@@ -81,8 +83,14 @@ class Deployment:
                 start_new_session=True)
         process = HubProcess(role, popen, log_path)
         self.processes.append(process)
-        process.ready_line = _read_ready_line(process)
+        if wait_ready:
+            self.wait_ready(process)
         return process
+
+    @staticmethod
+    def wait_ready(process: HubProcess, timeout_s: float = READY_TIMEOUT_S) -> str:
+        process.ready_line = _read_ready_line(process, timeout_s)
+        return process.ready_line
 
     @property
     def proxies_dir(self) -> Path:
@@ -114,10 +122,10 @@ class Deployment:
         _kill_orphaned_proxies(self.proxies_dir)
 
 
-def _read_ready_line(process: HubProcess) -> str:
+def _read_ready_line(process: HubProcess, timeout_s: float) -> str:
     stdout = process.popen.stdout
     assert stdout is not None
-    deadline = time.monotonic() + READY_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     with selectors.DefaultSelector() as selector:
         selector.register(stdout, selectors.EVENT_READ)
         while time.monotonic() < deadline:
@@ -223,7 +231,7 @@ class SharedCluster:
 @pytest.fixture(scope="session")
 def distributed_cluster(pg_admin_url: str, kafka_bootstrap: str,
                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedCluster]:
-    """One worker and two invokers for the whole session (limits raised in the worker: the API
+    """One worker, one feeds process and two invokers for the whole session (limits raised in the worker: the API
     suite's throttle expectations are the controller's, which each test starts afresh)."""
     root = tmp_path_factory.mktemp("distributed")
     url = create_database(pg_admin_url, "th_dist_session")
@@ -232,6 +240,7 @@ def distributed_cluster(pg_admin_url: str, kafka_bootstrap: str,
         with started(Deployment(root, env)) as running:
             relaxed = {"TRIGGERHUB_INVOCATIONS_PER_MINUTE": "100000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000"}
             running.start("worker", extra_env=relaxed)
+            running.start("feeds", extra_env=relaxed)
             for invoker_id in range(INVOKER_COUNT):
                 running.start("invoker", "--id", str(invoker_id))
             yield SharedCluster(running, url)
@@ -281,8 +290,10 @@ class _DistributedHub:
     """Registered by --hub=distributed: overrides `hub` so the API suite runs unchanged."""
 
     @pytest.fixture
-    def hub(self, distributed_hub: HubClient) -> HubClient:
-        return distributed_hub
+    def hub(self, runtime_name: str, request: pytest.FixtureRequest) -> HubClient:
+        if runtime_name != "process":
+            pytest.skip(f"--hub=distributed: the test invokers run the process runtime, not {runtime_name}")
+        return request.getfixturevalue("distributed_hub")
 
 
 def pytest_configure(config: pytest.Config) -> None:

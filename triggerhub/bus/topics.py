@@ -35,6 +35,11 @@ class Topics:
         return f"{self.prefix}invocations"
 
     @property
+    def feed_invocations(self) -> str:
+        """Invocations of built-in feed actions (the feed lifecycle), run by the `feeds` process."""
+        return f"{self.prefix}feed-invocations"
+
+    @property
     def health(self) -> str:
         """Invoker heartbeats, read by every controller."""
         return f"{self.prefix}health"

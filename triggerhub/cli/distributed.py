@@ -21,6 +21,7 @@ from aiohttp import web
 
 from triggerhub.api.admin import admin_routes
 from triggerhub.api.app import create_app
+from triggerhub.api.hooks import webhook_routes
 from triggerhub.bus.app import assigned_partitions, batch_app, running, stream_app
 from triggerhub.bus.producer import KafkaPublisher
 from triggerhub.bus.tail import Tail
@@ -29,11 +30,12 @@ from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import DispatcherFactory, Engine
 from triggerhub.engine.entities import Entities
+from triggerhub.engine.feeds import BUILTIN_FEEDS, FeedManager
 from triggerhub.engine.distributed import (
     CompletionWaiter, HealthMonitor, InvokerService, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
     event_sink, heartbeat,
 )
-from triggerhub.errors import ConfigError, TriggerhubError
+from triggerhub.errors import ConfigError, StoreError, TriggerhubError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import RuntimeFactory
 from triggerhub.invoker.pool import ContainerPool, PoolConfig
@@ -49,6 +51,7 @@ WORKER_BATCH_WITHIN_S = 0.005
 # Entities are written by controllers and read everywhere: workers and invokers always read the
 # store, a controller trusts its cache for this long (it drops an entry at once when it writes it).
 CONTROLLER_CACHE_TTL_S = 1.0
+FEED_LIFECYCLE_CONCURRENCY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +95,8 @@ def _dispatcher(publisher: Publisher, topics: Topics, *, waiter: CompletionWaite
 
 
 def _all_topics(config: HubConfig, topics: Topics) -> list[str]:
-    return [topics.trigger_events, topics.invocations, topics.health, topics.completed(config.kafka.controller_id)]
+    return [topics.trigger_events, topics.invocations, topics.feed_invocations, topics.health,
+            topics.completed(config.kafka.controller_id)]
 
 
 @contextlib.asynccontextmanager
@@ -109,7 +113,10 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics, waiter=waiter, reply_to=reply_to))
         engine.entities = Entities(store, config.limits, cache_ttl_s=CONTROLLER_CACHE_TTL_S)
         engine.event_sink = event_sink(publisher, topics)
-        await ensure_system_packages(engine.entities, [])
+        await ensure_system_packages(engine.entities, BUILTIN_FEEDS.values())
+        # Webhook deliveries are matched and stored here (202 once durable); the feeds process
+        # runs the feeds that pull or listen, and the feed lifecycle actions.
+        webhooks = FeedManager(store, engine.emit, forget=engine.entities.forget)
         completions = Tail(config.kafka, {reply_to: partitions[reply_to]}, waiter.on_message, since_ms=now_ms())
         heartbeats = Tail(config.kafka, {topics.health: partitions[topics.health]}, health.on_message,
                           since_ms=now_ms() - config.kafka.healthy_timeout_ms)
@@ -118,7 +125,7 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         readers = [tasks.create_task(completions.run()), tasks.create_task(heartbeats.run())]
         await stack.enter_async_context(engine)
-        runner = web.AppRunner(create_app(engine, admin_routes(health)), access_log=None)
+        runner = web.AppRunner(create_app(engine, admin_routes(health) + webhook_routes(webhooks)), access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, config.api.host, config.api.port)
@@ -181,6 +188,51 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
         tasks.create_task(heartbeat(name, publisher, topics.health, config.kafka.heartbeat_interval_ms,
                                     _with_partitions(service.statistics, app), stop))
         tasks.create_task(_reap_until(pool, stop))
+        yield service
+
+
+@contextlib.asynccontextmanager
+async def feeds_leadership(config: HubConfig) -> AsyncIterator[None]:
+    """Held by one `feeds` process of a hub at a time: a PostgreSQL session advisory lock, freed
+    by the server when the holder's connection ends, however the holder died."""
+    import asyncpg
+
+    dsn = require_postgres(config).replace("postgresql+asyncpg://", "postgresql://", 1)
+    name = f"triggerhub feeds {config.kafka.topic_prefix}"
+    try:
+        connection = await asyncpg.connect(dsn)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StoreError(f"cannot connect to PostgreSQL for the feeds leadership lock ({type(exc).__name__}: {exc})") from exc
+    try:
+        if not await connection.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name):
+            log.info("another feeds process leads %r; standing by", config.kafka.topic_prefix)
+            await connection.execute("SELECT pg_advisory_lock(hashtext($1))", name)
+        log.info("this feeds process leads %r now", config.kafka.topic_prefix)
+        yield
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
+    topics = Topics(config.kafka.topic_prefix)
+    await ensure_topics(config.kafka, _all_topics(config, topics))
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(feeds_leadership(config))
+        store = await stack.enter_async_context(_opened_store(config))
+        publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="feeds"))
+        engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics))
+        engine.entities = Entities(store, config.limits, cache_ttl_s=0.0)
+        feeds = FeedManager(store, engine.emit, forget=engine.entities.forget, instance_id="feeds")
+        engine.builtin = feeds.run_builtin
+        await stack.enter_async_context(engine)
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.push_async_callback(feeds.stop)
+        await feeds.start(tasks)
+        service = InvokerService("feeds", store, engine.execute, publisher, topics.feed_invocations)
+        app = stream_app(config.kafka, topics.app_id("feeds"), topics.feed_invocations, service.handle,
+                         concurrency=FEED_LIFECYCLE_CONCURRENCY, datadir=_datadir(config, "feeds"))
+        await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
 
 
@@ -269,7 +321,16 @@ def invoker(invoker_id: int, runtime: str | None, verbose: bool) -> None:
     _serve(lambda: running_invoker(config, invoker_id), lambda s: f"triggerhub {s.name} consuming invocations")
 
 
-COMMANDS = (controller, worker, invoker)
+@click.command()
+@click.option("-v", "--verbose", is_flag=True)
+def feeds(verbose: bool) -> None:
+    """Run the feeds and the feed lifecycle actions; one such process leads, others stand by."""
+    _logging(verbose)
+    config = _load({})
+    _serve(lambda: running_feeds(config), lambda _: "triggerhub feeds leading")
+
+
+COMMANDS = (controller, worker, invoker, feeds)
 
 
 @click.group()

@@ -20,6 +20,7 @@ from triggerhub.errors import ApiError, BusError, TriggerhubError
 from triggerhub.model import Activation, Invocation, TriggerEvent, now_ms
 from triggerhub.bus import codec as wire
 from triggerhub.bus.topics import Topics
+from triggerhub.engine import kinds
 from triggerhub.engine.dispatch import Finished
 from triggerhub.store import codec
 from triggerhub.store.base import Acceptance, Store
@@ -181,8 +182,9 @@ class KafkaDispatcher:
             raise failed.exceptions[0] from None
 
     async def _publish(self, invocation: Invocation, reply_to: str | None) -> None:
-        await self._publisher.publish(self._topics.invocations, invocation.activation_id,
-                                      invocation_message(invocation, reply_to))
+        builtin = invocation.action.exec.kind == kinds.BUILTIN
+        topic = self._topics.feed_invocations if builtin else self._topics.invocations
+        await self._publisher.publish(topic, invocation.activation_id, invocation_message(invocation, reply_to))
         self._published += 1
 
 
