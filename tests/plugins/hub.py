@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
+import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,9 +57,34 @@ def hub_config(home: Path, **env: str) -> Any:
 
 
 @pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[HubClient]:
+def runtime_name() -> str:
+    """The runtime `hub` runs actions with; tests/e2e parametrize it over process and docker."""
+    return "process"
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, runtime_name: str, request: pytest.FixtureRequest) -> AsyncIterator[HubClient]:
+    from triggerhub.invoker.base import RuntimeFactory
     from triggerhub.invoker.process import ProcessRuntimeFactory
 
-    async with running_hub(hub_config(tmp_path / "home"), runtime=ProcessRuntimeFactory(), runtime_name="process") as running:
-        async with aiohttp.ClientSession() as session:
-            yield HubClient(running, session)
+    factory: RuntimeFactory
+    if runtime_name == "docker":
+        from triggerhub.invoker.docker import DockerRuntimeFactory
+
+        request.getfixturevalue("runtime_images")  # dockerd up and images built, once per session
+        socket_root = Path(tempfile.mkdtemp(prefix="th-sock-"))  # short: Unix socket paths are limited
+        factory = DockerRuntimeFactory(hub_id=f"e2e{uuid.uuid4().hex[:8]}", pull_images=False,
+                                       socket_root=socket_root)
+    else:
+        factory = ProcessRuntimeFactory()
+    try:
+        async with running_hub(hub_config(tmp_path / "home"), runtime=factory, runtime_name=runtime_name) as running:
+            async with aiohttp.ClientSession() as session:
+                yield HubClient(running, session)
+    finally:
+        if runtime_name == "docker":
+            sweeper = DockerRuntimeFactory(hub_id=factory.hub_id)  # type: ignore[attr-defined]
+            await sweeper.cleanup_orphans()
+            sweeper.close()
+            factory.close()  # type: ignore[attr-defined]
+            shutil.rmtree(socket_root, ignore_errors=True)

@@ -44,6 +44,7 @@ BLACKBOX_NETWORK = "triggerhub"
 BLACKBOX_PORT = 8080
 SOCKET_MOUNT = "/run/triggerhub"
 SOCKET_NAME = "action.sock"
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes including the terminating NUL
 PIDS_LIMIT = 1024
 NOFILE_LIMIT = 1024
 CONNECT_RETRY_S = 0.002
@@ -301,6 +302,12 @@ class DockerRuntimeFactory:
         self.hub_id = hub_id
         self._instance = uuid.uuid4().hex
         self._socket_root = socket_root or Path(tempfile.gettempdir()) / "triggerhub-sockets"
+        longest = len(str(self._socket_root / f"triggerhub_{hub_id}_{'0' * 12}" / SOCKET_NAME))
+        if longest > MAX_SOCKET_PATH:
+            # connect() on a longer Unix socket path fails, and every /init would time out
+            raise ActionRuntimeError(f"socket_root '{self._socket_root}' is too long for Unix sockets "
+                                     f"({longest} > {MAX_SOCKET_PATH} characters with the container name); "
+                                     "use a shorter folder, e.g. under /tmp")
         self._api_host = api_host
         self._clock_ns = clock_ns
         self._log_cap_bytes = log_cap_bytes
