@@ -7,6 +7,7 @@ with an ephemeral port, by the tests and by `triggerhub deploy` without `--apiho
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -65,7 +66,9 @@ def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
             from triggerhub.invoker.docker import DockerRuntimeFactory
         except ImportError as exc:
             raise ConfigError(f"TRIGGERHUB_RUNTIME=docker: the Docker runtime cannot load ({exc})") from exc
-        return "docker", DockerRuntimeFactory()
+        # One hub id per home: a restarted hub removes its own orphans and nobody else's.
+        hub_id = "h" + hashlib.sha1(str(config.home.resolve()).encode()).hexdigest()[:10]
+        return "docker", DockerRuntimeFactory(hub_id=hub_id)
     if choice is RuntimeChoice.AUTO:
         log.warning("no Docker engine answers: actions run as local processes, NOT isolated from this machine")
     return "process", ProcessRuntimeFactory()
