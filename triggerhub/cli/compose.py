@@ -45,23 +45,30 @@ class Hub:
         return self.credentials["guest"]
 
 
-def docker_available() -> bool:
+def docker_status() -> str | None:
+    """None when a Docker engine answers and has the runtime images; else why not."""
     try:
         import docker
+
+        from triggerhub.invoker.images import IMAGE_FOR_KIND
 
         client = docker.from_env(timeout=2)
         try:
             client.ping()
+            missing = [tag for tag in IMAGE_FOR_KIND.values() if not client.images.list(name=tag)]
         finally:
             client.close()
-        return True
-    except Exception:  # any failure to reach the engine means "no Docker": fall back to processes
-        return False
+    except Exception as exc:  # any failure to reach the engine means "no Docker": fall back to processes
+        return f"no Docker engine answers ({type(exc).__name__})"
+    if missing:
+        return f"the runtime images are missing ({', '.join(missing)}); build them with `triggerhub images build`"
+    return None
 
 
 def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
     choice = config.runtime.choice
-    if choice is RuntimeChoice.DOCKER or (choice is RuntimeChoice.AUTO and docker_available()):
+    problem = docker_status() if choice is RuntimeChoice.AUTO else None
+    if choice is RuntimeChoice.DOCKER or (choice is RuntimeChoice.AUTO and problem is None):
         try:
             from triggerhub.invoker.docker import DockerRuntimeFactory
         except ImportError as exc:
@@ -70,7 +77,7 @@ def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
         hub_id = "h" + hashlib.sha1(str(config.home.resolve()).encode()).hexdigest()[:10]
         return "docker", DockerRuntimeFactory(hub_id=hub_id)
     if choice is RuntimeChoice.AUTO:
-        log.warning("no Docker engine answers: actions run as local processes, NOT isolated from this machine")
+        log.warning("%s: actions run as local processes, NOT isolated from this machine", problem)
     return "process", ProcessRuntimeFactory()
 
 
