@@ -1,6 +1,6 @@
 """Distributed mode end to end: warm blocking-invoke latency through Kafka, and fires/s.
 
-    python bench/distributed.py [--invokes N] [--fires N] [--fire-tasks T]
+    python bench/distributed.py [--invokes N] [--fires N] [--fire-tasks T] [--triggers N] [--logs DIR]
 
 Starts 1 controller + 1 worker + 2 invokers (process runtime) as separate processes on the
 Kafka broker and PostgreSQL that scripts/services/{kafka,postgres}.sh started, in a fresh
@@ -36,7 +36,7 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def measure(deployment: Deployment, invokes: int, fires: int, fire_tasks: int) -> None:
+async def measure(deployment: Deployment, invokes: int, fires: int, fire_tasks: int, triggers: int) -> None:
     controller = deployment.start("controller")
     deployment.start("worker")
     for invoker_id in (0, 1):
@@ -57,8 +57,9 @@ async def measure(deployment: Deployment, invokes: int, fires: int, fire_tasks: 
               f"p50 {percentile(latencies_ms, 0.5):.1f} ms, p99 {percentile(latencies_ms, 0.99):.1f} ms, "
               f"mean {statistics.fmean(latencies_ms):.1f} ms")
 
-        await client.call("PUT", "namespaces/_/triggers/tick", {})
-        await client.call("PUT", "namespaces/_/rules/every", {"trigger": "/_/tick", "action": "/_/noop"})
+        for t in range(triggers):  # one trigger's events are matched in order; triggers in parallel
+            await client.call("PUT", f"namespaces/_/triggers/tick{t}", {})
+            await client.call("PUT", f"namespaces/_/rules/every{t}", {"trigger": f"/_/tick{t}", "action": "/_/noop"})
         queue: asyncio.Queue[int] = asyncio.Queue()
         for n in range(fires):
             queue.put_nowait(n)
@@ -66,7 +67,7 @@ async def measure(deployment: Deployment, invokes: int, fires: int, fire_tasks: 
         async def fire_all() -> None:
             while not queue.empty():
                 n = queue.get_nowait()
-                status, body = await client.call("POST", "namespaces/_/triggers/tick", {"n": n})
+                status, body = await client.call("POST", f"namespaces/_/triggers/tick{n % triggers}", {"n": n})
                 if status != 202:
                     raise SystemExit(f"fire {n} answered {status}: {body}")
 
@@ -83,7 +84,7 @@ async def measure(deployment: Deployment, invokes: int, fires: int, fire_tasks: 
                 break
             await asyncio.sleep(0.05)
         elapsed_s = time.perf_counter() - start
-        print(f"{fires} fires with {fire_tasks} concurrent clients: accepted in {accepted_s:.2f} s "
+        print(f"{fires} fires of {triggers} trigger(s) with {fire_tasks} concurrent clients: accepted in {accepted_s:.2f} s "
               f"({fires / accepted_s:.0f} fires/s); fire -> action record stored for all in {elapsed_s:.2f} s "
               f"({fires / elapsed_s:.0f} fires/s end to end)")
         split = {name: v.get("ran") for name, v in (await client.admin("invokers/statistics")).items()}
@@ -95,16 +96,20 @@ def main() -> None:
     parser.add_argument("--invokes", type=int, default=200)
     parser.add_argument("--fires", type=int, default=500)
     parser.add_argument("--fire-tasks", type=int, default=16)
+    parser.add_argument("--triggers", type=int, default=1, help="spread the fires over this many triggers")
+    parser.add_argument("--logs", type=Path, default=None, help="keep the processes' logs in this directory")
     args = parser.parse_args()
     pg_admin, kafka = service_setting(PG_URL_KEY), service_setting(KAFKA_KEY)
     if not pg_admin or not kafka:
         raise SystemExit("start the services first: scripts/services/postgres.sh start; scripts/services/kafka.sh start")
     url = create_database(pg_admin, "th_bench_dist")
     try:
-        with tempfile.TemporaryDirectory(prefix="th-bench-dist-") as root:
-            deployment = Deployment(Path(root), deployment_env(url, kafka, Path(root) / "home", **RELAXED))
+        with tempfile.TemporaryDirectory(prefix="th-bench-dist-") as scratch:
+            root = args.logs or Path(scratch)
+            root.mkdir(parents=True, exist_ok=True)
+            deployment = Deployment(root, deployment_env(url, kafka, root / "home", **RELAXED))
             try:
-                asyncio.run(measure(deployment, args.invokes, args.fires, args.fire_tasks))
+                asyncio.run(measure(deployment, args.invokes, args.fires, args.fire_tasks, args.triggers))
             finally:
                 deployment.stop_all()
     finally:

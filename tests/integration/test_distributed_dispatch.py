@@ -6,15 +6,16 @@ accepted an event and before the invocations reached Kafka, and an invocation de
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
 
 from triggerhub.bus.topics import Topics
 from triggerhub.engine.distributed import (
-    CompletionWaiter, InvokerService, KafkaDispatcher, completion_message, invocation_message, read_completion,
-    read_invocation,
+    CompletionWaiter, InvokerService, KafkaDispatcher, WorkerService, completion_message, event_message,
+    invocation_message, read_completion, read_invocation,
 )
 from triggerhub.errors import BusError
 from triggerhub.model import (
@@ -34,10 +35,19 @@ class RecordingPublisher:
         self._failures = failures
 
     async def publish(self, topic: str, key: str, value: bytes) -> None:
-        if self._failures:
-            self._failures -= 1
-            raise BusError(f"publishing to topic {topic!r} (key {key!r}) failed: broker went away")
-        self.sent.append((topic, key, value))
+        await (await self.enqueue(topic, key, value))
+
+    async def enqueue(self, topic: str, key: str, value: bytes) -> Awaitable[None]:
+        failed = self._failures > 0
+        self._failures -= failed
+        if not failed:
+            self.sent.append((topic, key, value))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if failed:
+            future.set_exception(BusError(f"publishing to topic {topic!r} (key {key!r}) failed: broker went away"))
+        else:
+            future.set_result(None)
+        return future
 
 
 @pytest.fixture
@@ -114,3 +124,20 @@ async def test_completion_wakes_the_blocking_caller(store) -> None:
     await waiter.on_message("t.completed0", "x", b"not json")
 
     assert future.done() and future.result().response.result == {"ok": 1}
+
+
+async def test_worker_batch_is_handled_again_when_a_queued_invocation_is_not_confirmed(store) -> None:
+    publisher = RecordingPublisher(failures=1)
+    dispatcher = KafkaDispatcher(store, publisher, TOPICS, lambda i: None)
+    by_event = {"e1": invocation("d" * 32), "e2": invocation("e" * 32)}
+
+    async def emit(event: TriggerEvent) -> bool:
+        item = by_event[event.id]
+        return await dispatcher.submit(Acceptance(event=event, invocations=[item]), [item])
+
+    worker = WorkerService(emit, TOPICS.trigger_events, dispatcher)
+    await worker.handle_batch([("/guest/tick", event_message(fired("e1"))), ("/guest/tick", event_message(fired("e2")))])
+
+    assert [key for _, key, _ in publisher.sent] == ["e" * 32, "d" * 32, "e" * 32]
+    assert worker.handled == 4
+    assert await store.count_events() == 2

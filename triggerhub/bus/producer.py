@@ -8,6 +8,7 @@ broker is away the producer keeps retrying for `delivery_timeout_ms`, then raise
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Generator
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -42,8 +43,38 @@ class KafkaPublisher:
         await self._producer.stop()
 
     async def publish(self, topic: str, key: str, value: bytes) -> None:
+        await (await self.enqueue(topic, key, value))
+
+    async def enqueue(self, topic: str, key: str, value: bytes) -> Awaitable[None]:
+        """Queue the record and return what to await for the broker's confirmation. Records
+        queued for one partition are confirmed in queueing order (idempotent producer)."""
         try:
-            await self._producer.send_and_wait(topic, value, key=key.encode())
+            delivery = await self._producer.send(topic, value, key=key.encode())
         except KafkaError as exc:
-            raise BusError(f"publishing to topic {topic!r} (key {key!r}) failed: {exc}; "
-                           "the broker did not confirm the record") from exc
+            raise _failed(topic, key, exc) from exc
+        return _Confirmation(delivery, topic, key)
+
+
+class _Confirmation:
+    """Awaiting it waits for the broker's ack; one never awaited (its batch failed first) is dropped quietly."""
+
+    __slots__ = ("_delivery", "_topic", "_key")
+
+    def __init__(self, delivery: Awaitable[Any], topic: str, key: str) -> None:
+        self._delivery = delivery
+        self._topic = topic
+        self._key = key
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        try:
+            await self._delivery
+        except KafkaError as exc:
+            raise _failed(self._topic, self._key, exc) from exc
+
+
+def _failed(topic: str, key: str, exc: KafkaError) -> BusError:
+    return BusError(f"publishing to topic {topic!r} (key {key!r}) failed: {exc}; "
+                    "the broker did not confirm the record")

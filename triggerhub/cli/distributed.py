@@ -148,7 +148,9 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics))
         engine.entities = Entities(store, config.limits, cache_ttl_s=0.0)
         await stack.enter_async_context(engine)
-        service = WorkerService(engine.emit, topics.trigger_events)
+        dispatcher = engine.dispatcher
+        service = WorkerService(engine.emit, topics.trigger_events,
+                                dispatcher if isinstance(dispatcher, KafkaDispatcher) else None)
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))

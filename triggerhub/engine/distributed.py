@@ -11,8 +11,9 @@ only once their effect is stored and published; a redelivered invocation finds i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -33,6 +34,9 @@ RETRY_PAUSE_S = 1.0
 
 class Publisher(Protocol):
     async def publish(self, topic: str, key: str, value: bytes) -> None: ...
+
+    async def enqueue(self, topic: str, key: str, value: bytes) -> Awaitable[None]:
+        """Queue a record; the result, awaited, confirms it (in queueing order per partition)."""
 
 
 # ---------------------------------------------------------------------------- messages
@@ -135,6 +139,18 @@ class KafkaDispatcher:
         self._waiter = waiter
         self._reply_to = reply_to
         self._published = 0
+        self._deferred: list[Awaitable[None]] | None = None
+
+    @contextlib.contextmanager
+    def deferring(self, confirmations: list[Awaitable[None]]) -> Iterator[None]:
+        """Within this block, submit() returns once the store accepted and the invocations are
+        queued; their confirmations go to `confirmations`, for the caller to await before it
+        acknowledges what it is handling."""
+        self._deferred = confirmations
+        try:
+            yield
+        finally:
+            self._deferred = None
 
     async def __aenter__(self) -> KafkaDispatcher:
         return self
@@ -184,7 +200,11 @@ class KafkaDispatcher:
     async def _publish(self, invocation: Invocation, reply_to: str | None) -> None:
         builtin = invocation.action.exec.kind == kinds.BUILTIN
         topic = self._topics.feed_invocations if builtin else self._topics.invocations
-        await self._publisher.publish(topic, invocation.activation_id, invocation_message(invocation, reply_to))
+        message = invocation_message(invocation, reply_to)
+        if self._deferred is not None and reply_to is None:
+            self._deferred.append(await self._publisher.enqueue(topic, invocation.activation_id, message))
+        else:
+            await self._publisher.publish(topic, invocation.activation_id, message)
         self._published += 1
 
 
@@ -249,14 +269,36 @@ def _invoker_order(name: str) -> tuple[int, str]:
 
 
 class WorkerService:
-    """Handles one trigger event: match rules, accept durably, publish the invocations."""
+    """Handles trigger events: match rules, accept durably, publish the invocations."""
 
-    def __init__(self, emit: Callable[[TriggerEvent], Awaitable[bool]], topic: str) -> None:
+    def __init__(self, emit: Callable[[TriggerEvent], Awaitable[bool]], topic: str,
+                 dispatcher: KafkaDispatcher | None = None) -> None:
         self._emit = emit
         self._topic = topic
+        self._dispatcher = dispatcher
         self.handled = 0
 
     async def handle_batch(self, messages: list[tuple[str, bytes]]) -> None:
+        """Returns once every event is accepted and its invocations confirmed by Kafka. The
+        invocations are queued without waiting for each confirmation; if one fails, the whole
+        batch is handled again (accepted events are then duplicates whose invocations are
+        published again, which invokers run at most once)."""
+        if self._dispatcher is None:
+            await self._handle_grouped(messages)
+            return
+        while True:
+            confirmations: list[Awaitable[None]] = []
+            with self._dispatcher.deferring(confirmations):
+                await self._handle_grouped(messages)
+            try:
+                for confirmation in confirmations:
+                    await confirmation
+                return
+            except BusError as exc:
+                log.warning("a batch of %d events is handled again: %s", len(messages), exc)
+                await asyncio.sleep(RETRY_PAUSE_S)
+
+    async def _handle_grouped(self, messages: list[tuple[str, bytes]]) -> None:
         """Triggers in parallel, each trigger's events one after another in topic order."""
         by_trigger: dict[str, list[bytes]] = {}
         for key, value in messages:
