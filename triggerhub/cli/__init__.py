@@ -23,7 +23,24 @@ from triggerhub.errors import ConfigError, TriggerhubError
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "manifests"
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """Commands whose modules load only when they run (the distributed roles pull in Faust)."""
+
+    lazy = {name: "triggerhub.cli.distributed" for name in ("controller", "worker", "invoker", "feeds")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            import importlib
+
+            module = importlib.import_module(self.lazy[name])
+            self.add_command(getattr(module, name))
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup)
 @click.option("--apihost", default=None, help="hub URL (default $TRIGGERHUB_APIHOST or http://127.0.0.1:3233)")
 @click.option("-u", "--auth", default=None, help="uuid:key (default $TRIGGERHUB_AUTH or the local guest key)")
 @click.option("--json", "as_json", is_flag=True, help="print raw JSON")
