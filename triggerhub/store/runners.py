@@ -1,0 +1,149 @@
+"""How one Store operation (a function of a sync Connection) reaches the database, as one transaction.
+
+PostgreSQL: a pooled asyncpg connection, the operation run through `run_sync`. SQLite: inline on
+one sqlite3 connection in the event-loop thread, a thread hop only to wait for another writer or
+for a listing; measurements and the reasons are in `SqliteRunner`'s docstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+T = TypeVar("T")
+Operation = Callable[[Connection], T]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class Runner(Protocol):
+    async def write(self, operation: Operation[T]) -> T:
+        """Run `operation` in one write transaction: committed when it returns, rolled back when it raises."""
+
+    async def read(self, operation: Operation[T], *, listing: bool = False) -> T:
+        """Run a read; `listing` marks one whose size the caller does not bound (lists, counts)."""
+
+    async def close(self) -> None: ...
+
+
+class AsyncRunner:
+    """PostgreSQL through asyncpg: concurrent transactions; keys and conflict clauses settle races."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def write(self, operation: Operation[T]) -> T:
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(operation)
+
+    async def read(self, operation: Operation[T], *, listing: bool = False) -> T:
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(operation)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+class SqliteRunner:
+    """SQLite through the stdlib sqlite3 driver; each operation is one synchronous transaction.
+
+    Chosen: inline in the event-loop thread. With WAL and synchronous=NORMAL a commit does not
+    fsync, so an operation is tens of microseconds of SQL plus SQLAlchemy's statement overhead;
+    one `asyncio.to_thread` hop per operation cost more than that on this 2-core machine (see
+    `bench/store_bench.py --runner thread`). Inline operations of one process never overlap, so
+    they need no lock. The loop is never made to wait on another connection: the inline connection
+    has busy_timeout 0 and a write takes the lock first (BEGIN IMMEDIATE); when another process
+    (or this one's thread) holds it, the operation runs again in a thread on a pooled connection
+    that waits up to busy_timeout. Listings and counts, unbounded in size, always take that hop.
+    """
+
+    def __init__(self, engine: Engine, inline: Connection | None) -> None:
+        self._engine = engine
+        self._inline = inline  # None: every operation takes the thread hop
+
+    @classmethod
+    async def open(cls, url: URL, synchronous: str, *, inline: bool = True) -> SqliteRunner:
+        # AUTOCOMMIT leaves transaction control to `_transaction` (sqlite3 isolation_level=None).
+        engine = create_engine(url.set(drivername="sqlite+pysqlite"), isolation_level="AUTOCOMMIT",
+                               skip_autocommit_rollback=True,
+                               connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+        event.listen(engine, "connect", partial(configure_sqlite, synchronous=synchronous))
+        try:
+            connection = await asyncio.to_thread(_inline_connection, engine) if inline else None
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, connection)
+
+    async def write(self, operation: Operation[T]) -> T:
+        return await self._run(operation, write=True)
+
+    async def read(self, operation: Operation[T], *, listing: bool = False) -> T:
+        if listing:
+            return await asyncio.to_thread(self._pooled, operation, False)
+        return await self._run(operation, write=False)
+
+    async def close(self) -> None:
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            inline.close()
+        await asyncio.to_thread(self._engine.dispose)
+
+    async def _run(self, operation: Operation[T], *, write: bool) -> T:
+        if self._inline is not None:
+            try:
+                return _transaction(self._inline, operation, write)
+            except DBAPIError as exc:
+                if not _is_busy(exc):
+                    raise
+        return await asyncio.to_thread(self._pooled, operation, write)
+
+    def _pooled(self, operation: Operation[T], write: bool) -> T:
+        with self._engine.connect() as conn:
+            return _transaction(conn, operation, write)
+
+
+def configure_sqlite(dbapi_connection: Any, _record: Any, *, synchronous: str) -> None:
+    """Every SQLite connection: WAL (readers never wait for the writer), busy_timeout, `synchronous`."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+    finally:
+        cursor.close()
+
+
+def _inline_connection(engine: Engine) -> Connection:
+    connection = engine.connect()
+    connection.detach()  # closed, not pooled, at the end: its busy_timeout stays its own
+    connection.exec_driver_sql("PRAGMA busy_timeout=0")
+    return connection
+
+
+def _transaction(conn: Connection, operation: Operation[T], write: bool) -> T:
+    """A read runs as it is (each of its statements sees a committed state); a write first takes
+    the write lock, so it never has to upgrade a read lock another writer could have made stale."""
+    if not write:
+        return operation(conn)
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        result = operation(conn)
+        conn.exec_driver_sql("COMMIT")
+    except BaseException:
+        if conn.connection.dbapi_connection is not None and conn.connection.dbapi_connection.in_transaction:
+            conn.exec_driver_sql("ROLLBACK")
+        raise
+    return result
+
+
+def _is_busy(exc: DBAPIError) -> bool:
+    return isinstance(exc.orig, sqlite3.OperationalError) and exc.orig.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
