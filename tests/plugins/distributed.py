@@ -275,27 +275,3 @@ async def distributed_hub(distributed_cluster: SharedCluster) -> AsyncIterator[H
         async with aiohttp.ClientSession() as session:
             await wait_for_invokers(ControllerAdmin(controller.apihost, session), INVOKER_COUNT)
             yield HubClient(controller, session)  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------- `pytest --hub=distributed`
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--hub", choices=("embedded", "distributed"), default="embedded",
-                     help="which deployment the `hub` fixture starts: embedded (one process, SQLite) or "
-                          "distributed (controller + worker + 2 invokers on Kafka and PostgreSQL)")
-
-
-class _DistributedHub:
-    """Registered by --hub=distributed: overrides `hub` so the API suite runs unchanged."""
-
-    @pytest.fixture
-    def hub(self, runtime_name: str, request: pytest.FixtureRequest) -> HubClient:
-        if runtime_name != "process":
-            pytest.skip(f"--hub=distributed: the test invokers run the process runtime, not {runtime_name}")
-        return request.getfixturevalue("distributed_hub")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--hub") == "distributed":
-        config.pluginmanager.register(_DistributedHub(), "distributed-hub")

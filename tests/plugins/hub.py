@@ -58,12 +58,20 @@ def hub_config(home: Path, **env: str) -> Any:
 
 @pytest.fixture
 def runtime_name() -> str:
-    """The runtime `hub` runs actions with; tests/e2e parametrize it over process and docker."""
+    """How `hub` runs: embedded with the process or docker runtime, or the distributed deployment.
+    tests/e2e parametrize it over all three."""
     return "process"
 
 
 @pytest.fixture
-async def hub(tmp_path: Path, runtime_name: str, request: pytest.FixtureRequest) -> AsyncIterator[HubClient]:
+def hub(runtime_name: str, request: pytest.FixtureRequest) -> HubClient:
+    if runtime_name == "distributed":
+        return request.getfixturevalue("distributed_hub")  # type: ignore[no-any-return]
+    return request.getfixturevalue("embedded_hub")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def embedded_hub(tmp_path: Path, runtime_name: str, request: pytest.FixtureRequest) -> AsyncIterator[HubClient]:
     from triggerhub.invoker.base import RuntimeFactory
     from triggerhub.invoker.process import ProcessRuntimeFactory
 
