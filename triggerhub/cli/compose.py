@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import tempfile
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -75,7 +77,12 @@ def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
             raise ConfigError(f"TRIGGERHUB_RUNTIME=docker: the Docker runtime cannot load ({exc})") from exc
         # One hub id per home: a restarted hub removes its own orphans and nobody else's.
         hub_id = "h" + hashlib.sha1(str(config.home.resolve()).encode()).hexdigest()[:10]
-        return "docker", DockerRuntimeFactory(hub_id=hub_id)
+        # Sockets live under the home, whose path a containerised invoker shares with the host
+        # engine (deploy/docker-compose.yml); a home too deep for Unix socket paths uses /tmp.
+        socket_root = config.home.resolve() / "sockets"
+        if len(str(socket_root)) > 60:
+            socket_root = Path(tempfile.gettempdir()) / f"triggerhub-{hub_id}"
+        return "docker", DockerRuntimeFactory(hub_id=hub_id, socket_root=socket_root)
     if choice is RuntimeChoice.AUTO:
         log.warning("%s: actions run as local processes, NOT isolated from this machine", problem)
     return "process", ProcessRuntimeFactory()
