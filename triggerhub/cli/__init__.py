@@ -12,10 +12,13 @@ from typing import Any
 
 import click
 
-from triggerhub.cli import commands
+from triggerhub.cli.actions import action
+from triggerhub.cli.activations import activation
 from triggerhub.cli.alarms import alarms
 from triggerhub.manifests.commands import deploy, undeploy, validate
-from triggerhub.cli.commands import Ctx
+from triggerhub.cli.context import Ctx
+from triggerhub.cli.packages import package
+from triggerhub.cli.triggers import rule, trigger
 from triggerhub.config import load_config
 from triggerhub.engine.bootstrap import read_credentials
 from triggerhub.errors import ConfigError, TriggerhubError
@@ -179,8 +182,7 @@ def images_build(force: bool) -> None:
         click.echo(tag)
 
 
-for _command in (commands.action, commands.trigger, commands.rule, commands.package, commands.activation,
-                 alarms, deploy, undeploy, validate):
+for _command in (action, trigger, rule, package, activation, alarms, deploy, undeploy, validate):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

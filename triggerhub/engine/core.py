@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from triggerhub.config import HubConfig
-from triggerhub.errors import NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound
+from triggerhub.errors import NOT_FOUND, ApiError, BadRequest, NotFound
 from triggerhub.model import (
     ACTIVATION_ID_RE, Action, Activation, ActivationResponse, Collection, FullyQualifiedName, Identity, Invocation,
     Package, Parameter, RuleStatus, StatusCode, Trigger, TriggerEvent, annotation,
@@ -279,4 +279,4 @@ def ensure_object(payload: Any) -> dict[str, Any]:
     return payload
 
 
-__all__ = ["Engine", "Resolved", "ensure_object", "Forbidden", "annotation"]
+__all__ = ["Engine", "Resolved", "ensure_object"]

@@ -1,0 +1,71 @@
+"""`triggerhub package ...`: packages and bindings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from triggerhub.cli.context import (
+    Ctx, annotation_option, emit, key_values, listing, param_option, pass_ctx, run,
+)
+
+
+@click.group()
+def package() -> None:
+    """Group actions and bind shared packages."""
+
+
+@package.command("create")
+@click.argument("name")
+@param_option
+@annotation_option
+@click.option("--shared", type=click.Choice(["yes", "no"]), default=None)
+@pass_ctx
+@run
+def package_create(ctx: Ctx, name: str, params: Any, annotations: Any, shared: str | None) -> None:
+    body: dict[str, Any] = {"parameters": key_values(params), "annotations": key_values(annotations)}
+    if shared:
+        body["publish"] = shared == "yes"
+    ctx.client.request("PUT", ctx.client.entity_path("packages", name), body)
+    click.echo(f"ok: created package {name}")
+
+
+@package.command("bind")
+@click.argument("source")
+@click.argument("name")
+@param_option
+@pass_ctx
+@run
+def package_bind(ctx: Ctx, source: str, name: str, params: Any) -> None:
+    parts = source.strip("/").split("/")
+    binding = {"namespace": parts[0], "name": parts[1]} if len(parts) == 2 else {"namespace": "_", "name": parts[0]}
+    ctx.client.request("PUT", ctx.client.entity_path("packages", name), {"binding": binding, "parameters": key_values(params)})
+    click.echo(f"ok: created binding {name}")
+
+
+@package.command("get")
+@click.argument("name")
+@pass_ctx
+@run
+def package_get(ctx: Ctx, name: str) -> None:
+    emit(ctx, ctx.client.request("GET", ctx.client.entity_path("packages", name)).body)
+
+
+@package.command("delete")
+@click.argument("name")
+@click.option("--force", is_flag=True)
+@pass_ctx
+@run
+def package_delete(ctx: Ctx, name: str, force: bool) -> None:
+    ctx.client.request("DELETE", ctx.client.entity_path("packages", name), query={"force": force} if force else None)
+    click.echo(f"ok: deleted package {name}")
+
+
+@package.command("list")
+@click.argument("namespace", required=False)
+@pass_ctx
+@run
+def package_list(ctx: Ctx, namespace: str | None) -> None:
+    ns = (namespace or "_").strip("/")
+    listing(ctx, "packages", ctx.client.request("GET", f"namespaces/{ns}/packages").body)
