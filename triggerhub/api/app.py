@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 ENGINE = web.AppKey("engine", Engine)
 MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
-IDENTITY = web.RequestKey("identity", Identity | None)  # type: ignore[arg-type]
+IDENTITY = web.RequestKey("identity", Identity)
 TRANSACTION = web.RequestKey("transaction", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -80,10 +80,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/v1/namespaces"):
-        request[IDENTITY] = await authenticate(request, required=True)
-    elif request.path.startswith("/api/v1/web/"):
-        request[IDENTITY] = await authenticate(request, required=False)
+    if request.path.startswith(("/api/v1/namespaces", "/api/v1/web/")):
+        identity = await authenticate(request, required=not request.path.startswith("/api/v1/web/"))
+        if identity is not None:
+            request[IDENTITY] = identity
     return await handler(request)
 
 

@@ -106,7 +106,7 @@ async def _list(request: web.Request, collection: Collection, package: str | Non
     if _flag(request, "count"):
         return web.json_response({collection.value: await engine.entities.count(identity, collection, namespace)})
     skip, limit = list_window(request, collection.value)
-    entities = await engine.entities.list(identity, collection, namespace, package, skip, limit)
+    entities = await engine.entities.listing(identity, collection, namespace, package, skip, limit)
     return web.json_response([await _summary(engine, e) for e in entities])
 
 

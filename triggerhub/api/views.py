@@ -50,7 +50,8 @@ def package_json(package: Package, members: list[Action], parameters: list[dict[
     binding: dict[str, Any] = {}
     if package.binding is not None:
         binding = {"namespace": package.binding.namespace, "name": package.binding.name}
-    actions, feeds = [], []
+    actions: list[dict[str, Any]] = []
+    feeds: list[dict[str, Any]] = []
     for action in members:
         item = {"name": action.name, "version": action.version, "annotations": params_to_json(action.annotations)}
         is_feed = any(a.key == "feed" and a.value for a in action.annotations)

@@ -10,12 +10,13 @@ import json
 import math
 import time
 from dataclasses import replace
+from collections.abc import Sequence
 from typing import Any
 
 from triggerhub.config import LimitsConfig
 from triggerhub.errors import (
-    ALREADY_EXISTS, CONCURRENT_MODIFICATION, NOT_FOUND, WRONG_COLLECTION, BadRequest, Conflict,
-    NotFound, PayloadTooLarge, RevisionConflict,
+    ALREADY_EXISTS, CONCURRENT_MODIFICATION, FORBIDDEN, NOT_FOUND, WRONG_COLLECTION, BadRequest, Conflict,
+    Forbidden, NotFound, PayloadTooLarge, RevisionConflict,
 )
 from triggerhub.model import (
     Action, ActionLimits, Binding, Collection, Entity, Exec, FullyQualifiedName, Identity, Package,
@@ -31,6 +32,7 @@ ANNOTATIONS_LIMIT_BYTES = 1024 * 1024
 
 
 CACHE_MAX_ENTRIES = 10_000
+MAX_MEMBERS = 100_000  # reading "all" of a package's or namespace's entities
 
 
 class Entities:
@@ -90,7 +92,7 @@ class Entities:
         deletes: list[Entity] = [entity]
         puts: list[Entity] = []
         if isinstance(entity, Package):
-            members = await self.store.list_entities(Collection.ACTIONS, fqn.namespace, package=fqn.name, limit=100_000)
+            members = await self.store.list_entities(Collection.ACTIONS, fqn.namespace, package=fqn.name, limit=MAX_MEMBERS)
             if members and not force:
                 raise Conflict(f"Package not empty (contains {len(members)} entities). "
                                "Set force param or delete package contents.")
@@ -104,27 +106,34 @@ class Entities:
         await self._write(puts, deletes)
         return entity
 
-    async def list(self, identity: Identity, collection: Collection, namespace: str, package: str | None,
-                   skip: int, limit: int) -> list[Entity]:
-        pkg_entity = await self._package_entity(namespace, package) if package else None
+    async def listing(self, identity: Identity, collection: Collection, namespace: str, package: str | None,
+                      skip: int, limit: int) -> Sequence[Entity]:
+        """A namespace's entities (all of a foreign one's published packages), or a package's
+        actions (through a binding, the bound package's)."""
         if package is not None:
-            check_read(identity, FullyQualifiedName(namespace, package), pkg_entity)
-            if pkg_entity is None:
+            pkg = await self._package_entity(namespace, package)
+            check_read(identity, FullyQualifiedName(namespace, package), pkg)
+            if pkg is None:
                 raise NotFound(NOT_FOUND)
-            if pkg_entity.binding is not None:  # list the bound package's actions
-                namespace, package = pkg_entity.binding.namespace, pkg_entity.binding.name
-        elif namespace != identity.namespace and collection is not Collection.PACKAGES:
-            check_read(identity, FullyQualifiedName(namespace, "_"), None)
-        entities = await self.store.list_entities(collection, namespace, package=package, skip=0 if namespace != identity.namespace else skip,
-                                                  limit=limit if namespace == identity.namespace else 100_000)
-        if namespace != identity.namespace:  # a foreign namespace shows only what is published
-            entities = [e for e in entities if isinstance(e, Package) and e.publish and e.binding is None][skip:skip + limit]
-        return entities
+            if pkg.binding is not None:
+                namespace, package = pkg.binding.namespace, pkg.binding.name
+            return await self.store.list_entities(collection, namespace, package=package, skip=skip, limit=limit)
+        if namespace == identity.namespace:
+            return await self.store.list_entities(collection, namespace, skip=skip, limit=limit)
+        if collection is not Collection.PACKAGES:
+            raise Forbidden(FORBIDDEN)
+        return (await self._published_packages(namespace))[skip:skip + limit]
 
     async def count(self, identity: Identity, collection: Collection, namespace: str) -> int:
-        if namespace != identity.namespace:
-            return len(await self.list(identity, collection, namespace, None, 0, 100_000))
-        return await self.store.count_entities(collection, namespace)
+        if namespace == identity.namespace:
+            return await self.store.count_entities(collection, namespace)
+        if collection is not Collection.PACKAGES:
+            raise Forbidden(FORBIDDEN)
+        return len(await self._published_packages(namespace))
+
+    async def _published_packages(self, namespace: str) -> list[Entity]:
+        packages = await self.store.list_entities(Collection.PACKAGES, namespace, limit=MAX_MEMBERS)
+        return [p for p in packages if isinstance(p, Package) and p.publish and p.binding is None]
 
     # ------------------------------------------------------------------ actions
     async def put_action(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any],

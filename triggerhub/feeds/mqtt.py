@@ -319,8 +319,11 @@ class MqttFeed:
 
         client.on_connect = on_connect
         client.on_message = on_message
-        client.on_connect_fail = lambda _c, _u: loop.call_soon_threadsafe(settle, FeedError(
-            f"MQTT broker {self._config.url} did not accept a connection; check that it runs and the url"))
+        def on_connect_fail(_client: paho.Client, _userdata: Any) -> None:
+            loop.call_soon_threadsafe(settle, FeedError(
+                f"MQTT broker {self._config.url} did not accept a connection; check that it runs and the url"))
+
+        client.on_connect_fail = on_connect_fail
         client.on_subscribe = on_subscribe
         return client
 
