@@ -136,6 +136,10 @@ async def test_other_namespace_is_forbidden_but_public_packages_are_readable(hub
     assert (status, echo) == (200, {"hi": 1})
     status, packages = await hub.call("GET", "namespaces/whisk.system/packages", auth=alice.auth_key)
     assert status == 200 and "utils" in [p["name"] for p in packages]
+    status, members = await hub.call("GET", "namespaces/whisk.system/actions/utils/", auth=alice.auth_key)
+    assert status == 200 and sorted(m["name"] for m in members) == ["echo", "sort"]
+    status, body = await hub.call("GET", "namespaces/whisk.system/actions", auth=alice.auth_key)
+    assert (status, body["error"]) == (403, "The supplied authentication is not authorized to access this resource.")
 
 
 async def test_activation_queries(hub):
