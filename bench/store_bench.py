@@ -50,17 +50,24 @@ def finished(activation_id: str, index: int) -> Activation:
 
 async def timed(label: str, calls: Sequence[Callable[[], Awaitable[object]]], tasks: int) -> None:
     queue = list(reversed(calls))
+    latencies_ms: list[float] = []
 
     async def worker() -> None:
         while queue:
-            await queue.pop()()
+            call = queue.pop()
+            start = time.perf_counter()
+            await call()
+            latencies_ms.append((time.perf_counter() - start) * 1000)
 
     started = time.perf_counter()
     async with asyncio.TaskGroup() as group:
         for _ in range(tasks):
             group.create_task(worker())
     elapsed_s = time.perf_counter() - started
-    print(f"  {label:<14} {len(calls) / elapsed_s:9.0f}/s  ({len(calls)} calls, {tasks} tasks, {elapsed_s:.2f} s)")
+    latencies_ms.sort()
+    p50_ms, p99_ms = (latencies_ms[min(len(latencies_ms) - 1, int(q * len(latencies_ms)))] for q in (0.5, 0.99))
+    print(f"  {label:<14} {len(calls) / elapsed_s:9.0f}/s  p50={p50_ms:.3f} ms p99={p99_ms:.3f} ms  "
+          f"({len(calls)} calls, {tasks} tasks, {elapsed_s:.2f} s)")
 
 
 async def bench(url: str, count: int, tasks: int) -> None:

@@ -20,6 +20,7 @@ from triggerhub.model import (
 )
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.migrations import LATEST_VERSION, MIGRATIONS, migrate
+from triggerhub.store.runners import CHECKPOINT_EVERY_WRITES
 from triggerhub.store.sql import SqlStore
 
 T0_MS = 1_700_000_000_000
@@ -411,6 +412,42 @@ async def test_two_stores_on_one_sqlite_file_never_see_a_locked_database(tmp_pat
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_write_waiting_for_another_connections_lock_leaves_the_loop_running(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = SqlStore(sqlite_url(path))
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)  # stands in for another process's writer
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        async with asyncio.TaskGroup() as group:
+            writing = group.create_task(store.set_cursor("feed", "1"))
+            for _ in range(20):  # the loop keeps turning while the write waits for the lock
+                await asyncio.sleep(0)
+            assert not writing.done()
+            assert await store.get_cursor("feed") is None  # reads do not wait for the writer
+            other.execute("COMMIT")
+        assert await store.get_cursor("feed") == "1"
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_the_wal_is_checkpointed_every_few_hundred_writes(tmp_path: Path) -> None:
+    # Each write rewrites one page; checkpoints let the WAL restart, so its file stops growing.
+    path = tmp_path / "wal.db"
+    store = SqlStore(sqlite_url(path))
+    await store.open()
+    try:
+        for i in range(3 * CHECKPOINT_EVERY_WRITES):
+            await store.set_cursor("feed", f"{i:08}")
+        after_three_rounds = path.with_name("wal.db-wal").stat().st_size
+        for i in range(3 * CHECKPOINT_EVERY_WRITES):
+            await store.set_cursor("feed", f"{i:08}")
+        assert path.with_name("wal.db-wal").stat().st_size == after_three_rounds
+    finally:
+        await store.close()
 
 
 _CHILD = """
