@@ -485,6 +485,51 @@ async def test_accepted_work_survives_kill_9_with_synchronous_normal(tmp_path: P
         await store.close()
 
 
+_WRITER_CHILD = """
+import asyncio, sys
+from triggerhub.model import *
+from triggerhub.store.base import Acceptance
+from triggerhub.store.sql import SqlStore
+
+async def main():
+    store = SqlStore(sys.argv[1])
+    await store.open()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for i in range(300):  # one transaction each, so the two processes take turns at the lock
+        event = TriggerEvent(f"child{i}", "test", "t", FullyQualifiedName("guest", "sensor"), time_ms=i)
+        assert await store.accept(Acceptance(event, cursor=("child", str(i))))
+    await store.close()
+    print("done", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_two_processes_writing_one_sqlite_file_both_succeed(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "two.db")
+    store = SqlStore(url)
+    await store.open()
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", _WRITER_CHILD, url,
+                                                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert await child.stdout.readline() == b"ready\n"
+        child.stdin.write(b"go\n")
+        for i in range(300):
+            assert await store.accept(Acceptance(trigger_event(f"parent{i}"), [invocation(aid(i))]))
+        assert await child.stdout.readline() == b"done\n"
+        assert await child.wait() == 0
+        assert await store.count_events() == 600
+        assert len(await store.list_pending()) == 300
+        assert await store.get_cursor("child") == "299"
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        await store.close()
+
+
 # --------------------------------------------------------------------------- errors
 
 

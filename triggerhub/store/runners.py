@@ -1,8 +1,9 @@
 """How one Store operation (a function of a sync Connection) reaches the database, as one transaction.
 
 PostgreSQL: a pooled asyncpg connection, the operation run through `run_sync`. SQLite: inline on
-one sqlite3 connection in the event-loop thread, a thread hop only to wait for another writer or
-for a listing; measurements and the reasons are in `SqliteRunner`'s docstring.
+one sqlite3 connection in the event-loop thread, chosen over one `asyncio.to_thread` hop per
+operation because the hop costs more than the work (complete() p50 0.55 vs 0.8-0.9 ms); a thread
+only waits for another writer's lock, checkpoints, or runs a listing. Measurements in SqliteRunner.
 """
 
 from __future__ import annotations
@@ -61,13 +62,14 @@ class AsyncRunner:
 class SqliteRunner:
     """SQLite through the stdlib sqlite3 driver; each operation is one synchronous transaction.
 
-    Chosen: inline in the event-loop thread, over one `asyncio.to_thread` hop per operation. WAL
-    with synchronous=NORMAL does not fsync on commit, so a complete() is ~0.3 ms of SQL and
-    SQLAlchemy work; measured with bench/store_bench.py (2000 calls, p50), inline: complete 0.48 ms,
-    get_entity 0.13 ms; one hop each: 0.72-0.91 ms and 0.42 ms, since the hop costs more than the
-    work. Inline operations of one process never overlap, so they need no lock; each first gives
-    the loop one turn, so writers arriving meanwhile share the next group commit (32 tasks: 4,000
-    completes/s). The loop never waits on another connection or the disk:
+    Chosen: inline in the event-loop thread, over one `asyncio.to_thread` hop per operation: with
+    WAL and synchronous=NORMAL a commit does not fsync, so the work is a few hundred microseconds
+    of SQL and SQLAlchemy, less than a hop costs under load. bench/store_bench.py --count 2000,
+    p50, same machine and load, inline vs one hop: complete 0.55 vs 0.80-0.94 ms, get_entity
+    0.15-0.17 vs 0.41-0.42 ms; 32 tasks: 7,700-8,000 vs 3,900-4,600 completes/s. Inline operations
+    of one process never overlap, so they need no lock; each first gives the loop one turn, so
+    writers arriving meanwhile share the next group commit. The loop never waits on another
+    connection or the disk:
     - the inline connection has busy_timeout 0 and a write takes the lock first (BEGIN IMMEDIATE);
       when another process (or this one's thread) holds it, the operation runs again in a thread on
       a pooled connection that waits up to busy_timeout;
