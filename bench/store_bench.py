@@ -1,4 +1,4 @@
-"""Store hot-path throughput: accept/s, complete/s, get_entity/s, get_subject/s.
+"""Store hot-path throughput and per-call latency (p50, p99): accept, complete, get_entity, get_subject.
 
     python bench/store_bench.py [--count N] [--tasks T]
 
