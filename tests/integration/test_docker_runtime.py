@@ -6,6 +6,7 @@ import asyncio
 import io
 import subprocess
 import sys
+import tempfile
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -262,17 +263,18 @@ asyncio.run(main())
 """
 
 
-async def test_cleanup_removes_containers_of_a_killed_hub_but_not_its_own(runtime_images: list[str], tmp_path: Path,
+async def test_cleanup_removes_containers_of_a_killed_hub_but_not_its_own(runtime_images: list[str],
                                                           dockerd: docker.DockerClient) -> None:
     hub_id = f"orphans{uuid.uuid4().hex[:8]}"
-    maker = subprocess.Popen([sys.executable, "-c", ORPHAN_MAKER, hub_id, str(tmp_path)],
+    sockets = Path(tempfile.mkdtemp(prefix="th-orphans-"))  # short: Unix socket paths are limited
+    maker = subprocess.Popen([sys.executable, "-c", ORPHAN_MAKER, hub_id, str(sockets)],
                              stdout=subprocess.PIPE, text=True)
     container_id = (await asyncio.to_thread(maker.stdout.readline)).strip()  # type: ignore[union-attr]
     maker.kill()
     maker.wait()
     maker.stdout.close()  # type: ignore[union-attr]
 
-    restarted = DockerRuntimeFactory(hub_id=hub_id, socket_root=tmp_path)
+    restarted = DockerRuntimeFactory(hub_id=hub_id, socket_root=sockets)
     own = await restarted.create(RuntimeSpec(kind="python:3.11", memory_mb=128))
     removed = await restarted.cleanup_orphans()
     own_status = dockerd.containers.get(own.container_id).status
@@ -283,7 +285,8 @@ async def test_cleanup_removes_containers_of_a_killed_hub_but_not_its_own(runtim
     with pytest.raises(docker.errors.NotFound):
         dockerd.containers.get(container_id)
     assert own_status == "running"
-    assert list(tmp_path.iterdir()) == []
+    assert list(sockets.iterdir()) == []
+    sockets.rmdir()
 
 
 BLACKBOX_DOCKERFILE = """

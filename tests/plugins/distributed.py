@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import secrets
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -94,7 +97,8 @@ class Deployment:
 
     @property
     def proxies_dir(self) -> Path:
-        path = self.root / "proxies"
+        """Short and per deployment: Unix socket paths inside it must stay under 108 bytes."""
+        path = Path(tempfile.gettempdir()) / f"thp-{hashlib.sha1(str(self.root).encode()).hexdigest()[:10]}"
         path.mkdir(exist_ok=True)
         return path
 
@@ -120,6 +124,7 @@ class Deployment:
             if process.popen.stdout is not None:
                 process.popen.stdout.close()
         _kill_orphaned_proxies(self.proxies_dir)
+        shutil.rmtree(self.proxies_dir, ignore_errors=True)
 
 
 def _read_ready_line(process: HubProcess, timeout_s: float) -> str:

@@ -29,6 +29,7 @@ from triggerhub.model import JSON
 logger = logging.getLogger(__name__)
 
 RUNTIMES_DIR = Path(__file__).resolve().parents[2] / "runtimes"
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes including the terminating NUL
 DIR_PREFIX = "triggerhub-proc-"
 _LINE_MAX_BYTES = 1024 * 1024  # longer log lines are split into parts of this size
 _STREAM_CAP_BYTES = 11 * 1024 * 1024  # kept per stream per activation; above the 10 MB log limit
@@ -239,6 +240,10 @@ class ProcessRuntimeFactory:
         self._log_grace_ms = log_grace_ms
         self._api_host = api_host
         self._temp_root = temp_root or tempfile.gettempdir()
+        longest = len(os.path.join(self._temp_root, f"{DIR_PREFIX}{os.getpid()}-{'x' * 8}", "proxy.sock"))
+        if longest > MAX_SOCKET_PATH:
+            raise ActionRuntimeError(f"temporary folder '{self._temp_root}' is too deep for Unix socket paths "
+                                     f"({longest} > {MAX_SOCKET_PATH} characters); set TMPDIR to a shorter folder")
 
     async def create(self, spec: RuntimeSpec) -> ProcessRuntime:
         command = self._command_for(spec)
