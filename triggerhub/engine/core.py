@@ -25,7 +25,7 @@ from triggerhub.engine import kinds
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.dispatch import Dispatcher, LocalDispatcher
 from triggerhub.engine.entities import Entities
-from triggerhub.engine.resolve import bound_parameters, check_final, check_read
+from triggerhub.engine.resolve import bound_parameters, check_final, check_read, merge_arguments
 from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.throttle import ConcurrencyThrottler, RateThrottler
 from triggerhub.invoker.base import Invoker
@@ -113,11 +113,9 @@ class Engine:
     def _invocation(self, identity: Identity, resolved: Resolved, layers: list[dict[str, Any]], *,
                     activation_id: str | None = None, blocking: bool = False, cause: str | None = None,
                     transaction_id: str = "") -> Invocation:
-        args: dict[str, Any] = dict(params_to_dict(resolved.action.parameters))
-        for layer in layers:
-            args.update(layer)
         return Invocation(
-            activation_id=activation_id or new_activation_id(), action=resolved.action, args=args,
+            activation_id=activation_id or new_activation_id(), action=resolved.action,
+            args=merge_arguments([params_to_dict(resolved.action.parameters), *layers]),
             namespace=identity.namespace, subject=identity.subject, accepted_ms=now_ms(), cause=cause,
             blocking=blocking, path_annotation=resolved.path, binding=resolved.binding,
             transaction_id=transaction_id, init_env=_api_key_env(identity, resolved.action),

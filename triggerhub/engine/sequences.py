@@ -9,13 +9,16 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from triggerhub.engine.resolve import merge_arguments
 from triggerhub.errors import ApiError
 from triggerhub.model import (
     Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Parameter, StatusCode, now_ms,
+    params_to_dict,
 )
 
 if TYPE_CHECKING:
     from triggerhub.engine.core import Engine
+
 
 _COMPONENT_IDS = uuid.UUID("6f1d3c1e-64a4-4c1b-9a4c-2f7f0c9d7e11")
 MISSING_COMPONENT = "Sequence component does not exist."
@@ -47,7 +50,8 @@ async def run_sequence(engine: Engine, invocation: Invocation, *, topmost: bool)
                 response = ActivationResponse.error(StatusCode.APPLICATION_ERROR, MISSING_COMPONENT)
                 break
             max_memory_mb = max(max_memory_mb, resolved.action.limits.memory_mb)
-            args = current if isinstance(current, list) else engine._invocation(identity, resolved, [current]).args
+            args = current if isinstance(current, list) else merge_arguments(
+                [params_to_dict(resolved.action.parameters), current])
             child = Invocation(
                 activation_id=child_id, action=resolved.action, args=args, namespace=invocation.namespace,
                 subject=invocation.subject, accepted_ms=now_ms(), cause=invocation.activation_id,
