@@ -25,6 +25,22 @@ th_usage() {
     exit 2
 }
 
+# th_main "$@": runs the service script's own start, stop or status function.
+th_main() {
+    case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    *) th_usage ;;
+    esac
+}
+
+# th_give_up MESSAGE: stops a server that was launched but never became ready, then fails.
+th_give_up() {
+    stop >/dev/null 2>&1 || true
+    th_die "$1"
+}
+
 # th_apt_install PACKAGE...: installs the Debian packages that are missing. apt-get update runs
 # once per machine boot-ish window (stamp younger than 6 h), under a lock because the service
 # scripts may be started in parallel and dpkg allows one writer.

@@ -68,9 +68,4 @@ status() {
     return 3
 }
 
-case "${1:-}" in
-    start) start ;;
-    stop) stop ;;
-    status) status ;;
-    *) th_usage ;;
-esac
+th_main "$@"

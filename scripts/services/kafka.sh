@@ -28,12 +28,6 @@ ENV_KEY=TRIGGERHUB_TEST_KAFKA
 
 is_running() { th_pid_alive "${KAFKA_PIDFILE}"; }
 
-# give_up MESSAGE: stops a server that was launched but never became ready, then fails.
-give_up() {
-    stop >/dev/null 2>&1 || true
-    th_die "$1"
-}
-
 kafka_java() { java -Xms64m -Xmx256m -cp "${KAFKA_LIBS}/*" "$@"; }
 
 topics_listed() {
@@ -71,7 +65,7 @@ format_storage() {
     th_log "formatting ${KAFKA_DATA} as cluster ${cluster_id}"
     kafka_java kafka.tools.StorageTool format --standalone -t "${cluster_id}" \
         -c "${KAFKA_PROPERTIES}" >>"${KAFKA_LOG}" 2>&1 \
-        || { th_tail_log "${KAFKA_LOG}"; give_up "formatting the Kafka storage failed"; }
+        || { th_tail_log "${KAFKA_LOG}"; th_give_up "formatting the Kafka storage failed"; }
 }
 
 launch() {
@@ -108,7 +102,7 @@ start() {
     th_wait_until "${KAFKA_START_TIMEOUT_S}" "listener on 127.0.0.1:${KAFKA_PORT}" \
         th_port_busy "${KAFKA_PORT}" \
         && th_wait_until "${KAFKA_START_TIMEOUT_S}" "topic list from the admin client" topics_listed \
-        || { th_tail_log "${KAFKA_LOG}"; give_up "Kafka did not become ready within ${KAFKA_START_TIMEOUT_S} s"; }
+        || { th_tail_log "${KAFKA_LOG}"; th_give_up "Kafka did not become ready within ${KAFKA_START_TIMEOUT_S} s"; }
     unset TH_WATCH_PID
     th_env_set "${ENV_KEY}" "127.0.0.1:${KAFKA_PORT}"
     th_log "ready on 127.0.0.1:${KAFKA_PORT}"
@@ -138,9 +132,4 @@ status() {
     fi
 }
 
-case "${1:-}" in
-start) start ;;
-stop) stop ;;
-status) status ;;
-*) th_usage ;;
-esac
+th_main "$@"

@@ -21,12 +21,6 @@ ENV_KEY=TRIGGERHUB_TEST_MQTT
 
 is_running() { th_pid_alive "${MQTT_PIDFILE}"; }
 
-# give_up MESSAGE: stops a server that was launched but never became ready, then fails.
-give_up() {
-    stop >/dev/null 2>&1 || true
-    th_die "$1"
-}
-
 # A retained QoS 1 message on a private topic, read back by a fresh subscriber, then cleared.
 round_trip_ok() {
     local topic="triggerhub/health/$$" got
@@ -95,11 +89,11 @@ start() {
         th_log "starting on 127.0.0.1:${MQTT_PORT} (log ${MQTT_LOG})"
         rm -f "${MQTT_PIDFILE}"
         "${broker}" -c "${MQTT_CONF}" -d \
-            || { th_tail_log "${MQTT_LOG}"; give_up "mosquitto refused to start with ${MQTT_CONF}"; }
+            || { th_tail_log "${MQTT_LOG}"; th_give_up "mosquitto refused to start with ${MQTT_CONF}"; }
     fi
     th_wait_until "${MQTT_START_TIMEOUT_S}" "publish/subscribe round trip on 127.0.0.1:${MQTT_PORT}" \
         round_trip_ok \
-        || { th_tail_log "${MQTT_LOG}"; give_up "Mosquitto did not become ready within ${MQTT_START_TIMEOUT_S} s"; }
+        || { th_tail_log "${MQTT_LOG}"; th_give_up "Mosquitto did not become ready within ${MQTT_START_TIMEOUT_S} s"; }
     th_env_set "${ENV_KEY}" "127.0.0.1:${MQTT_PORT}"
     th_log "ready on 127.0.0.1:${MQTT_PORT}"
 }
@@ -128,9 +122,4 @@ status() {
     fi
 }
 
-case "${1:-}" in
-start) start ;;
-stop) stop ;;
-status) status ;;
-*) th_usage ;;
-esac
+th_main "$@"

@@ -57,12 +57,6 @@ pidfile() { echo "${PG_DATA}/postmaster.pid"; }
 
 is_running() { th_pid_alive "$(pidfile)"; }
 
-# give_up MESSAGE: stops a server that was launched but never became ready, then fails.
-give_up() {
-    stop >/dev/null 2>&1 || true
-    th_die "$1"
-}
-
 password() { cat "${PG_PASSWORD_FILE}"; }
 
 url() { echo "postgresql+asyncpg://${PG_USER}:$(password)@127.0.0.1:${PG_PORT}/${PG_DB}"; }
@@ -91,7 +85,7 @@ init_cluster() {
     th_log "creating the cluster in ${PG_DATA}"
     as_owner "$1/initdb" -D "${PG_DATA}" -U postgres -E UTF8 --locale=C \
         --auth-local=trust --auth-host=scram-sha-256 >>"${PG_LOG}" 2>&1 \
-        || { th_tail_log "${PG_LOG}"; give_up "initdb failed"; }
+        || { th_tail_log "${PG_LOG}"; th_give_up "initdb failed"; }
     echo "include_if_exists 'triggerhub.conf'" >>"${PG_DATA}/postgresql.conf"
 }
 
@@ -146,14 +140,14 @@ start() {
     if ! is_running; then
         th_log "starting on 127.0.0.1:${PG_PORT} (log ${PG_LOG})"
         as_owner "${bindir}/pg_ctl" -D "${PG_DATA}" -l "${PG_LOG}" -W start >/dev/null \
-            || { th_tail_log "${PG_LOG}"; give_up "pg_ctl start failed"; }
+            || { th_tail_log "${PG_LOG}"; th_give_up "pg_ctl start failed"; }
     fi
     th_wait_until "${PG_START_TIMEOUT_S}" "pg_isready answer on 127.0.0.1:${PG_PORT}" \
         pg_isready -q -h 127.0.0.1 -p "${PG_PORT}" \
-        || { th_tail_log "${PG_LOG}"; give_up "PostgreSQL did not become ready within ${PG_START_TIMEOUT_S} s"; }
-    bootstrap_role || { th_tail_log "${PG_LOG}"; give_up "could not create role/database ${PG_USER}"; }
+        || { th_tail_log "${PG_LOG}"; th_give_up "PostgreSQL did not become ready within ${PG_START_TIMEOUT_S} s"; }
+    bootstrap_role || { th_tail_log "${PG_LOG}"; th_give_up "could not create role/database ${PG_USER}"; }
     th_wait_until 20 "SELECT 1 as ${PG_USER} over TCP" tcp_query_ok \
-        || { th_tail_log "${PG_LOG}"; give_up "PostgreSQL answers pg_isready but not a query as ${PG_USER}"; }
+        || { th_tail_log "${PG_LOG}"; th_give_up "PostgreSQL answers pg_isready but not a query as ${PG_USER}"; }
     th_env_set "${ENV_KEY}" "$(url)"
     th_log "ready: database ${PG_DB} on 127.0.0.1:${PG_PORT}"
 }
@@ -181,9 +175,4 @@ status() {
     fi
 }
 
-case "${1:-}" in
-start) start ;;
-stop) stop ;;
-status) status ;;
-*) th_usage ;;
-esac
+th_main "$@"
