@@ -7,9 +7,7 @@ After a crash, `__aenter__` re-runs every accepted invocation that has no record
 
 from __future__ import annotations
 
-import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,9 +15,9 @@ from typing import Any
 from triggerhub.config import HubConfig
 from triggerhub.errors import NOT_FOUND, ApiError, BadRequest, NotFound
 from triggerhub.model import (
-    ACTIVATION_ID_RE, Action, Activation, ActivationResponse, Collection, FullyQualifiedName, Identity, Invocation,
-    Package, Parameter, RuleStatus, StatusCode, Trigger, TriggerEvent, annotation,
-    new_activation_id, now_ms, params_to_dict,
+    Action, Activation, ActivationResponse, Collection, FullyQualifiedName, Identity, Invocation, Package,
+    Parameter, StatusCode, Trigger, TriggerEvent, annotation, new_activation_id, now_ms,
+    params_to_dict,
 )
 from triggerhub.engine import kinds
 from triggerhub.engine.auth import Authenticator
@@ -29,6 +27,7 @@ from triggerhub.engine.resolve import bound_parameters, check_final, check_read,
 from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.throttle import ConcurrencyThrottler, RateThrottler
 from triggerhub.invoker.base import Invoker
+from triggerhub.rules import match as rules
 from triggerhub.store.base import Acceptance, Store
 
 log = logging.getLogger(__name__)
@@ -188,7 +187,7 @@ class Engine:
         """Fire through the API: the trigger activation id, or None when no rule is active (204)."""
         trigger = await self.entities.get(identity, fqn, Collection.TRIGGERS)
         assert isinstance(trigger, Trigger)
-        if not _active_rules(trigger):
+        if not rules.active_rules(trigger):
             return None
         self._fire_rates.check(identity.namespace, identity.limits.get("firesPerMinute", self.config.limits.fires_per_minute))
         event = TriggerEvent(id=new_activation_id(), source=f"/api/v1/namespaces/{fqn.namespace}/triggers/{fqn.name}",
@@ -198,7 +197,7 @@ class Engine:
             await self.event_sink(event)
         else:
             await self._match(trigger, event, cursor=None)
-        return trigger_activation_id(event)
+        return rules.trigger_activation_id(event)
 
     async def emit(self, event: TriggerEvent, cursor: tuple[str, str] | None = None) -> bool:
         """Match a fired event against the trigger's rules and accept the result durably.
@@ -209,34 +208,21 @@ class Engine:
         return await self._match(trigger, event, cursor)
 
     async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
-        """Ids are derived from the event id, so matching a redelivered event twice yields the same
-        activations, which the store then refuses as a duplicate."""
         namespace = event.trigger.namespace
         identity = Identity(event.subject or namespace, namespace, "", "")
-        payload = event.data if isinstance(event.data, dict) else ({} if event.data is None else {"payload": event.data})
-        trigger_params = params_to_dict(trigger.parameters)
+        layers = [params_to_dict(trigger.parameters), rules.event_payload(event)]
         invocations: list[Invocation] = []
         outcomes: list[str] = []
-        for rule_key, link in _active_rules(trigger).items():
-            outcome: dict[str, Any] = {"rule": rule_key, "action": f"{link.action.path}/{link.action.name}"}
+        for found in rules.match(trigger, event):
             try:
-                resolved = await self.resolve(identity, link.action)
+                resolved = await self.resolve(identity, found.action)
                 self._admit(identity)
             except ApiError as exc:
-                outcome.update({"statusCode": 3 if exc.status >= 500 else 1, "success": False, "error": exc.message})
-            else:
-                invocation = self._invocation(identity, resolved, [trigger_params, payload],
-                                              activation_id=rule_activation_id(event, rule_key))
-                invocations.append(invocation)
-                outcome.update({"statusCode": 0, "success": True, "activationId": invocation.activation_id})
-            outcomes.append(json.dumps(outcome, separators=(",", ":")))
-        records = []
-        if outcomes:
-            records.append(Activation(
-                namespace=namespace, name=trigger.name, subject=identity.subject,
-                activation_id=trigger_activation_id(event), start_ms=event.time_ms or now_ms(), end_ms=0,
-                response=ActivationResponse.ok(payload), logs=tuple(outcomes), version=trigger.version,
-            ))
+                outcomes.append(rules.outcome_line(found, error=exc.message, status_code=3 if exc.status >= 500 else 1))
+                continue
+            invocations.append(self._invocation(identity, resolved, layers, activation_id=found.activation_id))
+            outcomes.append(rules.outcome_line(found))
+        records = [rules.trigger_record(trigger, event, identity.subject, outcomes)] if outcomes else []
         accepted = await self._submit(Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor),
                                       invocations)
         if accepted:
@@ -244,29 +230,11 @@ class Engine:
         return accepted
 
 
-_DERIVED_IDS = uuid.UUID("0b6a4a4e-9d1f-4d43-8a1c-5c1f3f2f7e21")
-
-
-def trigger_activation_id(event: TriggerEvent) -> str:
-    """API fires use their event id as the trigger activation id; feed events derive one."""
-    if ACTIVATION_ID_RE.match(event.id):
-        return event.id
-    return uuid.uuid5(_DERIVED_IDS, f"trigger/{event.id}").hex
-
-
-def rule_activation_id(event: TriggerEvent, rule_key: str) -> str:
-    return uuid.uuid5(_DERIVED_IDS, f"rule/{event.id}/{rule_key}").hex
-
-
 def _api_key_env(identity: Identity, action: Action) -> dict[str, str]:
     """Actions annotated provide-api-key get the caller's key (reference 2.2); others never see it."""
     if identity.key and annotation(action.annotations, "provide-api-key", False) is True:
         return {"__OW_API_KEY": identity.auth_key}
     return {}
-
-
-def _active_rules(trigger: Trigger) -> dict[str, Any]:
-    return {k: v for k, v in trigger.rules.items() if v.status is RuleStatus.ACTIVE}
 
 
 def ensure_object(payload: Any) -> dict[str, Any]:
