@@ -70,16 +70,22 @@ def package_summary(package: Package) -> dict[str, Any]:
             "binding": binding}
 
 
-def activation_json(activation: Activation) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "namespace": activation.namespace, "name": activation.name, "subject": activation.subject,
-        "activationId": activation.activation_id, "start": activation.start_ms,
-    }
+def _timing(activation: Activation) -> dict[str, Any]:
+    """`end` and `duration` only when the activation has an end (trigger records have none)."""
+    out: dict[str, Any] = {}
     if activation.end_ms:
         out["end"] = activation.end_ms
         out["duration"] = activation.duration
     if activation.cause:
         out["cause"] = activation.cause
+    return out
+
+
+def activation_json(activation: Activation) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "namespace": activation.namespace, "name": activation.name, "subject": activation.subject,
+        "activationId": activation.activation_id, "start": activation.start_ms, **_timing(activation),
+    }
     out.update({"response": activation.response.to_json(), "logs": list(activation.logs),
                 "annotations": params_to_json(activation.annotations), "version": activation.version,
                 "publish": activation.publish})
@@ -90,13 +96,8 @@ def activation_summary(activation: Activation) -> dict[str, Any]:
     out: dict[str, Any] = {
         "namespace": activation.namespace, "name": activation.name, "version": activation.version,
         "publish": activation.publish, "annotations": params_to_json(activation.annotations),
-        "activationId": activation.activation_id, "start": activation.start_ms,
+        "activationId": activation.activation_id, "start": activation.start_ms, **_timing(activation),
     }
-    if activation.end_ms:
-        out["end"] = activation.end_ms
-        out["duration"] = activation.duration
-    if activation.cause:
-        out["cause"] = activation.cause
     out["statusCode"] = int(activation.response.status_code)
     return out
 

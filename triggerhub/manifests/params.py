@@ -50,7 +50,7 @@ def resolve(raw: Any) -> Input:
     kind: str | None = None
     if declared is not None:
         if not isinstance(declared, str) or declared not in TYPE_ALIASES:
-            raise ParamTypeError(f"unknown parameter type {_show(declared)}; allowed: {CANONICAL_TYPES}")
+            raise ParamTypeError(f"unknown parameter type {describe(declared)}; allowed: {CANONICAL_TYPES}")
         kind = TYPE_ALIASES[declared]
     value = raw["value"] if raw.get("value") is not None else raw.get("default")
     if value is None:
@@ -98,10 +98,11 @@ def typed_value(value: Any, kind: str | None) -> Any:
     elif kind == "slice":
         if isinstance(value, list):
             return value
-    raise ParamTypeError(f"expected {kind}, got {_show(value)}")
+    raise ParamTypeError(f"expected {kind}, got {describe(value)}")
 
 
-def _show(value: Any) -> str:
+def describe(value: Any) -> str:
+    """How an offending YAML value is named in error messages: "string 'x'", "a list", ..."""
     if isinstance(value, bool):
         return f"boolean {json.dumps(value)}"
     if isinstance(value, int | float):

@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from triggerhub.errors import Problem
+from triggerhub.manifests.params import describe
 from triggerhub.manifests.source import Source, YamlPath
 
 WEB_VALUES = [True, False, "true", "false", "yes", "no", "raw"]
@@ -134,11 +135,11 @@ def _problems(source: Source, error: ValidationError) -> list[Problem]:
         wanted = error.validator_value
         wanted_list = wanted if isinstance(wanted, list) else [wanted]
         wanted_text = " or ".join(_type_word(w) for w in wanted_list if w != "null")
-        return [source.problem(path, f"expected {wanted_text}, got {_describe(error.instance)}")]
+        return [source.problem(path, f"expected {wanted_text}, got {describe(error.instance)}")]
     if kind == "enum":
         choices = ", ".join(_literal(v) for v in error.validator_value if not isinstance(v, str)
                             or v not in ("true", "false"))
-        return [source.problem(path, f"{_describe(error.instance)} is not allowed; allowed: {choices}")]
+        return [source.problem(path, f"{describe(error.instance)} is not allowed; allowed: {choices}")]
     return [source.problem(path, error.message)]
 
 
@@ -152,17 +153,3 @@ def _type_word(name: str) -> str:
 
 def _literal(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"boolean {json.dumps(value)}"
-    if isinstance(value, int | float):
-        return f"number {value}"
-    if isinstance(value, str):
-        return f"string '{value}'"
-    if isinstance(value, list):
-        return "a list"
-    return "a mapping"
