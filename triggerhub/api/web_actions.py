@@ -62,9 +62,8 @@ async def web_action(request: web.Request) -> web.StreamResponse:
         return web.Response(status=200, headers={**CORS_WEB, "Access-Control-Allow-Headers": allow})
     caller = await _check_auth(request, annotation(annotations, "require-whisk-auth", False))
     raw = _truthy(annotation(annotations, "raw-http", False))
-    args = await _arguments(request, extra, raw)
+    args, supplied = await _arguments(request, extra, raw)
     if not raw:
-        supplied = set(args.pop(_SUPPLIED))
         defined = set(resolved.inherited) | set(params_to_dict(action.parameters))
         final = _truthy(annotation(annotations, "final", False))
         if any(k.startswith("__ow_") for k in supplied) or (final and defined & supplied):
@@ -82,7 +81,6 @@ async def web_action(request: web.Request) -> web.StreamResponse:
     return response
 
 
-_SUPPLIED = "\0supplied"  # names the caller set through query or body (removed before invoking)
 
 
 def _truthy(value: Any) -> bool:
@@ -106,7 +104,8 @@ def _is_binary(content_type: str) -> bool:
     return not (content_type.startswith(_TEXT_TYPES) or content_type.endswith("+json") or content_type == "application/json")
 
 
-async def _arguments(request: web.Request, extra: str, raw: bool) -> dict[str, Any]:
+async def _arguments(request: web.Request, extra: str, raw: bool) -> tuple[dict[str, Any], set[str]]:
+    """The action's arguments, and the names the caller set itself through query or body."""
     headers = {k.lower(): v for k, v in request.headers.items()}
     meta: dict[str, Any] = {"__ow_method": request.method.lower(), "__ow_headers": headers, "__ow_path": extra}
     body = await request.read()
@@ -114,7 +113,7 @@ async def _arguments(request: web.Request, extra: str, raw: bool) -> dict[str, A
     if raw:
         encoded = body.decode("utf-8", "replace") if body and not _is_binary(content_type) and content_type != "application/json" else (
             base64.b64encode(body).decode() if body else "")
-        return {**meta, "__ow_query": request.query_string, "__ow_body": encoded}
+        return {**meta, "__ow_query": request.query_string, "__ow_body": encoded}, set()
     args: dict[str, Any] = dict(request.query)
     if body:
         if content_type == "application/json" or content_type.endswith("+json"):
@@ -132,8 +131,7 @@ async def _arguments(request: web.Request, extra: str, raw: bool) -> dict[str, A
             args["__ow_body"] = base64.b64encode(body).decode()
         else:
             args["__ow_body"] = body.decode("utf-8", "replace")
-    supplied = [k for k in args if k != "__ow_body"]
-    return {**args, **meta, _SUPPLIED: supplied}
+    return {**args, **meta}, {k for k in args if k != "__ow_body"}
 
 
 def _project(record: Activation, extension: str, transaction: str) -> web.Response:
