@@ -81,8 +81,6 @@ async def web_action(request: web.Request) -> web.StreamResponse:
     return response
 
 
-
-
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() in {"true", "yes"})
 
