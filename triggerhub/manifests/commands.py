@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from triggerhub import errors
-from triggerhub.manifests.client import HttpWhiskClient
+from triggerhub.manifests.client import ClientTls, HttpWhiskClient
 from triggerhub.manifests.deployer import Outcome, deploy_manifest, undeploy_manifest, validate_manifest
 from triggerhub.manifests.loader import DEFAULT_DEPLOYMENTS, find_manifest
 
@@ -63,9 +63,10 @@ def hub_settings(ctx: click.Context, apihost: str | None, auth: str | None) -> t
 
 
 @asynccontextmanager
-async def connect(apihost: str | None, auth: str | None, local_hub: LocalHub | None) -> AsyncIterator[HttpWhiskClient]:
+async def connect(apihost: str | None, auth: str | None, local_hub: LocalHub | None, *,
+                  trust: ClientTls | None = None) -> AsyncIterator[HttpWhiskClient]:
     if apihost and auth:
-        async with HttpWhiskClient(apihost, auth) as client:
+        async with HttpWhiskClient(apihost, auth, trust=trust) as client:
             yield client
         return
     if local_hub is None:
@@ -138,7 +139,8 @@ def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, p
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
-        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
+                           trust=getattr(ctx.obj, "trust", None)) as client:
             return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params),
                                          managed=managed, dry_run=dry_run)
 
@@ -156,7 +158,8 @@ def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None,
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
-        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
+                           trust=getattr(ctx.obj, "trust", None)) as client:
             return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params),
                                            managed=managed, dry_run=dry_run)
 
