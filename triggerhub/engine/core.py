@@ -54,7 +54,7 @@ class Engine:
         self.store = store
         self.invoker = invoker
         self.entities = Entities(store, config.limits)
-        self.auth = Authenticator(store)
+        self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s)
         self.builtin: BuiltinHandler | None = None
         self._rates = RateThrottler(now_ms)
         self._fire_rates = RateThrottler(now_ms)
