@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,6 +20,7 @@ from tests.plugins.hub import HubClient, hub_config
 from triggerhub.cli.compose import running_hub
 from triggerhub.errors import AUTH_INVALID
 from triggerhub.invoker.process import ProcessRuntimeFactory
+from triggerhub.model import FullyQualifiedName, TriggerEvent, new_activation_id, now_ms
 
 AUTH_CACHE_S = 0.5
 NOTICE_WITHIN_S = AUTH_CACHE_S + 5.0  # the cache time plus room for a loaded machine
@@ -128,3 +130,55 @@ async def test_credentials_file_is_private_and_follows_rotation(tenant_hub):
     assert credentials["guest"] == new_guest and new_guest.split(":")[0] == old_guest.split(":")[0]
     await until_status(tenant_hub, old_guest, 401)
     await until_status(tenant_hub, new_guest, 200)
+
+
+async def feed_outcome(hub: HubClient, auth: str) -> dict[str, Any]:
+    """Hand one event to the engine as a feed does (no caller key); the rule outcome it recorded."""
+    event = TriggerEvent(new_activation_id(), "/test/feed", "test.event", FullyQualifiedName("carol", "t"), {"n": 1},
+                         time_ms=now_ms())
+    assert await hub.hub.engine.emit(event)
+    async with asyncio.timeout(NOTICE_WITHIN_S):
+        while True:
+            status, record = await hub.call("GET", f"namespaces/_/activations/{event.id}", auth=auth)
+            if status == 200:
+                [line] = record["logs"]
+                return dict(json.loads(line))
+            await asyncio.sleep(0.05)
+
+
+async def until_outcome(hub: HubClient, auth: str, error: str) -> None:
+    async with asyncio.timeout(NOTICE_WITHIN_S):
+        while (await feed_outcome(hub, auth)).get("error") != error:
+            await asyncio.sleep(0.05)
+
+
+async def test_namespace_limits_and_blocking_reach_feed_fired_rules(tenant_hub):
+    carol = await admin(tenant_hub, "user", "create", "carol")
+    for path, body in (("actions/echo", {"exec": {"kind": "python:default", "code": ECHO}}), ("triggers/t", {}),
+                       ("rules/r", {"trigger": "t", "action": "echo"})):
+        status, response = await tenant_hub.call("PUT", f"namespaces/_/{path}", body, auth=carol)
+        assert status == 200, response
+    assert (await feed_outcome(tenant_hub, carol))["success"] is True
+
+    await admin(tenant_hub, "limits", "set", "carol", "--concurrentInvocations", "0")
+    await until_outcome(tenant_hub, carol, "Too many concurrent requests in flight (count: 0, allowed: 0).")
+    await admin(tenant_hub, "limits", "delete", "carol")
+    await admin(tenant_hub, "user", "block", "carol")
+    await until_status(tenant_hub, carol, 401)
+    # Blocked: the feed's events are still stored (nothing lost), but no rule runs.
+    async with asyncio.timeout(NOTICE_WITHIN_S):
+        while True:
+            event = TriggerEvent(new_activation_id(), "/test/feed", "test.event", FullyQualifiedName("carol", "t"),
+                                 {"n": 2}, time_ms=now_ms())
+            assert await tenant_hub.hub.engine.emit(event)
+            record = await wait_stored(tenant_hub, event.id)
+            if json.loads(record.logs[0]).get("error") == "namespace carol is blocked":
+                break
+            await asyncio.sleep(0.05)
+
+
+async def wait_stored(hub: HubClient, activation_id: str) -> Any:
+    async with asyncio.timeout(NOTICE_WITHIN_S):
+        while (record := await hub.hub.engine.store.get_activation("carol", activation_id)) is None:
+            await asyncio.sleep(0.05)
+    return record

@@ -13,6 +13,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from triggerhub.errors import AUTH_INVALID, Unauthorized
 from triggerhub.model import Identity, Subject, new_credentials
@@ -46,6 +47,15 @@ def split_auth_key(auth_key: str) -> tuple[str, str]:
     return uuid, key
 
 
+@dataclass(frozen=True, slots=True)
+class NamespaceState:
+    """What `triggerhub admin` set for a namespace: limits (kept equal on all its subjects), and
+    blocked when every subject of it is."""
+
+    limits: dict[str, int]
+    blocked: bool
+
+
 class Authenticator:
     """Checks Basic credentials against the store; caches positive answers per uuid for
     `cache_ttl_s` seconds (0 disables the cache). The key of a cached answer is still compared
@@ -57,6 +67,7 @@ class Authenticator:
         self._cache_ttl_s = cache_ttl_s
         self._clock = clock
         self._cache: dict[str, tuple[Identity, float]] = {}  # uuid -> (identity, expires at)
+        self._namespaces: tuple[dict[str, NamespaceState], float] | None = None  # states, expires at
 
     async def identify(self, auth_key: str) -> Identity:
         uuid, key = split_auth_key(auth_key)
@@ -74,8 +85,22 @@ class Authenticator:
             self._cache[uuid] = (identity, now + self._cache_ttl_s)
         return identity
 
+    async def namespace_state(self, namespace: str) -> NamespaceState:
+        """Limits and blocking of `namespace`, for work no caller's key came with (feed fires and
+        their rule activations); read from the store at most once per `cache_ttl_s`."""
+        now = self._clock()
+        if self._namespaces is None or self._namespaces[1] <= now:
+            subjects: dict[str, list[Subject]] = {}
+            for subject in await self._store.list_subjects():
+                subjects.setdefault(subject.namespace, []).append(subject)
+            states = {ns: NamespaceState(dict(members[0].limits), blocked=all(m.blocked for m in members))
+                      for ns, members in subjects.items()}
+            self._namespaces = (states, now + self._cache_ttl_s)
+        return self._namespaces[0].get(namespace, NamespaceState({}, blocked=False))
+
     def forget(self) -> None:
         self._cache.clear()
+        self._namespaces = None
 
 
 async def create_subject(store: Store, namespace: str, subject: str | None = None) -> Identity:

@@ -211,11 +211,15 @@ class Engine:
 
     async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
         namespace = event.trigger.namespace
-        identity = Identity(event.subject or namespace, namespace, "", "")
+        tenant = await self.auth.namespace_state(namespace)
+        identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
         layers = [params_to_dict(trigger.parameters), rules.event_payload(event)]
         invocations: list[Invocation] = []
         outcomes: list[str] = []
         for found in rules.match(trigger, event):
+            if tenant.blocked:
+                outcomes.append(rules.outcome_line(found, error=f"namespace {namespace} is blocked"))
+                continue
             if found.rule.partition("/")[0] != namespace:
                 # Only written by hubs before rules were authorised (a rule naming another
                 # namespace's trigger): never run another tenant's code on this trigger's events.
