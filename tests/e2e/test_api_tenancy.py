@@ -122,8 +122,9 @@ async def test_bindings_and_packages_of_another_namespace(hub):
     await put_as(hub, hub.auth, "namespaces/guest/packages/front", {"publish": True, "binding": {"name": "lib"}})
     status, body = await hub.call("POST", "namespaces/guest/actions/front/inner", {}, auth=mallory, blocking=True)
     assert (status, body["error"]) == (403, FORBIDDEN)
-    status, body = await hub.call("GET", "namespaces/guest/actions/front/", auth=mallory)
-    assert (status, body["error"]) == (403, FORBIDDEN)
+    for path in ("actions/front/", "actions/front/inner", "packages/front"):
+        status, body = await hub.call("GET", f"namespaces/guest/{path}", auth=mallory)
+        assert (status, body["error"]) == (403, FORBIDDEN), path
     status, result = await hub.call("POST", "namespaces/guest/actions/front/inner", {"own": 1}, blocking=True, result=True)
     assert (status, result) == (200, {"own": 1})  # the owner still can
 

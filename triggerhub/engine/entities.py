@@ -67,6 +67,9 @@ class Entities:
         entity = await self.lookup(fqn.path, fqn.name)
         package = entity if isinstance(entity, Package) and fqn.package is None else await self._package_of(fqn)
         check_read(identity, fqn, package)
+        if fqn.namespace != identity.namespace and not package_readable(identity, package,
+                                                                        await self.bound_package(package)):
+            raise Forbidden(FORBIDDEN)  # a published binding of a package the caller may not read
         if entity is None:
             raise NotFound(NOT_FOUND)
         if collection_of(entity) is not collection:
