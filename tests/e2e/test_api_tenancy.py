@@ -141,6 +141,13 @@ async def test_feed_of_a_trigger_must_be_readable(hub):
                            {"annotations": [{"key": "feed", "value": "/whisk.system/alarms/alarm"}]})
     assert created["annotations"] == [{"key": "feed", "value": "/whisk.system/alarms/alarm"}]
 
+    # A feed action cannot be pointed at another namespace's trigger.
+    status, record = await hub.call("POST", "namespaces/whisk.system/actions/alarms/alarm", {
+        "lifecycleEvent": "CREATE", "triggerName": "/guest/t", "authKey": mallory, "cron": "* * * * *"},
+        auth=mallory, blocking=True)
+    assert (status, record["response"]["result"]) == (502, {"error": FORBIDDEN})
+    assert await hub.hub.engine.store.get_feed("/guest/t") is None
+
 
 async def test_rule_left_on_a_trigger_by_an_older_hub_is_not_run(hub):
     """A hub before this fix could write another namespace's rule into a trigger: it is never run."""
