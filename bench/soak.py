@@ -7,7 +7,7 @@ Starts PRIVATE Kafka, Mosquitto and PostgreSQL instances through scripts/service
 --services-dir, ports --kafka-port 29092, --kafka-controller-port 29093, --mqtt-port 18931,
 --pg-port 55632 by default: never the shared ones the tests use; stopped at the end),
 then a controller, a worker, a feeds process and two invokers (process runtime) on loopback. Two
-namespaces (`guest` and `soak2`, made through the store API) each get an action `rec` (returns its
+namespaces (`guest`, and `soak2` made with `triggerhub admin user create`) each get an action `rec` (returns its
 arguments), a trigger fired through the API, a webhook-fed trigger and an MQTT-fed trigger, each
 with a rule to `rec`. For --duration-s (at most 600) the script sends fires, non-blocking invokes,
 webhook deliveries and QoS 1 MQTT messages, each carrying a unique `soak_id`, while it takes one
@@ -268,18 +268,13 @@ async def wait_invokers_up(session: aiohttp.ClientSession, hub: Hub, count: int)
             await asyncio.sleep(0.5)
 
 
-async def second_namespace(pg_url: str) -> str:
-    """`soak2`'s uuid:key, made with the store API (no `triggerhub admin user create` on this branch yet)."""
-    from triggerhub.engine.auth import create_subject
-    from triggerhub.store.sql import SqlStore
-
-    store = SqlStore(pg_url)
-    await store.open()
-    try:
-        identity = await create_subject(store, SECOND_NAMESPACE)
-    finally:
-        await store.close()
-    return f"{identity.uuid}:{identity.key}"
+def second_namespace(deployment: Deployment) -> str:
+    """`soak2`'s uuid:key, made as an operator makes one: `triggerhub admin user create soak2`."""
+    made = subprocess.run([sys.executable, "-m", "triggerhub.cli", "admin", "user", "create", SECOND_NAMESPACE],
+                          env={**os.environ, **deployment.env}, capture_output=True, text=True, timeout=60)
+    if made.returncode != 0:
+        raise SystemExit(f"triggerhub admin user create {SECOND_NAMESPACE} failed: {made.stderr}")
+    return made.stdout.strip()
 
 
 async def deploy_entities(session: aiohttp.ClientSession, hub: Hub, mqtt_url: str) -> None:
@@ -532,13 +527,13 @@ async def warm_up(session: aiohttp.ClientSession, hub: Hub, publisher: MqttPubli
 
 
 @contextlib.asynccontextmanager
-async def running_hub(deployment: Deployment, port: int, pg_url: str) -> AsyncIterator[Hub]:
+async def running_hub(deployment: Deployment, port: int) -> AsyncIterator[Hub]:
     hub = Hub(deployment, f"http://127.0.0.1:{port}", {})
     for role in ("controller", "worker", "feeds", "invoker 0", "invoker 1"):
         hub.start(role)
     for role in list(hub.roles):
         await asyncio.to_thread(hub.wait_ready, role)
-    hub.auths = {"guest": deployment.credentials["guest"], SECOND_NAMESPACE: await second_namespace(pg_url)}
+    hub.auths = {"guest": deployment.credentials["guest"], SECOND_NAMESPACE: second_namespace(deployment)}
     yield hub
 
 
@@ -553,7 +548,7 @@ async def soak(args: argparse.Namespace, services: PrivateServices, settings: di
     publisher = MqttPublisher(host, int(mqtt_port))
     try:
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-        async with running_hub(deployment, port, url) as hub, aiohttp.ClientSession(timeout=timeout) as session:
+        async with running_hub(deployment, port) as hub, aiohttp.ClientSession(timeout=timeout) as session:
             await wait_invokers_up(session, hub, 2)
             await deploy_entities(session, hub, f"mqtt://{mqtt}")
             await warm_up(session, hub, publisher, dsn, ledger)

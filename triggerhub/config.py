@@ -32,6 +32,7 @@ class ApiConfig:
     max_blocking_wait_ms: int = 60_000
     tls_cert: str = ""  # PEM certificate chain; with tls_key the listener serves HTTPS only
     tls_key: str = ""
+    auth_cache_s: float = 5.0  # how long a verified key is trusted before the store is asked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "MAX_PAYLOAD_BYTES": ("api", "max_payload_bytes"),
     "TLS_CERT": ("api", "tls_cert"),
     "TLS_KEY": ("api", "tls_key"),
+    "AUTH_CACHE_S": ("api", "auth_cache_s"),
     "INVOCATIONS_PER_MINUTE": ("limits", "invocations_per_minute"),
     "CONCURRENT_INVOCATIONS": ("limits", "concurrent_invocations"),
     "FIRES_PER_MINUTE": ("limits", "fires_per_minute"),

@@ -18,6 +18,7 @@
     ├── BusError               the event/invocation bus failed
     ├── ActionRuntimeError     a process/container could not be created or talked to
     ├── FeedError              a feed adapter could not start or talk to its source
+    ├── AdminError             a `triggerhub admin` change cannot be made (unknown subject, bad key)
     └── ManifestError          a manifest is invalid; carries every problem found
 
 Third-party exceptions are translated into these at the adapter edge (`raise X(...) from exc`).
@@ -98,6 +99,10 @@ class BusError(TriggerhubError):
 
 
 class ActionRuntimeError(TriggerhubError):
+    pass
+
+
+class AdminError(TriggerhubError):
     pass
 
 
