@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,3 +195,17 @@ def test_tls_settings_are_checked_at_start(tmp_path: Path) -> None:
         ReloadingCertificate(ca.cert, other.key)
     assert str(mismatched.value).startswith(f"cannot load the TLS certificate {ca.cert} with the key {other.key}: ")
     assert str(mismatched.value).endswith("; give a PEM certificate chain and the PEM private key that matches it")
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+def test_distributed_controller_serves_https(deployment, tmp_path: Path) -> None:
+    ca = make_ca(tmp_path, "ca")
+    served = issue(tmp_path, ca, "controller")
+    controller = deployment.start("controller", extra_env={"TRIGGERHUB_TLS_CERT": str(served.cert),
+                                                           "TRIGGERHUB_TLS_KEY": str(served.key)})
+    assert controller.ready_line.startswith("triggerhub controller listening on https://127.0.0.1:")
+    apihost = controller.ready_line.rsplit(" ", 1)[-1]
+    context = ssl.create_default_context(cafile=ca.cert)
+    with urllib.request.urlopen(f"{apihost}/ping", timeout=10, context=context) as response:
+        assert (response.status, response.read()) == (200, b"pong")
