@@ -194,6 +194,7 @@ class Sent:
     accepted: bool = False
     status: int | None = None  # None: no answer (connection refused, timeout, broker down)
     detail: str = ""
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -205,8 +206,10 @@ class Ledger:
     server_errors: list[tuple[float, str, int, str]] = field(default_factory=list)
 
     def expected(self, at: float, status: int) -> bool:
-        if status != 503:
-            return False
+        return status == 503 and self.disrupted(at)
+
+    def disrupted(self, at: float) -> bool:
+        """Whether `at` falls in a chaos step (or within EXPECTED_GRACE_S after its end)."""
         if self.disrupted_since is not None and at >= self.disrupted_since - 1:
             return True
         return any(start - 1 <= at <= end + EXPECTED_GRACE_S for start, end in self.disruptions)
@@ -307,6 +310,7 @@ async def send(kind: Kind, namespace: str, soak_id: str, session: aiohttp.Client
         message_id = soak_id if namespace == "guest" else None
         entry.accepted = await asyncio.to_thread(publisher.publish, f"soak/{namespace}/dev", json.dumps(payload).encode(),
                                                  message_id)
+        entry.detail = "" if entry.accepted else "no PUBACK"
         return
     try:
         if kind is Kind.HOOK:
@@ -490,7 +494,9 @@ def report(ledger: Ledger, records: Records) -> dict[str, int]:
     print(f"records read: {sum(records.rec.values())} `rec` with a soak id, {sum(records.fire_triggers.values())} "
           "`t-fire` trigger records with a soak id (a second record of either counts as doubled; activation ids "
           "are the table's primary key)")
-    statuses = Counter(str(e.status if e.status is not None else e.detail) for e in ledger.sent.values() if not e.accepted)
+    statuses = Counter(f"{e.status if e.status is not None else e.detail} "
+                       f"({'in' if ledger.disrupted(e.at) else 'outside'} a chaos step)"
+                       for e in ledger.sent.values() if not e.accepted)
     print(f"not accepted, by answer: {dict(sorted(statuses.items()))}")
     if records.unattributed:
         print(f"rec records without a soak id, by status code: {dict(records.unattributed)}")
