@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from tests.plugins.cli import HubProcess, free_port
+from tests.plugins.services import PROJECT_ROOT
 from triggerhub import errors
 from triggerhub.api.tls import ReloadingCertificate, tls_paths
 from triggerhub.config import load_config
@@ -114,6 +115,25 @@ def test_cli_verifies_the_certificate_against_cacert(tls_hub: TlsHub, tmp_path: 
     assert insecure.stdout.strip() == '{"hello": "tls"}'
     assert insecure.stderr == ("warning: --insecure: the hub's TLS certificate is not verified; anyone on the path "
                                "can read and change this session, credentials included\n")
+
+
+def test_deploy_verifies_the_certificate(tls_hub: TlsHub) -> None:
+    hub = tls_hub.hub
+    manifest = PROJECT_ROOT / "tests" / "fixtures" / "manifests" / "02_inline_code.yaml"
+    target = ("deploy", "-m", str(manifest), "--apihost", hub.apihost, "--auth", hub.auth)
+    refused = hub.cli(*target, check=False)
+    assert (refused.returncode, refused.stderr) == (1, unverified_line(hub.port))
+    deployed = hub.cli("--cacert", str(tls_hub.ca.cert), *target)
+    assert deployed.returncode == 0, deployed.stderr
+    invoked = hub.cli("--cacert", str(tls_hub.ca.cert), "action", "invoke", "inline/greet", "-p", "name", "tls", "--result")
+    assert invoked.stdout.strip() == '{"msg": "hi tls"}'
+
+
+def test_client_trust_comes_from_flags_then_environment() -> None:
+    env = {"TRIGGERHUB_CACERT": "/env/ca.pem", "TRIGGERHUB_INSECURE": "true"}
+    assert ClientTls.from_settings(env=env) == ClientTls(cacert="/env/ca.pem", insecure=True)
+    assert ClientTls.from_settings(cacert="/flag/ca.pem", insecure=False, env=env) == ClientTls("/flag/ca.pem", False)
+    assert ClientTls.from_settings(env={}) == ClientTls(cacert=None, insecure=False)
 
 
 async def test_manifest_client_verifies_the_certificate(tls_hub: TlsHub) -> None:
