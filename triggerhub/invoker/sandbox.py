@@ -81,6 +81,9 @@ class Sandbox:
                  "--perms", "1777", "--size", str(memory_mb * 1024 * 1024), "--tmpfs", "/tmp",
                  "--bind", socket_dir, SOCKET_MOUNT,
                  "--perms", "0444", "--ro-bind-data", str(proxy_fd), f"{PROXY_MOUNT}/{proxy_name}",
+                 # The sandbox's root and /dev are tmpfs folders bwrap made for its mount points:
+                 # read-only once those exist, so /tmp is the only place an action can write.
+                 "--remount-ro", "/dev", "--remount-ro", "/",
                  "--chdir", "/tmp", "--",
                  self.prlimit, f"--nproc={PROCESS_LIMIT}", f"--fsize={FILE_SIZE_LIMIT_MB * 1024 * 1024}", "--core=0"]
         if self.cgroups is None:
