@@ -23,7 +23,7 @@ from tests.plugins.hub import HubClient, hub_config
 from tests.plugins.invoker import make_action, make_invocation
 from triggerhub.cli.compose import running_hub
 from triggerhub.config import RuntimeConfig, SandboxChoice
-from triggerhub.errors import ConfigError
+from triggerhub.errors import ActionRuntimeError, ConfigError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import RuntimeFactory, RuntimeSpec
 from triggerhub.invoker.pool import NETWORK_ANNOTATION
@@ -295,6 +295,17 @@ def test_missing_bwrap_names_the_package(tmp_path: Path, monkeypatch: pytest.Mon
         "`apt-get install bubblewrap` (or start a Docker engine for the Docker runtime, or set "
         "TRIGGERHUB_SANDBOX=none to run actions unsandboxed, which as root also needs "
         "TRIGGERHUB_ALLOW_UNSANDBOXED_ROOT=true)")
+
+
+def test_a_temporary_folder_the_sandbox_user_cannot_reach_is_refused(runtimes_root: str, sandbox: Sandbox) -> None:
+    closed = Path(runtimes_root) / "closed"
+    closed.mkdir(mode=0o700)
+    (closed / "below").mkdir(mode=0o755)  # open itself, but behind a closed folder
+    with pytest.raises(ActionRuntimeError) as caught:
+        ProcessRuntimeFactory(temp_root=str(closed / "below"), sandbox=sandbox)
+    assert str(caught.value) == (
+        f"temporary folder '{closed / 'below'}' cannot be reached by the sandbox user (uid 65534): '{closed}' is not "
+        "searchable by others; set TMPDIR to a folder such as /tmp")
 
 
 def _pgid(pid: int) -> int | None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,11 +91,11 @@ class MemoryCgroups:
             _write_if_present(path / "memory.memsw.limit_in_bytes", limit)  # after the memory limit
         return Cgroup(path, self.version)
 
-    def remove_orphans(self, prefix: str, alive: set[str]) -> int:
-        """Remove empty cgroups named `prefix*` that no live workdir of `alive` names."""
+    def remove_orphans(self, prefix: str, orphaned: Callable[[str], bool]) -> int:
+        """Remove the empty cgroups named `prefix*` for which `orphaned(name)` holds."""
         removed = 0
         for path in self.parent.glob(prefix + "*"):
-            if path.name in alive:
+            if not orphaned(path.name):
                 continue
             with contextlib.suppress(OSError):
                 path.rmdir()

@@ -347,8 +347,7 @@ class ProcessRuntimeFactory:
         """Kill proxies whose hub process is gone and remove their directories (and cgroups)."""
         removed = 0
         for workdir in Path(self._temp_root).glob(DIR_PREFIX + "*"):
-            owner = workdir.name[len(DIR_PREFIX):].partition("-")[0]
-            if not owner.isdigit() or _alive(int(owner)):
+            if not _orphaned(workdir.name):
                 continue
             pid = _read_pid(workdir / "pid")
             if pid is not None and _is_proxy(pid):
@@ -357,8 +356,7 @@ class ProcessRuntimeFactory:
             shutil.rmtree(workdir, ignore_errors=True)
             removed += 1
         if self._sandbox is not None and self._sandbox.cgroups is not None:
-            alive = {path.name for path in Path(self._temp_root).glob(DIR_PREFIX + "*")}
-            self._sandbox.cgroups.remove_orphans(f"{DIR_PREFIX}", alive)
+            self._sandbox.cgroups.remove_orphans(DIR_PREFIX, _orphaned)
         return removed
 
     def _family(self, spec: RuntimeSpec) -> str:
@@ -391,6 +389,12 @@ def _check_reachable(folder: Path) -> None:
             raise ActionRuntimeError(
                 f"temporary folder '{folder}' cannot be reached by the sandbox user (uid 65534): '{ancestor}' "
                 "is not searchable by others; set TMPDIR to a folder such as /tmp")
+
+
+def _orphaned(name: str) -> bool:
+    """A runtime directory (or cgroup) whose owning hub process, named in it, is gone."""
+    owner = name[len(DIR_PREFIX):].partition("-")[0]
+    return owner.isdigit() and not _alive(int(owner))
 
 
 def _read_pid(path: Path) -> int | None:
