@@ -8,16 +8,20 @@ import pytest
 
 from triggerhub.config import RuntimeConfig, SandboxChoice
 from triggerhub.errors import ConfigError
-from triggerhub.invoker.cgroups import MemoryCgroups
+from triggerhub.invoker.cgroups import Cgroup, MemoryCgroups
 from triggerhub.invoker.sandbox import Sandbox, find_sandbox
 
 BIND_OPTIONS = ("--bind", "--ro-bind", "--ro-bind-try", "--bind-try", "--dev-bind", "--dev-bind-try")
 REPOSITORY = str(Path(__file__).resolve().parents[2])
 
 
-def command(sandbox: Sandbox, *, network: bool = False) -> list[str]:
+CGROUP = Cgroup(Path("/sys/fs/cgroup/triggerhub-sandbox/triggerhub-proc-1-abc"), 2)
+
+
+def command(sandbox: Sandbox, *, network: bool = False, cgroup: Cgroup | None = None) -> list[str]:
     return sandbox.command(["/usr/bin/python3.11", "/opt/triggerhub/proxy.py"], proxy_fd=7, proxy_name="proxy.py",
-                           socket_dir="/tmp/triggerhub-proc-1-abc/sock", memory_mb=128, network=network)
+                           socket_dir="/tmp/triggerhub-proc-1-abc/sock", memory_mb=128, network=network,
+                           cgroup=cgroup)
 
 
 def binds(args: list[str]) -> dict[str, str]:
@@ -28,9 +32,10 @@ ROOT_SANDBOX = Sandbox(bwrap="/usr/bin/bwrap", setpriv="/usr/bin/setpriv", prlim
                        cgroups=MemoryCgroups(Path("/sys/fs/cgroup/triggerhub-sandbox"), 2))
 
 
-def test_root_drops_to_nobody_before_bwrap_and_binds_nothing_of_the_hub() -> None:
-    args = command(ROOT_SANDBOX)
-    assert args[:6] == ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/usr/bin/bwrap"]
+def test_root_joins_the_cgroup_then_drops_to_nobody_and_binds_nothing_of_the_hub() -> None:
+    args = command(ROOT_SANDBOX, cgroup=CGROUP)
+    assert args[:10] == ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', f"{CGROUP.path}/cgroup.procs",
+                         "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/usr/bin/bwrap"]
     mounted = binds(args)
     assert mounted["/run/triggerhub"] == "/tmp/triggerhub-proc-1-abc/sock"
     assert mounted["/usr"] == "/usr"

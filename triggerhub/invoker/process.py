@@ -269,8 +269,8 @@ class ProcessRuntimeFactory:
         if longest > MAX_SOCKET_PATH:
             raise ActionRuntimeError(f"temporary folder '{self._temp_root}' is too deep for Unix socket paths "
                                      f"({longest} > {MAX_SOCKET_PATH} characters); set TMPDIR to a shorter folder")
-        if sandbox is not None and sandbox.setpriv is not None:
-            _check_reachable(Path(self._temp_root))
+        if sandbox is not None:
+            sandbox.check_reachable(Path(self._temp_root))
 
     async def create(self, spec: RuntimeSpec) -> ProcessRuntime:
         family = self._family(spec)
@@ -306,30 +306,24 @@ class ProcessRuntimeFactory:
             raise ActionRuntimeError(f"the {spec.kind} proxy did not answer on {socket_path} "
                                      f"within {self._start_timeout_ms} ms; its stderr: "
                                      f"{runtime.stderr_text()[-500:] or '(empty)'}")
-        if self._sandbox is not None and self._sandbox.setpriv is not None:
-            os.chmod(socket_dir, 0o711)  # the socket exists: the sandbox may create nothing more here
+        if self._sandbox is not None:
+            self._sandbox.close_socket_folder(socket_dir)
         logger.debug("process runtime %s (%s) started", runtime.pid, spec.kind)
         return runtime
 
     def _sandboxed(self, sandbox: Sandbox, spec: RuntimeSpec, family: str, workdir: str,
                    socket_dir: str) -> tuple[Cgroup | None, Callable[[int], list[str]]]:
         """The runtime's cgroup (if the sandbox has cgroups) and its command for a proxy fd."""
-        os.chmod(workdir, 0o711)  # bwrap, already unprivileged, must reach the socket folder
-        if sandbox.setpriv is not None:  # root-owned, writable but not listable by the sandbox user
-            os.chmod(socket_dir, 0o1733)
+        sandbox.open_folders(workdir, socket_dir)
         interpreter = str(Path(shutil.which(self._interpreters[family]) or self._interpreters[family]).resolve())
         proxy_name = self._proxies[family].name
         cgroup = (sandbox.cgroups.create(os.path.basename(workdir), memory_mb=spec.memory_mb,
                                          process_limit=PROCESS_LIMIT) if sandbox.cgroups else None)
 
         def command(proxy_fd: int) -> list[str]:
-            inner = sandbox.command([interpreter, f"{PROXY_MOUNT}/{proxy_name}"], proxy_fd=proxy_fd,
-                                    proxy_name=proxy_name, socket_dir=socket_dir, memory_mb=spec.memory_mb,
-                                    network=spec.network)
-            if cgroup is None:
-                return inner
-            # Joins the cgroup before anything of the sandbox exists, then becomes it.
-            return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup.procs_file), *inner]
+            return sandbox.command([interpreter, f"{PROXY_MOUNT}/{proxy_name}"], proxy_fd=proxy_fd,
+                                   proxy_name=proxy_name, socket_dir=socket_dir, memory_mb=spec.memory_mb,
+                                   network=spec.network, cgroup=cgroup)
 
         return cgroup, command
 
@@ -379,16 +373,6 @@ class ProcessRuntimeFactory:
 
     async def _wait_ready(self, runtime: ProcessRuntime, client: ProxyClient) -> bool:
         return await client.ready(self._start_timeout_ms, alive=lambda: not runtime.exited)
-
-
-def _check_reachable(folder: Path) -> None:
-    """bwrap binds the socket folder after dropping to the sandbox user, who must be able to
-    pass through every folder above it."""
-    for ancestor in (folder.resolve(), *folder.resolve().parents):
-        if not os.stat(ancestor).st_mode & 0o001:
-            raise ActionRuntimeError(
-                f"temporary folder '{folder}' cannot be reached by the sandbox user (uid 65534): '{ancestor}' "
-                "is not searchable by others; set TMPDIR to a folder such as /tmp")
 
 
 def _orphaned(name: str) -> bool:

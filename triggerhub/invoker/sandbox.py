@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triggerhub.config import RuntimeConfig, SandboxChoice
-from triggerhub.errors import ConfigError
-from triggerhub.invoker.cgroups import MemoryCgroups
+from triggerhub.errors import ActionRuntimeError, ConfigError
+from triggerhub.invoker.cgroups import Cgroup, MemoryCgroups
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,34 @@ class Sandbox:
         """The uid the sandboxed processes have outside the sandbox."""
         return SANDBOX_UID if self.setpriv else os.getuid()
 
+    def check_reachable(self, folder: Path) -> None:
+        """bwrap binds a runtime's socket folder after dropping to the sandbox user, who must be
+        able to pass through every folder above it."""
+        if self.setpriv is None:
+            return
+        for ancestor in (folder.resolve(), *folder.resolve().parents):
+            if not os.stat(ancestor).st_mode & 0o001:
+                raise ActionRuntimeError(
+                    f"temporary folder '{folder}' cannot be reached by the sandbox user (uid {SANDBOX_UID}): "
+                    f"'{ancestor}' is not searchable by others; set TMPDIR to a folder such as /tmp")
+
+    def open_folders(self, workdir: str, socket_dir: str) -> None:
+        """Before start: bwrap must reach the socket folder; as root, that folder stays root's,
+        and the sandbox user may create its socket there but not list it."""
+        os.chmod(workdir, 0o711)
+        if self.setpriv is not None:
+            os.chmod(socket_dir, 0o1733)
+
+    def close_socket_folder(self, socket_dir: str) -> None:
+        """Once the proxy listens: the sandbox may create nothing more in its only host folder."""
+        if self.setpriv is not None:
+            os.chmod(socket_dir, 0o711)
+
     def command(self, program: list[str], *, proxy_fd: int, proxy_name: str, socket_dir: str,
-                memory_mb: int, network: bool) -> list[str]:
+                memory_mb: int, network: bool, cgroup: Cgroup | None = None) -> list[str]:
         """The command that runs `program` (interpreter first, proxy script last, as it is seen
-        inside) in the sandbox. `proxy_fd` is an open, readable file of the proxy script."""
+        inside) in the sandbox. `proxy_fd` is an open, readable file of the proxy script; with
+        `cgroup`, the first process joins it before anything of the sandbox exists."""
         args = [self.bwrap, "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
                 "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox", "--unshare-cgroup-try",
                 "--die-with-parent", "--disable-userns", "--cap-drop", "ALL"]
@@ -86,11 +110,13 @@ class Sandbox:
                  "--remount-ro", "/dev", "--remount-ro", "/",
                  "--chdir", "/tmp", "--",
                  self.prlimit, f"--nproc={PROCESS_LIMIT}", f"--fsize={FILE_SIZE_LIMIT_MB * 1024 * 1024}", "--core=0"]
-        if self.cgroups is None:
+        if cgroup is None:
             args.append(f"--data={memory_mb * 1024 * 1024}")
         args += ["--", *program]
         if self.setpriv is not None:
             args = [self.setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_GID}", "--clear-groups", "--", *args]
+        if cgroup is not None:
+            args = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup.procs_file), *args]
         return args
 
 
