@@ -261,6 +261,7 @@ async def test_root_hub_refuses_unsandboxed_actions_unless_allowed(tmp_path: Pat
         async with running_hub(refused):
             pass
     assert str(caught.value) == ROOT_REFUSAL
+    assert not (tmp_path / "refused").exists()  # refused before its home or store was made
     allowed = hub_config(tmp_path / "allowed", TRIGGERHUB_RUNTIME="process", TRIGGERHUB_SANDBOX="none",
                          TRIGGERHUB_ALLOW_UNSANDBOXED_ROOT="true")
     async with running_hub(allowed) as hub:

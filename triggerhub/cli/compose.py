@@ -94,13 +94,13 @@ def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
 @contextlib.asynccontextmanager
 async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = None,
                       runtime_name: str = "custom") -> AsyncIterator[Hub]:
+    if runtime is None:  # first: a refused runtime (e.g. unsandboxed as root) leaves no trace
+        runtime_name, runtime = choose_runtime(config)
     config.home.mkdir(parents=True, exist_ok=True)
     store = SqlStore(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
     await store.open()
     try:
         credentials = await ensure_subjects(store, config.home)
-        if runtime is None:
-            runtime_name, runtime = choose_runtime(config)
         removed = await runtime.cleanup_orphans()
         if removed:
             log.info("removed %d runtimes left by an earlier hub", removed)
