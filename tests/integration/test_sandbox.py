@@ -164,15 +164,15 @@ def main(args):
 """
 
 
-async def test_only_tmp_is_writable(invoker: ActionInvoker, runtimes_root: str) -> None:
+async def test_only_tmp_and_dev_shm_are_writable(invoker: ActionInvoker, runtimes_root: str) -> None:
     paths = ["/x", "/usr/x", "/etc/x", "/opt/triggerhub/x", "/run/triggerhub/x", "/dev/x", "/proc/x",
-             f"{runtimes_root}/x", "/root/x", "/dev/null", "/tmp/x"]
+             f"{runtimes_root}/x", "/root/x", "/dev/null", "/tmp/x", "/dev/shm/x"]
     record = await invoker.invoke(make_invocation(make_action("python:3.11", WRITER), {"paths": paths}))
     assert record.response.result == {
         "/x": "EROFS", "/usr/x": "EROFS", "/etc/x": "EROFS", "/opt/triggerhub/x": "EROFS",
         "/run/triggerhub/x": "EACCES",  # the socket folder: closed to new files once the proxy listens
         "/dev/x": "EROFS", "/proc/x": "ENOENT", f"{runtimes_root}/x": "ENOENT", "/root/x": "ENOENT",
-        "/dev/null": "written", "/tmp/x": "written"}
+        "/dev/null": "written", "/tmp/x": "written", "/dev/shm/x": "written"}  # both private tmpfs
     # On the host, the warm runtime's folder holds what the hub put there and nothing written inside.
     assert sorted(path.name for path in Path(runtimes_root).glob("*/**/*")) == ["pid", "proxy.sock", "sock"]
 

@@ -44,7 +44,8 @@ def test_root_joins_the_cgroup_then_drops_to_nobody_and_binds_nothing_of_the_hub
                    or source.startswith(REPOSITORY) for source in sources), sources
     for namespace in ("--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net"):
         assert namespace in args
-    assert args[args.index("--tmpfs") - 2:args.index("--tmpfs") + 2] == ["--size", str(128 << 20), "--tmpfs", "/tmp"]
+    tmpfs = [args[i - 2:i + 2] for i, arg in enumerate(args) if arg == "--tmpfs"]
+    assert tmpfs == [["--size", str(64 << 20), "--tmpfs", "/dev/shm"], ["--size", str(128 << 20), "--tmpfs", "/tmp"]]
     assert args.index("--remount-ro") > max(i for i, arg in enumerate(args) if arg in BIND_OPTIONS)
     limits = args[args.index("/usr/bin/prlimit"):]
     assert limits == ["/usr/bin/prlimit", "--nproc=256", f"--fsize={64 << 20}", "--core=0", "--",

@@ -32,6 +32,7 @@ SOCKET_MOUNT = "/run/triggerhub"
 PROXY_MOUNT = "/opt/triggerhub"
 PROCESS_LIMIT = 256  # processes and threads of one action (RLIMIT_NPROC, counted per sandbox)
 FILE_SIZE_LIMIT_MB = 64  # largest file an action may write (RLIMIT_FSIZE)
+SHM_LIMIT_MB = 64  # the private /dev/shm, as Docker's default
 SYSTEM_DIRS = ("/usr",)
 TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # What the interpreters read from /etc: the loader cache, TLS roots, name resolution (for
@@ -102,11 +103,13 @@ class Sandbox:
         for path in ETC_FILES:
             args += ["--ro-bind-try", path, path]
         args += ["--proc", "/proc", "--dev", "/dev",
+                 # POSIX shared memory (Python's multiprocessing locks need it), private as /tmp.
+                 "--perms", "1777", "--size", str(min(memory_mb, SHM_LIMIT_MB) * 1024 * 1024), "--tmpfs", "/dev/shm",
                  "--perms", "1777", "--size", str(memory_mb * 1024 * 1024), "--tmpfs", "/tmp",
                  "--bind", socket_dir, SOCKET_MOUNT,
                  "--perms", "0444", "--ro-bind-data", str(proxy_fd), f"{PROXY_MOUNT}/{proxy_name}",
                  # The sandbox's root and /dev are tmpfs folders bwrap made for its mount points:
-                 # read-only once those exist, so /tmp is the only place an action can write.
+                 # read-only once those exist, so the action writes only to /tmp and /dev/shm.
                  "--remount-ro", "/dev", "--remount-ro", "/",
                  "--chdir", "/tmp", "--",
                  self.prlimit, f"--nproc={PROCESS_LIMIT}", f"--fsize={FILE_SIZE_LIMIT_MB * 1024 * 1024}", "--core=0"]
