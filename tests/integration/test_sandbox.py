@@ -309,6 +309,18 @@ def test_a_temporary_folder_the_sandbox_user_cannot_reach_is_refused(runtimes_ro
         "searchable by others; set TMPDIR to a folder such as /tmp")
 
 
+async def test_a_proxy_that_cannot_start_in_the_sandbox_reports_why(runtimes_root: str, sandbox: Sandbox) -> None:
+    factory = ProcessRuntimeFactory(temp_root=runtimes_root, sandbox=sandbox, python="/usr/bin/python-missing",
+                                    start_timeout_ms=5_000)
+    with pytest.raises(ActionRuntimeError) as caught:
+        await factory.create(RuntimeSpec("python:3.11", 256))
+    message = str(caught.value)
+    assert message.startswith(f"the python:3.11 proxy did not answer on {runtimes_root}/triggerhub-proc-")
+    assert message.endswith("/sock/proxy.sock within 5000 ms; its stderr: "
+                            "prlimit: failed to execute /usr/bin/python-missing: No such file or directory")
+    assert os.listdir(runtimes_root) == []  # its folder is gone
+
+
 def _pgid(pid: int) -> int | None:
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
