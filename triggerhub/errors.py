@@ -2,6 +2,7 @@
 
     TriggerhubError
     ├── ConfigError            bad TRIGGERHUB_* setting or flag, reported at start-up
+    ├── AdminError             a `triggerhub admin` change cannot be made (unknown subject, bad key)
     ├── ApiError               answered to a client as {"error", "code"} with .status
     │   ├── BadRequest         400
     │   ├── Unauthorized       401
@@ -18,7 +19,6 @@
     ├── BusError               the event/invocation bus failed
     ├── ActionRuntimeError     a process/container could not be created or talked to
     ├── FeedError              a feed adapter could not start or talk to its source
-    ├── AdminError             a `triggerhub admin` change cannot be made (unknown subject, bad key)
     └── ManifestError          a manifest is invalid; carries every problem found
 
 Third-party exceptions are translated into these at the adapter edge (`raise X(...) from exc`).
@@ -35,6 +35,10 @@ class TriggerhubError(Exception):
 
 
 class ConfigError(TriggerhubError):
+    pass
+
+
+class AdminError(TriggerhubError):
     pass
 
 
@@ -99,10 +103,6 @@ class BusError(TriggerhubError):
 
 
 class ActionRuntimeError(TriggerhubError):
-    pass
-
-
-class AdminError(TriggerhubError):
     pass
 
 
