@@ -1,7 +1,7 @@
 """Soak and chaos run of distributed mode: mixed load while processes are killed and services restarted.
 
     nice python bench/soak.py [--duration-s 300] [--rate-per-s 6] [--chaos-every-s 20] [--quiet-s 10]
-                              [--logs DIR] [--keep-services]
+                              [--https] [--steps ...] [--logs DIR] [--keep-services]
 
 Starts PRIVATE Kafka, Mosquitto and PostgreSQL instances through scripts/services/*.sh (state under
 --services-dir, ports --kafka-port 29092, --kafka-controller-port 29093, --mqtt-port 18931,
@@ -37,6 +37,7 @@ import base64
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.plugins.cli import free_port  # noqa: E402
 from tests.plugins.distributed import Deployment, HubProcess, deployment_env  # noqa: E402
+from tests.plugins.tls import issue, make_ca  # noqa: E402
 from tests.plugins.services import (  # noqa: E402
     KAFKA_KEY, MQTT_KEY, PG_URL_KEY, PROJECT_ROOT, asyncpg_dsn, create_database, drop_database, read_services_env,
 )
@@ -533,8 +535,8 @@ async def warm_up(session: aiohttp.ClientSession, hub: Hub, publisher: MqttPubli
 
 
 @contextlib.asynccontextmanager
-async def running_hub(deployment: Deployment, port: int) -> AsyncIterator[Hub]:
-    hub = Hub(deployment, f"http://127.0.0.1:{port}", {})
+async def running_hub(deployment: Deployment, port: int, *, scheme: str) -> AsyncIterator[Hub]:
+    hub = Hub(deployment, f"{scheme}://127.0.0.1:{port}", {})
     for role in ("controller", "worker", "feeds", "invoker 0", "invoker 1"):
         hub.start(role)
     for role in list(hub.roles):
@@ -548,17 +550,27 @@ async def soak(args: argparse.Namespace, services: PrivateServices, settings: di
     url = create_database(pg_admin, "th_soak")
     dsn = asyncpg_dsn(url)
     port = free_port()
-    deployment = Deployment(root, deployment_env(url, kafka, root / "home", TRIGGERHUB_PORT=str(port), **RELAXED))
+    tls: dict[str, str] = {}
+    connector: aiohttp.TCPConnector | None = None
+    if args.https:  # the controller serves HTTPS with a certificate of a CA made for this run
+        (root / "tls").mkdir(exist_ok=True)
+        ca = make_ca(root / "tls", "soak-ca")
+        served = issue(root / "tls", ca, "controller")
+        tls = {"TRIGGERHUB_TLS_CERT": str(served.cert), "TRIGGERHUB_TLS_KEY": str(served.key)}
+        connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca.cert))
+    deployment = Deployment(root, deployment_env(url, kafka, root / "home", TRIGGERHUB_PORT=str(port), **RELAXED,
+                                                 **tls))
     ledger = Ledger()
     host, mqtt_port = mqtt.rsplit(":", 1)
     publisher = MqttPublisher(host, int(mqtt_port))
     try:
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-        async with running_hub(deployment, port) as hub, aiohttp.ClientSession(timeout=timeout) as session:
+        async with (running_hub(deployment, port, scheme="https" if tls else "http") as hub,
+                    aiohttp.ClientSession(timeout=timeout, connector=connector) as session):
             await wait_invokers_up(session, hub, 2)
             await deploy_entities(session, hub, f"mqtt://{mqtt}")
             await warm_up(session, hub, publisher, dsn, ledger)
-            say(ledger, f"load for {args.duration_s:.0f} s at {args.rate_per_s}/s over {len(Kind)} kinds and "
+            say(ledger, f"load on {hub.apihost} for {args.duration_s:.0f} s at {args.rate_per_s}/s over {len(Kind)} kinds and "
                         f"namespaces {', '.join(hub.auths)}; a chaos step every {args.chaos_every_s:.0f} s")
             stop = asyncio.Event()
             async with asyncio.TaskGroup() as tasks:
@@ -598,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-s", type=float, default=10.0, help="quiescence: no new record for this long")
     parser.add_argument("--settle-timeout-s", type=float, default=120.0, help="give up waiting for quiescence after this long")
     parser.add_argument("--services-dir", type=Path, default=Path(tempfile.gettempdir()) / "th-soak-services")
+    parser.add_argument("--https", action="store_true",
+                        help="the controller serves HTTPS (API and webhooks) with a certificate of a CA made for the run")
     parser.add_argument("--kafka-port", type=int, default=29092)
     parser.add_argument("--kafka-controller-port", type=int, default=29093)
     parser.add_argument("--pg-port", type=int, default=55632)
