@@ -148,6 +148,21 @@ async def test_webhook_delivery_over_https_is_accepted(tls_hub: TlsHub) -> None:
     assert listing[0]["response"]["result"]["over"] == "tls"
 
 
+async def test_web_action_over_https(tls_hub: TlsHub) -> None:
+    hub = tls_hub.hub
+    context = ssl.create_default_context(cafile=tls_hub.ca.cert)
+    headers = {"Authorization": "Basic " + base64.b64encode(hub.auth.encode()).decode()}
+    web = [{"key": "web-export", "value": True}]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        async with session.put(f"{hub.apihost}/api/v1/namespaces/_/actions/page", headers=headers, json={
+                "exec": {"kind": "python:default", "code": "def main(args):\n    return {'scheme': 'tls', 'n': args.get('n')}\n"},
+                "annotations": web}) as response:
+            assert response.status == 200, await response.text()
+        async with session.get(f"{hub.apihost}/api/v1/web/guest/default/page.json", params={"n": "7"}) as response:
+            assert response.status == 200, await response.text()
+            assert await response.json() == {"scheme": "tls", "n": "7"}
+
+
 def test_replaced_certificate_reaches_new_connections_without_restart(tls_hub: TlsHub) -> None:
     assert tls_hub.peer_certificate() == der(tls_hub.served.cert)
     renewed = issue(tls_hub.folder, tls_hub.ca, "hub-renewed")
