@@ -25,6 +25,8 @@ and no pending row. Then it counts, from the store:
   5xx        answers >= 500, expected when a 503 came while a chaos step was under way (or within
              EXPECTED_GRACE_S after it ended), unexpected otherwise
 It exits 1 when anything was lost or doubled, a 5xx was unexpected, or quiescence never came.
+Helpers: bench/soak_services.py (private services, MQTT publisher), bench/soak_ledger.py (ledger,
+quiescence, counting, report).
 Bounds: the load lasts --duration-s (at most 600) plus at most the chaos step under way then
 (a Kafka restart takes ~35 s); set-up takes ~15 s, settling at most --settle-timeout-s (120).
 """
@@ -41,35 +43,26 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from soak_ledger import Kind, Ledger, Sent, read_records, report, say, wait_quiescent  # noqa: E402
+from soak_services import MqttPublisher, PrivateServices  # noqa: E402
 from tests.plugins.cli import free_port  # noqa: E402
 from tests.plugins.distributed import Deployment, HubProcess, deployment_env  # noqa: E402
+from tests.plugins.services import KAFKA_KEY, MQTT_KEY, PG_URL_KEY, asyncpg_dsn, create_database, drop_database  # noqa: E402
 from tests.plugins.tls import issue, make_ca  # noqa: E402
-from tests.plugins.services import (  # noqa: E402
-    KAFKA_KEY, MQTT_KEY, PG_URL_KEY, PROJECT_ROOT, asyncpg_dsn, create_database, drop_database, read_services_env,
-)
 
 MAX_DURATION_S = 600.0
-EXPECTED_GRACE_S = 10.0
 REQUEST_TIMEOUT_S = 15.0
-PUBLISH_TIMEOUT_S = 5.0
 READY_TIMEOUT_S = 180.0
 WARM_TIMEOUT_S = 180.0
 MAX_IN_FLIGHT = 32
@@ -78,143 +71,6 @@ SECOND_NAMESPACE = "soak2"
 REC = "def main(args):\n    return args\n"
 RELAXED = {"TRIGGERHUB_INVOCATIONS_PER_MINUTE": "10000000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "10000000",
            "TRIGGERHUB_FIRES_PER_MINUTE": "10000000"}
-SERVICES = ("postgres", "mosquitto", "kafka")
-
-
-class Kind(StrEnum):
-    FIRE = "fire"
-    INVOKE = "invoke"
-    HOOK = "webhook"
-    MQTT = "mqtt"
-
-
-# ---------------------------------------------------------------- private services
-
-
-@dataclass(frozen=True, slots=True)
-class PrivateServices:
-    """Kafka, Mosquitto and PostgreSQL of this run alone, through the project's service scripts."""
-
-    cache: Path
-    ports: dict[str, str]
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "TH_SVC_CACHE": str(self.cache), **self.ports}
-
-    def run(self, service: str, action: str) -> None:
-        result = subprocess.run(["nice", str(PROJECT_ROOT / "scripts" / "services" / f"{service}.sh"), action],
-                                env=self.env(), capture_output=True, text=True, timeout=300)
-        if result.returncode != 0:
-            raise SystemExit(f"scripts/services/{service}.sh {action} failed ({result.returncode}):\n{result.stderr}")
-
-    def start_all(self) -> dict[str, str]:
-        self.cache.mkdir(parents=True, exist_ok=True)
-        libs = self.cache / "kafka" / "libs"
-        shared_libs = PROJECT_ROOT / ".cache" / "kafka" / "libs"
-        if not libs.exists() and shared_libs.is_dir():  # the jars are read-only input: share, never re-fetch
-            libs.parent.mkdir(parents=True, exist_ok=True)
-            libs.symlink_to(shared_libs.resolve())
-        for service in SERVICES:
-            self.run(service, "start")
-        return read_services_env(self.cache / "services.env")
-
-    def stop_all(self) -> None:
-        for service in reversed(SERVICES):
-            self.run(service, "stop")
-
-
-# ---------------------------------------------------------------- MQTT publishing
-
-
-class MqttPublisher:
-    """QoS 1 publishes, each acknowledged (PUBACK) or not. A connection that drops is abandoned,
-    never resumed: a resumed client would resend unacknowledged messages as new ones, which the
-    hub would rightly see as new events (doubles made by this script, not by the hub)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._host, self._port = host, port
-        self._lock = threading.Lock()
-        self._client: paho.Client | None = None
-        self._generation = 0
-
-    def _connected(self) -> paho.Client | None:
-        with self._lock:
-            if self._client is not None and self._client.is_connected():
-                return self._client
-            self._drop()
-            self._generation += 1
-            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"soak-pub-{os.getpid()}-{self._generation}",
-                                 protocol=paho.MQTTv5, reconnect_on_failure=False)
-            client.max_inflight_messages_set(200)
-            try:
-                client.connect(self._host, self._port, keepalive=30)
-            except OSError:
-                return None
-            client.loop_start()
-            deadline = time.monotonic() + 2
-            while not client.is_connected() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if not client.is_connected():
-                client.loop_stop()
-                return None
-            self._client = client
-            return client
-
-    def _drop(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):  # whatever state the dead connection is in
-                self._client.disconnect()
-                self._client.loop_stop()
-            self._client = None
-
-    def publish(self, topic: str, payload: bytes, message_id: str | None) -> bool:
-        client = self._connected()
-        if client is None:
-            return False
-        properties = Properties(PacketTypes.PUBLISH)
-        if message_id:
-            properties.UserProperty = ("id", message_id)
-        info = client.publish(topic, payload, qos=1, properties=properties)
-        try:
-            info.wait_for_publish(PUBLISH_TIMEOUT_S)
-        except (RuntimeError, ValueError):
-            return False
-        return info.is_published()
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop()
-
-
-# ---------------------------------------------------------------- the ledger
-
-
-@dataclass
-class Sent:
-    kind: Kind
-    namespace: str
-    accepted: bool = False
-    status: int | None = None  # None: no answer (connection refused, timeout, broker down)
-    detail: str = ""
-    at: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class Ledger:
-    started: float = field(default_factory=time.monotonic)
-    sent: dict[str, Sent] = field(default_factory=dict)
-    disruptions: list[tuple[float, float]] = field(default_factory=list)  # (start, end) in monotonic seconds
-    disrupted_since: float | None = None
-    server_errors: list[tuple[float, str, int, str]] = field(default_factory=list)
-
-    def expected(self, at: float, status: int) -> bool:
-        return status == 503 and self.disrupted(at)
-
-    def disrupted(self, at: float) -> bool:
-        """Whether `at` falls in a chaos step (or within EXPECTED_GRACE_S after its end)."""
-        if self.disrupted_since is not None and at >= self.disrupted_since - 1:
-            return True
-        return any(start - 1 <= at <= end + EXPECTED_GRACE_S for start, end in self.disruptions)
 
 
 # ---------------------------------------------------------------- the hub
@@ -359,10 +215,6 @@ CHAOS = ("kill controller", "kill worker", "kill invoker 0", "kill feeds", "rest
          "restart postgres", "kill invoker 1")
 
 
-def say(ledger: Ledger, message: str) -> None:
-    print(f"[{time.monotonic() - ledger.started:6.1f} s] {message}", flush=True)
-
-
 async def chaos_step(step: str, hub: Hub, services: PrivateServices, ledger: Ledger) -> None:
     verb, target = step.split(" ", 1)
     start = ledger.disrupted_since = time.monotonic()
@@ -391,127 +243,6 @@ async def chaos(end: float, every_s: float, steps: tuple[str, ...], hub: Hub, se
         await chaos_step(steps[done % len(steps)], hub, services, ledger)
         done += 1
     return done
-
-
-# ---------------------------------------------------------------- counting
-
-
-@dataclass(frozen=True, slots=True)
-class Records:
-    rec: Counter[str]  # soak id -> `rec` records
-    fire_triggers: Counter[str]  # soak id -> `t-fire` trigger records
-    unattributed: Counter[str]  # `rec` records without a soak id, by status code
-
-
-def find_soak_id(value: Any) -> str | None:
-    """The soak id in an action result, wherever the feed put the event's data (MQTT and webhook
-    events nest the message under their own keys)."""
-    if isinstance(value, dict):
-        if isinstance(value.get("soak_id"), str):
-            return str(value["soak_id"])
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            found = find_soak_id(item)
-            if found:
-                return found
-    return None
-
-
-async def read_records(dsn: str) -> Records:
-    connection = await asyncpg.connect(dsn)
-    try:
-        rows = await connection.fetch("SELECT name, doc FROM activations WHERE name IN ('rec', 't-fire')")
-    finally:
-        await connection.close()
-    rec: Counter[str] = Counter()
-    fire_triggers: Counter[str] = Counter()
-    unattributed: Counter[str] = Counter()
-    for row in rows:
-        doc = json.loads(row["doc"])
-        soak_id = find_soak_id((doc.get("response") or {}).get("result"))
-        if row["name"] == "t-fire":
-            if soak_id:
-                fire_triggers[soak_id] += 1
-        elif soak_id:
-            rec[soak_id] += 1
-        else:
-            unattributed[str((doc.get("response") or {}).get("statusCode"))] += 1
-    return Records(rec, fire_triggers, unattributed)
-
-
-async def wait_quiescent(dsn: str, quiet_s: float, timeout_s: float, ledger: Ledger) -> float | None:
-    """Seconds until no activation or event was added for `quiet_s` and no pending row is left;
-    None when that did not happen within `timeout_s`."""
-    start = time.monotonic()
-    last_change, last = start, None
-    while time.monotonic() - start < timeout_s:
-        try:
-            connection = await asyncpg.connect(dsn)
-            try:
-                counts = (await connection.fetchval("SELECT count(*) FROM activations"),
-                          await connection.fetchval("SELECT count(*) FROM events"))
-                pending = await connection.fetchval("SELECT count(*) FROM pending")
-            finally:
-                await connection.close()
-        except (OSError, asyncpg.PostgresError) as exc:
-            say(ledger, f"quiescence check failed ({exc}); retrying")
-            await asyncio.sleep(1)
-            continue
-        now = time.monotonic()
-        if counts != last:
-            last, last_change = counts, now
-        elif pending == 0 and now - last_change >= quiet_s:
-            return now - start
-        await asyncio.sleep(0.5)
-    return None
-
-
-def report(ledger: Ledger, records: Records) -> dict[str, int]:
-    rows: dict[tuple[str, str], Counter[str]] = {}
-    for soak_id, entry in ledger.sent.items():
-        row = rows.setdefault((entry.kind, entry.namespace), Counter())
-        row["sent"] += 1
-        count = records.rec.get(soak_id, 0)
-        if entry.accepted:
-            row["accepted"] += 1
-            row["completed" if count else "lost"] += 1
-        elif count:
-            row["recorded_unacknowledged"] += 1
-        if count > 1 or records.fire_triggers.get(soak_id, 0) > 1:
-            row["doubled"] += 1
-        if not entry.accepted:
-            row["not_accepted"] += 1
-    for at, soak_id, status, _ in ledger.server_errors:
-        entry = ledger.sent[soak_id]
-        rows[(entry.kind, entry.namespace)]["5xx_expected" if ledger.expected(at, status) else "5xx_unexpected"] += 1
-    columns = ("sent", "accepted", "completed", "lost", "doubled", "not_accepted", "recorded_unacknowledged",
-               "5xx_expected", "5xx_unexpected")
-    print(f"{'kind':<8} {'namespace':<9} " + " ".join(f"{c:>{max(len(c), 6)}}" for c in columns))
-    total: Counter[str] = Counter()
-    for (kind, namespace), row in sorted(rows.items()):
-        total.update(row)
-        print(f"{kind:<8} {namespace:<9} " + " ".join(f"{row[c]:>{max(len(c), 6)}}" for c in columns))
-    print(f"{'total':<18} " + " ".join(f"{total[c]:>{max(len(c), 6)}}" for c in columns))
-    print(f"records read: {sum(records.rec.values())} `rec` with a soak id, {sum(records.fire_triggers.values())} "
-          "`t-fire` trigger records with a soak id (a second record of either counts as doubled; activation ids "
-          "are the table's primary key)")
-    statuses = Counter(f"{e.status if e.status is not None else e.detail} "
-                       f"({'in' if ledger.disrupted(e.at) else 'outside'} a chaos step)"
-                       for e in ledger.sent.values() if not e.accepted)
-    print(f"not accepted, by answer: {dict(sorted(statuses.items()))}")
-    if records.unattributed:
-        print(f"rec records without a soak id, by status code: {dict(records.unattributed)}")
-    for at, soak_id, status, detail in ledger.server_errors:
-        if not ledger.expected(at, status):
-            print(f"unexpected {status} at {at - ledger.started:.1f} s for {soak_id}: {detail}")
-    lost = [s for s, e in ledger.sent.items() if e.accepted and not records.rec.get(s)]
-    if lost:
-        print(f"lost (first 20): {lost[:20]}")
-    doubled = [s for s in ledger.sent if records.rec.get(s, 0) > 1 or records.fire_triggers.get(s, 0) > 1]
-    if doubled:
-        print(f"doubled (first 20): {[(s, records.rec.get(s), records.fire_triggers.get(s)) for s in doubled[:20]]}")
-    return dict(total)
 
 
 # ---------------------------------------------------------------- the run
