@@ -168,7 +168,7 @@ def report(ledger: Ledger, records: Records) -> dict[str, int]:
         print(f"rec records without a soak id, by status code: {dict(records.unattributed)}")
     for at, soak_id, status, detail in ledger.server_errors:
         if not ledger.expected(at, status):
-            print(f"unexpected {status} at {at - ledger.started:.1f} s for {soak_id}: {detail}")
+            print(f"unexpected {status} at {at - ledger.started:.1f} s for {soak_id}: {' '.join(detail.split())}")
     lost = [s for s, e in ledger.sent.items() if e.accepted and not records.rec.get(s)]
     if lost:
         print(f"lost (first 20): {lost[:20]}")
