@@ -10,6 +10,7 @@ matches when there is no leaf value at all.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Callable
@@ -106,7 +107,26 @@ def compile_leaf(steps: tuple[str, ...], path: str, source: Any) -> Leaf:
         predicates.insert(0, _exact(exact))
     only_exact = bool(exact) and len(predicates) == 1 and not exists_false
     keys = frozenset(value_key(v) for v in exact) if only_exact else None
-    return Leaf(steps, render_path(steps), source, keys, _leaf_test(_any_of(predicates), exists_false=exists_false))
+    return Leaf(steps, render_path(steps), source, keys, _shared(source, predicates, exists_false=exists_false))
+
+
+# Identical leaves (`"source": ["mqtt://sensors"]` in every rule of a fleet) share one compiled
+# test: thousands of rules then keep far fewer objects, and verifying a candidate stays in cache.
+_SHARED_MAX = 50_000
+_shared_tests: dict[str, Predicate] = {}
+
+
+def _shared(source: list[Any], predicates: list[Predicate], *, exists_false: bool) -> Predicate:
+    try:
+        text = json.dumps(source, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return _leaf_test(_any_of(predicates), exists_false=exists_false)
+    test = _shared_tests.get(text)
+    if test is None:
+        if len(_shared_tests) >= _SHARED_MAX:
+            _shared_tests.clear()
+        test = _shared_tests[text] = _leaf_test(_any_of(predicates), exists_false=exists_false)
+    return test
 
 
 def _leaf_test(predicate: Predicate, *, exists_false: bool) -> Predicate:
