@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ Predicate = Callable[[Any], bool]
 OPERATORS = ("prefix", "suffix", "equals-ignore-case", "wildcard", "numeric", "exists", "anything-but", "cidr")
 NUMERIC_OPERATORS = ("<", "<=", "=", ">=", ">")
 _ANYTHING_BUT_OPERATORS = ("prefix", "suffix", "equals-ignore-case", "wildcard")
-_LOWER = {">": float.__gt__, ">=": float.__ge__}
-_UPPER = {"<": float.__lt__, "<=": float.__le__}
+_LOWER: dict[str, Callable[[Any, Any], bool]] = {">": operator.gt, ">=": operator.ge}
+_UPPER: dict[str, Callable[[Any, Any], bool]] = {"<": operator.lt, "<=": operator.le}
 
 # Exact values are compared by JSON type and value: "5" is not 5, true is not 1, 5 is 5.0.
 _BOOL, _NUMBER = "b", "n"
@@ -45,8 +46,9 @@ def value_key(value: Any) -> Any:
 
 
 def is_number(value: Any) -> bool:
+    """A JSON number: never a boolean, a string of digits, NaN or infinity."""
     kind = type(value)
-    return (kind is int or kind is float) and math.isfinite(value)
+    return kind is int or (kind is float and math.isfinite(value))
 
 
 def leaf_values(value: Any) -> list[Any]:
@@ -230,21 +232,21 @@ def _numeric(at: str, argument: Any) -> Predicate:
     if not isinstance(argument, list) or len(argument) not in (2, 4):
         raise _error(at, f"expected [operator, number] or [lower operator, number, upper operator, number], "
                          f"like [\">\", 0, \"<=\", 5], got {show(argument)}")
-    bounds: list[tuple[str, float]] = []
+    bounds: list[tuple[str, int | float]] = []
     for i in range(0, len(argument), 2):
-        operator, number = argument[i], argument[i + 1]
-        if operator not in NUMERIC_OPERATORS:
+        symbol, number = argument[i], argument[i + 1]
+        if not isinstance(symbol, str) or symbol not in NUMERIC_OPERATORS:
             raise _error(f"{at}[{i}]", "expected an operator ('<', '<=', '=', '>=', '>') followed by a number, "
-                                       f"got {show(operator)}")
+                                       f"got {show(symbol)}")
         if not is_number(number):
-            raise _error(f"{at}[{i + 1}]", f"expected a number after {show(operator)}, got {show(number)}")
-        bounds.append((operator, float(number)))
+            raise _error(f"{at}[{i + 1}]", f"expected a number after {show(symbol)}, got {show(number)}")
+        bounds.append((symbol, number))
     if len(bounds) == 1:
-        ((operator, limit),) = bounds
-        if operator == "=":
+        ((symbol, limit),) = bounds
+        if symbol == "=":
             return lambda v: is_number(v) and v == limit
-        compare = (_LOWER | _UPPER)[operator]
-        return lambda v: is_number(v) and compare(float(v), limit)
+        compare = (_LOWER | _UPPER)[symbol]
+        return lambda v: is_number(v) and compare(v, limit)
     (first, low), (second, high) = bounds
     if first in _UPPER and second in _LOWER:
         (first, low), (second, high) = (second, high), (first, low)
@@ -254,16 +256,16 @@ def _numeric(at: str, argument: Any) -> Predicate:
     if low > high or (low == high and (first, second) != (">=", "<=")):
         raise _error(at, f"the range {show(argument)} is empty; no number matches it")
     above, below = _LOWER[first], _UPPER[second]
-    return lambda v: is_number(v) and above(float(v), low) and below(float(v), high)
+    return lambda v: is_number(v) and above(v, low) and below(v, high)
 
 
 def _anything_but(at: str, argument: Any) -> Predicate:
     """anything-but matches any leaf value (null included) that the inner test does not match."""
     if isinstance(argument, dict):
-        name, inner_argument = _operator(at, argument)
-        if name not in _ANYTHING_BUT_OPERATORS:
-            raise _error(f"{at}.{name}", f"anything-but takes a value, a list of values, or one of "
-                                         f"{', '.join(_ANYTHING_BUT_OPERATORS)}; got {show(name)}")
+        if len(argument) != 1 or next(iter(argument)) not in _ANYTHING_BUT_OPERATORS:
+            raise _error(at, f"expected a value, a list of values, or an object with one of "
+                             f"{', '.join(_ANYTHING_BUT_OPERATORS)}; got {show(argument)}")
+        ((name, inner_argument),) = argument.items()
         inner = _string_operator(f"{at}.{name}", name, inner_argument)
         return lambda v: not inner(v)
     values = argument if isinstance(argument, list) else [argument]
