@@ -3,6 +3,9 @@ mismatches, absent fields, arrays, nulls), `$or` and nesting, and the exact vali
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -182,3 +185,13 @@ def test_invalid_patterns_name_the_path_and_what_is_allowed(pattern: Any, path: 
     assert caught.value.path == path
     assert caught.value.message == str(caught.value) == f"filter {path}: {message}"
     assert caught.value.status == 400
+
+
+def test_the_readme_table_examples_compile():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Filter patterns", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`{" in line]
+    examples = [json.loads(re.search(r"`(\{.*?\})` \|", row).group(1)) for row in rows]  # type: ignore[union-attr]
+    assert len(examples) == 11
+    for example in examples:
+        assert compile_filter(example).source == example
