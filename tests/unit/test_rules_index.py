@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
 from typing import Any
 
@@ -75,8 +76,8 @@ def operator_matches(alternative: Any, value: Any) -> bool:
     if name == "numeric":
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return False
-        checks = {"<": value.__lt__, "<=": value.__le__, "=": value.__eq__, ">=": value.__ge__, ">": value.__gt__}
-        return all(checks[argument[i]](argument[i + 1]) is True for i in range(0, len(argument), 2))
+        checks = {"<": operator.lt, "<=": operator.le, "=": operator.eq, ">=": operator.ge, ">": operator.gt}
+        return all(checks[argument[i]](value, argument[i + 1]) for i in range(0, len(argument), 2))
     if text is None:
         return False
     if name == "prefix":
