@@ -99,7 +99,7 @@ def operator_matches(alternative: Any, value: Any) -> bool:
 # ---- examples --------------------------------------------------------------------------------
 
 def index_of(patterns: dict[str, Any]) -> RuleIndex:
-    return RuleIndex({key: None if p is None else compile_filter(p) for key, p in patterns.items()})
+    return RuleIndex({key: None if p is None else compile_filter(p, top_level=None) for key, p in patterns.items()})
 
 
 def test_rules_come_back_in_the_order_given_with_unfiltered_rules_always():
@@ -216,7 +216,7 @@ def literals_in(alternative: Any) -> list[Any]:
 @settings(max_examples=300, deadline=None)
 @given(pattern=patterns, data=st.data())
 def test_compiled_filter_agrees_with_the_plain_evaluator(pattern: dict[str, Any], data: st.DataObject):
-    compiled = compile_filter(pattern)
+    compiled = compile_filter(pattern, top_level=None)
     for document in (data.draw(documents), near(data.draw, pattern)):
         assert compiled.matches(document) is evaluate(pattern, document)
         assert compiled.explain(document).matched is evaluate(pattern, document)
@@ -225,7 +225,8 @@ def test_compiled_filter_agrees_with_the_plain_evaluator(pattern: dict[str, Any]
 @settings(max_examples=200, deadline=None)
 @given(rules=st.lists(st.one_of(st.none(), patterns), min_size=1, max_size=8), data=st.data())
 def test_index_agrees_with_the_plain_evaluator(rules: list[dict[str, Any] | None], data: st.DataObject):
-    filters: dict[str, Filter | None] = {f"guest/r{i}": None if p is None else compile_filter(p) for i, p in enumerate(rules)}
+    filters: dict[str, Filter | None] = {
+        f"guest/r{i}": None if p is None else compile_filter(p, top_level=None) for i, p in enumerate(rules)}
     index = RuleIndex(filters)
     near_events = [near(data.draw, p) for p in rules if p is not None]
     for document in [*near_events, data.draw(documents)]:
@@ -242,6 +243,6 @@ exact_patterns = st.builds(lambda k, v, rest: {k: [v, *rest]}, st.sampled_from(K
        events=st.lists(documents, min_size=1, max_size=5))
 def test_index_agrees_on_exact_value_rules(rules: list[dict[str, Any]], events: list[dict[str, Any]]):
     """Exact-value rules are the ones the index files by value: the lookup itself is exercised here."""
-    index = RuleIndex({f"r{i}": compile_filter(p) for i, p in enumerate(rules)})
+    index = RuleIndex({f"r{i}": compile_filter(p, top_level=None) for i, p in enumerate(rules)})
     for document in events:
         assert index.matching(document) == [f"r{i}" for i, p in enumerate(rules) if evaluate(p, document)]
