@@ -189,7 +189,7 @@ def test_invalid_patterns_name_the_path_and_what_is_allowed(pattern: Any, path: 
     assert caught.value.status == 400
 
 
-EVENT_FIELDS = "specversion, id, source, type, subject, time, datacontenttype, data, trigger"
+EVENT_FIELDS = "specversion, id, source, type, subject, time, datacontenttype, data, trigger, mqtt"
 
 
 @pytest.mark.parametrize(("pattern", "path", "key"), [

@@ -7,9 +7,6 @@ from typing import Any
 
 from triggerhub.model import TriggerEvent
 
-# The top-level fields of every event document, in the order they are documented.
-EVENT_FIELDS = ("specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data", "trigger")
-
 
 def event_document(event: TriggerEvent) -> dict[str, Any]:
     """{"specversion": "1.0", "id", "source", "type", "subject", "time" (RFC 3339), "datacontenttype",

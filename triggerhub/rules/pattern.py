@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from triggerhub.errors import PatternError
-from triggerhub.rules.events import EVENT_FIELDS
 from triggerhub.rules.leaf import Leaf, Predicate, compile_leaf
 from triggerhub.rules.paths import MISSING, render_path, show
 
 Check = Callable[[Mapping[str, Any]], bool]
+
+# The top-level fields an event document (events.event_document) can have; `mqtt` is the MQTT
+# envelope's extension attribute. A pattern naming any other top-level field could never match.
+EVENT_FIELDS = ("specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data", "trigger",
+                "mqtt")
 _EMPTY: Mapping[str, Any] = {}
 
 
