@@ -87,7 +87,8 @@ def operator_matches(alternative: Any, value: Any) -> bool:
     if name == "equals-ignore-case":
         return text.lower() == argument.lower()
     if name == "wildcard":
-        return re.fullmatch(".*".join(map(re.escape, argument.split("*"))), text, re.DOTALL) is not None
+        pieces = [re.escape(piece.replace("\\*", "*")) for piece in re.split(r"(?<!\\)\*", argument)]
+        return re.fullmatch(".*".join(pieces), text, re.DOTALL) is not None
     if name == "cidr":
         try:
             return ipaddress.ip_address(text) in ipaddress.ip_network(argument)
@@ -161,7 +162,7 @@ text_operators = st.one_of(
     st.builds(lambda s: {"prefix": s}, st.sampled_from(STRINGS)),
     st.builds(lambda s: {"suffix": s}, st.sampled_from(STRINGS)),
     st.builds(lambda s: {"equals-ignore-case": s}, st.sampled_from(["x", "xy", "XY"])),
-    st.builds(lambda s: {"wildcard": s}, st.sampled_from(["*", "x*", "*y", "x*y", "10.*.5"])),
+    st.builds(lambda s: {"wildcard": s}, st.sampled_from(["*", "x*", "*y", "x*y", "10.*.5", "*x*", "x*y*x", "a\\**", "*\\*b"])),
 )
 alternatives = st.one_of(
     scalars,
