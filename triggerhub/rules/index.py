@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from triggerhub.rules.leaf import Leaf, leaf_values, value_key
+from triggerhub.rules.leaf import Leaf, flatten, leaf_values, value_key
 from triggerhub.rules.paths import MISSING
 from triggerhub.rules.pattern import Check, Filter
 
@@ -97,9 +97,7 @@ def _values_at(document: Mapping[str, Any], steps: tuple[str, ...]) -> list[Any]
 
 def _values_in_array(values: list[Any], steps: tuple[str, ...]) -> list[Any]:
     out: list[Any] = []
-    for item in values:
+    for item in flatten(values):
         if type(item) is dict:
             out.extend(_values_at(item, steps))
-        elif type(item) is list:
-            out.extend(_values_in_array(item, steps))
     return out

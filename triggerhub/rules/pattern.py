@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from triggerhub.errors import PatternError
-from triggerhub.rules.leaf import Leaf, Predicate, compile_leaf
+from triggerhub.rules.leaf import Leaf, Predicate, compile_leaf, flatten
 from triggerhub.rules.paths import MISSING, render_path, show
 
 Check = Callable[[Mapping[str, Any]], bool]
+MAX_DEPTH = 32  # compiling and matching recurse once per level
 
 # The top-level fields an event document (events.event_document) can have; `mqtt` is the MQTT
 # envelope's extension attribute. A pattern naming any other top-level field could never match.
@@ -113,6 +114,8 @@ def _compile_object(pattern: dict[str, Any], steps: tuple[str, ...], at: str,
                     top_level: tuple[str, ...] | None) -> _Object:
     if not pattern:
         raise _error(at, "an empty object tests nothing; give at least one field")
+    if len(steps) + at.count(".$or") > MAX_DEPTH:
+        raise _error(at, f"nested deeper than {MAX_DEPTH} objects and $or lists; flatten the pattern")
     fields: list[tuple[str, Leaf | _Object]] = []
     alternatives: list[tuple[str, tuple[_Object, ...]]] = []
     for key, value in pattern.items():
@@ -192,13 +195,7 @@ def _nested_test(check: Check) -> Predicate:
 
 def _objects(values: list[Any]) -> list[Mapping[str, Any]]:
     """The objects inside an array (nested arrays flattened): where a nested pattern looks."""
-    out: list[Mapping[str, Any]] = []
-    for item in values:
-        if type(item) is dict:
-            out.append(item)
-        elif type(item) is list:
-            out.extend(_objects(item))
-    return out
+    return [item for item in flatten(values) if type(item) is dict]
 
 
 def _explain(node: _Object, contexts: list[Mapping[str, Any]], steps: tuple[str, ...], group: str,
