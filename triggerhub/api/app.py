@@ -52,7 +52,9 @@ def error_response(status: int, message: str, transaction: str) -> web.Response:
 async def transaction_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     transaction = request.headers.get("X-Request-ID") or uuid.uuid4().hex
     request[TRANSACTION] = transaction
-    if request.method == "OPTIONS" and not request.path.startswith("/api/v1/web/"):
+    # web actions and API gateway routes (/api/<namespace>/...) answer their own OPTIONS
+    if request.method == "OPTIONS" and not request.path.startswith("/api/v1/web/") \
+            and (request.path.startswith("/api/v1") or not request.path.startswith("/api/")):
         response: web.StreamResponse = web.Response(status=200)
     else:
         response = await handler(request)
@@ -160,7 +162,7 @@ async def ping(request: web.Request) -> web.Response:
 
 
 def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
-    from triggerhub.api import activations, entities, web_actions
+    from triggerhub.api import activations, entities, routes, web_actions
 
     max_request = engine.config.api.max_code_bytes + 1024 * 1024
     app = web.Application(middlewares=[transaction_middleware, error_middleware, auth_middleware],
@@ -173,6 +175,7 @@ def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -
     app.router.add_get("/api/v1/", info_api)
     app.router.add_routes(entities.routes)
     app.router.add_routes(activations.routes)
+    app.router.add_routes(routes.routes)  # before web_actions: apimgmt is under /api/v1/web/
     app.router.add_routes(web_actions.routes)
     if extra_routes:
         app.router.add_routes(extra_routes)

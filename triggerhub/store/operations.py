@@ -24,6 +24,11 @@ def execute(conn: Connection, statement: Executable, params: Any = None) -> None
     conn.execute(statement, params)
 
 
+def rowcount(conn: Connection, statement: Executable) -> int:
+    """Run a DELETE or UPDATE; how many rows it touched."""
+    return int(conn.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
 def scalar(conn: Connection, query: Executable, params: dict[str, Any] | None = None) -> Any:
     return conn.execute(query, params).scalar_one_or_none()
 
