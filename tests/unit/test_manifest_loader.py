@@ -34,7 +34,7 @@ def test_function_file_in_default_package_infers_the_kind_from_the_extension() -
 
     assert [(e.collection, e.name) for e in project.entities] == [(Collection.ACTIONS, "hello")]
     assert project.entities[0].body == {
-        "exec": {"kind": "python:3.10", "code": HELLO_PY, "binary": False},
+        "exec": {"kind": "python:3.11", "code": HELLO_PY, "binary": False},
         "limits": DEFAULT_LIMITS, "annotations": [], "publish": False, "parameters": [],
     }
     assert project.managed is False
@@ -53,7 +53,7 @@ def test_runtime_and_kind_keys_resolve_family_defaults() -> None:
     project = load("03_runtimes.yaml")
 
     kinds = {e.name: e.body["exec"]["kind"] for e in project.entities if e.collection is Collection.ACTIONS}
-    assert kinds == {"kinds/by-kind": "python:3.10", "kinds/by-runtime": "nodejs:20", "kinds/inferred-js": "nodejs:20"}
+    assert kinds == {"kinds/by-kind": "python:3.11", "kinds/by-runtime": "nodejs:20", "kinds/inferred-js": "nodejs:20"}
 
 
 def test_family_defaults_come_from_the_platform_when_it_lists_runtimes() -> None:
@@ -201,7 +201,7 @@ def test_function_directory_is_zipped_and_stable() -> None:
     first = entity(load("16_function_dir.yaml"), Collection.ACTIONS, "zipped/from-dir")
     again = entity(load("16_function_dir.yaml"), Collection.ACTIONS, "zipped/from-dir")
 
-    assert first.body["exec"]["kind"] == "python:3.10" and first.body["exec"]["binary"] is True
+    assert first.body["exec"]["kind"] == "python:3.11" and first.body["exec"]["binary"] is True
     assert first.body["exec"]["code"] == again.body["exec"]["code"]
     archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(first.body["exec"]["code"])))
     assert archive.namelist() == ["__main__.py"]
@@ -236,18 +236,15 @@ def test_public_package_publishes_and_ignores_version_and_license() -> None:
 def test_unused_cli_param_is_a_warning() -> None:
     project = load("01_function_file.yaml", params={"nope": "1"})
 
-    assert project.warnings == ("--param nope: no input of that name in the manifest",)
+    assert project.warnings == ("--param:1:1 nope: no input of that name in the manifest",)
 
 
 def test_unsupported_but_harmless_keys_are_warnings(tmp_path: Path) -> None:
     (tmp_path / "hello.py").write_text(HELLO_PY)
     (tmp_path / "m.yaml").write_text("packages:\n  p:\n    actions:\n      a:\n        function: hello.py\n"
-                                     "        include: [[lib, lib]]\n        limits: {concurrentActivations: 5}\n")
+                                     "        limits: {concurrentActivations: 5}\n")
 
     project = load_project(tmp_path / "m.yaml", env={})
 
-    where = f"{(tmp_path / 'm.yaml').as_posix()}:4:7"
-    assert project.warnings == (
-        f"{where} limits.concurrentActivations is not supported by OpenWhisk and is ignored",
-        f"{where} 'include' is not supported and is ignored; zip the folder yourself or point 'function' at a folder",
-    )
+    where = f"{(tmp_path / 'm.yaml').as_posix()}:6:18 packages.p.actions.a.limits.concurrentActivations:"
+    assert project.warnings == (f"{where} limits.concurrentActivations is not supported by OpenWhisk and is ignored",)
