@@ -328,4 +328,4 @@ def test_fixture_manifests_are_all_valid() -> None:
 
     loaded = [load_project(FIXTURES / name, env=env) for name in names]
 
-    assert len(loaded) == 18
+    assert len(loaded) == 24
