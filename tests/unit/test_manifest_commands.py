@@ -30,8 +30,8 @@ def test_validate_prints_every_problem_and_fails(tmp_path: Path) -> None:
     assert result.stderr == (
         f"{file}:4:7 packages.p.actions.a: an action needs 'function' (a file, folder or .zip), inline 'code' with "
         f"'runtime', or a 'docker' image\n"
-        f"{file}:5:11 packages.p.actions.b.code: inline 'code' needs 'runtime', one this hub runs: python:3.11, "
-            f"nodejs:20\n")
+        f"{file}:5:11 packages.p.actions.b.code: inline 'code' needs 'runtime', one this hub runs: nodejs:20, "
+            f"python:3.11\n")
 
 
 def test_validate_without_a_manifest_says_how_to_pass_one(tmp_path: Path) -> None:

@@ -223,9 +223,9 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
                 action: a
         """, strict=True) == [
         "6:9 packages.p.actions.a.web: string 'maybe' is not allowed; allowed: true, false, yes, no, raw",
-        "8:9 packages.p.actions.b.code: inline 'code' needs 'runtime', one this hub runs: python:3.11, nodejs:20",
-        "11:9 packages.p.actions.d.runtime: runtime 'cobol' is not one this hub runs (it runs: python:3.11, "
-        "nodejs:20); using python:3.11, the default for '.py' files",
+        "8:9 packages.p.actions.b.code: inline 'code' needs 'runtime', one this hub runs: nodejs:20, python:3.11",
+        "11:9 packages.p.actions.d.runtime: runtime 'cobol' is not one this hub runs (it runs: nodejs:20, "
+        "python:3.11); using python:3.11, the default for '.py' files",
         "14:18 packages.p.actions.e.limits.memorySize: 4096 is out of range; allowed: 128..512",
         "15:23 packages.p.actions.e.annotations.require-whisk-auth: '0' is not allowed; use true, false, a "
         "non-empty string or an integer 1..9007199254740991",
@@ -319,7 +319,7 @@ def test_cobol_file_extension_cannot_be_inferred(tmp_path: Path) -> None:
             actions:
               a: {function: job.cbl}
         """) == ["4:11 packages.p.actions.a.function: cannot infer the runtime from extension '.cbl'; set 'runtime' "
-                 "to one this hub runs: python:3.11, nodejs:20"]
+                 "to one this hub runs: nodejs:20, python:3.11"]
 
 
 def test_fixture_manifests_are_all_valid() -> None:

@@ -49,14 +49,19 @@ class Runtimes:
                 kinds.append(entry["kind"])
                 if entry.get("default"):
                     defaults[family] = entry["kind"]
-        return cls(tuple(kinds), defaults) if kinds else HUB
+        return cls.sorted(kinds, defaults) if kinds else HUB
+
+    @classmethod
+    def sorted(cls, kinds: Iterable[str], defaults: dict[str, str]) -> Runtimes:
+        """In name order, so messages read the same whichever table they came from."""
+        return cls(tuple(sorted(kinds)), dict(sorted(defaults.items())))
 
     def describe(self) -> str:
         return f"{', '.join(self.kinds)} (or a family: {', '.join(self.defaults)})"
 
 
 OPENWHISK = Runtimes(KINDS, OPENWHISK_DEFAULTS)
-HUB = Runtimes(HUB_KINDS, dict(HUB_DEFAULT_KINDS))  # what `validate` checks against: this hub's kinds
+HUB = Runtimes.sorted(HUB_KINDS, HUB_DEFAULT_KINDS)  # what `validate` checks against: this hub's kinds
 _FAMILY_RE = re.compile(r"[:@]")
 
 

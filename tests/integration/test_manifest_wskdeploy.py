@@ -1,0 +1,210 @@
+"""What wskdeploy tolerates, deployed against a real hub: ignored overlay inputs, retired runtimes,
+mistyped defaults, `location:`, `include:`, empty managed projects, and `--strict` refusing each.
+
+Every test counts what the namespace holds before, after deploy and after undeploy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.plugins.hub import HubClient
+from tests.plugins.manifests import FIXTURES
+from triggerhub.errors import ManifestError
+from triggerhub.manifests.client import HttpWhiskClient
+from triggerhub.manifests.commands import deploy as deploy_command
+from triggerhub.manifests.commands import validate as validate_command
+from triggerhub.manifests.deployer import deploy_manifest, undeploy_manifest
+
+KINDS = ("packages", "actions", "triggers", "rules")
+NOTHING = {kind: 0 for kind in KINDS}
+
+
+@pytest.fixture
+async def client(hub: HubClient) -> AsyncIterator[HttpWhiskClient]:
+    async with HttpWhiskClient(hub.apihost, hub.auth) as whisk:
+        yield whisk
+
+
+async def counts(hub: HubClient) -> dict[str, int]:
+    """How many of each entity the guest namespace holds (actions inside packages included)."""
+    out = {}
+    for kind in KINDS:
+        status, items = await hub.call("GET", f"namespaces/_/{kind}", limit=200)
+        assert status == 200, items
+        out[kind] = len(items)
+    return out
+
+
+async def invoke(hub: HubClient, action: str, **args: Any) -> Any:
+    status, result = await hub.call("POST", f"namespaces/_/actions/{action}", args, blocking=True, result=True)
+    assert status == 200, result
+    return result
+
+
+def as_map(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {item["key"]: item["value"] for item in items}
+
+
+def strict_problems(name: str, deployment: Path | None = None) -> list[str]:
+    with pytest.raises(ManifestError) as caught:
+        from triggerhub.manifests.deployer import validate_manifest
+
+        validate_manifest(FIXTURES / name, deployment=deployment, env={}, strict=True)
+    return [f"{p.line}:{p.column} {p.message}" for p in caught.value.problems]
+
+
+async def test_deployment_inputs_for_undeclared_entities_are_ignored(hub: HubClient, client: HttpWhiskClient) -> None:
+    overlay = FIXTURES / "20_overlay_unknown.deployment.yaml"
+    assert await counts(hub) == NOTHING
+
+    outcome = await deploy_manifest(client, FIXTURES / "20_overlay_unknown.yaml", deployment=overlay)
+
+    assert [w.split(" ", 1)[1] for w in outcome.project.warnings] == [
+        "packages.greetings.actions.goodbye: action 'goodbye' is not in package 'greetings' of the manifest, "
+        "its inputs are ignored; known: hello",
+        "packages.greetings.triggers.never-declared: trigger 'never-declared' is not in package 'greetings' of "
+        "the manifest, its inputs are ignored; known: (none)",
+        "packages.other-package: package 'other-package' is not in the manifest, its inputs are ignored; "
+        "known: greetings"]
+    assert await counts(hub) == {**NOTHING, "packages": 1, "actions": 1}
+    assert await invoke(hub, "greetings/hello") == {"greeting": "Hello, Grace!"}
+
+    await undeploy_manifest(client, FIXTURES / "20_overlay_unknown.yaml", deployment=overlay)
+
+    assert await counts(hub) == NOTHING
+
+
+async def test_strict_refuses_ignored_inputs_and_creates_nothing(hub: HubClient, client: HttpWhiskClient) -> None:
+    with pytest.raises(ManifestError) as caught:
+        await deploy_manifest(client, FIXTURES / "20_overlay_unknown.yaml",
+                              deployment=FIXTURES / "20_overlay_unknown.deployment.yaml", strict=True)
+
+    assert [(p.line, p.path) for p in caught.value.problems] == [
+        (7, "packages.greetings.actions.goodbye"), (11, "packages.greetings.triggers.never-declared"),
+        (14, "packages.other-package")]
+    assert await counts(hub) == NOTHING
+
+
+async def test_retired_runtimes_fall_back_to_the_default_for_the_extension(hub: HubClient,
+                                                                           client: HttpWhiskClient) -> None:
+    outcome = await deploy_manifest(client, FIXTURES / "21_retired_runtimes.yaml")
+
+    assert len(outcome.project.warnings) == 7
+    assert outcome.project.warnings[2].endswith(
+        "packages.retired.actions.node-at-10.runtime: runtime 'nodejs@10' is not one this hub runs (it runs: "
+        "nodejs:20, python:3.11); using nodejs:20, the default for '.js' files")
+    assert await counts(hub) == {**NOTHING, "packages": 1, "actions": 7}
+    kinds = {}
+    for name in ("node8", "node10", "node-at-10", "py2", "py3", "swift-js", "go-py"):
+        kinds[name] = (await hub.call("GET", f"namespaces/_/actions/retired/{name}"))[1]["exec"]["kind"]
+    assert kinds == {"node8": "nodejs:20", "node10": "nodejs:20", "node-at-10": "nodejs:20", "py2": "python:3.11",
+                     "py3": "python:3.11", "swift-js": "nodejs:20", "go-py": "python:3.11"}
+    assert await invoke(hub, "retired/node10", name="Ada") == {"greeting": "Hello, Ada!"}
+    assert await invoke(hub, "retired/go-py", name="Bo") == {"greeting": "Hello, Bo!"}
+
+    await undeploy_manifest(client, FIXTURES / "21_retired_runtimes.yaml")
+
+    assert await counts(hub) == NOTHING
+
+
+async def test_strict_refuses_retired_runtimes(hub: HubClient, client: HttpWhiskClient) -> None:
+    result = await asyncio.to_thread(lambda: CliRunner().invoke(deploy_command, [
+        "-m", str(FIXTURES / "21_retired_runtimes.yaml"), "--strict", "--apihost", hub.apihost, "--auth", hub.auth]))
+
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) == 7 and lines[0].endswith(
+        "packages.retired.actions.node8.runtime: runtime 'nodejs:8' is not one this hub runs (it runs: "
+        "nodejs:20, python:3.11); using nodejs:20, the default for '.js' files")
+    assert await counts(hub) == NOTHING
+
+
+async def test_validate_and_deploy_agree_on_the_kinds_this_hub_runs(tmp_path: Path, hub: HubClient) -> None:
+    (tmp_path / "Hello.java").write_text("public class Hello {}\n")
+    (tmp_path / "manifest.yaml").write_text("packages:\n  j:\n    actions:\n      hello:\n"
+                                            "        function: Hello.java\n")
+
+    validated = await asyncio.to_thread(lambda: CliRunner().invoke(validate_command, ["-p", str(tmp_path)]))
+    deployed = await asyncio.to_thread(lambda: CliRunner().invoke(deploy_command, [
+        "-p", str(tmp_path), "--apihost", hub.apihost, "--auth", hub.auth]))
+
+    where = f"{(tmp_path / 'manifest.yaml').as_posix()}:5:9 packages.j.actions.hello.function:"
+    assert validated.exit_code == deployed.exit_code == 1
+    assert validated.output == deployed.output == (
+        f"{where} '.java' files need the java runtime, which this hub does not run; it runs: nodejs:20, python:3.11 "
+        f"(or a family: nodejs, python)\n")
+    assert await counts(hub) == NOTHING
+
+
+async def test_declared_types_are_coerced_with_warnings(hub: HubClient, client: HttpWhiskClient) -> None:
+    outcome = await deploy_manifest(client, FIXTURES / "22_typed_defaults.yaml")
+
+    assert [w.split(" ", 1)[1] for w in outcome.project.warnings] == [
+        "packages.typed.actions.coerced.inputs.name: number 0 does not match 'type: string'; converted to \"0\"",
+        "packages.typed.actions.coerced.inputs.flag: boolean true does not match 'type: string'; converted to "
+        "\"true\"",
+        "packages.typed.actions.coerced.inputs.count: number 3.0 does not match 'type: integer'; converted to 3"]
+    action = (await hub.call("GET", "namespaces/_/actions/typed/coerced"))[1]
+    assert as_map(action["parameters"]) == {"name": "0", "flag": "true", "count": 3, "ratio": 2.0}
+    assert await invoke(hub, "typed/coerced") == {"greeting": "Hello, 0!"}
+    assert strict_problems("22_typed_defaults.yaml") == [
+        "8:11 number 0 does not match 'type: string'; converted to \"0\"",
+        "11:11 boolean true does not match 'type: string'; converted to \"true\"",
+        "14:11 number 3.0 does not match 'type: integer'; converted to 3"]
+
+    await undeploy_manifest(client, FIXTURES / "22_typed_defaults.yaml")
+
+    assert await counts(hub) == NOTHING
+
+
+async def test_location_and_include_build_an_action_that_runs(hub: HubClient, client: HttpWhiskClient) -> None:
+    outcome = await deploy_manifest(client, FIXTURES / "23_location_include.yaml")
+
+    assert [w.split(" ", 1)[1] for w in outcome.project.warnings] == [
+        "packages.bundled.actions.located.location: 'location' is deprecated; rename it to 'function'"]
+    assert await counts(hub) == {**NOTHING, "packages": 1, "actions": 2}
+    greeting = (await hub.call("GET", "namespaces/_/actions/bundled/greeting"))[1]
+    archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(greeting["exec"]["code"])))
+    assert archive.namelist() == ["actions/common/utils.js", "index.js", "package.json"]
+    assert await invoke(hub, "bundled/greeting", name="Ada") == {"greeting": "Hello, Ada!", "helper": "common/utils"}
+    assert await invoke(hub, "bundled/located", name="Lin") == {"greeting": "Hello, Lin!"}
+
+    await undeploy_manifest(client, FIXTURES / "23_location_include.yaml")
+
+    assert await counts(hub) == NOTHING
+
+
+async def test_managed_project_without_packages_deletes_all_it_owns(hub: HubClient, client: HttpWhiskClient) -> None:
+    await deploy_manifest(client, FIXTURES / "14_managed_project.yaml")
+    await hub.call("PUT", "namespaces/_/actions/unmanaged", {"exec": {"kind": "python:3.11", "code": "x = 1"}})
+    assert await counts(hub) == {"packages": 1, "actions": 3, "triggers": 1, "rules": 1}
+
+    emptied = await deploy_manifest(client, FIXTURES / "24_managed_empty.yaml")
+
+    assert emptied.applied == ("deleted rule poke-keep", "deleted trigger poke", "deleted action managed/drop",
+                               "deleted action managed/keep", "deleted package managed")
+    assert await counts(hub) == {**NOTHING, "actions": 1}
+    assert (await hub.call("GET", "namespaces/_/actions/unmanaged"))[0] == 200
+
+
+def test_require_whisk_auth_without_a_value_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "hello.py").write_text("def main(args):\n    return args\n")
+    (tmp_path / "manifest.yaml").write_text("packages:\n  w:\n    actions:\n      a:\n        function: hello.py\n"
+                                            "        web: true\n        annotations:\n          require-whisk-auth:\n")
+
+    result = CliRunner().invoke(validate_command, ["-p", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert result.output == (f"{(tmp_path / 'manifest.yaml').as_posix()}:8:11 packages.w.actions.a.annotations."
+                             f"require-whisk-auth: no value is not allowed; use true, false, a non-empty string or "
+                             f"an integer 1..9007199254740991\n")
