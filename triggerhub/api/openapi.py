@@ -26,7 +26,7 @@ def openapi_document(routes: Sequence[ApiRoute], origin: str) -> dict[str, Any]:
         paths.setdefault(route.rel_path, {})[route.verb.lower()] = _operation(route, origin)
     return {
         "swagger": "2.0",
-        "info": {"title": first.api_name or first.base_path, "version": "1.0.0"},
+        "info": {"title": next((r.api_name for r in routes if r.api_name), first.base_path), "version": "1.0.0"},
         "basePath": first.base_path,
         "x-gateway-url": gateway_url(origin, first.namespace) + (first.base_path if first.base_path != "/" else ""),
         "paths": paths,

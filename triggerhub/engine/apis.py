@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from triggerhub.errors import FORBIDDEN, BadRequest, Forbidden, NotFound
@@ -69,9 +69,14 @@ class ApiGateway:
         routes = _from_swagger(identity, apidoc, kind) if "swagger" in apidoc else [_from_apidoc(identity, apidoc, kind)]
         for route in routes:
             await self._check_action(identity, route.action)
+        named = []
         for route in routes:
+            if not route.api_name:  # the API's name belongs to its base path: a new route keeps it
+                siblings = await self._store.list_routes(identity.namespace, base_path=route.base_path)
+                route = replace(route, api_name=next((r.api_name for r in siblings if r.api_name), ""))
             await self._store.put_route(route)
-        return routes
+            named.append(route)
+        return named
 
     async def listing(self, identity: Identity, selection: RouteFilter, *, namespace: str | None = None) -> list[ApiRoute]:
         _check_namespace(identity, namespace)
