@@ -248,3 +248,21 @@ def test_unsupported_but_harmless_keys_are_warnings(tmp_path: Path) -> None:
 
     where = f"{(tmp_path / 'm.yaml').as_posix()}:6:18 packages.p.actions.a.limits.concurrentActivations:"
     assert project.warnings == (f"{where} limits.concurrentActivations is not supported by OpenWhisk and is ignored",)
+
+
+def test_keys_the_hub_cannot_honour_are_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text("project:\n  name: x\n  apiHost: https://elsewhere\n  packages:\n    p:\n"
+                                     "      actions:\n        a: {code: 'x = 1', runtime: python, credential: k}\n"
+                                     "      triggers:\n        t: {}\n      rules:\n"
+                                     "        r: {trigger: t, action: a, rule: '.*'}\n")
+
+    project = load_project(tmp_path / "m.yaml", env={})
+
+    file = (tmp_path / "m.yaml").as_posix()
+    who = ("the hub and the identity come from --apihost/--auth (or ~/.wskprops); a manifest cannot switch them, so "
+           "this is ignored")
+    assert project.warnings == (
+        f"{file}:3:3 project.apiHost: 'apiHost' is not supported: {who}",
+        f"{file}:7:45 project.packages.p.actions.a.credential: 'credential' is not supported: {who}",
+        f"{file}:11:36 project.packages.p.rules.r.rule: 'rule' is not supported: a rule matches every event of its "
+        f"trigger; wskdeploy's 'rule' pattern is ignored")

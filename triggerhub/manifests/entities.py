@@ -22,6 +22,12 @@ from triggerhub.manifests.source import Source, YamlPath
 from triggerhub.model import API_VERBS, ApiRoute, Collection, ResponseType, api_path, is_valid_name
 
 DEFAULT_PACKAGE = "default"
+_WHO = ("the hub and the identity come from --apihost/--auth (or ~/.wskprops); a manifest cannot switch them, "
+        "so this is ignored")
+# keys wskdeploy reads that this hub accepts but does not act on, and why (README "Manifests")
+IGNORED_KEYS = {"namespace": _WHO, "credential": _WHO, "apiHost": _WHO, "apigwAccessToken": _WHO,
+                "config": "project config files are not read; this is ignored",
+                "rule": "a rule matches every event of its trigger; wskdeploy's 'rule' pattern is ignored"}
 OwnerKey = tuple[str, str, str]  # (package, kind, entity name); kind "package" for package inputs
 
 
@@ -81,6 +87,7 @@ class EntityBuilder:
     # ------------------------------------------------------------------ walk
 
     def build(self) -> None:
+        self._warn_ignored(("project",), self.source.get(("project",)))
         packages = list(self._packages())
         if not packages:
             # wskdeploy: deploying a managed project with no packages deletes all the project owns
@@ -116,6 +123,10 @@ class EntityBuilder:
                     self._problem(path, f"package '{pkg}' is declared twice; also at {self._at(seen[pkg])}")
                     continue
                 seen[pkg] = path
+                self._warn_ignored(path, raw)
+                for kind in ("actions", "triggers", "rules"):
+                    for name, entity in _map(_map(raw).get(kind)).items():
+                        self._warn_ignored(path + (kind, name), entity)
                 yield pkg, path, _map(raw)
 
     def _named(self, pkg_path: YamlPath, pkg_raw: dict[str, Any], kind: str,
@@ -424,6 +435,11 @@ class EntityBuilder:
 
     def _problem(self, path: YamlPath, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
+
+    def _warn_ignored(self, path: YamlPath, raw: Any) -> None:
+        for key in (k for k in IGNORED_KEYS if k in _map(raw)):
+            if key != "rule" or path[-2:-1] == ("rules",):
+                self._warn(path + (key,), f"'{key}' is not supported: {IGNORED_KEYS[key]}")
 
     def _warn(self, path: YamlPath, message: str) -> None:
         self.warnings.append(self.source.problem(path, message))
