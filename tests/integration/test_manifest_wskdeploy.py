@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
+import shutil
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -208,3 +210,89 @@ def test_require_whisk_auth_without_a_value_is_refused(tmp_path: Path) -> None:
     assert result.output == (f"{(tmp_path / 'manifest.yaml').as_posix()}:8:11 packages.w.actions.a.annotations."
                              f"require-whisk-auth: no value is not allowed; use true, false, a non-empty string or "
                              f"an integer 1..9007199254740991\n")
+
+
+async def gateway(hub: HubClient, method: str, path: str, **kwargs: Any) -> tuple[int, str, Any]:
+    async with hub.session.request(method, f"{hub.apihost}/api/guest{path}", **kwargs) as response:
+        body = await response.read()
+        return response.status, response.content_type, body.decode()
+
+
+async def route_keys(hub: HubClient) -> list[tuple[str, str, str]]:
+    status, listed = await hub.call("GET", "web/whisk.system/apimgmt/getApi")
+    assert status == 200, listed
+    return [(doc["basePath"], rel, verb.upper()) for item in listed["apis"] for doc in [item["value"]["apidoc"]]
+            for rel, operations in doc["paths"].items() for verb in operations]
+
+
+async def test_manifest_apis_create_routes_that_answer_and_leave_with_the_project(
+        hub: HubClient, client: HttpWhiskClient) -> None:
+    assert (await counts(hub), await route_keys(hub)) == (NOTHING, [])
+
+    outcome = await deploy_manifest(client, FIXTURES / "19_apis.yaml")
+
+    assert [w.split(" ", 1)[1] for w in outcome.project.warnings] == [
+        "project.packages.library.actions.shelf: 'shelf' is called by API 'books-api' but is not a web action; "
+        "made it one (web: true), as wskdeploy does"]
+    assert outcome.applied[-3:] == ("created route GET /books/{id} -> /guest/library/book",
+                                    "created route POST /books/{id}/pages/{page} -> /guest/library/page",
+                                    "created route PUT /books/shelf -> /guest/library/shelf")
+    assert await counts(hub) == {**NOTHING, "packages": 1, "actions": 3}
+    assert await route_keys(hub) == [("/books", "/shelf", "PUT"), ("/books", "/{id}", "GET"),
+                                     ("/books", "/{id}/pages/{page}", "POST")]
+    status, kind, body = await gateway(hub, "GET", "/books/42?shelf=top")
+    assert (status, kind, json.loads(body)) == (200, "application/json", {"id": "42", "shelf": "top", "method": "get"})
+    assert await gateway(hub, "POST", "/books/42/pages/7", json={}) == (201, "text/plain", "page 42/7")
+    status, _, body = await gateway(hub, "PUT", "/books/shelf")
+    assert (status, json.loads(body)) == (200, {"id": None, "shelf": "none", "method": "put"})
+    assert (await deploy_manifest(client, FIXTURES / "19_apis.yaml", dry_run=True)).plan.empty
+
+    gone = await undeploy_manifest(client, FIXTURES / "19_apis.yaml")
+
+    assert gone.applied[:3] == ("deleted route PUT /books/shelf -> /guest/library/shelf",
+                                "deleted route GET /books/{id} -> /guest/library/book",
+                                "deleted route POST /books/{id}/pages/{page} -> /guest/library/page")
+    assert (await counts(hub), await route_keys(hub)) == (NOTHING, [])
+    assert (await gateway(hub, "GET", "/books/42"))[0] == 404
+
+
+async def test_managed_deploy_drops_routes_the_manifest_no_longer_declares(tmp_path: Path, hub: HubClient,
+                                                                           client: HttpWhiskClient) -> None:
+    shutil.copytree(FIXTURES / "src", tmp_path / "src")
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text((FIXTURES / "19_apis.yaml").read_text())
+    await deploy_manifest(client, manifest)
+    manifest.write_text(manifest.read_text().replace("            shelf:\n              shelf: PUT\n", ""))
+
+    again = await deploy_manifest(client, manifest)
+
+    # no API calls `shelf` any more, so it is no longer made a web action
+    assert again.applied == ("deleted route PUT /books/shelf -> /guest/library/shelf", "updated action library/shelf")
+    assert [k[1] for k in await route_keys(hub)] == ["/{id}", "/{id}/pages/{page}"]
+    await undeploy_manifest(client, manifest)
+    assert (await counts(hub), await route_keys(hub)) == (NOTHING, [])
+
+
+async def test_api_cli_creates_lists_gets_and_deletes_routes(hub: HubClient) -> None:
+    from triggerhub.cli import main as cli
+
+    await hub.call("PUT", "namespaces/_/actions/hello", {"exec": {"kind": "python:3.11", "code": (
+        FIXTURES / "src" / "hello.py").read_text()}, "annotations": [{"key": "web-export", "value": True}]})
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--apihost", hub.apihost, "--auth", hub.auth, "--json", "api", *args])
+
+    created = await asyncio.to_thread(run, "create", "/greet", "/hello", "get", "hello", "--apiname", "greeter")
+    listed = await asyncio.to_thread(run, "list")
+    got = await asyncio.to_thread(run, "get", "greeter")
+    status, _, body = await gateway(hub, "GET", "/greet/hello?name=Kim")
+    deleted = await asyncio.to_thread(run, "delete", "/greet")
+
+    assert (created.exit_code, created.output) == (0, "ok: created API /greet/hello GET for action /guest/hello\n"
+                                                      f"{hub.apihost}/api/guest/greet\n")
+    assert (listed.exit_code, json.loads(listed.output)) == (0, [{
+        "action": "/guest/hello", "verb": "GET", "apiName": "greeter", "url": f"{hub.apihost}/api/guest/greet/hello"}])
+    assert json.loads(got.output)["paths"]["/hello"]["get"]["x-openwhisk"]["action"] == "hello"
+    assert (status, json.loads(body)) == (200, {"greeting": "Hello, Kim!"})
+    assert (deleted.exit_code, deleted.output) == (0, "ok: deleted API /greet\n")
+    assert await route_keys(hub) == []
