@@ -26,7 +26,9 @@ from triggerhub.manifests.client import HttpWhiskClient
 from triggerhub.manifests.commands import deploy as deploy_command
 from triggerhub.manifests.commands import validate as validate_command
 from triggerhub.manifests.deployer import deploy_manifest, undeploy_manifest
+from triggerhub.manifests.loader import display_name
 
+INVALID = FIXTURES / "invalid"  # manifests that must be refused (not loaded by the all-valid fixture tests)
 KINDS = ("packages", "actions", "triggers", "rules")
 NOTHING = {kind: 0 for kind in KINDS}
 
@@ -131,16 +133,14 @@ async def test_strict_refuses_retired_runtimes(hub: HubClient, client: HttpWhisk
     assert await counts(hub) == NOTHING
 
 
-async def test_validate_and_deploy_agree_on_the_kinds_this_hub_runs(tmp_path: Path, hub: HubClient) -> None:
-    (tmp_path / "Hello.java").write_text("public class Hello {}\n")
-    (tmp_path / "manifest.yaml").write_text("packages:\n  j:\n    actions:\n      hello:\n"
-                                            "        function: Hello.java\n")
+async def test_validate_and_deploy_agree_on_the_kinds_this_hub_runs(hub: HubClient) -> None:
+    manifest = str(INVALID / "25_java_action.yaml")
 
-    validated = await asyncio.to_thread(lambda: CliRunner().invoke(validate_command, ["-p", str(tmp_path)]))
+    validated = await asyncio.to_thread(lambda: CliRunner().invoke(validate_command, ["-m", manifest]))
     deployed = await asyncio.to_thread(lambda: CliRunner().invoke(deploy_command, [
-        "-p", str(tmp_path), "--apihost", hub.apihost, "--auth", hub.auth]))
+        "-m", manifest, "--apihost", hub.apihost, "--auth", hub.auth]))
 
-    where = f"{(tmp_path / 'manifest.yaml').as_posix()}:5:9 packages.j.actions.hello.function:"
+    where = f"{display_name(INVALID / '25_java_action.yaml')}:7:9 packages.j.actions.hello.function:"
     assert validated.exit_code == deployed.exit_code == 1
     assert validated.output == deployed.output == (
         f"{where} '.java' files need the java runtime, which this hub does not run; it runs: nodejs:20, python:3.11 "
@@ -199,17 +199,15 @@ async def test_managed_project_without_packages_deletes_all_it_owns(hub: HubClie
     assert (await hub.call("GET", "namespaces/_/actions/unmanaged"))[0] == 200
 
 
-def test_require_whisk_auth_without_a_value_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "hello.py").write_text("def main(args):\n    return args\n")
-    (tmp_path / "manifest.yaml").write_text("packages:\n  w:\n    actions:\n      a:\n        function: hello.py\n"
-                                            "        web: true\n        annotations:\n          require-whisk-auth:\n")
+def test_require_whisk_auth_without_a_value_is_refused() -> None:
+    manifest = INVALID / "26_require_whisk_auth_empty.yaml"
 
-    result = CliRunner().invoke(validate_command, ["-p", str(tmp_path)])
+    result = CliRunner().invoke(validate_command, ["-m", str(manifest)])
 
     assert result.exit_code == 1
-    assert result.output == (f"{(tmp_path / 'manifest.yaml').as_posix()}:8:11 packages.w.actions.a.annotations."
-                             f"require-whisk-auth: no value is not allowed; use true, false, a non-empty string or "
-                             f"an integer 1..9007199254740991\n")
+    assert result.output == (f"{display_name(manifest)}:9:11 packages.w.actions.a.annotations.require-whisk-auth: "
+                             f"no value is not allowed; use true, false, a non-empty string or an integer "
+                             f"1..9007199254740991\n")
 
 
 async def gateway(hub: HubClient, method: str, path: str, **kwargs: Any) -> tuple[int, str, Any]:
