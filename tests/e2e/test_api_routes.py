@@ -129,3 +129,26 @@ async def test_route_calls_are_authorised_like_entities(hub):
                                             "html, svg")
     assert [a["id"] for a in (await hub.call("GET", f"{MGMT}/getApi"))[1]["apis"]] == ["API:guest:/shop"]
     assert (await gateway(hub, "GET", "/shop/books/1"))[0] == 200
+
+
+async def test_an_openapi_document_creates_every_route_it_names(hub):
+    await put_action(hub, "book", BOOK, "python:default", annotations=WEB)
+    swagger = {"swagger": "2.0", "basePath": "/library", "info": {"title": "library-api", "version": "1.0.0"},
+               "paths": {"/books/{id}": {"get": {"x-openwhisk": {"namespace": "_", "package": "default",
+                                                                 "action": "book"}}},
+                         "/books": {"post": {"x-openwhisk": {"namespace": "guest", "action": "book"}}}}}
+
+    status, created = await hub.call("POST", f"{MGMT}/createApi",
+                                     {"apidoc": {"namespace": "_", "swagger": json.dumps(swagger)}})
+
+    assert status == 200
+    assert sorted(created["apidoc"]["paths"]) == ["/books", "/books/{id}"]
+    assert created["apidoc"]["info"]["title"] == "library-api"
+    status, _, body = await gateway(hub, "GET", "/library/books/9")
+    assert (status, json.loads(body)) == (200, {"id": "9", "shelf": None, "path": "/books/9"})
+    status, _, body = await gateway(hub, "POST", "/library/books", json={"id": "new"})
+    assert (status, json.loads(body)["id"]) == (200, "new")
+    swagger["paths"]["/books"]["post"]["x-openwhisk"] = {}
+    status, body = await hub.call("POST", f"{MGMT}/createApi", {"apidoc": {"swagger": swagger}})
+    assert (status, body["error"]) == (400, "swagger path /books post: 'x-openwhisk' must name the action "
+                                            "(namespace, package, action)")

@@ -37,7 +37,7 @@ class RouteFilter:
     verb: str | None = None
 
     def matches(self, route: ApiRoute) -> bool:
-        if self.base_path is not None and self.base_path not in (route.base_path, route.api_name) \
+        if self.base_path is not None and self.base_path != route.api_name \
                 and api_path(self.base_path) != route.base_path:
             return False
         if self.rel_path is not None and api_path(self.rel_path) != route.rel_path:

@@ -49,10 +49,10 @@ class Runtimes:
                 kinds.append(entry["kind"])
                 if entry.get("default"):
                     defaults[family] = entry["kind"]
-        return cls.sorted(kinds, defaults) if kinds else HUB
+        return cls.in_name_order(kinds, defaults) if kinds else HUB
 
     @classmethod
-    def sorted(cls, kinds: Iterable[str], defaults: dict[str, str]) -> Runtimes:
+    def in_name_order(cls, kinds: Iterable[str], defaults: dict[str, str]) -> Runtimes:
         """In name order, so messages read the same whichever table they came from."""
         return cls(tuple(sorted(kinds)), dict(sorted(defaults.items())))
 
@@ -61,7 +61,7 @@ class Runtimes:
 
 
 OPENWHISK = Runtimes(KINDS, OPENWHISK_DEFAULTS)
-HUB = Runtimes.sorted(HUB_KINDS, HUB_DEFAULT_KINDS)  # what `validate` checks against: this hub's kinds
+HUB = Runtimes.in_name_order(HUB_KINDS, HUB_DEFAULT_KINDS)  # what `validate` checks against: this hub's kinds
 _FAMILY_RE = re.compile(r"[:@]")
 
 
