@@ -329,3 +329,31 @@ def test_fixture_manifests_are_all_valid() -> None:
     loaded = [load_project(FIXTURES / name, env=env) for name in names]
 
     assert len(loaded) == 24
+
+
+def test_include_and_location_problems_point_at_their_keys(tmp_path: Path) -> None:
+    assert problems(tmp_path, """\
+        packages:
+          p:
+            actions:
+              a:
+                function: hello.py
+                runtime: python:3.11
+                include: [[lib/missing.js]]
+              b:
+                location: hello.py
+                function: other.py
+              c:
+                location: gone.py
+              d:
+                function: hello.py
+                include: [[]]
+        """) == [
+        f"7:9 packages.p.actions.a.include: include 'lib/missing.js' matches nothing in {tmp_path}; include paths "
+        f"are relative to the manifest's folder",
+        "9:9 packages.p.actions.b.location: 'location: hello.py' and 'function: other.py' disagree; keep 'function' "
+        "('location' is its deprecated alias)",
+        f"12:9 packages.p.actions.c.location: file 'gone.py' does not exist in {tmp_path}; 'function' is relative "
+        f"to the manifest's folder",
+        "15:9 packages.p.actions.d.include: include[0] must be [source] or [source, destination], e.g. "
+        "[actions/common/utils.js, lib/utils.js]"]

@@ -266,3 +266,22 @@ def test_keys_the_hub_cannot_honour_are_warned_about(tmp_path: Path) -> None:
         f"{file}:7:45 project.packages.p.actions.a.credential: 'credential' is not supported: {who}",
         f"{file}:11:36 project.packages.p.rules.r.rule: 'rule' is not supported: a rule matches every event of its "
         f"trigger; wskdeploy's 'rule' pattern is ignored")
+
+
+def test_include_copies_files_folders_and_globs_into_the_zip_and_exclude_drops_paths(tmp_path: Path) -> None:
+    for name, text in {"app/__main__.py": "import lib.util\n", "app/notes.md": "x", "shared/util.py": "u = 1\n",
+                       "shared/deep/more.py": "m = 1\n", "conf/a.json": "{}", "conf/b.json": "{}",
+                       "conf/c.txt": "no"}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "m.yaml").write_text(
+        "packages:\n  p:\n    actions:\n      a:\n        function: app.zip\n        runtime: python:3.11\n"
+        "        include:\n          - [shared, lib]\n          - [conf/*.json, settings]\n"
+        "        exclude: ['*.md']\n")
+
+    action = entity(load_project(tmp_path / "m.yaml", env={}), Collection.ACTIONS, "p/a")
+
+    archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(action.body["exec"]["code"])))
+    assert (action.body["exec"]["kind"], action.body["exec"]["binary"]) == ("python:3.11", True)
+    assert archive.namelist() == ["__main__.py", "lib/deep/more.py", "lib/util.py", "settings/a.json",
+                                  "settings/b.json"]

@@ -89,9 +89,10 @@ def _exec(raw: dict[str, Any], base_dir: Path, runtimes: Runtimes, problems: lis
     try:
         doc, note = _exec_doc(raw, base_dir, runtimes, runtime, function, code, docker)
     except CodeError as exc:
-        where = ("runtime",) if raw.get("runtime") else ("kind",) if raw.get("kind") else (
-            ("function",) if function is not None else ("code",))
-        problems.append((where, str(exc)))
+        key = exc.key or ("runtime" if raw.get("runtime") else "kind" if raw.get("kind") else
+                          "location" if function is not None and raw.get("function") is None else
+                          "function" if function is not None else "code")
+        problems.append(((key,), str(exc)))
         return None
     if note is not None:
         warnings.append((("runtime",) if raw.get("runtime") else ("kind",), note))
@@ -102,17 +103,18 @@ def _exec_doc(raw: dict[str, Any], base_dir: Path, runtimes: Runtimes, runtime: 
               code: str | None, docker: str | None) -> tuple[dict[str, Any], str | None]:
     packing = Packing.parse(raw.get("include"), raw.get("exclude"))
     note = None
+    function_key = "function" if raw.get("function") is not None else "location"
     if function is not None:
         path = base_dir / function
         if packing:
             if function.lower().endswith(".zip") and not path.is_file() and not path.with_suffix("").is_dir() \
                     and not packing.include:
                 raise CodeError(f"'{function}' does not exist in {base_dir}, nor a folder '{function[:-4]}' to "
-                                f"build it from; 'function' is relative to the manifest's folder")
+                                f"build it from; 'function' is relative to the manifest's folder", key=function_key)
             loaded = read_packed(path, base_dir, packing)
         elif not path.exists():
             raise CodeError(f"file '{function}' does not exist in {base_dir}; 'function' is relative to the "
-                            f"manifest's folder")
+                            f"manifest's folder", key=function_key)
         else:
             loaded = read_function(path)
         text, binary, extension = loaded.text, loaded.binary, loaded.extension

@@ -66,7 +66,12 @@ _FAMILY_RE = re.compile(r"[:@]")
 
 
 class CodeError(ValueError):
-    """The action's code or runtime cannot be used; the message says what to change."""
+    """The action's code or runtime cannot be used; the message says what to change, `key` which
+    manifest key it is about (None: the runtime, or the code when there is none)."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +167,11 @@ class Packing:
             if not isinstance(entry, list) or not 1 <= len(entry) <= 2 or not all(isinstance(e, str) and e
                                                                                   for e in entry):
                 raise CodeError(f"include[{index}] must be [source] or [source, destination], e.g. "
-                                f"[actions/common/utils.js, lib/utils.js]")
+                                f"[actions/common/utils.js, lib/utils.js]", key="include")
             pairs.append((entry[0], entry[-1]))
         globs = [g for g in (exclude or []) if isinstance(g, str)]
         if len(globs) != len(exclude or []):
-            raise CodeError("exclude must be a list of path globs, e.g. [tests/*, '*.md']")
+            raise CodeError("exclude must be a list of path globs, e.g. [tests/*, '*.md']", key="exclude")
         return cls(tuple(pairs), tuple(globs))
 
     def __bool__(self) -> bool:
@@ -188,7 +193,7 @@ def read_packed(function: Path, base_dir: Path, packing: Packing) -> Code:
         matched = sorted(base_dir.glob(source)) if any(c in source for c in "*?[") else [base_dir / source]
         if not any(m.exists() for m in matched):
             raise CodeError(f"include '{source}' matches nothing in {base_dir}; include paths are relative to the "
-                            f"manifest's folder")
+                            f"manifest's folder", key="include")
         for match in matched:
             dest = destination if len(matched) == 1 else (Path(destination) / match.name).as_posix()
             if match.is_dir():
@@ -199,7 +204,7 @@ def read_packed(function: Path, base_dir: Path, packing: Packing) -> Code:
                if not any(fnmatch.fnmatch(_normal(name), glob) or fnmatch.fnmatch(_relative(file, base_dir), glob)
                           for glob in packing.exclude)}
     if not members:
-        raise CodeError(f"'{function.name}' with include/exclude leaves no files to zip")
+        raise CodeError(f"'{function.name}' with include/exclude leaves no files to zip", key="exclude")
     return Code(_zip_files(members.items()), True, extension)
 
 
