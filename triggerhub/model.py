@@ -504,7 +504,7 @@ class ApiRoute:
 
     @property
     def path_parameters(self) -> list[str]:
-        return _PATH_PARAM_RE.findall(self.rel_path)
+        return list(dict.fromkeys(_PATH_PARAM_RE.findall(self.rel_path)))  # `{p}/more/{p}` names p once
 
     def match(self, rel_path: str) -> dict[str, str] | None:
         """The path parameters when `rel_path` fits this route's template, else None."""

@@ -26,7 +26,8 @@ _WHO = ("the hub and the identity come from --apihost/--auth (or ~/.wskprops); a
         "so this is ignored")
 # keys wskdeploy reads that this hub accepts but does not act on, and why (README "Manifests")
 IGNORED_KEYS = {"namespace": _WHO, "credential": _WHO, "apiHost": _WHO, "apigwAccessToken": _WHO,
-                "config": "project config files are not read; this is ignored",
+                "config": "the OpenAPI file for IBM's API gateway is not read; declare routes with 'apis:' (or "
+                          "`triggerhub api create --config-file` for an OpenAPI file naming actions under x-openwhisk)",
                 "rule": "a rule matches every event of its trigger; wskdeploy's 'rule' pattern is ignored"}
 OwnerKey = tuple[str, str, str]  # (package, kind, entity name); kind "package" for package inputs
 
