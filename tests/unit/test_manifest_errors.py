@@ -357,3 +357,19 @@ def test_include_and_location_problems_point_at_their_keys(tmp_path: Path) -> No
         f"to the manifest's folder",
         "15:9 packages.p.actions.d.include: include[0] must be [source] or [source, destination], e.g. "
         "[actions/common/utils.js, lib/utils.js]"]
+
+
+def test_require_whisk_auth_is_checked_on_sequences_too(tmp_path: Path) -> None:
+    assert problems(tmp_path, """\
+        packages:
+          p:
+            actions:
+              a: {function: hello.py}
+            sequences:
+              s:
+                actions: a, a
+                web: true
+                annotations:
+                  require-whisk-auth: ""
+        """) == ["10:11 packages.p.sequences.s.annotations.require-whisk-auth: '' is not allowed; use true, false, a "
+                 "non-empty string or an integer 1..9007199254740991"]

@@ -162,14 +162,20 @@ def _action_annotations(raw: dict[str, Any], problems: list[SubProblem]) -> list
         out += web_annotations(web)
     if raw.get("conductor") is True:
         out.append({"key": "conductor", "value": True})
-    declared = raw.get("annotations") or {}
-    if "require-whisk-auth" in declared and not _valid_auth(declared["require-whisk-auth"]):
-        auth = declared["require-whisk-auth"]
-        shown = "no value" if auth is None else f"'{auth}'"
-        problems.append((("annotations", "require-whisk-auth"),
-                         f"{shown} is not allowed; use true, false, a non-empty string or an integer "
-                         f"1..{MAX_AUTH_INT}"))
+    problem = auth_problem(raw.get("annotations"))
+    if problem is not None:
+        problems.append((("annotations", "require-whisk-auth"), problem))
     return out
+
+
+def auth_problem(annotations: Any) -> str | None:
+    """What is wrong with a declared `require-whisk-auth` annotation (actions and sequences)."""
+    declared = annotations if isinstance(annotations, dict) else {}
+    if "require-whisk-auth" not in declared or _valid_auth(declared["require-whisk-auth"]):
+        return None
+    auth = declared["require-whisk-auth"]
+    shown = "no value" if auth is None else f"'{auth}'"
+    return f"{shown} is not allowed; use true, false, a non-empty string or an integer 1..{MAX_AUTH_INT}"
 
 
 def _valid_auth(value: Any) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 from triggerhub.errors import Problem
 from triggerhub.manifests import params as P
-from triggerhub.manifests.actions import build_action_body, build_sequence_body
+from triggerhub.manifests.actions import auth_problem, build_action_body, build_sequence_body
 from triggerhub.manifests.project import MANAGED_KEY, DesiredEntity, FeedSpec
 from triggerhub.manifests.runtimes import HUB, Runtimes
 from triggerhub.manifests.source import Source, YamlPath
@@ -210,6 +210,10 @@ class EntityBuilder:
             for name, path, seq_raw in self._named(pkg_path, raw, "sequences"):
                 self._check_name(name, path)
                 seq_raw = self._web_for_api(pkg, name, path, _map(seq_raw))
+                problem = auth_problem(seq_raw.get("annotations"))
+                if problem is not None:
+                    self._problem(path + ("annotations", "require-whisk-auth"), problem)
+                    continue
                 components = self._components(pkg, name, path, seq_raw)
                 if components is not None:
                     pending.append((pkg, name, path, components))
