@@ -373,3 +373,39 @@ def test_require_whisk_auth_is_checked_on_sequences_too(tmp_path: Path) -> None:
                   require-whisk-auth: ""
         """) == ["10:11 packages.p.sequences.s.annotations.require-whisk-auth: '' is not allowed; use true, false, a "
                  "non-empty string or an integer 1..9007199254740991"]
+
+
+def test_api_entries_with_bad_methods_unknown_actions_and_duplicates(tmp_path: Path) -> None:
+    assert problems(tmp_path, """\
+        packages:
+          p:
+            actions:
+              a: {function: hello.py, web: true}
+            apis:
+              shop:
+                books:
+                  "{id}":
+                    a: {method: FETCH}
+                    nope: GET
+                  list:
+                    a: {method: get, response: xml}
+          q:
+            apis:
+              again:
+                /books/:
+                  /{id}:
+                    p/a: GET
+                  also:
+                    p/a: GET
+              twice:
+                books:
+                  also:
+                    p/a: get
+        """) == [
+        "9:13 packages.p.apis.shop.books.{id}.a: string 'FETCH' is not an HTTP method; use one of GET, POST, PUT, "
+        "DELETE, PATCH, HEAD, OPTIONS (as 'method: GET')",
+        "10:13 packages.p.apis.shop.books.{id}.nope: unknown action 'nope'; known: a",
+        "12:13 packages.p.apis.shop.books.list.a: string 'xml' is not a response type; use one of http, json, text, "
+        "html, svg",
+        f"24:13 packages.q.apis.twice.books.also.p/a: route GET /books/also is declared twice; also at "
+        f"{(tmp_path / 'manifest.yaml').as_posix()}:20:13"]

@@ -16,10 +16,11 @@ from typing import Any
 from triggerhub.errors import Problem
 from triggerhub.manifests import params as P
 from triggerhub.manifests.actions import auth_problem, build_action_body, build_sequence_body
+from triggerhub.manifests.apis import api_entries, operation
 from triggerhub.manifests.project import MANAGED_KEY, DesiredEntity, FeedSpec
 from triggerhub.manifests.runtimes import HUB, Runtimes
 from triggerhub.manifests.source import Source, YamlPath
-from triggerhub.model import API_VERBS, ApiRoute, Collection, ResponseType, api_path, is_valid_name
+from triggerhub.model import ApiRoute, Collection, is_valid_name
 
 DEFAULT_PACKAGE = "default"
 _WHO = ("the hub and the identity come from --apihost/--auth (or ~/.wskprops); a manifest cannot switch them, "
@@ -66,6 +67,7 @@ class _Index:
     rules: dict[str, YamlPath] = field(default_factory=dict)
     bindings: set[str] = field(default_factory=set)
     api_actions: dict[tuple[str, str], str] = field(default_factory=dict)  # (pkg, action) -> API name
+    routes: dict[tuple[str, str, str], YamlPath] = field(default_factory=dict)  # (base, rel, verb) -> where
 
 
 @dataclass(slots=True)
@@ -155,9 +157,9 @@ class EntityBuilder:
                 seen[name] = entity_path
         for name, _, _ in self._named(path, raw, "dependencies", with_broken=True):
             self._index.bindings.add(name)
-        for api_name, _, action_ref, _ in self._api_entries(path, raw):
-            target_pkg, _, target = action_ref.rpartition("/")
-            self._index.api_actions[(target_pkg or pkg, target)] = api_name
+        for entry in api_entries(path, raw):
+            target_pkg, _, target = entry.action_ref.rpartition("/")
+            self._index.api_actions[(target_pkg or pkg, target)] = entry.api_name
         if raw.get("feeds"):
             self._problem(path + ("feeds",), "'feeds' is not supported by triggerhub (wskdeploy ignores it too); "
                                              "declare feeds as triggers with 'feed:'")
@@ -266,41 +268,25 @@ class EntityBuilder:
 
     # ------------------------------------------------------------------ API gateway routes
 
-    def _api_entries(self, pkg_path: YamlPath, raw: dict[str, Any]) -> Iterator[tuple[str, str, str, YamlPath]]:
-        """(API name, base path + relative path, action reference, YAML path of the entry) per route."""
-        for api_name, bases in _map(raw.get("apis")).items():
-            for base, rels in _map(bases).items():
-                for rel, actions in _map(rels).items():
-                    for action_ref in _map(actions):
-                        yield (str(api_name), f"{api_path(str(base))}\0{api_path(str(rel))}", str(action_ref),
-                               pkg_path + ("apis", api_name, base, rel, action_ref))
-
     def _build_apis(self, pkg: str, pkg_path: YamlPath, raw: dict[str, Any]) -> None:
-        """`apis: {name: {basepath: {relpath: {action: {method, response} | METHOD}}}}`."""
-        seen: dict[tuple[str, str, str], YamlPath] = {}
-        for api_name, paths, action_ref, path in self._api_entries(pkg_path, raw):
-            spec = self.source.get(path)
-            method, response = (spec, "json") if isinstance(spec, str) else (
-                _map(spec).get("method"), _map(spec).get("response", "json"))
-            verb = str(method or "").upper()
-            if verb not in API_VERBS:
-                self._problem(path, f"{P.describe(method)} is not an HTTP method; use one of {', '.join(API_VERBS)} "
-                                    f"(as 'method: GET')")
+        seen = self._index.routes
+        for entry in api_entries(pkg_path, raw):
+            found = operation(self.source, entry)
+            if isinstance(found, str):
+                self._problem(entry.path, found)
                 continue
-            if response not in {t.value for t in ResponseType}:
-                self._problem(path + ("response",), f"{P.describe(response)} is not a response type; use one of "
-                                                    f"{', '.join(t.value for t in ResponseType)}")
-                continue
-            target = self._action_ref(pkg, action_ref, path)
+            target = self._action_ref(pkg, entry.action_ref, entry.path)
+            key = (entry.base_path, entry.rel_path, found.verb)
             if target is None:
                 continue
-            base, rel = paths.split("\0")
-            if (base, rel, verb) in seen:
-                self._problem(path, f"route {verb} {base}{rel} is declared twice; also at {self._at(seen[(base, rel, verb)])}")
+            if key in seen:
+                self._problem(entry.path, f"route {found.verb} {entry.base_path}{entry.rel_path} is declared twice; "
+                                          f"also at {self._at(seen[key])}")
                 continue
-            seen[(base, rel, verb)] = path
-            self.routes.append(ApiRoute(self.namespace, base, rel, verb, self._fqn(*target), ResponseType(response),
-                                        api_name, project=str((self.managed or {}).get("projectName") or "")))
+            seen[key] = entry.path
+            self.routes.append(ApiRoute(self.namespace, entry.base_path, entry.rel_path, found.verb,
+                                        self._fqn(*target), found.response, entry.api_name,
+                                        project=str((self.managed or {}).get("projectName") or "")))
 
     def _web_for_api(self, pkg: str, name: str, path: YamlPath, raw: dict[str, Any], *,
                      warn: bool = True) -> dict[str, Any]:
