@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from tests.plugins.hub import HubClient
 from tests.plugins.manifests import FIXTURES
+from triggerhub import errors
 from triggerhub.errors import ManifestError
 from triggerhub.manifests.client import HttpWhiskClient
 from triggerhub.manifests.commands import deploy as deploy_command
@@ -294,3 +295,20 @@ async def test_api_cli_creates_lists_gets_and_deletes_routes(hub: HubClient) -> 
     assert (status, json.loads(body)) == (200, {"greeting": "Hello, Kim!"})
     assert (deleted.exit_code, deleted.output) == (0, "ok: deleted API /greet\n")
     assert await route_keys(hub) == []
+
+
+async def test_a_refused_route_rolls_back_the_whole_deploy(tmp_path: Path, hub: HubClient,
+                                                           client: HttpWhiskClient) -> None:
+    shutil.copytree(FIXTURES / "src", tmp_path / "src")
+    (tmp_path / "manifest.yaml").write_text(
+        "packages:\n  shop:\n    actions:\n      book: {function: src/hello.py, web: true}\n    apis:\n"
+        "      shop-api:\n        shop:\n          book: {book: GET}\n          echo: {/whisk.system/utils/echo: GET}\n")
+
+    with pytest.raises(errors.BadRequest) as caught:
+        await deploy_manifest(client, tmp_path / "manifest.yaml")
+
+    assert caught.value.message == (
+        "create route GET /shop/echo -> /whisk.system/utils/echo failed: action '/whisk.system/utils/echo' is not a "
+        "web action; make it one with `wsk action update utils/echo --web true` (or 'web: true' in a manifest); "
+        "nothing was changed (rolled back 3 step(s))")
+    assert (await counts(hub), await route_keys(hub)) == (NOTHING, [])
