@@ -20,12 +20,6 @@ from typing import Any
 
 from triggerhub.model import HUB_DEFAULT_KINDS, HUB_KINDS
 
-# reference/openwhisk.md section 2.2 (ansible/files/runtimes.json)
-KINDS = ("nodejs:18", "nodejs:20", "python:3.10", "python:3.11", "go:1.20", "java:8", "php:8.1",
-         "ruby:2.5", "swift:5.3", "swift:5.7", "dotnet:3.1", "dotnet:6.0", "rust:1.34")
-OPENWHISK_DEFAULTS = {"nodejs": "nodejs:20", "python": "python:3.10", "go": "go:1.20", "java": "java:8",
-                   "php": "php:8.1", "ruby": "ruby:2.5", "swift": "swift:5.7", "dotnet": "dotnet:6.0",
-                   "rust": "rust:1.34"}
 EXTENSION_FAMILY = {".py": "python", ".js": "nodejs", ".mjs": "nodejs", ".go": "go", ".java": "java",
                     ".jar": "java", ".php": "php", ".rb": "ruby", ".swift": "swift", ".rs": "rust"}
 BINARY_EXTENSIONS = frozenset({".jar", ".zip"})
@@ -60,7 +54,6 @@ class Runtimes:
         return f"{', '.join(self.kinds)} (or a family: {', '.join(self.defaults)})"
 
 
-OPENWHISK = Runtimes(KINDS, OPENWHISK_DEFAULTS)
 HUB = Runtimes.in_name_order(HUB_KINDS, HUB_DEFAULT_KINDS)  # what `validate` checks against: this hub's kinds
 _FAMILY_RE = re.compile(r"[:@]")
 
