@@ -21,7 +21,7 @@ from triggerhub.errors import (
     AUTH_INVALID, AUTH_MISSING, NOT_FOUND, ApiError, BadRequest, PayloadTooLarge, Unauthorized,
 )
 from triggerhub.engine.core import Engine
-from triggerhub.model import Identity
+from triggerhub.model import HUB_DEFAULT_KINDS, HUB_KINDS, Identity
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +142,9 @@ async def info_root(request: web.Request) -> web.Response:
             "default_min_action_logs": limits.min_logs_mb * 1024 * 1024, "default_max_action_logs": limits.max_logs_mb * 1024 * 1024,
             "min_action_logs": limits.min_logs_mb * 1024 * 1024, "max_action_logs": limits.max_logs_mb * 1024 * 1024,
         },
-        "runtimes": {
-            "nodejs": [{"kind": "nodejs:20", "default": True, "deprecated": False}],
-            "python": [{"kind": "python:3.11", "default": True, "deprecated": False}],
-        },
+        "runtimes": {family: [{"kind": kind, "default": kind == default, "deprecated": False}
+                              for kind in HUB_KINDS if kind.partition(":")[0] == family]
+                     for family, default in HUB_DEFAULT_KINDS.items()},
     })
 
 
