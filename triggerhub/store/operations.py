@@ -24,9 +24,9 @@ def execute(conn: Connection, statement: Executable, params: Any = None) -> None
     conn.execute(statement, params)
 
 
-def rowcount(conn: Connection, statement: Executable) -> int:
-    """Run a DELETE or UPDATE; how many rows it touched."""
-    return int(conn.execute(statement).rowcount)  # type: ignore[attr-defined]
+def execute_counted(conn: Connection, statement: Executable, params: Any = None) -> int:
+    """Execute and return the number of rows it changed."""
+    return int(conn.execute(statement, params).rowcount)
 
 
 def scalar(conn: Connection, query: Executable, params: dict[str, Any] | None = None) -> Any:
