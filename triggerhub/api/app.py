@@ -52,9 +52,7 @@ def error_response(status: int, message: str, transaction: str) -> web.Response:
 async def transaction_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     transaction = request.headers.get("X-Request-ID") or uuid.uuid4().hex
     request[TRANSACTION] = transaction
-    # web actions and API gateway routes (/api/<namespace>/...) answer their own OPTIONS
-    if request.method == "OPTIONS" and not request.path.startswith("/api/v1/web/") \
-            and (request.path.startswith("/api/v1") or not request.path.startswith("/api/")):
+    if request.method == "OPTIONS" and not _answers_own_options(request.path):
         response: web.StreamResponse = web.Response(status=200)
     else:
         response = await handler(request)
@@ -62,6 +60,13 @@ async def transaction_middleware(request: web.Request, handler: Handler) -> web.
     if request.path.startswith("/api/v1") and not request.path.startswith("/api/v1/web/"):
         response.headers.update(CORS_HEADERS)
     return response
+
+
+def _answers_own_options(path: str) -> bool:
+    """Web actions and API gateway routes (/api/<namespace>/...) answer their own preflight."""
+    if path.startswith("/api/v1/web/"):
+        return True
+    return path.startswith("/api/") and path != "/api/v1" and not path.startswith("/api/v1/")
 
 
 @web.middleware
