@@ -152,3 +152,5 @@ async def test_an_openapi_document_creates_every_route_it_names(hub):
     status, body = await hub.call("POST", f"{MGMT}/createApi", {"apidoc": {"swagger": swagger}})
     assert (status, body["error"]) == (400, "swagger path /books post: 'x-openwhisk' must name the action "
                                             "(namespace, package, action)")
+    status, body = await hub.call("POST", f"{MGMT}/createApi", {"apidoc": {"swagger": {"paths": {"/x": ["get"]}}}})
+    assert (status, body["error"]) == (400, 'swagger path /x: expected a mapping of operations, e.g. {"get": {...}}')

@@ -177,9 +177,11 @@ def _from_swagger(identity: Identity, apidoc: dict[str, Any], kind: ResponseType
     title = str((swagger.get("info") or {}).get("title") or "")
     routes = []
     for rel, operations in swagger["paths"].items():
-        for verb, operation in (operations or {}).items():
-            target = (operation or {}).get("x-openwhisk") or {}
-            if not target.get("action"):
+        if not isinstance(operations, dict):
+            raise BadRequest(f"swagger path {rel}: expected a mapping of operations, e.g. {{\"get\": {{...}}}}")
+        for verb, operation in operations.items():
+            target = operation.get("x-openwhisk") if isinstance(operation, dict) else None
+            if not isinstance(target, dict) or not isinstance(target.get("action"), str) or not target["action"]:
                 raise BadRequest(f"swagger path {rel} {verb}: 'x-openwhisk' must name the action "
                                  f"(namespace, package, action)")
             name = target["action"] if target.get("package") in (None, "", "default") else \
