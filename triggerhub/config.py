@@ -23,6 +23,13 @@ class RuntimeChoice(StrEnum):
     PROCESS = "process"
 
 
+class SandboxChoice(StrEnum):
+    """How the process runtime isolates actions (the Docker runtime always uses containers)."""
+
+    BWRAP = "bwrap"
+    NONE = "none"
+
+
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     host: str = "127.0.0.1"
@@ -30,6 +37,7 @@ class ApiConfig:
     max_payload_bytes: int = 1024 * 1024
     max_code_bytes: int = 48 * 1024 * 1024
     max_blocking_wait_ms: int = 60_000
+    auth_cache_s: float = 5.0  # how long a verified key is trusted before the store is asked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,8 @@ class RuntimeConfig:
     pause_grace_s: float = 10.0
     idle_timeout_s: float = 600.0
     memory_budget_mb: int = 2048
+    sandbox: SandboxChoice = SandboxChoice.BWRAP
+    allow_unsandboxed_root: bool = False  # TRIGGERHUB_SANDBOX=none is refused as root without it
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +111,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HOST": ("api", "host"),
     "PORT": ("api", "port"),
     "MAX_PAYLOAD_BYTES": ("api", "max_payload_bytes"),
+    "AUTH_CACHE_S": ("api", "auth_cache_s"),
     "INVOCATIONS_PER_MINUTE": ("limits", "invocations_per_minute"),
     "CONCURRENT_INVOCATIONS": ("limits", "concurrent_invocations"),
     "FIRES_PER_MINUTE": ("limits", "fires_per_minute"),
@@ -112,6 +123,8 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "PAUSE_GRACE_S": ("runtime", "pause_grace_s"),
     "IDLE_TIMEOUT_S": ("runtime", "idle_timeout_s"),
     "MEMORY_BUDGET_MB": ("runtime", "memory_budget_mb"),
+    "SANDBOX": ("runtime", "sandbox"),
+    "ALLOW_UNSANDBOXED_ROOT": ("runtime", "allow_unsandboxed_root"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "KAFKA_PARTITIONS": ("kafka", "partitions"),
