@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from triggerhub.errors import ActionRuntimeError
+from triggerhub.errors import ActionRuntimeError, UnsupportedKind
 from triggerhub.invoker.base import LOG_SENTINEL, ProxyResponse, RuntimeSpec
 from triggerhub.invoker.proxy_client import ProxyClient
 from triggerhub.model import JSON
@@ -289,11 +289,12 @@ class ProcessRuntimeFactory:
 
     def _command_for(self, spec: RuntimeSpec) -> list[str]:
         if spec.kind == "blackbox" or spec.image is not None:
-            raise ActionRuntimeError(f"blackbox actions need the Docker runtime (image {spec.image!r}); "
-                                     "start a Docker engine or use a python/nodejs kind")
+            raise UnsupportedKind(f"the process runtime cannot run blackbox actions (image {spec.image!r}): "
+                                  "start the hub with a Docker engine (TRIGGERHUB_RUNTIME=docker) or "
+                                  "rewrite the action in a python or nodejs kind")
         family = spec.kind.partition(":")[0]
         if family not in self._commands:
-            raise ActionRuntimeError(f"kind {spec.kind!r} is not supported by the process runtime; "
+            raise UnsupportedKind(f"kind {spec.kind!r} is not supported by the process runtime; "
                                      f"supported: {', '.join(sorted(self._commands))}")
         return self._commands[family]
 
