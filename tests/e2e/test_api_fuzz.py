@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tests.e2e.test_api_actions import put_action
 from tests.plugins.hub import HubClient
-from triggerhub.api.openapi import document
+from triggerhub.api.api_docs import document
 
 EXAMPLES = 30
 SEED = 20261205

@@ -178,7 +178,7 @@ async def ping(request: web.Request) -> web.Response:
 
 
 def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
-    from triggerhub.api import activations, entities, openapi, web_actions
+    from triggerhub.api import activations, api_docs, entities, web_actions
 
     max_request = engine.config.api.max_code_bytes + 1024 * 1024
     app = web.Application(middlewares=[transaction_middleware, error_middleware, auth_middleware],
@@ -192,7 +192,7 @@ def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -
     app.router.add_routes(entities.routes)
     app.router.add_routes(activations.routes)
     app.router.add_routes(web_actions.routes)
-    app.router.add_routes(openapi.routes)
+    app.router.add_routes(api_docs.routes)
     if extra_routes:
         app.router.add_routes(extra_routes)
     return app

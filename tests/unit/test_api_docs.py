@@ -7,7 +7,7 @@ from pathlib import Path
 from tests.plugins.hub import hub_config
 from triggerhub.api.app import create_app
 from triggerhub.api.hooks import webhook_routes
-from triggerhub.api.openapi import document
+from triggerhub.api.api_docs import document
 from triggerhub.engine.core import Engine
 from triggerhub.engine.feeds import FeedManager
 from triggerhub.model import Activation, Invocation, TriggerEvent

@@ -3,7 +3,7 @@ OpenWhisk serves its Swagger), built once from the tables below.
 
 Every path item names the aiohttp route serving it (`x-aiohttp-route`, with `x-aiohttp-any-method`
 for routes registered for every method, and `x-aiohttp-aliases` for trailing-slash variants), so
-tests/unit/test_openapi.py can prove the document and the router list the same routes.
+tests/unit/test_api_docs.py can prove the document and the router list the same routes.
 """
 
 from __future__ import annotations
