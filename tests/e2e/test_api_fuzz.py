@@ -1,7 +1,8 @@
 """Property-based fuzzing of the whole HTTP API: schemathesis, driven by the hub's own OpenAPI
 document (GET /api/v1/api-docs), against a running hub over real HTTP on 127.0.0.1 with guest
 credentials. No 5xx (a blocking invoke's 502 for a failed action excepted: that is the documented
-answer), no response breaking its schema, no dropped connection.
+answer), no response breaking its documented status, content type or body schema, no dropped
+connection (schemathesis counts a network error as a failure).
 
 Bounded: a fixed seed, at most EXAMPLES cases per operation, one worker, about 30 s here; path
 names are drawn mostly from entities seeded first, so the fuzzer reaches the handlers' logic
@@ -25,7 +26,7 @@ SEED = 20261205
 ECHO = "def main(args):\n    return args\n"
 PAGE = "def main(args):\n    return {'statusCode': 201, 'headers': {'X-A': 'b'}, 'body': 'hi'}\n"
 WEB = [{"key": "web-export", "value": True}]
-CHECKS = "not_a_server_error,response_schema_conformance"
+CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance"
 INVOKE_OPERATIONS = ("POST /api/v1/namespaces/{namespace}/actions/{action}",
                      "POST /api/v1/namespaces/{namespace}/actions/{package}/{action}")
 
