@@ -17,11 +17,14 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_api_actions import put_action
 from tests.plugins.hub import HubClient
 from triggerhub.api.api_docs import document
 
 EXAMPLES = 30
+DEADLINE_S = 240  # a hard stop far above the usual run, for a machine under heavy load
 SEED = 20261205
 ECHO = "def main(args):\n    return args\n"
 PAGE = "def main(args):\n    return {'statusCode': 201, 'headers': {'X-A': 'b'}, 'body': 'hi'}\n"
@@ -86,8 +89,13 @@ async def test_schemathesis_finds_no_server_error_schema_break_or_dropped_connec
     process = await asyncio.create_subprocess_exec(
         *command, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""})
-    async with asyncio.timeout(240):
-        output, _ = await process.communicate()
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            output, _ = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        pytest.fail(f"schemathesis ran past its {DEADLINE_S} s deadline (it takes about 30 s on an idle machine)")
     text = output.decode(errors="replace").replace(hub.auth, "<guest key>")
     assert process.returncode == 0, text[-12000:]
     summary = re.search(r"(\d+) generated, (\d+) passed", text)
