@@ -199,6 +199,10 @@ async def test_malformed_fields_are_400_and_store_nothing(embedded_hub: HubClien
     status, body = await hub.call("PUT", "namespaces/_/actions/a", {
         "exec": {"kind": "python:default", "code": ECHO, "main": 5}})
     assert (status, body["error"]) == (400, "exec malformed: 'main' must be a string naming the entry point, got 5")
+    status, body = await hub.call("PUT", "namespaces/_/actions/a", {  # found by the schemathesis run
+        "exec": {"kind": "blackbox", "image": "acme/tool:1", "code": {"zip": 1}}})
+    assert (status, body["error"]) == (400, "exec malformed: a blackbox action's 'code' must be a base64 zip as a "
+                                            "string, got {\"zip\": 1}")
     status, body = await hub.call("GET", "namespaces/_/actions/a")
     assert status == 404
     status, body = await hub.call("PUT", "namespaces/_/triggers/t", {"delAnnotations": [1, 2]})

@@ -15,8 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from triggerhub import __version__
+from triggerhub.engine import kinds
 
 Doc = dict[str, Any]
+_CODE_KINDS = sorted({*kinds.CODE_KINDS, *kinds.ALIASES, *(f"{family}:default" for family in kinds.DEFAULT_KIND)})
 NAME_PATTERN = r"^[\w]([\w@ .&-]{0,254}[\w@.&-])?$"  # model.ENTITY_NAME_RE, as JSON Schema sees it
 
 
@@ -49,16 +51,26 @@ SCHEMAS: dict[str, Doc] = {
                  "properties": {"key": {"type": "string"}, "value": {}, "init": {"type": "boolean"}}},
     "Limits": {"type": "object", "properties": {k: {"type": "integer"} for k in
                                                 ("timeout", "memory", "logs", "concurrency")}},
-    "Exec": {"type": "object", "required": ["kind"], "properties": {
-        "kind": {"type": "string", "description": "python:3.11, nodejs:20, <family>:default, blackbox or sequence"},
-        "code": {"type": "string"}, "image": {"type": "string"}, "main": {"type": "string"},
-        "binary": {"type": "boolean"}, "components": _array({"type": "string"})}},
+    "ExecView": {"type": "object", "required": ["kind"], "description": "code is left out with ?code=false",
+                 "properties": {"kind": {"type": "string"}, "code": {"type": "string"}, "image": {"type": "string"},
+                                "main": {"type": "string"}, "binary": {"type": "boolean"},
+                                "components": _array({"type": "string"})}},
+    "Exec": {"anyOf": [
+        {"type": "object", "required": ["kind", "code"], "properties": {
+            "kind": {"type": "string", "enum": _CODE_KINDS}, "code": {"type": "string"},
+            "main": {"type": "string"}, "binary": {"type": "boolean"}}},
+        {"type": "object", "required": ["kind", "image"], "properties": {
+            "kind": {"const": kinds.BLACKBOX}, "image": {"type": "string", "minLength": 1},
+            "code": {"type": "string"}, "main": {"type": "string"}, "binary": {"type": "boolean"}}},
+        {"type": "object", "required": ["kind", "components"], "properties": {
+            "kind": {"const": kinds.SEQUENCE}, "components": {"type": "array", "minItems": 1,
+                                                             "items": {"type": "string"}}}}]},
     "ActionPut": {"type": "object", "properties": {
         "exec": _ref("Exec"), "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": _ref("Limits"),
         "version": {"type": "string"}, "publish": {"type": "boolean"},
         "delAnnotations": _array({"type": "string"})}},
     "Action": {"type": "object", "required": [*_BASE_REQUIRED, "exec", "parameters", "limits"], "properties": {
-        **_BASE, "exec": _ref("Exec"), "parameters": _KEY_VALUES, "limits": _ref("Limits")}},
+        **_BASE, "exec": _ref("ExecView"), "parameters": _KEY_VALUES, "limits": _ref("Limits")}},
     "ActionSummary": {"type": "object", "required": [*_BASE_REQUIRED, "exec", "limits"], "properties": {
         **_BASE, "limits": _ref("Limits"),
         "exec": {"type": "object", "properties": {"binary": {"type": "boolean"}}}}},

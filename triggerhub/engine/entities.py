@@ -233,6 +233,9 @@ class Entities:
         if kind == kinds.BLACKBOX:
             if not isinstance(image, str) or not image:
                 raise BadRequest("exec malformed: a blackbox action needs an 'image'")
+            if code is not None and not isinstance(code, str):
+                raise BadRequest(f"exec malformed: a blackbox action's 'code' must be a base64 zip as a string, "
+                                 f"got {json.dumps(code)[:100]}")
         elif not isinstance(code, str):
             raise BadRequest(f"exec malformed: kind '{kind}' needs 'code' as a string")
         if code is not None and len(code.encode()) > EXEC_LIMIT_BYTES:
