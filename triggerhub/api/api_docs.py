@@ -124,10 +124,16 @@ def _content(schema: Doc) -> Doc:
     return {"content": {_JSON: {"schema": schema}}}
 
 
+# aiohttp's HTTP parser answers a request it cannot parse (a request line or header past 8190
+# bytes, a control character in a header) itself, in text/plain, before any handler runs.
+_ERROR: Doc = {"description": "an error; requests the HTTP parser refuses get text/plain",
+               "content": {_JSON: {"schema": _ref("Error")}, "text/plain": {"schema": {"type": "string"}}}}
+
+
 def _responses(ok: dict[int, tuple[str, Doc | None]]) -> Doc:
     out: Doc = {str(status): {"description": text, **(_content(schema) if schema is not None else {})}
                 for status, (text, schema) in ok.items()}
-    out["default"] = {"description": "an error", **_content(_ref("Error"))}
+    out["default"] = _ERROR
     return out
 
 
@@ -247,8 +253,8 @@ def _paths() -> Doc:
             "summary": "Deliver a webhook to a trigger's webhook feed (verified, 202 once stored)",
             "security": [{}], "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
             "responses": {"202": {"description": "stored", **_content(_ref("HookAccepted"))},
-                          "default": {"description": "400 undecodable, 401 unverified, 404 no feed, 409 replay, "
-                                                     "413 too large", **_content(_ref("Error"))}}}},
+                          "default": {**_ERROR, "description": "400 undecodable, 401 unverified, 404 no feed, "
+                                                                "409 replay, 413 too large"}}}},
             [_path_name("namespace", "the trigger's namespace"), _path_name("trigger", "the trigger")]),
         "/api/v1/api-docs": {"get": {"summary": "This document", "security": [{}], "responses": {
             "200": {"description": "OpenAPI 3.1", **_content({"type": "object"})}}}},
