@@ -7,6 +7,7 @@ admin routes), in front of a real engine on a SQLite store, over real HTTP on 12
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,29 +49,34 @@ async def clash(request: web.Request) -> web.Response:
 
 
 @pytest.fixture
-async def base_url(tmp_path: Path) -> AsyncIterator[str]:
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    opened = SqlStore(sqlite_url(tmp_path / "store.db"))
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def base_url(tmp_path: Path, store: SqlStore) -> AsyncIterator[str]:
     config = hub_config(tmp_path / "home")
-    store = SqlStore(sqlite_url(tmp_path / "store.db"))
-    await store.open()
     routes = [web.get("/api/v1/fault/bug", broken_handler), web.get("/api/v1/fault/store", store_down),
               web.post("/api/v1/fault/bus", bus_down), web.put("/api/v1/fault/clash", clash)]
-    try:
-        async with Engine(config, store, NoInvoker()) as engine:
-            runner = web.AppRunner(create_app(engine, routes), access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            try:
-                yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-            finally:
-                await runner.cleanup()
-    finally:
-        await store.close()
+    async with Engine(config, store, NoInvoker()) as engine:
+        runner = web.AppRunner(create_app(engine, routes), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        finally:
+            await runner.cleanup()
 
 
-async def fetch(method: str, url: str, request_id: str) -> tuple[int, dict, str]:
+async def fetch(method: str, url: str, request_id: str, **headers: str) -> tuple[int, dict, str]:
     async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, headers={"X-Request-ID": request_id}) as response:
+        async with session.request(method, url, headers={"X-Request-ID": request_id, **headers}) as response:
             return response.status, await response.json(), response.headers["X-Request-ID"]
 
 
@@ -107,3 +113,16 @@ async def test_store_and_bus_outages_are_503(base_url: str, caplog: pytest.LogCa
 async def test_a_revision_conflict_is_409(base_url: str) -> None:
     status, body, _ = await fetch("PUT", f"{base_url}/api/v1/fault/clash", "req-clash")
     assert (status, body) == (409, {"error": "Concurrent modification to resource detected.", "code": "req-clash"})
+
+
+async def test_a_real_store_outage_on_a_real_route_is_503(base_url: str, store: SqlStore,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    await store.close()  # the database is gone: every read raises StoreError
+    token = base64.b64encode(b"23bc46b1-71f6-4ed5-8c54-816aa4f8c502:key").decode()
+    status, body, _ = await fetch("GET", f"{base_url}/api/v1/namespaces/_/actions", "req-gone-1",
+                                  Authorization=f"Basic {token}")
+    assert (status, body) == (503, {
+        "error": "The service is temporarily unavailable (store or event bus unreachable); retry later.",
+        "code": "req-gone-1"})
+    assert caplog.text.count("req-gone-1") == 1
