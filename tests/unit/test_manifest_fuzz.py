@@ -44,7 +44,7 @@ def values(depth: int) -> st.SearchStrategy[Any]:
                      st.dictionaries(st.one_of(st.sampled_from(KEYS), st.sampled_from(NAMES)), inner, max_size=5))
 
 
-GOOD_NAMES = ["hello", "p", "t", "r", "s", "a-b"]
+GOOD_NAMES = ["hello", "p", "t", "r", "s", "a-b", "orders", "parse-order", "order-received", "on-order"]
 
 
 def either(sensible: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -104,17 +104,21 @@ def workdir() -> Iterator[Path]:
         yield root
 
 
-def check_loads_or_locates(folder: Path, text: str) -> None:
-    """Load `text` as manifest.yaml: a Project, or ManifestError with every problem located in the file."""
-    path = folder / "manifest.yaml"
-    path.write_text(text, encoding="utf-8")
+def check_loads_or_locates(folder: Path, text: str, deployment: str | None = None) -> None:
+    """Load `text` as manifest.yaml (with `deployment` as deployment.yaml): a Project, or
+    ManifestError with every problem located in one of the two files."""
+    files = {"manifest.yaml": text, **({"deployment.yaml": deployment} if deployment is not None else {})}
+    for name, content in files.items():
+        (folder / name).write_text(content, encoding="utf-8")
     try:
-        load_project(path, env={"WEBHOOK_TOKEN": "t0k"})
+        load_project(folder / "manifest.yaml", deployment=folder / "deployment.yaml" if deployment is not None else None,
+                     env={"WEBHOOK_TOKEN": "t0k"})
     except ManifestError as caught:
         assert caught.problems, "a ManifestError names at least one problem"
-        line_count = text.count("\n") + 2  # a problem may point just past the last line (end of stream)
         for problem in caught.problems:
-            assert problem.file == path.as_posix() or problem.file.endswith("manifest.yaml"), str(problem)
+            named = [name for name in files if problem.file.endswith(name)]
+            assert named, str(problem)
+            line_count = files[named[0]].count("\n") + 2  # a problem may point just past the last line
             assert 1 <= problem.line <= line_count and problem.column >= 1, str(problem)
             assert problem.message.strip(), str(problem)
             assert re.match(r"\A.+:\d+:\d+ ", str(problem)), str(problem)
@@ -130,6 +134,13 @@ def test_random_text_never_crashes_the_loader(workdir: Path, text: str) -> None:
 @given(document=manifests())
 def test_random_manifest_documents_never_crash_the_loader(workdir: Path, document: dict[str, Any]) -> None:
     check_loads_or_locates(workdir, dump(document))
+
+
+@FUZZ
+@given(overlay=manifests())
+def test_random_deployment_overlays_never_crash_the_loader(workdir: Path, overlay: dict[str, Any]) -> None:
+    example = EXAMPLES_DIR / "webhook-to-sequence" / "manifest.yaml"
+    check_loads_or_locates(workdir, example.read_text(), dump(overlay))
 
 
 def mutate(text: str, data: st.DataObject) -> str:
