@@ -249,6 +249,7 @@ def _paths() -> Doc:
             [_path_name("namespace", "the action's namespace"),
              _path_name("package", "the action's package, or default"), action_name],
             aiohttp_route="/api/v1/web/{namespace}/{tail}", aiohttp_any_method=True),
+        **_route_management(),
         "/hooks/{namespace}/{trigger}": _with({"post": {
             "summary": "Deliver a webhook to a trigger's webhook feed (verified, 202 once stored)",
             "security": [{}], "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
@@ -263,6 +264,35 @@ def _paths() -> Doc:
                 "200": {"description": "version and paths", **_content({"type": "object"})}}}},
     }
     return paths
+
+
+def _route_management() -> Doc:
+    """OpenWhisk's API gateway calls (api/routes.py): one aiohttp route per verb, `{operation}`
+    being createApi, getApi or deleteApi (optionally with .json or .http)."""
+    route = "/api/v1/web/whisk.system/apimgmt/{operation}"
+    selection = [_param("basepath", "query", {"type": "string"}), _param("relpath", "query", {"type": "string"}),
+                 _param("operation", "query", {"type": "string"}, "an HTTP verb"),
+                 _param("namespace", "query", {"type": "string"})]
+    api_value = {"type": "object", "required": ["namespace", "gwApiUrl", "apidoc"], "properties": {
+        "namespace": {"type": "string"}, "gwApiActivated": {"type": "boolean"}, "tenantId": {"type": "string"},
+        "gwApiUrl": {"type": "string"}, "apidoc": {"type": "object"}}}
+    return {
+        "/api/v1/web/whisk.system/apimgmt/createApi": {"x-aiohttp-route": route, "post": {
+            "summary": "Create API gateway routes from an apidoc (OpenAPI 2.0 with x-openwhisk, or one route)",
+            "parameters": [_param("responsetype", "query", {"type": "string"})],
+            "requestBody": {"required": True, **_content({"type": "object", "required": ["apidoc"],
+                                                          "properties": {"apidoc": {"type": "object"}}})},
+            "responses": _responses({200: ("the base path's routes", api_value)})}},
+        "/api/v1/web/whisk.system/apimgmt/getApi": {"x-aiohttp-route": route, "get": {
+            "summary": "List the caller's API gateway routes", "parameters": selection,
+            "responses": _responses({200: ("routes by base path", {
+                "type": "object", "required": ["apis"], "properties": {"apis": _array({
+                    "type": "object", "required": ["id", "key", "value"],
+                    "properties": {"id": {"type": "string"}, "key": {"type": "string"}, "value": api_value}})}})})}},
+        "/api/v1/web/whisk.system/apimgmt/deleteApi": {"x-aiohttp-route": route, "delete": {
+            "summary": "Delete the caller's API gateway routes", "parameters": selection,
+            "responses": _responses({200: ("deleted", {"type": "object"})})}},
+    }
 
 
 @functools.cache

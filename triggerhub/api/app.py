@@ -21,7 +21,7 @@ from triggerhub.errors import (
     PayloadTooLarge, RevisionConflict, StoreError, Unauthorized,
 )
 from triggerhub.engine.core import Engine
-from triggerhub.model import Identity, loads_json
+from triggerhub.model import HUB_DEFAULT_KINDS, HUB_KINDS, Identity, loads_json
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ ENGINE = web.AppKey("engine", Engine)
 MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
 IDENTITY = web.RequestKey("identity", Identity)
 TRANSACTION = web.RequestKey("transaction", str)
+AUTHENTICATED_PATHS = ("/api/v1/namespaces", "/api/v1/web/whisk.system/apimgmt/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CORS_HEADERS = {
@@ -56,7 +57,7 @@ def error_response(status: int, message: str, transaction: str) -> web.Response:
 async def transaction_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     transaction = request.headers.get("X-Request-ID") or uuid.uuid4().hex
     request[TRANSACTION] = transaction
-    if request.method == "OPTIONS" and not request.path.startswith("/api/v1/web/"):
+    if request.method == "OPTIONS" and not _answers_own_options(request.path):
         response: web.StreamResponse = web.Response(status=200)
     else:
         response = await handler(request)
@@ -64,6 +65,13 @@ async def transaction_middleware(request: web.Request, handler: Handler) -> web.
     if request.path.startswith("/api/v1") and not request.path.startswith("/api/v1/web/"):
         response.headers.update(CORS_HEADERS)
     return response
+
+
+def _answers_own_options(path: str) -> bool:
+    """Web actions and API gateway routes (/api/<namespace>/...) answer their own preflight."""
+    if path.startswith("/api/v1/web/"):
+        return True
+    return path.startswith("/api/") and path != "/api/v1" and not path.startswith("/api/v1/")
 
 
 @web.middleware
@@ -98,7 +106,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Web actions authenticate in their handler: only there is it known whether the action
     # requires auth, and a public one treats any Authorization it cannot verify as anonymous.
-    if request.path.startswith("/api/v1/namespaces"):
+    # Route management (apimgmt) lives under /api/v1/web/ but always requires auth.
+    if request.path.startswith(AUTHENTICATED_PATHS):
         identity = await authenticate(request, required=True)
         if identity is not None:
             request[IDENTITY] = identity
@@ -158,10 +167,9 @@ async def info_root(request: web.Request) -> web.Response:
             "default_min_action_logs": limits.min_logs_mb * 1024 * 1024, "default_max_action_logs": limits.max_logs_mb * 1024 * 1024,
             "min_action_logs": limits.min_logs_mb * 1024 * 1024, "max_action_logs": limits.max_logs_mb * 1024 * 1024,
         },
-        "runtimes": {
-            "nodejs": [{"kind": "nodejs:20", "default": True, "deprecated": False}],
-            "python": [{"kind": "python:3.11", "default": True, "deprecated": False}],
-        },
+        "runtimes": {family: [{"kind": kind, "default": kind == default, "deprecated": False}
+                              for kind in HUB_KINDS if kind.partition(":")[0] == family]
+                     for family, default in HUB_DEFAULT_KINDS.items()},
     })
 
 
@@ -178,7 +186,7 @@ async def ping(request: web.Request) -> web.Response:
 
 
 def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
-    from triggerhub.api import activations, api_docs, entities, web_actions
+    from triggerhub.api import activations, api_docs, entities, routes, web_actions
 
     max_request = engine.config.api.max_code_bytes + 1024 * 1024
     app = web.Application(middlewares=[transaction_middleware, error_middleware, auth_middleware],
@@ -191,6 +199,7 @@ def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -
     app.router.add_get("/api/v1/", info_api)
     app.router.add_routes(entities.routes)
     app.router.add_routes(activations.routes)
+    app.router.add_routes(routes.routes)  # before web_actions: apimgmt is under /api/v1/web/
     app.router.add_routes(web_actions.routes)
     app.router.add_routes(api_docs.routes)
     if extra_routes:
