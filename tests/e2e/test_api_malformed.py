@@ -170,6 +170,11 @@ async def test_public_web_action_treats_a_foreign_authorization_as_anonymous(emb
                                headers=hub.headers()) as response:
         assert response.status == 200
         assert (await response.json())["__ow_user"] == "guest"
+    # route management lives under /api/v1/web/ too, but always requires valid credentials
+    async with hub.session.get(f"{hub.apihost}/api/v1/web/whisk.system/apimgmt/getApi",
+                               headers={"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"}) as response:
+        assert response.status == 401
+        assert (await response.json())["error"] == "The supplied authentication is invalid"
 
 
 # ------------------------------------------------------------------------ item 7: the rest
