@@ -134,6 +134,7 @@ async def _deploy_examples(hub: Any) -> None:
     import os
     import secrets
 
+    from triggerhub.cli.context import check_routing
     from triggerhub.manifests.deploy import deploy_directory
 
     if not EXAMPLES_DIR.is_dir():
@@ -143,7 +144,8 @@ async def _deploy_examples(hub: Any) -> None:
     token = os.environ.get("WEBHOOK_TOKEN") or settings.setdefault("WEBHOOK_TOKEN", secrets.token_urlsafe(24))
     settings_path.write_text(json.dumps(settings))
     settings_path.chmod(0o600)
-    results = await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth, env={**os.environ, "WEBHOOK_TOKEN": token})
+    results = await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth, env={**os.environ, "WEBHOOK_TOKEN": token},
+                                     check_routing=check_routing)
     deployed = sorted(name for name, outcome in results.items() if not isinstance(outcome, Exception))
     click.echo(f"examples deployed: {', '.join(deployed) or 'none'} (from {EXAMPLES_DIR})")
     for name in sorted(set(results) - set(deployed)):

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from triggerhub.cli.client import ClientError, WhiskClient
+from triggerhub.rules.pattern import compile_filter
+from triggerhub.rules.transform import compile_transform
 
 console = Console()
 KIND_BY_SUFFIX = {".js": "nodejs:default", ".py": "python:default"}
@@ -24,6 +26,7 @@ class Ctx:
         self._apihost, self._auth, self.as_json = apihost, auth, as_json
         self._client: WhiskClient | None = None
         self.local_hub = local_hub  # `triggerhub deploy` with no hub configured runs one in-process
+        self.check_routing = check_routing  # manifests check rule filters/transforms with the hub's compiler
 
 
     @property
@@ -34,6 +37,14 @@ class Ctx:
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def check_routing(key: str, value: Any) -> None:
+    """A manifest rule's `filter` or `transform`, compiled as the hub compiles it (PatternError)."""
+    if key == "filter":
+        compile_filter(value)
+    else:
+        compile_transform(value)
 
 
 @contextlib.asynccontextmanager

@@ -21,7 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from triggerhub.errors import ConfigError, StoreError
-from triggerhub.model import Activation, Collection, Entity, Invocation, Subject, now_ms
+from triggerhub.model import Activation, Collection, Entity, Invocation, Subject, TriggerEvent, now_ms
 from triggerhub.store import codec, operations, statements
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.batching import GroupCommit
@@ -230,6 +230,12 @@ class SqlStore:
             query = query.where(events.c.trigger_fqn == trigger)
         with self._translated("count events"):
             return await self._count(query)
+
+    async def get_event(self, event_id: str) -> TriggerEvent | None:
+        query = select(events.c.doc).where(events.c.id == event_id)
+        with self._translated(f"read event {event_id!r}"):
+            doc = await self._opened.read(partial(operations.scalar, query=query))
+        return None if doc is None else codec.event_from_doc(codec.loads(doc))
 
     # plumbing ---------------------------------------------------------------------------------
 
