@@ -45,7 +45,7 @@ _USAGE = ('explain needs a JSON object: {"eventId": "<stored event id>"} or an e
 def _event(body: dict[str, Any], trigger: FullyQualifiedName) -> TriggerEvent:
     unknown = sorted(set(body) - set(EVENT_KEYS))
     if "data" not in body or unknown:
-        detail = f"unknown keys {', '.join(unknown)}" if unknown else "no 'data' key"
+        detail = "no 'data' key" if "data" not in body else f"unknown keys {', '.join(unknown)}"
         raise BadRequest(f"the explain body has {detail}; {_USAGE}")
     for key in ("id", "source", "type", "subject", "time", "datacontenttype"):
         if key in body and not isinstance(body[key], str):

@@ -35,8 +35,12 @@ def verdict(filter_: JSON, transform: JSON, event: TriggerEvent, trigger_params:
 
 
 def clause_json(clause: Clause) -> dict[str, JSON]:
-    return {"path": clause.path, "value": clause.value, "present": clause.present, "matched": clause.matched,
-            "test": clause.test}
+    """`group` (the `$or` alternative a clause belongs to) only inside `$or`."""
+    out: dict[str, JSON] = {"path": clause.path, "value": clause.value, "present": clause.present,
+                            "matched": clause.matched, "test": clause.test}
+    if clause.group:
+        out["group"] = clause.group
+    return out
 
 
 def recorded_outcomes(logs: tuple[str, ...]) -> dict[str, dict[str, JSON]]:
