@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from triggerhub.cli.client import ClientError, WhiskClient
-from triggerhub.rules.pattern import compile_filter
-from triggerhub.rules.transform import compile_transform
+from triggerhub.rules.match import compile_routing
 
 console = Console()
 KIND_BY_SUFFIX = {".js": "nodejs:default", ".py": "python:default"}
@@ -39,12 +38,7 @@ class Ctx:
 pass_ctx = click.make_pass_decorator(Ctx)
 
 
-def check_routing(key: str, value: Any) -> None:
-    """A manifest rule's `filter` or `transform`, compiled as the hub compiles it (PatternError)."""
-    if key == "filter":
-        compile_filter(value)
-    else:
-        compile_transform(value)
+check_routing = compile_routing  # a manifest rule's `filter` or `transform`, compiled as the hub does
 
 
 @contextlib.asynccontextmanager

@@ -35,14 +35,15 @@ async def explain(entities: Entities, store: Store, identity: Identity, fqn: Ful
         return await _stored(entities, store, identity, rule, body["eventId"])
     trigger = await entities.find(rule.trigger, Collection.TRIGGERS)
     params = params_to_dict(trigger.parameters) if isinstance(trigger, Trigger) else {}
-    return verdict(rule.filter, rule.transform, _event(body, rule.trigger), params)
+    return verdict(rule.filter, rule.transform, event_from_body(body, rule.trigger), params)
 
 
 _USAGE = ('explain needs a JSON object: {"eventId": "<stored event id>"} or an event '
           '{"data": {...}, "source"?, "type"?, "subject"?, "id"?, "time"?}')
 
 
-def _event(body: dict[str, Any], trigger: FullyQualifiedName) -> TriggerEvent:
+def event_from_body(body: dict[str, Any], trigger: FullyQualifiedName) -> TriggerEvent:
+    """The event an explain body describes (BadRequest naming what is wrong); see the module docstring."""
     unknown = sorted(set(body) - set(EVENT_KEYS))
     if "data" not in body or unknown:
         detail = "no 'data' key" if "data" not in body else f"unknown keys {', '.join(unknown)}"

@@ -108,15 +108,22 @@ def parse_source(text: str, display_name: str, env: Mapping[str, str]) -> Source
     return Source(display_name, data, positions, text)
 
 
+def _verbatim(path: YamlPath) -> bool:
+    """A rule's `filter` and `transform` are event patterns and templates: `$or` and `$.data.x`
+    there are theirs, so no environment substitution inside them."""
+    return len(path) >= 3 and path[-3] == "rules" and path[-1] in ("filter", "transform")
+
+
 def _plain(node: Any, path: YamlPath, positions: dict[YamlPath, tuple[int, int]],
-           env: Mapping[str, str]) -> Any:
+           env: Mapping[str, str] | None) -> Any:
+    """`env` None: keep strings as written (inside a rule's filter or transform)."""
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            name = substitute(str(key), env) if isinstance(key, str) else key
+            name = substitute(str(key), env) if isinstance(key, str) and env is not None else key
             line, column = node.lc.key(key)
             positions[path + (name,)] = (line + 1, column + 1)
-            out[name] = _plain(value, path + (name,), positions, env)
+            out[name] = _plain(value, path + (name,), positions, None if _verbatim(path + (name,)) else env)
         return out
     if isinstance(node, CommentedSeq):
         items = []
@@ -126,7 +133,7 @@ def _plain(node: Any, path: YamlPath, positions: dict[YamlPath, tuple[int, int]]
             items.append(_plain(value, path + (index,), positions, env))
         return items
     if isinstance(node, str):
-        return substitute(str(node), env)
+        return substitute(str(node), env) if env is not None else str(node)
     if isinstance(node, bool | int | float) or node is None:
         # ruamel's ScalarFloat/ScalarInt/ScalarBoolean subclass the builtins; return plain values
         if isinstance(node, bool):

@@ -110,6 +110,14 @@ def _transformed(transform: Transform, document: dict[str, Any]) -> tuple[dict[s
         return {}, exc.message
 
 
+def compile_routing(key: str, value: Any) -> None:
+    """Check a rule's `filter` (key "filter") or `transform` as the hub compiles it: PatternError."""
+    if key == "filter":
+        compile_filter(value)
+    else:
+        compile_transform(value)
+
+
 def match(trigger: Trigger, event: TriggerEvent) -> list[Match]:
     """Every rule `event` activates (compiles the trigger's rules each call: for tests and tools)."""
     return route(compile_rules(trigger), event).matched
