@@ -1,0 +1,51 @@
+"""`triggerhub rule create/update/get/explain` with filters and transforms, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+HOT = {"data": {"temp": [{"numeric": [">", 30]}]}}
+
+
+def test_rule_with_filter_and_transform_and_explain(hub_process, tmp_path):
+    source = tmp_path / "echo.py"
+    source.write_text("def main(args):\n    return args\n")
+    hub_process.cli("action", "create", "echo", str(source))
+    hub_process.cli("trigger", "create", "readings")
+    (tmp_path / "hot.json").write_text(json.dumps(HOT))
+    created = hub_process.cli("rule", "create", "hot", "readings", "echo", "--filter-file", str(tmp_path / "hot.json"),
+                              "--transform", '{"celsius": "$.data.temp"}')
+    assert created.stdout.strip() == "ok: created rule hot"
+    rule = json.loads(hub_process.cli("rule", "get", "hot").stdout)
+    assert (rule["filter"], rule["transform"], rule["counts"]) == (HOT, {"celsius": "$.data.temp"},
+                                                                    {"matched": 0, "filtered": 0})
+
+    bad = hub_process.cli("rule", "update", "hot", "readings", "echo", "--filter", '{"data": {"temp": [{"numeric": ["gt", 1]}]}}',
+                          check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: filter $.data.temp[0].numeric[0]: expected an operator ('<', '<=', '=', '>=', '>') "
+                                 "followed by a number, got 'gt' (code ")
+    both = hub_process.cli("rule", "update", "hot", "readings", "echo", "--filter", "{}", "--filter-file", "x.json", check=False)
+    assert both.returncode == 2 and "give --filter or --filter-file, not both" in both.stderr
+    not_json = hub_process.cli("rule", "update", "hot", "readings", "echo", "--transform", "{celsius}", check=False)
+    assert not_json.returncode == 2 and "the option value is not JSON (Expecting property name enclosed in double quotes at line 1 column 2)" in not_json.stderr
+    assert hub_process.cli("rule", "update", "hot", "readings", "echo").stdout.strip() == "ok: updated rule hot"
+    assert json.loads(hub_process.cli("rule", "get", "hot").stdout)["filter"] == HOT  # kept when not given
+
+    fired = hub_process.cli("--json", "trigger", "fire", "readings", "-p", "temp", "12")
+    event_id = json.loads(fired.stdout)["activationId"]
+    (tmp_path / "event.json").write_text(json.dumps({"data": {"temp": 45}}))
+    explained = hub_process.cli("rule", "explain", "hot", "--event", str(tmp_path / "event.json"))
+    assert explained.stdout.splitlines() == [
+        "rule hot: MATCH",
+        '  ok   $.data.temp = 45  test [{"numeric": [">", 30]}]',
+        '  params: {"celsius": 45}',
+    ]
+    stored = hub_process.cli("rule", "explain", "hot", "--event-id", event_id).stdout.splitlines()
+    assert stored[:3] == ["rule hot: NO MATCH", '  FAIL $.data.temp = 12  test [{"numeric": [">", 30]}]',
+                          '  params: {"celsius": 12}']
+    assert stored[3:] == [f"event {event_id} on trigger /guest/readings:",
+                          "  rule guest/hot [active] -> /guest/echo: filtered",
+                          '    FAIL $.data.temp = 12  test [{"numeric": [">", 30]}]']
+    neither = hub_process.cli("rule", "explain", "hot", check=False)
+    assert neither.returncode == 2 and "give exactly one of --event FILE or --event-id ID" in neither.stderr
