@@ -167,3 +167,33 @@ async def test_the_example_manifest_keeps_up_with_50_readings_a_second_for_a_min
         ActivationQuery(namespace="guest", name="temperature-reading", limit=100_000))
     outcomes = [json.loads(line) for record in triggers for line in record.logs]
     assert len(outcomes) == len(hot) and all(o["success"] for o in outcomes)  # none throttled
+
+
+async def test_a_full_hub_holds_the_feed_back_instead_of_dropping_readings(mqtt_broker, tmp_path):
+    """Two feed activations at a time: the feed stops acknowledging until one ends; all arrive."""
+    import aiohttp
+
+    from tests.plugins.hub import hub_config
+    from triggerhub.cli.compose import running_hub
+    from triggerhub.invoker.process import ProcessRuntimeFactory
+
+    config = hub_config(tmp_path / "home", TRIGGERHUB_FEED_CONCURRENT_ACTIVATIONS="2")
+    async with running_hub(config, runtime=ProcessRuntimeFactory(), runtime_name="process") as running, \
+            aiohttp.ClientSession() as session:
+        hub = HubClient(running, session)
+        prefix = f"t13-{uuid.uuid4().hex[:8]}"
+        await put_action(hub, "slow", "import time\ndef main(args):\n    time.sleep(0.2)\n    return args\n",
+                         "python:default")
+        status, body = await hub.call("PUT", "namespaces/_/triggers/readings",
+                                      {"annotations": [{"key": "feed", "value": "/whisk.system/mqtt/subscribe"}]})
+        assert status == 200, body
+        status, body = await hub.call("PUT", "namespaces/_/rules/hot", {"trigger": "readings", "action": "slow", "filter": HOT})
+        assert status == 200, body
+        await subscribe_feed(hub, "readings", mqtt_broker, f"{prefix}/+/temperature", f"c-{prefix}")
+        await asyncio.to_thread(publish_all, mqtt_broker,
+                                [(f"{prefix}/s/temperature", {"temp": 31 + i}, None) for i in range(20)])
+        records = await quiescent_records(hub, "slow", 20, timeout_s=60)
+    assert sorted(r.response.result["payload"]["temp"] for r in records) == [31 + i for i in range(20)]
+    edges = sorted([(r.start_ms, 1) for r in records] + [(r.end_ms, -1) for r in records])
+    running_at_once = max(sum(step for _, step in edges[:i + 1]) for i in range(len(edges)))
+    assert running_at_once <= 2
