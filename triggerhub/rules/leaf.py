@@ -10,7 +10,9 @@ matches when there is no leaf value at all.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +26,8 @@ Predicate = Callable[[Any], bool]
 OPERATORS = ("prefix", "suffix", "equals-ignore-case", "wildcard", "numeric", "exists", "anything-but", "cidr")
 NUMERIC_OPERATORS = ("<", "<=", "=", ">=", ">")
 _ANYTHING_BUT_OPERATORS = ("prefix", "suffix", "equals-ignore-case", "wildcard")
-_LOWER = {">": float.__gt__, ">=": float.__ge__}
-_UPPER = {"<": float.__lt__, "<=": float.__le__}
+_LOWER: dict[str, Callable[[Any, Any], bool]] = {">": operator.gt, ">=": operator.ge}
+_UPPER: dict[str, Callable[[Any, Any], bool]] = {"<": operator.lt, "<=": operator.le}
 
 # Exact values are compared by JSON type and value: "5" is not 5, true is not 1, 5 is 5.0.
 _BOOL, _NUMBER = "b", "n"
@@ -44,8 +46,9 @@ def value_key(value: Any) -> Any:
 
 
 def is_number(value: Any) -> bool:
+    """A JSON number: never a boolean, a string of digits, NaN or infinity."""
     kind = type(value)
-    return (kind is int or kind is float) and math.isfinite(value)
+    return kind is int or (kind is float and math.isfinite(value))
 
 
 def leaf_values(value: Any) -> list[Any]:
@@ -106,7 +109,26 @@ def compile_leaf(steps: tuple[str, ...], path: str, source: Any) -> Leaf:
         predicates.insert(0, _exact(exact))
     only_exact = bool(exact) and len(predicates) == 1 and not exists_false
     keys = frozenset(value_key(v) for v in exact) if only_exact else None
-    return Leaf(steps, render_path(steps), source, keys, _leaf_test(_any_of(predicates), exists_false=exists_false))
+    return Leaf(steps, render_path(steps), source, keys, _shared(source, predicates, exists_false=exists_false))
+
+
+# Identical leaves (`"source": ["mqtt://sensors"]` in every rule of a fleet) share one compiled
+# test: thousands of rules then keep far fewer objects, and verifying a candidate stays in cache.
+_SHARED_MAX = 50_000
+_shared_tests: dict[str, Predicate] = {}
+
+
+def _shared(source: list[Any], predicates: list[Predicate], *, exists_false: bool) -> Predicate:
+    try:
+        text = json.dumps(source, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return _leaf_test(_any_of(predicates), exists_false=exists_false)
+    test = _shared_tests.get(text)
+    if test is None:
+        if len(_shared_tests) >= _SHARED_MAX:
+            _shared_tests.clear()
+        test = _shared_tests[text] = _leaf_test(_any_of(predicates), exists_false=exists_false)
+    return test
 
 
 def _leaf_test(predicate: Predicate, *, exists_false: bool) -> Predicate:
@@ -210,21 +232,21 @@ def _numeric(at: str, argument: Any) -> Predicate:
     if not isinstance(argument, list) or len(argument) not in (2, 4):
         raise _error(at, f"expected [operator, number] or [lower operator, number, upper operator, number], "
                          f"like [\">\", 0, \"<=\", 5], got {show(argument)}")
-    bounds: list[tuple[str, float]] = []
+    bounds: list[tuple[str, int | float]] = []
     for i in range(0, len(argument), 2):
-        operator, number = argument[i], argument[i + 1]
-        if operator not in NUMERIC_OPERATORS:
+        symbol, number = argument[i], argument[i + 1]
+        if not isinstance(symbol, str) or symbol not in NUMERIC_OPERATORS:
             raise _error(f"{at}[{i}]", "expected an operator ('<', '<=', '=', '>=', '>') followed by a number, "
-                                       f"got {show(operator)}")
+                                       f"got {show(symbol)}")
         if not is_number(number):
-            raise _error(f"{at}[{i + 1}]", f"expected a number after {show(operator)}, got {show(number)}")
-        bounds.append((operator, float(number)))
+            raise _error(f"{at}[{i + 1}]", f"expected a number after {show(symbol)}, got {show(number)}")
+        bounds.append((symbol, number))
     if len(bounds) == 1:
-        ((operator, limit),) = bounds
-        if operator == "=":
+        ((symbol, limit),) = bounds
+        if symbol == "=":
             return lambda v: is_number(v) and v == limit
-        compare = (_LOWER | _UPPER)[operator]
-        return lambda v: is_number(v) and compare(float(v), limit)
+        compare = (_LOWER | _UPPER)[symbol]
+        return lambda v: is_number(v) and compare(v, limit)
     (first, low), (second, high) = bounds
     if first in _UPPER and second in _LOWER:
         (first, low), (second, high) = (second, high), (first, low)
@@ -234,16 +256,16 @@ def _numeric(at: str, argument: Any) -> Predicate:
     if low > high or (low == high and (first, second) != (">=", "<=")):
         raise _error(at, f"the range {show(argument)} is empty; no number matches it")
     above, below = _LOWER[first], _UPPER[second]
-    return lambda v: is_number(v) and above(float(v), low) and below(float(v), high)
+    return lambda v: is_number(v) and above(v, low) and below(v, high)
 
 
 def _anything_but(at: str, argument: Any) -> Predicate:
     """anything-but matches any leaf value (null included) that the inner test does not match."""
     if isinstance(argument, dict):
-        name, inner_argument = _operator(at, argument)
-        if name not in _ANYTHING_BUT_OPERATORS:
-            raise _error(f"{at}.{name}", f"anything-but takes a value, a list of values, or one of "
-                                         f"{', '.join(_ANYTHING_BUT_OPERATORS)}; got {show(name)}")
+        if len(argument) != 1 or next(iter(argument)) not in _ANYTHING_BUT_OPERATORS:
+            raise _error(at, f"expected a value, a list of values, or an object with one of "
+                             f"{', '.join(_ANYTHING_BUT_OPERATORS)}; got {show(argument)}")
+        ((name, inner_argument),) = argument.items()
         inner = _string_operator(f"{at}.{name}", name, inner_argument)
         return lambda v: not inner(v)
     values = argument if isinstance(argument, list) else [argument]

@@ -32,7 +32,8 @@ _ESCAPE = re.compile(r"\\(.)")
 
 
 def parse_path(text: str) -> tuple[Step, ...]:
-    """`$.data.temp` → ("data", "temp"); raises ValueError saying what is wrong and where."""
+    """`$.data.temp` → ("data", "temp"); raises ValueError saying what is wrong and where
+    (characters counted from 1)."""
     if not text.startswith("$"):
         raise ValueError("a path starts with '$', as in $.data.temp")
     steps: list[Step] = []
@@ -41,7 +42,7 @@ def parse_path(text: str) -> tuple[Step, ...]:
         if text[at] == ".":
             name = _NAME.match(text, at + 1)
             if name is None:
-                raise ValueError(f"expected a name after '.' at character {at + 1} (quote other keys: $['a b'])")
+                raise ValueError(f"expected a name after the '.' at character {at + 1} (quote other keys: $['a b'])")
             steps.append(name.group())
             at = name.end()
         elif (index := _INDEX.match(text, at)) is not None:
@@ -52,7 +53,7 @@ def parse_path(text: str) -> tuple[Step, ...]:
             steps.append(_ESCAPE.sub(r"\1", raw))
             at = quoted.end()
         else:
-            raise ValueError(f"unexpected {text[at]!r} at character {at}; use .name, [0] or ['name']")
+            raise ValueError(f"unexpected {text[at]!r} at character {at + 1}; use .name, [0] or ['name']")
     return tuple(steps)
 
 

@@ -83,14 +83,14 @@ def _object(items: tuple[tuple[str, Render], ...]) -> Render:
 
 def _string(text: str, at: tuple[Step, ...]) -> Render:
     if text == "$" or text.startswith(("$.", "$[")):
-        steps = _parse(text, at, text)
+        steps = _parse(text, at)
         return lambda document: _copy(lookup(document, steps))
     pieces = _PLACEHOLDER.split(text)
     if len(pieces) == 1:
         return lambda document: text
     # split() alternates literal text and placeholder paths: [text, path, text, path, text]
     literal = tuple(pieces[0::2])
-    paths = tuple(_parse(path, at, "{" + path + "}") for path in pieces[1::2])
+    paths = tuple(_parse(path, at) for path in pieces[1::2])
 
     def interpolate(document: Mapping[str, Any]) -> str:
         out = [literal[0]]
@@ -102,11 +102,11 @@ def _string(text: str, at: tuple[Step, ...]) -> Render:
     return interpolate
 
 
-def _parse(path: str, at: tuple[Step, ...], written: str) -> tuple[Step, ...]:
+def _parse(path: str, at: tuple[Step, ...]) -> tuple[Step, ...]:
     try:
         return parse_path(path)
     except ValueError as exc:
-        raise _error(render_path(at), f"bad path {show(written)}: {exc}") from None
+        raise _error(render_path(at), f"bad path {show(path)}: {exc}") from None
 
 
 def _text(value: Any) -> str:
