@@ -104,6 +104,6 @@ def test_triggerhub_validate_checks_rule_filters_at_their_line_and_column(tmp_pa
     assert lines[0].startswith(f"{tmp_path / 'manifest.yaml'}:11:63 packages.iot.rules.hot.filter.data.room[0].prefix: "
                                "filter $.data.room[0].prefix: expected a string, got 7")
     assert lines[1] == (f"{tmp_path / 'manifest.yaml'}:12:21 packages.iot.rules.hot.transform.at: "
-                               "transform $.at: bad path '$.data[x': unexpected '[' at character 6; use .name, [0] or ['name']")
+                               "transform $.at: bad path '$.data[x': unexpected '[' at character 7; use .name, [0] or ['name']")
     # the same manifest without the hub's compiler (a bare manifests command) leaves the check to the hub
     assert CliRunner().invoke(validate, ["-p", str(tmp_path)]).exit_code == 0
