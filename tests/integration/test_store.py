@@ -254,6 +254,13 @@ async def test_accept_writes_event_invocations_records_and_cursor_at_once(store:
     assert await store.get_cursor("mqtt:sensors") == "42"
 
 
+async def test_a_stored_event_is_read_back_by_its_id(store: SqlStore) -> None:
+    event = replace(trigger_event("mqtt:ce:r-1"), data={"temp": 21.5}, subject="sensors/a", time_ms=T0_MS)
+    assert await store.accept(Acceptance(event))
+    assert await store.get_event("mqtt:ce:r-1") == event
+    assert await store.get_event("mqtt:ce:r-2") is None
+
+
 async def test_a_repeated_event_id_is_refused_and_writes_nothing(store: SqlStore) -> None:
     assert await store.accept(Acceptance(trigger_event("e1"), [invocation(aid(1))], cursor=("feed", "1")))
     again = Acceptance(trigger_event("e1"), [invocation(aid(2))], [activation(aid(3))], ("feed", "2"))

@@ -227,7 +227,6 @@ class Engine:
         if from_feed:
             await self._feed_admission.wait_event(namespace, self.config.limits.feed_events_per_minute)
         routing = rules.route(self.router.compiled(trigger), event)
-        self.router.count(routing)
         trigger_params = params_to_dict(trigger.parameters)
         invocations: list[Invocation] = []
         outcomes: list[str] = []
@@ -250,7 +249,8 @@ class Engine:
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes)] if outcomes else []
         accepted = await self._submit(Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor),
                                       invocations)
-        if accepted:
+        if accepted:  # a redelivered event is counted once
+            self.router.count(routing)
             log.info("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))
         return accepted
