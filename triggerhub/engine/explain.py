@@ -12,7 +12,7 @@ from typing import Any
 
 from triggerhub.errors import NOT_FOUND, BadRequest, NotFound
 from triggerhub.model import (
-    JSON, Collection, FullyQualifiedName, Identity, Rule, RuleStatus, Trigger, TriggerEvent, new_activation_id,
+    JSON, Collection, FullyQualifiedName, Identity, ReducedRule, Rule, RuleStatus, Trigger, TriggerEvent, new_activation_id,
     now_ms, params_to_dict,
 )
 from triggerhub.rules.explain import recorded_outcomes, verdict
@@ -81,14 +81,14 @@ async def _stored(entities: Entities, store: Store, identity: Identity, rule: Ru
         out["rules"] = []
         out["reason"] = f"trigger {event.trigger} no longer exists"
         return out
-    out["rules"] = [await _rule_outcome(entities, identity, key, link, event, params, recorded.get(key))
+    out["rules"] = [await _rule_outcome(entities, key, link, event, params, recorded.get(key))
                     for key, link in trigger.rules.items()]
     if not trigger.rules:
         out["reason"] = f"trigger {event.trigger} has no rules"
     return out
 
 
-async def _rule_outcome(entities: Entities, identity: Identity, key: str, link: Any, event: TriggerEvent,
+async def _rule_outcome(entities: Entities, key: str, link: ReducedRule, event: TriggerEvent,
                         params: dict[str, Any], recorded: dict[str, JSON] | None) -> dict[str, JSON]:
     out: dict[str, JSON] = {"rule": key, "action": str(link.action), "status": link.status.value,
                             **verdict(link.filter, link.transform, event, params)}
