@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from triggerhub.config import HubConfig
-from triggerhub.errors import NOT_FOUND, ApiError, BadRequest, NotFound
+from triggerhub.errors import FORBIDDEN, NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound
 from triggerhub.model import (
     Action, Activation, ActivationResponse, Collection, FullyQualifiedName, Identity, Invocation, Package,
     Parameter, StatusCode, Trigger, TriggerEvent, annotation, new_activation_id, now_ms,
@@ -23,7 +23,7 @@ from triggerhub.engine import kinds
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.dispatch import Dispatcher, LocalDispatcher
 from triggerhub.engine.entities import Entities
-from triggerhub.engine.resolve import bound_parameters, check_final, check_read, merge_arguments
+from triggerhub.engine.resolve import bound_parameters, check_final, check_read, merge_arguments, package_readable
 from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.routing import Router
 from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, RateThrottler
@@ -58,7 +58,7 @@ class Engine:
         self.store = store
         self.invoker = invoker
         self.entities = Entities(store, config.limits)
-        self.auth = Authenticator(store)
+        self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s)
         self.builtin: BuiltinHandler | None = None
         self._rates = RateThrottler(now_ms)
         self._fire_rates = RateThrottler(now_ms)
@@ -102,6 +102,8 @@ class Engine:
             if entity.binding is not None:
                 binding = entity
                 bound = await self.entities.lookup(entity.binding.namespace, entity.binding.name)
+                if not package_readable(identity, entity, bound if isinstance(bound, Package) else None):
+                    raise Forbidden(FORBIDDEN)  # the bound package was unpublished, or never shared
                 if not isinstance(bound, Package):
                     raise NotFound(NOT_FOUND)
                 package = bound
@@ -222,7 +224,8 @@ class Engine:
         """Route `event` through the trigger's compiled rules and accept the result in one store
         write. Rules whose filter refuses it are only counted: no activation, no invocation row."""
         namespace = event.trigger.namespace
-        identity = Identity(event.subject or namespace, namespace, "", "")
+        tenant = await self.auth.namespace_state(namespace)
+        identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
         from_feed = event.type != API_FIRE_TYPE
         if from_feed:
             await self._feed_admission.wait_event(namespace, self.config.limits.feed_events_per_minute)
@@ -231,6 +234,10 @@ class Engine:
         invocations: list[Invocation] = []
         outcomes: list[str] = []
         for found in routing.matched:
+            refusal = _refusal(found, trigger, namespace, blocked=tenant.blocked)
+            if refusal is not None:
+                outcomes.append(rules.outcome_line(found, error=refusal))
+                continue
             try:
                 if found.error is not None:
                     raise BadRequest(found.error)
@@ -262,6 +269,18 @@ class Engine:
                                                     per_minute=limits.feed_activations_per_minute,
                                                     concurrent=limits.feed_concurrent_activations)
         self._feed_held.update(invocation.activation_id for invocation in invocations)
+
+def _refusal(found: rules.Match, trigger: Trigger, namespace: str, *, blocked: bool) -> str | None:
+    """Why a matched rule must not run at all, or None."""
+    if blocked:
+        return f"namespace {namespace} is blocked"
+    if found.rule.partition("/")[0] != namespace:
+        # Only written by hubs before rules were authorised (a rule naming another
+        # namespace's trigger): never run another tenant's code on this trigger's events.
+        log.warning("trigger %s: rule %s is in another namespace; not run, delete it", trigger.fqn, found.rule)
+        return f"rule {found.rule} is not in namespace {namespace} of the trigger and is not run"
+    return None
+
 
 def _api_key_env(identity: Identity, action: Action) -> dict[str, str]:
     """Actions annotated provide-api-key get the caller's key (reference 2.2); others never see it."""
