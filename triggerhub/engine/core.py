@@ -65,6 +65,7 @@ class Engine:
         self._concurrency = ConcurrencyThrottler()
         self._feed_admission = FeedAdmission(now_ms)
         self._feed_held: set[str] = set()  # activation ids holding a feed admission slot
+        self._unslotted: set[str] = set()  # feed-fired activation ids that took no direct concurrency slot
         self.router = Router()
         self.event_sink: EventSink | None = None
         self.dispatcher: Dispatcher = (dispatcher or LocalDispatcher)(store, self.execute, self._finished)
@@ -84,6 +85,8 @@ class Engine:
         if invocation.activation_id in self._feed_held:
             self._feed_held.discard(invocation.activation_id)
             self._feed_admission.release(invocation.namespace)
+        if invocation.activation_id in self._unslotted:
+            self._unslotted.discard(invocation.activation_id)
         else:
             self._concurrency.release(invocation.namespace)
 
@@ -137,6 +140,16 @@ class Engine:
         limits = self.config.limits
         self._rates.check(identity.namespace, identity.limits.get("invocationsPerMinute", limits.invocations_per_minute))
         self._concurrency.acquire(identity.namespace, identity.limits.get("concurrentInvocations", limits.concurrent_invocations))
+
+    def _admit_tenant(self, identity: Identity) -> bool:
+        """A feed-fired rule meets only the limits an operator set for its namespace (OpenWhisk's
+        defaults are for direct calls); True when it took a concurrency slot."""
+        if "invocationsPerMinute" in identity.limits:
+            self._rates.check(identity.namespace, identity.limits["invocationsPerMinute"])
+        if "concurrentInvocations" not in identity.limits:
+            return False
+        self._concurrency.acquire(identity.namespace, identity.limits["concurrentInvocations"])
+        return True
 
     # ------------------------------------------------------------------ invoke
     async def invoke(self, identity: Identity, fqn: FullyQualifiedName, payload: dict[str, Any], *,
@@ -244,6 +257,8 @@ class Engine:
                 resolved = await self.resolve(identity, found.action)
                 if not from_feed:
                     self._admit(identity)
+                elif not self._admit_tenant(identity):
+                    self._unslotted.add(found.activation_id)
             except ApiError as exc:
                 outcomes.append(rules.outcome_line(found, error=exc.message, status_code=3 if exc.status >= 500 else 1))
                 continue
