@@ -321,6 +321,14 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleCounts:
+    """Events a rule's filter took (`matched`) and refused (`filtered`: no activation)."""
+
+    matched: int = 0
+    filtered: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Binding:
     namespace: str
     name: str

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.plugins.store import sqlite_url
 from triggerhub.errors import ConfigError, RevisionConflict, StoreError
 from triggerhub.model import (
+    RuleCounts,
     Action, Activation, ActivationResponse, Binding, Collection, Exec, FullyQualifiedName, Invocation, Package,
     Parameter, ReducedRule, Rule, RuleStatus, Subject, Trigger, TriggerEvent,
 )
@@ -259,6 +260,17 @@ async def test_a_stored_event_is_read_back_by_its_id(store: SqlStore) -> None:
     assert await store.accept(Acceptance(event))
     assert await store.get_event("mqtt:ce:r-1") == event
     assert await store.get_event("mqtt:ce:r-2") is None
+
+
+async def test_filter_verdicts_are_counted_once_per_accepted_event(store: SqlStore) -> None:
+    batch = [Acceptance(trigger_event("c1"), matched_rules=["guest/hot"], filtered_rules=["guest/cold"]),
+             Acceptance(trigger_event("c2"), filtered_rules=["guest/hot", "guest/cold"]),
+             Acceptance(trigger_event("c1"), matched_rules=["guest/hot"])]  # a redelivery: not counted
+    assert await asyncio.gather(*(store.accept(a) for a in batch)) == [True, True, False]
+    assert await store.accept(Acceptance(trigger_event("c3"), matched_rules=["guest/hot"]))
+    assert await store.get_rule_counts("guest/hot") == RuleCounts(matched=2, filtered=1)
+    assert await store.get_rule_counts("guest/cold") == RuleCounts(matched=0, filtered=2)
+    assert await store.get_rule_counts("guest/none") == RuleCounts()
 
 
 async def test_a_repeated_event_id_is_refused_and_writes_nothing(store: SqlStore) -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from triggerhub.engine.routing import RuleCounts, Router
+from triggerhub.engine.routing import Router
 from triggerhub.model import FullyQualifiedName, Parameter, ReducedRule, RuleStatus, Trigger, TriggerEvent
 from triggerhub.rules.events import event_document
 from triggerhub.rules.explain import recorded_outcomes, verdict
@@ -56,17 +56,14 @@ def test_a_stored_filter_that_no_longer_compiles_reports_instead_of_firing() -> 
     assert '"success":false' in outcome_line(found, error=found.error)
 
 
-def test_compiled_once_per_trigger_revision_and_counted_per_rule() -> None:
+def test_compiled_once_per_trigger_revision_and_filter_verdicts_listed_for_counting() -> None:
     router = Router()
     first = router.compiled(TRIGGER)
     assert router.compiled(TRIGGER) is first
     assert router.compiled(replace(TRIGGER, revision=5)) is not first  # a rule change rewrites the trigger
-    router.count(route(first, reading("e-6", {"temp": 35})))
-    router.count(route(first, reading("e-7", {"temp": 5})))
-    router.count(route(first, reading("e-8", {"temp": 6})))
-    assert router.counts("guest/hot") == RuleCounts(matched=1, filtered=2)
-    assert router.counts("guest/all") == RuleCounts(matched=3, filtered=0)
-    assert router.counts("guest/nope") == RuleCounts()
+    hot, cold = route(first, reading("e-6", {"temp": 35})), route(first, reading("e-7", {"temp": 5}))
+    assert (hot.taken, hot.filtered) == (["guest/hot", "guest/hot-raw"], [])  # plain rules are not counted
+    assert (cold.taken, cold.filtered) == ([], ["guest/hot", "guest/hot-raw"])
 
 
 def test_an_mqtt_message_is_seen_with_its_payload_as_data() -> None:

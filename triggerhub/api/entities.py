@@ -243,8 +243,7 @@ async def rule_route(request: web.Request) -> web.Response:
     if request.method == "GET":
         rule = await engine.entities.get(identity, fqn, Collection.RULES)
         assert isinstance(rule, Rule)
-        # counts exist where events are matched: not in a controller that hands fires to workers
-        counts = engine.router.counts(f"{rule.namespace}/{rule.name}") if engine.event_sink is None else None
+        counts = await engine.store.get_rule_counts(f"{rule.namespace}/{rule.name}") if rule.filter is not None else None
         return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule), counts))
     if request.method == "PUT":
         body = ensure_object(await json_body(request))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from triggerhub.engine.routing import RuleCounts
 from triggerhub.model import (
-    Action, Activation, Entity, Package, Rule, RuleStatus, Trigger, params_to_json,
+    Action, Activation, Entity, Package, Rule, RuleCounts, RuleStatus, Trigger, params_to_json,
 )
 
 

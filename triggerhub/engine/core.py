@@ -235,7 +235,8 @@ class Engine:
 
     async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
         """Route `event` through the trigger's compiled rules and accept the result in one store
-        write. Rules whose filter refuses it are only counted: no activation, no invocation row."""
+        write. Rules whose filter refuses it are only counted (in that same write): no activation,
+        no invocation row."""
         namespace = event.trigger.namespace
         tenant = await self.auth.namespace_state(namespace)
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
@@ -269,10 +270,10 @@ class Engine:
         if from_feed:
             await self._admit_from_feed(namespace, invocations)
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes)] if outcomes else []
-        accepted = await self._submit(Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor),
-                                      invocations)
-        if accepted:  # a redelivered event is counted once
-            self.router.count(routing)
+        acceptance = Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor,
+                                matched_rules=routing.taken, filtered_rules=routing.filtered)
+        accepted = await self._submit(acceptance, invocations)  # counts the filters' verdicts once per event
+        if accepted:
             log.info("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))
         return accepted

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from triggerhub.errors import PatternError
@@ -60,6 +60,7 @@ class CompiledRules:
 class Routing:
     matched: list[Match]
     filtered: list[str]  # active rules whose filter refused the event
+    taken: list[str] = field(default_factory=list)  # active rules whose filter took it (plain rules are not here)
 
 
 def compile_rules(trigger: Trigger) -> CompiledRules:
@@ -88,6 +89,7 @@ def route(compiled: CompiledRules, event: TriggerEvent) -> Routing:
     chosen = set(compiled.index.matching(document))
     matched: list[Match] = []
     filtered: list[str] = []
+    taken = [key for key in compiled.links if key in chosen and compiled.filters.get(key) is not None]
     for key, link in compiled.links.items():
         activation_id = rule_activation_id(event, key)
         routed = provenance(key, event) if link.filter is not None or link.transform is not None else ()
@@ -100,7 +102,7 @@ def route(compiled: CompiledRules, event: TriggerEvent) -> Routing:
             matched.append(Match(key, link.action, activation_id, params, error, routed))
         else:
             matched.append(Match(key, link.action, activation_id, payload, None, routed))
-    return Routing(matched, filtered)
+    return Routing(matched, filtered, taken)
 
 
 def _transformed(transform: Transform, document: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

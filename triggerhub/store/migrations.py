@@ -73,6 +73,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             value TEXT NOT NULL,
             updated_ms BIGINT NOT NULL)""",
     )),
+    # Per rule with a filter: events it took and events it filtered out, counted in the same
+    # transaction that accepts each event (so exactly once, in every process that matches).
+    Migration(2, "rule routing counts", (
+        """CREATE TABLE rule_counts (
+            rule TEXT PRIMARY KEY,
+            matched BIGINT NOT NULL,
+            filtered BIGINT NOT NULL)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -102,7 +102,23 @@ def accept(conn: Connection, sql: Statements, batch: Sequence[Acceptance]) -> li
         conn.execute(activations.insert(), activation_rows)
     if cursor_rows:
         conn.execute(sql.upsert_cursor, list(cursor_rows.values()))
+    count_rows = _count_rows(taken)
+    if count_rows:
+        conn.execute(sql.add_rule_counts, count_rows)
     return answers
+
+
+def _count_rows(taken: Sequence[Acceptance]) -> list[dict[str, Any]]:
+    """One row per rule (a statement may not touch a row twice), in key order so that two
+    concurrent transactions lock rows in the same order."""
+    counts: dict[str, list[int]] = {}
+    for acceptance in taken:
+        for rule in acceptance.matched_rules:
+            counts.setdefault(rule, [0, 0])[0] += 1
+        for rule in acceptance.filtered_rules:
+            counts.setdefault(rule, [0, 0])[1] += 1
+    return [{"rule": rule, "matched": matched, "filtered": filtered}
+            for rule, (matched, filtered) in sorted(counts.items())]
 
 
 def complete(conn: Connection, sql: Statements, batch: Sequence[Activation]) -> set[str]:

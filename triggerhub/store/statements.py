@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from triggerhub.model import Activation, Collection, Entity, Invocation, TriggerEvent, annotation, collection_of
 from triggerhub.store import codec
 from triggerhub.store.base import ActivationQuery
-from triggerhub.store.tables import activations, cursors, entities, events, feeds, pending, subjects
+from triggerhub.store.tables import activations, cursors, entities, events, feeds, pending, rule_counts, subjects
 
 
 class Statements:
@@ -51,6 +51,10 @@ class Statements:
         upsert_feed = insert(feeds)
         self.upsert_feed = upsert_feed.on_conflict_do_update(index_elements=["trigger_fqn"], set_={
             "namespace": upsert_feed.excluded.namespace, "doc": upsert_feed.excluded.doc})
+        upsert_counts = insert(rule_counts)
+        self.add_rule_counts = upsert_counts.on_conflict_do_update(index_elements=["rule"], set_={
+            "matched": rule_counts.c.matched + upsert_counts.excluded.matched,
+            "filtered": rule_counts.c.filtered + upsert_counts.excluded.filtered})
         upsert_cursor = insert(cursors)
         self.upsert_cursor = upsert_cursor.on_conflict_do_update(index_elements=["feed_id"], set_={
             "value": upsert_cursor.excluded.value, "updated_ms": upsert_cursor.excluded.updated_ms})
