@@ -130,3 +130,21 @@ async def test_only_matching_events_run_with_transformed_parameters_and_explain_
 
     updated = await put(hub, "rules", "hot", {"trigger": "readings", "action": "echo", "filter": None}, overwrite=True)
     assert "filter" not in updated and updated["transform"] == SHAPE
+
+
+async def test_explain_says_when_the_events_trigger_had_no_rules_or_is_gone(hub):
+    from triggerhub.model import FullyQualifiedName, TriggerEvent, new_activation_id, now_ms
+
+    await put_action(hub, "echo", ECHO, "python:default")
+    await put(hub, "triggers", "readings", {})
+    await put(hub, "triggers", "spare", {})
+    await put(hub, "rules", "hot", {"trigger": "readings", "action": "echo", "filter": HOT})
+    event = TriggerEvent(new_activation_id(), "/test/feed", "test.reading", FullyQualifiedName("guest", "spare"),
+                         {"temp": 40}, time_ms=now_ms())
+    assert await hub.hub.engine.emit(event)  # a feed's event on a trigger without rules: stored, nothing runs
+    status, trace = await hub.call("POST", "namespaces/_/rules/hot/explain", {"eventId": event.id})
+    assert status == 200, trace
+    assert (trace["matched"], trace["rules"], trace["reason"]) == (True, [], "trigger /guest/spare has no rules")
+    assert (await hub.call("DELETE", "namespaces/_/triggers/spare"))[0] == 200
+    status, trace = await hub.call("POST", "namespaces/_/rules/hot/explain", {"eventId": event.id})
+    assert (trace["rules"], trace["reason"]) == ([], "trigger /guest/spare no longer exists")
