@@ -3,6 +3,9 @@ mismatches, absent fields, arrays, nulls), `$or` and nesting, and the exact vali
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,10 +30,15 @@ OPERATOR_TABLE: list[tuple[str, list[Any], list[Any], list[Any]]] = [
     ("prefix ignore case", [{"prefix": {"equals-ignore-case": "LAB"}}], ["lab-1", "LAB", "Lab9"], ["la", 1, ABSENT]),
     ("suffix", [{"suffix": ".png"}], ["a.png", ".png", ["a.jpg", "b.png"]], ["a.PNG", "png", "a.png.gz", 1, None, ABSENT]),
     ("suffix ignore case", [{"suffix": {"equals-ignore-case": ".PNG"}}], ["a.png", "B.Png"], ["a.jpg", None]),
-    ("equals-ignore-case", [{"equals-ignore-case": "alice"}], ["alice", "ALICE", "aLiCe"], ["alicia", "alice ", 1, None, ABSENT]),
+    ("equals-ignore-case", [{"equals-ignore-case": "alice"}], ["alice", "ALICE", "aLiCe"],
+     ["alicia", "alice ", 1, None, ABSENT]),
     ("wildcard", [{"wildcard": "dir/*.png"}], ["dir/a.png", "dir/.png", "dir/a/b.png"],
      ["dir/a.jpg", "Dir/a.png", "xdir/a.png", 1, None, ABSENT]),
     ("wildcard literal star", [{"wildcard": "a\\*b*"}], ["a*b", "a*bc"], ["ab", "axb"]),
+    ("wildcard literal star then any", [{"wildcard": "a\\**"}], ["a*", "a*bc"], ["a", "ab*"]),
+    ("wildcard several", [{"wildcard": "*x*y*"}], ["xy", "axbyc", "yxy"], ["yx", "x", ""]),
+    ("wildcard no star", [{"wildcard": "abc"}], ["abc"], ["abcd", "ab"]),
+    ("wildcard overlap", [{"wildcard": "ab*ba"}], ["abba", "abxba"], ["aba", "ab"]),
     ("numeric >", [{"numeric": [">", 30]}], [30.5, 31, 1e9, [1, 40]], [30, 29.9, -1, "31", True, None, ABSENT, [1, 2], {}]),
     ("numeric >=", [{"numeric": [">=", 30]}], [30, 30.0, 31], [29.99, "30"]),
     ("numeric <", [{"numeric": ["<", 0]}], [-0.5, -10], [0, 0.0, 1, False, "-1"]),
@@ -109,6 +117,13 @@ def test_arrays_of_objects_need_one_element_to_match_the_whole_sub_pattern():
     assert not absent.matches({"data": {"readings": [{"room": "lab"}]}})
 
 
+def test_wildcards_do_not_backtrack_on_hostile_values():
+    # A regular expression `.*a.*a…b` would take longer than the test timeout on this value.
+    pattern = compile_filter({"data": {"x": [{"wildcard": "*a" * 12 + "*b"}]}})
+    assert not pattern.matches(document("a" * 5000))
+    assert pattern.matches(document("a" * 5000 + "b"))
+
+
 def test_source_is_kept_as_given():
     pattern = {"data": {"x": [1]}}
     assert compile_filter(pattern).source == pattern
@@ -163,7 +178,8 @@ INVALID: list[tuple[Any, str, str]] = [
      "expected a value, a list of values, or an object with one of prefix, suffix, equals-ignore-case, wildcard; "
      "got {\"numeric\": [\">\", 1]}"),
     ({"a": [{"anything-but": {"prefix": 5}}]}, "$.a[0].anything-but.prefix", "expected a string, got 5"),
-    ({"$or": {"a": [1]}}, "$.$or", "expected a non-empty list of patterns, like [{\"a\": [1]}, {\"b\": [2]}], got {\"a\": [1]}"),
+    ({"$or": {"a": [1]}}, "$.$or",
+     "expected a non-empty list of patterns, like [{\"a\": [1]}, {\"b\": [2]}], got {\"a\": [1]}"),
     ({"$or": []}, "$.$or", "expected a non-empty list of patterns, like [{\"a\": [1]}, {\"b\": [2]}], got []"),
     ({"$or": [{"a": [1]}, 5]}, "$.$or[1]", "expected an object pattern, got 5"),
     ({"data": {"$or": [{"a": [1]}, {"b": [{"numeric": ["<"]}]}]}}, "$.data.$or[1].b[0].numeric",
@@ -178,7 +194,35 @@ INVALID: list[tuple[Any, str, str]] = [
 @pytest.mark.parametrize(("pattern", "path", "message"), INVALID, ids=[path + " " + m[:30] for _, path, m in INVALID])
 def test_invalid_patterns_name_the_path_and_what_is_allowed(pattern: Any, path: str, message: str):
     with pytest.raises(PatternError) as caught:
-        compile_filter(pattern)
+        compile_filter(pattern, top_level=None)
     assert caught.value.path == path
     assert caught.value.message == str(caught.value) == f"filter {path}: {message}"
     assert caught.value.status == 400
+
+
+EVENT_FIELDS = "specversion, id, source, type, subject, time, datacontenttype, data, trigger, mqtt"
+
+
+@pytest.mark.parametrize(("pattern", "path", "key"), [
+    ({"temp": [{"numeric": [">", 30]}]}, "$.temp", "temp"),
+    ({"source": ["x"], "$or": [{"type": ["a"]}, {"Data": {"temp": [1]}}]}, "$.$or[1].Data", "Data"),
+])
+def test_a_top_level_field_events_never_have_is_refused(pattern: Any, path: str, key: str):
+    with pytest.raises(PatternError) as caught:
+        compile_filter(pattern)
+    assert (caught.value.path, caught.value.message) == (
+        path, f"filter {path}: events have no top-level field '{key}'; they have {EVENT_FIELDS} "
+              f"(the payload is under data: {{\"data\": {{\"{key}\": ...}}}})")
+    assert compile_filter(pattern, top_level=None).source == pattern
+    assert compile_filter({"trigger": ["/guest/t"], "subject": [{"exists": True}], "data": {"temp": [1]}}).matches(
+        {"trigger": "/guest/t", "subject": "s", "data": {"temp": 1}})
+
+
+def test_the_readme_table_examples_compile():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Filter patterns", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`{" in line]
+    examples = [json.loads(re.search(r"`(\{.*?\})` \|", row).group(1)) for row in rows]  # type: ignore[union-attr]
+    assert len(examples) == 11
+    for example in examples:
+        assert compile_filter(example).source == example

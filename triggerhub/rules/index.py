@@ -40,7 +40,8 @@ class RuleIndex:
                 leaves[position] = exact
             else:
                 self._fallback.append(position)
-        popularity = Counter((leaf.steps, key) for exact in leaves.values() for leaf in exact for key in leaf.exact or ())
+        popularity = Counter((leaf.steps, key) for exact in leaves.values()
+                             for leaf in exact for key in leaf.exact or ())
         for position, exact in leaves.items():
             anchor = min(exact, key=lambda leaf: (max(popularity[(leaf.steps, k)] for k in leaf.exact or ()),
                                                   len(leaf.exact or ())))

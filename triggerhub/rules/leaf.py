@@ -220,12 +220,29 @@ def _string_operator(at: str, name: str, argument: Any) -> Predicate:
 
 
 def _wildcard(at: str, argument: str) -> Predicate:
-    if "**" in argument:
+    if re.search(r"(?<!\\)\*\*", argument):
         raise _error(at, f"consecutive '*' are not allowed in {show(argument)}; one '*' already matches any run")
     # `\*` is a literal star; every other character is literal too.
-    pieces = re.split(r"(?<!\\)\*", argument)
-    regex = re.compile(".*".join(re.escape(p.replace("\\*", "*")) for p in pieces), re.DOTALL)
-    return lambda v: type(v) is str and regex.fullmatch(v) is not None
+    pieces = tuple(piece.replace("\\*", "*") for piece in re.split(r"(?<!\\)\*", argument))
+    if len(pieces) == 1:
+        return lambda v: v == pieces[0]
+    return lambda v: type(v) is str and _glob(pieces, v)
+
+
+def _glob(pieces: tuple[str, ...], text: str) -> bool:
+    """`pieces` joined by `*` matches `text`. Greedy and linear in the pieces: a regular expression
+    would backtrack exponentially on `*a*a*a*…b` against a long run of a's, and events are untrusted."""
+    first, last = pieces[0], pieces[-1]
+    end = len(text) - len(last)
+    if end < len(first) or not text.startswith(first) or not text.endswith(last):
+        return False
+    at = len(first)
+    for piece in pieces[1:-1]:
+        found = text.find(piece, at, end)
+        if found < 0:
+            return False
+        at = found + len(piece)
+    return True
 
 
 def _numeric(at: str, argument: Any) -> Predicate:

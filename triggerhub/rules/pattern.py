@@ -9,7 +9,8 @@ array of objects, a nested pattern matches when one element matches the whole su
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,11 @@ from triggerhub.rules.leaf import Leaf, Predicate, compile_leaf
 from triggerhub.rules.paths import MISSING, render_path, show
 
 Check = Callable[[Mapping[str, Any]], bool]
+
+# The top-level fields an event document (events.event_document) can have; `mqtt` is the MQTT
+# envelope's extension attribute. A pattern naming any other top-level field could never match.
+EVENT_FIELDS = ("specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data", "trigger",
+                "mqtt")
 _EMPTY: Mapping[str, Any] = {}
 
 
@@ -91,15 +97,20 @@ class Filter:
         return Explanation(self.matches(document), tuple(clauses))
 
 
-def compile_filter(pattern: Any) -> Filter:
-    """Validate and compile `pattern`; raises PatternError naming the JSON path of a bad clause."""
+def compile_filter(pattern: Any, *, top_level: Collection[str] | None = EVENT_FIELDS) -> Filter:
+    """Validate and compile `pattern`; raises PatternError naming the JSON path of a bad clause.
+
+    `top_level` lists the fields a document can have at its root (the event document's, by
+    default): a pattern naming another one could never match, so it is refused. None allows any.
+    """
     if not isinstance(pattern, dict):
         raise _error("$", f"expected an object like {{\"data\": {{\"temp\": [{{\"numeric\": [\">\", 30]}}]}}}}, "
                           f"got {show(pattern)}")
-    return Filter(pattern, _compile_object(pattern, (), "$"))
+    return Filter(pattern, _compile_object(pattern, (), "$", None if top_level is None else tuple(top_level)))
 
 
-def _compile_object(pattern: dict[str, Any], steps: tuple[str, ...], at: str) -> _Object:
+def _compile_object(pattern: dict[str, Any], steps: tuple[str, ...], at: str,
+                    top_level: tuple[str, ...] | None) -> _Object:
     if not pattern:
         raise _error(at, "an empty object tests nothing; give at least one field")
     fields: list[tuple[str, Leaf | _Object]] = []
@@ -108,31 +119,36 @@ def _compile_object(pattern: dict[str, Any], steps: tuple[str, ...], at: str) ->
         if not isinstance(key, str):
             raise _error(at, f"field names are strings, got {show(key)}")
         if key == "$or":
-            alternatives.append((f"{at}.$or", _compile_or(value, steps, f"{at}.$or")))
+            alternatives.append((f"{at}.$or", _compile_or(value, steps, f"{at}.$or", top_level)))
             continue
         if key.startswith("$"):
             raise _error(at, f"unknown operator {show(key)}; allowed at object level: $or")
         field_steps = (*steps, key)
         field_at = at + render_path((key,))[1:]  # the position in the pattern, `$or` included
+        if not steps and top_level is not None and key not in top_level:
+            raise _error(field_at, f"events have no top-level field {show(key)}; they have {', '.join(top_level)} "
+                                   f"(the payload is under data: {{\"data\": {{{json.dumps(key)}: ...}}}})")
         if isinstance(value, dict):
-            fields.append((key, _compile_object(value, field_steps, field_at)))
+            fields.append((key, _compile_object(value, field_steps, field_at, None)))
         else:
             fields.append((key, compile_leaf(field_steps, field_at, value)))
     return _Object(tuple(fields), tuple(alternatives), _object_check(fields, alternatives))
 
 
-def _compile_or(value: Any, steps: tuple[str, ...], at: str) -> tuple[_Object, ...]:
+def _compile_or(value: Any, steps: tuple[str, ...], at: str, top_level: tuple[str, ...] | None) -> tuple[_Object, ...]:
     if not isinstance(value, list) or not value:
-        raise _error(at, f"expected a non-empty list of patterns, like [{{\"a\": [1]}}, {{\"b\": [2]}}], got {show(value)}")
+        raise _error(at, "expected a non-empty list of patterns, like [{\"a\": [1]}, {\"b\": [2]}], "
+                         f"got {show(value)}")
     compiled: list[_Object] = []
     for i, alternative in enumerate(value):
         if not isinstance(alternative, dict):
             raise _error(f"{at}[{i}]", f"expected an object pattern, got {show(alternative)}")
-        compiled.append(_compile_object(alternative, steps, f"{at}[{i}]"))
+        compiled.append(_compile_object(alternative, steps, f"{at}[{i}]", top_level))
     return tuple(compiled)
 
 
-def _object_check(fields: list[tuple[str, Leaf | _Object]], alternatives: list[tuple[str, tuple[_Object, ...]]]) -> Check:
+def _object_check(fields: list[tuple[str, Leaf | _Object]],
+                  alternatives: list[tuple[str, tuple[_Object, ...]]]) -> Check:
     tests = tuple((key, sub.test if isinstance(sub, Leaf) else _nested_test(sub.check)) for key, sub in fields)
     ors = tuple(tuple(alt.check for alt in group) for _, group in alternatives)
     if not ors:

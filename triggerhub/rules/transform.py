@@ -15,6 +15,7 @@ empty string keeps the surrounding text readable. An explicit JSON null in the e
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -119,9 +120,7 @@ def _text(value: Any) -> str:
 
 def _copy(value: Any) -> Any:
     # Parameters must not share mutable parts with the event document the engine keeps.
-    if isinstance(value, (dict, list)):
-        return json.loads(json.dumps(value))
-    return value
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
 
 
 def _or_null(value: Any) -> Any:
