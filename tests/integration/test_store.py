@@ -15,9 +15,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.plugins.store import sqlite_url
 from triggerhub.errors import ConfigError, RevisionConflict, StoreError
 from triggerhub.model import (
-    RuleCounts,
     Action, Activation, ActivationResponse, Binding, Collection, Exec, FullyQualifiedName, Invocation, Package,
-    Parameter, ReducedRule, Rule, RuleStatus, Subject, Trigger, TriggerEvent,
+    Parameter, ReducedRule, Rule, RuleCounts, RuleStatus, Subject, Trigger, TriggerEvent,
 )
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.migrations import LATEST_VERSION, MIGRATIONS, migrate
@@ -271,6 +270,11 @@ async def test_filter_verdicts_are_counted_once_per_accepted_event(store: SqlSto
     assert await store.get_rule_counts("guest/hot") == RuleCounts(matched=2, filtered=1)
     assert await store.get_rule_counts("guest/cold") == RuleCounts(matched=0, filtered=2)
     assert await store.get_rule_counts("guest/none") == RuleCounts()
+    hot = Rule("guest", "hot", trigger=SENSOR, action=FullyQualifiedName("guest", "hello"))
+    [hot] = await store.put_entities([hot])
+    await store.put_entities([], [hot])  # deleting the rule forgets its counts
+    assert await store.get_rule_counts("guest/hot") == RuleCounts()
+    assert await store.get_rule_counts("guest/cold") == RuleCounts(matched=0, filtered=2)
 
 
 async def test_a_repeated_event_id_is_refused_and_writes_nothing(store: SqlStore) -> None:
