@@ -56,11 +56,14 @@ def test_a_stored_filter_that_no_longer_compiles_reports_instead_of_firing() -> 
     assert '"success":false' in outcome_line(found, error=found.error)
 
 
-def test_compiled_once_per_trigger_revision_and_filter_verdicts_listed_for_counting() -> None:
+def test_compiled_once_per_set_of_rules_and_filter_verdicts_listed_for_counting() -> None:
     router = Router()
     first = router.compiled(TRIGGER)
     assert router.compiled(TRIGGER) is first
-    assert router.compiled(replace(TRIGGER, revision=5)) is not first  # a rule change rewrites the trigger
+    assert router.compiled(replace(TRIGGER, revision=5, rules=dict(TRIGGER.rules))) is first  # read again, same rules
+    # deleted and created again: revisions start over, the rules differ
+    again = replace(TRIGGER, rules={"guest/all": ReducedRule(LOG, RuleStatus.ACTIVE)})
+    assert router.compiled(again) is not first and list(router.compiled(again).links) == ["guest/all"]
     hot, cold = route(first, reading("e-6", {"temp": 35})), route(first, reading("e-7", {"temp": 5}))
     assert (hot.taken, hot.filtered) == (["guest/hot", "guest/hot-raw"], [])  # plain rules are not counted
     assert (cold.taken, cold.filtered) == ([], ["guest/hot", "guest/hot-raw"])

@@ -1,7 +1,10 @@
-"""Compiled rules per trigger version, for the engine's hot path.
+"""Compiled rules per trigger, for the engine's hot path.
 
-A trigger's rules live on the trigger (its `rules` map); any change to them writes the trigger,
-which bumps its store revision, so (fqn, version, revision) names one set of compiled rules.
+One compiled set per trigger, reused while the trigger's `rules` map is unchanged. Neither its
+version nor its store revision can say that: a rule change rewrites the trigger without a new
+version, and a trigger deleted and created again starts its revisions over. So a hit is checked
+against the map itself: by identity when the entity cache hands out the same Trigger (embedded
+mode), else by equality (a worker reads the trigger fresh for every event).
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ CACHE_MAX_TRIGGERS = 10_000
 
 class Router:
     def __init__(self) -> None:
-        self._compiled: dict[tuple[str, str, int], rules.CompiledRules] = {}
+        self._compiled: dict[str, rules.CompiledRules] = {}
 
     def compiled(self, trigger: Trigger) -> rules.CompiledRules:
-        key = (str(trigger.fqn), trigger.version, trigger.revision)
+        key = str(trigger.fqn)
         found = self._compiled.get(key)
-        if found is None:
+        if found is None or (found.source is not trigger.rules and found.source != trigger.rules):
             if len(self._compiled) >= CACHE_MAX_TRIGGERS:
                 self._compiled.clear()
             found = self._compiled[key] = rules.compile_rules(trigger)

@@ -44,7 +44,8 @@ class CompiledRules:
     """A trigger's active rules, compiled once per trigger version. `broken` holds rules whose
     stored filter or transform no longer compiles: they never fire and report why."""
 
-    links: dict[str, ReducedRule]
+    source: dict[str, ReducedRule]  # the trigger's rules map these were compiled from
+    links: dict[str, ReducedRule]  # its active rules
     index: RuleIndex
     filters: dict[str, Filter | None]
     transforms: dict[str, Transform]
@@ -76,7 +77,7 @@ def compile_rules(trigger: Trigger) -> CompiledRules:
         except PatternError as exc:
             filters.pop(key, None)
             broken[key] = exc.message
-    return CompiledRules(links, RuleIndex(filters), filters, transforms, broken)
+    return CompiledRules(trigger.rules, links, RuleIndex(filters), filters, transforms, broken)
 
 
 def route(compiled: CompiledRules, event: TriggerEvent) -> Routing:
