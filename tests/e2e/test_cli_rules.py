@@ -25,10 +25,6 @@ def test_rule_with_filter_and_transform_and_explain(hub_process, tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: filter $.data.temp[0].numeric[0]: expected an operator ('<', '<=', '=', '>=', '>') "
                                  "followed by a number, got 'gt' (code ")
-    both = hub_process.cli("rule", "update", "hot", "readings", "echo", "--filter", "{}", "--filter-file", "x.json", check=False)
-    assert both.returncode == 2 and "give --filter or --filter-file, not both" in both.stderr
-    not_json = hub_process.cli("rule", "update", "hot", "readings", "echo", "--transform", "{celsius}", check=False)
-    assert not_json.returncode == 2 and "the option value is not JSON (Expecting property name enclosed in double quotes at line 1 column 2)" in not_json.stderr
     assert hub_process.cli("rule", "update", "hot", "readings", "echo").stdout.strip() == "ok: updated rule hot"
     assert json.loads(hub_process.cli("rule", "get", "hot").stdout)["filter"] == HOT  # kept when not given
 
@@ -47,5 +43,23 @@ def test_rule_with_filter_and_transform_and_explain(hub_process, tmp_path):
     assert stored[3:] == [f"event {event_id} on trigger /guest/readings:",
                           "  rule guest/hot [active] -> /guest/echo: filtered",
                           '    FAIL $.data.temp = 12  test [{"numeric": [">", 30]}]']
-    neither = hub_process.cli("rule", "explain", "hot", check=False)
-    assert neither.returncode == 2 and "give exactly one of --event FILE or --event-id ID" in neither.stderr
+
+
+def test_option_mistakes_are_usage_errors_before_any_request(tmp_path):
+    from click.testing import CliRunner
+
+    from triggerhub.cli import main
+
+    def run(*args: str):
+        return CliRunner().invoke(main, ["--apihost", "http://127.0.0.1:9", "--auth", "u:k", *args])
+
+    both = run("rule", "update", "hot", "readings", "echo", "--filter", "{}", "--filter-file", "x.json")
+    assert both.exit_code == 2 and "give --filter or --filter-file, not both" in both.stderr
+    not_json = run("rule", "update", "hot", "readings", "echo", "--transform", "{celsius}")
+    assert not_json.exit_code == 2
+    assert ("the option value is not JSON (Expecting property name enclosed in double quotes at line 1 column 2)"
+            in " ".join(not_json.stderr.split()))
+    missing = run("rule", "create", "hot", "readings", "echo", "--filter-file", str(tmp_path / "nope.json"))
+    assert missing.exit_code == 2 and "cannot read" in missing.stderr
+    neither = run("rule", "explain", "hot")
+    assert neither.exit_code == 2 and "give exactly one of --event FILE or --event-id ID" in neither.stderr
