@@ -73,9 +73,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             value TEXT NOT NULL,
             updated_ms BIGINT NOT NULL)""",
     )),
+    Migration(2, "API gateway routes", (
+        # one row per (namespace, base path, relative path, verb); doc is ApiRoute.to_json()
+        """CREATE TABLE api_routes (
+            namespace TEXT NOT NULL,
+            base_path TEXT NOT NULL,
+            rel_path TEXT NOT NULL,
+            verb TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            PRIMARY KEY (namespace, base_path, rel_path, verb))""",
+    )),
     # Per rule with a filter: events it took and events it filtered out, counted in the same
     # transaction that accepts each event (so exactly once, in every process that matches).
-    Migration(2, "rule routing counts", (
+    Migration(3, "rule routing counts", (
         """CREATE TABLE rule_counts (
             rule TEXT PRIMARY KEY,
             matched BIGINT NOT NULL,
