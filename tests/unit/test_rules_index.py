@@ -136,6 +136,21 @@ def test_or_and_operator_only_rules_are_still_found():
     assert index.matching({"list": [{"id": "j"}, {"id": "k"}]}) == ["inside"]
 
 
+def test_rules_differing_only_in_their_anchor_value_share_the_rest_of_their_check():
+    fleet = {f"guest/s{i}": {"source": ["mqtt"], "data": {"sensor": [f"s{i}"], "temp": [{"numeric": [">", 30]}]}}
+             for i in range(50)}
+    index = index_of({**fleet, "guest/array": {"data": {"r": {"id": ["k"], "v": [1]}}}})
+    assert index.matching({"source": "mqtt", "data": {"sensor": "s7", "temp": 31}}) == ["guest/s7"]
+    assert index.matching({"source": "mqtt", "data": {"sensor": "s7", "temp": 30}}) == []
+    assert index.matching({"source": "other", "data": {"sensor": "s7", "temp": 31}}) == []
+    assert index.matching({"source": "mqtt", "data": {"sensor": ["s1", "s2", "s1"], "temp": 40}}) == [
+        "guest/s1", "guest/s2"]
+    # Found inside an array of objects, the anchor must hold in the same element as the rest.
+    assert index.matching({"data": {"r": [{"id": "k", "v": 2}, {"id": "j", "v": 1}]}}) == []
+    assert index.matching({"data": {"r": [{"id": "j", "v": 1}, {"id": "k", "v": 1}]}}) == ["guest/array"]
+    assert index.matching({"data": {"r": {"id": "k", "v": 1}}}) == ["guest/array"]
+
+
 # ---- properties ------------------------------------------------------------------------------
 
 KEYS = ["a", "b", "c"]

@@ -124,6 +124,33 @@ def test_wildcards_do_not_backtrack_on_hostile_values():
     assert pattern.matches(document("a" * 5000 + "b"))
 
 
+def test_patterns_nested_too_deep_are_refused():
+    deep: dict[str, Any] = {"x": [1]}
+    event: dict[str, Any] = {"x": 1}
+    for _ in range(32):
+        deep, event = {"a": deep}, {"a": event}
+    assert compile_filter(deep, top_level=None).matches(event) is True
+    with pytest.raises(PatternError) as caught:
+        compile_filter({"a": deep}, top_level=None)
+    path = "$" + ".a" * 33
+    assert (caught.value.path, caught.value.message) == (
+        path, f"filter {path}: nested deeper than 32 objects and $or lists; flatten the pattern")
+    ors: dict[str, Any] = {"x": [1]}
+    for _ in range(33):
+        ors = {"$or": [ors]}
+    with pytest.raises(PatternError, match="nested deeper than 32 objects and \\$or lists"):
+        compile_filter(ors, top_level=None)
+
+
+def test_arrays_nested_deeper_than_the_recursion_limit_are_flattened():
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = [deep]
+    pattern = compile_filter({"data": {"x": ["x"], "y": {"z": [{"exists": False}]}}})
+    assert pattern.matches({"data": {"x": deep, "y": deep}})
+    assert pattern.explain({"data": {"x": deep, "y": deep}}).matched
+
+
 def test_source_is_kept_as_given():
     pattern = {"data": {"x": [1]}}
     assert compile_filter(pattern).source == pattern

@@ -64,6 +64,21 @@ def test_bad_templates_name_the_template_position(template: Any, path: str, mess
     assert (caught.value.path, caught.value.message) == (path, f"transform {path}: {message}")
 
 
+def test_templates_nested_too_deep_are_refused():
+    deep: Any = "$.data.temp"
+    for _ in range(33):
+        deep = {"a": deep}
+    with pytest.raises(PatternError) as caught:
+        compile_transform(deep)
+    path = "$" + ".a" * 33
+    assert (caught.value.path, caught.value.message) == (
+        path, f"transform {path}: nested deeper than 32 levels; flatten the template")
+    expected: Any = 31.5
+    for _ in range(32):
+        expected = {"a": expected}
+    assert compile_transform(deep["a"]).apply(DOCUMENT) == expected
+
+
 def test_paths_round_trip():
     assert parse_path("$") == ()
     assert parse_path("$.data.temp[3]") == ("data", "temp", 3)

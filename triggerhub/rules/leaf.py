@@ -54,16 +54,26 @@ def is_number(value: Any) -> bool:
 def leaf_values(value: Any) -> list[Any]:
     """The scalars a leaf tests: arrays flattened, objects and MISSING contribute nothing."""
     if type(value) is list:
-        out: list[Any] = []
-        for item in value:
-            if type(item) is list:
-                out.extend(leaf_values(item))
-            elif type(item) is not dict:
-                out.append(item)
-        return out
+        return [item for item in flatten(value) if type(item) is not dict]
     if value is MISSING or type(value) is dict:
         return []
     return [value]
+
+
+def flatten(values: list[Any]) -> list[Any]:
+    """The non-array items of an array and of the arrays inside it, in order. Iterative: an event
+    may nest arrays as deep as its JSON parser allowed, deeper than Python's recursion limit."""
+    out: list[Any] = []
+    stack = [iter(values)]
+    while stack:
+        for item in stack[-1]:
+            if type(item) is list:
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from triggerhub.errors import PatternError
-from triggerhub.rules.leaf import Leaf, Predicate, compile_leaf
+from triggerhub.rules.leaf import Leaf, Predicate, compile_leaf, flatten
 from triggerhub.rules.paths import MISSING, render_path, show
 
 Check = Callable[[Mapping[str, Any]], bool]
+MAX_DEPTH = 32  # compiling and matching recurse once per level
 
 # The top-level fields an event document (events.event_document) can have; `mqtt` is the MQTT
 # envelope's extension attribute. A pattern naming any other top-level field could never match.
@@ -113,6 +114,8 @@ def _compile_object(pattern: dict[str, Any], steps: tuple[str, ...], at: str,
                     top_level: tuple[str, ...] | None) -> _Object:
     if not pattern:
         raise _error(at, "an empty object tests nothing; give at least one field")
+    if len(steps) + at.count(".$or") > MAX_DEPTH:
+        raise _error(at, f"nested deeper than {MAX_DEPTH} objects and $or lists; flatten the pattern")
     fields: list[tuple[str, Leaf | _Object]] = []
     alternatives: list[tuple[str, tuple[_Object, ...]]] = []
     for key, value in pattern.items():
@@ -151,6 +154,8 @@ def _object_check(fields: list[tuple[str, Leaf | _Object]],
                   alternatives: list[tuple[str, tuple[_Object, ...]]]) -> Check:
     tests = tuple((key, sub.test if isinstance(sub, Leaf) else _nested_test(sub.check)) for key, sub in fields)
     ors = tuple(tuple(alt.check for alt in group) for _, group in alternatives)
+    if not ors and len(tests) <= 3:
+        return _few_fields(tests)
     if not ors:
         def check(document: Mapping[str, Any]) -> bool:
             get = document.get
@@ -177,6 +182,20 @@ def _object_check(fields: list[tuple[str, Leaf | _Object]],
     return check_with_or
 
 
+def _few_fields(tests: tuple[tuple[str, Predicate], ...]) -> Check:
+    """The usual object of one to three fields, unrolled: no loop, and fewer objects to reach
+    per check, which matters when thousands of rules each verify their own."""
+    if len(tests) == 1:
+        ((key, test),) = tests
+        return lambda document: test(document.get(key, MISSING))
+    if len(tests) == 2:
+        (key, test), (key2, test2) = tests
+        return lambda document: test(document.get(key, MISSING)) and test2(document.get(key2, MISSING))
+    (key, test), (key2, test2), (key3, test3) = tests
+    return lambda document: (test(document.get(key, MISSING)) and test2(document.get(key2, MISSING))
+                             and test3(document.get(key3, MISSING)))
+
+
 def _nested_test(check: Check) -> Predicate:
     def test(value: Any) -> bool:
         if type(value) is dict:
@@ -192,13 +211,7 @@ def _nested_test(check: Check) -> Predicate:
 
 def _objects(values: list[Any]) -> list[Mapping[str, Any]]:
     """The objects inside an array (nested arrays flattened): where a nested pattern looks."""
-    out: list[Mapping[str, Any]] = []
-    for item in values:
-        if type(item) is dict:
-            out.append(item)
-        elif type(item) is list:
-            out.extend(_objects(item))
-    return out
+    return [item for item in flatten(values) if type(item) is dict]
 
 
 def _explain(node: _Object, contexts: list[Mapping[str, Any]], steps: tuple[str, ...], group: str,

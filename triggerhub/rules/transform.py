@@ -15,7 +15,6 @@ empty string keeps the surrounding text readable. An explicit JSON null in the e
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from triggerhub.errors import PatternError
 from triggerhub.rules.paths import MISSING, Step, lookup, parse_path, render_path, show
 
 Render = Callable[[Mapping[str, Any]], Any]
+MAX_DEPTH = 32  # compiling and applying recurse once per level
 _PLACEHOLDER = re.compile(r"\{(\$[^{}]*)\}")
 
 
@@ -53,6 +53,8 @@ def compile_transform(template: Any) -> Transform:
 
 
 def _compile(node: Any, at: tuple[Step, ...]) -> Render:
+    if len(at) > MAX_DEPTH:
+        raise _error(render_path(at), f"nested deeper than {MAX_DEPTH} levels; flatten the template")
     if isinstance(node, dict):
         items = []
         for key, value in node.items():
@@ -120,7 +122,9 @@ def _text(value: Any) -> str:
 
 def _copy(value: Any) -> Any:
     # Parameters must not share mutable parts with the event document the engine keeps.
-    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+    # A JSON round trip rather than copy.deepcopy: the C encoder and decoder go as deep as the
+    # parser that built the event did, where deepcopy's recursion stops at half that depth.
+    return json.loads(json.dumps(value)) if isinstance(value, (dict, list)) else value
 
 
 def _or_null(value: Any) -> Any:
