@@ -51,7 +51,8 @@ _WHO = ("the hub and the identity come from --apihost/--auth (or ~/.wskprops); a
 IGNORED_KEYS = {"namespace": _WHO, "credential": _WHO, "apiHost": _WHO, "apigwAccessToken": _WHO,
                 "config": "the OpenAPI file for IBM's API gateway is not read; declare routes with 'apis:' (or "
                           "`triggerhub api create --config-file` for an OpenAPI file naming actions under x-openwhisk)",
-                "rule": "a rule matches every event of its trigger; wskdeploy's 'rule' pattern is ignored"}
+                "rule": "wskdeploy's 'rule' pattern is ignored; give the rule a 'filter:' (an event pattern) to "
+                        "match only some events"}
 OwnerKey = tuple[str, str, str]  # (package, kind, entity name); kind "package" for package inputs
 
 
