@@ -114,13 +114,24 @@ def _verbatim(path: YamlPath) -> bool:
     return len(path) >= 3 and path[-3] == "rules" and path[-1] in ("filter", "transform")
 
 
+def _key_text(key: Any) -> str:
+    if key is None:
+        return ""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
 def _plain(node: Any, path: YamlPath, positions: dict[YamlPath, tuple[int, int]],
            env: Mapping[str, str] | None) -> Any:
     """`env` None: keep strings as written (inside a rule's filter or transform)."""
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            name = substitute(str(key), env) if isinstance(key, str) and env is not None else key
+            # Manifest keys are names: a number or boolean key (`1: x`) is read as its text and a null
+            # key (`~: x`) as "", so later checks report an unknown key or a bad name at its position.
+            text = key if isinstance(key, str) else _key_text(key)
+            name = substitute(text, env) if env is not None else text
             line, column = node.lc.key(key)
             positions[path + (name,)] = (line + 1, column + 1)
             out[name] = _plain(value, path + (name,), positions, None if _verbatim(path + (name,)) else env)
