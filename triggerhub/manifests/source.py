@@ -7,6 +7,7 @@ key while reading, so later stages see final names and still know where each one
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, TypeAlias
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning
 
 from triggerhub.errors import ManifestError, Problem
 
@@ -92,7 +93,10 @@ def read_source(path: Path, display_name: str, env: Mapping[str, str]) -> Source
 def parse_source(text: str, display_name: str, env: Mapping[str, str]) -> Source:
     yaml = YAML(typ="rt", pure=True)
     try:
-        raw = yaml.load(text)
+        with warnings.catch_warnings():
+            # YAML lets a later anchor of the same name replace an earlier one; ruamel only warns
+            warnings.simplefilter("ignore", ReusedAnchorWarning)
+            raw = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
