@@ -37,6 +37,8 @@ class ApiConfig:
     max_payload_bytes: int = 1024 * 1024
     max_code_bytes: int = 48 * 1024 * 1024
     max_blocking_wait_ms: int = 60_000
+    tls_cert: str = ""  # PEM certificate chain; with tls_key the listener serves HTTPS only
+    tls_key: str = ""
     auth_cache_s: float = 5.0  # how long a verified key is trusted before the store is asked again
 
 
@@ -116,6 +118,8 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HOST": ("api", "host"),
     "PORT": ("api", "port"),
     "MAX_PAYLOAD_BYTES": ("api", "max_payload_bytes"),
+    "TLS_CERT": ("api", "tls_cert"),
+    "TLS_KEY": ("api", "tls_key"),
     "AUTH_CACHE_S": ("api", "auth_cache_s"),
     "INVOCATIONS_PER_MINUTE": ("limits", "invocations_per_minute"),
     "CONCURRENT_INVOCATIONS": ("limits", "concurrent_invocations"),
@@ -144,7 +148,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "INVOKER_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms"),
 }
 # Variables with the prefix that belong to tools and tests, not to the hub's configuration.
-_FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE"}
+_FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE", "CACERT", "INSECURE"}
 _FOREIGN_PREFIXES = ("TEST_",)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from triggerhub import errors
-from triggerhub.manifests.client import HttpWhiskClient
+from triggerhub.manifests.client import ClientTls, HttpWhiskClient
 from triggerhub.manifests.deployer import Outcome, deploy_manifest, undeploy_manifest, validate_manifest
 from triggerhub.manifests.loader import DEFAULT_DEPLOYMENTS, find_manifest
 
@@ -64,16 +64,19 @@ def hub_settings(ctx: click.Context, apihost: str | None, auth: str | None) -> t
 
 
 @asynccontextmanager
-async def connect(apihost: str | None, auth: str | None, local_hub: LocalHub | None) -> AsyncIterator[HttpWhiskClient]:
+async def connect(apihost: str | None, auth: str | None, local_hub: LocalHub | None, *,
+                  trust: ClientTls | None = None) -> AsyncIterator[HttpWhiskClient]:
     if apihost and auth:
-        async with HttpWhiskClient(apihost, auth) as client:
+        async with HttpWhiskClient(apihost, auth, trust=trust) as client:
             yield client
         return
     if local_hub is None:
         raise errors.ConfigError("no hub to deploy to: pass --apihost and --auth, set TRIGGERHUB_APIHOST and "
                                  "TRIGGERHUB_AUTH, write APIHOST= and AUTH= to ~/.wskprops, or start a local hub "
                                  "with `triggerhub up`")
-    async with local_hub() as (local_host, local_auth), HttpWhiskClient(local_host, local_auth) as client:
+    # The in-process hub on loopback: its certificate (when TRIGGERHUB_TLS_* are set) needs no check.
+    async with (local_hub() as (local_host, local_auth),
+                HttpWhiskClient(local_host, local_auth, trust=ClientTls(insecure=True)) as client):
         yield client
 
 
@@ -141,7 +144,8 @@ def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, p
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
-        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
+                           trust=getattr(ctx.obj, "trust", None)) as client:
             return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params),
                                          managed=managed, dry_run=dry_run, strict=strict,
                                          check_routing=getattr(ctx.obj, "check_routing", None))
@@ -160,7 +164,8 @@ def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None,
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
-        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
+                           trust=getattr(ctx.obj, "trust", None)) as client:
             return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params),
                                            managed=managed, dry_run=dry_run, strict=strict)
 
