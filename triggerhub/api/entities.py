@@ -145,16 +145,15 @@ async def action_route(request: web.Request) -> web.Response:
     fqn = _name(request, _namespace(request, identity))
     engine = _engine(request)
     if request.method == "GET":
-        action = await engine.entities.get(identity, fqn, Collection.ACTIONS)
-        assert isinstance(action, Action)
+        action = await engine.entities.get(identity, fqn, Action)
         return web.json_response(views.action_json(action, include_code=request.query.get("code", "true") != "false"))
     if request.method == "PUT":
         body = ensure_object(await json_body(request, engine.config.api.max_code_bytes + 1024 * 1024))
-        action = await engine.entities.put_action(identity, fqn, body, _flag(request, "overwrite"))
+        action = await engine.entities.put_action(identity, fqn, body, overwrite=_flag(request, "overwrite"))
         return web.json_response(views.action_json(action))
     if request.method == "DELETE":
-        action = await engine.entities.delete(identity, fqn, Collection.ACTIONS)
-        return web.json_response(views.action_json(action))  # type: ignore[arg-type]
+        action = await engine.entities.delete(identity, fqn, Action)
+        return web.json_response(views.action_json(action))
     if request.method == "POST":
         return await _invoke(request, engine, identity, fqn)
     raise MethodNotAllowed("Method Not Allowed")
@@ -205,15 +204,15 @@ async def trigger_route(request: web.Request) -> web.Response:
     fqn = _name(request, _namespace(request, identity))
     engine = _engine(request)
     if request.method == "GET":
-        trigger = await engine.entities.get(identity, fqn, Collection.TRIGGERS)
-        return web.json_response(views.trigger_json(trigger))  # type: ignore[arg-type]
+        trigger = await engine.entities.get(identity, fqn, Trigger)
+        return web.json_response(views.trigger_json(trigger))
     if request.method == "PUT":
         body = ensure_object(await json_body(request))
-        trigger = await engine.entities.put_trigger(identity, fqn, body, _flag(request, "overwrite"))
+        trigger = await engine.entities.put_trigger(identity, fqn, body, overwrite=_flag(request, "overwrite"))
         return web.json_response(views.trigger_json(trigger))
     if request.method == "DELETE":
-        trigger = await engine.entities.delete(identity, fqn, Collection.TRIGGERS)
-        return web.json_response(views.trigger_json(trigger))  # type: ignore[arg-type]
+        trigger = await engine.entities.delete(identity, fqn, Trigger)
+        return web.json_response(views.trigger_json(trigger))
     if request.method == "POST":
         payload = await json_body(request)
         if payload is not None and not isinstance(payload, dict):
@@ -243,17 +242,15 @@ async def rule_route(request: web.Request) -> web.Response:
     fqn = _name(request, _namespace(request, identity))
     engine = _engine(request)
     if request.method == "GET":
-        rule = await engine.entities.get(identity, fqn, Collection.RULES)
-        assert isinstance(rule, Rule)
+        rule = await engine.entities.get(identity, fqn, Rule)
         counts = await engine.store.get_rule_counts(f"{rule.namespace}/{rule.name}") if rule.filter is not None else None
         return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule), counts))
     if request.method == "PUT":
         body = ensure_object(await json_body(request))
-        rule = await engine.entities.put_rule(identity, fqn, body, _flag(request, "overwrite"))
+        rule = await engine.entities.put_rule(identity, fqn, body, overwrite=_flag(request, "overwrite"))
         return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule)))
     if request.method == "DELETE":
-        rule = await engine.entities.delete(identity, fqn, Collection.RULES)
-        assert isinstance(rule, Rule)
+        rule = await engine.entities.delete(identity, fqn, Rule)
         return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule)))
     if request.method == "POST":
         rule = await engine.entities.set_rule_status(identity, fqn, await json_body(request))
@@ -270,16 +267,14 @@ async def package_route(request: web.Request) -> web.Response:
     fqn = _name(request, _namespace(request, identity))
     engine = _engine(request)
     if request.method == "GET":
-        package = await engine.entities.get(identity, fqn, Collection.PACKAGES)
-        assert isinstance(package, Package)
+        package = await engine.entities.get(identity, fqn, Package)
         return web.json_response(await _package_view(engine, package))
     if request.method == "PUT":
         body = ensure_object(await json_body(request))
-        package = await engine.entities.put_package(identity, fqn, body, _flag(request, "overwrite"))
+        package = await engine.entities.put_package(identity, fqn, body, overwrite=_flag(request, "overwrite"))
         return web.json_response(await _package_view(engine, package))
     if request.method == "DELETE":
-        package = await engine.entities.delete(identity, fqn, Collection.PACKAGES, force=_flag(request, "force"))
-        assert isinstance(package, Package)
+        package = await engine.entities.delete(identity, fqn, Package, force=_flag(request, "force"))
         return web.json_response(views.package_json(package, []))
     raise MethodNotAllowed("Method Not Allowed")
 

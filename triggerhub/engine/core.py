@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from triggerhub.config import HubConfig
 from triggerhub.errors import FORBIDDEN, NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound
 from triggerhub.model import (
-    Action, Activation, ActivationResponse, Collection, FullyQualifiedName, Identity, Invocation, Package,
+    Action, Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Package,
     Parameter, StatusCode, Trigger, TriggerEvent, annotation, new_activation_id, now_ms,
     params_to_dict,
 )
@@ -24,7 +24,7 @@ from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.dispatch import Dispatcher, LocalDispatcher
 from triggerhub.engine.entities import Entities
-from triggerhub.engine.resolve import bound_parameters, check_final, check_read, merge_arguments, package_readable
+from triggerhub.engine.resolve import Resolved, bound_parameters, check_final, check_read, merge_arguments, package_readable
 from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.routing import Router
 from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, RateThrottler
@@ -42,14 +42,6 @@ EventSink = Callable[[TriggerEvent], Awaitable[bool]]
 DispatcherFactory = Callable[[Store, Callable[[Invocation], Awaitable[Activation]], Callable[[Invocation], None]], Dispatcher]
 BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 """Runs a hub-internal action (kind `builtin`, e.g. a feed provider) and returns its result."""
-
-
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    action: Action  # parameters: package < binding < action, already merged
-    path: str  # the `path` annotation: ns[/pkg]/name of the action itself
-    binding: str | None
-    inherited: dict[str, Any]  # package and binding parameters (for `final`)
 
 
 class Engine:
@@ -115,8 +107,8 @@ class Engine:
                 target = FullyQualifiedName(bound.namespace, fqn.name, bound.name)
         else:
             check_read(identity, fqn, None)
-        action = await self.entities.find(target, Collection.ACTIONS)
-        if not isinstance(action, Action):
+        action = await self.entities.find(target, Action)
+        if action is None:
             raise NotFound(NOT_FOUND)
         inherited = bound_parameters(package, binding)
         merged = {**inherited, **params_to_dict(action.parameters)}
@@ -185,7 +177,9 @@ class Engine:
         """Run one invocation to a record without storing it (sequences store their components)."""
         kind = invocation.action.exec.kind
         if kind == kinds.SEQUENCE:
-            return await run_sequence(self, invocation, topmost=invocation.cause is None)
+            return await run_sequence(invocation, topmost=invocation.cause is None, resolve=self.resolve,
+                                      execute=self.execute, store=self.store,
+                                      max_length=self.config.limits.sequence_max_length)
         if kind == kinds.BUILTIN:
             return await self._run_builtin(invocation)
         return await self.invoker.invoke(invocation)
@@ -213,8 +207,7 @@ class Engine:
     # ------------------------------------------------------------------ fire
     async def fire(self, identity: Identity, fqn: FullyQualifiedName, payload: dict[str, Any]) -> str | None:
         """Fire through the API: the trigger activation id, or None when no rule is active (204)."""
-        trigger = await self.entities.get(identity, fqn, Collection.TRIGGERS)
-        assert isinstance(trigger, Trigger)
+        trigger = await self.entities.get(identity, fqn, Trigger)
         if not rules.active_rules(trigger):
             return None
         self._fire_rates.check(identity.namespace, identity.limits.get("firesPerMinute", self.config.limits.fires_per_minute))
@@ -230,8 +223,8 @@ class Engine:
     async def emit(self, event: TriggerEvent, cursor: tuple[str, str] | None = None) -> bool:
         """Match a fired event against the trigger's rules and accept the result durably.
         Used by feeds and by distributed workers. False when the event id was already accepted."""
-        trigger = await self.entities.find(event.trigger, Collection.TRIGGERS)
-        if not isinstance(trigger, Trigger):
+        trigger = await self.entities.find(event.trigger, Trigger)
+        if trigger is None:
             raise NotFound(f"trigger {event.trigger} does not exist; delete its feed or recreate the trigger")
         return await self._match(trigger, event, cursor)
 

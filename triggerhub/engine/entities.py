@@ -11,17 +11,17 @@ import math
 import time
 from dataclasses import replace
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from triggerhub.config import LimitsConfig
 from triggerhub.errors import (
     ALREADY_EXISTS, CONCURRENT_MODIFICATION, FORBIDDEN, NOT_FOUND, WRONG_COLLECTION, BadRequest, Conflict,
-    Forbidden, NotFound, PayloadTooLarge, RevisionConflict,
+    Forbidden, NotFound, PayloadTooLarge, RevisionConflict, StoreError,
 )
 from triggerhub.model import (
     Action, ActionLimits, Binding, Collection, Entity, Exec, FullyQualifiedName, Identity, Package,
     Parameter, Parameters, ReducedRule, Rule, RuleStatus, Trigger, annotation, bump_version,
-    collection_of, is_valid_name, now_ms, params_from_json, with_annotation,
+    is_valid_name, now_ms, params_from_json, with_annotation,
 )
 from triggerhub.engine import kinds
 from triggerhub.engine.resolve import check_read, check_write, not_authorized, package_readable
@@ -35,6 +35,8 @@ ANNOTATIONS_LIMIT_BYTES = 1024 * 1024
 
 CACHE_MAX_ENTRIES = 10_000
 MAX_MEMBERS = 100_000  # reading "all" of a package's or namespace's entities
+
+E = TypeVar("E", Action, Trigger, Rule, Package)
 
 
 class Entities:
@@ -65,7 +67,9 @@ class Entities:
             self._cache.pop((entity.namespace, entity.name), None)
 
     # ------------------------------------------------------------------ generic
-    async def get(self, identity: Identity, fqn: FullyQualifiedName, collection: Collection) -> Entity:
+    async def get(self, identity: Identity, fqn: FullyQualifiedName, kind: type[E]) -> E:
+        """The `kind` entity at `fqn` (cached), if `identity` may read it: else 403, 404, or 409
+        when `fqn` names an entity of another kind."""
         entity = await self.lookup(fqn.path, fqn.name)
         package = entity if isinstance(entity, Package) and fqn.package is None else await self._package_of(fqn)
         check_read(identity, fqn, package)
@@ -74,15 +78,14 @@ class Entities:
             raise Forbidden(FORBIDDEN)  # a published binding of a package the caller may not read
         if entity is None:
             raise NotFound(NOT_FOUND)
-        if collection_of(entity) is not collection:
+        if not isinstance(entity, kind):
             raise Conflict(WRONG_COLLECTION)
         return entity
 
-    async def find(self, fqn: FullyQualifiedName, collection: Collection) -> Entity | None:
+    async def find(self, fqn: FullyQualifiedName, kind: type[E]) -> E | None:
+        """The `kind` entity at `fqn` (cached, no permission check), or None."""
         entity = await self.lookup(fqn.path, fqn.name)
-        if entity is None or collection_of(entity) is not collection:
-            return None
-        return entity
+        return entity if isinstance(entity, kind) else None
 
     async def check_references(self, identity: Identity,
                                references: Sequence[tuple[FullyQualifiedName, Collection]]) -> None:
@@ -112,16 +115,24 @@ class Entities:
             return None
         return await self._package_entity(package.binding.namespace, package.binding.name)
 
-    async def delete(self, identity: Identity, fqn: FullyQualifiedName, collection: Collection,
-                     force: bool = False) -> Entity:
+    async def delete(self, identity: Identity, fqn: FullyQualifiedName, kind: type[E], *,
+                     force: bool = False) -> E:
+        """Delete the `kind` entity at `fqn`; `force` deletes a package with its actions."""
         check_write(identity, fqn)
         entity = await self.store.get_entity(fqn.path, fqn.name)
         if entity is None:
             raise NotFound(NOT_FOUND)
-        if collection_of(entity) is not collection:
+        if not isinstance(entity, kind):
             raise Conflict(WRONG_COLLECTION)
         if fqn.package is not None:
             await self._refuse_binding(fqn)
+        puts, deletes = await self._deletion(fqn, entity, force=force)
+        await self._write(puts, deletes)
+        return entity
+
+    async def _deletion(self, fqn: FullyQualifiedName, entity: Entity, *,
+                        force: bool) -> tuple[list[Entity], list[Entity]]:
+        """What deleting `entity` writes: (puts, deletes)."""
         deletes: list[Entity] = [entity]
         puts: list[Entity] = []
         if isinstance(entity, Package):
@@ -131,13 +142,12 @@ class Entities:
                                "Set force param or delete package contents.")
             deletes = [*members, entity]
         elif isinstance(entity, Rule):
-            trigger = await self.find(entity.trigger, Collection.TRIGGERS)
+            trigger = await self.find(entity.trigger, Trigger)
             rule_key = f"{fqn.path}/{fqn.name}"
-            if isinstance(trigger, Trigger) and rule_key in trigger.rules:
+            if trigger is not None and rule_key in trigger.rules:
                 rules = {k: v for k, v in trigger.rules.items() if k != rule_key}
                 puts.append(replace(trigger, rules=rules))
-        await self._write(puts, deletes)
-        return entity
+        return puts, deletes
 
     async def listing(self, identity: Identity, collection: Collection, namespace: str, package: str | None,
                       skip: int, limit: int) -> Sequence[Entity]:
@@ -170,7 +180,7 @@ class Entities:
         return [p for p in packages if isinstance(p, Package) and p.publish and p.binding is None]
 
     # ------------------------------------------------------------------ actions
-    async def put_action(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any],
+    async def put_action(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any], *,
                          overwrite: bool) -> Action:
         check_write(identity, fqn)
         if fqn.package is not None:
@@ -182,11 +192,13 @@ class Entities:
         if new_exec is not None and new_exec.kind == kinds.SEQUENCE:
             await self.check_references(identity, [(FullyQualifiedName.parse(c, fqn.namespace), Collection.ACTIONS)
                                                    for c in new_exec.components])
-        old = await self._existing(fqn, Collection.ACTIONS, overwrite)
-        assert old is None or isinstance(old, Action)  # narrowed by _existing
-        if old is None and new_exec is None:
+        old = await self._existing(fqn, Action, overwrite=overwrite)
+        if new_exec is not None:
+            exec_ = new_exec
+        elif old is not None:
+            exec_ = old.exec
+        else:
             raise BadRequest("exec undefined")
-        exec_ = new_exec or old.exec  # type: ignore[union-attr]
         if exec_.kind == kinds.SEQUENCE:
             await self._check_sequence(fqn, exec_.components)
         parameters = _params(body, "parameters", old.parameters if old else ())
@@ -203,17 +215,17 @@ class Entities:
             parameters=parameters, annotations=annotations, limits=limits, updated_ms=now_ms(),
             revision=old.revision if old else 0,
         )
-        return await self._write_one(action)  # type: ignore[return-value]
+        return await self._write_one(action)
 
     async def put_builtin(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any]) -> Action:
         """Write a hub-internal action (a feed provider); not reachable through the REST API."""
         check_write(identity, fqn)
-        old = await self.find(fqn, Collection.ACTIONS)
+        old = await self.find(fqn, Action)
         annotations = with_annotation(_annotations(body, ()), "exec", kinds.BUILTIN)
         action = Action(namespace=fqn.path, name=fqn.name, exec=Exec(kind=kinds.BUILTIN, code=str(fqn)),
                         version=bump_version(old.version) if old else "0.0.1", annotations=annotations,
                         updated_ms=now_ms(), revision=old.revision if old else 0)
-        return await self._write_one(action)  # type: ignore[return-value]
+        return await self._write_one(action)
 
     def _parse_exec(self, body: Any, fqn: FullyQualifiedName) -> Exec:
         if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
@@ -282,10 +294,10 @@ class Entities:
             seen_depth = max(seen_depth, depth)
             if depth > self.limits.sequence_max_length:
                 raise BadRequest("Too many actions in the sequence.")
-            component = await self.find(FullyQualifiedName.parse(name, fqn.namespace), Collection.ACTIONS)
+            component = await self.find(FullyQualifiedName.parse(name, fqn.namespace), Action)
             if component is None:
                 component = await self._through_binding(FullyQualifiedName.parse(name, fqn.namespace))
-            if not isinstance(component, Action):
+            if component is None:
                 raise BadRequest("Sequence component does not exist.")
             if component.exec.kind == kinds.SEQUENCE:
                 stack.extend((c, depth + 1) for c in component.exec.components)
@@ -294,23 +306,22 @@ class Entities:
             if atomic > self.limits.sequence_max_length:
                 raise BadRequest("Too many actions in the sequence.")
 
-    async def _through_binding(self, fqn: FullyQualifiedName) -> Entity | None:
+    async def _through_binding(self, fqn: FullyQualifiedName) -> Action | None:
         if fqn.package is None:
             return None
         pkg = await self._package_entity(fqn.namespace, fqn.package)
         if pkg is None or pkg.binding is None:
             return None
         bound = FullyQualifiedName(pkg.binding.namespace, fqn.name, pkg.binding.name)
-        return await self.find(bound, Collection.ACTIONS)
+        return await self.find(bound, Action)
 
     # ------------------------------------------------------------------ triggers
-    async def put_trigger(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any],
+    async def put_trigger(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any], *,
                           overwrite: bool) -> Trigger:
         check_write(identity, fqn)
         if fqn.package is not None:
             raise BadRequest("Triggers cannot be created inside a package.")
-        old = await self._existing(fqn, Collection.TRIGGERS, overwrite)
-        assert old is None or isinstance(old, Trigger)
+        old = await self._existing(fqn, Trigger, overwrite=overwrite)
         annotations = _annotations(body, old.annotations if old else ())
         feed = annotation(annotations, "feed")
         if feed is not None:
@@ -326,10 +337,10 @@ class Entities:
             annotations=annotations, rules=dict(old.rules) if old else {}, updated_ms=now_ms(),
             revision=old.revision if old else 0,
         )
-        return await self._write_one(trigger)  # type: ignore[return-value]
+        return await self._write_one(trigger)
 
     # ------------------------------------------------------------------ rules
-    async def put_rule(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any],
+    async def put_rule(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any], *,
                        overwrite: bool) -> Rule:
         check_write(identity, fqn)
         trigger_ref, action_ref = body.get("trigger"), body.get("action")
@@ -337,23 +348,24 @@ class Entities:
         named_action = _entity_ref(action_ref, fqn.namespace) if action_ref else None
         await self.check_references(identity, [(ref, collection) for ref, collection in (
             (named_trigger, Collection.TRIGGERS), (named_action, Collection.ACTIONS)) if ref is not None])
-        old = await self._existing(fqn, Collection.RULES, overwrite)
-        assert old is None or isinstance(old, Rule)
-        if old is None and (named_trigger is None or named_action is None):
+        old = await self._existing(fqn, Rule, overwrite=overwrite)
+        if old is not None:
+            trigger_fqn, action_fqn = named_trigger or old.trigger, named_action or old.action
+        elif named_trigger is not None and named_action is not None:
+            trigger_fqn, action_fqn = named_trigger, named_action
+        else:
             raise BadRequest("rule requires a valid trigger and a valid action")
-        trigger_fqn = named_trigger or old.trigger  # type: ignore[union-attr]
-        action_fqn = named_action or old.action  # type: ignore[union-attr]
-        trigger = await self.find(trigger_fqn, Collection.TRIGGERS)
-        if not isinstance(trigger, Trigger):
+        trigger = await self.find(trigger_fqn, Trigger)
+        if trigger is None:
             raise BadRequest(f"trigger {trigger_fqn} does not exist")
-        if await self.find(action_fqn, Collection.ACTIONS) is None and await self._through_binding(action_fqn) is None:
+        if await self.find(action_fqn, Action) is None and await self._through_binding(action_fqn) is None:
             raise BadRequest(f"action {action_fqn} does not exist")
         rule_key = f"{fqn.path}/{fqn.name}"
         status = RuleStatus.ACTIVE
         puts: list[Entity] = []
         if old is not None and old.trigger != trigger_fqn:
-            old_trigger = await self.find(old.trigger, Collection.TRIGGERS)
-            if isinstance(old_trigger, Trigger) and rule_key in old_trigger.rules:
+            old_trigger = await self.find(old.trigger, Trigger)
+            if old_trigger is not None and rule_key in old_trigger.rules:
                 puts.append(replace(old_trigger, rules={k: v for k, v in old_trigger.rules.items() if k != rule_key}))
         elif old is not None and rule_key in trigger.rules:
             status = trigger.rules[rule_key].status
@@ -369,17 +381,16 @@ class Entities:
             revision=old.revision if old else 0, filter=filter_, transform=transform,
         )
         written = await self._write([rule, *puts], [])
-        return written[0]  # type: ignore[return-value]
+        return _as(written[0], Rule)
 
     async def set_rule_status(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> Rule:
         check_write(identity, fqn)
         status = body.get("status") if isinstance(body, dict) else None
         if status not in ("active", "inactive"):
             raise BadRequest(f"'{status}' is not a recognized rule state, must be one of ['active', 'inactive']")
-        rule = await self.get(identity, fqn, Collection.RULES)
-        assert isinstance(rule, Rule)
-        trigger = await self.find(rule.trigger, Collection.TRIGGERS)
-        if not isinstance(trigger, Trigger):
+        rule = await self.get(identity, fqn, Rule)
+        trigger = await self.find(rule.trigger, Trigger)
+        if trigger is None:
             raise NotFound("Only rules with existing triggers can be activated")
         rules = dict(trigger.rules)
         rules[f"{fqn.path}/{fqn.name}"] = ReducedRule(rule.action, RuleStatus(status), rule.filter, rule.transform)
@@ -387,21 +398,20 @@ class Entities:
         return rule
 
     async def rule_status(self, rule: Rule) -> RuleStatus:
-        trigger = await self.find(rule.trigger, Collection.TRIGGERS)
-        if isinstance(trigger, Trigger):
+        trigger = await self.find(rule.trigger, Trigger)
+        if trigger is not None:
             link = trigger.rules.get(f"{rule.namespace}/{rule.name}")
             if link is not None:
                 return link.status
         return RuleStatus.INACTIVE
 
     # ------------------------------------------------------------------ packages
-    async def put_package(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any],
+    async def put_package(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any], *,
                           overwrite: bool) -> Package:
         check_write(identity, fqn)
         if fqn.name == "default":
             raise BadRequest("Package name 'default' is reserved.")
-        old = await self._existing(fqn, Collection.PACKAGES, overwrite)
-        assert old is None or isinstance(old, Package)
+        old = await self._existing(fqn, Package, overwrite=overwrite)
         binding = old.binding if old else None
         raw_binding = body.get("binding")
         if raw_binding:
@@ -419,7 +429,7 @@ class Entities:
             parameters=_params(body, "parameters", old.parameters if old else ()),
             annotations=annotations, updated_ms=now_ms(), revision=old.revision if old else 0,
         )
-        return await self._write_one(package)  # type: ignore[return-value]
+        return await self._write_one(package)
 
     async def _check_binding(self, identity: Identity, raw: Any) -> Binding:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
@@ -451,20 +461,20 @@ class Entities:
             raise BadRequest("Operation not permitted on package binding.")
 
     # ------------------------------------------------------------------ writes
-    async def _existing(self, fqn: FullyQualifiedName, collection: Collection, overwrite: bool) -> Entity | None:
+    async def _existing(self, fqn: FullyQualifiedName, kind: type[E], *, overwrite: bool) -> E | None:
         if not is_valid_name(fqn.name):
             raise BadRequest("The name of the entity contains illegal characters.")
         old = await self.store.get_entity(fqn.path, fqn.name)
         if old is None:
             return None
-        if collection_of(old) is not collection:
+        if not isinstance(old, kind):
             raise Conflict(WRONG_COLLECTION)
         if not overwrite:
             raise Conflict(ALREADY_EXISTS)
         return old
 
-    async def _write_one(self, entity: Entity) -> Entity:
-        return (await self._write([entity], []))[0]
+    async def _write_one(self, entity: E) -> E:
+        return _as((await self._write([entity], []))[0], type(entity))
 
     async def _write(self, puts: list[Entity], deletes: list[Entity]) -> list[Entity]:
         for entity in puts:
@@ -476,6 +486,13 @@ class Entities:
             raise Conflict(CONCURRENT_MODIFICATION) from exc
         finally:
             self.forget([*puts, *deletes])
+
+
+def _as(entity: Entity, kind: type[E]) -> E:
+    """The store gives back what it was given; anything else is a store defect."""
+    if not isinstance(entity, kind):
+        raise StoreError(f"the store returned a {type(entity).__name__} for a written {kind.__name__}")
+    return entity
 
 
 def _version(body: dict[str, Any], old: Entity | None) -> str:

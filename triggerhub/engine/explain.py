@@ -12,7 +12,7 @@ from typing import Any
 
 from triggerhub.errors import NOT_FOUND, BadRequest, NotFound
 from triggerhub.model import (
-    JSON, Collection, FullyQualifiedName, Identity, ReducedRule, Rule, RuleStatus, Trigger, TriggerEvent, new_activation_id,
+    JSON, Action, FullyQualifiedName, Identity, ReducedRule, Rule, RuleStatus, Trigger, TriggerEvent, new_activation_id,
     now_ms, params_to_dict,
 )
 from triggerhub.rules.explain import recorded_outcomes, verdict
@@ -27,14 +27,13 @@ EVENT_KEYS = ("data", "id", "source", "type", "subject", "time", "datacontenttyp
 
 async def explain(entities: Entities, store: Store, identity: Identity, fqn: FullyQualifiedName,
                   body: Any) -> dict[str, JSON]:
-    rule = await entities.get(identity, fqn, Collection.RULES)
-    assert isinstance(rule, Rule)
+    rule = await entities.get(identity, fqn, Rule)
     if not isinstance(body, dict):
         raise BadRequest(_USAGE)
     if "eventId" in body:
         return await _stored(entities, store, identity, rule, body["eventId"])
-    trigger = await entities.find(rule.trigger, Collection.TRIGGERS)
-    params = params_to_dict(trigger.parameters) if isinstance(trigger, Trigger) else {}
+    trigger = await entities.find(rule.trigger, Trigger)
+    params = params_to_dict(trigger.parameters) if trigger is not None else {}
     return verdict(rule.filter, rule.transform, event_from_body(body, rule.trigger), params)
 
 
@@ -70,8 +69,7 @@ async def _stored(entities: Entities, store: Store, identity: Identity, rule: Ru
     if event is None or event.trigger.namespace != identity.namespace:  # another namespace's event: not yours
         raise NotFound(f"event '{event_id}' is not stored in namespace {identity.namespace}; "
                        "use the id of an event fired on one of your triggers")
-    found = await entities.find(event.trigger, Collection.TRIGGERS)
-    trigger = found if isinstance(found, Trigger) else None
+    trigger = await entities.find(event.trigger, Trigger)
     params = params_to_dict(trigger.parameters) if trigger else {}
     out = verdict(rule.filter, rule.transform, event, params)
     out["event"] = {**event.to_cloudevent(), "trigger": str(event.trigger)}
@@ -104,7 +102,7 @@ async def _rule_outcome(entities: Entities, key: str, link: ReducedRule, event: 
         out["outcome"] = "inactive"
     elif not out["matched"]:
         out["outcome"] = "filtered"
-    elif await entities.find(link.action, Collection.ACTIONS) is None:
+    elif await entities.find(link.action, Action) is None:
         out["outcome"] = "action missing"
     else:
         out["outcome"] = "not run"

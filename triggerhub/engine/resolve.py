@@ -10,10 +10,21 @@ parameters the action (or its package) already defines.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from triggerhub.errors import FORBIDDEN, RESERVED_PARAMS, BadRequest, Forbidden
 from triggerhub.model import Action, FullyQualifiedName, Identity, Package, annotation, params_to_dict
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """An action ready to run, as `Engine.resolve` found it behind a name."""
+
+    action: Action  # parameters: package < binding < action, already merged
+    path: str  # the `path` annotation: ns[/pkg]/name of the action itself
+    binding: str | None
+    inherited: dict[str, Any]  # package and binding parameters (for `final`)
 
 
 def check_write(identity: Identity, fqn: FullyQualifiedName) -> None:

@@ -7,18 +7,16 @@ re-run after a crash reuses the records of components that already finished.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from triggerhub.engine.resolve import merge_arguments
+from triggerhub.engine.resolve import Resolved, merge_arguments
 from triggerhub.errors import ApiError
 from triggerhub.model import (
     Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Parameter, StatusCode, now_ms,
     params_to_dict,
 )
-
-if TYPE_CHECKING:
-    from triggerhub.engine.core import Engine
-
+from triggerhub.store.base import Store
 
 _COMPONENT_IDS = uuid.UUID("6f1d3c1e-64a4-4c1b-9a4c-2f7f0c9d7e11")
 MISSING_COMPONENT = "Sequence component does not exist."
@@ -28,7 +26,14 @@ def component_id(sequence_id: str, index: int) -> str:
     return uuid.uuid5(_COMPONENT_IDS, f"{sequence_id}/{index}").hex
 
 
-async def run_sequence(engine: Engine, invocation: Invocation, *, topmost: bool) -> Activation:
+Resolve = Callable[[Identity, FullyQualifiedName], Awaitable[Resolved]]
+Execute = Callable[[Invocation], Awaitable[Activation]]
+
+
+async def run_sequence(invocation: Invocation, *, topmost: bool, resolve: Resolve, execute: Execute, store: Store,
+                       max_length: int) -> Activation:
+    """Run the components in order, each stored as it ends; the sequence's own record is returned
+    unstored. At most `max_length` components run."""
     start = now_ms()
     action = invocation.action
     identity = Identity(invocation.subject, invocation.namespace, "", "")
@@ -38,14 +43,14 @@ async def run_sequence(engine: Engine, invocation: Invocation, *, topmost: bool)
     max_memory_mb = action.limits.memory_mb
     response = ActivationResponse.ok({})
     for index, name in enumerate(action.exec.components):
-        if index >= engine.config.limits.sequence_max_length:
+        if index >= max_length:
             response = ActivationResponse.error(StatusCode.APPLICATION_ERROR, "Too many actions in the sequence.")
             break
         child_id = component_id(invocation.activation_id, index)
-        record = await engine.store.get_activation(invocation.namespace, child_id)
+        record = await store.get_activation(invocation.namespace, child_id)
         if record is None:
             try:
-                resolved = await engine.resolve(identity, FullyQualifiedName.parse(name, invocation.namespace))
+                resolved = await resolve(identity, FullyQualifiedName.parse(name, invocation.namespace))
             except (ApiError, ValueError):
                 response = ActivationResponse.error(StatusCode.APPLICATION_ERROR, MISSING_COMPONENT)
                 break
@@ -59,8 +64,8 @@ async def run_sequence(engine: Engine, invocation: Invocation, *, topmost: bool)
                 transaction_id=invocation.transaction_id,
                 extra_annotations=(Parameter("causedBy", "sequence"),),
             )
-            record = await engine.execute(child)
-            await engine.store.complete(record)
+            record = await execute(child)
+            await store.complete(record)
         ids.append(child_id)
         total_ms += record.duration or 0
         response = record.response
