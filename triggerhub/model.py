@@ -49,10 +49,20 @@ class Collection(StrEnum):
     PACKAGES = "packages"
 
 
+class Kind(StrEnum):
+    """A runtime kind as an action's `exec.kind` names it, once resolved (`python:default` is not one)."""
+
+    PYTHON_3_11 = "python:3.11"
+    NODEJS_20 = "nodejs:20"
+    SEQUENCE = "sequence"
+    BLACKBOX = "blackbox"  # a user's Docker image serving the action protocol
+    BUILTIN = "builtin"  # hub-internal actions (feed providers), never created through the API
+
+
 # The code kinds this hub runs and each family's default: the API, `validate` and `deploy` all
 # read them here, so a manifest validates exactly when it deploys.
-HUB_KINDS = ("python:3.11", "nodejs:20")
-HUB_DEFAULT_KINDS = {"python": "python:3.11", "nodejs": "nodejs:20"}
+HUB_KINDS = (Kind.PYTHON_3_11, Kind.NODEJS_20)
+HUB_DEFAULT_KINDS = {"python": Kind.PYTHON_3_11, "nodejs": Kind.NODEJS_20}
 
 
 class StatusCode(IntEnum):
@@ -249,7 +259,7 @@ class Exec:
 
     def to_json(self, include_code: bool = True) -> dict[str, JSON]:
         out: dict[str, JSON] = {"kind": self.kind}
-        if self.kind == "sequence":
+        if self.kind == Kind.SEQUENCE:
             out["components"] = list(self.components)
             return out
         if self.image is not None:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from triggerhub import __version__
 from triggerhub.engine import kinds
+from triggerhub.model import Kind
 
 Doc = dict[str, Any]
 _CODE_KINDS = sorted({*kinds.CODE_KINDS, *kinds.ALIASES, *(f"{family}:default" for family in kinds.DEFAULT_KIND)})
@@ -60,10 +61,10 @@ SCHEMAS: dict[str, Doc] = {
             "kind": {"type": "string", "enum": _CODE_KINDS}, "code": {"type": "string"},
             "main": {"type": "string"}, "binary": {"type": "boolean"}}},
         {"type": "object", "required": ["kind", "image"], "properties": {
-            "kind": {"const": kinds.BLACKBOX}, "image": {"type": "string", "minLength": 1},
+            "kind": {"const": Kind.BLACKBOX}, "image": {"type": "string", "minLength": 1},
             "code": {"type": "string"}, "main": {"type": "string"}, "binary": {"type": "boolean"}}},
         {"type": "object", "required": ["kind", "components"], "properties": {
-            "kind": {"const": kinds.SEQUENCE}, "components": {"type": "array", "minItems": 1,
+            "kind": {"const": Kind.SEQUENCE}, "components": {"type": "array", "minItems": 1,
                                                              "items": {"type": "string"}}}}]},
     "ActionPut": {"type": "object", "properties": {
         "exec": _ref("Exec"), "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": _ref("Limits"),

@@ -16,7 +16,7 @@ from typing import Any
 
 from triggerhub.engine.auth import SYSTEM_NAMESPACES, create_subject, hash_key, split_auth_key
 from triggerhub.engine.entities import Entities
-from triggerhub.model import Identity, Subject
+from triggerhub.model import Identity, Kind, Subject
 from triggerhub.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 CREDENTIALS_FILE = "credentials.json"
 
 UTILS_ACTIONS = {
-    "echo": ("nodejs:20", "function main(params) { return params || {}; }\n", "Returns the input arguments, unchanged"),
-    "sort": ("nodejs:20",
+    "echo": (Kind.NODEJS_20, "function main(params) { return params || {}; }\n", "Returns the input arguments, unchanged"),
+    "sort": (Kind.NODEJS_20,
              "function main(params) {\n  var lines = params.lines || [];\n  var sorted = lines.slice().sort();\n"
              "  return { lines: sorted, length: sorted.length };\n}\n",
              "Sorts an array of lines"),

@@ -15,11 +15,10 @@ from typing import Any
 from triggerhub.config import HubConfig
 from triggerhub.errors import FORBIDDEN, NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound
 from triggerhub.model import (
-    Action, Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Package,
+    Kind, Action, Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Package,
     Parameter, StatusCode, Trigger, TriggerEvent, annotation, new_activation_id, now_ms,
     params_to_dict,
 )
-from triggerhub.engine import kinds
 from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.dispatch import Dispatcher, LocalDispatcher
@@ -114,7 +113,7 @@ class Engine:
         merged = {**inherited, **params_to_dict(action.parameters)}
         init_keys = {p.key for p in action.parameters if p.init}
         parameters = tuple(Parameter(k, v, k in init_keys) for k, v in merged.items())
-        if action.exec.kind == kinds.SEQUENCE:
+        if action.exec.kind == Kind.SEQUENCE:
             parameters = ()
         return Resolved(replace(action, parameters=parameters), f"{target.path}/{target.name}",
                         f"{binding.namespace}/{binding.name}" if binding else None, inherited)
@@ -176,11 +175,11 @@ class Engine:
     async def execute(self, invocation: Invocation) -> Activation:
         """Run one invocation to a record without storing it (sequences store their components)."""
         kind = invocation.action.exec.kind
-        if kind == kinds.SEQUENCE:
+        if kind == Kind.SEQUENCE:
             return await run_sequence(invocation, topmost=invocation.cause is None, resolve=self.resolve,
                                       execute=self.execute, store=self.store,
                                       max_length=self.config.limits.sequence_max_length)
-        if kind == kinds.BUILTIN:
+        if kind == Kind.BUILTIN:
             return await self._run_builtin(invocation)
         return await self.invoker.invoke(invocation)
 
@@ -198,7 +197,7 @@ class Engine:
         return Activation(
             namespace=invocation.namespace, name=action.name, subject=invocation.subject,
             activation_id=invocation.activation_id, start_ms=start, end_ms=now_ms(), response=response,
-            annotations=(Parameter("path", invocation.path_annotation), Parameter("kind", kinds.BUILTIN),
+            annotations=(Parameter("path", invocation.path_annotation), Parameter("kind", Kind.BUILTIN),
                          Parameter("limits", action.limits.to_json()), Parameter("timeout", False),
                          Parameter("waitTime", max(0, start - invocation.accepted_ms))),
             version=action.version, cause=invocation.cause,

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from triggerhub.errors import ApiError, BusError, TriggerhubError
-from triggerhub.model import Activation, Invocation, TriggerEvent, now_ms
+from triggerhub.model import Activation, Invocation, Kind, TriggerEvent, now_ms
 from triggerhub.bus import codec as wire
 from triggerhub.bus.topics import Topics
-from triggerhub.engine import kinds
 from triggerhub.engine.dispatch import Finished
 from triggerhub.store import codec
 from triggerhub.store.base import Acceptance, Store
@@ -198,7 +197,7 @@ class KafkaDispatcher:
             raise failed.exceptions[0] from None
 
     async def _publish(self, invocation: Invocation, reply_to: str | None) -> None:
-        builtin = invocation.action.exec.kind == kinds.BUILTIN
+        builtin = invocation.action.exec.kind == Kind.BUILTIN
         topic = self._topics.feed_invocations if builtin else self._topics.invocations
         message = invocation_message(invocation, reply_to)
         if self._deferred is not None and reply_to is None:

@@ -19,7 +19,7 @@ from triggerhub.errors import (
     Forbidden, NotFound, PayloadTooLarge, RevisionConflict, StoreError,
 )
 from triggerhub.model import (
-    Action, ActionLimits, Binding, Collection, Entity, Exec, FullyQualifiedName, Identity, Package,
+    Kind, Action, ActionLimits, Binding, Collection, Entity, Exec, FullyQualifiedName, Identity, Package,
     Parameter, Parameters, ReducedRule, Rule, RuleStatus, Trigger, annotation, bump_version,
     is_valid_name, now_ms, params_from_json, with_annotation,
 )
@@ -189,7 +189,7 @@ class Entities:
                 raise NotFound(NOT_FOUND)
         exec_body = body.get("exec")
         new_exec = self._parse_exec(exec_body, fqn) if exec_body else None
-        if new_exec is not None and new_exec.kind == kinds.SEQUENCE:
+        if new_exec is not None and new_exec.kind == Kind.SEQUENCE:
             await self.check_references(identity, [(FullyQualifiedName.parse(c, fqn.namespace), Collection.ACTIONS)
                                                    for c in new_exec.components])
         old = await self._existing(fqn, Action, overwrite=overwrite)
@@ -199,10 +199,10 @@ class Entities:
             exec_ = old.exec
         else:
             raise BadRequest("exec undefined")
-        if exec_.kind == kinds.SEQUENCE:
+        if exec_.kind == Kind.SEQUENCE:
             await self._check_sequence(fqn, exec_.components)
         parameters = _params(body, "parameters", old.parameters if old else ())
-        if exec_.kind == kinds.SEQUENCE:
+        if exec_.kind == Kind.SEQUENCE:
             parameters = (Parameter("_actions", list(exec_.components)),)
         limits = self._parse_limits(body.get("limits"), old.limits if old else ActionLimits())
         annotations = _annotations(body, old.annotations if old else ())
@@ -221,8 +221,8 @@ class Entities:
         """Write a hub-internal action (a feed provider); not reachable through the REST API."""
         check_write(identity, fqn)
         old = await self.find(fqn, Action)
-        annotations = with_annotation(_annotations(body, ()), "exec", kinds.BUILTIN)
-        action = Action(namespace=fqn.path, name=fqn.name, exec=Exec(kind=kinds.BUILTIN, code=str(fqn)),
+        annotations = with_annotation(_annotations(body, ()), "exec", Kind.BUILTIN)
+        action = Action(namespace=fqn.path, name=fqn.name, exec=Exec(kind=Kind.BUILTIN, code=str(fqn)),
                         version=bump_version(old.version) if old else "0.0.1", annotations=annotations,
                         updated_ms=now_ms(), revision=old.revision if old else 0)
         return await self._write_one(action)
@@ -231,7 +231,7 @@ class Entities:
         if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
             raise BadRequest("exec malformed: expected an object with a 'kind' string")
         kind = kinds.resolve_kind(body["kind"])
-        if kind == kinds.SEQUENCE:
+        if kind == Kind.SEQUENCE:
             components = body.get("components")
             if not components:
                 raise BadRequest("No component specified for the sequence.")
@@ -244,7 +244,7 @@ class Entities:
             return Exec(kind=kind, components=resolved)
         code = body.get("code")
         image = body.get("image")
-        if kind == kinds.BLACKBOX:
+        if kind == Kind.BLACKBOX:
             if not isinstance(image, str) or not image:
                 raise BadRequest("exec malformed: a blackbox action needs an 'image'")
             if code is not None and not isinstance(code, str):
@@ -299,7 +299,7 @@ class Entities:
                 component = await self._through_binding(FullyQualifiedName.parse(name, fqn.namespace))
             if component is None:
                 raise BadRequest("Sequence component does not exist.")
-            if component.exec.kind == kinds.SEQUENCE:
+            if component.exec.kind == Kind.SEQUENCE:
                 stack.extend((c, depth + 1) for c in component.exec.components)
             else:
                 atomic += 1

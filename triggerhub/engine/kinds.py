@@ -5,27 +5,24 @@ from __future__ import annotations
 import re
 
 from triggerhub.errors import BadRequest
-from triggerhub.model import HUB_DEFAULT_KINDS, HUB_KINDS
+from triggerhub.model import HUB_DEFAULT_KINDS, HUB_KINDS, Kind
 
 CODE_KINDS = HUB_KINDS
 DEFAULT_KIND = HUB_DEFAULT_KINDS
-ALIASES = {"python:3": "python:3.11", "python:3.11": "python:3.11", "nodejs:20": "nodejs:20"}
-SEQUENCE = "sequence"
-BLACKBOX = "blackbox"
-BUILTIN = "builtin"  # hub-internal actions (feed providers), never created through the API
-USER_KINDS = (*CODE_KINDS, SEQUENCE, BLACKBOX)
+ALIASES = {"python:3": Kind.PYTHON_3_11, **{kind.value: kind for kind in CODE_KINDS}}
+USER_KINDS = (*CODE_KINDS, Kind.SEQUENCE, Kind.BLACKBOX)
 _BASE64 = re.compile(r"\A[A-Za-z0-9+/]*={0,2}\Z")
 
 
-def resolve_kind(kind: str) -> str:
+def resolve_kind(kind: str) -> Kind:
     family, _, version = kind.partition(":")
     if version == "default" and family in DEFAULT_KIND:
         return DEFAULT_KIND[family]
     if kind in ALIASES:
         return ALIASES[kind]
-    if kind in (SEQUENCE, BLACKBOX):
-        return kind
-    valid = ", ".join([*CODE_KINDS, "python:default", "nodejs:default", BLACKBOX, SEQUENCE])
+    if kind in (Kind.SEQUENCE, Kind.BLACKBOX):
+        return Kind(kind)
+    valid = ", ".join([*CODE_KINDS, "python:default", "nodejs:default", Kind.BLACKBOX, Kind.SEQUENCE])
     raise BadRequest(f"The specified runtime '{kind}' is not supported by this platform. Valid values are: {valid}.")
 
 

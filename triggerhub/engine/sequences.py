@@ -13,7 +13,7 @@ from typing import Any
 from triggerhub.engine.resolve import Resolved, merge_arguments
 from triggerhub.errors import ApiError
 from triggerhub.model import (
-    Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Parameter, StatusCode, now_ms,
+    Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Kind, Parameter, StatusCode, now_ms,
     params_to_dict,
 )
 from triggerhub.store.base import Store
@@ -75,7 +75,7 @@ async def run_sequence(invocation: Invocation, *, topmost: bool, resolve: Resolv
         current = result if isinstance(result, (dict, list)) else {}
     annotations: tuple[Parameter, ...] = (
         Parameter("topmost", topmost), Parameter("path", invocation.path_annotation),
-        Parameter("kind", "sequence"), Parameter("waitTime", max(0, start - invocation.accepted_ms)),
+        Parameter("kind", Kind.SEQUENCE), Parameter("waitTime", max(0, start - invocation.accepted_ms)),
         Parameter("limits", {**action.limits.to_json(), "memory": max_memory_mb}),
     )
     if invocation.binding:

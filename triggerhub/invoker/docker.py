@@ -31,7 +31,7 @@ from triggerhub.invoker.base import LOG_SENTINEL, ProxyResponse, RuntimeSpec
 from triggerhub.invoker.images import IMAGE_FOR_KIND
 from triggerhub.invoker.process import COLLECTION_ISSUE, LogLine, format_logs
 from triggerhub.invoker.proxy_client import ProxyClient
-from triggerhub.model import JSON
+from triggerhub.model import JSON, Kind
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ MANAGED_LABEL = "triggerhub.managed"
 HUB_LABEL = "triggerhub.hub"
 KIND_LABEL = "triggerhub.kind"
 FACTORY_LABEL = "triggerhub.factory"  # one value per factory instance, i.e. per hub process
-BLACKBOX = "blackbox"
 BLACKBOX_NETWORK = "triggerhub"
 BLACKBOX_PORT = 8080
 SOCKET_MOUNT = "/run/triggerhub"
@@ -176,7 +175,7 @@ class DockerRuntime:
         self._log = log
         self._socket_dir = socket_dir
         self._log_grace_s = log_grace_ms / 1000
-        self._sentinelled = spec.kind != BLACKBOX
+        self._sentinelled = spec.kind != Kind.BLACKBOX
         self._logs_missing = False
         self._oom_kills_seen = 0
 
@@ -316,7 +315,7 @@ class DockerRuntimeFactory:
         self._pull_images = pull_images  # a missing blackbox image is pulled, as OpenWhisk does
 
     async def create(self, spec: RuntimeSpec) -> DockerRuntime:
-        blackbox = spec.kind == BLACKBOX
+        blackbox = spec.kind == Kind.BLACKBOX
         image = self._image_for(spec)
         name = f"triggerhub_{self.hub_id}_{uuid.uuid4().hex[:12]}"
         socket_dir = None if blackbox else self._make_socket_dir(name)
@@ -369,7 +368,7 @@ class DockerRuntimeFactory:
         return len(orphans)
 
     def _image_for(self, spec: RuntimeSpec) -> str:
-        if spec.kind == BLACKBOX:
+        if spec.kind == Kind.BLACKBOX:
             if not spec.image:
                 raise ActionRuntimeError("a blackbox action needs an image; set exec.image")
             return spec.image
@@ -415,9 +414,9 @@ class DockerRuntimeFactory:
             return api.create_container(image, name=name, labels=labels, environment=environment,
                                         host_config=host_config, **extra)["Id"]
         except docker.errors.ImageNotFound as exc:
-            if spec.kind == BLACKBOX and self._pull_images:
+            if spec.kind == Kind.BLACKBOX and self._pull_images:
                 return self._pull_and_create(image, name, labels, environment, host_config, extra, exc)
-            if spec.kind == BLACKBOX:
+            if spec.kind == Kind.BLACKBOX:
                 raise ActionRuntimeError(
                     f"blackbox image {image!r} is not present and pulling is off; load or build it on this host"
                 ) from exc

@@ -22,6 +22,7 @@ import docker
 import docker.errors
 
 from triggerhub.errors import ActionRuntimeError
+from triggerhub.model import Kind
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ class ImageRecipe:
 
 
 RECIPES = (
-    ImageRecipe("python:3.11", "triggerhub/python:3.11", "triggerhub/base-python:bookworm", "python", "python"),
-    ImageRecipe("nodejs:20", "triggerhub/nodejs:20", "triggerhub/base-nodejs:bookworm", "nodejs", "nodejs"),
+    ImageRecipe(Kind.PYTHON_3_11, f"triggerhub/{Kind.PYTHON_3_11}", "triggerhub/base-python:bookworm", "python", "python"),
+    ImageRecipe(Kind.NODEJS_20, f"triggerhub/{Kind.NODEJS_20}", "triggerhub/base-nodejs:bookworm", "nodejs", "nodejs"),
 )
 
 # The image each managed kind runs in; DockerRuntimeFactory resolves kinds through this.

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.base import Runtime, RuntimeFactory, RuntimeSpec
-from triggerhub.model import Action, annotation
+from triggerhub.model import HUB_KINDS, Action, annotation
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class PrewarmConfig:
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
     prewarm_count: int = 0  # stem cells kept for each kind in prewarm_kinds
-    prewarm_kinds: tuple[str, ...] = ("python:3.11", "nodejs:20")
+    prewarm_kinds: tuple[str, ...] = HUB_KINDS
     prewarm_memory_mb: int = 256
     pause_grace_s: float = 10.0
     idle_timeout_s: float = 600.0

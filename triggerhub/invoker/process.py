@@ -29,7 +29,7 @@ from triggerhub.invoker.base import LOG_SENTINEL, ProxyResponse, RuntimeSpec
 from triggerhub.invoker.cgroups import Cgroup
 from triggerhub.invoker.proxy_client import ProxyClient
 from triggerhub.invoker.sandbox import PROCESS_LIMIT, PROXY_MOUNT, SOCKET_MOUNT, Sandbox
-from triggerhub.model import JSON
+from triggerhub.model import JSON, Kind
 
 logger = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ class ProcessRuntimeFactory:
         return removed
 
     def _family(self, spec: RuntimeSpec) -> str:
-        if spec.kind == "blackbox" or spec.image is not None:
+        if spec.kind == Kind.BLACKBOX or spec.image is not None:
             raise UnsupportedKind(f"the process runtime cannot run blackbox actions (image {spec.image!r}): "
                                   "start the hub with a Docker engine (TRIGGERHUB_RUNTIME=docker) or "
                                   "rewrite the action in a python or nodejs kind")

@@ -13,7 +13,7 @@ import fnmatch
 import io
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +46,10 @@ class Runtimes:
         return cls.in_name_order(kinds, defaults) if kinds else HUB
 
     @classmethod
-    def in_name_order(cls, kinds: Iterable[str], defaults: dict[str, str]) -> Runtimes:
+    def in_name_order(cls, kinds: Iterable[str], defaults: Mapping[str, str]) -> Runtimes:
         """In name order, so messages read the same whichever table they came from."""
-        return cls(tuple(sorted(kinds)), dict(sorted(defaults.items())))
+        return cls(tuple(sorted(str(kind) for kind in kinds)),
+                   {family: str(kind) for family, kind in sorted(defaults.items())})
 
     def describe(self) -> str:
         return f"{', '.join(self.kinds)} (or a family: {', '.join(self.defaults)})"
