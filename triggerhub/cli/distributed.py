@@ -114,7 +114,7 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         credentials = await ensure_subjects(store, config.home)
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=f"controller{config.kafka.controller_id}"))
         engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics, waiter=waiter, reply_to=reply_to))
-        engine.entities = Entities(store, config.limits, cache_ttl_s=CONTROLLER_CACHE_TTL_S)
+        engine.entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes, cache_ttl_s=CONTROLLER_CACHE_TTL_S)
         engine.event_sink = event_sink(publisher, topics)
         await ensure_system_packages(engine.entities, BUILTIN_FEEDS.values())
         # Webhook deliveries are matched and stored here (202 once durable); the feeds process
@@ -149,7 +149,7 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
         engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics))
-        engine.entities = Entities(store, config.limits, cache_ttl_s=0.0)
+        engine.entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes, cache_ttl_s=0.0)
         await stack.enter_async_context(engine)
         dispatcher = engine.dispatcher
         service = WorkerService(engine.emit, topics.trigger_events,
@@ -179,7 +179,7 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=name))
         engine = Engine(config, store, ActionInvoker(pool), dispatcher=_dispatcher(publisher, topics))
-        engine.entities = Entities(store, config.limits, cache_ttl_s=0.0)
+        engine.entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes, cache_ttl_s=0.0)
         await stack.enter_async_context(engine)
         stack.push_async_callback(pool.close)
         await pool.start()
@@ -227,7 +227,7 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="feeds"))
         engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics))
-        engine.entities = Entities(store, config.limits, cache_ttl_s=0.0)
+        engine.entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes, cache_ttl_s=0.0)
         feeds = FeedManager(store, engine.emit, forget=engine.entities.forget, instance_id="feeds")
         engine.builtin = feeds.run_builtin
         await stack.enter_async_context(engine)

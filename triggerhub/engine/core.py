@@ -49,7 +49,7 @@ class Engine:
         self.config = config
         self.store = store
         self.invoker = invoker
-        self.entities = Entities(store, config.limits)
+        self.entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes)
         self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s)
         self.apis = ApiGateway(store, self.resolve)
         self.builtin: BuiltinHandler | None = None

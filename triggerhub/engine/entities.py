@@ -1,37 +1,32 @@
 """Entity create/update/get/delete with OpenWhisk's semantics (reference 1.4, 2).
 
 Everything that writes entities — the REST API, manifests through it, bootstrap — comes here.
-Bodies are the REST PUT bodies; results are model entities (the API renders them).
+Bodies are the REST PUT bodies, parsed by `bodies`; results are model entities (the API renders them).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import replace
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from triggerhub.config import LimitsConfig
 from triggerhub.errors import (
     ALREADY_EXISTS, CONCURRENT_MODIFICATION, FORBIDDEN, NOT_FOUND, WRONG_COLLECTION, BadRequest, Conflict,
-    Forbidden, NotFound, PayloadTooLarge, RevisionConflict, StoreError,
+    Forbidden, NotFound, RevisionConflict, StoreError,
 )
 from triggerhub.model import (
-    Kind, Action, ActionLimits, Binding, Collection, Entity, Exec, FullyQualifiedName, Identity, Package,
-    Parameter, Parameters, ReducedRule, Rule, RuleStatus, Trigger, annotation, bump_version,
-    is_valid_name, now_ms, params_from_json, with_annotation,
+    Action, ActionLimits, Binding, Collection, Entity, Exec, FullyQualifiedName, Identity, Kind, Package,
+    Parameter, ReducedRule, Rule, RuleStatus, Trigger, annotation, bump_version, is_valid_name, now_ms,
+    with_annotation,
 )
-from triggerhub.engine import kinds
+from triggerhub.engine import bodies
 from triggerhub.engine.resolve import check_read, check_write, not_authorized, package_readable
 from triggerhub.rules.pattern import compile_filter
 from triggerhub.rules.transform import compile_transform
 from triggerhub.store.base import Store
-
-EXEC_LIMIT_BYTES = 48 * 1024 * 1024
-ANNOTATIONS_LIMIT_BYTES = 1024 * 1024
-
 
 CACHE_MAX_ENTRIES = 10_000
 MAX_MEMBERS = 100_000  # reading "all" of a package's or namespace's entities
@@ -43,9 +38,11 @@ class Entities:
     """`cache_ttl_s=None` caches reads until this process writes the entity (one writer: embedded
     mode); with several writing processes, give a TTL to bound staleness."""
 
-    def __init__(self, store: Store, limits: LimitsConfig, *, cache_ttl_s: float | None = None) -> None:
+    def __init__(self, store: Store, limits: LimitsConfig, *, max_code_bytes: int,
+                 cache_ttl_s: float | None = None) -> None:
         self.store = store
         self.limits = limits
+        self.max_code_bytes = max_code_bytes
         self._cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, str], tuple[Entity | None, float]] = {}
 
@@ -188,7 +185,7 @@ class Entities:
             if await self._package_entity(fqn.namespace, fqn.package) is None:
                 raise NotFound(NOT_FOUND)
         exec_body = body.get("exec")
-        new_exec = self._parse_exec(exec_body, fqn) if exec_body else None
+        new_exec = bodies.parse_exec(exec_body, fqn, max_code_bytes=self.max_code_bytes) if exec_body else None
         if new_exec is not None and new_exec.kind == Kind.SEQUENCE:
             await self.check_references(identity, [(FullyQualifiedName.parse(c, fqn.namespace), Collection.ACTIONS)
                                                    for c in new_exec.components])
@@ -201,17 +198,17 @@ class Entities:
             raise BadRequest("exec undefined")
         if exec_.kind == Kind.SEQUENCE:
             await self._check_sequence(fqn, exec_.components)
-        parameters = _params(body, "parameters", old.parameters if old else ())
+        parameters = bodies.parse_params(body, "parameters", old.parameters if old else ())
         if exec_.kind == Kind.SEQUENCE:
             parameters = (Parameter("_actions", list(exec_.components)),)
-        limits = self._parse_limits(body.get("limits"), old.limits if old else ActionLimits())
-        annotations = _annotations(body, old.annotations if old else ())
+        limits = bodies.parse_limits(body.get("limits"), old.limits if old else ActionLimits(), self.limits)
+        annotations = bodies.parse_annotations(body, old.annotations if old else ())
         annotations = with_annotation(annotations, "exec", exec_.kind)
         if old is None and annotation(annotations, "provide-api-key") is None:
             annotations = annotations + (Parameter("provide-api-key", False),)
         action = Action(
             namespace=fqn.path, name=fqn.name, exec=exec_,
-            version=_version(body, old), publish=bool(body.get("publish", old.publish if old else False)),
+            version=bodies.next_version(body, old), publish=bool(body.get("publish", old.publish if old else False)),
             parameters=parameters, annotations=annotations, limits=limits, updated_ms=now_ms(),
             revision=old.revision if old else 0,
         )
@@ -221,66 +218,11 @@ class Entities:
         """Write a hub-internal action (a feed provider); not reachable through the REST API."""
         check_write(identity, fqn)
         old = await self.find(fqn, Action)
-        annotations = with_annotation(_annotations(body, ()), "exec", Kind.BUILTIN)
+        annotations = with_annotation(bodies.parse_annotations(body, ()), "exec", Kind.BUILTIN)
         action = Action(namespace=fqn.path, name=fqn.name, exec=Exec(kind=Kind.BUILTIN, code=str(fqn)),
                         version=bump_version(old.version) if old else "0.0.1", annotations=annotations,
                         updated_ms=now_ms(), revision=old.revision if old else 0)
         return await self._write_one(action)
-
-    def _parse_exec(self, body: Any, fqn: FullyQualifiedName) -> Exec:
-        if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
-            raise BadRequest("exec malformed: expected an object with a 'kind' string")
-        kind = kinds.resolve_kind(body["kind"])
-        if kind == Kind.SEQUENCE:
-            components = body.get("components")
-            if not components:
-                raise BadRequest("No component specified for the sequence.")
-            if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
-                raise BadRequest("exec malformed: sequence components must be a list of action names")
-            try:
-                resolved = tuple(str(FullyQualifiedName.parse(c, fqn.namespace)) for c in components)
-            except ValueError as exc:
-                raise BadRequest(str(exc)) from exc
-            return Exec(kind=kind, components=resolved)
-        code = body.get("code")
-        image = body.get("image")
-        if kind == Kind.BLACKBOX:
-            if not isinstance(image, str) or not image:
-                raise BadRequest("exec malformed: a blackbox action needs an 'image'")
-            if code is not None and not isinstance(code, str):
-                raise BadRequest(f"exec malformed: a blackbox action's 'code' must be a base64 zip as a string, "
-                                 f"got {json.dumps(code)[:100]}")
-        elif not isinstance(code, str):
-            raise BadRequest(f"exec malformed: kind '{kind}' needs 'code' as a string")
-        if code is not None and len(code.encode()) > EXEC_LIMIT_BYTES:
-            raise PayloadTooLarge(f"exec larger than allowed: {len(code.encode())} > {EXEC_LIMIT_BYTES} bytes.")
-        main = body.get("main")
-        if main is not None and not isinstance(main, str):
-            raise BadRequest(f"exec malformed: 'main' must be a string naming the entry point, got "
-                             f"{json.dumps(main)[:100]}")
-        binary = kinds.is_binary_code(code) if isinstance(code, str) else False
-        return Exec(kind=kind, code=code, binary=binary, main=main if isinstance(main, str) and main else None,
-                    image=image if isinstance(image, str) else None)
-
-    def _parse_limits(self, body: Any, old: ActionLimits) -> ActionLimits:
-        if body is None:
-            return old
-        if not isinstance(body, dict):
-            raise BadRequest("limits malformed: expected an object")
-        lim = self.limits
-        checks = (("timeout", lim.min_timeout_ms, lim.max_timeout_ms, "milliseconds"),
-                  ("memory", lim.min_memory_mb, lim.max_memory_mb, "MB"),
-                  ("logs", lim.min_logs_mb, lim.max_logs_mb, "MB"),
-                  ("concurrency", 1, 1, "activations"))
-        values = old.to_json()
-        for key, low, high, unit in checks:
-            if key not in body or body[key] is None:
-                continue
-            value = body[key]
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise BadRequest(f"{key} limit {value!r} is not in the range of {low} to {high} {unit}.")
-            values[key] = value
-        return ActionLimits.from_json(values)
 
     async def _check_sequence(self, fqn: FullyQualifiedName, components: tuple[str, ...]) -> None:
         own = str(fqn)
@@ -322,7 +264,7 @@ class Entities:
         if fqn.package is not None:
             raise BadRequest("Triggers cannot be created inside a package.")
         old = await self._existing(fqn, Trigger, overwrite=overwrite)
-        annotations = _annotations(body, old.annotations if old else ())
+        annotations = bodies.parse_annotations(body, old.annotations if old else ())
         feed = annotation(annotations, "feed")
         if feed is not None:
             try:
@@ -331,9 +273,9 @@ class Entities:
                 raise BadRequest("Feed name is not valid") from exc
             await self.check_references(identity, [(feed_fqn, Collection.ACTIONS)])
         trigger = Trigger(
-            namespace=fqn.path, name=fqn.name, version=_version(body, old),
+            namespace=fqn.path, name=fqn.name, version=bodies.next_version(body, old),
             publish=bool(body.get("publish", old.publish if old else False)),
-            parameters=_params(body, "parameters", old.parameters if old else ()),
+            parameters=bodies.parse_params(body, "parameters", old.parameters if old else ()),
             annotations=annotations, rules=dict(old.rules) if old else {}, updated_ms=now_ms(),
             revision=old.revision if old else 0,
         )
@@ -344,8 +286,8 @@ class Entities:
                        overwrite: bool) -> Rule:
         check_write(identity, fqn)
         trigger_ref, action_ref = body.get("trigger"), body.get("action")
-        named_trigger = _entity_ref(trigger_ref, fqn.namespace) if trigger_ref else None
-        named_action = _entity_ref(action_ref, fqn.namespace) if action_ref else None
+        named_trigger = bodies.parse_entity_ref(trigger_ref, fqn.namespace) if trigger_ref else None
+        named_action = bodies.parse_entity_ref(action_ref, fqn.namespace) if action_ref else None
         await self.check_references(identity, [(ref, collection) for ref, collection in (
             (named_trigger, Collection.TRIGGERS), (named_action, Collection.ACTIONS)) if ref is not None])
         old = await self._existing(fqn, Rule, overwrite=overwrite)
@@ -369,15 +311,15 @@ class Entities:
                 puts.append(replace(old_trigger, rules={k: v for k, v in old_trigger.rules.items() if k != rule_key}))
         elif old is not None and rule_key in trigger.rules:
             status = trigger.rules[rule_key].status
-        filter_ = _routing(body, "filter", old.filter if old else None, compile_filter)
-        transform = _routing(body, "transform", old.transform if old else None, compile_transform)
+        filter_ = bodies.parse_routing(body, "filter", old.filter if old else None, compile_filter)
+        transform = bodies.parse_routing(body, "transform", old.transform if old else None, compile_transform)
         rules = dict(trigger.rules)
         rules[rule_key] = ReducedRule(action_fqn, status, filter_, transform)
         puts.append(replace(trigger, rules=rules))
         rule = Rule(
             namespace=fqn.path, name=fqn.name, trigger=trigger_fqn, action=action_fqn,
-            version=_version(body, old), publish=bool(body.get("publish", old.publish if old else False)),
-            annotations=_annotations(body, old.annotations if old else ()), updated_ms=now_ms(),
+            version=bodies.next_version(body, old), publish=bool(body.get("publish", old.publish if old else False)),
+            annotations=bodies.parse_annotations(body, old.annotations if old else ()), updated_ms=now_ms(),
             revision=old.revision if old else 0, filter=filter_, transform=transform,
         )
         written = await self._write([rule, *puts], [])
@@ -420,13 +362,13 @@ class Entities:
             binding = await self._check_binding(identity, raw_binding)
         elif raw_binding == {} and old is not None and old.binding is not None:
             raise Conflict("Resource is a binding and cannot be converted into a package.")
-        annotations = _annotations(body, old.annotations if old else ())
+        annotations = bodies.parse_annotations(body, old.annotations if old else ())
         if binding is not None:
             annotations = with_annotation(annotations, "binding", {"namespace": binding.namespace, "name": binding.name})
         package = Package(
-            namespace=fqn.path, name=fqn.name, version=_version(body, old),
+            namespace=fqn.path, name=fqn.name, version=bodies.next_version(body, old),
             publish=bool(body.get("publish", old.publish if old else False)), binding=binding,
-            parameters=_params(body, "parameters", old.parameters if old else ()),
+            parameters=bodies.parse_params(body, "parameters", old.parameters if old else ()),
             annotations=annotations, updated_ms=now_ms(), revision=old.revision if old else 0,
         )
         return await self._write_one(package)
@@ -478,7 +420,7 @@ class Entities:
 
     async def _write(self, puts: list[Entity], deletes: list[Entity]) -> list[Entity]:
         for entity in puts:
-            _check_sizes(entity)
+            bodies.check_sizes(entity, self.limits)
         self.forget([*puts, *deletes])
         try:
             return await self.store.put_entities(puts, deletes)
@@ -493,63 +435,3 @@ def _as(entity: Entity, kind: type[E]) -> E:
     if not isinstance(entity, kind):
         raise StoreError(f"the store returned a {type(entity).__name__} for a written {kind.__name__}")
     return entity
-
-
-def _version(body: dict[str, Any], old: Entity | None) -> str:
-    if old is not None:
-        return bump_version(old.version)
-    version = body.get("version")
-    return version if isinstance(version, str) and version.count(".") == 2 else "0.0.1"
-
-
-def _params(body: dict[str, Any], key: str, old: Parameters) -> Parameters:
-    if key not in body or body[key] is None:
-        return old
-    raw = body[key]
-    if not isinstance(raw, list) or not all(isinstance(p, dict) and isinstance(p.get("key"), str) for p in raw):
-        raise BadRequest(f"{key} malformed: expected an array of {{\"key\": string, \"value\": any}}")
-    return params_from_json(raw)
-
-
-def _routing(body: dict[str, Any], key: str, old: Any, compile_: Callable[[Any], object]) -> Any:
-    """A rule's `filter` or `transform`: absent keeps the old one, null removes it, anything else
-    must compile (PatternError, a 400 naming the JSON path, otherwise)."""
-    if key not in body:
-        return old
-    if body[key] is None:
-        return None
-    compile_(body[key])
-    return body[key]
-
-
-def _annotations(body: dict[str, Any], old: Parameters) -> Parameters:
-    annotations = _params(body, "annotations", old)
-    removed = body.get("delAnnotations") or []
-    if not isinstance(removed, list) or not all(isinstance(key, str) for key in removed):
-        raise BadRequest(f"delAnnotations malformed: expected an array of annotation keys (strings), "
-                         f"got {json.dumps(removed)[:100]}")
-    if removed:
-        annotations = tuple(a for a in annotations if a.key not in set(removed))
-    return annotations
-
-
-def _entity_ref(ref: Any, namespace: str) -> FullyQualifiedName:
-    try:
-        if isinstance(ref, dict):
-            path, name = str(ref.get("path") or namespace), str(ref.get("name"))
-            path = namespace if path == "_" else path
-            return FullyQualifiedName.from_path(path, name)
-        if isinstance(ref, str):
-            return FullyQualifiedName.parse(ref, namespace)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
-    raise BadRequest("rule requires a valid trigger and a valid action")
-
-
-def _check_sizes(entity: Entity) -> None:
-    params = getattr(entity, "parameters", ())
-    for field_name, values, limit in (("parameters", params, 1024 * 1024),
-                                      ("annotations", entity.annotations, ANNOTATIONS_LIMIT_BYTES)):
-        size = len(json.dumps([p.to_json() for p in values]).encode())
-        if size > limit:
-            raise PayloadTooLarge(f"{field_name} larger than allowed: {size} > {limit} bytes.")
