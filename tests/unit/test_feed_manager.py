@@ -6,20 +6,23 @@ import asyncio
 
 import pytest
 
-from tests.plugins.feeds import FakeClock, FakeStore, utc_s
-from triggerhub.engine.feeds import ALARM, BUILTIN_FEEDS, ONCE, FeedManager, FeedMetrics
+from tests.plugins.clock import TestClock, utc_s
+from tests.plugins.feeds import FakeStore
+from triggerhub.cli.feed_kinds import FEED_KINDS
+from triggerhub.engine.feed_manager import FeedManager, FeedMetrics, catalogue
 from triggerhub.errors import FORBIDDEN, BadRequest, Conflict, Forbidden, NotFound
 from triggerhub.model import FullyQualifiedName, ReducedRule, Rule, RuleStatus, Trigger, TriggerEvent
 from triggerhub.store.base import Acceptance
 
+ALARM, ONCE = "/whisk.system/alarms/alarm", "/whisk.system/alarms/once"
 START = "2024-06-01T00:00:30"
 CRON = {"cron": "* * * * *", "strict": True, "trigger_payload": "tick"}
 
 
-def manager_for(store: FakeStore, clock: FakeClock) -> FeedManager:
+def manager_for(store: FakeStore, clock: TestClock) -> FeedManager:
     async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
         return await store.accept(Acceptance(event=event, cursor=cursor))
-    return FeedManager(store, fire, clock)
+    return FeedManager(store, fire, kinds=FEED_KINDS, clock=clock)
 
 
 def call(event: str, **params: object) -> dict[str, object]:
@@ -27,15 +30,16 @@ def call(event: str, **params: object) -> dict[str, object]:
 
 
 def test_catalogue_names_every_builtin_feed() -> None:
-    assert sorted(BUILTIN_FEEDS) == [
+    assert sorted(FEED_KINDS) == [
         "/whisk.system/alarms/alarm", "/whisk.system/alarms/interval", "/whisk.system/alarms/once",
         "/whisk.system/files/watch", "/whisk.system/mqtt/subscribe", "/whisk.system/postgres/changes",
         "/whisk.system/webhook/webhook"]
-    assert BUILTIN_FEEDS[ALARM].parameters[0] == "cron"
+    assert FEED_KINDS[ALARM].catalogue.parameters[0] == "cron"
+    assert [feed.fqn for feed in catalogue(FEED_KINDS)] == list(FEED_KINDS)
 
 
 async def test_create_read_pause_unpause_delete(fake_store: FakeStore) -> None:
-    clock = FakeClock(utc_s(START))
+    clock = TestClock(utc_s(START))
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store, clock)
         await manager.start(tg)
@@ -67,7 +71,7 @@ async def test_create_read_pause_unpause_delete(fake_store: FakeStore) -> None:
 
 async def test_lifecycle_errors(fake_store: FakeStore) -> None:
     async with asyncio.TaskGroup() as tg:
-        manager = manager_for(fake_store, FakeClock(utc_s(START)))
+        manager = manager_for(fake_store, TestClock(utc_s(START)))
         await manager.start(tg)
         with pytest.raises(BadRequest, match="^unsupported lifecycleEvent$"):
             await manager.lifecycle("guest", "k", ALARM, call("RESTART"))
@@ -88,7 +92,7 @@ async def test_lifecycle_errors(fake_store: FakeStore) -> None:
 
 
 async def test_feeds_survive_a_restart_without_firing_an_instant_twice(fake_store: FakeStore) -> None:
-    clock = FakeClock(utc_s(START))
+    clock = TestClock(utc_s(START))
     async with asyncio.TaskGroup() as tg:
         first = manager_for(fake_store, clock)
         await first.start(tg)
@@ -109,7 +113,7 @@ async def test_once_with_delete_after_fire_rules_deletes_trigger_and_rules(fake_
     rule = Rule("guest", "r", FullyQualifiedName("guest", "tick"), FullyQualifiedName("guest", "act"))
     trigger = Trigger("guest", "tick", rules={"guest/r": ReducedRule(rule.action, RuleStatus.ACTIVE)})
     await fake_store.put_entities([trigger, rule])
-    clock = FakeClock(utc_s(START))
+    clock = TestClock(utc_s(START))
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store, clock)
         await manager.start(tg)
