@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -10,7 +11,7 @@ from tests.plugins.clock import TestClock, utc_s
 from tests.plugins.feeds import FakeStore
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, FeedMetrics, catalogue
-from triggerhub.errors import FORBIDDEN, BadRequest, Conflict, Forbidden, NotFound
+from triggerhub.errors import FORBIDDEN, BadRequest, Conflict, Forbidden, NotFound, StoreError
 from triggerhub.model import FullyQualifiedName, ReducedRule, Rule, RuleStatus, Trigger, TriggerEvent
 from triggerhub.store.base import Acceptance
 
@@ -122,3 +123,65 @@ async def test_once_with_delete_after_fire_rules_deletes_trigger_and_rules(fake_
         await clock.advance_to(utc_s("2024-06-01T01:00:00"))
         await manager.stop()
     assert (len(fake_store.events), fake_store.feeds, fake_store.entities) == (1, {}, {})
+
+
+def flaky_fire(store: FakeStore, *errors: Exception) -> Callable[[TriggerEvent, tuple[str, str] | None], Awaitable[bool]]:
+    """A fire that raises `errors` in turn, then stores like the engine."""
+    pending = list(errors)
+
+    async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        if pending:
+            raise pending.pop(0)
+        return await store.accept(Acceptance(event=event, cursor=cursor))
+    return fire
+
+
+async def test_a_store_outage_is_retried_and_the_instant_fires_once(fake_store: FakeStore) -> None:
+    clock = TestClock(utc_s(START))
+    fire = flaky_fire(fake_store, StoreError("database is locked"), StoreError("database is locked"))
+    async with asyncio.TaskGroup() as tg:
+        manager = FeedManager(fake_store, fire, kinds=FEED_KINDS, clock=clock)
+        await manager.start(tg)
+        await manager.lifecycle("guest", "k", ALARM, call("CREATE", **CRON))
+        await clock.advance_to(utc_s("2024-06-01T00:01:30"))
+        await manager.stop()
+    assert [e.time_ms for e in fake_store.events.values()] == [int(utc_s("2024-06-01T00:01:00") * 1000)]
+    assert fake_store.cursors == {"/guest/tick#fired": str(int(utc_s("2024-06-01T00:01:00") * 1000))}
+    assert manager.metrics("/guest/tick") == FeedMetrics(received=3, fired=1, rejected=2)
+    assert fake_store.feeds["/guest/tick"].status == "active"
+
+
+async def test_a_refused_event_pauses_the_feed_with_the_reason_until_unpaused(fake_store: FakeStore) -> None:
+    clock = TestClock(utc_s(START))
+    reason = "trigger /guest/tick does not exist; delete its feed or recreate the trigger"
+    fire = flaky_fire(fake_store, NotFound(reason))
+    async with asyncio.TaskGroup() as tg:
+        manager = FeedManager(fake_store, fire, kinds=FEED_KINDS, clock=clock)
+        await manager.start(tg)
+        await manager.lifecycle("guest", "k", ALARM, call("CREATE", **CRON))
+        await clock.advance_to(utc_s("2024-06-01T00:03:30"))  # refused at 00:01, nothing fired after it
+        read = await manager.lifecycle("guest", "k", ALARM, call("READ"))
+        assert (read["status"]["active"], read["status"]["reason"]) == (False, reason)
+        assert (fake_store.events, fake_store.feeds["/guest/tick"].status) == ({}, "paused")
+        assert manager.metrics("/guest/tick") == FeedMetrics(received=1, fired=0, rejected=1)
+        await manager.lifecycle("guest", "k", ALARM, call("UNPAUSE"))
+        await clock.advance_to(utc_s("2024-06-01T00:04:30"))
+        await manager.stop()
+    assert [e.time_ms for e in fake_store.events.values()] == [int(utc_s("2024-06-01T00:04:00") * 1000)]
+
+
+async def test_the_manager_runs_only_the_kinds_it_is_given(fake_store: FakeStore) -> None:
+    only_alarms = {fqn: kind for fqn, kind in FEED_KINDS.items() if fqn.startswith("/whisk.system/alarms/")}
+    async with asyncio.TaskGroup() as tg:
+        manager = FeedManager(fake_store, flaky_fire(fake_store), kinds=only_alarms, clock=TestClock(utc_s(START)))
+        await manager.start(tg)
+        with pytest.raises(NotFound) as unknown:
+            await manager.lifecycle("guest", "k", "/whisk.system/webhook/webhook", call("CREATE", verify="none"))
+        assert unknown.value.message == (
+            "feed '/whisk.system/webhook/webhook' is not a built-in feed; known: /whisk.system/alarms/alarm, "
+            "/whisk.system/alarms/interval, /whisk.system/alarms/once")
+        with pytest.raises(NotFound) as no_hook:
+            await manager.handle_webhook("guest", "tick", {}, b"{}")
+        assert no_hook.value.message == "trigger '/guest/tick' has no webhook feed; create one with --feed a webhook feed"
+        await manager.stop()
+    assert fake_store.feeds == {}
