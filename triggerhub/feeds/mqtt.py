@@ -263,7 +263,7 @@ class MqttFeed:
     def _connect_kwargs(self) -> dict[str, Any]:
         if self._config.protocol != "v5":
             return {}
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
         props.SessionExpiryInterval = self._config.session_expiry_s
         return {"clean_start": False, "properties": props}
 
