@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from triggerhub.errors import ApiError, BusError, TriggerhubError
 from triggerhub.model import Activation, Invocation, TriggerEvent, now_ms
@@ -29,7 +29,6 @@ from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 RETRY_PAUSE_S = 1.0
 
 
