@@ -31,6 +31,8 @@ from triggerhub.store.base import FeedRegistration, Store
 log = logging.getLogger(__name__)
 
 Fire = Callable[[TriggerEvent, tuple[str, str] | None], Awaitable[bool]]
+ReadBody = Callable[[int], Awaitable[bytes]]
+"""Reads a whole request body of at most the given bytes; raises PayloadTooLarge past it."""
 
 LIFECYCLE_EVENTS = ("CREATE", "READ", "UPDATE", "DELETE", "PAUSE", "UNPAUSE")
 RESERVED = ("lifecycleEvent", "triggerName", "authKey")
@@ -306,31 +308,33 @@ class FeedManager:
     # ----------------------------------------------------------------------- webhooks
 
     async def handle_webhook(self, namespace: str, trigger: str, headers: Mapping[str, str],
-                             raw_body: bytes) -> WebhookAccepted:
+                             read_body: ReadBody) -> WebhookAccepted:
         """POST /hooks/{namespace}/{trigger}: accepted once stored; otherwise raises the ApiError to
-        answer (401 unsigned, 404 no active webhook feed, 409 replay, 413 too large)."""
+        answer (400 undecodable, 401 unsigned, 404 no active webhook feed, 409 replay, 413 too large).
+        The body is read only once the feed is known, up to its limit."""
         name = f"/{namespace}/{trigger}"
         registration = await self._store.get_feed(name)
         kind = self._kinds.get(registration.feed) if registration is not None else None
-        if registration is None or kind is None or kind.deliver is None:
+        handling = kind.webhook if kind is not None else None
+        if registration is None or handling is None:
             raise NotFound(f"trigger '{name}' has no webhook feed; create one with --feed "
                            f"{_webhook_feeds(self._kinds.values())}")
         if registration.status != "active":
             raise NotFound(f"the webhook feed of trigger '{name}' is {registration.status}; UNPAUSE it")
         try:
-            event = kind.deliver(registration.config, name, headers, raw_body, self._clock.now_ms())
+            raw_body = await read_body(handling.body_limit_bytes(registration.config))
+            event = handling.event(registration.config, name, headers, raw_body, self._clock.now_ms())
         except ApiError as exc:
             self._count(name, received=1, rejected=1)
             log.info("webhook delivery for %s refused (%d): %s", name, exc.status, exc.message)
             raise
         if not await self._emit_for(name)(event):
-            raise Conflict(f"delivery '{event.id.split(':', 2)[2]}' was already accepted for trigger "
-                           f"'{name}'; a replay is not fired again")
+            raise Conflict(handling.replay_message(registration.config, name, headers, event.id))
         return WebhookAccepted(event.id)
 
 
 def _webhook_feeds(kinds: Iterable[FeedKind]) -> str:
-    return " or ".join(kind.fqn for kind in kinds if kind.deliver is not None) or "a webhook feed"
+    return " or ".join(kind.fqn for kind in kinds if kind.webhook is not None) or "a webhook feed"
 
 
 def _trigger_name(value: JSON, identity_namespace: str) -> str:
