@@ -26,6 +26,7 @@ from triggerhub.errors import (
 from triggerhub.feeds.cursor import Cursor, CursorEmit, CursorFeed, CursorLoader
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, Invocation, Trigger, TriggerEvent
+from triggerhub.retry import retrying
 from triggerhub.store.base import FeedRegistration, Store
 
 log = logging.getLogger(__name__)
@@ -260,12 +261,14 @@ class FeedManager:
     async def _suspend(self, trigger: str, reason: str) -> None:
         """The hub refused one of the feed's events for good: stop the feed and pause it with the reason."""
         async with self._lock:
-            registration = await self._store.get_feed(trigger)
             await self._stop_feed(trigger)
+            registration = await retrying(f"reading the feed of trigger {trigger}",
+                                          lambda: self._store.get_feed(trigger), clock=self._clock)
             if registration is None or registration.status != "active":
                 return
-            await self._store.put_feed(replace(registration, status="paused", reason=reason,
-                                               updated_ms=self._clock.now_ms()))
+            paused = replace(registration, status="paused", reason=reason, updated_ms=self._clock.now_ms())
+            await retrying(f"pausing the feed of trigger {trigger}", lambda: self._store.put_feed(paused),
+                           clock=self._clock)
         log.warning("feed for trigger %s paused: %s", trigger, reason)
 
     async def _finished(self, trigger: str, reason: str) -> None:
