@@ -81,15 +81,18 @@ def _relative_name(item: JSON) -> str:
 
 def _owner(doc: JSON) -> str | None:
     for item in doc.get("annotations") or []:
-        if item.get("key") == MANAGED_KEY and isinstance(item.get("value"), dict):
-            return item["value"].get("projectName")
+        value = item.get("value")
+        if item.get("key") == MANAGED_KEY and isinstance(value, dict):
+            project = value.get("projectName")
+            return None if project is None else str(project)
     return None
 
 
 def _feed_of(doc: JSON) -> str | None:
     for item in (doc or {}).get("annotations") or []:
-        if item.get("key") == "feed" and isinstance(item.get("value"), str):
-            return item["value"]
+        value = item.get("value")
+        if item.get("key") == "feed" and isinstance(value, str):
+            return value
     return None
 
 
