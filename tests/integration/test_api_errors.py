@@ -20,6 +20,8 @@ from tests.plugins.hub import hub_config
 from tests.plugins.store import sqlite_url
 from triggerhub.api.app import create_app
 from triggerhub.engine.core import Engine
+from triggerhub.engine.dispatch import LocalDispatcher
+from triggerhub.engine.entities import Entities
 from triggerhub.errors import BusError, RevisionConflict, StoreError
 from triggerhub.model import Activation, Invocation
 from triggerhub.store.sql import SqlStore
@@ -63,7 +65,9 @@ async def base_url(tmp_path: Path, store: SqlStore) -> AsyncIterator[str]:
     config = hub_config(tmp_path / "home")
     routes = [web.get("/api/v1/fault/bug", broken_handler), web.get("/api/v1/fault/store", store_down),
               web.post("/api/v1/fault/bus", bus_down), web.put("/api/v1/fault/clash", clash)]
-    async with Engine(config, store, NoInvoker()) as engine:
+    engine = Engine(config=config, store=store, invoker=NoInvoker(), dispatcher=LocalDispatcher(store),
+                    entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes))
+    async with engine:
         runner = web.AppRunner(create_app(engine, routes), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -69,6 +69,10 @@ def fired(event_id: str) -> TriggerEvent:
                         FullyQualifiedName("guest", "tick"), {"n": 1}, "guest", 1_000)
 
 
+async def never_runs(invocation: Invocation) -> Activation:
+    raise AssertionError("a Kafka dispatcher runs nothing itself")
+
+
 def record_of(item: Invocation, result: dict[str, int]) -> Activation:
     return Activation(namespace="guest", name="echo", subject="guest", activation_id=item.activation_id,
                       start_ms=2_000, end_ms=2_005, response=ActivationResponse.ok(result))
@@ -76,14 +80,16 @@ def record_of(item: Invocation, result: dict[str, int]) -> Activation:
 
 async def test_event_redelivered_after_a_crash_before_publishing_is_published(store) -> None:
     finished: list[str] = []
-    crashing = KafkaDispatcher(store, RecordingPublisher(failures=1), TOPICS, lambda i: finished.append(i.activation_id))
+    crashing = KafkaDispatcher(store, RecordingPublisher(failures=1), TOPICS)
     acceptance = Acceptance(event=fired("e1"), invocations=[invocation("a" * 32)])
-    with pytest.raises(BusError):
-        await crashing.submit(acceptance, acceptance.invocations)
+    async with crashing.running(execute=never_runs, finished=lambda i: finished.append(i.activation_id)):
+        with pytest.raises(BusError):
+            await crashing.submit(acceptance, acceptance.invocations)
 
     publisher = RecordingPublisher()
-    restarted = KafkaDispatcher(store, publisher, TOPICS, lambda i: finished.append(i.activation_id))
-    accepted = await restarted.submit(acceptance, acceptance.invocations)
+    restarted = KafkaDispatcher(store, publisher, TOPICS)
+    async with restarted.running(execute=never_runs, finished=lambda i: finished.append(i.activation_id)):
+        accepted = await restarted.submit(acceptance, acceptance.invocations)
 
     assert accepted is False  # the store has the event already: nothing written twice
     assert [(topic, key) for topic, key, _ in publisher.sent] == [("t.invocations", "a" * 32)]
@@ -128,15 +134,16 @@ async def test_completion_wakes_the_blocking_caller(store) -> None:
 
 async def test_worker_batch_is_handled_again_when_a_queued_invocation_is_not_confirmed(store) -> None:
     publisher = RecordingPublisher(failures=1)
-    dispatcher = KafkaDispatcher(store, publisher, TOPICS, lambda i: None)
+    dispatcher = KafkaDispatcher(store, publisher, TOPICS)
     by_event = {"e1": invocation("d" * 32), "e2": invocation("e" * 32)}
 
-    async def emit(event: TriggerEvent) -> bool:
+    async def emit(event: TriggerEvent, *, confirmations: list[Awaitable[None]] | None = None) -> bool:
         item = by_event[event.id]
-        return await dispatcher.submit(Acceptance(event=event, invocations=[item]), [item])
+        return await dispatcher.submit(Acceptance(event=event, invocations=[item]), [item], confirmations=confirmations)
 
-    worker = WorkerService(emit, TOPICS.trigger_events, dispatcher)
-    await worker.handle_batch([("/guest/tick", event_message(fired("e1"))), ("/guest/tick", event_message(fired("e2")))])
+    worker = WorkerService(emit, TOPICS.trigger_events)
+    async with dispatcher.running(execute=never_runs, finished=lambda i: None):
+        await worker.handle_batch([("/guest/tick", event_message(fired("e1"))), ("/guest/tick", event_message(fired("e2")))])
 
     assert [key for _, key, _ in publisher.sent] == ["e" * 32, "d" * 32, "e" * 32]
     assert worker.handled == 4

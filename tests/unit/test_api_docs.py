@@ -10,6 +10,8 @@ from triggerhub.api.hooks import webhook_routes
 from triggerhub.api.api_docs import document
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.core import Engine
+from triggerhub.engine.dispatch import LocalDispatcher
+from triggerhub.engine.entities import Entities
 from triggerhub.engine.feed_manager import FeedManager
 from triggerhub.model import Activation, Invocation, TriggerEvent
 from triggerhub.store.sql import SqlStore
@@ -28,7 +30,10 @@ def served_routes(tmp_path: Path) -> set[tuple[str, str]]:
     async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
         raise AssertionError("the router is only inspected")
 
-    app = create_app(Engine(hub_config(tmp_path / "home"), store, NoInvoker()), webhook_routes(FeedManager(store, fire, kinds=FEED_KINDS)))
+    config = hub_config(tmp_path / "home")
+    engine = Engine(config=config, store=store, invoker=NoInvoker(), dispatcher=LocalDispatcher(store),
+                    entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes))
+    app = create_app(engine, webhook_routes(FeedManager(store, fire, kinds=FEED_KINDS)))
     return {(route.method, route.resource.canonical) for route in app.router.routes()
             if route.resource is not None and route.method != "HEAD"
             and route.resource.canonical.startswith(("/api/v1", "/hooks"))}

@@ -23,6 +23,8 @@ from triggerhub.api.tls import listener_tls, scheme
 from triggerhub.config import HubConfig, RuntimeChoice
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import Engine
+from triggerhub.engine.dispatch import LocalDispatcher
+from triggerhub.engine.entities import Entities
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.errors import ConfigError
@@ -110,7 +112,9 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
         pool = ContainerPool(runtime, PoolConfig(
             prewarm_count=config.runtime.prewarm_count, pause_grace_s=config.runtime.pause_grace_s,
             idle_timeout_s=config.runtime.idle_timeout_s, memory_budget_mb=config.runtime.memory_budget_mb))
-        engine = Engine(config, store, ActionInvoker(pool))
+        entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes)
+        engine = Engine(config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
+                        dispatcher=LocalDispatcher(store))
         feeds = FeedManager(store, engine.emit, kinds=FEED_KINDS, forget=engine.entities.forget)
         engine.builtin = feeds.run_builtin
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))

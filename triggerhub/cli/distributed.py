@@ -30,17 +30,17 @@ from triggerhub.bus.topics import Topics, ensure_topics
 from triggerhub.cli.tls import tls_options, tls_overrides
 from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
-from triggerhub.engine.core import DispatcherFactory, Engine
+from triggerhub.engine.core import Engine
 from triggerhub.engine.entities import Entities
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.engine.distributed import (
     CompletionWaiter, HealthMonitor, InvokerService, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
-    event_sink, heartbeat,
+    heartbeat,
 )
 from triggerhub.errors import ConfigError, StoreError, TriggerhubError
 from triggerhub.invoker.activation import ActionInvoker
-from triggerhub.invoker.base import RuntimeFactory
+from triggerhub.invoker.base import Invoker, RuntimeFactory
 from triggerhub.invoker.pool import ContainerPool, PoolConfig
 from triggerhub.model import now_ms
 from triggerhub.store.sql import SqlStore
@@ -89,12 +89,14 @@ async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
         await store.close()
 
 
-def _dispatcher(publisher: Publisher, topics: Topics, *, waiter: CompletionWaiter | None = None,
-                reply_to: str | None = None) -> DispatcherFactory:
-    def make(store: Any, execute: Any, finished: Any) -> KafkaDispatcher:
-        return KafkaDispatcher(store, publisher, topics, finished, waiter=waiter, reply_to=reply_to)
-
-    return make
+def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: Topics, *,
+            invoker: Invoker | None = None, cache_ttl_s: float = 0.0, waiter: CompletionWaiter | None = None,
+            reply_to: str | None = None) -> Engine:
+    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`."""
+    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(),
+                  entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
+                                    cache_ttl_s=cache_ttl_s),
+                  dispatcher=KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
 
 
 def _all_topics(config: HubConfig, topics: Topics) -> list[str]:
@@ -114,9 +116,8 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         store = await stack.enter_async_context(_opened_store(config))
         credentials = await ensure_subjects(store, config.home)
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=f"controller{config.kafka.controller_id}"))
-        engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics, waiter=waiter, reply_to=reply_to))
-        engine.entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes, cache_ttl_s=CONTROLLER_CACHE_TTL_S)
-        engine.event_sink = event_sink(publisher, topics)
+        engine = _engine(config, store, publisher, topics, cache_ttl_s=CONTROLLER_CACHE_TTL_S, waiter=waiter,
+                         reply_to=reply_to)
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         # Webhook deliveries are matched and stored here (202 once durable); the feeds process
         # runs the feeds that pull or listen, and the feed lifecycle actions.
@@ -149,12 +150,9 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
-        engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics))
-        engine.entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes, cache_ttl_s=0.0)
+        engine = _engine(config, store, publisher, topics)
         await stack.enter_async_context(engine)
-        dispatcher = engine.dispatcher
-        service = WorkerService(engine.emit, topics.trigger_events,
-                                dispatcher if isinstance(dispatcher, KafkaDispatcher) else None)
+        service = WorkerService(engine.emit, topics.trigger_events)
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
@@ -179,8 +177,7 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=name))
-        engine = Engine(config, store, ActionInvoker(pool), dispatcher=_dispatcher(publisher, topics))
-        engine.entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes, cache_ttl_s=0.0)
+        engine = _engine(config, store, publisher, topics, invoker=ActionInvoker(pool))
         await stack.enter_async_context(engine)
         stack.push_async_callback(pool.close)
         await pool.start()
@@ -227,8 +224,7 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         await stack.enter_async_context(feeds_leadership(config))
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="feeds"))
-        engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics))
-        engine.entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes, cache_ttl_s=0.0)
+        engine = _engine(config, store, publisher, topics)
         feeds = FeedManager(store, engine.emit, kinds=FEED_KINDS, forget=engine.entities.forget, instance_id="feeds")
         engine.builtin = feeds.run_builtin
         await stack.enter_async_context(engine)

@@ -3,10 +3,14 @@
 Accepting (store.accept) happens before any 202 is answered; running happens in tasks owned by
 the engine's TaskGroup; finishing is store.complete(), which refuses a second record for an id.
 After a crash, `__aenter__` re-runs every accepted invocation that has no record yet.
+
+The Engine is built whole: its entity access, its dispatcher (embedded or distributed: the mode
+is the dispatcher's business) and the handler of built-in actions are given to its constructor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -21,7 +25,7 @@ from triggerhub.model import (
 )
 from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
-from triggerhub.engine.dispatch import Dispatcher, LocalDispatcher
+from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.resolve import Resolved, bound_parameters, check_final, check_read, merge_arguments, package_readable
 from triggerhub.engine.sequences import run_sequence
@@ -36,23 +40,23 @@ log = logging.getLogger(__name__)
 API_FIRE_TYPE = "org.openwhisk.trigger.fire"
 """The event type of fires through the API: they keep OpenWhisk's limits; every other type came from a feed."""
 
-EventSink = Callable[[TriggerEvent], Awaitable[bool]]
-"""Where fired events go when rule matching runs elsewhere (distributed mode: a Kafka topic)."""
-DispatcherFactory = Callable[[Store, Callable[[Invocation], Awaitable[Activation]], Callable[[Invocation], None]], Dispatcher]
 BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 """Runs a hub-internal action (kind `builtin`, e.g. a feed provider) and returns its result."""
 
 
 class Engine:
-    def __init__(self, config: HubConfig, store: Store, invoker: Invoker,
-                 dispatcher: DispatcherFactory | None = None) -> None:
+    def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
+                 dispatcher: Dispatcher) -> None:
         self.config = config
         self.store = store
         self.invoker = invoker
-        self.entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes)
+        self.entities = entities
+        self.dispatcher = dispatcher
+        # Runs the hub-internal actions (the feed providers) in a process that runs feeds. Set by
+        # the composition once its FeedManager exists: the manager fires through this engine.
+        self.builtin: BuiltinHandler | None = None
         self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s)
         self.apis = ApiGateway(store, self.resolve)
-        self.builtin: BuiltinHandler | None = None
         self._rates = RateThrottler(now_ms)
         self._fire_rates = RateThrottler(now_ms)
         self._concurrency = ConcurrencyThrottler()
@@ -60,18 +64,17 @@ class Engine:
         self._feed_held: set[str] = set()  # activation ids holding a feed admission slot
         self._unslotted: set[str] = set()  # feed-fired activation ids that took no direct concurrency slot
         self.router = Router()
-        self.event_sink: EventSink | None = None
-        self.dispatcher: Dispatcher = (dispatcher or LocalDispatcher)(store, self.execute, self._finished)
+        self._running = contextlib.AsyncExitStack()
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Engine:
-        await self.dispatcher.__aenter__()
+        await self._running.enter_async_context(self.dispatcher.running(execute=self.execute, finished=self._finished))
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        await self.dispatcher.__aexit__(*exc_info)
+        await self._running.__aexit__(*exc_info)
 
-    def statistics(self) -> dict[str, int]:
+    def statistics(self) -> DispatcherStatistics:
         return self.dispatcher.statistics()
 
     def _finished(self, invocation: Invocation) -> None:
@@ -158,11 +161,12 @@ class Engine:
         record = await self.dispatcher.run_blocking(invocation, wait_ms)
         return invocation.activation_id if record is None else record
 
-    async def _submit(self, acceptance: Acceptance, invocations: list[Invocation]) -> bool:
+    async def _submit(self, acceptance: Acceptance, invocations: list[Invocation], *,
+                      confirmations: list[Awaitable[None]] | None = None) -> bool:
         """Hand over to the dispatcher; the concurrency slots taken by _admit are given back
         here when nothing will run, else when each invocation finishes."""
         try:
-            accepted = await self.dispatcher.submit(acceptance, invocations)
+            accepted = await self.dispatcher.submit(acceptance, invocations, confirmations=confirmations)
         except BaseException:
             for invocation in invocations:
                 self._finished(invocation)
@@ -213,21 +217,21 @@ class Engine:
         event = TriggerEvent(id=new_activation_id(), source=f"/api/v1/namespaces/{fqn.namespace}/triggers/{fqn.name}",
                              type=API_FIRE_TYPE, trigger=trigger.fqn, data=payload, time_ms=now_ms(),
                              subject=identity.subject)
-        if self.event_sink is not None:
-            await self.event_sink(event)
-        else:
-            await self._match(trigger, event, cursor=None)
+        await self.dispatcher.fire(event, lambda: self._match(trigger, event, cursor=None))
         return rules.trigger_activation_id(event)
 
-    async def emit(self, event: TriggerEvent, cursor: tuple[str, str] | None = None) -> bool:
+    async def emit(self, event: TriggerEvent, cursor: tuple[str, str] | None = None, *,
+                   confirmations: list[Awaitable[None]] | None = None) -> bool:
         """Match a fired event against the trigger's rules and accept the result durably.
-        Used by feeds and by distributed workers. False when the event id was already accepted."""
+        Used by feeds and by distributed workers. False when the event id was already accepted.
+        `confirmations`: as for `Dispatcher.submit`."""
         trigger = await self.entities.find(event.trigger, Trigger)
         if trigger is None:
             raise NotFound(f"trigger {event.trigger} does not exist; delete its feed or recreate the trigger")
-        return await self._match(trigger, event, cursor)
+        return await self._match(trigger, event, cursor, confirmations=confirmations)
 
-    async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+    async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None, *,
+                     confirmations: list[Awaitable[None]] | None = None) -> bool:
         """Route `event` through the trigger's compiled rules and accept the result in one store
         write. Rules whose filter refuses it are only counted (in that same write): no activation,
         no invocation row."""
@@ -266,7 +270,7 @@ class Engine:
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes)] if outcomes else []
         acceptance = Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor,
                                 matched_rules=routing.taken, filtered_rules=routing.filtered)
-        accepted = await self._submit(acceptance, invocations)  # counts the filters' verdicts once per event
+        accepted = await self._submit(acceptance, invocations, confirmations=confirmations)  # counts the filters' verdicts once per event
         if accepted:
             log.info("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))

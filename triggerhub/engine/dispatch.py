@@ -3,70 +3,108 @@
 Embedded mode (`LocalDispatcher`): the store is the queue. `submit` commits the acceptance, then
 runs each invocation in a task of the dispatcher's TaskGroup; on start it re-runs what was
 accepted but never recorded. Distributed mode plugs in a Kafka-backed dispatcher instead.
+
+The Engine is given its dispatcher when it is built and hands it what to run when it starts
+(`running(execute=..., finished=...)`): the mode lives behind this seam, nowhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from triggerhub.errors import TriggerhubError
-from triggerhub.model import Activation, Invocation
+from triggerhub.model import Activation, Invocation, TriggerEvent
 from triggerhub.store.base import Acceptance, Store
 
 log = logging.getLogger(__name__)
 
 Execute = Callable[[Invocation], Awaitable[Activation]]
 Finished = Callable[[Invocation], None]
+"""Called once per invocation when the dispatcher is done with it (the engine frees its slot)."""
+MatchHere = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherStatistics:
+    running: int = 0  # invocations running in this process (embedded)
+    published: int = 0  # invocations handed to Kafka (distributed)
+    waiting: int = 0  # blocking callers waiting for a completion (controller)
 
 
 class Dispatcher(Protocol):
-    async def __aenter__(self) -> Dispatcher: ...
-    async def __aexit__(self, *exc_info: Any) -> None: ...
+    def running(self, *, execute: Execute, finished: Finished) -> contextlib.AbstractAsyncContextManager[None]:
+        """Serve until the block ends: accepted invocations run with `execute` (if they run in
+        this process), and `finished(invocation)` is called once for each handed over."""
 
-    async def submit(self, acceptance: Acceptance, invocations: Sequence[Invocation]) -> bool:
+    async def fire(self, event: TriggerEvent, match_here: MatchHere) -> bool:
+        """A fire through the API: match it in this process (`match_here()`) or hand the event to
+        where rules are matched. False when the event was a duplicate."""
+
+    async def submit(self, acceptance: Acceptance, invocations: Sequence[Invocation], *,
+                     confirmations: list[Awaitable[None]] | None = None) -> bool:
         """Make `acceptance` durable, then see that each invocation runs and ends in exactly one
-        record. False when the acceptance's event was a duplicate (nothing new to run)."""
+        record. False when the acceptance's event was a duplicate (nothing new to run).
+
+        With a `confirmations` list, return once the hand-over is queued and append what, awaited,
+        confirms it; the caller awaits them before it acknowledges its own input. A dispatcher
+        whose hand-over is durable on return appends nothing."""
 
     async def run_blocking(self, invocation: Invocation, wait_ms: int) -> Activation | None:
         """Run now and wait up to `wait_ms` for the record. None when the wait expired: the
         invocation is then durable and still completes."""
 
-    def statistics(self) -> dict[str, int]: ...
+    def statistics(self) -> DispatcherStatistics: ...
+
+
+def _not_started(invocation: Invocation) -> None:
+    raise TriggerhubError("the dispatcher is not running; use `async with engine:`")
+
+
+async def _not_running(invocation: Invocation) -> Activation:
+    raise TriggerhubError("the dispatcher is not running; use `async with engine:`")
 
 
 class LocalDispatcher:
-    def __init__(self, store: Store, execute: Execute, finished: Finished) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
-        self._execute = execute
-        self._finished = finished
+        self._execute: Execute = _not_running
+        self._finished: Finished = _not_started
         self._tasks: asyncio.TaskGroup | None = None
         self._running: dict[str, asyncio.Task[Activation | None]] = {}
 
-    async def __aenter__(self) -> LocalDispatcher:
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        recovered = await self._store.list_pending()
-        for invocation in recovered:
-            self._start(invocation)
-        if recovered:
-            log.info("recovered %d accepted activations without a record", len(recovered))
-        return self
+    @contextlib.asynccontextmanager
+    async def running(self, *, execute: Execute, finished: Finished) -> AsyncIterator[None]:
+        """Runs what was accepted and never recorded first, then every submitted invocation."""
+        self._execute, self._finished = execute, finished
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                try:
+                    recovered = await self._store.list_pending()
+                    for invocation in recovered:
+                        self._start(invocation)
+                    if recovered:
+                        log.info("recovered %d accepted activations without a record", len(recovered))
+                    yield
+                finally:
+                    for task in list(self._running.values()):
+                        task.cancel()
+        finally:
+            self._tasks = None
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        if self._tasks is None:
-            return
-        for task in list(self._running.values()):
-            task.cancel()
-        await self._tasks.__aexit__(*exc_info)
-        self._tasks = None
+    def statistics(self) -> DispatcherStatistics:
+        return DispatcherStatistics(running=len(self._running))
 
-    def statistics(self) -> dict[str, int]:
-        return {"running": len(self._running)}
+    async def fire(self, event: TriggerEvent, match_here: MatchHere) -> bool:
+        return await match_here()
 
-    async def submit(self, acceptance: Acceptance, invocations: Sequence[Invocation]) -> bool:
+    async def submit(self, acceptance: Acceptance, invocations: Sequence[Invocation], *,
+                     confirmations: list[Awaitable[None]] | None = None) -> bool:
         if not await self._store.accept(acceptance):
             return False
         for invocation in invocations:
@@ -82,9 +120,6 @@ class LocalDispatcher:
             # The caller now holds an id it was promised: make it durable before answering.
             await self._store.accept(Acceptance(invocations=[invocation]))
             return None
-
-    def recovered_ids(self) -> list[str]:
-        return list(self._running)
 
     def _start(self, invocation: Invocation) -> asyncio.Task[Activation | None]:
         if self._tasks is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from triggerhub.errors import ApiError, BusError, TriggerhubError
 from triggerhub.model import Activation, Invocation, Kind, TriggerEvent, now_ms
 from triggerhub.bus import codec as wire
 from triggerhub.bus.topics import Topics
-from triggerhub.engine.dispatch import Finished
+from triggerhub.engine.dispatch import DispatcherStatistics, Execute, Finished, MatchHere
 from triggerhub.store import codec
 from triggerhub.store.base import Acceptance, Store
 from triggerhub.retry import retrying
@@ -109,49 +109,47 @@ class CompletionWaiter:
 
 
 class KafkaDispatcher:
-    """The engine's Dispatcher in distributed mode: accept in the store, then publish.
+    """The engine's Dispatcher in distributed mode: accept in the store, then publish. Nothing
+    runs here (invokers run what is published); a fire's event goes to the workers' topic.
 
     `reply_to` names this controller's completions topic; without one (worker, invoker) the
     process cannot run blocking invokes."""
 
-    def __init__(self, store: Store, publisher: Publisher, topics: Topics, finished: Finished, *,
+    def __init__(self, store: Store, publisher: Publisher, topics: Topics, *,
                  waiter: CompletionWaiter | None = None, reply_to: str | None = None) -> None:
         self._store = store
         self._publisher = publisher
         self._topics = topics
-        self._finished = finished
+        self._finished: Finished = _not_started
         self._waiter = waiter
         self._reply_to = reply_to
         self._published = 0
-        self._deferred: list[Awaitable[None]] | None = None
 
-    @contextlib.contextmanager
-    def deferring(self, confirmations: list[Awaitable[None]]) -> Iterator[None]:
-        """Within this block, submit() returns once the store accepted and the invocations are
-        queued; their confirmations go to `confirmations`, for the caller to await before it
-        acknowledges what it is handling."""
-        self._deferred = confirmations
+    @contextlib.asynccontextmanager
+    async def running(self, *, execute: Execute, finished: Finished) -> AsyncIterator[None]:
+        """`execute` is not used: invokers run the invocations this dispatcher publishes."""
+        self._finished = finished
         try:
             yield
         finally:
-            self._deferred = None
+            self._finished = _not_started
 
-    async def __aenter__(self) -> KafkaDispatcher:
-        return self
+    def statistics(self) -> DispatcherStatistics:
+        return DispatcherStatistics(published=self._published, waiting=len(self._waiter) if self._waiter else 0)
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        return None
+    async def fire(self, event: TriggerEvent, match_here: MatchHere) -> bool:
+        """Accepted once Kafka holds the event; a worker matches it."""
+        await self._publisher.publish(self._topics.trigger_events, str(event.trigger), event_message(event))
+        return True
 
-    def statistics(self) -> dict[str, int]:
-        return {"published": self._published, "waiting": len(self._waiter) if self._waiter else 0}
-
-    async def submit(self, acceptance: Acceptance, invocations: Sequence[Invocation]) -> bool:
+    async def submit(self, acceptance: Acceptance, invocations: Sequence[Invocation], *,
+                     confirmations: list[Awaitable[None]] | None = None) -> bool:
         accepted = await self._store.accept(acceptance)
         # A duplicate event may come from a worker that died after accepting and before
         # publishing: publish again. Ids are derived from the event, and an invoker skips an
         # invocation that has a record, so a second copy runs nothing twice.
         if accepted or acceptance.event is not None:
-            await self._publish_all(invocations)
+            await self._publish_all(invocations, confirmations)
         if accepted:
             for invocation in invocations:
                 self._finished(invocation)  # concurrency is counted per process, up to the hand-over
@@ -162,7 +160,7 @@ class KafkaDispatcher:
             raise TriggerhubError("blocking invokes are answered by a controller; this process has no completions topic")
         future = self._waiter.expect(invocation.activation_id)
         try:
-            await self._publish(invocation, self._reply_to)
+            await self._publish(invocation, self._reply_to, None)
             async with asyncio.timeout(wait_ms / 1000):
                 return await future
         except TimeoutError:
@@ -173,33 +171,28 @@ class KafkaDispatcher:
             self._waiter.forget(invocation.activation_id)
             self._finished(invocation)
 
-    async def _publish_all(self, invocations: Sequence[Invocation]) -> None:
+    async def _publish_all(self, invocations: Sequence[Invocation], confirmations: list[Awaitable[None]] | None) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
                 for invocation in invocations:
-                    tasks.create_task(self._publish(invocation, None))
+                    tasks.create_task(self._publish(invocation, None, confirmations))
         except ExceptionGroup as failed:  # callers handle one BusError, as from a single publish
             raise failed.exceptions[0] from None
 
-    async def _publish(self, invocation: Invocation, reply_to: str | None) -> None:
+    async def _publish(self, invocation: Invocation, reply_to: str | None,
+                       confirmations: list[Awaitable[None]] | None) -> None:
         builtin = invocation.action.exec.kind == Kind.BUILTIN
         topic = self._topics.feed_invocations if builtin else self._topics.invocations
         message = invocation_message(invocation, reply_to)
-        if self._deferred is not None and reply_to is None:
-            self._deferred.append(await self._publisher.enqueue(topic, invocation.activation_id, message))
+        if confirmations is not None:
+            confirmations.append(await self._publisher.enqueue(topic, invocation.activation_id, message))
         else:
             await self._publisher.publish(topic, invocation.activation_id, message)
         self._published += 1
 
 
-def event_sink(publisher: Publisher, topics: Topics) -> Callable[[TriggerEvent], Awaitable[bool]]:
-    """The controller's `engine.event_sink`: a fire is accepted once Kafka holds its event."""
-
-    async def publish(event: TriggerEvent) -> bool:
-        await publisher.publish(topics.trigger_events, str(event.trigger), event_message(event))
-        return True
-
-    return publish
+def _not_started(invocation: Invocation) -> None:
+    raise TriggerhubError("the dispatcher is not running; use `async with engine:`")
 
 
 @dataclass(slots=True)
@@ -252,14 +245,18 @@ def _invoker_order(name: str) -> tuple[int, str]:
 # ---------------------------------------------------------------------------- worker
 
 
+class Emit(Protocol):
+    """`Engine.emit`: match an event and accept it durably (confirmations: as for Dispatcher.submit)."""
+
+    async def __call__(self, event: TriggerEvent, *, confirmations: list[Awaitable[None]] | None = None) -> bool: ...
+
+
 class WorkerService:
     """Handles trigger events: match rules, accept durably, publish the invocations."""
 
-    def __init__(self, emit: Callable[[TriggerEvent], Awaitable[bool]], topic: str,
-                 dispatcher: KafkaDispatcher | None = None) -> None:
+    def __init__(self, emit: Emit, topic: str) -> None:
         self._emit = emit
         self._topic = topic
-        self._dispatcher = dispatcher
         self.handled = 0
 
     async def handle_batch(self, messages: list[tuple[str, bytes]]) -> None:
@@ -267,21 +264,15 @@ class WorkerService:
         invocations are queued without waiting for each confirmation; if one fails, the whole
         batch is handled again (accepted events are then duplicates whose invocations are
         published again, which invokers run at most once)."""
-        dispatcher = self._dispatcher
-        if dispatcher is None:
-            await self._handle_grouped(messages)
-            return
-
         async def handle_confirmed() -> None:
             confirmations: list[Awaitable[None]] = []
-            with dispatcher.deferring(confirmations):
-                await self._handle_grouped(messages)
+            await self._handle_grouped(messages, confirmations)
             for confirmation in confirmations:
                 await confirmation
 
         await retrying(f"handling a batch of {len(messages)} events", handle_confirmed)
 
-    async def _handle_grouped(self, messages: list[tuple[str, bytes]]) -> None:
+    async def _handle_grouped(self, messages: list[tuple[str, bytes]], confirmations: list[Awaitable[None]]) -> None:
         """Triggers in parallel, each trigger's events one after another in topic order."""
         by_trigger: dict[str, list[bytes]] = {}
         for key, value in messages:
@@ -289,20 +280,21 @@ class WorkerService:
 
         async def in_order(key: str, values: list[bytes]) -> None:
             for value in values:
-                await self.handle(key, value)
+                await self.handle(key, value, confirmations=confirmations)
 
         async with asyncio.TaskGroup() as tasks:
             for key, values in by_trigger.items():
                 tasks.create_task(in_order(key, values))
 
-    async def handle(self, key: str, value: bytes) -> None:
+    async def handle(self, key: str, value: bytes, *, confirmations: list[Awaitable[None]] | None = None) -> None:
+        """Match one event; with `confirmations`, as for `Dispatcher.submit`."""
         try:
             event = read_event(value, self._topic)
         except BusError as exc:
             log.error("%s; skipped", exc)
             return
         try:
-            await retrying(f"matching event {event.id} of trigger {event.trigger}", lambda: self._emit(event))
+            await retrying(f"matching event {event.id} of trigger {event.trigger}", lambda: self._emit(event, confirmations=confirmations))
         except ApiError as exc:
             log.warning("event %s of trigger %s dropped: %s", event.id, event.trigger, exc.message)
         self.handled += 1
