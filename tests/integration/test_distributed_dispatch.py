@@ -14,6 +14,7 @@ import pytest
 
 from triggerhub.bus.topics import Topics
 from triggerhub.engine.distributed import (
+    InvokerStatistics,
     CompletionWaiter, InvokerService, KafkaDispatcher, WorkerService, completion_message, event_message,
     invocation_message, read_completion, read_invocation,
 )
@@ -115,7 +116,7 @@ async def test_invocation_delivered_twice_runs_once_and_answers_both(store) -> N
     await service.handle(item.activation_id, message)
 
     assert runs == ["b" * 32]
-    assert service.statistics() == {"ran": 1, "skipped": 1, "running": 0}
+    assert service.statistics() == InvokerStatistics(ran=1, skipped=1, running=0)
     answers = [read_completion(value, topic) for topic, _, value in publisher.sent]
     assert [a.response.result for a in answers] == [{"run": 1}, {"run": 1}]
     assert {topic for topic, _, _ in publisher.sent} == {"t.completed0"}

@@ -7,15 +7,20 @@ GET /invokers/statistics    {"invoker0": {"ran": 12, "skipped": 0, "running": 1,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from aiohttp import web
 
 
+class _Statistics(Protocol):
+    def to_json(self) -> dict[str, int]: ...
+
+
 class InvokerHealth(Protocol):
     def states(self) -> dict[str, str]: ...
     def healthy_count(self) -> str: ...
-    def statistics(self) -> dict[str, dict[str, int]]: ...
+    def statistics(self) -> Mapping[str, _Statistics]: ...
 
 
 def admin_routes(health: InvokerHealth) -> list[web.RouteDef]:
@@ -26,7 +31,7 @@ def admin_routes(health: InvokerHealth) -> list[web.RouteDef]:
         return web.json_response({"healthy": health.healthy_count()})
 
     async def statistics(request: web.Request) -> web.Response:
-        return web.json_response(health.statistics())
+        return web.json_response({name: reported.to_json() for name, reported in health.statistics().items()})
 
     return [web.get("/invokers", invokers), web.get("/invokers/healthy/count", healthy_count),
             web.get("/invokers/statistics", statistics)]

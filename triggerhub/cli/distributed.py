@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from triggerhub.engine.entities import Entities
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.engine.distributed import (
-    CompletionWaiter, HealthMonitor, InvokerService, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
+    CompletionWaiter, HealthMonitor, InvokerService, InvokerStatistics, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
     heartbeat,
 )
 from triggerhub.errors import ConfigError, StoreError, TriggerhubError
@@ -238,9 +238,9 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         yield service
 
 
-def _with_partitions(statistics: Callable[[], dict[str, int]], app: Any) -> Callable[[], dict[str, int]]:
-    def snapshot() -> dict[str, int]:
-        return {**statistics(), "partitions": assigned_partitions(app)}
+def _with_partitions(statistics: Callable[[], InvokerStatistics], app: Any) -> Callable[[], InvokerStatistics]:
+    def snapshot() -> InvokerStatistics:
+        return replace(statistics(), partitions=assigned_partitions(app))
 
     return snapshot
 

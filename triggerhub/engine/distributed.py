@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
 from triggerhub.errors import ApiError, BusError, TriggerhubError
@@ -195,10 +195,28 @@ def _not_started(invocation: Invocation) -> None:
     raise TriggerhubError("the dispatcher is not running; use `async with engine:`")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class InvokerStatistics:
+    """What an invoker reports in its heartbeats."""
+
+    ran: int = 0  # invocations run to a record here
+    skipped: int = 0  # redelivered invocations that had a record already
+    running: int = 0
+    partitions: int = 0  # invocation partitions assigned to this invoker
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> InvokerStatistics:
+        """Known counters only (a newer invoker may report more)."""
+        return cls(**{f.name: int(str(doc[f.name])) for f in fields(cls) if f.name in doc})
+
+
+@dataclass(frozen=True, slots=True)
 class InvokerHealth:
     last_seen_ms: int
-    statistics: dict[str, int] = field(default_factory=dict)
+    statistics: InvokerStatistics = InvokerStatistics()
 
 
 class HealthMonitor:
@@ -213,7 +231,7 @@ class HealthMonitor:
         try:
             doc = wire.decode(value, topic)
             name, sent_ms = str(doc["invoker"]), int(doc["ts_ms"])
-            statistics = {k: int(v) for k, v in doc.get("statistics", {}).items()}
+            statistics = InvokerStatistics.from_json(dict(doc.get("statistics", {})))
         except (BusError, KeyError, TypeError, ValueError) as exc:
             log.error("malformed heartbeat on %s: %s; skipped", topic, exc)
             return
@@ -232,9 +250,10 @@ class HealthMonitor:
         states = self.states()
         return f"{sum(1 for s in states.values() if s == 'up')}/{len(states)}"
 
-    def statistics(self) -> dict[str, dict[str, int]]:
-        return {name: dict(seen.statistics) for name, seen in sorted(self._invokers.items(),
-                                                                     key=lambda item: _invoker_order(item[0]))}
+    def statistics(self) -> dict[str, InvokerStatistics]:
+        """Each invoker's last reported statistics, in invoker order."""
+        return {name: seen.statistics for name, seen in sorted(self._invokers.items(),
+                                                               key=lambda item: _invoker_order(item[0]))}
 
 
 def _invoker_order(name: str) -> tuple[int, str]:
@@ -316,8 +335,8 @@ class InvokerService:
         self._running: dict[str, asyncio.Future[Activation]] = {}
         self._counts = {"ran": 0, "skipped": 0}
 
-    def statistics(self) -> dict[str, int]:
-        return {**self._counts, "running": len(self._running)}
+    def statistics(self) -> InvokerStatistics:
+        return InvokerStatistics(ran=self._counts["ran"], skipped=self._counts["skipped"], running=len(self._running))
 
     async def handle(self, key: str, value: bytes) -> None:
         try:
@@ -368,10 +387,10 @@ class InvokerService:
 
 
 async def heartbeat(name: str, publisher: Publisher, topic: str, interval_ms: int,
-                    statistics: Callable[[], dict[str, int]], stop: asyncio.Event) -> None:
+                    statistics: Callable[[], InvokerStatistics], stop: asyncio.Event) -> None:
     """Publish `{"invoker", "ts_ms", "statistics"}` every `interval_ms` until `stop` is set."""
     while not stop.is_set():
-        doc = {"invoker": name, "ts_ms": now_ms(), "statistics": statistics()}
+        doc = {"invoker": name, "ts_ms": now_ms(), "statistics": statistics().to_json()}
         try:
             await publisher.publish(topic, name, wire.encode(doc))
         except BusError as exc:
