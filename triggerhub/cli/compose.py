@@ -30,13 +30,12 @@ from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.errors import ConfigError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import RuntimeFactory
-from triggerhub.invoker.pool import ContainerPool, PoolConfig
+from triggerhub.cli.wiring import action_pool, reap_until
 from triggerhub.invoker.process import ProcessRuntimeFactory
 from triggerhub.invoker.sandbox import find_sandbox
 from triggerhub.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
-REAP_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +105,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
     await store.open()
     try:
         credentials = await ensure_subjects(store, config.home)
-        removed = await runtime.cleanup_orphans()
-        if removed:
-            log.info("removed %d runtimes left by an earlier hub", removed)
-        pool = ContainerPool(runtime, PoolConfig(
-            prewarm_count=config.runtime.prewarm_count, pause_grace_s=config.runtime.pause_grace_s,
-            idle_timeout_s=config.runtime.idle_timeout_s, memory_budget_mb=config.runtime.memory_budget_mb))
+        pool = await action_pool(config, runtime, left_by="an earlier hub")
         entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes)
         engine = Engine(config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
                         dispatcher=LocalDispatcher(store))
@@ -122,7 +116,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
             async with engine, asyncio.TaskGroup() as tasks:
                 await pool.start()
                 stop_reaping = asyncio.Event()
-                tasks.create_task(_reap_until(pool, stop_reaping))
+                tasks.create_task(reap_until(pool, stop_reaping))
                 await feeds.start(tasks)
                 runner = web.AppRunner(create_app(engine, webhook_routes(feeds)), access_log=None)
                 await runner.setup()
@@ -140,12 +134,3 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
     finally:
         await store.close()
 
-
-async def _reap_until(pool: ContainerPool, stop: asyncio.Event) -> None:
-    """Pause and remove idle runtimes every REAP_INTERVAL_S until `stop` is set."""
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(REAP_INTERVAL_S):
-                await stop.wait()
-        if not stop.is_set():
-            await pool.reap()

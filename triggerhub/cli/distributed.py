@@ -41,7 +41,8 @@ from triggerhub.engine.distributed import (
 from triggerhub.errors import ConfigError, StoreError, TriggerhubError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import Invoker, RuntimeFactory
-from triggerhub.invoker.pool import ContainerPool, PoolConfig
+from triggerhub.cli.compose import choose_runtime
+from triggerhub.cli.wiring import action_pool, reap_until
 from triggerhub.model import now_ms
 from triggerhub.store.sql import SqlStore
 
@@ -161,19 +162,12 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
 
 @contextlib.asynccontextmanager
 async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFactory | None = None) -> AsyncIterator[InvokerService]:
-    from triggerhub.cli.compose import _reap_until, choose_runtime
-
     name = f"invoker{invoker_id}"
     topics = Topics(config.kafka.topic_prefix)
     await ensure_topics(config.kafka, _all_topics(config, topics))
     if runtime is None:
         _, runtime = choose_runtime(config)
-    removed = await runtime.cleanup_orphans()
-    if removed:
-        log.info("removed %d runtimes left by an invoker that died", removed)
-    pool = ContainerPool(runtime, PoolConfig(
-        prewarm_count=config.runtime.prewarm_count, pause_grace_s=config.runtime.pause_grace_s,
-        idle_timeout_s=config.runtime.idle_timeout_s, memory_budget_mb=config.runtime.memory_budget_mb))
+    pool = await action_pool(config, runtime, left_by="an invoker that died")
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=name))
@@ -190,7 +184,7 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         tasks.create_task(heartbeat(name, publisher, topics.health, config.kafka.heartbeat_interval_ms,
                                     _with_partitions(service.statistics, app), stop))
-        tasks.create_task(_reap_until(pool, stop))
+        tasks.create_task(reap_until(pool, stop))
         yield service
 
 

@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Protocol
+from typing import Protocol
 
 from triggerhub.errors import ApiError, BusError, TriggerhubError
 from triggerhub.model import Activation, Invocation, Kind, TriggerEvent, now_ms
