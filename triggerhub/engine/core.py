@@ -4,8 +4,9 @@ Accepting (store.accept) happens before any 202 is answered; running happens in 
 the engine's TaskGroup; finishing is store.complete(), which refuses a second record for an id.
 After a crash, `__aenter__` re-runs every accepted invocation that has no record yet.
 
-The Engine is built whole: its entity access, its dispatcher (embedded or distributed: the mode
-is the dispatcher's business) and the handler of built-in actions are given to its constructor.
+Its collaborators are given to the constructor: entity access, and the dispatcher (embedded or
+distributed: the mode is the dispatcher's business, behind its seam). One is not: the handler of
+built-in actions is the FeedManager's, which fires through this engine (see `builtin`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from triggerhub.config import HubConfig
 from triggerhub.errors import FORBIDDEN, NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound
 from triggerhub.model import (
-    Kind, Action, Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Package,
+    Action, Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Kind, Package,
     Parameter, StatusCode, Trigger, TriggerEvent, annotation, new_activation_id, now_ms,
     params_to_dict,
 )
