@@ -29,7 +29,9 @@ from triggerhub.store import codec, direct, operations, statements
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
-from triggerhub.store.runners import SQLITE_BUSY_TIMEOUT_MS, AsyncRunner, Runner, SqliteRunner, configure_sqlite
+from triggerhub.store.runners import (
+    SQLITE_BUSY_TIMEOUT_MS, AsyncRunner, Runner, SqliteRunner, WriterStatistics, configure_sqlite,
+)
 from triggerhub.store.tables import activations, cursors, entities, events, feeds, pending, subjects
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,10 @@ class SqlStore:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.close()
+
+    def statistics(self) -> WriterStatistics | None:
+        """SQLite: the writer thread's commits so far; None on PostgreSQL (pooled transactions)."""
+        return self._runner.statistics() if isinstance(self._runner, SqliteRunner) else None
 
     # subjects ---------------------------------------------------------------------------------
 
