@@ -167,7 +167,10 @@ class _Writer:
         self._connection = connection
         self._wal_path = wal_path
         self._loop = loop
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # The loop thread hands jobs over once per loop turn (one wake-up of this thread for all
+        # the writes submitted in that turn); None asks the thread to stop.
+        self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._submitted: list[_Job] = []
         self._closed = False
         self._commits_since_checkpoint = 0
         self._transactions = self._writes = self._checkpoints = 0
@@ -181,14 +184,22 @@ class _Writer:
         if self._closed:
             raise StoreError("the store was closed; nothing was written")
         job = _Job(operation, self._loop.create_future())
-        self._jobs.put(job)
+        if not self._submitted:
+            self._loop.call_soon(self._hand_over)
+        self._submitted.append(job)
         result: T = await job.answer
         return result
+
+    def _hand_over(self) -> None:
+        submitted, self._submitted = self._submitted, []
+        self._jobs.put(submitted)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._submitted:
+            self._hand_over()
         self._jobs.put(None)  # after every queued write: those are still committed
         await asyncio.to_thread(self._thread.join)
         await asyncio.to_thread(self._connection.close)
@@ -196,19 +207,25 @@ class _Writer:
     # in the writer thread ----------------------------------------------------------------------
 
     def _serve(self) -> None:
+        waiting: list[_Job] = []
         stopping = False
-        while not stopping:
-            batch: list[_Job] = []
-            job = self._jobs.get()
-            while job is not None:
-                batch.append(job)
-                if len(batch) >= MAX_WRITES_PER_TRANSACTION:
-                    break
+        while waiting or not stopping:
+            if not waiting:
+                handed = self._jobs.get()
+                if handed is None:
+                    stopping = True
+                    continue
+                waiting = handed
+            while len(waiting) < MAX_WRITES_PER_TRANSACTION and not stopping:
                 try:
-                    job = self._jobs.get_nowait()
+                    handed = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-            stopping = job is None
+                if handed is None:
+                    stopping = True  # after what was handed over before it
+                else:
+                    waiting.extend(handed)
+            batch, waiting = waiting[:MAX_WRITES_PER_TRANSACTION], waiting[MAX_WRITES_PER_TRANSACTION:]
             live = [j for j in batch if not j.answer.cancelled()]  # a racy read: see _settle
             if not live:
                 continue
