@@ -6,6 +6,7 @@ OpenWhisk REST shapes (reference/openwhisk.md section 2). No I/O here.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -46,6 +47,12 @@ class Collection(StrEnum):
     TRIGGERS = "triggers"
     RULES = "rules"
     PACKAGES = "packages"
+
+
+# The code kinds this hub runs and each family's default: the API, `validate` and `deploy` all
+# read them here, so a manifest validates exactly when it deploys.
+HUB_KINDS = ("python:3.11", "nodejs:20")
+HUB_DEFAULT_KINDS = {"python": "python:3.11", "nodejs": "nodejs:20"}
 
 
 class StatusCode(IntEnum):
@@ -453,3 +460,96 @@ class Invocation:
     init_env: dict[str, str] = field(default_factory=dict)
     transaction_id: str = ""
     extra_annotations: Parameters = ()  # e.g. causedBy: sequence
+
+
+# Nesting past this is refused on input: deeper values exhaust the interpreter's stack later, when
+# they are copied, stored, rendered or validated (json.loads alone stops near 1,000 with RecursionError).
+MAX_JSON_DEPTH = 256
+
+
+def loads_json(text: str | bytes) -> JSON:
+    """`json.loads` for untrusted input: ValueError (never RecursionError) for malformed text and
+    for arrays/objects nested deeper than MAX_JSON_DEPTH."""
+    too_deep = ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; send a flatter value")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise too_deep from None
+    pending: list[tuple[JSON, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise too_deep
+        pending.extend((child, depth + 1) for child in children)
+    return value
+
+
+# ------------------------------------------------------------------ API gateway routes
+
+
+class ResponseType(StrEnum):
+    """How a route's web action result becomes the HTTP answer (the web-action extension)."""
+
+    HTTP = "http"
+    JSON = "json"
+    TEXT = "text"
+    HTML = "html"
+    SVG = "svg"
+
+
+API_VERBS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+_PATH_PARAM_RE = re.compile(r"\{([^}/]+)\}")
+_PATH_SPLIT_RE = re.compile(r"(\{[^}/]+\})")
+
+
+def api_path(path: str) -> str:
+    """`hello/` or `/hello` -> `/hello`; the root stays `/`."""
+    return "/" + path.strip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoute:
+    """One API gateway route: base path + relative path + verb -> a web action of `namespace`
+    (or one it may read). Served at /api/<namespace><base_path><rel_path>."""
+
+    namespace: str  # the owner
+    base_path: str  # `/hello`
+    rel_path: str  # `/books/{id}`; `{name}` segments are path parameters
+    verb: str  # upper case, one of API_VERBS
+    action: str  # fully qualified: `/guest/pkg/name` or `/guest/name`
+    response_type: ResponseType = ResponseType.JSON
+    api_name: str = ""
+    cors: bool = True
+    project: str = ""  # projectName of the managed manifest that created it
+    updated_ms: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.base_path, self.rel_path, self.verb)
+
+    @property
+    def path_parameters(self) -> list[str]:
+        return list(dict.fromkeys(_PATH_PARAM_RE.findall(self.rel_path)))  # `{p}/more/{p}` names p once
+
+    def match(self, rel_path: str) -> dict[str, str] | None:
+        """The path parameters when `rel_path` fits this route's template, else None."""
+        parts = _PATH_SPLIT_RE.split(self.rel_path)
+        groups = {f"p{i}": part[1:-1] for i, part in enumerate(parts) if part.startswith("{")}
+        pattern = "".join(f"(?P<p{i}>[^/]+)" if f"p{i}" in groups else re.escape(part) for i, part in enumerate(parts))
+        found = re.fullmatch(pattern, api_path(rel_path))
+        return None if found is None else {name: found.group(group) for group, name in groups.items()}
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"namespace": self.namespace, "base_path": self.base_path, "rel_path": self.rel_path,
+                "verb": self.verb, "action": self.action, "response_type": self.response_type.value,
+                "api_name": self.api_name, "cors": self.cors, "project": self.project,
+                "updated_ms": self.updated_ms}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, JSON]) -> ApiRoute:
+        return cls(doc["namespace"], doc["base_path"], doc["rel_path"], doc["verb"], doc["action"],
+                   ResponseType(doc["response_type"]), doc.get("api_name", ""), bool(doc.get("cors", True)),
+                   doc.get("project", ""), int(doc.get("updated_ms", 0)))

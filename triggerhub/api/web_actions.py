@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -16,13 +18,17 @@ from aiohttp import web
 from triggerhub.api.app import ENGINE, TRANSACTION, authenticate, error_response
 from triggerhub.engine.core import Engine
 from triggerhub.errors import NOT_FOUND, RESERVED_PARAMS, ApiError, BadRequest, NotFound, Unauthorized
-from triggerhub.model import Activation, FullyQualifiedName, Identity, StatusCode, annotation, params_to_dict
+from triggerhub.model import (
+    Activation, FullyQualifiedName, Identity, StatusCode, annotation, loads_json, params_to_dict,
+)
 
 routes = web.RouteTableDef()
 EXTENSIONS = (".http", ".json", ".html", ".svg", ".text")
 CORS_WEB = {"Access-Control-Allow-Origin": "*",
             "Access-Control-Allow-Methods": "OPTIONS, GET, DELETE, POST, PUT, HEAD, PATCH"}
 DEFAULT_ALLOW_HEADERS = "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent"
+_HEADER_NAME_RE = re.compile(r"\A[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # an RFC 9110 token
+_HEADER_VALUE_FORBIDDEN_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL, other controls (tab is allowed)
 _TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
 
 
@@ -43,11 +49,17 @@ def _split(tail: str) -> tuple[str, str, str, str]:
 
 @routes.route("*", "/api/v1/web/{namespace}/{tail:.+}")
 async def web_action(request: web.Request) -> web.StreamResponse:
-    engine: Engine = request.app[ENGINE]
     namespace = request.match_info["namespace"]
     package, name, extension, extra = _split(request.match_info["tail"])
-    fqn = FullyQualifiedName(namespace, name, None if package == "default" else package)
-    owner = Identity(namespace, namespace, "", "")
+    return await serve(request, FullyQualifiedName(namespace, name, None if package == "default" else package),
+                       extension, extra)
+
+
+async def serve(request: web.Request, fqn: FullyQualifiedName, extension: str, extra: str, *,
+                path_args: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """Run web action `fqn` for this request; `path_args` are an API route's path parameters."""
+    engine: Engine = request.app[ENGINE]
+    owner = Identity(fqn.namespace, fqn.namespace, "", "")
     try:
         resolved = await engine.resolve(owner, fqn)
     except ApiError as exc:
@@ -63,6 +75,8 @@ async def web_action(request: web.Request) -> web.StreamResponse:
     caller = await _check_auth(request, annotation(annotations, "require-whisk-auth", False))
     raw = _truthy(annotation(annotations, "raw-http", False))
     args, supplied = await _arguments(request, extra, raw)
+    if path_args:
+        args, supplied = {**args, **path_args}, supplied | set(path_args)
     if not raw:
         defined = set(resolved.inherited) | set(params_to_dict(action.parameters))
         final = _truthy(annotation(annotations, "final", False))
@@ -116,7 +130,7 @@ async def _arguments(request: web.Request, extra: str, raw: bool) -> tuple[dict[
     if body:
         if content_type == "application/json" or content_type.endswith("+json"):
             try:
-                value = json.loads(body)
+                value = loads_json(body)
             except ValueError as exc:
                 raise BadRequest(f"The request content was malformed:\n{exc}") from exc
             if isinstance(value, dict):
@@ -166,16 +180,21 @@ def _http(result: Any, transaction: str) -> web.Response:
     body = result.get("body")
     try:
         status = int(result.get("statusCode", 200 if body not in (None, "") else 204))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return error_response(400, "Response is not valid 'message/http'.", transaction)
     if body in (None, "") and "statusCode" not in result:
         status = 204
+    # Checked here, not left to aiohttp: it would refuse them only while sending, dropping the connection.
+    if not 100 <= status <= 599 or not isinstance(headers_in, dict):
+        return error_response(400, "Response is not valid 'message/http'.", transaction)
     response = web.Response(status=status)
     content_type = None
     for key, value in headers_in.items():
         values = value if isinstance(value, list) else [value]
         for item in values:
             text = json.dumps(item) if isinstance(item, bool) else str(item)
+            if not _HEADER_NAME_RE.match(key) or _HEADER_VALUE_FORBIDDEN_RE.search(text):
+                return error_response(400, "Response is not valid 'message/http'.", transaction)
             if key.lower() == "content-type":
                 content_type = text
             else:
