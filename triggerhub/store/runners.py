@@ -31,7 +31,7 @@ Operation = Callable[[Connection], T]
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-CHECKPOINT_EVERY_WRITES = 200  # write operations (each often a batch); few WAL pages each
+CHECKPOINT_EVERY_WRITES = 200  # commits (each of one or many writes) between two checkpoints
 WAL_LIMIT_BYTES = 4 * 1024 * 1024  # the -wal file is truncated before the batch after it passes this
 CHECKPOINT_WAIT_MS = 1_000  # how long a checkpoint waits for readers of old snapshots
 MAX_WRITES_PER_TRANSACTION = 64  # operations (each may be a batch of up to 256 requests)
@@ -84,8 +84,11 @@ class SqliteRunner:
     counts, unbounded in size, run in a thread on a pooled connection; so does an inline read
     that meets SQLITE_BUSY (its connection has busy_timeout 0, so the loop never waits on a lock).
 
+    The loop thread hands over the writes submitted in one loop turn together (one wake-up of
+    the writer per turn, not per write).
+
     The WAL stays bounded: before a batch, when the -wal file has passed WAL_LIMIT_BYTES or
-    CHECKPOINT_EVERY_WRITES writes were committed since the last checkpoint, the writer runs
+    CHECKPOINT_EVERY_WRITES transactions were committed since the last checkpoint, the writer runs
     `wal_checkpoint(TRUNCATE)`, which copies the WAL into the database and truncates it to zero
     bytes; it waits at most CHECKPOINT_WAIT_MS for readers of old snapshots, else it retries
     before the next batch. So the file stays under WAL_LIMIT_BYTES plus one batch, unless a reader
@@ -124,14 +127,11 @@ class SqliteRunner:
         if listing:
             return await asyncio.to_thread(self._pooled, operation)
         if self._inline is None:
-            raise StoreError("the store was closed while this operation waited; nothing was read")
+            raise StoreError("the store is closed; nothing was read")
         try:
             return operation(self._inline)
-        except DBAPIError as exc:
-            if not _is_busy(exc):
-                raise
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+        except (DBAPIError, sqlite3.OperationalError) as exc:
+            if not _is_lock_timeout(exc):
                 raise
         return await asyncio.to_thread(self._pooled, operation)
 
@@ -246,8 +246,8 @@ class _Writer:
             results = _transaction(self._connection, lambda conn: [j.operation(conn) for j in batch], write=True)
             return [(job, result, None) for job, result in zip(batch, results, strict=True)]
         except Exception as exc:
-            if len(batch) == 1:
-                return [(batch[0], None, exc)]
+            if len(batch) == 1 or _is_lock_timeout(exc):  # alone, each would wait out busy_timeout again
+                return [(job, None, exc) for job in batch]
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         for job in batch:  # each alone, so one bad write fails only its own caller
             try:
@@ -344,6 +344,12 @@ def _transaction(conn: Connection, operation: Operation[T], write: bool) -> T:
             conn.exec_driver_sql("ROLLBACK")
         raise
     return result
+
+
+def _is_lock_timeout(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        return _is_busy(exc)
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _is_busy(exc: DBAPIError) -> bool:
