@@ -635,3 +635,29 @@ async def test_the_wal_stays_under_its_bound_while_far_more_than_the_bound_is_wr
         assert await store.get_activation("guest", aid(count - 1)) == activation(aid(count - 1), result=big)
     finally:
         await store.close()
+
+
+async def test_a_write_cancelled_before_the_writer_takes_it_is_never_written(tmp_path: Path) -> None:
+    path = tmp_path / "cancel.db"
+    store = SqlStore(sqlite_url(path))
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)  # holds the write lock: the writer waits on it
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        async with asyncio.TaskGroup() as group:
+            first = group.create_task(store.set_cursor("first", "1"))
+            async with asyncio.timeout(10):  # until the writer has taken `first` and waits for the lock
+                while (statistics := store.statistics()) is None or statistics.transactions == 0:
+                    await asyncio.sleep(0.001)
+            doomed = group.create_task(store.accept(Acceptance(trigger_event("doomed"), cursor=("doomed", "1"))))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            doomed.cancel()
+            other.execute("COMMIT")
+        assert first.done() and doomed.cancelled()
+        assert await store.get_cursor("first") == "1"
+        assert await store.get_cursor("doomed") is None
+        assert await store.count_events() == 0
+    finally:
+        other.close()
+        await store.close()
