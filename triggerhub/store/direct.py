@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Connection
 
 from triggerhub.model import Activation, now_ms
-from triggerhub.store import statements
+from triggerhub.store import operations, statements
 from triggerhub.store.base import Acceptance
 
 INSERT_EVENT = ("INSERT INTO events (id, trigger_fqn, time_ms, doc) VALUES (:id, :trigger_fqn, :time_ms, :doc) "
@@ -25,6 +25,9 @@ INSERT_ACTIVATION = ("INSERT INTO activations (activation_id, namespace, name, s
                      "VALUES (:activation_id, :namespace, :name, :start_ms, :doc)")
 INSERT_NEW_ACTIVATION = INSERT_ACTIVATION + " ON CONFLICT (activation_id) DO NOTHING"
 DELETE_PENDING = "DELETE FROM pending WHERE activation_id = ?"
+ADD_RULE_COUNTS = ("INSERT INTO rule_counts (rule, matched, filtered) VALUES (:rule, :matched, :filtered) "
+                   "ON CONFLICT (rule) DO UPDATE SET matched = rule_counts.matched + excluded.matched, "
+                   "filtered = rule_counts.filtered + excluded.filtered")
 UPSERT_CURSOR = ("INSERT INTO cursors (feed_id, value, updated_ms) VALUES (:feed_id, :value, :updated_ms) "
                  "ON CONFLICT (feed_id) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms")
 SELECT_ENTITY = "SELECT collection, revision, doc FROM entities WHERE path = ? AND name = ?"
@@ -34,7 +37,8 @@ SELECT_SUBJECT = "SELECT doc FROM subjects WHERE uuid = ?"
 
 def accept(conn: Connection, batch: Sequence[Acceptance]) -> list[bool]:
     """As `operations.accept`: writes each acceptance whose event id is new (the first in the
-    batch wins) with its pending invocations, records and cursor; answers whether each was written."""
+    batch wins) with its pending invocations, records, cursor and rule counts; answers whether
+    each was written."""
     db = _sqlite(conn)
     answers = []
     for acceptance in batch:
@@ -53,6 +57,9 @@ def accept(conn: Connection, batch: Sequence[Acceptance]) -> list[bool]:
                    for a in taken if a.cursor is not None]
     if cursor_rows:  # in order, so the last value accepted wins
         db.executemany(UPSERT_CURSOR, cursor_rows)
+    count_rows = operations.rule_count_rows(taken)
+    if count_rows:
+        db.executemany(ADD_RULE_COUNTS, count_rows)
     return answers
 
 
