@@ -108,10 +108,13 @@ class SqliteRunner:
                                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
         event.listen(engine, "connect", partial(configure_sqlite, synchronous=synchronous))
         wal_path = Path(f"{url.database}-wal")
+        inline: Connection | None = None
         try:
             inline = await asyncio.to_thread(_inline_connection, engine)
             write_connection = await asyncio.to_thread(_write_connection, engine)
         except BaseException:
+            if inline is not None:
+                inline.close()
             engine.dispose()
             raise
         writer = _Writer(write_connection, wal_path, asyncio.get_running_loop())
