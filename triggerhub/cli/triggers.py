@@ -9,7 +9,7 @@ import click
 
 from triggerhub.cli.client import ClientError
 from triggerhub.cli.context import (
-    Ctx, annotation_option, emit, key_values, listing, param_file_option, param_option, pass_ctx, run,
+    Ctx, annotation_option, emit, key_values, listing, param_file_option, param_option, pass_ctx, run, say,
 )
 
 
@@ -38,6 +38,7 @@ def _feed_invoke(ctx: Ctx, feed: str, trigger_name: str, event: str, params: lis
 @pass_ctx
 @run
 def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any, feed: str | None) -> None:
+    """Create trigger NAME; with --feed, also start the feed with the -p parameters."""
     _put_trigger(ctx, name, params, param_file, annotations, feed, overwrite=False)
 
 
@@ -49,6 +50,7 @@ def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, ann
 @pass_ctx
 @run
 def trigger_update(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any) -> None:
+    """Replace the parameters and annotations of trigger NAME."""
     _put_trigger(ctx, name, params, param_file, annotations, None, overwrite=True)
 
 
@@ -71,7 +73,7 @@ def _put_trigger(ctx: Ctx, name: str, params: Any, param_file: str | None, annot
         except ClientError:
             ctx.client.request("DELETE", path)  # roll back, as wsk does
             raise
-    click.echo(f"ok: {'updated' if overwrite else 'created'} trigger {name}")
+    say(ctx, f"ok: {'updated' if overwrite else 'created'} trigger {name}", {"ok": True, "trigger": name})
 
 
 @trigger.command("get")
@@ -79,6 +81,7 @@ def _put_trigger(ctx: Ctx, name: str, params: Any, param_file: str | None, annot
 @pass_ctx
 @run
 def trigger_get(ctx: Ctx, name: str) -> None:
+    """Print trigger NAME (parameters, annotations, rules) as JSON."""
     emit(ctx, ctx.client.request("GET", ctx.client.entity_path("triggers", name)).body)
 
 
@@ -87,6 +90,7 @@ def trigger_get(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def trigger_delete(ctx: Ctx, name: str) -> None:
+    """Delete trigger NAME, stopping its feed first."""
     path = ctx.client.entity_path("triggers", name)
     current = ctx.client.request("GET", path).body
     feed = next((a["value"] for a in current.get("annotations", []) if a["key"] == "feed"), None)
@@ -96,7 +100,7 @@ def trigger_delete(ctx: Ctx, name: str) -> None:
         except ClientError as exc:
             click.echo(f"warning: {exc.message}", err=True)
     ctx.client.request("DELETE", path)
-    click.echo(f"ok: deleted trigger {name}")
+    say(ctx, f"ok: deleted trigger {name}", {"ok": True, "trigger": name})
 
 
 @trigger.command("list")
@@ -104,6 +108,7 @@ def trigger_delete(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def trigger_list(ctx: Ctx, limit: int) -> None:
+    """List the triggers of your namespace."""
     listing(ctx, "triggers", ctx.client.request("GET", "namespaces/_/triggers", query={"limit": limit}).body)
 
 
@@ -114,12 +119,17 @@ def trigger_list(ctx: Ctx, limit: int) -> None:
 @pass_ctx
 @run
 def trigger_fire(ctx: Ctx, name: str, params: Any, param_file: str | None) -> None:
+    """Fire trigger NAME with the -p parameters; its active rules run their actions."""
     payload = {p["key"]: p["value"] for p in key_values(params, param_file)}
     response = ctx.client.request("POST", ctx.client.entity_path("triggers", name), payload)
     if response.status == 204:
-        click.echo(f"ok: trigger {name} has no active rules; nothing fired")
-    else:
-        click.echo(json.dumps(response.body) if ctx.as_json else f"ok: triggered /_/{name} with id {response.body['activationId']}")
+        say(ctx, f"ok: trigger {name} has no active rules; nothing fired", {})
+        return
+    if ctx.as_json:
+        click.echo(json.dumps(response.body))
+        return
+    qualified = name if name.startswith("/") else f"/{ctx.client.current_namespace()}/{name}"
+    click.echo(f"ok: triggered {qualified} with id {response.body['activationId']}")
 
 
 # ------------------------------------------------------------------------------- rules
@@ -137,8 +147,9 @@ def rule() -> None:
 @pass_ctx
 @run
 def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str) -> None:
+    """Create rule NAME: events of TRIGGER_NAME run ACTION_NAME."""
     ctx.client.request("PUT", ctx.client.entity_path("rules", name), {"trigger": trigger_name, "action": action_name})
-    click.echo(f"ok: created rule {name}")
+    say(ctx, f"ok: created rule {name}", {"ok": True, "rule": name})
 
 
 @rule.command("update")
@@ -148,14 +159,15 @@ def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str) -> Non
 @pass_ctx
 @run
 def rule_update(ctx: Ctx, name: str, trigger_name: str, action_name: str) -> None:
+    """Point rule NAME at TRIGGER_NAME and ACTION_NAME."""
     ctx.client.request("PUT", ctx.client.entity_path("rules", name), {"trigger": trigger_name, "action": action_name},
                        {"overwrite": True})
-    click.echo(f"ok: updated rule {name}")
+    say(ctx, f"ok: updated rule {name}", {"ok": True, "rule": name})
 
 
 def _rule_status(ctx: Ctx, name: str, status: str) -> None:
     ctx.client.request("POST", ctx.client.entity_path("rules", name), {"status": status})
-    click.echo(f"ok: {'enabled' if status == 'active' else 'disabled'} rule {name}")
+    say(ctx, f"ok: {'enabled' if status == 'active' else 'disabled'} rule {name}", {"ok": True, "rule": name, "status": status})
 
 
 @rule.command("enable")
@@ -163,6 +175,7 @@ def _rule_status(ctx: Ctx, name: str, status: str) -> None:
 @pass_ctx
 @run
 def rule_enable(ctx: Ctx, name: str) -> None:
+    """Let rule NAME run its action again."""
     _rule_status(ctx, name, "active")
 
 
@@ -171,6 +184,7 @@ def rule_enable(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def rule_disable(ctx: Ctx, name: str) -> None:
+    """Stop rule NAME from running its action (events are still recorded)."""
     _rule_status(ctx, name, "inactive")
 
 
@@ -179,6 +193,7 @@ def rule_disable(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def rule_get(ctx: Ctx, name: str) -> None:
+    """Print rule NAME (trigger, action, status) as JSON."""
     emit(ctx, ctx.client.request("GET", ctx.client.entity_path("rules", name)).body)
 
 
@@ -187,12 +202,14 @@ def rule_get(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def rule_delete(ctx: Ctx, name: str) -> None:
+    """Delete rule NAME."""
     ctx.client.request("DELETE", ctx.client.entity_path("rules", name))
-    click.echo(f"ok: deleted rule {name}")
+    say(ctx, f"ok: deleted rule {name}", {"ok": True, "rule": name})
 
 
 @rule.command("list")
 @pass_ctx
 @run
 def rule_list(ctx: Ctx) -> None:
+    """List the rules of your namespace with their status."""
     listing(ctx, "rules", ctx.client.request("GET", "namespaces/_/rules").body, "status")
