@@ -106,15 +106,14 @@ class CliFailure(click.ClickException):
             click.echo(f"hint: {self.hint}", err=True)
 
 
-def failure(exc: ClientError, command_path: str) -> CliFailure:
+def failure(exc: ClientError, words: list[str]) -> CliFailure:
     """Name the resource the hub's message is about and say what to do next; the hub's own
-    OpenWhisk message stays word for word."""
+    OpenWhisk message stays word for word. `words` is the command below `triggerhub`."""
     code = exc.body.get("code") if isinstance(exc.body, dict) else None
     message = f"{exc.resource}: {exc.message}" if exc.resource else exc.message
-    words = command_path.split()
-    group = words[1] if len(words) > 1 else ""
+    group = words[0] if words else ""
     hint = None
-    if exc.status == 409 and len(words) > 2 and words[2] == "create":
+    if exc.status == 409 and len(words) > 1 and words[1] == "create":
         hint = f"it exists already: use `triggerhub {group} update` to change it"
     elif exc.status == 404 and group in {"action", "trigger", "rule", "package", "activation"}:
         hint = f"`triggerhub {group} list` shows what exists"
@@ -132,7 +131,12 @@ def run(fn: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ClientError as exc:
-            raise failure(exc, click.get_current_context().command_path) from exc
+            words: list[str] = []
+            context: click.Context | None = click.get_current_context()
+            while context is not None and context.parent is not None:
+                words.insert(0, context.info_name or "")
+                context = context.parent
+            raise failure(exc, words) from exc
     return wrapper
 
 
