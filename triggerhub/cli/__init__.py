@@ -21,6 +21,7 @@ from triggerhub.cli.alarms import alarms
 from triggerhub.manifests.commands import deploy, undeploy, validate
 from triggerhub.cli.context import Ctx, add_json_option
 from triggerhub.cli.packages import package
+from triggerhub.cli.status import status
 from triggerhub.cli.triggers import rule, trigger
 from triggerhub.config import load_config
 from triggerhub.engine.bootstrap import read_credentials
@@ -225,7 +226,7 @@ def images_build(force: bool) -> None:
         click.echo(tag)
 
 
-for _command in (action, trigger, rule, package, activation, alarms, deploy, undeploy, validate, api):
+for _command in (action, trigger, rule, package, activation, alarms, deploy, undeploy, validate, api, status):
     main.add_command(_command)
 add_json_option(main)
 
