@@ -121,3 +121,31 @@ def test_tables_fit_the_terminal_and_keep_full_ids(hub_process, tmp_path):
         assert shown == ids[::-1]
         if columns == "132":
             assert sum(name in line for line in lines) == 3
+
+
+def test_status_reports_every_component_and_only_the_callers_feeds(hub_process, tmp_path):
+    hub_process.cli("trigger", "create", "nightly", "--feed", "/whisk.system/alarms/alarm", "-p", "cron", "0 3 * * *")
+    other_auth = hub_process.cli("admin", "user", "create", "bob", "-ns", "team-b").stdout.strip()
+    hub_process.cli("--auth", other_auth, "trigger", "create", "theirs", "--feed", "/whisk.system/alarms/interval",
+                    "-p", "minutes", "5")
+
+    body = json.loads(hub_process.cli("status", "--json").stdout)
+    assert (body["status"], body["mode"], body["namespace"]) == ("ok", "embedded", "guest")
+    components = body["components"]
+    assert sorted(components) == ["feeds", "pool", "store", "streams"]
+    assert all(component["status"] == "ok" for component in components.values())
+    assert components["pool"]["runtime"] == "process"
+    assert components["store"]["triggers"] == 1
+    assert [(f["trigger"], f["feed"], f["status"]) for f in components["feeds"]["feeds"]] == [
+        ("/guest/nightly", "/whisk.system/alarms/alarm", "active")]
+    theirs = json.loads(hub_process.cli("--auth", other_auth, "--json", "status").stdout)["components"]["feeds"]
+    assert [f["trigger"] for f in theirs["feeds"]] == ["/team-b/theirs"]
+
+    screen = subprocess.run([sys.executable, "-m", "triggerhub.cli", "status"], env={**hub_process.env(), "COLUMNS": "80"},
+                            capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+    assert screen[0] == f"hub {hub_process.apihost}: ok (embedded mode, version {body['version']}, namespace guest)"
+    assert max(len(line) for line in screen) <= 80
+    assert [line.split()[:2] for line in screen if line.split()[:1] in (["store"], ["streams"], ["pool"], ["feeds"])
+            and len(line.split()) > 1 and line.split()[1] == "ok"] == [
+        ["store", "ok"], ["streams", "ok"], ["pool", "ok"], ["feeds", "ok"]]
+    assert any(line.startswith("/guest/nightly ") and " active " in line for line in screen)
