@@ -220,9 +220,13 @@ def images() -> None:
 @click.option("--force", is_flag=True, help="rebuild even when nothing changed")
 def images_build(force: bool) -> None:
     """Build triggerhub/python:3.11 and triggerhub/nodejs:20 (no registry needed)."""
+    from rich.console import Console
+
     from triggerhub.invoker.images import build_runtime_images
 
-    for tag in build_runtime_images(force=force):
+    with Console(stderr=True).status("runtime images") as progress:  # a spinner on a terminal only
+        tags = build_runtime_images(force=force, on_step=progress.update)
+    for tag in tags:
         click.echo(tag)
 
 
