@@ -1,9 +1,9 @@
 """click commands `deploy`, `undeploy`, `validate`; triggerhub/cli adds them to the main group.
 
 The hub is found from the command's --apihost/--auth (or TRIGGERHUB_APIHOST/TRIGGERHUB_AUTH),
-then the main group's --apihost/--auth, then ~/.wskprops (APIHOST=, AUTH=; WSK_CONFIG_FILE moves
-it), then the local hub: http://127.0.0.1:3233 with the guest key from
-$TRIGGERHUB_HOME/credentials.json. When even that is missing, a CLI may offer an in-process hub as
+then the main group's --apihost/--auth, then ~/.triggerhubprops (written by `triggerhub up`;
+TRIGGERHUB_PROPS moves it), then ~/.wskprops (APIHOST=, AUTH=; WSK_CONFIG_FILE moves it), then
+the local hub: http://127.0.0.1:3233 with the guest key from $TRIGGERHUB_HOME/credentials.json. When even that is missing, a CLI may offer an in-process hub as
 `ctx.obj.local_hub`: a factory of async context managers yielding (apihost, auth).
 This package never imports the API itself (layer rule).
 """
@@ -40,6 +40,11 @@ def read_wskprops(path: Path | None = None) -> dict[str, str]:
     return props
 
 
+def _triggerhub_props() -> Path:
+    """What `triggerhub up` writes (see triggerhub/cli/props.py): read before ~/.wskprops."""
+    return Path(os.environ.get("TRIGGERHUB_PROPS") or Path.home() / ".triggerhubprops")
+
+
 def local_guest_auth() -> str | None:
     path = Path(os.environ.get("TRIGGERHUB_HOME", ".triggerhub")) / "credentials.json"
     try:
@@ -53,9 +58,9 @@ def hub_settings(ctx: click.Context, apihost: str | None, auth: str | None) -> t
     root = ctx.find_root().params
     apihost = apihost or root.get("apihost")
     auth = auth or root.get("auth")
-    if not (apihost and auth):
-        props = read_wskprops()
-        apihost, auth = apihost or props.get("APIHOST"), auth or props.get("AUTH")
+    for props in (read_wskprops(_triggerhub_props()), read_wskprops()):
+        if not (apihost and auth):
+            apihost, auth = apihost or props.get("APIHOST"), auth or props.get("AUTH")
     if not auth:
         auth = local_guest_auth()
         apihost = apihost or (DEFAULT_APIHOST if auth else None)
