@@ -57,7 +57,7 @@ class _LazyGroup(click.Group):
         if not as_json:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
         try:
-            return super().main(argv, prog_name, complete_var, False, **extra)
+            exit_code = super().main(argv, prog_name, complete_var, False, **extra)
         except click.ClickException as exc:
             from triggerhub.cli.context import CliFailure
 
@@ -67,6 +67,7 @@ class _LazyGroup(click.Group):
         except click.exceptions.Abort:
             click.echo(json.dumps({"error": "aborted"}))
             sys.exit(1)
+        sys.exit(exit_code if isinstance(exit_code, int) else 0)  # what standalone mode does with Exit(n)
 
 
 @click.group(cls=_LazyGroup)

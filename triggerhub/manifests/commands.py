@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from triggerhub import errors
+from triggerhub.manifests.apply import Progress
 from triggerhub.manifests.client import HttpWhiskClient
 from triggerhub.manifests.deployer import Outcome, deploy_manifest, undeploy_manifest, validate_manifest
 from triggerhub.manifests.loader import DEFAULT_DEPLOYMENTS, find_manifest
@@ -113,7 +114,16 @@ def _hub_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _as_json() -> bool:
+    """`--json` of the triggerhub CLI, before or after the command (its context object says)."""
+    return bool(getattr(click.get_current_context().obj, "as_json", False))
+
+
 def _report(outcome: Outcome, dry_run: bool) -> None:
+    if _as_json():
+        click.echo(json.dumps({"plan": outcome.plan.render(), "applied": list(outcome.applied), "dryRun": dry_run,
+                               "warnings": [str(w) for w in outcome.project.warnings]}, indent=2))
+        return
     for warning in outcome.project.warnings:
         click.echo(f"warning: {warning}", err=True)
     for line in outcome.plan.render():
@@ -122,15 +132,30 @@ def _report(outcome: Outcome, dry_run: bool) -> None:
         click.echo("dry run: nothing was changed")
 
 
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    """Step n/N of a deploy on a terminal's stderr (a rich spinner); nothing when not a terminal."""
+    from rich.console import Console
+
+    with Console(stderr=True).status("connecting") as status:
+        yield lambda number, total, what: status.update(f"[{number}/{total}] {what}")
+
+
 def _run(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except errors.ManifestError as exc:
+        if _as_json():
+            click.echo(json.dumps({"error": "the manifest has problems", "problems": [str(p) for p in exc.problems]},
+                                  indent=2))
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         raise click.exceptions.Exit(1) from exc
     except errors.TriggerhubError as exc:
-        click.echo(f"error: {exc}", err=True)
+        if _as_json():
+            click.echo(json.dumps({"error": str(exc)}, indent=2))
+        else:
+            click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(1) from exc
 
 
@@ -146,10 +171,12 @@ def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, p
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
         async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
-            return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params),
+            return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params), on_step=step,
                                          managed=managed, dry_run=dry_run, strict=strict)
 
-    _report(_run(main()), dry_run)
+    with _progress() as step:
+        outcome = _run(main())
+    _report(outcome, dry_run)
 
 
 @click.command("undeploy")
@@ -164,10 +191,12 @@ def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None,
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
         async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
-            return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params),
+            return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params), on_step=step,
                                            managed=managed, dry_run=dry_run, strict=strict)
 
-    _report(_run(main()), dry_run)
+    with _progress() as step:
+        outcome = _run(main())
+    _report(outcome, dry_run)
 
 
 @click.command("validate")
@@ -183,6 +212,10 @@ def validate(manifest: Path | None, deployment: Path | None, project_path: Path,
                                  strict=strict)
 
     project = _run(main())
+    if _as_json():
+        click.echo(json.dumps({"file": str(project.file), "ok": True, "entities": len(project.entities),
+                               "routes": len(project.routes), "warnings": [str(w) for w in project.warnings]}, indent=2))
+        return
     for warning in project.warnings:
         click.echo(f"warning: {warning}", err=True)
     routes = f", {len(project.routes)} routes" if project.routes else ""
