@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from triggerhub.cli.props import DEFAULT_APIHOST, resolve
+from triggerhub.errors import ConfigError
+from triggerhub.manifests.client import ClientTls, unverified_message
 
 __all__ = ["DEFAULT_APIHOST", "ClientError", "Response", "WhiskClient"]
 
@@ -38,14 +41,16 @@ class WhiskClient:
     auth: str
     timeout_s: float = 75.0
     apihost_from: str = "--apihost"
+    trust: ClientTls = ClientTls()
 
     @classmethod
-    def from_settings(cls, apihost: str | None, auth: str | None) -> WhiskClient:
+    def from_settings(cls, apihost: str | None, auth: str | None, *, trust: ClientTls | None = None) -> WhiskClient:
         settings = resolve(apihost, auth)
         if not settings.auth:
             raise ClientError(0, f"no credentials for {settings.apihost}: pass --auth uuid:key, set TRIGGERHUB_AUTH, "
                                  "or start the hub with `triggerhub up` (it writes ~/.triggerhubprops)")
-        return cls(settings.apihost, settings.auth, apihost_from=settings.apihost_from)
+        return cls(settings.apihost, settings.auth, apihost_from=settings.apihost_from,
+                   trust=trust or ClientTls.from_settings())
 
     @property
     def namespace(self) -> str:
@@ -66,7 +71,11 @@ class WhiskClient:
                    "Content-Type": "application/json", "User-Agent": "triggerhub-cli"}
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            context = self.trust.context() if url.startswith("https://") else None
+        except ConfigError as exc:
+            raise ClientError(0, str(exc)) from exc
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s, context=context) as resp:
                 return Response(resp.status, _decode(resp.read()))
         except urllib.error.HTTPError as exc:
             payload = _decode(exc.read())
@@ -75,6 +84,9 @@ class WhiskClient:
             message = payload.get("error") if isinstance(payload, dict) else None
             raise ClientError(exc.code, str(message or exc.reason), payload, resource=_resource(path)) from exc
         except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLCertVerificationError):
+                host = urllib.parse.urlsplit(self.apihost).netloc
+                raise ClientError(0, unverified_message(host, exc.reason.verify_message)) from exc
             raise ClientError(0, f"cannot reach the hub at {self.apihost} (from {self.apihost_from}): {exc.reason}; "
                                  "start it with `triggerhub up`, or point the CLI at a running hub with "
                                  "--apihost URL (or TRIGGERHUB_APIHOST)") from exc

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triggerhub import errors
-from triggerhub.manifests.client import HttpWhiskClient
+from triggerhub.manifests.client import ClientTls, HttpWhiskClient
 from triggerhub.manifests.deploy import example_projects
 from triggerhub.manifests.deployer import deploy_manifest
+from triggerhub.manifests.entities import RoutingCheck
 from triggerhub.manifests.loader import DEFAULT_DEPLOYMENTS, DEFAULT_MANIFESTS
 
 MQTT_FEED = "/whisk.system/mqtt/subscribe"
@@ -40,11 +41,12 @@ def missing_service(manifest: Path, env: Mapping[str, str], *, mqtt_url: str | N
     return None
 
 
-async def deploy_examples(folder: Path, apihost: str, auth: str, *, env: Mapping[str, str],
-                          mqtt_url: str | None) -> list[ExampleOutcome]:
+async def deploy_examples(folder: Path, apihost: str, auth: str, *, env: Mapping[str, str], mqtt_url: str | None,
+                          trust: ClientTls | None = None, check_routing: RoutingCheck | None = None
+                          ) -> list[ExampleOutcome]:
     """Deploy each example that can run; MQTT examples are pointed at `mqtt_url`."""
     outcomes: list[ExampleOutcome] = []
-    async with HttpWhiskClient(apihost, auth) as client:
+    async with HttpWhiskClient(apihost, auth, trust=trust) as client:
         for project in example_projects(folder):
             manifest = next(project / n for n in DEFAULT_MANIFESTS if (project / n).is_file())
             deployment = next((project / n for n in DEFAULT_DEPLOYMENTS if (project / n).is_file()), None)
@@ -54,7 +56,8 @@ async def deploy_examples(folder: Path, apihost: str, auth: str, *, env: Mapping
                 continue
             params = {"url": mqtt_url} if mqtt_url and MQTT_FEED in manifest.read_text(encoding="utf-8") else None
             try:
-                await deploy_manifest(client, manifest, deployment=deployment, params=params, env=env)
+                await deploy_manifest(client, manifest, deployment=deployment, params=params, env=env,
+                                      check_routing=check_routing)
             except errors.TriggerhubError as exc:
                 outcomes.append(ExampleOutcome(project.name, False, " ".join(str(exc).split())))
             else:
