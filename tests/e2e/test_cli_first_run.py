@@ -153,7 +153,7 @@ def test_an_unreachable_hub_names_its_address_and_apihost(tmp_path: Path) -> Non
     (tmp_path / ".triggerhubprops").write_text(f"APIHOST=http://127.0.0.1:{port}\nAUTH=a:b\n")
     result = subprocess.run(["triggerhub", "action", "list"], cwd=tmp_path, env=user_env(tmp_path),
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith(f"error: cannot reach the hub at http://127.0.0.1:{port} (from ~/.triggerhubprops): ")
     assert result.stderr.rstrip().endswith("start it with `triggerhub up`, or point the CLI at a running hub with "

@@ -69,3 +69,17 @@ def test_flags_beat_environment_beat_files(user: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("TRIGGERHUB_AUTH", "env:key")
     assert resolve(None, None).auth == "env:key"
     assert resolve("http://h:1", "flag:key") == type(resolve(None, None))("http://h:1", "flag:key", "--apihost")
+
+
+def test_an_example_needs_its_unset_variables_and_an_mqtt_broker(tmp_path: Path) -> None:
+    from triggerhub.cli.examples import missing_service
+
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("# DATABASE_URL=$NOT_THIS in a comment\ninputs:\n  dsn: ${DATABASE_URL}\n  token: $TOKEN\n"
+                        "filter:\n  $or: [{a: 1}]\n  price: $${ESCAPED}\n")
+    assert missing_service(manifest, {}, mqtt_url=None) == "set DATABASE_URL and TOKEN to deploy it"
+    assert missing_service(manifest, {"DATABASE_URL": "x", "TOKEN": "y"}, mqtt_url=None) is None
+    manifest.write_text("feed: /whisk.system/mqtt/subscribe\n")
+    assert missing_service(manifest, {}, mqtt_url=None) == (
+        "it needs an MQTT broker: run `triggerhub up --mqtt-embedded` (scripts/up does)")
+    assert missing_service(manifest, {}, mqtt_url="mqtt://127.0.0.1:1884") is None

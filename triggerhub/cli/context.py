@@ -100,9 +100,9 @@ class CliFailure(click.ClickException):
     """One readable line, plus a hint when there is something to do; JSON under --json."""
 
     def __init__(self, message: str, *, hint: str | None = None, status: int | None = None,
-                 code: Any = None) -> None:
+                 code: Any = None, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.hint, self.status, self.code = hint, status, code
+        self.hint, self.status, self.code, self.exit_code = hint, status, code, exit_code
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in (("error", self.message), ("status", self.status), ("code", self.code),
@@ -127,7 +127,8 @@ def failure(exc: ClientError, words: list[str]) -> CliFailure:
         hint = f"`triggerhub {group} list` shows what exists"
     elif exc.status in (401, 403):
         hint = "check the key: --auth uuid:key, TRIGGERHUB_AUTH, or `triggerhub auth` on the hub's machine"
-    return CliFailure(message + (f" (code {code})" if code else ""), hint=hint, status=exc.status or None, code=code)
+    return CliFailure(message + (f" (code {code})" if code else ""), hint=hint, status=exc.status or None, code=code,
+                      exit_code=1 if exc.status else 2)  # as before: 2 when no hub answered
 
 
 def run(fn: Any) -> Any:

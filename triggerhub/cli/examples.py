@@ -20,7 +20,8 @@ from triggerhub.manifests.entities import RoutingCheck
 from triggerhub.manifests.loader import DEFAULT_DEPLOYMENTS, DEFAULT_MANIFESTS
 
 MQTT_FEED = "/whisk.system/mqtt/subscribe"
-_VARIABLE = re.compile(r"(?<!\$)\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+# `${NAME}`, or `$NAME` in capitals: a lower-case `$or` is a rule filter's operator, not a variable.
+_VARIABLE = re.compile(r"(?<!\$)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Z_][A-Z0-9_]*)\b)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ class ExampleOutcome:
 def missing_service(manifest: Path, env: Mapping[str, str], *, mqtt_url: str | None) -> str | None:
     """Why this example cannot run here, or None when everything it needs is present."""
     text = "\n".join(line.split("#", 1)[0] for line in manifest.read_text(encoding="utf-8").splitlines())
-    unset = sorted({name for name in _VARIABLE.findall(text) if not env.get(name)})
+    unset = sorted({braced or bare for braced, bare in _VARIABLE.findall(text) if not env.get(braced or bare)})
     if unset:
         return f"set {' and '.join(unset)} to deploy it"
     if MQTT_FEED in text and mqtt_url is None:
