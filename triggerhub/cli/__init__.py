@@ -19,7 +19,7 @@ from triggerhub.cli.activations import activation
 from triggerhub.cli.apis import api
 from triggerhub.cli.alarms import alarms
 from triggerhub.manifests.commands import deploy, undeploy, validate
-from triggerhub.cli.context import Ctx, add_json_option
+from triggerhub.cli.context import Ctx, add_json_option, say
 from triggerhub.cli.packages import package
 from triggerhub.cli.status import status
 from triggerhub.cli.tls import tls_options, tls_overrides
@@ -221,14 +221,15 @@ async def _deploy_examples(hub: Any, mqtt_url: str | None) -> None:
 @main.command()
 @click.argument("namespace", default="guest")
 @click.option("--home", type=click.Path(path_type=Path), default=None)
-def auth(namespace: str, home: Path | None) -> None:
+@click.pass_obj
+def auth(ctx: Ctx, namespace: str, home: Path | None) -> None:
     """Print the uuid:key of NAMESPACE (guest or whisk.system) from the local hub's home."""
     config = load_config(overrides={"HOME": home})
     credentials = read_credentials(config.home)
     if namespace not in credentials:
         known = ", ".join(sorted(credentials)) or "none: run `triggerhub up` once first"
         raise click.ClickException(f"no credentials for namespace '{namespace}' in {config.home}; known: {known}")
-    click.echo(credentials[namespace])
+    say(ctx, credentials[namespace], {"namespace": namespace, "auth": credentials[namespace]})
 
 
 @main.group()
@@ -238,7 +239,8 @@ def images() -> None:
 
 @images.command("build")
 @click.option("--force", is_flag=True, help="rebuild even when nothing changed")
-def images_build(force: bool) -> None:
+@click.pass_obj
+def images_build(ctx: Ctx, force: bool) -> None:
     """Build triggerhub/python:3.11 and triggerhub/nodejs:20 (no registry needed)."""
     from rich.console import Console
 
@@ -246,6 +248,9 @@ def images_build(force: bool) -> None:
 
     with Console(stderr=True).status("runtime images") as progress:  # a spinner on a terminal only
         tags = build_runtime_images(force=force, on_step=progress.update)
+    if ctx.as_json:
+        click.echo(json.dumps(tags))
+        return
     for tag in tags:
         click.echo(tag)
 
