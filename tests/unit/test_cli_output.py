@@ -83,3 +83,13 @@ def test_an_example_needs_its_unset_variables_and_an_mqtt_broker(tmp_path: Path)
     assert missing_service(manifest, {}, mqtt_url=None) == (
         "it needs an MQTT broker: run `triggerhub up --mqtt-embedded` (scripts/up does)")
     assert missing_service(manifest, {}, mqtt_url="mqtt://127.0.0.1:1884") is None
+
+
+def test_the_home_key_is_the_last_resort(user: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = user / "hub-home"
+    home.mkdir()
+    (home / "credentials.json").write_text('{"guest": "home:key"}')
+    monkeypatch.setenv("TRIGGERHUB_HOME", str(home))
+    assert resolve(None, None).auth == "home:key"
+    (user / ".triggerhubprops").write_text("APIHOST=http://127.0.0.1:3271\nAUTH=u:k\n")
+    assert resolve(None, None).auth == "u:k"  # the file's address goes with the file's key

@@ -52,8 +52,8 @@ def normalise(apihost: str) -> str:
 
 def resolve(apihost: str | None, auth: str | None) -> HubSettings:
     """apihost: --apihost, $TRIGGERHUB_APIHOST, ~/.triggerhubprops, ~/.wskprops, the default.
-    auth: --auth, $TRIGGERHUB_AUTH, the guest key of an explicit $TRIGGERHUB_HOME, the key of a
-    properties file naming the same APIHOST, the guest key in ./.triggerhub."""
+    auth: --auth, $TRIGGERHUB_AUTH, the AUTH of a properties file naming the chosen APIHOST, the
+    guest key in $TRIGGERHUB_HOME (default ./.triggerhub)."""
     files = [(f"{_shown(props_path())}", read_wskprops(props_path())),
              (f"{_shown(_wskprops_path())}", read_wskprops(_wskprops_path()))]
     chosen, source = apihost, "--apihost"
@@ -66,13 +66,11 @@ def resolve(apihost: str | None, auth: str | None) -> HubSettings:
         chosen, source = DEFAULT_APIHOST, "the default"
     chosen = normalise(chosen)
     key = auth or os.environ.get("TRIGGERHUB_AUTH") or ""
-    if not key and os.environ.get("TRIGGERHUB_HOME"):
-        key = read_credentials(Path(os.environ["TRIGGERHUB_HOME"])).get("guest", "")
     for _, props in files:
         if not key and props.get("AUTH") and normalise(props.get("APIHOST") or DEFAULT_APIHOST) == chosen:
             key = props["AUTH"]
     if not key:
-        key = read_credentials(Path(".triggerhub")).get("guest", "")
+        key = read_credentials(Path(os.environ.get("TRIGGERHUB_HOME") or ".triggerhub")).get("guest", "")
     return HubSettings(chosen, key, source)
 
 
