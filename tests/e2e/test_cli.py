@@ -97,6 +97,12 @@ def test_last_and_prefixes_name_an_activation(hub_process, tmp_path):
     prefix = next(ids[0][:n] for n in range(4, 33) if not ids[1].startswith(ids[0][:n]))
     assert json.loads(hub_process.cli("activation", "result", prefix).stdout) == {"n": 1}
     assert json.loads(hub_process.cli("activation", "get", prefix + "…").stdout)["activationId"] == ids[0]
+    polled = hub_process.cli("activation", "poll", "echo", "--since-seconds", "600", "--exit", "2", "--json").stdout
+    assert [json.loads(line)["activationId"] for line in polled.splitlines()] == ids  # JSON Lines, oldest first
+    shown = hub_process.cli("activation", "poll", "echo", "--since-seconds", "600", "--exit", "2").stdout
+    assert shown.splitlines()[:5] == ["Enter Ctrl-c to exit.", "Polling for activation logs", "",
+                                      f"Activation: 'echo' ({ids[0]})", shown.splitlines()[4]]
+    assert shown.splitlines()[4].endswith("stdout: saw 1")
     unknown = hub_process.cli("activation", "get", "zzzz", check=False)
     assert unknown.returncode == 1
     assert unknown.stderr == ("error: activation zzzz: The requested resource does not exist.\n"
