@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from triggerhub.api.status import Probe
 from triggerhub.engine.core import Engine
-from triggerhub.engine.feeds import FeedManager
+from triggerhub.engine.feed_manager import FeedManager
 from triggerhub.invoker.pool import ContainerPool
 from triggerhub.model import Collection, Identity
 from triggerhub.store.base import Store
