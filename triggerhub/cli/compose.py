@@ -19,6 +19,8 @@ from aiohttp import web
 
 from triggerhub.api.app import create_app
 from triggerhub.api.hooks import webhook_routes
+from triggerhub.api.status import status_routes
+from triggerhub.cli.health import embedded_probes
 from triggerhub.api.tls import listener_tls, scheme
 from triggerhub.config import HubConfig, RuntimeChoice
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
@@ -118,7 +120,9 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
                 stop_reaping = asyncio.Event()
                 tasks.create_task(reap_until(pool, stop_reaping))
                 await feeds.start(tasks)
-                runner = web.AppRunner(create_app(engine, webhook_routes(feeds)), access_log=None)
+                probes = embedded_probes(engine, store, pool, feeds, runtime_name)
+                runner = web.AppRunner(create_app(engine, webhook_routes(feeds) + status_routes("embedded", probes)),
+                                       access_log=None)
                 await runner.setup()
                 site = web.TCPSite(runner, config.api.host, config.api.port, ssl_context=tls)
                 await site.start()

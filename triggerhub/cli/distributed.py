@@ -21,6 +21,8 @@ from aiohttp import web
 
 from triggerhub.api.admin import admin_routes
 from triggerhub.api.app import create_app
+from triggerhub.api.status import status_routes
+from triggerhub.cli.health import distributed_probes
 from triggerhub.api.hooks import webhook_routes
 from triggerhub.api.tls import listener_tls, scheme
 from triggerhub.bus.app import assigned_partitions, batch_app, running, stream_app
@@ -131,7 +133,9 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         readers = [tasks.create_task(completions.run()), tasks.create_task(heartbeats.run())]
         await stack.enter_async_context(engine)
-        runner = web.AppRunner(create_app(engine, admin_routes(health) + webhook_routes(webhooks)), access_log=None)
+        probes = distributed_probes(engine, store, health, config.kafka, topics)
+        runner = web.AppRunner(create_app(engine, admin_routes(health) + webhook_routes(webhooks)
+                                          + status_routes("distributed", probes)), access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, config.api.host, config.api.port, ssl_context=tls)

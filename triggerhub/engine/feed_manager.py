@@ -272,8 +272,13 @@ class FeedManager:
         log.warning("feed for trigger %s paused: %s", trigger, reason)
 
     async def _finished(self, trigger: str, reason: str) -> None:
-        """A schedule ran out: disable the feed, and honour deleteAfterFire for `once`."""
+        """A schedule ran out: disable the feed, and honour deleteAfterFire for `once` (every step
+        is idempotent, so a store outage retries the whole)."""
         self._running.pop(trigger, None)  # its task is ending by itself; do not cancel it
+        await retrying(f"finishing the feed of trigger {trigger}", lambda: self._finish(trigger, reason),
+                       clock=self._clock)
+
+    async def _finish(self, trigger: str, reason: str) -> None:
         registration = await self._store.get_feed(trigger)
         if registration is None:
             return
