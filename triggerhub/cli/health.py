@@ -32,7 +32,7 @@ def distributed_probes(engine: Engine, store: Store, health: HealthMonitor, conf
         from triggerhub.bus.lag import consumer_lag
 
         lags = await consumer_lag(config, groups)
-        return {"bootstrap": config.bootstrap, **engine.statistics(),
+        return {"bootstrap": config.bootstrap, **engine.statistics().to_json(),
                 "groups": {group: dataclasses.asdict(lag) for group, lag in lags.items()}}
 
     async def invokers_probe(identity: Identity) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def distributed_probes(engine: Engine, store: Store, health: HealthMonitor, conf
 def embedded_probes(engine: Engine, store: Store, pool: ContainerPool, feeds: FeedManager,
                     runtime_name: str) -> dict[str, Probe]:
     async def streams_probe(identity: Identity) -> dict[str, Any]:
-        return {"kind": "in-process (the store is the queue)", **engine.statistics()}
+        return {"kind": "in-process (the store is the queue)", **engine.statistics().to_json()}
 
     async def pool_probe(identity: Identity) -> dict[str, Any]:
         return {"runtime": runtime_name, **dataclasses.asdict(pool.statistics())}

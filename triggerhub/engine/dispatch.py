@@ -29,11 +29,18 @@ Finished = Callable[[Invocation], None]
 MatchHere = Callable[[], Awaitable[bool]]
 
 
+class DispatcherStatistics(Protocol):
+    """A snapshot of a dispatcher's counters (each dispatcher has its own frozen dataclass)."""
+
+    def to_json(self) -> dict[str, int]: ...
+
+
 @dataclass(frozen=True, slots=True)
-class DispatcherStatistics:
-    running: int = 0  # invocations running in this process (embedded)
-    published: int = 0  # invocations handed to Kafka (distributed)
-    waiting: int = 0  # blocking callers waiting for a completion (controller)
+class LocalStatistics:
+    running: int  # invocations running in this process
+
+    def to_json(self) -> dict[str, int]:
+        return {"running": self.running}
 
 
 class Dispatcher(Protocol):
@@ -97,8 +104,8 @@ class LocalDispatcher:
         finally:
             self._tasks = None
 
-    def statistics(self) -> DispatcherStatistics:
-        return DispatcherStatistics(running=len(self._running))
+    def statistics(self) -> LocalStatistics:
+        return LocalStatistics(running=len(self._running))
 
     async def fire(self, event: TriggerEvent, match_here: MatchHere) -> bool:
         return await match_here()

@@ -21,7 +21,7 @@ from triggerhub.errors import ApiError, BusError, TriggerhubError
 from triggerhub.model import Activation, Invocation, Kind, TriggerEvent, now_ms
 from triggerhub.bus import codec as wire
 from triggerhub.bus.topics import Topics
-from triggerhub.engine.dispatch import DispatcherStatistics, Execute, Finished, MatchHere
+from triggerhub.engine.dispatch import Execute, Finished, MatchHere
 from triggerhub.store import codec
 from triggerhub.store.base import Acceptance, Store
 from triggerhub.retry import retrying
@@ -108,6 +108,15 @@ class CompletionWaiter:
             future.set_result(record)
 
 
+@dataclass(frozen=True, slots=True)
+class KafkaStatistics:
+    published: int  # invocations handed to Kafka by this process
+    waiting: int  # blocking callers waiting for a completion (controller)
+
+    def to_json(self) -> dict[str, int]:
+        return {"published": self.published, "waiting": self.waiting}
+
+
 class KafkaDispatcher:
     """The engine's Dispatcher in distributed mode: accept in the store, then publish. Nothing
     runs here (invokers run what is published); a fire's event goes to the workers' topic.
@@ -134,8 +143,8 @@ class KafkaDispatcher:
         finally:
             self._finished = _not_started
 
-    def statistics(self) -> DispatcherStatistics:
-        return DispatcherStatistics(published=self._published, waiting=len(self._waiter) if self._waiter else 0)
+    def statistics(self) -> KafkaStatistics:
+        return KafkaStatistics(published=self._published, waiting=len(self._waiter) if self._waiter else 0)
 
     async def fire(self, event: TriggerEvent, match_here: MatchHere) -> bool:
         """Accepted once Kafka holds the event; a worker matches it."""
