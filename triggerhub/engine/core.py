@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.config import HubConfig
 from triggerhub.errors import FORBIDDEN, NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound
 from triggerhub.model import (
@@ -47,7 +48,8 @@ BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 
 class Engine:
     def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
-                 dispatcher: Dispatcher) -> None:
+                 dispatcher: Dispatcher, clock: Clock = SYSTEM_CLOCK) -> None:
+        """`clock` times the throttles (rates per minute, feed admission waits)."""
         self.config = config
         self.store = store
         self.invoker = invoker
@@ -58,10 +60,10 @@ class Engine:
         self.builtin: BuiltinHandler | None = None
         self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s)
         self.apis = ApiGateway(store, self.resolve)
-        self._rates = RateThrottler(now_ms)
-        self._fire_rates = RateThrottler(now_ms)
+        self._rates = RateThrottler(clock.now_ms)
+        self._fire_rates = RateThrottler(clock.now_ms)
         self._concurrency = ConcurrencyThrottler()
-        self._feed_admission = FeedAdmission(now_ms)
+        self._feed_admission = FeedAdmission(clock.now_ms, clock.sleep)
         self._feed_held: set[str] = set()  # activation ids holding a feed admission slot
         self._unslotted: set[str] = set()  # feed-fired activation ids that took no direct concurrency slot
         self.router = Router()

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Protocol
 
+from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import ApiError, BusError, TriggerhubError
 from triggerhub.model import Activation, Invocation, Kind, TriggerEvent, now_ms
 from triggerhub.bus import codec as wire
@@ -231,7 +232,7 @@ class InvokerHealth:
 class HealthMonitor:
     """Invoker states from heartbeats: `up` while one arrived within `healthy_timeout_ms`."""
 
-    def __init__(self, healthy_timeout_ms: int, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, healthy_timeout_ms: int, clock: Clock = SYSTEM_CLOCK) -> None:
         self._timeout_ms = healthy_timeout_ms
         self._clock = clock
         self._invokers: dict[str, InvokerHealth] = {}
@@ -251,7 +252,7 @@ class HealthMonitor:
             self._invokers[name] = InvokerHealth(sent_ms, statistics)
 
     def states(self) -> dict[str, str]:
-        now = self._clock()
+        now = self._clock.now_ms()
         ordered = sorted(self._invokers.items(), key=lambda item: _invoker_order(item[0]))
         return {name: "up" if now - seen.last_seen_ms <= self._timeout_ms else "down" for name, seen in ordered}
 

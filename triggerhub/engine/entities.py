@@ -7,11 +7,11 @@ Bodies are the REST PUT bodies, parsed by `bodies`; results are model entities (
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import replace
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.config import LimitsConfig
 from triggerhub.errors import (
     ALREADY_EXISTS, CONCURRENT_MODIFICATION, FORBIDDEN, NOT_FOUND, WRONG_COLLECTION, BadRequest, Conflict,
@@ -39,10 +39,11 @@ class Entities:
     mode); with several writing processes, give a TTL to bound staleness."""
 
     def __init__(self, store: Store, limits: LimitsConfig, *, max_code_bytes: int,
-                 cache_ttl_s: float | None = None) -> None:
+                 cache_ttl_s: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.store = store
         self.limits = limits
         self.max_code_bytes = max_code_bytes
+        self._clock = clock
         self._cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, str], tuple[Entity | None, float]] = {}
 
@@ -50,7 +51,7 @@ class Entities:
         """A cached read for the hot paths (invoke, fire); writes always read the store."""
         key = (path, name)
         hit = self._cache.get(key)
-        now = time.monotonic()
+        now = self._clock.monotonic_s()
         if hit is not None and hit[1] > now:
             return hit[0]
         entity = await self.store.get_entity(path, name)
