@@ -89,7 +89,7 @@ async def test_a_handler_bug_is_a_json_500_logged_once_with_the_request_id(
                     "code": "req-bug-1f3a"}
     mentions = [r for r in caplog.records if "req-bug-1f3a" in r.getMessage()]
     assert [(r.name, r.levelno, r.getMessage()) for r in mentions] == [
-        ("triggerhub.api.app", logging.ERROR, "request req-bug-1f3a GET /api/v1/fault/bug failed")]
+        ("triggerhub.api.middleware", logging.ERROR, "request req-bug-1f3a GET /api/v1/fault/bug failed")]
     assert mentions[0].exc_info is not None and "a bug in a handler" in caplog.text
     assert caplog.text.count("req-bug-1f3a") == 1
 

@@ -217,21 +217,19 @@ def _paths() -> Doc:
         f"{ns}/actions/{{package}}/": _with(_list("ActionSummary", "the actions of a package"),
                                             [_NAMESPACE, package_name]),
         f"{ns}/actions/{{action}}": _with(_entity("Action", put_query=_OVERWRITE, extra=_ACTION_EXTRA),
-                                          [_NAMESPACE, action_name], aiohttp_route=f"{ns}/actions/{{name}}",
-                                          aiohttp_any_method=True),
+                                          [_NAMESPACE, action_name], aiohttp_route=f"{ns}/actions/{{name}}"),
         f"{ns}/actions/{{package}}/{{action}}": _with(
             _entity("Action", put_query=_OVERWRITE, extra=_ACTION_EXTRA), [_NAMESPACE, package_name, action_name],
-            aiohttp_route=f"{ns}/actions/{{name}}", aiohttp_any_method=True),
+            aiohttp_route=f"{ns}/actions/{{name}}"),
         f"{ns}/triggers": _with(_list("TriggerSummary", "triggers"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/triggers/"]),
         f"{ns}/triggers/{{name}}": _with(_entity("Trigger", put_query=_OVERWRITE, extra=_TRIGGER_EXTRA),
-                                         [_NAMESPACE, _path_name("name", "a trigger")], aiohttp_any_method=True),
+                                         [_NAMESPACE, _path_name("name", "a trigger")]),
         f"{ns}/rules": _with(_list("Rule", "rules"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/rules/"]),
         f"{ns}/rules/{{name}}": _with(_entity("Rule", put_query=_OVERWRITE, extra=_RULE_EXTRA),
-                                      [_NAMESPACE, _path_name("name", "a rule")], aiohttp_any_method=True),
+                                      [_NAMESPACE, _path_name("name", "a rule")]),
         f"{ns}/packages": _with(_list("PackageSummary", "packages"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/packages/"]),
         f"{ns}/packages/{{name}}": _with(
-            _entity("Package", put_query=_OVERWRITE, extra={}), [_NAMESPACE, _path_name("name", "a package")],
-            aiohttp_any_method=True),
+            _entity("Package", put_query=_OVERWRITE, extra={}), [_NAMESPACE, _path_name("name", "a package")]),
         f"{ns}/activations": _with({"get": {
             "summary": "List activations, newest first", "parameters": _ACTIVATION_QUERY, "responses": _responses({
                 200: ("summaries, full records with docs=true, or a count",

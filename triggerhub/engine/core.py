@@ -29,7 +29,7 @@ from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.throttle import ConcurrencyThrottler, RateThrottler
 from triggerhub.invoker.base import Invoker
 from triggerhub.rules import match as rules
-from triggerhub.store.base import Acceptance, Store
+from triggerhub.store.base import Acceptance, ActivationQuery, Store
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,16 @@ class Engine:
 
     def statistics(self) -> dict[str, int]:
         return self.dispatcher.statistics()
+
+    # ------------------------------------------------------------------ activation records
+    async def find_activation(self, namespace: str, activation_id: str) -> Activation | None:
+        return await self.store.get_activation(namespace, activation_id)
+
+    async def activations(self, query: ActivationQuery) -> list[Activation]:
+        return await self.store.list_activations(query)
+
+    async def count_activations(self, query: ActivationQuery) -> int:
+        return await self.store.count_activations(query)
 
     def _finished(self, invocation: Invocation) -> None:
         self._concurrency.release(invocation.namespace)

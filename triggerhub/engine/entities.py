@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +24,7 @@ from triggerhub.model import (
     collection_of, is_valid_name, now_ms, params_from_json, with_annotation,
 )
 from triggerhub.engine import kinds
-from triggerhub.engine.resolve import check_read, check_write, not_authorized, package_readable
+from triggerhub.engine.resolve import bound_parameters, check_read, check_write, not_authorized, package_readable
 from triggerhub.store.base import Store
 
 EXEC_LIMIT_BYTES = 48 * 1024 * 1024
@@ -33,6 +33,14 @@ ANNOTATIONS_LIMIT_BYTES = 1024 * 1024
 
 CACHE_MAX_ENTRIES = 10_000
 MAX_MEMBERS = 100_000  # reading "all" of a package's or namespace's entities
+
+
+@dataclass(frozen=True, slots=True)
+class PackageContents:
+    """What a package shows: its own actions or, through a binding, the bound package's."""
+
+    actions: tuple[Action, ...]
+    parameters: dict[str, Any] | None  # a binding's, over its bound package's; None otherwise
 
 
 class Entities:
@@ -109,6 +117,17 @@ class Entities:
         if package is None or package.binding is None:
             return None
         return await self._package_entity(package.binding.namespace, package.binding.name)
+
+    async def package_contents(self, package: Package) -> PackageContents:
+        """Read fresh from the store (a binding whose target is gone shows no actions)."""
+        source, parameters = package, None
+        if package.binding is not None:
+            bound = await self.store.get_entity(package.binding.namespace, package.binding.name)
+            if isinstance(bound, Package):
+                source, parameters = bound, bound_parameters(bound, package)
+        members = await self.store.list_entities(Collection.ACTIONS, source.namespace, package=source.name,
+                                                 limit=MAX_MEMBERS)
+        return PackageContents(tuple(m for m in members if isinstance(m, Action)), parameters)
 
     async def delete(self, identity: Identity, fqn: FullyQualifiedName, collection: Collection,
                      force: bool = False) -> Entity:
