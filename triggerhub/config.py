@@ -44,11 +44,16 @@ class ApiConfig:
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
-    """OpenWhisk standalone's throttles and action limits (reference 1.5)."""
+    """OpenWhisk standalone's throttles and action limits (reference 1.5) for direct API calls.
+    Events from feeds and the rule activations they cause have their own `feed_*` limits, high by
+    default; reaching one holds the feed (it stops acknowledging its source) instead of refusing."""
 
     invocations_per_minute: int = 60
     concurrent_invocations: int = 30
     fires_per_minute: int = 60
+    feed_events_per_minute: int = 600_000
+    feed_activations_per_minute: int = 600_000
+    feed_concurrent_activations: int = 1_000
     sequence_max_length: int = 50
     min_timeout_ms: int = 100
     max_timeout_ms: int = 300_000
@@ -119,6 +124,9 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "INVOCATIONS_PER_MINUTE": ("limits", "invocations_per_minute"),
     "CONCURRENT_INVOCATIONS": ("limits", "concurrent_invocations"),
     "FIRES_PER_MINUTE": ("limits", "fires_per_minute"),
+    "FEED_EVENTS_PER_MINUTE": ("limits", "feed_events_per_minute"),
+    "FEED_ACTIVATIONS_PER_MINUTE": ("limits", "feed_activations_per_minute"),
+    "FEED_CONCURRENT_ACTIVATIONS": ("limits", "feed_concurrent_activations"),
     "SEQUENCE_MAX_LENGTH": ("limits", "sequence_max_length"),
     "STORE_URL": ("store", "url"),
     "SQLITE_SYNCHRONOUS": ("store", "sqlite_synchronous"),

@@ -208,7 +208,11 @@ async def _rule_json(engine: Engine, rule: Rule) -> dict[str, Any]:
 
 
 async def get_rule(request: web.Request) -> web.Response:
-    return web.json_response(await _rule_json(engine_of(request), await _get(request, Rule)))
+    """The only rule answer carrying `counts` (on rules with a filter)."""
+    engine = engine_of(request)
+    rule = await _get(request, Rule)
+    counts = await engine.entities.rule_counts(rule)
+    return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule), counts))
 
 
 async def put_rule(request: web.Request) -> web.Response:
@@ -225,6 +229,12 @@ async def set_rule_state(request: web.Request) -> web.Response:
     engine, identity, fqn = await _target(request)
     rule = await engine.entities.set_rule_status(identity, fqn, await json_body(request))
     return web.json_response(await _rule_json(engine, rule))
+
+
+async def explain_rule(request: web.Request) -> web.Response:
+    """Why the rule would run for an event, or did not run for a stored one; nothing runs."""
+    engine, identity, fqn = await _target(request)
+    return web.json_response(await engine.explain(identity, fqn, await json_body(request)))
 
 
 # ---------------------------------------------------------------------------- packages
@@ -275,6 +285,7 @@ routes = [
     web.put(RULE, put_rule),
     web.delete(RULE, delete_rule),
     web.post(RULE, set_rule_state),
+    web.post(f"{RULE}/explain", explain_rule),
     web.get(PACKAGE, get_package, allow_head=False),
     web.put(PACKAGE, put_package),
     web.delete(PACKAGE, delete_package),

@@ -157,6 +157,7 @@ async def _deploy_examples(hub: Any) -> None:
     import os
     import secrets
 
+    from triggerhub.cli.context import check_routing
     from triggerhub.manifests.deploy import deploy_directory
 
     if not EXAMPLES_DIR.is_dir():
@@ -168,7 +169,7 @@ async def _deploy_examples(hub: Any) -> None:
     settings_path.chmod(0o600)
     # The hub deploys to its own loopback listener: nothing to verify there, whatever names its certificate holds.
     results = await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth, env={**os.environ, "WEBHOOK_TOKEN": token},
-                                     trust=ClientTls(insecure=True))
+                                     trust=ClientTls(insecure=True), check_routing=check_routing)
     deployed = sorted(name for name, outcome in results.items() if not isinstance(outcome, Exception))
     click.echo(f"examples deployed: {', '.join(deployed) or 'none'} (from {EXAMPLES_DIR})")
     for name in sorted(set(results) - set(deployed)):

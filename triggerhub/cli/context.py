@@ -15,6 +15,7 @@ from rich.table import Table
 
 from triggerhub.cli.client import ClientError, WhiskClient
 from triggerhub.manifests.client import ClientTls
+from triggerhub.rules.match import compile_routing
 
 console = Console()
 KIND_BY_SUFFIX = {".js": "nodejs:default", ".py": "python:default"}
@@ -26,6 +27,7 @@ class Ctx:
         self.trust = trust or ClientTls.from_settings()
         self._client: WhiskClient | None = None
         self.local_hub = local_hub  # `triggerhub deploy` with no hub configured runs one in-process
+        self.check_routing = check_routing  # manifests check rule filters/transforms with the hub's compiler
 
 
     @property
@@ -36,6 +38,9 @@ class Ctx:
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+check_routing = compile_routing  # a manifest rule's `filter` or `transform`, compiled as the hub does
 
 
 @contextlib.asynccontextmanager

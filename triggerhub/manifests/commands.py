@@ -4,7 +4,8 @@ The hub is found from the command's --apihost/--auth (or TRIGGERHUB_APIHOST/TRIG
 then the main group's --apihost/--auth, then ~/.wskprops (APIHOST=, AUTH=; WSK_CONFIG_FILE moves
 it), then the local hub: http://127.0.0.1:3233 with the guest key from
 $TRIGGERHUB_HOME/credentials.json. When even that is missing, a CLI may offer an in-process hub as
-`ctx.obj.local_hub`: a factory of async context managers yielding (apihost, auth).
+`ctx.obj.local_hub`: a factory of async context managers yielding (apihost, auth), and
+`ctx.obj.check_routing`: the compiler of rule filters and transforms (manifests.entities.RoutingCheck).
 This package never imports the API itself (layer rule).
 """
 
@@ -146,7 +147,8 @@ def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, p
         async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
                            trust=getattr(ctx.obj, "trust", None)) as client:
             return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params),
-                                         managed=managed, dry_run=dry_run, strict=strict)
+                                         managed=managed, dry_run=dry_run, strict=strict,
+                                         check_routing=getattr(ctx.obj, "check_routing", None))
 
     _report(_run(main()), dry_run)
 
@@ -172,7 +174,8 @@ def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None,
 
 @click.command("validate")
 @_common
-def validate(manifest: Path | None, deployment: Path | None, project_path: Path,
+@click.pass_context
+def validate(ctx: click.Context, manifest: Path | None, deployment: Path | None, project_path: Path,
              params: tuple[tuple[str, str], ...], managed: bool | None, strict: bool) -> None:
     """Check a manifest (and deployment file) without a hub, against the kinds this hub runs;
     print every problem."""
@@ -180,7 +183,7 @@ def validate(manifest: Path | None, deployment: Path | None, project_path: Path,
     async def main() -> Any:
         files = _inputs(manifest, deployment, project_path)
         return validate_manifest(files[0], deployment=files[1], params=dict(params), managed=managed,
-                                 strict=strict)
+                                 strict=strict, check_routing=getattr(ctx.obj, "check_routing", None))
 
     project = _run(main())
     for warning in project.warnings:
