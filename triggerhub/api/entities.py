@@ -14,7 +14,7 @@ from triggerhub.api.context import (
     TRANSACTION, engine_of, flag, identity_of, json_body, list_window, name_of, namespace_of,
 )
 from triggerhub.engine.core import Engine, ensure_object
-from triggerhub.errors import FORBIDDEN, BadRequest, Forbidden
+from triggerhub.errors import FORBIDDEN, BadRequest, Forbidden, MethodNotAllowed
 from triggerhub.model import (
     COLLECTION_OF, Action, Activation, Collection, Entity, FullyQualifiedName, Identity, Package, Rule, StatusCode,
     Trigger, params_to_json,
@@ -264,7 +264,16 @@ async def delete_package(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------------------- the route table
 
-# GET routes take no HEAD (allow_head=False): an entity's HEAD is 405, as it always was.
+
+async def method_not_allowed(request: web.Request) -> web.Response:
+    """Any other method on an entity: 405 once its path names check out. Without this route the
+    request would fall through to the API gateway's catch-all under /api/ and be a 404."""
+    await _target(request)
+    raise MethodNotAllowed("Method Not Allowed")
+
+
+# An entity's GET takes no HEAD (allow_head=False): HEAD, like every method without a handler, is
+# method_not_allowed's.
 LISTS = [_lister(collection) for collection in Collection]
 routes = [
     web.get("/api/v1/namespaces", list_namespaces),
@@ -277,16 +286,20 @@ routes = [
     web.put(ACTION, put_action),
     web.delete(ACTION, delete_action),
     web.post(ACTION, invoke_action),
+    web.route("*", ACTION, method_not_allowed),
     web.get(TRIGGER, get_trigger, allow_head=False),
     web.put(TRIGGER, put_trigger),
     web.delete(TRIGGER, delete_trigger),
     web.post(TRIGGER, fire_trigger),
+    web.route("*", TRIGGER, method_not_allowed),
     web.get(RULE, get_rule, allow_head=False),
     web.put(RULE, put_rule),
     web.delete(RULE, delete_rule),
     web.post(RULE, set_rule_state),
+    web.route("*", RULE, method_not_allowed),
     web.post(f"{RULE}/explain", explain_rule),
     web.get(PACKAGE, get_package, allow_head=False),
     web.put(PACKAGE, put_package),
     web.delete(PACKAGE, delete_package),
+    web.route("*", PACKAGE, method_not_allowed),
 ]
