@@ -93,11 +93,21 @@ class WrkResult:
         return self.requests / self.duration_s
 
 
+def ensure_tool(command: str, package: str) -> None:
+    """Install the Debian package of a missing client tool, as the service scripts do (needs root)."""
+    if shutil.which(command) is not None:
+        return
+    common = Path(__file__).resolve().parents[1] / "scripts" / "services" / "common.sh"
+    print(f"  {command} is missing: installing the Debian package {package} ...", flush=True)
+    installed = subprocess.run(["bash", "-c", f'source "{common}" && th_apt_install {package}'], check=False)
+    if installed.returncode != 0 or shutil.which(command) is None:
+        raise SystemExit(f"{command} is missing and could not be installed: run apt-get install -y {package} as root")
+
+
 def wrk(url: str, *, method: str = "POST", connections: int = 1, duration_s: float = 2.0,
         headers: dict[str, str] | None = None, spread: int = 0, unique: str = "") -> WrkResult:
     """Run wrk (one thread) against `url`; `{n}` in the path cycles 0..spread-1; `unique` makes every body distinct."""
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is missing: apt-get install -y wrk (the harness's HTTP load generator)")
+    ensure_tool("wrk", "wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
     scheme_host, _, path = url.partition("//")[2].partition("/")
@@ -210,6 +220,7 @@ def publish_paced(host: str, port: int, topic: str, count: int, rate_per_s: floa
 
 def publish_burst(host: str, port: int, topic: str, count: int) -> subprocess.Popen[bytes]:
     """Start `mosquitto_pub -l` publishing `count` QoS 1 lines as fast as the broker takes them."""
+    ensure_tool("mosquitto_pub", "mosquitto-clients")
     lines = "".join(json.dumps({"seq": seq, "sent_ms": 0}) + "\n" for seq in range(count)).encode()
     publisher = subprocess.Popen(["mosquitto_pub", "-h", host, "-p", str(port), "-q", "1", "-t", topic, "-l"],
                                  stdin=subprocess.PIPE)

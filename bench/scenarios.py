@@ -8,7 +8,7 @@ Systems are started once per run and shared by the scenarios that need them (see
 
 from __future__ import annotations
 
-import json
+import base64
 import os
 import subprocess
 import threading
@@ -142,14 +142,14 @@ def http_row(scenario: str, system: str, timed: str, floor: str, pair: tuple[Wrk
 def floor_aiohttp(ctx: Context) -> None:
     with systems.aiohttp_floor(ctx.scratch) as url:
         pair = http_pair(f"{url}/fire", ctx=ctx)
-    ctx.add(http_row("floor.aiohttp", "floor", "wrk request -> minimal aiohttp handler answers from an in-process "
+    ctx.add(http_row("floor.aiohttp", "floor", "wrk POST -> minimal aiohttp handler answers from an in-process "
                      "function -> response read", "", pair))
 
 
 def floor_unix(ctx: Context) -> None:
     with systems.unix_floor(ctx.scratch) as url:
         pair = http_pair(f"{url}/run", ctx=ctx)
-    ctx.add(http_row("floor.unix", "floor", "wrk request -> aiohttp handler -> Unix socket (keep-alive) -> warm "
+    ctx.add(http_row("floor.unix", "floor", "wrk POST -> aiohttp handler -> Unix socket (keep-alive) -> warm "
                      "worker process -> response read", "", pair))
 
 
@@ -241,10 +241,10 @@ def drained(hub: systems.Hub, action: str, expected: int, start: float, timeout_
 def end_to_end(hub: systems.Hub, url: str, action: str, ctx: Context, *, spread: int = 0,
                unique: bool = False, headers: dict[str, str] | None = None) -> tuple[WrkResult, WrkResult, float]:
     """Sequential wrk run (drained), then a 16-connection run timed from its start until every record is stored."""
+    first = hub.count(action)
     sequential = wrk(url, connections=1, duration_s=ctx.sizes.wrk_s, headers=headers, spread=spread,
                      unique=uuid.uuid4().hex if unique else "")
-    before = hub.count(action)
-    drained(hub, action, before, time.perf_counter())
+    before, _ = drained(hub, action, first + sequential.requests, time.perf_counter())
     start = time.perf_counter()
     concurrent = wrk(url, connections=CONCURRENCY, duration_s=ctx.sizes.wrk_s, headers=headers, spread=spread,
                      unique=uuid.uuid4().hex if unique else "")
@@ -260,7 +260,7 @@ def fires(ctx: Context, triggers: int) -> None:
     noop_ready(hub, ctx)
     for n in range(triggers):
         hub.must("PUT", f"triggers/tick{triggers}x{n}", {})
-        hub.must("PUT", f"rules/tick{triggers}x{n}", {"trigger": f"tick{triggers}x{n}", "action": "noop"})
+        hub.must("PUT", f"rules/on-tick{triggers}x{n}", {"trigger": f"tick{triggers}x{n}", "action": "noop"})
     url = f"{hub.api}/triggers/tick{triggers}x" + ("{n}" if triggers > 1 else "0")
     sequential, concurrent, e2e = end_to_end(hub, url, "noop", ctx, spread=triggers,
                                              headers={"Authorization": hub.auth_header})
@@ -286,7 +286,7 @@ def webhook(ctx: Context) -> None:
     hub.must("PUT", "triggers/hook", {"annotations": [{"key": "feed", "value": "/whisk.system/webhook/webhook"}]})
     hub.must("POST", "/api/v1/namespaces/whisk.system/actions/webhook/webhook?blocking=true",
              {"lifecycleEvent": "CREATE", "triggerName": "/_/hook", "authKey": "", "verify": "none"})
-    hub.must("PUT", "rules/hook", {"trigger": "hook", "action": "noop"})
+    hub.must("PUT", "rules/on-hook", {"trigger": "hook", "action": "noop"})
     sequential, concurrent, e2e = end_to_end(hub, f"{hub.apihost}/hooks/guest/hook", "noop", ctx, unique=True)
     timed = ("wrk POST /hooks/guest/hook (verify none, distinct bodies, rule -> noop): p50/p99 of the 202 (stored "
              "before it), sequential; rate: ")
@@ -360,7 +360,7 @@ def mqtt_hub_trigger(ctx: Context, hub: systems.Hub, name: str, action: str, cod
     hub.must("POST", "/api/v1/namespaces/whisk.system/actions/mqtt/subscribe?blocking=true",
              {"lifecycleEvent": "CREATE", "triggerName": f"/_/{name}", "authKey": "", "qos": 1,
               "url": f"mqtt://{host}:{port}", "topics": [f"{prefix}/+/temp"]})
-    hub.must("PUT", f"rules/{name}", {"trigger": name, "action": action})
+    hub.must("PUT", f"rules/on-{name}", {"trigger": name, "action": action})
     return prefix
 
 
@@ -387,15 +387,17 @@ def mqtt_stored(ctx: Context) -> None:
     before = count
     publish_paced(host, port, f"{prefix}/dev1/temp", ctx.sizes.mqtt_paced, 100)
     drained(hub, "mqttecho", before + ctx.sizes.mqtt_paced, time.perf_counter())
-    latencies = []
+    latencies, to_start = [], []
     for record in records(hub, "mqttecho", ctx.sizes.mqtt_paced):
         result = record["response"]["result"]  # type: ignore[index]
         if result.get("sent_ms"):  # type: ignore[union-attr]
             latencies.append(float(record["end"]) - float(result["sent_ms"]))  # type: ignore[arg-type,index]
+            to_start.append(float(record["start"]) - float(result["sent_ms"]))  # type: ignore[arg-type,index]
     ctx.add(Row("mqtt.stored", "triggerhub", "QoS 1 publish -> Mosquitto -> MQTT feed (event stored, PUBACK) -> rule "
                 "-> python action -> action record (p50/p99: record's end time - publish time at 100 msg/s; rate: "
                 "burst, first publish -> last record counted)", *latency_stats(latencies),
-                rate_per_s=round(burst_rate, 1), rate_samples=ctx.sizes.mqtt_burst, floor="floor.mqtt"))
+                rate_per_s=round(burst_rate, 1), rate_samples=ctx.sizes.mqtt_burst, floor="floor.mqtt",
+                values={"to_action_start_p50_ms": round(percentile(to_start, 0.5), 3)}))
 
 
 def mqtt_reply(ctx: Context) -> None:
@@ -507,6 +509,89 @@ def rss(ctx: Context) -> None:
                 values={"idle_hub_mib": round(red_rss, 1)}))
 
 
+# --- distributed -----------------------------------------------------------------------------------
+
+def hot_trigger_rate(hub: systems.Hub, ctx: Context, trigger: str) -> tuple[WrkResult, float]:
+    """16 wrk connections firing one trigger: (wrk result, fires/s from the first fire to the last record stored)."""
+    before = hub.count("noop")
+    start = time.perf_counter()
+    result = wrk(f"{hub.api}/triggers/{trigger}", connections=CONCURRENCY, duration_s=ctx.sizes.wrk_s,
+                 headers={"Authorization": hub.auth_header})
+    if result.status_errors or result.socket_errors:
+        raise SystemExit(f"fires of {trigger}: {result.status_errors} error statuses, {result.socket_errors} socket errors")
+    count, elapsed_s = drained(hub, "noop", before + result.requests, start, timeout_s=300)
+    return result, (count - before) / elapsed_s
+
+
+def distributed(ctx: Context) -> None:
+    from tests.plugins.distributed import Deployment, controller_apihost, deployment_env  # the test setup's roles
+    from tests.plugins.services import KAFKA_KEY, PG_URL_KEY, create_database, drop_database, service_setting
+
+    pg_admin, kafka = service_setting(PG_URL_KEY), service_setting(KAFKA_KEY)
+    if not pg_admin or not kafka:
+        raise SystemExit("distributed: Kafka or PostgreSQL is not running (scripts/services/{kafka,postgres}.sh start)")
+    url = create_database(pg_admin, "th_bench_dist")
+    root = ctx.scratch / "distributed"
+    root.mkdir()
+    relaxed = {"TRIGGERHUB_INVOCATIONS_PER_MINUTE": "100000000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000",
+               "TRIGGERHUB_FIRES_PER_MINUTE": "100000000"}
+    deployment = Deployment(root, deployment_env(url, kafka, root / "home", **relaxed))
+    try:
+        print("  starting controller, 1 worker, 1 invoker (PostgreSQL, Kafka) ...", flush=True)
+        controller = deployment.start("controller")
+        deployment.start("worker")
+        deployment.start("invoker", "--id", "0")
+        auth = deployment.credentials["guest"]
+        hub = systems.Hub(controller.pid, controller_apihost(controller),
+                          "Basic " + base64.b64encode(auth.encode()).decode(), root)
+        invokers_up(hub, 1)
+        hub.must("PUT", "actions/noop", {"exec": {"kind": "nodejs:default", "code": NOOP_JS}})
+        warm(hub, "noop")
+        hub.must("PUT", "triggers/hot", {})
+        hub.must("PUT", "rules/on-hot", {"trigger": "hot", "action": "noop"})
+        _, one_each = hot_trigger_rate(hub, ctx, "hot")
+        print(f"  one hot trigger, 1 worker + 1 invoker: {one_each:.0f} fires/s end to end", flush=True)
+        print("  adding a worker and an invoker ...", flush=True)
+        deployment.start("worker")
+        deployment.start("invoker", "--id", "1")
+        invokers_up(hub, 2)
+        warm(hub, "noop")
+        sequential = wrk(f"{hub.api}/actions/noop?blocking=true&result=true", duration_s=ctx.sizes.wrk_s,
+                         headers={"Authorization": hub.auth_header})
+        concurrent = wrk(f"{hub.api}/actions/noop?blocking=true&result=true", connections=CONCURRENCY,
+                         duration_s=ctx.sizes.wrk_s, headers={"Authorization": hub.auth_header})
+        ctx.add(Row("invoke.distributed", "triggerhub", "wrk POST /actions/noop?blocking=true&result=true on the "
+                    "controller -> Kafka -> invoker (process runtime) -> PostgreSQL -> Kafka -> controller -> 200 "
+                    "read; 2 invokers", p50_ms=round(sequential.p50_ms, 3), p99_ms=round(sequential.p99_ms, 3),
+                    latency_samples=sequential.requests, rate_per_s=round(concurrent.rate_per_s, 1),
+                    rate_samples=concurrent.requests, floor="floor.unix"))
+        result, two_each = hot_trigger_rate(hub, ctx, "hot")
+        ctx.add(Row("fires.distributed", "triggerhub", "wrk POST /triggers/hot (one trigger, rule -> noop) at 16 "
+                    "connections on the controller: first fire -> last action record stored (PostgreSQL); 2 workers "
+                    "+ 2 invokers, and 1 + 1 before them", p50_ms=round(result.p50_ms, 3),
+                    p99_ms=round(result.p99_ms, 3), latency_samples=result.requests, rate_per_s=round(two_each, 1),
+                    rate_samples=result.requests, floor="floor.aiohttp",
+                    values={"rate_1_worker_1_invoker_per_s": round(one_each, 1),
+                            "accepted_rate_per_s": round(result.rate_per_s, 1)}))
+    finally:
+        deployment.stop_all()
+        drop_database(pg_admin, url)
+
+
+def invokers_up(hub: systems.Hub, count: int, timeout_s: float = 120) -> None:
+    """Wait until `count` invokers are up and each holds partitions of the invocations topic."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _, states = hub.call("GET", "/invokers")
+        _, statistics = hub.call("GET", "/invokers/statistics")
+        assert isinstance(states, dict) and isinstance(statistics, dict)
+        up = [name for name, state in states.items() if state == "up"]
+        if len(up) == count and all(statistics.get(name, {}).get("partitions", 0) > 0 for name in up):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"distributed: {count} invokers did not come up within {timeout_s:.0f} s")
+
+
 SCENARIOS: dict[str, Callable[[Context], None]] = {
     "floor.aiohttp": floor_aiohttp,
     "floor.unix": floor_unix,
@@ -524,6 +609,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "invoke.docker": invoke_docker,
     "docker.cold": docker_cold,
     "docker.prewarmed": docker_prewarmed,
+    "distributed": distributed,
 }
 
 FLOORS_OF: dict[str, tuple[str, ...]] = {
@@ -531,4 +617,5 @@ FLOORS_OF: dict[str, tuple[str, ...]] = {
     "fires.many": ("floor.aiohttp",), "webhook": ("floor.aiohttp",), "http_function": ("floor.unix",),
     "mqtt.stored": ("floor.mqtt",), "mqtt.reply": ("floor.mqtt",), "invoke.docker": ("floor.unix",),
     "docker.cold": ("floor.docker_run",), "docker.prewarmed": ("floor.docker_run",),
+    "distributed": ("floor.aiohttp", "floor.unix"),
 }
