@@ -146,7 +146,11 @@ def _ratio(row: Row) -> str:
         parts.append(f"rate {row.ratio['rate']:.2f}×")
     if "per_step" in row.ratio:
         parts.append(f"per step {row.ratio['per_step']:.2f}× floor p50")
-    return (", ".join(parts) + f" {row.floor}") if parts else "–"
+    if not parts:
+        return "–"
+    base = [f"{_fmt(row.values.get('floor_p50_ms'))} ms" if "floor_p50_ms" in row.values else "",
+            f"{_fmt(row.values.get('floor_rate_per_s'), 0)}/s" if "floor_rate_per_s" in row.values else ""]
+    return ", ".join(parts) + f" {row.floor} ({', '.join(b for b in base if b)})"
 
 
 def table(result: dict[str, object]) -> str:
@@ -154,7 +158,8 @@ def table(result: dict[str, object]) -> str:
     lines = ["| scenario | system | p50 ms | p99 ms | n | rate /s | n | vs floor (same run) | other |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        other = ", ".join(f"{k} {v:,.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.values.items())
+        other = ", ".join(f"{k} {v:,.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.values.items()
+                          if not k.startswith("floor_"))
         lines.append(f"| {row.scenario} | {row.system} | {_fmt(row.p50_ms)} | {_fmt(row.p99_ms)} | "
                      f"{row.latency_samples or '–'} | {_fmt(row.rate_per_s, 0)} | {row.rate_samples or '–'} | "
                      f"{_ratio(row)} | {other or '–'} |")
@@ -181,7 +186,8 @@ def markdown(result: dict[str, object]) -> str:
             "",
             "p50/p99: latency of one request or message at a time (wrk with 1 connection, or MQTT at 100 msg/s); "
             "rate: 16 wrk connections (or an MQTT burst), end to end where the row says so; n: samples. "
-            "Ratios divide by the floor row named, measured in this same run.",
+            "Ratios divide by the floor named, measured again right after the row in this same run (its p50 and "
+            "rate in brackets); the floor rows are each floor's first measurement.",
             "", table(result), "", "What each row times:", ""]
     seen = set()
     for raw in result["rows"]:  # type: ignore[attr-defined]

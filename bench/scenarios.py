@@ -63,7 +63,7 @@ class Sizes:
     def of(cls, *, quick: bool) -> Sizes:
         if quick:
             return cls(wrk_s=1, mqtt_burst=300, mqtt_paced=50, first_invokes=3, idle_s=3)
-        return cls(wrk_s=4, mqtt_burst=5000, mqtt_paced=500, first_invokes=8, idle_s=10)
+        return cls(wrk_s=3, mqtt_burst=5000, mqtt_paced=500, first_invokes=8, idle_s=10)
 
 
 @dataclass
@@ -77,15 +77,16 @@ class Context:
     _cache: dict[str, object] = field(default_factory=dict)
 
     def add(self, row: Row) -> Row:
+        """Record `row`; one with a floor gets that floor measured again now and its ratios to it."""
         key = f"{row.scenario}/{row.system}"
-        floor = self.rows.get(f"{row.floor}/floor") if row.floor else None
-        if floor is not None:
-            if row.p50_ms is not None and floor.p50_ms:
-                row.ratio["p50"] = round(row.p50_ms / floor.p50_ms, 2)
-            if row.p99_ms is not None and floor.p99_ms:
-                row.ratio["p99"] = round(row.p99_ms / floor.p99_ms, 2)
-            if row.rate_per_s is not None and floor.rate_per_s:
-                row.ratio["rate"] = round(row.rate_per_s / floor.rate_per_s, 3)
+        if row.floor:
+            floor = FLOORS[row.floor](self)
+            self.rows.setdefault(f"{row.floor}/floor", floor)
+            for name in ("p50_ms", "p99_ms", "rate_per_s"):
+                mine, base = getattr(row, name), getattr(floor, name)
+                if mine is not None and base:
+                    row.ratio[name.split("_")[0]] = round(mine / base, 3 if name == "rate_per_s" else 2)
+                    row.values[f"floor_{name}"] = base
         self.rows[key] = row
         print(f"  {key}: " + ", ".join(
             f"{k}={v}" for k, v in (("p50_ms", row.p50_ms), ("p99_ms", row.p99_ms), ("n", row.latency_samples),
@@ -138,41 +139,55 @@ def http_row(scenario: str, system: str, timed: str, floor: str, pair: tuple[Wrk
 
 
 # --- floors ----------------------------------------------------------------------------------------
+# Each floor is measured again beside every row divided by it (the machine's load drifts); the floor
+# rows of the report are their first measurement. Servers stay up, idle, between measurements.
 
-def floor_aiohttp(ctx: Context) -> None:
-    with systems.aiohttp_floor(ctx.scratch) as url:
-        pair = http_pair(f"{url}/fire", ctx=ctx)
-    ctx.add(http_row("floor.aiohttp", "floor", "wrk POST -> minimal aiohttp handler answers from an in-process "
-                     "function -> response read", "", pair))
-
-
-def floor_unix(ctx: Context) -> None:
-    with systems.unix_floor(ctx.scratch) as url:
-        pair = http_pair(f"{url}/run", ctx=ctx)
-    ctx.add(http_row("floor.unix", "floor", "wrk POST -> aiohttp handler -> Unix socket (keep-alive) -> warm "
-                     "worker process -> response read", "", pair))
+def measure_floor_aiohttp(ctx: Context) -> Row:
+    url = ctx.once("server:aiohttp", lambda: ctx.stack.enter_context(systems.aiohttp_floor(ctx.scratch)))
+    return http_row("floor.aiohttp", "floor", "wrk POST -> minimal aiohttp handler answers from an in-process "
+                    "function -> response read", "", http_pair(f"{url}/fire", ctx=ctx))
 
 
-def floor_mqtt(ctx: Context) -> None:
+def measure_floor_unix(ctx: Context) -> Row:
+    url = ctx.once("server:unix", lambda: ctx.stack.enter_context(systems.unix_floor(ctx.scratch)))
+    return http_row("floor.unix", "floor", "wrk POST -> aiohttp handler -> Unix socket (keep-alive) -> warm "
+                    "worker process -> response read", "", http_pair(f"{url}/run", ctx=ctx))
+
+
+def measure_floor_mqtt(ctx: Context) -> Row:
     host, port = ctx.broker()
     topic = f"floor{uuid.uuid4().hex[:6]}/direct"
     burst_s = mqtt_burst_through(host, port, topic, topic, ctx.sizes.mqtt_burst)
     latencies = mqtt_paced_through(host, port, topic, topic, ctx.sizes.mqtt_paced)
-    ctx.add(Row("floor.mqtt", "floor", "QoS 1 publish -> Mosquitto -> subscriber receives (burst: mosquitto_pub -l "
-                "-> mosquitto_sub -C; p50/p99: paho at 100 msg/s)", *latency_stats(latencies),
-                rate_per_s=round(ctx.sizes.mqtt_burst / burst_s, 1), rate_samples=ctx.sizes.mqtt_burst))
+    return Row("floor.mqtt", "floor", "QoS 1 publish -> Mosquitto -> subscriber receives (burst: mosquitto_pub -l "
+               "-> mosquitto_sub -C; p50/p99: paho at 100 msg/s)", *latency_stats(latencies),
+               rate_per_s=round(ctx.sizes.mqtt_burst / burst_s, 1), rate_samples=ctx.sizes.mqtt_burst)
 
 
-def floor_docker_run(ctx: Context) -> None:
-    docker_env()
-    samples = []
-    for _ in range(ctx.sizes.first_invokes):
-        start = time.perf_counter()
-        subprocess.run(["docker", "run", "--rm", "--network", "none", "triggerhub/python:3.11", "python3", "-c",
-                        "pass"], check=True, capture_output=True)
-        samples.append((time.perf_counter() - start) * 1000)
-    ctx.add(Row("floor.docker_run", "floor", "`docker run --rm --network none triggerhub/python:3.11 python3 -c pass` "
-                "from exec to exit", *latency_stats(samples)))
+def measure_floor_docker_run(ctx: Context) -> Row:
+    def measure() -> Row:  # seconds per sample: measured once per run
+        docker_env()
+        samples = []
+        for _ in range(ctx.sizes.first_invokes):
+            start = time.perf_counter()
+            subprocess.run(["docker", "run", "--rm", "--network", "none", "triggerhub/python:3.11", "python3", "-c",
+                            "pass"], check=True, capture_output=True)
+            samples.append((time.perf_counter() - start) * 1000)
+        return Row("floor.docker_run", "floor", "`docker run --rm --network none triggerhub/python:3.11 python3 -c "
+                   "pass` from exec to exit", *latency_stats(samples))
+    return ctx.once("floor.docker_run", measure)  # type: ignore[return-value]
+
+
+FLOORS: dict[str, Callable[[Context], Row]] = {
+    "floor.aiohttp": measure_floor_aiohttp, "floor.unix": measure_floor_unix, "floor.mqtt": measure_floor_mqtt,
+    "floor.docker_run": measure_floor_docker_run,
+}
+
+
+def floor_scenario(name: str) -> Callable[[Context], None]:
+    def run(ctx: Context) -> None:
+        ctx.add(FLOORS[name](ctx))
+    return run
 
 
 # --- triggerhub, process runtime -------------------------------------------------------------------
@@ -220,10 +235,9 @@ def sequence(ctx: Context) -> None:
               p99_ms=round(five.p99_ms, 3), latency_samples=five.requests, floor="floor.unix",
               values={"per_step_ms": round(per_step, 3), "single_p50_ms": round(single.p50_ms, 3),
                       "single_samples": single.requests})
-    floor = ctx.rows.get("floor.unix/floor")
     ctx.add(row)
-    if floor is not None and floor.p50_ms:
-        row.ratio["per_step"] = round(per_step / floor.p50_ms, 2)
+    if row.values.get("floor_p50_ms"):
+        row.ratio["per_step"] = round(per_step / row.values["floor_p50_ms"], 2)
 
 
 def drained(hub: systems.Hub, action: str, expected: int, start: float, timeout_s: float = 120) -> tuple[int, float]:
@@ -593,10 +607,10 @@ def invokers_up(hub: systems.Hub, count: int, timeout_s: float = 120) -> None:
 
 
 SCENARIOS: dict[str, Callable[[Context], None]] = {
-    "floor.aiohttp": floor_aiohttp,
-    "floor.unix": floor_unix,
-    "floor.mqtt": floor_mqtt,
-    "floor.docker_run": floor_docker_run,
+    "floor.aiohttp": floor_scenario("floor.aiohttp"),
+    "floor.unix": floor_scenario("floor.unix"),
+    "floor.mqtt": floor_scenario("floor.mqtt"),
+    "floor.docker_run": floor_scenario("floor.docker_run"),
     "rss": rss,
     "invoke.process": invoke_process,
     "sequence": sequence,
@@ -610,12 +624,4 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "docker.cold": docker_cold,
     "docker.prewarmed": docker_prewarmed,
     "distributed": distributed,
-}
-
-FLOORS_OF: dict[str, tuple[str, ...]] = {
-    "invoke.process": ("floor.unix",), "sequence": ("floor.unix",), "fires.one": ("floor.aiohttp",),
-    "fires.many": ("floor.aiohttp",), "webhook": ("floor.aiohttp",), "http_function": ("floor.unix",),
-    "mqtt.stored": ("floor.mqtt",), "mqtt.reply": ("floor.mqtt",), "invoke.docker": ("floor.unix",),
-    "docker.cold": ("floor.docker_run",), "docker.prewarmed": ("floor.docker_run",),
-    "distributed": ("floor.aiohttp", "floor.unix"),
 }
