@@ -28,7 +28,8 @@ from pathlib import Path
 
 from bench import report
 from bench.measure import LoadSampler
-from bench.scenarios import SCENARIOS, Context, Sizes
+from bench.context import Context, Sizes
+from bench.scenarios import FLOORS, SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
 CORES_SHARED = ("every system and its client share the machine's cores with whatever else runs on it (see the "
@@ -81,7 +82,7 @@ def main() -> None:
     failures: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="th-bench-") as scratch, ExitStack() as stack, \
             LoadSampler() as load:
-        ctx = Context(Path(scratch), Sizes.of(quick=args.quick), stack)
+        ctx = Context(Path(scratch), Sizes.of(quick=args.quick), stack, FLOORS)
         for index, name in enumerate(names, 1):
             print(f"[{index}/{len(names)}] {name} ({time.perf_counter() - t0:.0f} s)", flush=True)
             try:

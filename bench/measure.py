@@ -53,7 +53,7 @@ end
 """
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     """One measured line of the report: a system on a scenario, timed from `timed`."""
 

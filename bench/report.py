@@ -98,7 +98,7 @@ def _distributed(rows: Rows) -> tuple[bool, str] | None:
     hot = _get(rows, "fires.distributed/triggerhub", "rate_per_s")
     if p50 is None or hot is None:
         return None
-    return p50 <= 10 and hot >= 2000, f"invoke p50 {p50:.1f} ms; one trigger {hot:.0f} fires/s (1 worker, 2 invokers)"
+    return p50 <= 10 and hot >= 2000, f"invoke p50 {p50:.1f} ms; one trigger {hot:.0f} fires/s (2 workers, 2 invokers)"
 
 
 def _rss(rows: Rows) -> tuple[bool, str] | None:
