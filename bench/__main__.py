@@ -4,6 +4,7 @@
     python -m bench --quick               # the same, small (a minute or two)
     python -m bench --only fires.one      # one scenario (and the floors it is divided by)
     python -m bench --list                # the scenario names
+    python -m bench --profile             # also py-spy the embedded hub per scenario (pip install '.[bench]')
 
 Writes bench/results/latest.json and latest.md and regenerates the README's Performance section
 (`--out DIR` writes elsewhere and leaves the README alone). Needs wrk, mosquitto and
@@ -26,12 +27,15 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import report
+from bench import profile, report
 from bench.measure import LoadSampler
 from bench.context import Context, Sizes
 from bench.scenarios import FLOORS, SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
+# The scenarios that load the embedded hub (process runtime) that --profile samples.
+PROFILED = ("invoke.process", "sequence", "fires.one", "fires.many", "webhook", "http_function", "mqtt.stored",
+            "mqtt.reply")
 CORES_SHARED = ("every system and its client share the machine's cores with whatever else runs on it (see the "
                 "load average); the HTTP client is wrk with one thread (at most one core, event-driven, compiled), "
                 "the MQTT bursts come from mosquitto_pub/mosquitto_sub (compiled, one thread each), paced MQTT "
@@ -72,6 +76,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="write latest.json/latest.md here instead of bench/results (and leave the README)")
     parser.add_argument("--list", action="store_true", help="print the scenario names and exit")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the embedded hub during each scenario that drives it (raw stacks in profiles/)")
     args = parser.parse_args()
     if args.list:
         print("\n".join(SCENARIOS))
@@ -80,13 +86,21 @@ def main() -> None:
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     failures: dict[str, str] = {}
+    profiles: dict[str, dict[str, object]] = {}
+    out_dir = args.out or ROOT / "bench" / "results"
     with tempfile.TemporaryDirectory(prefix="th-bench-") as scratch, ExitStack() as stack, \
             LoadSampler() as load:
         ctx = Context(Path(scratch), Sizes.of(quick=args.quick), stack, FLOORS)
         for index, name in enumerate(names, 1):
             print(f"[{index}/{len(names)}] {name} ({time.perf_counter() - t0:.0f} s)", flush=True)
             try:
-                SCENARIOS[name](ctx)
+                if args.profile and name in PROFILED:
+                    raw = out_dir / "profiles" / f"{name}.txt"
+                    with profile.profiled(ctx.hub().pid, raw):
+                        SCENARIOS[name](ctx)
+                    profiles[name] = profile.summarize(raw)
+                else:
+                    SCENARIOS[name](ctx)
             except (SystemExit, OSError, subprocess.SubprocessError, AssertionError) as error:
                 failures[name] = str(error) or type(error).__name__
                 print(f"  {name} FAILED: {failures[name]}", flush=True)
@@ -99,9 +113,8 @@ def main() -> None:
                          "samples": len(samples)},
         "scenarios": names, "failures": failures,
         "rows": [row.to_json() for row in ctx.rows.values()],
-        "targets": report.targets(ctx.rows),
+        "targets": report.targets(ctx.rows), "profiles": profiles,
     }
-    out_dir = args.out or ROOT / "bench" / "results"
     report.write_all(result, out_dir, None if args.out else ROOT / "README.md")
     print(report.table(result))
     print(f"wrote {out_dir / 'latest.json'} and latest.md in {time.perf_counter() - t0:.0f} s"
