@@ -134,7 +134,7 @@ def warm_web(url: str) -> None:
 
 
 def rss(ctx: Context) -> None:
-    with systems.hub(ctx.scratch) as hub:
+    with systems.hub(ctx.scratch, prewarm=None, examples=True) as hub:  # as scripts/up starts it
         time.sleep(ctx.sizes.idle_s)
         idle_hub, idle_tree = tree_rss_mib(hub.pid)
         hub.must("PUT", "actions/noop", {"exec": {"kind": "nodejs:default", "code": NOOP_JS}})
@@ -157,11 +157,12 @@ def rss(ctx: Context) -> None:
         after_hub, after_tree = tree_rss_mib(hub.pid)
     values = {"idle_hub_mib": round(idle_hub, 1), "idle_with_children_mib": round(idle_tree, 1),
               "load_peak_with_children_mib": round(max(peak), 1), "after_load_hub_mib": round(after_hub, 1),
-              "after_load_with_children_mib": round(after_tree, 1)}
-    ctx.add(Row("rss", "triggerhub", f"RSS of `triggerhub up` (process runtime) {ctx.sizes.idle_s:.0f} s after it "
-                "answered /ping; then during and after 16-connection noop invokes (with its runtime processes)",
-                values=values, rate_samples=len(peak)))
+              "after_load_with_children_mib": round(after_tree, 1), "load_samples": len(peak)}
+    ctx.add(Row("rss", "triggerhub", f"RSS of `triggerhub up` (process runtime, example manifests deployed, default "
+                f"stem cells) {ctx.sizes.idle_s:.0f} s after it answered /ping, alone and with its runtime processes; "
+                "then during and after 16-connection noop invokes",
+                values=values))
     _, red_pid, _ = ctx.node_red()
     red_rss, _ = tree_rss_mib(red_pid)
-    ctx.add(Row("rss", "node-red", "RSS of the Node-RED process with the bench flows, after the runs above",
-                values={"idle_hub_mib": round(red_rss, 1)}))
+    ctx.add(Row("rss", "node-red", "RSS of the Node-RED process with the bench flows (HTTP and MQTT), idle",
+                values={"idle_mib": round(red_rss, 1)}))

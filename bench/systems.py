@@ -148,14 +148,16 @@ class Hub:
 
 
 @contextmanager
-def hub(scratch: Path, *, runtime: str = "process", prewarm: int = 0) -> Iterator[Hub]:
+def hub(scratch: Path, *, runtime: str = "process", prewarm: int | None = 0, examples: bool = False) -> Iterator[Hub]:
+    """`triggerhub up` with its limits raised; `prewarm=None` keeps the default stem cells."""
     home = Path(tempfile.mkdtemp(prefix=f"hub-{runtime}-", dir=scratch))
     port = free_port()
     env = {**os.environ, "TRIGGERHUB_INVOCATIONS_PER_MINUTE": "100000000",
-           "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000", "TRIGGERHUB_FIRES_PER_MINUTE": "100000000",
-           "TRIGGERHUB_PREWARM_COUNT": str(prewarm)}
+           "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000", "TRIGGERHUB_FIRES_PER_MINUTE": "100000000"}
+    if prewarm is not None:
+        env["TRIGGERHUB_PREWARM_COUNT"] = str(prewarm)
     command = [sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home", str(home),
-               "--runtime", runtime, "--no-examples"]
+               "--runtime", runtime, "--examples" if examples else "--no-examples"]
     with started(command, home / "hub.log", env=env) as process:
         wait_http(f"http://127.0.0.1:{port}/ping", process, home / "hub.log", timeout_s=120)
         auth = json.loads((home / "credentials.json").read_text())["guest"]
