@@ -86,9 +86,14 @@ def summarize(raw_path: Path, *, top: int = 8) -> dict[str, object]:
     if not total:
         return {"samples": 0, "inclusive": [], "self_by_package": [], "self": []}
     return {"samples": total,
-            "inclusive": [[name, round(100 * n / total, 1)] for name, n in inclusive.most_common(top)],
-            "self_by_package": [[name, round(100 * n / total, 1)] for name, n in own.most_common(top)],
-            "self": [[name, round(100 * n / total, 1)] for name, n in leaf.most_common(top)]}
+            "inclusive": [[name, round(100 * n / total, 1)] for name, n in ranked(inclusive)[:top]],
+            "self_by_package": [[name, round(100 * n / total, 1)] for name, n in ranked(own)[:top]],
+            "self": [[name, round(100 * n / total, 1)] for name, n in ranked(leaf)[:top]]}
+
+
+def ranked(counts: Counter[str]) -> list[tuple[str, int]]:
+    """Most samples first; ties by name, so a summary does not depend on set order."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def markdown(profiles: dict[str, dict[str, object]]) -> str:

@@ -66,7 +66,7 @@ def test_profile_summary_shares_samples_by_package_and_frame(tmp_path: Path) -> 
         f"{loop};write (asyncio/selector_events.py:1057) 1\n")
     summary = profile.summarize(raw)
     assert summary["samples"] == 10
-    assert summary["inclusive"] == [["triggerhub/store", 60.0], ["sqlalchemy", 60.0], ["aiohttp", 30.0],
+    assert summary["inclusive"] == [["sqlalchemy", 60.0], ["triggerhub/store", 60.0], ["aiohttp", 30.0],
                                     ["json", 30.0]]  # asyncio is scaffolding: in every stack
     assert summary["self_by_package"] == [["sqlalchemy", 60.0], ["json", 30.0], ["asyncio", 10.0]]
     assert summary["self"][0] == ["do_execute (default.py:1192)", 60.0]
