@@ -23,6 +23,13 @@ class RuntimeChoice(StrEnum):
     PROCESS = "process"
 
 
+class SandboxChoice(StrEnum):
+    """How the process runtime isolates actions (the Docker runtime always uses containers)."""
+
+    BWRAP = "bwrap"
+    NONE = "none"
+
+
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     host: str = "127.0.0.1"
@@ -63,6 +70,8 @@ class RuntimeConfig:
     pause_grace_s: float = 10.0
     idle_timeout_s: float = 600.0
     memory_budget_mb: int = 2048
+    sandbox: SandboxChoice = SandboxChoice.BWRAP
+    allow_unsandboxed_root: bool = False  # TRIGGERHUB_SANDBOX=none is refused as root without it
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,8 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "PAUSE_GRACE_S": ("runtime", "pause_grace_s"),
     "IDLE_TIMEOUT_S": ("runtime", "idle_timeout_s"),
     "MEMORY_BUDGET_MB": ("runtime", "memory_budget_mb"),
+    "SANDBOX": ("runtime", "sandbox"),
+    "ALLOW_UNSANDBOXED_ROOT": ("runtime", "allow_unsandboxed_root"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "KAFKA_PARTITIONS": ("kafka", "partitions"),

@@ -5,6 +5,7 @@
     ├── AdminError             a `triggerhub admin` change cannot be made (unknown subject, bad key)
     ├── ApiError               answered to a client as {"error", "code"} with .status
     │   ├── BadRequest         400
+    │   │   └── PatternError   a rule's filter or transform does not compile; .path names the clause
     │   ├── Unauthorized       401
     │   ├── Forbidden          403
     │   ├── NotFound           404
@@ -52,6 +53,15 @@ class ApiError(TriggerhubError):
 
 class BadRequest(ApiError):
     status = 400
+
+
+class PatternError(BadRequest):
+    """A filter or transform that cannot be compiled. The message names the JSON path of the
+    offending clause (also in `.path`, e.g. `$.data.temp[0].numeric[0]`) and what is allowed there."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class Unauthorized(ApiError):
