@@ -178,6 +178,22 @@ def table(result: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def client_ceiling(result: dict[str, object]) -> str:
+    """What the load generators reached against the floors: the most a row's rate could be held back by them."""
+    rates: dict[str, float] = {}
+    for raw in result["rows"]:  # type: ignore[attr-defined]
+        name, rate = (raw["scenario"], raw["rate_per_s"]) if raw["system"] == "floor" else (
+            raw["floor"], raw["values"].get("floor_rate_per_s"))
+        if rate:
+            rates[name] = max(rate, rates.get(name, 0.0))
+    parts = [f"wrk reached up to {rates['floor.aiohttp']:,.0f} requests/s against the aiohttp floor"
+             if "floor.aiohttp" in rates else "",
+             f"mosquitto_pub/sub up to {rates['floor.mqtt']:,.0f} messages/s through the broker alone"
+             if "floor.mqtt" in rates else ""]
+    text = " and ".join(part for part in parts if part)
+    return f" In this run {text}: the clients' ceiling, to compare with each row's rate." if text else ""
+
+
 def markdown(result: dict[str, object]) -> str:
     machine = result["machine"]
     load = result["load_average"]
@@ -190,7 +206,7 @@ def markdown(result: dict[str, object]) -> str:
             f"load average (1 min) during the run {load['min']:.1f}–{load['max']:.1f} "  # type: ignore[index]
             f"(mean {load['mean']:.1f}, {load['samples']} samples).",  # type: ignore[index]
             "",
-            f"Cores: {result['cores_shared']}",
+            f"Cores: {result['cores_shared']}{client_ceiling(result)}",
             "",
             "p50/p99: latency of one request or message at a time (wrk with 1 connection, or MQTT at 100 msg/s); "
             "rate: 16 wrk connections (or an MQTT burst), end to end where the row says so; n: samples. "
