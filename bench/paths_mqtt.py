@@ -17,22 +17,64 @@ from bench.measure import Row, mqtt_listener, percentile, publish_burst, publish
 MQTT_ECHO = ("def main(args):\n    payload = args.get('payload') or {}\n"
              "    return {'seq': payload.get('seq'), 'sent_ms': payload.get('sent_ms')}\n")
 # A warm runtime keeps module state: the client connects once and publishes each reply (QoS 1).
+# The action publishes its reply itself. The process runtime's sandbox shows an action /usr only (no
+# paho), so it speaks MQTT 3.1.1 over a socket it keeps open while warm: CONNECT once, then one QoS 1
+# PUBLISH per event; PUBACKs are drained without waiting, as Node-RED's mqtt out does not wait either.
+# It needs the `sandbox-network: true` annotation to reach the broker.
 MQTT_REPLY = """import json
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+import socket
 
-client = None
+sock = None
+packet_id = 0
+
+
+def remaining_length(n):
+    out = bytearray()
+    while True:
+        n, byte = divmod(n, 128)
+        out.append(byte | (128 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def string(text):
+    data = text.encode()
+    return len(data).to_bytes(2, 'big') + data
+
+
+def connect(host, port):
+    conn = socket.create_connection((host, port))
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    body = string('MQTT') + bytes([4, 2]) + (60).to_bytes(2, 'big') + string('')  # v3.1.1, clean session
+    conn.sendall(b'\\x10' + remaining_length(len(body)) + body)
+    connack = conn.recv(4)
+    if len(connack) != 4 or connack[3] != 0:
+        raise ConnectionError(f'CONNACK {connack!r}')
+    return conn
 
 
 def main(args):
-    global client
-    if client is None:
-        client = paho.Client(CallbackAPIVersion.VERSION2)
-        client.connect(args['broker_host'], int(args['broker_port']))
-        client.loop_start()
+    global sock, packet_id
     payload = args.get('payload') or {}
     reply = {'seq': payload.get('seq'), 'sent_ms': payload.get('sent_ms')}
-    client.publish(args['reply_topic'], json.dumps(reply), qos=1)
+    packet_id = packet_id % 65535 + 1
+    body = string(args['reply_topic']) + packet_id.to_bytes(2, 'big') + json.dumps(reply).encode()
+    packet = b'\\x32' + remaining_length(len(body)) + body  # PUBLISH, QoS 1
+    for attempt in (1, 2):
+        try:
+            if sock is None:
+                sock = connect(args['broker_host'], int(args['broker_port']))
+            sock.sendall(packet)
+            break
+        except OSError:
+            sock = None
+            if attempt == 2:
+                raise
+    try:
+        while sock.recv(65536, socket.MSG_DONTWAIT):
+            pass
+    except BlockingIOError:
+        pass
     return reply
 """
 
@@ -73,11 +115,12 @@ def mqtt_paced_through(host: str, port: int, publish_topic: str, receive_topic: 
 
 
 def mqtt_hub_trigger(ctx: Context, hub: systems.Hub, name: str, action: str, code: str,
-                     params: dict[str, object]) -> str:
+                     params: dict[str, object], *, network: bool = False) -> str:
     host, port = ctx.broker()
     prefix = f"{name}{uuid.uuid4().hex[:6]}"
     hub.must("PUT", f"actions/{action}", {"exec": {"kind": "python:default", "code": code},
-                                          "parameters": [{"key": k, "value": v} for k, v in params.items()]})
+                                          "parameters": [{"key": k, "value": v} for k, v in params.items()],
+                                          "annotations": [{"key": "sandbox-network", "value": network}]})
     hub.must("POST", f"actions/{action}?blocking=true", {})  # a warm runtime
     hub.must("PUT", f"triggers/{name}", {"annotations": [{"key": "feed", "value": "/whisk.system/mqtt/subscribe"}]})
     hub.must("POST", "/api/v1/namespaces/whisk.system/actions/mqtt/subscribe?blocking=true",
@@ -129,7 +172,7 @@ def mqtt_reply(ctx: Context) -> None:
     host, port = ctx.broker()
     reply_topic = f"threply{uuid.uuid4().hex[:6]}"
     prefix = mqtt_hub_trigger(ctx, hub, "replies", "mqttreply", MQTT_REPLY,
-                              {"broker_host": host, "broker_port": port, "reply_topic": reply_topic})
+                              {"broker_host": host, "broker_port": port, "reply_topic": reply_topic}, network=True)
     burst_s = mqtt_burst_through(host, port, f"{prefix}/dev0/temp", reply_topic, ctx.sizes.mqtt_burst)
     latencies = mqtt_paced_through(host, port, f"{prefix}/dev1/temp", reply_topic, ctx.sizes.mqtt_paced)
     timed = ("QoS 1 publish -> Mosquitto -> {} -> reply published (QoS 1) -> subscriber receives (burst: "
