@@ -212,7 +212,13 @@ def markdown(result: dict[str, object]) -> str:
             "rate: 16 wrk connections (or an MQTT burst), end to end where the row says so; n: samples. "
             "Ratios divide by the floor named, measured again right after the row in this same run (its p50 and "
             "rate in brackets); the floor rows are each floor's first measurement.",
-            "", table(result), "", "What each row times:", ""]
+            "", table(result), ""]
+    failures = result.get("failures") or {}
+    if failures:
+        head += ["Scenarios that failed in this run (no row):", ""]
+        head += [f"- **{name}**: {reason}" for name, reason in failures.items()]  # type: ignore[attr-defined]
+        head.append("")
+    head += ["What each row times:", ""]
     seen = set()
     for raw in result["rows"]:  # type: ignore[attr-defined]
         key = f"{raw['scenario']}/{raw['system']}"
