@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from bench import systems
 from bench.context import CONCURRENCY, NOOP_JS, Context, drained, warm
 from bench.measure import Row, WrkResult, wrk
+from tests.plugins.distributed import Deployment, controller_apihost, deployment_env  # the test setup's roles
+from tests.plugins.services import KAFKA_KEY, PG_URL_KEY, create_database, drop_database, service_setting
 
 def hot_trigger_rate(hub: systems.Hub, ctx: Context, trigger: str) -> tuple[WrkResult, float]:
     """16 wrk connections firing one trigger: (wrk result, fires/s from the first fire to the last record stored)."""
@@ -25,10 +29,9 @@ def hot_trigger_rate(hub: systems.Hub, ctx: Context, trigger: str) -> tuple[WrkR
     return result, (count - before) / elapsed_s
 
 
-def distributed(ctx: Context) -> None:
-    from tests.plugins.distributed import Deployment, controller_apihost, deployment_env  # the test setup's roles
-    from tests.plugins.services import KAFKA_KEY, PG_URL_KEY, create_database, drop_database, service_setting
-
+@contextmanager
+def deployed(ctx: Context) -> Iterator[tuple[Deployment, systems.Hub]]:
+    """Controller, 1 worker and 1 invoker in a fresh database and topic prefix; stopped and dropped after."""
     pg_admin, kafka = service_setting(PG_URL_KEY), service_setting(KAFKA_KEY)
     if not pg_admin or not kafka:
         raise SystemExit("distributed: Kafka or PostgreSQL is not running (scripts/services/{kafka,postgres}.sh start)")
@@ -47,37 +50,41 @@ def distributed(ctx: Context) -> None:
         hub = systems.Hub(controller.pid, controller_apihost(controller),
                           "Basic " + base64.b64encode(auth.encode()).decode(), root)
         invokers_up(hub, 1)
+        yield deployment, hub
+    finally:
+        deployment.stop_all()
+        drop_database(pg_admin, url)
+
+
+def distributed(ctx: Context) -> None:
+    with deployed(ctx) as (deployment, hub):
         hub.must("PUT", "actions/noop", {"exec": {"kind": "nodejs:default", "code": NOOP_JS}})
         warm(hub, "noop")
         hub.must("PUT", "triggers/hot", {})
         hub.must("PUT", "rules/on-hot", {"trigger": "hot", "action": "noop"})
         _, one_each = hot_trigger_rate(hub, ctx, "hot")
-        print(f"  one hot trigger, 1 worker + 1 invoker: {one_each:.0f} fires/s end to end", flush=True)
-        print("  adding a worker and an invoker ...", flush=True)
+        print(f"  one hot trigger, 1 worker + 1 invoker: {one_each:.0f} fires/s end to end; adding a worker and an "
+              "invoker ...", flush=True)
         deployment.start("worker")
         deployment.start("invoker", "--id", "1")
         invokers_up(hub, 2)
         warm(hub, "noop")
-        sequential = wrk(f"{hub.api}/actions/noop?blocking=true&result=true", duration_s=ctx.sizes.wrk_s,
-                         headers={"Authorization": hub.auth_header})
-        concurrent = wrk(f"{hub.api}/actions/noop?blocking=true&result=true", connections=CONCURRENCY,
-                         duration_s=ctx.sizes.wrk_s, headers={"Authorization": hub.auth_header})
+        url, headers = f"{hub.api}/actions/noop?blocking=true&result=true", {"Authorization": hub.auth_header}
+        sequential = wrk(url, duration_s=ctx.sizes.wrk_s, headers=headers)
+        concurrent = wrk(url, connections=CONCURRENCY, duration_s=ctx.sizes.wrk_s, headers=headers)
         ctx.add(Row("invoke.distributed", "triggerhub", "wrk POST /actions/noop?blocking=true&result=true on the "
                     "controller -> Kafka -> invoker (process runtime) -> PostgreSQL -> Kafka -> controller -> 200 "
-                    "read; 2 invokers", p50_ms=round(sequential.p50_ms, 3), p99_ms=round(sequential.p99_ms, 3),
-                    latency_samples=sequential.requests, rate_per_s=round(concurrent.rate_per_s, 1),
-                    rate_samples=concurrent.requests, floor="floor.unix"))
+                    "read; 2 workers, 2 invokers", p50_ms=round(sequential.p50_ms, 3),
+                    p99_ms=round(sequential.p99_ms, 3), latency_samples=sequential.requests,
+                    rate_per_s=round(concurrent.rate_per_s, 1), rate_samples=concurrent.requests, floor="floor.unix"))
         result, two_each = hot_trigger_rate(hub, ctx, "hot")
         ctx.add(Row("fires.distributed", "triggerhub", "wrk POST /triggers/hot (one trigger, rule -> noop) at 16 "
-                    "connections on the controller: first fire -> last action record stored (PostgreSQL); 2 workers "
-                    "+ 2 invokers, and 1 + 1 before them", p50_ms=round(result.p50_ms, 3),
-                    p99_ms=round(result.p99_ms, 3), latency_samples=result.requests, rate_per_s=round(two_each, 1),
-                    rate_samples=result.requests, floor="floor.aiohttp",
+                    "connections on the controller (p50/p99: of its 202s, not one at a time); rate: first fire -> "
+                    "last action record stored (PostgreSQL); 2 workers + 2 invokers, and 1 + 1 before them",
+                    p50_ms=round(result.p50_ms, 3), p99_ms=round(result.p99_ms, 3), latency_samples=result.requests,
+                    rate_per_s=round(two_each, 1), rate_samples=result.requests, floor="floor.aiohttp",
                     values={"rate_1_worker_1_invoker_per_s": round(one_each, 1),
                             "accepted_rate_per_s": round(result.rate_per_s, 1)}))
-    finally:
-        deployment.stop_all()
-        drop_database(pg_admin, url)
 
 
 def invokers_up(hub: systems.Hub, count: int, timeout_s: float = 120) -> None:
