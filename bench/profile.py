@@ -101,7 +101,9 @@ def markdown(profiles: dict[str, dict[str, object]]) -> str:
         return ""
     lines = ["", "Where the embedded hub's time goes (py-spy at 100 Hz, share of its non-idle samples over all its "
              "threads; inclusive: a package counts once per stack, the loop's own scaffolding left out; self: the "
-             "package of the innermost frame):", "",
+             "package of the innermost frame). py-spy --nonblocking cannot tell every wait from work: "
+             "`EpollSelector.select` is the loop waiting for I/O and a thread parked on a queue shows as the frame "
+             "that called `get` (e.g. the store writer's `_Writer._serve`), so read those as idle:", "",
              "| scenario | samples | inclusive | self, by package | hottest frames (self) |", "|---|---|---|---|---|"]
     for name, summary in profiles.items():
         cells = [", ".join(f"{what} {pct}%" for what, pct in summary[key][:count])  # type: ignore[index]
