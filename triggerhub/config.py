@@ -97,6 +97,13 @@ class KafkaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """The embedded MQTT broker of `triggerhub up --mqtt-embedded` (always on 127.0.0.1)."""
+
+    port: int = 1883
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     home: Path = Path(".triggerhub")
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -104,6 +111,7 @@ class HubConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     deploy_examples: bool = True
 
     @property
@@ -137,6 +145,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "MEMORY_BUDGET_MB": ("runtime", "memory_budget_mb"),
     "SANDBOX": ("runtime", "sandbox"),
     "ALLOW_UNSANDBOXED_ROOT": ("runtime", "allow_unsandboxed_root"),
+    "MQTT_PORT": ("mqtt", "port"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "KAFKA_PARTITIONS": ("kafka", "partitions"),
@@ -148,7 +157,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "INVOKER_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms"),
 }
 # Variables with the prefix that belong to tools and tests, not to the hub's configuration.
-_FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE", "CACERT", "INSECURE"}
+_FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE", "CACERT", "INSECURE", "PROPS"}
 _FOREIGN_PREFIXES = ("TEST_",)
 
 
@@ -175,7 +184,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     values: dict[str, Any] = {k[len(ENV_PREFIX):]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config = HubConfig()
-    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka"}}
+    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt"}}
     top: dict[str, Any] = {}
     problems: list[str] = []
     for key, raw in sorted(values.items()):

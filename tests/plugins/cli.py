@@ -46,7 +46,7 @@ class HubProcess:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "TRIGGERHUB_HOME": str(self.home), "TRIGGERHUB_APIHOST": self.apihost,
-                "PYTHONUNBUFFERED": "1"}
+                "TRIGGERHUB_PROPS": str(self.home.parent / "triggerhubprops"), "PYTHONUNBUFFERED": "1"}
 
     def start(self) -> None:
         log_path = self.home.parent / f"hub-{self.port}.log"
