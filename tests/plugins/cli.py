@@ -32,6 +32,7 @@ class HubProcess:
     home: Path
     port: int
     extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -44,7 +45,7 @@ class HubProcess:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "TRIGGERHUB_HOME": str(self.home), "TRIGGERHUB_APIHOST": self.apihost,
-                "PYTHONUNBUFFERED": "1"}
+                "PYTHONUNBUFFERED": "1", **self.extra_env}
 
     def start(self) -> None:
         log_path = self.home.parent / f"hub-{self.port}.log"

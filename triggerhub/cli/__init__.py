@@ -19,7 +19,7 @@ from triggerhub.manifests.commands import deploy, undeploy, validate
 from triggerhub.cli.context import Ctx
 from triggerhub.cli.packages import package
 from triggerhub.cli.triggers import rule, trigger
-from triggerhub.config import load_config
+from triggerhub.config import environment_with, load_config
 from triggerhub.engine.bootstrap import read_credentials
 from triggerhub.errors import ConfigError, TriggerhubError
 
@@ -131,7 +131,6 @@ async def _deploy_examples(hub: Any) -> None:
     """Deploy manifests/ so a new user sees triggers working; the webhook example's token is made
     once per home (unless WEBHOOK_TOKEN is set) and printed with a curl line to try it."""
     import json
-    import os
     import secrets
 
     from triggerhub.manifests.deploy import deploy_directory
@@ -140,10 +139,10 @@ async def _deploy_examples(hub: Any) -> None:
         return
     settings_path = hub.config.home / "examples.json"
     settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
-    token = os.environ.get("WEBHOOK_TOKEN") or settings.setdefault("WEBHOOK_TOKEN", secrets.token_urlsafe(24))
+    token = hub.config.examples_webhook_token or settings.setdefault("WEBHOOK_TOKEN", secrets.token_urlsafe(24))
     settings_path.write_text(json.dumps(settings))
     settings_path.chmod(0o600)
-    results = await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth, env={**os.environ, "WEBHOOK_TOKEN": token})
+    results = await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth, env=environment_with({"WEBHOOK_TOKEN": token}))
     deployed = sorted(name for name, outcome in results.items() if not isinstance(outcome, Exception))
     click.echo(f"examples deployed: {', '.join(deployed) or 'none'} (from {EXAMPLES_DIR})")
     for name in sorted(set(results) - set(deployed)):
@@ -175,10 +174,15 @@ def images() -> None:
 @images.command("build")
 @click.option("--force", is_flag=True, help="rebuild even when nothing changed")
 def images_build(force: bool) -> None:
-    """Build triggerhub/python:3.11 and triggerhub/nodejs:20 (no registry needed)."""
+    """Build triggerhub/python:3.11 and triggerhub/nodejs:20 (no registry needed) from
+    $TRIGGERHUB_RUNTIMES_DIR (default: this checkout's runtimes/)."""
     from triggerhub.invoker.images import build_runtime_images
 
-    for tag in build_runtime_images(force=force):
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for tag in build_runtime_images(config.runtime, force=force):
         click.echo(tag)
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from triggerhub.config import client_settings
 from triggerhub.engine.bootstrap import read_credentials
 
 DEFAULT_APIHOST = "http://127.0.0.1:3233"
@@ -39,11 +38,12 @@ class WhiskClient:
 
     @classmethod
     def from_settings(cls, apihost: str | None, auth: str | None) -> WhiskClient:
-        home = Path(os.environ.get("TRIGGERHUB_HOME", ".triggerhub"))
-        apihost = apihost or os.environ.get("TRIGGERHUB_APIHOST") or DEFAULT_APIHOST
+        settings = client_settings()
+        home = settings.home
+        apihost = apihost or settings.apihost or DEFAULT_APIHOST
         if not apihost.startswith(("http://", "https://")):
             apihost = "http://" + apihost
-        auth = auth or os.environ.get("TRIGGERHUB_AUTH") or read_credentials(home).get("guest", "")
+        auth = auth or settings.auth or read_credentials(home).get("guest", "")
         if not auth:
             raise ClientError(0, f"no credentials: pass --auth uuid:key, set TRIGGERHUB_AUTH, or start the hub "
                                  f"once with `triggerhub up` so {home / 'credentials.json'} exists")

@@ -47,14 +47,14 @@ class Hub:
         return self.credentials["guest"]
 
 
-def docker_status() -> str | None:
+def docker_status(docker_host: str) -> str | None:
     """None when a Docker engine answers and has the runtime images; else why not."""
     try:
         import docker
 
         from triggerhub.invoker.images import IMAGE_FOR_KIND
 
-        client = docker.from_env(timeout=2)
+        client = docker.DockerClient(base_url=docker_host, timeout=2)
         try:
             client.ping()
             missing = [tag for tag in IMAGE_FOR_KIND.values() if not client.images.list(name=tag)]
@@ -69,7 +69,7 @@ def docker_status() -> str | None:
 
 def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
     choice = config.runtime.choice
-    problem = docker_status() if choice is RuntimeChoice.AUTO else None
+    problem = docker_status(config.runtime.docker_host) if choice is RuntimeChoice.AUTO else None
     if choice is RuntimeChoice.DOCKER or (choice is RuntimeChoice.AUTO and problem is None):
         try:
             from triggerhub.invoker.docker import DockerRuntimeFactory
@@ -82,10 +82,11 @@ def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
         socket_root = config.home.resolve() / "sockets"
         if len(str(socket_root)) > 60:
             socket_root = Path(tempfile.gettempdir()) / f"triggerhub-{hub_id}"
-        return "docker", DockerRuntimeFactory(hub_id=hub_id, socket_root=socket_root)
+        return "docker", DockerRuntimeFactory(hub_id=hub_id, docker_host=config.runtime.docker_host,
+                                              socket_root=socket_root)
     if choice is RuntimeChoice.AUTO:
         log.warning("%s: actions run as local processes, NOT isolated from this machine", problem)
-    return "process", ProcessRuntimeFactory()
+    return "process", ProcessRuntimeFactory(runtimes_dir=config.runtime.runtimes_dir, node=config.runtime.node_binary)
 
 
 @contextlib.asynccontextmanager

@@ -3,7 +3,9 @@
 Each runtime image (`triggerhub/python:3.11`, `triggerhub/nodejs:20`) is `runtimes/<kind>/Dockerfile`
 built on a base imported from a debootstrap root filesystem (`runtimes/base/build-rootfs.sh`).
 Every image carries a `triggerhub.build-hash` label over its inputs; a build is skipped when the
-present image already has the hash it would get. Run as `python -m triggerhub.invoker.images`.
+present image already has the hash it would get. Run as `python -m triggerhub.invoker.images`
+(or `triggerhub images build`); TRIGGERHUB_RUNTIMES_DIR, TRIGGERHUB_NODE_BINARY and DOCKER_HOST
+come through `triggerhub.config`, like every other setting.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from triggerhub.errors import ActionRuntimeError
+from triggerhub.config import RuntimeConfig, environment_with, load_config
+from triggerhub.errors import ActionRuntimeError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +48,8 @@ RECIPES = (
 IMAGE_FOR_KIND = {recipe.kind: recipe.tag for recipe in RECIPES}
 
 
-def runtimes_dir() -> Path:
-    """The repository's runtimes/ folder (override with TRIGGERHUB_RUNTIMES_DIR)."""
-    configured = os.environ.get("TRIGGERHUB_RUNTIMES_DIR")
-    path = Path(configured) if configured else Path(__file__).resolve().parents[2] / "runtimes"
+def image_sources(path: Path) -> Path:
+    """`path` (the configured runtimes/ folder) when it holds the image recipes."""
     if not (path / "base" / "build-rootfs.sh").is_file():
         raise ActionRuntimeError(
             f"runtime sources not found in {path}: expected base/build-rootfs.sh there; "
@@ -58,17 +58,18 @@ def runtimes_dir() -> Path:
     return path
 
 
-def build_runtime_images(force: bool = False) -> list[str]:
+def build_runtime_images(runtime: RuntimeConfig, *, force: bool = False) -> list[str]:
     """Make sure every runtime image and its base exist and are current; returns their tags.
 
+    The sources are `runtime.runtimes_dir`; the nodejs base copies `runtime.node_binary`.
     Images whose build-hash label matches their inputs are kept unless `force`.
     """
-    root = runtimes_dir()
-    client = _client()
+    root = image_sources(runtime.runtimes_dir)
+    client = _client(runtime.docker_host)
     try:
         ready: list[str] = []
         for recipe in RECIPES:
-            ready.append(_ensure_base(client, root, recipe, force))
+            ready.append(_ensure_base(client, root, recipe, runtime.node_binary, force))
             ready.append(_ensure_runtime(client, root, recipe, force))
         # Builds replaced earlier images under the same tags; drop those now untagged ones.
         client.images.prune(filters={"dangling": True, "label": HASH_LABEL})
@@ -77,9 +78,9 @@ def build_runtime_images(force: bool = False) -> list[str]:
         client.close()
 
 
-def _client() -> docker.DockerClient:
+def _client(docker_host: str) -> docker.DockerClient:
     try:
-        client = docker.from_env()
+        client = docker.DockerClient(base_url=docker_host)
         client.ping()
     except docker.errors.DockerException as exc:
         raise ActionRuntimeError(
@@ -88,12 +89,13 @@ def _client() -> docker.DockerClient:
     return client
 
 
-def _ensure_base(client: docker.DockerClient, root: Path, recipe: ImageRecipe, force: bool) -> str:
+def _ensure_base(client: docker.DockerClient, root: Path, recipe: ImageRecipe, node_binary: str,
+                 force: bool) -> str:
     script = root / "base" / "build-rootfs.sh"
     inputs = [script.read_bytes(), recipe.rootfs_flavour.encode()]
     if recipe.rootfs_flavour == "nodejs":
         # The base embeds the host's Node.js binary: a new binary means a new base.
-        inputs.append(_host_node_version().encode())
+        inputs.append(_host_node_version(node_binary).encode())
     wanted = _digest(inputs)
     if not force and _current_hash(client, recipe.base_tag) == wanted:
         logger.info("image %s is current (hash %s)", recipe.base_tag, wanted[:12])
@@ -103,6 +105,7 @@ def _ensure_base(client: docker.DockerClient, root: Path, recipe: ImageRecipe, f
         tarball = Path(tmp) / "rootfs.tar"
         completed = subprocess.run(
             ["bash", str(script), recipe.rootfs_flavour, str(tarball)],
+            env=environment_with({"TRIGGERHUB_NODE_BINARY": node_binary}),
             capture_output=True,
             text=True,
             check=False,
@@ -164,8 +167,7 @@ def _current_hash(client: docker.DockerClient, tag: str) -> str | None:
     return labels.get(HASH_LABEL)
 
 
-def _host_node_version() -> str:
-    node = os.environ.get("TRIGGERHUB_NODE_BINARY", "node")
+def _host_node_version(node: str) -> str:
     try:
         completed = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as exc:
@@ -190,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        tags = build_runtime_images(force=args.force)
-    except ActionRuntimeError as exc:
+        tags = build_runtime_images(load_config().runtime, force=args.force)
+    except (ActionRuntimeError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("\n".join(tags))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import click
 
 from triggerhub import errors
+from triggerhub.config import client_settings
 from triggerhub.manifests.client import HttpWhiskClient
 from triggerhub.manifests.deployer import Outcome, deploy_manifest, undeploy_manifest, validate_manifest
 from triggerhub.manifests.loader import DEFAULT_DEPLOYMENTS, find_manifest
@@ -30,7 +30,7 @@ LocalHub = Callable[[], AbstractAsyncContextManager[tuple[str, str]]]
 
 
 def read_wskprops(path: Path | None = None) -> dict[str, str]:
-    path = path or Path(os.environ.get("WSK_CONFIG_FILE") or Path.home() / ".wskprops")
+    path = path or client_settings().wskprops
     props: dict[str, str] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -41,7 +41,7 @@ def read_wskprops(path: Path | None = None) -> dict[str, str]:
 
 
 def local_guest_auth() -> str | None:
-    path = Path(os.environ.get("TRIGGERHUB_HOME", ".triggerhub")) / "credentials.json"
+    path = client_settings().home / "credentials.json"
     try:
         return str(json.loads(path.read_text(encoding="utf-8"))["guest"])
     except (OSError, ValueError, KeyError):
