@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.plugins.feeds import FakeStore, StoreEmit
+from tests.plugins.waiting import wait_until
 from triggerhub.feeds.clock import SystemClock
 from triggerhub.feeds.files import FileFeed, parse_files_config
 
 TRIGGER = "/guest/files"
-
-
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def kinds(store: FakeStore) -> list[tuple[str, str, str | None]]:
