@@ -6,10 +6,10 @@
   a round (by default 6 attempts, pauses of 0.1 s doubling: about 3 s);
 - an exhausted round is surfaced: one ERROR line naming the activation, and `surface(error)`,
   so that a blocking caller is answered 503 instead of waiting for nothing;
-- the record is kept and, after the longest pause (5 s), another round starts: the activation ends in its one record as soon as
-  the store takes it, and is never left pending silently. A process stopped meanwhile leaves the
-  pending row (embedded mode runs it again at the next start) or the uncommitted invocation
-  message (distributed mode redelivers it).
+- the record is kept and, after the longest pause (5 s), another round starts: the activation
+  ends in its one record as soon as the store takes it, and is never left pending silently. A
+  process stopped meanwhile leaves the pending row (embedded mode runs it again at the next
+  start) or the uncommitted invocation message (distributed mode redelivers it).
 A record already stored under the same id (a redelivered invocation) is not stored twice; the
 first one is returned. Each stored record logs one line: `activation <id> of <path> ended on
 <where>: <status>`.
