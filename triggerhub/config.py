@@ -2,9 +2,10 @@
 
 `load_config(env, overrides)` reports every bad or unknown key at once as a ConfigError.
 Every environment variable triggerhub reads is read here: the hub's own `TRIGGERHUB_*` settings,
-the few foreign ones it shares with other tools (`DOCKER_HOST`, `WEBHOOK_TOKEN`), and, through
+the few foreign ones it shares with other tools (`DOCKER_HOST`, `WEBHOOK_TOKEN`); through
 `client_settings()`, what the `wsk`-shaped commands need (`TRIGGERHUB_APIHOST`, `TRIGGERHUB_AUTH`,
-`WSK_CONFIG_FILE`).
+`WSK_CONFIG_FILE`); `PATH` for process-runtime actions (`search_path()`); and the whole
+environment where users expect it, as a manifest's `$NAME` inputs (`environment_with()`).
 """
 
 from __future__ import annotations
@@ -251,6 +252,11 @@ def client_settings(env: Mapping[str, str] | None = None) -> ClientSettings:
         auth=env.get(ENV_PREFIX + "AUTH", ""),
         wskprops=Path(env.get("WSK_CONFIG_FILE") or Path.home() / ".wskprops"),
     )
+
+
+def search_path() -> str:
+    """PATH, the one variable of the hub's environment that process-runtime actions inherit."""
+    return os.environ.get("PATH", "/usr/bin:/bin")
 
 
 def environment_with(extra: Mapping[str, str]) -> dict[str, str]:
