@@ -201,7 +201,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     top: dict[str, Any] = {}
     problems: list[str] = []
     for shown, (key, raw) in sorted(values.items()):
-        target = _ENV_KEYS.get(key) or _FOREIGN_ENV_KEYS.get(key)
+        target = _FOREIGN_ENV_KEYS.get(key) if shown == key else _ENV_KEYS.get(key)
         if target is None:
             if key in _FOREIGN_KEYS or key.startswith(_FOREIGN_PREFIXES):
                 continue

@@ -42,6 +42,9 @@ def test_runtime_image_settings_and_foreign_variables_are_read_here():
     assert config.examples_webhook_token == "s3cret-token"
     assert "s3cret-token" not in repr(config)
     assert load_config(env={"DOCKER_HOST": ""}).runtime.docker_host == DEFAULT_DOCKER_HOST
+    with pytest.raises(ConfigError) as caught:  # foreign names are read without our prefix only
+        load_config(env={"TRIGGERHUB_DOCKER_HOST": "unix:///x"})
+    assert str(caught.value).splitlines()[1].startswith("  TRIGGERHUB_DOCKER_HOST: unknown setting; known: ")
 
 
 def test_a_relative_runtimes_dir_is_made_absolute(tmp_path, monkeypatch):
