@@ -39,6 +39,7 @@ class ApiConfig:
     max_payload_bytes: int = 1024 * 1024
     max_code_bytes: int = 48 * 1024 * 1024
     max_blocking_wait_ms: int = 60_000
+    auth_cache_s: float = 5.0  # how long a verified key is trusted before the store is asked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HOST": ("api", "host"),
     "PORT": ("api", "port"),
     "MAX_PAYLOAD_BYTES": ("api", "max_payload_bytes"),
+    "AUTH_CACHE_S": ("api", "auth_cache_s"),
     "INVOCATIONS_PER_MINUTE": ("limits", "invocations_per_minute"),
     "CONCURRENT_INVOCATIONS": ("limits", "concurrent_invocations"),
     "FIRES_PER_MINUTE": ("limits", "fires_per_minute"),

@@ -2,6 +2,7 @@
 
     TriggerhubError
     ├── ConfigError            bad TRIGGERHUB_* setting or flag, reported at start-up
+    ├── AdminError             a `triggerhub admin` change cannot be made (unknown subject, bad key)
     ├── ApiError               answered to a client as {"error", "code"} with .status
     │   ├── BadRequest         400
     │   ├── Unauthorized       401
@@ -34,6 +35,10 @@ class TriggerhubError(Exception):
 
 
 class ConfigError(TriggerhubError):
+    pass
+
+
+class AdminError(TriggerhubError):
     pass
 
 

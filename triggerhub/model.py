@@ -132,13 +132,15 @@ class FullyQualifiedName:
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """A user: one uuid:key credential and its namespace. Only a hash of the key is stored."""
+    """A user: one uuid:key credential and its namespace. Only a hash of the key is stored.
+    A blocked subject does not authenticate (OpenWhisk's `wskadmin user block`)."""
 
     subject: str
     namespace: str
     uuid: str
     key_hash: str
     limits: dict[str, int] = field(default_factory=dict)
+    blocked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

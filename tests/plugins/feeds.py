@@ -129,6 +129,7 @@ class FakeStore:
     async def put_subject(self, subject: Subject) -> None: ...
     async def get_subject(self, uuid: str) -> Subject | None: return None
     async def list_subjects(self) -> list[Subject]: return []
+    async def delete_subject(self, uuid: str) -> bool: return False
     async def list_entities(self, collection: Collection, namespace: str, *, package: str | None = None,
                             skip: int = 0, limit: int = 30) -> list[Entity]: return []
     async def count_entities(self, collection: Collection, namespace: str, *, package: str | None = None) -> int:

@@ -60,7 +60,7 @@ EVENT = TriggerEvent(
     {"temperature": 21.5}, subject="sensors/lab", time_ms=1_700_000_000_001, datacontenttype="text/plain",
 )
 SUBJECT = Subject("alice", "alice-ns", "6f1b3c2e-0000-4000-8000-000000000000", "sha256:abc",
-                  limits={"invocationsPerMinute": 60})
+                  limits={"invocationsPerMinute": 60}, blocked=True)
 FEED = FeedRegistration("/guest/sensor", "/whisk.system/alarms/alarm", "guest", {"cron": "*/5 * * * *"},
                         status="paused", reason="paused by user", created_ms=1, updated_ms=2)
 
@@ -141,3 +141,9 @@ def test_a_document_that_is_not_an_object_is_refused() -> None:
 def test_a_value_json_cannot_carry_is_a_store_error(value: object) -> None:
     with pytest.raises(StoreError, match="cannot store a record holding a value JSON cannot carry"):
         codec.dumps({"data": value})
+
+
+def test_subject_written_before_blocking_existed_is_not_blocked() -> None:
+    doc = codec.subject_to_doc(SUBJECT)
+    del doc["blocked"]
+    assert codec.subject_from_doc(doc).blocked is False

@@ -29,7 +29,8 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "manifests"
 class _LazyGroup(click.Group):
     """Commands whose modules load only when they run (the distributed roles pull in Faust)."""
 
-    lazy = {name: "triggerhub.cli.distributed" for name in ("controller", "worker", "invoker", "feeds")}
+    lazy = {**{name: "triggerhub.cli.distributed" for name in ("controller", "worker", "invoker", "feeds")},
+            "admin": "triggerhub.cli.admin"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})

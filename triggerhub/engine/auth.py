@@ -1,7 +1,9 @@
 """Subjects and credentials: `uuid:key` pairs whose keys are stored only as salted hashes.
 
 Keys are 64 random alphanumerics, so a salted SHA-256 is enough (no slow KDF on the hot path);
-comparison is constant-time. Verified credentials are cached in memory for the process.
+comparison is constant-time. A verified credential is cached in memory for `cache_ttl_s`
+(TRIGGERHUB_AUTH_CACHE_S), so what `triggerhub admin` changes in the store (a blocked or deleted
+subject, a new key, new limits) reaches every running hub process within that time.
 """
 
 from __future__ import annotations
@@ -9,12 +11,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from triggerhub.errors import AUTH_INVALID, Unauthorized
 from triggerhub.model import Identity, Subject, new_credentials
 from triggerhub.store.base import Store
 
 SYSTEM_NAMESPACES = ("guest", "whisk.system")
+DEFAULT_CACHE_TTL_S = 5.0
+CACHE_MAX_ENTRIES = 10_000
 
 
 def hash_key(key: str, salt: str | None = None) -> str:
@@ -40,27 +47,60 @@ def split_auth_key(auth_key: str) -> tuple[str, str]:
     return uuid, key
 
 
-class Authenticator:
-    """Checks Basic credentials against the store; caches positive answers by full key."""
+@dataclass(frozen=True, slots=True)
+class NamespaceState:
+    """What `triggerhub admin` set for a namespace: limits (kept equal on all its subjects), and
+    blocked when every subject of it is."""
 
-    def __init__(self, store: Store) -> None:
+    limits: dict[str, int]
+    blocked: bool
+
+
+class Authenticator:
+    """Checks Basic credentials against the store; caches positive answers per uuid for
+    `cache_ttl_s` seconds (0 disables the cache). The key of a cached answer is still compared
+    in constant time."""
+
+    def __init__(self, store: Store, *, cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
-        self._cache: dict[str, Identity] = {}
+        self._cache_ttl_s = cache_ttl_s
+        self._clock = clock
+        self._cache: dict[str, tuple[Identity, float]] = {}  # uuid -> (identity, expires at)
+        self._namespaces: tuple[dict[str, NamespaceState], float] | None = None  # states, expires at
 
     async def identify(self, auth_key: str) -> Identity:
-        cached = self._cache.get(auth_key)
-        if cached is not None:
-            return cached
         uuid, key = split_auth_key(auth_key)
+        now = self._clock()
+        hit = self._cache.get(uuid)
+        if hit is not None and hit[1] > now and hmac.compare_digest(hit[0].key.encode(), key.encode()):
+            return hit[0]
         subject = await self._store.get_subject(uuid)
-        if subject is None or not key_matches(key, subject.key_hash):
+        if subject is None or subject.blocked or not key_matches(key, subject.key_hash):
             raise Unauthorized(AUTH_INVALID)
         identity = Identity(subject.subject, subject.namespace, uuid, key, dict(subject.limits))
-        self._cache[auth_key] = identity
+        if self._cache_ttl_s > 0:
+            if len(self._cache) >= CACHE_MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[uuid] = (identity, now + self._cache_ttl_s)
         return identity
+
+    async def namespace_state(self, namespace: str) -> NamespaceState:
+        """Limits and blocking of `namespace`, for work no caller's key came with (feed fires and
+        their rule activations); read from the store at most once per `cache_ttl_s`."""
+        now = self._clock()
+        if self._namespaces is None or self._namespaces[1] <= now:
+            subjects: dict[str, list[Subject]] = {}
+            for subject in await self._store.list_subjects():
+                subjects.setdefault(subject.namespace, []).append(subject)
+            states = {ns: NamespaceState(dict(members[0].limits), blocked=all(m.blocked for m in members))
+                      for ns, members in subjects.items()}
+            self._namespaces = (states, now + self._cache_ttl_s)
+        return self._namespaces[0].get(namespace, NamespaceState({}, blocked=False))
 
     def forget(self) -> None:
         self._cache.clear()
+        self._namespaces = None
 
 
 async def create_subject(store: Store, namespace: str, subject: str | None = None) -> Identity:

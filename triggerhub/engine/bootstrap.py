@@ -70,12 +70,18 @@ async def ensure_subjects(store: Store, home: Path) -> dict[str, str]:
         changed = True
         log.info("created subject for namespace %s", namespace)
     if changed:
-        home.mkdir(parents=True, exist_ok=True)
-        path = credentials_path(home)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(credentials, out, indent=2)
+        write_credentials(home, credentials)
     return credentials
+
+
+def write_credentials(home: Path, credentials: dict[str, str]) -> None:
+    """Write namespace -> uuid:key, readable and writable by this user only (also when the file
+    existed with wider permissions)."""
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(credentials_path(home), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(credentials, out, indent=2)
 
 
 def system_identity() -> Identity:

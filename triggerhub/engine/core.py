@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from triggerhub.config import HubConfig
-from triggerhub.errors import NOT_FOUND, ApiError, BadRequest, NotFound
+from triggerhub.errors import FORBIDDEN, NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound
 from triggerhub.model import (
     Action, Activation, ActivationResponse, Collection, FullyQualifiedName, Identity, Invocation, Package,
     Parameter, StatusCode, Trigger, TriggerEvent, annotation, new_activation_id, now_ms,
@@ -23,7 +23,7 @@ from triggerhub.engine import kinds
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.dispatch import Dispatcher, LocalDispatcher
 from triggerhub.engine.entities import Entities
-from triggerhub.engine.resolve import bound_parameters, check_final, check_read, merge_arguments
+from triggerhub.engine.resolve import bound_parameters, check_final, check_read, merge_arguments, package_readable
 from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.throttle import ConcurrencyThrottler, RateThrottler
 from triggerhub.invoker.base import Invoker
@@ -54,7 +54,7 @@ class Engine:
         self.store = store
         self.invoker = invoker
         self.entities = Entities(store, config.limits)
-        self.auth = Authenticator(store)
+        self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s)
         self.builtin: BuiltinHandler | None = None
         self._rates = RateThrottler(now_ms)
         self._fire_rates = RateThrottler(now_ms)
@@ -91,6 +91,8 @@ class Engine:
             if entity.binding is not None:
                 binding = entity
                 bound = await self.entities.lookup(entity.binding.namespace, entity.binding.name)
+                if not package_readable(identity, entity, bound if isinstance(bound, Package) else None):
+                    raise Forbidden(FORBIDDEN)  # the bound package was unpublished, or never shared
                 if not isinstance(bound, Package):
                     raise NotFound(NOT_FOUND)
                 package = bound
@@ -209,11 +211,22 @@ class Engine:
 
     async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
         namespace = event.trigger.namespace
-        identity = Identity(event.subject or namespace, namespace, "", "")
+        tenant = await self.auth.namespace_state(namespace)
+        identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
         layers = [params_to_dict(trigger.parameters), rules.event_payload(event)]
         invocations: list[Invocation] = []
         outcomes: list[str] = []
         for found in rules.match(trigger, event):
+            if tenant.blocked:
+                outcomes.append(rules.outcome_line(found, error=f"namespace {namespace} is blocked"))
+                continue
+            if found.rule.partition("/")[0] != namespace:
+                # Only written by hubs before rules were authorised (a rule naming another
+                # namespace's trigger): never run another tenant's code on this trigger's events.
+                log.warning("trigger %s: rule %s is in another namespace; not run, delete it", trigger.fqn, found.rule)
+                outcomes.append(rules.outcome_line(found, error=f"rule {found.rule} is not in namespace {namespace} "
+                                                   "of the trigger and is not run"))
+                continue
             try:
                 resolved = await self.resolve(identity, found.action)
                 self._admit(identity)

@@ -24,7 +24,7 @@ from triggerhub.model import (
     collection_of, is_valid_name, now_ms, params_from_json, with_annotation,
 )
 from triggerhub.engine import kinds
-from triggerhub.engine.resolve import check_read, check_write
+from triggerhub.engine.resolve import check_read, check_write, not_authorized, package_readable
 from triggerhub.store.base import Store
 
 EXEC_LIMIT_BYTES = 48 * 1024 * 1024
@@ -67,6 +67,9 @@ class Entities:
         entity = await self.lookup(fqn.path, fqn.name)
         package = entity if isinstance(entity, Package) and fqn.package is None else await self._package_of(fqn)
         check_read(identity, fqn, package)
+        if fqn.namespace != identity.namespace and not package_readable(identity, package,
+                                                                        await self.bound_package(package)):
+            raise Forbidden(FORBIDDEN)  # a published binding of a package the caller may not read
         if entity is None:
             raise NotFound(NOT_FOUND)
         if collection_of(entity) is not collection:
@@ -78,6 +81,34 @@ class Entities:
         if entity is None or collection_of(entity) is not collection:
             return None
         return entity
+
+    async def check_references(self, identity: Identity,
+                               references: Sequence[tuple[FullyQualifiedName, Collection]]) -> None:
+        """403 unless the caller may read every entity a request names (a rule's trigger and
+        action, sequence components, a binding's package, a trigger's feed), as OpenWhisk's
+        `referencedEntities` check does. It runs before any existence check, so another
+        namespace's private entity and an absent one get the same answer."""
+        refused = [fqn for fqn, collection in references if not await self._readable(identity, fqn, collection)]
+        if refused:
+            raise not_authorized(refused)
+
+    async def _readable(self, identity: Identity, fqn: FullyQualifiedName, collection: Collection) -> bool:
+        if fqn.namespace == identity.namespace:
+            return True
+        if collection is Collection.PACKAGES and fqn.package is None:
+            package_name = fqn.name
+        elif collection is Collection.ACTIONS and fqn.package is not None:
+            package_name = fqn.package
+        else:  # another namespace's triggers, rules and actions outside packages are never shared
+            return False
+        package = await self._package_entity(fqn.namespace, package_name)
+        return package_readable(identity, package, await self.bound_package(package))
+
+    async def bound_package(self, package: Package | None) -> Package | None:
+        """The package a binding binds (None when `package` is no binding or the target is gone)."""
+        if package is None or package.binding is None:
+            return None
+        return await self._package_entity(package.binding.namespace, package.binding.name)
 
     async def delete(self, identity: Identity, fqn: FullyQualifiedName, collection: Collection,
                      force: bool = False) -> Entity:
@@ -112,9 +143,10 @@ class Entities:
         actions (through a binding, the bound package's)."""
         if package is not None:
             pkg = await self._package_entity(namespace, package)
-            check_read(identity, FullyQualifiedName(namespace, package), pkg)
-            if pkg is None:
+            if pkg is None and namespace == identity.namespace:
                 raise NotFound(NOT_FOUND)
+            if pkg is None or not package_readable(identity, pkg, await self.bound_package(pkg)):
+                raise Forbidden(FORBIDDEN)
             if pkg.binding is not None:
                 namespace, package = pkg.binding.namespace, pkg.binding.name
             return await self.store.list_entities(collection, namespace, package=package, skip=skip, limit=limit)
@@ -143,12 +175,16 @@ class Entities:
             await self._refuse_binding(fqn)
             if await self._package_entity(fqn.namespace, fqn.package) is None:
                 raise NotFound(NOT_FOUND)
+        exec_body = body.get("exec")
+        new_exec = self._parse_exec(exec_body, fqn) if exec_body else None
+        if new_exec is not None and new_exec.kind == kinds.SEQUENCE:
+            await self.check_references(identity, [(FullyQualifiedName.parse(c, fqn.namespace), Collection.ACTIONS)
+                                                   for c in new_exec.components])
         old = await self._existing(fqn, Collection.ACTIONS, overwrite)
         assert old is None or isinstance(old, Action)  # narrowed by _existing
-        exec_body = body.get("exec")
-        if old is None and not exec_body:
+        if old is None and new_exec is None:
             raise BadRequest("exec undefined")
-        exec_ = self._parse_exec(exec_body, fqn) if exec_body else old.exec  # type: ignore[union-attr]
+        exec_ = new_exec or old.exec  # type: ignore[union-attr]
         if exec_.kind == kinds.SEQUENCE:
             await self._check_sequence(fqn, exec_.components)
         parameters = _params(body, "parameters", old.parameters if old else ())
@@ -271,9 +307,10 @@ class Entities:
         feed = annotation(annotations, "feed")
         if feed is not None:
             try:
-                FullyQualifiedName.parse(str(feed), fqn.namespace)
+                feed_fqn = FullyQualifiedName.parse(str(feed), fqn.namespace)
             except ValueError as exc:
                 raise BadRequest("Feed name is not valid") from exc
+            await self.check_references(identity, [(feed_fqn, Collection.ACTIONS)])
         trigger = Trigger(
             namespace=fqn.path, name=fqn.name, version=_version(body, old),
             publish=bool(body.get("publish", old.publish if old else False)),
@@ -287,13 +324,17 @@ class Entities:
     async def put_rule(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any],
                        overwrite: bool) -> Rule:
         check_write(identity, fqn)
+        trigger_ref, action_ref = body.get("trigger"), body.get("action")
+        named_trigger = _entity_ref(trigger_ref, fqn.namespace) if trigger_ref else None
+        named_action = _entity_ref(action_ref, fqn.namespace) if action_ref else None
+        await self.check_references(identity, [(ref, collection) for ref, collection in (
+            (named_trigger, Collection.TRIGGERS), (named_action, Collection.ACTIONS)) if ref is not None])
         old = await self._existing(fqn, Collection.RULES, overwrite)
         assert old is None or isinstance(old, Rule)
-        trigger_ref, action_ref = body.get("trigger"), body.get("action")
-        if old is None and (not trigger_ref or not action_ref):
+        if old is None and (named_trigger is None or named_action is None):
             raise BadRequest("rule requires a valid trigger and a valid action")
-        trigger_fqn = _entity_ref(trigger_ref, fqn.namespace) if trigger_ref else old.trigger  # type: ignore[union-attr]
-        action_fqn = _entity_ref(action_ref, fqn.namespace) if action_ref else old.action  # type: ignore[union-attr]
+        trigger_fqn = named_trigger or old.trigger  # type: ignore[union-attr]
+        action_fqn = named_action or old.action  # type: ignore[union-attr]
         trigger = await self.find(trigger_fqn, Collection.TRIGGERS)
         if not isinstance(trigger, Trigger):
             raise BadRequest(f"trigger {trigger_fqn} does not exist")
@@ -375,6 +416,9 @@ class Entities:
             raise BadRequest("binding malformed: expected {\"namespace\": ..., \"name\": ...}")
         namespace = raw.get("namespace") or identity.namespace
         namespace = identity.namespace if namespace == "_" else namespace
+        if not isinstance(namespace, str) or not is_valid_name(namespace) or not is_valid_name(raw["name"]):
+            raise BadRequest(f"binding malformed: '{namespace}/{raw['name']}' is not a valid package name")
+        await self.check_references(identity, [(FullyQualifiedName(namespace, raw["name"]), Collection.PACKAGES)])
         target = await self.store.get_entity(namespace, raw["name"])
         if target is None:
             raise BadRequest("Binding references a package that does not exist.")
@@ -382,7 +426,6 @@ class Entities:
             raise Conflict("Cannot bind to a resource that is not a package.")
         if target.binding is not None:
             raise BadRequest("Cannot bind to another package binding.")
-        check_read(identity, target.fqn, target)
         return Binding(namespace, target.name)
 
     async def _package_entity(self, namespace: str, name: str) -> Package | None:

@@ -208,11 +208,12 @@ def event_from_doc(doc: Doc) -> TriggerEvent:
 
 def subject_to_doc(subject: Subject) -> Doc:
     return {"subject": subject.subject, "namespace": subject.namespace, "uuid": subject.uuid,
-            "key_hash": subject.key_hash, "limits": subject.limits}
+            "key_hash": subject.key_hash, "limits": subject.limits, "blocked": subject.blocked}
 
 
 def subject_from_doc(doc: Doc) -> Subject:
-    return Subject(doc["subject"], doc["namespace"], doc["uuid"], doc["key_hash"], doc["limits"])
+    return Subject(doc["subject"], doc["namespace"], doc["uuid"], doc["key_hash"], doc["limits"],
+                   bool(doc.get("blocked", False)))  # documents written before blocking existed
 
 
 def feed_to_doc(feed: FeedRegistration) -> Doc:

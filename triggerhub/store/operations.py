@@ -24,6 +24,11 @@ def execute(conn: Connection, statement: Executable, params: Any = None) -> None
     conn.execute(statement, params)
 
 
+def execute_counted(conn: Connection, statement: Executable, params: Any = None) -> int:
+    """Execute and return the number of rows it changed."""
+    return int(conn.execute(statement, params).rowcount)
+
+
 def scalar(conn: Connection, query: Executable, params: dict[str, Any] | None = None) -> Any:
     return conn.execute(query, params).scalar_one_or_none()
 

@@ -103,6 +103,12 @@ class SqlStore:
             docs = await self._opened.read(partial(operations.scalars, query=query), listing=True)
         return [codec.subject_from_doc(codec.loads(doc)) for doc in docs]
 
+    async def delete_subject(self, uuid: str) -> bool:
+        with self._translated(f"delete subject {uuid!r}"):
+            removed = await self._opened.write(partial(operations.execute_counted, statement=self._sql.delete_subject,
+                                                       params={"uuid": uuid}))
+        return removed > 0
+
     # entities ---------------------------------------------------------------------------------
 
     async def get_entity(self, namespace: str, name: str) -> Entity | None:

@@ -22,6 +22,7 @@ class Statements:
     def __init__(self, dialect: str) -> None:
         insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
         self.select_subject = select(subjects.c.doc).where(subjects.c.uuid == bindparam("uuid"))
+        self.delete_subject = delete(subjects).where(subjects.c.uuid == bindparam("uuid"))
         self.select_entity = (select(entities.c.collection, entities.c.revision, entities.c.doc)
                               .where(entities.c.path == bindparam("path"), entities.c.name == bindparam("name")))
         self.select_activation = select(activations.c.doc).where(

@@ -1,0 +1,93 @@
+"""Authenticator: digests compared in constant time, positive answers trusted for cache_ttl_s only."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, cast
+
+import pytest
+
+from triggerhub.engine.auth import Authenticator, NamespaceState, hash_key
+from triggerhub.errors import AUTH_INVALID, Unauthorized
+from triggerhub.model import Subject
+from triggerhub.store.base import Store
+
+UUID = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502"
+KEY = "k" * 64
+
+
+class SubjectTable:
+    """The store seam reduced to the subjects table; counts reads."""
+
+    def __init__(self, *subjects: Subject) -> None:
+        self.rows = {s.uuid: s for s in subjects}
+        self.reads = 0
+
+    async def get_subject(self, uuid: str) -> Subject | None:
+        self.reads += 1
+        return self.rows.get(uuid)
+
+    async def list_subjects(self) -> list[Subject]:
+        self.reads += 1
+        return list(self.rows.values())
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def authenticator(table: SubjectTable, clock: Clock, ttl_s: float = 5.0) -> Authenticator:
+    return Authenticator(cast(Store, cast(Any, table)), cache_ttl_s=ttl_s, clock=clock)
+
+
+ALICE = Subject("alice", "team-a", UUID, hash_key(KEY), {"firesPerMinute": 3})
+
+
+async def test_cached_answer_expires_after_the_ttl() -> None:
+    table, clock = SubjectTable(ALICE), Clock()
+    auth = authenticator(table, clock)
+    assert (await auth.identify(f"{UUID}:{KEY}")).namespace == "team-a"
+    table.rows[UUID] = replace(ALICE, blocked=True)
+    clock.now_s += 4.9
+    assert (await auth.identify(f"{UUID}:{KEY}")).limits == {"firesPerMinute": 3}  # cached
+    assert table.reads == 1
+    clock.now_s += 0.2
+    with pytest.raises(Unauthorized) as refused:
+        await auth.identify(f"{UUID}:{KEY}")
+    assert refused.value.message == AUTH_INVALID and table.reads == 2
+
+
+async def test_a_cached_uuid_with_another_key_is_checked_against_the_store() -> None:
+    table, clock = SubjectTable(ALICE), Clock()
+    auth = authenticator(table, clock)
+    await auth.identify(f"{UUID}:{KEY}")
+    for wrong in ("x" * 64, "ü" * 64, ""):
+        with pytest.raises(Unauthorized):
+            await auth.identify(f"{UUID}:{wrong}")
+    assert table.reads == 3  # "" is refused before any read
+
+
+async def test_zero_ttl_asks_the_store_every_time() -> None:
+    table, clock = SubjectTable(ALICE), Clock()
+    auth = authenticator(table, clock, ttl_s=0)
+    for _ in range(3):
+        await auth.identify(f"{UUID}:{KEY}")
+    assert table.reads == 3
+
+
+async def test_namespace_state_is_blocked_only_when_every_subject_is() -> None:
+    bob = Subject("bob", "team-a", "8e8b2c39-8b7e-4a3c-9d4f-0a1b2c3d4e5f", hash_key(KEY), {"firesPerMinute": 3},
+                  blocked=True)
+    table, clock = SubjectTable(ALICE, bob), Clock()
+    auth = authenticator(table, clock)
+    assert await auth.namespace_state("team-a") == NamespaceState({"firesPerMinute": 3}, blocked=False)
+    assert await auth.namespace_state("nobody") == NamespaceState({}, blocked=False)
+    table.rows[UUID] = replace(ALICE, blocked=True)
+    assert (await auth.namespace_state("team-a")).blocked is False  # cached
+    clock.now_s += 5.0
+    assert await auth.namespace_state("team-a") == NamespaceState({"firesPerMinute": 3}, blocked=True)
+    assert table.reads == 2

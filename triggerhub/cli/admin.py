@@ -1,0 +1,180 @@
+"""`triggerhub admin`: namespaces, keys and limits, changed in the store directly (like `wskadmin`).
+
+The store is the one the hub uses: SQLite under --home/$TRIGGERHUB_HOME, or $TRIGGERHUB_STORE_URL.
+A new key is printed once and only its digest is kept. Running hubs see every change within
+TRIGGERHUB_AUTH_CACHE_S seconds (default 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.table import Table
+
+from triggerhub.cli.context import Ctx, emit
+from triggerhub.config import HubConfig, load_config
+from triggerhub.engine import tenants
+from triggerhub.errors import TriggerhubError
+from triggerhub.model import Subject
+from triggerhub.store.base import Store
+from triggerhub.store.sql import SqlStore
+
+T = TypeVar("T")
+
+home_option = click.option("--home", type=click.Path(path_type=Path), default=None,
+                           help="the hub's state directory ($TRIGGERHUB_HOME); ignored for the store "
+                                "when $TRIGGERHUB_STORE_URL is set")
+namespace_option = click.option("-ns", "--namespace", default=None, help="only this namespace")
+
+
+def _on_store(home: Path | None, change: Callable[[Store, HubConfig], Awaitable[T]]) -> T:
+    try:
+        config = load_config(overrides={"HOME": home})
+    except TriggerhubError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def run() -> T:
+        if not config.store.url:
+            config.home.mkdir(parents=True, exist_ok=True)
+        store = SqlStore(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
+        await store.open()
+        try:
+            return await change(store, config)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except TriggerhubError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _describe(subject: Subject) -> str:
+    state = " (blocked)" if subject.blocked else ""
+    return f"{subject.subject} in namespace {subject.namespace}, uuid {subject.uuid}{state}"
+
+
+@click.group()
+def admin() -> None:
+    """Namespaces, keys and limits, changed in the hub's store directly (like OpenWhisk's wskadmin)."""
+
+
+@admin.group()
+def user() -> None:
+    """Subjects: a uuid:key credential for a namespace."""
+
+
+@user.command("create")
+@click.argument("subject")
+@namespace_option
+@click.option("-u", "--auth", "auth_key", default=None, help="use this uuid:key instead of a new random one")
+@home_option
+def user_create(subject: str, namespace: str | None, auth_key: str | None, home: Path | None) -> None:
+    """Give SUBJECT a key for namespace -ns (default: a namespace named SUBJECT); print uuid:key once."""
+    identity = _on_store(home, lambda store, _: tenants.create_user(store, subject, namespace or subject,
+                                                                    auth_key=auth_key))
+    click.echo(identity.auth_key)
+
+
+@user.command("rotate")
+@click.argument("subject")
+@namespace_option
+@home_option
+def user_rotate(subject: str, namespace: str | None, home: Path | None) -> None:
+    """Replace SUBJECT's key (uuid kept; the old key stops working); print the new uuid:key."""
+    rotated = _on_store(home, lambda store, config: tenants.rotate_key(store, subject, namespace, home=config.home))
+    for identity in rotated:
+        click.echo(identity.auth_key if len(rotated) == 1 else f"{identity.namespace}\t{identity.auth_key}")
+
+
+@user.command("delete")
+@click.argument("subject")
+@namespace_option
+@home_option
+def user_delete(subject: str, namespace: str | None, home: Path | None) -> None:
+    """Remove SUBJECT's keys (of namespace -ns only, if given). The namespace's entities stay."""
+    for one in _on_store(home, lambda store, _: tenants.delete_user(store, subject, namespace)):
+        click.echo(f"deleted {_describe(one)}")
+
+
+@user.command("block")
+@click.argument("subjects", nargs=-1, required=True)
+@namespace_option
+@home_option
+def user_block(subjects: tuple[str, ...], namespace: str | None, home: Path | None) -> None:
+    """Stop SUBJECTS' keys from authenticating (answered 401) until unblocked."""
+    for one in _on_store(home, lambda store, _: tenants.set_blocked(store, subjects, namespace, blocked=True)):
+        click.echo(f"blocked {_describe(one)}")
+
+
+@user.command("unblock")
+@click.argument("subjects", nargs=-1, required=True)
+@namespace_option
+@home_option
+def user_unblock(subjects: tuple[str, ...], namespace: str | None, home: Path | None) -> None:
+    """Let blocked SUBJECTS' keys authenticate again."""
+    for one in _on_store(home, lambda store, _: tenants.set_blocked(store, subjects, namespace, blocked=False)):
+        click.echo(f"unblocked {_describe(one)}")
+
+
+@user.command("list")
+@click.argument("namespace", required=False)
+@home_option
+@click.pass_obj
+def user_list(ctx: Ctx, namespace: str | None, home: Path | None) -> None:
+    """The subjects (of NAMESPACE, if given): names, uuids and state; keys are never shown."""
+    found = _on_store(home, lambda store, _: tenants.list_users(store, namespace))
+    rows: list[dict[str, Any]] = [{"subject": s.subject, "namespace": s.namespace, "uuid": s.uuid, "blocked": s.blocked,
+             "limits": s.limits} for s in found]
+    table = Table(title="subjects")
+    for column in ("subject", "namespace", "uuid", "blocked"):
+        table.add_column(column)
+    for one in found:
+        table.add_row(one.subject, one.namespace, one.uuid, "yes" if one.blocked else "no")
+    emit(ctx, rows, table)
+
+
+@admin.group()
+def limits() -> None:
+    """Per-namespace throttles; a key not set uses the hub's TRIGGERHUB_* default."""
+
+
+@limits.command("set")
+@click.argument("namespace")
+@click.option("--invocationsPerMinute", "invocations_per_minute", type=click.IntRange(min=0), default=None)
+@click.option("--concurrentInvocations", "concurrent_invocations", type=click.IntRange(min=0), default=None)
+@click.option("--firesPerMinute", "fires_per_minute", type=click.IntRange(min=0), default=None)
+@home_option
+def limits_set(namespace: str, invocations_per_minute: int | None, concurrent_invocations: int | None,
+               fires_per_minute: int | None, home: Path | None) -> None:
+    """Set NAMESPACE's limits (the others keep their value); print them all."""
+    given: dict[str, Any] = {"invocationsPerMinute": invocations_per_minute,
+                             "concurrentInvocations": concurrent_invocations, "firesPerMinute": fires_per_minute}
+    values = {k: v for k, v in given.items() if v is not None}
+    if not values:
+        raise click.UsageError("give at least one of --invocationsPerMinute, --concurrentInvocations, "
+                               "--firesPerMinute")
+    merged = _on_store(home, lambda store, _: tenants.set_limits(store, namespace, values))
+    click.echo(json.dumps(merged, sort_keys=True))
+
+
+@limits.command("get")
+@click.argument("namespace")
+@home_option
+def limits_get(namespace: str, home: Path | None) -> None:
+    """Print the limits set for NAMESPACE as JSON ({} when it uses the defaults)."""
+    click.echo(json.dumps(_on_store(home, lambda store, _: tenants.get_limits(store, namespace)), sort_keys=True))
+
+
+@limits.command("delete")
+@click.argument("namespace")
+@home_option
+def limits_delete(namespace: str, home: Path | None) -> None:
+    """Drop NAMESPACE's limits: the hub's defaults apply again."""
+    _on_store(home, lambda store, _: tenants.delete_limits(store, namespace))
+    click.echo(f"limits of namespace {namespace} removed; the hub's defaults apply")
