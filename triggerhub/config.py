@@ -32,6 +32,13 @@ class RuntimeChoice(StrEnum):
     PROCESS = "process"
 
 
+class SandboxChoice(StrEnum):
+    """How the process runtime isolates actions (the Docker runtime always uses containers)."""
+
+    BWRAP = "bwrap"
+    NONE = "none"
+
+
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     host: str = "127.0.0.1"
@@ -72,6 +79,8 @@ class RuntimeConfig:
     pause_grace_s: float = 10.0
     idle_timeout_s: float = 600.0
     memory_budget_mb: int = 2048
+    sandbox: SandboxChoice = SandboxChoice.BWRAP
+    allow_unsandboxed_root: bool = False  # TRIGGERHUB_SANDBOX=none is refused as root without it
     runtimes_dir: Path = REPOSITORY_RUNTIMES_DIR  # proxies (process runtime) and Dockerfiles (images)
     node_binary: str = "node"  # runs nodejs actions in process mode; copied into the nodejs image
     docker_host: str = DEFAULT_DOCKER_HOST  # DOCKER_HOST, as the docker CLI reads it
@@ -127,6 +136,8 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "PAUSE_GRACE_S": ("runtime", "pause_grace_s"),
     "IDLE_TIMEOUT_S": ("runtime", "idle_timeout_s"),
     "MEMORY_BUDGET_MB": ("runtime", "memory_budget_mb"),
+    "SANDBOX": ("runtime", "sandbox"),
+    "ALLOW_UNSANDBOXED_ROOT": ("runtime", "allow_unsandboxed_root"),
     "RUNTIMES_DIR": ("runtime", "runtimes_dir"),
     "NODE_BINARY": ("runtime", "node_binary"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),

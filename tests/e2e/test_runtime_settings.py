@@ -4,10 +4,13 @@ bad one stops start-up with a message naming it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,20 +36,27 @@ def runtimes_copy(tmp_path: Path) -> tuple[Path, str]:
 
 
 @pytest.fixture
-def node_wrapper(tmp_path: Path) -> tuple[Path, str]:
-    """An executable that runs the host's node with NODE_COPY=<marker> in its environment."""
+def node_elsewhere() -> Iterator[Path]:
+    """The host's node under another path (a hard link, or a copy across file systems), in a folder
+    every user can reach and outside /tmp: the process runtime's sandbox starts it as an
+    unprivileged user, with a /tmp of its own."""
     node = shutil.which("node")
     assert node is not None, "the nodejs runtime needs node on PATH"
-    marker = uuid.uuid4().hex
-    wrapper = tmp_path / "my-node"
-    wrapper.write_text(f"#!/bin/sh\nNODE_COPY={marker} exec {node} \"$@\"\n")
-    wrapper.chmod(0o755)
-    return wrapper, marker
+    folder = Path(tempfile.mkdtemp(prefix="th-node-", dir="/var/tmp"))
+    folder.chmod(0o755)
+    (folder / "bin").mkdir(mode=0o755)
+    elsewhere = folder / "bin" / "node"
+    try:
+        os.link(Path(node).resolve(), elsewhere)
+    except OSError:
+        shutil.copy2(Path(node).resolve(), elsewhere)
+    yield elsewhere
+    shutil.rmtree(folder)
 
 
 def test_up_starts_with_the_runtime_settings_and_runs_actions_with_them(
-        tmp_path: Path, runtimes_copy: tuple[Path, str], node_wrapper: tuple[Path, str]) -> None:
-    (runtimes, proxy_marker), (node, node_marker) = runtimes_copy, node_wrapper
+        tmp_path: Path, runtimes_copy: tuple[Path, str], node_elsewhere: Path) -> None:
+    (runtimes, proxy_marker), node = runtimes_copy, node_elsewhere
     hub = HubProcess(tmp_path / "home", free_port(),
                      extra_env={"TRIGGERHUB_RUNTIMES_DIR": str(runtimes), "TRIGGERHUB_NODE_BINARY": str(node)})
     hub.home.mkdir()
@@ -55,11 +65,11 @@ def test_up_starts_with_the_runtime_settings_and_runs_actions_with_them(
         python_source = tmp_path / "which_proxy.py"
         python_source.write_text("import os\n\ndef main(args):\n    return {'proxy': os.environ.get('PROXY_COPY', 'original')}\n")
         node_source = tmp_path / "which_node.js"
-        node_source.write_text("function main() { return {node: process.env.NODE_COPY || 'original'}; }\n")
+        node_source.write_text("function main() { return {node: process.execPath}; }\n")
         hub.cli("action", "create", "which-proxy", str(python_source))
         hub.cli("action", "create", "which-node", str(node_source))
         assert hub.cli("action", "invoke", "which-proxy", "--result").stdout.strip() == f'{{"proxy": "{proxy_marker}"}}'
-        assert hub.cli("action", "invoke", "which-node", "--result").stdout.strip() == f'{{"node": "{node_marker}"}}'
+        assert hub.cli("action", "invoke", "which-node", "--result").stdout.strip() == f'{{"node": "{node}"}}'
     finally:
         hub.stop()
 

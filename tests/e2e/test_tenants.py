@@ -20,6 +20,7 @@ from tests.plugins.hub import HubClient, hub_config
 from triggerhub.cli.compose import running_hub
 from triggerhub.errors import AUTH_INVALID
 from triggerhub.invoker.process import ProcessRuntimeFactory
+from triggerhub.invoker.sandbox import Sandbox
 from triggerhub.model import FullyQualifiedName, TriggerEvent, new_activation_id, now_ms
 
 AUTH_CACHE_S = 0.5
@@ -28,9 +29,9 @@ ECHO = "def main(args):\n    return args\n"
 
 
 @pytest.fixture
-async def tenant_hub(tmp_path: Path) -> AsyncIterator[HubClient]:
+async def tenant_hub(tmp_path: Path, sandbox: Sandbox) -> AsyncIterator[HubClient]:
     config = hub_config(tmp_path / "home", TRIGGERHUB_AUTH_CACHE_S=str(AUTH_CACHE_S))
-    async with running_hub(config, runtime=ProcessRuntimeFactory(), runtime_name="process") as running:
+    async with running_hub(config, runtime=ProcessRuntimeFactory(sandbox=sandbox), runtime_name="process") as running:
         async with aiohttp.ClientSession() as session:
             yield HubClient(running, session)
 

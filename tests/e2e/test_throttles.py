@@ -11,14 +11,15 @@ import pytest
 from tests.plugins.hub import HubClient, hub_config
 from triggerhub.cli.compose import running_hub
 from triggerhub.invoker.process import ProcessRuntimeFactory
+from triggerhub.invoker.sandbox import Sandbox
 
 SLOW = "import time\ndef main(args):\n    time.sleep(2)\n    return {}\n"
 
 
 @pytest.fixture
-async def tight_hub(tmp_path: Path) -> AsyncIterator[HubClient]:
+async def tight_hub(tmp_path: Path, sandbox: Sandbox) -> AsyncIterator[HubClient]:
     config = hub_config(tmp_path / "home", TRIGGERHUB_CONCURRENT_INVOCATIONS="1")
-    async with running_hub(config, runtime=ProcessRuntimeFactory(), runtime_name="process") as running:
+    async with running_hub(config, runtime=ProcessRuntimeFactory(sandbox=sandbox), runtime_name="process") as running:
         async with aiohttp.ClientSession() as session:
             yield HubClient(running, session)
 

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import LOG_SENTINEL, RuntimeFactory, RuntimeSpec
 from triggerhub.invoker.pool import ContainerPool
 from triggerhub.invoker.process import ProcessRuntimeFactory
+from triggerhub.invoker.sandbox import Sandbox
 from triggerhub.model import Activation, Parameter, StatusCode
 from tests.plugins.invoker import make_action, make_invocation
 
@@ -138,28 +140,34 @@ async def test_log_limit_in_bytes_keeps_lines_that_fit(runtime_factory: RuntimeF
     assert lines[2:] == ["Logs were truncated because the total bytes size exceeds the limit of 12 bytes."]
 
 
+# Each runtime names itself with a random token made at /init: pids say nothing inside a sandbox
+# or a container, where every proxy has the same low pid of its own PID namespace.
 SLEEPY = {
-    "python:3.11": "import os, time\ndef main(args):\n    print('pid', os.getpid(), flush=True)\n"
-                   "    time.sleep(args.get('sleep_s', 0))\n    return {'pid': os.getpid()}\n",
-    "nodejs:20": "function main(args) {\n  console.log('pid', process.pid);\n"
-                 "  return new Promise(r => setTimeout(() => r({pid: process.pid}), (args.sleep_s || 0) * 1000));\n}\n",
+    "python:3.11": "import time, uuid\nRUNTIME = uuid.uuid4().hex\ndef main(args):\n"
+                   "    print('runtime', RUNTIME, flush=True)\n"
+                   "    time.sleep(args.get('sleep_s', 0))\n    return {'runtime': RUNTIME}\n",
+    "nodejs:20": "const RUNTIME = require('crypto').randomUUID();\nfunction main(args) {\n"
+                 "  console.log('runtime', RUNTIME);\n"
+                 "  return new Promise(r => setTimeout(() => r({runtime: RUNTIME}), (args.sleep_s || 0) * 1000));\n}\n",
 }
 
 
 @pytest.mark.parametrize("kind", ["python:3.11", "nodejs:20"])
-async def test_timeout_kills_the_process_and_next_invoke_is_cold(invoker: ActionInvoker, kind: str) -> None:
+async def test_timeout_kills_the_process_and_next_invoke_is_cold(invoker: ActionInvoker, pool: ContainerPool,
+                                                                 kind: str) -> None:
     action = make_action(kind, SLEEPY[kind], timeout_ms=500)
     record = await invoker.invoke(make_invocation(action, {"sleep_s": 30}))
     assert record.response.status_code is StatusCode.DEVELOPER_ERROR
     assert record.response.result == {"error": "The action exceeded its time limits of 500 milliseconds."}
     assert annotation_map(record)["timeout"] is True
-    pid_line = next(t for t in texts(record) if t.startswith("stdout: pid "))
-    with pytest.raises(ProcessLookupError):
-        os.kill(int(pid_line.split()[-1]), 0)
+    killed = next(t for t in texts(record) if t.startswith("stdout: runtime ")).split()[-1]
+    statistics = pool.statistics()
+    assert (statistics.warm, statistics.busy, statistics.paused) == (0, 0, 0)  # destroyed, not returned
     again = await invoker.invoke(make_invocation(action, {}))
     assert again.response.status_code is StatusCode.SUCCESS
     assert annotation_map(again)["timeout"] is False
     assert "initTime" in annotation_map(again)
+    assert again.response.result["runtime"] != killed
 
 
 async def test_init_timeout_message(invoker: ActionInvoker) -> None:
@@ -263,11 +271,11 @@ async def test_concurrent_invokes_never_share_a_process(invoker: ActionInvoker, 
     action = make_action(kind, SLEEPY[kind])
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(invoker.invoke(make_invocation(action, {"sleep_s": 0.3}))) for _ in range(3)]
-    pids = {task.result().response.result["pid"] for task in tasks}
-    assert len(pids) == 3
+    runtimes = {task.result().response.result["runtime"] for task in tasks}
+    assert len(runtimes) == 3
     assert pool.statistics().warm == 3
-    sequential = {(await invoker.invoke(make_invocation(action, {}))).response.result["pid"] for _ in range(3)}
-    assert len(sequential) == 1 and sequential <= pids
+    sequential = {(await invoker.invoke(make_invocation(action, {}))).response.result["runtime"] for _ in range(3)}
+    assert len(sequential) == 1 and sequential <= runtimes
 
 
 # ------------------------------------------------------------------ process runtime only
@@ -308,9 +316,9 @@ async def _process_state_becomes(pid: int, state: str) -> bool:
     return False
 
 
-async def test_cleanup_orphans_kills_proxies_of_a_dead_hub(tmp_path_factory: pytest.TempPathFactory) -> None:
-    root = tmp_path_factory.mktemp("orphans")
-    factory = ProcessRuntimeFactory(temp_root=str(root))
+async def test_cleanup_orphans_kills_proxies_of_a_dead_hub(runtimes_root: str, sandbox: Sandbox) -> None:
+    root = Path(runtimes_root)
+    factory = ProcessRuntimeFactory(temp_root=runtimes_root, sandbox=sandbox)
     orphan = await factory.create(RuntimeSpec("nodejs:20", 256))
     kept = await factory.create(RuntimeSpec("python:3.11", 256))
     dead_hub = await asyncio.create_subprocess_exec("true")

@@ -83,6 +83,7 @@ def hub(runtime_name: str, request: pytest.FixtureRequest) -> HubClient:
 
 @pytest.fixture
 async def embedded_hub(tmp_path: Path, runtime_name: str, request: pytest.FixtureRequest) -> AsyncIterator[HubClient]:
+    """The hub in this process; with the process runtime, its actions run in the bubblewrap sandbox."""
     from triggerhub.invoker.base import RuntimeFactory
     from triggerhub.invoker.process import ProcessRuntimeFactory
 
@@ -95,7 +96,7 @@ async def embedded_hub(tmp_path: Path, runtime_name: str, request: pytest.Fixtur
         factory = DockerRuntimeFactory(hub_id=f"e2e{uuid.uuid4().hex[:8]}", pull_images=False,
                                        socket_root=socket_root)
     else:
-        factory = ProcessRuntimeFactory()
+        factory = ProcessRuntimeFactory(sandbox=request.getfixturevalue("sandbox"))
     try:
         async with running_hub(hub_config(tmp_path / "home"), runtime=factory, runtime_name=runtime_name) as running:
             async with aiohttp.ClientSession() as session:

@@ -1,27 +1,50 @@
-"""Fixtures for the invoker: a RuntimeFactory (process today, parametrizable over Docker), a pool
-on it, an ActionInvoker, and builders for actions and invocations."""
+"""Fixtures for the invoker: a RuntimeFactory (process today, in its bubblewrap sandbox;
+parametrizable over Docker), a pool on it, an ActionInvoker, and builders for actions and
+invocations."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from triggerhub.config import RuntimeConfig
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import RuntimeFactory
 from triggerhub.invoker.pool import ContainerPool, PoolConfig
 from triggerhub.invoker.process import ProcessRuntimeFactory
+from triggerhub.invoker.sandbox import Sandbox, find_sandbox
 from triggerhub.model import (JSON, Action, ActionLimits, Exec, Invocation, Parameter, new_activation_id,
                               now_ms)
 
 KINDS = ("python:3.11", "nodejs:20")
 
 
+@pytest.fixture(scope="session")
+def sandbox() -> Sandbox:
+    """The bubblewrap sandbox as `triggerhub up` finds it (bubblewrap is installed by scripts/test)."""
+    found = find_sandbox(RuntimeConfig())
+    assert found is not None
+    return found
+
+
 @pytest.fixture
-async def runtime_factory(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RuntimeFactory]:
+def runtimes_root() -> Iterator[str]:
+    """A short temporary folder the sandbox user can pass through (pytest's own folders are 0700)."""
+    root = tempfile.mkdtemp(prefix="th-rt-")
+    os.chmod(root, 0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def runtime_factory(runtimes_root: str, sandbox: Sandbox) -> AsyncIterator[RuntimeFactory]:
     """The RuntimeFactory under test. To run the same tests on Docker, parametrize this fixture."""
-    factory = ProcessRuntimeFactory(temp_root=str(tmp_path_factory.mktemp("runtimes")), log_grace_ms=500)
+    factory = ProcessRuntimeFactory(temp_root=runtimes_root, log_grace_ms=500, sandbox=sandbox)
     yield factory
     await factory.cleanup_orphans()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from triggerhub.config import (DEFAULT_DOCKER_HOST, REPOSITORY_RUNTIMES_DIR, ClientSettings, RuntimeChoice, client_settings,
-                               load_config)
+from triggerhub.config import (DEFAULT_DOCKER_HOST, REPOSITORY_RUNTIMES_DIR, ClientSettings, RuntimeChoice, SandboxChoice,
+                               client_settings, load_config)
 from triggerhub.errors import ConfigError
 
 
@@ -30,6 +30,18 @@ def test_every_problem_is_reported_together():
     assert any(line.startswith("  TRIGGERHUB_PROT: unknown setting; known: ") for line in lines)
     assert any(line.startswith("  TRIGGERHUB_RUNTIME='vm': ") for line in lines)
     assert len(lines) == 5
+
+
+def test_sandbox_settings_default_to_bubblewrap_and_read_flags():
+    assert (load_config(env={}).runtime.sandbox, load_config(env={}).runtime.allow_unsandboxed_root) == (
+        SandboxChoice.BWRAP, False)
+    config = load_config(env={"TRIGGERHUB_SANDBOX": "None"}, overrides={"ALLOW_UNSANDBOXED_ROOT": True})
+    assert (config.runtime.sandbox, config.runtime.allow_unsandboxed_root) == (SandboxChoice.NONE, True)
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={"TRIGGERHUB_SANDBOX": "firejail", "TRIGGERHUB_ALLOW_UNSANDBOXED_ROOT": "maybe"})
+    assert str(caught.value).splitlines()[1:] == [
+        "  TRIGGERHUB_ALLOW_UNSANDBOXED_ROOT='maybe': expected true or false; expected a bool",
+        "  TRIGGERHUB_SANDBOX='firejail': 'firejail' is not a valid SandboxChoice; expected a SandboxChoice"]
 
 
 def test_runtime_image_settings_and_foreign_variables_are_read_here():

@@ -10,8 +10,8 @@ import pytest
 
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.base import ProxyResponse, RuntimeSpec
-from triggerhub.invoker.pool import ContainerPool, PoolConfig, PoolStatistics
-from triggerhub.model import JSON, Action, ActionLimits, Exec
+from triggerhub.invoker.pool import NETWORK_ANNOTATION, ContainerPool, PoolConfig, PoolStatistics
+from triggerhub.model import JSON, Action, ActionLimits, Exec, Parameter
 
 
 class FakeClock:
@@ -162,6 +162,20 @@ async def test_stem_cell_is_not_used_for_another_kind_or_memory(factory: FakeFac
     other_kind = await use(pool, "guest", action(name="n", kind="nodejs:20"))
     assert (other_memory.number, other_kind.number) == (1, 2)
     assert pool.statistics().prewarm == 1
+    await pool.close()
+
+
+@pytest.mark.parametrize(("value", "network"), [(True, True), ("true", True), (False, False), ("yes", False)])
+async def test_network_only_for_actions_annotated_sandbox_network(factory: FakeFactory, clock: FakeClock,
+                                                                  value: JSON, network: bool) -> None:
+    pool = make_pool(factory, clock, prewarm_count=1, prewarm_kinds=("python:3.11",))
+    await pool.start()  # the stem cell has no network
+    annotated = replace(action(), annotations=(Parameter(NETWORK_ANNOTATION, value),))
+    runtime = await use(pool, "guest", annotated)
+    assert runtime.spec.network is network
+    assert runtime.number == (1 if network else 0)  # a stem cell without network is not given to it
+    plain = await use(pool, "guest", action(name="plain"))
+    assert plain.spec.network is False
     await pool.close()
 
 

@@ -72,15 +72,20 @@ def _configure_logging(verbose: bool) -> None:
 @click.option("--host", default=None, help="bind address (default 127.0.0.1)")
 @click.option("--home", type=click.Path(path_type=Path), default=None, help="state directory ($TRIGGERHUB_HOME)")
 @click.option("--runtime", type=click.Choice(["auto", "docker", "process"]), default=None)
+@click.option("--sandbox", type=click.Choice(["bwrap", "none"]), default=None,
+              help="process runtime: run actions in a bubblewrap sandbox (default) or unsandboxed")
+@click.option("--allow-unsandboxed-root", is_flag=True, default=None,
+              help="accept --sandbox none although the hub runs as root")
 @click.option("--examples/--no-examples", default=None, help="deploy the example manifests (default on)")
 @click.option("--mqtt-embedded", is_flag=True, help="serve an MQTT broker on 127.0.0.1:1883 for sensors")
 @click.option("-v", "--verbose", is_flag=True)
-def up(port: int | None, host: str | None, home: Path | None, runtime: str | None, examples: bool | None,
-       mqtt_embedded: bool, verbose: bool) -> None:
+def up(port: int | None, host: str | None, home: Path | None, runtime: str | None, sandbox: str | None,
+       allow_unsandboxed_root: bool | None, examples: bool | None, mqtt_embedded: bool, verbose: bool) -> None:
     """Run the whole hub in this process (SQLite, in-process streams)."""
     _configure_logging(verbose)
     try:
         config = load_config(overrides={"PORT": port, "HOST": host, "HOME": home, "RUNTIME": runtime,
+                                        "SANDBOX": sandbox, "ALLOW_UNSANDBOXED_ROOT": allow_unsandboxed_root or None,
                                         "DEPLOY_EXAMPLES": examples})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -28,6 +28,7 @@ from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import RuntimeFactory
 from triggerhub.invoker.pool import ContainerPool, PoolConfig
 from triggerhub.invoker.process import ProcessRuntimeFactory
+from triggerhub.invoker.sandbox import find_sandbox
 from triggerhub.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -84,21 +85,24 @@ def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
             socket_root = Path(tempfile.gettempdir()) / f"triggerhub-{hub_id}"
         return "docker", DockerRuntimeFactory(hub_id=hub_id, docker_host=config.runtime.docker_host,
                                               socket_root=socket_root)
+    sandbox = find_sandbox(config.runtime)  # refuses unsandboxed actions as root unless allowed
     if choice is RuntimeChoice.AUTO:
-        log.warning("%s: actions run as local processes, NOT isolated from this machine", problem)
-    return "process", ProcessRuntimeFactory(runtimes_dir=config.runtime.runtimes_dir, node=config.runtime.node_binary)
+        log.warning("%s: actions run as local processes%s", problem,
+                    " in a bubblewrap sandbox" if sandbox else ", NOT isolated from this machine")
+    return "process", ProcessRuntimeFactory(runtimes_dir=config.runtime.runtimes_dir, node=config.runtime.node_binary,
+                                            sandbox=sandbox)
 
 
 @contextlib.asynccontextmanager
 async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = None,
                       runtime_name: str = "custom") -> AsyncIterator[Hub]:
+    if runtime is None:  # first: a refused runtime (e.g. unsandboxed as root) leaves no trace
+        runtime_name, runtime = choose_runtime(config)
     config.home.mkdir(parents=True, exist_ok=True)
     store = SqlStore(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
     await store.open()
     try:
         credentials = await ensure_subjects(store, config.home)
-        if runtime is None:
-            runtime_name, runtime = choose_runtime(config)
         removed = await runtime.cleanup_orphans()
         if removed:
             log.info("removed %d runtimes left by an earlier hub", removed)

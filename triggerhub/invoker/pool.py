@@ -19,9 +19,11 @@ from enum import StrEnum
 
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.base import Runtime, RuntimeFactory, RuntimeSpec
-from triggerhub.model import Action
+from triggerhub.model import Action, annotation
 
 logger = logging.getLogger(__name__)
+
+NETWORK_ANNOTATION = "sandbox-network"  # `sandbox-network: true` gives an action the network
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,7 @@ class PoolConfig:
     pause_grace_s: float = 10.0
     idle_timeout_s: float = 600.0
     memory_budget_mb: int = 1024  # for action runtimes; stem cells do not count (as in OpenWhisk)
-    network: bool = False  # RuntimeSpec.network for action runtimes
+    network: bool = False  # RuntimeSpec.network for every action runtime; else only for annotated actions
 
     @property
     def stem_cells(self) -> tuple[PrewarmConfig, ...]:
@@ -122,6 +124,12 @@ class Lease:
             await self._pool._remove(self._slot)
 
 
+def wants_network(action: Action) -> bool:
+    """True when the action is annotated `sandbox-network: true` (a JSON true or "true")."""
+    value = annotation(action.annotations, NETWORK_ANNOTATION, False)
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
 class ContainerPool:
     def __init__(self, factory: RuntimeFactory, config: PoolConfig,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -152,7 +160,7 @@ class ContainerPool:
 
     def spec_for(self, namespace: str, action: Action) -> RuntimeSpec:
         return RuntimeSpec(kind=action.exec.kind, memory_mb=action.limits.memory_mb, image=action.exec.image,
-                           network=self._config.network,
+                           network=self._config.network or wants_network(action),
                            labels={"triggerhub.namespace": namespace, "triggerhub.action": str(action.fqn)})
 
     async def start(self) -> None:
@@ -255,7 +263,8 @@ class ContainerPool:
         if evicted is None:
             return None
         stem = next((s for s in self._slots if s.state is SlotState.PREWARM and s.spec.kind == spec.kind
-                     and s.spec.memory_mb == spec.memory_mb and spec.image is None), None)
+                     and s.spec.memory_mb == spec.memory_mb and s.spec.network == spec.network
+                     and spec.image is None), None)
         if stem is not None:
             stem.state, stem.key, stem.last_used_s = SlotState.BUSY, key, self._clock()
             self._refill_needed.set()

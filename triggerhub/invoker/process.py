@@ -2,14 +2,17 @@
 
 Used when no Docker engine answers. The proxy (runtimes/<lang>/proxy*) listens on a Unix
 socket in a private temporary directory; stdout and stderr are pipes read by the hub.
-It is NOT isolated: memory limits are not enforced, the action shares the host's network
-and file system, and blackbox (image) actions are refused.
+With a `Sandbox` (sandbox.py, the default of `triggerhub up`) each proxy runs under bubblewrap as
+an unprivileged user with its own namespaces, no network unless asked, and its memory, process
+and file-size limits; without one it runs as the hub's user, NOT isolated. Blackbox (image)
+actions are refused either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -24,7 +27,9 @@ from pathlib import Path
 from triggerhub.config import search_path
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.base import LOG_SENTINEL, ProxyResponse, RuntimeSpec
+from triggerhub.invoker.cgroups import Cgroup
 from triggerhub.invoker.proxy_client import ProxyClient
+from triggerhub.invoker.sandbox import PROCESS_LIMIT, PROXY_MOUNT, SOCKET_MOUNT, Sandbox
 from triggerhub.model import JSON
 
 logger = logging.getLogger(__name__)
@@ -32,6 +37,9 @@ logger = logging.getLogger(__name__)
 RUNTIMES_DIR = Path(__file__).resolve().parents[2] / "runtimes"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes including the terminating NUL
 DIR_PREFIX = "triggerhub-proc-"
+SOCKET_NAME = "proxy.sock"
+SOCKET_DIR = "sock"  # inside the runtime's directory: the only host folder a sandbox sees
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 _LINE_MAX_BYTES = 1024 * 1024  # longer log lines are split into parts of this size
 _STREAM_CAP_BYTES = 11 * 1024 * 1024  # kept per stream per activation; above the 10 MB log limit
 _SENTINEL = LOG_SENTINEL.encode()
@@ -164,7 +172,7 @@ class ProcessRuntime:
     """A proxy process; one activation at a time (the pool guarantees it)."""
 
     def __init__(self, spec: RuntimeSpec, transport: asyncio.SubprocessTransport, protocol: _ProxyProtocol,
-                 client: ProxyClient, workdir: str, log_grace_ms: int) -> None:
+                 client: ProxyClient, workdir: str, log_grace_ms: int, cgroup: Cgroup | None = None) -> None:
         self.spec = spec
         self.pid: int = transport.get_pid()
         self._transport = transport
@@ -172,14 +180,29 @@ class ProcessRuntime:
         self._client = client
         self._workdir = workdir
         self._log_grace_ms = log_grace_ms
+        self._cgroup = cgroup
+        self._oom_kills_seen = 0
         self._streams = tuple(protocol.streams.values())
         self._destroyed = False
 
     async def init(self, value: dict[str, JSON], timeout_ms: int) -> ProxyResponse:
-        return await self._client.post("/init", {"value": value}, timeout_ms)
+        return self._with_oom(await self._client.post("/init", {"value": value}, timeout_ms))
 
     async def run(self, body: dict[str, JSON], timeout_ms: int) -> ProxyResponse:
-        return await self._client.post("/run", body, timeout_ms)
+        return self._with_oom(await self._client.post("/run", body, timeout_ms))
+
+    def _with_oom(self, response: ProxyResponse) -> ProxyResponse:
+        """Marks a failed exchange during which the kernel killed a process of this runtime's
+        memory cgroup (the count is raised before the victim dies, so it is never late)."""
+        if self._cgroup is None or response.timed_out or 0 < response.status < 500:
+            return response
+        kills = self._cgroup.oom_kills()
+        if kills <= self._oom_kills_seen:
+            return response
+        self._oom_kills_seen = kills
+        logger.info("process runtime %s (%s): killed for exceeding %d MB", self.pid, self.spec.kind,
+                    self.spec.memory_mb)
+        return dataclasses.replace(response, oom=True)
 
     async def logs(self, limit_bytes: int) -> list[str]:
         """Lines since the last call, up to both sentinels. After destroy(): what the process
@@ -209,6 +232,8 @@ class ProcessRuntime:
         await self._protocol.until(lambda: all(s.at_eof for s in self._streams), 1.0)
         self._transport.close()
         shutil.rmtree(self._workdir, ignore_errors=True)
+        if self._cgroup is not None:
+            await self._cgroup.remove()
         logger.debug("process runtime %s (%s) destroyed", self.pid, self.spec.kind)
 
     @property
@@ -226,59 +251,98 @@ class ProcessRuntime:
 class ProcessRuntimeFactory:
     """Starts proxy processes: python:* → `python3 proxy.py`, nodejs:* → `node proxy.js`.
 
-    Memory limits (`RuntimeSpec.memory_mb`) are NOT enforced in process mode, and actions are
-    not isolated from the host; use the Docker runtime for that.
+    With `sandbox` each proxy runs under bubblewrap (see sandbox.py); with None it runs as the
+    hub's user, unlimited and not isolated (the composition root allows that only when asked).
     """
 
     def __init__(self, *, runtimes_dir: Path = RUNTIMES_DIR, python: str = sys.executable,
                  node: str = "node", start_timeout_ms: int = 10_000, log_grace_ms: int = 2_000,
-                 api_host: str | None = None, temp_root: str | None = None) -> None:
-        self._commands = {
-            "python": [python, str(runtimes_dir / "python" / "proxy.py")],
-            "nodejs": [node, str(runtimes_dir / "nodejs" / "proxy.js")],
-        }
+                 api_host: str | None = None, temp_root: str | None = None,
+                 sandbox: Sandbox | None = None) -> None:
+        self._proxies = {"python": runtimes_dir / "python" / "proxy.py", "nodejs": runtimes_dir / "nodejs" / "proxy.js"}
+        self._interpreters = {"python": python, "nodejs": node}
         self._start_timeout_ms = start_timeout_ms
         self._log_grace_ms = log_grace_ms
         self._api_host = api_host
         self._temp_root = temp_root or tempfile.gettempdir()
-        longest = len(os.path.join(self._temp_root, f"{DIR_PREFIX}{os.getpid()}-{'x' * 8}", "proxy.sock"))
+        self._sandbox = sandbox
+        longest = len(os.path.join(self._temp_root, f"{DIR_PREFIX}{os.getpid()}-{'x' * 8}", SOCKET_DIR, SOCKET_NAME))
         if longest > MAX_SOCKET_PATH:
             raise ActionRuntimeError(f"temporary folder '{self._temp_root}' is too deep for Unix socket paths "
                                      f"({longest} > {MAX_SOCKET_PATH} characters); set TMPDIR to a shorter folder")
+        if sandbox is not None:
+            sandbox.check_reachable(Path(self._temp_root))
 
     async def create(self, spec: RuntimeSpec) -> ProcessRuntime:
-        command = self._command_for(spec)
+        family = self._family(spec)
         # The owner's pid is in the name, so that cleanup_orphans of another hub process sees it
         # from the moment the directory exists.
         workdir = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=self._temp_root)
-        socket_path = os.path.join(workdir, "proxy.sock")
-        loop = asyncio.get_running_loop()
+        socket_dir = os.path.join(workdir, SOCKET_DIR)
+        os.mkdir(socket_dir, 0o700)
+        socket_path = os.path.join(socket_dir, SOCKET_NAME)
+        cgroup: Cgroup | None = None
         try:
-            transport, protocol = await loop.subprocess_exec(
-                _ProxyProtocol, *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, cwd=workdir, env=self._env(workdir, socket_path),
-                start_new_session=True)
+            if self._sandbox is None:
+                command = [self._interpreters[family], str(self._proxies[family])]
+                env, cwd, pass_fds = self._env(workdir, socket_path), workdir, ()
+                transport, protocol = await self._spawn(command, env, cwd, pass_fds)
+            else:
+                cgroup, sandboxed = self._sandboxed(self._sandbox, spec, family, workdir, socket_dir)
+                with open(self._proxies[family], "rb") as proxy:
+                    env = self._env("/tmp", f"{SOCKET_MOUNT}/{SOCKET_NAME}")
+                    env["PATH"] = SANDBOX_PATH
+                    transport, protocol = await self._spawn(sandboxed(proxy.fileno()), env, "/", (proxy.fileno(),))
         except OSError as exc:
             shutil.rmtree(workdir, ignore_errors=True)
-            raise ActionRuntimeError(f"cannot start the {spec.kind} proxy {command}: {exc}; "
-                                     f"is {command[0]!r} installed and on PATH?") from exc
+            if cgroup is not None:
+                await cgroup.remove()
+            raise ActionRuntimeError(f"cannot start the {spec.kind} proxy: {exc}; "
+                                     f"is {self._interpreters[family]!r} installed and on PATH?") from exc
         Path(workdir, "pid").write_text(str(transport.get_pid()))
         client = ProxyClient(socket_path=socket_path)
-        runtime = ProcessRuntime(spec, transport, protocol, client, workdir, self._log_grace_ms)
+        runtime = ProcessRuntime(spec, transport, protocol, client, workdir, self._log_grace_ms, cgroup)
         if not await self._wait_ready(runtime, client):
             await runtime.destroy()
-            raise ActionRuntimeError(f"the {spec.kind} proxy {command} did not answer on {socket_path} "
+            raise ActionRuntimeError(f"the {spec.kind} proxy did not answer on {socket_path} "
                                      f"within {self._start_timeout_ms} ms; its stderr: "
                                      f"{runtime.stderr_text()[-500:] or '(empty)'}")
+        if self._sandbox is not None:
+            self._sandbox.close_socket_folder(socket_dir)
         logger.debug("process runtime %s (%s) started", runtime.pid, spec.kind)
         return runtime
 
+    def _sandboxed(self, sandbox: Sandbox, spec: RuntimeSpec, family: str, workdir: str,
+                   socket_dir: str) -> tuple[Cgroup | None, Callable[[int], list[str]]]:
+        """The runtime's cgroup (if the sandbox has cgroups) and its command for a proxy fd."""
+        sandbox.open_folders(workdir, socket_dir)
+        interpreter = str(Path(shutil.which(self._interpreters[family]) or self._interpreters[family]).resolve())
+        proxy_name = self._proxies[family].name
+        cgroup = (sandbox.cgroups.create(os.path.basename(workdir), memory_mb=spec.memory_mb,
+                                         process_limit=PROCESS_LIMIT) if sandbox.cgroups else None)
+
+        def command(proxy_fd: int) -> list[str]:
+            return sandbox.command([interpreter, f"{PROXY_MOUNT}/{proxy_name}"], proxy_fd=proxy_fd,
+                                   proxy_name=proxy_name, socket_dir=socket_dir, memory_mb=spec.memory_mb,
+                                   network=spec.network, cgroup=cgroup)
+
+        return cgroup, command
+
+    async def _spawn(self, command: list[str], env: dict[str, str], cwd: str,
+                     pass_fds: tuple[int, ...]) -> tuple[asyncio.SubprocessTransport, _ProxyProtocol]:
+        loop = asyncio.get_running_loop()
+        # restore_signals=False keeps SIGXFSZ ignored, as the hub has it: an action over its file
+        # size limit gets EFBIG on the write instead of being killed.
+        return await loop.subprocess_exec(
+            _ProxyProtocol, *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True, pass_fds=pass_fds,
+            restore_signals=False)
+
     async def cleanup_orphans(self) -> int:
-        """Kill proxies whose hub process is gone and remove their directories."""
+        """Kill proxies whose hub process is gone and remove their directories (and cgroups)."""
         removed = 0
         for workdir in Path(self._temp_root).glob(DIR_PREFIX + "*"):
-            owner = workdir.name[len(DIR_PREFIX):].partition("-")[0]
-            if not owner.isdigit() or _alive(int(owner)):
+            if not _orphaned(workdir.name):
                 continue
             pid = _read_pid(workdir / "pid")
             if pid is not None and _is_proxy(pid):
@@ -286,28 +350,36 @@ class ProcessRuntimeFactory:
                     os.killpg(pid, signal.SIGKILL)
             shutil.rmtree(workdir, ignore_errors=True)
             removed += 1
+        if self._sandbox is not None and self._sandbox.cgroups is not None:
+            self._sandbox.cgroups.remove_orphans(DIR_PREFIX, _orphaned)
         return removed
 
-    def _command_for(self, spec: RuntimeSpec) -> list[str]:
+    def _family(self, spec: RuntimeSpec) -> str:
         if spec.kind == "blackbox" or spec.image is not None:
             raise ActionRuntimeError(f"blackbox actions need the Docker runtime (image {spec.image!r}); "
                                      "start a Docker engine or use a python/nodejs kind")
         family = spec.kind.partition(":")[0]
-        if family not in self._commands:
+        if family not in self._proxies:
             raise ActionRuntimeError(f"kind {spec.kind!r} is not supported by the process runtime; "
-                                     f"supported: {', '.join(sorted(self._commands))}")
-        return self._commands[family]
+                                     f"supported: {', '.join(sorted(self._proxies))}")
+        return family
 
-    def _env(self, workdir: str, socket_path: str) -> dict[str, str]:
+    def _env(self, home: str, socket_path: str) -> dict[str, str]:
         # A clean environment: the hub's own settings (database URLs, keys) must not leak in.
-        env = {"PATH": search_path(), "HOME": workdir, "LANG": "C.UTF-8",
-               "TMPDIR": workdir, "PYTHONDONTWRITEBYTECODE": "1", "TRIGGERHUB_SOCKET": socket_path}
+        env = {"PATH": search_path(), "HOME": home, "LANG": "C.UTF-8",
+               "TMPDIR": home, "PYTHONDONTWRITEBYTECODE": "1", "TRIGGERHUB_SOCKET": socket_path}
         if self._api_host:
             env["__OW_API_HOST"] = self._api_host
         return env
 
     async def _wait_ready(self, runtime: ProcessRuntime, client: ProxyClient) -> bool:
         return await client.ready(self._start_timeout_ms, alive=lambda: not runtime.exited)
+
+
+def _orphaned(name: str) -> bool:
+    """A runtime directory (or cgroup) whose owning hub process, named in it, is gone."""
+    owner = name[len(DIR_PREFIX):].partition("-")[0]
+    return owner.isdigit() and not _alive(int(owner))
 
 
 def _read_pid(path: Path) -> int | None:
