@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -93,9 +94,12 @@ def _ensure_base(client: docker.DockerClient, root: Path, recipe: ImageRecipe, n
                  force: bool) -> str:
     script = root / "base" / "build-rootfs.sh"
     inputs = [script.read_bytes(), recipe.rootfs_flavour.encode()]
+    script_env: dict[str, str] = {}
     if recipe.rootfs_flavour == "nodejs":
         # The base embeds the host's Node.js binary: a new binary means a new base.
-        inputs.append(_host_node_version(node_binary).encode())
+        node_path, node_version = host_node(node_binary)
+        inputs.append(node_version.encode())
+        script_env["TRIGGERHUB_NODE_BINARY"] = node_path  # the script copies it: a path, not a name
     wanted = _digest(inputs)
     if not force and _current_hash(client, recipe.base_tag) == wanted:
         logger.info("image %s is current (hash %s)", recipe.base_tag, wanted[:12])
@@ -105,7 +109,7 @@ def _ensure_base(client: docker.DockerClient, root: Path, recipe: ImageRecipe, n
         tarball = Path(tmp) / "rootfs.tar"
         completed = subprocess.run(
             ["bash", str(script), recipe.rootfs_flavour, str(tarball)],
-            env=environment_with({"TRIGGERHUB_NODE_BINARY": node_binary}),
+            env=environment_with(script_env),
             capture_output=True,
             text=True,
             check=False,
@@ -167,15 +171,19 @@ def _current_hash(client: docker.DockerClient, tag: str) -> str | None:
     return labels.get(HASH_LABEL)
 
 
-def _host_node_version(node: str) -> str:
+def host_node(node_binary: str) -> tuple[str, str]:
+    """(absolute path, version) of the Node.js binary `node_binary` names (a name on PATH or a path)."""
+    path = shutil.which(node_binary)
     try:
-        completed = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
+        if path is None:
+            raise OSError(f"{node_binary!r} is not an executable on PATH or a path to one")
+        completed = subprocess.run([path, "--version"], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise ActionRuntimeError(
-            f"the nodejs:20 base needs a Node.js 20 binary on the host; '{node} --version' failed ({exc}); "
+            f"the nodejs:20 base needs a Node.js 20 binary on the host; '{node_binary} --version' failed ({exc}); "
             "install Node.js 20 or set TRIGGERHUB_NODE_BINARY"
         ) from exc
-    return completed.stdout.strip()
+    return path, completed.stdout.strip()
 
 
 def _digest(parts: list[bytes]) -> str:
