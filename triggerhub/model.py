@@ -48,6 +48,12 @@ class Collection(StrEnum):
     PACKAGES = "packages"
 
 
+# The code kinds this hub runs and each family's default: the API, `validate` and `deploy` all
+# read them here, so a manifest validates exactly when it deploys.
+HUB_KINDS = ("python:3.11", "nodejs:20")
+HUB_DEFAULT_KINDS = {"python": "python:3.11", "nodejs": "nodejs:20"}
+
+
 class StatusCode(IntEnum):
     SUCCESS = 0
     APPLICATION_ERROR = 1
@@ -453,3 +459,71 @@ class Invocation:
     init_env: dict[str, str] = field(default_factory=dict)
     transaction_id: str = ""
     extra_annotations: Parameters = ()  # e.g. causedBy: sequence
+
+
+# ------------------------------------------------------------------ API gateway routes
+
+
+class ResponseType(StrEnum):
+    """How a route's web action result becomes the HTTP answer (the web-action extension)."""
+
+    HTTP = "http"
+    JSON = "json"
+    TEXT = "text"
+    HTML = "html"
+    SVG = "svg"
+
+
+API_VERBS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+_PATH_PARAM_RE = re.compile(r"\{([^}/]+)\}")
+_PATH_SPLIT_RE = re.compile(r"(\{[^}/]+\})")
+
+
+def api_path(path: str) -> str:
+    """`hello/` or `/hello` -> `/hello`; the root stays `/`."""
+    return "/" + path.strip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoute:
+    """One API gateway route: base path + relative path + verb -> a web action of `namespace`
+    (or one it may read). Served at /api/<namespace><base_path><rel_path>."""
+
+    namespace: str  # the owner
+    base_path: str  # `/hello`
+    rel_path: str  # `/books/{id}`; `{name}` segments are path parameters
+    verb: str  # upper case, one of API_VERBS
+    action: str  # fully qualified: `/guest/pkg/name` or `/guest/name`
+    response_type: ResponseType = ResponseType.JSON
+    api_name: str = ""
+    cors: bool = True
+    project: str = ""  # projectName of the managed manifest that created it
+    updated_ms: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.base_path, self.rel_path, self.verb)
+
+    @property
+    def path_parameters(self) -> list[str]:
+        return list(dict.fromkeys(_PATH_PARAM_RE.findall(self.rel_path)))  # `{p}/more/{p}` names p once
+
+    def match(self, rel_path: str) -> dict[str, str] | None:
+        """The path parameters when `rel_path` fits this route's template, else None."""
+        parts = _PATH_SPLIT_RE.split(self.rel_path)
+        groups = {f"p{i}": part[1:-1] for i, part in enumerate(parts) if part.startswith("{")}
+        pattern = "".join(f"(?P<p{i}>[^/]+)" if f"p{i}" in groups else re.escape(part) for i, part in enumerate(parts))
+        found = re.fullmatch(pattern, api_path(rel_path))
+        return None if found is None else {name: found.group(group) for group, name in groups.items()}
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"namespace": self.namespace, "base_path": self.base_path, "rel_path": self.rel_path,
+                "verb": self.verb, "action": self.action, "response_type": self.response_type.value,
+                "api_name": self.api_name, "cors": self.cors, "project": self.project,
+                "updated_ms": self.updated_ms}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, JSON]) -> ApiRoute:
+        return cls(doc["namespace"], doc["base_path"], doc["rel_path"], doc["verb"], doc["action"],
+                   ResponseType(doc["response_type"]), doc.get("api_name", ""), bool(doc.get("cors", True)),
+                   doc.get("project", ""), int(doc.get("updated_ms", 0)))

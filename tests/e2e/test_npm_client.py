@@ -21,4 +21,4 @@ def test_openwhisk_npm_client_drives_the_api(hub_process):
     env = {**os.environ, "__OW_API_HOST": hub_process.apihost, "__OW_API_KEY": hub_process.auth}
     result = subprocess.run(["node", str(NODE_DIR / "drive.js")], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"ok": True, "steps": 22}
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"ok": True, "steps": 32}

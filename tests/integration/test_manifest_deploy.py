@@ -109,11 +109,11 @@ async def test_fixture_manifest_deploys_like_openwhisk(hub: HubClient, client: H
     for entity in outcome.project.entities:
         check_like_openwhisk(entity, await read_back(hub, entity))
     again = await deploy_manifest(client, FIXTURES / name, deployment=overlay_of(name), env=FIXTURE_ENV)
-    assert again.plan.steps == () and again.applied == ()
+    assert again.plan.steps == () and again.plan.route_steps == () and again.applied == ()
 
     gone = await undeploy_manifest(client, FIXTURES / name, deployment=overlay_of(name), env=FIXTURE_ENV)
 
-    assert len(gone.applied) == len(outcome.project.entities)
+    assert len(gone.applied) == len(outcome.project.entities) + len(outcome.project.routes)
     for entity in outcome.project.entities:
         assert (await get(hub, entity.collection.value, entity.name))[0] == 404
 
@@ -333,7 +333,7 @@ async def test_cli_reports_manifest_problems_with_positions(tmp_path: Path, hub:
 
     assert result.exit_code == 1
     assert result.output == (f"{(tmp_path / 'manifest.yaml').as_posix()}:4:11 packages.p.actions.a.code: inline "
-                             f"'code' needs 'runtime' (e.g. python:3.11, nodejs:20)\n")
+                             f"'code' needs 'runtime', one this hub runs: nodejs:20, python:3.11\n")
 
 
 async def test_webhook_to_sequence_example(hub: HubClient, client: HttpWhiskClient) -> None:

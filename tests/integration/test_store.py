@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.plugins.store import sqlite_url
+from tests.plugins.store import as_store, sqlite_url
 from triggerhub.errors import ConfigError, RevisionConflict, StoreError
 from triggerhub.model import (
-    Action, Activation, ActivationResponse, Binding, Collection, Exec, FullyQualifiedName, Invocation, Package,
-    Parameter, ReducedRule, Rule, RuleStatus, Subject, Trigger, TriggerEvent,
+    Action, Activation, ActivationResponse, ApiRoute, Binding, Collection, Exec, FullyQualifiedName, Invocation,
+    Package, Parameter, ReducedRule, ResponseType, Rule, RuleStatus, Subject, Trigger, TriggerEvent,
 )
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.migrations import LATEST_VERSION, MIGRATIONS, migrate
@@ -559,3 +559,20 @@ async def test_a_closed_store_says_so(store: SqlStore) -> None:
     await store.close()
     with pytest.raises(StoreError, match=r"store SqlStore\(.*\) is not open; call open\(\) first"):
         await store.get_subject("x")
+
+
+async def test_routes_are_kept_per_namespace_replaced_by_key_and_deleted_together(store: SqlStore) -> None:
+    book = ApiRoute("guest", "/shop", "/books/{id}", "GET", "/guest/book", updated_ms=T0_MS)
+    page = ApiRoute("guest", "/shop", "/books/{id}/pages", "POST", "/guest/shelf/page", ResponseType.HTTP,
+                    "shop-api", cors=False, project="library", updated_ms=T0_MS)
+    other = ApiRoute("alice", "/shop", "/books/{id}", "GET", "/alice/book", updated_ms=T0_MS)
+    for route in (page, book, other):
+        await as_store(store).put_route(route)
+    moved = ApiRoute("guest", "/shop", "/books/{id}", "GET", "/guest/book2", updated_ms=T0_MS + 1)
+    await store.put_route(moved)
+
+    assert await store.list_routes("guest") == [moved, page]
+    assert await store.list_routes("guest", base_path="/other") == []
+    assert await store.delete_routes([moved, page, ApiRoute("guest", "/no", "/", "GET", "/guest/x")]) == 2
+    assert await store.list_routes("guest") == []
+    assert await store.list_routes("alice") == [other]

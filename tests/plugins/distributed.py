@@ -38,7 +38,7 @@ READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 INVOKER_COUNT = 2
 SESSION_TIMEOUT_MS = 6000  # the broker's group.min.session.timeout.ms
-EMPTIED_TABLES = ("entities", "activations", "pending", "events", "feeds", "cursors")
+EMPTIED_TABLES = ("entities", "activations", "pending", "events", "feeds", "cursors", "api_routes")
 
 
 @dataclass

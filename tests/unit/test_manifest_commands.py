@@ -20,6 +20,29 @@ def test_validate_reports_ok_with_the_entity_count() -> None:
     assert result.stdout.endswith("tests/fixtures/manifests/11_feed_alarm.yaml: ok (4 entities)\n")
 
 
+def test_validate_warns_and_passes_but_strict_makes_warnings_errors() -> None:
+    manifest = str(FIXTURES / "22_typed_defaults.yaml")
+
+    lenient = CliRunner().invoke(validate, ["-m", manifest])
+    strict = CliRunner().invoke(validate, ["-m", manifest, "--strict"])
+
+    assert (lenient.exit_code, strict.exit_code) == (0, 1)
+    assert lenient.stdout.endswith("tests/fixtures/manifests/22_typed_defaults.yaml: ok (2 entities)\n")
+    assert [line.removeprefix("warning: ").split(" ", 1)[1] for line in lenient.stderr.splitlines()] == [
+        line.split(" ", 1)[1] for line in strict.stderr.splitlines()] == [
+        "packages.typed.actions.coerced.inputs.name: number 0 does not match 'type: string'; converted to \"0\"",
+        "packages.typed.actions.coerced.inputs.flag: boolean true does not match 'type: string'; converted to "
+        "\"true\"",
+        "packages.typed.actions.coerced.inputs.count: number 3.0 does not match 'type: integer'; converted to 3"]
+
+
+def test_validate_reports_routes() -> None:
+    result = CliRunner().invoke(validate, ["-m", str(FIXTURES / "19_apis.yaml")])
+
+    assert result.exit_code == 0
+    assert result.stdout.endswith("tests/fixtures/manifests/19_apis.yaml: ok (4 entities, 3 routes)\n")
+
+
 def test_validate_prints_every_problem_and_fails(tmp_path: Path) -> None:
     (tmp_path / "manifest.yaml").write_text("packages:\n  p:\n    actions:\n      a: {}\n      b: {code: x}\n")
 
@@ -30,7 +53,8 @@ def test_validate_prints_every_problem_and_fails(tmp_path: Path) -> None:
     assert result.stderr == (
         f"{file}:4:7 packages.p.actions.a: an action needs 'function' (a file, folder or .zip), inline 'code' with "
         f"'runtime', or a 'docker' image\n"
-        f"{file}:5:11 packages.p.actions.b.code: inline 'code' needs 'runtime' (e.g. python:3.11, nodejs:20)\n")
+        f"{file}:5:11 packages.p.actions.b.code: inline 'code' needs 'runtime', one this hub runs: nodejs:20, "
+            f"python:3.11\n")
 
 
 def test_validate_without_a_manifest_says_how_to_pass_one(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ ACTION_KEYS = ("annotations, code, conductor, credential, description, docker, e
 
 
 def problems(tmp_path: Path, manifest: str, deployment: str | None = None,
-             params: dict[str, str] | None = None) -> list[str]:
+             params: dict[str, str] | None = None, strict: bool = False) -> list[str]:
     """Every problem as `line:column path: message` (the file is checked separately)."""
     (tmp_path / "hello.py").write_text("def main(args):\n    return args\n")
     path = tmp_path / "manifest.yaml"
@@ -26,7 +26,7 @@ def problems(tmp_path: Path, manifest: str, deployment: str | None = None,
         overlay = tmp_path / "deployment.yaml"
         overlay.write_text(textwrap.dedent(deployment))
     with pytest.raises(ManifestError) as caught:
-        load_project(path, deployment=overlay, params=params, env={})
+        load_project(path, deployment=overlay, params=params, env={}, strict=strict)
     return [f"{p.line}:{p.column} {p.path}: {p.message}" for p in caught.value.problems]
 
 
@@ -76,7 +76,8 @@ def test_unknown_key_lists_the_allowed_keys(tmp_path: Path) -> None:
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     assert problems(tmp_path, "package:\n  p: {}\n") == [
         "1:1 package: unknown key 'package'; allowed: packages, project",
-        "1:1 <root>: the manifest declares no packages; add 'packages:' or 'project: packages:'"]
+        "1:1 <root>: the manifest declares no packages; add 'packages:' or 'project: packages:' (or 'project: "
+        "name:' with --managed to delete everything a project owns)"]
 
 
 def test_missing_required_field(tmp_path: Path) -> None:
@@ -175,9 +176,11 @@ def test_wrong_parameter_type(tmp_path: Path) -> None:
                     value: warm
                   mode:
                     type: colour
-        """) == ["7:11 packages.p.actions.a.inputs.threshold: expected integer, got string 'warm'",
-                 "10:11 packages.p.actions.a.inputs.mode: unknown parameter type string 'colour'; allowed: "
-                 "string, integer, float, boolean, json, slice"]
+        """, strict=True) == [
+        "7:11 packages.p.actions.a.inputs.threshold: expected integer, got string 'warm'; the value is passed on "
+        "unchanged (wskdeploy does not check types)",
+        "10:11 packages.p.actions.a.inputs.mode: unknown parameter type string 'colour'; allowed: "
+        "string, integer, float, boolean, json, slice"]
 
 
 def test_wrong_value_type_for_a_key(tmp_path: Path) -> None:
@@ -218,12 +221,11 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
               r:
                 trigger: nope
                 action: a
-        """) == [
+        """, strict=True) == [
         "6:9 packages.p.actions.a.web: string 'maybe' is not allowed; allowed: true, false, yes, no, raw",
-        "8:9 packages.p.actions.b.code: inline 'code' needs 'runtime' (e.g. python:3.11, nodejs:20)",
-        "11:9 packages.p.actions.d.runtime: unknown runtime 'cobol'; known: nodejs:18, nodejs:20, python:3.10, "
-        "python:3.11, go:1.20, java:8, php:8.1, ruby:2.5, swift:5.3, swift:5.7, dotnet:3.1, dotnet:6.0, rust:1.34 "
-        "(or a family: nodejs, python, go, java, php, ruby, swift, dotnet, rust)",
+        "8:9 packages.p.actions.b.code: inline 'code' needs 'runtime', one this hub runs: nodejs:20, python:3.11",
+        "11:9 packages.p.actions.d.runtime: runtime 'cobol' is not one this hub runs (it runs: nodejs:20, "
+        "python:3.11); using python:3.11, the default for '.py' files",
         "14:18 packages.p.actions.e.limits.memorySize: 4096 is out of range; allowed: 128..512",
         "15:23 packages.p.actions.e.annotations.require-whisk-auth: '0' is not allowed; use true, false, a "
         "non-empty string or an integer 1..9007199254740991",
@@ -265,7 +267,7 @@ def test_remote_dependency_is_refused(tmp_path: Path) -> None:
                  "are not fetched)"]
 
 
-def test_deployment_naming_unknown_entities_and_bad_types(tmp_path: Path) -> None:
+def test_deployment_naming_unknown_entities_and_bad_types_under_strict(tmp_path: Path) -> None:
     found = problems(tmp_path, """\
         packages:
           p:
@@ -284,15 +286,17 @@ def test_deployment_naming_unknown_entities_and_bad_types(tmp_path: Path) -> Non
               b:
                 inputs: {x: 1}
           q: {}
-        """)
+        """, strict=True)
 
     assert found == [
-        "6:11 packages.p.actions.a.inputs.count: expected integer, got string 'many'",
-        "7:7 packages.p.actions.b: action 'b' is not in package 'p' of the manifest; known: a",
-        "9:3 packages.q: package 'q' is not in the manifest; known: p"]
+        "6:11 packages.p.actions.a.inputs.count: expected integer, got string 'many'; the value is passed on "
+        "unchanged (wskdeploy does not check types)",
+        "7:7 packages.p.actions.b: action 'b' is not in package 'p' of the manifest, its inputs are ignored; "
+        "known: a",
+        "9:3 packages.q: package 'q' is not in the manifest, its inputs are ignored; known: p"]
 
 
-def test_cli_param_of_the_wrong_type(tmp_path: Path) -> None:
+def test_cli_param_of_the_wrong_type_under_strict(tmp_path: Path) -> None:
     assert problems(tmp_path, """\
         packages:
           p:
@@ -301,7 +305,9 @@ def test_cli_param_of_the_wrong_type(tmp_path: Path) -> None:
                 function: hello.py
                 inputs:
                   count: integer
-        """, params={"count": "lots"}) == ["1:1 count: expected integer, got string 'lots'"]
+        """, params={"count": "lots"}, strict=True) == [
+        "1:1 count: expected integer, got string 'lots'; the value is passed on unchanged (wskdeploy does not "
+        "check types)"]
 
 
 def test_cobol_file_extension_cannot_be_inferred(tmp_path: Path) -> None:
@@ -313,7 +319,7 @@ def test_cobol_file_extension_cannot_be_inferred(tmp_path: Path) -> None:
             actions:
               a: {function: job.cbl}
         """) == ["4:11 packages.p.actions.a.function: cannot infer the runtime from extension '.cbl'; set 'runtime' "
-                 "(e.g. python:3.11, nodejs:20)"]
+                 "to one this hub runs: nodejs:20, python:3.11"]
 
 
 def test_fixture_manifests_are_all_valid() -> None:
@@ -322,4 +328,84 @@ def test_fixture_manifests_are_all_valid() -> None:
 
     loaded = [load_project(FIXTURES / name, env=env) for name in names]
 
-    assert len(loaded) == 18
+    assert len(loaded) == 24
+
+
+def test_include_and_location_problems_point_at_their_keys(tmp_path: Path) -> None:
+    assert problems(tmp_path, """\
+        packages:
+          p:
+            actions:
+              a:
+                function: hello.py
+                runtime: python:3.11
+                include: [[lib/missing.js]]
+              b:
+                location: hello.py
+                function: other.py
+              c:
+                location: gone.py
+              d:
+                function: hello.py
+                include: [[]]
+        """) == [
+        f"7:9 packages.p.actions.a.include: include 'lib/missing.js' matches nothing in {tmp_path}; include paths "
+        f"are relative to the manifest's folder",
+        "9:9 packages.p.actions.b.location: 'location: hello.py' and 'function: other.py' disagree; keep 'function' "
+        "('location' is its deprecated alias)",
+        f"12:9 packages.p.actions.c.location: file 'gone.py' does not exist in {tmp_path}; 'function' is relative "
+        f"to the manifest's folder",
+        "15:9 packages.p.actions.d.include: include[0] must be [source] or [source, destination], e.g. "
+        "[actions/common/utils.js, lib/utils.js]"]
+
+
+def test_require_whisk_auth_is_checked_on_sequences_too(tmp_path: Path) -> None:
+    assert problems(tmp_path, """\
+        packages:
+          p:
+            actions:
+              a: {function: hello.py}
+            sequences:
+              s:
+                actions: a, a
+                web: true
+                annotations:
+                  require-whisk-auth: ""
+        """) == ["10:11 packages.p.sequences.s.annotations.require-whisk-auth: '' is not allowed; use true, false, a "
+                 "non-empty string or an integer 1..9007199254740991"]
+
+
+def test_api_entries_with_bad_methods_unknown_actions_and_duplicates(tmp_path: Path) -> None:
+    assert problems(tmp_path, """\
+        packages:
+          p:
+            actions:
+              a: {function: hello.py, web: true}
+            apis:
+              shop:
+                books:
+                  "{id}":
+                    a: {method: FETCH}
+                    nope: GET
+                  list:
+                    a: {method: get, response: xml}
+          q:
+            apis:
+              again:
+                /books/:
+                  /{id}:
+                    p/a: GET
+                  also:
+                    p/a: GET
+              twice:
+                books:
+                  also:
+                    p/a: get
+        """) == [
+        "9:13 packages.p.apis.shop.books.{id}.a: string 'FETCH' is not an HTTP method; use one of GET, POST, PUT, "
+        "DELETE, PATCH, HEAD, OPTIONS (as 'method: GET')",
+        "10:13 packages.p.apis.shop.books.{id}.nope: unknown action 'nope'; known: a",
+        "12:13 packages.p.apis.shop.books.list.a: string 'xml' is not a response type; use one of http, json, text, "
+        "html, svg",
+        f"24:13 packages.q.apis.twice.books.also.p/a: route GET /books/also is declared twice; also at "
+        f"{(tmp_path / 'manifest.yaml').as_posix()}:20:13"]

@@ -34,7 +34,7 @@ def test_function_file_in_default_package_infers_the_kind_from_the_extension() -
 
     assert [(e.collection, e.name) for e in project.entities] == [(Collection.ACTIONS, "hello")]
     assert project.entities[0].body == {
-        "exec": {"kind": "python:3.10", "code": HELLO_PY, "binary": False},
+        "exec": {"kind": "python:3.11", "code": HELLO_PY, "binary": False},
         "limits": DEFAULT_LIMITS, "annotations": [], "publish": False, "parameters": [],
     }
     assert project.managed is False
@@ -53,7 +53,7 @@ def test_runtime_and_kind_keys_resolve_family_defaults() -> None:
     project = load("03_runtimes.yaml")
 
     kinds = {e.name: e.body["exec"]["kind"] for e in project.entities if e.collection is Collection.ACTIONS}
-    assert kinds == {"kinds/by-kind": "python:3.10", "kinds/by-runtime": "nodejs:20", "kinds/inferred-js": "nodejs:20"}
+    assert kinds == {"kinds/by-kind": "python:3.11", "kinds/by-runtime": "nodejs:20", "kinds/inferred-js": "nodejs:20"}
 
 
 def test_family_defaults_come_from_the_platform_when_it_lists_runtimes() -> None:
@@ -201,7 +201,7 @@ def test_function_directory_is_zipped_and_stable() -> None:
     first = entity(load("16_function_dir.yaml"), Collection.ACTIONS, "zipped/from-dir")
     again = entity(load("16_function_dir.yaml"), Collection.ACTIONS, "zipped/from-dir")
 
-    assert first.body["exec"]["kind"] == "python:3.10" and first.body["exec"]["binary"] is True
+    assert first.body["exec"]["kind"] == "python:3.11" and first.body["exec"]["binary"] is True
     assert first.body["exec"]["code"] == again.body["exec"]["code"]
     archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(first.body["exec"]["code"])))
     assert archive.namelist() == ["__main__.py"]
@@ -236,18 +236,52 @@ def test_public_package_publishes_and_ignores_version_and_license() -> None:
 def test_unused_cli_param_is_a_warning() -> None:
     project = load("01_function_file.yaml", params={"nope": "1"})
 
-    assert project.warnings == ("--param nope: no input of that name in the manifest",)
+    assert project.warnings == ("--param:1:1 nope: no input of that name in the manifest",)
 
 
 def test_unsupported_but_harmless_keys_are_warnings(tmp_path: Path) -> None:
     (tmp_path / "hello.py").write_text(HELLO_PY)
     (tmp_path / "m.yaml").write_text("packages:\n  p:\n    actions:\n      a:\n        function: hello.py\n"
-                                     "        include: [[lib, lib]]\n        limits: {concurrentActivations: 5}\n")
+                                     "        limits: {concurrentActivations: 5}\n")
 
     project = load_project(tmp_path / "m.yaml", env={})
 
-    where = f"{(tmp_path / 'm.yaml').as_posix()}:4:7"
+    where = f"{(tmp_path / 'm.yaml').as_posix()}:6:18 packages.p.actions.a.limits.concurrentActivations:"
+    assert project.warnings == (f"{where} limits.concurrentActivations is not supported by OpenWhisk and is ignored",)
+
+
+def test_keys_the_hub_cannot_honour_are_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text("project:\n  name: x\n  apiHost: https://elsewhere\n  packages:\n    p:\n"
+                                     "      actions:\n        a: {code: 'x = 1', runtime: python, credential: k}\n"
+                                     "      triggers:\n        t: {}\n      rules:\n"
+                                     "        r: {trigger: t, action: a, rule: '.*'}\n")
+
+    project = load_project(tmp_path / "m.yaml", env={})
+
+    file = (tmp_path / "m.yaml").as_posix()
+    who = ("the hub and the identity come from --apihost/--auth (or ~/.wskprops); a manifest cannot switch them, so "
+           "this is ignored")
     assert project.warnings == (
-        f"{where} limits.concurrentActivations is not supported by OpenWhisk and is ignored",
-        f"{where} 'include' is not supported and is ignored; zip the folder yourself or point 'function' at a folder",
-    )
+        f"{file}:3:3 project.apiHost: 'apiHost' is not supported: {who}",
+        f"{file}:7:45 project.packages.p.actions.a.credential: 'credential' is not supported: {who}",
+        f"{file}:11:36 project.packages.p.rules.r.rule: 'rule' is not supported: a rule matches every event of its "
+        f"trigger; wskdeploy's 'rule' pattern is ignored")
+
+
+def test_include_copies_files_folders_and_globs_into_the_zip_and_exclude_drops_paths(tmp_path: Path) -> None:
+    for name, text in {"app/__main__.py": "import lib.util\n", "app/notes.md": "x", "shared/util.py": "u = 1\n",
+                       "shared/deep/more.py": "m = 1\n", "conf/a.json": "{}", "conf/b.json": "{}",
+                       "conf/c.txt": "no"}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "m.yaml").write_text(
+        "packages:\n  p:\n    actions:\n      a:\n        function: app.zip\n        runtime: python:3.11\n"
+        "        include:\n          - [shared, lib]\n          - [conf/*.json, settings]\n"
+        "        exclude: ['*.md']\n")
+
+    action = entity(load_project(tmp_path / "m.yaml", env={}), Collection.ACTIONS, "p/a")
+
+    archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(action.body["exec"]["code"])))
+    assert (action.body["exec"]["kind"], action.body["exec"]["binary"]) == ("python:3.11", True)
+    assert archive.namelist() == ["__main__.py", "lib/deep/more.py", "lib/util.py", "settings/a.json",
+                                  "settings/b.json"]

@@ -21,7 +21,7 @@ from triggerhub.errors import (
     AUTH_INVALID, AUTH_MISSING, NOT_FOUND, ApiError, BadRequest, PayloadTooLarge, Unauthorized,
 )
 from triggerhub.engine.core import Engine
-from triggerhub.model import Identity
+from triggerhub.model import HUB_DEFAULT_KINDS, HUB_KINDS, Identity
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def error_response(status: int, message: str, transaction: str) -> web.Response:
 async def transaction_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     transaction = request.headers.get("X-Request-ID") or uuid.uuid4().hex
     request[TRANSACTION] = transaction
-    if request.method == "OPTIONS" and not request.path.startswith("/api/v1/web/"):
+    if request.method == "OPTIONS" and not _answers_own_options(request.path):
         response: web.StreamResponse = web.Response(status=200)
     else:
         response = await handler(request)
@@ -60,6 +60,13 @@ async def transaction_middleware(request: web.Request, handler: Handler) -> web.
     if request.path.startswith("/api/v1") and not request.path.startswith("/api/v1/web/"):
         response.headers.update(CORS_HEADERS)
     return response
+
+
+def _answers_own_options(path: str) -> bool:
+    """Web actions and API gateway routes (/api/<namespace>/...) answer their own preflight."""
+    if path.startswith("/api/v1/web/"):
+        return True
+    return path.startswith("/api/") and path != "/api/v1" and not path.startswith("/api/v1/")
 
 
 @web.middleware
@@ -140,10 +147,9 @@ async def info_root(request: web.Request) -> web.Response:
             "default_min_action_logs": limits.min_logs_mb * 1024 * 1024, "default_max_action_logs": limits.max_logs_mb * 1024 * 1024,
             "min_action_logs": limits.min_logs_mb * 1024 * 1024, "max_action_logs": limits.max_logs_mb * 1024 * 1024,
         },
-        "runtimes": {
-            "nodejs": [{"kind": "nodejs:20", "default": True, "deprecated": False}],
-            "python": [{"kind": "python:3.11", "default": True, "deprecated": False}],
-        },
+        "runtimes": {family: [{"kind": kind, "default": kind == default, "deprecated": False}
+                              for kind in HUB_KINDS if kind.partition(":")[0] == family]
+                     for family, default in HUB_DEFAULT_KINDS.items()},
     })
 
 
@@ -160,7 +166,7 @@ async def ping(request: web.Request) -> web.Response:
 
 
 def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
-    from triggerhub.api import activations, entities, web_actions
+    from triggerhub.api import activations, entities, routes, web_actions
 
     max_request = engine.config.api.max_code_bytes + 1024 * 1024
     app = web.Application(middlewares=[transaction_middleware, error_middleware, auth_middleware],
@@ -173,6 +179,7 @@ def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -
     app.router.add_get("/api/v1/", info_api)
     app.router.add_routes(entities.routes)
     app.router.add_routes(activations.routes)
+    app.router.add_routes(routes.routes)  # before web_actions: apimgmt is under /api/v1/web/
     app.router.add_routes(web_actions.routes)
     if extra_routes:
         app.router.add_routes(extra_routes)

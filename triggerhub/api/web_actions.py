@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -43,11 +44,17 @@ def _split(tail: str) -> tuple[str, str, str, str]:
 
 @routes.route("*", "/api/v1/web/{namespace}/{tail:.+}")
 async def web_action(request: web.Request) -> web.StreamResponse:
-    engine: Engine = request.app[ENGINE]
     namespace = request.match_info["namespace"]
     package, name, extension, extra = _split(request.match_info["tail"])
-    fqn = FullyQualifiedName(namespace, name, None if package == "default" else package)
-    owner = Identity(namespace, namespace, "", "")
+    return await serve(request, FullyQualifiedName(namespace, name, None if package == "default" else package),
+                       extension, extra)
+
+
+async def serve(request: web.Request, fqn: FullyQualifiedName, extension: str, extra: str, *,
+                path_args: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """Run web action `fqn` for this request; `path_args` are an API route's path parameters."""
+    engine: Engine = request.app[ENGINE]
+    owner = Identity(fqn.namespace, fqn.namespace, "", "")
     try:
         resolved = await engine.resolve(owner, fqn)
     except ApiError as exc:
@@ -63,6 +70,8 @@ async def web_action(request: web.Request) -> web.StreamResponse:
     caller = await _check_auth(request, annotation(annotations, "require-whisk-auth", False))
     raw = _truthy(annotation(annotations, "raw-http", False))
     args, supplied = await _arguments(request, extra, raw)
+    if path_args:
+        args, supplied = {**args, **path_args}, supplied | set(path_args)
     if not raw:
         defined = set(resolved.inherited) | set(params_to_dict(action.parameters))
         final = _truthy(annotation(annotations, "final", False))

@@ -14,6 +14,7 @@ import click
 
 from triggerhub.cli.actions import action
 from triggerhub.cli.activations import activation
+from triggerhub.cli.apis import api
 from triggerhub.cli.alarms import alarms
 from triggerhub.manifests.commands import deploy, undeploy, validate
 from triggerhub.cli.context import Ctx
@@ -192,7 +193,7 @@ def images_build(force: bool) -> None:
         click.echo(tag)
 
 
-for _command in (action, trigger, rule, package, activation, alarms, deploy, undeploy, validate):
+for _command in (action, trigger, rule, package, activation, alarms, deploy, undeploy, validate, api):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

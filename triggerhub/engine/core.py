@@ -20,6 +20,7 @@ from triggerhub.model import (
     params_to_dict,
 )
 from triggerhub.engine import kinds
+from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.dispatch import Dispatcher, LocalDispatcher
 from triggerhub.engine.entities import Entities
@@ -55,6 +56,7 @@ class Engine:
         self.invoker = invoker
         self.entities = Entities(store, config.limits)
         self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s)
+        self.apis = ApiGateway(store, self.resolve)
         self.builtin: BuiltinHandler | None = None
         self._rates = RateThrottler(now_ms)
         self._fire_rates = RateThrottler(now_ms)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from triggerhub.errors import BadRequest
+from triggerhub.model import HUB_DEFAULT_KINDS, HUB_KINDS
 
-CODE_KINDS = ("python:3.11", "nodejs:20")
-DEFAULT_KIND = {"python": "python:3.11", "nodejs": "nodejs:20"}
+CODE_KINDS = HUB_KINDS
+DEFAULT_KIND = HUB_DEFAULT_KINDS
 ALIASES = {"python:3": "python:3.11", "python:3.11": "python:3.11", "nodejs:20": "nodejs:20"}
 SEQUENCE = "sequence"
 BLACKBOX = "blackbox"

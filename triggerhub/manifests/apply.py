@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from triggerhub import errors
+from triggerhub.manifests import routes as R
 from triggerhub.manifests.client import WhiskClient
-from triggerhub.manifests.plan import Change, EntityKey, Plan, Snapshot, Step
+from triggerhub.manifests.plan import Change, EntityKey, Plan, RouteStep, Snapshot, Step
 from triggerhub.manifests.project import MANAGED_KEY, FeedSpec, Project, entity_path
 from triggerhub.model import JSON, Collection
 
@@ -54,7 +56,8 @@ async def take_snapshot(client: WhiskClient, project: Project) -> Snapshot:
             config = await _read_feed(client, ns, name, feed)
             if config is not None:
                 feed_inputs[name] = config
-    return Snapshot(docs, feed_inputs, frozenset(owned))
+    routes = await R.fetch_routes(client, ns) if project.routes or project.managed else []
+    return Snapshot(docs, feed_inputs, frozenset(owned), tuple(routes))
 
 
 async def _list_all(client: WhiskClient, ns: str) -> dict[EntityKey, JSON]:
@@ -124,18 +127,39 @@ class Applier:
     done: list[str] = field(default_factory=list)
 
     async def run(self, plan: Plan) -> list[str]:
-        """Apply every step or none; returns one line per step done."""
-        for step in plan.steps:
+        """Apply every step or none; returns one line per step done. Routes go before the
+        entities they call are deleted, and after the entities they call are created."""
+        route_deletes = [s for s in plan.route_steps if s.change is Change.DELETE]
+        route_puts = [s for s in plan.route_steps if s.change is not Change.DELETE]
+        for what, action in ([(self._route_words(s), partial(self._route_step, s)) for s in route_deletes]
+                             + [(f"{s.change.value} {s.kind_word} {s.name}", partial(self._step, s)) for s in plan.steps]
+                             + [(self._route_words(s), partial(self._route_step, s)) for s in route_puts]):
             try:
-                await self._step(step)
+                await action()
             except errors.ApiError as exc:
                 await self._rollback()
-                failed = type(exc)(f"{step.change.value} {step.kind_word} {step.name} failed: {exc.message}; "
+                failed = type(exc)(f"{what} failed: {exc.message}; "
                                    f"nothing was changed (rolled back {len(self.done)} step(s))")
                 failed.status = exc.status
                 raise failed from exc
-            self.done.append(f"{step.change.value}d {step.kind_word} {step.name}")
+            verb, _, rest = what.partition(" ")
+            self.done.append(f"{verb}d {rest}")
         return self.done
+
+    @staticmethod
+    def _route_words(step: RouteStep) -> str:
+        return f"{step.change.value} route {R.describe(step.route)}"
+
+    async def _route_step(self, step: RouteStep) -> None:
+        if step.change is Change.DELETE:
+            await R.delete_route(self.client, step.route)
+            self._push(f"recreate route {R.describe(step.route)}", partial(R.create_route, self.client, step.route))
+            return
+        await R.create_route(self.client, step.route)
+        if step.current is None:
+            self._push(f"delete route {R.describe(step.route)}", partial(R.delete_route, self.client, step.route))
+        else:
+            self._push(f"restore route {R.describe(step.current)}", partial(R.create_route, self.client, step.current))
 
     async def _step(self, step: Step) -> None:
         path = entity_path(self.namespace, step.collection, step.name)

@@ -41,6 +41,9 @@ class WhiskClient(Protocol):
 
     async def delete(self, path: str, query: Mapping[str, str] | None = None) -> JSON: ...
 
+    async def post(self, path: str, body: JSON, query: Mapping[str, str] | None = None) -> JSON:
+        """POST a JSON body (route management: `/web/whisk.system/apimgmt/createApi`)."""
+
     async def list(self, path: str) -> list[JSON]:
         """Every item of a collection (all pages)."""
 
@@ -102,6 +105,9 @@ class HttpWhiskClient:
 
     async def delete(self, path: str, query: Mapping[str, str] | None = None) -> JSON:
         return await self._request("DELETE", path, None, query)
+
+    async def post(self, path: str, body: JSON, query: Mapping[str, str] | None = None) -> JSON:
+        return await self._request("POST", path, body, query)
 
     async def list(self, path: str) -> list[JSON]:
         items: list[JSON] = []

@@ -94,6 +94,8 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="input value overriding deployment and manifest"),
         click.option("--managed/--unmanaged", default=None,
                      help="tag entities with whisk-managed (default: when the project has a name)"),
+        click.option("-s", "--strict", is_flag=True,
+                     help="treat every warning (ignored inputs, retired runtimes, mistyped values) as an error"),
     ]):
         command = option(command)
     return command
@@ -132,15 +134,15 @@ def _run(coro: Any) -> Any:
 @_hub_options
 @click.pass_context
 def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, project_path: Path,
-           params: tuple[tuple[str, str], ...], managed: bool | None, dry_run: bool, apihost: str | None,
-           auth: str | None) -> None:
+           params: tuple[tuple[str, str], ...], managed: bool | None, strict: bool, dry_run: bool,
+           apihost: str | None, auth: str | None) -> None:
     """Create or update what a wskdeploy manifest declares."""
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
         async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
             return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params),
-                                         managed=managed, dry_run=dry_run)
+                                         managed=managed, dry_run=dry_run, strict=strict)
 
     _report(_run(main()), dry_run)
 
@@ -150,15 +152,15 @@ def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, p
 @_hub_options
 @click.pass_context
 def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, project_path: Path,
-             params: tuple[tuple[str, str], ...], managed: bool | None, dry_run: bool, apihost: str | None,
-             auth: str | None) -> None:
+             params: tuple[tuple[str, str], ...], managed: bool | None, strict: bool, dry_run: bool,
+             apihost: str | None, auth: str | None) -> None:
     """Delete what a manifest's project created (managed) or what it declares."""
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
         async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
             return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params),
-                                           managed=managed, dry_run=dry_run)
+                                           managed=managed, dry_run=dry_run, strict=strict)
 
     _report(_run(main()), dry_run)
 
@@ -166,17 +168,20 @@ def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None,
 @click.command("validate")
 @_common
 def validate(manifest: Path | None, deployment: Path | None, project_path: Path,
-             params: tuple[tuple[str, str], ...], managed: bool | None) -> None:
-    """Check a manifest (and deployment file) without a hub; print every problem."""
+             params: tuple[tuple[str, str], ...], managed: bool | None, strict: bool) -> None:
+    """Check a manifest (and deployment file) without a hub, against the kinds this hub runs;
+    print every problem."""
 
     async def main() -> Any:
         files = _inputs(manifest, deployment, project_path)
-        return validate_manifest(files[0], deployment=files[1], params=dict(params), managed=managed)
+        return validate_manifest(files[0], deployment=files[1], params=dict(params), managed=managed,
+                                 strict=strict)
 
     project = _run(main())
     for warning in project.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{project.file}: ok ({len(project.entities)} entities)")
+    routes = f", {len(project.routes)} routes" if project.routes else ""
+    click.echo(f"{project.file}: ok ({len(project.entities)} entities{routes})")
 
 
 COMMANDS = (deploy, undeploy, validate)

@@ -17,16 +17,17 @@ from triggerhub.manifests.client import WhiskClient
 from triggerhub.manifests.loader import load_project
 from triggerhub.manifests.plan import Plan, plan_deploy, plan_undeploy
 from triggerhub.manifests.project import Project
-from triggerhub.manifests.runtimes import OPENWHISK, Runtimes
+from triggerhub.manifests.runtimes import HUB, Runtimes
 
 
 async def platform_runtimes(client: WhiskClient) -> Runtimes:
-    """The hub's own kinds and defaults (GET /); OpenWhisk's table when it does not say."""
+    """The platform's kinds and defaults (GET /); this hub's table, which `validate` uses, when it
+    does not say."""
     try:
         info = await client.info()
     except errors.ApiError:
-        return OPENWHISK
-    return Runtimes.from_info(info) if isinstance(info, dict) else OPENWHISK
+        return HUB
+    return Runtimes.from_info(info) if isinstance(info, dict) else HUB
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +39,18 @@ class Outcome:
 
 def validate_manifest(manifest: Path, *, deployment: Path | None = None,
                       params: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-                      managed: bool | None = None) -> Project:
-    """Load and check without a hub (the namespace stays `_`); raises ManifestError."""
-    return load_project(manifest, deployment=deployment, params=params, env=env, managed=managed)
+                      managed: bool | None = None, strict: bool = False) -> Project:
+    """Load and check without a hub (the namespace stays `_`) against the kinds this hub runs;
+    raises ManifestError."""
+    return load_project(manifest, deployment=deployment, params=params, env=env, managed=managed, strict=strict)
 
 
 async def deploy_manifest(client: WhiskClient, manifest: Path, *, deployment: Path | None = None,
                           params: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-                          managed: bool | None = None, dry_run: bool = False) -> Outcome:
+                          managed: bool | None = None, dry_run: bool = False, strict: bool = False) -> Outcome:
     namespace = await resolve_namespace(client)
     project = load_project(manifest, deployment=deployment, params=params, env=env, namespace=namespace,
-                           managed=managed, runtimes=await platform_runtimes(client))
+                           managed=managed, runtimes=await platform_runtimes(client), strict=strict)
     plan = plan_deploy(project, await take_snapshot(client, project))
     applied = () if dry_run else tuple(await Applier(client, namespace).run(plan))
     return Outcome(project, plan, applied)
@@ -56,10 +58,10 @@ async def deploy_manifest(client: WhiskClient, manifest: Path, *, deployment: Pa
 
 async def undeploy_manifest(client: WhiskClient, manifest: Path, *, deployment: Path | None = None,
                             params: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-                            managed: bool | None = None, dry_run: bool = False) -> Outcome:
+                            managed: bool | None = None, dry_run: bool = False, strict: bool = False) -> Outcome:
     namespace = await resolve_namespace(client)
     project = load_project(manifest, deployment=deployment, params=params, env=env, namespace=namespace,
-                           managed=managed, runtimes=await platform_runtimes(client))
+                           managed=managed, runtimes=await platform_runtimes(client), strict=strict)
     plan = plan_undeploy(project, await take_snapshot(client, project))
     applied = () if dry_run else tuple(await Applier(client, namespace).run(plan))
     return Outcome(project, plan, applied)

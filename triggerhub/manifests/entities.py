@@ -15,13 +15,21 @@ from typing import Any
 
 from triggerhub.errors import Problem
 from triggerhub.manifests import params as P
-from triggerhub.manifests.actions import build_action_body, build_sequence_body
+from triggerhub.manifests.actions import auth_problem, build_action_body, build_sequence_body
+from triggerhub.manifests.apis import api_entries, operation
 from triggerhub.manifests.project import MANAGED_KEY, DesiredEntity, FeedSpec
-from triggerhub.manifests.runtimes import OPENWHISK, Runtimes
+from triggerhub.manifests.runtimes import HUB, Runtimes
 from triggerhub.manifests.source import Source, YamlPath
-from triggerhub.model import Collection, is_valid_name
+from triggerhub.model import ApiRoute, Collection, is_valid_name
 
 DEFAULT_PACKAGE = "default"
+_WHO = ("the hub and the identity come from --apihost/--auth (or ~/.wskprops); a manifest cannot switch them, "
+        "so this is ignored")
+# keys wskdeploy reads that this hub accepts but does not act on, and why (README "Manifests")
+IGNORED_KEYS = {"namespace": _WHO, "credential": _WHO, "apiHost": _WHO, "apigwAccessToken": _WHO,
+                "config": "the OpenAPI file for IBM's API gateway is not read; declare routes with 'apis:' (or "
+                          "`triggerhub api create --config-file` for an OpenAPI file naming actions under x-openwhisk)",
+                "rule": "a rule matches every event of its trigger; wskdeploy's 'rule' pattern is ignored"}
 OwnerKey = tuple[str, str, str]  # (package, kind, entity name); kind "package" for package inputs
 
 
@@ -58,6 +66,8 @@ class _Index:
     triggers: dict[str, YamlPath] = field(default_factory=dict)
     rules: dict[str, YamlPath] = field(default_factory=dict)
     bindings: set[str] = field(default_factory=set)
+    api_actions: dict[tuple[str, str], str] = field(default_factory=dict)  # (pkg, action) -> API name
+    routes: dict[tuple[str, str, str], YamlPath] = field(default_factory=dict)  # (base, rel, verb) -> where
 
 
 @dataclass(slots=True)
@@ -68,20 +78,25 @@ class EntityBuilder:
     overrides: Overrides
     cli_params: dict[str, str]
     managed: dict[str, Any] | None
-    runtimes: Runtimes = OPENWHISK
+    runtimes: Runtimes = HUB
     broken: set[YamlPath] = field(default_factory=set)  # entities with shape problems: not built
     problems: list[Problem] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # problems under --strict
     entities: list[DesiredEntity] = field(default_factory=list)
+    routes: list[ApiRoute] = field(default_factory=list)
     _index: _Index = field(default_factory=_Index)
     _used_params: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ walk
 
     def build(self) -> None:
+        self._warn_ignored(("project",), self.source.get(("project",)))
         packages = list(self._packages())
         if not packages:
-            self._problem((), "the manifest declares no packages; add 'packages:' or 'project: packages:'")
+            # wskdeploy: deploying a managed project with no packages deletes all the project owns
+            if self.managed is None:
+                self._problem((), "the manifest declares no packages; add 'packages:' or 'project: packages:' "
+                                  "(or 'project: name:' with --managed to delete everything a project owns)")
             return
         for pkg, path, raw in packages:
             self._index_package(pkg, path, raw)
@@ -97,8 +112,10 @@ class EntityBuilder:
         for pkg, path, raw in packages:
             for name, entity_path, entity_raw in self._named(path, raw, "rules"):
                 self._build_rule(pkg, name, entity_path, entity_raw)
+        for pkg, path, raw in packages:
+            self._build_apis(pkg, path, raw)
         for unused in sorted(set(self.cli_params) - self._used_params):
-            self.warnings.append(f"--param {unused}: no input of that name in the manifest")
+            self.warnings.append(Problem("--param", 1, 1, unused, "no input of that name in the manifest"))
 
     def _packages(self) -> Iterator[tuple[str, YamlPath, dict[str, Any]]]:
         seen: dict[str, YamlPath] = {}
@@ -109,6 +126,10 @@ class EntityBuilder:
                     self._problem(path, f"package '{pkg}' is declared twice; also at {self._at(seen[pkg])}")
                     continue
                 seen[pkg] = path
+                self._warn_ignored(path, raw)
+                for kind in ("actions", "triggers", "rules"):
+                    for name, entity in _map(_map(raw).get(kind)).items():
+                        self._warn_ignored(path + (kind, name), entity)
                 yield pkg, path, _map(raw)
 
     def _named(self, pkg_path: YamlPath, pkg_raw: dict[str, Any], kind: str,
@@ -136,10 +157,12 @@ class EntityBuilder:
                 seen[name] = entity_path
         for name, _, _ in self._named(path, raw, "dependencies", with_broken=True):
             self._index.bindings.add(name)
-        for unsupported in ("apis", "feeds"):
-            if raw.get(unsupported):
-                self._problem(path + (unsupported,), f"'{unsupported}' is not supported by triggerhub; "
-                                                     f"remove it (declare feeds as triggers with 'feed:')")
+        for entry in api_entries(path, raw):
+            target_pkg, _, target = entry.action_ref.rpartition("/")
+            self._index.api_actions[(target_pkg or pkg, target)] = entry.api_name
+        if raw.get("feeds"):
+            self._problem(path + ("feeds",), "'feeds' is not supported by triggerhub (wskdeploy ignores it too); "
+                                             "declare feeds as triggers with 'feed:'")
 
     # ------------------------------------------------------------------ packages
 
@@ -171,11 +194,12 @@ class EntityBuilder:
 
     def _build_action(self, pkg: str, name: str, path: YamlPath, raw: Any) -> None:
         self._check_name(name, path)
-        raw = _map(raw)
+        raw = self._web_for_api(pkg, name, path, _map(raw))
         body, problems, warnings = build_action_body(raw, self.base_dir, self.runtimes)
         for sub_path, message in problems:
             self._problem(path + sub_path, message)
-        self.warnings.extend(f"{self._at(path)} {w}" for w in warnings)
+        for sub_path, message in warnings:
+            self._warn(path + sub_path, message)
         if body is None:
             return
         body["parameters"] = self._inputs((pkg, "actions", name), path, raw.get("inputs"))
@@ -187,11 +211,16 @@ class EntityBuilder:
         for pkg, pkg_path, raw in packages:
             for name, path, seq_raw in self._named(pkg_path, raw, "sequences"):
                 self._check_name(name, path)
-                components = self._components(pkg, name, path, _map(seq_raw))
+                seq_raw = self._web_for_api(pkg, name, path, _map(seq_raw))
+                problem = auth_problem(seq_raw.get("annotations"))
+                if problem is not None:
+                    self._problem(path + ("annotations", "require-whisk-auth"), problem)
+                    continue
+                components = self._components(pkg, name, path, seq_raw)
                 if components is not None:
                     pending.append((pkg, name, path, components))
         for pkg, name, path, components in self._sequence_order(pending):
-            seq_raw = _map(self.source.get(path))
+            seq_raw = self._web_for_api(pkg, name, path, _map(self.source.get(path)), warn=False)
             body = build_sequence_body(seq_raw, [self._fqn(p, a) for p, a in components])
             body["annotations"] = self._annotations(seq_raw.get("annotations"), body["annotations"])
             self._add(Collection.ACTIONS, self._qualified(pkg, name), body, path, is_sequence=True)
@@ -236,6 +265,40 @@ class EntityBuilder:
         for key in by_key:
             visit(key, [])
         return ordered
+
+    # ------------------------------------------------------------------ API gateway routes
+
+    def _build_apis(self, pkg: str, pkg_path: YamlPath, raw: dict[str, Any]) -> None:
+        seen = self._index.routes
+        for entry in api_entries(pkg_path, raw):
+            found = operation(self.source, entry)
+            if isinstance(found, str):
+                self._problem(entry.path, found)
+                continue
+            target = self._action_ref(pkg, entry.action_ref, entry.path)
+            key = (entry.base_path, entry.rel_path, found.verb)
+            if target is None:
+                continue
+            if key in seen:
+                self._problem(entry.path, f"route {found.verb} {entry.base_path}{entry.rel_path} is declared twice; "
+                                          f"also at {self._at(seen[key])}")
+                continue
+            seen[key] = entry.path
+            self.routes.append(ApiRoute(self.namespace, entry.base_path, entry.rel_path, found.verb,
+                                        self._fqn(*target), found.response, entry.api_name,
+                                        project=str((self.managed or {}).get("projectName") or "")))
+
+    def _web_for_api(self, pkg: str, name: str, path: YamlPath, raw: dict[str, Any], *,
+                     warn: bool = True) -> dict[str, Any]:
+        """wskdeploy makes an action that an API route calls a web action, with a warning."""
+        api_name = self._index.api_actions.get((pkg, name))
+        web = raw.get("web", raw.get("web-export"))
+        if api_name is None or str(web).lower() in ("true", "yes", "raw"):
+            return raw
+        if warn:
+            self._warn(path, f"'{name}' is called by API '{api_name}' but is not a web action; made it one "
+                             f"(web: true), as wskdeploy does")
+        return {**raw, "web": True}
 
     # ------------------------------------------------------------------ triggers and rules
 
@@ -317,18 +380,23 @@ class EntityBuilder:
                 self._problem(path + ("inputs", key), str(exc))
                 continue
             values[key], declared[key] = resolved.value, resolved.declared_type
+            if resolved.note is not None:
+                self._warn(path + ("inputs", key), resolved.note)
         for key, override in self.overrides.of(owner).items():
             try:
-                values[key] = P.typed_value(P.resolve(override.value).value, declared.get(key))
+                given = P.resolve(override.value).value
             except P.ParamTypeError as exc:
                 self.problems.append(override.source.problem(override.path, str(exc)))
+                continue
+            values[key], note = P.coerce(given, declared.get(key))
+            if note is not None:
+                self.warnings.append(override.source.problem(override.path, note))
         for key in values:
             if key in self.cli_params:
                 self._used_params.add(key)
-                try:
-                    values[key] = _cli_value(self.cli_params[key], declared.get(key))
-                except P.ParamTypeError as exc:
-                    self.problems.append(Problem("--param", 1, 1, key, str(exc)))
+                values[key], note = _cli_value(self.cli_params[key], declared.get(key))
+                if note is not None:
+                    self.warnings.append(Problem("--param", 1, 1, key, note))
         return [{"key": k, "value": v} for k, v in values.items()]
 
     def _annotations(self, raw: Any, computed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -359,16 +427,24 @@ class EntityBuilder:
     def _problem(self, path: YamlPath, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
 
+    def _warn_ignored(self, path: YamlPath, raw: Any) -> None:
+        for key in (k for k in IGNORED_KEYS if k in _map(raw)):
+            if key != "rule" or path[-2:-1] == ("rules",):
+                self._warn(path + (key,), f"'{key}' is not supported: {IGNORED_KEYS[key]}")
+
+    def _warn(self, path: YamlPath, message: str) -> None:
+        self.warnings.append(self.source.problem(path, message))
+
     def _at(self, path: YamlPath) -> str:
         line, column = self.source.where(path)
         return f"{self.source.file}:{line}:{column}"
 
 
-def _cli_value(text: str, declared: str | None) -> Any:
+def _cli_value(text: str, declared: str | None) -> tuple[Any, str | None]:
     """--param values are text; a declared type converts them, else JSON literals are honoured."""
     if declared is not None:
-        return P.typed_value(text, declared)
+        return P.coerce(text, declared)
     try:
-        return json.loads(text)
+        return json.loads(text), None
     except ValueError:
-        return text
+        return text, None

@@ -1,7 +1,9 @@
 """Load a wskdeploy manifest (+ deployment overlay + --param values) into a validated Project.
 
 Pure apart from reading the manifest, the deployment file and `function:` files. Every problem
-found is collected and raised together as one ManifestError; nothing is half-loaded.
+found is collected and raised together as one ManifestError; nothing is half-loaded. Warnings
+(what wskdeploy tolerates: inputs for undeclared entities, retired runtimes, values not of their
+declared type, deprecated keys) are problems too under `strict`, as with `wskdeploy --strict`.
 Precedence of input values: --param > deployment file > manifest.
 """
 
@@ -16,7 +18,7 @@ from triggerhub.config import environment_with
 from triggerhub.errors import ManifestError, Problem
 from triggerhub.manifests.entities import EntityBuilder, Overrides
 from triggerhub.manifests.project import Project
-from triggerhub.manifests.runtimes import OPENWHISK, Runtimes
+from triggerhub.manifests.runtimes import HUB, Runtimes
 from triggerhub.manifests.schema import DEPLOYMENT, MANIFEST, check_shape, shape_errors
 from triggerhub.manifests.source import Source, YamlPath, parse_source, read_source
 
@@ -43,7 +45,7 @@ def find_manifest(folder: Path) -> Path:
 def load_project(manifest: Path, *, deployment: Path | None = None,
                  params: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
                  namespace: str = "_", managed: bool | None = None,
-                 runtimes: Runtimes = OPENWHISK) -> Project:
+                 runtimes: Runtimes = HUB, strict: bool = False) -> Project:
     """Validate everything and return the Project, or raise ManifestError listing every problem."""
     env = environment_with({}) if env is None else dict(env)
     name = display_name(manifest)
@@ -56,13 +58,14 @@ def load_project(manifest: Path, *, deployment: Path | None = None,
     shape = shape_errors(source, MANIFEST)
     problems = [problem for _, problem in shape]
     overrides = Overrides()
+    warnings: list[Problem] = []
     deployment_name: str | None = None
     if deployment is not None:
         overlay = read_source(deployment, display_name(deployment), env)
         overlay_shape = check_shape(overlay, DEPLOYMENT)
         problems += overlay_shape
         if not overlay_shape:
-            deployment_name = _overlay(source, overlay, overrides, problems)
+            deployment_name = _overlay(source, overlay, overrides, warnings)
     project_name = _project_name(source, deployment_name, problems, overlay_file=deployment)
     is_managed = project_name is not None if managed is None else managed
     if is_managed and project_name is None:
@@ -74,12 +77,16 @@ def load_project(manifest: Path, *, deployment: Path | None = None,
         broken={_entity_of(path) for path, _ in shape})
     builder.build()
     problems += builder.problems
+    warnings += builder.warnings
+    if strict:
+        problems += warnings
     if problems:
         # document order, the manifest's own problems first
         ordered = sorted(_unique(problems), key=lambda p: (p.file != name, p.file, p.line, p.column))
         raise ManifestError(ordered)
     return Project(file=name, namespace=namespace, name=project_name, managed=is_managed,
-                   entities=tuple(builder.entities), warnings=tuple(builder.warnings))
+                   entities=tuple(builder.entities), warnings=tuple(str(w) for w in warnings),
+                   routes=tuple(builder.routes))
 
 
 def _entity_of(path: YamlPath) -> YamlPath:
@@ -104,34 +111,36 @@ def _managed_annotation(project_name: str | None, source: Source, file: str) -> 
     return {"projectName": project_name, "projectHash": digest, "projectDeps": [], "file": file}
 
 
-def _overlay(manifest: Source, overlay: Source, overrides: Overrides, problems: list[Problem]) -> str | None:
-    """Record the deployment file's input values; names must exist in the manifest."""
+def _overlay(manifest: Source, overlay: Source, overrides: Overrides, warnings: list[Problem]) -> str | None:
+    """Record the deployment file's input values; entries for names the manifest does not declare
+    are ignored with a warning, as wskdeploy ignores them."""
     declared = _packages(manifest)
     for root in (("project", "packages"), ("packages",)):
         for pkg, pkg_raw in (overlay.get(root) or {}).items():
             pkg_path: YamlPath = root + (pkg,)
             if pkg not in declared:
-                problems.append(overlay.problem(pkg_path, f"package '{pkg}' is not in the manifest; "
-                                                          f"known: {', '.join(sorted(declared)) or '(none)'}"))
+                warnings.append(overlay.problem(pkg_path, f"package '{pkg}' is not in the manifest, its inputs are "
+                                                          f"ignored; known: {', '.join(sorted(declared)) or '(none)'}"))
                 continue
             pkg_raw = pkg_raw or {}
             for key, value in (pkg_raw.get("inputs") or {}).items():
                 overrides.add((pkg, "package", pkg), key, value, overlay, pkg_path + ("inputs", key))
             for kind in ("actions", "sequences", "triggers", "rules", "dependencies"):
-                _overlay_entities(declared[pkg], pkg, kind, pkg_raw, pkg_path, overlay, overrides, problems)
+                _overlay_entities(declared[pkg], pkg, kind, pkg_raw, pkg_path, overlay, overrides, warnings)
     name = overlay.get(("project", "name"))
     return name if isinstance(name, str) and name else None
 
 
 def _overlay_entities(pkg_raw: Any, pkg: str, kind: str, overlay_pkg: dict[str, Any], pkg_path: YamlPath,
-                      overlay: Source, overrides: Overrides, problems: list[Problem]) -> None:
+                      overlay: Source, overrides: Overrides, warnings: list[Problem]) -> None:
     known = (pkg_raw or {}).get(kind) or {}
     for entity, entity_raw in (overlay_pkg.get(kind) or {}).items():
         entity_path = pkg_path + (kind, entity)
         if entity not in known:
             word = kind.rstrip("s").replace("dependencie", "dependency")
-            problems.append(overlay.problem(entity_path, f"{word} '{entity}' is not in package '{pkg}' of the "
-                                                         f"manifest; known: {', '.join(sorted(known)) or '(none)'}"))
+            warnings.append(overlay.problem(entity_path, f"{word} '{entity}' is not in package '{pkg}' of the "
+                                                         f"manifest, its inputs are ignored; known: "
+                                                         f"{', '.join(sorted(known)) or '(none)'}"))
             continue
         for key, value in ((entity_raw or {}).get("inputs") or {}).items():
             overrides.add((pkg, kind, entity), key, value, overlay, entity_path + ("inputs", key))

@@ -2,6 +2,9 @@
 
 `resolve` turns one declared input into its final JSON value and checks it against its type;
 `typed_value` checks an overriding value (deployment file, --param) against the declared type.
+wskdeploy never checks values against `type:`, so manifests in the wild rely on `type: string,
+default: 0`: `coerce` converts where nothing is lost and says so, and keeps the value otherwise;
+the caller reports its note as a warning (an error under --strict).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Input:
 
     value: Any
     declared_type: str | None = None
+    note: str | None = None  # the value did not match its type: what was done about it
 
 
 class ParamTypeError(ValueError):
@@ -57,7 +61,31 @@ def resolve(raw: Any) -> Input:
         if raw.get("required") is True:
             raise ParamTypeError("required parameter has no value; set 'value' or 'default'")
         return Input(_copy(ZERO[kind]) if kind else None, kind)
-    return Input(typed_value(value, kind), kind)
+    coerced, note = coerce(value, kind)
+    return Input(coerced, kind, note)
+
+
+def coerce(value: Any, kind: str | None) -> tuple[Any, str | None]:
+    """`value` as `kind` where that loses nothing, else unchanged; the note says which happened."""
+    try:
+        return typed_value(value, kind), None
+    except ParamTypeError as exc:
+        converted = _lossless(value, kind)
+        if converted is not _KEEP:
+            return converted, f"{describe(value)} does not match 'type: {kind}'; converted to {json.dumps(converted)}"
+        return value, f"{exc}; the value is passed on unchanged (wskdeploy does not check types)"
+
+
+_KEEP = object()
+
+
+def _lossless(value: Any, kind: str | None) -> Any:
+    """The conversions wskdeploy users rely on that typed_value refuses: to text, and whole floats."""
+    if kind == "string" and isinstance(value, bool | int | float):
+        return json.dumps(value)
+    if kind == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return _KEEP
 
 
 def typed_value(value: Any, kind: str | None) -> Any:

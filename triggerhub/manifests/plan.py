@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from triggerhub.manifests import routes as R
 from triggerhub.manifests.project import APPLY_ORDER, MANAGED_KEY, DesiredEntity, Project
-from triggerhub.model import JSON, Collection
+from triggerhub.model import JSON, ApiRoute, Collection
 
 EntityKey = tuple[Collection, str]
 SERVER_ANNOTATIONS = frozenset({"exec", "provide-api-key", "binding"})
@@ -68,6 +69,14 @@ class Snapshot:
     docs: dict[EntityKey, JSON] = field(default_factory=dict)
     feed_inputs: dict[str, dict[str, JSON]] = field(default_factory=dict)  # trigger name -> config
     owned: frozenset[EntityKey] = frozenset()  # carry this project's whisk-managed annotation
+    routes: tuple[ApiRoute, ...] = ()  # the namespace's API gateway routes
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStep:
+    change: Change
+    route: ApiRoute  # the desired route (create, update) or the one to delete
+    current: ApiRoute | None = None  # what an update or delete replaces, for rollback
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +84,27 @@ class Plan:
     steps: tuple[Step, ...]
     unchanged: tuple[EntityKey, ...] = ()
     notes: tuple[str, ...] = ()
+    route_steps: tuple[RouteStep, ...] = ()  # route deletes run before entity steps, the rest after
+    routes_unchanged: int = 0
 
     def of(self, change: Change) -> list[Step]:
         return [s for s in self.steps if s.change is change]
 
+    def count(self, change: Change) -> int:
+        return len(self.of(change)) + sum(1 for s in self.route_steps if s.change is change)
+
     @property
     def empty(self) -> bool:
-        return not self.steps
+        return not self.steps and not self.route_steps
 
     def render(self) -> list[str]:
         lines = []
         for step in self.steps:
             lines.append(f"{step.change.value:<7} {step.kind_word:<8} {step.name}")
             lines.extend(f"          {diff}" for diff in step.diffs)
-        lines.append(f"{len(self.of(Change.CREATE))} to create, {len(self.of(Change.UPDATE))} to update, "
-                     f"{len(self.of(Change.DELETE))} to delete, {len(self.unchanged)} unchanged")
+        lines.extend(f"{r.change.value:<7} {'route':<8} {R.describe(r.route)}" for r in self.route_steps)
+        lines.append(f"{self.count(Change.CREATE)} to create, {self.count(Change.UPDATE)} to update, "
+                     f"{self.count(Change.DELETE)} to delete, {len(self.unchanged) + self.routes_unchanged} unchanged")
         lines.extend(f"note: {note}" for note in self.notes)
         return lines
 
@@ -116,16 +131,40 @@ def plan_deploy(project: Project, snapshot: Snapshot) -> Plan:
     wanted = {e.key for e in project.entities}
     stale = [key for key in snapshot.owned if key not in wanted] if project.managed else []
     steps.extend(_deletes(stale, snapshot))
-    return Plan(tuple(steps), tuple(unchanged), tuple(notes))
+    route_steps, routes_unchanged = _route_changes(project, snapshot)
+    return Plan(tuple(steps), tuple(unchanged), tuple(notes), route_steps, routes_unchanged)
+
+
+def _route_changes(project: Project, snapshot: Snapshot) -> tuple[tuple[RouteStep, ...], int]:
+    current = list(snapshot.routes)
+    wanted = {route.key for route in project.routes}
+    steps = [RouteStep(Change.DELETE, route, route) for route in _owned_routes(project, current)
+             if route.key not in wanted]
+    unchanged = 0
+    for route in project.routes:
+        have = R.find(current, route.key)
+        if have is not None and R.same(have, route):
+            unchanged += 1
+        else:
+            steps.append(RouteStep(Change.CREATE if have is None else Change.UPDATE, route, have))
+    return tuple(steps), unchanged
+
+
+def _owned_routes(project: Project, current: list[ApiRoute]) -> list[ApiRoute]:
+    return [r for r in current if project.managed and project.name and r.project == project.name]
 
 
 def plan_undeploy(project: Project, snapshot: Snapshot) -> Plan:
     """Managed: everything carrying the project's annotation. Otherwise: what the manifest declares."""
+    current = list(snapshot.routes)
     if project.managed:
         keys = list(snapshot.owned)
+        doomed = _owned_routes(project, current)
     else:
         keys = [e.key for e in project.entities if e.key in snapshot.docs]
-    return Plan(tuple(_deletes(keys, snapshot)))
+        doomed = [r for r in (R.find(current, route.key) for route in project.routes) if r is not None]
+    route_steps = tuple(RouteStep(Change.DELETE, route, route) for route in doomed)
+    return Plan(tuple(_deletes(keys, snapshot)), route_steps=route_steps)
 
 
 def _deletes(keys: list[EntityKey], snapshot: Snapshot) -> list[Step]:

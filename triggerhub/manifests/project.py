@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from triggerhub.model import JSON, Collection
+from triggerhub.model import JSON, ApiRoute, Collection
 
 MANAGED_KEY = "whisk-managed"
 APPLY_ORDER = (Collection.PACKAGES, Collection.ACTIONS, Collection.TRIGGERS, Collection.RULES)
@@ -66,6 +66,7 @@ class Project:
     managed: bool
     entities: tuple[DesiredEntity, ...]
     warnings: tuple[str, ...] = ()
+    routes: tuple[ApiRoute, ...] = ()  # API gateway routes, applied after every entity
 
     def find(self, collection: Collection, name: str) -> DesiredEntity | None:
         for entity in self.entities:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from triggerhub.model import (
-    JSON, Activation, Collection, Entity, Invocation, Subject, TriggerEvent,
+    JSON, Activation, ApiRoute, Collection, Entity, Invocation, Subject, TriggerEvent,
 )
 
 
@@ -102,3 +102,13 @@ class Store(Protocol):
     async def get_cursor(self, feed_id: str) -> str | None: ...
     async def set_cursor(self, feed_id: str, value: str) -> None: ...
     async def count_events(self, trigger: str | None = None) -> int: ...
+
+    # API gateway routes -----------------------------------------------------------------------
+    async def put_route(self, route: ApiRoute) -> None:
+        """Create or replace the route with the same namespace, base path, relative path and verb."""
+
+    async def list_routes(self, namespace: str, *, base_path: str | None = None) -> list[ApiRoute]:
+        """A namespace's routes (of one base path), ordered by base path, relative path, verb."""
+
+    async def delete_routes(self, routes: Sequence[ApiRoute]) -> int:
+        """Delete these routes (matched by key) in one transaction; returns how many existed."""

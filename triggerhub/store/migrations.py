@@ -73,6 +73,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             value TEXT NOT NULL,
             updated_ms BIGINT NOT NULL)""",
     )),
+    Migration(2, "API gateway routes", (
+        # one row per (namespace, base path, relative path, verb); doc is ApiRoute.to_json()
+        """CREATE TABLE api_routes (
+            namespace TEXT NOT NULL,
+            base_path TEXT NOT NULL,
+            rel_path TEXT NOT NULL,
+            verb TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            PRIMARY KEY (namespace, base_path, rel_path, verb))""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -14,20 +14,20 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, delete, event, func, select
+from sqlalchemy import Select, and_, delete, event, func, or_, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from triggerhub.errors import ConfigError, StoreError
-from triggerhub.model import Activation, Collection, Entity, Invocation, Subject, now_ms
+from triggerhub.model import Activation, ApiRoute, Collection, Entity, Invocation, Subject, now_ms
 from triggerhub.store import codec, operations, statements
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
 from triggerhub.store.runners import SQLITE_BUSY_TIMEOUT_MS, AsyncRunner, Runner, SqliteRunner, configure_sqlite
-from triggerhub.store.tables import activations, cursors, entities, events, feeds, pending, subjects
+from triggerhub.store.tables import activations, api_routes, cursors, entities, events, feeds, pending, subjects
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,33 @@ class SqlStore:
             query = query.where(events.c.trigger_fqn == trigger)
         with self._translated("count events"):
             return await self._count(query)
+
+    # API gateway routes -----------------------------------------------------------------------
+
+    async def put_route(self, route: ApiRoute) -> None:
+        row = {"namespace": route.namespace, "base_path": route.base_path, "rel_path": route.rel_path,
+               "verb": route.verb, "doc": codec.dumps(route.to_json())}
+        with self._translated(f"store route {route.verb} {route.base_path}{route.rel_path}"):
+            await self._opened.write(partial(operations.execute, statement=self._sql.upsert_route, params=row))
+
+    async def list_routes(self, namespace: str, *, base_path: str | None = None) -> list[ApiRoute]:
+        query = (select(api_routes.c.doc).where(api_routes.c.namespace == namespace)
+                 .order_by(api_routes.c.base_path, api_routes.c.rel_path, api_routes.c.verb))
+        if base_path is not None:
+            query = query.where(api_routes.c.base_path == base_path)
+        with self._translated(f"list the routes of namespace {namespace!r}"):
+            docs = await self._opened.read(partial(operations.scalars, query=query), listing=True)
+        return [ApiRoute.from_json(codec.loads(doc)) for doc in docs]
+
+    async def delete_routes(self, routes: Sequence[ApiRoute]) -> int:
+        if not routes:
+            return 0
+        keys = [and_(api_routes.c.namespace == r.namespace, api_routes.c.base_path == r.base_path,
+                     api_routes.c.rel_path == r.rel_path, api_routes.c.verb == r.verb) for r in routes]
+        with self._translated(f"delete {len(routes)} route(s)"):
+            deleted: int = await self._opened.write(partial(operations.execute_counted,
+                                                            statement=delete(api_routes).where(or_(*keys))))
+        return deleted
 
     # plumbing ---------------------------------------------------------------------------------
 

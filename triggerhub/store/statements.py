@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from triggerhub.model import Activation, Collection, Entity, Invocation, TriggerEvent, annotation, collection_of
 from triggerhub.store import codec
 from triggerhub.store.base import ActivationQuery
-from triggerhub.store.tables import activations, cursors, entities, events, feeds, pending, subjects
+from triggerhub.store.tables import activations, api_routes, cursors, entities, events, feeds, pending, subjects
 
 
 class Statements:
@@ -51,6 +51,9 @@ class Statements:
         upsert_feed = insert(feeds)
         self.upsert_feed = upsert_feed.on_conflict_do_update(index_elements=["trigger_fqn"], set_={
             "namespace": upsert_feed.excluded.namespace, "doc": upsert_feed.excluded.doc})
+        upsert_route = insert(api_routes)
+        self.upsert_route = upsert_route.on_conflict_do_update(
+            index_elements=["namespace", "base_path", "rel_path", "verb"], set_={"doc": upsert_route.excluded.doc})
         upsert_cursor = insert(cursors)
         self.upsert_cursor = upsert_cursor.on_conflict_do_update(index_elements=["feed_id"], set_={
             "value": upsert_cursor.excluded.value, "updated_ms": upsert_cursor.excluded.updated_ms})

@@ -66,3 +66,12 @@ cursors = Table(
     Column("value", Text, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
 )
+
+api_routes = Table(
+    "api_routes", metadata,
+    Column("namespace", Text, primary_key=True),
+    Column("base_path", Text, primary_key=True),
+    Column("rel_path", Text, primary_key=True),
+    Column("verb", Text, primary_key=True),
+    Column("doc", Text, nullable=False),
+)

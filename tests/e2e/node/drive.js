@@ -6,6 +6,7 @@ const openwhisk = require('openwhisk');
 
 const ow = openwhisk({ apihost: process.env.__OW_API_HOST, api_key: process.env.__OW_API_KEY });
 const CODE = "function main(params) { return { hello: params.name || 'world' }; }";
+const BOOK = "function main(params) { return { book: params.id, shelf: params.shelf }; }";
 
 async function waitFor(id) {
   for (let i = 0; i < 200; i++) {
@@ -57,6 +58,31 @@ async function main() {
   const echo = await ow.actions.invoke({ name: '/whisk.system/utils/echo', blocking: true, result: true, params: { x: 1 } });
   assert.deepEqual(echo, { x: 1 });
 
+  // API gateway routes through the client's route calls (web/whisk.system/apimgmt/*)
+  await ow.actions.create({ name: 'book', action: BOOK, annotations: { 'web-export': true } });
+  try {
+    await ow.routes.create({ basepath: '/shop', relpath: '/hello', operation: 'GET', action: 'hello' });
+    assert.fail('a route to a non-web action must be refused');
+  } catch (e) {
+    assert.equal(e.statusCode, 400);
+  }
+  const route = await ow.routes.create({ name: 'shop-api', basepath: '/shop', relpath: '/books/{id}',
+    operation: 'GET', action: 'book' });
+  assert.equal(route.gwApiActivated, true);
+  assert.deepEqual(Object.keys(route.apidoc.paths), ['/books/{id}']);
+  assert.deepEqual(route.apidoc.paths['/books/{id}'].get['x-openwhisk'].action, 'book');
+  const listedRoutes = await ow.routes.list();
+  assert.deepEqual(listedRoutes.apis.map(a => a.value.apidoc.basePath), ['/shop']);
+  const gotRoute = await ow.routes.get({ basepath: '/shop' });
+  assert.equal(gotRoute.apis[0].value.apidoc.info.title, 'shop-api');
+  const served = await fetch(`${route.gwApiUrl}/shop/books/42?shelf=top`);
+  assert.equal(served.status, 200);
+  assert.deepEqual(await served.json(), { book: '42', shelf: 'top' });
+  await ow.routes.delete({ basepath: '/shop' });
+  assert.deepEqual((await ow.routes.list()).apis, []);
+  assert.equal((await fetch(`${route.gwApiUrl}/shop/books/42`)).status, 404);
+  await ow.actions.delete({ name: 'book' });
+
   await ow.rules.delete({ name: 'tick-hello' });
   await ow.triggers.delete({ name: 'tick' });
   await ow.actions.delete({ name: 'hello' });
@@ -67,7 +93,7 @@ async function main() {
   } catch (e) {
     assert.equal(e.statusCode, 404);
   }
-  console.log(JSON.stringify({ ok: true, steps: 22 }));
+  console.log(JSON.stringify({ ok: true, steps: 32 }));
 }
 
 main().catch(err => { console.error(err && err.stack || err); process.exit(1); });
