@@ -5,6 +5,7 @@
     ├── AdminError             a `triggerhub admin` change cannot be made (unknown subject, bad key)
     ├── ApiError               answered to a client as {"error", "code"} with .status
     │   ├── BadRequest         400
+    │   │   └── PatternError   a rule's filter or transform does not compile; .path names the clause
     │   ├── Unauthorized       401
     │   ├── Forbidden          403
     │   ├── NotFound           404
@@ -18,6 +19,7 @@
     │   └── RevisionConflict   optimistic-concurrency clash (becomes 409)
     ├── BusError               the event/invocation bus failed
     ├── ActionRuntimeError     a process/container could not be created or talked to
+    │   └── UnsupportedKind    this runtime cannot run the action's kind (a developer error)
     ├── FeedError              a feed adapter could not start or talk to its source
     └── ManifestError          a manifest is invalid; carries every problem found
 
@@ -52,6 +54,15 @@ class ApiError(TriggerhubError):
 
 class BadRequest(ApiError):
     status = 400
+
+
+class PatternError(BadRequest):
+    """A filter or transform that cannot be compiled. The message names the JSON path of the
+    offending clause (also in `.path`, e.g. `$.data.temp[0].numeric[0]`) and what is allowed there."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class Unauthorized(ApiError):
@@ -104,6 +115,11 @@ class BusError(TriggerhubError):
 
 class ActionRuntimeError(TriggerhubError):
     pass
+
+
+class UnsupportedKind(ActionRuntimeError):
+    """The runtime cannot run this kind at all (blackbox under the process runtime): retrying
+    will not help, so the activation is the developer's error and carries this message."""
 
 
 class FeedError(TriggerhubError):

@@ -18,6 +18,7 @@ from triggerhub.model import (
 routes = web.RouteTableDef()
 MAX_LIST_LIMIT = 200
 DEFAULT_LIST_LIMIT = 30
+MAX_LIST_SKIP = 2**31 - 1
 
 
 def _namespace(request: web.Request, identity: Identity) -> str:
@@ -59,8 +60,9 @@ def _int_param(request: web.Request, key: str, default: int, collection: str) ->
 def list_window(request: web.Request, collection: str) -> tuple[int, int]:
     skip = _int_param(request, "skip", 0, collection)
     limit = _int_param(request, "limit", DEFAULT_LIST_LIMIT, collection)
-    if skip < 0:
-        raise BadRequest(f"The value '{skip}' is not in the range of 0 to {2**31 - 1} for {collection}.")
+    if not 0 <= skip <= MAX_LIST_SKIP:
+        raise BadRequest(f"The value '{skip}' is not in the range of 0 to {MAX_LIST_SKIP} for {collection} "
+                         f"(parameter 'skip').")
     if not 0 <= limit <= MAX_LIST_LIMIT:
         raise BadRequest(f"The value '{limit}' is not in the range of 0 to {MAX_LIST_LIMIT} for {collection}.")
     return skip, limit or MAX_LIST_LIMIT

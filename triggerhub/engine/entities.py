@@ -233,11 +233,17 @@ class Entities:
         if kind == kinds.BLACKBOX:
             if not isinstance(image, str) or not image:
                 raise BadRequest("exec malformed: a blackbox action needs an 'image'")
+            if code is not None and not isinstance(code, str):
+                raise BadRequest(f"exec malformed: a blackbox action's 'code' must be a base64 zip as a string, "
+                                 f"got {json.dumps(code)[:100]}")
         elif not isinstance(code, str):
             raise BadRequest(f"exec malformed: kind '{kind}' needs 'code' as a string")
         if code is not None and len(code.encode()) > EXEC_LIMIT_BYTES:
             raise PayloadTooLarge(f"exec larger than allowed: {len(code.encode())} > {EXEC_LIMIT_BYTES} bytes.")
         main = body.get("main")
+        if main is not None and not isinstance(main, str):
+            raise BadRequest(f"exec malformed: 'main' must be a string naming the entry point, got "
+                             f"{json.dumps(main)[:100]}")
         binary = kinds.is_binary_code(code) if isinstance(code, str) else False
         return Exec(kind=kind, code=code, binary=binary, main=main if isinstance(main, str) and main else None,
                     image=image if isinstance(image, str) else None)
@@ -487,6 +493,9 @@ def _params(body: dict[str, Any], key: str, old: Parameters) -> Parameters:
 def _annotations(body: dict[str, Any], old: Parameters) -> Parameters:
     annotations = _params(body, "annotations", old)
     removed = body.get("delAnnotations") or []
+    if not isinstance(removed, list) or not all(isinstance(key, str) for key in removed):
+        raise BadRequest(f"delAnnotations malformed: expected an array of annotation keys (strings), "
+                         f"got {json.dumps(removed)[:100]}")
     if removed:
         annotations = tuple(a for a in annotations if a.key not in set(removed))
     return annotations

@@ -30,6 +30,8 @@ from triggerhub.store.base import FeedRegistration, Store
 log = logging.getLogger(__name__)
 
 Fire = Callable[[TriggerEvent, tuple[str, str] | None], Awaitable[bool]]
+ReadBody = Callable[[int], Awaitable[bytes]]
+"""Reads a whole request body of at most the given bytes; raises PayloadTooLarge past it."""
 
 ALARM, INTERVAL, ONCE = "/whisk.system/alarms/alarm", "/whisk.system/alarms/interval", "/whisk.system/alarms/once"
 MQTT, WEBHOOK, FILES = "/whisk.system/mqtt/subscribe", "/whisk.system/webhook/webhook", "/whisk.system/files/watch"
@@ -311,8 +313,9 @@ class FeedManager:
     # ----------------------------------------------------------------------- webhooks
 
     async def handle_webhook(self, namespace: str, trigger: str, headers: Mapping[str, str],
-                             raw_body: bytes) -> tuple[int, dict[str, JSON]]:
-        """POST /hooks/{namespace}/{trigger}: 202 once stored; 401, 404, 409, 413 otherwise."""
+                             read_body: ReadBody) -> tuple[int, dict[str, JSON]]:
+        """POST /hooks/{namespace}/{trigger}: 202 once stored; 400, 401, 404, 409, 413 otherwise.
+        The body is read only once the feed is known, up to its maxBodyBytes."""
         name = f"/{namespace}/{trigger}"
         registration = await self._store.get_feed(name)
         if registration is None or registration.feed != WEBHOOK:
@@ -321,14 +324,14 @@ class FeedManager:
             return 404, {"error": f"the webhook feed of trigger '{name}' is {registration.status}; UNPAUSE it"}
         config = webhook.parse_webhook_config(registration.config)
         try:
+            raw_body = await read_body(config.max_body_bytes)
             event = webhook.delivery_event(config, name, headers, raw_body, now_ms(self._clock))
         except ApiError as exc:
             self._count(name, received=1, rejected=1)
             log.info("webhook delivery for %s refused (%d): %s", name, exc.status, exc.message)
             return exc.status, {"error": exc.message}
         if not await self._emit_for(name)(event):
-            return 409, {"error": f"delivery '{event.id.split(':', 2)[2]}' was already accepted for trigger "
-                                  f"'{name}'; a replay is not fired again"}
+            return 409, {"error": webhook.replay_message(config, name, headers, event.id)}
         return 202, {"id": event.id}
 
 

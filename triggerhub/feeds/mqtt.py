@@ -37,7 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from triggerhub.errors import BadRequest, FeedError, TriggerhubError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
-from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
+from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent, loads_json
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +148,9 @@ def decode_payload(payload: bytes | bytearray, encoding: str) -> JSON:
     if encoding == "text":
         return text
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text  # not JSON after all: the action still gets the text
+        return loads_json(text)
+    except ValueError:
+        return text  # not JSON after all (or nested too deep to keep): the action still gets the text
 
 
 def message_properties(msg: paho.MQTTMessage) -> dict[str, JSON]:

@@ -108,12 +108,22 @@ def parse_source(text: str, display_name: str, env: Mapping[str, str]) -> Source
     return Source(display_name, data, positions, text)
 
 
+def _key_text(key: Any) -> str:
+    if key is None:
+        return ""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
 def _plain(node: Any, path: YamlPath, positions: dict[YamlPath, tuple[int, int]],
            env: Mapping[str, str]) -> Any:
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            name = substitute(str(key), env) if isinstance(key, str) else key
+            # Manifest keys are names: a number or boolean key (`1: x`) is read as its text and a null
+            # key (`~: x`) as "", so later checks report an unknown key or a bad name at its position.
+            name = substitute(key if isinstance(key, str) else _key_text(key), env)
             line, column = node.lc.key(key)
             positions[path + (name,)] = (line + 1, column + 1)
             out[name] = _plain(value, path + (name,), positions, env)
