@@ -46,16 +46,23 @@ class ApiConfig:
     max_payload_bytes: int = 1024 * 1024
     max_code_bytes: int = 48 * 1024 * 1024
     max_blocking_wait_ms: int = 60_000
+    tls_cert: str = ""  # PEM certificate chain; with tls_key the listener serves HTTPS only
+    tls_key: str = ""
     auth_cache_s: float = 5.0  # how long a verified key is trusted before the store is asked again
 
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
-    """OpenWhisk standalone's throttles and action limits (reference 1.5)."""
+    """OpenWhisk standalone's throttles and action limits (reference 1.5) for direct API calls.
+    Events from feeds and the rule activations they cause have their own `feed_*` limits, high by
+    default; reaching one holds the feed (it stops acknowledging its source) instead of refusing."""
 
     invocations_per_minute: int = 60
     concurrent_invocations: int = 30
     fires_per_minute: int = 60
+    feed_events_per_minute: int = 600_000
+    feed_activations_per_minute: int = 600_000
+    feed_concurrent_activations: int = 1_000
     sequence_max_length: int = 50
     min_timeout_ms: int = 100
     max_timeout_ms: int = 300_000
@@ -124,10 +131,15 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HOST": ("api", "host"),
     "PORT": ("api", "port"),
     "MAX_PAYLOAD_BYTES": ("api", "max_payload_bytes"),
+    "TLS_CERT": ("api", "tls_cert"),
+    "TLS_KEY": ("api", "tls_key"),
     "AUTH_CACHE_S": ("api", "auth_cache_s"),
     "INVOCATIONS_PER_MINUTE": ("limits", "invocations_per_minute"),
     "CONCURRENT_INVOCATIONS": ("limits", "concurrent_invocations"),
     "FIRES_PER_MINUTE": ("limits", "fires_per_minute"),
+    "FEED_EVENTS_PER_MINUTE": ("limits", "feed_events_per_minute"),
+    "FEED_ACTIVATIONS_PER_MINUTE": ("limits", "feed_activations_per_minute"),
+    "FEED_CONCURRENT_ACTIVATIONS": ("limits", "feed_concurrent_activations"),
     "SEQUENCE_MAX_LENGTH": ("limits", "sequence_max_length"),
     "STORE_URL": ("store", "url"),
     "SQLITE_SYNCHRONOUS": ("store", "sqlite_synchronous"),
@@ -159,7 +171,7 @@ _FOREIGN_ENV_KEYS: dict[str, tuple[str | None, str]] = {
 # the CLI's client side (client_settings), runtimes/base/build-rootfs.sh, scripts/services/dockerd.sh,
 # deploy/docker-compose.yml (whose instructions export TRIGGERHUB_PG_PASSWORD), and the proxies.
 _FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE", "DEBIAN_MIRROR", "DEB_CACHE", "DOCKERD_TIMEOUT_S", "PG_PASSWORD",
-                 "SOCKET"}
+                 "SOCKET", "CACERT", "INSECURE"}
 _FOREIGN_PREFIXES = ("TEST_",)
 
 
@@ -253,6 +265,8 @@ class ClientSettings:
     apihost: str  # TRIGGERHUB_APIHOST; empty: not set
     auth: str  # TRIGGERHUB_AUTH; empty: not set
     wskprops: Path  # WSK_CONFIG_FILE, else ~/.wskprops (the wsk CLI's file)
+    cacert: str = ""  # TRIGGERHUB_CACERT: the CA of the hub's certificate; empty: the system's CAs
+    insecure: bool = False  # TRIGGERHUB_INSECURE: do not verify the hub's certificate (wsk -i)
 
 
 def client_settings(env: Mapping[str, str] | None = None) -> ClientSettings:
@@ -264,6 +278,8 @@ def client_settings(env: Mapping[str, str] | None = None) -> ClientSettings:
         apihost=env.get(ENV_PREFIX + "APIHOST", ""),
         auth=env.get(ENV_PREFIX + "AUTH", ""),
         wskprops=Path(env.get("WSK_CONFIG_FILE") or Path.home() / ".wskprops"),
+        cacert=env.get(ENV_PREFIX + "CACERT", ""),
+        insecure=env.get(ENV_PREFIX + "INSECURE", "").strip().lower() in {"1", "true", "yes", "on"},
     )
 
 

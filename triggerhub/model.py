@@ -282,8 +282,13 @@ class Action:
 
 @dataclass(frozen=True, slots=True)
 class ReducedRule:
+    """A rule as its trigger carries it: enough to fire without reading the rule itself.
+    `filter` and `transform` are the rule's JSON as saved (None: not set, OpenWhisk's behaviour)."""
+
     action: FullyQualifiedName
     status: RuleStatus
+    filter: JSON = None
+    transform: JSON = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,10 +319,20 @@ class Rule:
     annotations: Parameters = ()
     updated_ms: int = 0
     revision: int = 0
+    filter: JSON = None  # an event pattern (rules/pattern.py); None: every event matches
+    transform: JSON = None  # a JSON template for the action's parameters; None: the event data
 
     @property
     def fqn(self) -> FullyQualifiedName:
         return FullyQualifiedName.from_path(self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCounts:
+    """Events a rule's filter took (`matched`) and refused (`filtered`: no activation)."""
+
+    matched: int = 0
+    filtered: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from tests.plugins.store import as_store, sqlite_url
 from triggerhub.errors import ConfigError, RevisionConflict, StoreError
 from triggerhub.model import (
     Action, Activation, ActivationResponse, ApiRoute, Binding, Collection, Exec, FullyQualifiedName, Invocation,
-    Package, Parameter, ReducedRule, ResponseType, Rule, RuleStatus, Subject, Trigger, TriggerEvent,
+    Package, Parameter, ReducedRule, ResponseType, Rule, RuleCounts, RuleStatus, Subject, Trigger, TriggerEvent,
 )
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.migrations import LATEST_VERSION, MIGRATIONS, migrate
@@ -252,6 +252,29 @@ async def test_accept_writes_event_invocations_records_and_cursor_at_once(store:
     assert await store.list_pending() == [invocation(aid(2)), invocation(aid(3))]
     assert await store.get_activation("guest", aid(1)) == trigger_record
     assert await store.get_cursor("mqtt:sensors") == "42"
+
+
+async def test_a_stored_event_is_read_back_by_its_id(store: SqlStore) -> None:
+    event = replace(trigger_event("mqtt:ce:r-1"), data={"temp": 21.5}, subject="sensors/a", time_ms=T0_MS)
+    assert await store.accept(Acceptance(event))
+    assert await store.get_event("mqtt:ce:r-1") == event
+    assert await store.get_event("mqtt:ce:r-2") is None
+
+
+async def test_filter_verdicts_are_counted_once_per_accepted_event(store: SqlStore) -> None:
+    batch = [Acceptance(trigger_event("c1"), matched_rules=["guest/hot"], filtered_rules=["guest/cold"]),
+             Acceptance(trigger_event("c2"), filtered_rules=["guest/hot", "guest/cold"]),
+             Acceptance(trigger_event("c1"), matched_rules=["guest/hot"])]  # a redelivery: not counted
+    assert await asyncio.gather(*(store.accept(a) for a in batch)) == [True, True, False]
+    assert await store.accept(Acceptance(trigger_event("c3"), matched_rules=["guest/hot"]))
+    assert await store.get_rule_counts("guest/hot") == RuleCounts(matched=2, filtered=1)
+    assert await store.get_rule_counts("guest/cold") == RuleCounts(matched=0, filtered=2)
+    assert await store.get_rule_counts("guest/none") == RuleCounts()
+    hot = Rule("guest", "hot", trigger=SENSOR, action=FullyQualifiedName("guest", "hello"))
+    [hot] = await store.put_entities([hot])
+    await store.put_entities([], [hot])  # deleting the rule forgets its counts
+    assert await store.get_rule_counts("guest/hot") == RuleCounts()
+    assert await store.get_rule_counts("guest/cold") == RuleCounts(matched=0, filtered=2)
 
 
 async def test_a_repeated_event_id_is_refused_and_writes_nothing(store: SqlStore) -> None:

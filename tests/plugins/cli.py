@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,10 +35,11 @@ class HubProcess:
     extra_args: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    cacert: Path | None = None  # set when extra_args serve HTTPS: the CA that signed its certificate
 
     @property
     def apihost(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.cacert else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def auth(self) -> str:
@@ -59,7 +61,8 @@ class HubProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"triggerhub up exited with {self.process.returncode}; see {log_path}")
             try:
-                with urllib.request.urlopen(f"{self.apihost}/ping", timeout=1) as response:
+                context = ssl.create_default_context(cafile=self.cacert) if self.cacert else None
+                with urllib.request.urlopen(f"{self.apihost}/ping", timeout=1, context=context) as response:
                     if response.read() == b"pong":
                         return
             except OSError:

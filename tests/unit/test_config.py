@@ -73,3 +73,6 @@ def test_client_settings_come_from_the_environment_unchecked():
     defaults = client_settings({})
     assert defaults.home == Path(".triggerhub") and defaults.apihost == "" and defaults.auth == ""
     assert defaults.wskprops == Path.home() / ".wskprops"
+    assert (defaults.cacert, defaults.insecure) == ("", False)
+    tls = client_settings({"TRIGGERHUB_CACERT": "/ca.pem", "TRIGGERHUB_INSECURE": "Yes"})
+    assert (tls.cacert, tls.insecure) == ("/ca.pem", True)

@@ -205,3 +205,11 @@ def test_null_and_number_keys_are_located_problems_not_a_crash(workdir: Path) ->
         "spaces, at most 256 characters"]
     assert located(workdir, "packages:\n  p:\n    actions:\n      a: {function: hello.py, 7: x}\n")[0].startswith(
         "4:31 packages.p.actions.a.7: unknown key '7'; allowed: annotations, code,")
+
+
+def test_a_reused_anchor_is_plain_yaml_not_a_crash(workdir: Path) -> None:
+    """Found by the fuzzer: ruamel warns (ReusedAnchorWarning) when an anchor name is defined again."""
+    path = workdir / "manifest.yaml"
+    path.write_text("packages:\n  p:\n    actions:\n      a: &x {function: hello.py}\n      b: &x {function: hello.py}\n")
+    project = load_project(path, env={})
+    assert [e.name for e in project.entities] == ["p", "p/a", "p/b"]

@@ -85,12 +85,31 @@ SCHEMAS: dict[str, Doc] = {
     "RulePut": {"type": "object", "properties": {
         "trigger": {"anyOf": [{"type": "string"}, _REF_PAIR]}, "action": {"anyOf": [{"type": "string"}, _REF_PAIR]},
         "status": {"type": "string", "enum": ["active", "inactive", ""]}, "annotations": _KEY_VALUES,
-        "version": {"type": "string"}, "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"})}},
+        "version": {"type": "string"}, "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
+        "filter": {"type": ["object", "null"], "description": "an event pattern (README: Filter patterns); null removes it"},
+        "transform": {"type": ["object", "null"], "description": "a JSON template of the action's parameters; null removes it"}}},
     "RuleStatus": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string", "enum": ["active", "inactive"]}}},
     "Rule": {"type": "object", "required": [*_BASE_REQUIRED, "status", "trigger", "action"], "properties": {
         **_BASE, "status": {"type": "string", "enum": ["active", "inactive"]},
-        "trigger": _REF_PAIR, "action": _REF_PAIR}},
+        "trigger": _REF_PAIR, "action": _REF_PAIR, "filter": {"type": "object"}, "transform": {"type": "object"},
+        "counts": {"type": "object", "description": "rules with a filter: events it took and filtered out",
+                   "properties": {"matched": {"type": "integer"}, "filtered": {"type": "integer"}}}}},
+    "ExplainRequest": {"anyOf": [
+        {"type": "object", "required": ["eventId"], "properties": {"eventId": {"type": "string"}}},
+        {"type": "object", "required": ["data"], "properties": {
+            "data": {}, "id": {"type": "string"}, "source": {"type": "string"}, "type": {"type": "string"},
+            "subject": {"type": "string"}, "time": {"type": "string"}, "datacontenttype": {"type": "string"},
+            "specversion": {"type": "string"}}}]},
+    "Explanation": {"type": "object", "required": ["matched", "clauses", "params"], "properties": {
+        "matched": {"type": "boolean"}, "params": {"type": ["object", "null"]}, "error": {"type": "string"},
+        "clauses": _array({"type": "object", "properties": {
+            "path": {"type": "string"}, "value": {}, "present": {"type": "boolean"}, "matched": {"type": "boolean"},
+            "test": {}, "group": {"type": "string"}}}),
+        "event": {"type": "object", "description": "eventId: the stored event"},
+        "rules": _array({"type": "object", "description": "eventId: every rule of the event's trigger, with its "
+                                                          "status, verdict and outcome"}),
+        "reason": {"type": "string"}}},
     "PackagePut": {"type": "object", "properties": {
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "version": {"type": "string"},
         "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
@@ -228,6 +247,11 @@ def _paths() -> Doc:
         f"{ns}/rules": _with(_list("Rule", "rules"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/rules/"]),
         f"{ns}/rules/{{name}}": _with(_entity("Rule", put_query=_OVERWRITE, extra=_RULE_EXTRA),
                                       [_NAMESPACE, _path_name("name", "a rule")], aiohttp_any_method=True),
+        f"{ns}/rules/{{name}}/explain": _with({"post": {
+            "summary": "Why a rule would run for an event, or did not run for a stored one (nothing runs)",
+            "requestBody": _content(_ref("ExplainRequest")),
+            "responses": _responses({200: ("the trace", _ref("Explanation"))})}},
+            [_NAMESPACE, _path_name("name", "a rule")]),
         f"{ns}/packages": _with(_list("PackageSummary", "packages"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/packages/"]),
         f"{ns}/packages/{{name}}": _with(
             _entity("Package", put_query=_OVERWRITE, extra={}), [_NAMESPACE, _path_name("name", "a package")],

@@ -19,9 +19,11 @@ from triggerhub.cli.alarms import alarms
 from triggerhub.manifests.commands import deploy, undeploy, validate
 from triggerhub.cli.context import Ctx
 from triggerhub.cli.packages import package
+from triggerhub.cli.tls import tls_options, tls_overrides
 from triggerhub.cli.triggers import rule, trigger
 from triggerhub.config import environment_with, load_config
 from triggerhub.engine.bootstrap import read_credentials
+from triggerhub.manifests.client import ClientTls
 from triggerhub.errors import ConfigError, TriggerhubError
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "manifests"
@@ -49,10 +51,19 @@ class _LazyGroup(click.Group):
 @click.option("--apihost", default=None, help="hub URL (default $TRIGGERHUB_APIHOST or http://127.0.0.1:3233)")
 @click.option("-u", "--auth", default=None, help="uuid:key (default $TRIGGERHUB_AUTH or the local guest key)")
 @click.option("--json", "as_json", is_flag=True, help="print raw JSON")
+@click.option("--cacert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM file of the CA that signed the hub's certificate (default $TRIGGERHUB_CACERT; "
+                   "else the system's CAs)")
+@click.option("-i", "--insecure", is_flag=True, default=None,
+              help="do not verify the hub's certificate (default $TRIGGERHUB_INSECURE); warned")
 @click.pass_context
-def main(ctx: click.Context, apihost: str | None, auth: str | None, as_json: bool) -> None:
+def main(ctx: click.Context, apihost: str | None, auth: str | None, as_json: bool, cacert: str | None,
+         insecure: bool | None) -> None:
     """triggerhub: feeds, triggers, rules and actions, OpenWhisk-compatible."""
-    ctx.obj = Ctx(apihost, auth, as_json)
+    ctx.obj = Ctx(apihost, auth, as_json, trust=ClientTls.from_settings(cacert=cacert, insecure=insecure))
+    if ctx.obj.trust.insecure:
+        click.echo("warning: --insecure: the hub's TLS certificate is not verified; anyone on the path can "
+                   "read and change this session, credentials included", err=True)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -79,15 +90,17 @@ def _configure_logging(verbose: bool) -> None:
               help="accept --sandbox none although the hub runs as root")
 @click.option("--examples/--no-examples", default=None, help="deploy the example manifests (default on)")
 @click.option("--mqtt-embedded", is_flag=True, help="serve an MQTT broker on 127.0.0.1:1883 for sensors")
+@tls_options
 @click.option("-v", "--verbose", is_flag=True)
 def up(port: int | None, host: str | None, home: Path | None, runtime: str | None, sandbox: str | None,
-       allow_unsandboxed_root: bool | None, examples: bool | None, mqtt_embedded: bool, verbose: bool) -> None:
+       allow_unsandboxed_root: bool | None, examples: bool | None, mqtt_embedded: bool, tls_cert: Path | None,
+       tls_key: Path | None, verbose: bool) -> None:
     """Run the whole hub in this process (SQLite, in-process streams)."""
     _configure_logging(verbose)
     try:
         config = load_config(overrides={"PORT": port, "HOST": host, "HOME": home, "RUNTIME": runtime,
                                         "SANDBOX": sandbox, "ALLOW_UNSANDBOXED_ROOT": allow_unsandboxed_root or None,
-                                        "DEPLOY_EXAMPLES": examples})
+                                        "DEPLOY_EXAMPLES": examples, **tls_overrides(tls_cert, tls_key)})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -111,6 +124,9 @@ async def _serve(config: Any, mqtt_embedded: bool) -> None:
         for namespace, key in hub.credentials.items():
             click.echo(f"  {namespace:<13} auth {key}")
         click.echo(f"  wsk: wsk property set --apihost {hub.apihost} --auth {hub.guest_auth}")
+        if hub.apihost.startswith("https://"):
+            click.echo(f"  TLS: certificate {config.api.tls_cert}, reloaded when the file changes; a client that does "
+                       "not trust its CA needs --cacert FILE (wsk: SSL_CERT_FILE=FILE, or -i)")
         if config.deploy_examples:
             await _deploy_examples(hub)
         await stop.wait()
@@ -140,6 +156,7 @@ async def _deploy_examples(hub: Any) -> None:
     import json
     import secrets
 
+    from triggerhub.cli.context import check_routing
     from triggerhub.manifests.deploy import deploy_directory
 
     if not EXAMPLES_DIR.is_dir():
@@ -149,7 +166,9 @@ async def _deploy_examples(hub: Any) -> None:
     token = hub.config.examples_webhook_token or settings.setdefault("WEBHOOK_TOKEN", secrets.token_urlsafe(24))
     settings_path.write_text(json.dumps(settings))
     settings_path.chmod(0o600)
-    results = await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth, env=environment_with({"WEBHOOK_TOKEN": token}))
+    # The hub deploys to its own loopback listener: nothing to verify there, whatever names its certificate holds.
+    results = await deploy_directory(EXAMPLES_DIR, hub.apihost, hub.guest_auth, env=environment_with({"WEBHOOK_TOKEN": token}),
+                                     trust=ClientTls(insecure=True), check_routing=check_routing)
     deployed = sorted(name for name, outcome in results.items() if not isinstance(outcome, Exception))
     click.echo(f"examples deployed: {', '.join(deployed) or 'none'} (from {EXAMPLES_DIR})")
     for name in sorted(set(results) - set(deployed)):

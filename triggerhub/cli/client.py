@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -12,6 +13,8 @@ from typing import Any
 
 from triggerhub.config import client_settings
 from triggerhub.engine.bootstrap import read_credentials
+from triggerhub.errors import ConfigError
+from triggerhub.manifests.client import ClientTls, unverified_message
 
 DEFAULT_APIHOST = "http://127.0.0.1:3233"
 
@@ -35,9 +38,10 @@ class WhiskClient:
     apihost: str
     auth: str
     timeout_s: float = 75.0
+    trust: ClientTls = ClientTls()
 
     @classmethod
-    def from_settings(cls, apihost: str | None, auth: str | None) -> WhiskClient:
+    def from_settings(cls, apihost: str | None, auth: str | None, *, trust: ClientTls | None = None) -> WhiskClient:
         settings = client_settings()
         home = settings.home
         apihost = apihost or settings.apihost or DEFAULT_APIHOST
@@ -47,7 +51,7 @@ class WhiskClient:
         if not auth:
             raise ClientError(0, f"no credentials: pass --auth uuid:key, set TRIGGERHUB_AUTH, or start the hub "
                                  f"once with `triggerhub up` so {home / 'credentials.json'} exists")
-        return cls(apihost.rstrip("/"), auth)
+        return cls(apihost.rstrip("/"), auth, trust=trust or ClientTls.from_settings())
 
     @property
     def namespace(self) -> str:
@@ -63,7 +67,11 @@ class WhiskClient:
                    "Content-Type": "application/json", "User-Agent": "triggerhub-cli"}
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            context = self.trust.context() if url.startswith("https://") else None
+        except ConfigError as exc:
+            raise ClientError(0, str(exc)) from exc
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s, context=context) as resp:
                 return Response(resp.status, _decode(resp.read()))
         except urllib.error.HTTPError as exc:
             payload = _decode(exc.read())
@@ -72,6 +80,9 @@ class WhiskClient:
             message = payload.get("error") if isinstance(payload, dict) else None
             raise ClientError(exc.code, str(message or exc.reason), payload) from exc
         except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLCertVerificationError):
+                host = urllib.parse.urlsplit(self.apihost).netloc
+                raise ClientError(0, unverified_message(host, exc.reason.verify_message)) from exc
             raise ClientError(0, f"cannot reach the hub at {self.apihost}: {exc.reason}; is `triggerhub up` running?") from exc
 
     def entity_path(self, collection: str, name: str) -> str:

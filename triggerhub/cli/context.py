@@ -14,26 +14,33 @@ from rich.console import Console
 from rich.table import Table
 
 from triggerhub.cli.client import ClientError, WhiskClient
+from triggerhub.manifests.client import ClientTls
+from triggerhub.rules.match import compile_routing
 
 console = Console()
 KIND_BY_SUFFIX = {".js": "nodejs:default", ".py": "python:default"}
 
 
 class Ctx:
-    def __init__(self, apihost: str | None, auth: str | None, as_json: bool) -> None:
+    def __init__(self, apihost: str | None, auth: str | None, as_json: bool, *, trust: ClientTls | None = None) -> None:
         self._apihost, self._auth, self.as_json = apihost, auth, as_json
+        self.trust = trust or ClientTls.from_settings()
         self._client: WhiskClient | None = None
         self.local_hub = local_hub  # `triggerhub deploy` with no hub configured runs one in-process
+        self.check_routing = check_routing  # manifests check rule filters/transforms with the hub's compiler
 
 
     @property
     def client(self) -> WhiskClient:
         if self._client is None:
-            self._client = WhiskClient.from_settings(self._apihost, self._auth)
+            self._client = WhiskClient.from_settings(self._apihost, self._auth, trust=self.trust)
         return self._client
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+check_routing = compile_routing  # a manifest rule's `filter` or `transform`, compiled as the hub does
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -130,14 +131,57 @@ def rule() -> None:
     """Connect triggers to actions."""
 
 
+def _json_value(text: str | None, file: str | None, option: str) -> Any:
+    """The JSON of `--OPTION '{...}'` or `--OPTION-file F`; None when neither was given."""
+    if text is not None and file is not None:
+        raise click.UsageError(f"give --{option} or --{option}-file, not both")
+    if file is not None:
+        try:
+            text = Path(file).read_text()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint=f"--{option}-file") from exc
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = file or "the option value"
+        raise click.BadParameter(f"{where} is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                                 param_hint=f"--{option}") from exc
+
+
+def _rule_body(trigger_name: str, action_name: str, filter_: str | None, filter_file: str | None,
+               transform: str | None, transform_file: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"trigger": trigger_name, "action": action_name}
+    for key, value in (("filter", _json_value(filter_, filter_file, "filter")),
+                       ("transform", _json_value(transform, transform_file, "transform"))):
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def routing_options(fn: Any) -> Any:
+    for option in reversed((
+        click.option("--filter", "filter_", default=None, help="event pattern (JSON) the event must match"),
+        click.option("--filter-file", default=None, help="file holding the event pattern (JSON)"),
+        click.option("--transform", default=None, help="JSON template of the action's parameters"),
+        click.option("--transform-file", default=None, help="file holding the transform template (JSON)"),
+    )):
+        fn = option(fn)
+    return fn
+
+
 @rule.command("create")
 @click.argument("name")
 @click.argument("trigger_name")
 @click.argument("action_name")
+@routing_options
 @pass_ctx
 @run
-def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str) -> None:
-    ctx.client.request("PUT", ctx.client.entity_path("rules", name), {"trigger": trigger_name, "action": action_name})
+def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
+                filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
+    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
+    ctx.client.request("PUT", ctx.client.entity_path("rules", name), body)
     click.echo(f"ok: created rule {name}")
 
 
@@ -145,12 +189,61 @@ def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str) -> Non
 @click.argument("name")
 @click.argument("trigger_name")
 @click.argument("action_name")
+@routing_options
 @pass_ctx
 @run
-def rule_update(ctx: Ctx, name: str, trigger_name: str, action_name: str) -> None:
-    ctx.client.request("PUT", ctx.client.entity_path("rules", name), {"trigger": trigger_name, "action": action_name},
-                       {"overwrite": True})
+def rule_update(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
+                filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
+    """Without --filter/--transform the rule keeps the ones it has."""
+    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
+    ctx.client.request("PUT", ctx.client.entity_path("rules", name), body, {"overwrite": True})
     click.echo(f"ok: updated rule {name}")
+
+
+@rule.command("explain")
+@click.argument("name")
+@click.option("--event", "event_file", default=None,
+              help='file holding an event: {"data": {...}, "source"?, "type"?, "subject"?} (JSON)')
+@click.option("--event-id", default=None, help="id of a stored event (for an API fire, its activation id)")
+@pass_ctx
+@run
+def rule_explain(ctx: Ctx, name: str, event_file: str | None, event_id: str | None) -> None:
+    """Why rule NAME matches an event or not, clause by clause; nothing runs."""
+    if (event_file is None) == (event_id is None):
+        raise click.UsageError("give exactly one of --event FILE or --event-id ID")
+    body = {"eventId": event_id} if event_id is not None else _json_value(None, event_file, "event")
+    trace = ctx.client.request("POST", ctx.client.entity_path("rules", name) + "/explain", body).body
+    if ctx.as_json:
+        click.echo(json.dumps(trace, indent=2))
+        return
+    click.echo(explain_text(name, trace))
+
+
+def explain_text(name: str, trace: dict[str, Any]) -> str:
+    lines = [f"rule {name}: {'MATCH' if trace['matched'] else 'NO MATCH'}"]
+    lines += _clause_lines(trace["clauses"], "  ")
+    lines.append(f"  params: {json.dumps(trace.get('params'))}")
+    if trace.get("error"):
+        lines.append(f"  transform error: {trace['error']}")
+    if "event" in trace:
+        event = trace["event"]
+        lines.append(f"event {event['id']} on trigger {event['trigger']}:")
+        if trace.get("reason"):
+            lines.append(f"  {trace['reason']}")
+        for item in trace.get("rules", []):
+            detail = f" {item['activationId']}" if item.get("activationId") else f" ({item['error']})" if item.get("error") else ""
+            lines.append(f"  rule {item['rule']} [{item['status']}] -> {item['action']}: {item['outcome']}{detail}")
+            lines += _clause_lines(item["clauses"], "    ")
+    return "\n".join(lines)
+
+
+def _clause_lines(clauses: list[dict[str, Any]], indent: str) -> list[str]:
+    out = []
+    for clause in clauses:
+        found = json.dumps(clause["value"]) if clause.get("present", True) else "(absent)"
+        mark = "ok  " if clause["matched"] else "FAIL"
+        out.append(f"{indent}{mark} {clause['path']} = {found}  test {json.dumps(clause['test'])}")
+    return out
 
 
 def _rule_status(ctx: Ctx, name: str, status: str) -> None:

@@ -172,7 +172,7 @@ class Applier:
             old_feed = _feed_of(step.current)
             if desired.feed is not None and old_feed is not None:
                 await self._feed_delete(step.name, old_feed, step.current_feed_inputs)
-            await self._put(path, desired.body, overwrite=True, previous=step.current)
+            await self._put(path, _dropping_routing(desired.body, step.current), overwrite=True, previous=step.current)
             if desired.feed is not None:
                 await self._feed_create(step.name, desired.feed)
         else:
@@ -224,6 +224,15 @@ class Applier:
                 log.error("rollback step '%s' failed: %s", what, exc.message)
 
 
+ROUTING_KEYS = ("filter", "transform")
+
+
+def _dropping_routing(body: dict[str, JSON], current: JSON) -> dict[str, JSON]:
+    """A rule update without `filter`/`transform` removes the hub's (a left-out key keeps it)."""
+    dropped = {key: None for key in ROUTING_KEYS if key in (current or {}) and key not in body}
+    return {**body, **dropped} if "trigger" in body else body
+
+
 def put_body(doc: JSON) -> dict[str, JSON]:
     """The PUT body that recreates an entity as GET returned it."""
     body: dict[str, JSON] = {"publish": doc.get("publish", False),
@@ -235,6 +244,7 @@ def put_body(doc: JSON) -> dict[str, JSON]:
     if "trigger" in doc:
         body["trigger"] = f"/{doc['trigger']['path']}/{doc['trigger']['name']}"
         body["action"] = f"/{doc['action']['path']}/{doc['action']['name']}"
+        body.update({key: doc.get(key) for key in ROUTING_KEYS})  # null removes one the failed update added
     else:
         body["parameters"] = doc.get("parameters") or []
     if doc.get("binding"):

@@ -4,7 +4,8 @@ The hub is found from the command's --apihost/--auth (or TRIGGERHUB_APIHOST/TRIG
 then the main group's --apihost/--auth, then ~/.wskprops (APIHOST=, AUTH=; WSK_CONFIG_FILE moves
 it), then the local hub: http://127.0.0.1:3233 with the guest key from
 $TRIGGERHUB_HOME/credentials.json. When even that is missing, a CLI may offer an in-process hub as
-`ctx.obj.local_hub`: a factory of async context managers yielding (apihost, auth).
+`ctx.obj.local_hub`: a factory of async context managers yielding (apihost, auth), and
+`ctx.obj.check_routing`: the compiler of rule filters and transforms (manifests.entities.RoutingCheck).
 This package never imports the API itself (layer rule).
 """
 
@@ -21,7 +22,7 @@ import click
 
 from triggerhub import errors
 from triggerhub.config import client_settings
-from triggerhub.manifests.client import HttpWhiskClient
+from triggerhub.manifests.client import ClientTls, HttpWhiskClient
 from triggerhub.manifests.deployer import Outcome, deploy_manifest, undeploy_manifest, validate_manifest
 from triggerhub.manifests.loader import DEFAULT_DEPLOYMENTS, find_manifest
 
@@ -63,16 +64,19 @@ def hub_settings(ctx: click.Context, apihost: str | None, auth: str | None) -> t
 
 
 @asynccontextmanager
-async def connect(apihost: str | None, auth: str | None, local_hub: LocalHub | None) -> AsyncIterator[HttpWhiskClient]:
+async def connect(apihost: str | None, auth: str | None, local_hub: LocalHub | None, *,
+                  trust: ClientTls | None = None) -> AsyncIterator[HttpWhiskClient]:
     if apihost and auth:
-        async with HttpWhiskClient(apihost, auth) as client:
+        async with HttpWhiskClient(apihost, auth, trust=trust) as client:
             yield client
         return
     if local_hub is None:
         raise errors.ConfigError("no hub to deploy to: pass --apihost and --auth, set TRIGGERHUB_APIHOST and "
                                  "TRIGGERHUB_AUTH, write APIHOST= and AUTH= to ~/.wskprops, or start a local hub "
                                  "with `triggerhub up`")
-    async with local_hub() as (local_host, local_auth), HttpWhiskClient(local_host, local_auth) as client:
+    # The in-process hub on loopback: its certificate (when TRIGGERHUB_TLS_* are set) needs no check.
+    async with (local_hub() as (local_host, local_auth),
+                HttpWhiskClient(local_host, local_auth, trust=ClientTls(insecure=True)) as client):
         yield client
 
 
@@ -140,9 +144,11 @@ def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, p
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
-        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
+                           trust=getattr(ctx.obj, "trust", None)) as client:
             return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params),
-                                         managed=managed, dry_run=dry_run, strict=strict)
+                                         managed=managed, dry_run=dry_run, strict=strict,
+                                         check_routing=getattr(ctx.obj, "check_routing", None))
 
     _report(_run(main()), dry_run)
 
@@ -158,7 +164,8 @@ def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None,
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
-        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
+                           trust=getattr(ctx.obj, "trust", None)) as client:
             return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params),
                                            managed=managed, dry_run=dry_run, strict=strict)
 
@@ -167,7 +174,8 @@ def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None,
 
 @click.command("validate")
 @_common
-def validate(manifest: Path | None, deployment: Path | None, project_path: Path,
+@click.pass_context
+def validate(ctx: click.Context, manifest: Path | None, deployment: Path | None, project_path: Path,
              params: tuple[tuple[str, str], ...], managed: bool | None, strict: bool) -> None:
     """Check a manifest (and deployment file) without a hub, against the kinds this hub runs;
     print every problem."""
@@ -175,7 +183,7 @@ def validate(manifest: Path | None, deployment: Path | None, project_path: Path,
     async def main() -> Any:
         files = _inputs(manifest, deployment, project_path)
         return validate_manifest(files[0], deployment=files[1], params=dict(params), managed=managed,
-                                 strict=strict)
+                                 strict=strict, check_routing=getattr(ctx.obj, "check_routing", None))
 
     project = _run(main())
     for warning in project.warnings:

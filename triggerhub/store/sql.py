@@ -21,13 +21,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from triggerhub.errors import ConfigError, StoreError
-from triggerhub.model import Activation, ApiRoute, Collection, Entity, Invocation, Subject, now_ms
+from triggerhub.model import Activation, ApiRoute, Collection, Entity, Invocation, RuleCounts, Subject, TriggerEvent, now_ms
 from triggerhub.store import codec, operations, statements
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
 from triggerhub.store.runners import SQLITE_BUSY_TIMEOUT_MS, AsyncRunner, Runner, SqliteRunner, configure_sqlite
-from triggerhub.store.tables import activations, api_routes, cursors, entities, events, feeds, pending, subjects
+from triggerhub.store.tables import (
+    activations, api_routes, cursors, entities, events, feeds, pending, rule_counts, subjects,
+)
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +238,18 @@ class SqlStore:
             query = query.where(events.c.trigger_fqn == trigger)
         with self._translated("count events"):
             return await self._count(query)
+
+    async def get_rule_counts(self, rule: str) -> RuleCounts:
+        query = select(rule_counts.c.matched, rule_counts.c.filtered).where(rule_counts.c.rule == rule)
+        with self._translated(f"read the counts of rule {rule!r}"):
+            row = await self._opened.read(partial(operations.first, query=query, params={}))
+        return RuleCounts() if row is None else RuleCounts(int(row.matched), int(row.filtered))
+
+    async def get_event(self, event_id: str) -> TriggerEvent | None:
+        query = select(events.c.doc).where(events.c.id == event_id)
+        with self._translated(f"read event {event_id!r}"):
+            doc = await self._opened.read(partial(operations.scalar, query=query))
+        return None if doc is None else codec.event_from_doc(codec.loads(doc))
 
     # API gateway routes -----------------------------------------------------------------------
 
