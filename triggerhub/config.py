@@ -109,6 +109,13 @@ class KafkaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """The embedded MQTT broker of `triggerhub up --mqtt-embedded` (always on 127.0.0.1)."""
+
+    port: int = 1883
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     home: Path = DEFAULT_HOME
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -116,6 +123,7 @@ class HubConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     deploy_examples: bool = True
     examples_webhook_token: str = field(default="", repr=False)  # WEBHOOK_TOKEN; empty: one is made per home
 
@@ -152,6 +160,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "ALLOW_UNSANDBOXED_ROOT": ("runtime", "allow_unsandboxed_root"),
     "RUNTIMES_DIR": ("runtime", "runtimes_dir"),
     "NODE_BINARY": ("runtime", "node_binary"),
+    "MQTT_PORT": ("mqtt", "port"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "KAFKA_PARTITIONS": ("kafka", "partitions"),
@@ -171,7 +180,7 @@ _FOREIGN_ENV_KEYS: dict[str, tuple[str | None, str]] = {
 # the CLI's client side (client_settings), runtimes/base/build-rootfs.sh, scripts/services/dockerd.sh,
 # deploy/docker-compose.yml (whose instructions export TRIGGERHUB_PG_PASSWORD), and the proxies.
 _FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE", "DEBIAN_MIRROR", "DEB_CACHE", "DOCKERD_TIMEOUT_S", "PG_PASSWORD",
-                 "SOCKET", "CACERT", "INSECURE"}
+                 "SOCKET", "CACERT", "INSECURE", "PROPS"}
 _FOREIGN_PREFIXES = ("TEST_",)
 
 
@@ -222,7 +231,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     values.update({k: (k, v) for k, v in env.items() if k in _FOREIGN_ENV_KEYS})
     values.update({ENV_PREFIX + k: (k, v) for k, v in (overrides or {}).items() if v is not None})
     config = HubConfig()
-    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka"}}
+    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt"}}
     top: dict[str, Any] = {}
     problems: list[str] = []
     for shown, (key, raw) in sorted(values.items()):
@@ -265,6 +274,7 @@ class ClientSettings:
     apihost: str  # TRIGGERHUB_APIHOST; empty: not set
     auth: str  # TRIGGERHUB_AUTH; empty: not set
     wskprops: Path  # WSK_CONFIG_FILE, else ~/.wskprops (the wsk CLI's file)
+    props: Path  # TRIGGERHUB_PROPS, else ~/.triggerhubprops (written by `triggerhub up`)
     cacert: str = ""  # TRIGGERHUB_CACERT: the CA of the hub's certificate; empty: the system's CAs
     insecure: bool = False  # TRIGGERHUB_INSECURE: do not verify the hub's certificate (wsk -i)
 
@@ -280,6 +290,7 @@ def client_settings(env: Mapping[str, str] | None = None) -> ClientSettings:
         wskprops=Path(env.get("WSK_CONFIG_FILE") or Path.home() / ".wskprops"),
         cacert=env.get(ENV_PREFIX + "CACERT", ""),
         insecure=env.get(ENV_PREFIX + "INSECURE", "").strip().lower() in {"1", "true", "yes", "on"},
+        props=Path(env.get(ENV_PREFIX + "PROPS") or Path.home() / ".triggerhubprops"),
     )
 
 

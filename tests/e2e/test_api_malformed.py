@@ -34,7 +34,10 @@ async def webhook_trigger(hub: HubClient, name: str, **params: object) -> None:
 async def deliver(hub: HubClient, trigger: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
     data = io.BytesIO(body) if isinstance(body, bytes) else body  # large bodies without a warning
     async with hub.session.post(f"{hub.apihost}/hooks/guest/{trigger}", data=data, headers=headers) as response:
-        return response.status, await response.json()
+        answer = await response.json()
+        if response.status >= 400:  # refusals are the API's errors: they carry the request id
+            assert answer.pop("code") == response.headers["X-Request-ID"]
+        return response.status, answer
 
 
 def github_headers(body: bytes, delivery: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """PostgreSQL change feed against the real server on loopback: row changes in commit order,
 changes made while the feed is stopped, out-of-order commits, and the feed lifecycle.
 
-The clock is a FakeClock that never advances: the safety-net poll never runs, so every change
+The clock is a TestClock that never advances: the safety-net poll never runs, so every change
 here is found through LISTEN/NOTIFY or the read at start.
 """
 
@@ -13,11 +13,14 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from tests.plugins.feeds import FakeClock, FakeStore, StoreEmit
+from tests.plugins.clock import TestClock
+from tests.plugins.feeds import FakeStore, StoreEmit
 from tests.plugins.services import asyncpg_dsn
 from tests.plugins.waiting import wait_until
-from triggerhub.engine.feeds import POSTGRES, FeedManager
-from triggerhub.errors import BadRequest
+from triggerhub.cli.feed_kinds import FEED_KINDS
+from triggerhub.engine.feed_manager import FeedManager
+from triggerhub.errors import BadRequest, NotFound
+from triggerhub.feeds.postgres import FEED_KIND as POSTGRES_KIND
 from triggerhub.feeds.postgres import PostgresFeed, parse_postgres_config, redact_dsn
 from triggerhub.model import TriggerEvent
 from triggerhub.store.base import Acceptance
@@ -42,7 +45,7 @@ async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
 def feed_for(dsn: str, tg: asyncio.TaskGroup, emit: StoreEmit, trigger: str = TRIGGER,
              **params: object) -> PostgresFeed:
     config = parse_postgres_config({"dsn": dsn, "table": "orders", **params})
-    return PostgresFeed(config, trigger=trigger, clock=FakeClock(0.0), tasks=tg, load_cursor=emit.load)
+    return PostgresFeed(config, trigger=trigger, clock=TestClock(0.0), tasks=tg, load_cursor=emit.load)
 
 
 def changes(store: FakeStore) -> list[tuple[str, object, object]]:
@@ -153,10 +156,15 @@ async def test_two_triggers_on_one_table_both_fire(dsn: str, db: asyncpg.Connect
 # --------------------------------------------------------------------------- the lifecycle
 
 
-def manager_for(store: FakeStore) -> FeedManager:
+def manager_for(store: FakeStore, *refusals: Exception) -> FeedManager:
+    """A manager over `store` whose fire raises `refusals` in turn before it stores."""
+    pending = list(refusals)
+
     async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        if pending:
+            raise pending.pop(0)
         return await store.accept(Acceptance(event=event, cursor=cursor))
-    return FeedManager(store, fire, FakeClock(0.0))
+    return FeedManager(store, fire, kinds=FEED_KINDS, clock=TestClock(0.0))
 
 
 def call(event: str, **params: object) -> dict[str, object]:
@@ -168,12 +176,12 @@ async def test_create_read_delete_through_the_manager(
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store)
         await manager.start(tg)
-        created = await manager.lifecycle("guest", "uuid:key", POSTGRES,
+        created = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn,
                                           call("CREATE", dsn=dsn, table="public.orders", operations="INSERT"))
         await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
         await wait_until(lambda: len(fake_store.events) == 1)
-        read = await manager.lifecycle("guest", "uuid:key", POSTGRES, call("READ"))
-        deleted = await manager.lifecycle("guest", "uuid:key", POSTGRES, call("DELETE"))
+        read = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("READ"))
+        deleted = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("DELETE"))
         await manager.stop()
     assert created == {"triggerName": TRIGGER, "status": "active"}
     assert read["config"] == {"name": "orders", "namespace": "guest", "dsn": redact_dsn(dsn),  # type: ignore[index]
@@ -184,15 +192,36 @@ async def test_create_read_delete_through_the_manager(
     assert await db.fetchval("SELECT count(*) FROM triggerhub_changes") == 1  # the outbox stays
 
 
+async def test_a_refused_change_pauses_the_feed_and_arrives_once_after_unpause(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    reason = f"trigger {TRIGGER} does not exist; delete its feed or recreate the trigger"
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(fake_store, NotFound(reason))
+        await manager.start(tg)
+        await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("CREATE", dsn=dsn, table="orders"))
+        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await wait_until(lambda: fake_store.feeds[TRIGGER].status == "paused")
+        read = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("READ"))
+        status = read["status"]
+        assert isinstance(status, dict) and (status["active"], status["reason"]) == (False, reason)
+        assert (fake_store.events, fake_store.cursors) == ({}, {})  # the cursor stayed before the change
+        await db.execute("INSERT INTO orders VALUES (2, 'pear', 1)")  # while paused: waits in the outbox
+        await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("UNPAUSE"))
+        await wait_until(lambda: len(fake_store.events) == 2)
+        await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("DELETE"))
+    assert changes(fake_store) == [("INSERT", {"id": 1, "item": "apple", "qty": 3}, None),
+                                   ("INSERT", {"id": 2, "item": "pear", "qty": 1}, None)]
+
+
 async def test_create_of_a_missing_table_fails_naming_it(dsn: str, db: asyncpg.Connection,
                                                          fake_store: FakeStore) -> None:
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store)
         await manager.start(tg)
         with pytest.raises(BadRequest) as caught:
-            await manager.lifecycle("guest", "uuid:key", POSTGRES, call("CREATE", dsn=dsn, table="shop.nope"))
+            await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("CREATE", dsn=dsn, table="shop.nope"))
     location = parse_postgres_config({"dsn": dsn, "table": "x"}).location
-    assert caught.value.message == (f"feed {POSTGRES} for trigger '{TRIGGER}' could not start: table 'shop.nope' "
+    assert caught.value.message == (f"feed {POSTGRES_KIND.fqn} for trigger '{TRIGGER}' could not start: table 'shop.nope' "
                                     f"does not exist in {location}; create it first or fix the table parameter")
     assert fake_store.feeds == {}
 

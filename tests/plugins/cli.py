@@ -47,7 +47,8 @@ class HubProcess:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "TRIGGERHUB_HOME": str(self.home), "TRIGGERHUB_APIHOST": self.apihost,
-                "PYTHONUNBUFFERED": "1", **self.extra_env}
+                "TRIGGERHUB_PROPS": str(self.home.parent / "triggerhubprops"), "PYTHONUNBUFFERED": "1",
+                **self.extra_env}
 
     def start(self) -> None:
         log_path = self.home.parent / f"hub-{self.port}.log"

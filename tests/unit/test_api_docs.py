@@ -8,8 +8,9 @@ from tests.plugins.hub import hub_config
 from triggerhub.api.app import create_app
 from triggerhub.api.hooks import webhook_routes
 from triggerhub.api.api_docs import document
+from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.core import Engine
-from triggerhub.engine.feeds import FeedManager
+from triggerhub.engine.feed_manager import FeedManager
 from triggerhub.model import Activation, Invocation, TriggerEvent
 from triggerhub.store.sql import SqlStore
 
@@ -27,7 +28,7 @@ def served_routes(tmp_path: Path) -> set[tuple[str, str]]:
     async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
         raise AssertionError("the router is only inspected")
 
-    app = create_app(Engine(hub_config(tmp_path / "home"), store, NoInvoker()), webhook_routes(FeedManager(store, fire)))
+    app = create_app(Engine(hub_config(tmp_path / "home"), store, NoInvoker()), webhook_routes(FeedManager(store, fire, kinds=FEED_KINDS)))
     return {(route.method, route.resource.canonical) for route in app.router.routes()
             if route.resource is not None and route.method != "HEAD"
             and route.resource.canonical.startswith(("/api/v1", "/hooks"))}

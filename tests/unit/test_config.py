@@ -69,10 +69,12 @@ def test_a_relative_runtimes_dir_is_made_absolute(tmp_path, monkeypatch):
 def test_client_settings_come_from_the_environment_unchecked():
     settings = client_settings({"TRIGGERHUB_HOME": "/h", "TRIGGERHUB_APIHOST": "http://h:1", "TRIGGERHUB_AUTH": "u:k",
                                 "WSK_CONFIG_FILE": "/w/props", "TRIGGERHUB_PORT": "not checked here"})
-    assert settings == ClientSettings(home=Path("/h"), apihost="http://h:1", auth="u:k", wskprops=Path("/w/props"))
+    assert settings == ClientSettings(home=Path("/h"), apihost="http://h:1", auth="u:k", wskprops=Path("/w/props"),
+                                      props=Path.home() / ".triggerhubprops")
     defaults = client_settings({})
     assert defaults.home == Path(".triggerhub") and defaults.apihost == "" and defaults.auth == ""
     assert defaults.wskprops == Path.home() / ".wskprops"
     assert (defaults.cacert, defaults.insecure) == ("", False)
+    assert client_settings({"TRIGGERHUB_PROPS": "/p"}).props == Path("/p")
     tls = client_settings({"TRIGGERHUB_CACERT": "/ca.pem", "TRIGGERHUB_INSECURE": "Yes"})
     assert (tls.cacert, tls.insecure) == ("/ca.pem", True)

@@ -1,5 +1,6 @@
 """Webhook endpoints: `POST /hooks/{namespace}/{trigger}` hands the raw body to the trigger's
-webhook feed, which verifies it and answers 202 only once the event is stored.
+webhook feed, which verifies it; 202 only once the event is stored. A refused delivery raises
+the ApiError (400, 401, 404, 409, 413) that the error middleware renders.
 
 The body is streamed, not read through `request.read()`: its limit is the feed's `maxBodyBytes`,
 known only once the feed is looked up, and independent of the app's `client_max_size`.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from triggerhub.engine.feeds import FeedManager
+from triggerhub.engine.feed_manager import FeedManager
 from triggerhub.errors import PayloadTooLarge
 
 
@@ -18,9 +19,9 @@ def webhook_routes(feeds: FeedManager) -> list[web.RouteDef]:
         async def read_body(limit_bytes: int) -> bytes:
             return await read_limited(request, limit_bytes)
 
-        status, body = await feeds.handle_webhook(request.match_info["namespace"], request.match_info["trigger"],
-                                                  request.headers, read_body)
-        return web.json_response(body, status=status)
+        accepted = await feeds.handle_webhook(request.match_info["namespace"], request.match_info["trigger"],
+                                              request.headers, read_body)
+        return web.json_response({"id": accepted.id}, status=202)
 
     return [web.post("/hooks/{namespace}/{trigger}", hook)]
 

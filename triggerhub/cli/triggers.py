@@ -10,7 +10,7 @@ import click
 
 from triggerhub.cli.client import ClientError
 from triggerhub.cli.context import (
-    Ctx, annotation_option, emit, key_values, listing, param_file_option, param_option, pass_ctx, run,
+    Ctx, annotation_option, emit, key_values, listing, param_file_option, param_option, pass_ctx, run, say,
 )
 
 
@@ -39,6 +39,7 @@ def _feed_invoke(ctx: Ctx, feed: str, trigger_name: str, event: str, params: lis
 @pass_ctx
 @run
 def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any, feed: str | None) -> None:
+    """Create trigger NAME; with --feed, also start the feed with the -p parameters."""
     _put_trigger(ctx, name, params, param_file, annotations, feed, overwrite=False)
 
 
@@ -50,6 +51,7 @@ def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, ann
 @pass_ctx
 @run
 def trigger_update(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any) -> None:
+    """Replace the parameters and annotations of trigger NAME."""
     _put_trigger(ctx, name, params, param_file, annotations, None, overwrite=True)
 
 
@@ -72,7 +74,7 @@ def _put_trigger(ctx: Ctx, name: str, params: Any, param_file: str | None, annot
         except ClientError:
             ctx.client.request("DELETE", path)  # roll back, as wsk does
             raise
-    click.echo(f"ok: {'updated' if overwrite else 'created'} trigger {name}")
+    say(ctx, f"ok: {'updated' if overwrite else 'created'} trigger {name}", {"ok": True, "trigger": name})
 
 
 @trigger.command("get")
@@ -80,6 +82,7 @@ def _put_trigger(ctx: Ctx, name: str, params: Any, param_file: str | None, annot
 @pass_ctx
 @run
 def trigger_get(ctx: Ctx, name: str) -> None:
+    """Print trigger NAME (parameters, annotations, rules) as JSON."""
     emit(ctx, ctx.client.request("GET", ctx.client.entity_path("triggers", name)).body)
 
 
@@ -88,6 +91,7 @@ def trigger_get(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def trigger_delete(ctx: Ctx, name: str) -> None:
+    """Delete trigger NAME, stopping its feed first."""
     path = ctx.client.entity_path("triggers", name)
     current = ctx.client.request("GET", path).body
     feed = next((a["value"] for a in current.get("annotations", []) if a["key"] == "feed"), None)
@@ -97,7 +101,7 @@ def trigger_delete(ctx: Ctx, name: str) -> None:
         except ClientError as exc:
             click.echo(f"warning: {exc.message}", err=True)
     ctx.client.request("DELETE", path)
-    click.echo(f"ok: deleted trigger {name}")
+    say(ctx, f"ok: deleted trigger {name}", {"ok": True, "trigger": name})
 
 
 @trigger.command("list")
@@ -105,6 +109,7 @@ def trigger_delete(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def trigger_list(ctx: Ctx, limit: int) -> None:
+    """List the triggers of your namespace."""
     listing(ctx, "triggers", ctx.client.request("GET", "namespaces/_/triggers", query={"limit": limit}).body)
 
 
@@ -115,12 +120,17 @@ def trigger_list(ctx: Ctx, limit: int) -> None:
 @pass_ctx
 @run
 def trigger_fire(ctx: Ctx, name: str, params: Any, param_file: str | None) -> None:
+    """Fire trigger NAME with the -p parameters; its active rules run their actions."""
     payload = {p["key"]: p["value"] for p in key_values(params, param_file)}
     response = ctx.client.request("POST", ctx.client.entity_path("triggers", name), payload)
     if response.status == 204:
-        click.echo(f"ok: trigger {name} has no active rules; nothing fired")
-    else:
-        click.echo(json.dumps(response.body) if ctx.as_json else f"ok: triggered /_/{name} with id {response.body['activationId']}")
+        say(ctx, f"ok: trigger {name} has no active rules; nothing fired", {})
+        return
+    if ctx.as_json:
+        click.echo(json.dumps(response.body))
+        return
+    qualified = name if name.startswith("/") else f"/{ctx.client.current_namespace()}/{name}"
+    click.echo(f"ok: triggered {qualified} with id {response.body['activationId']}")
 
 
 # ------------------------------------------------------------------------------- rules
@@ -180,9 +190,10 @@ def routing_options(fn: Any) -> Any:
 @run
 def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
                 filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
+    """Create rule NAME: events of TRIGGER_NAME run ACTION_NAME (when --filter matches)."""
     body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
     ctx.client.request("PUT", ctx.client.entity_path("rules", name), body)
-    click.echo(f"ok: created rule {name}")
+    say(ctx, f"ok: created rule {name}", {"ok": True, "rule": name})
 
 
 @rule.command("update")
@@ -194,10 +205,10 @@ def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter
 @run
 def rule_update(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
                 filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
-    """Without --filter/--transform the rule keeps the ones it has."""
+    """Point rule NAME at TRIGGER_NAME and ACTION_NAME; without --filter/--transform it keeps the ones it has."""
     body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
     ctx.client.request("PUT", ctx.client.entity_path("rules", name), body, {"overwrite": True})
-    click.echo(f"ok: updated rule {name}")
+    say(ctx, f"ok: updated rule {name}", {"ok": True, "rule": name})
 
 
 @rule.command("explain")
@@ -248,7 +259,7 @@ def _clause_lines(clauses: list[dict[str, Any]], indent: str) -> list[str]:
 
 def _rule_status(ctx: Ctx, name: str, status: str) -> None:
     ctx.client.request("POST", ctx.client.entity_path("rules", name), {"status": status})
-    click.echo(f"ok: {'enabled' if status == 'active' else 'disabled'} rule {name}")
+    say(ctx, f"ok: {'enabled' if status == 'active' else 'disabled'} rule {name}", {"ok": True, "rule": name, "status": status})
 
 
 @rule.command("enable")
@@ -256,6 +267,7 @@ def _rule_status(ctx: Ctx, name: str, status: str) -> None:
 @pass_ctx
 @run
 def rule_enable(ctx: Ctx, name: str) -> None:
+    """Let rule NAME run its action again."""
     _rule_status(ctx, name, "active")
 
 
@@ -264,6 +276,7 @@ def rule_enable(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def rule_disable(ctx: Ctx, name: str) -> None:
+    """Stop rule NAME from running its action (events are still recorded)."""
     _rule_status(ctx, name, "inactive")
 
 
@@ -272,6 +285,7 @@ def rule_disable(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def rule_get(ctx: Ctx, name: str) -> None:
+    """Print rule NAME (trigger, action, status) as JSON."""
     emit(ctx, ctx.client.request("GET", ctx.client.entity_path("rules", name)).body)
 
 
@@ -280,12 +294,14 @@ def rule_get(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def rule_delete(ctx: Ctx, name: str) -> None:
+    """Delete rule NAME."""
     ctx.client.request("DELETE", ctx.client.entity_path("rules", name))
-    click.echo(f"ok: deleted rule {name}")
+    say(ctx, f"ok: deleted rule {name}", {"ok": True, "rule": name})
 
 
 @rule.command("list")
 @pass_ctx
 @run
 def rule_list(ctx: Ctx) -> None:
+    """List the rules of your namespace with their status."""
     listing(ctx, "rules", ctx.client.request("GET", "namespaces/_/rules").body, "status")

@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from triggerhub.errors import ApiError, BusError, TriggerhubError
 from triggerhub.model import Activation, Invocation, TriggerEvent, now_ms
@@ -26,11 +26,9 @@ from triggerhub.engine.dispatch import Finished
 from triggerhub.engine.recording import RecordRetry, run_to_record
 from triggerhub.store import codec
 from triggerhub.store.base import Acceptance, Store
+from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-RETRY_PAUSE_S = 1.0
 
 
 class Publisher(Protocol):
@@ -77,19 +75,6 @@ def read_event(raw: bytes, topic: str) -> TriggerEvent:
         return codec.event_from_doc(doc)
     except (KeyError, TypeError, ValueError) as exc:
         raise BusError(f"malformed trigger event on topic {topic!r}: {exc!r}") from exc
-
-
-async def retrying(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Retry `attempt` while the store or the bus fails: the message being handled must not be
-    acked before its effect is durable, and a failing dependency usually comes back."""
-    while True:
-        try:
-            return await attempt()
-        except ApiError:
-            raise
-        except TriggerhubError as exc:
-            log.warning("%s failed (%s); retrying in %.0f s", what, exc, RETRY_PAUSE_S)
-            await asyncio.sleep(RETRY_PAUSE_S)
 
 
 # ---------------------------------------------------------------------------- controller side
@@ -284,20 +269,19 @@ class WorkerService:
         invocations are queued without waiting for each confirmation; if one fails, the whole
         batch is handled again (accepted events are then duplicates whose invocations are
         published again, which invokers run at most once)."""
-        if self._dispatcher is None:
+        dispatcher = self._dispatcher
+        if dispatcher is None:
             await self._handle_grouped(messages)
             return
-        while True:
+
+        async def handle_confirmed() -> None:
             confirmations: list[Awaitable[None]] = []
-            with self._dispatcher.deferring(confirmations):
+            with dispatcher.deferring(confirmations):
                 await self._handle_grouped(messages)
-            try:
-                for confirmation in confirmations:
-                    await confirmation
-                return
-            except BusError as exc:
-                log.warning("a batch of %d events is handled again: %s", len(messages), exc)
-                await asyncio.sleep(RETRY_PAUSE_S)
+            for confirmation in confirmations:
+                await confirmation
+
+        await retrying(f"handling a batch of {len(messages)} events", handle_confirmed)
 
     async def _handle_grouped(self, messages: list[tuple[str, bytes]]) -> None:
         """Triggers in parallel, each trigger's events one after another in topic order."""

@@ -19,13 +19,13 @@ from urllib.parse import parse_qsl
 
 from triggerhub.errors import BadRequest, PayloadTooLarge, Unauthorized
 from triggerhub.feeds.cursor import CursorEmit
+from triggerhub.feeds.kind import SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext, WebhookHandling
 from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent, loads_json
 
 EVENT_TYPE = "triggerhub.feed.webhook"
 SOURCE = "/whisk.system/webhook/webhook"
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 DEFAULT_TOLERANCE_S = 300
-SECRET_MASK = "********"
 _ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
 
@@ -245,3 +245,33 @@ class WebhookFeed:
 
     async def stop(self) -> None:
         return None
+
+
+def _parse(params: Mapping[str, JSON], _ctx: ParseContext) -> dict[str, JSON]:
+    return parse_webhook_config(params).to_json(redact=False)
+
+
+def _build(_config: Mapping[str, JSON], _ctx: FeedContext) -> WebhookFeed:
+    return WebhookFeed()
+
+
+def _event(config: Mapping[str, JSON], trigger: str, headers: Mapping[str, str], body: bytes,
+           now_ms: int) -> TriggerEvent:
+    return delivery_event(parse_webhook_config(config), trigger, headers, body, now_ms)
+
+
+def _replay_message(config: Mapping[str, JSON], trigger: str, headers: Mapping[str, str], event_id: str) -> str:
+    return replay_message(parse_webhook_config(config), trigger, headers, event_id)
+
+
+HANDLING = WebhookHandling(body_limit_bytes=lambda config: parse_webhook_config(config).max_body_bytes,
+                           event=_event, replay_message=_replay_message)
+
+
+FEED_KIND = FeedKind(
+    catalogue=BuiltinFeed("webhook", "webhook", "Fire a trigger for every verified POST to /hooks/{namespace}/{trigger}",
+                          ("verify", "secret", "header", "algorithm", "encoding", "prefix", "idHeader", "toleranceS",
+                           "maxBodyBytes")),
+    parse=_parse, build=_build, secret_keys=("secret",), webhook=HANDLING,
+    created=lambda trigger: {"url": f"/hooks{trigger}"},
+)

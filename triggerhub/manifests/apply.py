@@ -81,15 +81,18 @@ def _relative_name(item: JSON) -> str:
 
 def _owner(doc: JSON) -> str | None:
     for item in doc.get("annotations") or []:
-        if item.get("key") == MANAGED_KEY and isinstance(item.get("value"), dict):
-            return item["value"].get("projectName")
+        value = item.get("value")
+        if item.get("key") == MANAGED_KEY and isinstance(value, dict):
+            project = value.get("projectName")
+            return None if project is None else str(project)
     return None
 
 
 def _feed_of(doc: JSON) -> str | None:
     for item in (doc or {}).get("annotations") or []:
-        if item.get("key") == "feed" and isinstance(item.get("value"), str):
-            return item["value"]
+        value = item.get("value")
+        if item.get("key") == "feed" and isinstance(value, str):
+            return value
     return None
 
 
@@ -119,21 +122,27 @@ def _feed_args(event: str, ns: str, trigger: str, client: WhiskClient, inputs: d
 # --------------------------------------------------------------------------- writing
 
 
+Progress = Callable[[int, int, str], None]  # (step number from 1, steps in all, "create action a/b")
+
+
 @dataclass(slots=True)
 class Applier:
     client: WhiskClient
     namespace: str
     undo: list[tuple[str, Undo]] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
+    on_step: Progress = field(default=lambda number, total, what: None)  # hears each step as it starts
 
     async def run(self, plan: Plan) -> list[str]:
         """Apply every step or none; returns one line per step done. Routes go before the
         entities they call are deleted, and after the entities they call are created."""
         route_deletes = [s for s in plan.route_steps if s.change is Change.DELETE]
         route_puts = [s for s in plan.route_steps if s.change is not Change.DELETE]
-        for what, action in ([(self._route_words(s), partial(self._route_step, s)) for s in route_deletes]
-                             + [(f"{s.change.value} {s.kind_word} {s.name}", partial(self._step, s)) for s in plan.steps]
-                             + [(self._route_words(s), partial(self._route_step, s)) for s in route_puts]):
+        steps = ([(self._route_words(s), partial(self._route_step, s)) for s in route_deletes]
+                 + [(f"{s.change.value} {s.kind_word} {s.name}", partial(self._step, s)) for s in plan.steps]
+                 + [(self._route_words(s), partial(self._route_step, s)) for s in route_puts])
+        for number, (what, action) in enumerate(steps, start=1):
+            self.on_step(number, len(steps), what)
             try:
                 await action()
             except errors.ApiError as exc:

@@ -191,8 +191,9 @@ def _json_or_text(content_type: str, text: str) -> Any:
 
 
 def _message(payload: Any, reason: str) -> str:
-    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        return payload["error"]
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, str):
+        return error
     if isinstance(payload, dict) and isinstance(payload.get("response"), dict):
         result = payload["response"].get("result")
         if isinstance(result, dict) and "error" in result:

@@ -149,7 +149,8 @@ def package_from_doc(doc: Doc) -> Package:
     return Package(parameters=_params_from(doc["parameters"]), binding=binding, **_common_from(doc))
 
 
-_ENTITY_TO = {Action: action_to_doc, Trigger: trigger_to_doc, Rule: rule_to_doc, Package: package_to_doc}
+_ENTITY_TO: dict[type[Entity], Callable[[Any], Doc]] = {
+    Action: action_to_doc, Trigger: trigger_to_doc, Rule: rule_to_doc, Package: package_to_doc}
 _ENTITY_FROM: dict[Collection, Callable[[Doc], Entity]] = {
     Collection.ACTIONS: action_from_doc, Collection.TRIGGERS: trigger_from_doc,
     Collection.RULES: rule_from_doc, Collection.PACKAGES: package_from_doc,
@@ -157,7 +158,7 @@ _ENTITY_FROM: dict[Collection, Callable[[Doc], Entity]] = {
 
 
 def entity_to_doc(entity: Entity) -> Doc:
-    return _ENTITY_TO[type(entity)](entity)  # type: ignore[operator]
+    return _ENTITY_TO[type(entity)](entity)
 
 
 def entity_from_doc(collection: Collection | str, doc: Doc) -> Entity:

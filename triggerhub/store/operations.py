@@ -105,13 +105,13 @@ def accept(conn: Connection, sql: Statements, batch: Sequence[Acceptance]) -> li
         conn.execute(activations.insert(), activation_rows)
     if cursor_rows:
         conn.execute(sql.upsert_cursor, list(cursor_rows.values()))
-    count_rows = _count_rows(taken)
+    count_rows = rule_count_rows(taken)
     if count_rows:
         conn.execute(sql.add_rule_counts, count_rows)
     return answers
 
 
-def _count_rows(taken: Sequence[Acceptance]) -> list[dict[str, Any]]:
+def rule_count_rows(taken: Sequence[Acceptance]) -> list[dict[str, Any]]:
     """One row per rule (a statement may not touch a row twice), in key order so that two
     concurrent transactions lock rows in the same order."""
     counts: dict[str, list[int]] = {}
