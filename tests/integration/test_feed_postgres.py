@@ -8,7 +8,7 @@ here is found through LISTEN/NOTIFY or the read at start.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from tests.plugins.clock import TestClock
 from tests.plugins.feeds import FakeStore, StoreEmit
 from tests.plugins.services import asyncpg_dsn
+from tests.plugins.waiting import wait_until
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager
 from triggerhub.errors import BadRequest, NotFound
@@ -39,12 +40,6 @@ async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     await conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY, item text NOT NULL, qty int NOT NULL)")
     yield conn
     await conn.close()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def feed_for(dsn: str, tg: asyncio.TaskGroup, emit: StoreEmit, trigger: str = TRIGGER,

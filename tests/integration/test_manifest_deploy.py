@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from tests.plugins.hub import HubClient
 from tests.plugins.manifests import EXAMPLES, FIXTURES
+from tests.plugins.waiting import wait_records
 from triggerhub import errors
 from triggerhub.manifests.client import HttpWhiskClient
 from triggerhub.manifests.commands import deploy as deploy_command
@@ -368,7 +369,7 @@ async def test_iot_temperature_example(hub: HubClient, client: HttpWhiskClient,
     finally:
         publisher.loop_stop()
         publisher.disconnect()
-    records = await wait_for_activations(hub, "iot/check-temperature", 1)
+    records = await wait_records(hub, "iot/check-temperature", 1)
     assert records[0]["response"]["result"] == {"sensor": "s1", "celsius": 31.5, "threshold": 30.0, "alert": True}
     await undeploy_manifest(client, EXAMPLES / "iot-temperature-alert" / "manifest.yaml")
 
@@ -385,21 +386,11 @@ async def test_db_change_example(hub: HubClient, client: HttpWhiskClient, fresh_
         for entity in outcome.project.entities:
             check_like_openwhisk(entity, await read_back(hub, entity))
         await connection.execute("INSERT INTO orders VALUES (7, 1)")
-        records = await wait_for_activations(hub, "db/notify-change", 1)
+        records = await wait_records(hub, "db/notify-change", 1)
         assert records[0]["response"]["result"] == {"channel": "ops-alerts", "text": "insert on public.orders (id 7)"}
         await undeploy_manifest(client, EXAMPLES / "db-change-notification" / "manifest.yaml")
     finally:
         await connection.close()
-
-
-async def wait_for_activations(hub: HubClient, name: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            status, records = await hub.call("GET", "namespaces/_/activations", name=name, docs=True)
-            assert status == 200
-            if len(records) >= count:
-                return records
-            await asyncio.sleep(0.1)
 
 
 async def test_deploy_directory_deploys_each_example_and_reports_failures(
