@@ -8,6 +8,7 @@ from typing import Any
 import docker
 import pytest
 
+from tests.plugins.clock import TestClock
 from tests.plugins.invoker import make_action, make_invocation
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.docker import DockerRuntimeFactory
@@ -22,21 +23,13 @@ HOG = ("def main(args):\n    blocks = []\n    while True:\n        blocks.append
 SLEEPY = "import time\ndef main(args):\n    time.sleep(args.get('s', 5))\n    return {}\n"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
+@pytest.fixture
+def clock() -> TestClock:
+    return TestClock(monotonic_s=1000.0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def setup(make_docker_factory: Callable[..., DockerRuntimeFactory], clock: Clock,
+async def setup(make_docker_factory: Callable[..., DockerRuntimeFactory], clock: TestClock,
                 request: pytest.FixtureRequest) -> AsyncIterator[tuple[ActionInvoker, ContainerPool, DockerRuntimeFactory]]:
     factory = make_docker_factory(pull_images=False)
     prewarm = getattr(request, "param", 0)
@@ -89,11 +82,11 @@ async def test_warm_reuse_stays_within_one_namespace(setup: Any) -> None:
     assert other.response.result != first.response.result
 
 
-async def test_paused_container_is_resumed(setup: Any, clock: Clock) -> None:
+async def test_paused_container_is_resumed(setup: Any, clock: TestClock) -> None:
     invoker, pool, _ = setup
     action = make_action("python:3.11", HOSTNAME)
     first = await invoker.invoke(make_invocation(action))
-    clock.now_s += 11  # past the pause grace
+    clock.jump(11)  # past the pause grace
     await pool.reap()
     assert pool.statistics().paused == 1
     again = await invoker.invoke(make_invocation(action))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.plugins.feeds import FakeStore, StoreEmit
-from triggerhub.feeds.clock import SystemClock
+from triggerhub.clock import SystemClock
 from triggerhub.feeds.files import FileFeed, parse_files_config
 
 TRIGGER = "/guest/files"

@@ -162,7 +162,9 @@ async def test_retained_state_fires_once_across_resubscribes_or_is_ignored(
 
 
 async def test_create_through_the_manager_fails_cleanly_when_the_broker_is_absent(fake_store: FakeStore) -> None:
-    from triggerhub.engine.feeds import MQTT, FeedManager
+    from triggerhub.cli.feed_kinds import FEED_KINDS
+    from triggerhub.engine.feed_manager import FeedManager
+    from triggerhub.feeds.mqtt import FEED_KIND as MQTT_KIND
     from triggerhub.errors import BadRequest
     from triggerhub.store.base import Acceptance
 
@@ -170,10 +172,10 @@ async def test_create_through_the_manager_fails_cleanly_when_the_broker_is_absen
         return await fake_store.accept(Acceptance(event=event, cursor=cursor))
 
     async with asyncio.TaskGroup() as tg:
-        manager = FeedManager(fake_store, fire)
+        manager = FeedManager(fake_store, fire, kinds=FEED_KINDS)
         await manager.start(tg)
         with pytest.raises(BadRequest) as caught:
-            await manager.lifecycle("guest", "k", MQTT, {"lifecycleEvent": "CREATE", "triggerName": "/guest/s",
+            await manager.lifecycle("guest", "k", MQTT_KIND.fqn, {"lifecycleEvent": "CREATE", "triggerName": "/guest/s",
                                                          "url": "mqtt://127.0.0.1:1", "topics": "a/#"})
     assert caught.value.message.startswith("feed /whisk.system/mqtt/subscribe for trigger '/guest/s' could not "
                                            "start: MQTT broker mqtt://127.0.0.1:1 did not accept a connection")

@@ -1,7 +1,7 @@
 """PostgreSQL change feed against the real server on loopback: row changes in commit order,
 changes made while the feed is stopped, out-of-order commits, and the feed lifecycle.
 
-The clock is a FakeClock that never advances: the safety-net poll never runs, so every change
+The clock is a TestClock that never advances: the safety-net poll never runs, so every change
 here is found through LISTEN/NOTIFY or the read at start.
 """
 
@@ -13,9 +13,12 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import pytest
 
-from tests.plugins.feeds import FakeClock, FakeStore, StoreEmit
+from tests.plugins.clock import TestClock
+from tests.plugins.feeds import FakeStore, StoreEmit
 from tests.plugins.services import asyncpg_dsn
-from triggerhub.engine.feeds import POSTGRES, FeedManager
+from triggerhub.cli.feed_kinds import FEED_KINDS
+from triggerhub.engine.feed_manager import FeedManager
+from triggerhub.feeds.postgres import FEED_KIND as POSTGRES_KIND
 from triggerhub.errors import BadRequest
 from triggerhub.feeds.postgres import PostgresFeed, parse_postgres_config, redact_dsn
 from triggerhub.model import TriggerEvent
@@ -47,7 +50,7 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> 
 def feed_for(dsn: str, tg: asyncio.TaskGroup, emit: StoreEmit, trigger: str = TRIGGER,
              **params: object) -> PostgresFeed:
     config = parse_postgres_config({"dsn": dsn, "table": "orders", **params})
-    return PostgresFeed(config, trigger=trigger, clock=FakeClock(0.0), tasks=tg, load_cursor=emit.load)
+    return PostgresFeed(config, trigger=trigger, clock=TestClock(0.0), tasks=tg, load_cursor=emit.load)
 
 
 def changes(store: FakeStore) -> list[tuple[str, object, object]]:
@@ -161,7 +164,7 @@ async def test_two_triggers_on_one_table_both_fire(dsn: str, db: asyncpg.Connect
 def manager_for(store: FakeStore) -> FeedManager:
     async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
         return await store.accept(Acceptance(event=event, cursor=cursor))
-    return FeedManager(store, fire, FakeClock(0.0))
+    return FeedManager(store, fire, kinds=FEED_KINDS, clock=TestClock(0.0))
 
 
 def call(event: str, **params: object) -> dict[str, object]:
@@ -173,12 +176,12 @@ async def test_create_read_delete_through_the_manager(
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store)
         await manager.start(tg)
-        created = await manager.lifecycle("guest", "uuid:key", POSTGRES,
+        created = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn,
                                           call("CREATE", dsn=dsn, table="public.orders", operations="INSERT"))
         await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
         await wait_until(lambda: len(fake_store.events) == 1)
-        read = await manager.lifecycle("guest", "uuid:key", POSTGRES, call("READ"))
-        deleted = await manager.lifecycle("guest", "uuid:key", POSTGRES, call("DELETE"))
+        read = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("READ"))
+        deleted = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("DELETE"))
         await manager.stop()
     assert created == {"triggerName": TRIGGER, "status": "active"}
     assert read["config"] == {"name": "orders", "namespace": "guest", "dsn": redact_dsn(dsn),  # type: ignore[index]
@@ -195,9 +198,9 @@ async def test_create_of_a_missing_table_fails_naming_it(dsn: str, db: asyncpg.C
         manager = manager_for(fake_store)
         await manager.start(tg)
         with pytest.raises(BadRequest) as caught:
-            await manager.lifecycle("guest", "uuid:key", POSTGRES, call("CREATE", dsn=dsn, table="shop.nope"))
+            await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("CREATE", dsn=dsn, table="shop.nope"))
     location = parse_postgres_config({"dsn": dsn, "table": "x"}).location
-    assert caught.value.message == (f"feed {POSTGRES} for trigger '{TRIGGER}' could not start: table 'shop.nope' "
+    assert caught.value.message == (f"feed {POSTGRES_KIND.fqn} for trigger '{TRIGGER}' could not start: table 'shop.nope' "
                                     f"does not exist in {location}; create it first or fix the table parameter")
     assert fake_store.feeds == {}
 

@@ -1,75 +1,17 @@
-"""Fixtures for the feed adapters and FeedManager: a fake clock and a small in-memory Store.
+"""Fixtures for the feed adapters and FeedManager: a small in-memory Store (the test clock is
+tests/plugins/clock.py's TestClock).
 
 The fakes sit exactly at the seams (Clock, Store); everything above them is the real code.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import pytest
 
 from triggerhub.model import Activation, Collection, Entity, Invocation, Subject, TriggerEvent
 from triggerhub.store.base import ActivationQuery, Acceptance, FeedRegistration
-
-
-def utc_s(text: str) -> float:
-    """'2024-10-27T00:30:00' (UTC) -> epoch seconds."""
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
-
-
-@dataclass(order=True)
-class _Sleeper:
-    when_s: float
-    seq: int
-    future: asyncio.Future[None] = field(compare=False)
-
-
-class FakeClock:
-    """Time moves only when a test calls `advance_to`; sleepers wake in deadline order."""
-
-    def __init__(self, now_s: float) -> None:
-        self._now_s = now_s
-        self._sleepers: list[_Sleeper] = []
-        self._seq = 0
-
-    def now(self) -> float:
-        return self._now_s
-
-    async def sleep_until(self, when_s: float) -> None:
-        if when_s <= self._now_s:
-            await asyncio.sleep(0)
-            return
-        self._seq += 1
-        sleeper = _Sleeper(when_s, self._seq, asyncio.get_running_loop().create_future())
-        self._sleepers.append(sleeper)
-        try:
-            await sleeper.future
-        finally:
-            if sleeper in self._sleepers:
-                self._sleepers.remove(sleeper)
-
-    async def advance_to(self, when_s: float) -> None:
-        """Step through every deadline up to `when_s`, letting woken tasks run at each one."""
-        await settle()
-        while due := sorted(s for s in self._sleepers if s.when_s <= when_s):
-            self._now_s = due[0].when_s
-            for sleeper in due:
-                if sleeper.when_s == self._now_s:
-                    self._sleepers.remove(sleeper)
-                    sleeper.future.set_result(None)
-            await settle()
-        self._now_s = max(self._now_s, when_s)
-        await settle()
-
-
-async def settle(rounds: int = 200) -> None:
-    """Let every ready task run until it blocks again (all fakes here complete without I/O)."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)
 
 
 class FakeStore:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tests.plugins.clock import TestClock
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import ProxyResponse, RuntimeSpec
@@ -14,15 +15,15 @@ from tests.plugins.invoker import make_action, make_invocation
 Handler = Callable[[str, dict[str, JSON]], ProxyResponse]
 
 
-class TickingClock:
-    """Each reading advances 10 ms, so start/end/initTime are exact."""
+class TickingClock(TestClock):
+    """Each reading of now_ms advances 10 ms, so start/end/initTime are exact."""
 
     def __init__(self, start_ms: int = 1_000) -> None:
-        self.now_ms = start_ms
+        super().__init__(start_ms / 1000)
 
-    def __call__(self) -> int:
-        self.now_ms += 10
-        return self.now_ms
+    def now_ms(self) -> int:
+        self.jump(0.010)
+        return super().now_ms()
 
 
 class ScriptedRuntime:
@@ -75,7 +76,7 @@ def ok(path: str, body: dict[str, JSON]) -> ProxyResponse:
 
 def invoker_with(factory: ScriptedFactory) -> tuple[ActionInvoker, ContainerPool]:
     pool = ContainerPool(factory, PoolConfig())
-    return ActionInvoker(pool, clock_ms=TickingClock()), pool
+    return ActionInvoker(pool, clock=TickingClock()), pool
 
 
 async def test_cold_then_warm_records() -> None:

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.plugins.feeds import FakeClock, FakeStore, StoreEmit, utc_s
+from tests.plugins.clock import TestClock, utc_s
+from tests.plugins.feeds import FakeStore, StoreEmit
 from triggerhub.errors import BadRequest
 from triggerhub.feeds.alarms import AlarmFeed, AlarmKind, CatchUp, parse_alarm_config, preview
 
@@ -25,7 +26,7 @@ def utc_minutes(start: str, count: int) -> list[str]:
     return [datetime.fromtimestamp(first + 60 * i, timezone.utc).strftime("%m-%dT%H:%M") for i in range(count)]
 
 
-async def run_alarm(store: FakeStore, clock: FakeClock, params: dict, until: str, *, kind=AlarmKind.ALARM,
+async def run_alarm(store: FakeStore, clock: TestClock, params: dict, until: str, *, kind=AlarmKind.ALARM,
                     not_before: str | None = None, finished: list[str] | None = None) -> None:
     config = parse_alarm_config(kind, TRIGGER, params, NOW_MS, require_future=False)
     emit = StoreEmit(store, TRIGGER)
@@ -35,7 +36,7 @@ async def run_alarm(store: FakeStore, clock: FakeClock, params: dict, until: str
 
     async with asyncio.TaskGroup() as tg:
         feed = AlarmFeed(config, clock=clock, tasks=tg, load_cursor=emit.load, on_finished=on_finished,
-                         not_before_ms=int(utc_s(not_before) * 1000) if not_before else int(clock.now() * 1000))
+                         not_before_ms=int(utc_s(not_before) * 1000) if not_before else clock.now_ms())
         await feed.start(emit)
         await clock.advance_to(utc_s(until))
         await feed.stop()
@@ -69,7 +70,7 @@ def test_interval_and_once_validation() -> None:
 
 async def test_cron_every_minute_across_fall_back_in_berlin_fires_each_wall_minute_once(fake_store: FakeStore) -> None:
     # 2024-10-27 01:00Z: Berlin goes from 03:00 CEST back to 02:00 CET.
-    clock = FakeClock(utc_s("2024-10-26T23:55:30"))
+    clock = TestClock(utc_s("2024-10-26T23:55:30"))
     params = {"cron": "* * * * *", "timezone": "Europe/Berlin", "strict": True}
     await run_alarm(fake_store, clock, params, "2024-10-27T02:05:30")
     # First pass of 02:00-02:59 (00:00Z-00:59Z) fires; the repeated hour (01:00Z-01:59Z) is silent.
@@ -78,21 +79,21 @@ async def test_cron_every_minute_across_fall_back_in_berlin_fires_each_wall_minu
 
 async def test_cron_across_spring_forward_skips_the_missing_wall_time(fake_store: FakeStore) -> None:
     # 2024-03-31 01:00Z: Berlin jumps from 02:00 CET to 03:00 CEST; 02:30 does not exist that day.
-    clock = FakeClock(utc_s("2024-03-29T12:00:00"))
+    clock = TestClock(utc_s("2024-03-29T12:00:00"))
     params = {"cron": "30 2 * * *", "timezone": "Europe/Berlin", "strict": True}
     await run_alarm(fake_store, clock, params, "2024-04-02T12:00:00")
     assert fired_utc(fake_store) == ["03-30T01:30", "04-01T00:30", "04-02T00:30"]
 
 
 async def test_every_minute_across_spring_forward_fires_every_real_minute(fake_store: FakeStore) -> None:
-    clock = FakeClock(utc_s("2024-03-31T00:57:30"))
+    clock = TestClock(utc_s("2024-03-31T00:57:30"))
     params = {"cron": "* * * * *", "timezone": "Europe/Berlin", "strict": True}
     await run_alarm(fake_store, clock, params, "2024-03-31T01:02:30")
     assert fired_utc(fake_store) == utc_minutes("2024-03-31T00:58:00", 5)
 
 
 async def test_restart_mid_schedule_fires_no_instant_twice(fake_store: FakeStore) -> None:
-    clock = FakeClock(utc_s("2024-10-27T00:00:30"))
+    clock = TestClock(utc_s("2024-10-27T00:00:30"))
     params = {"cron": "* * * * *", "timezone": "Europe/Berlin", "strict": True}
     await run_alarm(fake_store, clock, params, "2024-10-27T00:10:00")  # stop exactly on an instant
     await run_alarm(fake_store, clock, params, "2024-10-27T00:20:30")
@@ -101,7 +102,7 @@ async def test_restart_mid_schedule_fires_no_instant_twice(fake_store: FakeStore
 
 
 async def test_two_processes_on_one_store_store_each_instant_once(fake_store: FakeStore) -> None:
-    clock = FakeClock(utc_s("2024-10-27T00:00:30"))
+    clock = TestClock(utc_s("2024-10-27T00:00:30"))
     params = {"cron": "* * * * *", "strict": True}
     config = parse_alarm_config(AlarmKind.ALARM, TRIGGER, params, NOW_MS)
     emits = [StoreEmit(fake_store, TRIGGER), StoreEmit(fake_store, TRIGGER)]
@@ -110,7 +111,7 @@ async def test_two_processes_on_one_store_store_each_instant_once(fake_store: Fa
 
     async with asyncio.TaskGroup() as tg:
         feeds = [AlarmFeed(config, clock=clock, tasks=tg, load_cursor=e.load, on_finished=on_finished,
-                           not_before_ms=int(clock.now() * 1000)) for e in emits]
+                           not_before_ms=clock.now_ms()) for e in emits]
         for feed, emit in zip(feeds, emits):
             await feed.start(emit)
         await clock.advance_to(utc_s("2024-10-27T00:05:30"))
@@ -126,18 +127,18 @@ async def test_two_processes_on_one_store_store_each_instant_once(fake_store: Fa
     (CatchUp.ALL, ["00:07", "00:08", "00:09", "00:10"]),
 ])
 async def test_catch_up_after_downtime(fake_store: FakeStore, policy: CatchUp, expected_first: list[str]) -> None:
-    clock = FakeClock(utc_s("2024-10-27T00:00:30"))
+    clock = TestClock(utc_s("2024-10-27T00:00:30"))
     params = {"cron": "* * * * *", "strict": True, "catchUp": str(policy), "catchUpMax": 3}
     await run_alarm(fake_store, clock, params, "2024-10-27T00:00:59")
     assert fake_store.events == {}
     fake_store.cursors[f"{TRIGGER}#fired"] = str(int(utc_s("2024-10-27T00:00:00") * 1000))
-    clock = FakeClock(utc_s("2024-10-27T00:10:30"))  # the hub was down for ten minutes
+    clock = TestClock(utc_s("2024-10-27T00:10:30"))  # the hub was down for ten minutes
     await run_alarm(fake_store, clock, params, "2024-10-27T00:11:30", not_before="2024-10-27T00:00:30")
     assert [t[-5:] for t in fired_utc(fake_store)] == expected_first + ["00:11"]
 
 
 async def test_once_fires_once_and_reports_finished(fake_store: FakeStore) -> None:
-    clock = FakeClock(utc_s("2024-10-27T00:00:00"))
+    clock = TestClock(utc_s("2024-10-27T00:00:00"))
     finished: list[str] = []
     await run_alarm(fake_store, clock, {"date": "2024-10-27T00:05:00Z", "trigger_payload": {"k": 1}},
                     "2024-10-27T01:00:00", kind=AlarmKind.ONCE, finished=finished)
@@ -147,7 +148,7 @@ async def test_once_fires_once_and_reports_finished(fake_store: FakeStore) -> No
 
 
 async def test_interval_with_stop_date(fake_store: FakeStore) -> None:
-    clock = FakeClock(utc_s("2024-10-27T00:00:00"))
+    clock = TestClock(utc_s("2024-10-27T00:00:00"))
     finished: list[str] = []
     params = {"minutes": 15, "startDate": "2024-10-27T00:10:00Z", "stopDate": "2024-10-27T01:00:00Z"}
     await run_alarm(fake_store, clock, params, "2024-10-27T03:00:00", kind=AlarmKind.INTERVAL, finished=finished)

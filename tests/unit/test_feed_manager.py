@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.plugins.feeds import FakeClock, FakeStore, utc_s
-from triggerhub.engine.feeds import ALARM, BUILTIN_FEEDS, ONCE, FeedManager, FeedMetrics
-from triggerhub.errors import FORBIDDEN, BadRequest, Conflict, Forbidden, NotFound
+from tests.plugins.clock import TestClock, utc_s
+from tests.plugins.feeds import FakeStore
+from triggerhub.cli.feed_kinds import FEED_KINDS
+from triggerhub.engine.feed_manager import FeedManager, FeedMetrics, catalogue
+from triggerhub.errors import FORBIDDEN, BadRequest, Conflict, Forbidden, NotFound, StoreError
 from triggerhub.model import FullyQualifiedName, ReducedRule, Rule, RuleStatus, Trigger, TriggerEvent
 from triggerhub.store.base import Acceptance
 
+ALARM, ONCE = "/whisk.system/alarms/alarm", "/whisk.system/alarms/once"
 START = "2024-06-01T00:00:30"
 CRON = {"cron": "* * * * *", "strict": True, "trigger_payload": "tick"}
 
 
-def manager_for(store: FakeStore, clock: FakeClock) -> FeedManager:
+def manager_for(store: FakeStore, clock: TestClock) -> FeedManager:
     async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
         return await store.accept(Acceptance(event=event, cursor=cursor))
-    return FeedManager(store, fire, clock)
+    return FeedManager(store, fire, kinds=FEED_KINDS, clock=clock)
 
 
 def call(event: str, **params: object) -> dict[str, object]:
@@ -27,15 +31,16 @@ def call(event: str, **params: object) -> dict[str, object]:
 
 
 def test_catalogue_names_every_builtin_feed() -> None:
-    assert sorted(BUILTIN_FEEDS) == [
+    assert sorted(FEED_KINDS) == [
         "/whisk.system/alarms/alarm", "/whisk.system/alarms/interval", "/whisk.system/alarms/once",
         "/whisk.system/files/watch", "/whisk.system/mqtt/subscribe", "/whisk.system/postgres/changes",
         "/whisk.system/webhook/webhook"]
-    assert BUILTIN_FEEDS[ALARM].parameters[0] == "cron"
+    assert FEED_KINDS[ALARM].catalogue.parameters[0] == "cron"
+    assert [feed.fqn for feed in catalogue(FEED_KINDS)] == list(FEED_KINDS)
 
 
 async def test_create_read_pause_unpause_delete(fake_store: FakeStore) -> None:
-    clock = FakeClock(utc_s(START))
+    clock = TestClock(utc_s(START))
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store, clock)
         await manager.start(tg)
@@ -67,7 +72,7 @@ async def test_create_read_pause_unpause_delete(fake_store: FakeStore) -> None:
 
 async def test_lifecycle_errors(fake_store: FakeStore) -> None:
     async with asyncio.TaskGroup() as tg:
-        manager = manager_for(fake_store, FakeClock(utc_s(START)))
+        manager = manager_for(fake_store, TestClock(utc_s(START)))
         await manager.start(tg)
         with pytest.raises(BadRequest, match="^unsupported lifecycleEvent$"):
             await manager.lifecycle("guest", "k", ALARM, call("RESTART"))
@@ -88,7 +93,7 @@ async def test_lifecycle_errors(fake_store: FakeStore) -> None:
 
 
 async def test_feeds_survive_a_restart_without_firing_an_instant_twice(fake_store: FakeStore) -> None:
-    clock = FakeClock(utc_s(START))
+    clock = TestClock(utc_s(START))
     async with asyncio.TaskGroup() as tg:
         first = manager_for(fake_store, clock)
         await first.start(tg)
@@ -109,7 +114,7 @@ async def test_once_with_delete_after_fire_rules_deletes_trigger_and_rules(fake_
     rule = Rule("guest", "r", FullyQualifiedName("guest", "tick"), FullyQualifiedName("guest", "act"))
     trigger = Trigger("guest", "tick", rules={"guest/r": ReducedRule(rule.action, RuleStatus.ACTIVE)})
     await fake_store.put_entities([trigger, rule])
-    clock = FakeClock(utc_s(START))
+    clock = TestClock(utc_s(START))
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store, clock)
         await manager.start(tg)
@@ -118,3 +123,65 @@ async def test_once_with_delete_after_fire_rules_deletes_trigger_and_rules(fake_
         await clock.advance_to(utc_s("2024-06-01T01:00:00"))
         await manager.stop()
     assert (len(fake_store.events), fake_store.feeds, fake_store.entities) == (1, {}, {})
+
+
+def flaky_fire(store: FakeStore, *errors: Exception) -> Callable[[TriggerEvent, tuple[str, str] | None], Awaitable[bool]]:
+    """A fire that raises `errors` in turn, then stores like the engine."""
+    pending = list(errors)
+
+    async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        if pending:
+            raise pending.pop(0)
+        return await store.accept(Acceptance(event=event, cursor=cursor))
+    return fire
+
+
+async def test_a_store_outage_is_retried_and_the_instant_fires_once(fake_store: FakeStore) -> None:
+    clock = TestClock(utc_s(START))
+    fire = flaky_fire(fake_store, StoreError("database is locked"), StoreError("database is locked"))
+    async with asyncio.TaskGroup() as tg:
+        manager = FeedManager(fake_store, fire, kinds=FEED_KINDS, clock=clock)
+        await manager.start(tg)
+        await manager.lifecycle("guest", "k", ALARM, call("CREATE", **CRON))
+        await clock.advance_to(utc_s("2024-06-01T00:01:30"))
+        await manager.stop()
+    assert [e.time_ms for e in fake_store.events.values()] == [int(utc_s("2024-06-01T00:01:00") * 1000)]
+    assert fake_store.cursors == {"/guest/tick#fired": str(int(utc_s("2024-06-01T00:01:00") * 1000))}
+    assert manager.metrics("/guest/tick") == FeedMetrics(received=3, fired=1, rejected=2)
+    assert fake_store.feeds["/guest/tick"].status == "active"
+
+
+async def test_a_refused_event_pauses_the_feed_with_the_reason_until_unpaused(fake_store: FakeStore) -> None:
+    clock = TestClock(utc_s(START))
+    reason = "trigger /guest/tick does not exist; delete its feed or recreate the trigger"
+    fire = flaky_fire(fake_store, NotFound(reason))
+    async with asyncio.TaskGroup() as tg:
+        manager = FeedManager(fake_store, fire, kinds=FEED_KINDS, clock=clock)
+        await manager.start(tg)
+        await manager.lifecycle("guest", "k", ALARM, call("CREATE", **CRON))
+        await clock.advance_to(utc_s("2024-06-01T00:03:30"))  # refused at 00:01, nothing fired after it
+        read = await manager.lifecycle("guest", "k", ALARM, call("READ"))
+        assert (read["status"]["active"], read["status"]["reason"]) == (False, reason)
+        assert (fake_store.events, fake_store.feeds["/guest/tick"].status) == ({}, "paused")
+        assert manager.metrics("/guest/tick") == FeedMetrics(received=1, fired=0, rejected=1)
+        await manager.lifecycle("guest", "k", ALARM, call("UNPAUSE"))
+        await clock.advance_to(utc_s("2024-06-01T00:04:30"))
+        await manager.stop()
+    assert [e.time_ms for e in fake_store.events.values()] == [int(utc_s("2024-06-01T00:04:00") * 1000)]
+
+
+async def test_the_manager_runs_only_the_kinds_it_is_given(fake_store: FakeStore) -> None:
+    only_alarms = {fqn: kind for fqn, kind in FEED_KINDS.items() if fqn.startswith("/whisk.system/alarms/")}
+    async with asyncio.TaskGroup() as tg:
+        manager = FeedManager(fake_store, flaky_fire(fake_store), kinds=only_alarms, clock=TestClock(utc_s(START)))
+        await manager.start(tg)
+        with pytest.raises(NotFound) as unknown:
+            await manager.lifecycle("guest", "k", "/whisk.system/webhook/webhook", call("CREATE", verify="none"))
+        assert unknown.value.message == (
+            "feed '/whisk.system/webhook/webhook' is not a built-in feed; known: /whisk.system/alarms/alarm, "
+            "/whisk.system/alarms/interval, /whisk.system/alarms/once")
+        with pytest.raises(NotFound) as no_hook:
+            await manager.handle_webhook("guest", "tick", {}, b"{}")
+        assert no_hook.value.message == "trigger '/guest/tick' has no webhook feed; create one with --feed a webhook feed"
+        await manager.stop()
+    assert fake_store.feeds == {}

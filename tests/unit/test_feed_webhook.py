@@ -7,13 +7,17 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 
 import pytest
 
-from tests.plugins.feeds import FakeClock, FakeStore, utc_s
-from triggerhub.engine.feeds import WEBHOOK, FeedManager, FeedMetrics
-from triggerhub.errors import BadRequest
-from triggerhub.model import TriggerEvent
+from tests.plugins.clock import TestClock, utc_s
+from tests.plugins.feeds import FakeStore
+from triggerhub.cli.feed_kinds import FEED_KINDS
+from triggerhub.engine.feed_manager import FeedManager, FeedMetrics
+from triggerhub.feeds.webhook import FEED_KIND as WEBHOOK_KIND
+from triggerhub.errors import ApiError, BadRequest, Conflict, Unauthorized
+from triggerhub.model import JSON, TriggerEvent
 from triggerhub.store.base import Acceptance
 
 BODY = json.dumps({"action": "opened", "number": 7}).encode()
@@ -36,13 +40,23 @@ def standard_headers(body: bytes, delivery: str, sent_s: int) -> dict[str, str]:
             "webhook-signature": f"v1,bm90LXRoaXMtb25l v1,{signature}", "content-type": "application/json"}
 
 
+async def answer(manager: FeedManager, namespace: str, trigger: str, headers: Mapping[str, str],
+                 body: bytes) -> tuple[int, dict[str, JSON]]:
+    """What the API answers for one delivery: 202 with the event id, or the ApiError raised."""
+    try:
+        accepted = await manager.handle_webhook(namespace, trigger, headers, body)
+    except ApiError as exc:
+        return exc.status, {"error": exc.message}
+    return 202, {"id": accepted.id}
+
+
 async def make_manager(store: FakeStore, params: dict) -> FeedManager:
     async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
         return await store.accept(Acceptance(event=event, cursor=cursor))
 
-    manager = FeedManager(store, fire, FakeClock(NOW_S))
+    manager = FeedManager(store, fire, kinds=FEED_KINDS, clock=TestClock(NOW_S))
     await manager.start(asyncio.TaskGroup())  # the webhook feed starts no tasks
-    await manager.lifecycle("guest", "uuid:key", WEBHOOK,
+    await manager.lifecycle("guest", "uuid:key", WEBHOOK_KIND.fqn,
                             {"lifecycleEvent": "CREATE", "triggerName": "/guest/hook", **params})
     return manager
 
@@ -50,11 +64,11 @@ async def make_manager(store: FakeStore, params: dict) -> FeedManager:
 async def test_github_signed_delivery_is_stored_and_a_replay_is_409(fake_store: FakeStore) -> None:
     manager = await make_manager(fake_store, {"verify": "github", "secret": SECRET})
     headers = github_headers(BODY, "d-1")
-    assert await manager.handle_webhook("guest", "hook", headers, BODY) == (202, {"id": "webhook:/guest/hook:d-1"})
+    assert await answer(manager, "guest", "hook", headers, BODY) == (202, {"id": "webhook:/guest/hook:d-1"})
     event = fake_store.events["webhook:/guest/hook:d-1"]
     assert (event.data, event.subject, event.type) == ({"action": "opened", "number": 7}, "issues",
                                                         "triggerhub.feed.webhook")
-    assert await manager.handle_webhook("guest", "hook", headers, BODY) == (409, {
+    assert await answer(manager, "guest", "hook", headers, BODY) == (409, {
         "error": "delivery 'd-1' was already accepted for trigger '/guest/hook'; a replay is not fired again"})
     assert len(fake_store.events) == 1
     assert manager.metrics("/guest/hook") == FeedMetrics(received=2, fired=1, rejected=1)
@@ -63,11 +77,11 @@ async def test_github_signed_delivery_is_stored_and_a_replay_is_409(fake_store: 
 async def test_tampered_github_body_is_401_and_nothing_is_stored(fake_store: FakeStore) -> None:
     manager = await make_manager(fake_store, {"verify": "github", "secret": SECRET})
     headers = github_headers(BODY, "d-2")
-    status, body = await manager.handle_webhook("guest", "hook", headers, BODY.replace(b"7", b"8"))
+    status, body = await answer(manager, "guest", "hook", headers, BODY.replace(b"7", b"8"))
     assert (status, body) == (401, {"error": "signature mismatch: X-Hub-Signature-256 does not match the body "
                                              "signed with the trigger's secret; check the secret configured at the sender"})
     assert fake_store.events == {}
-    status, body = await manager.handle_webhook("guest", "hook", {"X-GitHub-Delivery": "d-3"}, BODY)
+    status, body = await answer(manager, "guest", "hook", {"X-GitHub-Delivery": "d-3"}, BODY)
     assert (status, body["error"]) == (401, "missing header X-Hub-Signature-256: the delivery is not signed as "
                                             "this trigger's webhook feed expects")
 
@@ -75,13 +89,13 @@ async def test_tampered_github_body_is_401_and_nothing_is_stored(fake_store: Fak
 async def test_standard_webhooks_signature_and_timestamp_tolerance(fake_store: FakeStore) -> None:
     manager = await make_manager(fake_store, {"verify": "standard", "secret": STANDARD_SECRET, "toleranceS": 60})
     ok = standard_headers(BODY, "msg_1", int(NOW_S) - 30)
-    assert await manager.handle_webhook("guest", "hook", ok, BODY) == (202, {"id": "webhook:/guest/hook:msg_1"})
+    assert await answer(manager, "guest", "hook", ok, BODY) == (202, {"id": "webhook:/guest/hook:msg_1"})
     stale = standard_headers(BODY, "msg_2", int(NOW_S) - 61)
-    assert await manager.handle_webhook("guest", "hook", stale, BODY) == (401, {
+    assert await answer(manager, "guest", "hook", stale, BODY) == (401, {
         "error": f"webhook-timestamp {int(NOW_S) - 61} is more than 60 s away from now; resend the delivery or "
                  "check the sender's clock"})
     forged = {**standard_headers(BODY, "msg_3", int(NOW_S)), "webhook-id": "msg_4"}
-    status, _ = await manager.handle_webhook("guest", "hook", forged, BODY)
+    status, _ = await answer(manager, "guest", "hook", forged, BODY)
     assert status == 401
     assert list(fake_store.events) == ["webhook:/guest/hook:msg_1"]
 
@@ -95,10 +109,10 @@ async def test_generic_hmac_variants(fake_store: FakeStore, algorithm: str, enco
     digest = hmac.new(b"s3", BODY, getattr(hashlib, algorithm)).digest()
     signature = prefix + (digest.hex() if encoding == "hex" else base64.b64encode(digest).decode())
     headers = {"x-sig": signature, "x-id": "42", "content-type": "application/json"}
-    assert await manager.handle_webhook("guest", "hook", headers, BODY) == (202, {"id": "webhook:/guest/hook:42"})
+    assert await answer(manager, "guest", "hook", headers, BODY) == (202, {"id": "webhook:/guest/hook:42"})
     first = signature[len(prefix)]
     tampered = prefix + ("A" if first != "A" else "B") + signature[len(prefix) + 1:]
-    status, body = await manager.handle_webhook("guest", "hook", {**headers, "x-sig": tampered}, BODY)
+    status, body = await answer(manager, "guest", "hook", {**headers, "x-sig": tampered}, BODY)
     assert status == 401 and body["error"].startswith("signature mismatch: X-Sig does not match")
 
 
@@ -108,17 +122,17 @@ async def test_token_form_body_without_delivery_id_uses_the_body_hash(fake_store
     form = b"name=ada&lang=py"
     headers = {"Authorization": "Bearer t0k", "Content-Type": "application/x-www-form-urlencoded"}
     expected_id = "webhook:/guest/hook:sha256:" + hashlib.sha256(form).hexdigest()
-    assert await manager.handle_webhook("guest", "hook", headers, form) == (202, {"id": expected_id})
+    assert await answer(manager, "guest", "hook", headers, form) == (202, {"id": expected_id})
     assert fake_store.events[expected_id].data == {"name": "ada", "lang": "py"}
-    status, _ = await manager.handle_webhook("guest", "hook", {**headers, "Authorization": "Bearer nope"}, form)
+    status, _ = await answer(manager, "guest", "hook", {**headers, "Authorization": "Bearer nope"}, form)
     assert status == 401
 
 
 async def test_too_large_and_unknown_trigger(fake_store: FakeStore) -> None:
     manager = await make_manager(fake_store, {"verify": "none", "maxBodyBytes": 10})
-    assert await manager.handle_webhook("guest", "hook", {}, b"x" * 11) == (413, {
+    assert await answer(manager, "guest", "hook", {}, b"x" * 11) == (413, {
         "error": "webhook body of 11 bytes exceeds the limit of 10 bytes"})
-    assert await manager.handle_webhook("guest", "nohook", {}, b"{}") == (404, {
+    assert await answer(manager, "guest", "nohook", {}, b"{}") == (404, {
         "error": "trigger '/guest/nohook' has no webhook feed; create one with --feed /whisk.system/webhook/webhook"})
     assert fake_store.events == {}
 
@@ -128,3 +142,14 @@ async def test_a_secret_is_required_unless_verify_none(fake_store: FakeStore) ->
         await make_manager(fake_store, {"verify": "github"})
     assert caught.value.message == "webhook feeds verified by 'github' must include a non-empty secret parameter"
     assert fake_store.feeds == {}
+
+
+async def test_refusals_are_the_api_errors_and_acceptance_is_typed(fake_store: FakeStore) -> None:
+    manager = await make_manager(fake_store, {"verify": "github", "secret": SECRET})
+    accepted = await manager.handle_webhook("guest", "hook", github_headers(BODY, "d-9"), BODY)
+    assert accepted.id == "webhook:/guest/hook:d-9"
+    with pytest.raises(Conflict):
+        await manager.handle_webhook("guest", "hook", github_headers(BODY, "d-9"), BODY)
+    with pytest.raises(Unauthorized):
+        await manager.handle_webhook("guest", "hook", {"X-GitHub-Delivery": "d-10"}, BODY)
+    assert list(fake_store.events) == ["webhook:/guest/hook:d-9"]

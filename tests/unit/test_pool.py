@@ -8,18 +8,11 @@ from dataclasses import replace
 
 import pytest
 
+from tests.plugins.clock import TestClock
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.base import ProxyResponse, RuntimeSpec
 from triggerhub.invoker.pool import NETWORK_ANNOTATION, ContainerPool, PoolConfig, PoolStatistics
 from triggerhub.model import JSON, Action, ActionLimits, Exec, Parameter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 class FakeRuntime:
@@ -68,8 +61,8 @@ def action(name: str = "a", memory_mb: int = 256, revision: int = 1, kind: str =
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> TestClock:
+    return TestClock()
 
 
 @pytest.fixture
@@ -77,8 +70,8 @@ def factory() -> FakeFactory:
     return FakeFactory()
 
 
-def make_pool(factory: FakeFactory, clock: FakeClock, **config: object) -> ContainerPool:
-    return ContainerPool(factory, PoolConfig(**config), clock=clock)  # type: ignore[arg-type]
+def make_pool(factory: FakeFactory, clock: TestClock, **config: object) -> ContainerPool:
+    return ContainerPool(factory, PoolConfig(**config), clock=clock)  # type: ignore[arg-type] # **config
 
 
 async def settle(condition: Callable[[], bool]) -> None:
@@ -97,7 +90,7 @@ async def use(pool: ContainerPool, namespace: str, act: Action) -> FakeRuntime:
     return runtime
 
 
-async def test_warm_runtime_is_reused_for_same_namespace_and_revision(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_warm_runtime_is_reused_for_same_namespace_and_revision(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock)
     first = await use(pool, "guest", action())
     second = await use(pool, "guest", action())
@@ -107,7 +100,7 @@ async def test_warm_runtime_is_reused_for_same_namespace_and_revision(factory: F
 
 
 async def test_warm_runtime_is_never_shared_across_namespaces_or_revisions(factory: FakeFactory,
-                                                                          clock: FakeClock) -> None:
+                                                                          clock: TestClock) -> None:
     pool = make_pool(factory, clock, memory_budget_mb=2048)
     base = action()
     runtimes = [await use(pool, "guest", base), await use(pool, "other", base),
@@ -121,7 +114,7 @@ async def test_warm_runtime_is_never_shared_across_namespaces_or_revisions(facto
     await pool.close()
 
 
-async def test_lease_needs_init_only_on_first_use(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_lease_needs_init_only_on_first_use(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock)
     async with pool.lease("guest", action()) as lease:
         assert lease.needs_init is True
@@ -131,7 +124,7 @@ async def test_lease_needs_init_only_on_first_use(factory: FakeFactory, clock: F
     await pool.close()
 
 
-async def test_one_activation_at_a_time_per_runtime(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_one_activation_at_a_time_per_runtime(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock)
     async with pool.lease("guest", action()) as first, pool.lease("guest", action()) as second:
         assert first.runtime is not second.runtime
@@ -140,7 +133,7 @@ async def test_one_activation_at_a_time_per_runtime(factory: FakeFactory, clock:
     await pool.close()
 
 
-async def test_stem_cell_serves_first_invoke_and_is_refilled(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_stem_cell_serves_first_invoke_and_is_refilled(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock, prewarm_count=1, prewarm_kinds=("python:3.11",))
     await pool.start()
     assert pool.statistics().prewarm == 1
@@ -149,13 +142,13 @@ async def test_stem_cell_serves_first_invoke_and_is_refilled(factory: FakeFactor
         assert lease.runtime is stem
         assert lease.needs_init is True
         assert pool.statistics().prewarm == 0
-    await pool.reap(clock.now_s)
+    await pool.reap(clock.monotonic_s())
     stats = pool.statistics()
     assert (stats.prewarm, stats.warm, len(factory.created)) == (1, 1, 2)
     await pool.close()
 
 
-async def test_stem_cell_is_not_used_for_another_kind_or_memory(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_stem_cell_is_not_used_for_another_kind_or_memory(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock, prewarm_count=1, prewarm_kinds=("python:3.11",))
     await pool.start()
     other_memory = await use(pool, "guest", action(memory_mb=512))
@@ -166,7 +159,7 @@ async def test_stem_cell_is_not_used_for_another_kind_or_memory(factory: FakeFac
 
 
 @pytest.mark.parametrize(("value", "network"), [(True, True), ("true", True), (False, False), ("yes", False)])
-async def test_network_only_for_actions_annotated_sandbox_network(factory: FakeFactory, clock: FakeClock,
+async def test_network_only_for_actions_annotated_sandbox_network(factory: FakeFactory, clock: TestClock,
                                                                   value: JSON, network: bool) -> None:
     pool = make_pool(factory, clock, prewarm_count=1, prewarm_kinds=("python:3.11",))
     await pool.start()  # the stem cell has no network
@@ -180,14 +173,14 @@ async def test_network_only_for_actions_annotated_sandbox_network(factory: FakeF
 
 
 async def test_idle_runtime_is_paused_after_grace_and_resumed_on_reuse(factory: FakeFactory,
-                                                                      clock: FakeClock) -> None:
+                                                                      clock: TestClock) -> None:
     pool = make_pool(factory, clock, pause_grace_s=10.0)
     runtime = await use(pool, "guest", action())
-    clock.now_s = 9.9
-    await pool.reap(clock.now_s)
+    clock.jump(9.9)
+    await pool.reap(clock.monotonic_s())
     assert runtime.events == []
-    clock.now_s = 10.0
-    await pool.reap(clock.now_s)
+    clock.jump(0.1)  # 10.0 s
+    await pool.reap(clock.monotonic_s())
     assert runtime.events == ["pause"]
     assert pool.statistics().paused == 1
     assert await use(pool, "guest", action()) is runtime
@@ -195,7 +188,7 @@ async def test_idle_runtime_is_paused_after_grace_and_resumed_on_reuse(factory: 
     await pool.close()
 
 
-async def test_idle_runtime_is_removed_after_idle_timeout(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_idle_runtime_is_removed_after_idle_timeout(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock, pause_grace_s=10.0, idle_timeout_s=600.0)
     runtime = await use(pool, "guest", action())
     await pool.reap(10.0)
@@ -209,13 +202,13 @@ async def test_idle_runtime_is_removed_after_idle_timeout(factory: FakeFactory, 
 
 
 async def test_least_recently_used_idle_runtime_is_evicted_for_memory(factory: FakeFactory,
-                                                                      clock: FakeClock) -> None:
+                                                                      clock: TestClock) -> None:
     pool = make_pool(factory, clock, memory_budget_mb=512)
-    clock.now_s = 1.0
+    clock.jump(1.0)
     old = await use(pool, "guest", action("old"))
-    clock.now_s = 2.0
+    clock.jump(1.0)  # 2.0 s
     recent = await use(pool, "guest", action("recent"))
-    clock.now_s = 3.0
+    clock.jump(1.0)  # 3.0 s
     await use(pool, "guest", action("new"))
     assert old.events == ["destroy"]
     assert recent.events == []
@@ -225,7 +218,7 @@ async def test_least_recently_used_idle_runtime_is_evicted_for_memory(factory: F
 
 
 async def test_waiters_are_served_in_fifo_order_when_the_pool_is_full(factory: FakeFactory,
-                                                                      clock: FakeClock) -> None:
+                                                                      clock: TestClock) -> None:
     pool = make_pool(factory, clock, memory_budget_mb=256)
     order: list[str] = []
     release_b = asyncio.Event()
@@ -250,7 +243,7 @@ async def test_waiters_are_served_in_fifo_order_when_the_pool_is_full(factory: F
     await pool.close()
 
 
-async def test_warm_match_does_not_overtake_a_waiter(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_warm_match_does_not_overtake_a_waiter(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock, memory_budget_mb=512)
     order: list[str] = []
     await use(pool, "guest", action("warm"))
@@ -270,7 +263,7 @@ async def test_warm_match_does_not_overtake_a_waiter(factory: FakeFactory, clock
     await pool.close()
 
 
-async def test_failing_body_destroys_the_runtime(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_failing_body_destroys_the_runtime(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock)
     with pytest.raises(RuntimeError, match="boom"):
         async with pool.lease("guest", action()):
@@ -280,7 +273,7 @@ async def test_failing_body_destroys_the_runtime(factory: FakeFactory, clock: Fa
     await pool.close()
 
 
-async def test_destroyed_lease_frees_memory_for_a_waiter(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_destroyed_lease_frees_memory_for_a_waiter(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock, memory_budget_mb=256)
     async with asyncio.TaskGroup() as tg:
         async with pool.lease("guest", action("a")) as lease:
@@ -293,14 +286,14 @@ async def test_destroyed_lease_frees_memory_for_a_waiter(factory: FakeFactory, c
     await pool.close()
 
 
-async def test_action_larger_than_the_budget_is_refused(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_action_larger_than_the_budget_is_refused(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock, memory_budget_mb=256)
     with pytest.raises(ActionRuntimeError, match="action /guest/a needs 512 MB, more than the pool's whole budget"):
         await use(pool, "guest", action(memory_mb=512))
     await pool.close()
 
 
-async def test_factory_failure_is_an_action_runtime_error_and_frees_memory(clock: FakeClock) -> None:
+async def test_factory_failure_is_an_action_runtime_error_and_frees_memory(clock: TestClock) -> None:
     pool = make_pool(FakeFactory(fail=True), clock)
     with pytest.raises(ActionRuntimeError, match="cannot start python:3.11"):
         await use(pool, "guest", action())
@@ -308,7 +301,7 @@ async def test_factory_failure_is_an_action_runtime_error_and_frees_memory(clock
     await pool.close()
 
 
-async def test_close_destroys_runtimes_and_fails_waiters(factory: FakeFactory, clock: FakeClock) -> None:
+async def test_close_destroys_runtimes_and_fails_waiters(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock, memory_budget_mb=256)
     idle = await use(pool, "guest", action("idle"))
 

@@ -22,7 +22,8 @@ from triggerhub.api.hooks import webhook_routes
 from triggerhub.config import HubConfig, RuntimeChoice
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import Engine
-from triggerhub.engine.feeds import BUILTIN_FEEDS, FeedManager
+from triggerhub.cli.feed_kinds import FEED_KINDS
+from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.errors import ConfigError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import RuntimeFactory
@@ -108,9 +109,9 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
             prewarm_count=config.runtime.prewarm_count, pause_grace_s=config.runtime.pause_grace_s,
             idle_timeout_s=config.runtime.idle_timeout_s, memory_budget_mb=config.runtime.memory_budget_mb))
         engine = Engine(config, store, ActionInvoker(pool))
-        feeds = FeedManager(store, engine.emit, forget=engine.entities.forget)
+        feeds = FeedManager(store, engine.emit, kinds=FEED_KINDS, forget=engine.entities.forget)
         engine.builtin = feeds.run_builtin
-        await ensure_system_packages(engine.entities, BUILTIN_FEEDS.values())
+        await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         try:
             async with engine, asyncio.TaskGroup() as tasks:
                 await pool.start()

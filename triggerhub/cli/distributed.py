@@ -30,7 +30,8 @@ from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import DispatcherFactory, Engine
 from triggerhub.engine.entities import Entities
-from triggerhub.engine.feeds import BUILTIN_FEEDS, FeedManager
+from triggerhub.cli.feed_kinds import FEED_KINDS
+from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.engine.distributed import (
     CompletionWaiter, HealthMonitor, InvokerService, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
     event_sink, heartbeat,
@@ -113,10 +114,10 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics, waiter=waiter, reply_to=reply_to))
         engine.entities = Entities(store, config.limits, cache_ttl_s=CONTROLLER_CACHE_TTL_S)
         engine.event_sink = event_sink(publisher, topics)
-        await ensure_system_packages(engine.entities, BUILTIN_FEEDS.values())
+        await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         # Webhook deliveries are matched and stored here (202 once durable); the feeds process
         # runs the feeds that pull or listen, and the feed lifecycle actions.
-        webhooks = FeedManager(store, engine.emit, forget=engine.entities.forget)
+        webhooks = FeedManager(store, engine.emit, kinds=FEED_KINDS, forget=engine.entities.forget)
         completions = Tail(config.kafka, {reply_to: partitions[reply_to]}, waiter.on_message, since_ms=now_ms())
         heartbeats = Tail(config.kafka, {topics.health: partitions[topics.health]}, health.on_message,
                           since_ms=now_ms() - config.kafka.healthy_timeout_ms)
@@ -225,7 +226,7 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="feeds"))
         engine = Engine(config, store, NoLocalRuns(), dispatcher=_dispatcher(publisher, topics))
         engine.entities = Entities(store, config.limits, cache_ttl_s=0.0)
-        feeds = FeedManager(store, engine.emit, forget=engine.entities.forget, instance_id="feeds")
+        feeds = FeedManager(store, engine.emit, kinds=FEED_KINDS, forget=engine.entities.forget, instance_id="feeds")
         engine.builtin = feeds.run_builtin
         await stack.enter_async_context(engine)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())

@@ -10,12 +10,12 @@ import json
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from triggerhub.engine.auth import SYSTEM_NAMESPACES, create_subject, hash_key, split_auth_key
 from triggerhub.engine.entities import Entities
+from triggerhub.feeds.kind import BuiltinFeed
 from triggerhub.model import Identity, Subject
 from triggerhub.store.base import Store
 
@@ -30,17 +30,6 @@ UTILS_ACTIONS = {
              "  return { lines: sorted, length: sorted.length };\n}\n",
              "Sorts an array of lines"),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltinFeed:
-    """A feed action provided by the hub itself (run in-process, kind `builtin`)."""
-
-    package: str
-    name: str
-    description: str
-    parameters: tuple[str, ...] = ()
-    package_parameters: dict[str, Any] = field(default_factory=dict)
 
 
 def credentials_path(home: Path) -> Path:

@@ -25,6 +25,7 @@ from triggerhub.engine import kinds
 from triggerhub.engine.dispatch import Finished
 from triggerhub.store import codec
 from triggerhub.store.base import Acceptance, Store
+from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +77,6 @@ def read_event(raw: bytes, topic: str) -> TriggerEvent:
         return codec.event_from_doc(doc)
     except (KeyError, TypeError, ValueError) as exc:
         raise BusError(f"malformed trigger event on topic {topic!r}: {exc!r}") from exc
-
-
-async def retrying(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Retry `attempt` while the store or the bus fails: the message being handled must not be
-    acked before its effect is durable, and a failing dependency usually comes back."""
-    while True:
-        try:
-            return await attempt()
-        except ApiError:
-            raise
-        except TriggerhubError as exc:
-            log.warning("%s failed (%s); retrying in %.0f s", what, exc, RETRY_PAUSE_S)
-            await asyncio.sleep(RETRY_PAUSE_S)
 
 
 # ---------------------------------------------------------------------------- controller side

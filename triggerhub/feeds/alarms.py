@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -20,20 +20,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from triggerhub.errors import BadRequest, TriggerhubError
-from triggerhub.feeds.clock import Clock, now_ms
+from triggerhub.clock import Clock
+from triggerhub.errors import ApiError, BadRequest
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
+from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.feeds.schedule import (
     CronSchedule, IntervalSchedule, OnceSchedule, Schedule, Window, instants_between, latest_between,
 )
 from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
+from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
 
 INTERVAL_DEFAULT_DELAY_MS = 30_000  # an interval without startDate starts 30 s after CREATE
 ON_TIME_GRACE_MS = 60_000  # an instant fired less than this late is on time, not "missed"
 CURSOR_KEY = "fired"
-RETRY_S = 1.0  # after a failed fire
 EVENT_TYPE = "triggerhub.feed.alarm"
 
 
@@ -106,7 +107,7 @@ class AlarmConfig:
 # --------------------------------------------------------------------------- validation
 
 
-def parse_alarm_config(kind: AlarmKind, trigger: str, params: dict[str, JSON], now_ms: int, *,
+def parse_alarm_config(kind: AlarmKind, trigger: str, params: Mapping[str, JSON], now_ms: int, *,
                        require_future: bool = True) -> AlarmConfig:
     """Validate feed parameters; raise BadRequest with OpenWhisk's messages.
 
@@ -173,7 +174,7 @@ def _timezone(value: JSON) -> str | None:
     return str(value)
 
 
-def _date(params: dict[str, JSON], key: str) -> int | None:
+def _date(params: Mapping[str, JSON], key: str) -> int | None:
     """Epoch milliseconds or an ISO-8601 string (naive strings are UTC)."""
     value = params.get(key)
     if value is None:
@@ -199,7 +200,7 @@ def _bool(value: JSON, key: str) -> bool:
     raise BadRequest(f"{key} parameter '{value}' must be true or false")
 
 
-def _catch_up(params: dict[str, JSON]) -> tuple[CatchUp, int]:
+def _catch_up(params: Mapping[str, JSON]) -> tuple[CatchUp, int]:
     raw = params.get("catchUp", CatchUp.LATEST)
     try:
         policy = CatchUp(str(raw))
@@ -247,13 +248,16 @@ def preview(config: AlarmConfig, next: int = 10, now_ms: int = 0) -> list[Previe
 OnFinished = Callable[[str], Awaitable[None]]
 """Called once with a reason when the schedule has no more instants (once fired, stopDate)."""
 
+OnFailed = Callable[[str], None]
+"""Called once with a reason when the hub refuses an instant for good (an ApiError); the loop ends."""
+
 
 class AlarmFeed:
     """Fires one AlarmConfig. Its loop task lives in the TaskGroup given at construction."""
 
     def __init__(self, config: AlarmConfig, *, clock: Clock, tasks: asyncio.TaskGroup,
                  load_cursor: CursorLoader, not_before_ms: int, on_finished: OnFinished,
-                 source: str = "/whisk.system/alarms/alarm") -> None:
+                 on_failed: OnFailed = lambda reason: None, source: str = "/whisk.system/alarms/alarm") -> None:
         self._config = config
         self._schedule = config.schedule()
         self._clock = clock
@@ -261,6 +265,7 @@ class AlarmFeed:
         self._load_cursor = load_cursor
         self._not_before_ms = not_before_ms  # nothing at or before this is due (CREATE, UPDATE, UNPAUSE)
         self._on_finished = on_finished
+        self._on_failed = on_failed
         self._source = source
         self._task: asyncio.Task[None] | None = None
         self._fqn = FullyQualifiedName.parse(config.trigger, "_")
@@ -282,16 +287,17 @@ class AlarmFeed:
     async def _run(self, emit: CursorEmit, last_ms: int) -> None:
         log.info("alarm %s started, last fired %s", self._config.trigger, _iso(last_ms))
         while True:
-            try:
-                for instant in self._due(last_ms, now_ms(self._clock)):
-                    await self._fire(emit, instant)
-                    last_ms = instant
-            except TriggerhubError as exc:  # the store refused: retry; the cursor did not move
-                log.warning("alarm %s could not fire (%s); retrying in %s s", self._config.trigger,
-                            exc, RETRY_S)
-                await self._clock.sleep_until(self._clock.now() + RETRY_S)
-                continue
-            nxt = self._schedule.next_after(max(last_ms, now_ms(self._clock)))
+            for instant in self._due(last_ms, self._clock.now_ms()):
+                try:  # a store or bus outage is retried (the cursor did not move); a refusal ends the feed
+                    await retrying(f"alarm {self._config.trigger} firing {_iso(instant)}",
+                                   lambda: self._fire(emit, instant), clock=self._clock)
+                except ApiError as exc:
+                    log.warning("alarm %s stops: the hub refused instant %s (%s)", self._config.trigger,
+                                _iso(instant), exc.message)
+                    self._on_failed(exc.message)
+                    return
+                last_ms = instant
+            nxt = self._schedule.next_after(max(last_ms, self._clock.now_ms()))
             if nxt is None:
                 log.info("alarm %s has no more instants", self._config.trigger)
                 await self._on_finished("fired once" if self._config.kind is AlarmKind.ONCE else "stopDate reached")
@@ -316,3 +322,34 @@ class AlarmFeed:
         stored = await emit(event, cursor=(CURSOR_KEY, str(instant_ms)))
         log.info("alarm %s fired instant %s%s", self._config.trigger, _iso(instant_ms),
                  "" if stored else " (already fired elsewhere)")
+
+
+# --------------------------------------------------------------------------- the feed kinds
+
+
+def _kind(kind: AlarmKind, catalogue: BuiltinFeed) -> FeedKind:
+    def parse(params: Mapping[str, JSON], ctx: ParseContext) -> dict[str, JSON]:
+        return parse_alarm_config(kind, ctx.trigger, params, ctx.now_ms, require_future=ctx.require_future).to_json()
+
+    def build(config: Mapping[str, JSON], ctx: FeedContext) -> AlarmFeed:
+        parsed = parse_alarm_config(kind, ctx.trigger, config, ctx.clock.now_ms(), require_future=False)
+        return AlarmFeed(parsed, clock=ctx.clock, tasks=ctx.tasks, load_cursor=ctx.load_cursor,
+                         not_before_ms=ctx.not_before_ms, on_finished=ctx.on_finished, on_failed=ctx.on_failed,
+                         source=ctx.feed)
+
+    return FeedKind(catalogue=catalogue, parse=parse, build=build)
+
+
+FEED_KINDS = (
+    _kind(AlarmKind.ALARM, BuiltinFeed(
+        "alarms", "alarm", "Fire a trigger on a cron schedule (IANA timezone, DST-safe)",
+        ("cron", "timezone", "startDate", "stopDate", "strict", "trigger_payload", "catchUp", "catchUpMax"),
+        {"trigger_payload": ""})),
+    _kind(AlarmKind.INTERVAL, BuiltinFeed(
+        "alarms", "interval", "Fire a trigger every N minutes",
+        ("minutes", "startDate", "stopDate", "trigger_payload", "catchUp", "catchUpMax"), {"trigger_payload": ""})),
+    _kind(AlarmKind.ONCE, BuiltinFeed(
+        "alarms", "once", "Fire a trigger once at a date", ("date", "deleteAfterFire", "trigger_payload"),
+        {"trigger_payload": ""})),
+)
+"""alarm, interval and once: /whisk.system/alarms/{alarm,interval,once}."""

@@ -20,7 +20,8 @@ Cursor = tuple[str, str]
 
 class CursorEmit(Protocol):
     async def __call__(self, event: TriggerEvent, cursor: Cursor | None = None) -> bool:
-        """Like feeds.base.Emit, also storing `cursor` in the same transaction as the event."""
+        """Store the event (and fire the trigger), and `cursor` in the same transaction; returns
+        only once both are durable, False when the event id was already stored."""
 
 
 CursorLoader = Callable[[str], Awaitable[str | None]]
@@ -32,8 +33,10 @@ partition's start, a batch of poison records only) and feed-private state such a
 
 
 class CursorFeed(Protocol):
-    """A Feed (feeds.base) whose emit may carry a cursor; every built-in adapter is one."""
+    """An adapter that turns its source's events into trigger events; every built-in feed is one."""
 
-    async def start(self, emit: CursorEmit) -> None: ...
+    async def start(self, emit: CursorEmit) -> None:
+        """Connect to the source and begin emitting; returns once running."""
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Stop emitting and release the source; idempotent."""

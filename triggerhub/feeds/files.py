@@ -23,10 +23,12 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from triggerhub.errors import BadRequest, FeedError
-from triggerhub.feeds.clock import Clock
+from triggerhub.clock import Clock
+from triggerhub.errors import ApiError, BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
+from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
+from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +106,9 @@ class _Handler(FileSystemEventHandler):
 
 class FileFeed:
     def __init__(self, config: FilesConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
-                 load_cursor: CursorLoader) -> None:
+                 load_cursor: CursorLoader, on_failed: Callable[[str], None] = lambda reason: None) -> None:
         self._config = config
+        self._on_failed = on_failed  # the hub refused a change for good: it pauses this feed
         self._trigger = trigger
         self._fqn = FullyQualifiedName.parse(trigger, "_")
         self._clock = clock
@@ -142,8 +145,12 @@ class FileFeed:
         except OSError as exc:
             raise FeedError(f"cannot watch directory {self._config.directory}: {exc}") from exc
         self._observer = observer
-        for change in self._changes_while_down():  # after the observer runs, so nothing falls between
-            await self._emit(change, emit)
+        try:
+            for change in self._changes_while_down():  # after the observer runs, so nothing falls between
+                await self._emit(change, emit)
+        except ApiError as exc:
+            await self.stop()
+            raise FeedError(f"the hub refused a change in {self._config.directory}: {exc.message}") from exc
         self._task = self._tasks.create_task(self._consume(queue, emit), name=f"files {self._trigger}")
         log.info("files feed %s watching %s", self._trigger, self._config.directory)
 
@@ -187,7 +194,7 @@ class FileFeed:
                 for path in [p for p, (_, due) in pending.items() if due <= now]:
                     ready, _ = pending.pop(path)
                     if ready is not None:
-                        await self._emit(ready, emit)
+                        await self._emit_or_stop(ready, emit)
                 continue
             if not self._config.matches(change.path) and not (
                     change.dest_path and self._config.matches(change.dest_path)):
@@ -196,6 +203,15 @@ class FileFeed:
             if change.path in pending and (previous := pending[change.path][0]) is not None:
                 merged = merge(previous, change)
             pending[change.path] = (merged, loop.time() + self._config.debounce_ms / 1000)
+
+    async def _emit_or_stop(self, change: Change, emit: CursorEmit) -> None:
+        try:
+            await self._emit(change, emit)
+        except ApiError as exc:  # refused for good: the cursor stays before the change
+            log.warning("files feed %s stops: the hub refused a change of %s (%s)", self._trigger, change.path,
+                        exc.message)
+            self._on_failed(exc.message)
+            await asyncio.Event().wait()  # until stop() cancels us
 
     async def _emit(self, change: Change, emit: CursorEmit) -> None:
         target = change.dest_path or change.path
@@ -221,11 +237,32 @@ class FileFeed:
         event = TriggerEvent(id=f"file:{self._trigger}:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
                              source=f"file://{self._config.directory}", type=f"{EVENT_TYPE}.{change.kind}",
                              trigger=self._fqn, subject=change.path, data=data,
-                             time_ms=int(self._clock.now() * 1000))
-        await emit(event, cursor=(CURSOR_KEY, json.dumps(self._seen, sort_keys=True)))
+                             time_ms=self._clock.now_ms())
+        cursor = (CURSOR_KEY, json.dumps(self._seen, sort_keys=True))
+        await retrying(f"files feed {self._trigger} storing {change.kind} {change.path}",
+                       lambda: emit(event, cursor=cursor), clock=self._clock)
         log.info("files feed %s: %s %s", self._trigger, change.kind, change.path)
 
 
 def _signature(path: Path) -> list[int]:
     stat = path.stat()
     return [stat.st_mtime_ns, stat.st_size]
+
+
+# --------------------------------------------------------------------------- the feed kind
+
+
+def _parse(params: Mapping[str, JSON], _ctx: ParseContext) -> dict[str, JSON]:
+    return parse_files_config(params).to_json()
+
+
+def _build(config: Mapping[str, JSON], ctx: FeedContext) -> FileFeed:
+    return FileFeed(parse_files_config(config), trigger=ctx.trigger, clock=ctx.clock, tasks=ctx.tasks,
+                    load_cursor=ctx.load_cursor, on_failed=ctx.on_failed)
+
+
+FEED_KIND = FeedKind(
+    catalogue=BuiltinFeed("files", "watch", "Fire a trigger when files in a directory are created, modified, "
+                          "deleted or moved", ("directory", "patterns", "kinds", "debounceMs", "recursive")),
+    parse=_parse, build=_build,
+)

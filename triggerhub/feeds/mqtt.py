@@ -22,9 +22,8 @@ import json
 import logging
 import ssl
 import threading
-import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,9 +34,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from triggerhub.errors import BadRequest, FeedError, TriggerhubError
+from triggerhub.clock import SYSTEM_CLOCK, Clock
+from triggerhub.errors import ApiError, BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
+from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
+from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,6 @@ EVENT_TYPE = "triggerhub.feed.mqtt.message"
 CURSOR_KEY = "packets"
 CONNECT_TIMEOUT_S = 10.0
 QUEUE_SIZE = 1_000
-RETRY_S = 1.0
 EMIT_WINDOW = 64  # messages being stored at once; acknowledgements stay in order
 _HANDOFF_POLL_S = 0.1
 _MID_SPACE = 65_536
@@ -205,8 +206,11 @@ class PacketIds:
 
 class MqttFeed:
     def __init__(self, config: MqttConfig, *, trigger: str, tasks: asyncio.TaskGroup, load_cursor: CursorLoader,
-                 default_client_id: str) -> None:
+                 default_client_id: str, clock: Clock = SYSTEM_CLOCK,
+                 on_failed: Callable[[str], None] = lambda reason: None) -> None:
         self._config = config
+        self._clock = clock
+        self._on_failed = on_failed  # the hub refused a message for good: it pauses this feed
         self._trigger = trigger
         self._fqn = FullyQualifiedName.parse(trigger, "_")
         self._tasks = tasks
@@ -348,21 +352,21 @@ class MqttFeed:
                      emit: CursorEmit) -> None:
         if event is None:
             return
-        while True:
-            try:
-                await emit(event[0], cursor=event[1])
-                return
-            except TriggerhubError as exc:  # not acknowledged: retried, never dropped
-                log.warning("mqtt feed %s could not store a message on %s (%s); retrying in %s s",
-                            self._trigger, msg.topic, exc, RETRY_S)
-                await asyncio.sleep(RETRY_S)
+        try:  # not acknowledged until stored: a store or bus outage is retried, never dropped
+            await retrying(f"mqtt feed {self._trigger} storing a message on {msg.topic}",
+                           lambda: emit(event[0], cursor=event[1]), clock=self._clock)
+        except ApiError as exc:  # refused for good: left unacknowledged, the feed is paused
+            log.warning("mqtt feed %s stops: the hub refused a message on %s (%s)", self._trigger, msg.topic,
+                        exc.message)
+            self._on_failed(exc.message)
+            await asyncio.Event().wait()  # until stop() cancels us: nothing after it is acknowledged
 
     def _event(self, msg: paho.MQTTMessage) -> tuple[TriggerEvent, tuple[str, str] | None] | None:
         """The trigger event for `msg` and the cursor stored with it; None when policy drops it."""
         if msg.retain and self._config.retained == "ignore":
             return None
         event_id, cursor = self._identify(msg)
-        received_ms = int(time.time() * 1000)
+        received_ms = self._clock.now_ms()
         return TriggerEvent(
             id=event_id, source=self._config.url, type=EVENT_TYPE, trigger=self._fqn, subject=msg.topic,
             time_ms=received_ms, data={
@@ -387,3 +391,25 @@ class MqttFeed:
         client = self._client
         if client is not None and msg.qos > 0:
             client.ack(msg.mid, msg.qos)
+
+
+# --------------------------------------------------------------------------- the feed kind
+
+
+def _parse(params: Mapping[str, JSON], _ctx: ParseContext) -> dict[str, JSON]:
+    return parse_mqtt_config(params).to_json(redact=False)
+
+
+def _build(config: Mapping[str, JSON], ctx: FeedContext) -> MqttFeed:
+    digest = hashlib.sha256(ctx.trigger.encode()).hexdigest()[:12]
+    return MqttFeed(parse_mqtt_config(config), trigger=ctx.trigger, tasks=ctx.tasks, load_cursor=ctx.load_cursor,
+                    default_client_id=f"triggerhub-{digest}-{ctx.instance_id}", clock=ctx.clock,
+                    on_failed=ctx.on_failed)
+
+
+FEED_KIND = FeedKind(
+    catalogue=BuiltinFeed("mqtt", "subscribe", "Fire a trigger for every MQTT message on the given topic filters",
+                          ("url", "topics", "qos", "username", "password", "clientId", "shareGroup", "retained",
+                           "payloadEncoding", "protocol", "caFile", "certFile", "keyFile", "insecure")),
+    parse=_parse, build=_build, secret_keys=("password",),
+)

@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -25,10 +25,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from triggerhub.errors import BadRequest, FeedError, TriggerhubError
-from triggerhub.feeds.clock import Clock
+from triggerhub.clock import Clock
+from triggerhub.errors import ApiError, BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
+from triggerhub.feeds.kind import SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
+from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ OPERATIONS = ("INSERT", "UPDATE", "DELETE")
 EVENT_TYPE = "triggerhub.feed.postgres.change"
 CHANNEL = "triggerhub_changes"
 CURSOR_KEY = "changes"
-DSN_MASK = "********"
+DSN_MASK = SECRET_MASK
 POLL_S = 5.0
 RETRY_S = 1.0
 CONNECT_TIMEOUT_S = 10.0
@@ -273,8 +275,10 @@ ORDER BY id LIMIT $6"""
 
 class PostgresFeed:
     def __init__(self, config: PostgresConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
-                 load_cursor: CursorLoader, poll_s: float = POLL_S) -> None:
+                 load_cursor: CursorLoader, poll_s: float = POLL_S,
+                 on_failed: Callable[[str], None] = lambda reason: None) -> None:
         self._config = config
+        self._on_failed = on_failed  # the hub refused a change for good: it pauses this feed
         self._trigger = trigger
         self._fqn = FullyQualifiedName.parse(trigger, "_")
         self._clock = clock
@@ -339,7 +343,11 @@ class PostgresFeed:
                     if conn is not None:
                         conn.terminate()
                         conn = None
-                    await self._clock.sleep_until(self._clock.now() + RETRY_S)
+                    await self._clock.sleep(RETRY_S)
+                except ApiError as exc:  # refused for good: the cursor stays before the change
+                    log.warning("postgres feed %s stops: the hub refused a change (%s)", self._trigger, exc.message)
+                    self._on_failed(exc.message)
+                    return
         finally:
             if conn is not None:
                 await conn.close()
@@ -347,7 +355,7 @@ class PostgresFeed:
     async def _wait_for_change(self) -> None:
         async with asyncio.TaskGroup() as tg:
             waits = [tg.create_task(self._changed.wait()),
-                     tg.create_task(self._clock.sleep_until(self._clock.now() + self._poll_s))]
+                     tg.create_task(self._clock.sleep(self._poll_s))]
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for wait in waits:
                 wait.cancel()
@@ -374,14 +382,9 @@ class PostgresFeed:
                 return position
 
     async def _emit(self, event: TriggerEvent, position: Position, emit: CursorEmit) -> None:
-        while True:
-            try:
-                await emit(event, cursor=(CURSOR_KEY, position.to_json()))
-                return
-            except TriggerhubError as exc:  # the cursor stays behind: retried, never dropped
-                log.warning("postgres feed %s could not store change %s (%s); retrying in %s s",
-                            self._trigger, event.id, exc, RETRY_S)
-                await self._clock.sleep_until(self._clock.now() + RETRY_S)
+        """Store one change; a store or bus outage is retried (the cursor stays behind, nothing is dropped)."""
+        await retrying(f"postgres feed {self._trigger} storing change {event.id}",
+                       lambda: emit(event, cursor=(CURSOR_KEY, position.to_json())), clock=self._clock)
 
     def _event(self, row: Any) -> TriggerEvent:
         at: datetime = row["at"]
@@ -401,3 +404,32 @@ class PostgresFeed:
         if self._config.columns is None:
             return values
         return {c: values[c] for c in self._config.columns if c in values}
+
+
+# --------------------------------------------------------------------------- the feed kind
+
+
+def _parse(params: Mapping[str, JSON], _ctx: ParseContext) -> dict[str, JSON]:
+    return parse_postgres_config(params).to_json(redact=False)
+
+
+def _build(config: Mapping[str, JSON], ctx: FeedContext) -> PostgresFeed:
+    return PostgresFeed(parse_postgres_config(config), trigger=ctx.trigger, clock=ctx.clock, tasks=ctx.tasks,
+                        load_cursor=ctx.load_cursor, on_failed=ctx.on_failed)
+
+
+async def _uninstall(stored: Mapping[str, JSON], trigger: str) -> None:
+    """Drop the table's change trigger; an unreachable database must not block deleting the feed."""
+    config = parse_postgres_config(stored)
+    try:
+        await uninstall(config, trigger)
+    except FeedError as exc:
+        log.warning("feed for trigger %s deleted, but its PostgreSQL trigger stays on %s (%s); drop it with "
+                    "DROP TRIGGER triggerhub_changes ON %s", trigger, config.table, exc, config.table)
+
+
+FEED_KIND = FeedKind(
+    catalogue=BuiltinFeed("postgres", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
+                          "of a PostgreSQL table", ("dsn", "table", "operations", "columns")),
+    parse=_parse, build=_build, masks={"dsn": redact_dsn}, uninstall=_uninstall,
+)

@@ -20,13 +20,13 @@ from urllib.parse import parse_qsl
 
 from triggerhub.errors import BadRequest, PayloadTooLarge, Unauthorized
 from triggerhub.feeds.cursor import CursorEmit
+from triggerhub.feeds.kind import SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
 
 EVENT_TYPE = "triggerhub.feed.webhook"
 SOURCE = "/whisk.system/webhook/webhook"
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 DEFAULT_TOLERANCE_S = 300
-SECRET_MASK = "********"
 _ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
 
@@ -228,3 +228,25 @@ class WebhookFeed:
 
     async def stop(self) -> None:
         return None
+
+
+def _parse(params: Mapping[str, JSON], _ctx: ParseContext) -> dict[str, JSON]:
+    return parse_webhook_config(params).to_json(redact=False)
+
+
+def _build(_config: Mapping[str, JSON], _ctx: FeedContext) -> WebhookFeed:
+    return WebhookFeed()
+
+
+def _deliver(config: Mapping[str, JSON], trigger: str, headers: Mapping[str, str], body: bytes,
+             now_ms: int) -> TriggerEvent:
+    return delivery_event(parse_webhook_config(config), trigger, headers, body, now_ms)
+
+
+FEED_KIND = FeedKind(
+    catalogue=BuiltinFeed("webhook", "webhook", "Fire a trigger for every verified POST to /hooks/{namespace}/{trigger}",
+                          ("verify", "secret", "header", "algorithm", "encoding", "prefix", "idHeader", "toleranceS",
+                           "maxBodyBytes")),
+    parse=_parse, build=_build, secret_keys=("secret",), deliver=_deliver,
+    created=lambda trigger: {"url": f"/hooks{trigger}"},
+)

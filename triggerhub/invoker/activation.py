@@ -12,11 +12,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.base import ProxyResponse
 from triggerhub.invoker.pool import ContainerPool, Lease
 from triggerhub.model import (JSON, Activation, ActivationResponse, Invocation, Parameter, StatusCode,
-                              annotation, now_ms)
+                              annotation)
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +109,11 @@ class ActionInvoker:
     store only keeps key hashes); by default it is taken from `invocation.init_env`.
     """
 
-    def __init__(self, pool: ContainerPool, *, clock_ms: Callable[[], int] = now_ms,
+    def __init__(self, pool: ContainerPool, *, clock: Clock = SYSTEM_CLOCK,
                  max_result_bytes: int = MAX_RESULT_BYTES,
                  api_key_of: Callable[[Invocation], str | None] = _default_api_key) -> None:
         self._pool = pool
-        self._clock_ms = clock_ms
+        self._clock = clock
         self._max_result_bytes = max_result_bytes
         self._api_key_of = api_key_of
 
@@ -123,7 +124,7 @@ class ActionInvoker:
                 outcome = await self._activate(invocation, lease)
         except (ActionRuntimeError, OSError) as exc:
             logger.warning("activation %s of %s: runtime failure: %s", invocation.activation_id, action.fqn, exc)
-            now = self._clock_ms()
+            now = self._clock.now_ms()
             outcome = _Outcome(now, now, ActivationResponse.error(StatusCode.WHISK_ERROR, RESOURCE_ERROR))
         record = self._record(invocation, outcome)
         logger.info("activation %s of %s finished: %s", invocation.activation_id, action.fqn,
@@ -133,22 +134,22 @@ class ActionInvoker:
     async def _activate(self, invocation: Invocation, lease: Lease) -> _Outcome:
         limits = invocation.action.limits
         log_limit_bytes = limits.logs_mb * 1024 * 1024
-        start_ms = self._clock_ms()
+        start_ms = self._clock.now_ms()
         init_time_ms: int | None = None
         if lease.needs_init:
             value = self.init_value(invocation, deadline_ms=start_ms + limits.timeout_ms)
             reply = await lease.runtime.init(value, limits.timeout_ms)
-            init_time_ms = self._clock_ms() - start_ms
+            init_time_ms = self._clock.now_ms() - start_ms
             failure = classify_init(reply, limits.timeout_ms)
             if failure is not None:
-                end_ms = self._clock_ms()
+                end_ms = self._clock.now_ms()
                 await lease.destroy()
                 logs = await lease.runtime.logs(log_limit_bytes)
                 return _Outcome(start_ms, end_ms, failure, tuple(logs), reply.timed_out, init_time_ms)
             lease.mark_initialized()
-        body = self.run_body(invocation, deadline_ms=self._clock_ms() + limits.timeout_ms)
+        body = self.run_body(invocation, deadline_ms=self._clock.now_ms() + limits.timeout_ms)
         reply = await lease.runtime.run(body, limits.timeout_ms)
-        end_ms = self._clock_ms()
+        end_ms = self._clock.now_ms()
         response = classify_run(reply, limits.timeout_ms, self._max_result_bytes)
         if reply.status == 0 or reply.oom or reply.timed_out:
             await lease.destroy()  # killed first, so collecting its logs does not wait for sentinels

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.base import Runtime, RuntimeFactory, RuntimeSpec
 from triggerhub.model import Action, annotation
@@ -131,8 +131,7 @@ def wants_network(action: Action) -> bool:
 
 
 class ContainerPool:
-    def __init__(self, factory: RuntimeFactory, config: PoolConfig,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, factory: RuntimeFactory, config: PoolConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._factory = factory
         self._config = config
         self._clock = clock
@@ -179,7 +178,7 @@ class ContainerPool:
     async def reap(self, now_s: float | None = None) -> None:
         """Pause runtimes idle for pause_grace_s, remove those unused for idle_timeout_s, refill
         stem cells. Driven by the owner's periodic task (see `maintain`) or by tests."""
-        now_s = self._clock() if now_s is None else now_s
+        now_s = self._clock.monotonic_s() if now_s is None else now_s
         expired = [s for s in self._slots if s.state in (SlotState.IDLE, SlotState.PAUSED)
                    and now_s - s.last_used_s >= self._config.idle_timeout_s]
         to_pause = [s for s in self._slots if s.state is SlotState.IDLE
@@ -202,7 +201,7 @@ class ContainerPool:
                 async with asyncio.timeout(interval_s):
                     await self._refill_needed.wait()
             self._refill_needed.clear()
-            await self.reap(self._clock())
+            await self.reap(self._clock.monotonic_s())
 
     def statistics(self) -> PoolStatistics:
         count = {state: 0 for state in SlotState}
@@ -257,7 +256,7 @@ class ContainerPool:
         if warm:
             slot = max(warm, key=lambda s: (s.state is SlotState.IDLE, s.last_used_s))
             resume = slot.state is SlotState.PAUSED
-            slot.state, slot.last_used_s = SlotState.BUSY, self._clock()
+            slot.state, slot.last_used_s = SlotState.BUSY, self._clock.monotonic_s()
             return _Claim(slot, resume=resume)
         evicted = self._evict_for(spec.memory_mb)
         if evicted is None:
@@ -266,10 +265,10 @@ class ContainerPool:
                      and s.spec.memory_mb == spec.memory_mb and s.spec.network == spec.network
                      and spec.image is None), None)
         if stem is not None:
-            stem.state, stem.key, stem.last_used_s = SlotState.BUSY, key, self._clock()
+            stem.state, stem.key, stem.last_used_s = SlotState.BUSY, key, self._clock.monotonic_s()
             self._refill_needed.set()
             return _Claim(stem, evicted=evicted)
-        slot = _Slot(spec, SlotState.STARTING, key, self._clock())
+        slot = _Slot(spec, SlotState.STARTING, key, self._clock.monotonic_s())
         self._slots.append(slot)
         return _Claim(slot, evicted=evicted)
 
@@ -316,7 +315,7 @@ class ContainerPool:
 
     def _release(self, slot: _Slot) -> None:
         if slot in self._slots:
-            slot.state, slot.last_used_s = SlotState.IDLE, self._clock()
+            slot.state, slot.last_used_s = SlotState.IDLE, self._clock.monotonic_s()
         self._wake_head()
 
     async def _remove(self, slot: _Slot) -> None:
@@ -349,7 +348,7 @@ class ContainerPool:
         self._wake_head()
 
     async def _start_prewarm(self, spec: RuntimeSpec) -> None:
-        slot = _Slot(spec, SlotState.STARTING, None, self._clock())
+        slot = _Slot(spec, SlotState.STARTING, None, self._clock.monotonic_s())
         self._slots.append(slot)
         try:
             slot.runtime = await self._factory.create(spec)

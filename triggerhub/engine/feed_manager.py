@@ -1,29 +1,30 @@
 """FeedManager: the built-in feed catalogue, the OpenWhisk feed lifecycle, and running feeds.
 
-The hub executes its built-in feed actions in-process by calling `lifecycle()`. Registrations
-live in the store (no secret of the caller is kept: the trigger's namespace is enough to fire
-in-process), so `start()` brings every active feed back after a restart. Each feed's events go
-through `fire(event, cursor)`, the engine's durable fire: it returns once event and cursor are
-stored, False for a duplicate event id.
+The hub executes its built-in feed actions in-process by calling `lifecycle()`. Which feeds exist
+is not known here: the composition root passes `kinds`, one `FeedKind` per feed action, each
+declared by its adapter module (feeds/kind.py). Registrations live in the store (no secret of
+the caller is kept: the trigger's namespace is enough to fire in-process), so `start()` brings
+every active feed back after a restart. Each feed's events go through `fire(event, cursor)`, the
+engine's durable fire: it returns once event and cursor are stored, False for a duplicate event
+id. A feed whose event the hub refuses for good (an ApiError, e.g. its trigger was deleted) is
+paused with that reason; UNPAUSE starts it again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from triggerhub.engine.bootstrap import BuiltinFeed
+from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import (
     FORBIDDEN, ApiError, BadRequest, Conflict, FeedError, Forbidden, NotFound, TriggerhubError,
 )
-from triggerhub.feeds import alarms, files, mqtt, postgres, webhook
-from triggerhub.feeds.clock import Clock, SystemClock, now_ms
 from triggerhub.feeds.cursor import Cursor, CursorEmit, CursorFeed, CursorLoader
+from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, Invocation, Trigger, TriggerEvent
 from triggerhub.store.base import FeedRegistration, Store
 
@@ -31,35 +32,9 @@ log = logging.getLogger(__name__)
 
 Fire = Callable[[TriggerEvent, tuple[str, str] | None], Awaitable[bool]]
 
-ALARM, INTERVAL, ONCE = "/whisk.system/alarms/alarm", "/whisk.system/alarms/interval", "/whisk.system/alarms/once"
-MQTT, WEBHOOK, FILES = "/whisk.system/mqtt/subscribe", "/whisk.system/webhook/webhook", "/whisk.system/files/watch"
-POSTGRES = "/whisk.system/postgres/changes"
 LIFECYCLE_EVENTS = ("CREATE", "READ", "UPDATE", "DELETE", "PAUSE", "UNPAUSE")
 RESERVED = ("lifecycleEvent", "triggerName", "authKey")
-SECRET_KEYS = ("secret", "password")
-
-BUILTIN_FEEDS: dict[str, BuiltinFeed] = {
-    ALARM: BuiltinFeed("alarms", "alarm", "Fire a trigger on a cron schedule (IANA timezone, DST-safe)",
-                       ("cron", "timezone", "startDate", "stopDate", "strict", "trigger_payload", "catchUp",
-                        "catchUpMax"), {"trigger_payload": ""}),
-    INTERVAL: BuiltinFeed("alarms", "interval", "Fire a trigger every N minutes",
-                          ("minutes", "startDate", "stopDate", "trigger_payload", "catchUp", "catchUpMax"),
-                          {"trigger_payload": ""}),
-    ONCE: BuiltinFeed("alarms", "once", "Fire a trigger once at a date",
-                      ("date", "deleteAfterFire", "trigger_payload"), {"trigger_payload": ""}),
-    MQTT: BuiltinFeed("mqtt", "subscribe", "Fire a trigger for every MQTT message on the given topic filters",
-                      ("url", "topics", "qos", "username", "password", "clientId", "shareGroup", "retained",
-                       "payloadEncoding", "protocol", "caFile", "certFile", "keyFile", "insecure")),
-    WEBHOOK: BuiltinFeed("webhook", "webhook",
-                         "Fire a trigger for every verified POST to /hooks/{namespace}/{trigger}",
-                         ("verify", "secret", "header", "algorithm", "encoding", "prefix", "idHeader",
-                          "toleranceS", "maxBodyBytes")),
-    FILES: BuiltinFeed("files", "watch", "Fire a trigger when files in a directory are created, modified, "
-                       "deleted or moved", ("directory", "patterns", "kinds", "debounceMs", "recursive")),
-    POSTGRES: BuiltinFeed("postgres", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
-                          "of a PostgreSQL table", ("dsn", "table", "operations", "columns")),
-}
-_ALARM_KINDS = {ALARM: alarms.AlarmKind.ALARM, INTERVAL: alarms.AlarmKind.INTERVAL, ONCE: alarms.AlarmKind.ONCE}
+DATE_KEYS = ("startDate", "date", "stopDate")  # an UPDATE naming one of these must name a future date
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +44,35 @@ class FeedMetrics:
     rejected: int = 0  # duplicates, bad signatures, undecodable or failed to store
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookAccepted:
+    """A webhook delivery that is stored and fired (the API answers 202 with its event id)."""
+
+    id: str
+
+
+def catalogue(kinds: Mapping[str, FeedKind]) -> list[BuiltinFeed]:
+    """The built-in feed actions to install in /whisk.system, one per kind."""
+    return [kind.catalogue for kind in kinds.values()]
+
+
 class FeedManager:
-    def __init__(self, store: Store, fire: Fire, clock: Clock | None = None, *, instance_id: str = "hub",
-                 forget: Callable[[list[Any]], None] = lambda entities: None) -> None:
+    def __init__(self, store: Store, fire: Fire, *, kinds: Mapping[str, FeedKind], clock: Clock = SYSTEM_CLOCK,
+                 instance_id: str = "hub", forget: Callable[[list[Any]], None] = lambda entities: None) -> None:
         self._store = store
         self._forget = forget  # drops entities this manager deletes from the engine's read cache
         self._fire = fire
-        self._clock: Clock = clock or SystemClock()
+        self._kinds = dict(kinds)
+        self._clock = clock
         self._instance_id = instance_id  # distinguishes MQTT client ids of several hub processes
         self._tasks: asyncio.TaskGroup | None = None
         self._running: dict[str, CursorFeed] = {}
         self._metrics: dict[str, FeedMetrics] = {}
         self._lock = asyncio.Lock()  # one lifecycle change at a time
+
+    @property
+    def kinds(self) -> Mapping[str, FeedKind]:
+        return self._kinds
 
     # ----------------------------------------------------------------------- running
 
@@ -119,55 +111,48 @@ class FeedManager:
         event = params.get("lifecycleEvent")
         if event not in LIFECYCLE_EVENTS:
             raise BadRequest("unsupported lifecycleEvent")
-        if feed_fqn not in BUILTIN_FEEDS:
-            raise NotFound(f"feed '{feed_fqn}' is not a built-in feed; known: {', '.join(BUILTIN_FEEDS)}")
+        kind = self._kinds.get(feed_fqn)
+        if kind is None:
+            raise NotFound(f"feed '{feed_fqn}' is not a built-in feed; known: {', '.join(self._kinds)}")
         trigger = _trigger_name(params.get("triggerName"), identity_namespace)
         user_params = {k: v for k, v in params.items() if k not in RESERVED}
         async with self._lock:
             if event == "CREATE":
-                return await self._create(trigger, feed_fqn, user_params)
+                return await self._create(trigger, kind, user_params)
             registration = await self._store.get_feed(trigger)
             if registration is None or registration.feed != feed_fqn:
                 raise NotFound(f"trigger '{trigger}' has no {feed_fqn} feed; create it with lifecycleEvent CREATE")
             if event == "READ":
-                return self._read(registration)
+                return self._read(registration, kind)
             if event == "UPDATE":
-                return await self._update(registration, user_params)
+                return await self._update(registration, kind, user_params)
             if event == "DELETE":
-                await self._stop_feed(trigger)
-                if feed_fqn == POSTGRES:
-                    await _uninstall_postgres(registration)
-                await self._store.delete_feed(trigger)
-                self._metrics.pop(trigger, None)
-                log.info("feed %s for trigger %s deleted", feed_fqn, trigger)
-                return {"triggerName": trigger, "status": "deleted"}
+                return await self._delete(registration, kind)
             return await self._set_paused(registration, paused=event == "PAUSE")
 
-    async def _create(self, trigger: str, feed_fqn: str, params: dict[str, JSON]) -> dict[str, JSON]:
+    async def _create(self, trigger: str, kind: FeedKind, params: dict[str, JSON]) -> dict[str, JSON]:
         existing = await self._store.get_feed(trigger)
         if existing is not None:
             raise Conflict(f"trigger '{trigger}' already has a {existing.feed} feed; DELETE it first or send UPDATE")
-        config = self._validate(feed_fqn, trigger, params, require_future=True)
-        stamp = now_ms(self._clock)
-        registration = FeedRegistration(trigger=trigger, feed=feed_fqn, namespace=trigger.split("/")[1],
+        config = self._parse(kind, trigger, params, require_future=True)
+        stamp = self._clock.now_ms()
+        registration = FeedRegistration(trigger=trigger, feed=kind.fqn, namespace=trigger.split("/")[1],
                                         config=config, created_ms=stamp, updated_ms=stamp)
         await self._store.put_feed(registration)
         try:
             await self._start_feed(registration)
         except FeedError as exc:  # e.g. the MQTT broker refused: CREATE fails, nothing stays behind
             await self._store.delete_feed(trigger)
-            raise BadRequest(f"feed {feed_fqn} for trigger '{trigger}' could not start: {exc}") from exc
-        log.info("feed %s for trigger %s created", feed_fqn, trigger)
-        out: dict[str, JSON] = {"triggerName": trigger, "status": "active"}
-        if feed_fqn == WEBHOOK:
-            out["url"] = f"/hooks{trigger}"
-        return out
+            raise BadRequest(f"feed {kind.fqn} for trigger '{trigger}' could not start: {exc}") from exc
+        log.info("feed %s for trigger %s created", kind.fqn, trigger)
+        return {"triggerName": trigger, "status": "active", **kind.created(trigger)}
 
-    async def _update(self, registration: FeedRegistration, params: dict[str, JSON]) -> dict[str, JSON]:
+    async def _update(self, registration: FeedRegistration, kind: FeedKind,
+                      params: dict[str, JSON]) -> dict[str, JSON]:
         merged = {**registration.config, **params}
-        dates_given = any(k in params for k in ("startDate", "date", "stopDate"))
-        config = self._validate(registration.feed, registration.trigger, merged, require_future=dates_given)
-        updated = replace(registration, config=config, updated_ms=now_ms(self._clock))
+        dates_given = any(k in params for k in DATE_KEYS)
+        config = self._parse(kind, registration.trigger, merged, require_future=dates_given)
+        updated = replace(registration, config=config, updated_ms=self._clock.now_ms())
         await self._stop_feed(registration.trigger)
         await self._store.put_feed(updated)
         if updated.status == "active":
@@ -175,9 +160,19 @@ class FeedManager:
         log.info("feed %s for trigger %s updated", registration.feed, registration.trigger)
         return {"triggerName": registration.trigger, "status": updated.status}
 
+    async def _delete(self, registration: FeedRegistration, kind: FeedKind) -> dict[str, JSON]:
+        trigger = registration.trigger
+        await self._stop_feed(trigger)
+        if kind.uninstall is not None:
+            await kind.uninstall(registration.config, trigger)
+        await self._store.delete_feed(trigger)
+        self._metrics.pop(trigger, None)
+        log.info("feed %s for trigger %s deleted", kind.fqn, trigger)
+        return {"triggerName": trigger, "status": "deleted"}
+
     async def _set_paused(self, registration: FeedRegistration, *, paused: bool) -> dict[str, JSON]:
         status, reason = ("paused", "paused by PAUSE") if paused else ("active", "")
-        updated = replace(registration, status=status, reason=reason, updated_ms=now_ms(self._clock))
+        updated = replace(registration, status=status, reason=reason, updated_ms=self._clock.now_ms())
         await self._store.put_feed(updated)
         if paused:
             await self._stop_feed(registration.trigger)
@@ -186,12 +181,12 @@ class FeedManager:
         log.info("feed for trigger %s is %s", registration.trigger, status)
         return {"triggerName": registration.trigger, "status": status}
 
-    def _read(self, registration: FeedRegistration) -> dict[str, JSON]:
+    def _read(self, registration: FeedRegistration, kind: FeedKind) -> dict[str, JSON]:
         changed = registration.updated_ms
         metrics = self.metrics(registration.trigger)
         return {
             "config": {"name": registration.trigger.split("/")[2], "namespace": registration.namespace,
-                       **_redacted(registration.config)},
+                       **kind.redacted(registration.config)},
             "status": {"active": registration.status == "active", "dateChanged": changed,
                        "dateChangedISO": datetime.fromtimestamp(changed / 1000, timezone.utc).isoformat(
                            timespec="milliseconds").replace("+00:00", "Z"),
@@ -199,18 +194,11 @@ class FeedManager:
             "metrics": {"received": metrics.received, "fired": metrics.fired, "rejected": metrics.rejected},
         }
 
-    def _validate(self, feed_fqn: str, trigger: str, params: dict[str, JSON], *, require_future: bool) -> dict[str, JSON]:
+    def _parse(self, kind: FeedKind, trigger: str, params: Mapping[str, JSON], *,
+               require_future: bool) -> dict[str, JSON]:
         """The config stored for a registration (validated, dates resolved), or BadRequest."""
-        if feed_fqn in _ALARM_KINDS:
-            return alarms.parse_alarm_config(_ALARM_KINDS[feed_fqn], trigger, params, now_ms(self._clock),
-                                             require_future=require_future).to_json()
-        if feed_fqn == MQTT:
-            return mqtt.parse_mqtt_config(params).to_json(redact=False)
-        if feed_fqn == WEBHOOK:
-            return webhook.parse_webhook_config(params).to_json(redact=False)
-        if feed_fqn == POSTGRES:
-            return postgres.parse_postgres_config(params).to_json(redact=False)
-        return files.parse_files_config(params).to_json()
+        return kind.parse(params, ParseContext(trigger=trigger, now_ms=self._clock.now_ms(),
+                                               require_future=require_future))
 
     # ----------------------------------------------------------------------- adapters
 
@@ -219,7 +207,11 @@ class FeedManager:
             return
         if self._tasks is None:
             raise TriggerhubError("FeedManager.start(tasks) must run before feeds can start")
-        feed = self._build(registration, self._tasks)
+        kind = self._kinds.get(registration.feed)
+        if kind is None:
+            raise FeedError(f"feed {registration.feed} of trigger {registration.trigger} is not a built-in feed of "
+                            f"this hub (known: {', '.join(self._kinds)}); DELETE it")
+        feed = kind.build(registration.config, self._context(registration, self._tasks))
         await feed.start(self._emit_for(registration.trigger))
         self._running[registration.trigger] = feed
 
@@ -228,26 +220,18 @@ class FeedManager:
         if feed is not None:
             await feed.stop()
 
-    def _build(self, registration: FeedRegistration, tasks: asyncio.TaskGroup) -> CursorFeed:
-        trigger, config = registration.trigger, registration.config
-        load = self._loader(trigger)
-        if registration.feed in _ALARM_KINDS:
-            parsed = alarms.parse_alarm_config(_ALARM_KINDS[registration.feed], trigger, config,
-                                               now_ms(self._clock), require_future=False)
-            return alarms.AlarmFeed(parsed, clock=self._clock, tasks=tasks, load_cursor=load,
-                                    not_before_ms=registration.updated_ms, source=registration.feed,
-                                    on_finished=lambda reason: self._finished(trigger, reason))
-        if registration.feed == MQTT:
-            digest = hashlib.sha256(trigger.encode()).hexdigest()[:12]
-            return mqtt.MqttFeed(mqtt.parse_mqtt_config(config), trigger=trigger, tasks=tasks, load_cursor=load,
-                                 default_client_id=f"triggerhub-{digest}-{self._instance_id}")
-        if registration.feed == WEBHOOK:
-            return webhook.WebhookFeed()
-        if registration.feed == POSTGRES:
-            return postgres.PostgresFeed(postgres.parse_postgres_config(config), trigger=trigger, clock=self._clock,
-                                         tasks=tasks, load_cursor=load)
-        return files.FileFeed(files.parse_files_config(config), trigger=trigger, clock=self._clock, tasks=tasks,
-                              load_cursor=load)
+    def _context(self, registration: FeedRegistration, tasks: asyncio.TaskGroup) -> FeedContext:
+        trigger = registration.trigger
+
+        async def on_finished(reason: str) -> None:
+            await self._finished(trigger, reason)
+
+        def on_failed(reason: str) -> None:
+            tasks.create_task(self._suspend(trigger, reason), name=f"pause feed {trigger}")
+
+        return FeedContext(trigger=trigger, feed=registration.feed, clock=self._clock, tasks=tasks,
+                           load_cursor=self._loader(trigger), instance_id=self._instance_id,
+                           not_before_ms=registration.updated_ms, on_finished=on_finished, on_failed=on_failed)
 
     def _emit_for(self, trigger: str) -> CursorEmit:
         async def emit(event: TriggerEvent, cursor: Cursor | None = None) -> bool:
@@ -271,6 +255,17 @@ class FeedManager:
         m = self._metrics.get(trigger, FeedMetrics())
         self._metrics[trigger] = FeedMetrics(m.received + received, m.fired + fired, m.rejected + rejected)
 
+    async def _suspend(self, trigger: str, reason: str) -> None:
+        """The hub refused one of the feed's events for good: stop the feed and pause it with the reason."""
+        async with self._lock:
+            registration = await self._store.get_feed(trigger)
+            await self._stop_feed(trigger)
+            if registration is None or registration.status != "active":
+                return
+            await self._store.put_feed(replace(registration, status="paused", reason=reason,
+                                               updated_ms=self._clock.now_ms()))
+        log.warning("feed for trigger %s paused: %s", trigger, reason)
+
     async def _finished(self, trigger: str, reason: str) -> None:
         """A schedule ran out: disable the feed, and honour deleteAfterFire for `once`."""
         self._running.pop(trigger, None)  # its task is ending by itself; do not cancel it
@@ -280,7 +275,7 @@ class FeedManager:
         delete = str(registration.config.get("deleteAfterFire", "false"))
         if delete == "false":
             await self._store.put_feed(replace(registration, status="disabled", reason=reason,
-                                               updated_ms=now_ms(self._clock)))
+                                               updated_ms=self._clock.now_ms()))
             log.info("feed for trigger %s disabled: %s", trigger, reason)
             return
         await self._store.delete_feed(trigger)
@@ -311,25 +306,31 @@ class FeedManager:
     # ----------------------------------------------------------------------- webhooks
 
     async def handle_webhook(self, namespace: str, trigger: str, headers: Mapping[str, str],
-                             raw_body: bytes) -> tuple[int, dict[str, JSON]]:
-        """POST /hooks/{namespace}/{trigger}: 202 once stored; 401, 404, 409, 413 otherwise."""
+                             raw_body: bytes) -> WebhookAccepted:
+        """POST /hooks/{namespace}/{trigger}: accepted once stored; otherwise raises the ApiError to
+        answer (401 unsigned, 404 no active webhook feed, 409 replay, 413 too large)."""
         name = f"/{namespace}/{trigger}"
         registration = await self._store.get_feed(name)
-        if registration is None or registration.feed != WEBHOOK:
-            return 404, {"error": f"trigger '{name}' has no webhook feed; create one with --feed {WEBHOOK}"}
+        kind = self._kinds.get(registration.feed) if registration is not None else None
+        if registration is None or kind is None or kind.deliver is None:
+            raise NotFound(f"trigger '{name}' has no webhook feed; create one with --feed "
+                           f"{_webhook_feeds(self._kinds.values())}")
         if registration.status != "active":
-            return 404, {"error": f"the webhook feed of trigger '{name}' is {registration.status}; UNPAUSE it"}
-        config = webhook.parse_webhook_config(registration.config)
+            raise NotFound(f"the webhook feed of trigger '{name}' is {registration.status}; UNPAUSE it")
         try:
-            event = webhook.delivery_event(config, name, headers, raw_body, now_ms(self._clock))
+            event = kind.deliver(registration.config, name, headers, raw_body, self._clock.now_ms())
         except ApiError as exc:
             self._count(name, received=1, rejected=1)
             log.info("webhook delivery for %s refused (%d): %s", name, exc.status, exc.message)
-            return exc.status, {"error": exc.message}
+            raise
         if not await self._emit_for(name)(event):
-            return 409, {"error": f"delivery '{event.id.split(':', 2)[2]}' was already accepted for trigger "
-                                  f"'{name}'; a replay is not fired again"}
-        return 202, {"id": event.id}
+            raise Conflict(f"delivery '{event.id.split(':', 2)[2]}' was already accepted for trigger "
+                           f"'{name}'; a replay is not fired again")
+        return WebhookAccepted(event.id)
+
+
+def _webhook_feeds(kinds: Iterable[FeedKind]) -> str:
+    return " or ".join(kind.fqn for kind in kinds if kind.deliver is not None) or "a webhook feed"
 
 
 def _trigger_name(value: JSON, identity_namespace: str) -> str:
@@ -346,18 +347,3 @@ def _trigger_name(value: JSON, identity_namespace: str) -> str:
     if fqn.namespace != identity_namespace:
         raise Forbidden(FORBIDDEN)
     return str(fqn)
-
-
-def _redacted(config: Mapping[str, JSON]) -> dict[str, JSON]:
-    return {k: (webhook.SECRET_MASK if k in SECRET_KEYS and v else postgres.redact_dsn(v) if k == "dsn" else v)
-            for k, v in config.items()}
-
-
-async def _uninstall_postgres(registration: FeedRegistration) -> None:
-    """Drop the table's change trigger; an unreachable database must not block deleting the feed."""
-    config = postgres.parse_postgres_config(registration.config)
-    try:
-        await postgres.uninstall(config, registration.trigger)
-    except FeedError as exc:
-        log.warning("feed for trigger %s deleted, but its PostgreSQL trigger stays on %s (%s); drop it with "
-                    "DROP TRIGGER triggerhub_changes ON %s", registration.trigger, config.table, exc, config.table)

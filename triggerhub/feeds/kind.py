@@ -1,0 +1,123 @@
+"""What a feed adapter module declares about itself: its `FeedKind`.
+
+Each adapter module (alarms, mqtt, webhook, files, postgres, ...) ends with a `FEED_KIND` (alarms
+declares three, `FEED_KINDS`): the catalogue entry of its built-in feed action, how to validate
+the parameters of a CREATE or UPDATE into the config that is stored, how to build the running
+feed from a stored config, which config keys are secret, and optionally how to clean up at
+DELETE and how to turn a webhook delivery into an event. The composition root (cli/) collects
+them into one mapping for the engine's FeedManager, which never names a concrete adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from triggerhub.clock import Clock
+from triggerhub.feeds.cursor import CursorFeed, CursorLoader
+from triggerhub.model import JSON, TriggerEvent
+
+SECRET_MASK = "********"
+"""What READ shows instead of a secret config value."""
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinFeed:
+    """A feed action provided by the hub itself (run in-process, kind `builtin`)."""
+
+    package: str
+    name: str
+    description: str
+    parameters: tuple[str, ...] = ()
+    package_parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fqn(self) -> str:
+        """The feed action's name, as triggers name it: /whisk.system/<package>/<name>."""
+        return f"/whisk.system/{self.package}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParseContext:
+    """What validating a CREATE or UPDATE may depend on besides the parameters."""
+
+    trigger: str  # /namespace/name
+    now_ms: int
+    require_future: bool  # dates given in this request must lie ahead (CREATE, or UPDATE naming dates)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedContext:
+    """What a running feed gets from the hub besides its config."""
+
+    trigger: str  # /namespace/name
+    feed: str  # the feed action, e.g. /whisk.system/alarms/alarm
+    clock: Clock
+    tasks: asyncio.TaskGroup  # where the feed runs its tasks
+    load_cursor: CursorLoader
+    instance_id: str  # distinguishes several hub processes (e.g. in MQTT client ids)
+    not_before_ms: int  # the registration's last change: nothing before it is due
+    on_finished: Callable[[str], Awaitable[None]]  # the feed ran out (reason): the hub disables it
+    on_failed: Callable[[str], None]  # the hub refused an event for good (reason): the hub pauses the
+    # feed, stopping it from another task; the feed's own task ends or waits to be cancelled
+
+
+Parse = Callable[[Mapping[str, JSON], ParseContext], dict[str, JSON]]
+"""The config to store for these parameters, or BadRequest naming the bad one."""
+
+Build = Callable[[Mapping[str, JSON], FeedContext], CursorFeed]
+"""The feed for a stored config (already validated by `Parse`), not yet started."""
+
+Uninstall = Callable[[Mapping[str, JSON], str], Awaitable[None]]
+"""Clean up at the source when the feed of trigger (2nd argument) is deleted; never raises for
+an unreachable source (it logs what is left behind instead)."""
+
+Deliver = Callable[[Mapping[str, JSON], str, Mapping[str, str], bytes, int], TriggerEvent]
+"""(config, trigger, headers, raw body, now_ms) -> the event of one verified webhook delivery,
+or an ApiError (401, 413, ...) saying why it is refused."""
+
+
+def _no_extras(_trigger: str) -> dict[str, JSON]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedKind:
+    """One kind of feed, as its adapter module declares it."""
+
+    catalogue: BuiltinFeed
+    parse: Parse
+    build: Build
+    secret_keys: tuple[str, ...] = ()  # shown as SECRET_MASK by READ
+    masks: Mapping[str, Callable[[JSON], JSON]] = field(default_factory=dict)  # partly secret values
+    uninstall: Uninstall | None = None
+    deliver: Deliver | None = None  # set by feeds that receive webhook deliveries
+    created: Callable[[str], dict[str, JSON]] = _no_extras  # extra fields of CREATE's answer, by trigger
+
+    @property
+    def fqn(self) -> str:
+        return self.catalogue.fqn
+
+    def redacted(self, config: Mapping[str, JSON]) -> dict[str, JSON]:
+        """The config as READ shows it: secrets masked."""
+        out: dict[str, JSON] = {}
+        for key, value in config.items():
+            if key in self.secret_keys and value:
+                out[key] = SECRET_MASK
+            elif key in self.masks:
+                out[key] = self.masks[key](value)
+            else:
+                out[key] = value
+        return out
+
+
+def feed_registry(*kinds: FeedKind) -> dict[str, FeedKind]:
+    """The mapping the FeedManager takes: feed action name -> kind; a name given twice is an error."""
+    registry: dict[str, FeedKind] = {}
+    for kind in kinds:
+        if kind.fqn in registry:
+            raise ValueError(f"feed {kind.fqn} is registered twice; each adapter declares its own name")
+        registry[kind.fqn] = kind
+    return registry
