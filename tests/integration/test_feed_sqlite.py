@@ -17,7 +17,7 @@ import pytest
 
 from tests.plugins.feeds import FakeStore, StoreEmit
 from triggerhub.errors import BadRequest, FeedError
-from triggerhub.feeds.clock import SystemClock
+from triggerhub.clock import SYSTEM_CLOCK
 from triggerhub.feeds.sqlite import SqliteFeed, parse_sqlite_config, uninstall
 
 TRIGGER = "/guest/items"
@@ -39,7 +39,7 @@ def database(tmp_path: Path) -> Iterator[Path]:
 def feed_for(database: Path, tg: asyncio.TaskGroup, emit: StoreEmit, trigger: str = TRIGGER,
              **params: object) -> SqliteFeed:
     config = parse_sqlite_config({"database": str(database), "table": "items", **params})
-    return SqliteFeed(config, trigger=trigger, clock=SystemClock(), tasks=tg, load_cursor=emit.load)
+    return SqliteFeed(config, trigger=trigger, clock=SYSTEM_CLOCK, tasks=tg, load_cursor=emit.load)
 
 
 def mixed_transactions(seed: int) -> list[list[tuple[str, int]]]:
@@ -182,7 +182,7 @@ async def test_missing_file_and_unknown_table_are_clear_errors(database: Path, f
         assert not missing.exists(), "the feed never creates the user's file"
         config = parse_sqlite_config({"database": str(database), "table": "orders"})
         with pytest.raises(FeedError) as unknown:
-            await SqliteFeed(config, trigger=TRIGGER, clock=SystemClock(), tasks=tg, load_cursor=emit.load).start(emit)
+            await SqliteFeed(config, trigger=TRIGGER, clock=SYSTEM_CLOCK, tasks=tg, load_cursor=emit.load).start(emit)
         assert str(unknown.value) == (f"table 'orders' does not exist in {database}; known: items, other; "
                                       "create it first or fix the table parameter")
     with pytest.raises(BadRequest) as relative:

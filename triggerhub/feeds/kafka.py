@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -26,10 +26,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from triggerhub.errors import BadRequest, FeedError, TriggerhubError
-from triggerhub.feeds.clock import Clock
+from triggerhub.clock import Clock
+from triggerhub.errors import ApiError, BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader, CursorSaver
+from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
+from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +242,10 @@ class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class KafkaFeed:
     def __init__(self, config: KafkaConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
-                 load_cursor: CursorLoader, save_cursor: CursorSaver) -> None:
+                 load_cursor: CursorLoader, save_cursor: CursorSaver,
+                 on_failed: Callable[[str], None] = lambda reason: None) -> None:
         self._config = config
+        self._on_failed = on_failed  # the hub refused a batch for good: it pauses this feed
         self._trigger = trigger
         self._fqn = FullyQualifiedName.parse(trigger, "_")
         self._clock = clock
@@ -325,9 +329,13 @@ class KafkaFeed:
                         offsets[tp] = records[-1].offset + 1
                     if offsets:
                         await self._commit(consumer, offsets)
+                except ApiError as exc:  # refused for good: the partition's offset stays before the batch
+                    log.warning("kafka feed %s stops: the hub refused a batch (%s)", self._trigger, exc.message)
+                    self._on_failed(exc.message)
+                    return
                 except KafkaError as exc:
                     log.warning("kafka feed %s: %s; retrying in %s s", self._trigger, exc, RETRY_S)
-                    await self._clock.sleep_until(self._clock.now() + RETRY_S)
+                    await self._clock.sleep(RETRY_S)
         finally:
             self._consumer = None
             await consumer.stop()
@@ -338,12 +346,12 @@ class KafkaFeed:
         batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
         got = await consumer.getmany(timeout_ms=wait_ms, max_records=limit)
         count = 0
-        deadline_s = self._clock.now() + wait_ms / 1000
+        deadline_s = self._clock.monotonic_s() + wait_ms / 1000
         while got:
             for tp, records in got.items():
                 batch.setdefault(tp, []).extend(records)
                 count += len(records)
-            remaining_ms = int((deadline_s - self._clock.now()) * 1000)
+            remaining_ms = int((deadline_s - self._clock.monotonic_s()) * 1000)
             if count >= limit or remaining_ms <= 0:
                 break
             got = await consumer.getmany(timeout_ms=remaining_ms, max_records=limit - count)
@@ -365,26 +373,23 @@ class KafkaFeed:
         cursor = (_offset_key(tp), str(records[-1].offset + 1))
         if letters:
             self._dead = self._dead.adding(letters)
-            await self._retrying(f"store dead letters of {tp.topic}[{tp.partition}]",
-                                 lambda: self._save_cursor(DEAD_LETTERS_KEY, self._dead.to_json()))
+            dead = self._dead.to_json()
+            await self._retrying(f"storing dead letters of {tp.topic}[{tp.partition}]",
+                                 lambda: self._save_cursor(DEAD_LETTERS_KEY, dead))
         if not messages:
-            await self._retrying(f"store the offset of {tp.topic}[{tp.partition}]", lambda: self._save_cursor(*cursor))
+            await self._retrying(f"storing the offset of {tp.topic}[{tp.partition}]",
+                                 lambda: self._save_cursor(*cursor))
             return
         first = records[0]
         event = TriggerEvent(
             id=f"{self._id_prefix}:{tp.topic}:{tp.partition}:{first.offset}", source=self._source, type=EVENT_TYPE,
             trigger=self._fqn, subject=f"{tp.topic}/{tp.partition}", time_ms=first.timestamp,
             data={"messages": messages})
-        await self._retrying(f"store the batch {event.id}", lambda: emit(event, cursor=cursor))
+        await self._retrying(f"storing the batch {event.id}", lambda: emit(event, cursor=cursor))
 
-    async def _retrying(self, what: str, attempt: Any) -> None:
-        while True:
-            try:
-                await attempt()
-                return
-            except TriggerhubError as exc:  # the offset stays behind: retried, never dropped
-                log.warning("kafka feed %s could not %s (%s); retrying in %s s", self._trigger, what, exc, RETRY_S)
-                await self._clock.sleep_until(self._clock.now() + RETRY_S)
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[object]]) -> None:
+        """A store or bus outage is retried: the offset stays behind, nothing is dropped."""
+        await retrying(f"kafka feed {self._trigger}: {what}", attempt, clock=self._clock)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         """Mirror the stored offsets to Kafka; a failure (e.g. during a rebalance) loses nothing,
@@ -395,3 +400,29 @@ class KafkaFeed:
             log.info("kafka feed %s: offset commit skipped (%s); the stored offsets stay authoritative",
                      self._trigger, exc)
 
+
+
+# --------------------------------------------------------------------------- the feed kind
+
+
+def _parse(params: Mapping[str, JSON], ctx: ParseContext) -> dict[str, JSON]:
+    return parse_kafka_config(params, default_group=default_group_id(ctx.trigger, ctx.now_ms)).to_json()
+
+
+def _build(config: Mapping[str, JSON], ctx: FeedContext) -> KafkaFeed:
+    parsed = parse_kafka_config(config, default_group=default_group_id(ctx.trigger, ctx.not_before_ms))
+    return KafkaFeed(parsed, trigger=ctx.trigger, clock=ctx.clock, tasks=ctx.tasks, load_cursor=ctx.load_cursor,
+                     save_cursor=ctx.save_cursor, on_failed=ctx.on_failed)
+
+
+async def _report(_config: Mapping[str, JSON], load_cursor: CursorLoader) -> dict[str, JSON]:
+    letters = await read_dead_letters(load_cursor)
+    return {"deadLetters": letters, "metrics": {"deadLettered": letters["count"]}}
+
+
+FEED_KIND = FeedKind(
+    catalogue=BuiltinFeed("kafka", "consume", "Fire a trigger for every batch of records on Kafka topics "
+                          "(names or ^patterns)", ("brokers", "topics", "groupId", "maxBatchRecords", "maxBatchWaitMs",
+                                                  "keyEncoding", "valueEncoding")),
+    parse=_parse, build=_build, report=_report,
+)

@@ -22,7 +22,7 @@ import logging
 import re
 import secrets
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,10 +30,12 @@ from urllib.parse import quote
 
 import aiosqlite
 
-from triggerhub.errors import BadRequest, FeedError, TriggerhubError
-from triggerhub.feeds.clock import Clock
+from triggerhub.clock import Clock
+from triggerhub.errors import ApiError, BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
+from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
+from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +275,10 @@ class Position:
 
 class SqliteFeed:
     def __init__(self, config: SqliteConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
-                 load_cursor: CursorLoader, poll_s: float = POLL_S) -> None:
+                 load_cursor: CursorLoader, poll_s: float = POLL_S,
+                 on_failed: Callable[[str], None] = lambda reason: None) -> None:
         self._config = config
+        self._on_failed = on_failed  # the hub refused a change for good: it pauses this feed
         self._trigger = trigger
         self._fqn = FullyQualifiedName.parse(trigger, "_")
         self._clock = clock
@@ -327,14 +331,18 @@ class SqliteFeed:
                     if current != version:
                         version = current
                         position = await self._drain(conn, table, position, emit)
-                    await self._clock.sleep_until(self._clock.now() + self._poll_s)
+                    await self._clock.sleep(self._poll_s)
+                except ApiError as exc:  # refused for good: the cursor stays before the change
+                    log.warning("sqlite feed %s stops: the hub refused a change (%s)", self._trigger, exc.message)
+                    self._on_failed(exc.message)
+                    return
                 except (sqlite3.Error, FeedError) as exc:
                     log.warning("sqlite feed %s lost %s (%s); reopening in %s s", self._trigger,
                                 self._config.database, exc, RETRY_S)
                     if conn is not None:
                         await conn.close()
                         conn = None
-                    await self._clock.sleep_until(self._clock.now() + RETRY_S)
+                    await self._clock.sleep(RETRY_S)
         finally:
             if conn is not None:
                 await conn.close()
@@ -361,14 +369,9 @@ class SqliteFeed:
         return position
 
     async def _emit(self, event: TriggerEvent, position: Position, emit: CursorEmit) -> None:
-        while True:
-            try:
-                await emit(event, cursor=(CURSOR_KEY, position.to_json()))
-                return
-            except TriggerhubError as exc:  # the cursor stays behind: retried, never dropped
-                log.warning("sqlite feed %s could not store change %s (%s); retrying in %s s",
-                            self._trigger, event.id, exc, RETRY_S)
-                await self._clock.sleep_until(self._clock.now() + RETRY_S)
+        """Store one change; a store or bus outage is retried (the cursor stays behind, nothing is dropped)."""
+        await retrying(f"sqlite feed {self._trigger} storing change {event.id}",
+                       lambda: emit(event, cursor=(CURSOR_KEY, position.to_json())), clock=self._clock)
 
     async def _prune(self, conn: aiosqlite.Connection, table: TableInfo, position: Position) -> None:
         """Runs after the hub stored the events: `delivered_id` never passes the hub's cursor."""
@@ -400,3 +403,32 @@ class SqliteFeed:
                                  "key": key, "row": after, "old": before, "id": int(str(change_id)), "at": at_iso}
         return TriggerEvent(id=f"{self._id_prefix}:{token}:{change_id}", source=self._source, type=EVENT_TYPE,
                             trigger=self._fqn, subject=table.name, time_ms=int(str(at_ms)), data=data)
+
+
+# --------------------------------------------------------------------------- the feed kind
+
+
+def _parse(params: Mapping[str, JSON], _ctx: ParseContext) -> dict[str, JSON]:
+    return parse_sqlite_config(params).to_json()
+
+
+def _build(config: Mapping[str, JSON], ctx: FeedContext) -> SqliteFeed:
+    return SqliteFeed(parse_sqlite_config(config), trigger=ctx.trigger, clock=ctx.clock, tasks=ctx.tasks,
+                      load_cursor=ctx.load_cursor, on_failed=ctx.on_failed)
+
+
+async def _uninstall(stored: Mapping[str, JSON], trigger: str) -> None:
+    """Remove the triggers and tables; an unreadable file must not block deleting the feed."""
+    config = parse_sqlite_config(stored)
+    try:
+        await uninstall(config, trigger)
+    except FeedError as exc:
+        log.warning("feed for trigger %s deleted, but its change triggers stay on %s in %s (%s); drop the "
+                    "triggerhub_* triggers and tables yourself", trigger, config.table, config.database, exc)
+
+
+FEED_KIND = FeedKind(
+    catalogue=BuiltinFeed("sqlite", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
+                          "of a table in a SQLite database file", ("database", "table", "operations")),
+    parse=_parse, build=_build, uninstall=_uninstall,
+)
