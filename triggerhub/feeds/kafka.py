@@ -37,10 +37,12 @@ log = logging.getLogger(__name__)
 
 EVENT_TYPE = "triggerhub.feed.kafka.batch"
 DEAD_LETTERS_KEY = "deadLetters"
+STARTED_KEY = "startedMs"
 DEAD_LETTERS_KEPT = 100  # the most recent ones READ lists; the count covers all
 DEAD_VALUE_BYTES = 4096  # how much of a poison record's raw value is kept (base64)
 MAX_BATCH_RECORDS = 10_000
 MAX_BATCH_WAIT_MS = 60_000
+METADATA_REFRESH_MS = 5_000  # how soon a topic created later is found by a pattern subscription
 START_TIMEOUT_S = 30.0  # start() waits this long for the first partition assignment
 RETRY_S = 1.0
 _BROKER_RE = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$")
@@ -227,8 +229,10 @@ def _offset_key(tp: TopicPartition) -> str:
 
 
 class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
-    """On assignment, moves each partition to the hub's stored offset; a partition never seen
-    before starts at its end (as OpenWhisk's feed does), pinned at once so a restart resumes there."""
+    """On assignment, moves each partition to the hub's stored offset. A partition never seen
+    before starts at its first record stamped at or after the feed's creation (so records of a
+    topic created later, or sent while the group was joining, are not missed; older ones are not
+    replayed: OpenWhisk's feed starts at the end), pinned at once so a restart resumes there."""
 
     def __init__(self, feed: KafkaFeed) -> None:
         self._feed = feed
@@ -256,6 +260,7 @@ class KafkaFeed:
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
         self._dead = DeadLetters()
+        self._started_ms = 0  # when this feed first started: records stamped earlier are not delivered
         self._source = f"kafka://{','.join(config.brokers)}"
         self._id_prefix = "kafka:" + hashlib.sha256(f"{trigger}\0{config.group_id}".encode()).hexdigest()[:12]
 
@@ -264,11 +269,16 @@ class KafkaFeed:
         if self._task is not None:
             return
         self._dead = DeadLetters.load(await self._load_cursor(DEAD_LETTERS_KEY))
+        started = await self._load_cursor(STARTED_KEY)
+        if started is None:
+            started = str(self._clock.now_ms())
+            await self._save_cursor(STARTED_KEY, started)
+        self._started_ms = int(started)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=list(self._config.brokers), group_id=self._config.group_id,
             client_id=self._config.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest",  # only when a stored offset is no longer retained
-            metadata_max_age_ms=30_000, max_partition_fetch_bytes=1 << 20)
+            metadata_max_age_ms=METADATA_REFRESH_MS, max_partition_fetch_bytes=1 << 20)
         try:
             await consumer.start()
         except KafkaError as exc:
@@ -310,10 +320,13 @@ class KafkaFeed:
             else:
                 fresh.append(tp)
         if fresh:
+            found = await consumer.offsets_for_times({tp: self._started_ms + 1 for tp in fresh})
             ends = await consumer.end_offsets(fresh)
             for tp in fresh:
-                consumer.seek(tp, ends[tp])
-                await self._save_cursor(_offset_key(tp), str(ends[tp]))
+                at = found.get(tp)
+                offset = at.offset if at is not None else ends[tp]
+                consumer.seek(tp, offset)
+                await self._save_cursor(_offset_key(tp), str(offset))
         log.info("kafka feed %s assigned %s", self._trigger,
                  ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "no partitions")
         self._assigned.set()
