@@ -219,3 +219,34 @@ async def test_two_feeds_share_the_changelog_and_delete_removes_what_was_install
     await uninstall(config, "/guest/b")
     assert installed() == []
     apply(database, [[("INSERT", 3)]])  # the application's writes still work without our triggers
+
+
+async def test_cancelling_a_write_blocked_by_the_application_is_not_swallowed(database: Path) -> None:
+    """A feed stopped while its prune waits for the application's write lock must stop: a failed
+    ROLLBACK after the cancelled BEGIN must not replace the CancelledError."""
+    import aiosqlite
+
+    from triggerhub.feeds.sqlite import _write_transaction
+
+    blocker = sqlite3.connect(database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the application holds the write lock
+    conn = await aiosqlite.connect(database, isolation_level=None)
+    await conn.execute("PRAGMA busy_timeout=300")
+    entered = False
+
+    async def write() -> None:
+        nonlocal entered
+        async with _write_transaction(conn):
+            entered = True
+    try:
+        task = asyncio.create_task(write())
+        for _ in range(3):
+            await asyncio.sleep(0)  # the task is now waiting for BEGIN IMMEDIATE in aiosqlite's thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not entered
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await conn.close()

@@ -16,13 +16,14 @@ rowid), BLOB values as hex strings, `at` the commit time in ISO 8601.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import re
 import secrets
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +45,7 @@ EVENT_TYPE = "triggerhub.feed.sqlite.change"
 CURSOR_KEY = "changes"
 POLL_S = 0.05  # SQLite cannot notify another process: the feed checks PRAGMA data_version this often
 RETRY_S = 1.0
+PRUNE_S = 1.0  # delivered changelog rows are deleted at most this often
 BUSY_TIMEOUT_MS = 5000
 BATCH_ROWS = 500
 _WITHOUT_ROWID_RE = re.compile(r"\bWITHOUT\s+ROWID\b", re.IGNORECASE)
@@ -77,6 +79,22 @@ def parse_sqlite_config(params: Mapping[str, JSON]) -> SqliteConfig:
                          f"{', '.join(OPERATIONS)}")
     chosen = tuple(o for o in OPERATIONS if o in {str(x).upper() for x in operations})
     return SqliteConfig(str(Path(database)), table, chosen)
+
+
+@contextlib.asynccontextmanager
+async def _write_transaction(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT; on any exception in the body ROLLBACK and re-raise it. BEGIN stays
+    outside the `try`: when it failed (busy) or was cancelled there is no transaction, and a failing
+    ROLLBACK would replace the original exception, which may be a CancelledError (the feed would
+    never stop). A ROLLBACK failure is suppressed for the same reason."""
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 def _quoted(name: str) -> str:
@@ -173,8 +191,7 @@ def _trigger_name(table: str, op: str) -> str:
 async def install(conn: aiosqlite.Connection, config: SqliteConfig, subscriber: str) -> tuple[TableInfo, Subscription]:
     """Create (idempotently) the changelog, the table's triggers (re-made, so they copy the table's
     current columns) and the subscription. Raises FeedError for an unknown table."""
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with _write_transaction(conn):
         table = await _table_info(conn, config)
         for statement in _SCHEMA:
             await conn.execute(statement)
@@ -200,10 +217,6 @@ async def install(conn: aiosqlite.Connection, config: SqliteConfig, subscriber: 
             subscription = Subscription(token, since_id)
         else:
             subscription = Subscription(existing[1], int(existing[2]))
-        await conn.execute("COMMIT")
-    except BaseException:
-        await conn.execute("ROLLBACK")
-        raise
     return table, subscription
 
 
@@ -225,8 +238,7 @@ async def uninstall(config: SqliteConfig, subscriber: str) -> None:
         return  # nothing of ours can be left in a file that is gone
     conn = await connect(config)
     try:
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with _write_transaction(conn):
             async with conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
                                     "AND name = 'triggerhub_subscriptions'") as cursor:
                 row = await cursor.fetchone()
@@ -241,10 +253,6 @@ async def uninstall(config: SqliteConfig, subscriber: str) -> None:
                 if left is not None and left[0] == 0:
                     await conn.execute("DROP TABLE triggerhub_subscriptions")
                     await conn.execute("DROP TABLE IF EXISTS triggerhub_changes")
-            await conn.execute("COMMIT")
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
     except sqlite3.Error as exc:
         raise FeedError(f"SQLite database '{config.database}': could not remove the change triggers of "
                         f"'{config.table}': {exc}") from exc
@@ -317,6 +325,8 @@ class SqliteFeed:
     async def _run(self, conn: aiosqlite.Connection | None, table: TableInfo, position: Position,
                    emit: CursorEmit) -> None:
         version: int | None = None  # PRAGMA data_version at the last read: it changes when anyone commits
+        pruned_id = -1  # the last id pruned up to (-1: not yet since this connection opened)
+        pruned_s = self._clock.monotonic_s()
         try:
             while True:
                 try:
@@ -324,13 +334,19 @@ class SqliteFeed:
                         conn = await connect(self._config)
                         table, subscription = await install(conn, self._config, self._trigger)
                         position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
-                        version = None
+                        version, pruned_id = None, -1
                     async with conn.execute("PRAGMA data_version") as cursor:
                         row = await cursor.fetchone()
                     current = int(row[0]) if row is not None else 0
                     if current != version:
                         version = current
                         position = await self._drain(conn, table, position, emit)
+                    # Pruning writes to the user's file: at most every PRUNE_S, so it rarely contends
+                    # with the application's own writers.
+                    if position.last_id != pruned_id and self._clock.monotonic_s() - pruned_s >= PRUNE_S:
+                        pruned_s = self._clock.monotonic_s()
+                        if await self._prune(conn, table, position):
+                            pruned_id = position.last_id
                     await self._clock.sleep(self._poll_s)
                 except ApiError as exc:  # refused for good: the cursor stays before the change
                     log.warning("sqlite feed %s stops: the hub refused a change (%s)", self._trigger, exc.message)
@@ -349,9 +365,7 @@ class SqliteFeed:
 
     async def _drain(self, conn: aiosqlite.Connection, table: TableInfo, position: Position,
                      emit: CursorEmit) -> Position:
-        """Emit every change past the cursor, then mark them delivered and prune what every
-        subscriber of the table has delivered."""
-        start_id = position.last_id
+        """Emit every change past the cursor."""
         ops = self._config.operations
         while True:
             async with conn.execute(
@@ -364,8 +378,6 @@ class SqliteFeed:
                 position = Position(position.token, row[0])
             if len(rows) < BATCH_ROWS:
                 break
-        if position.last_id != start_id:
-            await self._prune(conn, table, position)
         return position
 
     async def _emit(self, event: TriggerEvent, position: Position, emit: CursorEmit) -> None:
@@ -373,22 +385,21 @@ class SqliteFeed:
         await retrying(f"sqlite feed {self._trigger} storing change {event.id}",
                        lambda: emit(event, cursor=(CURSOR_KEY, position.to_json())), clock=self._clock)
 
-    async def _prune(self, conn: aiosqlite.Connection, table: TableInfo, position: Position) -> None:
-        """Runs after the hub stored the events: `delivered_id` never passes the hub's cursor."""
+    async def _prune(self, conn: aiosqlite.Connection, table: TableInfo, position: Position) -> bool:
+        """Mark what the hub stored as delivered and delete the changelog rows every subscriber of
+        the table has; runs after the hub stored the events, so `delivered_id` never passes the
+        hub's cursor. False when the file was busy (the next attempt prunes instead)."""
         try:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with _write_transaction(conn):
                 await conn.execute("UPDATE triggerhub_subscriptions SET delivered_id = ? WHERE subscriber = ? "
                                    "AND token = ?", (position.last_id, self._trigger, position.token))
                 await conn.execute("DELETE FROM triggerhub_changes WHERE table_name = ? AND id <= (SELECT "
                                    "min(delivered_id) FROM triggerhub_subscriptions WHERE table_name = ?)",
                                    (table.name, table.name))
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as exc:  # busy: the next drain prunes instead
+        except sqlite3.OperationalError as exc:
             log.info("sqlite feed %s could not prune the changelog of %s yet (%s)", self._trigger, table.name, exc)
+            return False
+        return True
 
     def _event(self, table: TableInfo, row: Sequence[object], token: str) -> TriggerEvent:
         change_id, op, row_id, new, old, at_ms = row
