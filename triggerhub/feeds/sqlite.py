@@ -312,6 +312,7 @@ class SqliteFeed:
             raise
         position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
         self._task = self._tasks.create_task(self._run(conn, table, position, emit), name=f"sqlite {self._trigger}")
+        await asyncio.sleep(0)  # let the task enter its try: cancelled before that, it would never close conn
         log.info("sqlite feed %s reading changes of %s in %s from id %d", self._trigger, table.name,
                  self._config.database, position.last_id)
 
