@@ -1,6 +1,6 @@
 """Store hot-path throughput and per-call latency (p50, p99): accept, complete, get_entity, get_subject.
 
-    python bench/store_bench.py [--count N] [--tasks T]
+    python bench/store_bench.py [--count N] [--tasks T ...] [--synchronous NORMAL|FULL]
 
 Runs on a fresh SQLite file, and on PostgreSQL too when TRIGGERHUB_TEST_PG_URL names a
 database (postgresql+asyncpg://...); that database gets fresh tables in a new database
@@ -70,8 +70,8 @@ async def timed(label: str, calls: Sequence[Callable[[], Awaitable[object]]], ta
           f"({len(calls)} calls, {tasks} tasks, {elapsed_s:.2f} s)")
 
 
-async def bench(url: str, count: int, tasks: int) -> None:
-    store = SqlStore(url)
+async def bench(url: str, count: int, tasks: int, synchronous: str = "NORMAL") -> None:
+    store = SqlStore(url, sqlite_synchronous=synchronous)
     await store.open()
     try:
         ids = [new_activation_id() for _ in range(count)]
@@ -104,12 +104,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--tasks", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--synchronous", default="NORMAL", help="SQLite only: NORMAL (default) or FULL")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for tasks in args.tasks:
             path = Path(tmp) / f"bench-{tasks}.db"
-            print(f"SQLite {path} (synchronous=NORMAL), {tasks} task(s)")
-            await bench(f"sqlite+aiosqlite:///{path}", args.count, tasks)
+            print(f"SQLite {path} (synchronous={args.synchronous}), {tasks} task(s)")
+            await bench(f"sqlite+aiosqlite:///{path}", args.count, tasks, args.synchronous)
     pg_url = os.environ.get("TRIGGERHUB_TEST_PG_URL")
     if pg_url:
         for tasks in args.tasks:

@@ -37,16 +37,23 @@ class ApiConfig:
     max_payload_bytes: int = 1024 * 1024
     max_code_bytes: int = 48 * 1024 * 1024
     max_blocking_wait_ms: int = 60_000
+    tls_cert: str = ""  # PEM certificate chain; with tls_key the listener serves HTTPS only
+    tls_key: str = ""
     auth_cache_s: float = 5.0  # how long a verified key is trusted before the store is asked again
 
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
-    """OpenWhisk standalone's throttles and action limits (reference 1.5)."""
+    """OpenWhisk standalone's throttles and action limits (reference 1.5) for direct API calls.
+    Events from feeds and the rule activations they cause have their own `feed_*` limits, high by
+    default; reaching one holds the feed (it stops acknowledging its source) instead of refusing."""
 
     invocations_per_minute: int = 60
     concurrent_invocations: int = 30
     fires_per_minute: int = 60
+    feed_events_per_minute: int = 600_000
+    feed_activations_per_minute: int = 600_000
+    feed_concurrent_activations: int = 1_000
     sequence_max_length: int = 50
     min_timeout_ms: int = 100
     max_timeout_ms: int = 300_000
@@ -90,6 +97,13 @@ class KafkaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """The embedded MQTT broker of `triggerhub up --mqtt-embedded` (always on 127.0.0.1)."""
+
+    port: int = 1883
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     home: Path = Path(".triggerhub")
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -97,6 +111,7 @@ class HubConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     deploy_examples: bool = True
 
     @property
@@ -111,10 +126,15 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HOST": ("api", "host"),
     "PORT": ("api", "port"),
     "MAX_PAYLOAD_BYTES": ("api", "max_payload_bytes"),
+    "TLS_CERT": ("api", "tls_cert"),
+    "TLS_KEY": ("api", "tls_key"),
     "AUTH_CACHE_S": ("api", "auth_cache_s"),
     "INVOCATIONS_PER_MINUTE": ("limits", "invocations_per_minute"),
     "CONCURRENT_INVOCATIONS": ("limits", "concurrent_invocations"),
     "FIRES_PER_MINUTE": ("limits", "fires_per_minute"),
+    "FEED_EVENTS_PER_MINUTE": ("limits", "feed_events_per_minute"),
+    "FEED_ACTIVATIONS_PER_MINUTE": ("limits", "feed_activations_per_minute"),
+    "FEED_CONCURRENT_ACTIVATIONS": ("limits", "feed_concurrent_activations"),
     "SEQUENCE_MAX_LENGTH": ("limits", "sequence_max_length"),
     "STORE_URL": ("store", "url"),
     "SQLITE_SYNCHRONOUS": ("store", "sqlite_synchronous"),
@@ -125,6 +145,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "MEMORY_BUDGET_MB": ("runtime", "memory_budget_mb"),
     "SANDBOX": ("runtime", "sandbox"),
     "ALLOW_UNSANDBOXED_ROOT": ("runtime", "allow_unsandboxed_root"),
+    "MQTT_PORT": ("mqtt", "port"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "KAFKA_PARTITIONS": ("kafka", "partitions"),
@@ -136,7 +157,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "INVOKER_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms"),
 }
 # Variables with the prefix that belong to tools and tests, not to the hub's configuration.
-_FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE"}
+_FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE", "CACERT", "INSECURE", "PROPS"}
 _FOREIGN_PREFIXES = ("TEST_",)
 
 
@@ -163,7 +184,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     values: dict[str, Any] = {k[len(ENV_PREFIX):]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config = HubConfig()
-    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka"}}
+    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt"}}
     top: dict[str, Any] = {}
     problems: list[str] = []
     for key, raw in sorted(values.items()):

@@ -19,6 +19,7 @@
     │   └── RevisionConflict   optimistic-concurrency clash (becomes 409)
     ├── BusError               the event/invocation bus failed
     ├── ActionRuntimeError     a process/container could not be created or talked to
+    │   └── UnsupportedKind    this runtime cannot run the action's kind (a developer error)
     ├── FeedError              a feed adapter could not start or talk to its source
     └── ManifestError          a manifest is invalid; carries every problem found
 
@@ -114,6 +115,11 @@ class BusError(TriggerhubError):
 
 class ActionRuntimeError(TriggerhubError):
     pass
+
+
+class UnsupportedKind(ActionRuntimeError):
+    """The runtime cannot run this kind at all (blackbox under the process runtime): retrying
+    will not help, so the activation is the developer's error and carries this message."""
 
 
 class FeedError(TriggerhubError):

@@ -6,6 +6,7 @@ OpenWhisk REST shapes (reference/openwhisk.md section 2). No I/O here.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -281,8 +282,13 @@ class Action:
 
 @dataclass(frozen=True, slots=True)
 class ReducedRule:
+    """A rule as its trigger carries it: enough to fire without reading the rule itself.
+    `filter` and `transform` are the rule's JSON as saved (None: not set, OpenWhisk's behaviour)."""
+
     action: FullyQualifiedName
     status: RuleStatus
+    filter: JSON = None
+    transform: JSON = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,10 +319,20 @@ class Rule:
     annotations: Parameters = ()
     updated_ms: int = 0
     revision: int = 0
+    filter: JSON = None  # an event pattern (rules/pattern.py); None: every event matches
+    transform: JSON = None  # a JSON template for the action's parameters; None: the event data
 
     @property
     def fqn(self) -> FullyQualifiedName:
         return FullyQualifiedName.from_path(self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCounts:
+    """Events a rule's filter took (`matched`) and refused (`filtered`: no activation)."""
+
+    matched: int = 0
+    filtered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +475,31 @@ class Invocation:
     init_env: dict[str, str] = field(default_factory=dict)
     transaction_id: str = ""
     extra_annotations: Parameters = ()  # e.g. causedBy: sequence
+
+
+# Nesting past this is refused on input: deeper values exhaust the interpreter's stack later, when
+# they are copied, stored, rendered or validated (json.loads alone stops near 1,000 with RecursionError).
+MAX_JSON_DEPTH = 256
+
+
+def loads_json(text: str | bytes) -> JSON:
+    """`json.loads` for untrusted input: ValueError (never RecursionError) for malformed text and
+    for arrays/objects nested deeper than MAX_JSON_DEPTH."""
+    too_deep = ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; send a flatter value")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise too_deep from None
+    pending: list[tuple[JSON, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise too_deep
+        pending.extend((child, depth + 1) for child in children)
+    return value
 
 
 # ------------------------------------------------------------------ API gateway routes

@@ -55,15 +55,17 @@ th_apt_install() {
     th_log "installing Debian packages: ${missing[*]}"
     (
         flock -w 900 9 || th_die "timed out waiting for ${TH_CACHE}/apt.lock"
-        local stamp="${TH_CACHE}/apt-updated.stamp"
+        local stamp="${TH_CACHE}/apt-updated.stamp" log="${TH_CACHE}/apt.log"
+        # apt and dpkg progress goes to a log, not into the test output; its tail is shown on failure.
         if [[ -z $(find "${stamp}" -mmin -360 2>/dev/null) ]]; then
-            DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 \
-                || th_die "apt-get update failed"
+            DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get -o DPkg::Lock::Timeout=600 update -qq \
+                >>"${log}" 2>&1 || { tail -n 20 "${log}" >&2; th_die "apt-get update failed (log: ${log})"; }
             touch "${stamp}"
         fi
         DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-            --no-install-recommends "${missing[@]}" >&2 \
-            || th_die "apt-get install ${missing[*]} failed"
+            -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}" >>"${log}" 2>&1 \
+            || { tail -n 20 "${log}" >&2; th_die "apt-get install ${missing[*]} failed (log: ${log})"; }
+        th_log "installed ${missing[*]} (apt output in ${log})"
     ) 9>"${TH_CACHE}/apt.lock"
 }
 

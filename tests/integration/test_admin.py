@@ -139,3 +139,18 @@ def test_given_key_is_used(tmp_path: Path) -> None:
     assert (taken.exit_code, taken.output) == (1, (
         "Error: uuid 8e8b2c39-8b7e-4a3c-9d4f-0a1b2c3d4e5f is already in use; give another auth key or leave it out\n"))
 
+
+
+def test_user_commands_print_json_under_json(store_env: dict[str, str]) -> None:
+    created = CliRunner().invoke(main, ["admin", "user", "create", "carol", "-ns", "team-c", "--json"], env=store_env)
+    assert created.exit_code == 0, created.output
+    answer = json.loads(created.output)
+    assert (answer["subject"], answer["namespace"]) == ("carol", "team-c")
+    uuid = answer["auth"].split(":", 1)[0]
+    blocked = CliRunner().invoke(main, ["--json", "admin", "user", "block", "carol"], env=store_env)
+    assert json.loads(blocked.output) == {"blocked": [
+        {"subject": "carol", "namespace": "team-c", "uuid": uuid, "blocked": True}]}
+    rotated = CliRunner().invoke(main, ["admin", "user", "rotate", "carol", "--json"], env=store_env)
+    (one,) = json.loads(rotated.output)
+    assert (one["namespace"], one["auth"].split(":", 1)[0]) == ("team-c", uuid)
+    assert one["auth"] != answer["auth"]

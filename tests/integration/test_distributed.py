@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -71,3 +72,34 @@ async def test_invoker_admin_routes(distributed_hub) -> None:
         assert (response.status, await response.json()) == (200, {"invoker0": "up", "invoker1": "up"})
     async with distributed_hub.session.get(f"{distributed_hub.apihost}/invokers/healthy/count") as response:
         assert (response.status, await response.json()) == (200, {"healthy": f"{INVOKER_COUNT}/{INVOKER_COUNT}"})
+
+
+async def test_status_on_a_controller_reports_kafka_lag_and_invokers(distributed_hub) -> None:
+    status, _ = await distributed_hub.call("PUT", "namespaces/_/actions/echo",
+                                           {"exec": {"kind": "python:3.11", "code": ECHO}})
+    assert status == 200
+    status, _ = await distributed_hub.call("POST", "namespaces/_/actions/echo", {"n": 1}, blocking=True)
+    assert status == 200
+    prefix = distributed_hub.hub.engine.config.kafka.topic_prefix
+    # The invokers commit their offset once the record is stored: the lag drains to 0.
+    async with asyncio.timeout(POLL_TIMEOUT_S):
+        while True:
+            status, body = await distributed_hub.call("GET", "status")
+            assert status == 200, body
+            if body["components"]["kafka"]["groups"][f"{prefix}invokers"]["lag"] == 0:
+                break
+            await asyncio.sleep(0.2)
+    assert (body["status"], body["mode"]) == ("ok", "distributed")
+    assert sorted(body["components"]) == ["feeds", "invokers", "kafka", "store"]
+    groups = body["components"]["kafka"]["groups"]
+    assert sorted(groups) == [f"{prefix}feeds", f"{prefix}invokers", f"{prefix}worker"]
+    assert groups[f"{prefix}invokers"]["topic"] == f"{prefix}invocations"
+    assert groups[f"{prefix}invokers"]["partitions"] == distributed_hub.hub.engine.config.kafka.partitions
+    invokers = body["components"]["invokers"]
+    assert invokers["healthy"] == f"{INVOKER_COUNT}/{INVOKER_COUNT}"
+    assert set(invokers["invokers"].values()) == {"up"}
+    store_url = distributed_hub.hub.engine.config.store_url
+    password = urllib.parse.urlsplit(store_url).password
+    assert password and body["components"]["store"]["url"] == store_url.replace(f":{password}@", ":***@")
+    status, body = await distributed_hub.call("GET", "status", auth="nobody:wrong")
+    assert status == 401

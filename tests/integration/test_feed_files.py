@@ -7,9 +7,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.plugins.feeds import FakeStore, StoreEmit
 from triggerhub.clock import SystemClock
+from triggerhub.errors import FeedError, NotFound
 from triggerhub.feeds.files import FileFeed, parse_files_config
+from triggerhub.model import TriggerEvent
 
 TRIGGER = "/guest/files"
 
@@ -89,3 +93,39 @@ async def test_restart_fires_only_what_changed_while_down(tmp_path: Path, fake_s
     assert sorted((k, n) for k, n, _ in kinds(fake_store)) == [
         ("created", "change.csv"), ("created", "drop.csv"), ("created", "keep.csv"), ("created", "new.csv"),
         ("deleted", "drop.csv"), ("modified", "change.csv")]
+
+
+class RefusingEmit(StoreEmit):
+    """Refuses the first `refusals` events for good (as the hub does for a deleted trigger), then stores."""
+
+    def __init__(self, store: FakeStore, prefix: str, refusals: int) -> None:
+        super().__init__(store, prefix)
+        self.refusals = refusals
+
+    async def __call__(self, event: TriggerEvent, cursor: tuple[str, str] | None = None) -> bool:
+        if self.refusals:
+            self.refusals -= 1
+            raise NotFound(f"trigger {TRIGGER} does not exist; delete its feed or recreate the trigger")
+        return await super().__call__(event, cursor)
+
+
+async def test_a_refusal_at_start_fails_the_start_and_a_later_one_reports_the_feed_failed(
+        tmp_path: Path, fake_store: FakeStore) -> None:
+    (tmp_path / "early.csv").write_text("1")  # reported at start: written while the feed was down
+    emit = RefusingEmit(fake_store, TRIGGER, refusals=1)
+    failures: list[str] = []
+    config = parse_files_config({"directory": str(tmp_path), "patterns": ["*.csv"], "debounceMs": 50})
+    async with asyncio.TaskGroup() as tg:
+        feed = FileFeed(config, trigger=TRIGGER, clock=SystemClock(), tasks=tg, load_cursor=emit.load,
+                        on_failed=failures.append)
+        with pytest.raises(FeedError) as caught:
+            await feed.start(emit)
+        assert caught.value.args[0] == (f"the hub refused a change in {tmp_path}: trigger {TRIGGER} does not exist; "
+                                        "delete its feed or recreate the trigger")
+        await feed.start(emit)  # started again: early.csv is stored now
+        emit.refusals = 1  # and the next change is refused
+        (tmp_path / "late.csv").write_text("2")
+        await wait_until(lambda: bool(failures))
+        await feed.stop()
+    assert failures == [f"trigger {TRIGGER} does not exist; delete its feed or recreate the trigger"]
+    assert [name for _, name, _ in kinds(fake_store)] == ["early.csv"]

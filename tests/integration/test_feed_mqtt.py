@@ -180,3 +180,39 @@ async def test_create_through_the_manager_fails_cleanly_when_the_broker_is_absen
     assert caught.value.message.startswith("feed /whisk.system/mqtt/subscribe for trigger '/guest/s' could not "
                                            "start: MQTT broker mqtt://127.0.0.1:1 did not accept a connection")
     assert fake_store.feeds == {}
+
+
+async def test_a_refused_message_pauses_the_feed_unacknowledged_and_arrives_after_unpause(
+        mqtt_broker: tuple[str, int], fake_store: FakeStore) -> None:
+    from triggerhub.cli.feed_kinds import FEED_KINDS
+    from triggerhub.engine.feed_manager import FeedManager
+    from triggerhub.feeds.mqtt import FEED_KIND as MQTT_KIND
+    from triggerhub.errors import NotFound
+    from triggerhub.store.base import Acceptance
+
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    trigger = f"/guest/{prefix}"
+    reason = f"trigger {trigger} does not exist; delete its feed or recreate the trigger"
+    refusals = [NotFound(reason)]
+
+    async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        if refusals:
+            raise refusals.pop()
+        return await fake_store.accept(Acceptance(event=event, cursor=cursor))
+
+    def call(event: str, **params: object) -> dict[str, object]:
+        return {"lifecycleEvent": event, "triggerName": trigger, **params}
+
+    async with asyncio.TaskGroup() as tg:
+        manager = FeedManager(fake_store, fire, kinds=FEED_KINDS)
+        await manager.start(tg)
+        await manager.lifecycle("guest", "k", MQTT_KIND.fqn, call(
+            "CREATE", url=f"mqtt://{mqtt_broker[0]}:{mqtt_broker[1]}", topics=f"{prefix}/#", clientId=f"c-{prefix}"))
+        await asyncio.to_thread(publish, mqtt_broker, [(f"{prefix}/a", {"seq": 1})])
+        await wait_until(lambda: fake_store.feeds[trigger].status == "paused")
+        read = await manager.lifecycle("guest", "k", MQTT_KIND.fqn, call("READ"))
+        assert (read["status"]["active"], read["status"]["reason"], fake_store.events) == (False, reason, {})
+        await manager.lifecycle("guest", "k", MQTT_KIND.fqn, call("UNPAUSE"))  # the broker redelivers it
+        await wait_until(lambda: len(fake_store.events) == 1)
+        await manager.lifecycle("guest", "k", MQTT_KIND.fqn, call("DELETE"))
+    assert (seqs(fake_store), refusals) == ([1], [])

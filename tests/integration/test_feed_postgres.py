@@ -18,8 +18,8 @@ from tests.plugins.feeds import FakeStore, StoreEmit
 from tests.plugins.services import asyncpg_dsn
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager
+from triggerhub.errors import BadRequest, NotFound
 from triggerhub.feeds.postgres import FEED_KIND as POSTGRES_KIND
-from triggerhub.errors import BadRequest
 from triggerhub.feeds.postgres import PostgresFeed, parse_postgres_config, redact_dsn
 from triggerhub.model import TriggerEvent
 from triggerhub.store.base import Acceptance
@@ -197,8 +197,13 @@ async def test_outbox_rows_are_pruned_once_every_subscriber_delivered_them(
 # --------------------------------------------------------------------------- the lifecycle
 
 
-def manager_for(store: FakeStore) -> FeedManager:
+def manager_for(store: FakeStore, *refusals: Exception) -> FeedManager:
+    """A manager over `store` whose fire raises `refusals` in turn before it stores."""
+    pending = list(refusals)
+
     async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        if pending:
+            raise pending.pop(0)
         return await store.accept(Acceptance(event=event, cursor=cursor))
     return FeedManager(store, fire, kinds=FEED_KINDS, clock=TestClock(0.0))
 
@@ -226,6 +231,27 @@ async def test_create_read_delete_through_the_manager(
     assert deleted == {"triggerName": TRIGGER, "status": "deleted"}
     assert await db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'triggerhub_changes'") == 0
     assert await db.fetchval("SELECT count(*) FROM triggerhub_changes") == 0  # the last subscriber took its rows
+
+
+async def test_a_refused_change_pauses_the_feed_and_arrives_once_after_unpause(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    reason = f"trigger {TRIGGER} does not exist; delete its feed or recreate the trigger"
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(fake_store, NotFound(reason))
+        await manager.start(tg)
+        await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("CREATE", dsn=dsn, table="orders"))
+        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await wait_until(lambda: fake_store.feeds[TRIGGER].status == "paused")
+        read = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("READ"))
+        status = read["status"]
+        assert isinstance(status, dict) and (status["active"], status["reason"]) == (False, reason)
+        assert (fake_store.events, fake_store.cursors) == ({}, {})  # the cursor stayed before the change
+        await db.execute("INSERT INTO orders VALUES (2, 'pear', 1)")  # while paused: waits in the outbox
+        await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("UNPAUSE"))
+        await wait_until(lambda: len(fake_store.events) == 2)
+        await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("DELETE"))
+    assert changes(fake_store) == [("INSERT", {"id": 1, "item": "apple", "qty": 3}, None),
+                                   ("INSERT", {"id": 2, "item": "pear", "qty": 1}, None)]
 
 
 async def test_create_of_a_missing_table_fails_naming_it(dsn: str, db: asyncpg.Connection,

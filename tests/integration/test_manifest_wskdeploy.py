@@ -287,13 +287,21 @@ async def test_api_cli_creates_lists_gets_and_deletes_routes(hub: HubClient) -> 
     status, _, body = await gateway(hub, "GET", "/greet/hello?name=Kim")
     deleted = await asyncio.to_thread(run, "delete", "/greet")
 
-    assert (created.exit_code, created.output) == (0, "ok: created API /greet/hello GET for action /guest/hello\n"
-                                                      f"{hub.apihost}/api/guest/greet\n")
+    assert created.exit_code == 0
+    document = json.loads(created.output)  # under --json: the createApi answer, nothing else
+    assert (document["gwApiUrl"], document["apidoc"]["basePath"]) == (f"{hub.apihost}/api/guest", "/greet")
+    assert document["apidoc"]["paths"]["/hello"]["get"]["x-openwhisk"]["action"] == "hello"
     assert (listed.exit_code, json.loads(listed.output)) == (0, [{
         "action": "/guest/hello", "verb": "GET", "apiName": "greeter", "url": f"{hub.apihost}/api/guest/greet/hello"}])
     assert json.loads(got.output)["paths"]["/hello"]["get"]["x-openwhisk"]["action"] == "hello"
     assert (status, json.loads(body)) == (200, {"greeting": "Hello, Kim!"})
-    assert (deleted.exit_code, deleted.output) == (0, "ok: deleted API /greet\n")
+    assert (deleted.exit_code, json.loads(deleted.output)) == (
+        0, {"ok": True, "basepath": "/greet", "relpath": None, "operation": None})
+    plain = await asyncio.to_thread(CliRunner().invoke, cli, ["--apihost", hub.apihost, "--auth", hub.auth, "api",
+                                                              "create", "/greet", "/hello", "get", "hello"])
+    assert (plain.exit_code, plain.output) == (0, "ok: created API /greet/hello GET for action /guest/hello\n"
+                                                  f"{hub.apihost}/api/guest/greet\n")
+    await asyncio.to_thread(run, "delete", "/greet")
     assert await route_keys(hub) == []
 
 
@@ -312,3 +320,28 @@ async def test_a_refused_route_rolls_back_the_whole_deploy(tmp_path: Path, hub: 
         "web action; make it one with `wsk action update utils/echo --web true` (or 'web: true' in a manifest); "
         "nothing was changed (rolled back 3 step(s))")
     assert (await counts(hub), await route_keys(hub)) == (NOTHING, [])
+
+
+async def test_deploy_and_validate_print_only_json_under_json(tmp_path: Path, hub: HubClient) -> None:
+    from triggerhub.cli import main as cli
+
+    shutil.copytree(FIXTURES / "src", tmp_path / "src")
+    (tmp_path / "manifest.yaml").write_text("packages:\n  shop:\n    actions:\n      book: {function: src/hello.py}\n")
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--apihost", hub.apihost, "--auth", hub.auth, *args], catch_exceptions=False)
+
+    deployed = await asyncio.to_thread(run, "deploy", "-p", str(tmp_path), "--json")
+    assert deployed.exit_code == 0, deployed.output
+    assert json.loads(deployed.output) == {
+        "plan": ["create  package  shop", "create  action   shop/book", "2 to create, 0 to update, 0 to delete, 0 unchanged"],
+        "applied": ["created package shop", "created action shop/book"], "dryRun": False, "warnings": []}
+    validated = await asyncio.to_thread(run, "--json", "validate", "-p", str(tmp_path))
+    assert json.loads(validated.output) == {"file": str(tmp_path / "manifest.yaml"), "ok": True, "entities": 2,
+                                            "routes": 0, "warnings": []}
+    (tmp_path / "manifest.yaml").write_text("packages:\n  shop:\n    actions:\n      book: {function: src/nope.py}\n")
+    broken = await asyncio.to_thread(run, "deploy", "-p", str(tmp_path), "--json")
+    assert broken.exit_code == 1
+    answer = json.loads(broken.stdout)
+    assert answer["error"] == "the manifest has problems"
+    assert len(answer["problems"]) == 1 and "src/nope.py" in answer["problems"][0]

@@ -283,11 +283,14 @@ async def test_concurrent_invokes_never_share_a_process(invoker: ActionInvoker, 
 
 async def test_blackbox_is_refused_by_the_process_runtime(runtime_factory: RuntimeFactory,
                                                           invoker: ActionInvoker) -> None:
-    with pytest.raises(ActionRuntimeError, match="blackbox actions need the Docker runtime"):
+    with pytest.raises(ActionRuntimeError, match=r"the process runtime cannot run blackbox actions \(image 'user/img'\): start the hub with a Docker engine"):
         await runtime_factory.create(RuntimeSpec("blackbox", 256, image="user/img"))
     record = await invoker.invoke(make_invocation(make_action("blackbox", "")))
-    assert record.response.status_code is StatusCode.WHISK_ERROR
-    assert record.response.result == {"error": "Failed to provision resources to run the action."}
+    # A developer error that says what to do (issue 10), not a generic provisioning failure.
+    assert record.response.status_code is StatusCode.DEVELOPER_ERROR
+    assert record.response.result == {"error": (
+        "the process runtime cannot run blackbox actions (image None): start the hub with a Docker engine "
+        "(TRIGGERHUB_RUNTIME=docker) or rewrite the action in a python or nodejs kind")}
 
 
 async def test_pause_stops_the_process_and_resume_continues(runtime_factory: RuntimeFactory) -> None:

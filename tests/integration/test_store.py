@@ -16,11 +16,11 @@ from tests.plugins.store import as_store, sqlite_url
 from triggerhub.errors import ConfigError, RevisionConflict, StoreError
 from triggerhub.model import (
     Action, Activation, ActivationResponse, ApiRoute, Binding, Collection, Exec, FullyQualifiedName, Invocation,
-    Package, Parameter, ReducedRule, ResponseType, Rule, RuleStatus, Subject, Trigger, TriggerEvent,
+    Package, Parameter, ReducedRule, ResponseType, Rule, RuleCounts, RuleStatus, Subject, Trigger, TriggerEvent,
 )
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.migrations import LATEST_VERSION, MIGRATIONS, migrate
-from triggerhub.store.runners import CHECKPOINT_EVERY_WRITES
+from triggerhub.store.runners import CHECKPOINT_EVERY_WRITES, WAL_LIMIT_BYTES
 from triggerhub.store.sql import SqlStore
 
 T0_MS = 1_700_000_000_000
@@ -252,6 +252,29 @@ async def test_accept_writes_event_invocations_records_and_cursor_at_once(store:
     assert await store.list_pending() == [invocation(aid(2)), invocation(aid(3))]
     assert await store.get_activation("guest", aid(1)) == trigger_record
     assert await store.get_cursor("mqtt:sensors") == "42"
+
+
+async def test_a_stored_event_is_read_back_by_its_id(store: SqlStore) -> None:
+    event = replace(trigger_event("mqtt:ce:r-1"), data={"temp": 21.5}, subject="sensors/a", time_ms=T0_MS)
+    assert await store.accept(Acceptance(event))
+    assert await store.get_event("mqtt:ce:r-1") == event
+    assert await store.get_event("mqtt:ce:r-2") is None
+
+
+async def test_filter_verdicts_are_counted_once_per_accepted_event(store: SqlStore) -> None:
+    batch = [Acceptance(trigger_event("c1"), matched_rules=["guest/hot"], filtered_rules=["guest/cold"]),
+             Acceptance(trigger_event("c2"), filtered_rules=["guest/hot", "guest/cold"]),
+             Acceptance(trigger_event("c1"), matched_rules=["guest/hot"])]  # a redelivery: not counted
+    assert await asyncio.gather(*(store.accept(a) for a in batch)) == [True, True, False]
+    assert await store.accept(Acceptance(trigger_event("c3"), matched_rules=["guest/hot"]))
+    assert await store.get_rule_counts("guest/hot") == RuleCounts(matched=2, filtered=1)
+    assert await store.get_rule_counts("guest/cold") == RuleCounts(matched=0, filtered=2)
+    assert await store.get_rule_counts("guest/none") == RuleCounts()
+    hot = Rule("guest", "hot", trigger=SENSOR, action=FullyQualifiedName("guest", "hello"))
+    [hot] = await store.put_entities([hot])
+    await store.put_entities([], [hot])  # deleting the rule forgets its counts
+    assert await store.get_rule_counts("guest/hot") == RuleCounts()
+    assert await store.get_rule_counts("guest/cold") == RuleCounts(matched=0, filtered=2)
 
 
 async def test_a_repeated_event_id_is_refused_and_writes_nothing(store: SqlStore) -> None:
@@ -576,3 +599,88 @@ async def test_routes_are_kept_per_namespace_replaced_by_key_and_deleted_togethe
     assert await store.delete_routes([moved, page, ApiRoute("guest", "/no", "/", "GET", "/guest/x")]) == 2
     assert await store.list_routes("guest") == []
     assert await store.list_routes("alice") == [other]
+
+
+# --------------------------------------------------------------------------- SQLite group commit and WAL bound
+
+
+async def test_concurrent_writes_of_every_kind_share_transactions_and_answer_after_commit(tmp_path: Path) -> None:
+    path = tmp_path / "group.db"
+    store = SqlStore(sqlite_url(path))
+    await store.open()
+    await store.accept(Acceptance(invocations=[invocation(aid(i)) for i in range(40)]))
+    other = sqlite3.connect(path, isolation_level=None)  # holds the write lock while the writes queue up
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        async with asyncio.TaskGroup() as group:
+            accepts = [group.create_task(store.accept(Acceptance(trigger_event(f"e{i}"), [invocation(aid(100 + i))])))
+                       for i in range(40)]
+            completes = [group.create_task(store.complete(activation(aid(i)))) for i in range(40)]
+            cursors = [group.create_task(store.set_cursor(f"feed{i}", str(i))) for i in range(20)]
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert [t.done() for t in accepts + completes + cursors] == [False] * 100  # nothing answers before COMMIT
+            other.execute("COMMIT")
+        assert [t.result() for t in accepts + completes] == [True] * 80
+        statistics = store.statistics()
+        assert statistics is not None
+        # 1 (the accept above) + the 100 writes in at most 3 commits: the first one, taken before
+        # the others queued, then at most 64 writes per transaction.
+        assert statistics.writes == 101
+        assert 2 <= statistics.transactions <= 4
+        assert other.execute("SELECT count(*) FROM events").fetchone() == (40,)
+        assert other.execute("SELECT count(*) FROM activations").fetchone() == (40,)
+        assert other.execute("SELECT count(*) FROM pending").fetchone() == (40,)
+        assert await store.get_cursor("feed19") == "19"
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_the_wal_stays_under_its_bound_while_far_more_than_the_bound_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "bounded.db"
+    wal = path.with_name("bounded.db-wal")
+    store = SqlStore(sqlite_url(path))
+    await store.open()
+    big = "x" * 64 * 1024  # each record ~20 WAL pages
+    count = 3 * WAL_LIMIT_BYTES // len(big)  # three times the bound, one commit each
+    largest_wal_bytes = 0
+    try:
+        for i in range(count):
+            assert await store.complete(activation(aid(i), result=big))
+            largest_wal_bytes = max(largest_wal_bytes, wal.stat().st_size)
+        statistics = store.statistics()
+        assert statistics is not None and statistics.checkpoints >= 2
+        # the bound: WAL_LIMIT_BYTES plus the one write committed after the WAL passed it
+        assert largest_wal_bytes <= WAL_LIMIT_BYTES + 256 * 1024
+        assert wal.stat().st_size <= WAL_LIMIT_BYTES + 256 * 1024
+        assert await store.count_activations(ActivationQuery("guest", limit=200)) == count
+        assert await store.get_activation("guest", aid(count - 1)) == activation(aid(count - 1), result=big)
+    finally:
+        await store.close()
+
+
+async def test_a_write_cancelled_before_the_writer_takes_it_is_never_written(tmp_path: Path) -> None:
+    path = tmp_path / "cancel.db"
+    store = SqlStore(sqlite_url(path))
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)  # holds the write lock: the writer waits on it
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        async with asyncio.TaskGroup() as group:
+            first = group.create_task(store.set_cursor("first", "1"))
+            async with asyncio.timeout(10):  # until the writer has taken `first` and waits for the lock
+                while (statistics := store.statistics()) is None or statistics.transactions == 0:
+                    await asyncio.sleep(0.001)
+            doomed = group.create_task(store.accept(Acceptance(trigger_event("doomed"), cursor=("doomed", "1"))))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            doomed.cancel()
+            other.execute("COMMIT")
+        assert first.done() and doomed.cancelled()
+        assert await store.get_cursor("first") == "1"
+        assert await store.get_cursor("doomed") is None
+        assert await store.count_events() == 0
+    finally:
+        other.close()
+        await store.close()

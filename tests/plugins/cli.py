@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,10 +34,11 @@ class HubProcess:
     port: int
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
+    cacert: Path | None = None  # set when extra_args serve HTTPS: the CA that signed its certificate
 
     @property
     def apihost(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.cacert else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def auth(self) -> str:
@@ -44,7 +46,7 @@ class HubProcess:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "TRIGGERHUB_HOME": str(self.home), "TRIGGERHUB_APIHOST": self.apihost,
-                "PYTHONUNBUFFERED": "1"}
+                "TRIGGERHUB_PROPS": str(self.home.parent / "triggerhubprops"), "PYTHONUNBUFFERED": "1"}
 
     def start(self) -> None:
         log_path = self.home.parent / f"hub-{self.port}.log"
@@ -58,7 +60,8 @@ class HubProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"triggerhub up exited with {self.process.returncode}; see {log_path}")
             try:
-                with urllib.request.urlopen(f"{self.apihost}/ping", timeout=1) as response:
+                context = ssl.create_default_context(cafile=self.cacert) if self.cacert else None
+                with urllib.request.urlopen(f"{self.apihost}/ping", timeout=1, context=context) as response:
                     if response.read() == b"pong":
                         return
             except OSError:

@@ -57,6 +57,9 @@ class FakeStore:
     async def count_events(self, trigger: str | None = None) -> int:
         return sum(1 for e in self.events.values() if trigger is None or str(e.trigger) == trigger)
 
+    async def get_event(self, event_id: str) -> TriggerEvent | None:
+        return self.events.get(event_id)
+
     async def get_entity(self, namespace: str, name: str) -> Entity | None:
         return self.entities.get((namespace, name))
 

@@ -140,6 +140,9 @@ class FakeWhisk:
         doc.update(refs)
         doc["status"] = "active"
         doc.pop("parameters", None)
+        for key in ("filter", "transform"):  # null removes one; the hub shows them only when set
+            if doc.get(key) is None:
+                doc.pop(key, None)
         return doc
 
 

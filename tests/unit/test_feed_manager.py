@@ -13,7 +13,7 @@ from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, FeedMetrics, catalogue
 from triggerhub.errors import FORBIDDEN, BadRequest, Conflict, Forbidden, NotFound, StoreError
 from triggerhub.model import FullyQualifiedName, ReducedRule, Rule, RuleStatus, Trigger, TriggerEvent
-from triggerhub.store.base import Acceptance
+from triggerhub.store.base import Acceptance, FeedRegistration
 
 ALARM, ONCE = "/whisk.system/alarms/alarm", "/whisk.system/alarms/once"
 START = "2024-06-01T00:00:30"
@@ -185,3 +185,32 @@ async def test_the_manager_runs_only_the_kinds_it_is_given(fake_store: FakeStore
         assert no_hook.value.message == "trigger '/guest/tick' has no webhook feed; create one with --feed a webhook feed"
         await manager.stop()
     assert fake_store.feeds == {}
+
+
+class FlakyFeedStore(FakeStore):
+    """Its next `put_feed` calls fail as a store outage does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.put_feed_failures = 0
+
+    async def put_feed(self, registration: FeedRegistration) -> None:
+        if self.put_feed_failures:
+            self.put_feed_failures -= 1
+            raise StoreError("database is locked")
+        await super().put_feed(registration)
+
+
+async def test_a_store_outage_while_a_once_alarm_finishes_is_retried() -> None:
+    store = FlakyFeedStore()
+    clock = TestClock(utc_s(START))
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(store, clock)
+        await manager.start(tg)
+        await manager.lifecycle("guest", "k", ONCE, call("CREATE", date="2024-06-01T00:10:00Z"))
+        store.put_feed_failures = 2
+        await clock.advance_to(utc_s("2024-06-01T01:00:00"))
+        await manager.stop()
+    registration = store.feeds["/guest/tick"]
+    assert (len(store.events), registration.status, registration.reason, store.put_feed_failures) == (
+        1, "disabled", "fired once", 0)

@@ -103,3 +103,31 @@ def test_local_hub_credentials_are_the_last_resort(clean_env: Path) -> None:
 
 def test_nothing_configured_gives_none(clean_env: Path) -> None:
     assert settings() == (None, None)
+
+
+def test_triggerhub_validate_checks_rule_filters_at_their_line_and_column(tmp_path: Path) -> None:
+    from triggerhub.cli import main
+
+    (tmp_path / "manifest.yaml").write_text(
+        "packages:\n"
+        "  iot:\n"
+        "    actions:\n"
+        "      alert: {code: 'def main(a): return a', runtime: python}\n"
+        "    triggers:\n"
+        "      reading: {}\n"
+        "    rules:\n"
+        "      hot:\n"
+        "        trigger: reading\n"
+        "        action: alert\n"
+        "        filter: {data: {temp: [{numeric: ['>', 30]}], room: [{prefix: 7}]}}\n"
+        "        transform: {at: '$.data[x'}\n")
+    result = CliRunner().invoke(main, ["validate", "-p", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{tmp_path / 'manifest.yaml'}:11:63 packages.iot.rules.hot.filter.data.room[0].prefix: "
+                               "filter $.data.room[0].prefix: expected a string, got 7")
+    assert lines[1] == (f"{tmp_path / 'manifest.yaml'}:12:21 packages.iot.rules.hot.transform.at: "
+                               "transform $.at: bad path '$.data[x': unexpected '[' at character 7; use .name, [0] or ['name']")
+    # the same manifest without the hub's compiler (a bare manifests command) leaves the check to the hub
+    assert CliRunner().invoke(validate, ["-p", str(tmp_path)]).exit_code == 0

@@ -264,8 +264,8 @@ def test_keys_the_hub_cannot_honour_are_warned_about(tmp_path: Path) -> None:
     assert project.warnings == (
         f"{file}:3:3 project.apiHost: 'apiHost' is not supported: {who}",
         f"{file}:7:45 project.packages.p.actions.a.credential: 'credential' is not supported: {who}",
-        f"{file}:11:36 project.packages.p.rules.r.rule: 'rule' is not supported: a rule matches every event of its "
-        f"trigger; wskdeploy's 'rule' pattern is ignored")
+        f"{file}:11:36 project.packages.p.rules.r.rule: 'rule' is not supported: wskdeploy's 'rule' pattern is "
+        f"ignored; give the rule a 'filter:' (an event pattern) to match only some events")
 
 
 def test_include_copies_files_folders_and_globs_into_the_zip_and_exclude_drops_paths(tmp_path: Path) -> None:

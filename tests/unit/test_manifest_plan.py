@@ -248,3 +248,19 @@ def test_plan_render_lists_creates(tmp_path: Path) -> None:
 
     assert plan_deploy(project, Snapshot()).render() == [
         "create  action   a", "1 to create, 0 to update, 0 to delete, 0 unchanged"]
+
+
+async def test_a_rule_filter_is_planned_and_removed_like_any_field(fake_whisk: FakeWhisk, workdir: Path) -> None:
+    edit(workdir, "          action: notify\n", "          action: notify\n          filter: {data: {t: [1]}}\n")
+    await deploy_manifest(fake_whisk, workdir / "manifest.yaml")
+    assert fake_whisk.entity("rules", "alert")["filter"] == {"data": {"t": [1]}}
+
+    edit(workdir, "filter: {data: {t: [1]}}", "filter: {data: {t: [2]}}\n          transform: {t: $.data.t}")
+    outcome = await deploy_manifest(fake_whisk, workdir / "manifest.yaml")
+    assert outcome.plan.steps[0].diffs == (FieldDiff("filter", {"data": {"t": [1]}}, {"data": {"t": [2]}}),
+                                           FieldDiff("transform", None, {"t": "$.data.t"}))
+    edit(workdir, "          filter: {data: {t: [2]}}\n          transform: {t: $.data.t}\n", "")
+    outcome = await deploy_manifest(fake_whisk, workdir / "manifest.yaml")
+    assert outcome.applied == ("updated rule alert",)
+    rule = fake_whisk.entity("rules", "alert")
+    assert "filter" not in rule and "transform" not in rule

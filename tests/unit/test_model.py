@@ -6,7 +6,8 @@ import pytest
 
 from triggerhub.engine.kinds import is_binary_code, resolve_kind
 from triggerhub.errors import BadRequest
-from triggerhub.model import FullyQualifiedName, bump_version, is_valid_name
+from triggerhub.feeds.mqtt import decode_payload
+from triggerhub.model import MAX_JSON_DEPTH, FullyQualifiedName, bump_version, is_valid_name, loads_json
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -28,3 +29,22 @@ def test_kinds_and_versions():
         resolve_kind("go:1.20")
     assert bump_version("0.0.9") == "0.0.10"
     assert is_binary_code("UEsDBAoAAAAAAA==") and not is_binary_code("function main() {}")
+
+
+
+def nested_lists(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_loads_json_refuses_deep_nesting_with_value_error() -> None:
+    assert loads_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) == nested_lists(MAX_JSON_DEPTH)
+    for text in ("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1), "[" * 100_000 + "]" * 100_000,
+                 '{"a": ' * 300 + "1" + "}" * 300):
+        with pytest.raises(ValueError) as caught:
+            loads_json(text)
+        assert str(caught.value) == "JSON nested deeper than 256 levels; send a flatter value"
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert decode_payload(deep, "json") == deep.decode()  # an MQTT message too deep stays text, never crashes

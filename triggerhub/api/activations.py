@@ -12,6 +12,7 @@ from triggerhub.model import ACTIVATION_ID_RE, Activation
 from triggerhub.store.base import ActivationQuery
 
 routes = web.RouteTableDef()
+MAX_EPOCH_MS = 2**53 - 1  # a JSON-safe integer, well inside the store's 64-bit columns
 
 
 def _epoch(request: web.Request, key: str) -> int | None:
@@ -19,9 +20,13 @@ def _epoch(request: web.Request, key: str) -> int | None:
     if raw is None:
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise BadRequest(f"Parameter is not a valid value for epoch seconds: {raw}") from exc
+    if not 0 <= value <= MAX_EPOCH_MS:
+        raise BadRequest(f"Parameter is not a valid value for epoch seconds: {raw} ('{key}' is epoch "
+                         f"milliseconds from 0 to {MAX_EPOCH_MS})")
+    return value
 
 
 def _query(request: web.Request, namespace: str) -> ActivationQuery:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,10 +17,11 @@ from aiohttp import web
 
 from triggerhub import __version__
 from triggerhub.errors import (
-    AUTH_INVALID, AUTH_MISSING, NOT_FOUND, ApiError, BadRequest, PayloadTooLarge, Unauthorized,
+    AUTH_INVALID, AUTH_MISSING, CONCURRENT_MODIFICATION, NOT_FOUND, ApiError, BadRequest, BusError,
+    PayloadTooLarge, RevisionConflict, StoreError, Unauthorized,
 )
 from triggerhub.engine.core import Engine
-from triggerhub.model import HUB_DEFAULT_KINDS, HUB_KINDS, Identity
+from triggerhub.model import HUB_DEFAULT_KINDS, HUB_KINDS, Identity, loads_json
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ ENGINE = web.AppKey("engine", Engine)
 MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
 IDENTITY = web.RequestKey("identity", Identity)
 TRANSACTION = web.RequestKey("transaction", str)
+AUTHENTICATED_PATHS = ("/api/v1/namespaces", "/api/v1/web/whisk.system/apimgmt/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CORS_HEADERS = {
@@ -39,6 +40,10 @@ CORS_HEADERS = {
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: NOT_FOUND, 405: "Method Not Allowed",
             409: "Conflict", 413: "Request Entity Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
             503: "Service Unavailable"}
+
+
+UNAVAILABLE = "The service is temporarily unavailable (store or event bus unreachable); retry later."
+INTERNAL = "The server encountered an internal error; report the request id in 'code'."
 
 
 def error_response(status: int, message: str, transaction: str) -> web.Response:
@@ -83,12 +88,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_response(413, f"Request larger than allowed: {request.content_length} > "
                                        f"{request.app[MAX_REQUEST_BYTES]} bytes.", transaction)
         return error_response(exc.status, _REASONS.get(exc.status, exc.reason), transaction)
+    except RevisionConflict:
+        return error_response(409, CONCURRENT_MODIFICATION, transaction)
+    except (StoreError, BusError) as exc:
+        # An outage, not a bug: one line, no traceback; the client may retry.
+        log.error("request %s %s %s: %s unavailable: %s", transaction, request.method, request.path,
+                  "store" if isinstance(exc, StoreError) else "event bus", exc)
+        return error_response(503, UNAVAILABLE, transaction)
+    except Exception:
+        # The outermost net: a bug in a handler. Logged once, with the traceback and the request id
+        # the client is given, so a report quoting the id finds this line.
+        log.exception("request %s %s %s failed", transaction, request.method, request.path)
+        return error_response(500, INTERNAL, transaction)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(("/api/v1/namespaces", "/api/v1/web/")):
-        identity = await authenticate(request, required=not request.path.startswith("/api/v1/web/"))
+    # Web actions authenticate in their handler: only there is it known whether the action
+    # requires auth, and a public one treats any Authorization it cannot verify as anonymous.
+    # Route management (apimgmt) lives under /api/v1/web/ but always requires auth.
+    if request.path.startswith(AUTHENTICATED_PATHS):
+        identity = await authenticate(request, required=True)
         if identity is not None:
             request[IDENTITY] = identity
     return await handler(request)
@@ -126,8 +146,8 @@ async def json_body(request: web.Request, limit_bytes: int | None = None) -> Any
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return loads_json(raw)
+    except ValueError as exc:
         raise BadRequest(f"The request content was malformed:\n{exc}") from exc
 
 
@@ -166,7 +186,7 @@ async def ping(request: web.Request) -> web.Response:
 
 
 def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
-    from triggerhub.api import activations, entities, routes, web_actions
+    from triggerhub.api import activations, api_docs, entities, routes, web_actions
 
     max_request = engine.config.api.max_code_bytes + 1024 * 1024
     app = web.Application(middlewares=[transaction_middleware, error_middleware, auth_middleware],
@@ -181,6 +201,7 @@ def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -
     app.router.add_routes(activations.routes)
     app.router.add_routes(routes.routes)  # before web_actions: apimgmt is under /api/v1/web/
     app.router.add_routes(web_actions.routes)
+    app.router.add_routes(api_docs.routes)
     if extra_routes:
         app.router.add_routes(extra_routes)
     return app

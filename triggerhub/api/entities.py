@@ -9,6 +9,7 @@ from aiohttp import web
 from triggerhub.api import views
 from triggerhub.api.app import ENGINE, TRANSACTION, identity_of, json_body
 from triggerhub.engine.core import Engine, ensure_object
+from triggerhub.engine.explain import explain
 from triggerhub.errors import FORBIDDEN, ILLEGAL_NAME, BadRequest, Forbidden, MethodNotAllowed, NotFound
 from triggerhub.model import (
     Action, Activation, Collection, Entity, FullyQualifiedName, Identity, Package, Rule, StatusCode, Trigger,
@@ -18,6 +19,7 @@ from triggerhub.model import (
 routes = web.RouteTableDef()
 MAX_LIST_LIMIT = 200
 DEFAULT_LIST_LIMIT = 30
+MAX_LIST_SKIP = 2**31 - 1
 
 
 def _namespace(request: web.Request, identity: Identity) -> str:
@@ -59,8 +61,9 @@ def _int_param(request: web.Request, key: str, default: int, collection: str) ->
 def list_window(request: web.Request, collection: str) -> tuple[int, int]:
     skip = _int_param(request, "skip", 0, collection)
     limit = _int_param(request, "limit", DEFAULT_LIST_LIMIT, collection)
-    if skip < 0:
-        raise BadRequest(f"The value '{skip}' is not in the range of 0 to {2**31 - 1} for {collection}.")
+    if not 0 <= skip <= MAX_LIST_SKIP:
+        raise BadRequest(f"The value '{skip}' is not in the range of 0 to {MAX_LIST_SKIP} for {collection} "
+                         f"(parameter 'skip').")
     if not 0 <= limit <= MAX_LIST_LIMIT:
         raise BadRequest(f"The value '{limit}' is not in the range of 0 to {MAX_LIST_LIMIT} for {collection}.")
     return skip, limit or MAX_LIST_LIMIT
@@ -225,6 +228,15 @@ async def trigger_route(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------- rules
 
 
+@routes.post("/api/v1/namespaces/{namespace}/rules/{name}/explain")
+async def explain_rule(request: web.Request) -> web.Response:
+    """Why the rule would run for an event, or did not run for a stored one; nothing runs."""
+    identity = identity_of(request)
+    fqn = _name(request, _namespace(request, identity))
+    engine = _engine(request)
+    return web.json_response(await explain(engine.entities, engine.store, identity, fqn, await json_body(request)))
+
+
 @routes.route("*", "/api/v1/namespaces/{namespace}/rules/{name}")
 async def rule_route(request: web.Request) -> web.Response:
     identity = identity_of(request)
@@ -233,7 +245,8 @@ async def rule_route(request: web.Request) -> web.Response:
     if request.method == "GET":
         rule = await engine.entities.get(identity, fqn, Collection.RULES)
         assert isinstance(rule, Rule)
-        return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule)))
+        counts = await engine.store.get_rule_counts(f"{rule.namespace}/{rule.name}") if rule.filter is not None else None
+        return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule), counts))
     if request.method == "PUT":
         body = ensure_object(await json_body(request))
         rule = await engine.entities.put_rule(identity, fqn, body, _flag(request, "overwrite"))

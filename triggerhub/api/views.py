@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from triggerhub.model import (
-    Action, Activation, Entity, Package, Rule, RuleStatus, Trigger, params_to_json,
+    Action, Activation, Entity, Package, Rule, RuleCounts, RuleStatus, Trigger, params_to_json,
 )
 
 
@@ -39,11 +39,19 @@ def trigger_summary(trigger: Trigger) -> dict[str, Any]:
     return {**_base(trigger), "annotations": params_to_json(trigger.annotations), "updated": trigger.updated_ms}
 
 
-def rule_json(rule: Rule, status: RuleStatus) -> dict[str, Any]:
-    return {**_base(rule), "status": status.value,
-            "trigger": {"path": rule.trigger.path, "name": rule.trigger.name},
-            "action": {"path": rule.action.path, "name": rule.action.name},
-            "annotations": params_to_json(rule.annotations), "updated": rule.updated_ms}
+def rule_json(rule: Rule, status: RuleStatus, counts: RuleCounts | None = None) -> dict[str, Any]:
+    """OpenWhisk's rule; `filter`, `transform` and `counts` only on rules that have them."""
+    out = {**_base(rule), "status": status.value,
+           "trigger": {"path": rule.trigger.path, "name": rule.trigger.name},
+           "action": {"path": rule.action.path, "name": rule.action.name},
+           "annotations": params_to_json(rule.annotations), "updated": rule.updated_ms}
+    if rule.filter is not None:
+        out["filter"] = rule.filter
+        if counts is not None:
+            out["counts"] = {"matched": counts.matched, "filtered": counts.filtered}
+    if rule.transform is not None:
+        out["transform"] = rule.transform
+    return out
 
 
 def package_json(package: Package, members: list[Action], parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:

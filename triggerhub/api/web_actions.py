@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -17,13 +18,17 @@ from aiohttp import web
 from triggerhub.api.app import ENGINE, TRANSACTION, authenticate, error_response
 from triggerhub.engine.core import Engine
 from triggerhub.errors import NOT_FOUND, RESERVED_PARAMS, ApiError, BadRequest, NotFound, Unauthorized
-from triggerhub.model import Activation, FullyQualifiedName, Identity, StatusCode, annotation, params_to_dict
+from triggerhub.model import (
+    Activation, FullyQualifiedName, Identity, StatusCode, annotation, loads_json, params_to_dict,
+)
 
 routes = web.RouteTableDef()
 EXTENSIONS = (".http", ".json", ".html", ".svg", ".text")
 CORS_WEB = {"Access-Control-Allow-Origin": "*",
             "Access-Control-Allow-Methods": "OPTIONS, GET, DELETE, POST, PUT, HEAD, PATCH"}
 DEFAULT_ALLOW_HEADERS = "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent"
+_HEADER_NAME_RE = re.compile(r"\A[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # an RFC 9110 token
+_HEADER_VALUE_FORBIDDEN_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL, other controls (tab is allowed)
 _TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
 
 
@@ -125,7 +130,7 @@ async def _arguments(request: web.Request, extra: str, raw: bool) -> tuple[dict[
     if body:
         if content_type == "application/json" or content_type.endswith("+json"):
             try:
-                value = json.loads(body)
+                value = loads_json(body)
             except ValueError as exc:
                 raise BadRequest(f"The request content was malformed:\n{exc}") from exc
             if isinstance(value, dict):
@@ -175,16 +180,21 @@ def _http(result: Any, transaction: str) -> web.Response:
     body = result.get("body")
     try:
         status = int(result.get("statusCode", 200 if body not in (None, "") else 204))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return error_response(400, "Response is not valid 'message/http'.", transaction)
     if body in (None, "") and "statusCode" not in result:
         status = 204
+    # Checked here, not left to aiohttp: it would refuse them only while sending, dropping the connection.
+    if not 100 <= status <= 599 or not isinstance(headers_in, dict):
+        return error_response(400, "Response is not valid 'message/http'.", transaction)
     response = web.Response(status=status)
     content_type = None
     for key, value in headers_in.items():
         values = value if isinstance(value, list) else [value]
         for item in values:
             text = json.dumps(item) if isinstance(item, bool) else str(item)
+            if not _HEADER_NAME_RE.match(key) or _HEADER_VALUE_FORBIDDEN_RE.search(text):
+                return error_response(400, "Response is not valid 'message/http'.", transaction)
             if key.lower() == "content-type":
                 content_type = text
             else:

@@ -7,21 +7,21 @@ callers left waiting and rebuilds invoker health from the last few seconds of he
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from triggerhub.config import KafkaConfig
 from triggerhub.errors import BusError
+from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
 
 TailHandler = Callable[[str, str, bytes], Awaitable[None]]
 FETCH_WAIT_MS = 100
-RETRY_PAUSE_S = 1.0
 
 
 class Tail:
@@ -67,13 +67,16 @@ class Tail:
         consumer = self._consumer
         if consumer is None:
             raise BusError("Tail.run() before `async with Tail(...)`: nothing is assigned")
-        while True:
+
+        async def fetch() -> dict[TopicPartition, list[Any]]:
             try:
-                batches = await consumer.getmany(timeout_ms=1000)
+                batches: dict[TopicPartition, list[Any]] = await consumer.getmany(timeout_ms=1000)
+                return batches
             except KafkaError as exc:
-                log.warning("reading %s failed (%s); retrying in %.0f s", self._topics, exc, RETRY_PAUSE_S)
-                await asyncio.sleep(RETRY_PAUSE_S)
-                continue
+                raise BusError(f"reading {self._topics} failed: {exc}") from exc
+
+        while True:
+            batches = await retrying(f"reading {self._topics}", fetch)
             for tp, records in batches.items():
                 for record in records:
                     key = record.key.decode() if record.key else ""

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from triggerhub.cli.context import (
-    Ctx, KIND_BY_SUFFIX, annotation_option, emit, key_values, listing, param_file_option, param_option, pass_ctx, run,
+    Ctx, KIND_BY_SUFFIX, annotation_option, emit, key_values, listing, param_file_option, param_option, pass_ctx, run, say,
 )
 
 
@@ -77,6 +77,7 @@ def _action_options(fn: Any) -> Any:
 @pass_ctx
 @run
 def action_create(ctx: Ctx, name: str, source: str | None, **options: Any) -> None:
+    """Create action NAME from SOURCE (.js, .py or .zip), --sequence or --docker."""
     _put_action(ctx, name, source, False, **options)
 
 
@@ -85,6 +86,7 @@ def action_create(ctx: Ctx, name: str, source: str | None, **options: Any) -> No
 @pass_ctx
 @run
 def action_update(ctx: Ctx, name: str, source: str | None, **options: Any) -> None:
+    """Change action NAME (code, parameters, limits); creates it when absent."""
     _put_action(ctx, name, source, True, **options)
 
 
@@ -92,10 +94,7 @@ def _put_action(ctx: Ctx, name: str, source: str | None, overwrite: bool, **o: A
     body = _action_body(source, o["kind"], o["main"], o["sequence"], o["docker"], o["params"], o["param_file"],
                         o["annotations"], o["timeout"], o["memory"], o["logsize"], o["web"])
     result = ctx.client.request("PUT", ctx.client.entity_path("actions", name), body, {"overwrite": overwrite}).body
-    if ctx.as_json:
-        emit(ctx, result)
-    else:
-        click.echo(f"ok: {'updated' if overwrite else 'created'} action {name}")
+    say(ctx, f"ok: {'updated' if overwrite else 'created'} action {name}", result)
 
 
 @action.command("get")
@@ -104,6 +103,7 @@ def _put_action(ctx: Ctx, name: str, source: str | None, overwrite: bool, **o: A
 @pass_ctx
 @run
 def action_get(ctx: Ctx, name: str, summary: bool) -> None:
+    """Print action NAME as JSON (--summary: without its code)."""
     emit(ctx, ctx.client.request("GET", ctx.client.entity_path("actions", name), query={"code": not summary}).body)
 
 
@@ -112,8 +112,9 @@ def action_get(ctx: Ctx, name: str, summary: bool) -> None:
 @pass_ctx
 @run
 def action_delete(ctx: Ctx, name: str) -> None:
+    """Delete action NAME."""
     ctx.client.request("DELETE", ctx.client.entity_path("actions", name))
-    click.echo(f"ok: deleted action {name}")
+    say(ctx, f"ok: deleted action {name}", {"ok": True, "action": name})
 
 
 @action.command("list")
@@ -123,6 +124,7 @@ def action_delete(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def action_list(ctx: Ctx, package: str | None, limit: int, skip: int) -> None:
+    """List the actions of your namespace (or of PACKAGE)."""
     path = f"namespaces/_/actions/{package}/" if package else "namespaces/_/actions"
     listing(ctx, "actions", ctx.client.request("GET", path, query={"limit": limit, "skip": skip}).body)
 
@@ -137,6 +139,7 @@ def action_list(ctx: Ctx, package: str | None, limit: int, skip: int) -> None:
 @run
 def action_invoke(ctx: Ctx, name: str, params: tuple[tuple[str, str], ...], param_file: str | None,
                   blocking: bool, result_only: bool) -> None:
+    """Run action NAME; -b waits for the record, -r prints only its result."""
     payload = {p["key"]: p["value"] for p in key_values(params, param_file)}
     blocking = blocking or result_only
     response = ctx.client.request("POST", ctx.client.entity_path("actions", name), payload,

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 from rich.table import Table
 
-from triggerhub.cli.context import Ctx, emit
+from triggerhub.cli.context import Ctx, emit, say
 from triggerhub.config import HubConfig, load_config
 from triggerhub.engine import tenants
 from triggerhub.errors import TriggerhubError
@@ -74,20 +74,25 @@ def user() -> None:
 @namespace_option
 @click.option("-u", "--auth", "auth_key", default=None, help="use this uuid:key instead of a new random one")
 @home_option
-def user_create(subject: str, namespace: str | None, auth_key: str | None, home: Path | None) -> None:
+@click.pass_obj
+def user_create(ctx: Ctx, subject: str, namespace: str | None, auth_key: str | None, home: Path | None) -> None:
     """Give SUBJECT a key for namespace -ns (default: a namespace named SUBJECT); print uuid:key once."""
     identity = _on_store(home, lambda store, _: tenants.create_user(store, subject, namespace or subject,
                                                                     auth_key=auth_key))
-    click.echo(identity.auth_key)
+    say(ctx, identity.auth_key, {"subject": subject, "namespace": identity.namespace, "auth": identity.auth_key})
 
 
 @user.command("rotate")
 @click.argument("subject")
 @namespace_option
 @home_option
-def user_rotate(subject: str, namespace: str | None, home: Path | None) -> None:
+@click.pass_obj
+def user_rotate(ctx: Ctx, subject: str, namespace: str | None, home: Path | None) -> None:
     """Replace SUBJECT's key (uuid kept; the old key stops working); print the new uuid:key."""
     rotated = _on_store(home, lambda store, config: tenants.rotate_key(store, subject, namespace, home=config.home))
+    if ctx.as_json:
+        emit(ctx, [{"subject": subject, "namespace": i.namespace, "auth": i.auth_key} for i in rotated])
+        return
     for identity in rotated:
         click.echo(identity.auth_key if len(rotated) == 1 else f"{identity.namespace}\t{identity.auth_key}")
 
@@ -96,30 +101,42 @@ def user_rotate(subject: str, namespace: str | None, home: Path | None) -> None:
 @click.argument("subject")
 @namespace_option
 @home_option
-def user_delete(subject: str, namespace: str | None, home: Path | None) -> None:
+@click.pass_obj
+def user_delete(ctx: Ctx, subject: str, namespace: str | None, home: Path | None) -> None:
     """Remove SUBJECT's keys (of namespace -ns only, if given). The namespace's entities stay."""
-    for one in _on_store(home, lambda store, _: tenants.delete_user(store, subject, namespace)):
-        click.echo(f"deleted {_describe(one)}")
+    _changed(ctx, "deleted", _on_store(home, lambda store, _: tenants.delete_user(store, subject, namespace)))
 
 
 @user.command("block")
 @click.argument("subjects", nargs=-1, required=True)
 @namespace_option
 @home_option
-def user_block(subjects: tuple[str, ...], namespace: str | None, home: Path | None) -> None:
+@click.pass_obj
+def user_block(ctx: Ctx, subjects: tuple[str, ...], namespace: str | None, home: Path | None) -> None:
     """Stop SUBJECTS' keys from authenticating (answered 401) until unblocked."""
-    for one in _on_store(home, lambda store, _: tenants.set_blocked(store, subjects, namespace, blocked=True)):
-        click.echo(f"blocked {_describe(one)}")
+    _changed(ctx, "blocked", _on_store(home, lambda store, _: tenants.set_blocked(store, subjects, namespace,
+                                                                                  blocked=True)))
 
 
 @user.command("unblock")
 @click.argument("subjects", nargs=-1, required=True)
 @namespace_option
 @home_option
-def user_unblock(subjects: tuple[str, ...], namespace: str | None, home: Path | None) -> None:
+@click.pass_obj
+def user_unblock(ctx: Ctx, subjects: tuple[str, ...], namespace: str | None, home: Path | None) -> None:
     """Let blocked SUBJECTS' keys authenticate again."""
-    for one in _on_store(home, lambda store, _: tenants.set_blocked(store, subjects, namespace, blocked=False)):
-        click.echo(f"unblocked {_describe(one)}")
+    _changed(ctx, "unblocked", _on_store(home, lambda store, _: tenants.set_blocked(store, subjects, namespace,
+                                                                                    blocked=False)))
+
+
+def _changed(ctx: Ctx, verb: str, changed: Any) -> None:
+    """One line per subject changed, or under --json the list of their descriptions."""
+    if ctx.as_json:
+        emit(ctx, {verb: [{"subject": one.subject, "namespace": one.namespace, "uuid": one.uuid,
+                           "blocked": one.blocked} for one in changed]})
+        return
+    for one in changed:
+        click.echo(f"{verb} {_describe(one)}")
 
 
 @user.command("list")

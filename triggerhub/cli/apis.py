@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
-
-from triggerhub.cli.context import Ctx, emit, pass_ctx, run
+from triggerhub.cli.context import CliFailure, Column, Ctx, emit, fitted_table, pass_ctx, run, say
 from triggerhub.model import API_VERBS, ResponseType
 
 MANAGEMENT = "web/whisk.system/apimgmt"
@@ -52,6 +50,9 @@ def api_create(ctx: Ctx, paths: tuple[str, ...], apiname: str | None, response_t
     created = ctx.client.request("POST", f"{MANAGEMENT}/createApi", {"apidoc": apidoc},
                                  query={"responsetype": response_type}).body
     document = created["apidoc"]
+    if ctx.as_json:
+        emit(ctx, created)
+        return
     for rel_path, operations in document["paths"].items():
         for verb, operation in operations.items():
             target = operation["x-openwhisk"]
@@ -68,8 +69,7 @@ def api_get(ctx: Ctx, base_path_or_name: str) -> None:
     """Print the OpenAPI document of one base path (or API name)."""
     apis = ctx.client.request("GET", f"{MANAGEMENT}/getApi", query={"basepath": base_path_or_name}).body["apis"]
     if not apis:
-        click.echo(f"error: API '{base_path_or_name}' does not exist; `triggerhub api list` shows what does", err=True)
-        raise SystemExit(1)
+        raise CliFailure(f"API '{base_path_or_name}' does not exist", hint="`triggerhub api list` shows what does")
     click.echo(json.dumps(apis[0]["value"]["apidoc"], indent=2))
 
 
@@ -82,11 +82,9 @@ def api_list(ctx: Ctx, filters: tuple[str, ...]) -> None:
     query = dict(zip(("basepath", "relpath", "operation"), filters))
     apis = ctx.client.request("GET", f"{MANAGEMENT}/getApi", query=query).body["apis"]
     rows = [row for item in apis for row in _rows(item["value"])]
-    table = Table(title="routes")
-    for column in ("action", "verb", "api name", "url"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["action"], row["verb"], row["apiName"], row["url"])
+    columns = [Column("url", keep=True), Column("verb", min_width=4), Column("action", min_width=10),
+               Column("api name", min_width=8)]
+    table = fitted_table("routes", columns, [[r["url"], r["verb"], r["action"], r["apiName"]] for r in rows])
     emit(ctx, rows, table)
 
 
@@ -100,7 +98,8 @@ def api_delete(ctx: Ctx, base_path: str, api_path: str | None, api_verb: str | N
     """BASE_PATH [API_PATH [API_VERB]]: delete the matching routes."""
     query = {"basepath": base_path, "relpath": api_path, "operation": api_verb, "force": "true"}
     ctx.client.request("DELETE", f"{MANAGEMENT}/deleteApi", query=query)
-    click.echo(f"ok: deleted API {_join(base_path, api_path or '')}{' ' + api_verb.upper() if api_verb else ''}")
+    say(ctx, f"ok: deleted API {_join(base_path, api_path or '')}{' ' + api_verb.upper() if api_verb else ''}",
+        {"ok": True, "basepath": base_path, "relpath": api_path, "operation": api_verb})
 
 
 def _rows(value: dict[str, Any]) -> list[dict[str, str]]:

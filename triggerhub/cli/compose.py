@@ -19,6 +19,9 @@ from aiohttp import web
 
 from triggerhub.api.app import create_app
 from triggerhub.api.hooks import webhook_routes
+from triggerhub.api.status import status_routes
+from triggerhub.cli.health import embedded_probes
+from triggerhub.api.tls import listener_tls, scheme
 from triggerhub.config import HubConfig, RuntimeChoice
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import Engine
@@ -95,6 +98,7 @@ def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
 @contextlib.asynccontextmanager
 async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = None,
                       runtime_name: str = "custom") -> AsyncIterator[Hub]:
+    tls = listener_tls(config.api)
     if runtime is None:  # first: a refused runtime (e.g. unsandboxed as root) leaves no trace
         runtime_name, runtime = choose_runtime(config)
     config.home.mkdir(parents=True, exist_ok=True)
@@ -118,13 +122,15 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
                 stop_reaping = asyncio.Event()
                 tasks.create_task(_reap_until(pool, stop_reaping))
                 await feeds.start(tasks)
-                runner = web.AppRunner(create_app(engine, webhook_routes(feeds)), access_log=None)
+                probes = embedded_probes(engine, store, pool, feeds, runtime_name)
+                runner = web.AppRunner(create_app(engine, webhook_routes(feeds) + status_routes("embedded", probes)),
+                                       access_log=None)
                 await runner.setup()
-                site = web.TCPSite(runner, config.api.host, config.api.port)
+                site = web.TCPSite(runner, config.api.host, config.api.port, ssl_context=tls)
                 await site.start()
                 port = runner.addresses[0][1]
                 try:
-                    yield Hub(engine, config, credentials, f"http://{config.api.host}:{port}", runtime_name)
+                    yield Hub(engine, config, credentials, f"{scheme(tls)}://{config.api.host}:{port}", runtime_name)
                 finally:
                     await feeds.stop()
                     await runner.cleanup()

@@ -21,11 +21,15 @@ from aiohttp import web
 
 from triggerhub.api.admin import admin_routes
 from triggerhub.api.app import create_app
+from triggerhub.api.status import status_routes
+from triggerhub.cli.health import distributed_probes
 from triggerhub.api.hooks import webhook_routes
+from triggerhub.api.tls import listener_tls, scheme
 from triggerhub.bus.app import assigned_partitions, batch_app, running, stream_app
 from triggerhub.bus.producer import KafkaPublisher
 from triggerhub.bus.tail import Tail
 from triggerhub.bus.topics import Topics, ensure_topics
+from triggerhub.cli.tls import tls_options, tls_overrides
 from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import DispatcherFactory, Engine
@@ -102,6 +106,7 @@ def _all_topics(config: HubConfig, topics: Topics) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
+    tls = listener_tls(config.api)
     topics = Topics(config.kafka.topic_prefix)
     partitions = await ensure_topics(config.kafka, _all_topics(config, topics))
     reply_to = topics.completed(config.kafka.controller_id)
@@ -126,13 +131,15 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         readers = [tasks.create_task(completions.run()), tasks.create_task(heartbeats.run())]
         await stack.enter_async_context(engine)
-        runner = web.AppRunner(create_app(engine, admin_routes(health) + webhook_routes(webhooks)), access_log=None)
+        probes = distributed_probes(engine, store, health, config.kafka, topics)
+        runner = web.AppRunner(create_app(engine, admin_routes(health) + webhook_routes(webhooks)
+                                          + status_routes("distributed", probes)), access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, config.api.host, config.api.port)
+            site = web.TCPSite(runner, config.api.host, config.api.port, ssl_context=tls)
             await site.start()
             port = runner.addresses[0][1]
-            yield Controller(f"http://{config.api.host}:{port}", credentials, health, engine)
+            yield Controller(f"{scheme(tls)}://{config.api.host}:{port}", credentials, health, engine)
         finally:
             await runner.cleanup()
             for reader in readers:
@@ -296,11 +303,13 @@ def _logging(verbose: bool) -> None:
 @click.option("--id", "controller_id", type=int, default=None, help="controller id (completions topic completed<ID>)")
 @click.option("--port", type=int, default=None, help="API port (default 3233)")
 @click.option("--host", default=None, help="bind address (default 127.0.0.1)")
+@tls_options
 @click.option("-v", "--verbose", is_flag=True)
-def controller(controller_id: int | None, port: int | None, host: str | None, verbose: bool) -> None:
+def controller(controller_id: int | None, port: int | None, host: str | None, tls_cert: Path | None,
+               tls_key: Path | None, verbose: bool) -> None:
     """Serve the REST API; publish fires and invocations to Kafka (distributed mode)."""
     _logging(verbose)
-    config = _load({"CONTROLLER_ID": controller_id, "PORT": port, "HOST": host})
+    config = _load({"CONTROLLER_ID": controller_id, "PORT": port, "HOST": host, **tls_overrides(tls_cert, tls_key)})
     _serve(lambda: running_controller(config), lambda c: f"triggerhub controller listening on {c.apihost}")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from triggerhub.cli.context import (
-    Ctx, annotation_option, emit, key_values, listing, param_option, pass_ctx, run,
+    Ctx, annotation_option, emit, key_values, listing, param_option, pass_ctx, run, say,
 )
 
 
@@ -24,11 +24,12 @@ def package() -> None:
 @pass_ctx
 @run
 def package_create(ctx: Ctx, name: str, params: Any, annotations: Any, shared: str | None) -> None:
+    """Create package NAME (--shared yes: readable by every namespace)."""
     body: dict[str, Any] = {"parameters": key_values(params), "annotations": key_values(annotations)}
     if shared:
         body["publish"] = shared == "yes"
     ctx.client.request("PUT", ctx.client.entity_path("packages", name), body)
-    click.echo(f"ok: created package {name}")
+    say(ctx, f"ok: created package {name}", {"ok": True, "package": name})
 
 
 @package.command("bind")
@@ -38,10 +39,11 @@ def package_create(ctx: Ctx, name: str, params: Any, annotations: Any, shared: s
 @pass_ctx
 @run
 def package_bind(ctx: Ctx, source: str, name: str, params: Any) -> None:
+    """Bind package SOURCE (/namespace/package) as NAME with your -p parameters."""
     parts = source.strip("/").split("/")
     binding = {"namespace": parts[0], "name": parts[1]} if len(parts) == 2 else {"namespace": "_", "name": parts[0]}
     ctx.client.request("PUT", ctx.client.entity_path("packages", name), {"binding": binding, "parameters": key_values(params)})
-    click.echo(f"ok: created binding {name}")
+    say(ctx, f"ok: created binding {name}", {"ok": True, "package": name})
 
 
 @package.command("get")
@@ -49,6 +51,7 @@ def package_bind(ctx: Ctx, source: str, name: str, params: Any) -> None:
 @pass_ctx
 @run
 def package_get(ctx: Ctx, name: str) -> None:
+    """Print package NAME (actions, parameters, binding) as JSON."""
     emit(ctx, ctx.client.request("GET", ctx.client.entity_path("packages", name)).body)
 
 
@@ -58,8 +61,9 @@ def package_get(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def package_delete(ctx: Ctx, name: str, force: bool) -> None:
+    """Delete package NAME (--force: with its actions)."""
     ctx.client.request("DELETE", ctx.client.entity_path("packages", name), query={"force": force} if force else None)
-    click.echo(f"ok: deleted package {name}")
+    say(ctx, f"ok: deleted package {name}", {"ok": True, "package": name})
 
 
 @package.command("list")
@@ -67,5 +71,6 @@ def package_delete(ctx: Ctx, name: str, force: bool) -> None:
 @pass_ctx
 @run
 def package_list(ctx: Ctx, namespace: str | None) -> None:
+    """List the packages of your namespace (or of NAMESPACE: its shared ones)."""
     ns = (namespace or "_").strip("/")
     listing(ctx, "packages", ctx.client.request("GET", f"namespaces/{ns}/packages").body)

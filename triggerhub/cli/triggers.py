@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 
 from triggerhub.cli.client import ClientError
 from triggerhub.cli.context import (
-    Ctx, annotation_option, emit, key_values, listing, param_file_option, param_option, pass_ctx, run,
+    Ctx, annotation_option, emit, key_values, listing, param_file_option, param_option, pass_ctx, run, say,
 )
 
 
@@ -38,6 +39,7 @@ def _feed_invoke(ctx: Ctx, feed: str, trigger_name: str, event: str, params: lis
 @pass_ctx
 @run
 def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any, feed: str | None) -> None:
+    """Create trigger NAME; with --feed, also start the feed with the -p parameters."""
     _put_trigger(ctx, name, params, param_file, annotations, feed, overwrite=False)
 
 
@@ -49,6 +51,7 @@ def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, ann
 @pass_ctx
 @run
 def trigger_update(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any) -> None:
+    """Replace the parameters and annotations of trigger NAME."""
     _put_trigger(ctx, name, params, param_file, annotations, None, overwrite=True)
 
 
@@ -71,7 +74,7 @@ def _put_trigger(ctx: Ctx, name: str, params: Any, param_file: str | None, annot
         except ClientError:
             ctx.client.request("DELETE", path)  # roll back, as wsk does
             raise
-    click.echo(f"ok: {'updated' if overwrite else 'created'} trigger {name}")
+    say(ctx, f"ok: {'updated' if overwrite else 'created'} trigger {name}", {"ok": True, "trigger": name})
 
 
 @trigger.command("get")
@@ -79,6 +82,7 @@ def _put_trigger(ctx: Ctx, name: str, params: Any, param_file: str | None, annot
 @pass_ctx
 @run
 def trigger_get(ctx: Ctx, name: str) -> None:
+    """Print trigger NAME (parameters, annotations, rules) as JSON."""
     emit(ctx, ctx.client.request("GET", ctx.client.entity_path("triggers", name)).body)
 
 
@@ -87,6 +91,7 @@ def trigger_get(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def trigger_delete(ctx: Ctx, name: str) -> None:
+    """Delete trigger NAME, stopping its feed first."""
     path = ctx.client.entity_path("triggers", name)
     current = ctx.client.request("GET", path).body
     feed = next((a["value"] for a in current.get("annotations", []) if a["key"] == "feed"), None)
@@ -96,7 +101,7 @@ def trigger_delete(ctx: Ctx, name: str) -> None:
         except ClientError as exc:
             click.echo(f"warning: {exc.message}", err=True)
     ctx.client.request("DELETE", path)
-    click.echo(f"ok: deleted trigger {name}")
+    say(ctx, f"ok: deleted trigger {name}", {"ok": True, "trigger": name})
 
 
 @trigger.command("list")
@@ -104,6 +109,7 @@ def trigger_delete(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def trigger_list(ctx: Ctx, limit: int) -> None:
+    """List the triggers of your namespace."""
     listing(ctx, "triggers", ctx.client.request("GET", "namespaces/_/triggers", query={"limit": limit}).body)
 
 
@@ -114,12 +120,17 @@ def trigger_list(ctx: Ctx, limit: int) -> None:
 @pass_ctx
 @run
 def trigger_fire(ctx: Ctx, name: str, params: Any, param_file: str | None) -> None:
+    """Fire trigger NAME with the -p parameters; its active rules run their actions."""
     payload = {p["key"]: p["value"] for p in key_values(params, param_file)}
     response = ctx.client.request("POST", ctx.client.entity_path("triggers", name), payload)
     if response.status == 204:
-        click.echo(f"ok: trigger {name} has no active rules; nothing fired")
-    else:
-        click.echo(json.dumps(response.body) if ctx.as_json else f"ok: triggered /_/{name} with id {response.body['activationId']}")
+        say(ctx, f"ok: trigger {name} has no active rules; nothing fired", {})
+        return
+    if ctx.as_json:
+        click.echo(json.dumps(response.body))
+        return
+    qualified = name if name.startswith("/") else f"/{ctx.client.current_namespace()}/{name}"
+    click.echo(f"ok: triggered {qualified} with id {response.body['activationId']}")
 
 
 # ------------------------------------------------------------------------------- rules
@@ -130,32 +141,125 @@ def rule() -> None:
     """Connect triggers to actions."""
 
 
+def _json_value(text: str | None, file: str | None, option: str) -> Any:
+    """The JSON of `--OPTION '{...}'` or `--OPTION-file F`; None when neither was given."""
+    if text is not None and file is not None:
+        raise click.UsageError(f"give --{option} or --{option}-file, not both")
+    if file is not None:
+        try:
+            text = Path(file).read_text()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint=f"--{option}-file") from exc
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = file or "the option value"
+        raise click.BadParameter(f"{where} is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                                 param_hint=f"--{option}") from exc
+
+
+def _rule_body(trigger_name: str, action_name: str, filter_: str | None, filter_file: str | None,
+               transform: str | None, transform_file: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"trigger": trigger_name, "action": action_name}
+    for key, value in (("filter", _json_value(filter_, filter_file, "filter")),
+                       ("transform", _json_value(transform, transform_file, "transform"))):
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def routing_options(fn: Any) -> Any:
+    for option in reversed((
+        click.option("--filter", "filter_", default=None, help="event pattern (JSON) the event must match"),
+        click.option("--filter-file", default=None, help="file holding the event pattern (JSON)"),
+        click.option("--transform", default=None, help="JSON template of the action's parameters"),
+        click.option("--transform-file", default=None, help="file holding the transform template (JSON)"),
+    )):
+        fn = option(fn)
+    return fn
+
+
 @rule.command("create")
 @click.argument("name")
 @click.argument("trigger_name")
 @click.argument("action_name")
+@routing_options
 @pass_ctx
 @run
-def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str) -> None:
-    ctx.client.request("PUT", ctx.client.entity_path("rules", name), {"trigger": trigger_name, "action": action_name})
-    click.echo(f"ok: created rule {name}")
+def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
+                filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
+    """Create rule NAME: events of TRIGGER_NAME run ACTION_NAME (when --filter matches)."""
+    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
+    ctx.client.request("PUT", ctx.client.entity_path("rules", name), body)
+    say(ctx, f"ok: created rule {name}", {"ok": True, "rule": name})
 
 
 @rule.command("update")
 @click.argument("name")
 @click.argument("trigger_name")
 @click.argument("action_name")
+@routing_options
 @pass_ctx
 @run
-def rule_update(ctx: Ctx, name: str, trigger_name: str, action_name: str) -> None:
-    ctx.client.request("PUT", ctx.client.entity_path("rules", name), {"trigger": trigger_name, "action": action_name},
-                       {"overwrite": True})
-    click.echo(f"ok: updated rule {name}")
+def rule_update(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
+                filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
+    """Point rule NAME at TRIGGER_NAME and ACTION_NAME; without --filter/--transform it keeps the ones it has."""
+    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
+    ctx.client.request("PUT", ctx.client.entity_path("rules", name), body, {"overwrite": True})
+    say(ctx, f"ok: updated rule {name}", {"ok": True, "rule": name})
+
+
+@rule.command("explain")
+@click.argument("name")
+@click.option("--event", "event_file", default=None,
+              help='file holding an event: {"data": {...}, "source"?, "type"?, "subject"?} (JSON)')
+@click.option("--event-id", default=None, help="id of a stored event (for an API fire, its activation id)")
+@pass_ctx
+@run
+def rule_explain(ctx: Ctx, name: str, event_file: str | None, event_id: str | None) -> None:
+    """Why rule NAME matches an event or not, clause by clause; nothing runs."""
+    if (event_file is None) == (event_id is None):
+        raise click.UsageError("give exactly one of --event FILE or --event-id ID")
+    body = {"eventId": event_id} if event_id is not None else _json_value(None, event_file, "event")
+    trace = ctx.client.request("POST", ctx.client.entity_path("rules", name) + "/explain", body).body
+    if ctx.as_json:
+        click.echo(json.dumps(trace, indent=2))
+        return
+    click.echo(explain_text(name, trace))
+
+
+def explain_text(name: str, trace: dict[str, Any]) -> str:
+    lines = [f"rule {name}: {'MATCH' if trace['matched'] else 'NO MATCH'}"]
+    lines += _clause_lines(trace["clauses"], "  ")
+    lines.append(f"  params: {json.dumps(trace.get('params'))}")
+    if trace.get("error"):
+        lines.append(f"  transform error: {trace['error']}")
+    if "event" in trace:
+        event = trace["event"]
+        lines.append(f"event {event['id']} on trigger {event['trigger']}:")
+        if trace.get("reason"):
+            lines.append(f"  {trace['reason']}")
+        for item in trace.get("rules", []):
+            detail = f" {item['activationId']}" if item.get("activationId") else f" ({item['error']})" if item.get("error") else ""
+            lines.append(f"  rule {item['rule']} [{item['status']}] -> {item['action']}: {item['outcome']}{detail}")
+            lines += _clause_lines(item["clauses"], "    ")
+    return "\n".join(lines)
+
+
+def _clause_lines(clauses: list[dict[str, Any]], indent: str) -> list[str]:
+    out = []
+    for clause in clauses:
+        found = json.dumps(clause["value"]) if clause.get("present", True) else "(absent)"
+        mark = "ok  " if clause["matched"] else "FAIL"
+        out.append(f"{indent}{mark} {clause['path']} = {found}  test {json.dumps(clause['test'])}")
+    return out
 
 
 def _rule_status(ctx: Ctx, name: str, status: str) -> None:
     ctx.client.request("POST", ctx.client.entity_path("rules", name), {"status": status})
-    click.echo(f"ok: {'enabled' if status == 'active' else 'disabled'} rule {name}")
+    say(ctx, f"ok: {'enabled' if status == 'active' else 'disabled'} rule {name}", {"ok": True, "rule": name, "status": status})
 
 
 @rule.command("enable")
@@ -163,6 +267,7 @@ def _rule_status(ctx: Ctx, name: str, status: str) -> None:
 @pass_ctx
 @run
 def rule_enable(ctx: Ctx, name: str) -> None:
+    """Let rule NAME run its action again."""
     _rule_status(ctx, name, "active")
 
 
@@ -171,6 +276,7 @@ def rule_enable(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def rule_disable(ctx: Ctx, name: str) -> None:
+    """Stop rule NAME from running its action (events are still recorded)."""
     _rule_status(ctx, name, "inactive")
 
 
@@ -179,6 +285,7 @@ def rule_disable(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def rule_get(ctx: Ctx, name: str) -> None:
+    """Print rule NAME (trigger, action, status) as JSON."""
     emit(ctx, ctx.client.request("GET", ctx.client.entity_path("rules", name)).body)
 
 
@@ -187,12 +294,14 @@ def rule_get(ctx: Ctx, name: str) -> None:
 @pass_ctx
 @run
 def rule_delete(ctx: Ctx, name: str) -> None:
+    """Delete rule NAME."""
     ctx.client.request("DELETE", ctx.client.entity_path("rules", name))
-    click.echo(f"ok: deleted rule {name}")
+    say(ctx, f"ok: deleted rule {name}", {"ok": True, "rule": name})
 
 
 @rule.command("list")
 @pass_ctx
 @run
 def rule_list(ctx: Ctx) -> None:
+    """List the rules of your namespace with their status."""
     listing(ctx, "rules", ctx.client.request("GET", "namespaces/_/rules").body, "status")

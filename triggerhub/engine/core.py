@@ -26,12 +26,16 @@ from triggerhub.engine.dispatch import Dispatcher, LocalDispatcher
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.resolve import bound_parameters, check_final, check_read, merge_arguments, package_readable
 from triggerhub.engine.sequences import run_sequence
-from triggerhub.engine.throttle import ConcurrencyThrottler, RateThrottler
+from triggerhub.engine.routing import Router
+from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, RateThrottler
 from triggerhub.invoker.base import Invoker
 from triggerhub.rules import match as rules
 from triggerhub.store.base import Acceptance, Store
 
 log = logging.getLogger(__name__)
+
+API_FIRE_TYPE = "org.openwhisk.trigger.fire"
+"""The event type of fires through the API: they keep OpenWhisk's limits; every other type came from a feed."""
 
 EventSink = Callable[[TriggerEvent], Awaitable[bool]]
 """Where fired events go when rule matching runs elsewhere (distributed mode: a Kafka topic)."""
@@ -61,6 +65,10 @@ class Engine:
         self._rates = RateThrottler(now_ms)
         self._fire_rates = RateThrottler(now_ms)
         self._concurrency = ConcurrencyThrottler()
+        self._feed_admission = FeedAdmission(now_ms)
+        self._feed_held: set[str] = set()  # activation ids holding a feed admission slot
+        self._unslotted: set[str] = set()  # feed-fired activation ids that took no direct concurrency slot
+        self.router = Router()
         self.event_sink: EventSink | None = None
         self.dispatcher: Dispatcher = (dispatcher or LocalDispatcher)(store, self.execute, self._finished)
 
@@ -76,7 +84,13 @@ class Engine:
         return self.dispatcher.statistics()
 
     def _finished(self, invocation: Invocation) -> None:
-        self._concurrency.release(invocation.namespace)
+        if invocation.activation_id in self._feed_held:
+            self._feed_held.discard(invocation.activation_id)
+            self._feed_admission.release(invocation.namespace)
+        if invocation.activation_id in self._unslotted:
+            self._unslotted.discard(invocation.activation_id)
+        else:
+            self._concurrency.release(invocation.namespace)
 
     # ------------------------------------------------------------------ resolution
     async def resolve(self, identity: Identity, fqn: FullyQualifiedName) -> Resolved:
@@ -129,6 +143,16 @@ class Engine:
         self._rates.check(identity.namespace, identity.limits.get("invocationsPerMinute", limits.invocations_per_minute))
         self._concurrency.acquire(identity.namespace, identity.limits.get("concurrentInvocations", limits.concurrent_invocations))
 
+    def _admit_tenant(self, identity: Identity) -> bool:
+        """A feed-fired rule meets only the limits an operator set for its namespace (OpenWhisk's
+        defaults are for direct calls); True when it took a concurrency slot."""
+        if "invocationsPerMinute" in identity.limits:
+            self._rates.check(identity.namespace, identity.limits["invocationsPerMinute"])
+        if "concurrentInvocations" not in identity.limits:
+            return False
+        self._concurrency.acquire(identity.namespace, identity.limits["concurrentInvocations"])
+        return True
+
     # ------------------------------------------------------------------ invoke
     async def invoke(self, identity: Identity, fqn: FullyQualifiedName, payload: dict[str, Any], *,
                      blocking: bool, wait_ms: int, transaction_id: str = "") -> Activation | str:
@@ -150,11 +174,11 @@ class Engine:
             accepted = await self.dispatcher.submit(acceptance, invocations)
         except BaseException:
             for invocation in invocations:
-                self._concurrency.release(invocation.namespace)
+                self._finished(invocation)
             raise
         if not accepted:
             for invocation in invocations:
-                self._concurrency.release(invocation.namespace)
+                self._finished(invocation)
         return accepted
 
     async def execute(self, invocation: Invocation) -> Activation:
@@ -195,7 +219,7 @@ class Engine:
             return None
         self._fire_rates.check(identity.namespace, identity.limits.get("firesPerMinute", self.config.limits.fires_per_minute))
         event = TriggerEvent(id=new_activation_id(), source=f"/api/v1/namespaces/{fqn.namespace}/triggers/{fqn.name}",
-                             type="org.openwhisk.trigger.fire", trigger=trigger.fqn, data=payload, time_ms=now_ms(),
+                             type=API_FIRE_TYPE, trigger=trigger.fqn, data=payload, time_ms=now_ms(),
                              subject=identity.subject)
         if self.event_sink is not None:
             await self.event_sink(event)
@@ -212,37 +236,68 @@ class Engine:
         return await self._match(trigger, event, cursor)
 
     async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        """Route `event` through the trigger's compiled rules and accept the result in one store
+        write. Rules whose filter refuses it are only counted (in that same write): no activation,
+        no invocation row."""
         namespace = event.trigger.namespace
         tenant = await self.auth.namespace_state(namespace)
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
-        layers = [params_to_dict(trigger.parameters), rules.event_payload(event)]
+        from_feed = event.type != API_FIRE_TYPE
+        if from_feed:
+            await self._feed_admission.wait_event(namespace, self.config.limits.feed_events_per_minute)
+        routing = rules.route(self.router.compiled(trigger), event)
+        trigger_params = params_to_dict(trigger.parameters)
         invocations: list[Invocation] = []
         outcomes: list[str] = []
-        for found in rules.match(trigger, event):
-            if tenant.blocked:
-                outcomes.append(rules.outcome_line(found, error=f"namespace {namespace} is blocked"))
-                continue
-            if found.rule.partition("/")[0] != namespace:
-                # Only written by hubs before rules were authorised (a rule naming another
-                # namespace's trigger): never run another tenant's code on this trigger's events.
-                log.warning("trigger %s: rule %s is in another namespace; not run, delete it", trigger.fqn, found.rule)
-                outcomes.append(rules.outcome_line(found, error=f"rule {found.rule} is not in namespace {namespace} "
-                                                   "of the trigger and is not run"))
+        for found in routing.matched:
+            refusal = _refusal(found, trigger, namespace, blocked=tenant.blocked)
+            if refusal is not None:
+                outcomes.append(rules.outcome_line(found, error=refusal))
                 continue
             try:
+                if found.error is not None:
+                    raise BadRequest(found.error)
                 resolved = await self.resolve(identity, found.action)
-                self._admit(identity)
+                if not from_feed:
+                    self._admit(identity)
+                elif not self._admit_tenant(identity):
+                    self._unslotted.add(found.activation_id)
             except ApiError as exc:
                 outcomes.append(rules.outcome_line(found, error=exc.message, status_code=3 if exc.status >= 500 else 1))
                 continue
-            invocations.append(self._invocation(identity, resolved, layers, activation_id=found.activation_id))
+            invocation = self._invocation(identity, resolved, [trigger_params, found.params],
+                                          activation_id=found.activation_id)
+            invocations.append(replace(invocation, extra_annotations=found.annotations))
             outcomes.append(rules.outcome_line(found))
+        if from_feed:
+            await self._admit_from_feed(namespace, invocations)
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes)] if outcomes else []
-        accepted = await self._submit(Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor),
-                                      invocations)
+        acceptance = Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor,
+                                matched_rules=routing.taken, filtered_rules=routing.filtered)
+        accepted = await self._submit(acceptance, invocations)  # counts the filters' verdicts once per event
         if accepted:
-            log.info("trigger %s fired (event %s): %d rule activations", trigger.fqn, event.id, len(invocations))
+            log.info("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
+                     event.id, len(invocations), len(routing.filtered))
         return accepted
+
+    async def _admit_from_feed(self, namespace: str, invocations: list[Invocation]) -> None:
+        """Wait for room under the feed limits; the slots are given back as for direct calls."""
+        limits = self.config.limits
+        await self._feed_admission.wait_activations(namespace, len(invocations),
+                                                    per_minute=limits.feed_activations_per_minute,
+                                                    concurrent=limits.feed_concurrent_activations)
+        self._feed_held.update(invocation.activation_id for invocation in invocations)
+
+def _refusal(found: rules.Match, trigger: Trigger, namespace: str, *, blocked: bool) -> str | None:
+    """Why a matched rule must not run at all, or None."""
+    if blocked:
+        return f"namespace {namespace} is blocked"
+    if found.rule.partition("/")[0] != namespace:
+        # Only written by hubs before rules were authorised (a rule naming another
+        # namespace's trigger): never run another tenant's code on this trigger's events.
+        log.warning("trigger %s: rule %s is in another namespace; not run, delete it", trigger.fqn, found.rule)
+        return f"rule {found.rule} is not in namespace {namespace} of the trigger and is not run"
+    return None
 
 
 def _api_key_env(identity: Identity, action: Action) -> dict[str, str]:

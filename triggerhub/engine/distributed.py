@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from triggerhub.errors import ApiError, BusError, TriggerhubError
 from triggerhub.model import Activation, Invocation, TriggerEvent, now_ms
@@ -28,9 +28,6 @@ from triggerhub.store.base import Acceptance, Store
 from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-RETRY_PAUSE_S = 1.0
 
 
 class Publisher(Protocol):
@@ -271,20 +268,19 @@ class WorkerService:
         invocations are queued without waiting for each confirmation; if one fails, the whole
         batch is handled again (accepted events are then duplicates whose invocations are
         published again, which invokers run at most once)."""
-        if self._dispatcher is None:
+        dispatcher = self._dispatcher
+        if dispatcher is None:
             await self._handle_grouped(messages)
             return
-        while True:
+
+        async def handle_confirmed() -> None:
             confirmations: list[Awaitable[None]] = []
-            with self._dispatcher.deferring(confirmations):
+            with dispatcher.deferring(confirmations):
                 await self._handle_grouped(messages)
-            try:
-                for confirmation in confirmations:
-                    await confirmation
-                return
-            except BusError as exc:
-                log.warning("a batch of %d events is handled again: %s", len(messages), exc)
-                await asyncio.sleep(RETRY_PAUSE_S)
+            for confirmation in confirmations:
+                await confirmation
+
+        await retrying(f"handling a batch of {len(messages)} events", handle_confirmed)
 
     async def _handle_grouped(self, messages: list[tuple[str, bytes]]) -> None:
         """Triggers in parallel, each trigger's events one after another in topic order."""

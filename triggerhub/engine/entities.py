@@ -10,7 +10,7 @@ import json
 import math
 import time
 from dataclasses import replace
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from triggerhub.config import LimitsConfig
@@ -25,6 +25,8 @@ from triggerhub.model import (
 )
 from triggerhub.engine import kinds
 from triggerhub.engine.resolve import check_read, check_write, not_authorized, package_readable
+from triggerhub.rules.pattern import compile_filter
+from triggerhub.rules.transform import compile_transform
 from triggerhub.store.base import Store
 
 EXEC_LIMIT_BYTES = 48 * 1024 * 1024
@@ -233,11 +235,17 @@ class Entities:
         if kind == kinds.BLACKBOX:
             if not isinstance(image, str) or not image:
                 raise BadRequest("exec malformed: a blackbox action needs an 'image'")
+            if code is not None and not isinstance(code, str):
+                raise BadRequest(f"exec malformed: a blackbox action's 'code' must be a base64 zip as a string, "
+                                 f"got {json.dumps(code)[:100]}")
         elif not isinstance(code, str):
             raise BadRequest(f"exec malformed: kind '{kind}' needs 'code' as a string")
         if code is not None and len(code.encode()) > EXEC_LIMIT_BYTES:
             raise PayloadTooLarge(f"exec larger than allowed: {len(code.encode())} > {EXEC_LIMIT_BYTES} bytes.")
         main = body.get("main")
+        if main is not None and not isinstance(main, str):
+            raise BadRequest(f"exec malformed: 'main' must be a string naming the entry point, got "
+                             f"{json.dumps(main)[:100]}")
         binary = kinds.is_binary_code(code) if isinstance(code, str) else False
         return Exec(kind=kind, code=code, binary=binary, main=main if isinstance(main, str) and main else None,
                     image=image if isinstance(image, str) else None)
@@ -349,14 +357,16 @@ class Entities:
                 puts.append(replace(old_trigger, rules={k: v for k, v in old_trigger.rules.items() if k != rule_key}))
         elif old is not None and rule_key in trigger.rules:
             status = trigger.rules[rule_key].status
+        filter_ = _routing(body, "filter", old.filter if old else None, compile_filter)
+        transform = _routing(body, "transform", old.transform if old else None, compile_transform)
         rules = dict(trigger.rules)
-        rules[rule_key] = ReducedRule(action_fqn, status)
+        rules[rule_key] = ReducedRule(action_fqn, status, filter_, transform)
         puts.append(replace(trigger, rules=rules))
         rule = Rule(
             namespace=fqn.path, name=fqn.name, trigger=trigger_fqn, action=action_fqn,
             version=_version(body, old), publish=bool(body.get("publish", old.publish if old else False)),
             annotations=_annotations(body, old.annotations if old else ()), updated_ms=now_ms(),
-            revision=old.revision if old else 0,
+            revision=old.revision if old else 0, filter=filter_, transform=transform,
         )
         written = await self._write([rule, *puts], [])
         return written[0]  # type: ignore[return-value]
@@ -372,7 +382,7 @@ class Entities:
         if not isinstance(trigger, Trigger):
             raise NotFound("Only rules with existing triggers can be activated")
         rules = dict(trigger.rules)
-        rules[f"{fqn.path}/{fqn.name}"] = ReducedRule(rule.action, RuleStatus(status))
+        rules[f"{fqn.path}/{fqn.name}"] = ReducedRule(rule.action, RuleStatus(status), rule.filter, rule.transform)
         await self._write([replace(trigger, rules=rules)], [])
         return rule
 
@@ -484,9 +494,23 @@ def _params(body: dict[str, Any], key: str, old: Parameters) -> Parameters:
     return params_from_json(raw)
 
 
+def _routing(body: dict[str, Any], key: str, old: Any, compile_: Callable[[Any], object]) -> Any:
+    """A rule's `filter` or `transform`: absent keeps the old one, null removes it, anything else
+    must compile (PatternError, a 400 naming the JSON path, otherwise)."""
+    if key not in body:
+        return old
+    if body[key] is None:
+        return None
+    compile_(body[key])
+    return body[key]
+
+
 def _annotations(body: dict[str, Any], old: Parameters) -> Parameters:
     annotations = _params(body, "annotations", old)
     removed = body.get("delAnnotations") or []
+    if not isinstance(removed, list) or not all(isinstance(key, str) for key in removed):
+        raise BadRequest(f"delAnnotations malformed: expected an array of annotation keys (strings), "
+                         f"got {json.dumps(removed)[:100]}")
     if removed:
         annotations = tuple(a for a in annotations if a.key not in set(removed))
     return annotations

@@ -26,11 +26,14 @@ from triggerhub.errors import (
 from triggerhub.feeds.cursor import Cursor, CursorEmit, CursorFeed, CursorLoader, CursorSaver
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, Invocation, Trigger, TriggerEvent
+from triggerhub.retry import retrying
 from triggerhub.store.base import FeedRegistration, Store
 
 log = logging.getLogger(__name__)
 
 Fire = Callable[[TriggerEvent, tuple[str, str] | None], Awaitable[bool]]
+ReadBody = Callable[[int], Awaitable[bytes]]
+"""Reads a whole request body of at most the given bytes; raises PayloadTooLarge past it."""
 
 LIFECYCLE_EVENTS = ("CREATE", "READ", "UPDATE", "DELETE", "PAUSE", "UNPAUSE")
 RESERVED = ("lifecycleEvent", "triggerName", "authKey")
@@ -267,17 +270,24 @@ class FeedManager:
     async def _suspend(self, trigger: str, reason: str) -> None:
         """The hub refused one of the feed's events for good: stop the feed and pause it with the reason."""
         async with self._lock:
-            registration = await self._store.get_feed(trigger)
             await self._stop_feed(trigger)
+            registration = await retrying(f"reading the feed of trigger {trigger}",
+                                          lambda: self._store.get_feed(trigger), clock=self._clock)
             if registration is None or registration.status != "active":
                 return
-            await self._store.put_feed(replace(registration, status="paused", reason=reason,
-                                               updated_ms=self._clock.now_ms()))
+            paused = replace(registration, status="paused", reason=reason, updated_ms=self._clock.now_ms())
+            await retrying(f"pausing the feed of trigger {trigger}", lambda: self._store.put_feed(paused),
+                           clock=self._clock)
         log.warning("feed for trigger %s paused: %s", trigger, reason)
 
     async def _finished(self, trigger: str, reason: str) -> None:
-        """A schedule ran out: disable the feed, and honour deleteAfterFire for `once`."""
+        """A schedule ran out: disable the feed, and honour deleteAfterFire for `once` (every step
+        is idempotent, so a store outage retries the whole)."""
         self._running.pop(trigger, None)  # its task is ending by itself; do not cancel it
+        await retrying(f"finishing the feed of trigger {trigger}", lambda: self._finish(trigger, reason),
+                       clock=self._clock)
+
+    async def _finish(self, trigger: str, reason: str) -> None:
         registration = await self._store.get_feed(trigger)
         if registration is None:
             return
@@ -315,31 +325,33 @@ class FeedManager:
     # ----------------------------------------------------------------------- webhooks
 
     async def handle_webhook(self, namespace: str, trigger: str, headers: Mapping[str, str],
-                             raw_body: bytes) -> WebhookAccepted:
+                             read_body: ReadBody) -> WebhookAccepted:
         """POST /hooks/{namespace}/{trigger}: accepted once stored; otherwise raises the ApiError to
-        answer (401 unsigned, 404 no active webhook feed, 409 replay, 413 too large)."""
+        answer (400 undecodable, 401 unsigned, 404 no active webhook feed, 409 replay, 413 too large).
+        The body is read only once the feed is known, up to its limit."""
         name = f"/{namespace}/{trigger}"
         registration = await self._store.get_feed(name)
         kind = self._kinds.get(registration.feed) if registration is not None else None
-        if registration is None or kind is None or kind.deliver is None:
+        handling = kind.webhook if kind is not None else None
+        if registration is None or handling is None:
             raise NotFound(f"trigger '{name}' has no webhook feed; create one with --feed "
                            f"{_webhook_feeds(self._kinds.values())}")
         if registration.status != "active":
             raise NotFound(f"the webhook feed of trigger '{name}' is {registration.status}; UNPAUSE it")
         try:
-            event = kind.deliver(registration.config, name, headers, raw_body, self._clock.now_ms())
+            raw_body = await read_body(handling.body_limit_bytes(registration.config))
+            event = handling.event(registration.config, name, headers, raw_body, self._clock.now_ms())
         except ApiError as exc:
             self._count(name, received=1, rejected=1)
             log.info("webhook delivery for %s refused (%d): %s", name, exc.status, exc.message)
             raise
         if not await self._emit_for(name)(event):
-            raise Conflict(f"delivery '{event.id.split(':', 2)[2]}' was already accepted for trigger "
-                           f"'{name}'; a replay is not fired again")
+            raise Conflict(handling.replay_message(registration.config, name, headers, event.id))
         return WebhookAccepted(event.id)
 
 
 def _webhook_feeds(kinds: Iterable[FeedKind]) -> str:
-    return " or ".join(kind.fqn for kind in kinds if kind.deliver is not None) or "a webhook feed"
+    return " or ".join(kind.fqn for kind in kinds if kind.webhook is not None) or "a webhook feed"
 
 
 def _trigger_name(value: JSON, identity_namespace: str) -> str:

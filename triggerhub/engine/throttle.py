@@ -1,12 +1,17 @@
-"""Per-namespace throttles as OpenWhisk applies them: calendar-minute rate windows and a
-count of activations in flight. In memory; one hub process enforces its own share."""
+"""Per-namespace throttles as OpenWhisk applies them to direct calls (calendar-minute rate windows
+and a count of activations in flight, refusing with 429) and the waiting admission of feed events.
+In memory; one hub process enforces its own share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from triggerhub.errors import Throttled
+
+THROTTLED_PREFIXES = ("Too many requests in the last minute", "Too many concurrent requests in flight")
+"""How the 429 messages below begin (explain tells a throttled rule from a failed one by them)."""
 
 
 @dataclass(slots=True)
@@ -51,3 +56,54 @@ class ConcurrencyThrottler:
 
     def in_flight(self, namespace: str) -> int:
         return self._in_flight.get(namespace, 0)
+
+
+class FeedAdmission:
+    """The limits of feed-originated events and their rule activations, per namespace. Reaching
+    one waits rather than refuses: the feed's `emit` does not return, so the feed stops
+    acknowledging (and reading) its source until there is room. Nothing is dropped."""
+
+    def __init__(self, clock_ms: Callable[[], int], sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._clock_ms = clock_ms
+        self._sleep = sleep
+        self._events: dict[str, _Window] = {}
+        self._activations: dict[str, _Window] = {}
+        self._in_flight: dict[str, int] = {}
+        self._room = asyncio.Event()  # set by every release; waiters re-check their namespace
+
+    async def wait_event(self, namespace: str, per_minute: int) -> None:
+        await self._wait_window(self._events, namespace, 1, per_minute)
+
+    async def wait_activations(self, namespace: str, count: int, *, per_minute: int, concurrent: int) -> None:
+        """Take `count` activation slots at once (never some of them, so two waiting events
+        cannot hold each other's room). More than `concurrent` at once waits for none in flight."""
+        if count == 0:
+            return
+        await self._wait_window(self._activations, namespace, count, per_minute)
+        while not self._fits(namespace, count, concurrent):
+            self._room.clear()
+            await self._room.wait()
+        self._in_flight[namespace] = self._in_flight.get(namespace, 0) + count
+
+    def _fits(self, namespace: str, count: int, concurrent: int) -> bool:
+        in_flight = self._in_flight.get(namespace, 0)
+        return in_flight == 0 or in_flight + count <= concurrent
+
+    def release(self, namespace: str) -> None:
+        self._in_flight[namespace] = max(0, self._in_flight.get(namespace, 0) - 1)
+        self._room.set()
+
+    def in_flight(self, namespace: str) -> int:
+        return self._in_flight.get(namespace, 0)
+
+    async def _wait_window(self, windows: dict[str, _Window], namespace: str, count: int, per_minute: int) -> None:
+        while True:
+            now = self._clock_ms()
+            minute = now // 60_000
+            window = windows.get(namespace)
+            if window is None or window.minute != minute:
+                window = windows[namespace] = _Window(minute, 0)
+            if window.count == 0 or window.count + count <= per_minute:
+                window.count += count
+                return
+            await self._sleep(((minute + 1) * 60_000 - now) / 1000)

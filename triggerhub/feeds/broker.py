@@ -25,7 +25,7 @@ from triggerhub.errors import FeedError
 log = logging.getLogger(__name__)
 
 
-class OpenAccess(BaseAuthPlugin):
+class OpenAccess(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no type information
     """Admits every client. amqtt's own anonymous plugin marks sessions anonymous, and the
     broker then drops their subscriptions and queued messages on disconnect; this one does not."""
 

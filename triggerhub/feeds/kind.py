@@ -4,8 +4,8 @@ Each adapter module (alarms, mqtt, webhook, files, postgres, ...) ends with a `F
 declares three, `FEED_KINDS`): the catalogue entry of its built-in feed action, how to validate
 the parameters of a CREATE or UPDATE into the config that is stored, how to build the running
 feed from a stored config, which config keys are secret, and optionally how to clean up at
-DELETE and how to turn a webhook delivery into an event. The composition root (cli/) collects
-them into one mapping for the engine's FeedManager, which never names a concrete adapter.
+DELETE and how to handle a webhook delivery (`WebhookHandling`). The composition root (cli/)
+collects them into one mapping for the engine's FeedManager, which never names a concrete adapter.
 """
 
 from __future__ import annotations
@@ -80,9 +80,21 @@ Report = Callable[[Mapping[str, JSON], CursorLoader], Awaitable[dict[str, JSON]]
 Kafka feed's dead letters), durable across restarts unlike the in-memory metrics; a "metrics"
 object in it joins READ's metrics."""
 
-Deliver = Callable[[Mapping[str, JSON], str, Mapping[str, str], bytes, int], TriggerEvent]
-"""(config, trigger, headers, raw body, now_ms) -> the event of one verified webhook delivery,
-or an ApiError (401, 413, ...) saying why it is refused."""
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookHandling:
+    """How a feed that receives webhook deliveries (POST /hooks/{namespace}/{trigger}) handles one.
+    Each function takes the stored config first."""
+
+    body_limit_bytes: Callable[[Mapping[str, JSON]], int]
+    """The largest body to read; a longer one is refused with 413 before it is read whole."""
+
+    event: Callable[[Mapping[str, JSON], str, Mapping[str, str], bytes, int], TriggerEvent]
+    """(config, trigger, headers, raw body, now_ms) -> the event of one verified delivery, or the
+    ApiError (400, 401, ...) saying why it is refused."""
+
+    replay_message: Callable[[Mapping[str, JSON], str, Mapping[str, str], str], str]
+    """(config, trigger, headers, event id) -> the 409 message for a delivery already accepted."""
 
 
 def _no_extras(_trigger: str) -> dict[str, JSON]:
@@ -99,7 +111,7 @@ class FeedKind:
     secret_keys: tuple[str, ...] = ()  # shown as SECRET_MASK by READ
     masks: Mapping[str, Callable[[JSON], JSON]] = field(default_factory=dict)  # partly secret values
     uninstall: Uninstall | None = None
-    deliver: Deliver | None = None  # set by feeds that receive webhook deliveries
+    webhook: WebhookHandling | None = None  # set by feeds that receive webhook deliveries
     report: Report | None = None  # extra READ fields from stored state
     created: Callable[[str], dict[str, JSON]] = _no_extras  # extra fields of CREATE's answer, by trigger
 

@@ -38,7 +38,7 @@ from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import ApiError, BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
-from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
+from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent, loads_json
 from triggerhub.retry import retrying
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,9 @@ def decode_payload(payload: bytes | bytearray, encoding: str) -> JSON:
     if encoding == "text":
         return text
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text  # not JSON after all: the action still gets the text
+        return loads_json(text)
+    except ValueError:
+        return text  # not JSON after all (or nested too deep to keep): the action still gets the text
 
 
 def message_properties(msg: paho.MQTTMessage) -> dict[str, JSON]:
@@ -263,7 +263,7 @@ class MqttFeed:
     def _connect_kwargs(self) -> dict[str, Any]:
         if self._config.protocol != "v5":
             return {}
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
         props.SessionExpiryInterval = self._config.session_expiry_s
         return {"clean_start": False, "properties": props}
 

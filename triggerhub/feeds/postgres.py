@@ -340,7 +340,9 @@ class PostgresFeed:
                     if conn is None:
                         conn = await connect(self._config)
                         subscription = await self._prepare(conn)
-                        position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
+                        stored = await retrying(f"postgres feed {self._trigger} reading its cursor",
+                                                lambda: self._load_cursor(CURSOR_KEY), clock=self._clock)
+                        position = Position.load(stored, subscription)
                     self._changed.clear()
                     drained = await self._drain(conn, subscription, position, emit)
                     if drained.after != position.after or position.upto is not None:

@@ -2,8 +2,8 @@
 
 Verifiers (all constant-time): GitHub `X-Hub-Signature-256`, Standard Webhooks (`webhook-id`,
 `webhook-timestamp`, `webhook-signature` v1, `whsec_` base64 secret), generic HMAC (header,
-algorithm, hex|base64, prefix) and a shared token. The event id is the delivery id (or a hash
-of the body), so a replayed delivery is refused by the store's event dedup.
+algorithm, hex|base64, prefix) and a shared token. The event id is keyed on what the sender
+signed (`delivery_id`), so a replayed delivery is refused by the store's event dedup.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,8 +19,8 @@ from urllib.parse import parse_qsl
 
 from triggerhub.errors import BadRequest, PayloadTooLarge, Unauthorized
 from triggerhub.feeds.cursor import CursorEmit
-from triggerhub.feeds.kind import SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext
-from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
+from triggerhub.feeds.kind import SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext, WebhookHandling
+from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent, loads_json
 
 EVENT_TYPE = "triggerhub.feed.webhook"
 SOURCE = "/whisk.system/webhook/webhook"
@@ -179,10 +178,28 @@ def verify_delivery(config: WebhookConfig, headers: Mapping[str, str], body: byt
 
 
 def delivery_id(config: WebhookConfig, headers: Mapping[str, str], body: bytes) -> str:
-    """The sender's delivery id, or a hash of the body when the sender gives none."""
-    header = {Verify.GITHUB: "X-GitHub-Delivery", Verify.STANDARD: "webhook-id"}.get(config.verify, config.id_header)
-    given = _optional_header(headers, header)
+    """The key replays are detected on: always something the signature covers.
+
+    GitHub and generic HMAC sign only the body, so the key is the body's digest: a captured
+    delivery resent under a new `X-GitHub-Delivery` is still a replay. Standard Webhooks sign
+    `webhook-id` (with a timestamp inside the tolerance), so that id is the key. Token and
+    unverified feeds sign nothing: the `idHeader` when given, else the body's digest.
+    """
+    if config.verify is Verify.STANDARD:
+        return _header(headers, "webhook-id")
+    given = _optional_header(headers, config.id_header) if config.verify in (Verify.TOKEN, Verify.NONE) else None
     return given if given else "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def replay_message(config: WebhookConfig, trigger: str, headers: Mapping[str, str], event_id: str) -> str:
+    key = event_id.split(":", 2)[2]
+    if config.verify in (Verify.GITHUB, Verify.HMAC):
+        sender_id = _optional_header(headers, "X-GitHub-Delivery" if config.verify is Verify.GITHUB
+                                     else config.id_header)
+        named = f" '{sender_id}'" if sender_id else ""
+        return (f"delivery{named} repeats the signed body of a delivery already accepted for trigger '{trigger}' "
+                f"({key}); a replay is not fired again, whatever its delivery id")
+    return f"delivery '{key}' was already accepted for trigger '{trigger}'; a replay is not fired again"
 
 
 def decode_body(headers: Mapping[str, str], body: bytes) -> JSON:
@@ -190,16 +207,16 @@ def decode_body(headers: Mapping[str, str], body: bytes) -> JSON:
     content_type = (_optional_header(headers, "Content-Type") or "").split(";")[0].strip().lower()
     if content_type == "application/json" or content_type.endswith("+json"):
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return loads_json(body)
+        except ValueError as exc:
             raise BadRequest(f"webhook body is not valid JSON ({exc}); send application/json or change "
                              "the Content-Type") from None
     if content_type == "application/x-www-form-urlencoded":
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         if set(form) == {"payload"}:
             try:
-                return json.loads(form["payload"])
-            except json.JSONDecodeError:
+                return loads_json(form["payload"])
+            except ValueError:
                 return form
         return form
     try:
@@ -238,15 +255,23 @@ def _build(_config: Mapping[str, JSON], _ctx: FeedContext) -> WebhookFeed:
     return WebhookFeed()
 
 
-def _deliver(config: Mapping[str, JSON], trigger: str, headers: Mapping[str, str], body: bytes,
-             now_ms: int) -> TriggerEvent:
+def _event(config: Mapping[str, JSON], trigger: str, headers: Mapping[str, str], body: bytes,
+           now_ms: int) -> TriggerEvent:
     return delivery_event(parse_webhook_config(config), trigger, headers, body, now_ms)
+
+
+def _replay_message(config: Mapping[str, JSON], trigger: str, headers: Mapping[str, str], event_id: str) -> str:
+    return replay_message(parse_webhook_config(config), trigger, headers, event_id)
+
+
+HANDLING = WebhookHandling(body_limit_bytes=lambda config: parse_webhook_config(config).max_body_bytes,
+                           event=_event, replay_message=_replay_message)
 
 
 FEED_KIND = FeedKind(
     catalogue=BuiltinFeed("webhook", "webhook", "Fire a trigger for every verified POST to /hooks/{namespace}/{trigger}",
                           ("verify", "secret", "header", "algorithm", "encoding", "prefix", "idHeader", "toleranceS",
                            "maxBodyBytes")),
-    parse=_parse, build=_build, secret_keys=("secret",), deliver=_deliver,
+    parse=_parse, build=_build, secret_keys=("secret",), webhook=HANDLING,
     created=lambda trigger: {"url": f"/hooks{trigger}"},
 )

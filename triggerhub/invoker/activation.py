@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from triggerhub.clock import SYSTEM_CLOCK, Clock
-from triggerhub.errors import ActionRuntimeError
+from triggerhub.errors import ActionRuntimeError, UnsupportedKind
 from triggerhub.invoker.base import ProxyResponse
 from triggerhub.invoker.pool import ContainerPool, Lease
 from triggerhub.model import (JSON, Activation, ActivationResponse, Invocation, Parameter, StatusCode,
@@ -122,6 +122,10 @@ class ActionInvoker:
         try:
             async with self._pool.lease(invocation.namespace, action) as lease:
                 outcome = await self._activate(invocation, lease)
+        except UnsupportedKind as exc:
+            logger.info("activation %s of %s: %s", invocation.activation_id, action.fqn, exc)
+            now = self._clock.now_ms()
+            outcome = _Outcome(now, now, ActivationResponse.error(StatusCode.DEVELOPER_ERROR, str(exc)))
         except (ActionRuntimeError, OSError) as exc:
             logger.warning("activation %s of %s: runtime failure: %s", invocation.activation_id, action.fqn, exc)
             now = self._clock.now_ms()

@@ -412,8 +412,8 @@ class DockerRuntimeFactory:
             uid = os.getuid()
             extra = {"user": "65534:65534" if uid == 0 else f"{uid}:{os.getgid()}"}
         try:
-            return api.create_container(image, name=name, labels=labels, environment=environment,
-                                        host_config=host_config, **extra)["Id"]
+            return str(api.create_container(image, name=name, labels=labels, environment=environment,
+                                            host_config=host_config, **extra)["Id"])
         except docker.errors.ImageNotFound as exc:
             if spec.kind == BLACKBOX and self._pull_images:
                 return self._pull_and_create(image, name, labels, environment, host_config, extra, exc)
@@ -432,8 +432,8 @@ class DockerRuntimeFactory:
                          host_config: dict[str, JSON], extra: dict[str, JSON], missing: Exception) -> str:
         try:
             self._client.images.pull(image)
-            return self._client.api.create_container(image, name=name, labels=labels, environment=environment,
-                                                     host_config=host_config, **extra)["Id"]
+            return str(self._client.api.create_container(image, name=name, labels=labels, environment=environment,
+                                                         host_config=host_config, **extra)["Id"])
         except docker.errors.DockerException as exc:
             raise ActionRuntimeError(
                 f"blackbox image {image!r} is not present and could not be pulled ({exc}); "

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -58,17 +59,21 @@ def runtimes_dir() -> Path:
     return path
 
 
-def build_runtime_images(force: bool = False) -> list[str]:
+def build_runtime_images(force: bool = False, *, on_step: Callable[[str], None] = lambda message: None) -> list[str]:
     """Make sure every runtime image and its base exist and are current; returns their tags.
 
-    Images whose build-hash label matches their inputs are kept unless `force`.
+    Images whose build-hash label matches their inputs are kept unless `force`. `on_step` hears
+    what is being checked or built, for a progress display.
     """
     root = runtimes_dir()
     client = _client()
     try:
         ready: list[str] = []
-        for recipe in RECIPES:
+        for number, recipe in enumerate(RECIPES):
+            on_step(f"[{2 * number + 1}/{2 * len(RECIPES)}] {recipe.base_tag}: checking, building when changed "
+                    "(debootstrap takes a minute or two)")
             ready.append(_ensure_base(client, root, recipe, force))
+            on_step(f"[{2 * number + 2}/{2 * len(RECIPES)}] {recipe.tag}: checking, building when changed")
             ready.append(_ensure_runtime(client, root, recipe, force))
         # Builds replaced earlier images under the same tags; drop those now untagged ones.
         client.images.prune(filters={"dangling": True, "label": HASH_LABEL})

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from triggerhub.errors import ActionRuntimeError
+from triggerhub.errors import ActionRuntimeError, UnsupportedKind
 from triggerhub.invoker.base import LOG_SENTINEL, ProxyResponse, RuntimeSpec
 from triggerhub.invoker.cgroups import Cgroup
 from triggerhub.invoker.proxy_client import ProxyClient
@@ -355,12 +355,13 @@ class ProcessRuntimeFactory:
 
     def _family(self, spec: RuntimeSpec) -> str:
         if spec.kind == "blackbox" or spec.image is not None:
-            raise ActionRuntimeError(f"blackbox actions need the Docker runtime (image {spec.image!r}); "
-                                     "start a Docker engine or use a python/nodejs kind")
+            raise UnsupportedKind(f"the process runtime cannot run blackbox actions (image {spec.image!r}): "
+                                  "start the hub with a Docker engine (TRIGGERHUB_RUNTIME=docker) or "
+                                  "rewrite the action in a python or nodejs kind")
         family = spec.kind.partition(":")[0]
         if family not in self._proxies:
-            raise ActionRuntimeError(f"kind {spec.kind!r} is not supported by the process runtime; "
-                                     f"supported: {', '.join(sorted(self._proxies))}")
+            raise UnsupportedKind(f"kind {spec.kind!r} is not supported by the process runtime; "
+                                  f"supported: {', '.join(sorted(self._proxies))}")
         return family
 
     def _env(self, home: str, socket_path: str) -> dict[str, str]:

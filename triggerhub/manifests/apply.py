@@ -81,15 +81,18 @@ def _relative_name(item: JSON) -> str:
 
 def _owner(doc: JSON) -> str | None:
     for item in doc.get("annotations") or []:
-        if item.get("key") == MANAGED_KEY and isinstance(item.get("value"), dict):
-            return item["value"].get("projectName")
+        value = item.get("value")
+        if item.get("key") == MANAGED_KEY and isinstance(value, dict):
+            project = value.get("projectName")
+            return None if project is None else str(project)
     return None
 
 
 def _feed_of(doc: JSON) -> str | None:
     for item in (doc or {}).get("annotations") or []:
-        if item.get("key") == "feed" and isinstance(item.get("value"), str):
-            return item["value"]
+        value = item.get("value")
+        if item.get("key") == "feed" and isinstance(value, str):
+            return value
     return None
 
 
@@ -119,21 +122,27 @@ def _feed_args(event: str, ns: str, trigger: str, client: WhiskClient, inputs: d
 # --------------------------------------------------------------------------- writing
 
 
+Progress = Callable[[int, int, str], None]  # (step number from 1, steps in all, "create action a/b")
+
+
 @dataclass(slots=True)
 class Applier:
     client: WhiskClient
     namespace: str
     undo: list[tuple[str, Undo]] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
+    on_step: Progress = field(default=lambda number, total, what: None)  # hears each step as it starts
 
     async def run(self, plan: Plan) -> list[str]:
         """Apply every step or none; returns one line per step done. Routes go before the
         entities they call are deleted, and after the entities they call are created."""
         route_deletes = [s for s in plan.route_steps if s.change is Change.DELETE]
         route_puts = [s for s in plan.route_steps if s.change is not Change.DELETE]
-        for what, action in ([(self._route_words(s), partial(self._route_step, s)) for s in route_deletes]
-                             + [(f"{s.change.value} {s.kind_word} {s.name}", partial(self._step, s)) for s in plan.steps]
-                             + [(self._route_words(s), partial(self._route_step, s)) for s in route_puts]):
+        steps = ([(self._route_words(s), partial(self._route_step, s)) for s in route_deletes]
+                 + [(f"{s.change.value} {s.kind_word} {s.name}", partial(self._step, s)) for s in plan.steps]
+                 + [(self._route_words(s), partial(self._route_step, s)) for s in route_puts])
+        for number, (what, action) in enumerate(steps, start=1):
+            self.on_step(number, len(steps), what)
             try:
                 await action()
             except errors.ApiError as exc:
@@ -172,7 +181,7 @@ class Applier:
             old_feed = _feed_of(step.current)
             if desired.feed is not None and old_feed is not None:
                 await self._feed_delete(step.name, old_feed, step.current_feed_inputs)
-            await self._put(path, desired.body, overwrite=True, previous=step.current)
+            await self._put(path, _dropping_routing(desired.body, step.current), overwrite=True, previous=step.current)
             if desired.feed is not None:
                 await self._feed_create(step.name, desired.feed)
         else:
@@ -224,6 +233,15 @@ class Applier:
                 log.error("rollback step '%s' failed: %s", what, exc.message)
 
 
+ROUTING_KEYS = ("filter", "transform")
+
+
+def _dropping_routing(body: dict[str, JSON], current: JSON) -> dict[str, JSON]:
+    """A rule update without `filter`/`transform` removes the hub's (a left-out key keeps it)."""
+    dropped = {key: None for key in ROUTING_KEYS if key in (current or {}) and key not in body}
+    return {**body, **dropped} if "trigger" in body else body
+
+
 def put_body(doc: JSON) -> dict[str, JSON]:
     """The PUT body that recreates an entity as GET returned it."""
     body: dict[str, JSON] = {"publish": doc.get("publish", False),
@@ -235,6 +253,7 @@ def put_body(doc: JSON) -> dict[str, JSON]:
     if "trigger" in doc:
         body["trigger"] = f"/{doc['trigger']['path']}/{doc['trigger']['name']}"
         body["action"] = f"/{doc['action']['path']}/{doc['action']['name']}"
+        body.update({key: doc.get(key) for key in ROUTING_KEYS})  # null removes one the failed update added
     else:
         body["parameters"] = doc.get("parameters") or []
     if doc.get("binding"):

@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -25,6 +28,42 @@ _BY_STATUS: dict[int, type[errors.ApiError]] = {
     405: errors.MethodNotAllowed, 409: errors.Conflict, 413: errors.PayloadTooLarge, 429: errors.Throttled,
     500: errors.InternalError, 503: errors.Unavailable,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """How a client checks the hub's HTTPS certificate: against the system's CAs, against a private
+    CA (`cacert`, a PEM file), or not at all (`insecure`, wsk's -i)."""
+
+    cacert: str | None = None
+    insecure: bool = False
+
+    @classmethod
+    def from_settings(cls, *, cacert: str | None = None, insecure: bool | None = None,
+                      env: Mapping[str, str] | None = None) -> ClientTls:
+        """Flags first, then TRIGGERHUB_CACERT and TRIGGERHUB_INSECURE."""
+        env = os.environ if env is None else env
+        if insecure is None:
+            insecure = env.get("TRIGGERHUB_INSECURE", "").strip().lower() in {"1", "true", "yes", "on"}
+        return cls(cacert or env.get("TRIGGERHUB_CACERT") or None, insecure)
+
+    def context(self) -> ssl.SSLContext:
+        if self.insecure:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        try:
+            return ssl.create_default_context(cafile=self.cacert)
+        except (OSError, ssl.SSLError) as exc:
+            raise errors.ConfigError(f"--cacert/TRIGGERHUB_CACERT {self.cacert}: not a readable PEM CA certificate ({exc}); "
+                                     "give the CA certificate that signed the hub's certificate") from exc
+
+
+def unverified_message(host: str, reason: str) -> str:
+    """One line for a certificate the client cannot verify: the host, why, and the flag to use."""
+    return (f"cannot verify the TLS certificate of {host} ({reason}): pass --cacert FILE (or set "
+            "TRIGGERHUB_CACERT) with the CA that signed it, or -i/--insecure to skip verification")
 
 
 class WhiskClient(Protocol):
@@ -71,13 +110,14 @@ def base_url(apihost: str) -> str:
 class HttpWhiskClient:
     """aiohttp against a running hub (or OpenWhisk). Use as an async context manager."""
 
-    def __init__(self, apihost: str, auth: str, timeout_s: float = 90.0) -> None:
+    def __init__(self, apihost: str, auth: str, timeout_s: float = 90.0, *, trust: ClientTls | None = None) -> None:
         if ":" not in auth:
             raise errors.ConfigError("auth must be '<uuid>:<key>' (as in ~/.wskprops AUTH=)")
         self._base = base_url(apihost)
         self._headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode("ascii")}
         self._auth_key = auth
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._trust = trust or ClientTls.from_settings()
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -85,7 +125,8 @@ class HttpWhiskClient:
         return self._auth_key
 
     async def __aenter__(self) -> HttpWhiskClient:
-        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        connector = aiohttp.TCPConnector(ssl=self._trust.context()) if self._base.startswith("https://") else None
+        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout, connector=connector)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -132,6 +173,10 @@ class HttpWhiskClient:
                 if response.status >= 300:
                     raise error_for(response.status, _message(payload, response.reason or ""))
                 return payload
+        except aiohttp.ClientConnectorCertificateError as exc:
+            host = f"{exc.host}:{exc.port}"
+            reason = getattr(exc.certificate_error, "verify_message", None) or str(exc.certificate_error)
+            raise errors.Unavailable(unverified_message(host, reason)) from exc
         except aiohttp.ClientError as exc:
             raise errors.Unavailable(f"cannot reach {self._base}: {exc}; is the hub running "
                                      f"(check --apihost / TRIGGERHUB_APIHOST)?") from exc
@@ -146,8 +191,9 @@ def _json_or_text(content_type: str, text: str) -> Any:
 
 
 def _message(payload: Any, reason: str) -> str:
-    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        return payload["error"]
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, str):
+        return error
     if isinstance(payload, dict) and isinstance(payload.get("response"), dict):
         result = payload["response"].get("result")
         if isinstance(result, dict) and "error" in result:

@@ -1,10 +1,12 @@
 """click commands `deploy`, `undeploy`, `validate`; triggerhub/cli adds them to the main group.
 
 The hub is found from the command's --apihost/--auth (or TRIGGERHUB_APIHOST/TRIGGERHUB_AUTH),
-then the main group's --apihost/--auth, then ~/.wskprops (APIHOST=, AUTH=; WSK_CONFIG_FILE moves
-it), then the local hub: http://127.0.0.1:3233 with the guest key from
-$TRIGGERHUB_HOME/credentials.json. When even that is missing, a CLI may offer an in-process hub as
-`ctx.obj.local_hub`: a factory of async context managers yielding (apihost, auth).
+then the main group's --apihost/--auth, then ~/.triggerhubprops (written by `triggerhub up`;
+TRIGGERHUB_PROPS moves it), then ~/.wskprops (APIHOST=, AUTH=; WSK_CONFIG_FILE moves it), then
+the local hub: http://127.0.0.1:3233 with the guest key from $TRIGGERHUB_HOME/credentials.json.
+When even that is missing, a CLI may offer an in-process hub as
+`ctx.obj.local_hub`: a factory of async context managers yielding (apihost, auth), and
+`ctx.obj.check_routing`: the compiler of rule filters and transforms (manifests.entities.RoutingCheck).
 This package never imports the API itself (layer rule).
 """
 
@@ -13,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from triggerhub import errors
-from triggerhub.manifests.client import HttpWhiskClient
+from triggerhub.manifests.apply import Progress
+from triggerhub.manifests.client import ClientTls, HttpWhiskClient
 from triggerhub.manifests.deployer import Outcome, deploy_manifest, undeploy_manifest, validate_manifest
 from triggerhub.manifests.loader import DEFAULT_DEPLOYMENTS, find_manifest
 
@@ -40,6 +43,11 @@ def read_wskprops(path: Path | None = None) -> dict[str, str]:
     return props
 
 
+def _triggerhub_props() -> Path:
+    """What `triggerhub up` writes (see triggerhub/cli/props.py): read before ~/.wskprops."""
+    return Path(os.environ.get("TRIGGERHUB_PROPS") or Path.home() / ".triggerhubprops")
+
+
 def local_guest_auth() -> str | None:
     path = Path(os.environ.get("TRIGGERHUB_HOME", ".triggerhub")) / "credentials.json"
     try:
@@ -53,9 +61,9 @@ def hub_settings(ctx: click.Context, apihost: str | None, auth: str | None) -> t
     root = ctx.find_root().params
     apihost = apihost or root.get("apihost")
     auth = auth or root.get("auth")
-    if not (apihost and auth):
-        props = read_wskprops()
-        apihost, auth = apihost or props.get("APIHOST"), auth or props.get("AUTH")
+    for props in (read_wskprops(_triggerhub_props()), read_wskprops()):
+        if not (apihost and auth):
+            apihost, auth = apihost or props.get("APIHOST"), auth or props.get("AUTH")
     if not auth:
         auth = local_guest_auth()
         apihost = apihost or (DEFAULT_APIHOST if auth else None)
@@ -63,16 +71,19 @@ def hub_settings(ctx: click.Context, apihost: str | None, auth: str | None) -> t
 
 
 @asynccontextmanager
-async def connect(apihost: str | None, auth: str | None, local_hub: LocalHub | None) -> AsyncIterator[HttpWhiskClient]:
+async def connect(apihost: str | None, auth: str | None, local_hub: LocalHub | None, *,
+                  trust: ClientTls | None = None) -> AsyncIterator[HttpWhiskClient]:
     if apihost and auth:
-        async with HttpWhiskClient(apihost, auth) as client:
+        async with HttpWhiskClient(apihost, auth, trust=trust) as client:
             yield client
         return
     if local_hub is None:
         raise errors.ConfigError("no hub to deploy to: pass --apihost and --auth, set TRIGGERHUB_APIHOST and "
                                  "TRIGGERHUB_AUTH, write APIHOST= and AUTH= to ~/.wskprops, or start a local hub "
                                  "with `triggerhub up`")
-    async with local_hub() as (local_host, local_auth), HttpWhiskClient(local_host, local_auth) as client:
+    # The in-process hub on loopback: its certificate (when TRIGGERHUB_TLS_* are set) needs no check.
+    async with (local_hub() as (local_host, local_auth),
+                HttpWhiskClient(local_host, local_auth, trust=ClientTls(insecure=True)) as client):
         yield client
 
 
@@ -108,7 +119,16 @@ def _hub_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _as_json() -> bool:
+    """`--json` of the triggerhub CLI, before or after the command (its context object says)."""
+    return bool(getattr(click.get_current_context().obj, "as_json", False))
+
+
 def _report(outcome: Outcome, dry_run: bool) -> None:
+    if _as_json():
+        click.echo(json.dumps({"plan": outcome.plan.render(), "applied": list(outcome.applied), "dryRun": dry_run,
+                               "warnings": [str(w) for w in outcome.project.warnings]}, indent=2))
+        return
     for warning in outcome.project.warnings:
         click.echo(f"warning: {warning}", err=True)
     for line in outcome.plan.render():
@@ -117,15 +137,30 @@ def _report(outcome: Outcome, dry_run: bool) -> None:
         click.echo("dry run: nothing was changed")
 
 
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    """Step n/N of a deploy on a terminal's stderr (a rich spinner); nothing when not a terminal."""
+    from rich.console import Console
+
+    with Console(stderr=True).status("connecting") as status:
+        yield lambda number, total, what: status.update(f"[{number}/{total}] {what}")
+
+
 def _run(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except errors.ManifestError as exc:
+        if _as_json():
+            click.echo(json.dumps({"error": "the manifest has problems", "problems": [str(p) for p in exc.problems]},
+                                  indent=2))
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         raise click.exceptions.Exit(1) from exc
     except errors.TriggerhubError as exc:
-        click.echo(f"error: {exc}", err=True)
+        if _as_json():
+            click.echo(json.dumps({"error": str(exc)}, indent=2))
+        else:
+            click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(1) from exc
 
 
@@ -140,11 +175,15 @@ def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, p
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
-        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
-            return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params),
-                                         managed=managed, dry_run=dry_run, strict=strict)
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
+                           trust=getattr(ctx.obj, "trust", None)) as client:
+            return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params), on_step=step,
+                                         managed=managed, dry_run=dry_run, strict=strict,
+                                         check_routing=getattr(ctx.obj, "check_routing", None))
 
-    _report(_run(main()), dry_run)
+    with _progress() as step:
+        outcome = _run(main())
+    _report(outcome, dry_run)
 
 
 @click.command("undeploy")
@@ -158,16 +197,20 @@ def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None,
 
     async def main() -> Outcome:
         files = _inputs(manifest, deployment, project_path)
-        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None)) as client:
-            return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params),
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
+                           trust=getattr(ctx.obj, "trust", None)) as client:
+            return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params), on_step=step,
                                            managed=managed, dry_run=dry_run, strict=strict)
 
-    _report(_run(main()), dry_run)
+    with _progress() as step:
+        outcome = _run(main())
+    _report(outcome, dry_run)
 
 
 @click.command("validate")
 @_common
-def validate(manifest: Path | None, deployment: Path | None, project_path: Path,
+@click.pass_context
+def validate(ctx: click.Context, manifest: Path | None, deployment: Path | None, project_path: Path,
              params: tuple[tuple[str, str], ...], managed: bool | None, strict: bool) -> None:
     """Check a manifest (and deployment file) without a hub, against the kinds this hub runs;
     print every problem."""
@@ -175,9 +218,13 @@ def validate(manifest: Path | None, deployment: Path | None, project_path: Path,
     async def main() -> Any:
         files = _inputs(manifest, deployment, project_path)
         return validate_manifest(files[0], deployment=files[1], params=dict(params), managed=managed,
-                                 strict=strict)
+                                 strict=strict, check_routing=getattr(ctx.obj, "check_routing", None))
 
     project = _run(main())
+    if _as_json():
+        click.echo(json.dumps({"file": str(project.file), "ok": True, "entities": len(project.entities),
+                               "routes": len(project.routes), "warnings": [str(w) for w in project.warnings]}, indent=2))
+        return
     for warning in project.warnings:
         click.echo(f"warning: {warning}", err=True)
     routes = f", {len(project.routes)} routes" if project.routes else ""

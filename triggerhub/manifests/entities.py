@@ -8,12 +8,13 @@ Triggers and rules are namespace-level even when declared under a package.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from triggerhub.errors import Problem
+from triggerhub.errors import PatternError, Problem
 from triggerhub.manifests import params as P
 from triggerhub.manifests.actions import auth_problem, build_action_body, build_sequence_body
 from triggerhub.manifests.apis import api_entries, operation
@@ -22,14 +23,36 @@ from triggerhub.manifests.runtimes import HUB, Runtimes
 from triggerhub.manifests.source import Source, YamlPath
 from triggerhub.model import ApiRoute, Collection, is_valid_name
 
+RoutingCheck = Callable[[str, Any], object]
+"""Compiles a rule's `filter` or `transform` (the key says which), raising PatternError. Given by
+the caller (the CLI passes the hub's own compiler): this package never imports triggerhub.rules."""
+
 DEFAULT_PACKAGE = "default"
+_JSON_PATH_PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\[\"((?:[^\"\\]|\\.)*)\"\]")
+
+
+def json_path_parts(json_path: str) -> YamlPath:
+    """`$.data.temp[0].numeric` -> ("data", "temp", 0, "numeric"); stops at what it cannot read."""
+    parts: list[str | int] = []
+    rest = json_path[1:] if json_path.startswith("$") else json_path
+    while rest:
+        found = _JSON_PATH_PART.match(rest)
+        if found is None:
+            break
+        key, index, quoted = found.groups()
+        parts.append(int(index) if index is not None else key if key is not None else json.loads(f'"{quoted}"'))
+        rest = rest[found.end():]
+    return tuple(parts)
+
+
 _WHO = ("the hub and the identity come from --apihost/--auth (or ~/.wskprops); a manifest cannot switch them, "
         "so this is ignored")
 # keys wskdeploy reads that this hub accepts but does not act on, and why (README "Manifests")
 IGNORED_KEYS = {"namespace": _WHO, "credential": _WHO, "apiHost": _WHO, "apigwAccessToken": _WHO,
                 "config": "the OpenAPI file for IBM's API gateway is not read; declare routes with 'apis:' (or "
                           "`triggerhub api create --config-file` for an OpenAPI file naming actions under x-openwhisk)",
-                "rule": "a rule matches every event of its trigger; wskdeploy's 'rule' pattern is ignored"}
+                "rule": "wskdeploy's 'rule' pattern is ignored; give the rule a 'filter:' (an event pattern) to "
+                        "match only some events"}
 OwnerKey = tuple[str, str, str]  # (package, kind, entity name); kind "package" for package inputs
 
 
@@ -79,6 +102,7 @@ class EntityBuilder:
     cli_params: dict[str, str]
     managed: dict[str, Any] | None
     runtimes: Runtimes = HUB
+    check_routing: RoutingCheck | None = None  # compiles a rule's filter/transform; None: the hub checks on PUT
     broken: set[YamlPath] = field(default_factory=set)  # entities with shape problems: not built
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)  # problems under --strict
@@ -347,7 +371,20 @@ class EntityBuilder:
             return
         body = {"trigger": trigger_fqn, "action": self._fqn(*action), "publish": False,
                 "annotations": self._annotations(raw.get("annotations"))}
+        for key in ("filter", "transform"):
+            if raw.get(key) is not None:
+                self._check_routing(key, raw[key], path + (key,))
+                body[key] = raw[key]
         self._add(Collection.RULES, name, body, path)
+
+    def _check_routing(self, key: str, value: Any, path: YamlPath) -> None:
+        """A bad pattern is reported at the offending clause's own line and column."""
+        if self.check_routing is None:
+            return
+        try:
+            self.check_routing(key, value)
+        except PatternError as exc:
+            self._problem(path + json_path_parts(exc.path), exc.message)
 
     def _action_ref(self, pkg: str, ref: str, path: YamlPath) -> tuple[str, str] | None:
         """(package, name) of an action or sequence reference; `/ns/...` refers outside the manifest."""

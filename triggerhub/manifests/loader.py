@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from triggerhub.errors import ManifestError, Problem
-from triggerhub.manifests.entities import EntityBuilder, Overrides
+from triggerhub.manifests.entities import EntityBuilder, Overrides, RoutingCheck
 from triggerhub.manifests.project import Project
 from triggerhub.manifests.runtimes import HUB, Runtimes
 from triggerhub.manifests.schema import DEPLOYMENT, MANIFEST, check_shape, shape_errors
@@ -45,7 +45,7 @@ def find_manifest(folder: Path) -> Path:
 def load_project(manifest: Path, *, deployment: Path | None = None,
                  params: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
                  namespace: str = "_", managed: bool | None = None,
-                 runtimes: Runtimes = HUB, strict: bool = False) -> Project:
+                 runtimes: Runtimes = HUB, strict: bool = False, check_routing: RoutingCheck | None = None) -> Project:
     """Validate everything and return the Project, or raise ManifestError listing every problem."""
     env = dict(os.environ if env is None else env)
     name = display_name(manifest)
@@ -72,7 +72,7 @@ def load_project(manifest: Path, *, deployment: Path | None = None,
         problems.append(source.problem((), "a managed deployment needs a project name; add 'project: name:'"))
     builder = EntityBuilder(
         source=source, namespace=namespace, base_dir=manifest.parent, overrides=overrides,
-        cli_params=dict(params or {}), runtimes=runtimes,
+        cli_params=dict(params or {}), runtimes=runtimes, check_routing=check_routing,
         managed=_managed_annotation(project_name, source, name) if is_managed else None,
         broken={_entity_of(path) for path, _ in shape})
     builder.build()

@@ -7,6 +7,7 @@ key while reading, so later stages see final names and still know where each one
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, TypeAlias
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning
 
 from triggerhub.errors import ManifestError, Problem
 
@@ -92,7 +93,10 @@ def read_source(path: Path, display_name: str, env: Mapping[str, str]) -> Source
 def parse_source(text: str, display_name: str, env: Mapping[str, str]) -> Source:
     yaml = YAML(typ="rt", pure=True)
     try:
-        raw = yaml.load(text)
+        with warnings.catch_warnings():
+            # YAML lets a later anchor of the same name replace an earlier one; ruamel only warns
+            warnings.simplefilter("ignore", ReusedAnchorWarning)
+            raw = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -108,15 +112,33 @@ def parse_source(text: str, display_name: str, env: Mapping[str, str]) -> Source
     return Source(display_name, data, positions, text)
 
 
+def _verbatim(path: YamlPath) -> bool:
+    """A rule's `filter` and `transform` are event patterns and templates: `$or` and `$.data.x`
+    there are theirs, so no environment substitution inside them."""
+    return len(path) >= 3 and path[-3] == "rules" and path[-1] in ("filter", "transform")
+
+
+def _key_text(key: Any) -> str:
+    if key is None:
+        return ""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
 def _plain(node: Any, path: YamlPath, positions: dict[YamlPath, tuple[int, int]],
-           env: Mapping[str, str]) -> Any:
+           env: Mapping[str, str] | None) -> Any:
+    """`env` None: keep strings as written (inside a rule's filter or transform)."""
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            name = substitute(str(key), env) if isinstance(key, str) else key
+            # Manifest keys are names: a number or boolean key (`1: x`) is read as its text and a null
+            # key (`~: x`) as "", so later checks report an unknown key or a bad name at its position.
+            text = key if isinstance(key, str) else _key_text(key)
+            name = substitute(text, env) if env is not None else text
             line, column = node.lc.key(key)
             positions[path + (name,)] = (line + 1, column + 1)
-            out[name] = _plain(value, path + (name,), positions, env)
+            out[name] = _plain(value, path + (name,), positions, None if _verbatim(path + (name,)) else env)
         return out
     if isinstance(node, CommentedSeq):
         items = []
@@ -126,7 +148,7 @@ def _plain(node: Any, path: YamlPath, positions: dict[YamlPath, tuple[int, int]]
             items.append(_plain(value, path + (index,), positions, env))
         return items
     if isinstance(node, str):
-        return substitute(str(node), env)
+        return substitute(str(node), env) if env is not None else str(node)
     if isinstance(node, bool | int | float) or node is None:
         # ruamel's ScalarFloat/ScalarInt/ScalarBoolean subclass the builtins; return plain values
         if isinstance(node, bool):

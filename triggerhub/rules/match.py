@@ -1,6 +1,8 @@
-"""Rule matching, pure: which rules a fired event activates, with which ids, and how the
-trigger's activation record reports each rule's outcome (reference 3.1). No I/O here.
+"""Rule matching, pure: which rules a fired event activates, with which ids and parameters, and
+how the trigger's activation record reports each rule's outcome (reference 3.1). No I/O here.
 
+A trigger's active rules are compiled once (`compile_rules`: filters into a RuleIndex, transforms)
+and routed per event (`route`). A rule without filter or transform behaves as in OpenWhisk.
 Ids are derived from the event id, so matching a redelivered event again yields the same
 activation ids, which the store then refuses as duplicates.
 """
@@ -9,13 +11,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from triggerhub.errors import PatternError
 from triggerhub.model import (
-    ACTIVATION_ID_RE, Activation, ActivationResponse, FullyQualifiedName, ReducedRule, RuleStatus, Trigger,
-    TriggerEvent, now_ms,
+    ACTIVATION_ID_RE, Activation, ActivationResponse, FullyQualifiedName, Parameter, Parameters, ReducedRule,
+    RuleStatus, Trigger, TriggerEvent, now_ms,
 )
+from triggerhub.rules.events import event_document
+from triggerhub.rules.index import RuleIndex
+from triggerhub.rules.pattern import Filter, compile_filter
+from triggerhub.rules.transform import Transform, compile_transform
 
 _DERIVED_IDS = uuid.UUID("0b6a4a4e-9d1f-4d43-8a1c-5c1f3f2f7e21")
 
@@ -27,10 +34,101 @@ class Match:
     rule: str  # "guest/myrule"
     action: FullyQualifiedName
     activation_id: str
+    params: dict[str, Any]  # what the action gets over the trigger's parameters
+    error: str | None = None  # the rule's filter or transform failed: no activation, this reason
+    annotations: Parameters = ()  # for the action's record: provenance of routed (filter/transform) rules
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRules:
+    """A trigger's active rules, compiled once per trigger version. `broken` holds rules whose
+    stored filter or transform no longer compiles: they never fire and report why."""
+
+    source: dict[str, ReducedRule]  # the trigger's rules map these were compiled from
+    links: dict[str, ReducedRule]  # its active rules
+    index: RuleIndex
+    filters: dict[str, Filter | None]
+    transforms: dict[str, Transform]
+    broken: dict[str, str]
+
+    @property
+    def plain(self) -> bool:
+        """No filter and no transform: routing needs no event document (OpenWhisk's path)."""
+        return not self.transforms and not self.broken and all(f is None for f in self.filters.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    matched: list[Match]
+    filtered: list[str]  # active rules whose filter refused the event
+    taken: list[str] = field(default_factory=list)  # active rules whose filter took it (plain rules are not here)
+
+
+def compile_rules(trigger: Trigger) -> CompiledRules:
+    links = active_rules(trigger)
+    filters: dict[str, Filter | None] = {}
+    transforms: dict[str, Transform] = {}
+    broken: dict[str, str] = {}
+    for key, link in links.items():
+        try:
+            filters[key] = None if link.filter is None else compile_filter(link.filter)
+            if link.transform is not None:
+                transforms[key] = compile_transform(link.transform)
+        except PatternError as exc:
+            filters.pop(key, None)
+            broken[key] = exc.message
+    return CompiledRules(trigger.rules, links, RuleIndex(filters), filters, transforms, broken)
+
+
+def route(compiled: CompiledRules, event: TriggerEvent) -> Routing:
+    """Which rules `event` activates, with the parameters each gives its action."""
+    payload = event_payload(event)
+    if compiled.plain:
+        return Routing([Match(key, link.action, rule_activation_id(event, key), payload)
+                        for key, link in compiled.links.items()], [])
+    document = event_document(event)
+    chosen = set(compiled.index.matching(document))
+    matched: list[Match] = []
+    filtered: list[str] = []
+    taken = [key for key in compiled.links if key in chosen and compiled.filters.get(key) is not None]
+    for key, link in compiled.links.items():
+        activation_id = rule_activation_id(event, key)
+        routed = provenance(key, event) if link.filter is not None or link.transform is not None else ()
+        if key in compiled.broken:
+            matched.append(Match(key, link.action, activation_id, {}, compiled.broken[key]))
+        elif key not in chosen:
+            filtered.append(key)
+        elif key in compiled.transforms:
+            params, error = _transformed(compiled.transforms[key], document)
+            matched.append(Match(key, link.action, activation_id, params, error, routed))
+        else:
+            matched.append(Match(key, link.action, activation_id, payload, None, routed))
+    return Routing(matched, filtered, taken)
+
+
+def _transformed(transform: Transform, document: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    try:
+        return transform.apply(document), None
+    except PatternError as exc:
+        return {}, exc.message
+
+
+def compile_routing(key: str, value: Any) -> None:
+    """Check a rule's `filter` (key "filter") or `transform` as the hub compiles it: PatternError."""
+    if key == "filter":
+        compile_filter(value)
+    else:
+        compile_transform(value)
 
 
 def match(trigger: Trigger, event: TriggerEvent) -> list[Match]:
-    return [Match(key, link.action, rule_activation_id(event, key)) for key, link in active_rules(trigger).items()]
+    """Every rule `event` activates (compiles the trigger's rules each call: for tests and tools)."""
+    return route(compile_rules(trigger), event).matched
+
+
+def provenance(rule: str, event: TriggerEvent) -> Parameters:
+    """Annotations on a rule's activation: which rule and which event produced its parameters."""
+    return (Parameter("rule", rule), Parameter("event", event.id))
 
 
 def active_rules(trigger: Trigger) -> dict[str, ReducedRule]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from triggerhub.model import (
-    JSON, Activation, ApiRoute, Collection, Entity, Invocation, Subject, TriggerEvent,
+    JSON, Activation, ApiRoute, Collection, Entity, Invocation, RuleCounts, Subject, TriggerEvent,
 )
 
 
@@ -47,6 +47,8 @@ class Acceptance:
     invocations: Sequence[Invocation] = ()
     activations: Sequence[Activation] = ()
     cursor: tuple[str, str] | None = None  # (feed id, new cursor value)
+    matched_rules: Sequence[str] = ()  # rules with a filter that took the event ("guest/r")
+    filtered_rules: Sequence[str] = ()  # rules whose filter refused it
 
 
 class Store(Protocol):
@@ -102,6 +104,11 @@ class Store(Protocol):
     async def get_cursor(self, feed_id: str) -> str | None: ...
     async def set_cursor(self, feed_id: str, value: str) -> None: ...
     async def count_events(self, trigger: str | None = None) -> int: ...
+    async def get_rule_counts(self, rule: str) -> RuleCounts:
+        """How many accepted events the filter of `rule` ("guest/r") took and refused."""
+
+    async def get_event(self, event_id: str) -> TriggerEvent | None:
+        """The stored trigger event with this CloudEvent id; None when there is none."""
 
     # API gateway routes -----------------------------------------------------------------------
     async def put_route(self, route: ApiRoute) -> None:

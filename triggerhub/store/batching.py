@@ -41,7 +41,8 @@ class GroupCommit(Generic[Request, Answer]):
         self.batches = 0  # statistics: transactions written, for the benchmark and tests
 
     async def submit(self, request: Request) -> Answer:
-        queued = _Queued(request, asyncio.get_running_loop().create_future())
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        queued = _Queued(request, answer)
         self._queue.append(queued)
         try:
             while not queued.answer.done():

@@ -102,22 +102,41 @@ def action_from_doc(doc: Doc) -> Action:
                   limits=_limits_from(doc["limits"]), **_common_from(doc))
 
 
+def _reduced(link: ReducedRule) -> list[JSON]:
+    """[action, status] as before issue 13; [action, status, filter, transform] when either is set."""
+    short = [_fqn(link.action), link.status.value]
+    return short if link.filter is None and link.transform is None else [*short, link.filter, link.transform]
+
+
+def _reduced_from(item: list[JSON]) -> ReducedRule:
+    action, status, *routing = item
+    filter_, transform = routing if routing else (None, None)
+    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform)
+
+
 def trigger_to_doc(trigger: Trigger) -> Doc:
-    rules = {key: [_fqn(link.action), link.status.value] for key, link in trigger.rules.items()}
+    rules = {key: _reduced(link) for key, link in trigger.rules.items()}
     return _common(trigger) | {"parameters": _params(trigger.parameters), "rules": rules}
 
 
 def trigger_from_doc(doc: Doc) -> Trigger:
-    rules = {key: ReducedRule(_fqn_from(action), RuleStatus(status)) for key, (action, status) in doc["rules"].items()}
+    rules = {key: _reduced_from(item) for key, item in doc["rules"].items()}
     return Trigger(parameters=_params_from(doc["parameters"]), rules=rules, **_common_from(doc))
 
 
 def rule_to_doc(rule: Rule) -> Doc:
-    return _common(rule) | {"trigger": _fqn(rule.trigger), "action": _fqn(rule.action)}
+    doc = _common(rule) | {"trigger": _fqn(rule.trigger), "action": _fqn(rule.action)}
+    if rule.filter is not None:
+        doc["filter"] = rule.filter
+    if rule.transform is not None:
+        doc["transform"] = rule.transform
+    return doc
 
 
 def rule_from_doc(doc: Doc) -> Rule:
-    return Rule(trigger=_fqn_from(doc["trigger"]), action=_fqn_from(doc["action"]), **_common_from(doc))
+    """Rules stored before issue 13 have neither `filter` nor `transform`."""
+    return Rule(trigger=_fqn_from(doc["trigger"]), action=_fqn_from(doc["action"]), filter=doc.get("filter"),
+                transform=doc.get("transform"), **_common_from(doc))
 
 
 def package_to_doc(package: Package) -> Doc:
@@ -130,7 +149,8 @@ def package_from_doc(doc: Doc) -> Package:
     return Package(parameters=_params_from(doc["parameters"]), binding=binding, **_common_from(doc))
 
 
-_ENTITY_TO = {Action: action_to_doc, Trigger: trigger_to_doc, Rule: rule_to_doc, Package: package_to_doc}
+_ENTITY_TO: dict[type[Entity], Callable[[Any], Doc]] = {
+    Action: action_to_doc, Trigger: trigger_to_doc, Rule: rule_to_doc, Package: package_to_doc}
 _ENTITY_FROM: dict[Collection, Callable[[Doc], Entity]] = {
     Collection.ACTIONS: action_from_doc, Collection.TRIGGERS: trigger_from_doc,
     Collection.RULES: rule_from_doc, Collection.PACKAGES: package_from_doc,
@@ -138,7 +158,7 @@ _ENTITY_FROM: dict[Collection, Callable[[Doc], Entity]] = {
 
 
 def entity_to_doc(entity: Entity) -> Doc:
-    return _ENTITY_TO[type(entity)](entity)  # type: ignore[operator]
+    return _ENTITY_TO[type(entity)](entity)
 
 
 def entity_from_doc(collection: Collection | str, doc: Doc) -> Entity:

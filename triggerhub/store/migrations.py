@@ -83,6 +83,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             doc TEXT NOT NULL,
             PRIMARY KEY (namespace, base_path, rel_path, verb))""",
     )),
+    # Per rule with a filter: events it took and events it filtered out, counted in the same
+    # transaction that accepts each event (so exactly once, in every process that matches).
+    Migration(3, "rule routing counts", (
+        """CREATE TABLE rule_counts (
+            rule TEXT PRIMARY KEY,
+            matched BIGINT NOT NULL,
+            filtered BIGINT NOT NULL)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Executable
+from sqlalchemy import Connection, Executable, delete
 
 from triggerhub.errors import RevisionConflict
-from triggerhub.model import Activation, Entity, collection_of, now_ms
+from triggerhub.model import Activation, Collection, Entity, collection_of, now_ms
 from triggerhub.store import statements
 from triggerhub.store.base import Acceptance
 from triggerhub.store.statements import Statements
-from triggerhub.store.tables import activations, pending
+from triggerhub.store.tables import activations, pending, rule_counts
 
 
 def execute(conn: Connection, statement: Executable, params: Any = None) -> None:
@@ -57,6 +57,9 @@ def put_entities(conn: Connection, sql: Statements, puts: Sequence[Entity], writ
             "collection": collection_of(entity).value, "revision": entity.revision})
         if result.rowcount != 1:
             raise _conflict(conn, sql, entity, "delete")
+    deleted_rules = [f"{e.namespace}/{e.name}" for e in deletes if collection_of(e) is Collection.RULES]
+    if deleted_rules:  # a rule created again under the same name counts afresh
+        conn.execute(delete(rule_counts).where(rule_counts.c.rule.in_(deleted_rules)))
 
 
 def _conflict(conn: Connection, sql: Statements, entity: Entity, verb: str) -> RevisionConflict:
@@ -102,7 +105,23 @@ def accept(conn: Connection, sql: Statements, batch: Sequence[Acceptance]) -> li
         conn.execute(activations.insert(), activation_rows)
     if cursor_rows:
         conn.execute(sql.upsert_cursor, list(cursor_rows.values()))
+    count_rows = rule_count_rows(taken)
+    if count_rows:
+        conn.execute(sql.add_rule_counts, count_rows)
     return answers
+
+
+def rule_count_rows(taken: Sequence[Acceptance]) -> list[dict[str, Any]]:
+    """One row per rule (a statement may not touch a row twice), in key order so that two
+    concurrent transactions lock rows in the same order."""
+    counts: dict[str, list[int]] = {}
+    for acceptance in taken:
+        for rule in acceptance.matched_rules:
+            counts.setdefault(rule, [0, 0])[0] += 1
+        for rule in acceptance.filtered_rules:
+            counts.setdefault(rule, [0, 0])[1] += 1
+    return [{"rule": rule, "matched": matched, "filtered": filtered}
+            for rule, (matched, filtered) in sorted(counts.items())]
 
 
 def complete(conn: Connection, sql: Statements, batch: Sequence[Activation]) -> set[str]:

@@ -1,18 +1,21 @@
 """How one Store operation (a function of a sync Connection) reaches the database, as one transaction.
 
-PostgreSQL: a pooled asyncpg connection, the operation run through `run_sync`. SQLite: inline on
-one sqlite3 connection in the event-loop thread, chosen over one `asyncio.to_thread` hop per
-operation because the hop costs more than the work (complete() p50 0.55 vs 0.8-0.9 ms); a thread
-only waits for another writer's lock, checkpoints, or runs a listing. Measurements in SqliteRunner.
+PostgreSQL: a pooled asyncpg connection, the operation run through `run_sync`. SQLite: writes in
+one writer thread that commits every write queued meanwhile as one transaction (group commit off
+the event loop), reads by key inline in the loop thread, listings in a thread. See SqliteRunner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -28,7 +31,10 @@ Operation = Callable[[Connection], T]
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-CHECKPOINT_EVERY_WRITES = 200  # ~1,000-2,000 WAL pages of accepts and completes
+CHECKPOINT_EVERY_WRITES = 200  # commits (each of one or many writes) between two checkpoints
+WAL_LIMIT_BYTES = 4 * 1024 * 1024  # the -wal file is truncated before the batch after it passes this
+CHECKPOINT_WAIT_MS = 1_000  # how long a checkpoint waits for readers of old snapshots
+MAX_WRITES_PER_TRANSACTION = 64  # operations (each may be a batch of up to 256 requests)
 
 
 class Runner(Protocol):
@@ -60,28 +66,39 @@ class AsyncRunner:
 
 
 class SqliteRunner:
-    """SQLite through the stdlib sqlite3 driver; each operation is one synchronous transaction.
+    """SQLite through the stdlib sqlite3 driver: one writer thread, reads inline in the loop thread.
 
-    Chosen: inline in the event-loop thread, over one `asyncio.to_thread` hop per operation: with
-    WAL and synchronous=NORMAL a commit does not fsync, so the work is a few hundred microseconds
-    of SQL and SQLAlchemy, less than a hop costs under load. bench/store_bench.py --count 2000,
-    p50, same machine and load, inline vs one hop: complete 0.55 vs 0.80-0.94 ms, get_entity
-    0.15-0.17 vs 0.41-0.42 ms; 32 tasks: 7,700-8,000 vs 3,900-4,600 completes/s. Inline operations
-    of one process never overlap, so they need no lock; each first gives the loop one turn, so
-    writers arriving meanwhile share the next group commit. The loop never waits on another
-    connection or the disk:
-    - the inline connection has busy_timeout 0 and a write takes the lock first (BEGIN IMMEDIATE);
-      when another process (or this one's thread) holds it, the operation runs again in a thread on
-      a pooled connection that waits up to busy_timeout;
-    - listings and counts, unbounded in size, always take that hop;
-    - the inline connection does not checkpoint (a checkpoint copies the WAL back and fsyncs:
-      milliseconds); every CHECKPOINT_EVERY_WRITES writes, one write first checkpoints in a thread.
+    Writes go to one thread that owns the write connection. It takes every write queued since its
+    last commit (the accept and complete batches of many concurrent requests, cursors, entities)
+    and commits them as one transaction, then wakes the loop once for the whole batch: a caller's
+    future is resolved only after the COMMIT returned, so "stored before 202 / PUBACK" holds, and
+    durability costs one commit (with `synchronous=FULL`, one fsync) per batch, not per request.
+    SQLite's own work (sqlite3_step, the WAL write, any fsync) runs without the GIL, so the loop
+    keeps serving while a batch commits or waits for another process's write lock (busy_timeout).
+    When a combined transaction fails, it is rolled back and each write runs again alone, so one
+    bad write cannot fail its neighbours (operations only touch the connection, so they may rerun).
+
+    Reads by key run inline on a second connection in the loop thread: a primary-key read costs
+    tens of microseconds, less than any thread hop. WAL readers never wait for the writer, and a
+    read started after a write's future resolved sees that write (read-your-writes). Listings and
+    counts, unbounded in size, run in a thread on a pooled connection; so does an inline read
+    that meets SQLITE_BUSY (its connection has busy_timeout 0, so the loop never waits on a lock).
+
+    The loop thread hands over the writes submitted in one loop turn together (one wake-up of
+    the writer per turn, not per write).
+
+    The WAL stays bounded: before a batch, when the -wal file has passed WAL_LIMIT_BYTES or
+    CHECKPOINT_EVERY_WRITES transactions were committed since the last checkpoint, the writer runs
+    `wal_checkpoint(TRUNCATE)`, which copies the WAL into the database and truncates it to zero
+    bytes; it waits at most CHECKPOINT_WAIT_MS for readers of old snapshots, else it retries
+    before the next batch. So the file stays under WAL_LIMIT_BYTES plus one batch, unless a reader
+    holds one snapshot for longer than that wait (readers here hold one for one statement).
     """
 
-    def __init__(self, engine: Engine, inline: Connection) -> None:
+    def __init__(self, engine: Engine, inline: Connection, writer: _Writer) -> None:
         self._engine = engine
         self._inline: Connection | None = inline
-        self._writes_since_checkpoint = 0
+        self._writer = writer
 
     @classmethod
     async def open(cls, url: URL, synchronous: str) -> SqliteRunner:
@@ -90,55 +107,202 @@ class SqliteRunner:
                                skip_autocommit_rollback=True,
                                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
         event.listen(engine, "connect", partial(configure_sqlite, synchronous=synchronous))
+        wal_path = Path(f"{url.database}-wal")
+        inline: Connection | None = None
         try:
             inline = await asyncio.to_thread(_inline_connection, engine)
+            write_connection = await asyncio.to_thread(_write_connection, engine)
         except BaseException:
+            if inline is not None:
+                inline.close()
             engine.dispose()
             raise
-        return cls(engine, inline)
+        writer = _Writer(write_connection, wal_path, asyncio.get_running_loop())
+        return cls(engine, inline, writer)
+
+    def statistics(self) -> WriterStatistics:
+        return self._writer.statistics()
 
     async def write(self, operation: Operation[T]) -> T:
-        self._writes_since_checkpoint += 1
-        if self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES:
-            self._writes_since_checkpoint = 0
-            await asyncio.to_thread(self._checkpoint)
-        return await self._run(operation, write=True)
+        return await self._writer.submit(operation)
 
     async def read(self, operation: Operation[T], *, listing: bool = False) -> T:
         if listing:
-            return await asyncio.to_thread(self._pooled, operation, False)
-        return await self._run(operation, write=False)
+            return await asyncio.to_thread(self._pooled, operation)
+        if self._inline is None:
+            raise StoreError("the store is closed; nothing was read")
+        try:
+            return operation(self._inline)
+        except (DBAPIError, sqlite3.OperationalError) as exc:
+            if not _is_lock_timeout(exc):
+                raise
+        return await asyncio.to_thread(self._pooled, operation)
 
     async def close(self) -> None:
         inline, self._inline = self._inline, None
+        await self._writer.close()
         if inline is not None:
             await asyncio.to_thread(inline.close)  # the last connection to close checkpoints
         await asyncio.to_thread(self._engine.dispose)
 
-    async def _run(self, operation: Operation[T], *, write: bool) -> T:
-        await asyncio.sleep(0)  # one turn for the loop first; writers arriving meanwhile share a group commit
-        if self._inline is None:
-            raise StoreError("the store was closed while this operation waited; nothing was written")
-        try:
-            return _transaction(self._inline, operation, write)
-        except DBAPIError as exc:
-            if not _is_busy(exc):
-                raise
-        return await asyncio.to_thread(self._pooled, operation, write)
-
-    def _pooled(self, operation: Operation[T], write: bool) -> T:
+    def _pooled(self, operation: Operation[T]) -> T:
         with self._engine.connect() as conn:
-            return _transaction(conn, operation, write)
+            return operation(conn)
 
-    def _checkpoint(self) -> None:
-        """PASSIVE: copies what no reader still needs, waits for no one; a failure only delays it."""
-        try:
-            with self._engine.connect() as conn:
-                busy, wal_pages, copied_pages = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
-        except DBAPIError as exc:
-            log.warning("SQLite checkpoint failed, the WAL keeps growing until the next one: %s", exc.orig)
+
+@dataclass(frozen=True, slots=True)
+class WriterStatistics:
+    transactions: int  # commits, including the lone reruns after a combined one failed
+    writes: int  # write operations committed or failed
+    checkpoints: int  # wal_checkpoint(TRUNCATE) runs that reset the WAL
+
+
+@dataclass(slots=True)
+class _Job:
+    operation: Operation[Any]
+    answer: asyncio.Future[Any]
+
+
+class _Writer:
+    """The thread that owns the write connection and commits every queued write as one batch."""
+
+    def __init__(self, connection: Connection, wal_path: Path, loop: asyncio.AbstractEventLoop) -> None:
+        self._connection = connection
+        self._wal_path = wal_path
+        self._loop = loop
+        # The loop thread hands jobs over once per loop turn (one wake-up of this thread for all
+        # the writes submitted in that turn); None asks the thread to stop.
+        self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._submitted: list[_Job] = []
+        self._closed = False
+        self._commits_since_checkpoint = 0
+        self._transactions = self._writes = self._checkpoints = 0
+        self._thread = threading.Thread(target=self._serve, name="triggerhub-sqlite-writer", daemon=True)
+        self._thread.start()
+
+    def statistics(self) -> WriterStatistics:
+        return WriterStatistics(self._transactions, self._writes, self._checkpoints)
+
+    async def submit(self, operation: Operation[T]) -> T:
+        if self._closed:
+            raise StoreError("the store was closed; nothing was written")
+        job = _Job(operation, self._loop.create_future())
+        if not self._submitted:
+            self._loop.call_soon(self._hand_over)
+        self._submitted.append(job)
+        result: T = await job.answer
+        return result
+
+    def _hand_over(self) -> None:
+        submitted, self._submitted = self._submitted, []
+        self._jobs.put(submitted)
+
+    async def close(self) -> None:
+        if self._closed:
             return
-        log.debug("SQLite checkpoint: %s of %s WAL pages copied (busy=%s)", copied_pages, wal_pages, busy)
+        self._closed = True
+        if self._submitted:
+            self._hand_over()
+        self._jobs.put(None)  # after every queued write: those are still committed
+        await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self._connection.close)
+
+    # in the writer thread ----------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        waiting: list[_Job] = []
+        stopping = False
+        while waiting or not stopping:
+            if not waiting:
+                handed = self._jobs.get()
+                if handed is None:
+                    stopping = True
+                    continue
+                waiting = handed
+            while len(waiting) < MAX_WRITES_PER_TRANSACTION and not stopping:
+                try:
+                    handed = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if handed is None:
+                    stopping = True  # after what was handed over before it
+                else:
+                    waiting.extend(handed)
+            batch, waiting = waiting[:MAX_WRITES_PER_TRANSACTION], waiting[MAX_WRITES_PER_TRANSACTION:]
+            live = [j for j in batch if not j.answer.cancelled()]  # a racy read: see _settle
+            if not live:
+                continue
+            try:
+                outcomes = self._commit(live)
+            except Exception as exc:  # a defect outside any operation: each caller hears it
+                log.exception("SQLite writer failed outside a transaction")
+                outcomes = [(j, None, StoreError(f"the SQLite writer failed: {exc}; the write may or may not "
+                                                 "have been committed; retry it")) for j in live]
+            self._settle_soon(outcomes)
+
+    def _commit(self, batch: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
+        self._checkpoint_if_due()
+        self._writes += len(batch)
+        self._commits_since_checkpoint += 1
+        try:
+            self._transactions += 1
+            results = _transaction(self._connection, lambda conn: [j.operation(conn) for j in batch], write=True)
+            return [(job, result, None) for job, result in zip(batch, results, strict=True)]
+        except Exception as exc:
+            if len(batch) == 1 or _is_lock_timeout(exc):  # alone, each would wait out busy_timeout again
+                return [(job, None, exc) for job in batch]
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        for job in batch:  # each alone, so one bad write fails only its own caller
+            try:
+                self._transactions += 1
+                outcomes.append((job, _transaction(self._connection, job.operation, write=True), None))
+            except Exception as exc:
+                outcomes.append((job, None, exc))
+        return outcomes
+
+    def _settle_soon(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(_settle, outcomes)
+        except RuntimeError:  # the loop is closed: no one is left waiting for these answers
+            log.warning("SQLite writer: the event loop closed before %d committed writes were answered",
+                        len(outcomes))
+
+    def _checkpoint_if_due(self) -> None:
+        try:
+            wal_bytes = self._wal_path.stat().st_size
+        except FileNotFoundError:
+            wal_bytes = 0
+        if wal_bytes < WAL_LIMIT_BYTES and self._commits_since_checkpoint < CHECKPOINT_EVERY_WRITES:
+            return
+        conn = self._connection
+        try:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+            try:
+                busy, wal_pages, copied_pages = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            finally:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        except DBAPIError as exc:
+            log.warning("SQLite checkpoint failed; the writer retries before its next batch: %s", exc.orig)
+            return
+        if busy:
+            log.warning("SQLite checkpoint: readers held old snapshots for %d ms (%s of %s WAL pages copied); "
+                        "retrying before the next batch", CHECKPOINT_WAIT_MS, copied_pages, wal_pages)
+            return
+        self._commits_since_checkpoint = 0
+        self._checkpoints += 1
+        log.debug("SQLite checkpoint: %s WAL pages copied, WAL truncated from %d bytes", copied_pages, wal_bytes)
+
+
+def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """In the loop thread. A caller cancelled after the writer took its job finds its answer
+    cancelled; the write may then be committed all the same, like any write cut off in flight."""
+    for job, result, error in outcomes:
+        if job.answer.done():
+            continue
+        if error is None:
+            job.answer.set_result(result)
+        else:
+            job.answer.set_exception(error)
 
 
 def configure_sqlite(dbapi_connection: Any, _record: Any, *, synchronous: str) -> None:
@@ -153,9 +317,18 @@ def configure_sqlite(dbapi_connection: Any, _record: Any, *, synchronous: str) -
 
 
 def _inline_connection(engine: Engine) -> Connection:
+    """The loop thread's read connection: never waits for a lock (busy reads take a thread)."""
     connection = engine.connect()
     connection.detach()  # closed, not pooled, at the end: its settings stay its own
     connection.exec_driver_sql("PRAGMA busy_timeout=0")
+    connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+    return connection
+
+
+def _write_connection(engine: Engine) -> Connection:
+    """The writer thread's connection: waits for other processes' locks; checkpoints only when told."""
+    connection = engine.connect()
+    connection.detach()
     connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
     return connection
 
@@ -174,6 +347,12 @@ def _transaction(conn: Connection, operation: Operation[T], write: bool) -> T:
             conn.exec_driver_sql("ROLLBACK")
         raise
     return result
+
+
+def _is_lock_timeout(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        return _is_busy(exc)
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _is_busy(exc: DBAPIError) -> bool:

@@ -1,33 +1,42 @@
 """The Store over SQLAlchemy 2 Core: SQLite (sqlite3) embedded, PostgreSQL (asyncpg) distributed.
 
 Each operation's statements live once in `operations.py`; `runners.py` runs them as one
-transaction per dialect (SQLite inline in the event-loop thread, PostgreSQL through asyncpg).
-Races are settled by primary keys and conflict clauses inside one transaction, never by reading first.
+transaction per dialect (SQLite: group commits in one writer thread, reads by key inline;
+PostgreSQL through asyncpg). On SQLite the hot paths (accept, complete, reads by key) use the
+sqlite3 connection directly (`direct.py`). Races are settled by primary keys and conflict clauses
+inside one transaction, never by reading first.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, event, func, or_, select
+from sqlalchemy import Connection, Select, and_, delete, event, func, or_, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from triggerhub.errors import ConfigError, StoreError
-from triggerhub.model import Activation, ApiRoute, Collection, Entity, Invocation, Subject, now_ms
-from triggerhub.store import codec, operations, statements
+from triggerhub.model import (
+    Activation, ApiRoute, Collection, Entity, Invocation, RuleCounts, Subject, TriggerEvent, now_ms,
+)
+from triggerhub.store import codec, direct, operations, statements
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
-from triggerhub.store.runners import SQLITE_BUSY_TIMEOUT_MS, AsyncRunner, Runner, SqliteRunner, configure_sqlite
-from triggerhub.store.tables import activations, api_routes, cursors, entities, events, feeds, pending, subjects
+from triggerhub.store.runners import (
+    SQLITE_BUSY_TIMEOUT_MS, AsyncRunner, Runner, SqliteRunner, WriterStatistics, configure_sqlite,
+)
+from triggerhub.store.tables import (
+    activations, api_routes, cursors, entities, events, feeds, pending, rule_counts, subjects,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,12 @@ class SqlStore:
         self._acceptances = GroupCommit(self._accept_batch)
         self._completions = GroupCommit(self._complete_batch)
         self._sql = statements.Statements(self._url.get_backend_name())
+        if self._is_sqlite:
+            self._accept_op: Callable[..., list[bool]] = direct.accept
+            self._complete_op: Callable[..., set[str]] = direct.complete
+        else:
+            self._accept_op = partial(operations.accept, sql=self._sql)
+            self._complete_op = partial(operations.complete, sql=self._sql)
 
     def __repr__(self) -> str:
         return f"SqlStore({self._url.render_as_string(hide_password=True)!r})"
@@ -83,6 +98,10 @@ class SqlStore:
         if runner is not None:
             await runner.close()
 
+    def statistics(self) -> WriterStatistics | None:
+        """SQLite: the writer thread's commits so far; None on PostgreSQL (pooled transactions)."""
+        return self._runner.statistics() if isinstance(self._runner, SqliteRunner) else None
+
     # subjects ---------------------------------------------------------------------------------
 
     async def put_subject(self, subject: Subject) -> None:
@@ -92,9 +111,12 @@ class SqlStore:
             await self._opened.write(partial(operations.execute, statement=self._sql.upsert_subject, params=row))
 
     async def get_subject(self, uuid: str) -> Subject | None:
+        if self._is_sqlite:
+            read: Callable[[Connection], str | None] = partial(direct.select_subject_doc, uuid=uuid)
+        else:
+            read = partial(operations.scalar, query=self._sql.select_subject, params={"uuid": uuid})
         with self._translated("read a subject"):
-            doc = await self._opened.read(partial(operations.scalar, query=self._sql.select_subject,
-                                                  params={"uuid": uuid}))
+            doc = await self._opened.read(read)
         return None if doc is None else codec.subject_from_doc(codec.loads(doc))
 
     async def list_subjects(self) -> list[Subject]:
@@ -112,10 +134,16 @@ class SqlStore:
     # entities ---------------------------------------------------------------------------------
 
     async def get_entity(self, namespace: str, name: str) -> Entity | None:
+        if self._is_sqlite:
+            read: Callable[[Connection], Any] = partial(direct.select_entity, path=namespace, name=name)
+        else:
+            read = partial(operations.first, query=self._sql.select_entity, params={"path": namespace, "name": name})
         with self._translated(f"read entity '{namespace}/{name}'"):
-            row = await self._opened.read(partial(operations.first, query=self._sql.select_entity,
-                                                  params={"path": namespace, "name": name}))
-        return None if row is None else codec.entity_from_doc(row.collection, codec.loads(row.doc))
+            row = await self._opened.read(read)
+        if row is None:
+            return None
+        collection, _revision, doc = row
+        return codec.entity_from_doc(collection, codec.loads(doc))
 
     async def put_entities(self, puts: Sequence[Entity], deletes: Sequence[Entity] = ()) -> list[Entity]:
         written = [replace(entity, revision=entity.revision + 1) for entity in puts]
@@ -143,10 +171,12 @@ class SqlStore:
     async def accept(self, acceptance: Acceptance) -> bool:
         what = f"accept event {acceptance.event.id!r}" if acceptance.event else "accept invocations"
         with self._translated(what):
+            if self._is_sqlite:  # its writer thread commits concurrent writes together
+                return (await self._accept_batch([acceptance]))[0]
             return await self._acceptances.submit(acceptance)
 
     async def _accept_batch(self, batch: list[Acceptance]) -> list[bool]:
-        answers = await self._opened.write(partial(operations.accept, sql=self._sql, batch=batch))
+        answers = await self._opened.write(partial(self._accept_op, batch=batch))
         for acceptance, accepted in zip(batch, answers):
             if acceptance.event is not None and not accepted:
                 log.info("event %s was accepted before; nothing written", acceptance.event.id)
@@ -154,11 +184,13 @@ class SqlStore:
 
     async def complete(self, activation: Activation) -> bool:
         with self._translated(f"record activation {activation.activation_id}"):
+            if self._is_sqlite:
+                return (await self._complete_batch([activation]))[0]
             return await self._completions.submit(activation)
 
     async def _complete_batch(self, batch: list[Activation]) -> list[bool]:
         """An id already recorded (or seen earlier in the batch) answers False and changes nothing."""
-        inserted = await self._opened.write(partial(operations.complete, sql=self._sql, batch=batch))
+        inserted = await self._opened.write(partial(self._complete_op, batch=batch))
         answers = []
         for activation in batch:
             answers.append(activation.activation_id in inserted)
@@ -169,9 +201,14 @@ class SqlStore:
         return answers
 
     async def get_activation(self, namespace: str, activation_id: str) -> Activation | None:
+        if self._is_sqlite:
+            read: Callable[[Connection], str | None] = partial(direct.select_activation_doc, namespace=namespace,
+                                                               activation_id=activation_id)
+        else:
+            read = partial(operations.scalar, query=self._sql.select_activation,
+                           params={"namespace": namespace, "activation_id": activation_id})
         with self._translated(f"read activation {activation_id!r}"):
-            doc = await self._opened.read(partial(operations.scalar, query=self._sql.select_activation,
-                                                  params={"namespace": namespace, "activation_id": activation_id}))
+            doc = await self._opened.read(read)
         return None if doc is None else codec.activation_from_doc(codec.loads(doc))
 
     async def list_activations(self, query: ActivationQuery) -> list[Activation]:
@@ -237,6 +274,18 @@ class SqlStore:
         with self._translated("count events"):
             return await self._count(query)
 
+    async def get_rule_counts(self, rule: str) -> RuleCounts:
+        query = select(rule_counts.c.matched, rule_counts.c.filtered).where(rule_counts.c.rule == rule)
+        with self._translated(f"read the counts of rule {rule!r}"):
+            row = await self._opened.read(partial(operations.first, query=query, params={}))
+        return RuleCounts() if row is None else RuleCounts(int(row.matched), int(row.filtered))
+
+    async def get_event(self, event_id: str) -> TriggerEvent | None:
+        query = select(events.c.doc).where(events.c.id == event_id)
+        with self._translated(f"read event {event_id!r}"):
+            doc = await self._opened.read(partial(operations.scalar, query=query))
+        return None if doc is None else codec.event_from_doc(codec.loads(doc))
+
     # API gateway routes -----------------------------------------------------------------------
 
     async def put_route(self, route: ApiRoute) -> None:
@@ -280,7 +329,7 @@ class SqlStore:
         """Turn database and driver failures into StoreError naming the operation and database."""
         try:
             yield
-        except (DBAPIError, PoolTimeoutError, OSError) as exc:
+        except (DBAPIError, PoolTimeoutError, OSError, sqlite3.Error) as exc:
             raise StoreError(f"could not {what} in {self!r}: {_describe(exc)}; "
                              "check that the database is reachable and writable") from exc
 

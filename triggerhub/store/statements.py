@@ -13,7 +13,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from triggerhub.model import Activation, Collection, Entity, Invocation, TriggerEvent, annotation, collection_of
 from triggerhub.store import codec
 from triggerhub.store.base import ActivationQuery
-from triggerhub.store.tables import activations, api_routes, cursors, entities, events, feeds, pending, subjects
+from triggerhub.store.tables import (
+    activations, api_routes, cursors, entities, events, feeds, pending, rule_counts, subjects,
+)
 
 
 class Statements:
@@ -51,6 +53,10 @@ class Statements:
         upsert_feed = insert(feeds)
         self.upsert_feed = upsert_feed.on_conflict_do_update(index_elements=["trigger_fqn"], set_={
             "namespace": upsert_feed.excluded.namespace, "doc": upsert_feed.excluded.doc})
+        upsert_counts = insert(rule_counts)
+        self.add_rule_counts = upsert_counts.on_conflict_do_update(index_elements=["rule"], set_={
+            "matched": rule_counts.c.matched + upsert_counts.excluded.matched,
+            "filtered": rule_counts.c.filtered + upsert_counts.excluded.filtered})
         upsert_route = insert(api_routes)
         self.upsert_route = upsert_route.on_conflict_do_update(
             index_elements=["namespace", "base_path", "rel_path", "verb"], set_={"doc": upsert_route.excluded.doc})

@@ -60,6 +60,13 @@ feeds = Table(
     Column("doc", Text, nullable=False),
 )
 
+rule_counts = Table(
+    "rule_counts", metadata,
+    Column("rule", Text, primary_key=True),  # "guest/r"
+    Column("matched", BigInteger, nullable=False),
+    Column("filtered", BigInteger, nullable=False),
+)
+
 cursors = Table(
     "cursors", metadata,
     Column("feed_id", Text, primary_key=True),

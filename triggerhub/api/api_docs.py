@@ -1,0 +1,341 @@
+"""The OpenAPI 3.1 document of the hub's HTTP API, served at `GET /api/v1/api-docs` (where
+OpenWhisk serves its Swagger), built once from the tables below.
+
+Every path item names the aiohttp route serving it (`x-aiohttp-route`, with `x-aiohttp-any-method`
+for routes registered for every method, and `x-aiohttp-aliases` for trailing-slash variants), so
+tests/unit/test_api_docs.py can prove the document and the router list the same routes.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from aiohttp import web
+
+from triggerhub import __version__
+from triggerhub.engine import kinds
+
+Doc = dict[str, Any]
+_CODE_KINDS = sorted({*kinds.CODE_KINDS, *kinds.ALIASES, *(f"{family}:default" for family in kinds.DEFAULT_KIND)})
+NAME_PATTERN = r"^[\w]([\w@ .&-]{0,254}[\w@.&-])?$"  # model.ENTITY_NAME_RE, as JSON Schema sees it
+
+
+def _ref(name: str) -> Doc:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _array(item: Doc) -> Doc:
+    return {"type": "array", "items": item}
+
+
+_KEY_VALUES = _array(_ref("KeyValue"))
+_BASE = {"namespace": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "string"},
+         "publish": {"type": "boolean"}, "annotations": _KEY_VALUES, "updated": {"type": "integer"}}
+_BASE_REQUIRED = ["namespace", "name", "version", "publish", "annotations"]
+_REF_PAIR = {"type": "object", "required": ["path", "name"],
+             "properties": {"path": {"type": "string"}, "name": {"type": "string"}}}
+_ACTIVATION_BASE = {
+    "namespace": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "string"},
+    "publish": {"type": "boolean"}, "annotations": _KEY_VALUES, "activationId": {"type": "string"},
+    "start": {"type": "integer"}, "end": {"type": "integer"}, "duration": {"type": "integer"},
+    "cause": {"type": "string"},
+}
+
+SCHEMAS: dict[str, Doc] = {
+    "Error": {"type": "object", "required": ["error"], "description": "Every 4xx/5xx answer of the API.",
+              "properties": {"error": {"type": "string"}, "code": {"type": "string",
+                                                                     "description": "the request id"}}},
+    "KeyValue": {"type": "object", "required": ["key"],
+                 "properties": {"key": {"type": "string"}, "value": {}, "init": {"type": "boolean"}}},
+    "Limits": {"type": "object", "properties": {k: {"type": "integer"} for k in
+                                                ("timeout", "memory", "logs", "concurrency")}},
+    "ExecView": {"type": "object", "required": ["kind"], "description": "code is left out with ?code=false",
+                 "properties": {"kind": {"type": "string"}, "code": {"type": "string"}, "image": {"type": "string"},
+                                "main": {"type": "string"}, "binary": {"type": "boolean"},
+                                "components": _array({"type": "string"})}},
+    "Exec": {"anyOf": [
+        {"type": "object", "required": ["kind", "code"], "properties": {
+            "kind": {"type": "string", "enum": _CODE_KINDS}, "code": {"type": "string"},
+            "main": {"type": "string"}, "binary": {"type": "boolean"}}},
+        {"type": "object", "required": ["kind", "image"], "properties": {
+            "kind": {"const": kinds.BLACKBOX}, "image": {"type": "string", "minLength": 1},
+            "code": {"type": "string"}, "main": {"type": "string"}, "binary": {"type": "boolean"}}},
+        {"type": "object", "required": ["kind", "components"], "properties": {
+            "kind": {"const": kinds.SEQUENCE}, "components": {"type": "array", "minItems": 1,
+                                                             "items": {"type": "string"}}}}]},
+    "ActionPut": {"type": "object", "properties": {
+        "exec": _ref("Exec"), "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": _ref("Limits"),
+        "version": {"type": "string"}, "publish": {"type": "boolean"},
+        "delAnnotations": _array({"type": "string"})}},
+    "Action": {"type": "object", "required": [*_BASE_REQUIRED, "exec", "parameters", "limits"], "properties": {
+        **_BASE, "exec": _ref("ExecView"), "parameters": _KEY_VALUES, "limits": _ref("Limits")}},
+    "ActionSummary": {"type": "object", "required": [*_BASE_REQUIRED, "exec", "limits"], "properties": {
+        **_BASE, "limits": _ref("Limits"),
+        "exec": {"type": "object", "properties": {"binary": {"type": "boolean"}}}}},
+    "TriggerPut": {"type": "object", "properties": {
+        "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "version": {"type": "string"},
+        "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"})}},
+    "Trigger": {"type": "object", "required": [*_BASE_REQUIRED, "parameters"], "properties": {
+        **_BASE, "parameters": _KEY_VALUES, "limits": {"type": "object"},
+        "rules": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "action": _REF_PAIR, "status": {"type": "string", "enum": ["active", "inactive"]}}}}}},
+    "TriggerSummary": {"type": "object", "required": _BASE_REQUIRED, "properties": _BASE},
+    "RulePut": {"type": "object", "properties": {
+        "trigger": {"anyOf": [{"type": "string"}, _REF_PAIR]}, "action": {"anyOf": [{"type": "string"}, _REF_PAIR]},
+        "status": {"type": "string", "enum": ["active", "inactive", ""]}, "annotations": _KEY_VALUES,
+        "version": {"type": "string"}, "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
+        "filter": {"type": ["object", "null"], "description": "an event pattern (README: Filter patterns); null removes it"},
+        "transform": {"type": ["object", "null"], "description": "a JSON template of the action's parameters; null removes it"}}},
+    "RuleStatus": {"type": "object", "required": ["status"],
+                   "properties": {"status": {"type": "string", "enum": ["active", "inactive"]}}},
+    "Rule": {"type": "object", "required": [*_BASE_REQUIRED, "status", "trigger", "action"], "properties": {
+        **_BASE, "status": {"type": "string", "enum": ["active", "inactive"]},
+        "trigger": _REF_PAIR, "action": _REF_PAIR, "filter": {"type": "object"}, "transform": {"type": "object"},
+        "counts": {"type": "object", "description": "rules with a filter: events it took and filtered out",
+                   "properties": {"matched": {"type": "integer"}, "filtered": {"type": "integer"}}}}},
+    "ExplainRequest": {"anyOf": [
+        {"type": "object", "required": ["eventId"], "properties": {"eventId": {"type": "string"}}},
+        {"type": "object", "required": ["data"], "properties": {
+            "data": {}, "id": {"type": "string"}, "source": {"type": "string"}, "type": {"type": "string"},
+            "subject": {"type": "string"}, "time": {"type": "string"}, "datacontenttype": {"type": "string"},
+            "specversion": {"type": "string"}}}]},
+    "Explanation": {"type": "object", "required": ["matched", "clauses", "params"], "properties": {
+        "matched": {"type": "boolean"}, "params": {"type": ["object", "null"]}, "error": {"type": "string"},
+        "clauses": _array({"type": "object", "properties": {
+            "path": {"type": "string"}, "value": {}, "present": {"type": "boolean"}, "matched": {"type": "boolean"},
+            "test": {}, "group": {"type": "string"}}}),
+        "event": {"type": "object", "description": "eventId: the stored event"},
+        "rules": _array({"type": "object", "description": "eventId: every rule of the event's trigger, with its "
+                                                          "status, verdict and outcome"}),
+        "reason": {"type": "string"}}},
+    "PackagePut": {"type": "object", "properties": {
+        "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "version": {"type": "string"},
+        "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
+        "binding": {"type": "object", "properties": {"namespace": {"type": "string"}, "name": {"type": "string"}}}}},
+    "Package": {"type": "object", "required": [*_BASE_REQUIRED, "binding", "parameters", "actions", "feeds"],
+                "properties": {**_BASE, "binding": {"type": "object"}, "parameters": _KEY_VALUES,
+                               "actions": _array({"type": "object"}), "feeds": _array({"type": "object"})}},
+    "PackageSummary": {"type": "object", "required": [*_BASE_REQUIRED, "binding"], "properties": {
+        **_BASE, "binding": {"anyOf": [{"type": "boolean", "const": False}, {"type": "object"}]}}},
+    "Count": {"type": "object", "minProperties": 1, "maxProperties": 1,
+              "additionalProperties": {"type": "integer", "minimum": 0},
+              "description": "`count=true`: {\"<collection>\": N}"},
+    "Result": {"type": "object", "required": ["status", "success"], "properties": {
+        "status": {"type": "string"}, "success": {"type": "boolean"}, "result": {}, "size": {"type": "integer"}}},
+    "Activation": {"type": "object", "required": ["namespace", "name", "activationId", "start", "response", "logs"],
+                   "properties": {**_ACTIVATION_BASE, "subject": {"type": "string"}, "response": _ref("Result"),
+                                  "logs": _array({"type": "string"})}},
+    "ActivationSummary": {"type": "object", "required": ["namespace", "name", "activationId", "start", "statusCode"],
+                          "properties": {**_ACTIVATION_BASE, "statusCode": {"type": "integer"}}},
+    "ActivationId": {"type": "object", "required": ["activationId"],
+                     "properties": {"activationId": {"type": "string"}}},
+    "Logs": {"type": "object", "required": ["logs"], "properties": {"logs": _array({"type": "string"})}},
+    "Limits.Namespace": {"type": "object", "additionalProperties": {"type": "integer"}},
+    "HookAccepted": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+}
+
+_JSON = "application/json"
+
+
+def _content(schema: Doc) -> Doc:
+    return {"content": {_JSON: {"schema": schema}}}
+
+
+# aiohttp's HTTP parser answers a request it cannot parse (a request line or header past 8190
+# bytes, a control character in a header) itself, in text/plain, before any handler runs.
+_ERROR: Doc = {"description": "an error; requests the HTTP parser refuses get text/plain",
+               "content": {_JSON: {"schema": _ref("Error")}, "text/plain": {"schema": {"type": "string"}}}}
+
+
+def _responses(ok: dict[int, tuple[str, Doc | None]]) -> Doc:
+    out: Doc = {str(status): {"description": text, **(_content(schema) if schema is not None else {})}
+                for status, (text, schema) in ok.items()}
+    out["default"] = _ERROR
+    return out
+
+
+def _param(name: str, where: str, schema: Doc, description: str = "", *, required: bool = False) -> Doc:
+    out: Doc = {"name": name, "in": where, "schema": schema, "required": required or where == "path"}
+    if description:
+        out["description"] = description
+    return out
+
+
+def _path_name(name: str, description: str) -> Doc:
+    return _param(name, "path", {"type": "string", "pattern": NAME_PATTERN}, description)
+
+
+_NAMESPACE = _path_name("namespace", "a namespace, or _ for the caller's own")
+_BOOL = {"type": "string", "enum": ["true", "false"]}
+_LIST_QUERY = [_param("skip", "query", {"type": "integer", "minimum": 0}),
+               _param("limit", "query", {"type": "integer", "minimum": 0, "maximum": 200}),
+               _param("count", "query", _BOOL)]
+
+
+def _list(summary_schema: str, what: str) -> Doc:
+    return {"get": {"summary": f"List {what}", "parameters": _LIST_QUERY, "responses": _responses({
+        200: (f"{what}, or a count", {"anyOf": [_array(_ref(summary_schema)), _ref("Count")]})})}}
+
+
+def _entity(kind: str, *, put_query: list[Doc], extra: Doc) -> Doc:
+    body = {"required": False, **_content(_ref(f"{kind}Put"))}
+    return {
+        "get": {"summary": f"Get a {kind.lower()}", "responses": _responses({200: (kind.lower(), _ref(kind))})},
+        "put": {"summary": f"Create or update a {kind.lower()}", "parameters": put_query, "requestBody": body,
+                "responses": _responses({200: (f"the stored {kind.lower()}", _ref(kind))})},
+        "delete": {"summary": f"Delete a {kind.lower()}", "responses": _responses({200: ("the deleted one", _ref(kind))})},
+        **extra,
+    }
+
+
+def _with(item: Doc, parameters: list[Doc], **extensions: Any) -> Doc:
+    return {**{f"x-{k.replace('_', '-')}": v for k, v in extensions.items()}, "parameters": parameters, **item}
+
+
+_OVERWRITE = [_param("overwrite", "query", _BOOL)]
+_PAYLOAD = {"required": False, **_content({"type": "object"})}
+_ACTION_EXTRA = {"post": {
+    "summary": "Invoke an action", "requestBody": _PAYLOAD,
+    "parameters": [_param("blocking", "query", _BOOL), _param("result", "query", _BOOL),
+                   _param("timeout", "query", {"type": "integer", "minimum": 1, "maximum": 60000})],
+    "responses": _responses({
+        200: ("blocking: the activation, or its result with result=true", {}),
+        202: ("non-blocking, or the blocking wait expired", _ref("ActivationId")),
+        502: ("blocking: the action failed (application or developer error)", {})})}}
+_TRIGGER_EXTRA = {"post": {"summary": "Fire a trigger", "requestBody": _PAYLOAD, "responses": _responses({
+    202: ("fired", _ref("ActivationId")), 204: ("no active rule", None)})}}
+_RULE_EXTRA = {"post": {"summary": "Enable or disable a rule", "requestBody": _content(_ref("RuleStatus")),
+                        "responses": _responses({200: ("the rule", _ref("Rule"))})}}
+_ACTIVATION_QUERY = [_param("name", "query", {"type": "string"}, "action or package/action"),
+                     _param("since", "query", {"type": "integer", "minimum": 0}, "epoch ms"),
+                     _param("upto", "query", {"type": "integer", "minimum": 0}, "epoch ms"),
+                     _param("docs", "query", _BOOL), *_LIST_QUERY]
+_ACTIVATION_ID = _param("id", "path", {"type": "string", "pattern": "^[0-9a-f]{32}$"})
+_ANY_BODY: Doc = {"description": "whatever the action's result projects to", "content": {"*/*": {"schema": {}}}}
+_WEB_OPERATION = {
+    "summary": "Call a web action (reference 1.6): auth is optional unless the action requires it",
+    "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
+    "responses": {"200": _ANY_BODY, "201": _ANY_BODY, "202": _ANY_BODY, "204": {"description": "no body"},
+                  "default": {"description": "an error or the action's own status", "content": {"*/*": {"schema": {}}}}},
+}
+
+
+def _paths() -> Doc:
+    ns = "/api/v1/namespaces/{namespace}"
+    action_name = _path_name("action", "an action")
+    package_name = _path_name("package", "a package")
+    paths: Doc = {
+        "/api/v1/namespaces": {"x-aiohttp-aliases": ["/api/v1/namespaces/"], "get": {
+            "summary": "The caller's namespaces", "responses": _responses({200: ("names", _array({"type": "string"}))})}},
+        f"{ns}/limits": _with({"get": {"summary": "The namespace's limits", "responses": _responses({
+            200: ("limits", _ref("Limits.Namespace"))})}}, [_NAMESPACE]),
+        f"{ns}/actions": _with(_list("ActionSummary", "actions"), [_NAMESPACE],
+                               aiohttp_aliases=[f"{ns}/actions/"]),
+        f"{ns}/actions/{{package}}/": _with(_list("ActionSummary", "the actions of a package"),
+                                            [_NAMESPACE, package_name]),
+        f"{ns}/actions/{{action}}": _with(_entity("Action", put_query=_OVERWRITE, extra=_ACTION_EXTRA),
+                                          [_NAMESPACE, action_name], aiohttp_route=f"{ns}/actions/{{name}}",
+                                          aiohttp_any_method=True),
+        f"{ns}/actions/{{package}}/{{action}}": _with(
+            _entity("Action", put_query=_OVERWRITE, extra=_ACTION_EXTRA), [_NAMESPACE, package_name, action_name],
+            aiohttp_route=f"{ns}/actions/{{name}}", aiohttp_any_method=True),
+        f"{ns}/triggers": _with(_list("TriggerSummary", "triggers"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/triggers/"]),
+        f"{ns}/triggers/{{name}}": _with(_entity("Trigger", put_query=_OVERWRITE, extra=_TRIGGER_EXTRA),
+                                         [_NAMESPACE, _path_name("name", "a trigger")], aiohttp_any_method=True),
+        f"{ns}/rules": _with(_list("Rule", "rules"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/rules/"]),
+        f"{ns}/rules/{{name}}": _with(_entity("Rule", put_query=_OVERWRITE, extra=_RULE_EXTRA),
+                                      [_NAMESPACE, _path_name("name", "a rule")], aiohttp_any_method=True),
+        f"{ns}/rules/{{name}}/explain": _with({"post": {
+            "summary": "Why a rule would run for an event, or did not run for a stored one (nothing runs)",
+            "requestBody": _content(_ref("ExplainRequest")),
+            "responses": _responses({200: ("the trace", _ref("Explanation"))})}},
+            [_NAMESPACE, _path_name("name", "a rule")]),
+        f"{ns}/packages": _with(_list("PackageSummary", "packages"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/packages/"]),
+        f"{ns}/packages/{{name}}": _with(
+            _entity("Package", put_query=_OVERWRITE, extra={}), [_NAMESPACE, _path_name("name", "a package")],
+            aiohttp_any_method=True),
+        f"{ns}/activations": _with({"get": {
+            "summary": "List activations, newest first", "parameters": _ACTIVATION_QUERY, "responses": _responses({
+                200: ("summaries, full records with docs=true, or a count",
+                      {"anyOf": [_array(_ref("ActivationSummary")), _array(_ref("Activation")), _ref("Count")]})})}},
+            [_NAMESPACE], aiohttp_aliases=[f"{ns}/activations/"]),
+        f"{ns}/activations/{{id}}": _with({"get": {"summary": "One activation", "responses": _responses({
+            200: ("the record", _ref("Activation"))})}}, [_NAMESPACE, _ACTIVATION_ID]),
+        f"{ns}/activations/{{id}}/logs": _with({"get": {"summary": "An activation's logs", "responses": _responses({
+            200: ("logs", _ref("Logs"))})}}, [_NAMESPACE, _ACTIVATION_ID]),
+        f"{ns}/activations/{{id}}/result": _with({"get": {"summary": "An activation's result", "responses": _responses({
+            200: ("result", _ref("Result"))})}}, [_NAMESPACE, _ACTIVATION_ID]),
+        "/api/v1/web/{namespace}/{package}/{action}": _with(
+            {method: {**copy.deepcopy(_WEB_OPERATION), "security": [{}, {"basic": []}]}
+             for method in ("get", "post", "put", "delete", "patch")},
+            [_path_name("namespace", "the action's namespace"),
+             _path_name("package", "the action's package, or default"), action_name],
+            aiohttp_route="/api/v1/web/{namespace}/{tail}", aiohttp_any_method=True),
+        **_route_management(),
+        "/hooks/{namespace}/{trigger}": _with({"post": {
+            "summary": "Deliver a webhook to a trigger's webhook feed (verified, 202 once stored)",
+            "security": [{}], "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
+            "responses": {"202": {"description": "stored", **_content(_ref("HookAccepted"))},
+                          "default": {**_ERROR, "description": "400 undecodable, 401 unverified, 404 no feed, "
+                                                                "409 replay, 413 too large"}}}},
+            [_path_name("namespace", "the trigger's namespace"), _path_name("trigger", "the trigger")]),
+        "/api/v1/api-docs": {"get": {"summary": "This document", "security": [{}], "responses": {
+            "200": {"description": "OpenAPI 3.1", **_content({"type": "object"})}}}},
+        "/api/v1": {"x-aiohttp-aliases": ["/api/v1/"], "get": {
+            "summary": "API information", "security": [{}], "responses": {
+                "200": {"description": "version and paths", **_content({"type": "object"})}}}},
+    }
+    return paths
+
+
+def _route_management() -> Doc:
+    """OpenWhisk's API gateway calls (api/routes.py): one aiohttp route per verb, `{operation}`
+    being createApi, getApi or deleteApi (optionally with .json or .http)."""
+    route = "/api/v1/web/whisk.system/apimgmt/{operation}"
+    selection = [_param("basepath", "query", {"type": "string"}), _param("relpath", "query", {"type": "string"}),
+                 _param("operation", "query", {"type": "string"}, "an HTTP verb"),
+                 _param("namespace", "query", {"type": "string"})]
+    api_value = {"type": "object", "required": ["namespace", "gwApiUrl", "apidoc"], "properties": {
+        "namespace": {"type": "string"}, "gwApiActivated": {"type": "boolean"}, "tenantId": {"type": "string"},
+        "gwApiUrl": {"type": "string"}, "apidoc": {"type": "object"}}}
+    return {
+        "/api/v1/web/whisk.system/apimgmt/createApi": {"x-aiohttp-route": route, "post": {
+            "summary": "Create API gateway routes from an apidoc (OpenAPI 2.0 with x-openwhisk, or one route)",
+            "parameters": [_param("responsetype", "query", {"type": "string"})],
+            "requestBody": {"required": True, **_content({"type": "object", "required": ["apidoc"],
+                                                          "properties": {"apidoc": {"type": "object"}}})},
+            "responses": _responses({200: ("the base path's routes", api_value)})}},
+        "/api/v1/web/whisk.system/apimgmt/getApi": {"x-aiohttp-route": route, "get": {
+            "summary": "List the caller's API gateway routes", "parameters": selection,
+            "responses": _responses({200: ("routes by base path", {
+                "type": "object", "required": ["apis"], "properties": {"apis": _array({
+                    "type": "object", "required": ["id", "key", "value"],
+                    "properties": {"id": {"type": "string"}, "key": {"type": "string"}, "value": api_value}})}})})}},
+        "/api/v1/web/whisk.system/apimgmt/deleteApi": {"x-aiohttp-route": route, "delete": {
+            "summary": "Delete the caller's API gateway routes", "parameters": selection,
+            "responses": _responses({200: ("deleted", {"type": "object"})})}},
+    }
+
+
+@functools.cache
+def document() -> Doc:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "triggerhub (OpenWhisk REST API v1)", "version": __version__,
+                 "description": "Entities, activations, web actions and webhooks. Authenticate with HTTP Basic "
+                                "using a namespace key 'uuid:key'."},
+        "servers": [{"url": "/"}],
+        "security": [{"basic": []}],
+        "paths": _paths(),
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}},
+    }
+
+
+async def api_docs(request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+routes = [web.get("/api/v1/api-docs", api_docs)]
