@@ -90,11 +90,11 @@ async def _write_transaction(conn: aiosqlite.Connection) -> AsyncIterator[None]:
     await conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        await conn.execute("COMMIT")  # a busy COMMIT leaves the transaction open: it is rolled back below
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             await conn.execute("ROLLBACK")
         raise
-    await conn.execute("COMMIT")
 
 
 def _quoted(name: str) -> str:
@@ -336,9 +336,10 @@ class SqliteFeed:
                         table, subscription = await install(conn, self._config, self._trigger)
                         position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
                         version, pruned_id = None, -1
-                    async with conn.execute("PRAGMA data_version") as cursor:
-                        row = await cursor.fetchone()
-                    current = int(row[0]) if row is not None else 0
+                    # fetched whole in aiosqlite's thread: a statement left open would keep a read lock
+                    # that blocks the application's COMMIT (rollback-journal mode) until the loop runs
+                    versions = list(await conn.execute_fetchall("PRAGMA data_version"))
+                    current = int(versions[0][0]) if versions else 0
                     if current != version:
                         version = current
                         position = await self._drain(conn, table, position, emit)
