@@ -1,6 +1,11 @@
 """Configuration: one small frozen dataclass per subsystem, read once from TRIGGERHUB_* and flags.
 
 `load_config(env, overrides)` reports every bad or unknown key at once as a ConfigError.
+Every environment variable triggerhub reads is read here: the hub's own `TRIGGERHUB_*` settings,
+the few foreign ones it shares with other tools (`DOCKER_HOST`, `WEBHOOK_TOKEN`); through
+`client_settings()`, what the `wsk`-shaped commands need (`TRIGGERHUB_APIHOST`, `TRIGGERHUB_AUTH`,
+`WSK_CONFIG_FILE`); `PATH` for process-runtime actions (`search_path()`); and the whole
+environment where users expect it, as a manifest's `$NAME` inputs (`environment_with()`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from typing import Any
 from triggerhub.errors import ConfigError
 
 ENV_PREFIX = "TRIGGERHUB_"
+DEFAULT_HOME = Path(".triggerhub")
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# The action proxies and image recipes of this checkout; TRIGGERHUB_RUNTIMES_DIR points elsewhere.
+REPOSITORY_RUNTIMES_DIR = Path(__file__).resolve().parents[1] / "runtimes"
 
 
 class RuntimeChoice(StrEnum):
@@ -79,6 +88,9 @@ class RuntimeConfig:
     memory_budget_mb: int = 2048
     sandbox: SandboxChoice = SandboxChoice.BWRAP
     allow_unsandboxed_root: bool = False  # TRIGGERHUB_SANDBOX=none is refused as root without it
+    runtimes_dir: Path = REPOSITORY_RUNTIMES_DIR  # proxies (process runtime) and Dockerfiles (images)
+    node_binary: str = "node"  # runs nodejs actions in process mode; copied into the nodejs image
+    docker_host: str = DEFAULT_DOCKER_HOST  # DOCKER_HOST, as the docker CLI reads it
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +117,7 @@ class MqttConfig:
 
 @dataclass(frozen=True, slots=True)
 class HubConfig:
-    home: Path = Path(".triggerhub")
+    home: Path = DEFAULT_HOME
     api: ApiConfig = field(default_factory=ApiConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -113,6 +125,7 @@ class HubConfig:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     deploy_examples: bool = True
+    examples_webhook_token: str = field(default="", repr=False)  # WEBHOOK_TOKEN; empty: one is made per home
 
     @property
     def store_url(self) -> str:
@@ -145,6 +158,8 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "MEMORY_BUDGET_MB": ("runtime", "memory_budget_mb"),
     "SANDBOX": ("runtime", "sandbox"),
     "ALLOW_UNSANDBOXED_ROOT": ("runtime", "allow_unsandboxed_root"),
+    "RUNTIMES_DIR": ("runtime", "runtimes_dir"),
+    "NODE_BINARY": ("runtime", "node_binary"),
     "MQTT_PORT": ("mqtt", "port"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
@@ -156,9 +171,38 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "INVOKER_HEALTHY_TIMEOUT_MS": ("kafka", "healthy_timeout_ms"),
     "INVOKER_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms"),
 }
-# Variables with the prefix that belong to tools and tests, not to the hub's configuration.
-_FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE", "CACERT", "INSECURE", "PROPS"}
+# Variables without the prefix that the hub reads because other tools define them (full names).
+_FOREIGN_ENV_KEYS: dict[str, tuple[str | None, str]] = {
+    "DOCKER_HOST": ("runtime", "docker_host"),
+    "WEBHOOK_TOKEN": (None, "examples_webhook_token"),  # the webhook example manifest's $WEBHOOK_TOKEN
+}
+# Variables with the prefix that belong to tools and tests, not to the hub's configuration:
+# the CLI's client side (client_settings), runtimes/base/build-rootfs.sh, scripts/services/dockerd.sh,
+# deploy/docker-compose.yml (whose instructions export TRIGGERHUB_PG_PASSWORD), and the proxies.
+_FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE", "DEBIAN_MIRROR", "DEB_CACHE", "DOCKERD_TIMEOUT_S", "PG_PASSWORD",
+                 "SOCKET", "CACERT", "INSECURE", "PROPS"}
 _FOREIGN_PREFIXES = ("TEST_",)
+
+
+class _Unusable(Exception):
+    """A value of the right type that cannot be used; the message says why and what to do."""
+
+
+def _runtimes_dir(path: Path) -> Path:
+    # Absolute, because the proxies run in their own working directories.
+    if not (path / "python" / "proxy.py").is_file():
+        raise _Unusable(f"no python/proxy.py in {path}; point it at the runtimes/ folder of a triggerhub "
+                        f"checkout (this one's is {REPOSITORY_RUNTIMES_DIR})")
+    return path.resolve()
+
+
+# Checks of a converted value beyond its type: env key -> the value to keep, or _Unusable.
+_CHECKS: dict[str, Callable[[Any], Any]] = {"RUNTIMES_DIR": _runtimes_dir,
+                                             "DOCKER_HOST": lambda host: host or DEFAULT_DOCKER_HOST}
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 def _convert(raw: str, target: Any) -> Any:
@@ -178,31 +222,40 @@ def _convert(raw: str, target: Any) -> Any:
 
 
 def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> HubConfig:
-    """Build the config from TRIGGERHUB_* variables, then `overrides` (flag values, by env key
-    name without prefix, e.g. {"PORT": 3234}). Every problem is reported in one ConfigError."""
+    """Build the config from TRIGGERHUB_* variables (and the foreign ones above), then `overrides`
+    (flag values, by env key name without prefix, e.g. {"PORT": 3234}). Every problem is reported
+    in one ConfigError."""
     env = os.environ if env is None else env
-    values: dict[str, Any] = {k[len(ENV_PREFIX):]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    # shown name (as the user spells it) -> (env key, raw value)
+    values: dict[str, tuple[str, Any]] = {k: (k[len(ENV_PREFIX):], v) for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    values.update({k: (k, v) for k, v in env.items() if k in _FOREIGN_ENV_KEYS})
+    values.update({ENV_PREFIX + k: (k, v) for k, v in (overrides or {}).items() if v is not None})
     config = HubConfig()
     sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt"}}
     top: dict[str, Any] = {}
     problems: list[str] = []
-    for key, raw in sorted(values.items()):
-        if key not in _ENV_KEYS:
+    for shown, (key, raw) in sorted(values.items()):
+        target = _FOREIGN_ENV_KEYS.get(key) if shown == key else _ENV_KEYS.get(key)
+        if target is None:
             if key in _FOREIGN_KEYS or key.startswith(_FOREIGN_PREFIXES):
                 continue
             known = ", ".join(ENV_PREFIX + k for k in sorted(_ENV_KEYS))
-            problems.append(f"{ENV_PREFIX}{key}: unknown setting; known: {known}")
+            problems.append(f"{shown}: unknown setting; known: {known}")
             continue
-        section, name = _ENV_KEYS[key]
+        section, name = target
         current = getattr(config, name) if section is None else getattr(sections[section], name)
         try:
             value = raw if not isinstance(raw, str) else _convert(raw, current)
         except ValueError as exc:
-            problems.append(f"{ENV_PREFIX}{key}={raw!r}: {exc}; expected a {type(current).__name__}")
+            problems.append(f"{shown}={raw!r}: {exc}; expected a {type(current).__name__}")
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            problems.append(f"{ENV_PREFIX}{key}={raw!r}: must not be negative")
+            problems.append(f"{shown}={raw!r}: must not be negative")
+            continue
+        try:
+            value = _CHECKS.get(key, _unchanged)(value)
+        except _Unusable as exc:
+            problems.append(f"{shown}={raw!r}: {exc}")
             continue
         if section is None:
             top[name] = value
@@ -211,3 +264,49 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return replace(config, **sections, **top)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """What the commands that talk to a running hub read: where it is and who to be."""
+
+    home: Path  # TRIGGERHUB_HOME: the local hub's state, with credentials.json
+    apihost: str  # TRIGGERHUB_APIHOST; empty: not set
+    auth: str  # TRIGGERHUB_AUTH; empty: not set
+    wskprops: Path  # WSK_CONFIG_FILE, else ~/.wskprops (the wsk CLI's file)
+    props: Path  # TRIGGERHUB_PROPS, else ~/.triggerhubprops (written by `triggerhub up`)
+    cacert: str = ""  # TRIGGERHUB_CACERT: the CA of the hub's certificate; empty: the system's CAs
+    insecure: bool = False  # TRIGGERHUB_INSECURE: do not verify the hub's certificate (wsk -i)
+
+
+def client_settings(env: Mapping[str, str] | None = None) -> ClientSettings:
+    """The client-side settings. Unlike `load_config` these are not checked: a command that only
+    talks to a hub must work whatever the hub's own settings in this shell say."""
+    env = os.environ if env is None else env
+    return ClientSettings(
+        home=Path(env.get(ENV_PREFIX + "HOME") or DEFAULT_HOME),
+        apihost=env.get(ENV_PREFIX + "APIHOST", ""),
+        auth=env.get(ENV_PREFIX + "AUTH", ""),
+        wskprops=Path(env.get("WSK_CONFIG_FILE") or Path.home() / ".wskprops"),
+        cacert=env.get(ENV_PREFIX + "CACERT", ""),
+        insecure=env.get(ENV_PREFIX + "INSECURE", "").strip().lower() in {"1", "true", "yes", "on"},
+        props=Path(env.get(ENV_PREFIX + "PROPS") or Path.home() / ".triggerhubprops"),
+    )
+
+
+def search_path() -> str:
+    """PATH, the one variable of the hub's environment that process-runtime actions inherit."""
+    return os.environ.get("PATH", "/usr/bin:/bin")
+
+
+def environment_with(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment plus `extra`: what a tool the hub runs with the user's settings
+    (runtimes/base/build-rootfs.sh) and a manifest's `$NAME` inputs see. Action runtimes get a
+    clean environment instead."""
+    return {**os.environ, **extra}
+
+
+def docker_host_of_environment(env: Mapping[str, str] | None = None) -> str:
+    """DOCKER_HOST as `load_config` reads it, for Docker clients made outside the composition root
+    (tests, benchmarks)."""
+    return (os.environ if env is None else env).get("DOCKER_HOST") or DEFAULT_DOCKER_HOST

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
-NOOP_JS = "function main(params) { return params; }"
+from tests.plugins.hub import NOOP_JS, put_action
+from tests.plugins.waiting import wait_record
+
 PY_ECHO = "def main(args):\n    return args\n"
 PY_FAIL = "def main(args):\n    raise ValueError('boom')\n"
 JS_THROW = "function main() { throw new Error('bad'); }"
 PY_SLEEP = "import time\ndef main(args):\n    time.sleep(args.get('s', 1))\n    return {'slept': args.get('s', 1)}\n"
-
-
-async def put_action(hub, name, code=NOOP_JS, kind="nodejs:default", **extra):
-    status, body = await hub.call("PUT", f"namespaces/_/actions/{name}", {"exec": {"kind": kind, "code": code}, **extra},
-                                  overwrite=extra.pop("overwrite", False) if "overwrite" in extra else False)
-    assert status == 200, body
-    return body
-
-
-async def wait_record(hub, activation_id, timeout_s=20.0):
-    async with asyncio.timeout(timeout_s):
-        while True:
-            status, body = await hub.call("GET", f"namespaces/_/activations/{activation_id}")
-            if status == 200:
-                return body
-            assert status == 404, body
-            await asyncio.sleep(0.05)
 
 
 async def test_create_get_list_update_delete(hub):

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_api_actions import put_action
-from tests.plugins.hub import HubClient
+from tests.plugins.hub import HubClient, put_action
 from triggerhub.api.api_docs import document
 
 EXAMPLES = 30

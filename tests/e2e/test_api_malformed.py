@@ -12,8 +12,8 @@ import hmac
 import io
 import json
 
-from tests.e2e.test_api_actions import put_action
-from tests.plugins.hub import HubClient
+from tests.plugins.hub import HubClient, put_action
+from tests.plugins.waiting import wait_quiet
 
 SECRET = "s3cret-for-tests"
 ECHO = "def main(args):\n    return args\n"
@@ -112,13 +112,12 @@ async def test_github_replay_with_a_new_delivery_id_is_409_and_fires_once(embedd
             await asyncio.sleep(0.05)
     # Quiescence: every accepted event dispatched, then no new activation for 1 s.
     store = hub.hub.engine.store
-    async with asyncio.timeout(20):
-        while await store.list_pending():
-            await asyncio.sleep(0.05)
-    _, listed = await hub.call("GET", "namespaces/_/activations", name="echo")
-    await asyncio.sleep(1.0)
-    _, again = await hub.call("GET", "namespaces/_/activations", name="echo")
-    assert len(listed) == len(again) == 1
+
+    async def observe() -> tuple[int, int]:
+        _, listed = await hub.call("GET", "namespaces/_/activations", name="echo")
+        return len(listed), len(await store.list_pending())
+
+    assert await wait_quiet(observe, lambda seen: seen[1] == 0, quiet_s=1.0, timeout_s=20) == (1, 0)
     assert await store.count_events("/guest/push") == 1
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.e2e.test_api_actions import put_action
+from tests.plugins.hub import put_action
 from triggerhub.engine.auth import create_subject
 
 WEB = [{"key": "web-export", "value": True}, {"key": "raw-http", "value": False}, {"key": "final", "value": True}]

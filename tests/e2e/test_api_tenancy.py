@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from tests.e2e.test_api_actions import wait_record
+from tests.plugins.waiting import wait_record
 from triggerhub.engine.auth import create_subject
 from triggerhub.errors import FORBIDDEN
 from triggerhub.model import FullyQualifiedName, ReducedRule, RuleStatus

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.test_api_actions import put_action, wait_record
+from tests.plugins.hub import put_action
+from tests.plugins.waiting import wait_record
 from triggerhub.engine.auth import create_subject
 
 ADD = "def main(args):\n    return {'n': args.get('n', 0) + %d}\n"

@@ -23,7 +23,7 @@ def test_rule_with_filter_and_transform_and_explain(hub_process, tmp_path):
     bad = hub_process.cli("rule", "update", "hot", "readings", "echo", "--filter", '{"data": {"temp": [{"numeric": ["gt", 1]}]}}',
                           check=False)
     assert bad.returncode == 1
-    assert bad.stderr.startswith("error: filter $.data.temp[0].numeric[0]: expected an operator ('<', '<=', '=', '>=', '>') "
+    assert bad.stderr.startswith("error: rule hot: filter $.data.temp[0].numeric[0]: expected an operator ('<', '<=', '=', '>=', '>') "
                                  "followed by a number, got 'gt' (code ")
     assert hub_process.cli("rule", "update", "hot", "readings", "echo").stdout.strip() == "ok: updated rule hot"
     assert json.loads(hub_process.cli("rule", "get", "hot").stdout)["filter"] == HOT  # kept when not given

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
+import sqlite3
+from pathlib import Path
 
 import aiohttp
+
+from tests.plugins.waiting import wait_quiet
+from triggerhub.store.tables import pending
 
 SLOW = "import time\ndef main(args):\n    time.sleep(1.0)\n    return {'i': args.get('i')}\n"
 
@@ -19,6 +25,12 @@ async def _call(session, hub, method, path, body=None, **query):
                                headers={"Authorization": f"Basic {token}"}) as response:
         text = await response.text()
         return response.status, (json.loads(text) if text else None)
+
+
+def pending_rows(home: Path) -> int:
+    """Accepted invocations without a record, read from the hub's SQLite file (read-only)."""
+    with contextlib.closing(sqlite3.connect(f"file:{home / 'triggerhub.db'}?mode=ro", uri=True)) as db:
+        return int(db.execute(f"SELECT count(*) FROM {pending.name}").fetchone()[0])
 
 
 async def test_kill9_then_restart_runs_every_accepted_activation_once(hub_process):
@@ -58,6 +70,14 @@ async def test_kill9_then_restart_runs_every_accepted_activation_once(hub_proces
                 if set(ids) >= expected:
                     break
                 await asyncio.sleep(0.2)
+
+        async def observe() -> tuple[int, int]:
+            status, counted = await _call(session, hub_process, "GET", "namespaces/_/activations", count=True)
+            assert status == 200, counted
+            return counted["activations"], await asyncio.to_thread(pending_rows, hub_process.home)
+
+        # Quiet: nothing pending, and no new record for 2 s (a second run of a 1 s action would show).
+        assert await wait_quiet(observe, lambda seen: seen[1] == 0, quiet_s=2, timeout_s=60) == (16, 0)
         assert sorted(ids) == sorted(expected), "each accepted activation has exactly one record"
         status, count = await _call(session, hub_process, "GET", "namespaces/_/activations", count=True)
         assert count == {"activations": 16}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.test_api_actions import put_action
+from tests.plugins.hub import put_action
 
 WEB = [{"key": "web-export", "value": True}, {"key": "raw-http", "value": False}, {"key": "final", "value": True}]
 ECHO = "def main(args):\n    return args\n"

@@ -19,10 +19,11 @@ from aiohttp import web
 from tests.plugins.hub import hub_config
 from tests.plugins.store import sqlite_url
 from triggerhub.api.app import create_app
+from triggerhub.engine.bootstrap import ensure_subjects
 from triggerhub.engine.core import Engine
 from triggerhub.engine.dispatch import LocalDispatcher
 from triggerhub.engine.entities import Entities
-from triggerhub.errors import BusError, RevisionConflict, StoreError
+from triggerhub.errors import AUTH_MISSING, NOT_FOUND, BusError, RevisionConflict, StoreError
 from triggerhub.model import Activation, Invocation
 from triggerhub.store.sql import SqlStore
 
@@ -93,7 +94,7 @@ async def test_a_handler_bug_is_a_json_500_logged_once_with_the_request_id(
                     "code": "req-bug-1f3a"}
     mentions = [r for r in caplog.records if "req-bug-1f3a" in r.getMessage()]
     assert [(r.name, r.levelno, r.getMessage()) for r in mentions] == [
-        ("triggerhub.api.app", logging.ERROR, "request req-bug-1f3a GET /api/v1/fault/bug failed")]
+        ("triggerhub.api.middleware", logging.ERROR, "request req-bug-1f3a GET /api/v1/fault/bug failed")]
     assert mentions[0].exc_info is not None and "a bug in a handler" in caplog.text
     assert caplog.text.count("req-bug-1f3a") == 1
 
@@ -130,3 +131,30 @@ async def test_a_real_store_outage_on_a_real_route_is_503(base_url: str, store: 
         "error": "The service is temporarily unavailable (store or event bus unreachable); retry later.",
         "code": "req-gone-1"})
     assert caplog.text.count("req-gone-1") == 1
+
+
+async def test_entity_routes_answer_their_methods_and_a_json_405_for_any_other(
+        base_url: str, store: SqlStore, tmp_path: Path) -> None:
+    """One handler per method: a method no handler serves is 405 in the error shape (after auth,
+    with the API's CORS headers), HEAD included; the served ones reach their handlers."""
+    guest = (await ensure_subjects(store, tmp_path / "home"))["guest"]
+    auth = {"Authorization": "Basic " + base64.b64encode(guest.encode()).decode()}
+    url = f"{base_url}/api/v1/namespaces/_/actions/hello"
+    async with aiohttp.ClientSession() as session:
+        async with session.patch(url, headers={"X-Request-ID": "req-patch"}) as response:
+            assert (response.status, await response.json()) == (401, {"error": AUTH_MISSING, "code": "req-patch"})
+        for path in ("actions/hello", "actions/pkg/hello", "triggers/t", "rules/r", "packages/p"):
+            async with session.patch(f"{base_url}/api/v1/namespaces/_/{path}",
+                                     headers={"X-Request-ID": "req-patch", **auth}) as response:
+                assert (path, response.status, await response.json()) == (path, 405, {"error": "Method Not Allowed",
+                                                                                "code": "req-patch"})
+                assert response.headers["Access-Control-Allow-Origin"] == "*"
+        async with session.head(url, headers=auth) as response:
+            assert response.status == 405
+        async with session.get(url, headers={"X-Request-ID": "req-get", **auth}) as response:
+            assert (response.status, await response.json()) == (404, {"error": NOT_FOUND, "code": "req-get"})
+        async with session.put(url, json={"exec": {"kind": "python:3.11", "code": "def main(a): return a"}},
+                               headers=auth) as response:
+            assert (response.status, (await response.json())["name"]) == (200, "hello")
+        async with session.delete(url, headers=auth) as response:
+            assert (response.status, (await response.json())["name"]) == (200, "hello")

@@ -11,6 +11,7 @@ import pytest
 from tests.plugins.distributed import (
     INVOKER_COUNT, Deployment, api_client, controller_apihost, wait_for_invokers,
 )
+from tests.plugins.waiting import wait_record
 from triggerhub.cli.distributed import require_postgres
 from triggerhub.config import load_config
 from triggerhub.errors import ConfigError
@@ -19,16 +20,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 ECHO = "def main(args):\n    return {'echo': args.get('n'), 'greeting': args.get('greeting')}\n"
 POLL_TIMEOUT_S = 60.0
-
-
-async def poll_activation(client: Any, activation_id: str, timeout_s: float = POLL_TIMEOUT_S) -> dict[str, Any]:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            status, body = await client.call("GET", f"namespaces/_/activations/{activation_id}")
-            if status == 200:
-                return body
-            assert status == 404, body
-            await asyncio.sleep(0.1)
 
 
 def test_sqlite_is_refused_in_distributed_mode(tmp_path) -> None:
@@ -48,7 +39,7 @@ async def test_blocking_invoke_runs_on_an_invoker(distributed_hub) -> None:
     status, record = await distributed_hub.call("POST", "namespaces/_/actions/echo", {"n": 7}, blocking=True)
     assert status == 200
     assert record["response"]["result"] == {"echo": 7, "greeting": None}
-    stored = await poll_activation(distributed_hub, record["activationId"])
+    stored = await wait_record(distributed_hub, record["activationId"], POLL_TIMEOUT_S, interval_s=0.1)
     assert stored["response"] == record["response"]
 
 
@@ -59,11 +50,11 @@ async def test_fire_matches_rules_in_the_worker(distributed_hub) -> None:
     assert status == 200
     status, body = await distributed_hub.call("POST", "namespaces/_/triggers/door", {"n": 3})
     assert status == 202
-    trigger_record = await poll_activation(distributed_hub, body["activationId"])
+    trigger_record = await wait_record(distributed_hub, body["activationId"], POLL_TIMEOUT_S, interval_s=0.1)
     assert trigger_record["response"]["result"] == {"n": 3}
     (log_line,) = trigger_record["logs"]
     action_id = __import__("json").loads(log_line)["activationId"]
-    action_record = await poll_activation(distributed_hub, action_id)
+    action_record = await wait_record(distributed_hub, action_id, POLL_TIMEOUT_S, interval_s=0.1)
     assert action_record["response"]["result"] == {"echo": 3, "greeting": "hi"}
 
 

@@ -2,7 +2,9 @@
 
 Every role runs as its own process (`deployment` fixture); the tests kill them with SIGKILL and
 check the records through the REST API: each accepted activation ends in exactly one record,
-under the id the caller was given.
+under the id the caller was given. "Exactly one" is checked once the deployment is quiet: no
+pending invocation left in the store, no action running on a live invoker, and no record count
+changing for a stated interval (`settled`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.plugins.distributed import ApiClient, Deployment, HubProcess, api_client, wait_for_invokers
 from tests.plugins.services import PROJECT_ROOT, in_ci
+from tests.plugins.waiting import wait_quiet, wait_records
+from triggerhub.store.sql import SqlStore
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 log = logging.getLogger(__name__)
@@ -43,6 +48,35 @@ async def cluster(deployment: Deployment) -> AsyncIterator[tuple[ApiClient, dict
         yield client, processes
 
 
+@pytest.fixture
+async def store(cluster: tuple[ApiClient, dict[str, HubProcess]], deployment: Deployment) -> AsyncIterator[SqlStore]:
+    """The deployment's store, opened once the controller has migrated it."""
+    opened = SqlStore(deployment.env["TRIGGERHUB_STORE_URL"])
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    counts: dict[str, int]  # records per entity name
+    pending: int  # accepted invocations without a record yet
+    running: int  # actions running on the invokers that are up
+
+
+async def settled(client: ApiClient, store: SqlStore, *names: str, quiet_s: float) -> Quiet:
+    """The record counts once nothing is in flight and no count has changed for `quiet_s`."""
+
+    async def observe() -> Quiet:
+        states = await client.admin("invokers")
+        statistics = await client.admin("invokers/statistics")
+        return Quiet({name: await count_records(client, name) for name in names}, len(await store.list_pending()),
+                     sum(statistics.get(name, {}).get("running", 0) for name, state in states.items() if state == "up"))
+
+    return await wait_quiet(observe, lambda seen: seen.pending == 0 and seen.running == 0, quiet_s=quiet_s,
+                            timeout_s=RECORD_TIMEOUT_S)
+
+
 async def put_action(client: ApiClient, name: str, code: str) -> None:
     status, body = await client.call("PUT", f"namespaces/_/actions/{name}", {"exec": {"kind": "python:3.11", "code": code}})
     assert status == 200, body
@@ -50,13 +84,7 @@ async def put_action(client: ApiClient, name: str, code: str) -> None:
 
 async def records_of(client: ApiClient, name: str, expected: int) -> list[dict[str, Any]]:
     """Poll until `expected` records of `name` exist; returns them (more if duplicates appeared)."""
-    async with asyncio.timeout(RECORD_TIMEOUT_S):
-        while True:
-            status, found = await client.call("GET", "namespaces/_/activations", name=name, limit=200, skip=0, docs=True)
-            assert status == 200, found
-            if len(found) >= expected:
-                return found
-            await asyncio.sleep(0.25)
+    return await wait_records(client, name, expected, RECORD_TIMEOUT_S, interval_s=0.25, limit=200, skip=0)
 
 
 async def count_records(client: ApiClient, name: str) -> int:
@@ -74,7 +102,7 @@ async def statistics_when(client: ApiClient, ready: Any) -> dict[str, Any]:
             await asyncio.sleep(0.1)
 
 
-async def test_invoker_killed_mid_action_completes_on_the_other(cluster) -> None:
+async def test_invoker_killed_mid_action_completes_on_the_other(cluster, store) -> None:
     client, processes = cluster
     await put_action(client, "sleepy", SLEEPY)
     status, body = await client.call("POST", "namespaces/_/actions/sleepy")
@@ -86,7 +114,8 @@ async def test_invoker_killed_mid_action_completes_on_the_other(cluster) -> None
     processes[victim].kill(signal.SIGKILL)
 
     (record,) = await records_of(client, "sleepy", 1)
-    await asyncio.sleep(4)  # a second run would take 3 s more: give it the chance to show up
+    quiet = await settled(client, store, "sleepy", quiet_s=4)  # a second run would take 3 s more
+    assert quiet.counts == {"sleepy": 1}
     assert await count_records(client, "sleepy") == 1
     assert record["activationId"] == activation_id
     assert record["response"] == {"status": "success", "success": True, "result": {"slept": 3}, "size": 11}
@@ -95,7 +124,7 @@ async def test_invoker_killed_mid_action_completes_on_the_other(cluster) -> None
     assert (await client.admin("invokers"))[victim] == "down"
 
 
-async def test_worker_killed_during_fires_every_rule_activation_happens_once(cluster, deployment) -> None:
+async def test_worker_killed_during_fires_every_rule_activation_happens_once(cluster, deployment, store) -> None:
     client, processes = cluster
     fires = 60
     await put_action(client, "echo", ECHO)
@@ -113,7 +142,8 @@ async def test_worker_killed_during_fires_every_rule_activation_happens_once(clu
 
     actions = await records_of(client, "echo", 2 * fires)
     triggers = await records_of(client, "tick", fires)
-    await asyncio.sleep(2)
+    quiet = await settled(client, store, "echo", "tick", quiet_s=2)
+    assert quiet.counts == {"echo": 2 * fires, "tick": fires}
     assert await count_records(client, "echo") == 2 * fires
     assert sorted(r["activationId"] for r in triggers) == sorted(trigger_ids)
     linked = sorted(json.loads(line)["activationId"] for r in triggers for line in r["logs"])
@@ -154,7 +184,7 @@ def restart_broker() -> None:
         assert done.returncode == 0, f"kafka.sh {action} failed:\n{done.stdout}\n{done.stderr}"
 
 
-async def test_broker_restart_during_500_fires_loses_and_duplicates_nothing(cluster) -> None:
+async def test_broker_restart_during_500_fires_loses_and_duplicates_nothing(cluster, store) -> None:
     if not (in_ci() or os.environ.get(BROKER_RESTART_KEY)):
         pytest.skip(f"restarts the Kafka broker that other test runs share; runs in CI or with {BROKER_RESTART_KEY}=1")
     client, _ = cluster
@@ -182,7 +212,8 @@ async def test_broker_restart_during_500_fires_loses_and_duplicates_nothing(clus
 
     triggers = await records_of_many(client, "tick", fires)
     actions = await records_of_many(client, "echo", fires)
-    await asyncio.sleep(3)
+    quiet = await settled(client, store, "tick", "echo", quiet_s=3)
+    assert quiet.counts == {"tick": fires, "echo": fires}
     assert len(trigger_ids) == fires
     assert await count_records(client, "tick") == fires
     assert await count_records(client, "echo") == fires

@@ -6,6 +6,7 @@ import asyncio
 import io
 import subprocess
 import sys
+import tarfile
 import tempfile
 import textwrap
 import uuid
@@ -312,6 +313,63 @@ async def test_blackbox_image_is_reached_on_a_loopback_port(clocked_factory: Doc
     assert ports["8080/tcp"][0]["HostIp"] == "127.0.0.1"
     assert init.status == 200
     assert (response.status, response.body) == (200, {"echo": {"a": 1}})
+
+
+HTTP_SERVER_BLACKBOX = {
+    "Dockerfile": """
+FROM triggerhub/base-python:bookworm
+COPY server.py /server.py
+CMD ["python3", "-u", "/server.py"]
+""",
+    # Python's http.server as is: HTTP/1.0, so it closes the connection after every answer.
+    "server.py": """
+import json
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Action(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        answer = {"ok": True} if self.path == "/init" else {"echo": body["value"]}
+        payload = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+HTTPServer(("0.0.0.0", 8080), Action).serve_forever()
+""",
+}
+
+
+def build_context(files: dict[str, str]) -> io.BytesIO:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive.seek(0)
+    return archive
+
+
+async def test_a_blackbox_served_by_http_server_as_is_runs_again_and_again(
+        clocked_factory: DockerRuntimeFactory, dockerd: docker.DockerClient) -> None:
+    dockerd.images.build(fileobj=build_context(HTTP_SERVER_BLACKBOX), custom_context=True,
+                         tag="triggerhub-test/http-server-blackbox:latest", network_mode="none", rm=True)
+    runtime = await clocked_factory.create(RuntimeSpec(kind="blackbox", memory_mb=128,
+                                                       image="triggerhub-test/http-server-blackbox:latest"))
+    try:
+        init = await runtime.init(init_value("def main(args):\n    return args\n"), timeout_ms=10_000)
+        runs = [await runtime.run(run_body({"n": n}), timeout_ms=5_000) for n in range(4)]
+    finally:
+        await runtime.destroy()
+
+    assert (init.status, init.body) == (200, {"ok": True})
+    assert [(run.status, run.body) for run in runs] == [(200, {"echo": {"n": n}}) for n in range(4)]
 
 
 async def test_failed_init_answers_502_with_its_logs(clocked_factory: DockerRuntimeFactory) -> None:

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.plugins.feeds import FakeStore, StoreEmit
+from tests.plugins.waiting import wait_until
 from triggerhub.clock import SystemClock
 from triggerhub.errors import FeedError, NotFound
 from triggerhub.feeds.files import FileFeed, parse_files_config
 from triggerhub.model import TriggerEvent
 
 TRIGGER = "/guest/files"
-
-
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def kinds(store: FakeStore) -> list[tuple[str, str, str | None]]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.plugins.feeds import FakeStore, StoreEmit
+from tests.plugins.waiting import wait_until
 from triggerhub.feeds.mqtt import MqttFeed, parse_mqtt_config
 from triggerhub.model import TriggerEvent
 
@@ -32,12 +32,6 @@ def publish(broker: tuple[str, int], messages: list[tuple[str, dict]], qos: int 
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def feed_for(broker: tuple[str, int], tg: asyncio.TaskGroup, emit: StoreEmit, topics: list[str],

@@ -8,7 +8,7 @@ here is found through LISTEN/NOTIFY or the read at start.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from tests.plugins.clock import TestClock
 from tests.plugins.feeds import FakeStore, StoreEmit
 from tests.plugins.services import asyncpg_dsn
+from tests.plugins.waiting import wait_until
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager
 from triggerhub.errors import BadRequest, NotFound
@@ -41,12 +42,6 @@ async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 def feed_for(dsn: str, tg: asyncio.TaskGroup, emit: StoreEmit, trigger: str = TRIGGER,
              **params: object) -> PostgresFeed:
     config = parse_postgres_config({"dsn": dsn, "table": "orders", **params})
@@ -63,6 +58,10 @@ async def test_inserts_updates_and_deletes_arrive_once_each_in_order(
         dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
     emit = StoreEmit(fake_store, TRIGGER)
     async with asyncio.TaskGroup() as tg:
+        keeper = StoreEmit(fake_store, "/guest/keeper")  # subscribed, then stopped: the outbox rows stay
+        keeper_feed = feed_for(dsn, tg, keeper, trigger="/guest/keeper")
+        await keeper_feed.start(keeper)
+        await keeper_feed.stop()
         feed = feed_for(dsn, tg, emit)
         await feed.start(emit)
         await db.execute("INSERT INTO orders VALUES (1, 'apple', 3), (2, 'pear', 1)")
@@ -158,6 +157,38 @@ async def test_two_triggers_on_one_table_both_fire(dsn: str, db: asyncpg.Connect
     assert await db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'triggerhub_changes'") == 1
 
 
+async def test_outbox_rows_are_pruned_once_every_subscriber_delivered_them(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    orders, audit = StoreEmit(fake_store, TRIGGER), StoreEmit(fake_store, "/guest/audit")
+    async with asyncio.TaskGroup() as tg:
+        audit_feed = feed_for(dsn, tg, audit, trigger="/guest/audit")
+        await audit_feed.start(audit)
+        await audit_feed.stop()  # subscribed, but not reading while the rows arrive
+        orders_feed = feed_for(dsn, tg, orders)
+        await orders_feed.start(orders)
+        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3), (2, 'pear', 1)")
+        await db.execute("DELETE FROM orders WHERE id = 2")
+        await wait_until(lambda: len(orders.returned) == 3)
+        delivered = "SELECT delivered FROM triggerhub_subscriptions WHERE subscriber = $1"
+        async with asyncio.timeout(30):
+            while await db.fetchval("SELECT count(*) FROM triggerhub_changes c WHERE pg_visible_in_snapshot("
+                                    "c.txid, $1::text::pg_snapshot)", await db.fetchval(delivered, TRIGGER) or
+                                    "1:1:") != 3:
+                await asyncio.sleep(0.05)  # until /guest/orders has recorded all three as delivered
+        assert await db.fetchval("SELECT count(*) FROM triggerhub_changes") == 3, "audit has not read them yet"
+        audit_again = feed_for(dsn, tg, audit, trigger="/guest/audit")
+        await audit_again.start(audit)
+        await wait_until(lambda: len(audit.returned) == 3)
+        async with asyncio.timeout(30):
+            while await db.fetchval("SELECT count(*) FROM triggerhub_changes") != 0:
+                await asyncio.sleep(0.05)
+        await db.execute("INSERT INTO orders VALUES (3, 'fig', 2)")  # later rows still flow after a prune
+        await wait_until(lambda: len(orders.returned) == 4 and len(audit.returned) == 4)
+        await orders_feed.stop()
+        await audit_again.stop()
+    assert orders.returned == [True] * 4 and audit.returned == [True] * 4
+
+
 # --------------------------------------------------------------------------- the lifecycle
 
 
@@ -194,7 +225,7 @@ async def test_create_read_delete_through_the_manager(
     assert ":********@" in str(redact_dsn(dsn)) and str(redact_dsn(dsn)) != dsn
     assert deleted == {"triggerName": TRIGGER, "status": "deleted"}
     assert await db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'triggerhub_changes'") == 0
-    assert await db.fetchval("SELECT count(*) FROM triggerhub_changes") == 1  # the outbox stays
+    assert await db.fetchval("SELECT count(*) FROM triggerhub_changes") == 0  # the last subscriber took its rows
 
 
 async def test_a_refused_change_pauses_the_feed_and_arrives_once_after_unpause(

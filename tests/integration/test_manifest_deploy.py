@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from tests.plugins.hub import HubClient
 from tests.plugins.manifests import EXAMPLES, FIXTURES
+from tests.plugins.waiting import wait_records
 from triggerhub import errors
 from triggerhub.manifests.client import HttpWhiskClient
 from triggerhub.manifests.commands import deploy as deploy_command
@@ -368,7 +369,7 @@ async def test_iot_temperature_example(hub: HubClient, client: HttpWhiskClient,
     finally:
         publisher.loop_stop()
         publisher.disconnect()
-    records = await wait_for_activations(hub, "iot/check-temperature", 1)
+    records = await wait_records(hub, "iot/check-temperature", 1)
     assert records[0]["response"]["result"] == {"sensor": "s1", "celsius": 31.5, "threshold": 30.0, "alert": True}
     await undeploy_manifest(client, EXAMPLES / "iot-temperature-alert" / "manifest.yaml")
 
@@ -385,21 +386,63 @@ async def test_db_change_example(hub: HubClient, client: HttpWhiskClient, fresh_
         for entity in outcome.project.entities:
             check_like_openwhisk(entity, await read_back(hub, entity))
         await connection.execute("INSERT INTO orders VALUES (7, 1)")
-        records = await wait_for_activations(hub, "db/notify-change", 1)
+        records = await wait_records(hub, "db/notify-change", 1)
         assert records[0]["response"]["result"] == {"channel": "ops-alerts", "text": "insert on public.orders (id 7)"}
         await undeploy_manifest(client, EXAMPLES / "db-change-notification" / "manifest.yaml")
     finally:
         await connection.close()
 
 
-async def wait_for_activations(hub: HubClient, name: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            status, records = await hub.call("GET", "namespaces/_/activations", name=name, docs=True)
-            assert status == 200
-            if len(records) >= count:
-                return records
-            await asyncio.sleep(0.1)
+async def test_sqlite_change_example(hub: HubClient, client: HttpWhiskClient, tmp_path: Path) -> None:
+    import sqlite3
+
+    await require_feed(hub, "/whisk.system/sqlite/changes")
+    database = tmp_path / "notes.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")
+    conn.close()
+    outcome: Outcome = await deploy_manifest(client, EXAMPLES / "sqlite-change-log" / "manifest.yaml",
+                                             env={"SQLITE_DATABASE": str(database)})
+    for entity in outcome.project.entities:
+        check_like_openwhisk(entity, await read_back(hub, entity))
+    with sqlite3.connect(database) as conn:
+        conn.execute("INSERT INTO notes (text) VALUES ('hello')")
+    conn.close()
+    records = await wait_records(hub, "notes/log-change", 1)
+    assert records[0]["response"]["result"] == {"text": "insert on notes (key {'id': 1})", "note": "hello"}
+    await undeploy_manifest(client, EXAMPLES / "sqlite-change-log" / "manifest.yaml")
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'triggerhub%'").fetchall() == []
+    conn.close()
+
+
+@pytest.mark.kafka
+async def test_kafka_order_totals_example(hub: HubClient, client: HttpWhiskClient, kafka_bootstrap: str) -> None:
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+
+    from tests.integration.test_feed_kafka import make_topic
+
+    await require_feed(hub, "/whisk.system/kafka/consume")
+    topic = f"orders-{uuid.uuid4().hex[:10]}"  # the example's `orders`, made unique for this test
+    await make_topic(kafka_bootstrap, topic, 1)
+    outcome: Outcome = await deploy_manifest(client, EXAMPLES / "kafka-order-totals" / "manifest.yaml",
+                                             params={"topics": topic}, env={"KAFKA_BROKERS": kafka_bootstrap})
+    for entity in outcome.project.entities:
+        check_like_openwhisk(entity, await read_back(hub, entity))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for amount in (12.5, 7.5):
+            await producer.send(topic, json.dumps({"amount": amount}).encode(), partition=0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    records = await wait_records(hub, "shop/total-orders", 1)
+    totals = [r["response"]["result"] for r in records]
+    assert sum(t["records"] for t in totals) == 2 and sum(t["total"] for t in totals) == 20.0
+    await undeploy_manifest(client, EXAMPLES / "kafka-order-totals" / "manifest.yaml")
 
 
 async def test_deploy_directory_deploys_each_example_and_reports_failures(

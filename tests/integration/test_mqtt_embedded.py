@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -15,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from tests.plugins.cli import free_port
 from tests.plugins.feeds import FakeStore, StoreEmit
+from tests.plugins.waiting import wait_until
 from triggerhub.errors import FeedError
 from triggerhub.feeds.broker import embedded_broker
 from triggerhub.feeds.mqtt import MqttFeed, parse_mqtt_config
@@ -33,12 +33,6 @@ def publish(port: int, messages: list[tuple[str, dict[str, int]]], *, retain: bo
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def feed_for(port: int, tg: asyncio.TaskGroup, emit: StoreEmit, client_id: str = "hub-feed") -> MqttFeed:

@@ -33,6 +33,7 @@ class HubProcess:
     home: Path
     port: int
     extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     cacert: Path | None = None  # set when extra_args serve HTTPS: the CA that signed its certificate
 
@@ -46,7 +47,8 @@ class HubProcess:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "TRIGGERHUB_HOME": str(self.home), "TRIGGERHUB_APIHOST": self.apihost,
-                "TRIGGERHUB_PROPS": str(self.home.parent / "triggerhubprops"), "PYTHONUNBUFFERED": "1"}
+                "TRIGGERHUB_PROPS": str(self.home.parent / "triggerhubprops"), "PYTHONUNBUFFERED": "1",
+                **self.extra_env}
 
     def start(self) -> None:
         log_path = self.home.parent / f"hub-{self.port}.log"

@@ -16,6 +16,7 @@ import docker
 import pytest
 
 from tests.plugins.services import not_configured, service_missing, service_setting
+from triggerhub.config import load_config
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.docker import DockerRuntimeFactory
 from triggerhub.invoker.images import build_runtime_images
@@ -55,7 +56,7 @@ def dockerd() -> Iterator[docker.DockerClient]:
 def runtime_images(dockerd: docker.DockerClient) -> list[str]:
     """The runtime images, built (or found current) once per session."""
     try:
-        return build_runtime_images()
+        return build_runtime_images(load_config().runtime)  # DOCKER_HOST set above, through config
     except ActionRuntimeError as exc:
         service_missing(f"the runtime images could not be built: {exc}")
 

@@ -19,6 +19,8 @@ import pytest
 from triggerhub.cli.compose import Hub, running_hub
 from triggerhub.config import load_config
 
+NOOP_JS = "function main(params) { return params; }"
+
 
 @dataclass
 class HubClient:
@@ -49,6 +51,15 @@ class HubClient:
                                         params=params, headers=headers) as response:
             text = await response.text()
             return response.status, (json.loads(text) if text else None)
+
+
+async def put_action(hub: HubClient, name: str, code: str = NOOP_JS, kind: str = "nodejs:default",
+                     **extra: Any) -> Any:
+    """PUT an action (`extra` joins the body; `overwrite=True` is a query flag) and return its body."""
+    status, body = await hub.call("PUT", f"namespaces/_/actions/{name}", {"exec": {"kind": kind, "code": code}, **extra},
+                                  overwrite=extra.pop("overwrite", False) if "overwrite" in extra else False)
+    assert status == 200, body
+    return body
 
 
 def hub_config(home: Path, **env: str) -> Any:

@@ -40,13 +40,16 @@ def served_routes(tmp_path: Path) -> set[tuple[str, str]]:
 
 
 def documented_routes() -> set[tuple[str, str]]:
-    """(method, aiohttp canonical path) of every operation; '*' for routes taking every method."""
+    """(method, aiohttp canonical path) of every operation; '*' for routes taking every method, and
+    for an entity route's 405 handler of every other method."""
     out: set[tuple[str, str]] = set()
     for path, item in document()["paths"].items():
         methods = {m for m in item if m in METHODS}
         assert methods, f"{path} documents no operation"
         for route in [item.get("x-aiohttp-route", path), *item.get("x-aiohttp-aliases", [])]:
             out |= {("*", route)} if item.get("x-aiohttp-any-method") else {(m.upper(), route) for m in methods}
+            if item.get("x-aiohttp-refuses-other-methods"):
+                out.add(("*", route))  # one handler answering 405 for every method not listed
     return out
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from triggerhub.config import RuntimeChoice, SandboxChoice, load_config
+from triggerhub.config import (DEFAULT_DOCKER_HOST, REPOSITORY_RUNTIMES_DIR, ClientSettings, RuntimeChoice, SandboxChoice,
+                               client_settings, load_config)
 from triggerhub.errors import ConfigError
 
 
@@ -41,3 +42,39 @@ def test_sandbox_settings_default_to_bubblewrap_and_read_flags():
     assert str(caught.value).splitlines()[1:] == [
         "  TRIGGERHUB_ALLOW_UNSANDBOXED_ROOT='maybe': expected true or false; expected a bool",
         "  TRIGGERHUB_SANDBOX='firejail': 'firejail' is not a valid SandboxChoice; expected a SandboxChoice"]
+
+
+def test_runtime_image_settings_and_foreign_variables_are_read_here():
+    config = load_config(env={"TRIGGERHUB_RUNTIMES_DIR": str(REPOSITORY_RUNTIMES_DIR), "TRIGGERHUB_NODE_BINARY": "/opt/node20",
+                              "DOCKER_HOST": "unix:///run/other.sock", "WEBHOOK_TOKEN": "s3cret-token",
+                              "TRIGGERHUB_PG_PASSWORD": "compose-file-secret", "TRIGGERHUB_APIHOST": "http://h:1"})
+    assert config.runtime.runtimes_dir == REPOSITORY_RUNTIMES_DIR
+    assert config.runtime.node_binary == "/opt/node20"
+    assert config.runtime.docker_host == "unix:///run/other.sock"
+    assert config.examples_webhook_token == "s3cret-token"
+    assert "s3cret-token" not in repr(config)
+    assert load_config(env={"DOCKER_HOST": ""}).runtime.docker_host == DEFAULT_DOCKER_HOST
+    with pytest.raises(ConfigError) as caught:  # foreign names are read without our prefix only
+        load_config(env={"TRIGGERHUB_DOCKER_HOST": "unix:///x"})
+    assert str(caught.value).splitlines()[1].startswith("  TRIGGERHUB_DOCKER_HOST: unknown setting; known: ")
+
+
+def test_a_relative_runtimes_dir_is_made_absolute(tmp_path, monkeypatch):
+    (tmp_path / "rt" / "python").mkdir(parents=True)
+    (tmp_path / "rt" / "python" / "proxy.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(env={"TRIGGERHUB_RUNTIMES_DIR": "rt"}).runtime.runtimes_dir == tmp_path.resolve() / "rt"
+
+
+def test_client_settings_come_from_the_environment_unchecked():
+    settings = client_settings({"TRIGGERHUB_HOME": "/h", "TRIGGERHUB_APIHOST": "http://h:1", "TRIGGERHUB_AUTH": "u:k",
+                                "WSK_CONFIG_FILE": "/w/props", "TRIGGERHUB_PORT": "not checked here"})
+    assert settings == ClientSettings(home=Path("/h"), apihost="http://h:1", auth="u:k", wskprops=Path("/w/props"),
+                                      props=Path.home() / ".triggerhubprops")
+    defaults = client_settings({})
+    assert defaults.home == Path(".triggerhub") and defaults.apihost == "" and defaults.auth == ""
+    assert defaults.wskprops == Path.home() / ".wskprops"
+    assert (defaults.cacert, defaults.insecure) == ("", False)
+    assert client_settings({"TRIGGERHUB_PROPS": "/p"}).props == Path("/p")
+    tls = client_settings({"TRIGGERHUB_CACERT": "/ca.pem", "TRIGGERHUB_INSECURE": "Yes"})
+    assert (tls.cacert, tls.insecure) == ("/ca.pem", True)

@@ -33,8 +33,8 @@ def call(event: str, **params: object) -> dict[str, object]:
 def test_catalogue_names_every_builtin_feed() -> None:
     assert sorted(FEED_KINDS) == [
         "/whisk.system/alarms/alarm", "/whisk.system/alarms/interval", "/whisk.system/alarms/once",
-        "/whisk.system/files/watch", "/whisk.system/mqtt/subscribe", "/whisk.system/postgres/changes",
-        "/whisk.system/webhook/webhook"]
+        "/whisk.system/files/watch", "/whisk.system/kafka/consume", "/whisk.system/mqtt/subscribe",
+        "/whisk.system/postgres/changes", "/whisk.system/sqlite/changes", "/whisk.system/webhook/webhook"]
     assert FEED_KINDS[ALARM].catalogue.parameters[0] == "cron"
     assert [feed.fqn for feed in catalogue(FEED_KINDS)] == list(FEED_KINDS)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from triggerhub.api import views
-from triggerhub.api.app import ENGINE, identity_of
-from triggerhub.api.entities import _namespace, list_window
+from triggerhub.api.context import engine_of, flag, identity_of, list_window, namespace_of
 from triggerhub.errors import FORBIDDEN, NOT_FOUND, BadRequest, Forbidden, NotFound
 from triggerhub.model import ACTIVATION_ID_RE, Activation
 from triggerhub.store.base import ActivationQuery
@@ -42,7 +41,7 @@ def _query(request: web.Request, namespace: str) -> ActivationQuery:
 
 def _own_namespace(request: web.Request) -> str:
     identity = identity_of(request)
-    namespace = _namespace(request, identity)
+    namespace = namespace_of(request, identity)
     if namespace != identity.namespace:
         raise Forbidden(FORBIDDEN)
     return namespace
@@ -52,15 +51,15 @@ def _own_namespace(request: web.Request) -> str:
 @routes.get("/api/v1/namespaces/{namespace}/activations/")
 async def list_activations(request: web.Request) -> web.Response:
     namespace = _own_namespace(request)
-    store = request.app[ENGINE].store
-    count = request.query.get("count", "false").lower() == "true"
-    docs = request.query.get("docs", "false").lower() == "true"
+    engine = engine_of(request)
+    count = flag(request, "count")
+    docs = flag(request, "docs")
     if count and docs:
         raise BadRequest("The parameter 'docs' is not permitted with 'count'.")
     query = _query(request, namespace)
     if count:
-        return web.json_response({"activations": await store.count_activations(query)})
-    records = await store.list_activations(query)
+        return web.json_response({"activations": await engine.count_activations(query)})
+    records = await engine.activations(query)
     render = views.activation_json if docs else views.activation_summary
     return web.json_response([render(r) for r in records])
 
@@ -70,7 +69,7 @@ async def _record(request: web.Request) -> Activation:
     activation_id = request.match_info["id"]
     if not ACTIVATION_ID_RE.match(activation_id):
         raise BadRequest(f"The activation id '{activation_id}' is not valid: it must be 32 lowercase hexadecimal characters.")
-    record = await request.app[ENGINE].store.get_activation(namespace, activation_id)
+    record = await engine_of(request).find_activation(namespace, activation_id)
     if record is None:
         raise NotFound(NOT_FOUND)
     return record

@@ -2,7 +2,8 @@
 OpenWhisk serves its Swagger), built once from the tables below.
 
 Every path item names the aiohttp route serving it (`x-aiohttp-route`, with `x-aiohttp-any-method`
-for routes registered for every method, and `x-aiohttp-aliases` for trailing-slash variants), so
+for routes registered for every method, `x-aiohttp-refuses-other-methods` for an entity's route whose
+other methods get one 405 handler, and `x-aiohttp-aliases` for trailing-slash variants), so
 tests/unit/test_api_docs.py can prove the document and the router list the same routes.
 """
 
@@ -238,16 +239,16 @@ def _paths() -> Doc:
                                             [_NAMESPACE, package_name]),
         f"{ns}/actions/{{action}}": _with(_entity("Action", put_query=_OVERWRITE, extra=_ACTION_EXTRA),
                                           [_NAMESPACE, action_name], aiohttp_route=f"{ns}/actions/{{name}}",
-                                          aiohttp_any_method=True),
+                                          aiohttp_refuses_other_methods=True),
         f"{ns}/actions/{{package}}/{{action}}": _with(
             _entity("Action", put_query=_OVERWRITE, extra=_ACTION_EXTRA), [_NAMESPACE, package_name, action_name],
-            aiohttp_route=f"{ns}/actions/{{name}}", aiohttp_any_method=True),
+            aiohttp_route=f"{ns}/actions/{{name}}", aiohttp_refuses_other_methods=True),
         f"{ns}/triggers": _with(_list("TriggerSummary", "triggers"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/triggers/"]),
         f"{ns}/triggers/{{name}}": _with(_entity("Trigger", put_query=_OVERWRITE, extra=_TRIGGER_EXTRA),
-                                         [_NAMESPACE, _path_name("name", "a trigger")], aiohttp_any_method=True),
+                                         [_NAMESPACE, _path_name("name", "a trigger")], aiohttp_refuses_other_methods=True),
         f"{ns}/rules": _with(_list("Rule", "rules"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/rules/"]),
         f"{ns}/rules/{{name}}": _with(_entity("Rule", put_query=_OVERWRITE, extra=_RULE_EXTRA),
-                                      [_NAMESPACE, _path_name("name", "a rule")], aiohttp_any_method=True),
+                                      [_NAMESPACE, _path_name("name", "a rule")], aiohttp_refuses_other_methods=True),
         f"{ns}/rules/{{name}}/explain": _with({"post": {
             "summary": "Why a rule would run for an event, or did not run for a stored one (nothing runs)",
             "requestBody": _content(_ref("ExplainRequest")),
@@ -256,7 +257,7 @@ def _paths() -> Doc:
         f"{ns}/packages": _with(_list("PackageSummary", "packages"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/packages/"]),
         f"{ns}/packages/{{name}}": _with(
             _entity("Package", put_query=_OVERWRITE, extra={}), [_NAMESPACE, _path_name("name", "a package")],
-            aiohttp_any_method=True),
+            aiohttp_refuses_other_methods=True),
         f"{ns}/activations": _with({"get": {
             "summary": "List activations, newest first", "parameters": _ACTIVATION_QUERY, "responses": _responses({
                 200: ("summaries, full records with docs=true, or a count",

@@ -1,93 +1,73 @@
-"""Routes for namespaces, actions, triggers, rules and packages (reference 1.3-1.4)."""
+"""Routes for namespaces, actions, triggers, rules and packages (reference 1.3-1.4).
+
+One handler per route and method; the collection lists are generated from `LISTS`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from triggerhub.api import views
-from triggerhub.api.app import ENGINE, TRANSACTION, identity_of, json_body
+from triggerhub.api.context import (
+    TRANSACTION, engine_of, flag, identity_of, json_body, list_window, name_of, namespace_of,
+)
 from triggerhub.engine.core import Engine, ensure_object
-from triggerhub.engine.explain import explain
-from triggerhub.errors import FORBIDDEN, ILLEGAL_NAME, BadRequest, Forbidden, MethodNotAllowed, NotFound
+from triggerhub.errors import FORBIDDEN, BadRequest, Forbidden, MethodNotAllowed
 from triggerhub.model import (
-    Action, Activation, Collection, Entity, FullyQualifiedName, Identity, Package, Rule, StatusCode, Trigger,
-    is_valid_name, params_to_dict, params_to_json,
+    Action, Activation, Collection, Entity, FullyQualifiedName, Identity, Package, Rule, StatusCode,
+    Trigger, params_to_json,
 )
 
-routes = web.RouteTableDef()
-MAX_LIST_LIMIT = 200
-DEFAULT_LIST_LIMIT = 30
-MAX_LIST_SKIP = 2**31 - 1
+E = TypeVar("E", Action, Trigger, Rule, Package)
+NAMESPACE = "/api/v1/namespaces/{namespace}"
+ACTION = f"{NAMESPACE}/actions/{{name:.+}}"
+TRIGGER = f"{NAMESPACE}/triggers/{{name}}"
+RULE = f"{NAMESPACE}/rules/{{name}}"
+PACKAGE = f"{NAMESPACE}/packages/{{name}}"
 
 
-def _namespace(request: web.Request, identity: Identity) -> str:
-    namespace = request.match_info["namespace"]
-    namespace = identity.namespace if namespace == "_" else namespace
-    if not is_valid_name(namespace):
-        raise BadRequest(ILLEGAL_NAME)
-    return namespace
+async def _target(request: web.Request) -> tuple[Engine, Identity, FullyQualifiedName]:
+    """The engine, the caller and the entity the path names."""
+    identity = identity_of(request)
+    return engine_of(request), identity, name_of(request, namespace_of(request, identity))
 
 
-def _name(request: web.Request, namespace: str) -> FullyQualifiedName:
-    parts = request.match_info["name"].split("/")
-    if len(parts) == 1:
-        package, name = None, parts[0]
-    elif len(parts) == 2:
-        package, name = parts
-    else:
-        raise NotFound("The requested resource does not exist.")
-    for part in (package, name):
-        if part is not None and not is_valid_name(part):
-            raise BadRequest(ILLEGAL_NAME)
-    return FullyQualifiedName(namespace, name, package)
+async def _get(request: web.Request, kind: type[E]) -> E:
+    engine, identity, fqn = await _target(request)
+    return await engine.entities.get(identity, fqn, kind)
 
 
-def _flag(request: web.Request, key: str) -> bool:
-    return request.query.get(key, "false").lower() == "true"
+async def _delete(request: web.Request, kind: type[E]) -> E:
+    engine, identity, fqn = await _target(request)
+    return await engine.entities.delete(identity, fqn, kind, force=flag(request, "force"))
 
 
-def _int_param(request: web.Request, key: str, default: int, collection: str) -> int:
-    raw = request.query.get(key)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"The value '{raw}' is not an integer for {collection}.") from exc
+async def _put_body(request: web.Request, limit_bytes: int | None = None) -> dict[str, Any]:
+    return ensure_object(await json_body(request, limit_bytes))
 
 
-def list_window(request: web.Request, collection: str) -> tuple[int, int]:
-    skip = _int_param(request, "skip", 0, collection)
-    limit = _int_param(request, "limit", DEFAULT_LIST_LIMIT, collection)
-    if not 0 <= skip <= MAX_LIST_SKIP:
-        raise BadRequest(f"The value '{skip}' is not in the range of 0 to {MAX_LIST_SKIP} for {collection} "
-                         f"(parameter 'skip').")
-    if not 0 <= limit <= MAX_LIST_LIMIT:
-        raise BadRequest(f"The value '{limit}' is not in the range of 0 to {MAX_LIST_LIMIT} for {collection}.")
-    return skip, limit or MAX_LIST_LIMIT
-
-
-def _engine(request: web.Request) -> Engine:
-    return request.app[ENGINE]
+async def _payload(request: web.Request) -> dict[str, Any]:
+    """An invoke's or fire's arguments: a JSON object, or nothing."""
+    payload = await json_body(request)
+    if payload is not None and not isinstance(payload, dict):
+        raise BadRequest("The request content was malformed:\nexpected a JSON object")
+    return payload or {}
 
 
 # ---------------------------------------------------------------------------- namespaces
 
 
-@routes.get("/api/v1/namespaces")
-@routes.get("/api/v1/namespaces/")
 async def list_namespaces(request: web.Request) -> web.Response:
     return web.json_response([identity_of(request).namespace])
 
 
-@routes.get("/api/v1/namespaces/{namespace}/limits")
 async def namespace_limits(request: web.Request) -> web.Response:
     identity = identity_of(request)
-    if _namespace(request, identity) != identity.namespace:
+    if namespace_of(request, identity) != identity.namespace:
         raise Forbidden(FORBIDDEN)
-    limits = _engine(request).config.limits
+    limits = engine_of(request).config.limits
     defaults = {
         "invocationsPerMinute": limits.invocations_per_minute, "concurrentInvocations": limits.concurrent_invocations,
         "firesPerMinute": limits.fires_per_minute, "maxActionMemory": limits.max_memory_mb * 1024 * 1024,
@@ -104,9 +84,9 @@ async def namespace_limits(request: web.Request) -> web.Response:
 
 async def _list(request: web.Request, collection: Collection, package: str | None = None) -> web.Response:
     identity = identity_of(request)
-    namespace = _namespace(request, identity)
-    engine = _engine(request)
-    if _flag(request, "count"):
+    namespace = namespace_of(request, identity)
+    engine = engine_of(request)
+    if flag(request, "count"):
         return web.json_response({collection.value: await engine.entities.count(identity, collection, namespace)})
     skip, limit = list_window(request, collection.value)
     entities = await engine.entities.listing(identity, collection, namespace, package, skip, limit)
@@ -119,19 +99,16 @@ async def _summary(engine: Engine, entity: Entity) -> dict[str, Any]:
     if isinstance(entity, Trigger):
         return views.trigger_summary(entity)
     if isinstance(entity, Rule):
-        return views.rule_json(entity, await engine.entities.rule_status(entity))
-    assert isinstance(entity, Package)
+        return await _rule_json(engine, entity)
     return views.package_summary(entity)
 
 
-for _collection in Collection:
-    async def _list_handler(request: web.Request, _c: Collection = _collection) -> web.Response:
-        return await _list(request, _c)
-    routes.get(f"/api/v1/namespaces/{{namespace}}/{_collection.value}")(_list_handler)
-    routes.get(f"/api/v1/namespaces/{{namespace}}/{_collection.value}/")(_list_handler)
+def _lister(collection: Collection) -> web.RouteDef:
+    async def list_collection(request: web.Request) -> web.Response:
+        return await _list(request, collection)
+    return web.get(f"{NAMESPACE}/{collection.value}", list_collection)
 
 
-@routes.get("/api/v1/namespaces/{namespace}/actions/{package}/")
 async def list_package_actions(request: web.Request) -> web.Response:
     return await _list(request, Collection.ACTIONS, request.match_info["package"])
 
@@ -139,31 +116,26 @@ async def list_package_actions(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------- actions
 
 
-@routes.route("*", "/api/v1/namespaces/{namespace}/actions/{name:.+}")
-async def action_route(request: web.Request) -> web.Response:
-    identity = identity_of(request)
-    fqn = _name(request, _namespace(request, identity))
-    engine = _engine(request)
-    if request.method == "GET":
-        action = await engine.entities.get(identity, fqn, Action)
-        return web.json_response(views.action_json(action, include_code=request.query.get("code", "true") != "false"))
-    if request.method == "PUT":
-        body = ensure_object(await json_body(request, engine.config.api.max_code_bytes + 1024 * 1024))
-        action = await engine.entities.put_action(identity, fqn, body, overwrite=_flag(request, "overwrite"))
-        return web.json_response(views.action_json(action))
-    if request.method == "DELETE":
-        action = await engine.entities.delete(identity, fqn, Action)
-        return web.json_response(views.action_json(action))
-    if request.method == "POST":
-        return await _invoke(request, engine, identity, fqn)
-    raise MethodNotAllowed("Method Not Allowed")
+async def get_action(request: web.Request) -> web.Response:
+    action = await _get(request, Action)
+    return web.json_response(views.action_json(action, include_code=request.query.get("code", "true") != "false"))
 
 
-async def _invoke(request: web.Request, engine: Engine, identity: Identity, fqn: FullyQualifiedName) -> web.Response:
-    payload = await json_body(request)
-    if payload is not None and not isinstance(payload, dict):
-        raise BadRequest("The request content was malformed:\nexpected a JSON object")
-    blocking = _flag(request, "blocking")
+async def put_action(request: web.Request) -> web.Response:
+    engine, identity, fqn = await _target(request)
+    body = await _put_body(request, engine.config.api.max_code_bytes + 1024 * 1024)
+    action = await engine.entities.put_action(identity, fqn, body, overwrite=flag(request, "overwrite"))
+    return web.json_response(views.action_json(action))
+
+
+async def delete_action(request: web.Request) -> web.Response:
+    return web.json_response(views.action_json(await _delete(request, Action)))
+
+
+async def invoke_action(request: web.Request) -> web.Response:
+    engine, identity, fqn = await _target(request)
+    payload = await _payload(request)
+    blocking = flag(request, "blocking")
     wait_ms = engine.config.api.max_blocking_wait_ms
     if "timeout" in request.query:
         try:
@@ -172,11 +144,11 @@ async def _invoke(request: web.Request, engine: Engine, identity: Identity, fqn:
             wait_ms = -1
         if not 0 < wait_ms <= engine.config.api.max_blocking_wait_ms:
             raise BadRequest("Timeout must be number of milliseconds up to 60000.")
-    outcome = await engine.invoke(identity, fqn, payload or {}, blocking=blocking, wait_ms=wait_ms,
+    outcome = await engine.invoke(identity, fqn, payload, blocking=blocking, wait_ms=wait_ms,
                                   transaction_id=request[TRANSACTION])
     if isinstance(outcome, str):
         return _accepted(outcome)
-    return _blocking_response(outcome, _flag(request, "result"))
+    return _blocking_response(outcome, flag(request, "result"))
 
 
 def _accepted(activation_id: str) -> web.Response:
@@ -198,97 +170,128 @@ def _blocking_response(record: Activation, result_only: bool) -> web.Response:
 # ---------------------------------------------------------------------------- triggers
 
 
-@routes.route("*", "/api/v1/namespaces/{namespace}/triggers/{name}")
-async def trigger_route(request: web.Request) -> web.Response:
-    identity = identity_of(request)
-    fqn = _name(request, _namespace(request, identity))
-    engine = _engine(request)
-    if request.method == "GET":
-        trigger = await engine.entities.get(identity, fqn, Trigger)
-        return web.json_response(views.trigger_json(trigger))
-    if request.method == "PUT":
-        body = ensure_object(await json_body(request))
-        trigger = await engine.entities.put_trigger(identity, fqn, body, overwrite=_flag(request, "overwrite"))
-        return web.json_response(views.trigger_json(trigger))
-    if request.method == "DELETE":
-        trigger = await engine.entities.delete(identity, fqn, Trigger)
-        return web.json_response(views.trigger_json(trigger))
-    if request.method == "POST":
-        payload = await json_body(request)
-        if payload is not None and not isinstance(payload, dict):
-            raise BadRequest("The request content was malformed:\nexpected a JSON object")
-        activation_id = await engine.fire(identity, fqn, payload or {})
-        if activation_id is None:
-            return web.Response(status=204)
-        return _accepted(activation_id)
-    raise MethodNotAllowed("Method Not Allowed")
+async def get_trigger(request: web.Request) -> web.Response:
+    return web.json_response(views.trigger_json(await _get(request, Trigger)))
+
+
+async def put_trigger(request: web.Request) -> web.Response:
+    engine, identity, fqn = await _target(request)
+    trigger = await engine.entities.put_trigger(identity, fqn, await _put_body(request), overwrite=flag(request, "overwrite"))
+    return web.json_response(views.trigger_json(trigger))
+
+
+async def delete_trigger(request: web.Request) -> web.Response:
+    return web.json_response(views.trigger_json(await _delete(request, Trigger)))
+
+
+async def fire_trigger(request: web.Request) -> web.Response:
+    engine, identity, fqn = await _target(request)
+    activation_id = await engine.fire(identity, fqn, await _payload(request))
+    if activation_id is None:
+        return web.Response(status=204)
+    return _accepted(activation_id)
 
 
 # ---------------------------------------------------------------------------- rules
 
 
-@routes.post("/api/v1/namespaces/{namespace}/rules/{name}/explain")
+async def _rule_json(engine: Engine, rule: Rule) -> dict[str, Any]:
+    return views.rule_json(rule, await engine.entities.rule_status(rule))
+
+
+async def get_rule(request: web.Request) -> web.Response:
+    """The only rule answer carrying `counts` (on rules with a filter)."""
+    engine = engine_of(request)
+    rule = await _get(request, Rule)
+    counts = await engine.entities.rule_counts(rule)
+    return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule), counts))
+
+
+async def put_rule(request: web.Request) -> web.Response:
+    engine, identity, fqn = await _target(request)
+    rule = await engine.entities.put_rule(identity, fqn, await _put_body(request), overwrite=flag(request, "overwrite"))
+    return web.json_response(await _rule_json(engine, rule))
+
+
+async def delete_rule(request: web.Request) -> web.Response:
+    return web.json_response(await _rule_json(engine_of(request), await _delete(request, Rule)))
+
+
+async def set_rule_state(request: web.Request) -> web.Response:
+    engine, identity, fqn = await _target(request)
+    rule = await engine.entities.set_rule_status(identity, fqn, await json_body(request))
+    return web.json_response(await _rule_json(engine, rule))
+
+
 async def explain_rule(request: web.Request) -> web.Response:
     """Why the rule would run for an event, or did not run for a stored one; nothing runs."""
-    identity = identity_of(request)
-    fqn = _name(request, _namespace(request, identity))
-    engine = _engine(request)
-    return web.json_response(await explain(engine.entities, engine.store, identity, fqn, await json_body(request)))
-
-
-@routes.route("*", "/api/v1/namespaces/{namespace}/rules/{name}")
-async def rule_route(request: web.Request) -> web.Response:
-    identity = identity_of(request)
-    fqn = _name(request, _namespace(request, identity))
-    engine = _engine(request)
-    if request.method == "GET":
-        rule = await engine.entities.get(identity, fqn, Rule)
-        counts = await engine.store.get_rule_counts(f"{rule.namespace}/{rule.name}") if rule.filter is not None else None
-        return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule), counts))
-    if request.method == "PUT":
-        body = ensure_object(await json_body(request))
-        rule = await engine.entities.put_rule(identity, fqn, body, overwrite=_flag(request, "overwrite"))
-        return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule)))
-    if request.method == "DELETE":
-        rule = await engine.entities.delete(identity, fqn, Rule)
-        return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule)))
-    if request.method == "POST":
-        rule = await engine.entities.set_rule_status(identity, fqn, await json_body(request))
-        return web.json_response(views.rule_json(rule, await engine.entities.rule_status(rule)))
-    raise MethodNotAllowed("Method Not Allowed")
+    engine, identity, fqn = await _target(request)
+    return web.json_response(await engine.explain(identity, fqn, await json_body(request)))
 
 
 # ---------------------------------------------------------------------------- packages
 
 
-@routes.route("*", "/api/v1/namespaces/{namespace}/packages/{name}")
-async def package_route(request: web.Request) -> web.Response:
-    identity = identity_of(request)
-    fqn = _name(request, _namespace(request, identity))
-    engine = _engine(request)
-    if request.method == "GET":
-        package = await engine.entities.get(identity, fqn, Package)
-        return web.json_response(await _package_view(engine, package))
-    if request.method == "PUT":
-        body = ensure_object(await json_body(request))
-        package = await engine.entities.put_package(identity, fqn, body, overwrite=_flag(request, "overwrite"))
-        return web.json_response(await _package_view(engine, package))
-    if request.method == "DELETE":
-        package = await engine.entities.delete(identity, fqn, Package, force=_flag(request, "force"))
-        return web.json_response(views.package_json(package, []))
+async def _package_json(engine: Engine, package: Package) -> dict[str, Any]:
+    """A binding shows the bound package's members, with binding params over package params."""
+    contents = await engine.entities.package_contents(package)
+    parameters = (params_to_json(package.parameters) if contents.parameters is None
+                  else [{"key": k, "value": v} for k, v in contents.parameters.items()])
+    return views.package_json(package, list(contents.actions), parameters)
+
+
+async def get_package(request: web.Request) -> web.Response:
+    return web.json_response(await _package_json(engine_of(request), await _get(request, Package)))
+
+
+async def put_package(request: web.Request) -> web.Response:
+    engine, identity, fqn = await _target(request)
+    package = await engine.entities.put_package(identity, fqn, await _put_body(request), overwrite=flag(request, "overwrite"))
+    return web.json_response(await _package_json(engine, package))
+
+
+async def delete_package(request: web.Request) -> web.Response:
+    return web.json_response(views.package_json(await _delete(request, Package), []))
+
+
+# ---------------------------------------------------------------------------- the route table
+
+
+async def method_not_allowed(request: web.Request) -> web.Response:
+    """Any other method on an entity: 405 once its path names check out. Without this route the
+    request would fall through to the API gateway's catch-all under /api/ and be a 404."""
+    await _target(request)
     raise MethodNotAllowed("Method Not Allowed")
 
 
-async def _package_view(engine: Engine, package: Package) -> dict[str, Any]:
-    """A binding shows the bound package's members, with binding params over package params."""
-    source = package
-    parameters = None
-    if package.binding is not None:
-        bound = await engine.store.get_entity(package.binding.namespace, package.binding.name)
-        if isinstance(bound, Package):
-            source = bound
-            merged = {**params_to_dict(bound.parameters), **params_to_dict(package.parameters)}
-            parameters = [{"key": k, "value": v} for k, v in merged.items()]
-    members = await engine.store.list_entities(Collection.ACTIONS, source.namespace, package=source.name, limit=100_000)
-    return views.package_json(package, [m for m in members if isinstance(m, Action)],
-                              parameters if parameters is not None else params_to_json(package.parameters))
+# An entity's GET takes no HEAD (allow_head=False): HEAD, like every method without a handler, is
+# method_not_allowed's.
+LISTS = [_lister(collection) for collection in Collection]
+routes = [
+    web.get("/api/v1/namespaces", list_namespaces),
+    web.get("/api/v1/namespaces/", list_namespaces),
+    web.get(f"{NAMESPACE}/limits", namespace_limits),
+    *LISTS,
+    *[web.get(f"{route.path}/", route.handler) for route in LISTS],
+    web.get(f"{NAMESPACE}/actions/{{package}}/", list_package_actions),  # before ACTION, which also matches it
+    web.get(ACTION, get_action, allow_head=False),
+    web.put(ACTION, put_action),
+    web.delete(ACTION, delete_action),
+    web.post(ACTION, invoke_action),
+    web.route("*", ACTION, method_not_allowed),
+    web.get(TRIGGER, get_trigger, allow_head=False),
+    web.put(TRIGGER, put_trigger),
+    web.delete(TRIGGER, delete_trigger),
+    web.post(TRIGGER, fire_trigger),
+    web.route("*", TRIGGER, method_not_allowed),
+    web.get(RULE, get_rule, allow_head=False),
+    web.put(RULE, put_rule),
+    web.delete(RULE, delete_rule),
+    web.post(RULE, set_rule_state),
+    web.route("*", RULE, method_not_allowed),
+    web.post(f"{RULE}/explain", explain_rule),
+    web.get(PACKAGE, get_package, allow_head=False),
+    web.put(PACKAGE, put_package),
+    web.delete(PACKAGE, delete_package),
+    web.route("*", PACKAGE, method_not_allowed),
+]

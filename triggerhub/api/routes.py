@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from triggerhub.api.app import ENGINE, identity_of, json_body
+from triggerhub.api.context import engine_of, identity_of, json_body
 from triggerhub.api.openapi import GATEWAY_PREFIX, gateway_url, openapi_document
 from triggerhub.api.web_actions import serve
 from triggerhub.engine.apis import RouteFilter, RouteMatch, routes_by_base
@@ -53,17 +53,17 @@ async def create_api(request: web.Request) -> web.Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise BadRequest("The request content was malformed: expected {\"apidoc\": {...}}")
-    created = await request.app[ENGINE].apis.create(identity, body.get("apidoc"),
+    created = await engine_of(request).apis.create(identity, body.get("apidoc"),
                                                    response_type=request.query.get("responsetype"))
     base_path = created[0].base_path
-    members = await request.app[ENGINE].apis.listing(identity, RouteFilter(base_path))
+    members = await engine_of(request).apis.listing(identity, RouteFilter(base_path))
     return web.json_response(_api_value(identity, [r for r in members if r.base_path == base_path], _origin(request)))
 
 
 @routes.get(MANAGEMENT + "/{operation:getApi(\\.json|\\.http)?}")
 async def get_api(request: web.Request) -> web.Response:
     identity = identity_of(request)
-    found = await request.app[ENGINE].apis.listing(identity, _selection(request),
+    found = await engine_of(request).apis.listing(identity, _selection(request),
                                                   namespace=request.query.get("namespace"))
     origin = _origin(request)
     return web.json_response({"apis": [_api_item(identity, base, members, origin)
@@ -73,14 +73,14 @@ async def get_api(request: web.Request) -> web.Response:
 @routes.delete(MANAGEMENT + "/{operation:deleteApi(\\.json|\\.http)?}")
 async def delete_api(request: web.Request) -> web.Response:
     identity = identity_of(request)
-    await request.app[ENGINE].apis.delete(identity, _selection(request), namespace=request.query.get("namespace"))
+    await engine_of(request).apis.delete(identity, _selection(request), namespace=request.query.get("namespace"))
     return web.json_response({})
 
 
 @routes.route("*", GATEWAY_PREFIX + "/{namespace:(?!v1$)[^/]+}/{tail:.*}")
 async def gateway(request: web.Request) -> web.StreamResponse:
     path = "/" + request.match_info["tail"]
-    matches = await request.app[ENGINE].apis.match(request.match_info["namespace"], path)
+    matches = await engine_of(request).apis.match(request.match_info["namespace"], path)
     if not matches:
         raise NotFound(NOT_FOUND)
     chosen = next((m for m in matches if m.route.verb == request.method), None)

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from triggerhub import __version__
-from triggerhub.api.app import authenticate
+from triggerhub.api.context import authenticate
 from triggerhub.errors import TriggerhubError
 from triggerhub.model import Identity
 

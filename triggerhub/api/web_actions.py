@@ -15,8 +15,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from triggerhub.api.app import ENGINE, TRANSACTION, authenticate, error_response
-from triggerhub.engine.core import Engine
+from triggerhub.api.context import TRANSACTION, authenticate, engine_of, error_response
 from triggerhub.errors import NOT_FOUND, RESERVED_PARAMS, ApiError, BadRequest, NotFound, Unauthorized
 from triggerhub.model import (
     Activation, FullyQualifiedName, Identity, StatusCode, annotation, loads_json, params_to_dict,
@@ -58,7 +57,7 @@ async def web_action(request: web.Request) -> web.StreamResponse:
 async def serve(request: web.Request, fqn: FullyQualifiedName, extension: str, extra: str, *,
                 path_args: Mapping[str, str] | None = None) -> web.StreamResponse:
     """Run web action `fqn` for this request; `path_args` are an API route's path parameters."""
-    engine: Engine = request.app[ENGINE]
+    engine = engine_of(request)
     owner = Identity(fqn.namespace, fqn.namespace, "", "")
     try:
         resolved = await engine.resolve(owner, fqn)

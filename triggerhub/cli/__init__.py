@@ -24,7 +24,7 @@ from triggerhub.cli.packages import package
 from triggerhub.cli.status import status
 from triggerhub.cli.tls import tls_options, tls_overrides
 from triggerhub.cli.triggers import rule, trigger
-from triggerhub.config import load_config
+from triggerhub.config import environment_with, load_config
 from triggerhub.engine.bootstrap import read_credentials
 from triggerhub.manifests.client import ClientTls
 from triggerhub.errors import ConfigError, TriggerhubError
@@ -191,7 +191,7 @@ async def _embedded_broker(port: int):  # type: ignore[no-untyped-def]
 async def _deploy_examples(hub: Any, mqtt_url: str | None) -> None:
     """Deploy manifests/ so a new user sees triggers working; the webhook example's token is made
     once per home (unless WEBHOOK_TOKEN is set) and printed with a curl line to try it."""
-    import os
+    import json
     import secrets
 
     from triggerhub.cli.context import check_routing
@@ -201,12 +201,12 @@ async def _deploy_examples(hub: Any, mqtt_url: str | None) -> None:
         return
     settings_path = hub.config.home / "examples.json"
     settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
-    token = os.environ.get("WEBHOOK_TOKEN") or settings.setdefault("WEBHOOK_TOKEN", secrets.token_urlsafe(24))
+    token = hub.config.examples_webhook_token or settings.setdefault("WEBHOOK_TOKEN", secrets.token_urlsafe(24))
     settings_path.write_text(json.dumps(settings))
     settings_path.chmod(0o600)
     # The hub deploys to its own loopback listener: nothing to verify there, whatever names its certificate holds.
     outcomes = await deploy_examples(EXAMPLES_DIR, hub.apihost, hub.guest_auth,
-                                     env={**os.environ, "WEBHOOK_TOKEN": token}, mqtt_url=mqtt_url,
+                                     env=environment_with({"WEBHOOK_TOKEN": token}), mqtt_url=mqtt_url,
                                      trust=ClientTls(insecure=True), check_routing=check_routing)
     deployed = sorted(o.name for o in outcomes if o.deployed)
     click.echo(f"examples deployed: {', '.join(deployed) or 'none'} (from {EXAMPLES_DIR})")
@@ -241,13 +241,18 @@ def images() -> None:
 @click.option("--force", is_flag=True, help="rebuild even when nothing changed")
 @click.pass_obj
 def images_build(ctx: Ctx, force: bool) -> None:
-    """Build triggerhub/python:3.11 and triggerhub/nodejs:20 (no registry needed)."""
+    """Build triggerhub/python:3.11 and triggerhub/nodejs:20 (no registry needed) from
+    $TRIGGERHUB_RUNTIMES_DIR (default: this checkout's runtimes/)."""
     from rich.console import Console
 
     from triggerhub.invoker.images import build_runtime_images
 
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     with Console(stderr=True).status("runtime images") as progress:  # a spinner on a terminal only
-        tags = build_runtime_images(force=force, on_step=progress.update)
+        tags = build_runtime_images(config.runtime, force=force, on_step=progress.update)
     if ctx.as_json:
         click.echo(json.dumps(tags))
         return

@@ -53,14 +53,14 @@ class Hub:
         return self.credentials["guest"]
 
 
-def docker_status() -> str | None:
+def docker_status(docker_host: str) -> str | None:
     """None when a Docker engine answers and has the runtime images; else why not."""
     try:
         import docker
 
         from triggerhub.invoker.images import IMAGE_FOR_KIND
 
-        client = docker.from_env(timeout=2)
+        client = docker.DockerClient(base_url=docker_host, timeout=2)
         try:
             client.ping()
             missing = [tag for tag in IMAGE_FOR_KIND.values() if not client.images.list(name=tag)]
@@ -75,7 +75,7 @@ def docker_status() -> str | None:
 
 def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
     choice = config.runtime.choice
-    problem = docker_status() if choice is RuntimeChoice.AUTO else None
+    problem = docker_status(config.runtime.docker_host) if choice is RuntimeChoice.AUTO else None
     if choice is RuntimeChoice.DOCKER or (choice is RuntimeChoice.AUTO and problem is None):
         try:
             from triggerhub.invoker.docker import DockerRuntimeFactory
@@ -88,12 +88,14 @@ def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
         socket_root = config.home.resolve() / "sockets"
         if len(str(socket_root)) > 60:
             socket_root = Path(tempfile.gettempdir()) / f"triggerhub-{hub_id}"
-        return "docker", DockerRuntimeFactory(hub_id=hub_id, socket_root=socket_root)
+        return "docker", DockerRuntimeFactory(hub_id=hub_id, docker_host=config.runtime.docker_host,
+                                              socket_root=socket_root)
     sandbox = find_sandbox(config.runtime)  # refuses unsandboxed actions as root unless allowed
     if choice is RuntimeChoice.AUTO:
         log.warning("%s: actions run as local processes%s", problem,
                     " in a bubblewrap sandbox" if sandbox else ", NOT isolated from this machine")
-    return "process", ProcessRuntimeFactory(sandbox=sandbox)
+    return "process", ProcessRuntimeFactory(runtimes_dir=config.runtime.runtimes_dir, node=config.runtime.node_binary,
+                                            sandbox=sandbox)
 
 
 @contextlib.asynccontextmanager

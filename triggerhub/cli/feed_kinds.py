@@ -7,7 +7,7 @@ triggerhub/feeds/ ending in a `FEED_KIND`, and add that to the list below.
 
 from __future__ import annotations
 
-from triggerhub.feeds import alarms, files, mqtt, postgres, webhook
+from triggerhub.feeds import alarms, files, kafka, mqtt, postgres, sqlite, webhook
 from triggerhub.feeds.kind import FeedKind, feed_registry
 
 FEED_KINDS: dict[str, FeedKind] = feed_registry(
@@ -16,4 +16,6 @@ FEED_KINDS: dict[str, FeedKind] = feed_registry(
     webhook.FEED_KIND,
     files.FEED_KIND,
     postgres.FEED_KIND,
+    sqlite.FEED_KIND,
+    kafka.FEED_KIND,
 )

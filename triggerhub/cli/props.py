@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from triggerhub.config import client_settings
 from triggerhub.engine.bootstrap import read_credentials
 from triggerhub.manifests.commands import read_wskprops
 
@@ -28,7 +29,7 @@ class HubSettings:
 
 
 def props_path() -> Path:
-    return Path(os.environ.get(PROPS_ENV) or Path.home() / ".triggerhubprops")
+    return client_settings().props
 
 
 def write_props(apihost: str, auth: str, *, home: Path) -> Path:
@@ -56,26 +57,27 @@ def resolve(apihost: str | None, auth: str | None) -> HubSettings:
     guest key in $TRIGGERHUB_HOME (default ./.triggerhub)."""
     files = [(f"{_shown(props_path())}", read_wskprops(props_path())),
              (f"{_shown(_wskprops_path())}", read_wskprops(_wskprops_path()))]
+    settings = client_settings()
     chosen, source = apihost, "--apihost"
-    if not chosen and os.environ.get("TRIGGERHUB_APIHOST"):
-        chosen, source = os.environ["TRIGGERHUB_APIHOST"], "TRIGGERHUB_APIHOST"
+    if not chosen and settings.apihost:
+        chosen, source = settings.apihost, "TRIGGERHUB_APIHOST"
     for name, props in files:
         if not chosen and props.get("APIHOST"):
             chosen, source = props["APIHOST"], name
     if not chosen:
         chosen, source = DEFAULT_APIHOST, "the default"
     chosen = normalise(chosen)
-    key = auth or os.environ.get("TRIGGERHUB_AUTH") or ""
+    key = auth or settings.auth
     for _, props in files:
         if not key and props.get("AUTH") and normalise(props.get("APIHOST") or DEFAULT_APIHOST) == chosen:
             key = props["AUTH"]
     if not key:
-        key = read_credentials(Path(os.environ.get("TRIGGERHUB_HOME") or ".triggerhub")).get("guest", "")
+        key = read_credentials(settings.home).get("guest", "")
     return HubSettings(chosen, key, source)
 
 
 def _wskprops_path() -> Path:
-    return Path(os.environ.get("WSK_CONFIG_FILE") or Path.home() / ".wskprops")
+    return client_settings().wskprops
 
 
 def _shown(path: Path) -> str:

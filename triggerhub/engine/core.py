@@ -21,7 +21,7 @@ from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.config import HubConfig
 from triggerhub.errors import FORBIDDEN, NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound
 from triggerhub.model import (
-    Action, Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Kind, Package,
+    JSON, Action, Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Kind, Package,
     Parameter, StatusCode, Trigger, TriggerEvent, annotation, new_activation_id, now_ms,
     params_to_dict,
 )
@@ -29,13 +29,14 @@ from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
+from triggerhub.engine.explain import explain as explain_rule
 from triggerhub.engine.resolve import Resolved, bound_parameters, check_final, check_read, merge_arguments, package_readable
 from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.routing import Router
 from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, RateThrottler
 from triggerhub.invoker.base import Invoker
 from triggerhub.rules import match as rules
-from triggerhub.store.base import Acceptance, Store
+from triggerhub.store.base import Acceptance, ActivationQuery, Store
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,20 @@ class Engine:
 
     def statistics(self) -> DispatcherStatistics:
         return self.dispatcher.statistics()
+
+    async def explain(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> dict[str, JSON]:
+        """Why rule `fqn` would run for the event in `body`, or did not run for a stored one."""
+        return await explain_rule(self.entities, self.store, identity, fqn, body)
+
+    # ------------------------------------------------------------------ activation records
+    async def find_activation(self, namespace: str, activation_id: str) -> Activation | None:
+        return await self.store.get_activation(namespace, activation_id)
+
+    async def activations(self, query: ActivationQuery) -> list[Activation]:
+        return await self.store.list_activations(query)
+
+    async def count_activations(self, query: ActivationQuery) -> int:
+        return await self.store.count_activations(query)
 
     def _finished(self, invocation: Invocation) -> None:
         if invocation.activation_id in self._feed_held:

@@ -1,8 +1,10 @@
 """How accepted invocations get run: the Dispatcher seam and its embedded implementation.
 
 Embedded mode (`LocalDispatcher`): the store is the queue. `submit` commits the acceptance, then
-runs each invocation in a task of the dispatcher's TaskGroup; on start it re-runs what was
-accepted but never recorded. Distributed mode plugs in a Kafka-backed dispatcher instead.
+runs each invocation to its record (`recording.run_to_record`) in a task of the dispatcher's
+TaskGroup; on start it re-runs what was accepted but never recorded. A blocking caller whose
+record cannot be stored is answered 503 (Unavailable) once a round of retries is exhausted.
+Distributed mode plugs in a Kafka-backed dispatcher instead.
 
 The Engine is given its dispatcher when it is built and hands it what to run when it starts
 (`running(execute=..., finished=...)`): the mode lives behind this seam, nowhere else.
@@ -17,13 +19,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from triggerhub.errors import TriggerhubError
+from triggerhub.engine.recording import Execute, RecordNotStored, RecordRetry, Sleep, run_to_record
+from triggerhub.errors import TriggerhubError, Unavailable
 from triggerhub.model import Activation, Invocation, TriggerEvent
 from triggerhub.store.base import Acceptance, Store
 
 log = logging.getLogger(__name__)
 
-Execute = Callable[[Invocation], Awaitable[Activation]]
 Finished = Callable[[Invocation], None]
 """Called once per invocation when the dispatcher is done with it (the engine frees its slot)."""
 MatchHere = Callable[[], Awaitable[bool]]
@@ -77,12 +79,15 @@ async def _not_running(invocation: Invocation) -> Activation:
 
 
 class LocalDispatcher:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, record_retry: RecordRetry = RecordRetry(), sleep: Sleep = asyncio.sleep) -> None:
         self._store = store
         self._execute: Execute = _not_running
         self._finished: Finished = _not_started
+        self._record_retry = record_retry
+        self._sleep = sleep
         self._tasks: asyncio.TaskGroup | None = None
         self._running: dict[str, asyncio.Task[Activation | None]] = {}
+        self._unstored: dict[str, asyncio.Future[RecordNotStored]] = {}  # blocking callers, told of failed writes
 
     @contextlib.asynccontextmanager
     async def running(self, *, execute: Execute, finished: Finished) -> AsyncIterator[None]:
@@ -120,13 +125,21 @@ class LocalDispatcher:
 
     async def run_blocking(self, invocation: Invocation, wait_ms: int) -> Activation | None:
         task = self._start(invocation)
+        unstored = self._unstored.setdefault(invocation.activation_id, asyncio.get_running_loop().create_future())
         try:
-            async with asyncio.timeout(wait_ms / 1000):
-                return await asyncio.shield(task)
-        except TimeoutError:
-            # The caller now holds an id it was promised: make it durable before answering.
-            await self._store.accept(Acceptance(invocations=[invocation]))
-            return None
+            # asyncio.wait leaves the task running when the wait ends (like shield did)
+            done, _ = await asyncio.wait((task, unstored), timeout=wait_ms / 1000,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if self._unstored.get(invocation.activation_id) is unstored:
+                del self._unstored[invocation.activation_id]
+        if task in done:
+            return task.result()
+        if unstored in done:
+            raise Unavailable(str(unstored.result()))
+        # The caller now holds an id it was promised: make it durable before answering.
+        await self._store.accept(Acceptance(invocations=[invocation]))
+        return None
 
     def _start(self, invocation: Invocation) -> asyncio.Task[Activation | None]:
         if self._tasks is None:
@@ -140,11 +153,8 @@ class LocalDispatcher:
 
     async def _run(self, invocation: Invocation) -> Activation | None:
         try:
-            record = await self._execute(invocation)
-            if await self._store.complete(record):
-                log.info("activation %s of %s ended: %s", record.activation_id, invocation.path_annotation,
-                         record.response.status_code.text)
-            return record
+            return await run_to_record(invocation, execute=self._execute, store=self._store, where="hub",
+                                       retry=self._record_retry, surface=self._surface, sleep=self._sleep)
         except asyncio.CancelledError:
             raise
         except Exception:  # one failed activation must not tear down the TaskGroup; its pending row stays
@@ -154,3 +164,8 @@ class LocalDispatcher:
         finally:
             self._running.pop(invocation.activation_id, None)
             self._finished(invocation)
+
+    def _surface(self, error: RecordNotStored) -> None:
+        waiter = self._unstored.get(error.record.activation_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(error)

@@ -22,7 +22,8 @@ from triggerhub.errors import ApiError, BusError, TriggerhubError
 from triggerhub.model import Activation, Invocation, Kind, TriggerEvent, now_ms
 from triggerhub.bus import codec as wire
 from triggerhub.bus.topics import Topics
-from triggerhub.engine.dispatch import Execute, Finished, MatchHere
+from triggerhub.engine.dispatch import Finished, MatchHere
+from triggerhub.engine.recording import Execute, RecordRetry, run_to_record
 from triggerhub.store import codec
 from triggerhub.store.base import Acceptance, Store
 from triggerhub.retry import retrying
@@ -336,8 +337,9 @@ class InvokerService:
     """Runs invocations from Kafka, each to exactly one stored record, and answers blocking callers."""
 
     def __init__(self, name: str, store: Store, execute: Callable[[Invocation], Awaitable[Activation]],
-                 publisher: Publisher, topic: str) -> None:
+                 publisher: Publisher, topic: str, *, record_retry: RecordRetry = RecordRetry()) -> None:
         self.name = name
+        self._record_retry = record_retry
         self._store = store
         self._execute = execute
         self._publisher = publisher
@@ -383,17 +385,12 @@ class InvokerService:
             self._running.pop(activation_id, None)
 
     async def _run(self, invocation: Invocation) -> Activation:
+        """To one stored record (recording.run_to_record); the message is acked only after that."""
         log.info("activation %s of %s starting on %s", invocation.activation_id, invocation.path_annotation, self.name)
-        record = await self._execute(invocation)
-        stored = await retrying(f"recording activation {record.activation_id}", lambda: self._store.complete(record))
+        record = await run_to_record(invocation, execute=self._execute, store=self._store, where=self.name,
+                                     retry=self._record_retry)
         self._counts["ran"] += 1
-        if stored:
-            log.info("activation %s of %s ended on %s: %s", record.activation_id, invocation.path_annotation,
-                     self.name, record.response.status_code.text)
-            return record
-        first = await retrying(f"reading activation {record.activation_id}",
-                               lambda: self._store.get_activation(invocation.namespace, record.activation_id))
-        return first or record
+        return record
 
 
 async def heartbeat(name: str, publisher: Publisher, topic: str, interval_ms: int,

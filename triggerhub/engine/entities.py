@@ -7,7 +7,7 @@ Bodies are the REST PUT bodies, parsed by `bodies`; results are model entities (
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -19,11 +19,11 @@ from triggerhub.errors import (
 )
 from triggerhub.model import (
     Action, ActionLimits, Binding, Collection, Entity, Exec, FullyQualifiedName, Identity, Kind, Package,
-    Parameter, ReducedRule, Rule, RuleStatus, Trigger, annotation, bump_version, is_valid_name, now_ms,
+    Parameter, ReducedRule, Rule, RuleCounts, RuleStatus, Trigger, annotation, bump_version, is_valid_name, now_ms,
     with_annotation,
 )
 from triggerhub.engine import bodies
-from triggerhub.engine.resolve import check_read, check_write, not_authorized, package_readable
+from triggerhub.engine.resolve import bound_parameters, check_read, check_write, not_authorized, package_readable
 from triggerhub.rules.pattern import compile_filter
 from triggerhub.rules.transform import compile_transform
 from triggerhub.store.base import Store
@@ -32,6 +32,14 @@ CACHE_MAX_ENTRIES = 10_000
 MAX_MEMBERS = 100_000  # reading "all" of a package's or namespace's entities
 
 E = TypeVar("E", Action, Trigger, Rule, Package)
+
+
+@dataclass(frozen=True, slots=True)
+class PackageContents:
+    """What a package shows: its own actions or, through a binding, the bound package's."""
+
+    actions: tuple[Action, ...]
+    parameters: dict[str, Any] | None  # a binding's, over its bound package's; None otherwise
 
 
 class Entities:
@@ -112,6 +120,17 @@ class Entities:
         if package is None or package.binding is None:
             return None
         return await self._package_entity(package.binding.namespace, package.binding.name)
+
+    async def package_contents(self, package: Package) -> PackageContents:
+        """Read fresh from the store (a binding whose target is gone shows no actions)."""
+        source, parameters = package, None
+        if package.binding is not None:
+            bound = await self.store.get_entity(package.binding.namespace, package.binding.name)
+            if isinstance(bound, Package):
+                source, parameters = bound, bound_parameters(bound, package)
+        members = await self.store.list_entities(Collection.ACTIONS, source.namespace, package=source.name,
+                                                 limit=MAX_MEMBERS)
+        return PackageContents(tuple(m for m in members if isinstance(m, Action)), parameters)
 
     async def delete(self, identity: Identity, fqn: FullyQualifiedName, kind: type[E], *,
                      force: bool = False) -> E:
@@ -347,6 +366,12 @@ class Entities:
             if link is not None:
                 return link.status
         return RuleStatus.INACTIVE
+
+    async def rule_counts(self, rule: Rule) -> RuleCounts | None:
+        """How many events the rule's filter matched and filtered out (None: the rule has no filter)."""
+        if rule.filter is None:
+            return None
+        return await self.store.get_rule_counts(f"{rule.namespace}/{rule.name}")
 
     # ------------------------------------------------------------------ packages
     async def put_package(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any], *,

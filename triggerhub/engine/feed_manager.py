@@ -23,7 +23,7 @@ from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import (
     FORBIDDEN, ApiError, BadRequest, Conflict, FeedError, Forbidden, NotFound, TriggerhubError,
 )
-from triggerhub.feeds.cursor import Cursor, CursorEmit, CursorFeed, CursorLoader
+from triggerhub.feeds.cursor import Cursor, CursorEmit, CursorFeed, CursorLoader, CursorSaver
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, Invocation, Trigger, TriggerEvent
 from triggerhub.retry import retrying
@@ -126,7 +126,7 @@ class FeedManager:
             if registration is None or registration.feed != feed_fqn:
                 raise NotFound(f"trigger '{trigger}' has no {feed_fqn} feed; create it with lifecycleEvent CREATE")
             if event == "READ":
-                return self._read(registration, kind)
+                return await self._read(registration, kind)
             if event == "UPDATE":
                 return await self._update(registration, kind, user_params)
             if event == "DELETE":
@@ -184,17 +184,20 @@ class FeedManager:
         log.info("feed for trigger %s is %s", registration.trigger, status)
         return {"triggerName": registration.trigger, "status": status}
 
-    def _read(self, registration: FeedRegistration, kind: FeedKind) -> dict[str, JSON]:
+    async def _read(self, registration: FeedRegistration, kind: FeedKind) -> dict[str, JSON]:
         changed = registration.updated_ms
         metrics = self.metrics(registration.trigger)
-        return {
+        extra = await kind.report(registration.config, self._loader(registration.trigger)) if kind.report else {}
+        counters = extra.pop("metrics", None)  # a feed's own durable counters join the metrics
+        return {**extra,
             "config": {"name": registration.trigger.split("/")[2], "namespace": registration.namespace,
                        **kind.redacted(registration.config)},
             "status": {"active": registration.status == "active", "dateChanged": changed,
                        "dateChangedISO": datetime.fromtimestamp(changed / 1000, timezone.utc).isoformat(
                            timespec="milliseconds").replace("+00:00", "Z"),
                        "reason": registration.reason},
-            "metrics": {"received": metrics.received, "fired": metrics.fired, "rejected": metrics.rejected},
+            "metrics": {"received": metrics.received, "fired": metrics.fired, "rejected": metrics.rejected,
+                        **(counters if isinstance(counters, dict) else {})},
         }
 
     def _parse(self, kind: FeedKind, trigger: str, params: Mapping[str, JSON], *,
@@ -233,7 +236,8 @@ class FeedManager:
             tasks.create_task(self._suspend(trigger, reason), name=f"pause feed {trigger}")
 
         return FeedContext(trigger=trigger, feed=registration.feed, clock=self._clock, tasks=tasks,
-                           load_cursor=self._loader(trigger), instance_id=self._instance_id,
+                           load_cursor=self._loader(trigger), save_cursor=self._saver(trigger),
+                           instance_id=self._instance_id,
                            not_before_ms=registration.updated_ms, on_finished=on_finished, on_failed=on_failed)
 
     def _emit_for(self, trigger: str) -> CursorEmit:
@@ -253,6 +257,11 @@ class FeedManager:
         async def load(key: str) -> str | None:
             return await self._store.get_cursor(f"{trigger}#{key}")
         return load
+
+    def _saver(self, trigger: str) -> CursorSaver:
+        async def save(key: str, value: str) -> None:
+            await self._store.set_cursor(f"{trigger}#{key}", value)
+        return save
 
     def _count(self, trigger: str, *, received: int = 0, fired: int = 0, rejected: int = 0) -> None:
         m = self._metrics.get(trigger, FeedMetrics())

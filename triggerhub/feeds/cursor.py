@@ -27,6 +27,10 @@ class CursorEmit(Protocol):
 CursorLoader = Callable[[str], Awaitable[str | None]]
 """The stored value of this feed's cursor `key`, or None when never written."""
 
+CursorSaver = Callable[[str, str], Awaitable[None]]
+"""Store this feed's cursor `key` without an event: for positions no event carries (a Kafka
+partition's start, a batch of poison records only) and feed-private state such as dead letters."""
+
 
 class CursorFeed(Protocol):
     """An adapter that turns its source's events into trigger events; every built-in feed is one."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from triggerhub.clock import Clock
-from triggerhub.feeds.cursor import CursorFeed, CursorLoader
+from triggerhub.feeds.cursor import CursorFeed, CursorLoader, CursorSaver
 from triggerhub.model import JSON, TriggerEvent
 
 SECRET_MASK = "********"
@@ -57,6 +57,7 @@ class FeedContext:
     clock: Clock
     tasks: asyncio.TaskGroup  # where the feed runs its tasks
     load_cursor: CursorLoader
+    save_cursor: CursorSaver  # a cursor no event carries (a Kafka partition's start, dead letters)
     instance_id: str  # distinguishes several hub processes (e.g. in MQTT client ids)
     not_before_ms: int  # the registration's last change: nothing before it is due
     on_finished: Callable[[str], Awaitable[None]]  # the feed ran out (reason): the hub disables it
@@ -73,6 +74,11 @@ Build = Callable[[Mapping[str, JSON], FeedContext], CursorFeed]
 Uninstall = Callable[[Mapping[str, JSON], str], Awaitable[None]]
 """Clean up at the source when the feed of trigger (2nd argument) is deleted; never raises for
 an unreachable source (it logs what is left behind instead)."""
+
+Report = Callable[[Mapping[str, JSON], CursorLoader], Awaitable[dict[str, JSON]]]
+"""(config, the feed's cursors) -> extra fields READ shows from the feed's stored state (e.g. the
+Kafka feed's dead letters), durable across restarts unlike the in-memory metrics; a "metrics"
+object in it joins READ's metrics."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +112,7 @@ class FeedKind:
     masks: Mapping[str, Callable[[JSON], JSON]] = field(default_factory=dict)  # partly secret values
     uninstall: Uninstall | None = None
     webhook: WebhookHandling | None = None  # set by feeds that receive webhook deliveries
+    report: Report | None = None  # extra READ fields from stored state
     created: Callable[[str], dict[str, JSON]] = _no_extras  # extra fields of CREATE's answer, by trigger
 
     @property

@@ -7,7 +7,8 @@ wait in the outbox. See `Position` for why the cursor is a pair of snapshots, no
 
 Event data: {table, op, row, old, id, at}: `row` is the row after the change (null for DELETE),
 `old` the row before it (null for INSERT). DELETE of the feed drops the table's trigger once no
-feed subscribes to the table any more; the outbox and its rows stay (prune them yourself).
+feed subscribes to the table any more, with its outbox rows. Outbox rows every subscriber of their
+table has delivered are pruned after each batch the hub stored.
 """
 
 from __future__ import annotations
@@ -189,6 +190,9 @@ def _outbox_ddl(schema: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {schema}.triggerhub_subscriptions (
             subscriber text NOT NULL, table_name text NOT NULL, id bigserial UNIQUE, since text NOT NULL,
             PRIMARY KEY (subscriber, table_name))""",
+        # the `after` snapshot of the last batch the subscriber's hub stored: outbox rows every
+        # subscriber of their table has delivered are pruned
+        f"ALTER TABLE {schema}.triggerhub_subscriptions ADD COLUMN IF NOT EXISTS delivered text",
         f"""CREATE OR REPLACE FUNCTION {schema}.triggerhub_capture() RETURNS trigger LANGUAGE plpgsql AS $$
             DECLARE change_id bigint;
             BEGIN
@@ -209,14 +213,16 @@ async def _drop_trigger_if_unused(conn: asyncpg.Connection, schema: str, table_n
     quoted = await conn.fetchval(
         "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname || '.' || c.relname = $1", table_name)
+    if users == 0:
+        await conn.execute(f"DELETE FROM {schema}.triggerhub_changes WHERE table_name = $1", table_name)
     if users == 0 and quoted is not None:
         await conn.execute(f"DROP TRIGGER IF EXISTS triggerhub_changes ON {quoted}")
         log.info("postgres change trigger dropped from %s", table_name)
 
 
 async def uninstall(config: PostgresConfig, subscriber: str) -> None:
-    """Forget `subscriber` and drop the trigger of every table nobody subscribes to any more.
-    The outbox table and its rows stay: other feeds (or hubs) may still be reading them."""
+    """Forget `subscriber`; drop the trigger and the outbox rows of every table nobody subscribes
+    to any more. The outbox table stays: other feeds (or hubs) may still be reading it."""
     conn = await connect(config)
     try:
         async with conn.transaction():
@@ -308,6 +314,7 @@ class PostgresFeed:
         position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
         self._task = self._tasks.create_task(self._run(conn, subscription, position, emit),
                                              name=f"postgres {self._trigger}")
+        await asyncio.sleep(0)  # let the task enter its try: cancelled before that, it would never close conn
         log.info("postgres feed %s reading changes of %s in %s", self._trigger, subscription.table,
                  self._config.location)
 
@@ -337,7 +344,10 @@ class PostgresFeed:
                                                 lambda: self._load_cursor(CURSOR_KEY), clock=self._clock)
                         position = Position.load(stored, subscription)
                     self._changed.clear()
-                    position = await self._drain(conn, subscription, position, emit)
+                    drained = await self._drain(conn, subscription, position, emit)
+                    if drained.after != position.after or position.upto is not None:
+                        await self._prune(conn, subscription, drained)
+                    position = drained
                     await self._wait_for_change()
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, FeedError) as exc:
                     log.warning("postgres feed %s lost %s (%s); reconnecting in %s s", self._trigger,
@@ -382,6 +392,19 @@ class PostgresFeed:
             position = Position(position.subscription, str(position.upto))
             if fresh:
                 return position
+
+    async def _prune(self, conn: asyncpg.Connection, subscription: Subscription, position: Position) -> None:
+        """Record that the hub stored every change visible in `position.after`, then delete the
+        outbox rows of the table that every subscriber of it has delivered (a row visible in a
+        subscriber's delivered snapshot, or in its `since`, is done for that subscriber)."""
+        async with conn.transaction():
+            await conn.execute(f"UPDATE {self._schema}.triggerhub_subscriptions SET delivered = $1 WHERE id = $2",
+                               position.after, subscription.id)
+            await conn.execute(
+                f"""DELETE FROM {self._schema}.triggerhub_changes c WHERE c.table_name = $1 AND NOT EXISTS (
+                    SELECT 1 FROM {self._schema}.triggerhub_subscriptions s WHERE s.table_name = c.table_name
+                    AND NOT pg_visible_in_snapshot(c.txid, COALESCE(s.delivered, s.since)::pg_snapshot))""",
+                subscription.table)
 
     async def _emit(self, event: TriggerEvent, position: Position, emit: CursorEmit) -> None:
         """Store one change; a store or bus outage is retried (the cursor stays behind, nothing is dropped)."""

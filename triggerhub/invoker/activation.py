@@ -131,8 +131,9 @@ class ActionInvoker:
             now = self._clock.now_ms()
             outcome = _Outcome(now, now, ActivationResponse.error(StatusCode.WHISK_ERROR, RESOURCE_ERROR))
         record = self._record(invocation, outcome)
-        logger.info("activation %s of %s finished: %s", invocation.activation_id, action.fqn,
-                    record.response.status_code.text)
+        # debug only: the engine logs the one "activation ... ended" line once the record is stored
+        logger.debug("activation %s of %s finished: %s", invocation.activation_id, action.fqn,
+                     record.response.status_code.text)
         return record
 
     async def _activate(self, invocation: Invocation, lease: Lease) -> _Outcome:

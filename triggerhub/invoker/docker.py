@@ -26,6 +26,7 @@ import docker
 import docker.errors
 from docker.types import LogConfig, Ulimit
 
+from triggerhub.config import docker_host_of_environment
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.base import LOG_SENTINEL, ProxyResponse, RuntimeSpec
 from triggerhub.invoker.images import IMAGE_FOR_KIND
@@ -277,15 +278,17 @@ class DockerRuntimeFactory:
 
     `hub_id` marks every container this hub creates; it must be unique among hubs sharing one
     dockerd, because `cleanup_orphans()` removes every container carrying it that another
-    factory instance (an earlier, crashed run of the same hub) created.
+    factory instance (an earlier, crashed run of the same hub) created. `docker_host` is the
+    engine's address (`RuntimeConfig.docker_host`; by default DOCKER_HOST, through config).
     """
 
     def __init__(self, *, hub_id: str = "hub0", client: docker.DockerClient | None = None,
-                 docker_socket: str | None = None, socket_root: Path | None = None,
+                 docker_host: str | None = None, docker_socket: str | None = None,
+                 socket_root: Path | None = None,
                  api_host: str | None = None, clock_ns: Callable[[], int] = time.time_ns,
                  log_cap_bytes: int = 10 * 1024 * 1024, log_grace_ms: int = 2000,
                  pull_images: bool = True) -> None:
-        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        host = docker_host or docker_host_of_environment()
         self._docker_socket = docker_socket or host.removeprefix("unix://")
         if docker_socket is None and not host.startswith("unix://"):
             raise ActionRuntimeError(
@@ -293,7 +296,7 @@ class DockerRuntimeFactory:
                 "container logs; point DOCKER_HOST at unix:///path/to/docker.sock"
             )
         try:
-            self._client = client or docker.from_env()
+            self._client = client or docker.DockerClient(base_url=host)
         except docker.errors.DockerException as exc:
             raise ActionRuntimeError(
                 f"cannot reach the Docker engine at {host} ({exc}); start it with scripts/services/dockerd.sh start"

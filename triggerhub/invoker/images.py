@@ -3,7 +3,9 @@
 Each runtime image (`triggerhub/python:3.11`, `triggerhub/nodejs:20`) is `runtimes/<kind>/Dockerfile`
 built on a base imported from a debootstrap root filesystem (`runtimes/base/build-rootfs.sh`).
 Every image carries a `triggerhub.build-hash` label over its inputs; a build is skipped when the
-present image already has the hash it would get. Run as `python -m triggerhub.invoker.images`.
+present image already has the hash it would get. Run as `python -m triggerhub.invoker.images`
+(or `triggerhub images build`); TRIGGERHUB_RUNTIMES_DIR, TRIGGERHUB_NODE_BINARY and DOCKER_HOST
+come through `triggerhub.config`, like every other setting.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +24,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from triggerhub.errors import ActionRuntimeError
+from triggerhub.config import RuntimeConfig, environment_with, load_config
+from triggerhub.errors import ActionRuntimeError, ConfigError
 from triggerhub.model import Kind
 
 logger = logging.getLogger(__name__)
@@ -48,10 +51,8 @@ RECIPES = (
 IMAGE_FOR_KIND = {recipe.kind: recipe.tag for recipe in RECIPES}
 
 
-def runtimes_dir() -> Path:
-    """The repository's runtimes/ folder (override with TRIGGERHUB_RUNTIMES_DIR)."""
-    configured = os.environ.get("TRIGGERHUB_RUNTIMES_DIR")
-    path = Path(configured) if configured else Path(__file__).resolve().parents[2] / "runtimes"
+def image_sources(path: Path) -> Path:
+    """`path` (the configured runtimes/ folder) when it holds the image recipes."""
     if not (path / "base" / "build-rootfs.sh").is_file():
         raise ActionRuntimeError(
             f"runtime sources not found in {path}: expected base/build-rootfs.sh there; "
@@ -60,20 +61,22 @@ def runtimes_dir() -> Path:
     return path
 
 
-def build_runtime_images(force: bool = False, *, on_step: Callable[[str], None] = lambda message: None) -> list[str]:
+def build_runtime_images(runtime: RuntimeConfig, *, force: bool = False,
+                         on_step: Callable[[str], None] = lambda message: None) -> list[str]:
     """Make sure every runtime image and its base exist and are current; returns their tags.
 
+    The sources are `runtime.runtimes_dir`; the nodejs base copies `runtime.node_binary`.
     Images whose build-hash label matches their inputs are kept unless `force`. `on_step` hears
     what is being checked or built, for a progress display.
     """
-    root = runtimes_dir()
-    client = _client()
+    root = image_sources(runtime.runtimes_dir)
+    client = _client(runtime.docker_host)
     try:
         ready: list[str] = []
         for number, recipe in enumerate(RECIPES):
             on_step(f"[{2 * number + 1}/{2 * len(RECIPES)}] {recipe.base_tag}: checking, building when changed "
                     "(debootstrap takes a minute or two)")
-            ready.append(_ensure_base(client, root, recipe, force))
+            ready.append(_ensure_base(client, root, recipe, runtime.node_binary, force))
             on_step(f"[{2 * number + 2}/{2 * len(RECIPES)}] {recipe.tag}: checking, building when changed")
             ready.append(_ensure_runtime(client, root, recipe, force))
         # Builds replaced earlier images under the same tags; drop those now untagged ones.
@@ -83,9 +86,9 @@ def build_runtime_images(force: bool = False, *, on_step: Callable[[str], None] 
         client.close()
 
 
-def _client() -> docker.DockerClient:
+def _client(docker_host: str) -> docker.DockerClient:
     try:
-        client = docker.from_env()
+        client = docker.DockerClient(base_url=docker_host)
         client.ping()
     except docker.errors.DockerException as exc:
         raise ActionRuntimeError(
@@ -94,12 +97,16 @@ def _client() -> docker.DockerClient:
     return client
 
 
-def _ensure_base(client: docker.DockerClient, root: Path, recipe: ImageRecipe, force: bool) -> str:
+def _ensure_base(client: docker.DockerClient, root: Path, recipe: ImageRecipe, node_binary: str,
+                 force: bool) -> str:
     script = root / "base" / "build-rootfs.sh"
     inputs = [script.read_bytes(), recipe.rootfs_flavour.encode()]
+    script_env: dict[str, str] = {}
     if recipe.rootfs_flavour == "nodejs":
         # The base embeds the host's Node.js binary: a new binary means a new base.
-        inputs.append(_host_node_version().encode())
+        node_path, node_version = host_node(node_binary)
+        inputs.append(node_version.encode())
+        script_env["TRIGGERHUB_NODE_BINARY"] = node_path  # the script copies it: a path, not a name
     wanted = _digest(inputs)
     if not force and _current_hash(client, recipe.base_tag) == wanted:
         logger.info("image %s is current (hash %s)", recipe.base_tag, wanted[:12])
@@ -109,6 +116,7 @@ def _ensure_base(client: docker.DockerClient, root: Path, recipe: ImageRecipe, f
         tarball = Path(tmp) / "rootfs.tar"
         completed = subprocess.run(
             ["bash", str(script), recipe.rootfs_flavour, str(tarball)],
+            env=environment_with(script_env),
             capture_output=True,
             text=True,
             check=False,
@@ -170,16 +178,19 @@ def _current_hash(client: docker.DockerClient, tag: str) -> str | None:
     return labels.get(HASH_LABEL)
 
 
-def _host_node_version() -> str:
-    node = os.environ.get("TRIGGERHUB_NODE_BINARY", "node")
+def host_node(node_binary: str) -> tuple[str, str]:
+    """(absolute path, version) of the Node.js binary `node_binary` names (a name on PATH or a path)."""
+    path = shutil.which(node_binary)
     try:
-        completed = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
+        if path is None:
+            raise OSError(f"{node_binary!r} is not an executable on PATH or a path to one")
+        completed = subprocess.run([path, "--version"], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise ActionRuntimeError(
-            f"the nodejs:20 base needs a Node.js 20 binary on the host; '{node} --version' failed ({exc}); "
+            f"the nodejs:20 base needs a Node.js 20 binary on the host; '{node_binary} --version' failed ({exc}); "
             "install Node.js 20 or set TRIGGERHUB_NODE_BINARY"
         ) from exc
-    return completed.stdout.strip()
+    return path, completed.stdout.strip()
 
 
 def _digest(parts: list[bytes]) -> str:
@@ -196,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        tags = build_runtime_images(force=args.force)
-    except ActionRuntimeError as exc:
+        tags = build_runtime_images(load_config().runtime, force=args.force)
+    except (ActionRuntimeError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("\n".join(tags))

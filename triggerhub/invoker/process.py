@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from triggerhub.config import search_path
 from triggerhub.errors import ActionRuntimeError, UnsupportedKind
 from triggerhub.invoker.base import LOG_SENTINEL, ProxyResponse, RuntimeSpec
 from triggerhub.invoker.cgroups import Cgroup
@@ -366,7 +367,7 @@ class ProcessRuntimeFactory:
 
     def _env(self, home: str, socket_path: str) -> dict[str, str]:
         # A clean environment: the hub's own settings (database URLs, keys) must not leak in.
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8",
+        env = {"PATH": search_path(), "HOME": home, "LANG": "C.UTF-8",
                "TMPDIR": home, "PYTHONDONTWRITEBYTECODE": "1", "TRIGGERHUB_SOCKET": socket_path}
         if self._api_host:
             env["__OW_API_HOST"] = self._api_host

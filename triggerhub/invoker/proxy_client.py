@@ -1,8 +1,12 @@
 """A small HTTP/1.1 client for the action proxies: one keep-alive connection per runtime.
 
-Speaks just what /init and /run need (POST with a JSON body; Content-Length or chunked
-answers) over a Unix socket or a loopback TCP port. Every failure becomes a ProxyResponse
-with status 0 (and `timed_out` when the deadline passed); it never raises for them.
+Speaks just what /init and /run need (POST with a JSON body; Content-Length, chunked or
+read-to-EOF answers) over a Unix socket or a loopback TCP port. The connection is kept only
+while the server keeps it: an HTTP/1.0 answer without `Connection: keep-alive`, a
+`Connection: close`, or an end of stream seen after a complete answer makes the next request
+open a new one (blackbox images served by Python's `http.server` as is answer HTTP/1.0 and close).
+A request is never sent twice. Every failure becomes a ProxyResponse with status 0 (and
+`timed_out` when the deadline passed); it never raises for them.
 """
 
 from __future__ import annotations
@@ -77,7 +81,9 @@ class ProxyClient:
                 pass
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._reader is None or self._writer is None or self._writer.is_closing():
+        if (self._reader is None or self._writer is None or self._writer.is_closing()
+                or self._reader.at_eof()):  # the server closed it after the last answer
+            await self.close()
             if self._socket_path is not None:
                 self._reader, self._writer = await asyncio.open_unix_connection(
                     self._socket_path, limit=_STREAM_LIMIT_BYTES)
@@ -107,9 +113,17 @@ class ProxyClient:
         else:
             raw = await reader.read()
             await self.close()
-        if headers.get(b"connection", b"").lower() == b"close":
+        if not _keeps_alive(parts[0], headers.get(b"connection", b"")):
             await self.close()
         return status, raw
+
+
+def _keeps_alive(version: bytes, connection: bytes) -> bool:
+    """Whether the server keeps the connection open after this answer (RFC 9112 9.3)."""
+    tokens = {token.strip().lower() for token in connection.split(b",")}
+    if b"close" in tokens:
+        return False
+    return version != b"HTTP/1.0" or b"keep-alive" in tokens
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

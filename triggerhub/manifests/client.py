@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from triggerhub import errors
+from triggerhub.config import client_settings
 from triggerhub.model import JSON
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,11 @@ class ClientTls:
     @classmethod
     def from_settings(cls, *, cacert: str | None = None, insecure: bool | None = None,
                       env: Mapping[str, str] | None = None) -> ClientTls:
-        """Flags first, then TRIGGERHUB_CACERT and TRIGGERHUB_INSECURE."""
-        env = os.environ if env is None else env
+        """Flags first, then TRIGGERHUB_CACERT and TRIGGERHUB_INSECURE (config.client_settings)."""
+        settings = client_settings(env)
         if insecure is None:
-            insecure = env.get("TRIGGERHUB_INSECURE", "").strip().lower() in {"1", "true", "yes", "on"}
-        return cls(cacert or env.get("TRIGGERHUB_CACERT") or None, insecure)
+            insecure = settings.insecure
+        return cls(cacert or settings.cacert or None, insecure)
 
     def context(self) -> ssl.SSLContext:
         if self.insecure:

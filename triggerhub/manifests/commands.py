@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import click
 
 from triggerhub import errors
+from triggerhub.config import client_settings
 from triggerhub.manifests.apply import Progress
 from triggerhub.manifests.client import ClientTls, HttpWhiskClient
 from triggerhub.manifests.deployer import Outcome, deploy_manifest, undeploy_manifest, validate_manifest
@@ -33,7 +33,7 @@ LocalHub = Callable[[], AbstractAsyncContextManager[tuple[str, str]]]
 
 
 def read_wskprops(path: Path | None = None) -> dict[str, str]:
-    path = path or Path(os.environ.get("WSK_CONFIG_FILE") or Path.home() / ".wskprops")
+    path = path or client_settings().wskprops
     props: dict[str, str] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -45,11 +45,11 @@ def read_wskprops(path: Path | None = None) -> dict[str, str]:
 
 def _triggerhub_props() -> Path:
     """What `triggerhub up` writes (see triggerhub/cli/props.py): read before ~/.wskprops."""
-    return Path(os.environ.get("TRIGGERHUB_PROPS") or Path.home() / ".triggerhubprops")
+    return client_settings().props
 
 
 def local_guest_auth() -> str | None:
-    path = Path(os.environ.get("TRIGGERHUB_HOME", ".triggerhub")) / "credentials.json"
+    path = client_settings().home / "credentials.json"
     try:
         return str(json.loads(path.read_text(encoding="utf-8"))["guest"])
     except (OSError, ValueError, KeyError):

@@ -10,11 +10,11 @@ Precedence of input values: --param > deployment file > manifest.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from triggerhub.config import environment_with
 from triggerhub.errors import ManifestError, Problem
 from triggerhub.manifests.entities import EntityBuilder, Overrides, RoutingCheck
 from triggerhub.manifests.project import Project
@@ -47,7 +47,7 @@ def load_project(manifest: Path, *, deployment: Path | None = None,
                  namespace: str = "_", managed: bool | None = None,
                  runtimes: Runtimes = HUB, strict: bool = False, check_routing: RoutingCheck | None = None) -> Project:
     """Validate everything and return the Project, or raise ManifestError listing every problem."""
-    env = dict(os.environ if env is None else env)
+    env = environment_with({}) if env is None else dict(env)
     name = display_name(manifest)
     source = read_source(manifest, name, env)
     project_inputs = source.get(("project", "inputs"))

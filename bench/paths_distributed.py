@@ -1,0 +1,101 @@
+"""Distributed mode: controller, workers and invokers as processes on Kafka and PostgreSQL.
+
+Started through the test setup's Deployment (tests/plugins/distributed.py) in a fresh database and
+topic prefix; one hot trigger is measured with 1 worker + 1 invoker, then with 2 + 2.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bench import systems
+from bench.context import CONCURRENCY, NOOP_JS, Context, drained, warm
+from bench.measure import Row, WrkResult, wrk
+from tests.plugins.distributed import Deployment, controller_apihost, deployment_env  # the test setup's roles
+from tests.plugins.services import KAFKA_KEY, PG_URL_KEY, create_database, drop_database, service_setting
+
+def hot_trigger_rate(hub: systems.Hub, ctx: Context, trigger: str) -> tuple[WrkResult, float]:
+    """16 wrk connections firing one trigger: (wrk result, fires/s from the first fire to the last record stored)."""
+    before = hub.count("noop")
+    start = time.perf_counter()
+    result = wrk(f"{hub.api}/triggers/{trigger}", connections=CONCURRENCY, duration_s=ctx.sizes.wrk_s,
+                 headers={"Authorization": hub.auth_header})
+    if result.status_errors or result.socket_errors:
+        raise SystemExit(f"fires of {trigger}: {result.status_errors} error statuses, {result.socket_errors} socket errors")
+    count, elapsed_s = drained(hub, "noop", before + result.requests, start, timeout_s=300)
+    return result, (count - before) / elapsed_s
+
+
+@contextmanager
+def deployed(ctx: Context) -> Iterator[tuple[Deployment, systems.Hub]]:
+    """Controller, 1 worker and 1 invoker in a fresh database and topic prefix; stopped and dropped after."""
+    pg_admin, kafka = service_setting(PG_URL_KEY), service_setting(KAFKA_KEY)
+    if not pg_admin or not kafka:
+        raise SystemExit("distributed: Kafka or PostgreSQL is not running (scripts/services/{kafka,postgres}.sh start)")
+    url = create_database(pg_admin, "th_bench_dist")
+    root = ctx.scratch / "distributed"
+    root.mkdir()
+    relaxed = {"TRIGGERHUB_INVOCATIONS_PER_MINUTE": "100000000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000",
+               "TRIGGERHUB_FIRES_PER_MINUTE": "100000000"}
+    deployment = Deployment(root, deployment_env(url, kafka, root / "home", **relaxed))
+    try:
+        print("  starting controller, 1 worker, 1 invoker (PostgreSQL, Kafka) ...", flush=True)
+        controller = deployment.start("controller")
+        deployment.start("worker")
+        deployment.start("invoker", "--id", "0")
+        auth = deployment.credentials["guest"]
+        hub = systems.Hub(controller.pid, controller_apihost(controller),
+                          "Basic " + base64.b64encode(auth.encode()).decode(), root)
+        invokers_up(hub, 1)
+        yield deployment, hub
+    finally:
+        deployment.stop_all()
+        drop_database(pg_admin, url)
+
+
+def distributed(ctx: Context) -> None:
+    with deployed(ctx) as (deployment, hub):
+        hub.must("PUT", "actions/noop", {"exec": {"kind": "nodejs:default", "code": NOOP_JS}})
+        warm(hub, "noop")
+        hub.must("PUT", "triggers/hot", {})
+        hub.must("PUT", "rules/on-hot", {"trigger": "hot", "action": "noop"})
+        _, one_each = hot_trigger_rate(hub, ctx, "hot")
+        print(f"  one hot trigger, 1 worker + 1 invoker: {one_each:.0f} fires/s end to end; adding a worker and an "
+              "invoker ...", flush=True)
+        deployment.start("worker")
+        deployment.start("invoker", "--id", "1")
+        invokers_up(hub, 2)
+        warm(hub, "noop")
+        url, headers = f"{hub.api}/actions/noop?blocking=true&result=true", {"Authorization": hub.auth_header}
+        sequential = wrk(url, duration_s=ctx.sizes.wrk_s, headers=headers)
+        concurrent = wrk(url, connections=CONCURRENCY, duration_s=ctx.sizes.wrk_s, headers=headers)
+        ctx.add(Row("invoke.distributed", "triggerhub", "wrk POST /actions/noop?blocking=true&result=true on the "
+                    "controller -> Kafka -> invoker (process runtime) -> PostgreSQL -> Kafka -> controller -> 200 "
+                    "read; 2 workers, 2 invokers", p50_ms=round(sequential.p50_ms, 3),
+                    p99_ms=round(sequential.p99_ms, 3), latency_samples=sequential.requests,
+                    rate_per_s=round(concurrent.rate_per_s, 1), rate_samples=concurrent.requests, floor="floor.unix"))
+        result, two_each = hot_trigger_rate(hub, ctx, "hot")
+        ctx.add(Row("fires.distributed", "triggerhub", "wrk POST /triggers/hot (one trigger, rule -> noop) at 16 "
+                    "connections on the controller (p50/p99: of its 202s, not one at a time); rate: first fire -> "
+                    "last action record stored (PostgreSQL); 2 workers + 2 invokers, and 1 + 1 before them",
+                    p50_ms=round(result.p50_ms, 3), p99_ms=round(result.p99_ms, 3), latency_samples=result.requests,
+                    rate_per_s=round(two_each, 1), rate_samples=result.requests, floor="floor.aiohttp",
+                    values={"rate_1_worker_1_invoker_per_s": round(one_each, 1),
+                            "accepted_rate_per_s": round(result.rate_per_s, 1)}))
+
+
+def invokers_up(hub: systems.Hub, count: int, timeout_s: float = 120) -> None:
+    """Wait until `count` invokers are up and each holds partitions of the invocations topic."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _, states = hub.call("GET", "/invokers")
+        _, statistics = hub.call("GET", "/invokers/statistics")
+        assert isinstance(states, dict) and isinstance(statistics, dict)
+        up = [name for name, state in states.items() if state == "up"]
+        if len(up) == count and all(statistics.get(name, {}).get("partitions", 0) > 0 for name in up):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"distributed: {count} invokers did not come up within {timeout_s:.0f} s")

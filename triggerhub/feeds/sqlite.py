@@ -1,0 +1,447 @@
+"""SQLite change feed (aiosqlite): every committed row change of one table in a user's database
+file becomes one event.
+
+At start the feed installs row triggers on the table that copy each change into a changelog
+table (`triggerhub_changes`) in the writer's own transaction. SQLite has one writer at a time, so
+changelog ids (AUTOINCREMENT: never reused, even after pruning) are in commit order and the feed
+follows them by id: the last id emitted is the cursor, stored in the hub with the event. Changes
+made while the hub is down wait in the changelog; delivered rows are pruned. DELETE of the feed
+removes the triggers, the table's changelog rows and, when no feed is left, both tables.
+
+Event data: {table, op, rowid, key, row, old, id, at}: `row` is the row after the change (null
+for DELETE), `old` the row before it (null for INSERT), `key` the primary key columns (or the
+rowid), BLOB values as hex strings, `at` the commit time in ISO 8601.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import aiosqlite
+
+from triggerhub.clock import Clock
+from triggerhub.errors import ApiError, BadRequest, FeedError
+from triggerhub.feeds.cursor import CursorEmit, CursorLoader
+from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
+from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
+from triggerhub.retry import retrying
+
+log = logging.getLogger(__name__)
+
+OPERATIONS = ("INSERT", "UPDATE", "DELETE")
+EVENT_TYPE = "triggerhub.feed.sqlite.change"
+CURSOR_KEY = "changes"
+POLL_S = 0.05  # SQLite cannot notify another process: the feed checks PRAGMA data_version this often
+RETRY_S = 1.0
+PRUNE_S = 1.0  # delivered changelog rows are deleted at most this often
+BUSY_TIMEOUT_MS = 5000
+BATCH_ROWS = 500
+_WITHOUT_ROWID_RE = re.compile(r"\bWITHOUT\s+ROWID\b", re.IGNORECASE)
+_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteConfig:
+    database: str  # absolute path of an existing SQLite file
+    table: str
+    operations: tuple[str, ...] = OPERATIONS
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"database": self.database, "table": self.table, "operations": list(self.operations)}
+
+
+def parse_sqlite_config(params: Mapping[str, JSON]) -> SqliteConfig:
+    database = params.get("database")
+    if not isinstance(database, str) or not Path(database).is_absolute():
+        raise BadRequest(f"database parameter '{database}' must be the absolute path of a SQLite file, "
+                         "like /var/lib/app/app.db")
+    table = params.get("table")
+    if not isinstance(table, str) or not table.strip() or table.lower().startswith(("sqlite_", "triggerhub_")):
+        raise BadRequest(f"table parameter '{table}' must name a table of the database (not sqlite_* or "
+                         "triggerhub_*)")
+    operations = params.get("operations", list(OPERATIONS))
+    operations = [o.strip() for o in operations.split(",")] if isinstance(operations, str) else operations
+    if (not isinstance(operations, list) or not operations
+            or not all(isinstance(o, str) and o.upper() in OPERATIONS for o in operations)):
+        raise BadRequest(f"operations parameter '{params.get('operations')}' must list some of "
+                         f"{', '.join(OPERATIONS)}")
+    chosen = tuple(o for o in OPERATIONS if o in {str(x).upper() for x in operations})
+    return SqliteConfig(str(Path(database)), table, chosen)
+
+
+@contextlib.asynccontextmanager
+async def _write_transaction(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT; on any exception in the body ROLLBACK and re-raise it. BEGIN stays
+    outside the `try`: when it failed (busy) or was cancelled there is no transaction, and a failing
+    ROLLBACK would replace the original exception, which may be a CancelledError (the feed would
+    never stop). A ROLLBACK failure is suppressed for the same reason."""
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        await conn.execute("COMMIT")  # a busy COMMIT leaves the transaction open: it is rolled back below
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            await conn.execute("ROLLBACK")
+        raise
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# --------------------------------------------------------------------------- installing
+
+
+async def connect(config: SqliteConfig) -> aiosqlite.Connection:
+    """Open the user's file read-write without ever creating it."""
+    if not Path(config.database).is_file():
+        raise FeedError(f"SQLite database '{config.database}' does not exist; create it first or fix the "
+                        "database parameter")
+    try:
+        conn = await aiosqlite.connect(f"file:{quote(config.database)}?mode=rw", uri=True,
+                                       isolation_level=None)  # autocommit: we BEGIN ourselves
+        await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return conn
+    except sqlite3.Error as exc:
+        raise FeedError(f"SQLite database '{config.database}' could not be opened: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    name: str  # as the database spells it
+    columns: tuple[str, ...]
+    key: tuple[str, ...]  # primary key columns; empty: the rowid is the key
+    has_rowid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    token: str  # new whenever the subscription is made again: older cursors and event ids no longer apply
+    since_id: int  # the changelog id at subscription: later ids are ours
+
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS triggerhub_changes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, op TEXT NOT NULL, row_id INTEGER,
+        new TEXT, old TEXT, at_ms INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS triggerhub_changes_by_table ON triggerhub_changes (table_name, id)",
+    """CREATE TABLE IF NOT EXISTS triggerhub_subscriptions (
+        subscriber TEXT PRIMARY KEY, table_name TEXT NOT NULL, token TEXT NOT NULL, since_id INTEGER NOT NULL,
+        delivered_id INTEGER NOT NULL)""",
+]
+
+
+async def _table_info(conn: aiosqlite.Connection, config: SqliteConfig) -> TableInfo:
+    async with conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+                            (config.table,)) as cursor:
+        found = await cursor.fetchone()
+    if found is None:
+        async with conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                                "AND name NOT LIKE 'triggerhub_%' ORDER BY name") as cursor:
+            known = [row[0] for row in await cursor.fetchall()]
+        raise FeedError(f"table '{config.table}' does not exist in {config.database}; known: "
+                        f"{', '.join(known) or 'none'}; create it first or fix the table parameter")
+    name, sql = found
+    async with conn.execute(f"PRAGMA table_info({_quoted(name)})") as cursor:
+        info = list(await cursor.fetchall())
+    columns = tuple(row[1] for row in info)
+    key = tuple(row[1] for row in sorted((r for r in info if r[5] > 0), key=lambda r: r[5]))
+    return TableInfo(name, columns, key, not _WITHOUT_ROWID_RE.search(sql or ""))
+
+
+def _trigger_ddl(table: TableInfo) -> list[str]:
+    """One AFTER trigger per operation, each writing a changelog row in the writer's transaction."""
+    def row_json(alias: str) -> str:
+        # json_object refuses BLOBs, and a failing trigger would fail the user's write: hex them.
+        pairs = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}', CASE WHEN typeof({alias}.{_quoted(c)}) = 'blob' "
+                          f"THEN hex({alias}.{_quoted(c)}) ELSE {alias}.{_quoted(c)} END" for c in table.columns)
+        return f"json_object({pairs})"
+    literal = "'" + table.name.replace("'", "''") + "'"
+    statements = []
+    for op in OPERATIONS:
+        alias = "OLD" if op == "DELETE" else "NEW"
+        row_id = f"{alias}.rowid" if table.has_rowid else "NULL"
+        new = "NULL" if op == "DELETE" else row_json("NEW")
+        old = "NULL" if op == "INSERT" else row_json("OLD")
+        statements += [
+            f"DROP TRIGGER IF EXISTS {_quoted(_trigger_name(table.name, op))}",
+            f"CREATE TRIGGER {_quoted(_trigger_name(table.name, op))} AFTER {op} ON {_quoted(table.name)} "
+            f"BEGIN INSERT INTO triggerhub_changes (table_name, op, row_id, new, old, at_ms) "
+            f"VALUES ({literal}, '{op}', {row_id}, {new}, {old}, {_NOW_MS}); END",
+        ]
+    return statements
+
+
+def _trigger_name(table: str, op: str) -> str:
+    return f"triggerhub_{op.lower()}_{table}"
+
+
+async def install(conn: aiosqlite.Connection, config: SqliteConfig, subscriber: str) -> tuple[TableInfo, Subscription]:
+    """Create (idempotently) the changelog, the table's triggers (re-made, so they copy the table's
+    current columns) and the subscription. Raises FeedError for an unknown table."""
+    async with _write_transaction(conn):
+        table = await _table_info(conn, config)
+        for statement in _SCHEMA:
+            await conn.execute(statement)
+        async with conn.execute("SELECT table_name, token, since_id FROM triggerhub_subscriptions "
+                                "WHERE subscriber = ?", (subscriber,)) as cursor:
+            existing = await cursor.fetchone()
+        if existing is not None and existing[0] != table.name:  # an UPDATE pointed the feed at another table
+            await conn.execute("DELETE FROM triggerhub_subscriptions WHERE subscriber = ?", (subscriber,))
+            await _remove_table_if_unused(conn, existing[0])
+            existing = None
+        for statement in _trigger_ddl(table):
+            await conn.execute(statement)
+        if existing is None:
+            async with conn.execute("SELECT COALESCE((SELECT seq FROM sqlite_sequence "
+                                    "WHERE name = 'triggerhub_changes'), 0)") as cursor:
+                row = await cursor.fetchone()
+            since_id = int(row[0]) if row is not None else 0
+            token = secrets.token_hex(6)
+            await conn.execute("INSERT INTO triggerhub_subscriptions (subscriber, table_name, token, since_id, "
+                               "delivered_id) VALUES (?, ?, ?, ?, ?)", (subscriber, table.name, token, since_id,
+                                                                        since_id))
+            log.info("sqlite feed %s installed change triggers on %s in %s", subscriber, table.name, config.database)
+            subscription = Subscription(token, since_id)
+        else:
+            subscription = Subscription(existing[1], int(existing[2]))
+    return table, subscription
+
+
+async def _remove_table_if_unused(conn: aiosqlite.Connection, table_name: str) -> None:
+    async with conn.execute("SELECT count(*) FROM triggerhub_subscriptions WHERE table_name = ?",
+                            (table_name,)) as cursor:
+        row = await cursor.fetchone()
+    if row is not None and row[0] == 0:
+        for op in OPERATIONS:
+            await conn.execute(f"DROP TRIGGER IF EXISTS {_quoted(_trigger_name(table_name, op))}")
+        await conn.execute("DELETE FROM triggerhub_changes WHERE table_name = ?", (table_name,))
+        log.info("sqlite change triggers removed from %s", table_name)
+
+
+async def uninstall(config: SqliteConfig, subscriber: str) -> None:
+    """Forget `subscriber`; remove the triggers and changelog rows of a table nobody follows any
+    more, and both triggerhub tables once no subscription is left."""
+    if not Path(config.database).is_file():
+        return  # nothing of ours can be left in a file that is gone
+    conn = await connect(config)
+    try:
+        async with _write_transaction(conn):
+            async with conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                    "AND name = 'triggerhub_subscriptions'") as cursor:
+                row = await cursor.fetchone()
+            if row is not None and row[0]:
+                async with conn.execute("DELETE FROM triggerhub_subscriptions WHERE subscriber = ? "
+                                        "RETURNING table_name", (subscriber,)) as cursor:
+                    gone = [r[0] for r in await cursor.fetchall()]
+                for table_name in gone:
+                    await _remove_table_if_unused(conn, table_name)
+                async with conn.execute("SELECT count(*) FROM triggerhub_subscriptions") as cursor:
+                    left = await cursor.fetchone()
+                if left is not None and left[0] == 0:
+                    await conn.execute("DROP TABLE triggerhub_subscriptions")
+                    await conn.execute("DROP TABLE IF EXISTS triggerhub_changes")
+    except sqlite3.Error as exc:
+        raise FeedError(f"SQLite database '{config.database}': could not remove the change triggers of "
+                        f"'{config.table}': {exc}") from exc
+    finally:
+        await conn.close()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """The last changelog id emitted, valid only for the subscription (`token`) it was read under."""
+
+    token: str
+    last_id: int
+
+    def to_json(self) -> str:
+        return json.dumps({"token": self.token, "lastId": self.last_id})
+
+    @staticmethod
+    def load(stored: str | None, subscription: Subscription) -> Position:
+        state = json.loads(stored) if stored else {}
+        if state.get("token") != subscription.token:  # never written, or for an earlier subscription
+            return Position(subscription.token, subscription.since_id)
+        return Position(subscription.token, max(int(state["lastId"]), subscription.since_id))
+
+
+class SqliteFeed:
+    def __init__(self, config: SqliteConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
+                 load_cursor: CursorLoader, poll_s: float = POLL_S,
+                 on_failed: Callable[[str], None] = lambda reason: None) -> None:
+        self._config = config
+        self._on_failed = on_failed  # the hub refused a change for good: it pauses this feed
+        self._trigger = trigger
+        self._fqn = FullyQualifiedName.parse(trigger, "_")
+        self._clock = clock
+        self._tasks = tasks
+        self._load_cursor = load_cursor
+        self._poll_s = poll_s
+        self._task: asyncio.Task[None] | None = None
+        self._source = f"sqlite://{config.database}"
+        self._id_prefix = "sqlite:" + hashlib.sha256(f"{config.database}\0{trigger}".encode()).hexdigest()[:12]
+
+    async def start(self, emit: CursorEmit) -> None:
+        if self._task is not None:
+            return
+        conn = await connect(self._config)
+        try:
+            table, subscription = await install(conn, self._config, self._trigger)
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise FeedError(f"SQLite database '{self._config.database}': could not install the change triggers "
+                            f"on '{self._config.table}': {exc}") from exc
+        except BaseException:
+            await conn.close()
+            raise
+        position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
+        self._task = self._tasks.create_task(self._run(conn, table, position, emit), name=f"sqlite {self._trigger}")
+        await asyncio.sleep(0)  # let the task enter its try: cancelled before that, it would never close conn
+        log.info("sqlite feed %s reading changes of %s in %s from id %d", self._trigger, table.name,
+                 self._config.database, position.last_id)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+            log.info("sqlite feed %s stopped", self._trigger)
+
+    async def _run(self, conn: aiosqlite.Connection | None, table: TableInfo, position: Position,
+                   emit: CursorEmit) -> None:
+        version: int | None = None  # PRAGMA data_version at the last read: it changes when anyone commits
+        pruned_id = -1  # the last id pruned up to (-1: not yet since this connection opened)
+        pruned_s = self._clock.monotonic_s()
+        try:
+            while True:
+                try:
+                    if conn is None:
+                        conn = await connect(self._config)
+                        table, subscription = await install(conn, self._config, self._trigger)
+                        position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
+                        version, pruned_id = None, -1
+                    # fetched whole in aiosqlite's thread: a statement left open would keep a read lock
+                    # that blocks the application's COMMIT (rollback-journal mode) until the loop runs
+                    versions = list(await conn.execute_fetchall("PRAGMA data_version"))
+                    current = int(versions[0][0]) if versions else 0
+                    if current != version:
+                        version = current
+                        position = await self._drain(conn, table, position, emit)
+                    # Pruning writes to the user's file: at most every PRUNE_S, so it rarely contends
+                    # with the application's own writers.
+                    if position.last_id != pruned_id and self._clock.monotonic_s() - pruned_s >= PRUNE_S:
+                        pruned_s = self._clock.monotonic_s()
+                        if await self._prune(conn, table, position):
+                            pruned_id = position.last_id
+                    await self._clock.sleep(self._poll_s)
+                except ApiError as exc:  # refused for good: the cursor stays before the change
+                    log.warning("sqlite feed %s stops: the hub refused a change (%s)", self._trigger, exc.message)
+                    self._on_failed(exc.message)
+                    return
+                except (sqlite3.Error, FeedError) as exc:
+                    log.warning("sqlite feed %s lost %s (%s); reopening in %s s", self._trigger,
+                                self._config.database, exc, RETRY_S)
+                    if conn is not None:
+                        await conn.close()
+                        conn = None
+                    await self._clock.sleep(RETRY_S)
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    async def _drain(self, conn: aiosqlite.Connection, table: TableInfo, position: Position,
+                     emit: CursorEmit) -> Position:
+        """Emit every change past the cursor."""
+        ops = self._config.operations
+        while True:
+            async with conn.execute(
+                    "SELECT id, op, row_id, new, old, at_ms FROM triggerhub_changes WHERE table_name = ? AND id > ? "
+                    "ORDER BY id LIMIT ?", (table.name, position.last_id, BATCH_ROWS)) as cursor:
+                rows = list(await cursor.fetchall())
+            for row in rows:
+                if row[1] in ops:
+                    await self._emit(self._event(table, row, position.token), Position(position.token, row[0]), emit)
+                position = Position(position.token, row[0])
+            if len(rows) < BATCH_ROWS:
+                break
+        return position
+
+    async def _emit(self, event: TriggerEvent, position: Position, emit: CursorEmit) -> None:
+        """Store one change; a store or bus outage is retried (the cursor stays behind, nothing is dropped)."""
+        await retrying(f"sqlite feed {self._trigger} storing change {event.id}",
+                       lambda: emit(event, cursor=(CURSOR_KEY, position.to_json())), clock=self._clock)
+
+    async def _prune(self, conn: aiosqlite.Connection, table: TableInfo, position: Position) -> bool:
+        """Mark what the hub stored as delivered and delete the changelog rows every subscriber of
+        the table has; runs after the hub stored the events, so `delivered_id` never passes the
+        hub's cursor. False when the file was busy (the next attempt prunes instead)."""
+        try:
+            async with _write_transaction(conn):
+                await conn.execute("UPDATE triggerhub_subscriptions SET delivered_id = ? WHERE subscriber = ? "
+                                   "AND token = ?", (position.last_id, self._trigger, position.token))
+                await conn.execute("DELETE FROM triggerhub_changes WHERE table_name = ? AND id <= (SELECT "
+                                   "min(delivered_id) FROM triggerhub_subscriptions WHERE table_name = ?)",
+                                   (table.name, table.name))
+        except sqlite3.OperationalError as exc:
+            log.info("sqlite feed %s could not prune the changelog of %s yet (%s)", self._trigger, table.name, exc)
+            return False
+        return True
+
+    def _event(self, table: TableInfo, row: Sequence[object], token: str) -> TriggerEvent:
+        change_id, op, row_id, new, old, at_ms = row
+        after = json.loads(str(new)) if new is not None else None
+        before = json.loads(str(old)) if old is not None else None
+        image = after if after is not None else before
+        key: JSON = ({c: image.get(c) for c in table.key} if table.key and isinstance(image, dict)
+                     else {"rowid": row_id} if table.has_rowid else None)
+        at_iso = datetime.fromtimestamp(int(str(at_ms)) / 1000, timezone.utc).isoformat(
+            timespec="milliseconds").replace("+00:00", "Z")
+        data: dict[str, JSON] = {"table": table.name, "op": str(op), "rowid": row_id if isinstance(row_id, int) else None,
+                                 "key": key, "row": after, "old": before, "id": int(str(change_id)), "at": at_iso}
+        return TriggerEvent(id=f"{self._id_prefix}:{token}:{change_id}", source=self._source, type=EVENT_TYPE,
+                            trigger=self._fqn, subject=table.name, time_ms=int(str(at_ms)), data=data)
+
+
+# --------------------------------------------------------------------------- the feed kind
+
+
+def _parse(params: Mapping[str, JSON], _ctx: ParseContext) -> dict[str, JSON]:
+    return parse_sqlite_config(params).to_json()
+
+
+def _build(config: Mapping[str, JSON], ctx: FeedContext) -> SqliteFeed:
+    return SqliteFeed(parse_sqlite_config(config), trigger=ctx.trigger, clock=ctx.clock, tasks=ctx.tasks,
+                      load_cursor=ctx.load_cursor, on_failed=ctx.on_failed)
+
+
+async def _uninstall(stored: Mapping[str, JSON], trigger: str) -> None:
+    """Remove the triggers and tables; an unreadable file must not block deleting the feed."""
+    config = parse_sqlite_config(stored)
+    try:
+        await uninstall(config, trigger)
+    except FeedError as exc:
+        log.warning("feed for trigger %s deleted, but its change triggers stay on %s in %s (%s); drop the "
+                    "triggerhub_* triggers and tables yourself", trigger, config.table, config.database, exc)
+
+
+FEED_KIND = FeedKind(
+    catalogue=BuiltinFeed("sqlite", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
+                          "of a table in a SQLite database file", ("database", "table", "operations")),
+    parse=_parse, build=_build, uninstall=_uninstall,
+)
