@@ -84,6 +84,8 @@ def settings(**options: str | None) -> tuple[str | None, str | None]:
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("WSK_CONFIG_FILE", str(tmp_path / "wskprops"))
     monkeypatch.setenv("TRIGGERHUB_HOME", str(tmp_path / "home"))
+    # A hub started earlier in this pytest run records itself in the run's properties file.
+    monkeypatch.setenv("TRIGGERHUB_PROPS", str(tmp_path / "triggerhubprops"))
     return tmp_path
 
 
