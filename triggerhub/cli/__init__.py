@@ -51,7 +51,7 @@ class _LazyGroup(click.Group):
             self.add_command(command)
         return super().get_command(ctx, name)
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         """Errors are one line plus a hint on stderr; with --json anywhere, a JSON object on stdout."""
         argv = list(sys.argv[1:] if args is None else args)
