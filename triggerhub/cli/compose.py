@@ -25,6 +25,7 @@ from triggerhub.api.tls import listener_tls, scheme
 from triggerhub.config import HubConfig, RuntimeChoice
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import Engine
+from triggerhub.model import TriggerEvent
 from triggerhub.engine.dispatch import LocalDispatcher
 from triggerhub.engine.entities import Entities
 from triggerhub.cli.feed_kinds import FEED_KINDS
@@ -111,10 +112,16 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
         credentials = await ensure_subjects(store, config.home)
         pool = await action_pool(config, runtime, left_by="an earlier hub")
         entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes)
+        # The feed manager fires through the engine, and the engine runs the manager's feed
+        # actions: the manager gets a fire that finds the engine when it is called.
+        engine: Engine
+
+        async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+            return await engine.emit(event, cursor)
+
+        feeds = FeedManager(store, fire, kinds=FEED_KINDS, forget=entities.forget)
         engine = Engine(config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
-                        dispatcher=LocalDispatcher(store))
-        feeds = FeedManager(store, engine.emit, kinds=FEED_KINDS, forget=engine.entities.forget)
-        engine.builtin = feeds.run_builtin
+                        dispatcher=LocalDispatcher(store), builtin=feeds.run_builtin)
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         try:
             async with engine, asyncio.TaskGroup() as tasks:

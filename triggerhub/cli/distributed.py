@@ -32,7 +32,7 @@ from triggerhub.bus.topics import Topics, ensure_topics
 from triggerhub.cli.tls import tls_options, tls_overrides
 from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
-from triggerhub.engine.core import Engine
+from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.entities import Entities
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
@@ -45,7 +45,7 @@ from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import Invoker, RuntimeFactory
 from triggerhub.cli.compose import choose_runtime
 from triggerhub.cli.wiring import action_pool, reap_until
-from triggerhub.model import now_ms
+from triggerhub.model import TriggerEvent, now_ms
 from triggerhub.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,9 @@ async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
 
 def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: Topics, *,
             invoker: Invoker | None = None, cache_ttl_s: float = 0.0, waiter: CompletionWaiter | None = None,
-            reply_to: str | None = None) -> Engine:
+            reply_to: str | None = None, builtin: BuiltinHandler | None = None) -> Engine:
     """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`."""
-    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(),
+    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s),
                   dispatcher=KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
@@ -222,9 +222,15 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         await stack.enter_async_context(feeds_leadership(config))
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="feeds"))
-        engine = _engine(config, store, publisher, topics)
-        feeds = FeedManager(store, engine.emit, kinds=FEED_KINDS, forget=engine.entities.forget, instance_id="feeds")
-        engine.builtin = feeds.run_builtin
+        # The feed manager fires through the engine, which runs the manager's feed actions.
+        engine: Engine
+
+        async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+            return await engine.emit(event, cursor)
+
+        feeds = FeedManager(store, fire, kinds=FEED_KINDS, forget=lambda deleted: engine.entities.forget(deleted),
+                            instance_id="feeds")
+        engine = _engine(config, store, publisher, topics, builtin=feeds.run_builtin)
         await stack.enter_async_context(engine)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         stack.push_async_callback(feeds.stop)

@@ -49,16 +49,16 @@ BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 
 class Engine:
     def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
-                 dispatcher: Dispatcher, clock: Clock = SYSTEM_CLOCK) -> None:
-        """`clock` times the throttles (rates per minute, feed admission waits)."""
+                 dispatcher: Dispatcher, builtin: BuiltinHandler | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        """`builtin` runs the hub-internal actions (the feed providers) in a process that runs
+        feeds; `clock` times the throttles (rates per minute, feed admission waits)."""
         self.config = config
         self.store = store
         self.invoker = invoker
         self.entities = entities
         self.dispatcher = dispatcher
-        # Runs the hub-internal actions (the feed providers) in a process that runs feeds. Set by
-        # the composition once its FeedManager exists: the manager fires through this engine.
-        self.builtin: BuiltinHandler | None = None
+        self.builtin = builtin
         self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s)
         self.apis = ApiGateway(store, self.resolve)
         self._rates = RateThrottler(clock.now_ms)
