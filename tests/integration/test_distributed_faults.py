@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.plugins.distributed import ApiClient, Deployment, HubProcess, api_client, wait_for_invokers
+from tests.plugins.distributed import (
+    ApiClient, Deployment, HubProcess, api_client, invoker_restarter, wait_for_invokers,
+)
 from tests.plugins.services import PROJECT_ROOT, in_ci
 from tests.plugins.waiting import wait_quiet, wait_records
 from triggerhub.store.sql import SqlStore
@@ -44,7 +46,7 @@ async def cluster(deployment: Deployment) -> AsyncIterator[tuple[ApiClient, dict
     for invoker_id in (0, 1):
         processes[f"invoker{invoker_id}"] = deployment.start("invoker", "--id", str(invoker_id))
     async with api_client(deployment, processes["controller"]) as client:
-        await wait_for_invokers(client, 2)
+        await wait_for_invokers(client, 2, restart=invoker_restarter(deployment, processes))
         yield client, processes
 
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,8 +213,21 @@ async def api_client(deployment: Deployment, controller: HubProcess) -> AsyncIte
         yield ApiClient(controller_apihost(controller), deployment.credentials["guest"], session)
 
 
-async def wait_for_invokers(client: Any, count: int, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
-    """Wait until `count` invokers are up and each holds partitions of the invocations topic."""
+STUCK_JOIN_S = 45.0
+
+
+async def wait_for_invokers(client: Any, count: int, timeout_s: float = READY_TIMEOUT_S, *,
+                            restart: Callable[[str], Awaitable[None]] | None = None) -> dict[str, Any]:
+    """Wait until `count` invokers are up and each holds partitions of the invocations topic.
+
+    Known defect, not yet fixed in the hub: when two invokers join their Faust consumer group
+    together, a member now and then stays in a rebalance that never completes (seen in about
+    one run in three here). With `restart`, an invoker still without partitions after
+    STUCK_JOIN_S is killed and started again once, as after any invoker crash, which lets the
+    group finish its rebalance."""
+    loop = asyncio.get_running_loop()
+    restart_at = loop.time() + STUCK_JOIN_S
+    restarted: set[str] = set()
     async with asyncio.timeout(timeout_s):
         while True:
             states = await client.admin("invokers")
@@ -222,7 +235,23 @@ async def wait_for_invokers(client: Any, count: int, timeout_s: float = READY_TI
             up = [name for name, state in states.items() if state == "up"]
             if len(up) == count and all(statistics.get(name, {}).get("partitions", 0) > 0 for name in up):
                 return statistics
+            if restart is not None and loop.time() > restart_at:
+                for name in (f"invoker{i}" for i in range(count)):
+                    if name not in restarted and statistics.get(name, {}).get("partitions", 0) == 0:
+                        restarted.add(name)
+                        await restart(name)
+                restart_at = loop.time() + STUCK_JOIN_S
             await asyncio.sleep(0.2)
+
+
+def invoker_restarter(deployment: Deployment, processes: dict[str, HubProcess]) -> Callable[[str], Awaitable[None]]:
+    """restart(name) for wait_for_invokers: kill -9 invoker `name` and start it again (in a thread,
+    since starting waits for its ready line)."""
+    async def restart(name: str) -> None:
+        process = processes[name]
+        process.kill()
+        processes[name] = await asyncio.to_thread(deployment.start, "invoker", "--id", name.removeprefix("invoker"))
+    return restart
 
 
 # ---------------------------------------------------------------- the API suite's fixture
@@ -232,6 +261,7 @@ async def wait_for_invokers(client: Any, count: int, timeout_s: float = READY_TI
 class SharedCluster:
     deployment: Deployment
     url: str
+    invokers: dict[str, HubProcess]
 
 
 @pytest.fixture(scope="session")
@@ -247,9 +277,8 @@ def distributed_cluster(pg_admin_url: str, kafka_bootstrap: str,
             relaxed = {"TRIGGERHUB_INVOCATIONS_PER_MINUTE": "100000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000"}
             running.start("worker", extra_env=relaxed)
             running.start("feeds", extra_env=relaxed)
-            for invoker_id in range(INVOKER_COUNT):
-                running.start("invoker", "--id", str(invoker_id))
-            yield SharedCluster(running, url)
+            invokers = {f"invoker{i}": running.start("invoker", "--id", str(i)) for i in range(INVOKER_COUNT)}
+            yield SharedCluster(running, url, invokers)
     finally:
         drop_database(pg_admin_url, url)
 
@@ -279,5 +308,7 @@ async def distributed_hub(distributed_cluster: SharedCluster) -> AsyncIterator[H
         await connection.close()
     async with running_controller(distributed_cluster.deployment.config()) as controller:
         async with aiohttp.ClientSession() as session:
-            await wait_for_invokers(ControllerAdmin(controller.apihost, session), INVOKER_COUNT)
+            await wait_for_invokers(ControllerAdmin(controller.apihost, session), INVOKER_COUNT,
+                                    restart=invoker_restarter(distributed_cluster.deployment,
+                                                              distributed_cluster.invokers))
             yield HubClient(controller, session)  # type: ignore[arg-type]
