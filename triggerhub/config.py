@@ -116,6 +116,17 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Where the hub's log lines go besides stderr: a size-rotated file (logging.handlers.RotatingFileHandler).
+    At INFO the hub logs state changes only (start, stop, feeds up or down, errors); a line per event or
+    activation is DEBUG (`-v`)."""
+
+    file: str = ""  # empty: stderr only
+    file_max_bytes: int = 10 * 1024 * 1024  # the file is rotated when it would pass this size
+    file_backups: int = 5  # rotated files kept (hub.log.1 ... hub.log.5); the disk holds at most 6 files
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     home: Path = DEFAULT_HOME
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -124,6 +135,7 @@ class HubConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     deploy_examples: bool = True
     examples_webhook_token: str = field(default="", repr=False)  # WEBHOOK_TOKEN; empty: one is made per home
 
@@ -161,6 +173,9 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "RUNTIMES_DIR": ("runtime", "runtimes_dir"),
     "NODE_BINARY": ("runtime", "node_binary"),
     "MQTT_PORT": ("mqtt", "port"),
+    "LOG_FILE": ("log", "file"),
+    "LOG_FILE_MAX_BYTES": ("log", "file_max_bytes"),
+    "LOG_FILE_BACKUPS": ("log", "file_backups"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "KAFKA_PARTITIONS": ("kafka", "partitions"),
@@ -231,7 +246,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     values.update({k: (k, v) for k, v in env.items() if k in _FOREIGN_ENV_KEYS})
     values.update({ENV_PREFIX + k: (k, v) for k, v in (overrides or {}).items() if v is not None})
     config = HubConfig()
-    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt"}}
+    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt", "log"}}
     top: dict[str, Any] = {}
     problems: list[str] = []
     for shown, (key, raw) in sorted(values.items()):

@@ -81,18 +81,18 @@ def lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 
 
 async def test_a_write_that_fails_within_a_round_is_retried_with_backoff(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG)
     store, runs, pauses, surfaced = FailingStore(lambda n: n <= 2), Runs(), Pauses(), []
     record = await run_to_record(INVOCATION, execute=runs, store=store, where="hub",  # type: ignore[arg-type]
                                  retry=RETRY, surface=surfaced.append, sleep=pauses)
     assert record == RECORD and store.records == {"a1": RECORD}
     assert (runs.count, store.attempts, pauses.taken_s, surfaced) == (1, 3, [0.1, 0.2], [])
-    assert lines(caplog, logging.INFO) == [ENDED]
+    assert lines(caplog, logging.DEBUG) == [ENDED]
     assert lines(caplog, logging.ERROR) == []
 
 
 async def test_an_exhausted_round_is_surfaced_and_the_record_still_stored(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG)
     store, runs, pauses, surfaced = FailingStore(lambda n: n <= 7), Runs(), Pauses(), []
     record = await run_to_record(INVOCATION, execute=runs, store=store, where="hub",  # type: ignore[arg-type]
                                  retry=RETRY, surface=surfaced.append, sleep=pauses)
@@ -102,18 +102,18 @@ async def test_an_exhausted_round_is_surfaced_and_the_record_still_stored(caplog
     assert [str(error) for error in surfaced] == [NOT_STORED, NOT_STORED]
     assert all(isinstance(error, RecordNotStored) and error.record == RECORD for error in surfaced)
     assert lines(caplog, logging.ERROR) == [NOT_STORED, NOT_STORED]
-    assert lines(caplog, logging.INFO) == [ENDED]
+    assert lines(caplog, logging.DEBUG) == [ENDED]
 
 
 async def test_a_record_stored_before_is_returned_not_stored_again(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG)
     first = Activation("guest", "hello", "guest", "a1", 900, 950, ActivationResponse.ok({"first": True}))
     store, runs = FailingStore(lambda n: False), Runs()
     store.records["a1"] = first
     record = await run_to_record(INVOCATION, execute=runs, store=store, where="invoker0",  # type: ignore[arg-type]
                                  retry=RETRY, sleep=Pauses())
     assert record == first and store.records == {"a1": first}
-    assert lines(caplog, logging.INFO) == []
+    assert lines(caplog, logging.DEBUG) == [] and lines(caplog, logging.INFO) == []
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from triggerhub.cli.apis import api
 from triggerhub.cli.alarms import alarms
 from triggerhub.manifests.commands import deploy, undeploy, validate
 from triggerhub.cli.context import Ctx, add_json_option, say
+from triggerhub.cli.logs import log_to_file
 from triggerhub.cli.packages import package
 from triggerhub.cli.status import status
 from triggerhub.cli.tls import tls_options, tls_overrides
@@ -104,6 +105,7 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+
 @main.command()
 @click.option("--port", type=int, default=None, help="API port (default 3233)")
 @click.option("--host", default=None, help="bind address (default 127.0.0.1)")
@@ -133,6 +135,7 @@ def up(port: int | None, host: str | None, home: Path | None, runtime: str | Non
                                         **tls_overrides(tls_cert, tls_key)})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    log_to_file(config.log)
     try:
         asyncio.run(_serve(config, mqtt_embedded))
     except TriggerhubError as exc:

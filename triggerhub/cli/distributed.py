@@ -30,6 +30,7 @@ from triggerhub.bus.producer import KafkaPublisher
 from triggerhub.bus.tail import Tail
 from triggerhub.bus.topics import Topics, ensure_topics
 from triggerhub.cli.tls import tls_options, tls_overrides
+from triggerhub.cli.logs import log_to_file
 from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import BuiltinHandler, Engine
@@ -268,6 +269,7 @@ def _load(overrides: dict[str, Any]) -> HubConfig:
         require_postgres(config)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    log_to_file(config.log)
     return config
 
 

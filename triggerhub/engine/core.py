@@ -290,7 +290,7 @@ class Engine:
                                 matched_rules=routing.taken, filtered_rules=routing.filtered)
         accepted = await self._submit(acceptance, invocations, confirmations=confirmations)  # counts the filters' verdicts once per event
         if accepted:
-            log.info("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
+            log.debug("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))
         return accepted
 

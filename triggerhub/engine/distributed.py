@@ -175,7 +175,7 @@ class KafkaDispatcher:
             async with asyncio.timeout(wait_ms / 1000):
                 return await future
         except TimeoutError:
-            log.info("activation %s of %s: no completion within %d ms; answering 202",
+            log.debug("activation %s of %s: no completion within %d ms; answering 202",
                      invocation.activation_id, invocation.path_annotation, wait_ms)
             return None
         finally:
@@ -370,7 +370,7 @@ class InvokerService:
                                   lambda: self._store.get_activation(invocation.namespace, activation_id))
         if existing is not None:
             self._counts["skipped"] += 1
-            log.info("activation %s was recorded before; not run again", activation_id)
+            log.debug("activation %s was recorded before; not run again", activation_id)
             return existing
         future: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
         self._running[activation_id] = future
@@ -386,7 +386,7 @@ class InvokerService:
 
     async def _run(self, invocation: Invocation) -> Activation:
         """To one stored record (recording.run_to_record); the message is acked only after that."""
-        log.info("activation %s of %s starting on %s", invocation.activation_id, invocation.path_annotation, self.name)
+        log.debug("activation %s of %s starting on %s", invocation.activation_id, invocation.path_annotation, self.name)
         record = await run_to_record(invocation, execute=self._execute, store=self._store, where=self.name,
                                      retry=self._record_retry)
         self._counts["ran"] += 1

@@ -74,7 +74,7 @@ async def run_to_record(invocation: Invocation, *, execute: Execute, store: Stor
     record = await execute(invocation)
     stored = await _retried(lambda: store.complete(record), invocation, record, retry, surface, sleep)
     if stored:
-        log.info("activation %s of %s ended on %s: %s", record.activation_id, invocation.path_annotation, where,
+        log.debug("activation %s of %s ended on %s: %s", record.activation_id, invocation.path_annotation, where,
                  record.response.status_code.text)
         return record
     first = await _retried(lambda: store.get_activation(invocation.namespace, record.activation_id), invocation,

@@ -320,7 +320,7 @@ class AlarmFeed:
             trigger=self._fqn, data=dict(self._config.payload), time_ms=instant_ms,
         )
         stored = await emit(event, cursor=(CURSOR_KEY, str(instant_ms)))
-        log.info("alarm %s fired instant %s%s", self._config.trigger, _iso(instant_ms),
+        log.debug("alarm %s fired instant %s%s", self._config.trigger, _iso(instant_ms),
                  "" if stored else " (already fired elsewhere)")
 
 

@@ -241,7 +241,7 @@ class FileFeed:
         cursor = (CURSOR_KEY, json.dumps(self._seen, sort_keys=True))
         await retrying(f"files feed {self._trigger} storing {change.kind} {change.path}",
                        lambda: emit(event, cursor=cursor), clock=self._clock)
-        log.info("files feed %s: %s %s", self._trigger, change.kind, change.path)
+        log.debug("files feed %s: %s %s", self._trigger, change.kind, change.path)
 
 
 def _signature(path: Path) -> list[int]:
