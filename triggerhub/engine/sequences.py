@@ -1,11 +1,15 @@
 """Sequences (reference 3.3): components run one after another, each result feeding the next.
 
 Component activation ids are derived from the sequence's id and position, so a sequence that is
-re-run after a crash reuses the records of components that already finished.
+re-run after a crash reuses the records of components that already finished. Components are looked
+up only until the first one without a record (records are written in order, so none after it has
+one), and a component's record is written while the next component runs: the sequence's own
+record is returned only after every component's record is stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,7 +37,17 @@ Execute = Callable[[Invocation], Awaitable[Activation]]
 async def run_sequence(invocation: Invocation, *, topmost: bool, resolve: Resolve, execute: Execute, store: Store,
                        max_length: int) -> Activation:
     """Run the components in order, each stored as it ends; the sequence's own record is returned
-    unstored. At most `max_length` components run."""
+    unstored, once the components' are stored. At most `max_length` components run."""
+    try:
+        async with asyncio.TaskGroup() as writes:
+            return await _run_components(invocation, topmost=topmost, resolve=resolve, execute=execute, store=store,
+                                         max_length=max_length, writes=writes)
+    except ExceptionGroup as group:  # a component's record could not be stored: as when it was awaited inline
+        raise group.exceptions[0] from None
+
+
+async def _run_components(invocation: Invocation, *, topmost: bool, resolve: Resolve, execute: Execute,
+                          store: Store, max_length: int, writes: asyncio.TaskGroup) -> Activation:
     start = now_ms()
     action = invocation.action
     identity = Identity(invocation.subject, invocation.namespace, "", "")
@@ -42,13 +56,15 @@ async def run_sequence(invocation: Invocation, *, topmost: bool, resolve: Resolv
     total_ms = 0
     max_memory_mb = action.limits.memory_mb
     response = ActivationResponse.ok({})
+    recorded_before = True  # until a component has no record: a re-run after a crash reuses those
     for index, name in enumerate(action.exec.components):
         if index >= max_length:
             response = ActivationResponse.error(StatusCode.APPLICATION_ERROR, "Too many actions in the sequence.")
             break
         child_id = component_id(invocation.activation_id, index)
-        record = await store.get_activation(invocation.namespace, child_id)
+        record = await store.get_activation(invocation.namespace, child_id) if recorded_before else None
         if record is None:
+            recorded_before = False
             try:
                 resolved = await resolve(identity, FullyQualifiedName.parse(name, invocation.namespace))
             except (ApiError, ValueError):
@@ -65,7 +81,7 @@ async def run_sequence(invocation: Invocation, *, topmost: bool, resolve: Resolv
                 extra_annotations=(Parameter("causedBy", "sequence"),),
             )
             record = await execute(child)
-            await store.complete(record)
+            writes.create_task(store.complete(record))
         ids.append(child_id)
         total_ms += record.duration or 0
         response = record.response
