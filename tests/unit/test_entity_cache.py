@@ -1,5 +1,6 @@
-"""The entity read cache ages on the injected clock: a read within the TTL is served from the
-cache, the first read after it reaches the store."""
+"""The entity read cache: with a TTL it ages on the injected clock (a read within the TTL is served
+from the cache, the first read after it reaches the store); without one it lasts while the store's
+entity write counter is unchanged."""
 
 from __future__ import annotations
 
@@ -35,3 +36,33 @@ async def test_cached_reads_last_the_ttl_on_the_injected_clock() -> None:
     clock.jump(0.2)
     assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")
     assert store.reads == 2
+
+
+class VersionedStore(CountingStore):
+    """Also the entity write counter, which another process's write raises."""
+
+    def __init__(self, entity: Entity) -> None:
+        super().__init__(entity)
+        self.version = 7
+        self.version_reads = 0
+
+    async def entities_version(self) -> int:
+        self.version_reads += 1
+        return self.version
+
+
+async def test_without_a_ttl_a_cached_read_lasts_while_the_write_counter_is_unchanged() -> None:
+    store = VersionedStore(Trigger("guest", "tick"))
+    clock = TestClock(monotonic_s=100.0)
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024, clock=clock)  # type: ignore[arg-type]
+    fqn = FullyQualifiedName("guest", "tick")
+
+    for _ in range(3):
+        assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")
+        clock.jump(3600)  # time alone never ages a read
+    assert (store.reads, store.version_reads) == (1, 3)
+    store.version = 8  # an entity was written, here or by another process
+    store.entity = Trigger("guest", "tick", version="0.0.2")
+    assert await entities.find(fqn, Trigger) == Trigger("guest", "tick", version="0.0.2")
+    assert await entities.find(fqn, Trigger) == Trigger("guest", "tick", version="0.0.2")
+    assert (store.reads, store.version_reads) == (2, 5)

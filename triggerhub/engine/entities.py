@@ -43,8 +43,11 @@ class PackageContents:
 
 
 class Entities:
-    """`cache_ttl_s=None` caches reads until this process writes the entity (one writer: embedded
-    mode); with several writing processes, give a TTL to bound staleness."""
+    """Reads for the hot paths are cached. `cache_ttl_s=None` (embedded mode): a cached read is
+    used while the store's entity write counter (`Store.entities_version`, raised by every entity
+    write in any process sharing the store) is unchanged; any change drops the whole cache, so a
+    write by another process is seen by the next read after its commit. A TTL instead bounds
+    staleness by time (distributed mode) without reading the counter."""
 
     def __init__(self, store: Store, limits: LimitsConfig, *, max_code_bytes: int,
                  cache_ttl_s: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
@@ -54,10 +57,16 @@ class Entities:
         self._clock = clock
         self._cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, str], tuple[Entity | None, float]] = {}
+        self._version: int | None = None  # the entity write counter the cached reads were made under
 
     async def lookup(self, path: str, name: str) -> Entity | None:
         """A cached read for the hot paths (invoke, fire); writes always read the store."""
         key = (path, name)
+        if self._cache_ttl_s is None:
+            version = await self.store.entities_version()
+            if version != self._version:  # an entity was written (here or elsewhere) since
+                self._cache.clear()
+                self._version = version
         hit = self._cache.get(key)
         now = self._clock.monotonic_s()
         if hit is not None and hit[1] > now:

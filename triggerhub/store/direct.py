@@ -33,6 +33,7 @@ UPSERT_CURSOR = ("INSERT INTO cursors (feed_id, value, updated_ms) VALUES (:feed
 SELECT_ENTITY = "SELECT collection, revision, doc FROM entities WHERE path = ? AND name = ?"
 SELECT_ACTIVATION = "SELECT doc FROM activations WHERE activation_id = ? AND namespace = ?"
 SELECT_SUBJECT = "SELECT doc FROM subjects WHERE uuid = ?"
+SELECT_ENTITIES_VERSION = "SELECT version FROM entities_version WHERE id = 1"
 
 
 def accept(conn: Connection, batch: Sequence[Acceptance]) -> list[bool]:
@@ -78,6 +79,11 @@ def complete(conn: Connection, batch: Sequence[Activation]) -> set[str]:
 def select_entity(conn: Connection, path: str, name: str) -> tuple[str, int, str] | None:
     """(collection, revision, doc) of the entity, or None."""
     return cast("tuple[str, int, str] | None", _sqlite(conn).execute(SELECT_ENTITY, (path, name)).fetchone())
+
+
+def select_entities_version(conn: Connection) -> int:
+    row = _sqlite(conn).execute(SELECT_ENTITIES_VERSION).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def select_activation_doc(conn: Connection, namespace: str, activation_id: str) -> str | None:

@@ -91,6 +91,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             matched BIGINT NOT NULL,
             filtered BIGINT NOT NULL)""",
     )),
+    # One counter that every entity write raises in its own transaction: a process caching
+    # entities (the embedded hub's hot path) compares it per read to see writes by other
+    # processes sharing the store.
+    Migration(9, "entity write counter", (
+        """CREATE TABLE entities_version (
+            id INTEGER PRIMARY KEY,
+            version BIGINT NOT NULL)""",
+        "INSERT INTO entities_version (id, version) VALUES (1, 0)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -145,6 +145,15 @@ class SqlStore:
         collection, _revision, doc = row
         return codec.entity_from_doc(collection, codec.loads(doc))
 
+    async def entities_version(self) -> int:
+        if self._is_sqlite:
+            read: Callable[[Connection], int | None] = direct.select_entities_version
+        else:
+            read = partial(operations.scalar, query=self._sql.select_entities_version, params={})
+        with self._translated("read the entity write counter"):
+            version = await self._opened.read(read)
+        return 0 if version is None else int(version)
+
     async def put_entities(self, puts: Sequence[Entity], deletes: Sequence[Entity] = ()) -> list[Entity]:
         written = [replace(entity, revision=entity.revision + 1) for entity in puts]
         with self._translated(f"write {len(puts)} and delete {len(deletes)} entities"):

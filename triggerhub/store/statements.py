@@ -14,7 +14,7 @@ from triggerhub.model import Activation, Collection, Entity, Invocation, Trigger
 from triggerhub.store import codec
 from triggerhub.store.base import ActivationQuery
 from triggerhub.store.tables import (
-    activations, api_routes, cursors, entities, events, feeds, pending, rule_counts, subjects,
+    activations, api_routes, cursors, entities, entities_version, events, feeds, pending, rule_counts, subjects,
 )
 
 
@@ -24,6 +24,7 @@ class Statements:
     def __init__(self, dialect: str) -> None:
         insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
         self.select_subject = select(subjects.c.doc).where(subjects.c.uuid == bindparam("uuid"))
+        self.select_entities_version = select(entities_version.c.version).where(entities_version.c.id == 1)
         self.delete_subject = delete(subjects).where(subjects.c.uuid == bindparam("uuid"))
         self.select_entity = (select(entities.c.collection, entities.c.revision, entities.c.doc)
                               .where(entities.c.path == bindparam("path"), entities.c.name == bindparam("name")))

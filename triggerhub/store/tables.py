@@ -17,6 +17,12 @@ subjects = Table(
     Column("doc", Text, nullable=False),
 )
 
+entities_version = Table(  # one row, id 1: raised by every entity write
+    "entities_version", metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 entities = Table(
     "entities", metadata,
     Column("path", Text, primary_key=True),  # `guest` or `guest/pkg`
