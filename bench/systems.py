@@ -148,12 +148,15 @@ class Hub:
 
 
 @contextmanager
-def hub(scratch: Path, *, runtime: str = "process", prewarm: int | None = 0, examples: bool = False) -> Iterator[Hub]:
-    """`triggerhub up` with its limits raised; `prewarm=None` keeps the default stem cells."""
+def hub(scratch: Path, *, runtime: str = "process", prewarm: int | None = 0, examples: bool = False,
+        settings: dict[str, str] | None = None) -> Iterator[Hub]:
+    """`triggerhub up` with its limits raised; `prewarm=None` keeps the default stem cells; `settings`:
+    more TRIGGERHUB_* variables."""
     home = Path(tempfile.mkdtemp(prefix=f"hub-{runtime}-", dir=scratch))
     port = free_port()
     env = {**os.environ, "TRIGGERHUB_INVOCATIONS_PER_MINUTE": "100000000",
-           "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000", "TRIGGERHUB_FIRES_PER_MINUTE": "100000000"}
+           "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000", "TRIGGERHUB_FIRES_PER_MINUTE": "100000000",
+           **(settings or {})}
     if prewarm is not None:
         env["TRIGGERHUB_PREWARM_COUNT"] = str(prewarm)
     command = [sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home", str(home),
