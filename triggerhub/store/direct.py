@@ -34,6 +34,7 @@ SELECT_ENTITY = "SELECT collection, revision, doc FROM entities WHERE path = ? A
 SELECT_ACTIVATION = "SELECT doc FROM activations WHERE activation_id = ? AND namespace = ?"
 SELECT_SUBJECT = "SELECT doc FROM subjects WHERE uuid = ?"
 SELECT_ENTITIES_VERSION = "SELECT version FROM entities_version WHERE id = 1"
+SELECT_FEED = "SELECT doc FROM feeds WHERE trigger_fqn = ?"
 
 
 def accept(conn: Connection, batch: Sequence[Acceptance]) -> list[bool]:
@@ -88,6 +89,11 @@ def select_entities_version(conn: Connection) -> int:
 
 def select_activation_doc(conn: Connection, namespace: str, activation_id: str) -> str | None:
     return _first_column(_sqlite(conn).execute(SELECT_ACTIVATION, (activation_id, namespace)).fetchone())
+
+
+def select_feed_doc(conn: Connection, trigger: str) -> str | None:
+    """The feed registration of `trigger`: every webhook delivery reads it."""
+    return _first_column(_sqlite(conn).execute(SELECT_FEED, (trigger,)).fetchone())
 
 
 def select_subject_doc(conn: Connection, uuid: str) -> str | None:

@@ -248,9 +248,12 @@ class SqlStore:
             await self._opened.write(partial(operations.execute, statement=self._sql.upsert_feed, params=row))
 
     async def get_feed(self, trigger: str) -> FeedRegistration | None:
+        if self._is_sqlite:
+            read: Callable[[Connection], str | None] = partial(direct.select_feed_doc, trigger=trigger)
+        else:
+            read = partial(operations.scalar, query=select(feeds.c.doc).where(feeds.c.trigger_fqn == trigger))
         with self._translated(f"read the feed of trigger {trigger!r}"):
-            doc = await self._opened.read(partial(operations.scalar,
-                                                  query=select(feeds.c.doc).where(feeds.c.trigger_fqn == trigger)))
+            doc = await self._opened.read(read)
         return None if doc is None else codec.feed_from_doc(codec.loads(doc))
 
     async def delete_feed(self, trigger: str) -> None:
