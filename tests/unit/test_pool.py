@@ -148,6 +148,28 @@ async def test_stem_cell_serves_first_invoke_and_is_refilled(factory: FakeFactor
     await pool.close()
 
 
+async def test_stem_cells_rest_when_nothing_ran_for_the_idle_timeout_and_return_with_the_next_lease(
+        factory: FakeFactory, clock: TestClock) -> None:
+    pool = make_pool(factory, clock, prewarm_count=1, prewarm_kinds=("python:3.11",), idle_timeout_s=600.0)
+    await pool.start()
+    stem = factory.created[0]
+    clock.jump(599.9)
+    await pool.reap(clock.monotonic_s())
+    assert (pool.statistics().prewarm, stem.events) == (1, [])
+    clock.jump(0.1)  # 600 s without a lease
+    await pool.reap(clock.monotonic_s())
+    assert (pool.statistics().prewarm, stem.events) == (0, ["destroy"])
+    clock.jump(3600)
+    await pool.reap(clock.monotonic_s())  # still resting: no stem cell is started
+    assert len(factory.created) == 1
+    runtime = await use(pool, "guest", action())  # cold: no stem cell was waiting
+    assert runtime.number == 1
+    await pool.reap(clock.monotonic_s())
+    stats = pool.statistics()
+    assert (stats.prewarm, stats.warm, len(factory.created)) == (1, 1, 3)
+    await pool.close()
+
+
 async def test_stem_cell_is_not_used_for_another_kind_or_memory(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock, prewarm_count=1, prewarm_kinds=("python:3.11",))
     await pool.start()

@@ -139,6 +139,10 @@ class ContainerPool:
         self._waiters: deque[asyncio.Event] = deque()
         self._refill_needed = asyncio.Event()
         self._closed = False
+        # When nothing was leased for idle_timeout_s, the stem cells are stopped too (the pool
+        # "rests"), so an idle hub's RSS falls to the hub's own; the next lease refills them.
+        self._last_lease_s = clock.monotonic_s()
+        self._resting = False
 
     # ------------------------------------------------------------------ public
 
@@ -167,7 +171,9 @@ class ContainerPool:
         await self.fill_prewarm()
 
     async def fill_prewarm(self) -> None:
-        """Start stem cells until every configured (kind, memory) has its count."""
+        """Start stem cells until every configured (kind, memory) has its count (none while resting)."""
+        if self._resting:
+            return
         missing = [RuntimeSpec(kind=p.kind, memory_mb=p.memory_mb, network=self._config.network)
                    for p in self._config.stem_cells for _ in range(p.count - self._count_prewarm(p))]
         if missing and not self._closed:
@@ -177,10 +183,14 @@ class ContainerPool:
 
     async def reap(self, now_s: float | None = None) -> None:
         """Pause runtimes idle for pause_grace_s, remove those unused for idle_timeout_s, refill
-        stem cells. Driven by the owner's periodic task (see `maintain`) or by tests."""
+        stem cells; when nothing was leased for idle_timeout_s, remove the stem cells too until
+        the next lease. Driven by the owner's periodic task (see `maintain`) or by tests."""
         now_s = self._clock.monotonic_s() if now_s is None else now_s
         expired = [s for s in self._slots if s.state in (SlotState.IDLE, SlotState.PAUSED)
                    and now_s - s.last_used_s >= self._config.idle_timeout_s]
+        if not self._resting and now_s - self._last_lease_s >= self._config.idle_timeout_s:
+            self._resting = True
+            expired += [s for s in self._slots if s.state is SlotState.PREWARM]
         to_pause = [s for s in self._slots if s.state is SlotState.IDLE
                     and now_s - s.last_used_s >= self._config.pause_grace_s and s not in expired]
         for slot in to_pause:
@@ -229,6 +239,10 @@ class ContainerPool:
             raise ActionRuntimeError(f"action {key.action} needs {spec.memory_mb} MB, more than the pool's whole "
                                      f"budget of {self._config.memory_budget_mb} MB; lower its memory limit")
         self._check_open()
+        self._last_lease_s = self._clock.monotonic_s()
+        if self._resting:  # the first lease after a rest: stem cells again from now on
+            self._resting = False
+            self._refill_needed.set()
         if not self._waiters:  # the common case: nobody queued, claim without a ticket
             claim = self._claim(key, spec)
             if claim is not None:
