@@ -716,14 +716,14 @@ async def test_a_write_cancelled_before_the_writer_takes_it_is_never_written(tmp
         await store.close()
 
 
-async def test_every_entity_write_and_delete_raises_the_entity_write_counter(store: SqlStore) -> None:
-    assert await store.entities_version() == 0
+async def test_every_entity_write_and_delete_raises_the_entity_generation(store: SqlStore) -> None:
+    assert await store.get_entity_generation() == 0
     (tick,) = await store.put_entities([Trigger("guest", "tick")])
     (rule,) = await store.put_entities([Rule("guest", "r", FullyQualifiedName("guest", "tick"),
                                              FullyQualifiedName("guest", "hello"))])
-    assert await store.entities_version() == 2
+    assert await store.get_entity_generation() == 2
     await store.put_entities([], [tick, rule])
-    assert await store.entities_version() == 3
+    assert await store.get_entity_generation() == 3
     with pytest.raises(RevisionConflict):  # a refused write is rolled back with its counter
         await store.put_entities([tick])
-    assert await store.entities_version() == 3
+    assert await store.get_entity_generation() == 3

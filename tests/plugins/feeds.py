@@ -22,7 +22,6 @@ class FakeStore:
         self.cursors: dict[str, str] = {}
         self.feeds: dict[str, FeedRegistration] = {}
         self.entities: dict[tuple[str, str], Entity] = {}
-        self.entity_writes = 0  # the entity write counter (Store.entities_version)
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -64,11 +63,7 @@ class FakeStore:
     async def get_entity(self, namespace: str, name: str) -> Entity | None:
         return self.entities.get((namespace, name))
 
-    async def entities_version(self) -> int:
-        return self.entity_writes
-
     async def put_entities(self, puts: Sequence[Entity], deletes: Sequence[Entity] = ()) -> list[Entity]:
-        self.entity_writes += 1
         for entity in deletes:
             self.entities.pop((entity.namespace, entity.name), None)
         for entity in puts:

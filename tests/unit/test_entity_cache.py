@@ -1,6 +1,6 @@
 """The entity read cache: with a TTL it ages on the injected clock (a read within the TTL is served
 from the cache, the first read after it reaches the store); without one it lasts while the store's
-entity write counter is unchanged."""
+entity generation is unchanged (revalidating reads)."""
 
 from __future__ import annotations
 
@@ -38,23 +38,24 @@ async def test_cached_reads_last_the_ttl_on_the_injected_clock() -> None:
     assert store.reads == 2
 
 
-class VersionedStore(CountingStore):
-    """Also the entity write counter, which another process's write raises."""
+class GenerationStore(CountingStore):
+    """Also the entity generation, which another process's write raises."""
 
     def __init__(self, entity: Entity) -> None:
         super().__init__(entity)
         self.version = 7
         self.version_reads = 0
 
-    async def entities_version(self) -> int:
+    async def get_entity_generation(self) -> int:
         self.version_reads += 1
         return self.version
 
 
-async def test_without_a_ttl_a_cached_read_lasts_while_the_write_counter_is_unchanged() -> None:
-    store = VersionedStore(Trigger("guest", "tick"))
+async def test_revalidating_reads_last_while_the_entity_generation_is_unchanged() -> None:
+    store = GenerationStore(Trigger("guest", "tick"))
     clock = TestClock(monotonic_s=100.0)
-    entities = Entities(store, LimitsConfig(), max_code_bytes=1024, clock=clock)  # type: ignore[arg-type]
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024, clock=clock,  # type: ignore[arg-type]
+                        generation=store.get_entity_generation, revalidate_reads=True)
     fqn = FullyQualifiedName("guest", "tick")
 
     for _ in range(3):

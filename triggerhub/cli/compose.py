@@ -111,7 +111,10 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
     try:
         credentials = await ensure_subjects(store, config.home)
         pool = await action_pool(config, runtime, left_by="an earlier hub")
-        entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes)
+        # Another process may write entities to the same store (a second hub, `triggerhub deploy`
+        # without a running hub): every cached read checks the store's entity generation.
+        entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
+                            generation=store.get_entity_generation, revalidate_reads=True)
         # The feed manager fires through the engine, and the engine runs the manager's feed
         # actions: the manager gets a fire that finds the engine when it is called.
         engine: Engine

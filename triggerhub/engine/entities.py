@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from triggerhub.clock import SYSTEM_CLOCK, Clock
@@ -43,30 +43,41 @@ class PackageContents:
 
 
 class Entities:
-    """Reads for the hot paths are cached. `cache_ttl_s=None` (embedded mode): a cached read is
-    used while the store's entity write counter (`Store.entities_version`, raised by every entity
-    write in any process sharing the store) is unchanged; any change drops the whole cache, so a
-    write by another process is seen by the next read after its commit. A TTL instead bounds
-    staleness by time (distributed mode) without reading the counter."""
+    """`cache_ttl_s=None` caches reads until this process writes the entity (one writer: embedded
+    mode); with several writing processes, give a TTL to bound staleness, or a `generation` read
+    (the store's count of entity writes) and call `revalidate()` before work that must see every
+    write committed so far. With `revalidate_reads` every cached read revalidates first (one
+    primary-key read of the generation row): the embedded hub sees another process's entity
+    write on its next read after the commit."""
 
     def __init__(self, store: Store, limits: LimitsConfig, *, max_code_bytes: int,
-                 cache_ttl_s: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 cache_ttl_s: float | None = None, clock: Clock = SYSTEM_CLOCK,
+                 generation: Callable[[], Awaitable[int]] | None = None, revalidate_reads: bool = False) -> None:
         self.store = store
         self.limits = limits
         self.max_code_bytes = max_code_bytes
         self._clock = clock
         self._cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, str], tuple[Entity | None, float]] = {}
-        self._version: int | None = None  # the entity write counter the cached reads were made under
+        self._generation = generation
+        self._seen_generation: int | None = None
+        self._revalidate_reads = revalidate_reads
+
+    async def revalidate(self) -> None:
+        """Drop the cache if any process wrote an entity since the last call (one read of the
+        store's entity generation): lookups after this see every write committed before it."""
+        if self._generation is None:
+            return
+        generation = await self._generation()
+        if generation != self._seen_generation:
+            self._cache.clear()
+            self._seen_generation = generation
 
     async def lookup(self, path: str, name: str) -> Entity | None:
         """A cached read for the hot paths (invoke, fire); writes always read the store."""
+        if self._revalidate_reads:
+            await self.revalidate()
         key = (path, name)
-        if self._cache_ttl_s is None:
-            version = await self.store.entities_version()
-            if version != self._version:  # an entity was written (here or elsewhere) since
-                self._cache.clear()
-                self._version = version
         hit = self._cache.get(key)
         now = self._clock.monotonic_s()
         if hit is not None and hit[1] > now:

@@ -69,10 +69,6 @@ class Store(Protocol):
         """`namespace` is the entity path (`guest` or `guest/pkg`); names are unique across
         collections within one path, as in OpenWhisk."""
 
-    async def entities_version(self) -> int:
-        """A counter every entity write raises in its own transaction, in any process: entities
-        read while it was unchanged are still current."""
-
     async def put_entities(self, puts: Sequence[Entity], deletes: Sequence[Entity] = ()) -> list[Entity]:
         """Atomically write and delete. Each entity's `revision` must equal the stored one
         (0 = must not exist yet) or RevisionConflict is raised and nothing is written.

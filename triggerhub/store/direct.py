@@ -33,7 +33,7 @@ UPSERT_CURSOR = ("INSERT INTO cursors (feed_id, value, updated_ms) VALUES (:feed
 SELECT_ENTITY = "SELECT collection, revision, doc FROM entities WHERE path = ? AND name = ?"
 SELECT_ACTIVATION = "SELECT doc FROM activations WHERE activation_id = ? AND namespace = ?"
 SELECT_SUBJECT = "SELECT doc FROM subjects WHERE uuid = ?"
-SELECT_ENTITIES_VERSION = "SELECT version FROM entities_version WHERE id = 1"
+SELECT_ENTITY_GENERATION = "SELECT generation FROM entity_generation WHERE id = 1"
 SELECT_FEED = "SELECT doc FROM feeds WHERE trigger_fqn = ?"
 
 
@@ -82,8 +82,8 @@ def select_entity(conn: Connection, path: str, name: str) -> tuple[str, int, str
     return cast("tuple[str, int, str] | None", _sqlite(conn).execute(SELECT_ENTITY, (path, name)).fetchone())
 
 
-def select_entities_version(conn: Connection) -> int:
-    row = _sqlite(conn).execute(SELECT_ENTITIES_VERSION).fetchone()
+def select_entity_generation(conn: Connection) -> int:
+    row = _sqlite(conn).execute(SELECT_ENTITY_GENERATION).fetchone()
     return 0 if row is None else int(row[0])
 
 

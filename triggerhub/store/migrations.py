@@ -91,14 +91,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             matched BIGINT NOT NULL,
             filtered BIGINT NOT NULL)""",
     )),
-    # One counter that every entity write raises in its own transaction: a process caching
-    # entities (the embedded hub's hot path) compares it per read to see writes by other
-    # processes sharing the store.
-    Migration(9, "entity write counter", (
-        """CREATE TABLE entities_version (
-            id INTEGER PRIMARY KEY,
-            version BIGINT NOT NULL)""",
-        "INSERT INTO entities_version (id, version) VALUES (1, 0)",
+    # One counter bumped in every transaction that writes entities: a distributed worker reads it
+    # once per batch of events and drops its entity cache when it moved (engine/entities.py).
+    Migration(10, "entity generation", (
+        "CREATE TABLE entity_generation (id INTEGER PRIMARY KEY, generation BIGINT NOT NULL)",
+        "INSERT INTO entity_generation (id, generation) VALUES (1, 0)",
     )),
 )
 

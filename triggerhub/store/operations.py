@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Executable, delete, update
+from sqlalchemy import Connection, Executable, delete
 
 from triggerhub.errors import RevisionConflict
 from triggerhub.model import Activation, Collection, Entity, collection_of, now_ms
 from triggerhub.store import statements
 from triggerhub.store.base import Acceptance
 from triggerhub.store.statements import Statements
-from triggerhub.store.tables import activations, entities_version, pending, rule_counts
+from triggerhub.store.tables import activations, pending, rule_counts
 
 
 def execute(conn: Connection, statement: Executable, params: Any = None) -> None:
@@ -43,7 +43,9 @@ def first(conn: Connection, query: Executable, params: dict[str, Any]) -> Any:
 
 def put_entities(conn: Connection, sql: Statements, puts: Sequence[Entity], written: Sequence[Entity],
                  deletes: Sequence[Entity]) -> None:
-    """Writes `written` over `puts` (same order) and drops `deletes`, each at its stored revision."""
+    """Writes `written` over `puts` (same order) and drops `deletes`, each at its stored revision,
+    and counts the write in the entity generation (readers' caches revalidate against it)."""
+    conn.execute(sql.bump_entity_generation)
     for old, new in zip(puts, written, strict=True):
         if old.revision == 0:
             result = conn.execute(sql.insert_entity, statements.entity_row(new))
@@ -57,8 +59,6 @@ def put_entities(conn: Connection, sql: Statements, puts: Sequence[Entity], writ
             "collection": collection_of(entity).value, "revision": entity.revision})
         if result.rowcount != 1:
             raise _conflict(conn, sql, entity, "delete")
-    conn.execute(update(entities_version).where(entities_version.c.id == 1)
-                 .values(version=entities_version.c.version + 1))
     deleted_rules = [f"{e.namespace}/{e.name}" for e in deletes if collection_of(e) is Collection.RULES]
     if deleted_rules:  # a rule created again under the same name counts afresh
         conn.execute(delete(rule_counts).where(rule_counts.c.rule.in_(deleted_rules)))

@@ -145,14 +145,16 @@ class SqlStore:
         collection, _revision, doc = row
         return codec.entity_from_doc(collection, codec.loads(doc))
 
-    async def entities_version(self) -> int:
+    async def get_entity_generation(self) -> int:
+        """How many transactions wrote entities so far (any process): a cache filled at one value
+        is current while the value stays."""
         if self._is_sqlite:
-            read: Callable[[Connection], int | None] = direct.select_entities_version
+            read: Callable[[Connection], int | None] = direct.select_entity_generation
         else:
-            read = partial(operations.scalar, query=self._sql.select_entities_version, params={})
-        with self._translated("read the entity write counter"):
-            version = await self._opened.read(read)
-        return 0 if version is None else int(version)
+            read = partial(operations.scalar, query=self._sql.select_entity_generation, params={})
+        with self._translated("read the entity generation"):
+            generation = await self._opened.read(read)
+        return int(generation or 0)
 
     async def put_entities(self, puts: Sequence[Entity], deletes: Sequence[Entity] = ()) -> list[Entity]:
         written = [replace(entity, revision=entity.revision + 1) for entity in puts]
