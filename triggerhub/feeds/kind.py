@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from triggerhub.clock import Clock
+from triggerhub.errors import BadRequest
 from triggerhub.feeds.cursor import CursorFeed, CursorLoader, CursorSaver
 from triggerhub.model import JSON, TriggerEvent
 
@@ -95,6 +96,18 @@ class WebhookHandling:
 
     replay_message: Callable[[Mapping[str, JSON], str, Mapping[str, str], str], str]
     """(config, trigger, headers, event id) -> the 409 message for a delivery already accepted."""
+
+
+def parse_operations(params: Mapping[str, JSON], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The `operations` parameter of a change feed (a list, or a comma-separated string, in any
+    case; all of `allowed` when absent) as the chosen ones in `allowed`'s order."""
+    operations = params.get("operations", list(allowed))
+    operations = [o.strip() for o in operations.split(",")] if isinstance(operations, str) else operations
+    if (not isinstance(operations, list) or not operations
+            or not all(isinstance(o, str) and o.upper() in allowed for o in operations)):
+        raise BadRequest(f"operations parameter '{params.get('operations')}' must list some of "
+                         f"{', '.join(allowed)}")
+    return tuple(o for o in allowed if o in {str(x).upper() for x in operations})
 
 
 def _no_extras(_trigger: str) -> dict[str, JSON]:

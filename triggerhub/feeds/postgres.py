@@ -29,7 +29,7 @@ import asyncpg
 from triggerhub.clock import Clock
 from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
-from triggerhub.feeds.kind import SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext
+from triggerhub.feeds.kind import SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations
 from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure
 from triggerhub.model import JSON, TriggerEvent
 
@@ -92,13 +92,7 @@ def parse_postgres_config(params: Mapping[str, JSON]) -> PostgresConfig:
     table = params.get("table")
     if not isinstance(table, str) or not _TABLE_RE.match(table):
         raise BadRequest(f"table parameter '{table}' must name a table like orders or public.orders")
-    operations = params.get("operations", list(OPERATIONS))
-    operations = [o.strip() for o in operations.split(",")] if isinstance(operations, str) else operations
-    if (not isinstance(operations, list) or not operations
-            or not all(isinstance(o, str) and o.upper() in OPERATIONS for o in operations)):
-        raise BadRequest(f"operations parameter '{params.get('operations')}' must list some of "
-                         f"{', '.join(OPERATIONS)}")
-    chosen = tuple(o for o in OPERATIONS if o in {str(x).upper() for x in operations})
+    chosen = parse_operations(params, OPERATIONS)
     columns = params.get("columns")
     columns = [c.strip() for c in columns.split(",")] if isinstance(columns, str) else columns
     if columns is not None and (not isinstance(columns, list) or not columns
