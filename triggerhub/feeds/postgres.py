@@ -29,7 +29,8 @@ import asyncpg
 from triggerhub.clock import Clock
 from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
-from triggerhub.feeds.kind import SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations
+from triggerhub.feeds.kind import (SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations,
+                                  uninstall_or_warn)
 from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure
 from triggerhub.model import JSON, TriggerEvent
 
@@ -417,18 +418,11 @@ def _build(config: Mapping[str, JSON], ctx: FeedContext) -> PostgresFeed:
                         load_cursor=ctx.load_cursor, on_failed=ctx.on_failed)
 
 
-async def _uninstall(stored: Mapping[str, JSON], trigger: str) -> None:
-    """Drop the table's change trigger; an unreachable database must not block deleting the feed."""
-    config = parse_postgres_config(stored)
-    try:
-        await uninstall(config, trigger)
-    except FeedError as exc:
-        log.warning("feed for trigger %s deleted, but its PostgreSQL trigger stays on %s (%s); drop it with "
-                    "DROP TRIGGER triggerhub_changes ON %s", trigger, config.table, exc, config.table)
-
-
 FEED_KIND = FeedKind(
     catalogue=BuiltinFeed("postgres", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
                           "of a PostgreSQL table", ("dsn", "table", "operations", "columns")),
-    parse=_parse, build=_build, masks={"dsn": redact_dsn}, uninstall=_uninstall,
+    parse=_parse, build=_build, masks={"dsn": redact_dsn},
+    uninstall=uninstall_or_warn(parse_postgres_config, uninstall, lambda config: (
+        f"its PostgreSQL trigger stays on {config.table}; drop it with "
+        f"DROP TRIGGER triggerhub_changes ON {config.table}")),
 )

@@ -34,7 +34,8 @@ import aiosqlite
 from triggerhub.clock import Clock
 from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
-from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations
+from triggerhub.feeds.kind import (BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations,
+                                  uninstall_or_warn)
 from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure
 from triggerhub.model import JSON, TriggerEvent
 
@@ -403,18 +404,11 @@ def _build(config: Mapping[str, JSON], ctx: FeedContext) -> SqliteFeed:
                       load_cursor=ctx.load_cursor, on_failed=ctx.on_failed)
 
 
-async def _uninstall(stored: Mapping[str, JSON], trigger: str) -> None:
-    """Remove the triggers and tables; an unreadable file must not block deleting the feed."""
-    config = parse_sqlite_config(stored)
-    try:
-        await uninstall(config, trigger)
-    except FeedError as exc:
-        log.warning("feed for trigger %s deleted, but its change triggers stay on %s in %s (%s); drop the "
-                    "triggerhub_* triggers and tables yourself", trigger, config.table, config.database, exc)
-
-
 FEED_KIND = FeedKind(
     catalogue=BuiltinFeed("sqlite", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
                           "of a table in a SQLite database file", ("database", "table", "operations")),
-    parse=_parse, build=_build, uninstall=_uninstall,
+    parse=_parse, build=_build,
+    uninstall=uninstall_or_warn(parse_sqlite_config, uninstall, lambda config: (
+        f"its change triggers stay on {config.table} in {config.database}; drop the triggerhub_* triggers "
+        "and tables yourself")),
 )
