@@ -59,7 +59,7 @@ class _LazyGroup(click.Group):
         if not as_json:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
         try:
-            exit_code = super().main(argv, prog_name, complete_var, False, **extra)
+            exit_code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
             from triggerhub.cli.context import CliFailure
 
