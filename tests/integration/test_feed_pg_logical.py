@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -26,7 +27,7 @@ from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.pg_logical import LogicalFeed, lsn_int, parse_logical_config, slot_name_for
 from triggerhub.feeds.postgres import redact_dsn
 from triggerhub.model import TriggerEvent
-from triggerhub.store.base import Acceptance
+from triggerhub.store.base import Acceptance, FeedRegistration
 
 pytestmark = pytest.mark.postgres
 TRIGGER = "/guest/orders"
@@ -166,3 +167,197 @@ async def test_event_fields_key_rows_commit_lsn_and_time(
     assert (first.type, first.subject, first.source) == (
         "triggerhub.feed.postgres.change", "public.orders",
         f"postgresql://{parse_logical_config({'dsn': dsn, 'table': 'orders'}, TRIGGER).location}")
+
+
+async def test_schema_table_and_operation_filters(dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    await db.execute("CREATE SCHEMA app; CREATE TABLE app.a (id int PRIMARY KEY); CREATE TABLE app.b (id int PRIMARY KEY)")
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = feed_for(dsn, tg, emit, table="app.*", operations="insert,DELETE")
+        await feed.start(emit)
+        await db.execute("INSERT INTO app.a VALUES (1); INSERT INTO app.b VALUES (2); INSERT INTO orders VALUES (3, 'x', 0)")
+        await db.execute("UPDATE app.a SET id = 10; DELETE FROM app.b; DELETE FROM orders")
+        await db.execute("INSERT INTO app.a VALUES (99)")  # the last change: every earlier one has arrived
+        await wait_until(lambda: any(e.data["key"] == {"id": 99} for e in fake_store.events.values()))  # type: ignore[index]
+        await feed.stop()
+        await drop_slot(db, slot_name_for(TRIGGER))
+    assert [(e.data["table"], e.data["op"], e.data["key"]) for e in stored(fake_store)] == [  # type: ignore[index]
+        ("app.a", "INSERT", {"id": 1}), ("app.b", "INSERT", {"id": 2}), ("app.b", "DELETE", {"id": 2}),
+        ("app.a", "INSERT", {"id": 99})]
+
+
+async def test_snapshot_emits_existing_rows_first_and_nothing_twice(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    await db.execute("INSERT INTO orders SELECT i, 'old', i FROM generate_series(1, 50) i")
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = feed_for(dsn, tg, emit, snapshot=True)
+        await feed.start(emit)  # returns after the snapshot
+        await db.execute("UPDATE orders SET qty = 0 WHERE id = 1")
+        await wait_until(lambda: len(emit.returned) == 51)
+        await feed.stop()
+        again = feed_for(dsn, tg, emit, snapshot=True)  # the slot exists: no second snapshot
+        await again.start(emit)
+        await db.execute("DELETE FROM orders WHERE id = 2")
+        await wait_until(lambda: len(emit.returned) == 52)
+        await again.stop()
+        await drop_slot(db, slot_name_for(TRIGGER))
+    events = list(fake_store.events.values())
+    assert [(e.data["op"], e.data["key"]["id"]) for e in events] == (  # type: ignore[index]
+        [("SNAPSHOT", i) for i in range(1, 51)] + [("UPDATE", 1), ("DELETE", 2)])
+    assert events[0].data["row"] == {"id": 1, "item": "old", "qty": 1} and events[0].data["lsn"] is None  # type: ignore[index]
+    assert emit.returned == [True] * 52
+
+
+async def test_idle_table_slot_still_advances_and_reports_its_lag(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    await db.execute("CREATE TABLE busy (n int)")
+    emit = StoreEmit(fake_store, TRIGGER)
+    slot = slot_name_for(TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = feed_for(dsn, tg, emit, heartbeatMs=100)
+        await feed.start(emit)
+        start = lsn_int(await db.fetchval("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                                          "WHERE slot_name = $1", slot))
+        await db.execute("INSERT INTO busy SELECT generate_series(1, 20000)")  # WAL the feed does not want
+        written = lsn_int(await db.fetchval("SELECT pg_current_wal_lsn()::text"))
+
+        async def confirmed() -> int:
+            return lsn_int(await db.fetchval("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                                             "WHERE slot_name = $1", slot))
+        async with asyncio.timeout(20):
+            while await confirmed() < written:
+                await asyncio.sleep(0.05)
+        await wait_until(lambda: feed.gauges().get("confirmedLsn", 0) >= written)
+        gauges = feed.gauges()
+        await feed.stop()
+        await drop_slot(db, slot)
+    assert fake_store.events == {} and start < written
+    assert set(gauges) == {"slotLagBytes", "slotRetainedBytes", "confirmedLsn"}
+    assert 0 <= gauges["slotLagBytes"] < written - start
+
+
+def manager_for(store: FakeStore) -> FeedManager:
+    async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        return await store.accept(Acceptance(event=event, cursor=cursor))
+    return FeedManager(store, fire, kinds=FEED_KINDS, clock=SYSTEM_CLOCK)
+
+
+def call(event: str, trigger: str = TRIGGER, **params: object) -> dict[str, object]:
+    return {"lifecycleEvent": event, "triggerName": trigger, "authKey": "uuid:key", **params}
+
+
+async def slots(db: asyncpg.Connection) -> list[str]:
+    return [r["slot_name"] for r in await db.fetch(
+        "SELECT slot_name FROM pg_replication_slots WHERE database = current_database() ORDER BY 1")]
+
+
+async def test_create_read_delete_drops_the_slot_and_an_orphan_is_reported_at_start(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore, caplog: pytest.LogCaptureFixture) -> None:
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(fake_store)
+        await manager.start(tg)
+        created = await manager.lifecycle("guest", "uuid:key", FEED, call("CREATE", dsn=dsn, table="orders",
+                                                                          mode="logical"))
+        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await wait_until(lambda: len(fake_store.events) == 1)
+        await wait_until(lambda: "slotLagBytes" in manager.metrics(TRIGGER).gauges)
+        read = await manager.lifecycle("guest", "uuid:key", FEED, call("READ"))
+        present = await slots(db)
+        deleted = await manager.lifecycle("guest", "uuid:key", FEED, call("DELETE"))
+        after_delete = await slots(db)
+        await manager.stop()
+    assert created == {"triggerName": TRIGGER, "status": "active"}
+    assert read["config"] == {  # type: ignore[index]
+        "name": "orders", "namespace": "guest", "dsn": redact_dsn(dsn), "table": "orders",
+        "operations": ["INSERT", "UPDATE", "DELETE"], "slot": slot_name_for(TRIGGER), "snapshot": False,
+        "heartbeatMs": 10000, "mode": "logical"}
+    assert set(read["metrics"]) == {"received", "fired", "rejected", "slotLagBytes",  # type: ignore[arg-type]
+                                    "slotRetainedBytes", "confirmedLsn"}
+    assert (present, deleted, after_delete) == ([slot_name_for(TRIGGER)], {"triggerName": TRIGGER, "status": "deleted"}, [])
+
+    # A slot named like ours that no registration owns is reported when a hub starts.
+    await db.execute("SELECT pg_create_logical_replication_slot('triggerhub_left_behind', 'wal2json')")
+    await db.execute("SELECT pg_create_logical_replication_slot('triggerhub_kept', 'wal2json')")
+    await fake_store.put_feed(kept_registration(dsn))
+    caplog.set_level(logging.WARNING, logger="triggerhub.feeds.pg_logical")
+    async with asyncio.TaskGroup() as tg:
+        restarted = manager_for(fake_store)
+        await restarted.start(tg)
+        await wait_until(lambda: "triggerhub_left_behind" in caplog.text)
+        await restarted.stop()
+    await drop_slot(db, "triggerhub_left_behind")
+    await drop_slot(db, "triggerhub_kept")
+    location = parse_logical_config({"dsn": dsn, "table": "x"}, TRIGGER).location
+    orphan = [r.getMessage() for r in caplog.records if "left_behind" in r.getMessage()]
+    assert len(orphan) == 1 and re.fullmatch(
+        rf"replication slot triggerhub_left_behind in {re.escape(location)} belongs to no feed of this hub and "
+        r"holds \d+ bytes of WAL; if no other hub uses it, drop it with "
+        r"SELECT pg_drop_replication_slot\('triggerhub_left_behind'\)", orphan[0]), orphan
+    assert "triggerhub_kept" not in caplog.text
+
+
+def kept_registration(dsn: str) -> FeedRegistration:
+    """A paused logical registration owning slot triggerhub_kept (so that slot is no orphan)."""
+    config = parse_logical_config({"dsn": dsn, "table": "orders", "slot": "triggerhub_kept"}, "/guest/kept").to_json()
+    return FeedRegistration(trigger="/guest/kept", feed=FEED, namespace="guest", config={**config, "mode": "logical"},
+                            created_ms=1, updated_ms=1, status="paused", reason="paused by PAUSE")
+
+
+async def create_error(store: FakeStore, trigger: str = TRIGGER, **params: object) -> str:
+    """The message of a CREATE that must fail; nothing of it may stay registered."""
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(store)
+        await manager.start(tg)
+        with pytest.raises(BadRequest) as refused:
+            await manager.lifecycle("guest", "uuid:key", FEED, call("CREATE", trigger, **params))
+        await manager.stop()
+    assert trigger not in store.feeds
+    return refused.value.message
+
+
+async def test_errors_name_the_value_and_what_to_do(dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    location = parse_logical_config({"dsn": dsn, "table": "x"}, TRIGGER).location
+    prefix = f"feed {FEED} for trigger '{TRIGGER}' could not start: "
+    assert await create_error(fake_store, dsn=dsn, table="orders", mode="stream") == (
+        "mode parameter 'stream' must be one of outbox, logical (default outbox)")
+    assert await create_error(fake_store, dsn=dsn, table="public.nope", mode="logical") == (
+        f"{prefix}table 'public.nope' does not exist in {location}; create it first or fix the table parameter "
+        "(tables there: public.orders)")
+    assert await create_error(fake_store, dsn=dsn, table="nope.*", mode="logical") == (
+        f"{prefix}schema 'nope' of table parameter 'nope.*' does not exist in {location}; create it first or fix "
+        "the table parameter")
+    assert await slots(db) == []
+
+
+async def test_a_role_without_replication_rights_is_told_how_to_get_them(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    role = f"th_norepl_{random.randrange(16**8):08x}"
+    await db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw' NOREPLICATION")
+    try:
+        plain = dsn.replace(dsn.split("://", 1)[1].split("@", 1)[0], f"{role}:pw")
+        location = parse_logical_config({"dsn": plain, "table": "x"}, TRIGGER).location
+        assert await create_error(fake_store, dsn=plain, table="orders", mode="logical") == (
+            f"feed {FEED} for trigger '{TRIGGER}' could not start: role '{role}' at {location} may not use "
+            f"replication slots; a superuser can grant it with ALTER ROLE {role} REPLICATION, or use mode outbox")
+    finally:
+        await db.execute(f"DROP ROLE {role}")
+    assert await slots(db) == []
+
+
+async def test_a_slot_in_use_by_another_feed_is_refused(dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    slot = slot_name_for(TRIGGER)
+    emit = StoreEmit(fake_store, TRIGGER)
+    async with asyncio.TaskGroup() as tg:
+        feed = feed_for(dsn, tg, emit)
+        await feed.start(emit)
+        pid = await db.fetchval("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                                f"triggerhub {TRIGGER}")
+        message = await create_error(fake_store, "/guest/second", dsn=dsn, table="orders", mode="logical", slot=slot)
+        await feed.stop()
+        await drop_slot(db, slot)
+    location = parse_logical_config({"dsn": dsn, "table": "x"}, TRIGGER).location
+    assert message == (
+        f"feed {FEED} for trigger '/guest/second' could not start: replication slot '{slot}' in {location} is in "
+        f"use by another process (PostgreSQL pid {pid} (triggerhub {TRIGGER})); stop the feed or client that reads "
+        "it, or give this feed its own slot with the slot parameter")

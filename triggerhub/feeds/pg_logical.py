@@ -132,9 +132,11 @@ def visible_in_snapshot(xid: int, snapshot: str) -> bool:
     xmin:xmax:xip,...): its changes were in the snapshot's rows and must not be emitted again."""
     xmin_text, xmax_text, running = snapshot.split(":")
     xmin, xmax = int(xmin_text), int(xmax_text)
-    full = (xmax >> 32 << 32) | xid  # the snapshot's epoch, or the one before for a wrapped xid
-    if full > xmax:
+    full = (xmax >> 32 << 32) | xid  # in the epoch that puts it within 2**31 of xmax, as PostgreSQL compares
+    if full > xmax + (1 << 31):
         full -= 1 << 32
+    elif full < xmax - (1 << 31):
+        full += 1 << 32
     return full < xmin or (full < xmax and str(full) not in running.split(","))
 
 
