@@ -11,14 +11,18 @@ collects them into one mapping for the engine's FeedManager, which never names a
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from triggerhub.clock import Clock
-from triggerhub.errors import BadRequest
+from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorFeed, CursorLoader, CursorSaver
 from triggerhub.model import JSON, TriggerEvent
+
+log = logging.getLogger(__name__)
+C = TypeVar("C")
 
 SECRET_MASK = "********"
 """What READ shows instead of a secret config value."""
@@ -100,6 +104,32 @@ class WebhookHandling:
 
     replay_message: Callable[[Mapping[str, JSON], str, Mapping[str, str], str], str]
     """(config, trigger, headers, event id) -> the 409 message for a delivery already accepted."""
+
+
+def parse_operations(params: Mapping[str, JSON], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The `operations` parameter of a change feed (a list, or a comma-separated string, in any
+    case; all of `allowed` when absent) as the chosen ones in `allowed`'s order."""
+    operations = params.get("operations", list(allowed))
+    operations = [o.strip() for o in operations.split(",")] if isinstance(operations, str) else operations
+    if (not isinstance(operations, list) or not operations
+            or not all(isinstance(o, str) and o.upper() in allowed for o in operations)):
+        raise BadRequest(f"operations parameter '{params.get('operations')}' must list some of "
+                         f"{', '.join(allowed)}")
+    return tuple(o for o in allowed if o in {str(x).upper() for x in operations})
+
+
+def uninstall_or_warn(parse: Callable[[Mapping[str, JSON]], C], remove: Callable[[C, str], Awaitable[None]],
+                      left_behind: Callable[[C], str]) -> Uninstall:
+    """An `Uninstall` that runs `remove(parse(stored), trigger)`; when the source cannot be reached
+    (FeedError) it logs `left_behind(config)` (what stays at the source and how to remove it) instead
+    of raising, so an unreachable source never blocks deleting the feed."""
+    async def uninstall(stored: Mapping[str, JSON], trigger: str) -> None:
+        config = parse(stored)
+        try:
+            await remove(config, trigger)
+        except FeedError as exc:
+            log.warning("feed for trigger %s deleted, but %s (%s)", trigger, left_behind(config), exc)
+    return uninstall
 
 
 def _no_extras(_trigger: str) -> dict[str, JSON]:

@@ -30,12 +30,12 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from triggerhub.clock import Clock
-from triggerhub.errors import ApiError, BadRequest, FeedError
+from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader, CursorSaver
-from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
-from triggerhub.feeds.postgres import OPERATIONS, _valid_dsn, redact_dsn
-from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
-from triggerhub.retry import retrying
+from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations, uninstall_or_warn
+from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure
+from triggerhub.feeds.postgres import OPERATIONS, SOURCE_ERRORS, _valid_dsn, redact_dsn
+from triggerhub.model import JSON, TriggerEvent
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _TABLE_RE = re.compile(rf"^(?:{_IDENT}\.)?(?:{_IDENT}|\*)$")
 _SLOT_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 _JSON_TYPES = ("json", "jsonb")
+CONNECT_ERRORS: tuple[type[Exception], ...] = (*SOURCE_ERRORS, TimeoutError)
 
 
 def slot_name_for(trigger: str) -> str:
@@ -91,12 +92,7 @@ def parse_logical_config(params: Mapping[str, JSON], trigger: str) -> LogicalCon
     if not isinstance(table, str) or not _TABLE_RE.match(table):
         raise BadRequest(f"table parameter '{table}' must name a table like orders or public.orders, "
                          "or every table of a schema like public.*")
-    operations = params.get("operations", list(OPERATIONS))
-    operations = [o.strip() for o in operations.split(",")] if isinstance(operations, str) else operations
-    if (not isinstance(operations, list) or not operations
-            or not all(isinstance(o, str) and o.upper() in OPERATIONS for o in operations)):
-        raise BadRequest(f"operations parameter '{params.get('operations')}' must list some of "
-                         f"{', '.join(OPERATIONS)}")
+    operations = parse_operations(params, OPERATIONS)
     slot = params.get("slot") or slot_name_for(trigger)
     if not isinstance(slot, str) or not _SLOT_RE.match(slot):
         raise BadRequest(f"slot parameter '{slot}' must be a replication slot name: 1 to 63 lower-case "
@@ -110,8 +106,7 @@ def parse_logical_config(params: Mapping[str, JSON], trigger: str) -> LogicalCon
     if not isinstance(heartbeat_ms, int) or isinstance(heartbeat_ms, bool) or not 100 <= heartbeat_ms <= 3_600_000:
         raise BadRequest(f"heartbeatMs parameter '{heartbeat_ms}' must be a whole number of milliseconds "
                          "from 100 to 3600000")
-    chosen = tuple(o for o in OPERATIONS if o in {str(x).upper() for x in operations})
-    return LogicalConfig(dsn=dsn, table=table, operations=chosen, slot=slot, snapshot=snapshot,
+    return LogicalConfig(dsn=dsn, table=table, operations=operations, slot=slot, snapshot=snapshot,
                          heartbeat_ms=heartbeat_ms)
 
 
@@ -262,22 +257,32 @@ class _Transaction:
     changes: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Session:
+    """An open connection holding the slot's advisory lock, the source, and the feed's position."""
+
+    conn: asyncpg.Connection
+    source: Source
+    position: Position
+
+    async def close(self, *, lost: bool) -> None:
+        if lost:
+            self.conn.terminate()  # a lost connection could hang a polite close; the lock goes with it
+        else:
+            await self.conn.close()
+
+
 class LogicalFeed:
     """Streams one slot into the hub; see the module docstring for the delivery contract."""
 
     def __init__(self, config: LogicalConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
                  load_cursor: CursorLoader, save_cursor: CursorSaver, poll_s: float = POLL_S,
-                 on_failed: Callable[[str], None] = lambda reason: None) -> None:
+                 on_failed: Callable[[str], None] = ignore_failure) -> None:
         self._config = config
-        self._trigger = trigger
-        self._fqn = FullyQualifiedName.parse(trigger, "_")
-        self._clock = clock
-        self._tasks = tasks
+        self._run = FeedTask("postgres", trigger=trigger, tasks=tasks, clock=clock, on_failed=on_failed, logger=log)
         self._load_cursor = load_cursor
         self._save_cursor = save_cursor
         self._poll_s = poll_s
-        self._on_failed = on_failed
-        self._task: asyncio.Task[None] | None = None
         self._source_url = f"postgresql://{config.location}"
         self._id_prefix = "pgl:" + hashlib.sha256(f"{config.location}\0{trigger}".encode()).hexdigest()[:12]
         self._gauges: dict[str, int] = {}
@@ -288,45 +293,38 @@ class LogicalFeed:
         return dict(self._gauges)
 
     async def start(self, emit: CursorEmit) -> None:
-        if self._task is not None:
+        if self._run.running:
             return
-        conn, source, position = await self._open(emit)
-        self._task = self._tasks.create_task(self._run(conn, source, position, emit),
-                                             name=f"postgres logical {self._trigger}")
-        await asyncio.sleep(0)  # let the task enter its try: cancelled before that, it would never close conn
-        log.info("postgres feed %s streaming %s in %s from slot %s", self._trigger, source.filter,
+        session = await self._open(emit)
+        await self._run.start(self._run.follow(session, reopen=lambda: self._open(emit),
+                                               step=lambda s: self._step(s, emit), lost=SOURCE_ERRORS,
+                                               where=self._config.location, retry_s=RETRY_S))
+        log.info("%s streaming %s in %s from slot %s", self._run.label, session.source.filter,
                  self._config.location, self._config.slot)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
-            log.info("postgres feed %s stopped", self._trigger)
+        if await self._run.stop():
+            log.info("%s stopped", self._run.label)
 
     # ----------------------------------------------------------------------- opening
 
     async def _connect(self) -> asyncpg.Connection:
         try:
             return await asyncpg.connect(self._config.dsn, timeout=CONNECT_TIMEOUT_S,
-                                         server_settings={"application_name": f"triggerhub {self._trigger}"[:63]})
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                                         server_settings={"application_name": f"triggerhub {self._run.trigger}"[:63]})
+        except CONNECT_ERRORS as exc:
             raise FeedError(f"PostgreSQL at {self._config.location} refused or did not answer: {exc}; "
                             "check the dsn parameter and that the server runs") from exc
 
-    async def _open(self, emit: CursorEmit) -> tuple[asyncpg.Connection, Source, Position]:
+    async def _open(self, emit: CursorEmit) -> _Session:
         """Connect, check the server, own the slot (creating it, and taking the snapshot, the
-        first time), and read the cursor. Raises FeedError with what to do."""
+        first time), and read the cursor. Raises FeedError saying what to do."""
         conn = await self._connect()
-        try:
-            return conn, *(await self._prepare(conn, emit))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            await conn.close()
-            raise FeedError(f"PostgreSQL at {self._config.location}: could not open replication slot "
-                            f"'{self._config.slot}': {exc}") from exc
-        except BaseException:
-            await conn.close()
-            raise
+        async with closed_on_failure(conn.close, errors=SOURCE_ERRORS,
+                                     failure=f"PostgreSQL at {self._config.location}: could not open replication "
+                                             f"slot '{self._config.slot}'"):
+            source, position = await self._prepare(conn, emit)
+            return _Session(conn, source, position)
 
     async def _prepare(self, conn: asyncpg.Connection, emit: CursorEmit) -> tuple[Source, Position]:
         config = self._config
@@ -341,7 +339,7 @@ class LogicalFeed:
             raise await _slot_in_use(conn, config.slot, config.location)
         slot = await conn.fetchrow("SELECT plugin, database, active_pid, confirmed_flush_lsn::text AS confirmed "
                                    "FROM pg_replication_slots WHERE slot_name = $1", config.slot)
-        position = Position.load(await self._load_cursor(CURSOR_KEY))
+        position = Position.load(await self._run.store("reading its cursor", lambda: self._load_cursor(CURSOR_KEY)))
         if slot is not None and slot["active_pid"] is not None:
             raise await _slot_in_use(conn, config.slot, config.location)
         database = await conn.fetchval("SELECT current_database()")
@@ -360,11 +358,11 @@ class LogicalFeed:
 
     async def _create_slot(self, conn: asyncpg.Connection, stale: Position | None) -> Position:
         if stale is not None and stale.phase == "stream" and stale.lsn:
-            log.warning("postgres feed %s: replication slot %s was gone, so changes after LSN %s were not "
-                        "captured; the slot is created again", self._trigger, self._config.slot, lsn_text(stale.lsn))
+            log.warning("%s: replication slot %s was gone, so changes after LSN %s were not captured; the slot "
+                        "is created again", self._run.label, self._config.slot, lsn_text(stale.lsn))
         fresh = Position(phase="snapshot" if self._config.snapshot else "stream")
         # Written before the slot exists: a crash in between still takes the snapshot after a restart.
-        await self._save_cursor(CURSOR_KEY, fresh.to_json())
+        await self._run.store("resetting its cursor", lambda: self._save_cursor(CURSOR_KEY, fresh.to_json()))
         try:
             created = await conn.fetchval("SELECT lsn::text FROM pg_create_logical_replication_slot($1, $2)",
                                           self._config.slot, PLUGIN)
@@ -373,7 +371,7 @@ class LogicalFeed:
                             "the server (Debian: apt-get install postgresql-<major>-wal2json), or use mode "
                             "outbox") from exc
         self._confirmed = lsn_int(created)
-        log.info("postgres feed %s created replication slot %s at %s", self._trigger, self._config.slot, created)
+        log.info("%s created replication slot %s at %s", self._run.label, self._config.slot, created)
         return fresh
 
     async def _snapshot(self, conn: asyncpg.Connection, source: Source, position: Position,
@@ -396,9 +394,8 @@ class LogicalFeed:
                 await self._store(event, during, emit)
                 count += 1
         done = Position(phase="stream", snap=snap, snap_lsn=snap_lsn)
-        await self._save_cursor(CURSOR_KEY, done.to_json())
-        log.info("postgres feed %s emitted %d existing rows of %s.%s", self._trigger, count, source.schema,
-                 source.table)
+        await self._run.store("ending the snapshot", lambda: self._save_cursor(CURSOR_KEY, done.to_json()))
+        log.info("%s emitted %d existing rows of %s.%s", self._run.label, count, source.schema, source.table)
         return done
 
     async def _primary_key(self, conn: asyncpg.Connection, source: Source) -> list[str]:
@@ -409,31 +406,10 @@ class LogicalFeed:
 
     # ----------------------------------------------------------------------- streaming
 
-    async def _run(self, conn: asyncpg.Connection | None, source: Source, position: Position,
-                   emit: CursorEmit) -> None:
-        try:
-            while True:
-                try:
-                    if conn is None:
-                        conn = await self._connect()
-                        source, position = await self._prepare(conn, emit)
-                    position, more = await self._pass(conn, source, position, emit)
-                    if not more:
-                        await self._clock.sleep(self._poll_s)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, FeedError) as exc:
-                    log.warning("postgres feed %s lost %s (%s); reconnecting in %s s", self._trigger,
-                                self._config.location, exc, RETRY_S)
-                    if conn is not None:
-                        conn.terminate()  # also frees the slot's advisory lock
-                        conn = None
-                    await self._clock.sleep(RETRY_S)
-                except ApiError as exc:  # refused for good: the slot stays before the change
-                    log.warning("postgres feed %s stops: the hub refused a change (%s)", self._trigger, exc.message)
-                    self._on_failed(exc.message)
-                    return
-        finally:
-            if conn is not None:
-                await conn.close()
+    async def _step(self, session: _Session, emit: CursorEmit) -> None:
+        session.position, more = await self._pass(session.conn, session.source, session.position, emit)
+        if not more:
+            await self._run.clock.sleep(self._poll_s)
 
     async def _pass(self, conn: asyncpg.Connection, source: Source, position: Position,
                     emit: CursorEmit) -> tuple[Position, bool]:
@@ -462,7 +438,7 @@ class LogicalFeed:
         more = len(rows) >= BATCH_ROWS
         if not more:  # every commit before `flushed` is decoded: confirming it is safe
             confirm = max(confirm, flushed)
-        now_s = self._clock.monotonic_s()
+        now_s = self._run.clock.monotonic_s()
         if confirm > self._confirmed and (rows or now_s >= self._heartbeat_due_s):
             await conn.execute("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)", self._config.slot,
                                lsn_text(confirm))
@@ -495,10 +471,9 @@ class LogicalFeed:
                             "confirmedLsn": self._confirmed}
 
     async def _store(self, event: TriggerEvent, position: Position, emit: CursorEmit) -> None:
-        """Store one change with the position; a store or bus outage is retried (nothing is confirmed
-        to PostgreSQL before it is stored, so nothing is dropped)."""
-        await retrying(f"postgres feed {self._trigger} storing change {event.id}",
-                       lambda: emit(event, cursor=(CURSOR_KEY, position.to_json())), clock=self._clock)
+        """Store one change with the position (nothing is confirmed to PostgreSQL before that)."""
+        cursor = (CURSOR_KEY, position.to_json())
+        await self._run.store(f"storing change {event.id}", lambda: emit(event, cursor=cursor))
 
     def _change_event(self, change: Mapping[str, Any], txn: _Transaction, seq: int) -> TriggerEvent:
         new = _values(change.get("columns"))
@@ -513,13 +488,13 @@ class LogicalFeed:
     def _event(self, suffix: str, *, table: str, op: str, key: JSON, row: JSON, old: JSON, lsn: str | None,
                xid: int | None, at: str | None, seq: int) -> TriggerEvent:
         when = datetime.fromisoformat(at) if at is not None else None
-        stamp = self._clock.now_ms() if when is None else int(when.timestamp() * 1000)
+        stamp = self._run.clock.now_ms() if when is None else int(when.timestamp() * 1000)
         data: dict[str, JSON] = {
             "table": table, "op": op, "key": key, "row": row, "old": old, "lsn": lsn, "xid": xid,
             "at": when.isoformat(timespec="microseconds").replace("+00:00", "Z") if when else None, "seq": seq,
         }
         return TriggerEvent(id=f"{self._id_prefix}:{suffix}", source=self._source_url, type=EVENT_TYPE,
-                            trigger=self._fqn, subject=table, time_ms=stamp, data=data)
+                            trigger=self._run.fqn, subject=table, time_ms=stamp, data=data)
 
 
 def _values(columns: Sequence[Mapping[str, Any]] | None) -> dict[str, JSON] | None:
@@ -533,30 +508,23 @@ def _values(columns: Sequence[Mapping[str, Any]] | None) -> dict[str, JSON] | No
 # --------------------------------------------------------------------------- removing and auditing
 
 
-async def drop_slot(config: LogicalConfig) -> bool:
-    """Drop the feed's slot; False when there was none. Raises FeedError when it is in use."""
-    conn = await asyncpg.connect(config.dsn, timeout=CONNECT_TIMEOUT_S)
+async def drop_slot(config: LogicalConfig, trigger: str) -> None:
+    """Drop the feed's slot if it exists; FeedError when the server cannot be reached or another
+    process reads the slot."""
     try:
-        return bool(await conn.fetchval(
-            "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = $1",
-            config.slot))
+        conn = await asyncpg.connect(config.dsn, timeout=CONNECT_TIMEOUT_S)
+    except CONNECT_ERRORS as exc:
+        raise FeedError(f"PostgreSQL at {config.location} refused or did not answer: {exc}") from exc
+    try:
+        if await conn.fetchval("SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots "
+                               "WHERE slot_name = $1", config.slot):
+            log.info("postgres feed %s dropped replication slot %s", trigger, config.slot)
     except asyncpg.ObjectInUseError as exc:
         raise await _slot_in_use(conn, config.slot, config.location) from exc
+    except SOURCE_ERRORS as exc:
+        raise FeedError(f"PostgreSQL at {config.location}: {exc}") from exc
     finally:
         await conn.close()
-
-
-async def _uninstall(stored: Mapping[str, JSON], trigger: str) -> None:
-    """Drop the slot; an unreachable database must not block deleting the feed (the slot left
-    behind is named, with how to drop it, and reported again at every hub start)."""
-    config = parse_logical_config(stored, trigger)
-    try:
-        if await drop_slot(config):
-            log.info("postgres feed %s dropped replication slot %s", trigger, config.slot)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, FeedError) as exc:
-        log.warning("feed for trigger %s deleted, but its replication slot %s stays in %s and holds WAL back (%s); "
-                    "drop it with SELECT pg_drop_replication_slot('%s')", trigger, config.slot, config.location,
-                    exc, config.slot)
 
 
 async def orphaned_slots(dsn: str, known: set[str]) -> list[tuple[str, int]]:
@@ -583,7 +551,7 @@ async def _audit(configs: Sequence[Mapping[str, JSON]]) -> None:
     for location, (dsn, known) in by_database.items():
         try:
             orphans = await orphaned_slots(dsn, known)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except CONNECT_ERRORS as exc:
             log.warning("could not look for orphaned replication slots in %s: %s", location, exc)
             continue
         for slot, retained in orphans:
@@ -608,5 +576,10 @@ def _build(config: Mapping[str, JSON], ctx: FeedContext) -> LogicalFeed:
 FEED_KIND = FeedKind(
     catalogue=BuiltinFeed("postgres", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
                           "of a PostgreSQL table", ("dsn", "table", "operations", "slot", "snapshot", "heartbeatMs")),
-    parse=_parse, build=_build, masks={"dsn": redact_dsn}, uninstall=_uninstall, audit=_audit,
+    parse=_parse, build=_build, masks={"dsn": redact_dsn}, audit=_audit,
+    # The slot is dropped at DELETE; one the server could not drop then is named here, and again
+    # at every hub start (`_audit`), because it holds WAL back until someone drops it.
+    uninstall=uninstall_or_warn(lambda stored: parse_logical_config(stored, "/_/_"), drop_slot, lambda config: (
+        f"its replication slot {config.slot} stays in {config.location} and holds WAL back; drop it with "
+        f"SELECT pg_drop_replication_slot('{config.slot}')")),
 )
