@@ -26,6 +26,7 @@ def test_wal_level_other_than_logical_is_named_with_the_fix() -> None:
     ({"snapshot": "yes"}, "snapshot parameter 'yes' must be true or false"),
     ({"snapshot": True, "table": "public.*"}, "snapshot parameter true needs one table, not 'public.*'; name the table"),
     ({"heartbeatMs": 50}, "heartbeatMs parameter '50' must be a whole number of milliseconds from 100 to 3600000"),
+    ({"pollMs": True}, "pollMs parameter 'True' must be a whole number of milliseconds from 10 to 60000"),
     ({"table": "a.b.c"}, "table parameter 'a.b.c' must name a table like orders or public.orders, or every table "
                          "of a schema like public.*"),
     ({"operations": ["TRUNCATE"]}, "operations parameter '['TRUNCATE']' must list some of INSERT, UPDATE, DELETE"),

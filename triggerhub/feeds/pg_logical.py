@@ -44,7 +44,7 @@ PLUGIN = "wal2json"
 EVENT_TYPE = "triggerhub.feed.postgres.change"
 SLOT_PREFIX = "triggerhub_"
 CURSOR_KEY = "logical"
-POLL_S = 0.2
+POLL_MS = 100  # no notification comes from a slot: it is peeked this often while idle
 HEARTBEAT_MS = 10_000
 RETRY_S = 1.0
 CONNECT_TIMEOUT_S = 10.0
@@ -71,6 +71,7 @@ class LogicalConfig:
     slot: str
     snapshot: bool = False  # emit the table's existing rows (op SNAPSHOT) before streaming
     heartbeat_ms: int = HEARTBEAT_MS
+    poll_ms: int = POLL_MS
 
     @property
     def location(self) -> str:
@@ -80,7 +81,7 @@ class LogicalConfig:
 
     def to_json(self) -> dict[str, JSON]:
         return {"dsn": self.dsn, "table": self.table, "operations": list(self.operations), "slot": self.slot,
-                "snapshot": self.snapshot, "heartbeatMs": self.heartbeat_ms}
+                "snapshot": self.snapshot, "heartbeatMs": self.heartbeat_ms, "pollMs": self.poll_ms}
 
 
 def parse_logical_config(params: Mapping[str, JSON], trigger: str) -> LogicalConfig:
@@ -102,12 +103,17 @@ def parse_logical_config(params: Mapping[str, JSON], trigger: str) -> LogicalCon
         raise BadRequest(f"snapshot parameter '{snapshot}' must be true or false")
     if snapshot and table.endswith("*"):
         raise BadRequest(f"snapshot parameter true needs one table, not '{table}'; name the table")
-    heartbeat_ms = params.get("heartbeatMs", HEARTBEAT_MS)
-    if not isinstance(heartbeat_ms, int) or isinstance(heartbeat_ms, bool) or not 100 <= heartbeat_ms <= 3_600_000:
-        raise BadRequest(f"heartbeatMs parameter '{heartbeat_ms}' must be a whole number of milliseconds "
-                         "from 100 to 3600000")
+    heartbeat_ms = _milliseconds(params, "heartbeatMs", HEARTBEAT_MS, 100, 3_600_000)
+    poll_ms = _milliseconds(params, "pollMs", POLL_MS, 10, 60_000)
     return LogicalConfig(dsn=dsn, table=table, operations=operations, slot=slot, snapshot=snapshot,
-                         heartbeat_ms=heartbeat_ms)
+                         heartbeat_ms=heartbeat_ms, poll_ms=poll_ms)
+
+
+def _milliseconds(params: Mapping[str, JSON], key: str, default: int, low: int, high: int) -> int:
+    value = params.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest(f"{key} parameter '{value}' must be a whole number of milliseconds from {low} to {high}")
+    return value
 
 
 # --------------------------------------------------------------------------- LSNs and snapshots
@@ -276,13 +282,13 @@ class LogicalFeed:
     """Streams one slot into the hub; see the module docstring for the delivery contract."""
 
     def __init__(self, config: LogicalConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
-                 load_cursor: CursorLoader, save_cursor: CursorSaver, poll_s: float = POLL_S,
+                 load_cursor: CursorLoader, save_cursor: CursorSaver,
                  on_failed: Callable[[str], None] = ignore_failure) -> None:
         self._config = config
         self._run = FeedTask("postgres", trigger=trigger, tasks=tasks, clock=clock, on_failed=on_failed, logger=log)
         self._load_cursor = load_cursor
         self._save_cursor = save_cursor
-        self._poll_s = poll_s
+        self._poll_s = config.poll_ms / 1000
         self._source_url = f"postgresql://{config.location}"
         self._id_prefix = "pgl:" + hashlib.sha256(f"{config.location}\0{trigger}".encode()).hexdigest()[:12]
         self._gauges: dict[str, int] = {}
@@ -407,8 +413,9 @@ class LogicalFeed:
     # ----------------------------------------------------------------------- streaming
 
     async def _step(self, session: _Session, emit: CursorEmit) -> None:
+        before = session.position
         session.position, more = await self._pass(session.conn, session.source, session.position, emit)
-        if not more:
+        if not more and session.position == before:  # nothing new: wait; else look again at once
             await self._run.clock.sleep(self._poll_s)
 
     async def _pass(self, conn: asyncpg.Connection, source: Source, position: Position,
@@ -575,7 +582,8 @@ def _build(config: Mapping[str, JSON], ctx: FeedContext) -> LogicalFeed:
 
 FEED_KIND = FeedKind(
     catalogue=BuiltinFeed("postgres", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
-                          "of a PostgreSQL table", ("dsn", "table", "operations", "slot", "snapshot", "heartbeatMs")),
+                          "of a PostgreSQL table", ("dsn", "table", "operations", "slot", "snapshot", "heartbeatMs",
+                                                             "pollMs")),
     parse=_parse, build=_build, masks={"dsn": redact_dsn}, audit=_audit,
     # The slot is dropped at DELETE; one the server could not drop then is named here, and again
     # at every hub start (`_audit`), because it holds WAL back until someone drops it.
