@@ -24,7 +24,8 @@ from tests.integration.test_feed_pg_logical import mixed_transactions as pg_tran
 from tests.integration.test_feed_sqlite import apply, changelog_rows, mixed_transactions
 from tests.plugins.cli import HubProcess
 from tests.plugins.services import asyncpg_dsn
-from triggerhub.feeds.pg_logical import lsn_int, slot_name_for
+from triggerhub.feeds.pg_logical import slot_name_for
+from triggerhub.feeds.pg_slots import lsn_int
 
 QUIET_S = 1.0  # no new event for this long (and the source drained) means the hub is idle
 

@@ -24,7 +24,8 @@ from triggerhub.clock import SYSTEM_CLOCK
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager
 from triggerhub.errors import BadRequest, FeedError
-from triggerhub.feeds.pg_logical import LogicalFeed, lsn_int, parse_logical_config, slot_name_for
+from triggerhub.feeds.pg_logical import LogicalFeed, parse_logical_config, slot_name_for
+from triggerhub.feeds.pg_slots import lsn_int
 from triggerhub.feeds.postgres import redact_dsn
 from triggerhub.model import TriggerEvent
 from triggerhub.store.base import Acceptance, FeedRegistration
@@ -220,7 +221,7 @@ async def test_idle_table_slot_still_advances_and_reports_its_lag(
         start = lsn_int(await db.fetchval("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
                                           "WHERE slot_name = $1", slot))
         await db.execute("INSERT INTO busy SELECT generate_series(1, 20000)")  # WAL the feed does not want
-        written = lsn_int(await db.fetchval("SELECT pg_current_wal_lsn()::text"))
+        written = lsn_int(await db.fetchval("SELECT pg_current_wal_insert_lsn()::text"))  # written once flushed
 
         async def confirmed() -> int:
             return lsn_int(await db.fetchval("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from triggerhub.errors import BadRequest
-from triggerhub.feeds.pg_logical import (
-    ServerFacts, lsn_int, lsn_text, parse_logical_config, server_problem, slot_name_for, visible_in_snapshot,
-)
+from triggerhub.feeds.pg_logical import parse_logical_config, slot_name_for
+from triggerhub.feeds.pg_slots import ServerFacts, lsn_int, lsn_text, server_problem, visible_in_snapshot
 
 DSN = "postgresql://u:secret@db.example:5432/shop"
 

@@ -91,8 +91,8 @@ class FeedManager:
                 except TriggerhubError as exc:
                     log.warning("feed for trigger %s did not start: %s", registration.trigger, exc)
         for kind in self._kinds.values():  # e.g. report replication slots whose trigger is gone
-            if kind.audit is not None:
-                configs = [r.config for r in registrations if r.feed == kind.fqn]
+            configs = [r.config for r in registrations if r.feed == kind.fqn]
+            if kind.audit is not None and configs:
                 tasks.create_task(kind.audit(configs), name=f"audit {kind.fqn}")
 
     async def stop(self) -> None:

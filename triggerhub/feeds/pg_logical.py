@@ -34,27 +34,28 @@ from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader, CursorSaver
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations, uninstall_or_warn
 from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure
+from triggerhub.feeds.pg_slots import (
+    CONNECT_ERRORS, CONNECT_TIMEOUT_S, PLUGIN, SLOT_PREFIX, ServerFacts, Source, drop_slot, lock_key, lsn_int,
+    lsn_text, orphaned_slots, resolve_source, server_problem, slot_in_use, visible_in_snapshot,
+)
 from triggerhub.feeds.postgres import OPERATIONS, SOURCE_ERRORS, _valid_dsn, redact_dsn
 from triggerhub.model import JSON, TriggerEvent
 
 log = logging.getLogger(__name__)
 
 MODE = "logical"
-PLUGIN = "wal2json"
 EVENT_TYPE = "triggerhub.feed.postgres.change"
-SLOT_PREFIX = "triggerhub_"
 CURSOR_KEY = "logical"
 POLL_MS = 100  # no notification comes from a slot: it is peeked this often while idle
 HEARTBEAT_MS = 10_000
 RETRY_S = 1.0
-CONNECT_TIMEOUT_S = 10.0
 BATCH_ROWS = 5_000  # rows per peek; a peek always ends on a whole transaction
 SNAPSHOT_OP = "SNAPSHOT"
 _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _TABLE_RE = re.compile(rf"^(?:{_IDENT}\.)?(?:{_IDENT}|\*)$")
 _SLOT_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 _JSON_TYPES = ("json", "jsonb")
-CONNECT_ERRORS: tuple[type[Exception], ...] = (*SOURCE_ERRORS, TimeoutError)
+AUDIT_ERRORS: tuple[type[Exception], ...] = (*CONNECT_ERRORS, ValueError)  # a bad stored dsn, too
 
 
 def slot_name_for(trigger: str) -> str:
@@ -116,31 +117,6 @@ def _milliseconds(params: Mapping[str, JSON], key: str, default: int, low: int, 
     return value
 
 
-# --------------------------------------------------------------------------- LSNs and snapshots
-
-
-def lsn_int(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) | int(low, 16)
-
-
-def lsn_text(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
-def visible_in_snapshot(xid: int, snapshot: str) -> bool:
-    """Whether the 32-bit `xid` had committed in `snapshot` (pg_current_snapshot()::text,
-    xmin:xmax:xip,...): its changes were in the snapshot's rows and must not be emitted again."""
-    xmin_text, xmax_text, running = snapshot.split(":")
-    xmin, xmax = int(xmin_text), int(xmax_text)
-    full = (xmax >> 32 << 32) | xid  # in the epoch that puts it within 2**31 of xmax, as PostgreSQL compares
-    if full > xmax + (1 << 31):
-        full -= 1 << 32
-    elif full < xmax - (1 << 31):
-        full += 1 << 32
-    return full < xmin or (full < xmax and str(full) not in running.split(","))
-
-
 @dataclass(frozen=True, slots=True)
 class Position:
     """The last change stored: its commit LSN and place in the transaction. Commit LSNs grow in
@@ -166,89 +142,6 @@ class Position:
         state = json.loads(stored)
         return Position(lsn_int(state["lsn"]), int(state["seq"]), state["phase"], state.get("snap"),
                         lsn_int(state.get("snapLsn", "0/0")))
-
-
-# --------------------------------------------------------------------------- checks and errors
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerFacts:
-    wal_level: str
-    role: str
-    can_replicate: bool  # REPLICATION attribute or superuser
-
-
-def server_problem(facts: ServerFacts, location: str) -> str | None:
-    """Why logical mode cannot run on this server, naming the value and what to do; None if it can."""
-    if facts.wal_level != "logical":
-        return (f"PostgreSQL at {location} has wal_level = '{facts.wal_level}'; mode logical needs "
-                "wal_level = logical (set it in postgresql.conf and restart the server), or use mode outbox")
-    if not facts.can_replicate:
-        return (f"role '{facts.role}' at {location} may not use replication slots; a superuser can grant it "
-                f"with ALTER ROLE {facts.role} REPLICATION, or use mode outbox")
-    return None
-
-
-def _quote_filter(name: str) -> str:
-    """A name as wal2json's add-tables option spells it (special characters escaped)."""
-    return re.sub(r"([ ',.*\\])", r"\\\1", name)
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """The resolved table (or schema, for schema.*) of a feed."""
-
-    schema: str
-    table: str | None  # None: every table of the schema
-    quoted: str | None  # the table as SQL names it, for the snapshot
-
-    @property
-    def filter(self) -> str:
-        return f"{_quote_filter(self.schema)}.{_quote_filter(self.table) if self.table else '*'}"
-
-
-async def resolve_source(conn: asyncpg.Connection, config: LogicalConfig) -> Source:
-    """The table the config names, or FeedError naming it and the tables that do exist."""
-    if config.table.endswith("*"):
-        schema_part = config.table[:-2] or None
-        schema = await conn.fetchval(
-            "SELECT nspname FROM pg_namespace WHERE oid = to_regnamespace(coalesce($1, current_schema()))",
-            schema_part)
-        if schema is None:
-            raise FeedError(f"schema '{schema_part}' of table parameter '{config.table}' does not exist in "
-                            f"{config.location}; create it first or fix the table parameter")
-        return Source(schema, None, None)
-    found = await conn.fetchrow(
-        "SELECT c.oid::regclass::text AS quoted, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
-        config.table)
-    if found is None or found["kind"] not in ("r", "p"):
-        known = await conn.fetchval(
-            "SELECT string_agg(quote_ident(table_schema) || '.' || quote_ident(table_name), ', ' ORDER BY 1) "
-            "FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-            "AND table_schema NOT IN ('pg_catalog', 'information_schema')")
-        raise FeedError(f"table '{config.table}' does not exist in {config.location}; create it first or fix "
-                        f"the table parameter (tables there: {known or 'none'})")
-    return Source(found["schema"], found["name"], found["quoted"])
-
-
-def _lock_key(slot: str) -> int:
-    """The advisory lock a feed holds while it owns `slot` (a signed 64-bit key)."""
-    return int.from_bytes(hashlib.sha256(f"triggerhub slot {slot}".encode()).digest()[:8], "big", signed=True)
-
-
-async def _slot_in_use(conn: asyncpg.Connection, slot: str, location: str) -> FeedError:
-    holder = await conn.fetchrow(
-        "SELECT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-        "AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 & x'ffffffffffffffff'::bigint",
-        _lock_key(slot))
-    active = await conn.fetchval("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", slot)
-    pid = holder["pid"] if holder else active
-    who = f" ({holder['application_name']})" if holder and holder["application_name"] else ""
-    return FeedError(f"replication slot '{slot}' in {location} is in use by another process (PostgreSQL pid "
-                     f"{pid}{who}); stop the feed or client that reads it, or give this feed its own slot "
-                     "with the slot parameter")
 
 
 # --------------------------------------------------------------------------- the feed
@@ -340,14 +233,14 @@ class LogicalFeed:
                                              can_replicate=row["can"]), config.location)
         if problem:
             raise FeedError(problem)
-        source = await resolve_source(conn, config)
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _lock_key(config.slot)):
-            raise await _slot_in_use(conn, config.slot, config.location)
+        source = await resolve_source(conn, config.table, config.location)
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(config.slot)):
+            raise await slot_in_use(conn, config.slot, config.location)
         slot = await conn.fetchrow("SELECT plugin, database, active_pid, confirmed_flush_lsn::text AS confirmed "
                                    "FROM pg_replication_slots WHERE slot_name = $1", config.slot)
         position = Position.load(await self._run.store("reading its cursor", lambda: self._load_cursor(CURSOR_KEY)))
         if slot is not None and slot["active_pid"] is not None:
-            raise await _slot_in_use(conn, config.slot, config.location)
+            raise await slot_in_use(conn, config.slot, config.location)
         database = await conn.fetchval("SELECT current_database()")
         if slot is not None and (slot["plugin"] != PLUGIN or slot["database"] != database):
             raise FeedError(f"replication slot '{config.slot}' in {config.location} belongs to database "
@@ -512,39 +405,9 @@ def _values(columns: Sequence[Mapping[str, Any]] | None) -> dict[str, JSON] | No
             else c["value"] for c in columns}
 
 
-# --------------------------------------------------------------------------- removing and auditing
-
-
-async def drop_slot(config: LogicalConfig, trigger: str) -> None:
-    """Drop the feed's slot if it exists; FeedError when the server cannot be reached or another
-    process reads the slot."""
-    try:
-        conn = await asyncpg.connect(config.dsn, timeout=CONNECT_TIMEOUT_S)
-    except CONNECT_ERRORS as exc:
-        raise FeedError(f"PostgreSQL at {config.location} refused or did not answer: {exc}") from exc
-    try:
-        if await conn.fetchval("SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots "
-                               "WHERE slot_name = $1", config.slot):
-            log.info("postgres feed %s dropped replication slot %s", trigger, config.slot)
-    except asyncpg.ObjectInUseError as exc:
-        raise await _slot_in_use(conn, config.slot, config.location) from exc
-    except SOURCE_ERRORS as exc:
-        raise FeedError(f"PostgreSQL at {config.location}: {exc}") from exc
-    finally:
-        await conn.close()
-
-
-async def orphaned_slots(dsn: str, known: set[str]) -> list[tuple[str, int]]:
-    """(slot, retained WAL bytes) of the slots of this database named like ours but owned by no feed."""
-    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
-    try:
-        rows = await conn.fetch(
-            "SELECT slot_name, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint AS retained "
-            "FROM pg_replication_slots WHERE database = current_database() AND slot_type = 'logical' "
-            "AND starts_with(slot_name::text, $1) ORDER BY slot_name", SLOT_PREFIX)
-    finally:
-        await conn.close()
-    return [(r["slot_name"], r["retained"]) for r in rows if r["slot_name"] not in known]
+async def _drop(config: LogicalConfig, trigger: str) -> None:
+    if await drop_slot(config.dsn, config.slot, config.location):
+        log.info("postgres feed %s dropped replication slot %s", trigger, config.slot)
 
 
 async def _audit(configs: Sequence[Mapping[str, JSON]]) -> None:
@@ -558,7 +421,7 @@ async def _audit(configs: Sequence[Mapping[str, JSON]]) -> None:
     for location, (dsn, known) in by_database.items():
         try:
             orphans = await orphaned_slots(dsn, known)
-        except CONNECT_ERRORS as exc:
+        except AUDIT_ERRORS as exc:
             log.warning("could not look for orphaned replication slots in %s: %s", location, exc)
             continue
         for slot, retained in orphans:
@@ -567,7 +430,7 @@ async def _audit(configs: Sequence[Mapping[str, JSON]]) -> None:
                         retained, slot)
 
 
-# --------------------------------------------------------------------------- the feed kind
+# --------------------------------------------------------------------------- removing, auditing, the feed kind
 
 
 def _parse(params: Mapping[str, JSON], ctx: ParseContext) -> dict[str, JSON]:
@@ -587,7 +450,7 @@ FEED_KIND = FeedKind(
     parse=_parse, build=_build, masks={"dsn": redact_dsn}, audit=_audit,
     # The slot is dropped at DELETE; one the server could not drop then is named here, and again
     # at every hub start (`_audit`), because it holds WAL back until someone drops it.
-    uninstall=uninstall_or_warn(lambda stored: parse_logical_config(stored, "/_/_"), drop_slot, lambda config: (
+    uninstall=uninstall_or_warn(lambda stored: parse_logical_config(stored, "/_/_"), _drop, lambda config: (
         f"its replication slot {config.slot} stays in {config.location} and holds WAL back; drop it with "
         f"SELECT pg_drop_replication_slot('{config.slot}')")),
 )
