@@ -60,3 +60,24 @@ def test_visible_in_snapshot_across_the_xid_epoch() -> None:
     wrapped = f"{epoch + 10}:{epoch + 20}:"
     assert visible_in_snapshot(5, wrapped) and visible_in_snapshot(0xFFFFFFF0, wrapped)  # before the wrap
     assert not visible_in_snapshot(25, wrapped)
+
+
+def test_the_postgres_feed_offers_both_modes_outbox_by_default() -> None:
+    from triggerhub.cli.feed_kinds import FEED_KINDS
+    from triggerhub.feeds.kind import ParseContext, with_modes
+    from triggerhub.feeds.pg_logical import FEED_KIND as LOGICAL
+    from triggerhub.feeds.postgres import FEED_KIND as OUTBOX
+
+    kind = FEED_KINDS["/whisk.system/postgres/changes"]
+    ctx = ParseContext(trigger="/guest/t", now_ms=0, require_future=False)
+    assert kind.parse({"dsn": DSN, "table": "orders"}, ctx) == {
+        "dsn": DSN, "table": "orders", "operations": ["INSERT", "UPDATE", "DELETE"], "columns": None, "mode": "outbox"}
+    assert kind.parse({"dsn": DSN, "table": "orders", "mode": "logical"}, ctx) == {
+        "dsn": DSN, "table": "orders", "operations": ["INSERT", "UPDATE", "DELETE"], "slot": slot_name_for("/guest/t"),
+        "snapshot": False, "heartbeatMs": 10000, "pollMs": 100, "mode": "logical"}
+    assert kind.redacted({"dsn": DSN, "mode": "logical"})["dsn"] == "postgresql://u:********@db.example:5432/shop"
+    assert kind.catalogue.parameters == ("dsn", "table", "operations", "columns", "mode", "slot", "snapshot",
+                                         "heartbeatMs", "pollMs")
+    with pytest.raises(ValueError, match="must share one feed name and include the default 'outbox'"):
+        with_modes("mode", "outbox", {"logical": LOGICAL})
+    assert OUTBOX.fqn == LOGICAL.fqn == kind.fqn

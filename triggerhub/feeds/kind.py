@@ -6,6 +6,7 @@ the parameters of a CREATE or UPDATE into the config that is stored, how to buil
 feed from a stored config, which config keys are secret, and optionally how to clean up at
 DELETE and how to handle a webhook delivery (`WebhookHandling`). The composition root (cli/)
 collects them into one mapping for the engine's FeedManager, which never names a concrete adapter.
+`with_modes` joins kinds sharing one feed name into one, chosen per trigger by a parameter.
 """
 
 from __future__ import annotations
