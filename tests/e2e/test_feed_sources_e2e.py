@@ -11,6 +11,7 @@ import json
 import random
 import sqlite3
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.integration.test_feed_pg_logical import mixed_transactions as pg_tran
 from tests.integration.test_feed_sqlite import apply, changelog_rows, mixed_transactions
 from tests.plugins.cli import HubProcess
 from tests.plugins.services import asyncpg_dsn
+from tests.plugins.waiting import wait_quiet
 from triggerhub.feeds.pg_logical import slot_name_for
 from triggerhub.feeds.pg_slots import lsn_int
 
@@ -67,18 +69,12 @@ def stored_cursor(hub: HubProcess, key: str) -> str | None:
     return str(row[0]) if row is not None else None
 
 
-async def wait_quiet(count: Any, drained: Any, *, timeout_s: float = 40.0) -> None:
+async def wait_drained(count: Callable[[], int], drained: Callable[[], bool], *, timeout_s: float = 40.0) -> None:
     """Until `drained()` holds and `count()` did not change for QUIET_S."""
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout(timeout_s):
-        seen, since = -1, loop.time()
-        while True:
-            now = count()
-            if now != seen:
-                seen, since = now, loop.time()
-            elif loop.time() - since >= QUIET_S and drained():
-                return
-            await asyncio.sleep(0.1)
+    async def counted() -> int:
+        return count()
+
+    await wait_quiet(counted, lambda _: drained(), quiet_s=QUIET_S, timeout_s=timeout_s, interval_s=0.1)
 
 
 @pytest.mark.timeout(60)
@@ -102,7 +98,7 @@ async def test_sqlite_changes_survive_kill9_once_each_in_commit_order(hub_proces
     apply(database, transactions[half:])  # while the hub is down
     assert len(stored_events(hub_process, "/guest/changes")) < len(expected)
     hub_process.start()
-    await wait_quiet(lambda: len(stored_events(hub_process, "/guest/changes")),
+    await wait_drained(lambda: len(stored_events(hub_process, "/guest/changes")),
                      lambda: changelog_rows(database) == 0)
     events = sorted(stored_events(hub_process, "/guest/changes"), key=lambda e: e["data"]["id"])
     assert [(e["data"]["op"], e["data"]["key"]["id"]) for e in events] == expected, "each change once, in order"
@@ -137,8 +133,8 @@ async def test_postgres_logical_changes_survive_kill9_once_each_in_commit_order(
         expected += await pg_transactions(db, rng, inserts=range(500, 1000), updates=100, deletes=50, live=live)
         assert len(stored_events(hub_process, "/guest/orders")) < len(expected) == 1300
         hub_process.start()  # the changes made while it was down arrive now
-        await wait_quiet(lambda: len(stored_events(hub_process, "/guest/orders")),
-                         lambda: len(stored_events(hub_process, "/guest/orders")) >= len(expected))
+        await wait_drained(lambda: len(stored_events(hub_process, "/guest/orders")),
+                       lambda: len(stored_events(hub_process, "/guest/orders")) >= len(expected))
         events = sorted(stored_events(hub_process, "/guest/orders"),
                         key=lambda e: (lsn_int(e["data"]["lsn"]), e["data"]["seq"]))
         assert [(e["data"]["op"], e["data"]["key"]["id"]) for e in events] == expected, "each change once, in order"
@@ -186,13 +182,13 @@ async def test_kafka_records_survive_kill9_exact_counts_and_poison_in_read(
         await producer.flush()
         hub_process.start()
         ends = {p: len(range(p, 10_000, 3)) for p in range(3)}
-        await wait_quiet(lambda: len(records()), lambda: all(
+        await wait_drained(lambda: len(records()), lambda: all(
             stored_cursor(hub_process, f"/guest/records#offset:{topic}:{p}") == str(end) for p, end in ends.items()))
         got = records()
         assert len(got) == 10_000 and len(set(got)) == 10_000, "every record once after the kill, none twice"
 
         await producer.send_and_wait(topic, b"not json", partition=1)
-        await wait_quiet(lambda: len(records()), lambda: stored_cursor(
+        await wait_drained(lambda: len(records()), lambda: stored_cursor(
             hub_process, f"/guest/records#offset:{topic}:1") == str(ends[1] + 1))
     finally:
         await producer.stop()

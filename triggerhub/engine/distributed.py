@@ -176,7 +176,7 @@ class KafkaDispatcher:
             await self._publish_all(invocations, confirmations)
         if accepted:
             for invocation in invocations:
-                self._finished(invocation)  # concurrency is counted per process, up to the hand-over
+                self._finished(invocation)  # held up to the hand-over: see dispatch.Finished
         return accepted
 
     async def run_blocking(self, invocation: Invocation, wait_ms: int) -> Activation | None:

@@ -113,15 +113,23 @@ class FeedTask:
 
 
 @contextlib.asynccontextmanager
-async def closed_on_failure(close: Callable[[], Awaitable[None]], *, errors: tuple[type[Exception], ...],
-                            failure: str) -> AsyncIterator[None]:
-    """Around preparing a fresh connection: on any failure it is closed; an error of `errors`
-    becomes FeedError("<failure>: <error>")."""
+async def translated(errors: tuple[type[Exception], ...], *, failure: str) -> AsyncIterator[None]:
+    """At the adapter edge: an error of the source's library (`errors`) becomes
+    FeedError("<failure>: <error>")."""
     try:
         yield
     except errors as exc:
-        await close()
         raise FeedError(f"{failure}: {exc}") from exc
+
+
+@contextlib.asynccontextmanager
+async def closed_on_failure(close: Callable[[], Awaitable[None]], *, errors: tuple[type[Exception], ...],
+                            failure: str) -> AsyncIterator[None]:
+    """Around preparing a fresh connection: on any failure it is closed, and an error of `errors`
+    is `translated`."""
+    try:
+        async with translated(errors, failure=failure):
+            yield
     except BaseException:
         await close()
         raise

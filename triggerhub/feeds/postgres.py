@@ -31,7 +31,7 @@ from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
 from triggerhub.feeds.kind import (SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations,
                                   uninstall_or_warn)
-from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure
+from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure, translated
 from triggerhub.model import JSON, TriggerEvent
 
 log = logging.getLogger(__name__)
@@ -220,8 +220,9 @@ async def uninstall(config: PostgresConfig, subscriber: str) -> None:
     """Forget `subscriber`; drop the trigger and the outbox rows of every table nobody subscribes
     to any more. The outbox table stays: other feeds (or hubs) may still be reading it."""
     conn = await connect(config)
+    failure = f"PostgreSQL at {config.location}: could not remove the change trigger of '{config.table}'"
     try:
-        async with conn.transaction():
+        async with translated(SOURCE_ERRORS, failure=failure), conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
             schema = await conn.fetchval("SELECT quote_ident(current_schema())")
             if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.triggerhub_subscriptions") is None:
@@ -230,9 +231,6 @@ async def uninstall(config: PostgresConfig, subscriber: str) -> None:
                                     "RETURNING table_name", subscriber)
             for row in gone:
                 await _drop_trigger_if_unused(conn, schema, row["table_name"])
-    except SOURCE_ERRORS as exc:
-        raise FeedError(f"PostgreSQL at {config.location}: could not remove the change trigger of "
-                        f"'{config.table}': {exc}") from exc
     finally:
         await conn.close()
 

@@ -36,7 +36,7 @@ from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
 from triggerhub.feeds.kind import (BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations,
                                   uninstall_or_warn)
-from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure
+from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure, translated
 from triggerhub.model import JSON, TriggerEvent
 
 log = logging.getLogger(__name__)
@@ -232,8 +232,9 @@ async def uninstall(config: SqliteConfig, subscriber: str) -> None:
     if not Path(config.database).is_file():
         return  # nothing of ours can be left in a file that is gone
     conn = await connect(config)
+    failure = f"SQLite database '{config.database}': could not remove the change triggers of '{config.table}'"
     try:
-        async with _write_transaction(conn):
+        async with translated((sqlite3.Error,), failure=failure), _write_transaction(conn):
             async with conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
                                     "AND name = 'triggerhub_subscriptions'") as cursor:
                 row = await cursor.fetchone()
@@ -248,9 +249,6 @@ async def uninstall(config: SqliteConfig, subscriber: str) -> None:
                 if left is not None and left[0] == 0:
                     await conn.execute("DROP TABLE triggerhub_subscriptions")
                     await conn.execute("DROP TABLE IF EXISTS triggerhub_changes")
-    except sqlite3.Error as exc:
-        raise FeedError(f"SQLite database '{config.database}': could not remove the change triggers of "
-                        f"'{config.table}': {exc}") from exc
     finally:
         await conn.close()
 
