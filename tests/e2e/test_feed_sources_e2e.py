@@ -139,6 +139,12 @@ async def test_postgres_logical_changes_survive_kill9_once_each_in_commit_order(
                         key=lambda e: (lsn_int(e["data"]["lsn"]), e["data"]["seq"]))
         assert [(e["data"]["op"], e["data"]["key"]["id"]) for e in events] == expected, "each change once, in order"
 
+        status, health = await call(hub_process, "GET", "status")  # what `triggerhub status` shows
+        [feed] = health["components"]["feeds"]["feeds"]
+        assert (status, feed["trigger"], feed["status"], feed["rejected"]) == (200, "/guest/orders", "active", 0)
+        assert set(feed["gauges"]) == {"slotLagBytes", "slotRetainedBytes", "confirmedLsn"}
+        assert feed["gauges"]["confirmedLsn"] > lsn_int(events[-1]["data"]["lsn"])
+
         status, deleted = await call(hub_process, "POST", "namespaces/whisk.system/actions/postgres/changes",
                                      {"lifecycleEvent": "DELETE", "triggerName": "/_/orders",
                                       "authKey": hub_process.auth})
