@@ -368,3 +368,26 @@ async def test_a_slot_in_use_by_another_feed_is_refused(dsn: str, db: asyncpg.Co
         f"feed {FEED} for trigger '/guest/second' could not start: replication slot '{slot}' in {location} is in "
         f"use by another process (PostgreSQL pid {pid} (triggerhub {TRIGGER})); stop the feed or client that reads "
         "it, or give this feed its own slot with the slot parameter")
+
+
+async def test_update_moves_the_feed_to_another_table_on_the_same_slot(
+        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    await db.execute("CREATE TABLE refunds (id int PRIMARY KEY)")
+    async with asyncio.TaskGroup() as tg:
+        manager = manager_for(fake_store)
+        await manager.start(tg)
+        await manager.lifecycle("guest", "uuid:key", FEED, call("CREATE", dsn=dsn, table="orders", mode="logical",
+                                                                pollMs=POLL_MS))
+        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await wait_until(lambda: len(fake_store.events) == 1)
+        updated = await manager.lifecycle("guest", "uuid:key", FEED, call("UPDATE", table="refunds"))
+        await db.execute("INSERT INTO orders VALUES (2, 'pear', 1)")  # no longer followed
+        await db.execute("INSERT INTO refunds VALUES (7)")
+        await wait_until(lambda: len(fake_store.events) == 2)
+        present = await slots(db)
+        await manager.lifecycle("guest", "uuid:key", FEED, call("DELETE"))
+        await manager.stop()
+    assert updated == {"triggerName": TRIGGER, "status": "active"}
+    assert [(e.data["table"], e.data["key"]) for e in stored(fake_store)] == [  # type: ignore[index]
+        ("public.orders", {"id": 1}), ("public.refunds", {"id": 7})]
+    assert fake_store.feeds == {} and present == [slot_name_for(TRIGGER)] and await slots(db) == []
