@@ -35,6 +35,7 @@ from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.entities import Entities
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
+from triggerhub.engine.republish import RepublishSweep
 from triggerhub.engine.distributed import (
     CompletionWaiter, HealthMonitor, InvokerService, InvokerStatistics, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
     heartbeat,
@@ -93,12 +94,13 @@ async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
 
 def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: Topics, *,
             invoker: Invoker | None = None, cache_ttl_s: float = 0.0, waiter: CompletionWaiter | None = None,
-            reply_to: str | None = None, builtin: BuiltinHandler | None = None) -> Engine:
+            reply_to: str | None = None, builtin: BuiltinHandler | None = None,
+            dispatcher: KafkaDispatcher | None = None) -> Engine:
     """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`."""
     return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s),
-                  dispatcher=KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
+                  dispatcher=dispatcher or KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
 
 
 def _all_topics(config: HubConfig, topics: Topics) -> list[str]:
@@ -119,8 +121,9 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         store = await stack.enter_async_context(_opened_store(config))
         credentials = await ensure_subjects(store, config.home)
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=f"controller{config.kafka.controller_id}"))
-        engine = _engine(config, store, publisher, topics, cache_ttl_s=CONTROLLER_CACHE_TTL_S, waiter=waiter,
-                         reply_to=reply_to)
+        dispatcher = KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to)
+        engine = _engine(config, store, publisher, topics, cache_ttl_s=CONTROLLER_CACHE_TTL_S, dispatcher=dispatcher)
+        sweep = RepublishSweep(dispatcher, store, started_ms=now_ms(), where=f"controller{config.kafka.controller_id}")
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         # Webhook deliveries are matched and stored here (202 once durable); the feeds process
         # runs the feeds that pull or listen, and the feed lifecycle actions.
@@ -129,6 +132,8 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         heartbeats = Tail(config.kafka, {topics.health: partitions[topics.health]}, health.on_message,
                           since_ms=now_ms() - config.kafka.healthy_timeout_ms)
         readers = await stack.enter_async_context(_reading(completions, heartbeats))
+        sweeps = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(sweeps.create_task(sweep.run(), name="republish sweep").cancel)
         await stack.enter_async_context(engine)
         stack.callback(readers.cancel)  # before the engine closes, as the API stops
         probes = distributed_probes(engine, store, health, config.kafka, topics)
@@ -231,10 +236,14 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         await stack.enter_async_context(feeds_leadership(config))
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="feeds"))
+        dispatcher = KafkaDispatcher(store, publisher, topics)
         engine, feeds = engine_and_feeds(store, lambda builtin: _engine(config, store, publisher, topics,
-                                                                        builtin=builtin), instance_id="feeds")
+                                                                        builtin=builtin, dispatcher=dispatcher),
+                                         instance_id="feeds")
         await stack.enter_async_context(engine)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        sweep = tasks.create_task(RepublishSweep(dispatcher, store, started_ms=now_ms(), where="feeds").run())
+        stack.callback(sweep.cancel)
         stack.push_async_callback(feeds.stop)
         await feeds.start(tasks)
         service = InvokerService("feeds", store, engine.execute, publisher, topics.feed_invocations)
