@@ -87,14 +87,13 @@ class SqliteRunner:
     that meets SQLITE_BUSY (its connection has busy_timeout 0, so the loop never waits on a lock).
 
     The loop thread hands over the writes submitted in one loop turn together (one wake-up of
-    the writer per turn, not per write). A turn's lone write, when the writer thread is idle
-    (nothing handed to it is unanswered), no checkpoint is due and `synchronous` is not
-    FULL/EXTRA (no fsync on the loop), is committed by the loop thread itself on the write
-    connection with busy_timeout 0: it then costs one COMMIT (tens of microseconds without
-    fsync) instead of two thread hops, which on a loaded machine each wait for a CPU. If another
-    process holds the write lock, nothing was written and the write goes to the thread as
-    before. Several writes in one turn, or any while the thread is busy, go to the thread, which
-    commits them as one group while the loop goes on serving.
+    the writer per turn, not per write). When the writer thread is idle (nothing handed to it is
+    unanswered), no checkpoint is due and `synchronous` is not FULL/EXTRA (no fsync on the loop),
+    the loop thread commits that turn's writes itself on the write connection, as one transaction
+    with busy_timeout 0: a lone write then costs one COMMIT (tens of microseconds without fsync)
+    instead of two thread hops, which on a loaded machine each wait for a CPU. If another process
+    holds the write lock, nothing was written and the writes go to the thread as before. Under
+    load the thread is busy, so writes queue for it and share its group commits.
 
     The WAL stays bounded: before a batch, when the -wal file has passed WAL_LIMIT_BYTES or
     CHECKPOINT_EVERY_WRITES transactions were committed since the last checkpoint, the writer runs
@@ -211,7 +210,7 @@ class _Writer:
 
     def _hand_over(self) -> None:
         submitted, self._submitted = self._submitted, []
-        if self._inline and len(submitted) == 1 and not self._unanswered and not self._closed:
+        if self._inline and not self._unanswered and not self._closed:
             try:
                 submitted = self._commit_inline(submitted)
             except Exception as exc:  # as in the thread: a defect outside any operation; each caller hears it
