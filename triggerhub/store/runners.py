@@ -31,8 +31,7 @@ Operation = Callable[[Connection], T]
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-CHECKPOINT_EVERY_WRITES = 1_000  # commits (each of one or many writes) between two checkpoints; a lone
-# request is one commit when the writer is idle, and a TRUNCATE checkpoint costs a copy and an fsync
+CHECKPOINT_EVERY_WRITES = 200  # commits (each of one or many writes) between two checkpoints
 WAL_LIMIT_BYTES = 4 * 1024 * 1024  # the -wal file is truncated before the batch after it passes this
 CHECKPOINT_WAIT_MS = 1_000  # how long a checkpoint waits for readers of old snapshots
 MAX_WRITES_PER_TRANSACTION = 64  # operations (each may be a batch of up to 256 requests)
