@@ -637,36 +637,6 @@ async def test_concurrent_writes_of_every_kind_share_transactions_and_answer_aft
         await store.close()
 
 
-@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
-async def test_a_write_to_an_idle_writer_commits_in_the_loop_thread_unless_it_must_fsync(
-        tmp_path: Path, synchronous: str) -> None:
-    path = tmp_path / "inline.db"
-    store = SqlStore(sqlite_url(path), sqlite_synchronous=synchronous)
-    await store.open()
-    other = sqlite3.connect(path, isolation_level=None)
-    try:
-        for i in range(10):  # one at a time: the writer thread is idle for each
-            assert await store.accept(Acceptance(trigger_event(f"e{i}"), [invocation(aid(i))]))
-        statistics = store.statistics()
-        assert statistics is not None and (statistics.writes, statistics.transactions) == (10, 10)
-        assert statistics.inline_transactions == (10 if synchronous == "NORMAL" else 0)
-        assert other.execute("SELECT count(*) FROM pending").fetchone() == (10,)
-        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock: the thread waits for it
-        write = asyncio.create_task(store.complete(activation(aid(0))))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert not write.done()
-        other.execute("COMMIT")
-        assert await write
-        statistics = store.statistics()
-        assert statistics is not None and (statistics.writes, statistics.transactions) == (11, 11)
-        assert statistics.inline_transactions == (10 if synchronous == "NORMAL" else 0)
-        assert other.execute("SELECT count(*) FROM pending").fetchone() == (9,)
-    finally:
-        other.close()
-        await store.close()
-
-
 async def test_the_wal_stays_under_its_bound_while_far_more_than_the_bound_is_written(tmp_path: Path) -> None:
     path = tmp_path / "bounded.db"
     wal = path.with_name("bounded.db-wal")

@@ -35,7 +35,6 @@ CHECKPOINT_EVERY_WRITES = 200  # commits (each of one or many writes) between tw
 WAL_LIMIT_BYTES = 4 * 1024 * 1024  # the -wal file is truncated before the batch after it passes this
 CHECKPOINT_WAIT_MS = 1_000  # how long a checkpoint waits for readers of old snapshots
 MAX_WRITES_PER_TRANSACTION = 64  # operations (each may be a batch of up to 256 requests)
-INLINE_SYNCHRONOUS = frozenset({"OFF", "NORMAL"})  # commits without fsync: cheap enough for the loop thread
 
 
 class Runner(Protocol):
@@ -86,13 +85,7 @@ class SqliteRunner:
     that meets SQLITE_BUSY (its connection has busy_timeout 0, so the loop never waits on a lock).
 
     The loop thread hands over the writes submitted in one loop turn together (one wake-up of
-    the writer per turn, not per write). When the writer thread is idle (nothing handed to it is
-    unanswered), no checkpoint is due and `synchronous` is not FULL/EXTRA (no fsync on the loop),
-    the loop thread commits that turn's writes itself on the write connection, as one transaction
-    with busy_timeout 0: a lone write then costs one COMMIT (tens of microseconds without fsync)
-    instead of two thread hops, which on a loaded machine each wait for a CPU. If another process
-    holds the write lock, nothing was written and the writes go to the thread as before. Under
-    load the thread is busy, so writes queue for it and share its group commits.
+    the writer per turn, not per write).
 
     The WAL stays bounded: before a batch, when the -wal file has passed WAL_LIMIT_BYTES or
     CHECKPOINT_EVERY_WRITES transactions were committed since the last checkpoint, the writer runs
@@ -124,8 +117,7 @@ class SqliteRunner:
                 inline.close()
             engine.dispose()
             raise
-        writer = _Writer(write_connection, wal_path, asyncio.get_running_loop(),
-                         inline=synchronous.upper() in INLINE_SYNCHRONOUS)
+        writer = _Writer(write_connection, wal_path, asyncio.get_running_loop())
         return cls(engine, inline, writer)
 
     def statistics(self) -> WriterStatistics:
@@ -163,7 +155,6 @@ class WriterStatistics:
     transactions: int  # commits, including the lone reruns after a combined one failed
     writes: int  # write operations committed or failed
     checkpoints: int  # wal_checkpoint(TRUNCATE) runs that reset the WAL
-    inline_transactions: int  # of `transactions`, those the loop thread committed (the writer was idle)
 
 
 @dataclass(slots=True)
@@ -175,27 +166,22 @@ class _Job:
 class _Writer:
     """The thread that owns the write connection and commits every queued write as one batch."""
 
-    def __init__(self, connection: Connection, wal_path: Path, loop: asyncio.AbstractEventLoop, *,
-                 inline: bool) -> None:
+    def __init__(self, connection: Connection, wal_path: Path, loop: asyncio.AbstractEventLoop) -> None:
         self._connection = connection
         self._wal_path = wal_path
         self._loop = loop
-        self._inline = inline
-        # Held by whichever thread uses the write connection (the writer, or the loop committing inline).
-        self._using = threading.Lock()
-        self._unanswered = 0  # jobs handed to the thread and not yet answered; only the loop thread counts
         # The loop thread hands jobs over once per loop turn (one wake-up of this thread for all
         # the writes submitted in that turn); None asks the thread to stop.
         self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._submitted: list[_Job] = []
         self._closed = False
         self._commits_since_checkpoint = 0
-        self._transactions = self._writes = self._checkpoints = self._inline_transactions = 0
+        self._transactions = self._writes = self._checkpoints = 0
         self._thread = threading.Thread(target=self._serve, name="triggerhub-sqlite-writer", daemon=True)
         self._thread.start()
 
     def statistics(self) -> WriterStatistics:
-        return WriterStatistics(self._transactions, self._writes, self._checkpoints, self._inline_transactions)
+        return WriterStatistics(self._transactions, self._writes, self._checkpoints)
 
     async def submit(self, operation: Operation[T]) -> T:
         if self._closed:
@@ -209,49 +195,7 @@ class _Writer:
 
     def _hand_over(self) -> None:
         submitted, self._submitted = self._submitted, []
-        if self._inline and not self._unanswered and not self._closed:
-            try:
-                submitted = self._commit_inline(submitted)
-            except Exception as exc:  # as in the thread: a defect outside any operation; each caller hears it
-                log.exception("SQLite inline commit failed outside a transaction")
-                _settle([(job, None, StoreError(f"the SQLite writer failed: {exc}; the write may or may not have "
-                                                "been committed; retry it")) for job in submitted])
-                return
-            if not submitted:
-                return
-        self._unanswered += len(submitted)
         self._jobs.put(submitted)
-
-    def _commit_inline(self, jobs: list[_Job]) -> list[_Job]:
-        """In the loop thread: commit `jobs` now if the write lock is free at once; returns the
-        jobs left for the thread (all of them when it is busy, a checkpoint is due, or another
-        process holds the lock: none of those was written)."""
-        live = [job for job in jobs if not job.answer.cancelled()]
-        if not live or not self._using.acquire(blocking=False):
-            return live
-        try:
-            if self._checkpoint_due()[0]:
-                return live
-            raw = _dbapi(self._connection)
-            raw.execute("PRAGMA busy_timeout=0")
-            try:
-                try:
-                    raw.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
-                        return live
-                    raise
-                self._inline_transactions += 1
-                outcomes = self._commit(live, begun=True)
-            finally:
-                raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        finally:
-            self._using.release()
-        # A lone rerun that met another process's lock wrote nothing: the thread waits for it.
-        left = [job for job, _, error in outcomes if isinstance(error, Exception) and _is_lock_timeout(error)]
-        self._writes -= len(left)
-        _settle([outcome for outcome in outcomes if outcome[0] not in left])
-        return left
 
     async def close(self) -> None:
         if self._closed:
@@ -287,26 +231,22 @@ class _Writer:
             batch, waiting = waiting[:MAX_WRITES_PER_TRANSACTION], waiting[MAX_WRITES_PER_TRANSACTION:]
             live = [j for j in batch if not j.answer.cancelled()]  # a racy read: see _settle
             if not live:
-                self._settle_soon([], handled=len(batch))
                 continue
             try:
-                with self._using:
-                    self._checkpoint_if_due()
-                    outcomes = self._commit(live)
+                outcomes = self._commit(live)
             except Exception as exc:  # a defect outside any operation: each caller hears it
                 log.exception("SQLite writer failed outside a transaction")
                 outcomes = [(j, None, StoreError(f"the SQLite writer failed: {exc}; the write may or may not "
                                                  "have been committed; retry it")) for j in live]
-            self._settle_soon(outcomes, handled=len(batch))
+            self._settle_soon(outcomes)
 
-    def _commit(self, batch: list[_Job], *, begun: bool = False) -> list[tuple[_Job, Any, BaseException | None]]:
-        """With the write connection held; `begun`: BEGIN IMMEDIATE was already run for the batch."""
+    def _commit(self, batch: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
+        self._checkpoint_if_due()
         self._writes += len(batch)
         self._commits_since_checkpoint += 1
         try:
             self._transactions += 1
-            results = _transaction(self._connection, lambda conn: [j.operation(conn) for j in batch], write=True,
-                                   begun=begun)
+            results = _transaction(self._connection, lambda conn: [j.operation(conn) for j in batch], write=True)
             return [(job, result, None) for job, result in zip(batch, results, strict=True)]
         except Exception as exc:
             if len(batch) == 1 or _is_lock_timeout(exc):  # alone, each would wait out busy_timeout again
@@ -320,29 +260,19 @@ class _Writer:
                 outcomes.append((job, None, exc))
         return outcomes
 
-    def _settle_soon(self, outcomes: list[tuple[_Job, Any, BaseException | None]], *, handled: int) -> None:
+    def _settle_soon(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._settle_handed, outcomes, handled)
+            self._loop.call_soon_threadsafe(_settle, outcomes)
         except RuntimeError:  # the loop is closed: no one is left waiting for these answers
             log.warning("SQLite writer: the event loop closed before %d committed writes were answered",
                         len(outcomes))
 
-    def _settle_handed(self, outcomes: list[tuple[_Job, Any, BaseException | None]], handled: int) -> None:
-        """In the loop thread: answer what the thread committed; `handled` jobs are off its hands."""
-        self._unanswered -= handled
-        _settle(outcomes)
-
-    def _checkpoint_due(self) -> tuple[bool, int]:
-        """(due, the -wal file's size in bytes)."""
+    def _checkpoint_if_due(self) -> None:
         try:
             wal_bytes = self._wal_path.stat().st_size
         except FileNotFoundError:
             wal_bytes = 0
-        return wal_bytes >= WAL_LIMIT_BYTES or self._commits_since_checkpoint >= CHECKPOINT_EVERY_WRITES, wal_bytes
-
-    def _checkpoint_if_due(self) -> None:
-        due, wal_bytes = self._checkpoint_due()
-        if not due:
+        if wal_bytes < WAL_LIMIT_BYTES and self._commits_since_checkpoint < CHECKPOINT_EVERY_WRITES:
             return
         conn = self._connection
         try:
@@ -403,14 +333,12 @@ def _write_connection(engine: Engine) -> Connection:
     return connection
 
 
-def _transaction(conn: Connection, operation: Operation[T], *, write: bool, begun: bool = False) -> T:
+def _transaction(conn: Connection, operation: Operation[T], *, write: bool) -> T:
     """A read runs as it is (each of its statements sees a committed state); a write first takes
-    the write lock, so it never has to upgrade a read lock another writer could have made stale
-    (`begun`: the caller already took it)."""
+    the write lock, so it never has to upgrade a read lock another writer could have made stale."""
     if not write:
         return operation(conn)
-    if not begun:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
     try:
         result = operation(conn)
         conn.exec_driver_sql("COMMIT")
@@ -419,13 +347,6 @@ def _transaction(conn: Connection, operation: Operation[T], *, write: bool, begu
             conn.exec_driver_sql("ROLLBACK")
         raise
     return result
-
-
-def _dbapi(conn: Connection) -> sqlite3.Connection:
-    raw = conn.connection.dbapi_connection
-    if not isinstance(raw, sqlite3.Connection):
-        raise StoreError("the SQLite write connection is closed; nothing was written")
-    return raw
 
 
 def _is_lock_timeout(exc: Exception) -> bool:
