@@ -121,7 +121,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
 
         feeds = FeedManager(store, fire, kinds=FEED_KINDS, forget=entities.forget)
         engine = Engine(config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
-                        dispatcher=LocalDispatcher(store), builtin=feeds.run_builtin)
+                        dispatcher=LocalDispatcher(store), builtin=feeds.run_builtin, derive_loop=True)
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         try:
             async with engine, asyncio.TaskGroup() as tasks:

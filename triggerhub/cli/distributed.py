@@ -94,9 +94,10 @@ async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
 
 def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: Topics, *,
             invoker: Invoker | None = None, cache_ttl_s: float = 0.0, waiter: CompletionWaiter | None = None,
-            reply_to: str | None = None, builtin: BuiltinHandler | None = None) -> Engine:
-    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`."""
-    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin,
+            reply_to: str | None = None, builtin: BuiltinHandler | None = None, derive_loop: bool = False) -> Engine:
+    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
+    the derived triggers' loop with `derive_loop` (workers)."""
+    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s),
                   dispatcher=KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
@@ -155,7 +156,7 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
-        engine = _engine(config, store, publisher, topics)
+        engine = _engine(config, store, publisher, topics, derive_loop=True)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events)
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,

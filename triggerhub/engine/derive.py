@@ -1,0 +1,204 @@
+"""Derived triggers in the engine: the state steps an event causes, and the loop that derives.
+
+`Deriver.steps(trigger, event)` gives the store one step per derived trigger the event's trigger
+feeds; the store applies them in the transaction that accepts the event (store/derived.py), so
+a crash leaves either the event with its state change or neither. Derived events go to an
+outbox in that same transaction. The loop (`running`) then, over and over: applies `on_due` to
+every key whose time has come (an absence deadline: the derived event goes to the outbox in the
+transaction that disarms the key), and hands each outbox event to its derived trigger (`deliver`,
+the engine's rule matching), whose acceptance deletes the outbox row. A derived event's id comes
+from its source events, so delivering it twice (a crash between accept and delete, two workers)
+is refused by the event log. Any process may run the loop; distributed workers each run one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from triggerhub.clock import SYSTEM_CLOCK, Clock
+from triggerhub.errors import TriggerhubError
+from triggerhub.model import FullyQualifiedName, Trigger, TriggerEvent
+from triggerhub.engine.entities import Entities
+from triggerhub.rules import correlate
+from triggerhub.rules.events import event_document
+from triggerhub.store.base import DerivedChange, DeriveStep, Store
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0
+"""Longest nap of the loop: deadlines armed and events derived by other processes are seen within it."""
+BATCH = 500
+
+Deliver = Callable[[TriggerEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _OnEvent:
+    """The transition of one source event for one key (pure; run inside the store's transaction)."""
+
+    spec: correlate.DeriveSpec
+    trigger: FullyQualifiedName
+    key: str
+    source: correlate.SourceEvent
+
+    def __call__(self, stored: str | None) -> DerivedChange:
+        return _change(self.trigger, correlate.on_event(self.spec, str(self.trigger), self.key, _loads(stored),
+                                                        self.source))
+
+
+@dataclass(frozen=True, slots=True)
+class _OnDue:
+    spec: correlate.DeriveSpec | None  # None: the derived trigger is gone; its state goes too
+    trigger: FullyQualifiedName
+    key: str
+    now_ms: int
+
+    def __call__(self, stored: str | None) -> DerivedChange:
+        if self.spec is None:
+            return DerivedChange(None, None)
+        return _change(self.trigger, correlate.on_due(self.spec, str(self.trigger), self.key, _loads(stored),
+                                                      self.now_ms))
+
+
+class Deriver:
+    def __init__(self, store: Store, entities: Entities, *, clock: Clock = SYSTEM_CLOCK,
+                 poll_s: float = POLL_S) -> None:
+        self._store = store
+        self._entities = entities
+        self._clock = clock
+        self._poll_s = poll_s
+        self._specs: dict[tuple[str, int], correlate.DeriveSpec] = {}
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------ on the event path
+    async def steps(self, trigger: Trigger, event: TriggerEvent) -> list[DeriveStep]:
+        """One step per derived trigger fed by `trigger` whose key the event carries."""
+        if not trigger.derived:
+            return []
+        document = event_document(event)
+        source = correlate.SourceEvent(event.id, str(trigger.fqn), event.time_ms, document.get("data"))
+        steps: list[DeriveStep] = []
+        for name in trigger.derived:
+            fqn = FullyQualifiedName.parse(name, trigger.namespace)
+            spec = self._spec(await self._entities.find(fqn, Trigger))
+            if spec is None or source.trigger not in {str(s) for s in spec.sources}:
+                continue  # deleted, or no longer derived from this trigger (a stale link)
+            key = correlate.key_of(spec, document)
+            if key is None:
+                log.debug("event %s of %s has no key at %s for derived trigger %s", event.id, trigger.fqn,
+                          spec.to_json()["key"], name)
+                continue
+            steps.append(DeriveStep(name, key, _OnEvent(spec, fqn, key, source)))
+        return steps
+
+    def accepted(self, steps: Sequence[DeriveStep]) -> None:
+        """After an accept: wake the loop when a step may have derived an event right away."""
+        if any(isinstance(s.transition, _OnEvent) and s.transition.spec.kind is not correlate.DeriveKind.ABSENCE
+               for s in steps):
+            self._wake.set()
+
+    # ------------------------------------------------------------------ the loop
+    @contextlib.asynccontextmanager
+    async def running(self, deliver: Deliver) -> AsyncIterator[None]:
+        async with asyncio.TaskGroup() as tasks:
+            serving = tasks.create_task(self._serve(deliver))
+            try:
+                yield
+            finally:
+                serving.cancel()
+
+    async def run_once(self, deliver: Deliver) -> int | None:
+        """Expire every due key, deliver every outbox event; the next due time (ms) or None."""
+        while await self._expire_due() == BATCH:
+            pass
+        while await self._deliver_outbox(deliver) == BATCH:
+            pass
+        return await self._store.next_derived_due_ms()
+
+    async def _serve(self, deliver: Deliver) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                next_due_ms = await self.run_once(deliver)
+            except TriggerhubError as exc:  # the store or bus is down: try again after a nap
+                log.warning("derived triggers: %s; retrying in %.1f s", exc, self._poll_s)
+                next_due_ms = None
+            nap_s = self._poll_s
+            if next_due_ms is not None:
+                nap_s = min(nap_s, max(0.0, (next_due_ms - self._clock.now_ms()) / 1000))
+            await self._nap(nap_s)
+
+    async def _nap(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        waiters = [asyncio.ensure_future(self._clock.sleep(seconds)), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _expire_due(self) -> int:
+        now_ms = self._clock.now_ms()
+        due = await self._store.list_due_derived(now_ms, limit=BATCH)
+        if not due:
+            return 0
+        specs: dict[str, correlate.DeriveSpec | None] = {}
+        for name, _ in due:
+            if name not in specs:
+                specs[name] = self._spec(await self._entities.find(FullyQualifiedName.parse(name, "_"), Trigger))
+        await self._store.change_derived([
+            DeriveStep(name, key, _OnDue(specs[name], FullyQualifiedName.parse(name, "_"), key, now_ms))
+            for name, key in due])
+        return len(due)
+
+    async def _deliver_outbox(self, deliver: Deliver) -> int:
+        events = await self._store.list_derived_outbox(limit=BATCH)
+        for event in events:
+            await deliver(event)
+        return len(events)
+
+    def _spec(self, trigger: Trigger | None) -> correlate.DeriveSpec | None:
+        if trigger is None or trigger.derive is None:
+            return None
+        cache_key = (str(trigger.fqn), trigger.revision)
+        spec = self._specs.get(cache_key)
+        if spec is None:
+            try:
+                spec = correlate.parse_spec(trigger.derive, trigger.namespace)
+            except correlate.DeriveError as exc:  # written by a newer hub, or edited by hand
+                log.error("derived trigger %s: stored derive is not usable: %s", trigger.fqn, exc)
+                return None
+            if len(self._specs) > 10_000:
+                self._specs.clear()
+            self._specs[cache_key] = spec
+        return spec
+
+
+def derived_event(trigger: FullyQualifiedName, derived: correlate.Derived) -> TriggerEvent:
+    """The CloudEvent of a derived event on its derived trigger."""
+    return TriggerEvent(id=derived.id, source=f"/api/v1/namespaces/{trigger.namespace}/triggers/{trigger.name}",
+                        type=f"{correlate.DERIVED_EVENT_TYPE}.{derived.data['kind']}", trigger=trigger,
+                        data=derived.data, time_ms=derived.time_ms)
+
+
+def _change(trigger: FullyQualifiedName, transition: correlate.Transition) -> DerivedChange:
+    state = None if transition.state is None else json.dumps(transition.state, separators=(",", ":"))
+    return DerivedChange(state, transition.due_ms, tuple(derived_event(trigger, d) for d in transition.derived))
+
+
+def _loads(stored: str | None) -> dict[str, Any] | None:
+    if not stored:
+        return None
+    value = json.loads(stored)
+    return value if isinstance(value, dict) else None
+
+
+__all__ = ["BATCH", "POLL_S", "Deliver", "Deriver", "derived_event"]
