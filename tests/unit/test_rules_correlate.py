@@ -188,3 +188,16 @@ def test_absence_ignores_a_late_event_older_than_the_last_heard():
     late = on_event(declared, DERIVED, "d", step.state, SourceEvent("h1", HEART, 40_000))
     assert late == Transition(step.state, 170_000)
     assert DeriveKind(declared.kind) is DeriveKind.ABSENCE
+
+
+def test_after_a_restart_a_key_gets_the_full_silence_before_it_counts_as_silent():
+    """Events sent while no one listened arrive after the restart: a deadline that passed in the
+    meantime moves to forS after the restart, and the derived event keeps its id."""
+    declared = spec("absence", 120)
+    heard = on_event(declared, DERIVED, "d", None, SourceEvent("h1", HEART, 10_000))
+    restarted_ms = 200_000
+    waiting = on_due(declared, DERIVED, "d", heard.state, 201_000, listening_since_ms=restarted_ms)
+    assert waiting == Transition(heard.state, 320_000)
+    (late,) = on_due(declared, DERIVED, "d", heard.state, 320_000, listening_since_ms=restarted_ms).derived
+    (early,) = on_due(declared, DERIVED, "d", heard.state, 130_000).derived
+    assert late.id == early.id and late.data["deadlineMs"] == 320_000 and late.data["silentSinceMs"] == 10_000

@@ -58,12 +58,13 @@ class _OnDue:
     trigger: FullyQualifiedName
     key: str
     now_ms: int
+    listening_since_ms: int
 
     def __call__(self, stored: str | None) -> DerivedChange:
         if self.spec is None:
             return DerivedChange(None, None)
         return _change(self.trigger, correlate.on_due(self.spec, str(self.trigger), self.key, _loads(stored),
-                                                      self.now_ms))
+                                                      self.now_ms, listening_since_ms=self.listening_since_ms))
 
 
 class Deriver:
@@ -75,6 +76,7 @@ class Deriver:
         self._poll_s = poll_s
         self._specs: dict[tuple[str, int], correlate.DeriveSpec] = {}
         self._wake = asyncio.Event()
+        self._listening_since_ms = 0  # set when the loop starts (correlate.on_due)
 
     # ------------------------------------------------------------------ on the event path
     async def steps(self, trigger: Trigger, event: TriggerEvent) -> list[DeriveStep]:
@@ -106,6 +108,7 @@ class Deriver:
     # ------------------------------------------------------------------ the loop
     @contextlib.asynccontextmanager
     async def running(self, deliver: Deliver) -> AsyncIterator[None]:
+        self._listening_since_ms = self._clock.now_ms()
         async with asyncio.TaskGroup() as tasks:
             serving = tasks.create_task(self._serve(deliver))
             try:
@@ -155,7 +158,8 @@ class Deriver:
             if name not in specs:
                 specs[name] = self._spec(await self._entities.find(FullyQualifiedName.parse(name, "_"), Trigger))
         await self._store.change_derived([
-            DeriveStep(name, key, _OnDue(specs[name], FullyQualifiedName.parse(name, "_"), key, now_ms))
+            DeriveStep(name, key, _OnDue(specs[name], FullyQualifiedName.parse(name, "_"), key, now_ms,
+                                         self._listening_since_ms))
             for name, key in due])
         return len(due)
 

@@ -237,6 +237,9 @@ class MqttFeed:
             raise FeedError(f"MQTT broker {self._config.url}: {exc}; check the url parameter") from exc
         client.loop_start()
         self._client = client
+        # Consume from the start: a persistent session's backlog may arrive before the SUBACK, and
+        # a network thread blocked on a full queue would never read that SUBACK.
+        self._task = self._tasks.create_task(self._consume(queue, emit), name=f"mqtt {self._trigger}")
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await connected
@@ -246,7 +249,6 @@ class MqttFeed:
                 raise
             raise FeedError(f"MQTT broker {self._config.url} did not accept a connection within "
                             f"{CONNECT_TIMEOUT_S:.0f} s; check that it runs and the url") from exc
-        self._task = self._tasks.create_task(self._consume(queue, emit), name=f"mqtt {self._trigger}")
 
     async def stop(self) -> None:
         self._stopping.set()  # releases the network thread if it waits on a full queue

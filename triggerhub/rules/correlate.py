@@ -166,12 +166,18 @@ def on_event(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any] | N
     return _correlate(spec, trigger, key, state, event)
 
 
-def on_due(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any] | None, now_ms: int) -> Transition:
-    """The key's `due_ms` has passed: derive the absence, or drop state whose window has closed."""
+def on_due(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any] | None, now_ms: int, *,
+           listening_since_ms: int = 0) -> Transition:
+    """The key's `due_ms` has passed: derive the absence, or drop state whose window has closed.
+
+    `listening_since_ms`: when this process started hearing the sources. A key is silent only
+    when nothing came for the whole duration while someone listened: after a crash or restart,
+    events sent meanwhile (queued by the broker, Kafka) arrive first, so a deadline is never
+    earlier than `listening_since_ms + forS`."""
     if state is None:
         return Transition(None, None)
     if spec.kind is DeriveKind.ABSENCE:
-        return _silent(spec, trigger, key, state, now_ms)
+        return _silent(spec, trigger, key, state, now_ms, listening_since_ms)
     pending = state.get("pending", [])
     due = _cleanup_due(spec, pending)
     if due is None or due <= now_ms:
@@ -187,9 +193,10 @@ def _heard(spec: DeriveSpec, state: dict[str, Any] | None, event: SourceEvent) -
     return Transition({"armed": True, "last": last}, event.time_ms + spec.window_ms)
 
 
-def _silent(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any], now_ms: int) -> Transition:
+def _silent(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any], now_ms: int,
+            listening_since_ms: int) -> Transition:
     last = state["last"]
-    deadline_ms = int(last["timeMs"]) + spec.window_ms
+    deadline_ms = max(int(last["timeMs"]), listening_since_ms) + spec.window_ms
     if not state["armed"]:
         return Transition(state, None)
     if deadline_ms > now_ms:
