@@ -201,3 +201,12 @@ def test_after_a_restart_a_key_gets_the_full_silence_before_it_counts_as_silent(
     (late,) = on_due(declared, DERIVED, "d", heard.state, 320_000, listening_since_ms=restarted_ms).derived
     (early,) = on_due(declared, DERIVED, "d", heard.state, 130_000).derived
     assert late.id == early.id and late.data["deadlineMs"] == 320_000 and late.data["silentSinceMs"] == 10_000
+
+
+def test_an_event_that_waited_in_a_backlog_counts_from_when_it_was_heard():
+    declared = spec("absence", 3)
+    waited = on_event(declared, DERIVED, "d", None, SourceEvent("h1", HEART, 10_000, heard_ms=60_000))
+    assert waited.due_ms == 63_000 and waited.state["heardMs"] == 60_000
+    assert on_due(declared, DERIVED, "d", waited.state, 62_999).derived == ()
+    (silent,) = on_due(declared, DERIVED, "d", waited.state, 63_000).derived
+    assert (silent.data["silentSinceMs"], silent.data["deadlineMs"]) == (10_000, 63_000)

@@ -161,6 +161,11 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         service = WorkerService(engine.emit, topics.trigger_events)
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
+
+        async def relisten(*_args: Any, **_kwargs: Any) -> None:  # derived triggers' absence deadlines
+            engine.deriver.relisten()
+
+        app.on_partitions_assigned.connect(relisten)
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
 

@@ -84,7 +84,8 @@ class Deriver:
         if not trigger.derived:
             return []
         document = event_document(event)
-        source = correlate.SourceEvent(event.id, str(trigger.fqn), event.time_ms, document.get("data"))
+        source = correlate.SourceEvent(event.id, str(trigger.fqn), event.time_ms, document.get("data"),
+                                       heard_ms=self._clock.now_ms())
         steps: list[DeriveStep] = []
         for name in trigger.derived:
             fqn = FullyQualifiedName.parse(name, trigger.namespace)
@@ -105,10 +106,16 @@ class Deriver:
                for s in steps):
             self._wake.set()
 
+    def relisten(self) -> None:
+        """The events of the sources may have been held up until now (this process was given
+        other Kafka partitions, or took over a dead worker's): every absence deadline is then no
+        earlier than forS from now (correlate.on_due)."""
+        self._listening_since_ms = self._clock.now_ms()
+
     # ------------------------------------------------------------------ the loop
     @contextlib.asynccontextmanager
     async def running(self, deliver: Deliver) -> AsyncIterator[None]:
-        self._listening_since_ms = self._clock.now_ms()
+        self.relisten()
         async with asyncio.TaskGroup() as tasks:
             serving = tasks.create_task(self._serve(deliver))
             try:

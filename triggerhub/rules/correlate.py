@@ -64,8 +64,10 @@ class SourceEvent:
 
     id: str
     trigger: str  # "/guest/heartbeat"
-    time_ms: int
+    time_ms: int  # event time: windows of all/sequence
     data: JSON = None
+    heard_ms: int = 0  # when this process matched it (clock): absence deadlines; events that
+    # waited in a backlog (Kafka after a worker crash) must not count as silence already over
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,15 +190,15 @@ def on_due(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any] | Non
 def _heard(spec: DeriveSpec, state: dict[str, Any] | None, event: SourceEvent) -> Transition:
     if state is not None and state["last"]["timeMs"] > event.time_ms:
         # Older than what was heard already: it says nothing about the key being alive now.
-        return Transition(state, state["last"]["timeMs"] + spec.window_ms if state["armed"] else None)
-    last = _event_json(event)
-    return Transition({"armed": True, "last": last}, event.time_ms + spec.window_ms)
+        return Transition(state, int(state["heardMs"]) + spec.window_ms if state["armed"] else None)
+    heard_ms = max(event.time_ms, event.heard_ms)
+    return Transition({"armed": True, "heardMs": heard_ms, "last": _event_json(event)}, heard_ms + spec.window_ms)
 
 
 def _silent(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any], now_ms: int,
             listening_since_ms: int) -> Transition:
     last = state["last"]
-    deadline_ms = max(int(last["timeMs"]), listening_since_ms) + spec.window_ms
+    deadline_ms = max(int(state["heardMs"]), listening_since_ms) + spec.window_ms
     if not state["armed"]:
         return Transition(state, None)
     if deadline_ms > now_ms:
@@ -205,7 +207,7 @@ def _silent(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any], now
         id=_derived_id(spec.kind, trigger, key, [str(last["id"])]), time_ms=deadline_ms,
         data={"kind": spec.kind.value, "key": key, "forS": _seconds(spec.window_ms),
               "silentSinceMs": int(last["timeMs"]), "deadlineMs": deadline_ms, "events": [last]})
-    return Transition({"armed": False, "last": last}, None, (derived,))
+    return Transition({**state, "armed": False}, None, (derived,))
 
 
 def _correlate(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any] | None,
