@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0
 """Longest nap of the loop: deadlines armed and events derived by other processes are seen within it."""
 BATCH = 500
+DELIVER_AT_ONCE = 64
 
 Deliver = Callable[[TriggerEvent], Awaitable[None]]
 
@@ -139,16 +140,13 @@ class Deriver:
             except TriggerhubError as exc:  # the store or bus is down: try again after a nap
                 log.warning("derived triggers: %s; retrying in %.1f s", exc, self._poll_s)
                 next_due_ms = None
-            nap_s = self._poll_s
-            if next_due_ms is not None:
-                nap_s = min(nap_s, max(0.0, (next_due_ms - self._clock.now_ms()) / 1000))
-            await self._nap(nap_s)
+            until_s = self._clock.now_s() + self._poll_s
+            if next_due_ms is not None:  # to the deadline itself, not a relative wait that rounds
+                until_s = min(until_s, next_due_ms / 1000)
+            await self._nap(until_s)
 
-    async def _nap(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        waiters = [asyncio.ensure_future(self._clock.sleep(seconds)), asyncio.ensure_future(self._wake.wait())]
+    async def _nap(self, until_s: float) -> None:
+        waiters = [asyncio.ensure_future(self._clock.sleep_until(until_s)), asyncio.ensure_future(self._wake.wait())]
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -171,10 +169,24 @@ class Deriver:
         return len(due)
 
     async def _deliver_outbox(self, deliver: Deliver) -> int:
+        """Each waiting derived event to its trigger, DELIVER_AT_ONCE at a time (the store commits
+        their acceptances together); they are independent of one another."""
         events = await self._store.list_derived_outbox(limit=BATCH)
-        for event in events:
+        delivered = 0
+        for start in range(0, len(events), DELIVER_AT_ONCE):
+            async with asyncio.TaskGroup() as tasks:
+                batch = [tasks.create_task(self._deliver_one(deliver, e)) for e in events[start:start + DELIVER_AT_ONCE]]
+            delivered += sum(task.result() for task in batch)
+        return delivered  # fewer than BATCH: run_once waits for the next round
+
+    @staticmethod
+    async def _deliver_one(deliver: Deliver, event: TriggerEvent) -> bool:
+        try:
             await deliver(event)
-        return len(events)
+        except TriggerhubError as exc:  # its outbox row stays: delivered in a later round
+            log.warning("derived event %s of %s not delivered yet: %s", event.id, event.trigger, exc)
+            return False
+        return True
 
     def _spec(self, trigger: Trigger | None) -> correlate.DeriveSpec | None:
         if trigger is None or trigger.derive is None:

@@ -10,8 +10,9 @@ concurrent transactions lock rows in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from sqlalchemy import Connection, text
 
@@ -19,17 +20,17 @@ from triggerhub.model import TriggerEvent, now_ms
 from triggerhub.store import codec
 from triggerhub.store.base import DeriveStep
 
-ENSURE_ROW = text("INSERT INTO derive_state (trigger_fqn, key, state, due_ms) VALUES (:t, :k, '', NULL) "
-                  "ON CONFLICT (trigger_fqn, key) DO NOTHING")
-SELECT_STATE = "SELECT state FROM derive_state WHERE trigger_fqn = :t AND key = :k"
-LOCK_STATE = text(SELECT_STATE + " FOR UPDATE")
-READ_STATE = text(SELECT_STATE)
-UPSERT_STATE = text("INSERT INTO derive_state (trigger_fqn, key, state, due_ms) VALUES (:t, :k, :s, :d) "
-                    "ON CONFLICT (trigger_fqn, key) DO UPDATE SET state = excluded.state, due_ms = excluded.due_ms")
-DELETE_STATE = text("DELETE FROM derive_state WHERE trigger_fqn = :t AND key = :k")
-INSERT_OUTBOX = text("INSERT INTO derive_outbox (event_id, trigger_fqn, created_ms, doc) VALUES (:id, :t, :c, :doc) "
-                     "ON CONFLICT (event_id) DO NOTHING")
-DELETE_OUTBOX = text("DELETE FROM derive_outbox WHERE event_id = :id")
+# Plain SQL with :named parameters, which both sqlite3 and SQLAlchemy's text() take.
+ENSURE_ROW = ("INSERT INTO derive_state (trigger_fqn, key, state, due_ms) VALUES (:t, :k, '', NULL) "
+              "ON CONFLICT (trigger_fqn, key) DO NOTHING")
+READ_STATE = "SELECT state FROM derive_state WHERE trigger_fqn = :t AND key = :k"
+LOCK_STATE = READ_STATE + " FOR UPDATE"
+UPSERT_STATE = ("INSERT INTO derive_state (trigger_fqn, key, state, due_ms) VALUES (:t, :k, :s, :d) "
+                "ON CONFLICT (trigger_fqn, key) DO UPDATE SET state = excluded.state, due_ms = excluded.due_ms")
+DELETE_STATE = "DELETE FROM derive_state WHERE trigger_fqn = :t AND key = :k"
+INSERT_OUTBOX = ("INSERT INTO derive_outbox (event_id, trigger_fqn, created_ms, doc) VALUES (:id, :t, :c, :doc) "
+                 "ON CONFLICT (event_id) DO NOTHING")
+DELETE_OUTBOX = "DELETE FROM derive_outbox WHERE event_id = :id"
 SELECT_DUE = text("SELECT trigger_fqn, key FROM derive_state WHERE due_ms IS NOT NULL AND due_ms <= :now "
                   "ORDER BY due_ms, trigger_fqn, key LIMIT :limit")
 SELECT_NEXT_DUE = text("SELECT MIN(due_ms) FROM derive_state")
@@ -37,25 +38,45 @@ SELECT_OUTBOX = text("SELECT doc FROM derive_outbox ORDER BY created_ms, event_i
 SELECT_ONE = text("SELECT state, due_ms FROM derive_state WHERE trigger_fqn = :t AND key = :k")
 
 
+Run = Callable[[str, dict[str, Any]], Any]  # one statement; the first column of its first row, or None
+
+
 def apply_steps(conn: Connection, steps: Sequence[DeriveStep], *, lock: bool) -> int:
-    """Apply each step; returns how many derived events went into the outbox."""
+    """Apply each step; returns how many derived events went into the outbox. `lock`: PostgreSQL
+    (create the row, then lock it); without it, SQLite through its own driver (one writer)."""
+    run = _on_postgres(conn) if lock else _on_sqlite(conn)
     emitted = 0
     for step in sorted(steps, key=lambda s: (s.trigger, s.key)):  # stable: a key's steps keep their order
         names = {"t": step.trigger, "k": step.key}
         if lock:
-            conn.execute(ENSURE_ROW, names)
-            stored = conn.execute(LOCK_STATE, names).scalar_one_or_none()
-        else:
-            stored = conn.execute(READ_STATE, names).scalar_one_or_none()
+            run(ENSURE_ROW, names)
+        stored = run(LOCK_STATE if lock else READ_STATE, names)
         change = step.transition(stored or None)
         if change.state is None:
-            conn.execute(DELETE_STATE, names)
+            run(DELETE_STATE, names)
         else:
-            conn.execute(UPSERT_STATE, {**names, "s": change.state, "d": change.due_ms})
+            run(UPSERT_STATE, {**names, "s": change.state, "d": change.due_ms})
         for event in change.events:
-            conn.execute(INSERT_OUTBOX, outbox_row(event))
+            run(INSERT_OUTBOX, outbox_row(event))
             emitted += 1
     return emitted
+
+
+def _on_sqlite(conn: Connection) -> Run:
+    # sqlite3 directly (see direct.py): SQLAlchemy's per-statement cost would dominate here.
+    db = cast(sqlite3.Connection, conn.connection.dbapi_connection)
+
+    def run(sql: str, params: dict[str, Any]) -> Any:
+        row = db.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+    return run
+
+
+def _on_postgres(conn: Connection) -> Run:
+    def run(sql: str, params: dict[str, Any]) -> Any:
+        result = conn.execute(text(sql), params)
+        return result.scalar_one_or_none() if result.returns_rows else None
+    return run
 
 
 def outbox_row(event: TriggerEvent) -> dict[str, Any]:
@@ -64,7 +85,7 @@ def outbox_row(event: TriggerEvent) -> dict[str, Any]:
 
 def delete_outbox(conn: Connection, event_ids: Sequence[str]) -> None:
     if event_ids:
-        conn.execute(DELETE_OUTBOX, [{"id": event_id} for event_id in event_ids])
+        conn.execute(text(DELETE_OUTBOX), [{"id": event_id} for event_id in event_ids])
 
 
 def list_due(conn: Connection, now_ms: int, limit: int) -> list[tuple[str, str]]:
