@@ -64,6 +64,10 @@ def test_a_declaration_is_normalised_with_sources_fully_qualified():
      "derive.from names '/guest/a' twice; name two different triggers"),
     ({"kind": "all", "from": ["a", "/guest/p/x"], "key": "$.data.k", "windowS": 1},
      "derive.from names '/guest/p/x': triggers are never inside a package"),
+    ({"kind": "absence", "from": "", "key": "$.data.k", "forS": 1},
+     "derive.from names '', which is not a trigger name; use /namespace/name or /_/name"),
+    ({"kind": "absence", "from": "/a/b/c/d", "key": "$.data.k", "forS": 1},
+     "derive.from names '/a/b/c/d', which is not a trigger name; use /namespace/name or /_/name"),
     ({"kind": "absence", "from": "t", "key": "$.data.k", "windowS": 1},
      "derive has unknown key(s) windowS for kind absence; the keys are forS, from, key, kind"),
     ("absence", "derive must be an object such as {\"kind\": \"absence\", \"from\": \"/_/t\", "
@@ -210,3 +214,17 @@ def test_an_event_that_waited_in_a_backlog_counts_from_when_it_was_heard():
     assert on_due(declared, DERIVED, "d", waited.state, 62_999).derived == ()
     (silent,) = on_due(declared, DERIVED, "d", waited.state, 63_000).derived
     assert (silent.data["silentSinceMs"], silent.data["deadlineMs"]) == (10_000, 63_000)
+
+
+@pytest.mark.parametrize("stored", [
+    {"pending": [{"id": "a1", "timeMs": 1, "source": 0}], "watermarkMs": 1},  # written as `all`
+    {"armed": "yes", "heardMs": 1, "last": {"id": "x", "timeMs": 1}}, {"last": None}, {},
+])
+def test_state_of_another_shape_is_dropped_never_an_error(stored):
+    """After a derived trigger's kind changed, its old state starts afresh."""
+    declared = spec("absence", 5)
+    assert on_event(declared, DERIVED, "d", stored, SourceEvent("h", HEART, 1_000)).due_ms == 6_000
+    assert on_due(declared, DERIVED, "d", stored, 10_000) == Transition(None, None)
+    pairs = spec("all")
+    absent_state = {"armed": True, "heardMs": 1, "last": {"id": "x", "timeMs": 1}}
+    assert on_event(pairs, DERIVED, "d", absent_state, SourceEvent("a1", A, 1_000)).state["pending"][0]["id"] == "a1"

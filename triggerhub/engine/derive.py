@@ -220,7 +220,11 @@ def _change(trigger: FullyQualifiedName, transition: correlate.Transition) -> De
 def _loads(stored: str | None) -> dict[str, Any] | None:
     if not stored:
         return None
-    value = json.loads(stored)
+    try:
+        value = json.loads(stored)
+    except ValueError:  # never refuse an event over a broken row: the key starts afresh
+        log.error("derived trigger state %r is not JSON; dropped", stored[:80])
+        return None
     return value if isinstance(value, dict) else None
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from triggerhub.model import JSON, FullyQualifiedName
+from triggerhub.model import JSON, FullyQualifiedName, is_valid_name
 from triggerhub.rules.paths import MISSING, Step, lookup, parse_path, render_path
 
 MAX_PENDING = 64
@@ -142,6 +142,9 @@ def _sources(kind: DeriveKind, value: Any, namespace: str) -> tuple[FullyQualifi
                               "or /_/name") from None
         if fqn.package is not None:
             raise DeriveError(f"derive.from names {name!r}: triggers are never inside a package")
+        if not (is_valid_name(fqn.namespace) and is_valid_name(fqn.name)):
+            raise DeriveError(f"derive.from names {name!r}, which is not a trigger name; use /namespace/name "
+                              "or /_/name")
         parsed.append(fqn)
     if len(set(parsed)) != len(parsed):
         raise DeriveError(f"derive.from names {str(parsed[0])!r} twice; name two different triggers")
@@ -163,6 +166,7 @@ def key_of(spec: DeriveSpec, document: Any) -> str | None:
 def on_event(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any] | None,
              event: SourceEvent) -> Transition:
     """A source event was accepted (once: the store applies this only to new events)."""
+    state = state if _fits(spec, state) else None
     if spec.kind is DeriveKind.ABSENCE:
         return _heard(spec, state, event)
     return _correlate(spec, trigger, key, state, event)
@@ -176,7 +180,7 @@ def on_due(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any] | Non
     when nothing came for the whole duration while someone listened: after a crash or restart,
     events sent meanwhile (queued by the broker, Kafka) arrive first, so a deadline is never
     earlier than `listening_since_ms + forS`."""
-    if state is None:
+    if state is None or not _fits(spec, state):
         return Transition(None, None)
     if spec.kind is DeriveKind.ABSENCE:
         return _silent(spec, trigger, key, state, now_ms, listening_since_ms)
@@ -185,6 +189,21 @@ def on_due(spec: DeriveSpec, trigger: str, key: str, state: dict[str, Any] | Non
     if due is None or due <= now_ms:
         return Transition(None, None)
     return Transition(state, due)
+
+
+def _fits(spec: DeriveSpec, state: dict[str, Any] | None) -> bool:
+    """Whether a stored state has this kind's shape (the trigger's kind may have been changed
+    since it was written: such state is dropped, never a reason to refuse the event)."""
+    if state is None:
+        return False
+    if spec.kind is DeriveKind.ABSENCE:
+        last = state.get("last")
+        return (isinstance(state.get("armed"), bool) and isinstance(state.get("heardMs"), int)
+                and isinstance(last, dict) and isinstance(last.get("timeMs"), int) and "id" in last)
+    pending = state.get("pending")
+    return (isinstance(pending, list) and isinstance(state.get("watermarkMs"), int)
+            and all(isinstance(p, dict) and isinstance(p.get("timeMs"), int) and p.get("source") in (0, 1)
+                    and "id" in p for p in pending))
 
 
 def _heard(spec: DeriveSpec, state: dict[str, Any] | None, event: SourceEvent) -> Transition:
