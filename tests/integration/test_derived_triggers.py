@@ -1,5 +1,6 @@
-"""Derived triggers on an embedded hub: declared and checked through the API, `all` and `sequence`
-from API fires, and absence over the real Mosquitto with 100 simulated devices, 10 of which stop.
+"""Derived triggers: declared and checked through the API and `all`/`sequence` from API fires (on an
+embedded hub and a distributed deployment), absence over the real Mosquitto with 100 simulated
+devices of which 10 stop, and the silent-sensor example manifest (embedded).
 Counts are read after quiescence: no new record for a stated interval, nothing pending, and an
 empty derived-event outbox."""
 
@@ -51,6 +52,11 @@ async def put(hub: HubClient, path: str, body: Any) -> Any:
 # ---------------------------------------------------------------------------- the declaration
 
 
+BOTH_MODES = pytest.mark.parametrize("runtime_name", ["process", pytest.param("distributed", marks=[
+    pytest.mark.kafka, pytest.mark.postgres])])
+
+
+@BOTH_MODES
 async def test_a_derived_trigger_is_declared_shown_and_checked(hub):
     await put(hub, "triggers/door", {})
     status, body = await hub.call("PUT", "namespaces/_/triggers/entry", {"derive": {
@@ -104,6 +110,7 @@ async def fire(hub: HubClient, trigger: str, person: str) -> None:
     assert status == 202, body
 
 
+@BOTH_MODES
 async def test_all_and_sequence_from_fires_derive_one_event_carrying_both(hub):
     await put_action(hub, "echo", ECHO, "python:default")
     for name in ("door", "badge"):
