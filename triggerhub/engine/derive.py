@@ -35,6 +35,7 @@ POLL_S = 1.0
 """Longest nap of the loop: deadlines armed and events derived by other processes are seen within it."""
 BATCH = 500
 DELIVER_AT_ONCE = 64
+CACHE_MAX = 10_000
 
 Deliver = Callable[[TriggerEvent], Awaitable[None]]
 
@@ -75,7 +76,9 @@ class Deriver:
         self._entities = entities
         self._clock = clock
         self._poll_s = poll_s
-        self._specs: dict[tuple[str, int], correlate.DeriveSpec] = {}
+        # (namespace, name, revision) of a derived trigger -> its spec and its sources' names
+        self._specs: dict[tuple[str, str, int], tuple[correlate.DeriveSpec, frozenset[str]]] = {}
+        self._names: dict[str, FullyQualifiedName] = {}
         self._wake = asyncio.Event()
         self._listening_since_ms = 0  # set when the loop starts (correlate.on_due)
 
@@ -85,14 +88,15 @@ class Deriver:
         if not trigger.derived:
             return []
         document = event_document(event)
-        source = correlate.SourceEvent(event.id, str(trigger.fqn), event.time_ms, document.get("data"),
-                                       heard_ms=self._clock.now_ms())
+        source = correlate.SourceEvent(event.id, f"/{trigger.namespace}/{trigger.name}", event.time_ms,
+                                       document.get("data"), heard_ms=self._clock.now_ms())
         steps: list[DeriveStep] = []
         for name in trigger.derived:
-            fqn = FullyQualifiedName.parse(name, trigger.namespace)
-            spec = self._spec(await self._entities.find(fqn, Trigger))
-            if spec is None or source.trigger not in {str(s) for s in spec.sources}:
+            fqn = self._fqn(name)
+            found = self._spec(await self._entities.find(fqn, Trigger))
+            if found is None or source.trigger not in found[1]:
                 continue  # deleted, or no longer derived from this trigger (a stale link)
+            spec = found[0]
             key = correlate.key_of(spec, document)
             if key is None:
                 log.debug("event %s of %s has no key at %s for derived trigger %s", event.id, trigger.fqn,
@@ -161,10 +165,10 @@ class Deriver:
         specs: dict[str, correlate.DeriveSpec | None] = {}
         for name, _ in due:
             if name not in specs:
-                specs[name] = self._spec(await self._entities.find(FullyQualifiedName.parse(name, "_"), Trigger))
+                found = self._spec(await self._entities.find(self._fqn(name), Trigger))
+                specs[name] = None if found is None else found[0]
         await self._store.change_derived([
-            DeriveStep(name, key, _OnDue(specs[name], FullyQualifiedName.parse(name, "_"), key, now_ms,
-                                         self._listening_since_ms))
+            DeriveStep(name, key, _OnDue(specs[name], self._fqn(name), key, now_ms, self._listening_since_ms))
             for name, key in due])
         return len(due)
 
@@ -188,21 +192,30 @@ class Deriver:
             return False
         return True
 
-    def _spec(self, trigger: Trigger | None) -> correlate.DeriveSpec | None:
+    def _fqn(self, name: str) -> FullyQualifiedName:
+        fqn = self._names.get(name)
+        if fqn is None:
+            if len(self._names) > CACHE_MAX:
+                self._names.clear()
+            fqn = self._names[name] = FullyQualifiedName.parse(name, "_")
+        return fqn
+
+    def _spec(self, trigger: Trigger | None) -> tuple[correlate.DeriveSpec, frozenset[str]] | None:
+        """A derived trigger's parsed declaration and its sources' names (cached per revision)."""
         if trigger is None or trigger.derive is None:
             return None
-        cache_key = (str(trigger.fqn), trigger.revision)
-        spec = self._specs.get(cache_key)
-        if spec is None:
+        cache_key = (trigger.namespace, trigger.name, trigger.revision)
+        found = self._specs.get(cache_key)
+        if found is None:
             try:
                 spec = correlate.parse_spec(trigger.derive, trigger.namespace)
             except correlate.DeriveError as exc:  # written by a newer hub, or edited by hand
                 log.error("derived trigger %s: stored derive is not usable: %s", trigger.fqn, exc)
                 return None
-            if len(self._specs) > 10_000:
+            if len(self._specs) > CACHE_MAX:
                 self._specs.clear()
-            self._specs[cache_key] = spec
-        return spec
+            found = self._specs[cache_key] = (spec, frozenset(str(s) for s in spec.sources))
+        return found
 
 
 def derived_event(trigger: FullyQualifiedName, derived: correlate.Derived) -> TriggerEvent:
