@@ -150,10 +150,10 @@ class Deriver:
             await self._nap(until_s)
 
     async def _nap(self, until_s: float) -> None:
-        waiters = [asyncio.ensure_future(self._clock.sleep_until(until_s)), asyncio.ensure_future(self._wake.wait())]
-        try:
+        """Until `until_s` on the clock, or until an accept derived an event (`accepted`)."""
+        async with asyncio.TaskGroup() as tasks:
+            waiters = [tasks.create_task(self._clock.sleep_until(until_s)), tasks.create_task(self._wake.wait())]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
             for waiter in waiters:
                 waiter.cancel()
 
