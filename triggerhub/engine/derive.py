@@ -41,7 +41,7 @@ Deliver = Callable[[TriggerEvent], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
-class _OnEvent:
+class OnEvent:
     """The transition of one source event for one key (pure; run inside the store's transaction)."""
 
     spec: correlate.DeriveSpec
@@ -55,7 +55,7 @@ class _OnEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class _OnDue:
+class OnDue:
     spec: correlate.DeriveSpec | None  # None: the derived trigger is gone; its state goes too
     trigger: FullyQualifiedName
     key: str
@@ -102,12 +102,12 @@ class Deriver:
                 log.debug("event %s of %s has no key at %s for derived trigger %s", event.id, trigger.fqn,
                           spec.to_json()["key"], name)
                 continue
-            steps.append(DeriveStep(name, key, _OnEvent(spec, fqn, key, source)))
+            steps.append(DeriveStep(name, key, OnEvent(spec, fqn, key, source)))
         return steps
 
     def accepted(self, steps: Sequence[DeriveStep]) -> None:
         """After an accept: wake the loop when a step may have derived an event right away."""
-        if any(isinstance(s.transition, _OnEvent) and s.transition.spec.kind is not correlate.DeriveKind.ABSENCE
+        if any(isinstance(s.transition, OnEvent) and s.transition.spec.kind is not correlate.DeriveKind.ABSENCE
                for s in steps):
             self._wake.set()
 
@@ -168,7 +168,7 @@ class Deriver:
                 found = self._spec(await self._entities.find(self._fqn(name), Trigger))
                 specs[name] = None if found is None else found[0]
         await self._store.change_derived([
-            DeriveStep(name, key, _OnDue(specs[name], self._fqn(name), key, now_ms, self._listening_since_ms))
+            DeriveStep(name, key, OnDue(specs[name], self._fqn(name), key, now_ms, self._listening_since_ms))
             for name, key in due])
         return len(due)
 
@@ -241,4 +241,4 @@ def _loads(stored: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-__all__ = ["BATCH", "POLL_S", "Deliver", "Deriver", "derived_event"]
+__all__ = ["BATCH", "POLL_S", "Deliver", "Deriver", "OnDue", "OnEvent", "derived_event"]
