@@ -28,6 +28,7 @@ from triggerhub.engine.core import Engine
 from triggerhub.model import TriggerEvent
 from triggerhub.engine.dispatch import LocalDispatcher
 from triggerhub.engine.entities import Entities
+from triggerhub.engine.retention import EventPruner
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.errors import ConfigError
@@ -128,6 +129,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
                 await pool.start()
                 stop_reaping = asyncio.Event()
                 tasks.create_task(reap_until(pool, stop_reaping))
+                tasks.create_task(EventPruner(store, config.events).run_until(stop_reaping))
                 await feeds.start(tasks)
                 probes = embedded_probes(engine, store, pool, feeds, runtime_name)
                 runner = web.AppRunner(create_app(engine, webhook_routes(feeds) + status_routes("embedded", probes)),

@@ -34,6 +34,7 @@ from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.entities import Entities
+from triggerhub.engine.retention import EventPruner
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.engine.distributed import (
@@ -132,6 +133,9 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         await stack.enter_async_context(heartbeats)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         readers = [tasks.create_task(completions.run()), tasks.create_task(heartbeats.run())]
+        stop_pruning = asyncio.Event()
+        stack.callback(stop_pruning.set)
+        tasks.create_task(EventPruner(store, config.events).run_until(stop_pruning))
         await stack.enter_async_context(engine)
         probes = distributed_probes(engine, store, health, config.kafka, topics)
         runner = web.AppRunner(create_app(engine, admin_routes(health) + webhook_routes(webhooks)
