@@ -161,8 +161,10 @@ def _json_value(text: str | None, file: str | None, option: str) -> Any:
 
 
 def _rule_body(trigger_name: str, action_name: str, filter_: str | None, filter_file: str | None,
-               transform: str | None, transform_file: str | None) -> dict[str, Any]:
+               transform: str | None, transform_file: str | None, shadow: bool | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"trigger": trigger_name, "action": action_name}
+    if shadow is not None:
+        body["shadow"] = shadow
     for key, value in (("filter", _json_value(filter_, filter_file, "filter")),
                        ("transform", _json_value(transform, transform_file, "transform"))):
         if value is not None:
@@ -176,6 +178,8 @@ def routing_options(fn: Any) -> Any:
         click.option("--filter-file", default=None, help="file holding the event pattern (JSON)"),
         click.option("--transform", default=None, help="JSON template of the action's parameters"),
         click.option("--transform-file", default=None, help="file holding the transform template (JSON)"),
+        click.option("--shadow/--no-shadow", default=None,
+                     help="a shadow rule matches, counts and records what it would run, and runs nothing"),
     )):
         fn = option(fn)
     return fn
@@ -189,9 +193,9 @@ def routing_options(fn: Any) -> Any:
 @pass_ctx
 @run
 def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
-                filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
+                filter_file: str | None, transform: str | None, transform_file: str | None, shadow: bool | None) -> None:
     """Create rule NAME: events of TRIGGER_NAME run ACTION_NAME (when --filter matches)."""
-    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
+    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, shadow)
     ctx.client.request("PUT", ctx.client.entity_path("rules", name), body)
     say(ctx, f"ok: created rule {name}", {"ok": True, "rule": name})
 
@@ -204,9 +208,9 @@ def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter
 @pass_ctx
 @run
 def rule_update(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
-                filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
-    """Point rule NAME at TRIGGER_NAME and ACTION_NAME; without --filter/--transform it keeps the ones it has."""
-    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
+                filter_file: str | None, transform: str | None, transform_file: str | None, shadow: bool | None) -> None:
+    """Point rule NAME at TRIGGER_NAME and ACTION_NAME; without --filter/--transform/--shadow it keeps the ones it has."""
+    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, shadow)
     ctx.client.request("PUT", ctx.client.entity_path("rules", name), body, {"overwrite": True})
     say(ctx, f"ok: updated rule {name}", {"ok": True, "rule": name})
 

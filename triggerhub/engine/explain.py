@@ -90,7 +90,12 @@ async def _rule_outcome(entities: Entities, key: str, link: ReducedRule, event: 
                         params: dict[str, Any], recorded: dict[str, JSON] | None) -> dict[str, JSON]:
     out: dict[str, JSON] = {"rule": key, "action": str(link.action), "status": link.status.value,
                             **verdict(link.filter, link.transform, event, params)}
-    if recorded is not None and recorded.get("success"):
+    if link.shadow:
+        out["shadow"] = True
+    if recorded is not None and recorded.get("shadow"):
+        out["outcome"] = "shadowed"  # matched and recorded what it would run; nothing ran
+        out["wouldRun"] = recorded.get("params")
+    elif recorded is not None and recorded.get("success"):
         out["outcome"] = "activated"
         out["activationId"] = recorded.get("activationId")
     elif recorded is not None:
