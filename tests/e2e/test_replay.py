@@ -136,11 +136,11 @@ async def test_bad_replays_are_400_naming_the_value_and_run_nothing(hub):
          "replay: \"from\" '2026-12-05T09:00:00Z' is after \"to\" '2026-12-05T08:00:00Z'; give a window with from <= to"),
         ({"from": "yesterday", "to": 5},
          "replay \"from\": 'yesterday' is not a time; give an ISO-8601 time with a zone (2026-12-05T08:00:00Z) "
-         "or epoch milliseconds (1764921600000)"),
+         "or epoch milliseconds (1764921600000), from 1970 to 9999"),
         ({"from": 0, "to": "2026-12-05T08:00:00"},
          "replay \"to\": '2026-12-05T08:00:00' has no time zone; add Z or an offset like +01:00"),
         ({"from": 1.5, "to": 2}, "replay \"from\": 1.5 is not a time; give an ISO-8601 time with a zone "
-                                 "(2026-12-05T08:00:00Z) or epoch milliseconds (1764921600000)"),
+                                 "(2026-12-05T08:00:00Z) or epoch milliseconds (1764921600000), from 1970 to 9999"),
         ({"ids": ["nope-1", foreign, "nope-2"]},
          "replay: no stored event 'nope-1', 'nope-2' in namespace guest; use ids of stored events of the rule's "
          "trigger (they may have been pruned)"),

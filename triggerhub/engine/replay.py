@@ -28,6 +28,7 @@ from triggerhub.rules import match as rules
 from triggerhub.store.base import ReplayClaim, Store
 
 PAGE_EVENTS = 500  # events read, matched and accepted together
+LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _REPLAY_IDS = uuid.UUID("5d0f3c1e-2b7a-4f0e-9a61-3f4c2d8e7b90")
 KEYS = ("from", "to", "ids", "force")
 USAGE = ('replay needs {"from": T, "to": T} or {"ids": ["<event id>", ...]}, and optionally "force": true; '
@@ -96,7 +97,7 @@ def parse_request(body: Any, *, max_events: int) -> ReplayRequest:
 
 def parse_time(value: Any, key: str) -> int:
     """Epoch milliseconds from an integer (epoch ms) or an ISO-8601 string with a zone."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= LATEST_MS:
         return value
     if isinstance(value, str):
         try:
@@ -105,10 +106,14 @@ def parse_time(value: Any, key: str) -> int:
             parsed = None
         if parsed is not None and parsed.tzinfo is None:
             raise BadRequest(f'replay "{key}": {_shown(value)} has no time zone; add Z or an offset like +01:00')
-        if parsed is not None:
-            return int(parsed.timestamp() * 1000)
+        try:
+            time_ms = None if parsed is None else int(parsed.timestamp() * 1000)
+        except (OverflowError, ValueError):
+            time_ms = None
+        if time_ms is not None and 0 <= time_ms <= LATEST_MS:
+            return time_ms
     raise BadRequest(f'replay "{key}": {_shown(value)} is not a time; give an ISO-8601 time with a zone '
-                     "(2026-12-05T08:00:00Z) or epoch milliseconds (1764921600000)")
+                     "(2026-12-05T08:00:00Z) or epoch milliseconds (1764921600000), from 1970 to 9999")
 
 
 def _ids(value: Any, max_events: int) -> tuple[str, ...]:
