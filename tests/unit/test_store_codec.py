@@ -121,7 +121,7 @@ def test_rules_stored_before_filters_decode_as_plain_rules() -> None:
 
 def test_a_filtered_rule_stored_before_shadow_rules_is_no_shadow() -> None:
     trigger_doc = codec.trigger_to_doc(TRIGGER)
-    assert trigger_doc["rules"]["guest/alert"][4] is True
+    assert trigger_doc["rules"]["guest/alert"][4:] == [None, None, True]
     trigger_doc["rules"]["guest/alert"] = trigger_doc["rules"]["guest/alert"][:4]
     assert codec.trigger_from_doc(trigger_doc).rules["guest/alert"] == dataclasses.replace(
         TRIGGER.rules["guest/alert"], shadow=False)

@@ -104,17 +104,18 @@ def action_from_doc(doc: Doc) -> Action:
 
 def _reduced(link: ReducedRule) -> list[JSON]:
     """[action, status] as before issue 13; [action, status, filter, transform] when either is set;
-    [action, status, filter, transform, true] for a shadow rule."""
+    for a shadow rule [action, status, filter, transform, None, None, true]: the two slots before
+    the flag belong to the retry policy and dead-letter target of issue 14's retries."""
     short = [_fqn(link.action), link.status.value]
     if link.shadow:
-        return [*short, link.filter, link.transform, True]
+        return [*short, link.filter, link.transform, None, None, True]
     return short if link.filter is None and link.transform is None else [*short, link.filter, link.transform]
 
 
 def _reduced_from(item: list[JSON]) -> ReducedRule:
     action, status, *routing = item
-    filter_, transform, *flags = routing if routing else (None, None)
-    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform, shadow=bool(flags and flags[0]))
+    filter_, transform, _retry, _dead_letter, shadow = [*routing, None, None, None, None, False][:5]
+    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform, shadow=bool(shadow))
 
 
 def trigger_to_doc(trigger: Trigger) -> Doc:
