@@ -1,10 +1,11 @@
 """The trigger-event log beyond accept: windows of a trigger's events (replay) and retention.
 
 Pruning is done in steps of at most `batch` rows, each its own transaction, so fires and
-invokes keep committing between them (on SQLite every write shares one writer thread). Order is
-(time_ms, id) throughout: a count bound keeps exactly the newest N events, ties broken by id.
-On PostgreSQL a step first takes a transaction advisory lock and does nothing when another
-process holds it: with several controllers, one prunes at a time.
+invokes keep committing between them (on SQLite every write shares one writer thread); the
+scans that find a count bound's cutoff are reads, beside the writer. Order is (time_ms, id)
+throughout: a count bound keeps exactly the newest N events, ties broken by id. On PostgreSQL
+a deleting step first takes a transaction advisory lock and does nothing when another process
+holds it: with several controllers, one prunes at a time.
 """
 
 from __future__ import annotations
@@ -44,44 +45,57 @@ def select_docs(conn: Connection, event_ids: Sequence[str]) -> list[str]:
     return list(conn.execute(select(events.c.doc).where(events.c.id.in_(list(event_ids)))).scalars())
 
 
-def prune(conn: Connection, *, before_ms: int, max_per_trigger: int, max_total: int, batch: int,
-          postgres: bool) -> Pruned:
-    """One pruning step (see the module docstring): up to `batch` rows of the first bound that
-    does not hold yet, in the order age, per trigger, in all. So the count bounds are applied to
-    what the bounds before them left, whatever the batch size."""
+Cutoff = tuple[str | None, int, str]
+"""(trigger or None for all, time_ms, id): delete that trigger's events up to this key, inclusive."""
+
+
+def delete_aged(conn: Connection, *, before_ms: int, batch: int, postgres: bool) -> Pruned:
+    """Up to `batch` events older than `before_ms`, and every replay mark of such events."""
     if postgres and not conn.execute(PRUNE_LOCK).scalar_one():
         return Pruned()
-    marks = int(conn.execute(delete(replays).where(replays.c.event_ms < before_ms)).rowcount) if before_ms > 0 else 0
-    if before_ms > 0:
-        by_age = _delete_ids(conn, select(events.c.id).where(events.c.time_ms < before_ms)
-                             .order_by(events.c.time_ms, events.c.id).limit(batch))
-        if by_age:
-            return Pruned(by_age=by_age, replay_marks=marks)
-    if max_per_trigger > 0:
-        by_trigger = 0
-        crowded = conn.execute(select(events.c.trigger_fqn).group_by(events.c.trigger_fqn)
-                               .having(func.count() > max_per_trigger).order_by(events.c.trigger_fqn)).scalars()
-        for trigger in list(crowded):
-            by_trigger += _delete_beyond(conn, [events.c.trigger_fqn == trigger], max_per_trigger, batch - by_trigger)
-            if by_trigger >= batch:
-                break
-        if by_trigger:
-            return Pruned(by_trigger_bound=by_trigger, replay_marks=marks)
-    by_total = _delete_beyond(conn, [], max_total, batch) if max_total > 0 else 0
-    return Pruned(by_total_bound=by_total, replay_marks=marks)
+    marks = int(conn.execute(delete(replays).where(replays.c.event_ms < before_ms)).rowcount)
+    return Pruned(by_age=_delete_ids(conn, select(events.c.id).where(events.c.time_ms < before_ms)
+                                     .order_by(events.c.time_ms, events.c.id).limit(batch)), replay_marks=marks)
 
 
-def _delete_beyond(conn: Connection, where: list[Any], keep: int, batch: int) -> int:
-    """Delete up to `batch` of the events matching `where` that are older than its newest `keep`."""
-    newest_dropped = conn.execute(select(events.c.time_ms, events.c.id).where(*where)
-                                  .order_by(events.c.time_ms.desc(), events.c.id.desc())
-                                  .offset(keep).limit(1)).first()
-    if newest_dropped is None:
+def crowded_cutoffs(conn: Connection, *, keep: int) -> list[Cutoff]:
+    """For each trigger with more than `keep` events, the newest of those beyond its newest `keep`
+    (a read: it runs beside the writer, not in its transactions)."""
+    crowded = list(conn.execute(select(events.c.trigger_fqn).group_by(events.c.trigger_fqn)
+                                .having(func.count() > keep).order_by(events.c.trigger_fqn)).scalars())
+    found: list[Cutoff] = []
+    for trigger in crowded:
+        cutoff = _newest_beyond(conn, [events.c.trigger_fqn == trigger], keep)
+        if cutoff is not None:
+            found.append((trigger, *cutoff))
+    return found
+
+
+def total_cutoff(conn: Connection, *, keep: int) -> list[Cutoff]:
+    cutoff = _newest_beyond(conn, [], keep)
+    return [] if cutoff is None else [(None, *cutoff)]
+
+
+def delete_through(conn: Connection, *, cutoffs: Sequence[Cutoff], batch: int, postgres: bool) -> int:
+    """Up to `batch` events at or before the cutoffs. A cutoff read earlier stays right: events
+    accepted since are newer, or older than it and so beyond the bound as well."""
+    if postgres and not conn.execute(PRUNE_LOCK).scalar_one():
         return 0
-    time_ms, event_id = newest_dropped
-    older = or_(events.c.time_ms < time_ms, and_(events.c.time_ms == time_ms, events.c.id <= event_id))
-    return _delete_ids(conn, select(events.c.id).where(*where, older)
-                       .order_by(events.c.time_ms, events.c.id).limit(batch))
+    deleted = 0
+    for trigger, time_ms, event_id in cutoffs:
+        where = [] if trigger is None else [events.c.trigger_fqn == trigger]
+        older = or_(events.c.time_ms < time_ms, and_(events.c.time_ms == time_ms, events.c.id <= event_id))
+        deleted += _delete_ids(conn, select(events.c.id).where(*where, older)
+                               .order_by(events.c.time_ms, events.c.id).limit(batch - deleted))
+        if deleted >= batch:
+            break
+    return deleted
+
+
+def _newest_beyond(conn: Connection, where: list[Any], keep: int) -> tuple[int, str] | None:
+    row = conn.execute(select(events.c.time_ms, events.c.id).where(*where)
+                       .order_by(events.c.time_ms.desc(), events.c.id.desc()).offset(keep).limit(1)).first()
+    return None if row is None else (int(row[0]), str(row[1]))
 
 
 def _delete_ids(conn: Connection, chosen: Any) -> int:

@@ -287,10 +287,28 @@ class SqlStore:
         return [codec.event_from_doc(codec.loads(doc)) for doc in docs]
 
     async def prune_events(self, *, before_ms: int, max_per_trigger: int, max_total: int, batch: int) -> Pruned:
-        step = partial(event_log.prune, before_ms=before_ms, max_per_trigger=max_per_trigger, max_total=max_total,
-                       batch=batch, postgres=not self._is_sqlite)
+        """The first bound that does not hold yet, in the order age, per trigger, in all (so the
+        count bounds apply to what the bounds before them left); see store/event_log.py."""
+        postgres = not self._is_sqlite
         with self._translated("prune the event log"):
-            return await self._opened.write(step)
+            if before_ms > 0:
+                aged = await self._opened.write(partial(event_log.delete_aged, before_ms=before_ms, batch=batch,
+                                                        postgres=postgres))
+                if aged.events:
+                    return aged
+            if max_per_trigger > 0:
+                cutoffs = await self._opened.read(partial(event_log.crowded_cutoffs, keep=max_per_trigger), listing=True)
+                if cutoffs:
+                    deleted = await self._opened.write(partial(event_log.delete_through, cutoffs=cutoffs, batch=batch,
+                                                               postgres=postgres))
+                    if deleted:
+                        return Pruned(by_trigger_bound=deleted)
+            if max_total > 0:
+                cutoffs = await self._opened.read(partial(event_log.total_cutoff, keep=max_total), listing=True)
+                if cutoffs:
+                    return Pruned(by_total_bound=await self._opened.write(partial(
+                        event_log.delete_through, cutoffs=cutoffs, batch=batch, postgres=postgres)))
+        return Pruned()
 
     async def get_rule_counts(self, rule: str) -> RuleCounts:
         query = select(rule_counts.c.matched, rule_counts.c.filtered).where(rule_counts.c.rule == rule)
