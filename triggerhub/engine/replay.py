@@ -154,10 +154,13 @@ async def replay_rule(entities: Entities, store: Store, identity: Identity, fqn:
         key: ReducedRule(rule.action, RuleStatus.ACTIVE, rule.filter, rule.transform)}))
     counts = ReplayCounts()
     async for page in _pages(store, identity, rule.trigger, request, max_events):
-        async with asyncio.TaskGroup() as tasks:
-            for event in page:
-                tasks.create_task(_replay_one(event, key, compiled, request, counts, identity, resolved,
-                                              trigger_params, submit))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for event in page:
+                    tasks.create_task(_replay_one(event, key, compiled, request, counts, identity, resolved,
+                                                  trigger_params, submit))
+        except ExceptionGroup as failed:  # e.g. the store went away: one error, as from a single call
+            raise failed.exceptions[0] from None
     return counts.to_json(key, request)
 
 
