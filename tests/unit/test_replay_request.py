@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from triggerhub.engine.replay import ReplayRequest, parse_request, parse_time
+from triggerhub.engine.replay import Outcome, Replayed, ReplayRequest, parse_request, parse_time, replay_answer
 from triggerhub.errors import BadRequest
 
 NOT_A_TIME = ("is not a time; give an ISO-8601 time with a zone (2026-12-05T08:00:00Z) or epoch milliseconds "
@@ -46,3 +46,13 @@ def test_more_ids_than_the_limit_are_refused_before_anything_is_read():
         parse_request({"ids": ["a", "b", "c"]}, max_events=2)
     assert caught.value.message == ('replay "ids": 3 events is more than TRIGGERHUB_REPLAY_MAX_EVENTS=2; '
                                     "replay them in several requests")
+
+
+def test_the_answer_counts_each_outcome_and_shows_the_first_ten_errors():
+    replayed = [Replayed("e1", Outcome.RUN, "a1"), Replayed("e2", Outcome.SKIPPED), Replayed("e3", Outcome.FILTERED),
+                *[Replayed(f"f{i}", Outcome.FAILED, error=f"transform $.x: boom {i}") for i in range(11)]]
+    answer = replay_answer("guest/r", ReplayRequest(("e1",)), replayed)
+    assert {k: v for k, v in answer.items() if k != "errors"} == {
+        "rule": "guest/r", "force": False, "events": 14, "matched": 13, "run": 1, "skipped": 1, "filtered": 1,
+        "failed": 11, "activationIds": ["a1"]}
+    assert answer["errors"] == [f"event f{i}: transform $.x: boom {i}" for i in range(10)]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from triggerhub.errors import ApiError, BadRequest
@@ -48,26 +49,39 @@ class ReplayRequest:
     force: bool = False
 
 
-@dataclass(slots=True)
-class ReplayCounts:
-    """Per event: filtered out, or matched and then run, skipped (replayed before) or failed."""
+class Outcome(StrEnum):
+    """What a replay did with one event."""
 
-    events: int = 0
-    matched: int = 0
-    run: int = 0
-    skipped: int = 0
-    filtered: int = 0
-    failed: int = 0
-    activation_ids: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # the first few failures, one line each
+    FILTERED = "filtered"  # the rule's current filter refused it
+    RUN = "run"  # accepted to run (with its replay mark)
+    SKIPPED = "skipped"  # replayed through this rule before, and not forced
+    FAILED = "failed"  # matched, but its transform failed or its hand-over was refused
 
-    def to_json(self, rule: str, request: ReplayRequest) -> dict[str, JSON]:
-        out: dict[str, JSON] = {"rule": rule, "force": request.force, "events": self.events, "matched": self.matched,
-                                "run": self.run, "skipped": self.skipped, "filtered": self.filtered,
-                                "failed": self.failed, "activationIds": list(self.activation_ids)}
-        if self.errors:
-            out["errors"] = list(self.errors)
-        return out
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    event_id: str
+    outcome: Outcome
+    activation_id: str | None = None  # RUN
+    error: str | None = None  # FAILED
+
+
+MAX_ERRORS_SHOWN = 10
+
+
+def replay_answer(rule: str, request: ReplayRequest, replayed: list[Replayed]) -> dict[str, JSON]:
+    """The counts per outcome (`matched`: every outcome but filtered), the ids of the runs, and
+    the first few errors."""
+    tally = {outcome: sum(1 for r in replayed if r.outcome is outcome) for outcome in Outcome}
+    out: dict[str, JSON] = {
+        "rule": rule, "force": request.force, "events": len(replayed),
+        "matched": len(replayed) - tally[Outcome.FILTERED], "run": tally[Outcome.RUN],
+        "skipped": tally[Outcome.SKIPPED], "filtered": tally[Outcome.FILTERED], "failed": tally[Outcome.FAILED],
+        "activationIds": [r.activation_id for r in replayed if r.activation_id is not None]}
+    errors: list[JSON] = [f"event {r.event_id}: {r.error}" for r in replayed if r.error is not None]
+    if errors:
+        out["errors"] = errors[:MAX_ERRORS_SHOWN]
+    return out
 
 
 def parse_request(body: Any, *, max_events: int) -> ReplayRequest:
@@ -152,31 +166,27 @@ async def replay_rule(entities: Entities, store: Store, identity: Identity, fqn:
     # The rule as it is now, whatever its trigger's copy says (and active: a replay is asked for).
     compiled = rules.compile_rules(Trigger(rule.trigger.path, rule.trigger.name, rules={
         key: ReducedRule(rule.action, RuleStatus.ACTIVE, rule.filter, rule.transform)}))
-    counts = ReplayCounts()
+    replayed: list[Replayed] = []
     async for page in _pages(store, identity, rule.trigger, request, max_events):
         try:
             async with asyncio.TaskGroup() as tasks:
-                for event in page:
-                    tasks.create_task(_replay_one(event, key, compiled, request, counts, identity, resolved,
-                                                  trigger_params, submit))
+                running = [tasks.create_task(_replay_one(event, key, compiled, request, identity, resolved,
+                                                         trigger_params, submit)) for event in page]
         except ExceptionGroup as failed:  # e.g. the store went away: one error, as from a single call
             raise failed.exceptions[0] from None
-    return counts.to_json(key, request)
+        replayed += [task.result() for task in running]
+    return replay_answer(key, request, replayed)
 
 
 async def _replay_one(event: TriggerEvent, key: str, compiled: rules.CompiledRules, request: ReplayRequest,
-                      counts: ReplayCounts, identity: Identity, resolved: Resolved, trigger_params: dict[str, Any],
-                      submit: Submit) -> None:
-    counts.events += 1
+                      identity: Identity, resolved: Resolved, trigger_params: dict[str, Any],
+                      submit: Submit) -> Replayed:
     routing = rules.route(compiled, event)
     if not routing.matched:
-        counts.filtered += 1
-        return
-    counts.matched += 1
+        return Replayed(event.id, Outcome.FILTERED)
     [found] = routing.matched
     if found.error is not None:
-        _failed(counts, f"event {event.id}: {found.error}")
-        return
+        return Replayed(event.id, Outcome.FAILED, error=found.error)
     activation_id = replay_activation_id(event, key, force=request.force)
     found = replace(found, activation_id=activation_id,
                     annotations=(*rules.provenance(key, event), Parameter("replay", True)))
@@ -184,19 +194,8 @@ async def _replay_one(event: TriggerEvent, key: str, compiled: rules.CompiledRul
     try:
         taken = await submit(identity, resolved, found, trigger_params, claim)
     except ApiError as exc:
-        _failed(counts, f"event {event.id}: {exc.message}")
-        return
-    if taken:
-        counts.run += 1
-        counts.activation_ids.append(activation_id)
-    else:
-        counts.skipped += 1
-
-
-def _failed(counts: ReplayCounts, error: str) -> None:
-    counts.failed += 1
-    if len(counts.errors) < 10:
-        counts.errors.append(error)
+        return Replayed(event.id, Outcome.FAILED, error=exc.message)
+    return Replayed(event.id, Outcome.RUN, activation_id) if taken else Replayed(event.id, Outcome.SKIPPED)
 
 
 async def _pages(store: Store, identity: Identity, trigger: FullyQualifiedName, request: ReplayRequest,
