@@ -1,9 +1,11 @@
 """The event log's settings in a running hub and in a distributed controller (real PostgreSQL and
-Kafka): the background pruner deletes events past TRIGGERHUB_EVENT_RETENTION_S, and a replay
-window holding more than TRIGGERHUB_REPLAY_MAX_EVENTS is refused before anything runs."""
+Kafka): the background pruner deletes events past TRIGGERHUB_EVENT_RETENTION_S, one controller
+of a cluster prunes at a time, and a replay window holding more than TRIGGERHUB_REPLAY_MAX_EVENTS
+is refused before anything runs."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.plugins.hub import HubClient, hub_config
-from tests.plugins.waiting import wait_quiet
+from tests.plugins.waiting import wait_quiet, wait_until
 from triggerhub.model import FullyQualifiedName, TriggerEvent
 from triggerhub.store.base import Acceptance
 
@@ -79,3 +81,26 @@ async def test_a_replay_window_over_the_limit_is_refused(client):
                                             "TRIGGERHUB_REPLAY_MAX_EVENTS=2; replay a narrower window")
     status, records = await client.call("GET", "namespaces/_/activations", name=action)
     assert (status, records) == (200, [])
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+async def test_one_controller_of_a_cluster_prunes_and_another_takes_over_when_it_stops(distributed_cluster):
+    from triggerhub.cli.distributed import running_controller
+
+    def statistics(controller):
+        return controller.pruner.statistics()
+
+    async with contextlib.AsyncExitStack() as first_stack, contextlib.AsyncExitStack() as second_stack:
+        first = await first_stack.enter_async_context(running_controller(distributed_cluster.deployment.config(
+            **SETTINGS, TRIGGERHUB_CONTROLLER_ID="7")))
+        second = await second_stack.enter_async_context(running_controller(distributed_cluster.deployment.config(
+            **SETTINGS, TRIGGERHUB_CONTROLLER_ID="8")))
+        await wait_until(lambda: min(statistics(first).rounds, statistics(second).rounds) >= 5, timeout_s=20)
+        leading = [c for c in (first, second) if statistics(c).leading_rounds > 0]
+        assert len(leading) == 1, [statistics(c) for c in (first, second)]
+        [leader] = leading
+        standby = second if leader is first else first
+        assert statistics(standby).leading_rounds == 0
+        await (first_stack if leader is first else second_stack).aclose()
+        await wait_until(lambda: statistics(standby).leading_rounds > 0, timeout_s=20)

@@ -34,6 +34,7 @@ from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.entities import Entities
+from triggerhub.cli.pruning import cluster_lease, running_pruner
 from triggerhub.engine.retention import EventPruner
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
@@ -67,6 +68,7 @@ class Controller:
     credentials: dict[str, str]
     health: HealthMonitor
     engine: Engine
+    pruner: EventPruner  # prunes the event log while this controller holds the cluster's pruning lease
 
     @property
     def guest_auth(self) -> str:
@@ -133,9 +135,8 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         await stack.enter_async_context(heartbeats)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         readers = [tasks.create_task(completions.run()), tasks.create_task(heartbeats.run())]
-        stop_pruning = asyncio.Event()
-        stack.callback(stop_pruning.set)
-        tasks.create_task(EventPruner(store, config.events).run_until(stop_pruning))
+        pruner = await stack.enter_async_context(running_pruner(config, store,
+                                                                lease=cluster_lease(config, require_postgres(config))))
         await stack.enter_async_context(engine)
         probes = distributed_probes(engine, store, health, config.kafka, topics)
         runner = web.AppRunner(create_app(engine, admin_routes(health) + webhook_routes(webhooks)
@@ -145,7 +146,7 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
             site = web.TCPSite(runner, config.api.host, config.api.port, ssl_context=tls)
             await site.start()
             port = runner.addresses[0][1]
-            yield Controller(f"{scheme(tls)}://{config.api.host}:{port}", credentials, health, engine)
+            yield Controller(f"{scheme(tls)}://{config.api.host}:{port}", credentials, health, engine, pruner)
         finally:
             await runner.cleanup()
             for reader in readers:

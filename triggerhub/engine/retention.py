@@ -1,14 +1,17 @@
 """Event log retention: the background task that prunes trigger events out of their bounds.
 
-Embedded mode runs one in the hub; distributed mode one in each controller, and the store lets
-one of them delete at a time (store/event_log.py). Each round prunes step by step until a step
-deletes nothing, then sleeps `prune_interval_s` on the injected clock.
+Embedded mode runs one in the hub. Distributed mode runs one in each controller, each asking
+`leading()` before a round: one controller of a cluster holds the pruning lease (cli/pruning.py)
+and prunes, the others stand by and take over when it goes. Each round prunes step by step
+until a step deletes nothing, then sleeps `prune_interval_s` on the injected clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.config import EventLogConfig
@@ -18,11 +21,26 @@ from triggerhub.store.base import Pruned, Store
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class PrunerStatistics:
+    rounds: int  # rounds this pruner ran, leading or not
+    leading_rounds: int  # rounds in which it led, and so pruned
+    events: int  # events it deleted
+
+
 class EventPruner:
-    def __init__(self, store: Store, config: EventLogConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, store: Store, config: EventLogConfig, *, clock: Clock = SYSTEM_CLOCK,
+                 leading: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """`leading`: asked before each round; a round in which it answers False prunes nothing
+        (None: always lead, as the one pruner of an embedded hub)."""
         self._store = store
         self._config = config
         self._clock = clock
+        self._leading = leading
+        self._rounds = self._leading_rounds = self._events = 0
+
+    def statistics(self) -> PrunerStatistics:
+        return PrunerStatistics(self._rounds, self._leading_rounds, self._events)
 
     async def prune_once(self) -> Pruned:
         """Prune until every bound holds; what was deleted in all."""
@@ -45,8 +63,11 @@ class EventPruner:
     async def run_until(self, stop: asyncio.Event) -> None:
         """Prune every `prune_interval_s` until `stop` is set; a store outage skips a round."""
         while not stop.is_set():
+            self._rounds += 1
             try:
-                await self.prune_once()
+                if self._leading is None or await self._leading():
+                    self._leading_rounds += 1
+                    self._events += (await self.prune_once()).events
             except StoreError as exc:
                 log.warning("event log not pruned this round: %s", exc)
             sleeping = asyncio.ensure_future(self._clock.sleep(self._config.prune_interval_s))
