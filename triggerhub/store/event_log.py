@@ -5,7 +5,8 @@ invokes keep committing between them (on SQLite every write shares one writer th
 scans that find a count bound's cutoff are reads, beside the writer. Order is (time_ms, id)
 throughout: a count bound keeps exactly the newest N events, ties broken by id. On PostgreSQL
 a deleting step first takes a transaction advisory lock and does nothing when another process
-holds it: with several controllers, one prunes at a time.
+holds it: the controllers' pruning lease already lets one of them prune, and this keeps any
+other caller's steps from interleaving with its own.
 """
 
 from __future__ import annotations
