@@ -200,6 +200,8 @@ async def test_a_shadow_rule_matches_counts_and_records_what_it_would_run_and_ru
     status, explained = await hub.call("POST", "namespaces/_/rules/hot/explain", {"eventId": fired[1]})
     [outcome] = explained["rules"]
     assert (outcome["outcome"], outcome["wouldRun"], outcome["shadow"]) == ("shadowed", {"site": "lab", "celsius": 35}, True)
+    status, inline = await hub.call("POST", "namespaces/_/rules/hot/explain", {"data": {"temp": 31}})
+    assert (status, inline["matched"], inline["params"], inline["shadow"]) == (200, True, {"site": "lab", "celsius": 31}, True)
 
     read = await put(hub, "rules", "hot", {"shadow": False}, overwrite=True)
     assert "shadow" not in read
