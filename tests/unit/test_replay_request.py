@@ -26,8 +26,8 @@ def test_times_are_epoch_ms_or_iso_8601_with_a_zone(value, expected_ms):
     ("0001-01-01T00:00:00+14:00", f"replay \"to\": '0001-01-01T00:00:00+14:00' {NOT_A_TIME}"),
     (10 ** 20, f"replay \"to\": {10 ** 20} {NOT_A_TIME}"),
     (-1, f"replay \"to\": -1 {NOT_A_TIME}"),
-    (True, f"replay \"to\": True {NOT_A_TIME}"),
-    (None, f"replay \"to\": None {NOT_A_TIME}"),
+    (True, f"replay \"to\": true {NOT_A_TIME}"),
+    (None, f"replay \"to\": null {NOT_A_TIME}"),
     ("x" * 200, f"replay \"to\": '{'x' * 76}... {NOT_A_TIME}"),
 ])
 def test_a_bad_time_is_400_naming_it(value, message):

@@ -11,6 +11,7 @@ often it is asked, a forced one runs it again. The answer counts what happened t
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -141,7 +142,7 @@ def _ids(value: Any, max_events: int) -> tuple[str, ...]:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value) if not isinstance(value, str) else f"'{value}'"
+    text = json.dumps(value) if not isinstance(value, str) else f"'{value}'"  # as the client sent it
     return text if len(text) <= 80 else text[:77] + "..."
 
 

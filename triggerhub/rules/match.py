@@ -54,7 +54,7 @@ class CompiledRules:
 
     @property
     def plain(self) -> bool:
-        """No filter and no transform: routing needs no event document (OpenWhisk's path)."""
+        """No filter, no transform and no shadow rule: routing needs no event document (OpenWhisk's path)."""
         return (not self.transforms and not self.broken and all(f is None for f in self.filters.values())
                 and not any(link.shadow for link in self.links.values()))
 
