@@ -112,7 +112,8 @@ SCHEMAS: dict[str, Doc] = {
             "test": {}, "group": {"type": "string"}}}),
         "event": {"type": "object", "description": "eventId: the stored event"},
         "rules": _array({"type": "object", "description": "eventId: every rule of the event's trigger, with its "
-                                                          "status, verdict and outcome"}),
+                                                          "status, verdict and outcome (shadowed: with wouldRun)"}),
+        "shadow": {"type": "boolean", "description": "the rule is a shadow: it would match as shown and run nothing"},
         "reason": {"type": "string"}}},
     "ReplayRequest": {"type": "object", "properties": {
         "from": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
