@@ -37,7 +37,7 @@ def test_a_bad_time_is_400_naming_it(value, message):
 
 
 def test_a_window_and_ids_parse_to_requests():
-    assert parse_request({"from": 5, "to": 5, "force": True}, max_events=10) == ReplayRequest(None, 5, 5, True)
+    assert parse_request({"from": 5, "to": 5, "force": True}, max_events=10) == ReplayRequest(None, 5, 5, force=True)
     assert parse_request({"ids": ["b", "a", "b"]}, max_events=2) == ReplayRequest(("b", "a"))
 
 

@@ -335,7 +335,7 @@ class Entities:
         transform = bodies.parse_routing(body, "transform", old.transform if old else None, compile_transform)
         shadow = bodies.parse_shadow(body, old.shadow if old else False)
         rules = dict(trigger.rules)
-        rules[rule_key] = ReducedRule(action_fqn, status, filter_, transform, shadow)
+        rules[rule_key] = ReducedRule(action_fqn, status, filter_, transform, shadow=shadow)
         puts.append(replace(trigger, rules=rules))
         rule = Rule(
             namespace=fqn.path, name=fqn.name, trigger=trigger_fqn, action=action_fqn,
@@ -357,7 +357,7 @@ class Entities:
             raise NotFound("Only rules with existing triggers can be activated")
         rules = dict(trigger.rules)
         rules[f"{fqn.path}/{fqn.name}"] = ReducedRule(rule.action, RuleStatus(status), rule.filter, rule.transform,
-                                                          rule.shadow)
+                                                          shadow=rule.shadow)
         await self._write([replace(trigger, rules=rules)], [])
         return rule
 

@@ -107,7 +107,7 @@ def parse_request(body: Any, *, max_events: int) -> ReplayRequest:
     if since_ms > upto_ms:
         raise BadRequest(f'replay: "from" {_shown(body["from"])} is after "to" {_shown(body["to"])}; '
                          "give a window with from <= to")
-    return ReplayRequest(None, since_ms, upto_ms, force)
+    return ReplayRequest(None, since_ms, upto_ms, force=force)
 
 
 def parse_time(value: Any, key: str) -> int:

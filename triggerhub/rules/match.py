@@ -103,9 +103,9 @@ def route(compiled: CompiledRules, event: TriggerEvent) -> Routing:
             filtered.append(key)
         elif key in compiled.transforms:
             params, error = _transformed(compiled.transforms[key], document)
-            matched.append(Match(key, link.action, activation_id, params, error, routed, link.shadow))
+            matched.append(Match(key, link.action, activation_id, params, error, routed, shadow=link.shadow))
         else:
-            matched.append(Match(key, link.action, activation_id, payload, None, routed, link.shadow))
+            matched.append(Match(key, link.action, activation_id, payload, None, routed, shadow=link.shadow))
     return Routing(matched, filtered, taken)
 
 
