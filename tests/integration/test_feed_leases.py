@@ -147,7 +147,9 @@ async def test_thirty_feeds_over_three_processes_survive_a_kill(deployment: Depl
         async with api_client(deployment, controller) as client:
             names = await create_feeds(client, mqtt_url=f"mqtt://{host}:{port}", mqtt_prefix=mqtt_prefix,
                                        brokers=kafka_bootstrap, topic=topic)
-            processes = [first, *[deployment.start("feeds") for _ in range(2)]]
+            others = [deployment.start("feeds", wait_ready=False) for _ in range(2)]
+            await asyncio.gather(*(asyncio.to_thread(deployment.wait_ready, p) for p in others))
+            processes = [first, *others]
             before = await wait_spread(connection, processes)
             victim = first
             victim_owner = owner_of(victim, before)
@@ -180,9 +182,19 @@ async def test_thirty_feeds_over_three_processes_survive_a_kill(deployment: Depl
 
             async def observe() -> dict[str, list[dict[str, Any]]]:
                 seen = await stored(connection)
-                return {n: e for n, e in seen.items() if kind_of(n) != "alarm"}
+                return {n: sorted(e, key=lambda doc: doc["id"]) for n, e in seen.items() if kind_of(n) != "alarm"}
 
-            settled = await wait_quiet(observe, done, quiet_s=3.0, timeout_s=TIMEOUT_S)
+            try:
+                settled = await wait_quiet(observe, done, quiet_s=3.0, timeout_s=TIMEOUT_S)
+            except TimeoutError:
+                seen = await observe()
+                missing = {n: (len(items(n, seen.get(n, []))), sorted(set(range(ROUNDS)) - set(items(n, seen.get(n, [])))))
+                           for n in names if kind_of(n) != "alarm"}
+                raise AssertionError(f"not every message stored; moved: {moved}; (stored, missing): {missing}") from None
+            doubled = {n: sorted((c, [e["id"] for e in settled[n] if c in items(n, [e])])
+                                 for c, k in Counter(items(n, settled[n])).items() if k > 1)
+                       for n in names if kind_of(n) != "alarm"}
+            assert {n: d for n, d in doubled.items() if d} == {}, moved
             for name in names:
                 if kind_of(name) != "alarm":
                     assert sorted(items(name, settled[name])) == list(range(ROUNDS)), name

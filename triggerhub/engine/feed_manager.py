@@ -121,6 +121,7 @@ class FeedManager:
         self._failed: set[tuple[str, int]] = set()  # (trigger, updated_ms) that did not start here: not retried
         self._unflushed: dict[str, FeedMetrics] = {}  # counter deltas not yet added to the store
         self._renewed_s = 0.0  # monotonic time of the last renewal of our leases
+        self._closing = False
 
     @property
     def kinds(self) -> Mapping[str, FeedKind]:
@@ -136,6 +137,7 @@ class FeedManager:
             await self._leases.join()
             await self._balance()
             tasks.create_task(self._keep_leases(), name="feed leases")
+            tasks.create_task(self._keep_renewing(), name="feed lease renewals")
         for registration in registrations if self._leases is None else ():
             if registration.status == "active":
                 try:
@@ -148,6 +150,7 @@ class FeedManager:
                 tasks.create_task(kind.audit(configs), name=f"audit {kind.fqn}")
 
     async def stop(self) -> None:
+        self._closing = True  # no lease round claims anything from now on
         for trigger in list(self._running):
             await self._stop_feed(trigger)
         if self._leases is not None:  # clean shutdown: the others take the feeds over at their next round
@@ -168,6 +171,23 @@ class FeedManager:
 
     # ----------------------------------------------------------------------- leases (distributed)
 
+    async def _keep_renewing(self) -> None:
+        """Renew apart from the rounds, which may wait seconds for a feed to start: a lease must
+        never expire while its feed runs here. Renewals failing for almost a lease length stop
+        every feed here, before another process may claim them."""
+        while True:
+            await self._clock.sleep(self._timing.renew_s)
+            if self._closing:
+                return
+            try:
+                await self._renew()
+            except TriggerhubError as exc:
+                log.warning("feed leases not renewed: %s", exc)
+                if self._clock.monotonic_s() - self._renewed_s >= self._timing.lease_s - self._timing.renew_s:
+                    for trigger in list(self._running):
+                        log.warning("feed of trigger %s stopped: its lease may expire unrenewed", trigger)
+                        await self._stop_feed(trigger)
+
     async def _keep_leases(self) -> None:
         while True:
             await self._clock.sleep(self._timing.renew_s)
@@ -181,6 +201,8 @@ class FeedManager:
     async def _balance(self) -> None:
         """One renewal round (under the lifecycle lock): see the module docstring."""
         assert self._leases is not None
+        if self._closing:
+            return
         held = await self._renew()
         live = await self._leases.join()
         registrations = {r.trigger: r for r in await self._store.list_feeds()}
@@ -208,7 +230,6 @@ class FeedManager:
             registration = registrations[trigger]
             if trigger in self._running or (trigger, registration.updated_ms) in self._failed:
                 continue
-            await self._renew_if_due()  # a feed's start can take seconds (a Kafka group joining)
             if await self._leases.claim(trigger):
                 await self._start_claimed(registration)
 
@@ -217,10 +238,6 @@ class FeedManager:
         held = await self._leases.renew()
         self._renewed_s = self._clock.monotonic_s()
         return held
-
-    async def _renew_if_due(self) -> None:
-        if self._clock.monotonic_s() - self._renewed_s >= self._timing.renew_s:
-            await self._renew()
 
     async def _start_claimed(self, registration: FeedRegistration) -> None:
         assert self._leases is not None
@@ -239,7 +256,6 @@ class FeedManager:
         assert self._leases is not None
         deadline = self._clock.monotonic_s() + self._timing.lease_s + 2 * self._timing.renew_s
         while not await self._leases.claim(trigger):
-            await self._renew_if_due()  # the lock holds our own round up meanwhile
             if self._clock.monotonic_s() > deadline:
                 raise Unavailable(f"the feed of trigger '{trigger}' is still running in feeds process "
                                   f"{await self._leases.holder(trigger)}; its change is stored and applies "
