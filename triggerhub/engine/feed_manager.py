@@ -224,14 +224,18 @@ class FeedManager:
                      trigger, share, len(active))
             await self._stop_feed(trigger)
         await self._leases.release(held - set(self._running))
+        claimed: list[FeedRegistration] = []
         for trigger in active:
-            if len(self._running) >= share:
+            if len(self._running) + len(claimed) >= share:
                 break
             registration = registrations[trigger]
             if trigger in self._running or (trigger, registration.updated_ms) in self._failed:
                 continue
             if await self._leases.claim(trigger):
-                await self._start_claimed(registration)
+                claimed.append(registration)
+        async with asyncio.TaskGroup() as starts:  # together: a Kafka feed's start waits for its group
+            for registration in claimed:
+                starts.create_task(self._start_claimed(registration), name=f"start feed {registration.trigger}")
 
     async def _renew(self) -> set[str]:
         assert self._leases is not None
