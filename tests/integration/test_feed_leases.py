@@ -234,3 +234,44 @@ async def test_thirty_feeds_over_three_processes_survive_a_kill(deployment: Depl
     finally:
         await producer.stop()
         await connection.close()
+
+
+async def test_a_clean_shutdown_hands_its_feeds_over_at_once(deployment: Deployment) -> None:
+    """Leases far longer than the test: the survivor can only hold the feeds this soon because the
+    stopping process released them."""
+    deployment.env.update({"TRIGGERHUB_FEED_LEASE_MS": "60000", "TRIGGERHUB_FEED_LEASE_RENEW_MS": "500"})
+    controller = deployment.start("controller")
+    first = deployment.start("feeds")
+    connection = await asyncpg.connect(asyncpg_dsn(deployment.env["TRIGGERHUB_STORE_URL"]))
+    try:
+        async with api_client(deployment, controller) as client:
+            names = [f"tick{i}" for i in range(4)]
+            for name in names:
+                status, body = await client.call("PUT", f"namespaces/_/triggers/{name}", {})
+                assert status == 200, body
+                created = await feed_action(client, "/whisk.system/alarms/alarm", {
+                    "lifecycleEvent": "CREATE", "triggerName": f"/_/{name}", "authKey": client.auth,
+                    "cron": "* * * * * *", "catchUp": "all", "catchUpMax": 600})
+                assert created["status"] == "active", created
+            second = deployment.start("feeds")
+            async with asyncio.timeout(TIMEOUT_S):
+                while sorted(Counter((await leases(connection)).values()).values()) != [2, 2]:
+                    await asyncio.sleep(0.1)
+
+            first.popen.send_signal(signal.SIGTERM)
+            stopped_at = time.monotonic()
+            async with asyncio.timeout(TIMEOUT_S):
+                while set((await leases(connection)).values()) != {owner_of(second, await leases(connection))} \
+                        or len(await leases(connection)) != len(names):
+                    await asyncio.sleep(0.1)
+            handed_s = time.monotonic() - stopped_at
+            log.info("clean shutdown: the survivor held every feed %.1f s after SIGTERM", handed_s)
+            assert handed_s < 10.0  # one renewal round after the release; the leases would last 60 s
+            assert first.popen.wait(15) == 0
+            await asyncio.sleep(2.0)  # two more instants, fired by the survivor
+            events = await stored(connection)
+            for name in names:
+                instants = sorted(int(e["id"].rsplit(":", 1)[-1]) for e in events[name])
+                assert instants == list(range(instants[0], instants[-1] + 1000, 1000)), name
+    finally:
+        await connection.close()

@@ -122,6 +122,7 @@ class FeedManager:
         self._unflushed: dict[str, FeedMetrics] = {}  # counter deltas not yet added to the store
         self._renewed_s = 0.0  # monotonic time of the last renewal of our leases
         self._closing = False
+        self._lease_tasks: list[asyncio.Task[None]] = []
 
     @property
     def kinds(self) -> Mapping[str, FeedKind]:
@@ -136,8 +137,8 @@ class FeedManager:
         if self._leases is not None:
             await self._leases.join()
             await self._balance()
-            tasks.create_task(self._keep_leases(), name="feed leases")
-            tasks.create_task(self._keep_renewing(), name="feed lease renewals")
+            self._lease_tasks = [tasks.create_task(self._keep_leases(), name="feed leases"),
+                                 tasks.create_task(self._keep_renewing(), name="feed lease renewals")]
         for registration in registrations if self._leases is None else ():
             if registration.status == "active":
                 try:
@@ -151,6 +152,8 @@ class FeedManager:
 
     async def stop(self) -> None:
         self._closing = True  # no lease round claims anything from now on
+        for task in self._lease_tasks:
+            task.cancel()
         for trigger in list(self._running):
             await self._stop_feed(trigger)
         if self._leases is not None:  # clean shutdown: the others take the feeds over at their next round
