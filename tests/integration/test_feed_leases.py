@@ -275,3 +275,39 @@ async def test_a_clean_shutdown_hands_its_feeds_over_at_once(deployment: Deploym
                 assert instants == list(range(instants[0], instants[-1] + 1000, 1000)), name
     finally:
         await connection.close()
+
+
+async def test_delete_handled_by_either_process_stops_the_feed_wherever_it_runs(deployment: Deployment) -> None:
+    """Lifecycle calls reach whichever feeds process holds their Kafka partition; a DELETE there
+    returns once the process running the feed has stopped it and let go of its lease."""
+    deployment.env.update({"TRIGGERHUB_FEED_LEASE_MS": "60000", "TRIGGERHUB_FEED_LEASE_RENEW_MS": "500"})
+    controller = deployment.start("controller")
+    first = deployment.start("feeds")
+    connection = await asyncpg.connect(asyncpg_dsn(deployment.env["TRIGGERHUB_STORE_URL"]))
+    try:
+        async with api_client(deployment, controller) as client:
+            names = [f"tick{i}" for i in range(6)]
+            for name in names:
+                status, body = await client.call("PUT", f"namespaces/_/triggers/{name}", {})
+                assert status == 200, body
+                await feed_action(client, "/whisk.system/alarms/alarm", {
+                    "lifecycleEvent": "CREATE", "triggerName": f"/_/{name}", "authKey": client.auth,
+                    "cron": "* * * * * *"})
+            deployment.start("feeds")
+            async with asyncio.timeout(TIMEOUT_S):
+                while sorted(Counter((await leases(connection)).values()).values()) != [3, 3]:
+                    await asyncio.sleep(0.1)
+            for name in names:
+                deleted = await feed_action(client, "/whisk.system/alarms/alarm", {
+                    "lifecycleEvent": "DELETE", "triggerName": f"/_/{name}", "authKey": client.auth})
+                assert deleted == {"triggerName": f"/guest/{name}", "status": "deleted"}
+            assert await leases(connection) == {}
+            assert await connection.fetchval("SELECT count(*) FROM feeds") == 0
+
+            async def fired() -> int:
+                return int(await connection.fetchval("SELECT count(*) FROM events"))
+
+            await wait_quiet(fired, lambda _: True, quiet_s=2.5, timeout_s=TIMEOUT_S)  # no second passes unfired
+            assert first.popen.poll() is None
+    finally:
+        await connection.close()
