@@ -198,8 +198,8 @@ class FeedManager:
                 async with self._lock:
                     await self._balance()
                 await self._flush_counts()
-            except TriggerhubError as exc:  # the store is away: a lease not renewed in time is lost
-                log.warning("feed leases not renewed this round: %s", exc)
+            except TriggerhubError as exc:  # the store is away: tried again next round
+                log.warning("feed lease round failed (feeds not rebalanced, counters kept): %s", exc)
 
     async def _balance(self) -> None:
         """One renewal round (under the lifecycle lock): see the module docstring."""
