@@ -1,0 +1,133 @@
+"""The dashboard in a real headless Chromium (Debian's `chromium`, driven by Playwright; no browser
+is downloaded): sign-in, a fired event's activation shown within a second of its record's end,
+the lineage view, charts that count a burst exactly. Screenshots are kept in
+test-artefacts/dashboard/ (TH_TEST_ARTEFACTS overrides the folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.plugins.hub import HubClient, put_action
+from tests.plugins.waiting import wait_quiet
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTEFACTS = Path(os.environ.get("TH_TEST_ARTEFACTS", Path(__file__).parents[2] / "test-artefacts")) / "dashboard"
+ECHO = "def main(args):\n    return args\n"
+AUTH_MISSING = "The resource requires authentication, which was not supplied with the request"
+BURST = 12
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        # --no-sandbox: the tests run as root in CI, where Chromium refuses its own sandbox.
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def screenshot(page: Page, name: str) -> None:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTEFACTS / f"{name}.png"), full_page=True)
+
+
+async def signed_in(browser: Browser, hub: HubClient) -> Page:
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    await page.goto(f"{hub.apihost}/dashboard")
+    await page.fill("#apikey", hub.auth)
+    await page.click("#login-form button")
+    await page.wait_for_function("document.getElementById('connection').textContent === 'live'", timeout=5000)
+    return page
+
+
+async def rule_setup(hub: HubClient) -> None:
+    await put_action(hub, "echo", ECHO, "python:default")
+    for collection, name, body in (("triggers", "readings", {}),
+                                   ("rules", "store-readings", {"trigger": "readings", "action": "echo"})):
+        status, response = await hub.call("PUT", f"namespaces/_/{collection}/{name}", body)
+        assert status == 200, response
+
+
+async def fire(hub: HubClient, payload: dict[str, object]) -> str:
+    status, body = await hub.call("POST", "namespaces/_/triggers/readings", payload)
+    assert status == 202, body
+    return str(body["activationId"])
+
+
+async def test_without_a_key_the_page_shows_the_sign_in_and_the_stream_refuses(embedded_hub: HubClient,
+                                                                                 browser: Browser) -> None:
+    hub = embedded_hub
+    page = await browser.new_page()
+    await page.goto(f"{hub.apihost}/dashboard")
+    assert await page.is_visible("#login-form")
+    assert await page.is_hidden("#board")
+    async with hub.session.get(f"{hub.apihost}/api/v1/namespaces/_/dashboard/stream") as response:
+        assert response.status == 401
+        assert (await response.json())["error"] == AUTH_MISSING
+
+    await page.fill("#apikey", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:not-the-key")
+    await page.click("#login-form button")
+    await page.wait_for_selector("#login-error:has-text('The API key was not accepted')")
+    assert await page.is_hidden("#board")
+    assert await page.evaluate("sessionStorage.getItem('triggerhub.apikey')") is None
+    await screenshot(page, "sign-in-refused")
+
+
+async def test_a_fired_activation_shows_within_a_second_and_its_lineage_opens(embedded_hub: HubClient,
+                                                                              browser: Browser) -> None:
+    hub = embedded_hub
+    await rule_setup(hub)
+    page = await signed_in(browser, hub)
+    trigger_activation = await fire(hub, {"temp": 21})
+
+    row = await page.wait_for_selector("#activations tbody tr:has(td:text-is('echo'))", timeout=10_000)
+    activation_id = await row.get_attribute("data-activation-id")
+    shown_ms = int(await row.get_attribute("data-shown-ms") or 0)
+    status, record = await hub.call("GET", f"namespaces/_/activations/{activation_id}")
+    assert status == 200, record
+    assert record["response"]["result"] == {"temp": 21}
+    cells = [await cell.inner_text() for cell in await row.query_selector_all("td")]
+    assert cells[1:] == ["echo", "success", str(record["duration"]), "guest/store-readings", "readings", activation_id]
+    delay_ms = shown_ms - record["end"]
+    assert 0 <= delay_ms < 1000, f"shown {delay_ms} ms after the record's end"
+    await screenshot(page, "activation-shown")
+
+    await row.click()
+    await page.wait_for_selector(f"#detail-id:text-is('{activation_id}')")
+    await page.wait_for_function("!document.getElementById('detail-record').textContent.startsWith('loading')")
+    shown_record = json.loads(await page.inner_text("#detail-record"))
+    assert (shown_record["activationId"], shown_record["name"]) == (activation_id, "echo")
+    await page.wait_for_function(f"document.getElementById('lineage').textContent.includes('{trigger_activation}')",
+                                 timeout=5000)
+    lineage = await page.inner_text("#lineage")
+    assert activation_id in lineage
+    await screenshot(page, "lineage")
+
+
+async def test_charts_count_a_burst_of_fires_exactly(embedded_hub: HubClient, browser: Browser) -> None:
+    hub = embedded_hub
+    await rule_setup(hub)
+    page = await signed_in(browser, hub)
+    before = await page.get_attribute("#chart-triggers", "data-totals")
+    for i in range(BURST):
+        await fire(hub, {"n": i})
+
+    async def totals() -> tuple[int, int]:
+        fires = json.loads(await page.get_attribute("#chart-triggers", "data-totals") or "{}")
+        runs = json.loads(await page.get_attribute("#chart-actions", "data-totals") or "{}")
+        return fires.get("readings", 0), runs.get("echo", 0)
+
+    settled = await wait_quiet(totals, lambda counts: min(counts) >= BURST, quiet_s=1.5, timeout_s=20)
+    assert settled == (BURST, BURST)
+    assert before != await page.get_attribute("#chart-triggers", "data-totals")
+    await screenshot(page, "charts")
