@@ -131,3 +131,29 @@ async def test_charts_count_a_burst_of_fires_exactly(embedded_hub: HubClient, br
     assert settled == (BURST, BURST)
     assert before != await page.get_attribute("#chart-triggers", "data-totals")
     await screenshot(page, "charts")
+
+
+async def test_feeds_and_pool_panels_show_a_webhook_feed_with_its_counters(embedded_hub: HubClient,
+                                                                             browser: Browser) -> None:
+    hub = embedded_hub
+    feed = "/whisk.system/webhook/webhook"
+    status, response = await hub.call("PUT", "namespaces/_/triggers/push", {"annotations": [{"key": "feed", "value": feed}]})
+    assert status == 200, response
+    status, created = await hub.call("POST", "namespaces/whisk.system/actions/webhook/webhook",
+                                     {"lifecycleEvent": "CREATE", "triggerName": "/_/push", "authKey": hub.auth,
+                                      "verify": "none"}, blocking=True)
+    assert status == 200, created
+    async with hub.session.post(f"{hub.apihost}/hooks/guest/push", json={"n": 1}) as delivered:
+        assert delivered.status == 202, await delivered.text()
+    page = await signed_in(browser, hub)
+
+    row = "#feeds tbody tr:has(td:text-is('/guest/push'))"
+    await page.wait_for_selector(row, timeout=12_000)
+    cells = [await cell.inner_text() for cell in await page.query_selector_all(f"{row} td")]
+    assert cells == ["/guest/push", feed, "active", "1", "1", "0"]
+    pool = {await r.eval_on_selector("td:nth-child(1)", "e => e.textContent"):
+            await r.eval_on_selector("td:nth-child(2)", "e => e.textContent")
+            for r in await page.query_selector_all("#pool tbody tr")}
+    assert pool["runtime"] == "process"
+    assert {"warm", "busy", "memory_budget_mb"} <= pool.keys()
+    await screenshot(page, "feeds-and-pool")

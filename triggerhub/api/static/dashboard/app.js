@@ -5,10 +5,11 @@ import { LineChart } from "./chart.js";
 
 const KEY = "triggerhub.apikey";
 const MAX_ROWS = 300;  // rows kept in the table; older ones are dropped
+const HEALTH_EVERY_MS = 5000;  // feeds and pool: GET /api/v1/status, one request per 5 s
 const API = "/api/v1/namespaces/_";
 const $ = (id) => document.getElementById(id);
 
-const state = { rows: [], pendingRows: [], drawScheduled: false, abort: null, dropped: 0 };
+const state = { rows: [], pendingRows: [], drawScheduled: false, abort: null, dropped: 0, health: null };
 const charts = {};
 
 function authHeader() {
@@ -29,6 +30,7 @@ async function api(path) {
 
 function showLogin(message) {
   state.abort?.abort();
+  clearInterval(state.health);
   $("board").hidden = true;
   $("logout").hidden = true;
   $("login").hidden = false;
@@ -44,6 +46,9 @@ function showBoard() {
   charts.actions ??= new LineChart($("chart-actions"));
   charts.latency ??= new LineChart($("chart-latency"));
   connect();
+  clearInterval(state.health);
+  refreshHealth();
+  state.health = setInterval(refreshHealth, HEALTH_EVERY_MS);
 }
 
 // ------------------------------------------------------------------ the stream
@@ -182,6 +187,35 @@ function drawRows() {
 function refilter() {
   const body = $("activations").tBodies[0];
   state.rows.forEach((row, i) => { body.rows[i].hidden = !matches(row); });
+}
+
+// ------------------------------------------------------------------ feeds and pool
+
+function tableRows(tbody, rows) {
+  tbody.replaceChildren(...rows.map((cells) => {
+    const tr = document.createElement("tr");
+    for (const text of cells) {
+      const td = document.createElement("td");
+      td.textContent = String(text ?? "");
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
+}
+
+async function refreshHealth() {
+  const response = await fetch("/api/v1/status", { headers: authHeader() }).catch(() => null);
+  const body = response && await response.json().catch(() => null);
+  if (!body || !body.components) {
+    $("health-error").textContent = `status unavailable${response ? ` (HTTP ${response.status})` : ""}`;
+    return;
+  }
+  $("health-error").textContent = "";
+  const feeds = body.components.feeds?.feeds ?? [];
+  tableRows($("feeds").tBodies[0], feeds.map((f) => [f.trigger, f.feed, f.reason ? `${f.status}: ${f.reason}` : f.status,
+                                                      f.received, f.fired, f.rejected]));
+  const pool = body.components.pool ?? {};
+  tableRows($("pool").tBodies[0], Object.entries(pool).filter(([k]) => k !== "probe_ms").map(([k, v]) => [k, v]));
 }
 
 // ------------------------------------------------------------------ detail and lineage
