@@ -85,7 +85,17 @@ async def test_without_a_key_the_page_shows_the_sign_in_and_the_stream_refuses(e
 
 async def test_a_fired_activation_shows_within_a_second_and_its_lineage_opens(embedded_hub: HubClient,
                                                                               browser: Browser) -> None:
-    hub = embedded_hub
+    await shows_within_a_second_with_lineage(embedded_hub, browser, "embedded")
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+async def test_the_controller_serves_the_dashboard_with_every_invokers_records(distributed_hub: HubClient,
+                                                                               browser: Browser) -> None:
+    await shows_within_a_second_with_lineage(distributed_hub, browser, "distributed")
+
+
+async def shows_within_a_second_with_lineage(hub: HubClient, browser: Browser, mode: str) -> None:
     await rule_setup(hub)
     page = await signed_in(browser, hub)
     trigger_activation = await fire(hub, {"temp": 21})
@@ -100,7 +110,7 @@ async def test_a_fired_activation_shows_within_a_second_and_its_lineage_opens(em
     assert cells[1:] == ["echo", "success", str(record["duration"]), "guest/store-readings", "readings", activation_id]
     delay_ms = shown_ms - record["end"]
     assert 0 <= delay_ms < 1000, f"shown {delay_ms} ms after the record's end"
-    await screenshot(page, "activation-shown")
+    await screenshot(page, f"activation-shown-{mode}")
 
     await row.click()
     await page.wait_for_selector(f"#detail-id:text-is('{activation_id}')")
@@ -111,7 +121,7 @@ async def test_a_fired_activation_shows_within_a_second_and_its_lineage_opens(em
                                  timeout=5000)
     lineage = await page.inner_text("#lineage")
     assert activation_id in lineage
-    await screenshot(page, "lineage")
+    await screenshot(page, f"lineage-{mode}")
 
 
 async def test_charts_count_a_burst_of_fires_exactly(embedded_hub: HubClient, browser: Browser) -> None:
