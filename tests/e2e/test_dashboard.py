@@ -167,3 +167,30 @@ async def test_feeds_and_pool_panels_show_a_webhook_feed_with_its_counters(embed
     assert pool["runtime"] == "process"
     assert {"warm", "busy", "memory_budget_mb"} <= pool.keys()
     await screenshot(page, "feeds-and-pool")
+
+
+async def test_the_table_filters_by_name_and_status(embedded_hub: HubClient, browser: Browser) -> None:
+    hub = embedded_hub
+    await rule_setup(hub)
+    await put_action(hub, "refuse", "def main(args):\n    return {'error': 'refused'}\n", "python:default")
+    status, response = await hub.call("PUT", "namespaces/_/rules/refuse-readings", {"trigger": "readings", "action": "refuse"})
+    assert status == 200, response
+    page = await signed_in(browser, hub)
+    await fire(hub, {"temp": 1})
+    for name in ("echo", "refuse", "readings"):
+        await page.wait_for_selector(f"#activations tbody tr:has(td:text-is('{name}'))", timeout=10_000)
+
+    async def visible() -> list[tuple[str, str]]:
+        rows = await page.query_selector_all("#activations tbody tr:not([hidden])")
+        return sorted([(await r.eval_on_selector("td:nth-child(2)", "e => e.textContent"),
+                        await r.eval_on_selector("td:nth-child(3)", "e => e.textContent")) for r in rows])
+
+    assert await visible() == [("echo", "success"), ("readings", "success"), ("refuse", "application error")]
+    await page.select_option("#filter-status", "application error")
+    assert await visible() == [("refuse", "application error")]
+    await page.select_option("#filter-status", "success")
+    await page.fill("#filter-name", "ech")
+    assert await visible() == [("echo", "success")]
+    await page.fill("#filter-name", "refuse")
+    assert await visible() == []
+    await screenshot(page, "filtered")

@@ -171,10 +171,8 @@ function drawRows() {
   const body = $("activations").tBodies[0];
   const fragment = document.createDocumentFragment();
   // The newest first: the stream sends each batch newest first.
-  for (const row of rows) {
-    fragment.appendChild(rowElement(row, shownMs));
-    state.rows.unshift(row);
-  }
+  for (const row of rows) fragment.appendChild(rowElement(row, shownMs));
+  state.rows.unshift(...rows);  // state.rows[i] is the table's row i
   body.insertBefore(fragment, body.firstChild);
   while (body.rows.length > MAX_ROWS) {
     body.deleteRow(-1);
