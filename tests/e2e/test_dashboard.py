@@ -15,6 +15,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from tests.plugins.hub import HubClient, put_action
 from tests.plugins.waiting import wait_quiet
+from triggerhub.errors import FORBIDDEN
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTEFACTS = Path(os.environ.get("TH_TEST_ARTEFACTS", Path(__file__).parents[2] / "test-artefacts")) / "dashboard"
@@ -71,9 +72,16 @@ async def test_without_a_key_the_page_shows_the_sign_in_and_the_stream_refuses(e
     await page.goto(f"{hub.apihost}/dashboard")
     assert await page.is_visible("#login-form")
     assert await page.is_hidden("#board")
-    async with hub.session.get(f"{hub.apihost}/api/v1/namespaces/_/dashboard/stream") as response:
-        assert response.status == 401
-        assert (await response.json())["error"] == AUTH_MISSING
+    stream = f"{hub.apihost}/api/v1/namespaces/_/dashboard/stream"
+    async with hub.session.get(stream) as response:
+        assert (response.status, (await response.json())["error"]) == (401, AUTH_MISSING)
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="OpenWhisk secure realm"'
+    async with hub.session.get(stream, headers={"X-Requested-With": "XMLHttpRequest"}) as response:
+        assert (response.status, (await response.json())["error"]) == (401, AUTH_MISSING)
+        assert "WWW-Authenticate" not in response.headers  # no browser prompt over the page's sign-in
+    async with hub.session.get(f"{hub.apihost}/api/v1/namespaces/other/dashboard/stream",
+                               headers=hub.headers()) as response:
+        assert (response.status, (await response.json())["error"]) == (403, FORBIDDEN)
 
     await page.fill("#apikey", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:not-the-key")
     await page.click("#login-form button")

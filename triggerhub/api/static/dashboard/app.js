@@ -236,20 +236,28 @@ async function openDetail(row) {
 }
 
 async function lineage(row) {
-  if (row.event) {
-    try {
-      const doc = await api(`/events/${encodeURIComponent(row.event)}/lineage`);
-      const pre = document.createElement("pre");
-      pre.className = "lineage-document";
-      pre.textContent = JSON.stringify(doc, null, 2);
-      return pre;
-    } catch (error) {
-      if (error.status !== 404) return text(`could not read the lineage: ${error.message}`);
-    }
+  const view = document.createElement("div");
+  view.appendChild(await chain(row));
+  if (row.event) view.appendChild(await storedLineage(row.event));
+  return view;
+}
+
+// The event's stored lineage (GET .../events/{id}/lineage), when the record names its event.
+async function storedLineage(eventId) {
+  try {
+    const doc = await api(`/events/${encodeURIComponent(eventId)}/lineage`);
+    const pre = document.createElement("pre");
+    pre.className = "lineage-document";
+    pre.textContent = JSON.stringify(doc, null, 2);
+    return pre;
+  } catch (error) {
+    return text(`stored lineage of event ${eventId}: ${error.message}`);
   }
-  // Without a stored lineage (the lineage endpoint absent or the record not filed under an
-  // event): the trigger's activation, whose logs name every rule and the activation it started,
-  // then the record's causes (sequence component -> sequence).
+}
+
+// From the records alone: the trigger's activation, whose logs name every rule and the
+// activation it started, then the record's causes (sequence component -> sequence).
+async function chain(row) {
   const list = document.createElement("ol");
   list.className = "lineage-chain";
   if (row.triggerActivation) {
