@@ -33,8 +33,11 @@ from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.entities import Entities
+from triggerhub.cli.pruning import cluster_lease, running_pruner
+from triggerhub.engine.retention import EventPruner
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
+from triggerhub.engine.republish import RepublishSweep
 from triggerhub.engine.distributed import (
     CompletionWaiter, HealthMonitor, InvokerService, InvokerStatistics, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
     heartbeat,
@@ -65,6 +68,7 @@ class Controller:
     credentials: dict[str, str]
     health: HealthMonitor
     engine: Engine
+    pruner: EventPruner  # prunes the event log while this controller holds the cluster's pruning lease
 
     @property
     def guest_auth(self) -> str:
@@ -93,12 +97,14 @@ async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
 
 def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: Topics, *,
             invoker: Invoker | None = None, cache_ttl_s: float = 0.0, waiter: CompletionWaiter | None = None,
-            reply_to: str | None = None, builtin: BuiltinHandler | None = None) -> Engine:
-    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`."""
-    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin,
+            reply_to: str | None = None, builtin: BuiltinHandler | None = None,
+            dispatcher: KafkaDispatcher | None = None, derive_loop: bool = False) -> Engine:
+    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
+    the derived triggers' loop with `derive_loop` (workers)."""
+    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s),
-                  dispatcher=KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
+                  dispatcher=dispatcher or KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
 
 
 def _all_topics(config: HubConfig, topics: Topics) -> list[str]:
@@ -119,8 +125,9 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         store = await stack.enter_async_context(_opened_store(config))
         credentials = await ensure_subjects(store, config.home)
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=f"controller{config.kafka.controller_id}"))
-        engine = _engine(config, store, publisher, topics, cache_ttl_s=CONTROLLER_CACHE_TTL_S, waiter=waiter,
-                         reply_to=reply_to)
+        dispatcher = KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to)
+        engine = _engine(config, store, publisher, topics, cache_ttl_s=CONTROLLER_CACHE_TTL_S, dispatcher=dispatcher)
+        sweep = RepublishSweep(dispatcher, store, started_ms=now_ms(), where=f"controller{config.kafka.controller_id}")
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         # Webhook deliveries are matched and stored here (202 once durable); the feeds process
         # runs the feeds that pull or listen, and the feed lifecycle actions.
@@ -129,12 +136,16 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         heartbeats = Tail(config.kafka, {topics.health: partitions[topics.health]}, health.on_message,
                           since_ms=now_ms() - config.kafka.healthy_timeout_ms)
         readers = await stack.enter_async_context(_reading(completions, heartbeats))
+        sweeps = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(sweeps.create_task(sweep.run(), name="republish sweep").cancel)
+        pruner = await stack.enter_async_context(running_pruner(config, store,
+                                                                lease=cluster_lease(config, require_postgres(config))))
         await stack.enter_async_context(engine)
         stack.callback(readers.cancel)  # before the engine closes, as the API stops
         probes = distributed_probes(engine, store, health, config.kafka, topics)
         app = create_app(engine, admin_routes(health) + webhook_routes(webhooks) + status_routes("distributed", probes))
         apihost = await stack.enter_async_context(serving(app, config.api, tls))
-        yield Controller(apihost, credentials, health, engine)
+        yield Controller(apihost, credentials, health, engine, pruner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,11 +175,16 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
-        engine = _engine(config, store, publisher, topics)
+        engine = _engine(config, store, publisher, topics, derive_loop=True)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events)
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
+
+        async def relisten(*_args: Any, **_kwargs: Any) -> None:  # derived triggers' absence deadlines
+            engine.deriver.relisten()
+
+        app.on_partitions_assigned.connect(relisten)
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
 
@@ -231,10 +247,14 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         await stack.enter_async_context(feeds_leadership(config))
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="feeds"))
+        dispatcher = KafkaDispatcher(store, publisher, topics)
         engine, feeds = engine_and_feeds(store, lambda builtin: _engine(config, store, publisher, topics,
-                                                                        builtin=builtin), instance_id="feeds")
+                                                                        builtin=builtin, dispatcher=dispatcher),
+                                         instance_id="feeds")
         await stack.enter_async_context(engine)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        sweep = tasks.create_task(RepublishSweep(dispatcher, store, started_ms=now_ms(), where="feeds").run())
+        stack.callback(sweep.cancel)
         stack.push_async_callback(feeds.stop)
         await feeds.start(tasks)
         service = InvokerService("feeds", store, engine.execute, publisher, topics.feed_invocations)
