@@ -5,17 +5,21 @@ test-artefacts/dashboard/ (TH_TEST_ARTEFACTS overrides the folder)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.plugins.hub import HubClient, put_action
+from tests.plugins.hub import HubClient, hub_config, put_action
 from tests.plugins.waiting import wait_quiet
+from triggerhub.cli.compose import running_hub
 from triggerhub.errors import FORBIDDEN
+from triggerhub.invoker.process import ProcessRuntimeFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTEFACTS = Path(os.environ.get("TH_TEST_ARTEFACTS", Path(__file__).parents[2] / "test-artefacts")) / "dashboard"
@@ -202,3 +206,21 @@ async def test_the_table_filters_by_name_and_status(embedded_hub: HubClient, bro
     await page.fill("#filter-name", "refuse")
     assert await visible() == []
     await screenshot(page, "filtered")
+
+
+async def test_the_hub_stops_at_once_with_a_stream_open(tmp_path: Path) -> None:
+    """An open stream ends when the server shuts down, instead of holding it up to its shutdown timeout."""
+    async with aiohttp.ClientSession() as session:
+        async with running_hub(hub_config(tmp_path / "home"), runtime=ProcessRuntimeFactory(),
+                               runtime_name="process") as running:
+            client = HubClient(running, session)
+            response = await session.get(f"{client.apihost}/api/v1/namespaces/_/dashboard/stream",
+                                         headers=client.headers())
+            assert response.status == 200
+            assert await response.content.readline() == b"event: hello\n"
+            stopping = asyncio.get_running_loop().time()
+        stopped_s = asyncio.get_running_loop().time() - stopping
+        rest = await response.content.read()  # the stream ended: no hang, no error
+        response.close()
+    assert rest.startswith(b"data: {\"namespace\":\"guest\"")
+    assert stopped_s < 10, f"the hub took {stopped_s:.1f} s to stop with a stream open (aiohttp waits up to 60 s)"

@@ -11,6 +11,7 @@ second's summary: fires per trigger, activations and duration percentiles per ac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import OrderedDict, defaultdict
@@ -34,6 +35,19 @@ SCAN_LIMIT = 500  # the newest records a tick reads: up to 2,500 new records a s
 MAX_ROWS_PER_TICK = 50  # the newest new records a tick sends; the rest only count in the summary
 SEEN_IDS = 4 * SCAN_LIMIT * SUMMARY_EVERY_TICKS
 PERCENTILES = (50, 95, 99)
+STOPPING = web.AppKey("dashboard_stopping", asyncio.Event)
+
+
+def install(app: web.Application) -> None:
+    """The routes, and an end to every open stream when the server shuts down (else the server
+    would wait for them up to its shutdown timeout)."""
+    app.router.add_routes(routes)
+    app[STOPPING] = asyncio.Event()
+
+    async def stop_streams(app: web.Application) -> None:
+        app[STOPPING].set()
+
+    app.on_shutdown.append(stop_streams)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,12 +172,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await response.write(_event("hello", {"namespace": namespace, "tickMs": int(TICK_S * 1000),
                                           "maxRows": MAX_ROWS_PER_TICK}))
+    stopping = request.app[STOPPING]
     seen = NewRecords()
     origins = Origins(SEEN_IDS)
     summary = SecondSummary()
     ticks = 0
     try:
-        while True:
+        while not stopping.is_set():
             now_ms = int(time.time() * 1000)
             page_ = await engine.activations(ActivationQuery(namespace=namespace, since_ms=now_ms - LOOKBACK_MS,
                                                              limit=SCAN_LIMIT))
@@ -182,7 +197,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if ticks % SUMMARY_EVERY_TICKS == 0:
                 await response.write(_event("summary", summary.to_json(now_ms)))
                 summary = SecondSummary()
-            await asyncio.sleep(TICK_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_S):
+                    await stopping.wait()
     except ConnectionResetError:
         pass  # the page went away
     return response
