@@ -1,6 +1,7 @@
 """The one middleware around every route (`MIDDLEWARES`), in layers from the outside in:
 
-    request id      X-Request-ID (echoed, else made), CORS headers, bare preflights
+    request id      X-Request-ID (echoed, else made), CORS headers, bare preflights, no
+                    WWW-Authenticate challenge for X-Requested-With: XMLHttpRequest
       internal      catches everything below: StoreError/BusError -> 503, any other
                     exception -> 500; JSON {"error", "code": <request id>}, logged once
         errors      ApiError, aiohttp's 4xx, RevisionConflict -> their status, JSON
@@ -70,6 +71,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         except Exception as exc:
             response = _unexpected(request, exc, transaction)
     response.headers["X-Request-ID"] = transaction
+    if request.headers.get("X-Requested-With") == "XMLHttpRequest":
+        # A script asked (the dashboard): its 401 must not open the browser's sign-in prompt.
+        response.headers.popall("WWW-Authenticate", None)
     if request.path.startswith("/api/v1") and not request.path.startswith("/api/v1/web/"):
         response.headers.update(CORS_HEADERS)
     return response
