@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from triggerhub.clock import SYSTEM_CLOCK, Clock
@@ -22,6 +22,7 @@ from triggerhub.model import (
     Parameter, ReducedRule, Rule, RuleCounts, RuleStatus, Trigger, annotation, bump_version, is_valid_name, now_ms,
     with_annotation,
 )
+from triggerhub.engine.ordering import check_ordering_key
 from triggerhub.engine import bodies
 from triggerhub.engine.resolve import bound_parameters, check_read, check_write, not_authorized, package_readable
 from triggerhub.rules.pattern import compile_filter
@@ -44,16 +45,31 @@ class PackageContents:
 
 class Entities:
     """`cache_ttl_s=None` caches reads until this process writes the entity (one writer: embedded
-    mode); with several writing processes, give a TTL to bound staleness."""
+    mode); with several writing processes, give a TTL to bound staleness, or a `generation` read
+    (the store's count of entity writes) and call `revalidate()` before work that must see every
+    write committed so far."""
 
     def __init__(self, store: Store, limits: LimitsConfig, *, max_code_bytes: int,
-                 cache_ttl_s: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 cache_ttl_s: float | None = None, clock: Clock = SYSTEM_CLOCK,
+                 generation: Callable[[], Awaitable[int]] | None = None) -> None:
         self.store = store
         self.limits = limits
         self.max_code_bytes = max_code_bytes
         self._clock = clock
         self._cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, str], tuple[Entity | None, float]] = {}
+        self._generation = generation
+        self._seen_generation: int | None = None
+
+    async def revalidate(self) -> None:
+        """Drop the cache if any process wrote an entity since the last call (one read of the
+        store's entity generation): lookups after this see every write committed before it."""
+        if self._generation is None:
+            return
+        generation = await self._generation()
+        if generation != self._seen_generation:
+            self._cache.clear()
+            self._seen_generation = generation
 
     async def lookup(self, path: str, name: str) -> Entity | None:
         """A cached read for the hot paths (invoke, fire); writes always read the store."""
@@ -285,6 +301,7 @@ class Entities:
             raise BadRequest("Triggers cannot be created inside a package.")
         old = await self._existing(fqn, Trigger, overwrite=overwrite)
         annotations = bodies.parse_annotations(body, old.annotations if old else ())
+        check_ordering_key(annotations)
         feed = annotation(annotations, "feed")
         if feed is not None:
             try:

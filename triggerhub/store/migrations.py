@@ -91,6 +91,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             matched BIGINT NOT NULL,
             filtered BIGINT NOT NULL)""",
     )),
+    # One counter bumped in every transaction that writes entities: a distributed worker reads it
+    # once per batch of events and drops its entity cache when it moved (engine/entities.py).
+    Migration(10, "entity generation", (
+        "CREATE TABLE entity_generation (id INTEGER PRIMARY KEY, generation BIGINT NOT NULL)",
+        "INSERT INTO entity_generation (id, generation) VALUES (1, 0)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

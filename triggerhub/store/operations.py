@@ -43,7 +43,9 @@ def first(conn: Connection, query: Executable, params: dict[str, Any]) -> Any:
 
 def put_entities(conn: Connection, sql: Statements, puts: Sequence[Entity], written: Sequence[Entity],
                  deletes: Sequence[Entity]) -> None:
-    """Writes `written` over `puts` (same order) and drops `deletes`, each at its stored revision."""
+    """Writes `written` over `puts` (same order) and drops `deletes`, each at its stored revision,
+    and counts the write in the entity generation (readers' caches revalidate against it)."""
+    conn.execute(sql.bump_entity_generation)
     for old, new in zip(puts, written, strict=True):
         if old.revision == 0:
             result = conn.execute(sql.insert_entity, statements.entity_row(new))

@@ -145,6 +145,14 @@ class SqlStore:
         collection, _revision, doc = row
         return codec.entity_from_doc(collection, codec.loads(doc))
 
+    async def get_entity_generation(self) -> int:
+        """How many transactions wrote entities so far (any process): a cache filled at one value
+        is current while the value stays."""
+        with self._translated("read the entity generation"):
+            generation = await self._opened.read(partial(operations.scalar, query=self._sql.select_entity_generation,
+                                                         params={}))
+        return int(generation or 0)
+
     async def put_entities(self, puts: Sequence[Entity], deletes: Sequence[Entity] = ()) -> list[Entity]:
         written = [replace(entity, revision=entity.revision + 1) for entity in puts]
         with self._translated(f"write {len(puts)} and delete {len(deletes)} entities"):

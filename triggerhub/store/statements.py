@@ -14,7 +14,7 @@ from triggerhub.model import Activation, Collection, Entity, Invocation, Trigger
 from triggerhub.store import codec
 from triggerhub.store.base import ActivationQuery
 from triggerhub.store.tables import (
-    activations, api_routes, cursors, entities, events, feeds, pending, rule_counts, subjects,
+    activations, api_routes, cursors, entities, entity_generation, events, feeds, pending, rule_counts, subjects,
 )
 
 
@@ -38,6 +38,11 @@ class Statements:
                    entities.c.revision == bindparam("b_revision"))
             .values(revision=bindparam("new_revision"), updated_ms=bindparam("new_updated_ms"),
                     doc=bindparam("new_doc")))
+        # an upsert, so that a table emptied by hand (tests truncate tables) starts counting again
+        bump = insert(entity_generation).values(id=1, generation=1)
+        self.bump_entity_generation = bump.on_conflict_do_update(
+            index_elements=["id"], set_={"generation": entity_generation.c.generation + 1})
+        self.select_entity_generation = select(entity_generation.c.generation).where(entity_generation.c.id == 1)
         self.delete_entity = delete(entities).where(
             entities.c.path == bindparam("path"), entities.c.name == bindparam("name"),
             entities.c.collection == bindparam("collection"), entities.c.revision == bindparam("revision"))

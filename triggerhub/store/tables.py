@@ -5,7 +5,7 @@ They describe the schema after the latest migration; migrations.py is the source
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text
 
 metadata = MetaData()
 
@@ -81,4 +81,10 @@ api_routes = Table(
     Column("rel_path", Text, primary_key=True),
     Column("verb", Text, primary_key=True),
     Column("doc", Text, nullable=False),
+)
+
+entity_generation = Table(
+    "entity_generation", metadata,
+    Column("id", Integer, primary_key=True),  # the one row: 1
+    Column("generation", BigInteger, nullable=False),  # entity-writing transactions so far
 )
