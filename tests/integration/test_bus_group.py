@@ -5,6 +5,7 @@ member that joins later starts after what was committed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
@@ -99,3 +100,42 @@ async def test_offsets_are_committed_only_below_the_first_unhandled_message(
             while (await committed(admin, group, topic)) != {0: 20, 1: 3}:
                 await asyncio.sleep(0.1)
     assert sorted(later) == ["0", "1", "2"]
+
+
+async def test_a_rebalance_waits_for_the_messages_in_flight_and_hands_over_after_them(
+        config: KafkaConfig, admin: AIOKafkaAdminClient) -> None:
+    topic, group = f"{config.topic_prefix}work", f"{config.topic_prefix}members"
+    await ensure_topics(config, [topic])
+    await produce(config, topic, 1, partition=0)
+    await produce(config, topic, 1, partition=1)
+    gate = asyncio.Event()
+    first: list[str] = []
+    second: list[str] = []
+
+    async def slow(key: str, value: bytes) -> None:
+        await gate.wait()
+        first.append(value.decode())
+
+    async def record(key: str, value: bytes) -> None:
+        second.append(value.decode())
+
+    member = GroupMember(config, group, topic, slow, concurrency=8, client_id="m1")
+    async with member.running(join_timeout_s=WAIT_S):
+        async with asyncio.timeout(WAIT_S):
+            while member.statistics().running < 2:  # both messages are in the first member's hands
+                await asyncio.sleep(0.05)
+        joining = GroupMember(config, group, topic, record, concurrency=8, client_id="m2")
+        async with contextlib.AsyncExitStack() as stack:
+            entering = asyncio.create_task(stack.enter_async_context(joining.running(join_timeout_s=WAIT_S)))
+            async with asyncio.timeout(WAIT_S):
+                while member.assigned_partitions():  # the rebalance revoked them; the member waits
+                    await asyncio.sleep(0.05)
+            assert first == [] and second == []
+            gate.set()
+            await entering
+            async with asyncio.timeout(WAIT_S):
+                while member.assigned_partitions() + joining.assigned_partitions() != 2 \
+                        or await committed(admin, group, topic) != {0: 1, 1: 1}:
+                    await asyncio.sleep(0.1)
+    assert sorted(first) == ["0", "0"]  # each partition's one message, handled by the member that had it
+    assert second == []  # and not handed to the newcomer again

@@ -72,8 +72,15 @@ class _Partition:
         return self.position if self.position is not None and self.position != self.committed else None
 
 
+@dataclass(frozen=True, slots=True)
+class GroupStatistics:
+    partitions: int  # of the topic, held now
+    running: int  # messages being handled now
+
+
 class GroupMember:
-    """`async with member.running(join_timeout_s=...)`: consume until the block ends."""
+    """`async with member.running(join_timeout_s=...)`: consume until the block ends; leaving
+    waits for the messages in flight, then commits them."""
 
     def __init__(self, config: KafkaConfig, group: str, topic: str, handler: Handler, *, concurrency: int,
                  client_id: str) -> None:
@@ -102,6 +109,9 @@ class GroupMember:
     def assigned_partitions(self) -> int:
         """Partitions of the topic this member holds now."""
         return sum(1 for partition in self._partitions.values() if not partition.revoked)
+
+    def statistics(self) -> GroupStatistics:
+        return GroupStatistics(partitions=self.assigned_partitions(), running=self._running)
 
     @contextlib.asynccontextmanager
     async def running(self, *, join_timeout_s: float) -> AsyncIterator[GroupMember]:
