@@ -4,8 +4,9 @@
 N messages at once, from every partition the group gives it (aiokafka directly: no Faust). Per
 partition it commits the offset below which every fetched message has been handled, so a crash,
 `kill -9` included, leaves each unhandled message uncommitted and the group hands it out again.
-Commits follow completions at once, one commit request in flight at a time (completions that
-end meanwhile share the next one).
+A commit follows the first completion at once, then at most one per `commit_interval_ms`
+(TRIGGERHUB_KAFKA_COMMIT_INTERVAL_MS, 500 ms): completions meanwhile share it, and a crash can
+only cause more redeliveries, which the handlers tolerate.
 
 When a rebalance takes partitions away, the member waits for their messages in flight (up to
 `revoke_wait_s`), commits them, and only then lets the group go on, so the next owner starts
@@ -182,6 +183,7 @@ class GroupMember:
             await self._to_commit.wait()
             self._to_commit.clear()
             await self._commit_now()
+            await asyncio.sleep(self._config.commit_interval_ms / 1000)
 
     async def _commit_now(self, only: Iterable[TopicPartition] | None = None) -> None:
         wanted = {tp: self._partitions[tp] for tp in (only if only is not None else list(self._partitions))
