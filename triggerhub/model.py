@@ -299,6 +299,7 @@ class ReducedRule:
     status: RuleStatus
     filter: JSON = None
     transform: JSON = None
+    shadow: bool = False  # matches and counts, records what it would run, runs nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +332,7 @@ class Rule:
     revision: int = 0
     filter: JSON = None  # an event pattern (rules/pattern.py); None: every event matches
     transform: JSON = None  # a JSON template for the action's parameters; None: the event data
+    shadow: bool = False  # matches and counts, records what it would run, runs nothing
 
     @property
     def fqn(self) -> FullyQualifiedName:

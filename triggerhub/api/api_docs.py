@@ -89,13 +89,15 @@ SCHEMAS: dict[str, Doc] = {
         "status": {"type": "string", "enum": ["active", "inactive", ""]}, "annotations": _KEY_VALUES,
         "version": {"type": "string"}, "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
         "filter": {"type": ["object", "null"], "description": "an event pattern (README: Filter patterns); null removes it"},
-        "transform": {"type": ["object", "null"], "description": "a JSON template of the action's parameters; null removes it"}}},
+        "transform": {"type": ["object", "null"], "description": "a JSON template of the action's parameters; null removes it"},
+        "shadow": {"type": "boolean", "description": "match, count and record what would run; run nothing"}}},
     "RuleStatus": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string", "enum": ["active", "inactive"]}}},
     "Rule": {"type": "object", "required": [*_BASE_REQUIRED, "status", "trigger", "action"], "properties": {
         **_BASE, "status": {"type": "string", "enum": ["active", "inactive"]},
         "trigger": _REF_PAIR, "action": _REF_PAIR, "filter": {"type": "object"}, "transform": {"type": "object"},
-        "counts": {"type": "object", "description": "rules with a filter: events it took and filtered out",
+        "shadow": {"type": "boolean", "const": True},
+        "counts": {"type": "object", "description": "rules with a filter or shadow: events it took and filtered out",
                    "properties": {"matched": {"type": "integer"}, "filtered": {"type": "integer"}}}}},
     "ExplainRequest": {"anyOf": [
         {"type": "object", "required": ["eventId"], "properties": {"eventId": {"type": "string"}}},
@@ -110,8 +112,20 @@ SCHEMAS: dict[str, Doc] = {
             "test": {}, "group": {"type": "string"}}}),
         "event": {"type": "object", "description": "eventId: the stored event"},
         "rules": _array({"type": "object", "description": "eventId: every rule of the event's trigger, with its "
-                                                          "status, verdict and outcome"}),
+                                                          "status, verdict and outcome (shadowed: with wouldRun)"}),
+        "shadow": {"type": "boolean", "description": "the rule is a shadow: it would match as shown and run nothing"},
         "reason": {"type": "string"}}},
+    "ReplayRequest": {"type": "object", "properties": {
+        "from": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+                 "description": "epoch ms or ISO-8601 with a zone; with to: events with from <= time <= to"},
+        "to": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]},
+        "ids": _array({"type": "string"}), "force": {"type": "boolean"}}},
+    "Replay": {"type": "object", "required": ["rule", "force", "events", "matched", "run", "skipped", "filtered",
+                                              "failed", "activationIds"], "properties": {
+        "rule": {"type": "string"}, "force": {"type": "boolean"}, "events": {"type": "integer"},
+        "matched": {"type": "integer"}, "run": {"type": "integer"}, "skipped": {"type": "integer"},
+        "filtered": {"type": "integer"}, "failed": {"type": "integer"}, "activationIds": _array({"type": "string"}),
+        "errors": _array({"type": "string"})}},
     "PackagePut": {"type": "object", "properties": {
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "version": {"type": "string"},
         "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
@@ -253,6 +267,12 @@ def _paths() -> Doc:
             "summary": "Why a rule would run for an event, or did not run for a stored one (nothing runs)",
             "requestBody": _content(_ref("ExplainRequest")),
             "responses": _responses({200: ("the trace", _ref("Explanation"))})}},
+            [_NAMESPACE, _path_name("name", "a rule")]),
+        f"{ns}/rules/{{name}}/replay": _with({"post": {
+            "summary": "Run stored events of the rule's trigger through the rule as it is now (once per event "
+                       "unless forced)",
+            "requestBody": _content(_ref("ReplayRequest")),
+            "responses": _responses({200: ("counts per event", _ref("Replay"))})}},
             [_NAMESPACE, _path_name("name", "a rule")]),
         f"{ns}/packages": _with(_list("PackageSummary", "packages"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/packages/"]),
         f"{ns}/packages/{{name}}": _with(

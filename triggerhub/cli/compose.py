@@ -26,6 +26,7 @@ from triggerhub.engine.core import Engine
 from triggerhub.engine.dispatch import LocalDispatcher
 from triggerhub.engine.entities import Entities
 from triggerhub.cli.feed_kinds import FEED_KINDS
+from triggerhub.cli.pruning import running_pruner
 from triggerhub.engine.feed_manager import catalogue
 from triggerhub.errors import ConfigError
 from triggerhub.invoker.activation import ActionInvoker
@@ -121,6 +122,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
         stop_reaping = asyncio.Event()
         stack.callback(stop_reaping.set)
         tasks.create_task(reap_until(pool, stop_reaping))
+        await stack.enter_async_context(running_pruner(config, store))
         await feeds.start(tasks)
         probes = embedded_probes(engine, store, pool, feeds, runtime_name)
         app = create_app(engine, webhook_routes(feeds) + status_routes("embedded", probes))

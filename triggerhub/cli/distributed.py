@@ -34,6 +34,8 @@ from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.entities import Entities
+from triggerhub.cli.pruning import cluster_lease, running_pruner
+from triggerhub.engine.retention import EventPruner
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.engine.republish import RepublishSweep
@@ -70,6 +72,7 @@ class Controller:
     credentials: dict[str, str]
     health: HealthMonitor
     engine: Engine
+    pruner: EventPruner  # prunes the event log while this controller holds the cluster's pruning lease
 
     @property
     def guest_auth(self) -> str:
@@ -141,12 +144,14 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         readers = await stack.enter_async_context(_reading(completions, heartbeats))
         sweeps = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(sweeps.create_task(sweep.run(), name="republish sweep").cancel)
+        pruner = await stack.enter_async_context(running_pruner(config, store,
+                                                                lease=cluster_lease(config, require_postgres(config))))
         await stack.enter_async_context(engine)
         stack.callback(readers.cancel)  # before the engine closes, as the API stops
         probes = distributed_probes(engine, store, health, config.kafka, topics)
         app = create_app(engine, admin_routes(health) + webhook_routes(webhooks) + status_routes("distributed", probes))
         apihost = await stack.enter_async_context(serving(app, config.api, tls))
-        yield Controller(apihost, credentials, health, engine)
+        yield Controller(apihost, credentials, health, engine, pruner)
 
 
 @dataclass(frozen=True, slots=True)

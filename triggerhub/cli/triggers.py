@@ -156,8 +156,10 @@ def _json_value(text: str | None, file: str | None, option: str) -> Any:
 
 
 def _rule_body(trigger_name: str, action_name: str, filter_: str | None, filter_file: str | None,
-               transform: str | None, transform_file: str | None) -> dict[str, Any]:
+               transform: str | None, transform_file: str | None, shadow: bool | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"trigger": trigger_name, "action": action_name}
+    if shadow is not None:
+        body["shadow"] = shadow
     for key, value in (("filter", _json_value(filter_, filter_file, "filter")),
                        ("transform", _json_value(transform, transform_file, "transform"))):
         if value is not None:
@@ -171,6 +173,8 @@ def routing_options(fn: Any) -> Any:
         click.option("--filter-file", default=None, help="file holding the event pattern (JSON)"),
         click.option("--transform", default=None, help="JSON template of the action's parameters"),
         click.option("--transform-file", default=None, help="file holding the transform template (JSON)"),
+        click.option("--shadow/--no-shadow", default=None,
+                     help="a shadow rule matches, counts and records what it would run, and runs nothing"),
     )):
         fn = option(fn)
     return fn
@@ -186,8 +190,9 @@ def _add_put_rule_command(command: str, *, overwrite: bool, help_text: str) -> N
     @pass_ctx
     @run
     def put_rule(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
-                 filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
-        body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
+                 filter_file: str | None, transform: str | None, transform_file: str | None,
+                 shadow: bool | None) -> None:
+        body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, shadow)
         ctx.client.request("PUT", ctx.client.entity_path("rules", name), body, {"overwrite": True} if overwrite else None)
         say(ctx, f"ok: {'updated' if overwrite else 'created'} rule {name}", {"ok": True, "rule": name})
 
@@ -195,7 +200,7 @@ def _add_put_rule_command(command: str, *, overwrite: bool, help_text: str) -> N
 _add_put_rule_command("create", overwrite=False,
                       help_text="Create rule NAME: events of TRIGGER_NAME run ACTION_NAME (when --filter matches).")
 _add_put_rule_command("update", overwrite=True, help_text="Point rule NAME at TRIGGER_NAME and ACTION_NAME; without "
-                      "--filter/--transform it keeps the ones it has.")
+                      "--filter/--transform/--shadow it keeps the ones it has.")
 
 
 @rule.command("explain")

@@ -350,14 +350,15 @@ class Entities:
             status = trigger.rules[rule_key].status
         filter_ = bodies.parse_routing(body, "filter", old.filter if old else None, compile_filter)
         transform = bodies.parse_routing(body, "transform", old.transform if old else None, compile_transform)
+        shadow = bodies.parse_shadow(body, old.shadow if old else False)
         rules = dict(trigger.rules)
-        rules[rule_key] = ReducedRule(action_fqn, status, filter_, transform)
+        rules[rule_key] = ReducedRule(action_fqn, status, filter_, transform, shadow=shadow)
         puts.append(replace(trigger, rules=rules))
         rule = Rule(
             namespace=fqn.path, name=fqn.name, trigger=trigger_fqn, action=action_fqn,
             version=bodies.next_version(body, old), publish=bool(body.get("publish", old.publish if old else False)),
             annotations=bodies.parse_annotations(body, old.annotations if old else ()), updated_ms=now_ms(),
-            revision=old.revision if old else 0, filter=filter_, transform=transform,
+            revision=old.revision if old else 0, filter=filter_, transform=transform, shadow=shadow,
         )
         written = await self._write([rule, *puts], [])
         return _as(written[0], Rule)
@@ -372,7 +373,8 @@ class Entities:
         if trigger is None:
             raise NotFound("Only rules with existing triggers can be activated")
         rules = dict(trigger.rules)
-        rules[f"{fqn.path}/{fqn.name}"] = ReducedRule(rule.action, RuleStatus(status), rule.filter, rule.transform)
+        rules[f"{fqn.path}/{fqn.name}"] = ReducedRule(rule.action, RuleStatus(status), rule.filter, rule.transform,
+                                                          shadow=rule.shadow)
         await self._write([replace(trigger, rules=rules)], [])
         return rule
 
@@ -385,8 +387,9 @@ class Entities:
         return RuleStatus.INACTIVE
 
     async def rule_counts(self, rule: Rule) -> RuleCounts | None:
-        """How many events the rule's filter matched and filtered out (None: the rule has no filter)."""
-        if rule.filter is None:
+        """How many events the rule's filter matched and filtered out (None: the rule has no filter
+        and is no shadow)."""
+        if rule.filter is None and not rule.shadow:
             return None
         return await self.store.get_rule_counts(f"{rule.namespace}/{rule.name}")
 

@@ -375,6 +375,8 @@ class EntityBuilder:
             if raw.get(key) is not None:
                 self._check_routing(key, raw[key], path + (key,))
                 body[key] = raw[key]
+        if raw.get("shadow"):
+            body["shadow"] = True
         self._add(Collection.RULES, name, body, path)
 
     def _check_routing(self, key: str, value: Any, path: YamlPath) -> None:

@@ -91,6 +91,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             matched BIGINT NOT NULL,
             filtered BIGINT NOT NULL)""",
     )),
+    # Replay marks (store/replays.py): one row per (rule, event) replayed, claimed in the
+    # transaction that accepts the replayed invocation; pruned with the events by event time.
+    # The events index serves retention's age and total bounds (store/event_log.py).
+    Migration(5, "event retention and replay marks", (
+        """CREATE TABLE replays (
+            rule TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            event_ms BIGINT NOT NULL,
+            runs BIGINT NOT NULL,
+            activation_id TEXT NOT NULL,
+            replayed_ms BIGINT NOT NULL,
+            PRIMARY KEY (rule, event_id))""",
+        "CREATE INDEX replays_by_event_time ON replays (event_ms)",
+        "CREATE INDEX events_by_time ON events (time_ms, id)",
+    )),
     # One counter bumped in every transaction that writes entities: a distributed worker reads it
     # once per batch of events and drops its entity cache when it moved (engine/entities.py).
     Migration(10, "entity generation", (

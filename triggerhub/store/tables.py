@@ -83,6 +83,16 @@ api_routes = Table(
     Column("doc", Text, nullable=False),
 )
 
+replays = Table(
+    "replays", metadata,
+    Column("rule", Text, primary_key=True),  # "guest/r"
+    Column("event_id", Text, primary_key=True),
+    Column("event_ms", BigInteger, nullable=False),
+    Column("runs", BigInteger, nullable=False),  # 1, plus one per forced replay
+    Column("activation_id", Text, nullable=False),  # of the latest replayed run
+    Column("replayed_ms", BigInteger, nullable=False),
+)
+
 entity_generation = Table(
     "entity_generation", metadata,
     Column("id", Integer, primary_key=True),  # the one row: 1
