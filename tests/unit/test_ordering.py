@@ -25,6 +25,11 @@ def test_without_the_annotation_each_event_is_keyed_by_its_id() -> None:
     assert partition_key((Parameter("feed", "/whisk.system/alarms/alarm"),), fired({}, "e2")) == "e2"
 
 
+def test_a_trigger_feeding_derived_triggers_keeps_its_events_in_order_unless_it_names_a_key() -> None:
+    assert partition_key((), fired({"device": "a"}, "e1"), in_order=True) == "/guest/readings"
+    assert partition_key(ordered_by("device"), fired({"device": "a"}, "e1"), in_order=True) == '/guest/readings#"a"'
+
+
 def test_events_are_keyed_by_the_trigger_and_the_value_at_the_path() -> None:
     assert partition_key(ordered_by("device"), fired({"device": "a", "t": 1}, "e1")) == '/guest/readings#"a"'
     assert partition_key(ordered_by("device"), fired({"device": "a", "t": 2}, "e2")) == '/guest/readings#"a"'

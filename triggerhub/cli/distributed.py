@@ -61,8 +61,11 @@ WORKER_BATCH_WITHIN_S = 0.005
 # Entities are written by controllers and read everywhere: a worker caches them and revalidates
 # its cache against the store's entity generation once per batch of events (so an event fired
 # after a write committed is matched with what was written); invokers always read the store; a
-# controller trusts its cache for this long (it drops an entry at once when it writes it).
+# controller trusts its cache for this long (it drops an entry at once when it writes it). The
+# worker's entries also age out after WORKER_CACHE_TTL_S, for its derived triggers' loop, which
+# reads entities between batches.
 CONTROLLER_CACHE_TTL_S = 1.0
+WORKER_CACHE_TTL_S = 1.0
 FEED_LIFECYCLE_CONCURRENCY = 4
 
 
@@ -102,11 +105,13 @@ async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
 def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: Topics, *,
             invoker: Invoker | None = None, cache_ttl_s: float | None = 0.0, revalidated: bool = False,
             waiter: CompletionWaiter | None = None, reply_to: str | None = None,
-            builtin: BuiltinHandler | None = None, dispatcher: KafkaDispatcher | None = None) -> Engine:
-    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`.
-    `revalidated`: its entity cache is dropped by `entities.revalidate()` when any process wrote
-    an entity (cache_ttl_s=None then keeps entries until that happens)."""
-    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin,
+            builtin: BuiltinHandler | None = None, dispatcher: KafkaDispatcher | None = None,
+            derive_loop: bool = False) -> Engine:
+    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
+    the derived triggers' loop with `derive_loop` (workers). `revalidated`: its entity cache is
+    dropped by `entities.revalidate()` when any process wrote an entity (cache_ttl_s=None then
+    keeps entries until that happens)."""
+    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s,
                                     generation=store.get_entity_generation if revalidated else None),
@@ -181,11 +186,17 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
-        engine = _engine(config, store, publisher, topics, cache_ttl_s=None, revalidated=True)
+        engine = _engine(config, store, publisher, topics, cache_ttl_s=WORKER_CACHE_TTL_S, revalidated=True,
+                         derive_loop=True)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events, revalidate=engine.entities.revalidate)
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
+
+        async def relisten(*_args: Any, **_kwargs: Any) -> None:  # derived triggers' absence deadlines
+            engine.deriver.relisten()
+
+        app.on_partitions_assigned.connect(relisten)
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
 

@@ -5,7 +5,9 @@ and every worker, matched concurrently with no order among them. A trigger annot
 `ordering-key: "<field path>"` (a dotted path into the fired payload, e.g. `device` or
 `reading.sensor`) keys its events by the trigger and that field's value: events with equal values
 share a partition and a worker matches them one after another, in the order the controller
-accepted them; events without the field share one key of their own. Pure functions, no I/O.
+accepted them; events without the field share one key of their own. A trigger that feeds derived
+triggers (correlations) keeps all its events in order unless it names an ordering key, as their
+state steps may depend on the order. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ def check_ordering_key(annotations: Parameters) -> None:
                          "names), or remove it to let the trigger's events run in any order")
 
 
-def partition_key(annotations: Parameters, event: TriggerEvent) -> str:
-    """The bus key of `event` fired on a trigger with `annotations` (see the module docstring)."""
+def partition_key(annotations: Parameters, event: TriggerEvent, *, in_order: bool = False) -> str:
+    """The bus key of `event` fired on a trigger with `annotations` (see the module docstring);
+    `in_order`: without an ordering key, all of the trigger's events share one key."""
     path = annotation(annotations, ORDERING_ANNOTATION)
     fields = _fields(path) if isinstance(path, str) else None
     if not fields:
-        return event.id
+        return str(event.trigger) if in_order else event.id
     value: JSON = event.data
     for name in fields:
         if not isinstance(value, dict) or name not in value:
