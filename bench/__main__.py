@@ -77,7 +77,8 @@ def main() -> None:
                         help="write latest.json/latest.md here instead of bench/results (and leave the README)")
     parser.add_argument("--list", action="store_true", help="print the scenario names and exit")
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy the embedded hub during each scenario that drives it (raw stacks in profiles/)")
+                        help="py-spy the embedded hub during each scenario that drives it, and every process "
+                             "of the distributed scenario (raw stacks in profiles/)")
     args = parser.parse_args()
     if args.list:
         print("\n".join(SCENARIOS))
@@ -90,7 +91,8 @@ def main() -> None:
     out_dir = args.out or ROOT / "bench" / "results"
     with tempfile.TemporaryDirectory(prefix="th-bench-") as scratch, ExitStack() as stack, \
             LoadSampler() as load:
-        ctx = Context(Path(scratch), Sizes.of(quick=args.quick), stack, FLOORS)
+        ctx = Context(Path(scratch), Sizes.of(quick=args.quick), stack, FLOORS,
+                      profile_dir=out_dir / "profiles" if args.profile else None)
         for index, name in enumerate(names, 1):
             print(f"[{index}/{len(names)}] {name} ({time.perf_counter() - t0:.0f} s)", flush=True)
             try:
@@ -105,6 +107,7 @@ def main() -> None:
                 failures[name] = str(error) or type(error).__name__
                 print(f"  {name} FAILED: {failures[name]}", flush=True)
         stack.close()
+        profiles.update(ctx.profiles)
     samples = load.samples
     result: dict[str, object] = {
         "started": started.isoformat(timespec="seconds"), "duration_s": time.perf_counter() - t0,

@@ -52,6 +52,10 @@ class Context:
     floors: Mapping[str, Callable[[Context], Row]]  # floor name -> a fresh measurement of it
     rows: dict[str, Row] = field(default_factory=dict)
     _cache: dict[str, object] = field(default_factory=dict)
+    # --profile: where scenarios that start their own processes (distributed) put py-spy's raw
+    # stacks, and the summaries they made of them (name -> profile.summarize())
+    profile_dir: Path | None = None
+    profiles: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def add(self, row: Row) -> Row:
         """Record `row`; one with a floor gets that floor measured again now and its ratios to it."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
-from bench import systems
+from bench import profile, systems
 from bench.context import CONCURRENCY, NOOP_JS, Context, drained, warm
 from bench.measure import Row, WrkResult, wrk
 from tests.plugins.distributed import Deployment, controller_apihost, deployment_env  # the test setup's roles
@@ -30,7 +30,7 @@ def hot_trigger_rate(hub: systems.Hub, ctx: Context, trigger: str) -> tuple[WrkR
 
 
 @contextmanager
-def deployed(ctx: Context) -> Iterator[tuple[Deployment, systems.Hub]]:
+def deployed(ctx: Context) -> Iterator[tuple[Profiled, systems.Hub]]:
     """Controller, 1 worker and 1 invoker in a fresh database and topic prefix; stopped and dropped after."""
     pg_admin, kafka = service_setting(PG_URL_KEY), service_setting(KAFKA_KEY)
     if not pg_admin or not kafka:
@@ -42,24 +42,58 @@ def deployed(ctx: Context) -> Iterator[tuple[Deployment, systems.Hub]]:
                "TRIGGERHUB_FIRES_PER_MINUTE": "100000000"}
     deployment = Deployment(root, deployment_env(url, kafka, root / "home", **relaxed))
     try:
-        print("  starting controller, 1 worker, 1 invoker (PostgreSQL, Kafka) ...", flush=True)
-        controller = deployment.start("controller")
-        deployment.start("worker")
-        deployment.start("invoker", "--id", "0")
-        auth = deployment.credentials["guest"]
-        hub = systems.Hub(controller.pid, controller_apihost(controller),
-                          "Basic " + base64.b64encode(auth.encode()).decode(), root)
-        invokers_up(hub, 1)
-        yield deployment, hub
+        with ExitStack() as profilers:
+            print("  starting controller, 1 worker, 1 invoker (PostgreSQL, Kafka) ...", flush=True)
+            controller = deployment.start("controller")
+            deployment.start("worker")
+            deployment.start("invoker", "--id", "0")
+            auth = deployment.credentials["guest"]
+            hub = systems.Hub(controller.pid, controller_apihost(controller),
+                              "Basic " + base64.b64encode(auth.encode()).decode(), root)
+            invokers_up(hub, 1)
+            yield Profiled(deployment, ctx, profilers), hub
+        summarize_profiles(deployment, ctx)
     finally:
         deployment.stop_all()
         drop_database(pg_admin, url)
+
+
+class Profiled:
+    """The deployment; with --profile, `profiled()` starts py-spy on each of its processes not yet
+    sampled, which then runs until the scenario ends (so start-up and warm-up can be left out)."""
+
+    def __init__(self, deployment: Deployment, ctx: Context, profilers: ExitStack) -> None:
+        self.deployment = deployment
+        self._ctx = ctx
+        self._profilers = profilers
+        self._sampled: set[int] = set()
+
+    def start(self, role: str, *args: str) -> None:
+        self.deployment.start(role, *args)
+
+    def profiled(self) -> None:
+        if self._ctx.profile_dir is None:
+            return
+        for process in self.deployment.processes:
+            if process.pid not in self._sampled:
+                self._sampled.add(process.pid)
+                raw = self._ctx.profile_dir / f"distributed-{process.log_path.stem}.txt"
+                self._profilers.enter_context(profile.profiled(process.pid, raw))
+
+
+def summarize_profiles(deployment: Deployment, ctx: Context) -> None:
+    if ctx.profile_dir is None:
+        return
+    for process in deployment.processes:
+        raw = ctx.profile_dir / f"distributed-{process.log_path.stem}.txt"
+        ctx.profiles[f"distributed: {process.log_path.stem}"] = profile.summarize(raw)
 
 
 def distributed(ctx: Context) -> None:
     with deployed(ctx) as (deployment, hub):
         hub.must("PUT", "actions/noop", {"exec": {"kind": "nodejs:default", "code": NOOP_JS}})
         warm(hub, "noop")
+        deployment.profiled()  # from here on, with --profile: start-up and warm-up are left out
         hub.must("PUT", "triggers/hot", {})
         hub.must("PUT", "rules/on-hot", {"trigger": "hot", "action": "noop"})
         _, one_each = hot_trigger_rate(hub, ctx, "hot")
@@ -69,6 +103,7 @@ def distributed(ctx: Context) -> None:
         deployment.start("invoker", "--id", "1")
         invokers_up(hub, 2)
         warm(hub, "noop")
+        deployment.profiled()
         url, headers = f"{hub.api}/actions/noop?blocking=true&result=true", {"Authorization": hub.auth_header}
         sequential = wrk(url, duration_s=ctx.sizes.wrk_s, headers=headers)
         concurrent = wrk(url, connections=CONCURRENCY, duration_s=ctx.sizes.wrk_s, headers=headers)

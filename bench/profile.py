@@ -1,4 +1,5 @@
-"""`python -m bench --profile`: py-spy samples the embedded hub while each scenario runs.
+"""`python -m bench --profile`: py-spy samples the embedded hub while each scenario runs (and each
+process of the distributed scenario: bench/paths_distributed.py).
 
 Each scenario's raw stacks go to <out>/profiles/<scenario>.txt (collapsed, for flamegraph tools);
 the summary in latest.json/md gives, per scenario, the share of samples (idle excluded, all of the
@@ -99,7 +100,8 @@ def ranked(counts: Counter[str]) -> list[tuple[str, int]]:
 def markdown(profiles: dict[str, dict[str, object]]) -> str:
     if not profiles:
         return ""
-    lines = ["", "Where the embedded hub's time goes (py-spy at 100 Hz, share of its non-idle samples over all its "
+    lines = ["", "Where the hub's time goes: the embedded hub, and each process of the distributed scenario after its "
+             "warm-up (py-spy at 100 Hz, share of its non-idle samples over all its "
              "threads; inclusive: a package counts once per stack, the loop's own scaffolding left out; self: the "
              "package of the innermost frame). py-spy --nonblocking cannot tell every wait from work: "
              "`EpollSelector.select` is the loop waiting for I/O and a thread parked on a queue shows as the frame "

@@ -11,7 +11,7 @@ import pytest
 from tests.plugins.distributed import (
     INVOKER_COUNT, Deployment, api_client, controller_apihost, wait_for_invokers,
 )
-from tests.plugins.waiting import wait_record
+from tests.plugins.waiting import wait_quiet, wait_record, wait_records
 from triggerhub.cli.distributed import require_postgres
 from triggerhub.config import load_config
 from triggerhub.errors import ConfigError
@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 ECHO = "def main(args):\n    return {'echo': args.get('n'), 'greeting': args.get('greeting')}\n"
 POLL_TIMEOUT_S = 60.0
+FIRES = 24  # per trigger: two triggers stay under the controller's 60 fires a minute
 
 
 def test_sqlite_is_refused_in_distributed_mode(tmp_path) -> None:
@@ -94,3 +95,62 @@ async def test_status_on_a_controller_reports_kafka_lag_and_invokers(distributed
     assert password and body["components"]["store"]["url"] == store_url.replace(f":{password}@", ":***@")
     status, body = await distributed_hub.call("GET", "status", auth="nobody:wrong")
     assert status == 401
+
+
+async def trigger_event_offsets(config: Any) -> dict[int, int]:
+    """End offset of each partition of the `trigger-events` topic."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from triggerhub.bus.topics import Topics
+
+    topic = Topics(config.kafka.topic_prefix).trigger_events
+    consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(config.kafka.partitions)])
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def fire_all(client: Any, trigger: str, payloads: list[dict[str, Any]]) -> None:
+    for payload in payloads:
+        status, body = await client.call("POST", f"namespaces/_/triggers/{trigger}", payload)
+        assert status == 202, body
+
+
+async def test_one_triggers_fires_spread_over_partitions_unless_an_ordering_key_groups_them(distributed_hub) -> None:
+    config = distributed_hub.hub.engine.config
+    await distributed_hub.call("PUT", "namespaces/_/actions/echo", {"exec": {"kind": "python:3.11", "code": ECHO}})
+    status, body = await distributed_hub.call("PUT", "namespaces/_/triggers/ordered",
+                                              {"annotations": [{"key": "ordering-key", "value": "device..id"}]})
+    assert (status, body["error"]) == (400, "annotation 'ordering-key' is \"device..id\"; give a dotted path of a "
+                                            "field in the fired payload, such as \"device\" or \"reading.sensor\" (at "
+                                            "most 16 names), or remove it to let the trigger's events run in any order")
+    await distributed_hub.call("PUT", "namespaces/_/triggers/spread", {})
+    await distributed_hub.call("PUT", "namespaces/_/triggers/ordered",
+                               {"annotations": [{"key": "ordering-key", "value": "device"}]})
+    for trigger in ("spread", "ordered"):
+        status, _ = await distributed_hub.call("PUT", f"namespaces/_/rules/on-{trigger}",
+                                               {"trigger": f"/_/{trigger}", "action": "/_/echo"})
+        assert status == 200
+
+    start = await trigger_event_offsets(config)
+    await fire_all(distributed_hub, "spread", [{"n": n} for n in range(FIRES)])
+    spread = await trigger_event_offsets(config)
+    await fire_all(distributed_hub, "ordered", [{"n": n, "device": "d7"} for n in range(FIRES)])
+    ordered = await trigger_event_offsets(config)
+
+    # Keyed by event id, 24 events all land in one of 4 partitions with a chance of 4 * (1/4)^24 = 1e-14.
+    assert sum(spread.values()) - sum(start.values()) == FIRES
+    assert sum(1 for p in start if spread[p] > start[p]) >= 2
+    assert sorted(ordered[p] - spread[p] for p in spread) == [0] * (len(spread) - 1) + [FIRES]
+    async def echo_count() -> int:
+        status, body = await distributed_hub.call("GET", "namespaces/_/activations", name="echo", count=True)
+        assert status == 200, body
+        return int(body["activations"])
+
+    assert await wait_quiet(echo_count, lambda count: count >= 2 * FIRES, quiet_s=2.0,
+                            timeout_s=POLL_TIMEOUT_S) == 2 * FIRES
+    records = await wait_records(distributed_hub, "echo", 2 * FIRES, POLL_TIMEOUT_S, limit=200)
+    assert sorted(r["response"]["result"]["echo"] for r in records) == sorted(list(range(FIRES)) * 2)

@@ -149,6 +149,18 @@ async def test_created_entities_come_back_with_revision_one(store: SqlStore) -> 
     assert await store.get_entity("guest", "missing") is None
 
 
+async def test_the_entity_generation_counts_committed_entity_writes_only(store: SqlStore) -> None:
+    start = await store.get_entity_generation()
+    written = await store.put_entities([action("hello"), action("bye")])
+    assert await store.get_entity_generation() == start + 1  # one transaction, however many entities
+    await store.put_entities([], [written[1]])
+    assert await store.get_entity_generation() == start + 2
+    with pytest.raises(RevisionConflict):
+        await store.put_entities([action("hello")])  # refused, rolled back: not counted
+    await store.accept(Acceptance(invocations=[]))
+    assert await store.get_entity_generation() == start + 2
+
+
 async def test_update_needs_the_stored_revision(store: SqlStore) -> None:
     [v1] = await store.put_entities([action("hello")])
     [v2] = await store.put_entities([replace(v1, version="0.0.2")])

@@ -67,3 +67,43 @@ async def test_revalidating_reads_last_while_the_entity_generation_is_unchanged(
     assert await entities.find(fqn, Trigger) == Trigger("guest", "tick", version="0.0.2")
     assert await entities.find(fqn, Trigger) == Trigger("guest", "tick", version="0.0.2")
     assert (store.reads, store.version_reads) == (2, 5)
+
+
+class BatchGenerationStore(CountingStore):
+    """The entity read and the entity generation (bumped by every entity write in any process)."""
+
+    def __init__(self, entity: Entity) -> None:
+        super().__init__(entity)
+        self.generation = 0
+
+    async def get_generation(self) -> int:
+        return self.generation
+
+
+async def test_a_revalidated_cache_is_kept_until_the_generation_moves() -> None:
+    store = BatchGenerationStore(Trigger("guest", "tick"))
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024, cache_ttl_s=None,  # type: ignore[arg-type]
+                        generation=store.get_generation)
+    fqn = FullyQualifiedName("guest", "tick")
+
+    await entities.revalidate()
+    assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")
+    await entities.revalidate()
+    assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")
+    assert store.reads == 1
+    store.entity = Trigger("guest", "tick", version="0.0.2")
+    store.generation = 1  # another process wrote an entity
+    assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")  # not revalidated yet: cached
+    await entities.revalidate()
+    assert await entities.find(fqn, Trigger) == Trigger("guest", "tick", version="0.0.2")
+    assert store.reads == 2
+
+
+async def test_without_a_generation_revalidate_reads_nothing() -> None:
+    store = CountingStore(Trigger("guest", "tick"))
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024, cache_ttl_s=None)  # type: ignore[arg-type]
+    await entities.revalidate()
+    assert await entities.find(FullyQualifiedName("guest", "tick"), Trigger) == Trigger("guest", "tick")
+    await entities.revalidate()
+    assert await entities.find(FullyQualifiedName("guest", "tick"), Trigger) == Trigger("guest", "tick")
+    assert store.reads == 1

@@ -1,11 +1,12 @@
-"""Faust apps of distributed mode: consumer groups that run a handler per message or per batch.
+"""The Faust app of distributed mode's workers: a consumer group that runs a handler per batch.
 
-`stream_app(config, group, topic, handler, concurrency)` builds an app whose agents await
-`handler(key, value)` for each message and only then ask for the next one (`batch_app`: a list
-of messages at a time). Faust acks a message
-when its agent asks for the next, and commits only offsets below which every message is acked,
-so a crash mid-handler leaves the message uncommitted and another member of the group gets it
-again. The app has no web server and no tables; `running(app)` starts it inside the caller's loop.
+`batch_app(config, group, topic, handler, max_batch, within_s)` builds an app whose one agent
+awaits `handler(messages)` for up to `max_batch` messages at a time and only then asks for the
+next batch. Faust acks a message when its agent asks for the next, and commits only offsets
+below which every message is acked, so a crash mid-handler leaves the batch uncommitted and
+another member of the group gets it again. The app has no web server and no tables;
+`running(app)` starts it inside the caller's loop. (Invokers and the feeds process use
+bus/group.py instead: messages concurrently, without Faust.)
 """
 
 from __future__ import annotations
@@ -23,25 +24,11 @@ from triggerhub.config import KafkaConfig
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str, bytes], Awaitable[None]]
 BatchHandler = Callable[[list[tuple[str, bytes]]], Awaitable[None]]
 
 HEARTBEAT_FRACTION = 3  # heartbeat at a third of the session timeout, as Kafka advises
 JOIN_POLL_S = 0.1
 LEADER_TOPIC_SUFFIX = "__assignor-__leader"  # Faust's own single-partition topic in every group
-
-
-def stream_app(config: KafkaConfig, group: str, topic: str, handler: Handler, *, concurrency: int,
-               datadir: Path) -> faust.App:
-    """One agent instance per `concurrency`, each handling one message at a time."""
-    app, source = _app(config, group, topic, datadir)
-
-    async def agent(stream: Any) -> None:
-        async for event in stream.events():
-            await handler(_key(event.message.key), event.message.value)
-
-    app.agent(source, name=f"{group}.handle", concurrency=concurrency)(agent)
-    return app
 
 
 def batch_app(config: KafkaConfig, group: str, topic: str, handler: BatchHandler, *, max_batch: int,
@@ -70,7 +57,11 @@ def _app(config: KafkaConfig, group: str, topic: str, datadir: Path) -> tuple[fa
         broker_session_timeout=session_s, broker_heartbeat_interval=session_s / HEARTBEAT_FRACTION,
         broker_rebalance_timeout=max(session_s, 10.0), broker_commit_interval=config.commit_interval_ms / 1000,
         broker_commit_every=1, consumer_auto_offset_reset="earliest", producer_acks=-1, producer_linger=0.0,
-        stream_wait_empty=True,
+        # At revocation Faust would wait, without bound, for every message in flight to be acked;
+        # a member could then stay in a rebalance that never completed (faust-streaming issue
+        # #133). Not waiting is safe here: what was not acked is not committed and its next owner
+        # handles it again, which the handlers tolerate (event and activation ids settle repeats).
+        stream_wait_empty=False,
     )
     return app, app.topic(topic, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
 

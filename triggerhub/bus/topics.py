@@ -26,7 +26,8 @@ class Topics:
 
     @property
     def trigger_events(self) -> str:
-        """Fired events, keyed by trigger name so one trigger's events stay in one partition."""
+        """Fired events, keyed by event id so one trigger's events spread over the partitions
+        (or by the trigger's ordering key, whose events then share a partition)."""
         return f"{self.prefix}trigger-events"
 
     @property

@@ -27,7 +27,8 @@ from triggerhub.api.status import status_routes
 from triggerhub.cli.health import distributed_probes
 from triggerhub.api.hooks import webhook_routes
 from triggerhub.api.tls import listener_tls
-from triggerhub.bus.app import assigned_partitions, batch_app, running, stream_app
+from triggerhub.bus.app import batch_app, running
+from triggerhub.bus.group import GroupMember
 from triggerhub.bus.producer import KafkaPublisher
 from triggerhub.bus.tail import Tail
 from triggerhub.bus.topics import Topics, ensure_topics
@@ -57,13 +58,19 @@ from triggerhub.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
-# A worker takes the events that arrived within a few ms as one batch: different triggers are
-# matched in parallel (their store writes share commits), one trigger's events in topic order.
+# A worker takes the events that arrived within a few ms as one batch and matches them
+# concurrently (their store writes share commits); events of one ordering key (engine/ordering.py)
+# one after another in topic order. The batch size bounds the concurrency.
 WORKER_MAX_BATCH = 256
 WORKER_BATCH_WITHIN_S = 0.005
-# Entities are written by controllers and read everywhere: workers and invokers always read the
-# store, a controller trusts its cache for this long (it drops an entry at once when it writes it).
+# Entities are written by controllers and read everywhere: a worker caches them and revalidates
+# its cache against the store's entity generation once per batch of events (so an event fired
+# after a write committed is matched with what was written); invokers always read the store; a
+# controller trusts its cache for this long (it drops an entry at once when it writes it). The
+# worker's entries also age out after WORKER_CACHE_TTL_S, for its derived triggers' loop, which
+# reads entities between batches.
 CONTROLLER_CACHE_TTL_S = 1.0
+WORKER_CACHE_TTL_S = 1.0
 FEED_LIFECYCLE_CONCURRENCY = 4
 
 
@@ -101,14 +108,18 @@ async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
 
 
 def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: Topics, *,
-            invoker: Invoker | None = None, cache_ttl_s: float = 0.0, waiter: CompletionWaiter | None = None,
-            reply_to: str | None = None, builtin: BuiltinHandler | None = None,
-            dispatcher: KafkaDispatcher | None = None, derive_loop: bool = False) -> Engine:
+            invoker: Invoker | None = None, cache_ttl_s: float | None = 0.0, revalidated: bool = False,
+            waiter: CompletionWaiter | None = None, reply_to: str | None = None,
+            builtin: BuiltinHandler | None = None, dispatcher: KafkaDispatcher | None = None,
+            derive_loop: bool = False) -> Engine:
     """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
-    the derived triggers' loop with `derive_loop` (workers)."""
+    the derived triggers' loop with `derive_loop` (workers). `revalidated`: its entity cache is
+    dropped by `entities.revalidate()` when any process wrote an entity (cache_ttl_s=None then
+    keeps entries until that happens)."""
     return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
-                                    cache_ttl_s=cache_ttl_s),
+                                    cache_ttl_s=cache_ttl_s,
+                                    generation=store.get_entity_generation if revalidated else None),
                   dispatcher=dispatcher or KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
 
 
@@ -181,9 +192,10 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
-        engine = _engine(config, store, publisher, topics, derive_loop=True)
+        engine = _engine(config, store, publisher, topics, cache_ttl_s=WORKER_CACHE_TTL_S, revalidated=True,
+                         derive_loop=True)
         await stack.enter_async_context(engine)
-        service = WorkerService(engine.emit, topics.trigger_events)
+        service = WorkerService(engine.emit, topics.trigger_events, revalidate=engine.entities.revalidate)
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
 
@@ -211,14 +223,14 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
         stack.push_async_callback(pool.close)
         await pool.start()
         service = InvokerService(name, store, engine.execute, publisher, topics.invocations)
-        app = stream_app(config.kafka, topics.app_id("invokers"), topics.invocations, service.handle,
-                         concurrency=config.kafka.invoker_concurrency, datadir=_datadir(config, name))
+        member = GroupMember(config.kafka, topics.app_id("invokers"), topics.invocations, service.handle,
+                             concurrency=config.kafka.invoker_concurrency, client_id=name)
         stop = asyncio.Event()
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(stop.set)
-        await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
+        await stack.enter_async_context(member.running(join_timeout_s=_join_timeout_s(config)))
         tasks.create_task(heartbeat(name, publisher, topics.health, config.kafka.heartbeat_interval_ms,
-                                    _with_partitions(service.statistics, app), stop))
+                                    _with_partitions(service.statistics, member), stop))
         tasks.create_task(reap_until(pool, stop))
         yield service
 
@@ -252,15 +264,15 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         stack.push_async_callback(feeds.stop)
         await feeds.start(tasks)
         service = InvokerService("feeds", store, engine.execute, publisher, topics.feed_invocations)
-        app = stream_app(config.kafka, topics.app_id("feeds"), topics.feed_invocations, service.handle,
-                         concurrency=FEED_LIFECYCLE_CONCURRENCY, datadir=_datadir(config, "feeds"))
-        await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
+        member = GroupMember(config.kafka, topics.app_id("feeds"), topics.feed_invocations, service.handle,
+                             concurrency=FEED_LIFECYCLE_CONCURRENCY, client_id="feeds")
+        await stack.enter_async_context(member.running(join_timeout_s=_join_timeout_s(config)))
         yield service
 
 
-def _with_partitions(statistics: Callable[[], InvokerStatistics], app: Any) -> Callable[[], InvokerStatistics]:
+def _with_partitions(statistics: Callable[[], InvokerStatistics], member: GroupMember) -> Callable[[], InvokerStatistics]:
     def snapshot() -> InvokerStatistics:
-        return replace(statistics(), partitions=assigned_partitions(app))
+        return replace(statistics(), partitions=member.assigned_partitions())
 
     return snapshot
 

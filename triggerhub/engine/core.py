@@ -30,6 +30,7 @@ from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.derive import Deriver
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
+from triggerhub.engine.ordering import partition_key
 from triggerhub.engine.explain import explain as explain_rule
 from triggerhub.engine.replay import replay_rule
 from triggerhub.engine.resolve import Resolved, bound_parameters, check_final, check_read, merge_arguments, package_readable
@@ -260,7 +261,8 @@ class Engine:
         event = TriggerEvent(id=new_activation_id(), source=f"/api/v1/namespaces/{fqn.namespace}/triggers/{fqn.name}",
                              type=API_FIRE_TYPE, trigger=trigger.fqn, data=payload, time_ms=now_ms(),
                              subject=identity.subject)
-        await self.dispatcher.fire(event, lambda: self._match(trigger, event, cursor=None))
+        await self.dispatcher.fire(event, lambda: self._match(trigger, event, cursor=None),
+                                   key=partition_key(trigger.annotations, event, in_order=bool(trigger.derived)))
         return rules.trigger_activation_id(event)
 
     async def emit(self, event: TriggerEvent, cursor: tuple[str, str] | None = None, *,

@@ -63,9 +63,10 @@ class Dispatcher(Protocol):
         """Serve until the block ends: accepted invocations run with `execute` (if they run in
         this process), and `finished(invocation)` is called once for each handed over."""
 
-    async def fire(self, event: TriggerEvent, match_here: MatchHere) -> bool:
+    async def fire(self, event: TriggerEvent, match_here: MatchHere, *, key: str) -> bool:
         """A fire through the API: match it in this process (`match_here()`) or hand the event to
-        where rules are matched. False when the event was a duplicate."""
+        where rules are matched, under `key` (events of one key are matched in order:
+        engine/ordering.py). False when the event was a duplicate."""
 
     async def submit(self, acceptance: Acceptance, invocations: Sequence[Invocation], *,
                      confirmations: list[Awaitable[None]] | None = None) -> bool:
@@ -125,8 +126,8 @@ class LocalDispatcher:
     def statistics(self) -> LocalStatistics:
         return LocalStatistics(running=len(self._running))
 
-    async def fire(self, event: TriggerEvent, match_here: MatchHere) -> bool:
-        return await match_here()
+    async def fire(self, event: TriggerEvent, match_here: MatchHere, *, key: str) -> bool:
+        return await match_here()  # one process: fires are matched as they come, in request order
 
     async def submit(self, acceptance: Acceptance, invocations: Sequence[Invocation], *,
                      confirmations: list[Awaitable[None]] | None = None) -> bool:

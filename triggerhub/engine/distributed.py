@@ -1,6 +1,6 @@
 """Distributed mode's engine side: the Kafka dispatcher and the controller, worker and invoker loops.
 
-controller: fires -> `trigger-events` (keyed by trigger); invocations -> `invocations` (keyed by
+controller: fires -> `trigger-events` (keyed by event id, or by an ordering key: ordering.py); invocations -> `invocations` (keyed by
             activation id); blocking callers wait on `completed<N>` (CompletionWaiter).
 worker:     `trigger-events` -> engine.emit (rule matching, store.accept) -> `invocations`.
 invoker:    `invocations` -> run -> store.complete -> `completed<N>`; heartbeats on `health`.
@@ -161,9 +161,9 @@ class KafkaDispatcher:
         the first and skips the rest (its record exists, or it is still running it)."""
         await self._publish(invocation, None, None)
 
-    async def fire(self, event: TriggerEvent, match_here: MatchHere) -> bool:
-        """Accepted once Kafka holds the event; a worker matches it."""
-        await self._publisher.publish(self._topics.trigger_events, str(event.trigger), event_message(event))
+    async def fire(self, event: TriggerEvent, match_here: MatchHere, *, key: str) -> bool:
+        """Accepted once Kafka holds the event; a worker matches it (events of one key in order)."""
+        await self._publisher.publish(self._topics.trigger_events, key, event_message(event))
         return True
 
     async def submit(self, acceptance: Acceptance, invocations: Sequence[Invocation], *,
@@ -303,9 +303,11 @@ class Emit(Protocol):
 class WorkerService:
     """Handles trigger events: match rules, accept durably, publish the invocations."""
 
-    def __init__(self, emit: Emit, topic: str) -> None:
+    def __init__(self, emit: Emit, topic: str, *, revalidate: Callable[[], Awaitable[None]] | None = None) -> None:
+        """`revalidate` runs before each batch (the entity cache's check against the store)."""
         self._emit = emit
         self._topic = topic
+        self._revalidate = revalidate
         self.handled = 0
 
     async def handle_batch(self, messages: list[tuple[str, bytes]]) -> None:
@@ -315,6 +317,8 @@ class WorkerService:
         published again, which invokers run at most once)."""
         async def handle_confirmed() -> None:
             confirmations: list[Awaitable[None]] = []
+            if self._revalidate is not None:
+                await self._revalidate()
             await self._handle_grouped(messages, confirmations)
             for confirmation in confirmations:
                 await confirmation
@@ -322,17 +326,19 @@ class WorkerService:
         await retrying(f"handling a batch of {len(messages)} events", handle_confirmed)
 
     async def _handle_grouped(self, messages: list[tuple[str, bytes]], confirmations: list[Awaitable[None]]) -> None:
-        """Triggers in parallel, each trigger's events one after another in topic order."""
-        by_trigger: dict[str, list[bytes]] = {}
+        """Keys in parallel, each key's events one after another in topic order. A fire's key is
+        its event id unless its trigger has an ordering key (engine/ordering.py), so a batch of
+        one hot trigger's events is matched concurrently (at most a batch at a time)."""
+        by_key: dict[str, list[bytes]] = {}
         for key, value in messages:
-            by_trigger.setdefault(key, []).append(value)
+            by_key.setdefault(key, []).append(value)
 
         async def in_order(key: str, values: list[bytes]) -> None:
             for value in values:
                 await self.handle(key, value, confirmations=confirmations)
 
         async with asyncio.TaskGroup() as tasks:
-            for key, values in by_trigger.items():
+            for key, values in by_key.items():
                 tasks.create_task(in_order(key, values))
 
     async def handle(self, key: str, value: bytes, *, confirmations: list[Awaitable[None]] | None = None) -> None:

@@ -22,6 +22,7 @@ from triggerhub.model import (
     Parameter, ReducedRule, Rule, RuleCounts, RuleStatus, Trigger, annotation, bump_version, is_valid_name, now_ms,
     with_annotation,
 )
+from triggerhub.engine.ordering import check_ordering_key
 from triggerhub.engine import bodies
 from triggerhub.engine.resolve import bound_parameters, check_read, check_write, not_authorized, package_readable
 from triggerhub.rules import correlate
@@ -308,6 +309,7 @@ class Entities:
             raise BadRequest("Triggers cannot be created inside a package.")
         old = await self._existing(fqn, Trigger, overwrite=overwrite)
         annotations = bodies.parse_annotations(body, old.annotations if old else ())
+        check_ordering_key(annotations)
         feed = annotation(annotations, "feed")
         if feed is not None:
             try:

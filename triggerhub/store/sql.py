@@ -31,6 +31,7 @@ from triggerhub.store import codec, derived, direct, event_log, operations, stat
 from triggerhub.store.base import Acceptance, ActivationQuery, DeriveStep, FeedRegistration, Pruned
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
+from triggerhub.store.pg_direct import DRIVER_ERRORS as PG_DRIVER_ERRORS, PgReads
 from triggerhub.store.runners import (
     SQLITE_BUSY_TIMEOUT_MS, AsyncRunner, Runner, SqliteRunner, WriterStatistics, configure_sqlite,
 )
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeoutError, OSError, sqlite3.Error,
+                                                    *PG_DRIVER_ERRORS)
 
 
 class SqlStore:
@@ -55,6 +58,7 @@ class SqlStore:
                               f"{', '.join(SQLITE_SYNCHRONOUS)}; NORMAL survives a process crash")
         self._is_sqlite = self._url.get_backend_name() == "sqlite"
         self._runner: Runner | None = None
+        self._pg_reads: PgReads | None = None  # PostgreSQL's hot key reads (pg_direct.py)
         self._acceptances = GroupCommit(self._accept_batch)
         self._completions = GroupCommit(self._complete_batch)
         self._sql = statements.Statements(self._url.get_backend_name())
@@ -87,7 +91,10 @@ class SqlStore:
                 with self._translated("open the database for writing"):
                     self._runner = await SqliteRunner.open(self._url, self._synchronous)
             else:
-                self._runner = AsyncRunner(engine)
+                reads = PgReads(self._url)
+                with self._translated("open the database for key reads"):
+                    await reads.open()
+                self._runner, self._pg_reads = AsyncRunner(engine), reads
         except BaseException:
             await engine.dispose()
             raise
@@ -95,6 +102,9 @@ class SqlStore:
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
+        reads, self._pg_reads = self._pg_reads, None
+        if reads is not None:
+            await reads.close()
         if runner is not None:
             await runner.close()
 
@@ -111,6 +121,10 @@ class SqlStore:
             await self._opened.write(partial(operations.execute, statement=self._sql.upsert_subject, params=row))
 
     async def get_subject(self, uuid: str) -> Subject | None:
+        if self._pg_reads is not None:
+            with self._translated("read a subject"):
+                found = await self._pg_reads.subject_doc(uuid)
+            return None if found is None else codec.subject_from_doc(codec.loads(found))
         if self._is_sqlite:
             read: Callable[[Connection], str | None] = partial(direct.select_subject_doc, uuid=uuid)
         else:
@@ -134,6 +148,10 @@ class SqlStore:
     # entities ---------------------------------------------------------------------------------
 
     async def get_entity(self, namespace: str, name: str) -> Entity | None:
+        if self._pg_reads is not None:
+            with self._translated(f"read entity '{namespace}/{name}'"):
+                found = await self._pg_reads.entity(namespace, name)
+            return None if found is None else codec.entity_from_doc(found[0], codec.loads(found[2]))
         if self._is_sqlite:
             read: Callable[[Connection], Any] = partial(direct.select_entity, path=namespace, name=name)
         else:
@@ -148,6 +166,9 @@ class SqlStore:
     async def get_entity_generation(self) -> int:
         """How many transactions wrote entities so far (any process): a cache filled at one value
         is current while the value stays."""
+        if self._pg_reads is not None:
+            with self._translated("read the entity generation"):
+                return await self._pg_reads.entity_generation()
         if self._is_sqlite:
             read: Callable[[Connection], int | None] = direct.select_entity_generation
         else:
@@ -212,6 +233,10 @@ class SqlStore:
         return answers
 
     async def get_activation(self, namespace: str, activation_id: str) -> Activation | None:
+        if self._pg_reads is not None:
+            with self._translated(f"read activation {activation_id!r}"):
+                found = await self._pg_reads.activation_doc(namespace, activation_id)
+            return None if found is None else codec.activation_from_doc(codec.loads(found))
         if self._is_sqlite:
             read: Callable[[Connection], str | None] = partial(direct.select_activation_doc, namespace=namespace,
                                                                activation_id=activation_id)
@@ -407,7 +432,7 @@ class SqlStore:
         """Turn database and driver failures into StoreError naming the operation and database."""
         try:
             yield
-        except (DBAPIError, PoolTimeoutError, OSError, sqlite3.Error) as exc:
+        except DATABASE_ERRORS as exc:
             raise StoreError(f"could not {what} in {self!r}: {_describe(exc)}; "
                              "check that the database is reachable and writable") from exc
 
