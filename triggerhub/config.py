@@ -116,6 +116,17 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ObserveConfig:
+    """Metrics and lineage (observe/): on by default; off only to measure what they cost."""
+
+    metrics: bool = True  # METRICS: count and time into the Prometheus registry
+    lineage: bool = True  # LINEAGE: traceparent, rule decisions and event links on every record
+    metrics_port: int = 0  # METRICS_PORT: loopback /metrics of a worker, invoker or feeds process; 0: none
+    metrics_token: str = field(default="", repr=False)  # METRICS_TOKEN: Bearer token /metrics asks for; "": none
+    metrics_max_names: int = 500  # METRICS_MAX_NAMES: trigger and rule labels kept; later names count as `other`
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     home: Path = DEFAULT_HOME
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -124,6 +135,7 @@ class HubConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
     deploy_examples: bool = True
     examples_webhook_token: str = field(default="", repr=False)  # WEBHOOK_TOKEN; empty: one is made per home
 
@@ -161,6 +173,11 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "RUNTIMES_DIR": ("runtime", "runtimes_dir"),
     "NODE_BINARY": ("runtime", "node_binary"),
     "MQTT_PORT": ("mqtt", "port"),
+    "METRICS": ("observe", "metrics"),
+    "LINEAGE": ("observe", "lineage"),
+    "METRICS_PORT": ("observe", "metrics_port"),
+    "METRICS_TOKEN": ("observe", "metrics_token"),
+    "METRICS_MAX_NAMES": ("observe", "metrics_max_names"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "KAFKA_PARTITIONS": ("kafka", "partitions"),
@@ -231,7 +248,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     values.update({k: (k, v) for k, v in env.items() if k in _FOREIGN_ENV_KEYS})
     values.update({ENV_PREFIX + k: (k, v) for k, v in (overrides or {}).items() if v is not None})
     config = HubConfig()
-    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt"}}
+    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt", "observe"}}
     top: dict[str, Any] = {}
     problems: list[str] = []
     for shown, (key, raw) in sorted(values.items()):

@@ -33,7 +33,7 @@ from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.errors import ConfigError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import RuntimeFactory
-from triggerhub.cli.wiring import action_pool, reap_until
+from triggerhub.cli.wiring import action_pool, observed, reap_until
 from triggerhub.invoker.process import ProcessRuntimeFactory
 from triggerhub.invoker.sandbox import find_sandbox
 from triggerhub.store.sql import SqlStore
@@ -123,6 +123,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
         engine = Engine(config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
                         dispatcher=LocalDispatcher(store), builtin=feeds.run_builtin)
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
+        observed(config, pool=pool, running=lambda: engine.dispatcher.statistics().to_json()["running"])
         try:
             async with engine, asyncio.TaskGroup() as tasks:
                 await pool.start()

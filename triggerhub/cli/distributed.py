@@ -44,7 +44,8 @@ from triggerhub.errors import ConfigError, StoreError, TriggerhubError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import Invoker, RuntimeFactory
 from triggerhub.cli.compose import choose_runtime
-from triggerhub.cli.wiring import action_pool, reap_until
+from triggerhub.cli.wiring import action_pool, observed, reap_until
+from triggerhub.observe.exposition import serving_metrics
 from triggerhub.model import TriggerEvent, now_ms
 from triggerhub.store.sql import SqlStore
 
@@ -134,6 +135,7 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         readers = [tasks.create_task(completions.run()), tasks.create_task(heartbeats.run())]
         await stack.enter_async_context(engine)
         probes = distributed_probes(engine, store, health, config.kafka, topics)
+        observed(config, lag_groups=_lag_groups(topics))
         runner = web.AppRunner(create_app(engine, admin_routes(health) + webhook_routes(webhooks)
                                           + status_routes("distributed", probes)), access_log=None)
         await runner.setup()
@@ -158,6 +160,8 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         engine = _engine(config, store, publisher, topics)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events)
+        observed(config, lag_groups={topics.app_id("worker"): topics.trigger_events})
+        await stack.enter_async_context(_metrics_listener(config))
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
@@ -180,6 +184,9 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
         stack.push_async_callback(pool.close)
         await pool.start()
         service = InvokerService(name, store, engine.execute, publisher, topics.invocations)
+        observed(config, pool=pool, running=lambda: service.statistics().running,
+                 lag_groups={topics.app_id("invokers"): topics.invocations})
+        await stack.enter_async_context(_metrics_listener(config))
         app = stream_app(config.kafka, topics.app_id("invokers"), topics.invocations, service.handle,
                          concurrency=config.kafka.invoker_concurrency, datadir=_datadir(config, name))
         stop = asyncio.Event()
@@ -236,10 +243,24 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         stack.push_async_callback(feeds.stop)
         await feeds.start(tasks)
         service = InvokerService("feeds", store, engine.execute, publisher, topics.feed_invocations)
+        observed(config, running=lambda: service.statistics().running,
+                 lag_groups={topics.app_id("feeds"): topics.feed_invocations})
+        await stack.enter_async_context(_metrics_listener(config))
         app = stream_app(config.kafka, topics.app_id("feeds"), topics.feed_invocations, service.handle,
                          concurrency=FEED_LIFECYCLE_CONCURRENCY, datadir=_datadir(config, "feeds"))
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
+
+
+def _lag_groups(topics: Topics) -> dict[str, str]:
+    """Every consumer group of the hub -> its topic (the controller's /metrics shows them all)."""
+    return {topics.app_id("worker"): topics.trigger_events, topics.app_id("invokers"): topics.invocations,
+            topics.app_id("feeds"): topics.feed_invocations}
+
+
+def _metrics_listener(config: HubConfig) -> contextlib.AbstractAsyncContextManager[int | None]:
+    """/metrics of a process without the REST API, on 127.0.0.1 (TRIGGERHUB_METRICS_PORT)."""
+    return serving_metrics(host=config.api.host, port=config.observe.metrics_port, token=config.observe.metrics_token)
 
 
 def _with_partitions(statistics: Callable[[], InvokerStatistics], app: Any) -> Callable[[], InvokerStatistics]:
@@ -309,32 +330,39 @@ def controller(controller_id: int | None, port: int | None, host: str | None, tl
     _serve(lambda: running_controller(config), lambda c: f"triggerhub controller listening on {c.apihost}")
 
 
+_METRICS_PORT = click.option("--metrics-port", type=int, default=None,
+                             help="serve /metrics on 127.0.0.1:PORT (TRIGGERHUB_METRICS_PORT; default: none)")
+
+
 @click.command()
+@_METRICS_PORT
 @click.option("-v", "--verbose", is_flag=True)
-def worker(verbose: bool) -> None:
+def worker(metrics_port: int | None, verbose: bool) -> None:
     """Match fired trigger events against rules and publish the invocations (distributed mode)."""
     _logging(verbose)
-    config = _load({})
+    config = _load({"METRICS_PORT": metrics_port})
     _serve(lambda: running_worker(config), lambda _: "triggerhub worker consuming trigger events")
 
 
 @click.command()
 @click.option("--id", "invoker_id", type=int, required=True, help="invoker id N (reported as invokerN)")
 @click.option("--runtime", type=click.Choice(["auto", "docker", "process"]), default=None)
+@_METRICS_PORT
 @click.option("-v", "--verbose", is_flag=True)
-def invoker(invoker_id: int, runtime: str | None, verbose: bool) -> None:
+def invoker(invoker_id: int, runtime: str | None, metrics_port: int | None, verbose: bool) -> None:
     """Run invocations from Kafka in the container pool and record them (distributed mode)."""
     _logging(verbose)
-    config = _load({"RUNTIME": runtime})
+    config = _load({"RUNTIME": runtime, "METRICS_PORT": metrics_port})
     _serve(lambda: running_invoker(config, invoker_id), lambda s: f"triggerhub {s.name} consuming invocations")
 
 
 @click.command()
+@_METRICS_PORT
 @click.option("-v", "--verbose", is_flag=True)
-def feeds(verbose: bool) -> None:
+def feeds(metrics_port: int | None, verbose: bool) -> None:
     """Run the feeds and the feed lifecycle actions; one such process leads, others stand by."""
     _logging(verbose)
-    config = _load({})
+    config = _load({"METRICS_PORT": metrics_port})
     _serve(lambda: running_feeds(config), lambda _: "triggerhub feeds leading")
 
 

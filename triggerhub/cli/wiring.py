@@ -1,4 +1,5 @@
-"""Blocks every process's composition shares: the action pool, and the task that reaps it.
+"""Blocks every process's composition shares: the action pool, the task that reaps it, and what
+the process's /metrics reads (`observed`).
 
 `running_hub` (cli/compose.py) and `running_invoker` (cli/distributed.py) both run actions; they
 build their pool here, so both clean up the same way and take the same settings.
@@ -10,9 +11,12 @@ import asyncio
 import contextlib
 import logging
 
-from triggerhub.config import HubConfig
+from collections.abc import Awaitable, Callable, Mapping
+
+from triggerhub.config import HubConfig, KafkaConfig
 from triggerhub.invoker.base import RuntimeFactory
 from triggerhub.invoker.pool import ContainerPool, PoolConfig
+from triggerhub.observe import metrics
 
 log = logging.getLogger(__name__)
 REAP_INTERVAL_S = 1.0
@@ -36,3 +40,39 @@ async def reap_until(pool: ContainerPool, stop: asyncio.Event) -> None:
                 await stop.wait()
         if not stop.is_set():
             await pool.reap()
+
+
+def observed(config: HubConfig, *, pool: ContainerPool | None = None, running: Callable[[], int] | None = None,
+             lag_groups: Mapping[str, str] | None = None) -> None:
+    """Point this process's /metrics at its parts: the pool's runtimes by state, the activations
+    running here (in flight), and the Kafka consumer lag of `lag_groups` (group id -> topic)."""
+    metrics.configure(enabled=config.observe.metrics, max_names=config.observe.metrics_max_names)
+    metrics.GAUGES.clear()
+    if pool is not None:
+        def runtimes() -> dict[tuple[str, ...], float]:
+            stats = pool.statistics()
+            return {("warm",): stats.warm, ("prewarm",): stats.prewarm, ("busy",): stats.busy,
+                    ("paused",): stats.paused, ("starting",): stats.starting}
+
+        metrics.GAUGES.read("triggerhub_pool_runtimes", "Runtimes in this process's container pool, by state",
+                            ("state",), runtimes)
+        metrics.GAUGES.read("triggerhub_pool_waiting_activations", "Activations waiting for room in the pool", (),
+                            lambda: {(): pool.statistics().waiting})
+        metrics.GAUGES.read("triggerhub_pool_memory_used_bytes", "Memory of the pool's action runtimes", (),
+                            lambda: {(): pool.statistics().memory_used_mb * 1024 * 1024})
+    if running is not None:
+        read_running = running
+        metrics.GAUGES.read("triggerhub_inflight_activations", "Activations running in this process now", (),
+                            lambda: {(): read_running()})
+    if lag_groups:
+        metrics.GAUGES.refresh_with(_lag_refresher(config.kafka, dict(lag_groups)))
+
+
+def _lag_refresher(kafka: KafkaConfig, groups: dict[str, str]) -> Callable[[], Awaitable[None]]:
+    async def refresh() -> None:
+        from triggerhub.bus.lag import consumer_lag  # aiokafka's admin client: loaded by Kafka processes only
+
+        lags = await consumer_lag(kafka, groups)
+        metrics.GAUGES.set_lag({(group, lag.topic): lag.lag for group, lag in lags.items()})
+
+    return refresh

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from triggerhub.errors import StoreError
-from triggerhub.model import Activation, Invocation
+from triggerhub.model import Activation, Invocation, now_ms
+from triggerhub.observe import metrics
 from triggerhub.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ async def run_to_record(invocation: Invocation, *, execute: Execute, store: Stor
     record = await execute(invocation)
     stored = await _retried(lambda: store.complete(record), invocation, record, retry, surface, sleep)
     if stored:
+        metrics.activation_stored(record.response.status_code.name.lower(), start_ms=record.start_ms,
+                                  end_ms=record.end_ms, received_ms=invocation.received_ms or None, stored_ms=now_ms())
         log.info("activation %s of %s ended on %s: %s", record.activation_id, invocation.path_annotation, where,
                  record.response.status_code.text)
         return record

@@ -16,6 +16,7 @@ from triggerhub.model import (
     Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Kind, Parameter, StatusCode, now_ms,
     params_to_dict,
 )
+from triggerhub.observe import lineage, metrics
 from triggerhub.store.base import Store
 
 _COMPONENT_IDS = uuid.UUID("6f1d3c1e-64a4-4c1b-9a4c-2f7f0c9d7e11")
@@ -62,10 +63,13 @@ async def run_sequence(invocation: Invocation, *, topmost: bool, resolve: Resolv
                 subject=invocation.subject, accepted_ms=now_ms(), cause=invocation.activation_id,
                 path_annotation=resolved.path, binding=resolved.binding,
                 transaction_id=invocation.transaction_id,
-                extra_annotations=(Parameter("causedBy", "sequence"),),
+                extra_annotations=(Parameter("causedBy", "sequence"),)
+                + lineage.child_annotations(invocation.extra_annotations, child_id),
             )
             record = await execute(child)
-            await store.complete(record)
+            if await store.complete(record):
+                metrics.activation_stored(record.response.status_code.name.lower(), start_ms=record.start_ms,
+                                          end_ms=record.end_ms, received_ms=None, stored_ms=now_ms())
         ids.append(child_id)
         total_ms += record.duration or 0
         response = record.response
@@ -82,6 +86,7 @@ async def run_sequence(invocation: Invocation, *, topmost: bool, resolve: Resolv
         annotations += (Parameter("binding", invocation.binding),)
     if not topmost:
         annotations += (Parameter("causedBy", "sequence"),)
+    annotations += lineage.inherited(invocation.extra_annotations)
     return Activation(
         namespace=invocation.namespace, name=action.name, subject=invocation.subject,
         activation_id=invocation.activation_id, start_ms=start, end_ms=max(now_ms(), start + total_ms),

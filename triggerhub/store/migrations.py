@@ -91,6 +91,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             matched BIGINT NOT NULL,
             filtered BIGINT NOT NULL)""",
     )),
+    # Lineage: the trigger event each activation record descends from (its `event` annotation),
+    # so an event's chain is one indexed read. Written by the same insert as the record.
+    Migration(8, "activations by trigger event", (
+        "ALTER TABLE activations ADD COLUMN event_id TEXT",
+        "CREATE INDEX activations_by_event ON activations (event_id, start_ms)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

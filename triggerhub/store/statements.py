@@ -107,7 +107,16 @@ def activation_list_name(activation: Activation) -> str:
 def activation_row(activation: Activation) -> dict[str, Any]:
     return {"activation_id": activation.activation_id, "namespace": activation.namespace,
             "name": activation_list_name(activation), "start_ms": activation.start_ms,
-            "doc": codec.dumps(codec.activation_to_doc(activation))}
+            "doc": codec.dumps(codec.activation_to_doc(activation)), "event_id": activation_event_id(activation)}
+
+
+def activation_event_id(activation: Activation) -> str | None:
+    """The trigger event a record descends from: its `event` (or a retry's `eventId`) annotation."""
+    for key in ("event", "eventId"):
+        value = annotation(activation.annotations, key)
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def pending_row(invocation: Invocation) -> dict[str, Any]:

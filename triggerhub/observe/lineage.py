@@ -1,0 +1,188 @@
+"""Lineage: how an event's trace context reaches every decision and activation, and the chain
+`GET /api/v1/namespaces/{ns}/events/{id}/lineage` returns. Pure functions; the engine does the I/O.
+
+What is stored, on the write path's existing statements:
+- the event row's document carries its own `traceparent`, `origin` (the source message, with the
+  `traceparent` the source sent) and `decisions` (one per active rule), in the accepting transaction;
+- every activation record descending from it carries two annotations, `traceparent` (its own span)
+  and `event` (the event id), and the store files it under that event (migration 8's `event_id`).
+Actions see their context as `__OW_TRACEPARENT` (from the /run body's `traceparent`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from enum import StrEnum
+
+from triggerhub.model import JSON, Activation, Parameter, Parameters, TriggerEvent, annotation
+from triggerhub.observe.trace import (
+    TraceContext, activation_span_id, decision_span_id, derived_trace, event_span_id, parse,
+)
+
+TRACEPARENT = "traceparent"
+EVENT = "event"
+LINEAGE_VERSION = 1
+
+
+class Decision(StrEnum):
+    MATCHED = "matched"  # an activation was accepted for the rule
+    FILTERED = "filtered"  # the rule's filter refused the event (a non-match)
+    REFUSED = "refused"  # matched, but not run: blocked namespace, missing action, throttled, bad transform
+
+
+def event_context(event: TriggerEvent) -> TraceContext:
+    """The event's own context: a child of what its source sent, else a trace of its own."""
+    sent = parse(event.traceparent)
+    span_id = event_span_id(event.id)
+    if sent is None:
+        return derived_trace(event.id)
+    return sent if sent.span_id == span_id else sent.child(span_id)
+
+
+def traced_event(event: TriggerEvent) -> TriggerEvent:
+    """`event` carrying its own context; what its source sent is kept in `origin.traceparent`."""
+    context = event_context(event)
+    if event.traceparent == context.traceparent:
+        return event
+    origin = dict(event.origin or {})
+    if parse(event.traceparent) is not None:
+        origin[TRACEPARENT] = event.traceparent
+    return replace(event, traceparent=context.traceparent, origin=origin or None)
+
+
+def decision(rule: str, verdict: Decision, *, context: TraceContext, event_id: str, action: str,
+             activation_id: str | None = None, reason: str | None = None) -> dict[str, JSON]:
+    out: dict[str, JSON] = {"rule": rule, "action": action, "decision": verdict.value,
+                            "spanId": decision_span_id(event_id, rule)}
+    if activation_id is not None:
+        out["activationId"] = activation_id
+    if reason is not None:
+        out["reason"] = reason
+    return out
+
+
+def activation_annotations(context: TraceContext, event_id: str, activation_id: str,
+                           present: Parameters = ()) -> Parameters:
+    """The annotations that file an activation under its event, skipping keys already `present`."""
+    keys = {p.key for p in present}
+    out: list[Parameter] = []
+    if TRACEPARENT not in keys:
+        out.append(Parameter(TRACEPARENT, context.child(activation_span_id(activation_id)).traceparent))
+    if EVENT not in keys:
+        out.append(Parameter(EVENT, event_id))
+    return tuple(out)
+
+
+def event_annotations(context: TraceContext, event_id: str) -> Parameters:
+    """For the trigger's own record: the event's span, filed under the event."""
+    return Parameter(TRACEPARENT, context.traceparent), Parameter(EVENT, event_id)
+
+
+def invoke_annotations(activation_id: str) -> Parameters:
+    """For a direct invoke (no event): a trace of its own, rooted at this activation."""
+    return (Parameter(TRACEPARENT, derived_trace(f"invoke/{activation_id}").child(
+        activation_span_id(activation_id)).traceparent),)
+
+
+def child_annotations(parent: Parameters, child_activation_id: str) -> Parameters:
+    """For a sequence component: the parent's trace and event, under a span of its own."""
+    context = parse(annotation(parent, TRACEPARENT))
+    event_id = annotation(parent, EVENT)
+    out: list[Parameter] = []
+    if context is not None:
+        out.append(Parameter(TRACEPARENT, context.child(activation_span_id(child_activation_id)).traceparent))
+    if isinstance(event_id, str):
+        out.append(Parameter(EVENT, event_id))
+    return tuple(out)
+
+
+def inherited(annotations: Parameters) -> Parameters:
+    """The lineage annotations among `annotations` (to carry them onto a record built elsewhere)."""
+    return tuple(p for p in annotations if p.key in (TRACEPARENT, EVENT))
+
+
+def traceparent_of(annotations: Parameters) -> str | None:
+    value = annotation(annotations, TRACEPARENT)
+    return value if isinstance(value, str) else None
+
+
+# ---------------------------------------------------------------------------- the chain
+
+
+def lineage_document(event: TriggerEvent, records: Sequence[Activation], *, trigger_activation_id: str,
+                     api_type: str) -> dict[str, JSON]:
+    """The chain of one event, as documented in api/api_docs.py (`Lineage`)."""
+    context = event_context(event)
+    origin = dict(event.origin or {})
+    sent = parse(origin.get(TRACEPARENT))
+    by_id = {r.activation_id: r for r in records}
+    rules: list[JSON] = []
+    for entry in event.decisions:
+        item = dict(entry)
+        activation_id = entry.get("activationId")
+        if isinstance(activation_id, str):
+            record = by_id.get(activation_id)
+            item["status"] = _status(record)
+        rules.append(item)
+    activations: list[JSON] = [_activation(r, by_id, event, trigger_activation_id) for r in records]
+    return {
+        "lineageVersion": LINEAGE_VERSION,
+        "eventId": event.id,
+        "traceId": context.trace_id,
+        "source": {**origin, "kind": _kind(event.type, api_type), "type": event.type, "source": event.source,
+                   "parentSpanId": sent.span_id if sent is not None else None},
+        "event": {"id": event.id, "trigger": str(event.trigger), "time": event.time_ms, "subject": event.subject,
+                  "traceparent": context.traceparent, "spanId": context.span_id,
+                  "triggerActivationId": trigger_activation_id if trigger_activation_id in by_id else None},
+        "rules": rules,
+        "activations": activations,
+    }
+
+
+def _kind(event_type: str, api_type: str) -> str:
+    if event_type == api_type:
+        return "api"
+    prefix = "triggerhub.feed."
+    return event_type[len(prefix):].split(".", 1)[0] if event_type.startswith(prefix) else "other"
+
+
+def _status(record: Activation | None) -> str:
+    return "pending" if record is None else record.response.status_code.text
+
+
+def _activation(record: Activation, by_id: dict[str, Activation], event: TriggerEvent,
+                trigger_activation_id: str) -> dict[str, JSON]:
+    own = parse(traceparent_of(record.annotations))
+    rule = annotation(record.annotations, "rule")
+    if record.activation_id == trigger_activation_id:
+        role, parent_span = "trigger", event_span_id(event.id)
+    elif record.cause is not None and record.cause in by_id:
+        role, parent_span = "component", activation_span_id(record.cause)
+    else:
+        role = "retry" if annotation(record.annotations, "attempt") is not None else "rule"
+        rule_key = rule if isinstance(rule, str) else _rule_of(event, record.activation_id)
+        parent_span = decision_span_id(event.id, rule_key) if rule_key else event_span_id(event.id)
+    children = [r.activation_id for r in by_id.values() if r.cause == record.activation_id]
+    out: dict[str, JSON] = {
+        "activationId": record.activation_id, "name": record.name, "namespace": record.namespace,
+        "path": annotation(record.annotations, "path"), "role": role,
+        "status": record.response.status_code.text, "statusCode": int(record.response.status_code),
+        "start": record.start_ms, "end": record.end_ms, "duration": record.duration, "cause": record.cause,
+        "traceparent": own.traceparent if own is not None else None,
+        "spanId": own.span_id if own is not None else None, "parentSpanId": parent_span,
+        "children": list[JSON](children),
+    }
+    for key in ("rule", "attempt", "causedBy"):
+        value = annotation(record.annotations, key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _rule_of(event: TriggerEvent, activation_id: str) -> str | None:
+    for entry in event.decisions:
+        if entry.get("activationId") == activation_id:
+            rule = entry.get("rule")
+            return rule if isinstance(rule, str) else None
+    return None
