@@ -156,3 +156,151 @@ async def test_metrics_can_ask_for_a_bearer_token(tmp_path: Any, sandbox: Any) -
             samples = await scrape(session, f"{running.apihost}/metrics", Authorization="Bearer s3cret")
             assert ("triggerhub_kafka_consumer_lag_messages", frozenset()) not in samples
             assert any(name == "process_cpu_seconds_total" for name, _ in samples)
+
+
+# ---------------------------------------------------------------------------- lineage
+
+
+def publish_traced(broker: tuple[str, int], topic: str, body: object, traceparent: str) -> None:
+    """One QoS 1 message carrying `traceparent` as an MQTT 5 user property; returns after PUBACK."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect(*broker)
+    client.loop_start()
+    try:
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = ("traceparent", traceparent)
+        client.publish(topic, json.dumps(body), qos=1, properties=props).wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def annotations_of(record: dict[str, Any]) -> dict[str, Any]:
+    return {a["key"]: a["value"] for a in record["annotations"]}
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize("runtime_name", ["process", pytest.param(
+    "distributed", marks=[pytest.mark.kafka, pytest.mark.postgres])])
+async def test_an_mqtt_message_is_followed_through_a_two_step_sequence_under_one_trace(
+        hub: Any, mqtt_broker: tuple[str, int], runtime_name: str) -> None:
+    topic = f"obs-{uuid.uuid4().hex[:8]}/lab/temperature"
+    await put_action(hub, "step-one", STEP_ONE, "python:default")
+    await put_action(hub, "step-two", STEP_TWO, "python:default")
+    status, body = await hub.call("PUT", "namespaces/_/actions/pipeline", {
+        "exec": {"kind": "sequence", "components": ["/_/step-one", "/_/step-two"]}})
+    assert status == 200, body
+    status, body = await hub.call("PUT", "namespaces/_/triggers/reading",
+                                  {"annotations": [{"key": "feed", "value": "/whisk.system/mqtt/subscribe"}]})
+    assert status == 200, body
+    assert (await hub.call("PUT", "namespaces/_/rules/to-pipeline", {"trigger": "reading", "action": "pipeline"}))[0] == 200
+    status, body = await hub.call("PUT", "namespaces/_/rules/only-hot", {
+        "trigger": "reading", "action": "step-one", "filter": {"data": {"payload": {"n": [{"numeric": [">", 100]}]}}}})
+    assert status == 200, body
+    status, body = await hub.call("POST", "namespaces/whisk.system/actions/mqtt/subscribe", {
+        "lifecycleEvent": "CREATE", "triggerName": "/_/reading", "authKey": hub.auth, "qos": 1, "topics": topic,
+        "url": f"mqtt://{mqtt_broker[0]}:{mqtt_broker[1]}", "clientId": f"obs-{uuid.uuid4().hex[:8]}"}, blocking=True)
+    assert status == 200, body
+
+    await asyncio.to_thread(publish_traced, mqtt_broker, topic, {"n": 4}, SENT)
+    [sequence] = await wait_records(hub, "pipeline", 1, 60)
+    assert sequence["response"]["result"]["n"] == 50
+    event_id = annotations_of(sequence)["event"]
+    status, lineage = await hub.call("GET", f"namespaces/_/events/{event_id}/lineage")
+    assert status == 200, lineage
+
+    assert lineage["eventId"] == event_id and lineage["traceId"] == SENT_TRACE
+    source = lineage["source"]
+    assert (source["kind"], source["topic"], source["qos"], source["traceparent"], source["parentSpanId"]) == (
+        "mqtt", topic, 1, SENT, SENT_SPAN)
+    assert isinstance(source["messageId"], int) and source["messageId"] > 0
+    event = lineage["event"]
+    assert event["trigger"] == "/guest/reading" and event["traceparent"] == f"00-{SENT_TRACE}-{event['spanId']}-01"
+    rules = {r["rule"]: r for r in lineage["rules"]}
+    assert set(rules) == {"guest/to-pipeline", "guest/only-hot"}
+    assert rules["guest/only-hot"]["decision"] == "filtered" and "activationId" not in rules["guest/only-hot"]
+    taken = rules["guest/to-pipeline"]
+    assert (taken["decision"], taken["activationId"], taken["status"]) == (
+        "matched", sequence["activationId"], "success")
+
+    records = {a["activationId"]: a for a in lineage["activations"]}
+    roles = sorted(a["role"] for a in records.values())
+    assert roles == ["component", "component", "rule", "trigger"]
+    top = records[sequence["activationId"]]
+    assert (top["role"], top["rule"], top["parentSpanId"]) == ("rule", "guest/to-pipeline", taken["spanId"])
+    assert len(top["children"]) == 2
+    trigger_record = records[event["triggerActivationId"]]
+    assert trigger_record["role"] == "trigger" and trigger_record["spanId"] == event["spanId"]
+    for position, child_id in enumerate(top["children"]):
+        child = records[child_id]
+        assert (child["role"], child["cause"], child["status"]) == ("component", top["activationId"], "success")
+        assert child["parentSpanId"] == top["spanId"] == activation_span_id(top["activationId"])
+        assert child["spanId"] == activation_span_id(child_id)
+        status, stored = await hub.call("GET", f"namespaces/_/activations/{child_id}")
+        assert status == 200, stored
+        assert stored["name"] == ("step-one", "step-two")[position]
+        # the action saw its own context in its environment
+        assert stored["response"]["result"]["seen"] == child["traceparent"] == annotations_of(stored)["traceparent"]
+    for item in records.values():
+        assert item["traceparent"].split("-")[1] == SENT_TRACE, item
+
+    # the same chain from any activation of it, and through the CLI
+    status, again = await hub.call("GET", f"namespaces/_/events/{top['children'][1]}/lineage")
+    assert (status, again["eventId"]) == (200, event_id)
+    cli = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "triggerhub.cli", "event", "trace", event_id, "--json"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "TRIGGERHUB_APIHOST": hub.apihost, "TRIGGERHUB_AUTH": hub.auth,
+             "TRIGGERHUB_PROPS": os.devnull})
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout) == lineage
+    tree = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "triggerhub.cli", "event", "trace", event_id],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "TRIGGERHUB_APIHOST": hub.apihost, "TRIGGERHUB_AUTH": hub.auth,
+             "TRIGGERHUB_PROPS": os.devnull, "COLUMNS": "200"})
+    assert tree.returncode == 0, tree.stderr
+    assert f"trace {SENT_TRACE}  source mqtt: topic {topic}" in tree.stdout
+    assert "rule guest/only-hot → /guest/step-one: filtered" in tree.stdout
+
+
+async def test_a_webhook_continues_its_senders_trace_and_other_namespaces_see_nothing(hub: HubClient) -> None:
+    await put_action(hub, "noop", NOOP, "python:default")
+    status, body = await hub.call("PUT", "namespaces/_/triggers/hook",
+                                  {"annotations": [{"key": "feed", "value": "/whisk.system/webhook/webhook"}]})
+    assert status == 200, body
+    status, body = await hub.call("POST", "namespaces/whisk.system/actions/webhook/webhook", {
+        "lifecycleEvent": "CREATE", "triggerName": "/_/hook", "authKey": hub.auth, "verify": "none",
+        "idHeader": "X-Delivery"}, blocking=True)
+    assert status == 200, body
+    assert (await hub.call("PUT", "namespaces/_/rules/on-hook", {"trigger": "hook", "action": "noop"}))[0] == 200
+
+    async with hub.session.post(f"{hub.apihost}/hooks/guest/hook", json={"a": 1},
+                                headers={"traceparent": SENT, "X-Delivery": "delivery-7"}) as response:
+        assert response.status == 202, await response.text()
+        event_id = (await response.json())["id"]
+    [record] = await wait_records(hub, "noop", 1, 30)
+    status, lineage = await hub.call("GET", f"namespaces/_/events/{event_id}/lineage")
+    assert status == 200, lineage
+    assert lineage["traceId"] == SENT_TRACE
+    assert (lineage["source"]["kind"], lineage["source"]["deliveryId"], lineage["source"]["parentSpanId"]) == (
+        "webhook", "delivery-7", SENT_SPAN)
+    assert annotations_of(record)["traceparent"].startswith(f"00-{SENT_TRACE}-")
+
+    # a structured CloudEvent carries its context as the traceparent attribute
+    other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    cloudevent = {"specversion": "1.0", "id": "ce-1", "source": "test", "type": "t", "traceparent": other}
+    async with hub.session.post(f"{hub.apihost}/hooks/guest/hook", data=json.dumps(cloudevent),
+                                headers={"Content-Type": "application/cloudevents+json", "X-Delivery": "d-8"}) as response:
+        assert response.status == 202, await response.text()
+        second = (await response.json())["id"]
+    status, lineage = await hub.call("GET", f"namespaces/_/events/{second}/lineage")
+    assert (status, lineage["traceId"]) == (200, "0af7651916cd43dd8448eb211c80319c")
+
+    stranger = await create_user(hub.hub.engine.store, "mallory", "elsewhere")
+    status, body = await hub.call("GET", f"namespaces/_/events/{event_id}/lineage", auth=stranger.auth_key)
+    assert status == 404, body
+    assert body["error"].startswith(f"The requested resource does not exist: event '{event_id}'")
+    status, body = await hub.call("GET", f"namespaces/guest/events/{event_id}/lineage", auth=stranger.auth_key)
+    assert status == 403, body

@@ -155,13 +155,13 @@ def _activation(record: Activation, by_id: dict[str, Activation], event: Trigger
                 trigger_activation_id: str) -> dict[str, JSON]:
     own = parse(traceparent_of(record.annotations))
     rule = annotation(record.annotations, "rule")
+    rule_key = rule if isinstance(rule, str) else _rule_of(event, record.activation_id)
     if record.activation_id == trigger_activation_id:
         role, parent_span = "trigger", event_span_id(event.id)
     elif record.cause is not None and record.cause in by_id:
         role, parent_span = "component", activation_span_id(record.cause)
     else:
         role = "retry" if annotation(record.annotations, "attempt") is not None else "rule"
-        rule_key = rule if isinstance(rule, str) else _rule_of(event, record.activation_id)
         parent_span = decision_span_id(event.id, rule_key) if rule_key else event_span_id(event.id)
     children = [r.activation_id for r in by_id.values() if r.cause == record.activation_id]
     out: dict[str, JSON] = {
@@ -173,7 +173,9 @@ def _activation(record: Activation, by_id: dict[str, Activation], event: Trigger
         "spanId": own.span_id if own is not None else None, "parentSpanId": parent_span,
         "children": list[JSON](children),
     }
-    for key in ("rule", "attempt", "causedBy"):
+    if rule_key is not None and role != "component":
+        out["rule"] = rule_key
+    for key in ("attempt", "causedBy"):
         value = annotation(record.annotations, key)
         if value is not None:
             out[key] = value
