@@ -158,6 +158,45 @@ async def test_metrics_can_ask_for_a_bearer_token(tmp_path: Any, sandbox: Any) -
             assert any(name == "process_cpu_seconds_total" for name, _ in samples)
 
 
+@pytest.mark.kafka
+@pytest.mark.postgres
+@pytest.mark.parametrize("runtime_name", ["distributed"])
+async def test_each_distributed_process_serves_its_own_metrics(hub: Any, distributed_cluster: Any) -> None:
+    await put_action(hub, "noop", NOOP, "python:default")
+    assert (await hub.call("PUT", "namespaces/_/triggers/spread", {}))[0] == 200
+    assert (await hub.call("PUT", "namespaces/_/rules/all", {"trigger": "spread", "action": "noop"}))[0] == 200
+    ports = distributed_cluster.metrics_ports
+    worker = f"http://127.0.0.1:{ports['worker']}/metrics"
+    invokers = [f"http://127.0.0.1:{ports[name]}/metrics" for name in ports if name.startswith("invoker")]
+    worker_before = await scrape(hub.session, worker)
+    invokers_before = [await scrape(hub.session, url) for url in invokers]
+
+    fired = await asyncio.gather(*(hub.call("POST", "namespaces/_/triggers/spread", {"n": n}) for n in range(BURST)))
+    assert [status for status, _ in fired] == [202] * BURST
+    assert await quiet_records(hub, ["noop"], BURST) == BURST
+    worker_after = await scrape(hub.session, worker)
+    invokers_after = [await scrape(hub.session, url) for url in invokers]
+
+    trigger = {"feed": "api", "trigger": "/guest/spread"}
+    assert moved(worker_before, worker_after, "triggerhub_events_received_total", **trigger) == BURST
+    assert moved(worker_before, worker_after, "triggerhub_events_fired_total", **trigger) == BURST
+    assert moved(worker_before, worker_after, "triggerhub_rule_decisions_total", rule="guest/all",
+                 decision="matched") == BURST
+    assert moved(worker_before, worker_after, "triggerhub_activations_total", outcome="success") == 0  # runs none
+    runs = [moved(b, a, "triggerhub_activations_total", outcome="success") for b, a in zip(invokers_before, invokers_after)]
+    assert sum(runs) == BURST, runs
+    latencies = sum(moved(b, a, "triggerhub_event_to_activation_record_seconds_count")
+                    for b, a in zip(invokers_before, invokers_after))
+    assert latencies == BURST
+    topics = distributed_cluster.deployment.env["TRIGGERHUB_KAFKA_TOPIC_PREFIX"]
+    lag = {dict(labels)["group"]: v for (name, labels), v in worker_after.items()
+           if name == "triggerhub_kafka_consumer_lag_messages"}
+    assert set(lag) == {f"{topics}worker"}, lag
+    controller = await scrape(hub.session, f"{hub.apihost}/metrics")
+    groups = {dict(labels)["group"] for (name, labels) in controller if name == "triggerhub_kafka_consumer_lag_messages"}
+    assert groups == {f"{topics}worker", f"{topics}invokers", f"{topics}feeds"}
+
+
 # ---------------------------------------------------------------------------- lineage
 
 
