@@ -343,3 +343,20 @@ async def test_a_webhook_continues_its_senders_trace_and_other_namespaces_see_no
     assert body["error"].startswith(f"The requested resource does not exist: event '{event_id}'")
     status, body = await hub.call("GET", f"namespaces/guest/events/{event_id}/lineage", auth=stranger.auth_key)
     assert status == 403, body
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+async def test_the_distributed_controller_writes_the_props_file_the_cli_reads(deployment: Any) -> None:
+    props = deployment.root / "triggerhubprops"
+    assert deployment.env["TRIGGERHUB_PROPS"] == str(props)
+    controller = deployment.start("controller")
+    apihost = controller.ready_line.rsplit(" ", 1)[-1]
+    lines = props.read_text().splitlines()
+    assert lines[1:] == [f"APIHOST={apihost}", f"AUTH={deployment.credentials['guest']}"]
+    assert props.stat().st_mode & 0o777 == 0o600
+    listing = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "triggerhub.cli", "trigger", "list", "--json"], capture_output=True,
+        text=True, timeout=60, cwd=deployment.root,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRIGGERHUB_")} | {"TRIGGERHUB_PROPS": str(props)})
+    assert (listing.returncode, json.loads(listing.stdout)) == (0, []), listing.stderr

@@ -161,6 +161,7 @@ def deployment_env(pg_url: str, kafka_bootstrap: str, home: Path, **extra: str) 
         "TRIGGERHUB_KAFKA_TOPIC_PREFIX": f"th-test-{secrets.token_hex(4)}.", "TRIGGERHUB_HOME": str(home),
         "TRIGGERHUB_PORT": "0", "TRIGGERHUB_RUNTIME": "process", "TRIGGERHUB_DEPLOY_EXAMPLES": "false",
         "TRIGGERHUB_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS), "TRIGGERHUB_PREWARM_COUNT": "0",
+        "TRIGGERHUB_PROPS": str(home.parent / "triggerhubprops"),  # a controller writes it; never the user's
         **extra,
     }
 

@@ -44,6 +44,7 @@ from triggerhub.errors import ConfigError, StoreError, TriggerhubError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import Invoker, RuntimeFactory
 from triggerhub.cli.compose import choose_runtime
+from triggerhub.cli.props import write_props
 from triggerhub.cli.wiring import action_pool, observed, reap_until
 from triggerhub.observe.exposition import serving_metrics
 from triggerhub.model import TriggerEvent, now_ms
@@ -316,6 +317,12 @@ def _logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _controller_ready(controller: Controller, config: HubConfig) -> str:
+    """The ready line; the CLI finds this controller from any folder, as after `triggerhub up`."""
+    write_props(controller.apihost, controller.guest_auth, home=config.home)
+    return f"triggerhub controller listening on {controller.apihost}"
+
+
 @click.command()
 @click.option("--id", "controller_id", type=int, default=None, help="controller id (completions topic completed<ID>)")
 @click.option("--port", type=int, default=None, help="API port (default 3233)")
@@ -327,7 +334,7 @@ def controller(controller_id: int | None, port: int | None, host: str | None, tl
     """Serve the REST API; publish fires and invocations to Kafka (distributed mode)."""
     _logging(verbose)
     config = _load({"CONTROLLER_ID": controller_id, "PORT": port, "HOST": host, **tls_overrides(tls_cert, tls_key)})
-    _serve(lambda: running_controller(config), lambda c: f"triggerhub controller listening on {c.apihost}")
+    _serve(lambda: running_controller(config), lambda c: _controller_ready(c, config))
 
 
 _METRICS_PORT = click.option("--metrics-port", type=int, default=None,

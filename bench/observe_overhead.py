@@ -1,0 +1,157 @@
+"""What metrics and lineage cost: the same embedded hub with them on and off, measured in one run.
+
+Starts two `triggerhub up` hubs (SQLite, process runtime): one with TRIGGERHUB_METRICS=false and
+TRIGGERHUB_LINEAGE=false (the floor), one with the defaults (both on). Rounds alternate which hub
+goes first; each round measures, on one hub at a time, the warm blocking invoke p50 (sequential,
+noop action) and fires end to end (a fire with one rule -> its action record stored, 16 in
+flight). Prints each round, then the medians and on/off ratios; the issue's target is under 5% cost.
+
+    python bench/observe_overhead.py [--rounds 4] [--invokes 300] [--fires 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+NOOP = "def main(args):\n    return {}\n"
+MODES = {"off": {"TRIGGERHUB_METRICS": "false", "TRIGGERHUB_LINEAGE": "false"}, "on": {}}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Hub:
+    session: aiohttp.ClientSession
+    base: str
+    fires_done: int = 0
+
+
+@asynccontextmanager
+async def started(extra_env: dict[str, str]) -> AsyncIterator[Hub]:
+    home = Path(tempfile.mkdtemp(prefix="th-obs-bench-"))
+    port = free_port()
+    apihost = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TRIGGERHUB_INVOCATIONS_PER_MINUTE": "1000000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000",
+           "TRIGGERHUB_FIRES_PER_MINUTE": "1000000", "TRIGGERHUB_PREWARM_COUNT": "1", **extra_env}
+    with open(home / "hub.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home",
+                                    str(home), "--runtime", "process", "--no-examples"],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        async with aiohttp.ClientSession() as probe:
+            for _ in range(600):
+                if process.poll() is not None:
+                    raise SystemExit(f"hub exited with {process.returncode}; see {home / 'hub.log'}")
+                try:
+                    async with probe.get(f"{apihost}/ping") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        auth = json.loads((home / "credentials.json").read_text())["guest"]
+        headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+        async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=64)) as session:
+            hub = Hub(session, f"{apihost}/api/v1/namespaces/_")
+            await prepare(hub)
+            yield hub
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+async def prepare(hub: Hub) -> None:
+    for path, body in (("actions/noop", {"exec": {"kind": "python:default", "code": NOOP}}), ("triggers/tick", {}),
+                       ("rules/tick-noop", {"trigger": "tick", "action": "noop"})):
+        async with hub.session.put(f"{hub.base}/{path}", json=body) as response:
+            assert response.status == 200, await response.text()
+    for _ in range(30):  # warm runtime, warm caches
+        await invoke_ms(hub)
+
+
+async def invoke_ms(hub: Hub) -> float:
+    start = time.perf_counter()
+    async with hub.session.post(f"{hub.base}/actions/noop?blocking=true&result=true") as response:
+        await response.read()
+        assert response.status == 200, response.status
+    return (time.perf_counter() - start) * 1000
+
+
+async def invoke_p50_ms(hub: Hub, count: int) -> float:
+    return statistics.median([await invoke_ms(hub) for _ in range(count)])
+
+
+async def record_count(hub: Hub) -> int:
+    async with hub.session.get(f"{hub.base}/activations", params={"count": "true", "name": "noop"}) as response:
+        return int((await response.json())["activations"])
+
+
+async def fires_per_s(hub: Hub, count: int) -> float:
+    before = await record_count(hub)
+    gate = asyncio.Semaphore(16)
+
+    async def fire(i: int) -> None:
+        async with gate, hub.session.post(f"{hub.base}/triggers/tick", json={"i": i}) as response:
+            assert response.status == 202, await response.text()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(fire(i) for i in range(count)))
+    while await record_count(hub) < before + count:
+        await asyncio.sleep(0.02)
+    return count / (time.perf_counter() - start)
+
+
+async def run(args: argparse.Namespace) -> None:
+    results: dict[str, dict[str, list[float]]] = {mode: {"invoke_p50_ms": [], "fires_per_s": []} for mode in MODES}
+    async with AsyncExitStack() as stack:
+        hubs = {mode: await stack.enter_async_context(started(env)) for mode, env in MODES.items()}
+        for round_no in range(args.rounds):
+            order = list(MODES) if round_no % 2 == 0 else list(reversed(MODES))
+            for mode in order:
+                p50 = await invoke_p50_ms(hubs[mode], args.invokes)
+                rate = await fires_per_s(hubs[mode], args.fires)
+                results[mode]["invoke_p50_ms"].append(p50)
+                results[mode]["fires_per_s"].append(rate)
+                print(f"round {round_no + 1} {mode:>3}: warm invoke p50 {p50:.2f} ms, fires end to end {rate:.0f}/s",
+                      flush=True)
+    load = os.getloadavg()[0]
+    off, on = ({k: statistics.median(v) for k, v in results[m].items()} for m in ("off", "on"))
+    invoke_cost = on["invoke_p50_ms"] / off["invoke_p50_ms"] - 1
+    fire_cost = 1 - on["fires_per_s"] / off["fires_per_s"]
+    print(f"medians over {args.rounds} rounds (load average {load:.1f}):")
+    print(f"  warm invoke p50: off {off['invoke_p50_ms']:.2f} ms, on {on['invoke_p50_ms']:.2f} ms "
+          f"-> cost {invoke_cost:+.1%}")
+    print(f"  fires end to end: off {off['fires_per_s']:.0f}/s, on {on['fires_per_s']:.0f}/s -> cost {fire_cost:+.1%}")
+    print(f"  target: under 5% cost: {'met' if max(invoke_cost, fire_cost) < 0.05 else 'missed'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--invokes", type=int, default=300)
+    parser.add_argument("--fires", type=int, default=300)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
