@@ -124,6 +124,7 @@ class ObserveConfig:
     metrics_port: int = 0  # METRICS_PORT: loopback /metrics of a worker, invoker or feeds process; 0: none
     metrics_token: str = field(default="", repr=False)  # METRICS_TOKEN: Bearer token /metrics asks for; "": none
     metrics_max_names: int = 500  # METRICS_MAX_NAMES: trigger and rule labels kept; later names count as `other`
+    otel: str = "off"  # OTEL: export lineage spans with OpenTelemetry: off | console | otlp (the `otel` extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "METRICS_PORT": ("observe", "metrics_port"),
     "METRICS_TOKEN": ("observe", "metrics_token"),
     "METRICS_MAX_NAMES": ("observe", "metrics_max_names"),
+    "OTEL": ("observe", "otel"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "KAFKA_PARTITIONS": ("kafka", "partitions"),
@@ -214,7 +216,14 @@ def _runtimes_dir(path: Path) -> Path:
 
 
 # Checks of a converted value beyond its type: env key -> the value to keep, or _Unusable.
-_CHECKS: dict[str, Callable[[Any], Any]] = {"RUNTIMES_DIR": _runtimes_dir,
+def _otel(choice: str) -> str:
+    if choice.strip().lower() not in OTEL_CHOICES:
+        raise _Unusable(f"not one of {', '.join(OTEL_CHOICES)}; off exports nothing")
+    return choice.strip().lower()
+
+
+OTEL_CHOICES = ("off", "console", "otlp")
+_CHECKS: dict[str, Callable[[Any], Any]] = {"OTEL": _otel, "RUNTIMES_DIR": _runtimes_dir,
                                              "DOCKER_HOST": lambda host: host or DEFAULT_DOCKER_HOST}
 
 

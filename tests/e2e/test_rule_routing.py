@@ -69,9 +69,8 @@ async def test_a_plain_rule_answers_exactly_as_openwhisk(hub):
     echo = await wait_record(hub, outcome.split('"activationId":"')[1][:32])
     assert echo["response"]["result"] == {"temp": 1}
     annotations = {a["key"]: a["value"] for a in echo["annotations"]}
-    assert "rule" not in annotations  # provenance only on routed rules
-    # lineage (README: Seeing it) files every rule activation under its event, with its span
-    assert annotations["event"] == fired["activationId"]
+    # lineage (README: Seeing it) files every rule activation under its event and rule, with its span
+    assert (annotations["event"], annotations["rule"]) == (fired["activationId"], "guest/plain")
     assert annotations["traceparent"].startswith("00-") and len(annotations["traceparent"]) == 55
 
 

@@ -68,12 +68,12 @@ def test_the_document_links_decisions_activations_components_and_retries() -> No
                          activation_id="e" * 32),
     )
     stored = dataclasses.replace(traced, decisions=decisions)
-    top = lineage.activation_annotations(context, "evt-1", seq)
+    top = lineage.activation_annotations(context, "evt-1", seq, "guest/r1")
     records = [
         record(seq, annotations=top),
         record(first, cause=seq, annotations=lineage.child_annotations(top, first)),
         record(second, cause=seq, status=StatusCode.APPLICATION_ERROR, annotations=lineage.child_annotations(top, second)),
-        record(retry, annotations=(Parameter("attempt", 2), Parameter("rule", "guest/r1"), *top)),
+        record(retry, annotations=(Parameter("attempt", 2), *top)),
     ]
     document = lineage.lineage_document(stored, records, trigger_activation_id="f" * 32, api_type=API)
     assert document["traceId"] == TRACE

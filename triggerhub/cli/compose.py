@@ -36,6 +36,7 @@ from triggerhub.invoker.base import RuntimeFactory
 from triggerhub.cli.wiring import action_pool, observed, reap_until
 from triggerhub.invoker.process import ProcessRuntimeFactory
 from triggerhub.invoker.sandbox import find_sandbox
+from triggerhub.observe import otel
 from triggerhub.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
         engine = Engine(config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
                         dispatcher=LocalDispatcher(store), builtin=feeds.run_builtin)
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
-        observed(config, pool=pool, running=lambda: engine.dispatcher.statistics().to_json()["running"])
+        observed(config, role="hub", pool=pool, running=lambda: engine.dispatcher.statistics().to_json()["running"])
         try:
             async with engine, asyncio.TaskGroup() as tasks:
                 await pool.start()
@@ -145,6 +146,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
                     stop_reaping.set()
         finally:
             await pool.close()
+            otel.shutdown()
     finally:
         await store.close()
 

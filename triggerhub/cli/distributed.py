@@ -46,6 +46,7 @@ from triggerhub.invoker.base import Invoker, RuntimeFactory
 from triggerhub.cli.compose import choose_runtime
 from triggerhub.cli.props import write_props
 from triggerhub.cli.wiring import action_pool, observed, reap_until
+from triggerhub.observe import otel
 from triggerhub.observe.exposition import serving_metrics
 from triggerhub.model import TriggerEvent, now_ms
 from triggerhub.store.sql import SqlStore
@@ -136,7 +137,7 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         readers = [tasks.create_task(completions.run()), tasks.create_task(heartbeats.run())]
         await stack.enter_async_context(engine)
         probes = distributed_probes(engine, store, health, config.kafka, topics)
-        observed(config, lag_groups=_lag_groups(topics))
+        observed(config, role="controller", lag_groups=_lag_groups(topics))
         runner = web.AppRunner(create_app(engine, admin_routes(health) + webhook_routes(webhooks)
                                           + status_routes("distributed", probes)), access_log=None)
         await runner.setup()
@@ -161,7 +162,7 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         engine = _engine(config, store, publisher, topics)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events)
-        observed(config, lag_groups={topics.app_id("worker"): topics.trigger_events})
+        observed(config, role="worker", lag_groups={topics.app_id("worker"): topics.trigger_events})
         await stack.enter_async_context(_metrics_listener(config))
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
@@ -185,7 +186,7 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
         stack.push_async_callback(pool.close)
         await pool.start()
         service = InvokerService(name, store, engine.execute, publisher, topics.invocations)
-        observed(config, pool=pool, running=lambda: service.statistics().running,
+        observed(config, role=name, pool=pool, running=lambda: service.statistics().running,
                  lag_groups={topics.app_id("invokers"): topics.invocations})
         await stack.enter_async_context(_metrics_listener(config))
         app = stream_app(config.kafka, topics.app_id("invokers"), topics.invocations, service.handle,
@@ -244,7 +245,7 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         stack.push_async_callback(feeds.stop)
         await feeds.start(tasks)
         service = InvokerService("feeds", store, engine.execute, publisher, topics.feed_invocations)
-        observed(config, running=lambda: service.statistics().running,
+        observed(config, role="feeds", running=lambda: service.statistics().running,
                  lag_groups={topics.app_id("feeds"): topics.feed_invocations})
         await stack.enter_async_context(_metrics_listener(config))
         app = stream_app(config.kafka, topics.app_id("feeds"), topics.feed_invocations, service.handle,
@@ -299,9 +300,12 @@ def _serve(starting: Callable[[], contextlib.AbstractAsyncContextManager[Any]], 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with starting() as started:
-            click.echo(ready(started), nl=True)
-            await stop.wait()
+        try:
+            async with starting() as started:
+                click.echo(ready(started), nl=True)
+                await stop.wait()
+        finally:
+            otel.shutdown()  # exports the spans still buffered
 
     try:
         asyncio.run(serve())

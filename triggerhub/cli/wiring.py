@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from triggerhub.config import HubConfig, KafkaConfig
 from triggerhub.invoker.base import RuntimeFactory
 from triggerhub.invoker.pool import ContainerPool, PoolConfig
-from triggerhub.observe import metrics
+from triggerhub.observe import metrics, otel
 
 log = logging.getLogger(__name__)
 REAP_INTERVAL_S = 1.0
@@ -42,11 +42,13 @@ async def reap_until(pool: ContainerPool, stop: asyncio.Event) -> None:
             await pool.reap()
 
 
-def observed(config: HubConfig, *, pool: ContainerPool | None = None, running: Callable[[], int] | None = None,
-             lag_groups: Mapping[str, str] | None = None) -> None:
+def observed(config: HubConfig, *, role: str, pool: ContainerPool | None = None,
+             running: Callable[[], int] | None = None, lag_groups: Mapping[str, str] | None = None) -> None:
     """Point this process's /metrics at its parts: the pool's runtimes by state, the activations
-    running here (in flight), and the Kafka consumer lag of `lag_groups` (group id -> topic)."""
+    running here (in flight), and the Kafka consumer lag of `lag_groups` (group id -> topic); and
+    start the OpenTelemetry export if asked (`role` names the process: hub, controller, ...)."""
     metrics.configure(enabled=config.observe.metrics, max_names=config.observe.metrics_max_names)
+    otel.configure(config.observe.otel if config.observe.lineage else "off", service=f"triggerhub-{role}")
     metrics.GAUGES.clear()
     if pool is not None:
         def runtimes() -> dict[tuple[str, ...], float]:

@@ -36,7 +36,7 @@ from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.routing import Router
 from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, RateThrottler
 from triggerhub.invoker.base import Invoker
-from triggerhub.observe import lineage, metrics
+from triggerhub.observe import lineage, metrics, otel
 from triggerhub.rules import match as rules
 from triggerhub.store.base import Acceptance, ActivationQuery, Store
 
@@ -310,7 +310,8 @@ class Engine:
                 continue
             invocation = self._invocation(identity, resolved, [trigger_params, found.params],
                                           activation_id=found.activation_id)
-            traces = lineage.activation_annotations(context, event.id, found.activation_id, found.annotations) if traced else ()
+            traces = lineage.activation_annotations(context, event.id, found.activation_id, found.rule,
+                                                     found.annotations) if traced else ()
             invocations.append(replace(invocation, extra_annotations=found.annotations + traces,
                                        received_ms=event.time_ms))
             outcomes.append(rules.outcome_line(found))
@@ -333,6 +334,8 @@ class Engine:
             metrics.event_rejected(feed, str(trigger.fqn), "duplicate")
         elif metrics.enabled():
             metrics.event_fired(feed, str(trigger.fqn), _verdicts(routing, invocations))
+        if accepted and traced:
+            otel.event_accepted(event, now_ms())
         if accepted:
             log.info("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))

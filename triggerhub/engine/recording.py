@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from triggerhub.errors import StoreError
 from triggerhub.model import Activation, Invocation, now_ms
-from triggerhub.observe import metrics
+from triggerhub.observe import metrics, otel
 from triggerhub.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ async def run_to_record(invocation: Invocation, *, execute: Execute, store: Stor
     if stored:
         metrics.activation_stored(record.response.status_code.name.lower(), start_ms=record.start_ms,
                                   end_ms=record.end_ms, received_ms=invocation.received_ms or None, stored_ms=now_ms())
+        otel.activation_stored(record)
         log.info("activation %s of %s ended on %s: %s", record.activation_id, invocation.path_annotation, where,
                  record.response.status_code.text)
         return record

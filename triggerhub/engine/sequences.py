@@ -16,7 +16,7 @@ from triggerhub.model import (
     Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Kind, Parameter, StatusCode, now_ms,
     params_to_dict,
 )
-from triggerhub.observe import lineage, metrics
+from triggerhub.observe import lineage, metrics, otel
 from triggerhub.store.base import Store
 
 _COMPONENT_IDS = uuid.UUID("6f1d3c1e-64a4-4c1b-9a4c-2f7f0c9d7e11")
@@ -70,6 +70,7 @@ async def run_sequence(invocation: Invocation, *, topmost: bool, resolve: Resolv
             if await store.complete(record):
                 metrics.activation_stored(record.response.status_code.name.lower(), start_ms=record.start_ms,
                                           end_ms=record.end_ms, received_ms=None, stored_ms=now_ms())
+                otel.activation_stored(record)
         ids.append(child_id)
         total_ms += record.duration or 0
         response = record.response

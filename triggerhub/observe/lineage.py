@@ -4,8 +4,9 @@
 What is stored, on the write path's existing statements:
 - the event row's document carries its own `traceparent`, `origin` (the source message, with the
   `traceparent` the source sent) and `decisions` (one per active rule), in the accepting transaction;
-- every activation record descending from it carries two annotations, `traceparent` (its own span)
-  and `event` (the event id), and the store files it under that event (migration 8's `event_id`).
+- every activation record descending from it carries the annotations `traceparent` (its own span)
+  and `event` (the event id), a rule activation also `rule`; the store files the record under its
+  event (migration 8's `event_id`).
 Actions see their context as `__OW_TRACEPARENT` (from the /run body's `traceparent`).
 """
 
@@ -22,6 +23,7 @@ from triggerhub.observe.trace import (
 
 TRACEPARENT = "traceparent"
 EVENT = "event"
+RULE = "rule"
 LINEAGE_VERSION = 1
 
 
@@ -62,16 +64,14 @@ def decision(rule: str, verdict: Decision, *, context: TraceContext, event_id: s
     return out
 
 
-def activation_annotations(context: TraceContext, event_id: str, activation_id: str,
+def activation_annotations(context: TraceContext, event_id: str, activation_id: str, rule: str,
                            present: Parameters = ()) -> Parameters:
-    """The annotations that file an activation under its event, skipping keys already `present`."""
+    """The annotations that file a rule activation under its event and its rule decision (the
+    parent of its span), skipping keys already `present` (routed rules carry rule and event)."""
     keys = {p.key for p in present}
-    out: list[Parameter] = []
-    if TRACEPARENT not in keys:
-        out.append(Parameter(TRACEPARENT, context.child(activation_span_id(activation_id)).traceparent))
-    if EVENT not in keys:
-        out.append(Parameter(EVENT, event_id))
-    return tuple(out)
+    wanted = (Parameter(TRACEPARENT, context.child(activation_span_id(activation_id)).traceparent),
+              Parameter(EVENT, event_id), Parameter(RULE, rule))
+    return tuple(p for p in wanted if p.key not in keys)
 
 
 def event_annotations(context: TraceContext, event_id: str) -> Parameters:
@@ -99,7 +99,18 @@ def child_annotations(parent: Parameters, child_activation_id: str) -> Parameter
 
 def inherited(annotations: Parameters) -> Parameters:
     """The lineage annotations among `annotations` (to carry them onto a record built elsewhere)."""
-    return tuple(p for p in annotations if p.key in (TRACEPARENT, EVENT))
+    return tuple(p for p in annotations if p.key in (TRACEPARENT, EVENT, RULE))
+
+
+def parent_span_id(annotations: Parameters, cause: str | None) -> str | None:
+    """The parent of a record's span, from what the record itself carries: a sequence component's
+    is its sequence, a rule activation's its rule decision; None for a trace's root."""
+    event_id, rule = annotation(annotations, EVENT), annotation(annotations, RULE)
+    if cause is not None and annotation(annotations, "causedBy") == "sequence":
+        return activation_span_id(cause)
+    if isinstance(event_id, str) and isinstance(rule, str):
+        return decision_span_id(event_id, rule)
+    return event_span_id(event_id) if isinstance(event_id, str) else None
 
 
 def traceparent_of(annotations: Parameters) -> str | None:
