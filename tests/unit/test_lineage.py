@@ -40,7 +40,7 @@ def test_an_event_continues_the_trace_it_was_sent_and_keeps_what_was_sent() -> N
     traced = lineage.traced_event(event(SENT, origin={"topic": "a/b"}))
     assert traced.traceparent == f"00-{TRACE}-{event_span_id('evt-1')}-01"
     assert traced.origin == {"topic": "a/b", "traceparent": SENT}
-    assert lineage.traced_event(traced) is traced  # applied twice (a redelivered event): unchanged
+    assert lineage.traced_event(traced) == traced  # applied twice (a redelivered event): unchanged
 
 
 def test_an_event_without_a_context_starts_one_derived_from_its_id() -> None:

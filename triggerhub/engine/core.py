@@ -269,10 +269,7 @@ class Engine:
         namespace = event.trigger.namespace
         feed = metrics.feed_of(event.type, api_type=API_FIRE_TYPE)
         metrics.event_received(feed, str(trigger.fqn))
-        traced = self.config.observe.lineage
-        if traced:
-            event = lineage.traced_event(event)
-        context = lineage.event_context(event)
+        context = lineage.event_context(event) if self.config.observe.lineage else None
         tenant = await self.auth.namespace_state(namespace)
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
         from_feed = event.type != API_FIRE_TYPE
@@ -285,7 +282,7 @@ class Engine:
         decisions: list[dict[str, JSON]] = []
 
         def decide(found: rules.Match, verdict: lineage.Decision, reason: str | None = None) -> None:
-            if traced:
+            if context is not None:
                 decisions.append(lineage.decision(
                     found.rule, verdict, context=context, event_id=event.id, action=str(found.action), reason=reason,
                     activation_id=found.activation_id if verdict is lineage.Decision.MATCHED else None))
@@ -311,22 +308,20 @@ class Engine:
             invocation = self._invocation(identity, resolved, [trigger_params, found.params],
                                           activation_id=found.activation_id)
             traces = lineage.activation_annotations(context, event.id, found.activation_id, found.rule,
-                                                     found.annotations) if traced else ()
+                                                     found.annotations) if context is not None else ()
             invocations.append(replace(invocation, extra_annotations=found.annotations + traces,
                                        received_ms=event.time_ms))
             outcomes.append(rules.outcome_line(found))
             decide(found, lineage.Decision.MATCHED)
         if from_feed:
             await self._admit_from_feed(namespace, invocations)
-        records = [rules.trigger_record(trigger, event, identity.subject, outcomes)] if outcomes else []
-        if traced:
+        if context is not None:
             for key in routing.filtered:
-                link = trigger.rules[key]
                 decisions.append(lineage.decision(key, lineage.Decision.FILTERED, context=context, event_id=event.id,
-                                                  action=str(link.action)))
-            event = replace(event, decisions=tuple(decisions))
-            records = [replace(r, annotations=r.annotations + lineage.event_annotations(context, event.id))
-                       for r in records]
+                                                  action=str(trigger.rules[key].action)))
+            event = lineage.stamped(event, context, tuple(decisions))
+        records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
+            lineage.event_annotations(context, event.id) if context is not None else ()))] if outcomes else []
         acceptance = Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor,
                                 matched_rules=routing.taken, filtered_rules=routing.filtered)
         accepted = await self._submit(acceptance, invocations, confirmations=confirmations)  # counts the filters' verdicts once per event
@@ -334,7 +329,7 @@ class Engine:
             metrics.event_rejected(feed, str(trigger.fqn), "duplicate")
         elif metrics.enabled():
             metrics.event_fired(feed, str(trigger.fqn), _verdicts(routing, invocations))
-        if accepted and traced:
+        if accepted and context is not None:
             otel.event_accepted(event, now_ms())
         if accepted:
             log.info("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,

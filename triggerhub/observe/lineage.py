@@ -42,15 +42,18 @@ def event_context(event: TriggerEvent) -> TraceContext:
     return sent if sent.span_id == span_id else sent.child(span_id)
 
 
+def stamped(event: TriggerEvent, context: TraceContext, decisions: tuple[dict[str, JSON], ...]) -> TriggerEvent:
+    """`event` as stored: its own context (`context`, from event_context), its rule decisions, and
+    in `origin.traceparent` what its source sent. One copy of the event, on the hot path."""
+    origin = event.origin
+    if event.traceparent != context.traceparent and parse(event.traceparent) is not None:
+        origin = {**(origin or {}), TRACEPARENT: event.traceparent}
+    return replace(event, traceparent=context.traceparent, origin=origin, decisions=decisions)
+
+
 def traced_event(event: TriggerEvent) -> TriggerEvent:
-    """`event` carrying its own context; what its source sent is kept in `origin.traceparent`."""
-    context = event_context(event)
-    if event.traceparent == context.traceparent:
-        return event
-    origin = dict(event.origin or {})
-    if parse(event.traceparent) is not None:
-        origin[TRACEPARENT] = event.traceparent
-    return replace(event, traceparent=context.traceparent, origin=origin or None)
+    """`event` carrying its own context (its decisions unchanged); applied twice, the same."""
+    return stamped(event, event_context(event), event.decisions)
 
 
 def decision(rule: str, verdict: Decision, *, context: TraceContext, event_id: str, action: str,

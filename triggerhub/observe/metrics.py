@@ -76,6 +76,26 @@ FEED_WAITS = Counter("triggerhub_feed_admission_waits_total",
                      registry=REGISTRY)
 
 
+class _Children:
+    """A metric's children by label values, kept: `labels()` validates and locks on every call,
+    which the hot path cannot afford. Bounded because every label is (see the module docstring)."""
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
+_RECEIVED, _FIRED, _REJECTED = _Children(EVENTS_RECEIVED), _Children(EVENTS_FIRED), _Children(EVENTS_REJECTED)
+_DECISIONS, _ACTIVATIONS = _Children(RULE_DECISIONS), _Children(ACTIVATIONS)
+_THROTTLED, _WAITS, _STORE = _Children(THROTTLED), _Children(FEED_WAITS), _Children(STORE_OPERATION)
+
+
 class NameCap:
     """The first `max_names` distinct names are kept as labels; later ones become `other`."""
 
@@ -126,27 +146,27 @@ def feed_of(event_type: str, *, api_type: str) -> str:
 
 def event_received(feed: str, trigger: str) -> None:
     if _State.enabled:
-        EVENTS_RECEIVED.labels(feed, _State.triggers(trigger)).inc()
+        _RECEIVED(feed, _State.triggers(trigger)).inc()
 
 
 def event_fired(feed: str, trigger: str, decisions: Iterator[tuple[str, str]]) -> None:
     """An accepted event and its rule decisions ((rule, decision) pairs)."""
     if _State.enabled:
-        EVENTS_FIRED.labels(feed, _State.triggers(trigger)).inc()
+        _FIRED(feed, _State.triggers(trigger)).inc()
         for rule, decision in decisions:
-            RULE_DECISIONS.labels(_State.rules(rule), decision).inc()
+            _DECISIONS(_State.rules(rule), decision).inc()
 
 
 def event_rejected(feed: str, trigger: str, reason: str) -> None:
     if _State.enabled:
-        EVENTS_REJECTED.labels(feed, _State.triggers(trigger), reason).inc()
+        _REJECTED(feed, _State.triggers(trigger), reason).inc()
 
 
 def activation_stored(outcome: str, *, start_ms: int, end_ms: int, received_ms: int | None, stored_ms: int) -> None:
     """A record this process stored; `received_ms` is its trigger event's receipt (None if none)."""
     if not _State.enabled:
         return
-    ACTIVATIONS.labels(outcome).inc()
+    _ACTIVATIONS(outcome).inc()
     if end_ms >= start_ms > 0:
         ACTIVATION_DURATION.observe((end_ms - start_ms) / 1000)
     if received_ms:
@@ -162,12 +182,12 @@ def runtime_claimed(how: str) -> None:
 
 def throttled(limit: str) -> None:
     if _State.enabled:
-        THROTTLED.labels(limit).inc()
+        _THROTTLED(limit).inc()
 
 
 def feed_waited(limit: str) -> None:
     if _State.enabled:
-        FEED_WAITS.labels(limit).inc()
+        _WAITS(limit).inc()
 
 
 T = TypeVar("T")
@@ -184,7 +204,7 @@ def timed_methods(*names: str) -> Callable[[C], C]:
 
 
 def _timed(method: Callable[..., Awaitable[T]], name: str) -> Callable[..., Awaitable[T]]:
-    observe = STORE_OPERATION.labels(name).observe
+    observe = _STORE(name).observe
 
     async def timed(*args: Any, **kwargs: Any) -> T:
         if not _State.enabled:
