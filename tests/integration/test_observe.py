@@ -326,6 +326,14 @@ async def test_a_webhook_continues_its_senders_trace_and_other_namespaces_see_no
     assert (lineage["source"]["kind"], lineage["source"]["deliveryId"], lineage["source"]["parentSpanId"]) == (
         "webhook", "delivery-7", SENT_SPAN)
     assert annotations_of(record)["traceparent"].startswith(f"00-{SENT_TRACE}-")
+    assert "/" in event_id  # webhook event ids name their trigger: the CLI sends them encoded
+    cli = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "triggerhub.cli", "event", "trace", event_id, "--json"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "TRIGGERHUB_APIHOST": hub.apihost, "TRIGGERHUB_AUTH": hub.auth,
+             "TRIGGERHUB_PROPS": os.devnull})
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout) == lineage
 
     # a structured CloudEvent carries its context as the traceparent attribute
     other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
