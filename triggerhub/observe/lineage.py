@@ -5,8 +5,9 @@ What is stored, on the write path's existing statements:
 - the event row's document carries its own `traceparent`, `origin` (the source message, with the
   `traceparent` the source sent) and `decisions` (one per active rule), in the accepting transaction;
 - every activation record descending from it carries the annotations `traceparent` (its own span)
-  and `event` (the event id), a rule activation also `rule`; the store files the record under its
-  event (migration 8's `event_id`).
+  and `event` (the event id), a rule activation also `rule`. Lineage finds the records by key: the
+  decisions name the rule activations, a sequence's logs its components; records that carry an
+  `eventId` annotation (retries) are filed under it by the store (migration 8's `event_id`).
 Actions see their context as `__OW_TRACEPARENT` (from the /run body's `traceparent`).
 """
 

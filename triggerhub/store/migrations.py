@@ -91,8 +91,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             matched BIGINT NOT NULL,
             filtered BIGINT NOT NULL)""",
     )),
-    # Lineage: the trigger event each activation record descends from (its `event` annotation),
-    # so an event's chain is one indexed read. Written by the same insert as the record.
+    # Lineage: the trigger event a record is filed under when lineage cannot find it by key (a
+    # retry's `eventId` annotation; NULL otherwise, so the index stays append-only). Written by the
+    # same insert as the record.
     Migration(8, "activations by trigger event", (
         "ALTER TABLE activations ADD COLUMN event_id TEXT",
         "CREATE INDEX activations_by_event ON activations (event_id, start_ms)",

@@ -111,12 +111,11 @@ def activation_row(activation: Activation) -> dict[str, Any]:
 
 
 def activation_event_id(activation: Activation) -> str | None:
-    """The trigger event a record descends from: its `event` (or a retry's `eventId`) annotation."""
-    for key in ("event", "eventId"):
-        value = annotation(activation.annotations, key)
-        if isinstance(value, str):
-            return value
-    return None
+    """The trigger event a record is filed under: a retry's `eventId` annotation. Records that
+    lineage finds by key (rule activations, sequence components) are not filed: an index on
+    random keys would cost every insert a random B-tree write."""
+    value = annotation(activation.annotations, "eventId")
+    return value if isinstance(value, str) else None
 
 
 def pending_row(invocation: Invocation) -> dict[str, Any]:
