@@ -2,14 +2,15 @@
 
 Starts two `triggerhub up` hubs (SQLite, process runtime): one with TRIGGERHUB_METRICS=false and
 TRIGGERHUB_LINEAGE=false (the floor), one with the defaults (both on); `--split` adds one hub with
-metrics only and one with lineage only. Each round drives every hub at the same time (so the
+metrics only and one with lineage only, `--control` a second hub with both off (what two equal
+hubs differ by in this run: the noise to read the costs against). Each round drives every hub at the same time (so the
 machine's load falls on each alike) and measures the warm blocking invoke p50 (sequential per
 hub, noop action) and fires end to end (a fire with one rule -> its action record stored, 16 in
 flight), in wall time and in the hub process's CPU time per operation (/proc; steadier than wall
 time on a shared machine). Prints each round, then the medians and on/off ratios; the issue's
 target is under 5% cost.
 
-    python bench/observe_overhead.py [--rounds 4] [--invokes 300] [--fires 300] [--split]
+    python bench/observe_overhead.py [--rounds 4] [--invokes 300] [--fires 300] [--split] [--control]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import aiohttp
 NOOP = "def main(args):\n    return {}\n"
 MODES = {"off": {"TRIGGERHUB_METRICS": "false", "TRIGGERHUB_LINEAGE": "false"}, "on": {}}
 SPLIT = {"metrics": {"TRIGGERHUB_LINEAGE": "false"}, "lineage": {"TRIGGERHUB_METRICS": "false"}}
+CONTROL = {"control": MODES["off"]}  # a second "off" hub: how far two equal hubs differ in this run
 
 
 def free_port() -> int:
@@ -136,7 +138,7 @@ async def fires_per_s(hub: Hub, count: int) -> tuple[float, float]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    modes = {**MODES, **(SPLIT if args.split else {})}
+    modes = {**MODES, **(SPLIT if args.split else {}), **(CONTROL if args.control else {})}
     keys = ("invoke_p50_ms", "invoke_cpu_ms", "fires_per_s", "fire_cpu_ms")
     results: dict[str, dict[str, list[float]]] = {mode: {key: [] for key in keys} for mode in modes}
     async with AsyncExitStack() as stack:
@@ -181,6 +183,7 @@ def main() -> None:
     parser.add_argument("--invokes", type=int, default=300)
     parser.add_argument("--fires", type=int, default=300)
     parser.add_argument("--split", action="store_true", help="also metrics alone and lineage alone")
+    parser.add_argument("--control", action="store_true", help="also a second hub with both off: the noise floor")
     asyncio.run(run(parser.parse_args()))
 
 
