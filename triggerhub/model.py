@@ -257,7 +257,7 @@ class Exec:
     image: str | None = None
     components: tuple[str, ...] = ()
 
-    def to_json(self, include_code: bool = True) -> dict[str, JSON]:
+    def to_json(self, *, include_code: bool = True) -> dict[str, JSON]:
         out: dict[str, JSON] = {"kind": self.kind}
         if self.kind == Kind.SEQUENCE:
             out["components"] = list(self.components)

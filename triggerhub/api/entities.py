@@ -148,7 +148,7 @@ async def invoke_action(request: web.Request) -> web.Response:
                                   transaction_id=request[TRANSACTION])
     if isinstance(outcome, str):
         return _accepted(outcome)
-    return _blocking_response(outcome, flag(request, "result"))
+    return _blocking_response(outcome, result_only=flag(request, "result"))
 
 
 def _accepted(activation_id: str) -> web.Response:
@@ -156,7 +156,7 @@ def _accepted(activation_id: str) -> web.Response:
                              headers={"x-openwhisk-activation-id": activation_id})
 
 
-def _blocking_response(record: Activation, result_only: bool) -> web.Response:
+def _blocking_response(record: Activation, *, result_only: bool) -> web.Response:
     status = {StatusCode.SUCCESS: 200, StatusCode.APPLICATION_ERROR: 502,
               StatusCode.DEVELOPER_ERROR: 502, StatusCode.WHISK_ERROR: 500}[record.response.status_code]
     headers = {"x-openwhisk-activation-id": record.activation_id}

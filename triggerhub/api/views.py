@@ -14,8 +14,8 @@ def _base(entity: Entity) -> dict[str, Any]:
             "publish": entity.publish}
 
 
-def action_json(action: Action, include_code: bool = True) -> dict[str, Any]:
-    return {**_base(action), "exec": action.exec.to_json(include_code),
+def action_json(action: Action, *, include_code: bool = True) -> dict[str, Any]:
+    return {**_base(action), "exec": action.exec.to_json(include_code=include_code),
             "parameters": params_to_json(action.parameters), "limits": action.limits.to_json(),
             "annotations": params_to_json(action.annotations), "updated": action.updated_ms}
 

@@ -190,7 +190,7 @@ class Applier:
                 await self._feed_delete(step.name, feed, step.current_feed_inputs)
             await self._delete(path, step)
 
-    async def _put(self, path: str, body: JSON, overwrite: bool, previous: JSON) -> None:
+    async def _put(self, path: str, body: JSON, *, overwrite: bool, previous: JSON) -> None:
         await self.client.put(path, body, {"overwrite": "true" if overwrite else "false"})
         if previous is None:
             self._push(f"delete {path}", lambda: self.client.delete(path))

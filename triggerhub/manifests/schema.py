@@ -23,7 +23,7 @@ _ANY_MAP = {"type": ["object", "null"]}
 _VERSION = {"type": ["string", "number"]}
 
 
-def _closed(properties: dict[str, Any], required: tuple[str, ...] = (), nullable: bool = True) -> dict[str, Any]:
+def _closed(properties: dict[str, Any], required: tuple[str, ...] = (), *, nullable: bool = True) -> dict[str, Any]:
     schema: dict[str, Any] = {
         "type": ["object", "null"] if nullable else "object",
         "properties": properties,
