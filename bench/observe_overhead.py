@@ -20,6 +20,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -89,6 +90,7 @@ async def started(extra_env: dict[str, str]) -> AsyncIterator[Hub]:
     finally:
         process.terminate()
         process.wait(timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 async def prepare(hub: Hub) -> None:
