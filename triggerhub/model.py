@@ -299,6 +299,7 @@ class ReducedRule:
     status: RuleStatus
     filter: JSON = None
     transform: JSON = None
+    shadow: bool = False  # matches and counts, records what it would run, runs nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +313,8 @@ class Trigger:
     rules: dict[str, ReducedRule] = field(default_factory=dict)  # rule FQN "guest/r" -> link
     updated_ms: int = 0
     revision: int = 0
+    derive: JSON = None  # a derived trigger's declaration (rules/correlate.py), normalised
+    derived: tuple[str, ...] = ()  # derived triggers fed by this one ("/guest/silent"), as rules are linked
 
     @property
     def fqn(self) -> FullyQualifiedName:
@@ -331,6 +334,7 @@ class Rule:
     revision: int = 0
     filter: JSON = None  # an event pattern (rules/pattern.py); None: every event matches
     transform: JSON = None  # a JSON template for the action's parameters; None: the event data
+    shadow: bool = False  # matches and counts, records what it would run, runs nothing
 
     @property
     def fqn(self) -> FullyQualifiedName:

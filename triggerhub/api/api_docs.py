@@ -38,6 +38,11 @@ _BASE = {"namespace": {"type": "string"}, "name": {"type": "string"}, "version":
 _BASE_REQUIRED = ["namespace", "name", "version", "publish", "annotations"]
 _REF_PAIR = {"type": "object", "required": ["path", "name"],
              "properties": {"path": {"type": "string"}, "name": {"type": "string"}}}
+_DERIVE = {"type": ["object", "null"], "description": "a derived trigger (README: Correlation and absence): "
+           "{kind: absence, from, key, forS} or {kind: all|sequence, from: [a, b], key, windowS}; null removes it",
+           "properties": {"kind": {"type": "string", "enum": ["all", "sequence", "absence"]},
+                          "from": {"anyOf": [{"type": "string"}, _array({"type": "string"})]},
+                          "key": {"type": "string"}, "forS": {"type": "number"}, "windowS": {"type": "number"}}}
 _ACTIVATION_BASE = {
     "namespace": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "string"},
     "publish": {"type": "boolean"}, "annotations": _KEY_VALUES, "activationId": {"type": "string"},
@@ -76,7 +81,7 @@ LINEAGE_SCHEMAS: dict[str, Doc] = {
     "LineageRule": {
         "type": "object", "required": ["rule", "action", "decision", "spanId"],
         "properties": {"rule": {"type": "string", "description": "namespace/rule"}, "action": _TEXT,
-                       "decision": {"type": "string", "enum": ["matched", "filtered", "refused"]},
+                       "decision": {"type": "string", "enum": ["matched", "filtered", "refused", "shadow"]},
                        "reason": {"type": "string", "description": "refused: why"},
                        "activationId": {"type": "string", "description": "matched: the rule activation"},
                        "status": {"type": "string", "description": "matched: the activation's status, or pending"},
@@ -126,9 +131,10 @@ SCHEMAS: dict[str, Doc] = {
         "exec": {"type": "object", "properties": {"binary": {"type": "boolean"}}}}},
     "TriggerPut": {"type": "object", "properties": {
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "version": {"type": "string"},
-        "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"})}},
+        "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
+        "derive": _DERIVE}},
     "Trigger": {"type": "object", "required": [*_BASE_REQUIRED, "parameters"], "properties": {
-        **_BASE, "parameters": _KEY_VALUES, "limits": {"type": "object"},
+        **_BASE, "parameters": _KEY_VALUES, "limits": {"type": "object"}, "derive": _DERIVE,
         "rules": {"type": "object", "additionalProperties": {"type": "object", "properties": {
             "action": _REF_PAIR, "status": {"type": "string", "enum": ["active", "inactive"]}}}}}},
     "TriggerSummary": {"type": "object", "required": _BASE_REQUIRED, "properties": _BASE},
@@ -137,13 +143,15 @@ SCHEMAS: dict[str, Doc] = {
         "status": {"type": "string", "enum": ["active", "inactive", ""]}, "annotations": _KEY_VALUES,
         "version": {"type": "string"}, "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
         "filter": {"type": ["object", "null"], "description": "an event pattern (README: Filter patterns); null removes it"},
-        "transform": {"type": ["object", "null"], "description": "a JSON template of the action's parameters; null removes it"}}},
+        "transform": {"type": ["object", "null"], "description": "a JSON template of the action's parameters; null removes it"},
+        "shadow": {"type": "boolean", "description": "match, count and record what would run; run nothing"}}},
     "RuleStatus": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string", "enum": ["active", "inactive"]}}},
     "Rule": {"type": "object", "required": [*_BASE_REQUIRED, "status", "trigger", "action"], "properties": {
         **_BASE, "status": {"type": "string", "enum": ["active", "inactive"]},
         "trigger": _REF_PAIR, "action": _REF_PAIR, "filter": {"type": "object"}, "transform": {"type": "object"},
-        "counts": {"type": "object", "description": "rules with a filter: events it took and filtered out",
+        "shadow": {"type": "boolean", "const": True},
+        "counts": {"type": "object", "description": "rules with a filter or shadow: events it took and filtered out",
                    "properties": {"matched": {"type": "integer"}, "filtered": {"type": "integer"}}}}},
     "ExplainRequest": {"anyOf": [
         {"type": "object", "required": ["eventId"], "properties": {"eventId": {"type": "string"}}},
@@ -158,9 +166,21 @@ SCHEMAS: dict[str, Doc] = {
             "test": {}, "group": {"type": "string"}}}),
         "event": {"type": "object", "description": "eventId: the stored event"},
         "rules": _array({"type": "object", "description": "eventId: every rule of the event's trigger, with its "
-                                                          "status, verdict and outcome"}),
+                                                          "status, verdict and outcome (shadowed: with wouldRun)"}),
+        "shadow": {"type": "boolean", "description": "the rule is a shadow: it would match as shown and run nothing"},
         "reason": {"type": "string"}}},
     **LINEAGE_SCHEMAS,
+    "ReplayRequest": {"type": "object", "properties": {
+        "from": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+                 "description": "epoch ms or ISO-8601 with a zone; with to: events with from <= time <= to"},
+        "to": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]},
+        "ids": _array({"type": "string"}), "force": {"type": "boolean"}}},
+    "Replay": {"type": "object", "required": ["rule", "force", "events", "matched", "run", "skipped", "filtered",
+                                              "failed", "activationIds"], "properties": {
+        "rule": {"type": "string"}, "force": {"type": "boolean"}, "events": {"type": "integer"},
+        "matched": {"type": "integer"}, "run": {"type": "integer"}, "skipped": {"type": "integer"},
+        "filtered": {"type": "integer"}, "failed": {"type": "integer"}, "activationIds": _array({"type": "string"}),
+        "errors": _array({"type": "string"})}},
     "PackagePut": {"type": "object", "properties": {
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "version": {"type": "string"},
         "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
@@ -302,6 +322,12 @@ def _paths() -> Doc:
             "summary": "Why a rule would run for an event, or did not run for a stored one (nothing runs)",
             "requestBody": _content(_ref("ExplainRequest")),
             "responses": _responses({200: ("the trace", _ref("Explanation"))})}},
+            [_NAMESPACE, _path_name("name", "a rule")]),
+        f"{ns}/rules/{{name}}/replay": _with({"post": {
+            "summary": "Run stored events of the rule's trigger through the rule as it is now (once per event "
+                       "unless forced)",
+            "requestBody": _content(_ref("ReplayRequest")),
+            "responses": _responses({200: ("counts per event", _ref("Replay"))})}},
             [_NAMESPACE, _path_name("name", "a rule")]),
         f"{ns}/packages": _with(_list("PackageSummary", "packages"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/packages/"]),
         f"{ns}/packages/{{name}}": _with(

@@ -229,6 +229,12 @@ async def explain_rule(request: web.Request) -> web.Response:
     return web.json_response(await engine.explain(identity, fqn, await json_body(request)))
 
 
+async def replay_rule(request: web.Request) -> web.Response:
+    """Run stored events through the rule as it is now; counts per event (engine/replay.py)."""
+    engine, identity, fqn = await _target(request)
+    return web.json_response(await engine.replay(identity, fqn, await json_body(request)))
+
+
 # ---------------------------------------------------------------------------- packages
 
 
@@ -290,6 +296,7 @@ routes = [
     web.post(RULE, set_rule_state),
     web.route("*", RULE, method_not_allowed),
     web.post(f"{RULE}/explain", explain_rule),
+    web.post(f"{RULE}/replay", replay_rule),
     web.get(PACKAGE, get_package, allow_head=False),
     web.put(PACKAGE, put_package),
     web.delete(PACKAGE, delete_package),

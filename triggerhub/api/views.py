@@ -32,6 +32,8 @@ def trigger_json(trigger: Trigger) -> dict[str, Any]:
            "annotations": params_to_json(trigger.annotations), "updated": trigger.updated_ms}
     if rules:
         out["rules"] = rules
+    if trigger.derive is not None:
+        out["derive"] = trigger.derive
     return out
 
 
@@ -40,17 +42,20 @@ def trigger_summary(trigger: Trigger) -> dict[str, Any]:
 
 
 def rule_json(rule: Rule, status: RuleStatus, counts: RuleCounts | None = None) -> dict[str, Any]:
-    """OpenWhisk's rule; `filter`, `transform` and `counts` only on rules that have them."""
+    """OpenWhisk's rule; `filter`, `transform`, `shadow` and `counts` only on rules that have them
+    (`counts`: given for filtered and shadow rules)."""
     out = {**_base(rule), "status": status.value,
            "trigger": {"path": rule.trigger.path, "name": rule.trigger.name},
            "action": {"path": rule.action.path, "name": rule.action.name},
            "annotations": params_to_json(rule.annotations), "updated": rule.updated_ms}
     if rule.filter is not None:
         out["filter"] = rule.filter
-        if counts is not None:
-            out["counts"] = {"matched": counts.matched, "filtered": counts.filtered}
+    if counts is not None:
+        out["counts"] = {"matched": counts.matched, "filtered": counts.filtered}
     if rule.transform is not None:
         out["transform"] = rule.transform
+    if rule.shadow:
+        out["shadow"] = True
     return out
 
 

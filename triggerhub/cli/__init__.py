@@ -24,6 +24,7 @@ from triggerhub.cli.context import Ctx, add_json_option, say
 from triggerhub.cli.packages import package
 from triggerhub.cli.status import status
 from triggerhub.cli.tls import tls_options, tls_overrides
+from triggerhub.cli.replay import rule_replay
 from triggerhub.cli.triggers import rule, trigger
 from triggerhub.config import environment_with, load_config
 from triggerhub.engine.bootstrap import read_credentials
@@ -261,6 +262,7 @@ def images_build(ctx: Ctx, force: bool) -> None:
         click.echo(tag)
 
 
+rule.add_command(rule_replay)
 for _command in (action, trigger, rule, package, activation, alarms, deploy, undeploy, validate, api, status, event):
     main.add_command(_command)
 add_json_option(main)

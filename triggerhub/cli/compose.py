@@ -26,6 +26,7 @@ from triggerhub.engine.core import Engine
 from triggerhub.engine.dispatch import LocalDispatcher
 from triggerhub.engine.entities import Entities
 from triggerhub.cli.feed_kinds import FEED_KINDS
+from triggerhub.cli.pruning import running_pruner
 from triggerhub.engine.feed_manager import catalogue
 from triggerhub.errors import ConfigError
 from triggerhub.invoker.activation import ActionInvoker
@@ -114,7 +115,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
         entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes)
         engine, feeds = engine_and_feeds(store, lambda builtin: Engine(
             config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
-            dispatcher=LocalDispatcher(store), builtin=builtin))
+            dispatcher=LocalDispatcher(store), builtin=builtin, derive_loop=True))
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         observed(config, role="hub", pool=pool, running=lambda: engine.dispatcher.statistics().to_json()["running"])
         stack.callback(otel.shutdown)  # exports the spans still buffered, once everything has stopped
@@ -124,6 +125,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
         stop_reaping = asyncio.Event()
         stack.callback(stop_reaping.set)
         tasks.create_task(reap_until(pool, stop_reaping))
+        await stack.enter_async_context(running_pruner(config, store))
         await feeds.start(tasks)
         probes = embedded_probes(engine, store, pool, feeds, runtime_name)
         app = create_app(engine, webhook_routes(feeds) + status_routes("embedded", probes))

@@ -33,6 +33,8 @@ from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.entities import Entities
+from triggerhub.cli.pruning import cluster_lease, running_pruner
+from triggerhub.engine.retention import EventPruner
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
 from triggerhub.engine.republish import RepublishSweep
@@ -69,6 +71,7 @@ class Controller:
     credentials: dict[str, str]
     health: HealthMonitor
     engine: Engine
+    pruner: EventPruner  # prunes the event log while this controller holds the cluster's pruning lease
 
     @property
     def guest_auth(self) -> str:
@@ -98,9 +101,10 @@ async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
 def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: Topics, *,
             invoker: Invoker | None = None, cache_ttl_s: float = 0.0, waiter: CompletionWaiter | None = None,
             reply_to: str | None = None, builtin: BuiltinHandler | None = None,
-            dispatcher: KafkaDispatcher | None = None) -> Engine:
-    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`."""
-    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin,
+            dispatcher: KafkaDispatcher | None = None, derive_loop: bool = False) -> Engine:
+    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
+    the derived triggers' loop with `derive_loop` (workers)."""
+    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s),
                   dispatcher=dispatcher or KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
@@ -137,13 +141,15 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         readers = await stack.enter_async_context(_reading(completions, heartbeats))
         sweeps = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(sweeps.create_task(sweep.run(), name="republish sweep").cancel)
+        pruner = await stack.enter_async_context(running_pruner(config, store,
+                                                                lease=cluster_lease(config, require_postgres(config))))
         await stack.enter_async_context(engine)
         stack.callback(readers.cancel)  # before the engine closes, as the API stops
         probes = distributed_probes(engine, store, health, config.kafka, topics)
         observed(config, role="controller", lag_groups=_lag_groups(topics))
         app = create_app(engine, admin_routes(health) + webhook_routes(webhooks) + status_routes("distributed", probes))
         apihost = await stack.enter_async_context(serving(app, config.api, tls))
-        yield Controller(apihost, credentials, health, engine)
+        yield Controller(apihost, credentials, health, engine, pruner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +179,18 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
-        engine = _engine(config, store, publisher, topics)
+        engine = _engine(config, store, publisher, topics, derive_loop=True)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events)
         observed(config, role="worker", lag_groups={topics.app_id("worker"): topics.trigger_events})
         await stack.enter_async_context(_metrics_listener(config))
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
+
+        async def relisten(*_args: Any, **_kwargs: Any) -> None:  # derived triggers' absence deadlines
+            engine.deriver.relisten()
+
+        app.on_partitions_assigned.connect(relisten)
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
 

@@ -37,11 +37,17 @@ def _feed_invoke(ctx: Ctx, feed: str, trigger_name: str, event: str, params: lis
 @param_file_option
 @annotation_option
 @click.option("-f", "--feed", default=None, help="feed action, e.g. /whisk.system/alarms/alarm")
+@click.option("--derive", default=None, help='derived trigger (JSON), e.g. \'{"kind": "absence", "from": "heartbeat", '
+                                              '"key": "$.data.deviceId", "forS": 120}\'')
 @pass_ctx
 @run
-def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any, feed: str | None) -> None:
-    """Create trigger NAME; with --feed, also start the feed with the -p parameters."""
-    _put_trigger(ctx, name, params, param_file, annotations, feed, overwrite=False)
+def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any, feed: str | None,
+                   derive: str | None) -> None:
+    """Create trigger NAME; with --feed, also start the feed with the -p parameters; with --derive, a
+    trigger fired from other triggers' events (README: correlation and absence)."""
+    declared = _json_value(derive, None, "derive")
+    _put_trigger(ctx, name, params, param_file, annotations, feed, overwrite=False,
+                 extra={"derive": declared} if declared is not None else {})
 
 
 @trigger.command("update")
@@ -49,18 +55,22 @@ def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, ann
 @param_option
 @param_file_option
 @annotation_option
+@click.option("--derive", default=None, help="replace the derived trigger's declaration (JSON; null removes it)")
 @pass_ctx
 @run
-def trigger_update(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any) -> None:
-    """Replace the parameters and annotations of trigger NAME."""
-    _put_trigger(ctx, name, params, param_file, annotations, None, overwrite=True)
+def trigger_update(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any,
+                   derive: str | None) -> None:
+    """Replace the parameters and annotations of trigger NAME (and its derive, when given)."""
+    _put_trigger(ctx, name, params, param_file, annotations, None, overwrite=True,
+                 extra={"derive": _json_value(derive, None, "derive")} if derive is not None else {})
 
 
 def _put_trigger(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any, feed: str | None,
-                 *, overwrite: bool) -> None:
+                 *, overwrite: bool, extra: dict[str, Any] | None = None) -> None:
+    """`extra`: more keys of the body (`derive`)."""
     parameters = key_values(params, param_file)
     notes = key_values(annotations)
-    body: dict[str, Any] = {}
+    body: dict[str, Any] = dict(extra or {})
     if feed:
         notes.append({"key": "feed", "value": feed})
     else:
@@ -156,8 +166,10 @@ def _json_value(text: str | None, file: str | None, option: str) -> Any:
 
 
 def _rule_body(trigger_name: str, action_name: str, filter_: str | None, filter_file: str | None,
-               transform: str | None, transform_file: str | None) -> dict[str, Any]:
+               transform: str | None, transform_file: str | None, shadow: bool | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"trigger": trigger_name, "action": action_name}
+    if shadow is not None:
+        body["shadow"] = shadow
     for key, value in (("filter", _json_value(filter_, filter_file, "filter")),
                        ("transform", _json_value(transform, transform_file, "transform"))):
         if value is not None:
@@ -171,6 +183,8 @@ def routing_options(fn: Any) -> Any:
         click.option("--filter-file", default=None, help="file holding the event pattern (JSON)"),
         click.option("--transform", default=None, help="JSON template of the action's parameters"),
         click.option("--transform-file", default=None, help="file holding the transform template (JSON)"),
+        click.option("--shadow/--no-shadow", default=None,
+                     help="a shadow rule matches, counts and records what it would run, and runs nothing"),
     )):
         fn = option(fn)
     return fn
@@ -186,8 +200,9 @@ def _add_put_rule_command(command: str, *, overwrite: bool, help_text: str) -> N
     @pass_ctx
     @run
     def put_rule(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
-                 filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
-        body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
+                 filter_file: str | None, transform: str | None, transform_file: str | None,
+                 shadow: bool | None) -> None:
+        body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, shadow)
         ctx.client.request("PUT", ctx.client.entity_path("rules", name), body, {"overwrite": True} if overwrite else None)
         say(ctx, f"ok: {'updated' if overwrite else 'created'} rule {name}", {"ok": True, "rule": name})
 
@@ -195,7 +210,7 @@ def _add_put_rule_command(command: str, *, overwrite: bool, help_text: str) -> N
 _add_put_rule_command("create", overwrite=False,
                       help_text="Create rule NAME: events of TRIGGER_NAME run ACTION_NAME (when --filter matches).")
 _add_put_rule_command("update", overwrite=True, help_text="Point rule NAME at TRIGGER_NAME and ACTION_NAME; without "
-                      "--filter/--transform it keeps the ones it has.")
+                      "--filter/--transform/--shadow it keeps the ones it has.")
 
 
 @rule.command("explain")

@@ -106,6 +106,16 @@ def parse_routing(body: dict[str, Any], key: str, old: Any, compile_: Callable[[
     return body[key]
 
 
+def parse_shadow(body: dict[str, Any], old: bool) -> bool:
+    """A rule's `shadow`: absent keeps the old value; else true or false."""
+    if "shadow" not in body:
+        return old
+    if not isinstance(body["shadow"], bool):
+        raise BadRequest(f"shadow {json.dumps(body['shadow'])[:100]} is not a boolean; send true (match and record, "
+                         "run nothing) or false")
+    return body["shadow"]
+
+
 def parse_annotations(body: dict[str, Any], old: Parameters) -> Parameters:
     annotations = parse_params(body, "annotations", old)
     removed = body.get("delAnnotations") or []

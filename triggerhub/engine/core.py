@@ -27,10 +27,12 @@ from triggerhub.model import (
 )
 from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
+from triggerhub.engine.derive import Deriver
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.explain import explain as explain_rule
 from triggerhub.engine.lineage import event_lineage
+from triggerhub.engine.replay import replay_rule
 from triggerhub.engine.resolve import Resolved, bound_parameters, check_final, check_read, merge_arguments, package_readable
 from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.routing import Router
@@ -38,7 +40,7 @@ from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, Rate
 from triggerhub.invoker.base import Invoker
 from triggerhub.observe import lineage, metrics, otel
 from triggerhub.rules import match as rules
-from triggerhub.store.base import Acceptance, ActivationQuery, Store
+from triggerhub.store.base import Acceptance, ActivationQuery, ReplayClaim, Store
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,11 @@ BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 class Engine:
     def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
                  dispatcher: Dispatcher, builtin: BuiltinHandler | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False) -> None:
         """`builtin` runs the hub-internal actions (the feed providers) in a process that runs
-        feeds; `clock` times the throttles (rates per minute, feed admission waits)."""
+        feeds; `clock` times the throttles (rates per minute, feed admission waits) and derived
+        triggers' deadlines; `derive_loop` runs the loop that derives events (engine/derive.py)
+        in this process (the embedded hub and distributed workers)."""
         self.config = config
         self.store = store
         self.invoker = invoker
@@ -70,11 +74,15 @@ class Engine:
         self._feed_held: set[str] = set()  # activation ids holding a feed admission slot
         self._unslotted: set[str] = set()  # feed-fired activation ids that took no direct concurrency slot
         self.router = Router()
+        self.deriver = Deriver(store, entities, clock=clock)
+        self._derive_loop = derive_loop
         self._running = contextlib.AsyncExitStack()
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Engine:
         await self._running.enter_async_context(self.dispatcher.running(execute=self.execute, finished=self._finished))
+        if self._derive_loop:
+            await self._running.enter_async_context(self.deriver.running(self._deliver_derived))
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -82,6 +90,23 @@ class Engine:
 
     def statistics(self) -> DispatcherStatistics:
         return self.dispatcher.statistics()
+
+    async def replay(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> dict[str, JSON]:
+        """Run stored events of rule `fqn`'s trigger through the rule as it is now (engine/replay.py)."""
+        return await replay_rule(self.entities, self.store, identity, fqn, body,
+                                 max_events=self.config.events.replay_max_events, resolve=self.resolve,
+                                 submit=self._submit_replayed)
+
+    async def _submit_replayed(self, identity: Identity, resolved: Resolved, found: rules.Match,
+                               trigger_params: dict[str, Any], claim: ReplayClaim) -> bool:
+        """A replayed run goes the way of a feed's rule activation: it waits for room under the
+        feed limits instead of meeting the per-minute limits of direct calls."""
+        invocation = replace(self._invocation(identity, resolved, [trigger_params, found.params],
+                                              activation_id=claim.activation_id),
+                             extra_annotations=found.annotations)
+        self._unslotted.add(invocation.activation_id)
+        await self._admit_from_feed(identity.namespace, [invocation])
+        return await self._submit(Acceptance(invocations=[invocation], replay=claim), [invocation])
 
     async def explain(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> dict[str, JSON]:
         """Why rule `fqn` would run for the event in `body`, or did not run for a stored one."""
@@ -238,7 +263,7 @@ class Engine:
     async def fire(self, identity: Identity, fqn: FullyQualifiedName, payload: dict[str, Any]) -> str | None:
         """Fire through the API: the trigger activation id, or None when no rule is active (204)."""
         trigger = await self.entities.get(identity, fqn, Trigger)
-        if not rules.active_rules(trigger):
+        if not rules.active_rules(trigger) and not trigger.derived:
             return None
         try:
             self._fire_rates.check(identity.namespace, identity.limits.get("firesPerMinute", self.config.limits.fires_per_minute))
@@ -261,8 +286,17 @@ class Engine:
             raise NotFound(f"trigger {event.trigger} does not exist; delete its feed or recreate the trigger")
         return await self._match(trigger, event, cursor, confirmations=confirmations)
 
+    async def _deliver_derived(self, event: TriggerEvent) -> None:
+        """A derived event from the outbox, to its derived trigger's rules (its acceptance drops the row)."""
+        trigger = await self.entities.find(event.trigger, Trigger)
+        if trigger is None:
+            log.info("derived event %s: trigger %s is gone; dropped", event.id, event.trigger)
+            await self.store.delete_derived_outbox([event.id])
+            return
+        await self._match(trigger, event, None, from_outbox=True)
+
     async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None, *,
-                     confirmations: list[Awaitable[None]] | None = None) -> bool:
+                     confirmations: list[Awaitable[None]] | None = None, from_outbox: bool = False) -> bool:
         """Route `event` through the trigger's compiled rules and accept the result in one store
         write. Rules whose filter refuses it are only counted (in that same write): no activation,
         no invocation row."""
@@ -293,6 +327,10 @@ class Engine:
                 outcomes.append(rules.outcome_line(found, error=refusal))
                 decide(found, lineage.Decision.REFUSED, refusal)
                 continue
+            if found.shadow and found.error is None:
+                outcomes.append(rules.shadow_line(found, trigger_params))
+                decide(found, lineage.Decision.SHADOW)
+                continue
             try:
                 if found.error is not None:
                     raise BadRequest(found.error)
@@ -322,9 +360,12 @@ class Engine:
             event = lineage.stamped(event, context, tuple(decisions))
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
             lineage.event_annotations(context, event.id) if context is not None else ()))] if outcomes else []
+        derive = await self.deriver.steps(trigger, event)
         acceptance = Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor,
-                                matched_rules=routing.taken, filtered_rules=routing.filtered)
+                                matched_rules=routing.taken, filtered_rules=routing.filtered,
+                                derive=derive, from_outbox=from_outbox)
         accepted = await self._submit(acceptance, invocations, confirmations=confirmations)  # counts the filters' verdicts once per event
+        self.deriver.accepted(derive)
         if not accepted:
             metrics.event_rejected(feed, str(trigger.fqn), "duplicate")
         elif metrics.enabled():
@@ -348,7 +389,8 @@ def _verdicts(routing: rules.Routing, invocations: list[Invocation]) -> Iterator
     """(rule, decision) of each active rule, for triggerhub_rule_decisions_total."""
     taken = {invocation.activation_id for invocation in invocations}
     for found in routing.matched:
-        yield found.rule, (lineage.Decision.MATCHED if found.activation_id in taken else lineage.Decision.REFUSED).value
+        verdict = lineage.Decision.MATCHED if found.activation_id in taken else lineage.Decision.REFUSED
+        yield found.rule, (lineage.Decision.SHADOW if found.shadow and found.error is None else verdict).value
     for key in routing.filtered:
         yield key, lineage.Decision.FILTERED.value
 

@@ -238,7 +238,9 @@ ROUTING_KEYS = ("filter", "transform")
 
 def _dropping_routing(body: dict[str, JSON], current: JSON) -> dict[str, JSON]:
     """A rule update without `filter`/`transform` removes the hub's (a left-out key keeps it)."""
-    dropped = {key: None for key in ROUTING_KEYS if key in (current or {}) and key not in body}
+    dropped: dict[str, JSON] = {key: None for key in ROUTING_KEYS if key in (current or {}) and key not in body}
+    if (current or {}).get("shadow") and "shadow" not in body:
+        dropped["shadow"] = False
     return {**body, **dropped} if "trigger" in body else body
 
 
@@ -254,6 +256,7 @@ def put_body(doc: JSON) -> dict[str, JSON]:
         body["trigger"] = f"/{doc['trigger']['path']}/{doc['trigger']['name']}"
         body["action"] = f"/{doc['action']['path']}/{doc['action']['name']}"
         body.update({key: doc.get(key) for key in ROUTING_KEYS})  # null removes one the failed update added
+        body["shadow"] = bool(doc.get("shadow", False))
     else:
         body["parameters"] = doc.get("parameters") or []
     if doc.get("binding"):

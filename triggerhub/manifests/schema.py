@@ -59,11 +59,12 @@ SEQUENCE = _closed({
 TRIGGER = _closed({
     "feed": _STR, "source": _STR, "inputs": _ANY_MAP, "annotations": _ANY_MAP, "namespace": _STR,
     "credential": _STR, "description": _STR, "version": _VERSION,
+    "derive": {"type": "object"},  # a derived trigger (README: correlation and absence); the hub checks it
 })
 
 RULE = _closed({
     "trigger": _STR, "action": _STR, "rule": _STR, "annotations": _ANY_MAP, "description": _STR,
-    "version": _VERSION, "filter": {"type": "object"}, "transform": {"type": "object"},
+    "version": _VERSION, "filter": {"type": "object"}, "transform": {"type": "object"}, "shadow": {"type": "boolean"},
 }, required=("trigger", "action"), nullable=False)
 
 DEPENDENCY = _closed({

@@ -32,6 +32,7 @@ class Decision(StrEnum):
     MATCHED = "matched"  # an activation was accepted for the rule
     FILTERED = "filtered"  # the rule's filter refused the event (a non-match)
     REFUSED = "refused"  # matched, but not run: blocked namespace, missing action, throttled, bad transform
+    SHADOW = "shadow"  # matched by a shadow rule: recorded in the trigger's record, never run
 
 
 def event_context(event: TriggerEvent) -> TraceContext:

@@ -47,7 +47,7 @@ EVENTS_REJECTED = Counter("triggerhub_events_rejected_total",
                           "Trigger events not accepted: duplicate (id accepted before), throttled, refused",
                           ("feed", "trigger", "reason"), registry=REGISTRY)
 RULE_DECISIONS = Counter("triggerhub_rule_decisions_total",
-                         "Rule decisions per accepted event: matched, filtered (non-match) or refused",
+                         "Rule decisions per accepted event: matched, filtered (non-match), refused or shadow",
                          ("rule", "decision"), registry=REGISTRY)
 ACTIVATIONS = Counter("triggerhub_activations_total",
                       "Activation records stored by this process, by outcome (OpenWhisk status)",

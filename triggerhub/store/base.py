@@ -6,7 +6,7 @@ Every write that the delivery promise depends on is one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,6 +40,54 @@ class FeedRegistration:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplayClaim:
+    """A replay of one stored event through one rule. Unforced, it is taken only if that (rule,
+    event) was never replayed; forced, always (the mark counts the runs)."""
+
+    rule: str  # "guest/r"
+    event_id: str
+    event_ms: int  # the event's time: marks are pruned with the events they name
+    activation_id: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one pruning step deleted from the event log."""
+
+    by_age: int = 0
+    by_trigger_bound: int = 0
+    by_total_bound: int = 0
+    replay_marks: int = 0
+
+    @property
+    def events(self) -> int:
+        return self.by_age + self.by_trigger_bound + self.by_total_bound
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedChange:
+    """A derived trigger's new state for one key, and the events it derives (put in the outbox)."""
+
+    state: str | None  # JSON text; None drops the key's row
+    due_ms: int | None  # when the key's state must be looked at again (absence deadline, cleanup)
+    events: Sequence[TriggerEvent] = ()
+
+
+DeriveTransition = Callable[[str | None], DerivedChange]
+"""Pure: the key's stored state (None: none) -> the change. Run inside the writing transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeriveStep:
+    """One change of a derived trigger's keyed state, applied in the transaction that commits it."""
+
+    trigger: str  # the derived trigger, "/guest/silent"
+    key: str
+    transition: DeriveTransition
+
+
+@dataclass(frozen=True, slots=True)
 class Acceptance:
     """What one fire or invoke commits at once, before its caller hears 202."""
 
@@ -49,6 +97,10 @@ class Acceptance:
     cursor: tuple[str, str] | None = None  # (feed id, new cursor value)
     matched_rules: Sequence[str] = ()  # rules with a filter that took the event ("guest/r")
     filtered_rules: Sequence[str] = ()  # rules whose filter refused it
+    replay: ReplayClaim | None = None  # a replay's mark: nothing is written when it is refused
+    # Derived triggers fed by the event: applied only when the event is new (never twice).
+    derive: Sequence[DeriveStep] = ()
+    from_outbox: bool = False  # the event is a derived one: its outbox row goes in the same write
 
 
 class Store(Protocol):
@@ -107,12 +159,47 @@ class Store(Protocol):
     async def list_feeds(self) -> list[FeedRegistration]: ...
     async def get_cursor(self, feed_id: str) -> str | None: ...
     async def set_cursor(self, feed_id: str, value: str) -> None: ...
-    async def count_events(self, trigger: str | None = None) -> int: ...
+    async def count_events(self, trigger: str | None = None, *, since_ms: int | None = None,
+                           upto_ms: int | None = None) -> int:
+        """Stored events (of one trigger, `/guest/t`), with `since_ms <= time_ms <= upto_ms` when given."""
+
+    async def list_events(self, trigger: str, *, since_ms: int, upto_ms: int, after: tuple[int, str] | None = None,
+                          limit: int = 500) -> list[TriggerEvent]:
+        """A trigger's events with `since_ms <= time_ms <= upto_ms`, oldest first (time, then id),
+        starting after the (time_ms, id) key `after`."""
+
+    async def get_events(self, event_ids: Sequence[str]) -> list[TriggerEvent]:
+        """The stored events among `event_ids` (absent ones are left out), in no set order."""
+
+    async def prune_events(self, *, before_ms: int, max_per_trigger: int, max_total: int, batch: int) -> Pruned:
+        """One step of retention: delete up to `batch` events older than `before_ms`, then those
+        beyond the newest `max_per_trigger` of a trigger and the newest `max_total` in all (0:
+        no such bound), and the replay marks of pruned events. Several processes may call it;
+        one deletes at a time."""
+
     async def get_rule_counts(self, rule: str) -> RuleCounts:
         """How many accepted events the filter of `rule` ("guest/r") took and refused."""
 
     async def get_event(self, event_id: str) -> TriggerEvent | None:
         """The stored trigger event with this CloudEvent id; None when there is none."""
+
+    # derived triggers (store/derived.py) ---------------------------------------------------------
+    async def change_derived(self, steps: Sequence[DeriveStep]) -> None:
+        """Apply the steps in one transaction (each reads the key's state under a lock)."""
+
+    async def list_due_derived(self, now_ms: int, *, limit: int) -> list[tuple[str, str]]:
+        """(derived trigger, key) whose `due_ms` is at or before `now_ms`, earliest first."""
+
+    async def next_derived_due_ms(self) -> int | None:
+        """The earliest `due_ms` of any key; None when nothing is due ever."""
+
+    async def list_derived_outbox(self, *, limit: int) -> list[TriggerEvent]:
+        """Derived events not yet accepted on their derived trigger, oldest first."""
+
+    async def delete_derived_outbox(self, event_ids: Sequence[str]) -> None: ...
+
+    async def get_derived_state(self, trigger: str, key: str) -> tuple[str, int | None] | None:
+        """(state JSON, due_ms) of one key of a derived trigger, or None."""
 
     # API gateway routes -----------------------------------------------------------------------
     async def put_route(self, route: ApiRoute) -> None:

@@ -103,25 +103,35 @@ def action_from_doc(doc: Doc) -> Action:
 
 
 def _reduced(link: ReducedRule) -> list[JSON]:
-    """[action, status] as before issue 13; [action, status, filter, transform] when either is set."""
+    """[action, status] as before issue 13; [action, status, filter, transform] when either is set;
+    for a shadow rule [action, status, filter, transform, None, None, true]: the two slots before
+    the flag belong to the retry policy and dead-letter target of issue 14's retries."""
     short = [_fqn(link.action), link.status.value]
+    if link.shadow:
+        return [*short, link.filter, link.transform, None, None, True]
     return short if link.filter is None and link.transform is None else [*short, link.filter, link.transform]
 
 
 def _reduced_from(item: list[JSON]) -> ReducedRule:
     action, status, *routing = item
-    filter_, transform = routing if routing else (None, None)
-    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform)
+    filter_, transform, _retry, _dead_letter, shadow = [*routing, None, None, None, None, False][:5]
+    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform, shadow=bool(shadow))
 
 
 def trigger_to_doc(trigger: Trigger) -> Doc:
     rules = {key: _reduced(link) for key, link in trigger.rules.items()}
-    return _common(trigger) | {"parameters": _params(trigger.parameters), "rules": rules}
+    doc = _common(trigger) | {"parameters": _params(trigger.parameters), "rules": rules}
+    if trigger.derive is not None:  # derived triggers (issue 14); absent before
+        doc["derive"] = trigger.derive
+    if trigger.derived:
+        doc["derived"] = list(trigger.derived)
+    return doc
 
 
 def trigger_from_doc(doc: Doc) -> Trigger:
     rules = {key: _reduced_from(item) for key, item in doc["rules"].items()}
-    return Trigger(parameters=_params_from(doc["parameters"]), rules=rules, **_common_from(doc))
+    return Trigger(parameters=_params_from(doc["parameters"]), rules=rules, derive=doc.get("derive"),
+                   derived=tuple(doc.get("derived", ())), **_common_from(doc))
 
 
 def rule_to_doc(rule: Rule) -> Doc:
@@ -130,13 +140,15 @@ def rule_to_doc(rule: Rule) -> Doc:
         doc["filter"] = rule.filter
     if rule.transform is not None:
         doc["transform"] = rule.transform
+    if rule.shadow:
+        doc["shadow"] = True
     return doc
 
 
 def rule_from_doc(doc: Doc) -> Rule:
     """Rules stored before issue 13 have neither `filter` nor `transform`."""
     return Rule(trigger=_fqn_from(doc["trigger"]), action=_fqn_from(doc["action"]), filter=doc.get("filter"),
-                transform=doc.get("transform"), **_common_from(doc))
+                transform=doc.get("transform"), shadow=bool(doc.get("shadow", False)), **_common_from(doc))
 
 
 def package_to_doc(package: Package) -> Doc:

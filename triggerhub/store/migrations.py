@@ -91,6 +91,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             matched BIGINT NOT NULL,
             filtered BIGINT NOT NULL)""",
     )),
+    # Replay marks (store/replays.py): one row per (rule, event) replayed, claimed in the
+    # transaction that accepts the replayed invocation; pruned with the events by event time.
+    # The events index serves retention's age and total bounds (store/event_log.py).
+    Migration(5, "event retention and replay marks", (
+        """CREATE TABLE replays (
+            rule TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            event_ms BIGINT NOT NULL,
+            runs BIGINT NOT NULL,
+            activation_id TEXT NOT NULL,
+            replayed_ms BIGINT NOT NULL,
+            PRIMARY KEY (rule, event_id))""",
+        "CREATE INDEX replays_by_event_time ON replays (event_ms)",
+        "CREATE INDEX events_by_time ON events (time_ms, id)",
+    )),
+    # Derived triggers (issue 14): keyed correlation state with the time each key is next due
+    # (absence deadlines, cleanup), and the outbox of derived events waiting to be accepted on
+    # their derived trigger. Both change in the transaction that accepts the event causing it.
+    Migration(6, "derived trigger state", (
+        """CREATE TABLE derive_state (
+            trigger_fqn TEXT NOT NULL,
+            key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            due_ms BIGINT,
+            PRIMARY KEY (trigger_fqn, key))""",
+        "CREATE INDEX derive_state_by_due ON derive_state (due_ms)",
+        """CREATE TABLE derive_outbox (
+            event_id TEXT PRIMARY KEY,
+            trigger_fqn TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            doc TEXT NOT NULL)""",
+        "CREATE INDEX derive_outbox_by_created ON derive_outbox (created_ms, event_id)",
+    )),
     # Lineage: the trigger event a record is filed under when lineage cannot find it by key (a
     # retry's `eventId` annotation; NULL otherwise, so the index stays append-only). Written by the
     # same insert as the record.

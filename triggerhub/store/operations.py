@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Executable, delete
 
 from triggerhub.errors import RevisionConflict
 from triggerhub.model import Activation, Collection, Entity, collection_of, now_ms
-from triggerhub.store import statements
+from triggerhub.store import derived, replays, statements
 from triggerhub.store.base import Acceptance
 from triggerhub.store.statements import Statements
 from triggerhub.store.tables import activations, pending, rule_counts
@@ -93,6 +93,7 @@ def accept(conn: Connection, sql: Statements, batch: Sequence[Acceptance]) -> li
         answers.append(acceptance.event is None or acceptance.event.id in fresh)
         if acceptance.event is not None:
             fresh.discard(acceptance.event.id)
+    answers = replays.claim(conn, batch, answers)
     taken = [a for a, accepted in zip(batch, answers) if accepted]
     pending_rows = [statements.pending_row(i) for a in taken for i in a.invocations]
     activation_rows = [statements.activation_row(r) for a in taken for r in a.activations]
@@ -108,7 +109,18 @@ def accept(conn: Connection, sql: Statements, batch: Sequence[Acceptance]) -> li
     count_rows = rule_count_rows(taken)
     if count_rows:
         conn.execute(sql.add_rule_counts, count_rows)
+    accept_derived(conn, batch, answers, lock=True)
     return answers
+
+
+def accept_derived(conn: Connection, batch: Sequence[Acceptance], answers: Sequence[bool], *, lock: bool) -> None:
+    """The derived-trigger part of an accept: steps of new events only; a derived event's outbox
+    row goes whether it was new or a duplicate (delivered before by another process)."""
+    steps = [step for a, accepted in zip(batch, answers) if accepted for step in a.derive]
+    if steps:
+        derived.apply_steps(conn, steps, lock=lock)
+    delivered = [a.event.id for a in batch if a.from_outbox and a.event is not None]
+    derived.delete_outbox(conn, delivered)
 
 
 def rule_count_rows(taken: Sequence[Acceptance]) -> list[dict[str, Any]]:

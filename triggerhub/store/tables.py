@@ -83,3 +83,13 @@ api_routes = Table(
     Column("verb", Text, primary_key=True),
     Column("doc", Text, nullable=False),
 )
+
+replays = Table(
+    "replays", metadata,
+    Column("rule", Text, primary_key=True),  # "guest/r"
+    Column("event_id", Text, primary_key=True),
+    Column("event_ms", BigInteger, nullable=False),
+    Column("runs", BigInteger, nullable=False),  # 1, plus one per forced replay
+    Column("activation_id", Text, nullable=False),  # of the latest replayed run
+    Column("replayed_ms", BigInteger, nullable=False),
+)
