@@ -32,8 +32,8 @@ async def event_lineage(store: Store, identity: Identity, event_id: str, *, api_
 async def _descendants(store: Store, namespace: str, event: TriggerEvent) -> list[Activation]:
     """The records of `event`, found by key: the trigger's record and each matched rule's (ids in
     the stored decisions), then each sequence's components (ids in its logs, as OpenWhisk writes
-    them), level by level; and the records filed under the event by an `eventId` annotation
-    (retries). No index on random keys is written for this on the hot path."""
+    them), level by level; and the records the store filed under the event (retries: an `attempt`
+    annotation). No index on random keys is written for this on the hot path."""
     found: dict[str, Activation] = {}
     wanted = [rules.trigger_activation_id(event)]
     wanted += [str(d["activationId"]) for d in event.decisions if isinstance(d.get("activationId"), str)]

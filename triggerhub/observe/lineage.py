@@ -6,8 +6,8 @@ What is stored, on the write path's existing statements:
   `traceparent` the source sent) and `decisions` (one per active rule), in the accepting transaction;
 - every activation record descending from it carries the annotations `traceparent` (its own span)
   and `event` (the event id), a rule activation also `rule`. Lineage finds the records by key: the
-  decisions name the rule activations, a sequence's logs its components; records that carry an
-  `eventId` annotation (retries) are filed under it by the store (migration 8's `event_id`).
+  decisions name the rule activations, a sequence's logs its components; delivery attempts
+  (retries: an `attempt` annotation) are filed under their `event` by the store (migration 8).
 Actions see their context as `__OW_TRACEPARENT` (from the /run body's `traceparent`).
 """
 
