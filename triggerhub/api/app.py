@@ -1,8 +1,9 @@
 """The aiohttp application: OpenWhisk REST API v1 and the info routes, inside the middlewares of
 `middleware.py`.
 
-Handlers live in `entities.py`, `activations.py`, `web_actions.py`, `routes.py` (API gateway) and
-`api_docs.py`; they share the request plumbing of `context.py` and call the engine only.
+Handlers live in `entities.py`, `activations.py`, `web_actions.py`, `routes.py` (API gateway),
+`api_docs.py` and `dashboard.py` (the dashboard's page and stream); they share the request
+plumbing of `context.py` and call the engine only.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from triggerhub import __version__
-from triggerhub.api import activations, api_docs, entities, lineage, routes, web_actions
+from triggerhub.api import activations, api_docs, dashboard, entities, lineage, routes, web_actions
 from triggerhub.api.context import ENGINE, MAX_REQUEST_BYTES
 from triggerhub.api.middleware import MIDDLEWARES
 from triggerhub.engine.core import Engine
@@ -68,6 +69,7 @@ def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -
     app.router.add_routes(api_docs.routes)
     app.router.add_routes(lineage.routes)
     app.router.add_routes([metrics_handler(engine.config.observe.metrics_token)])
+    dashboard.install(app)
     if extra_routes:
         app.router.add_routes(extra_routes)
     return app
