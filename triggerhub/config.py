@@ -153,6 +153,18 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ObserveConfig:
+    """Metrics and lineage (observe/): on by default; off only to measure what they cost."""
+
+    metrics: bool = True  # METRICS: count and time into the Prometheus registry
+    lineage: bool = True  # LINEAGE: traceparent, rule decisions and event links on every record
+    metrics_port: int = 0  # METRICS_PORT: loopback /metrics of a worker, invoker or feeds process; 0: none
+    metrics_token: str = field(default="", repr=False)  # METRICS_TOKEN: Bearer token /metrics asks for; "": none
+    metrics_max_names: int = 500  # METRICS_MAX_NAMES: trigger and rule labels kept; later names count as `other`
+    otel: str = "off"  # OTEL: export lineage spans with OpenTelemetry: off | console | otlp (the `otel` extra)
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     home: Path = DEFAULT_HOME
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -161,6 +173,7 @@ class HubConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
     events: EventLogConfig = field(default_factory=EventLogConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -201,6 +214,12 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "RUNTIMES_DIR": ("runtime", "runtimes_dir"),
     "NODE_BINARY": ("runtime", "node_binary"),
     "MQTT_PORT": ("mqtt", "port"),
+    "METRICS": ("observe", "metrics"),
+    "LINEAGE": ("observe", "lineage"),
+    "METRICS_PORT": ("observe", "metrics_port"),
+    "METRICS_TOKEN": ("observe", "metrics_token"),
+    "METRICS_MAX_NAMES": ("observe", "metrics_max_names"),
+    "OTEL": ("observe", "otel"),
     "EVENT_RETENTION_S": ("events", "retention_s"),
     "EVENT_MAX_PER_TRIGGER": ("events", "max_per_trigger"),
     "EVENT_MAX_TOTAL": ("events", "max_total"),
@@ -248,7 +267,14 @@ def _runtimes_dir(path: Path) -> Path:
 
 
 # Checks of a converted value beyond its type: env key -> the value to keep, or _Unusable.
-_CHECKS: dict[str, Callable[[Any], Any]] = {"RUNTIMES_DIR": _runtimes_dir,
+def _otel(choice: str) -> str:
+    if choice.strip().lower() not in OTEL_CHOICES:
+        raise _Unusable(f"not one of {', '.join(OTEL_CHOICES)}; off exports nothing")
+    return choice.strip().lower()
+
+
+OTEL_CHOICES = ("off", "console", "otlp")
+_CHECKS: dict[str, Callable[[Any], Any]] = {"OTEL": _otel, "RUNTIMES_DIR": _runtimes_dir,
                                              "DOCKER_HOST": lambda host: host or DEFAULT_DOCKER_HOST}
 
 
@@ -282,7 +308,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     values.update({k: (k, v) for k, v in env.items() if k in _FOREIGN_ENV_KEYS})
     values.update({ENV_PREFIX + k: (k, v) for k, v in (overrides or {}).items() if v is not None})
     config = HubConfig()
-    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt", "feeds", "events", "log"}}
+    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt", "observe", "feeds", "events", "log"}}
     top: dict[str, Any] = {}
     problems: list[str] = []
     for shown, (key, raw) in sorted(values.items()):

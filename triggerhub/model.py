@@ -458,6 +458,13 @@ class TriggerEvent:
     subject: str | None = None
     time_ms: int = 0
     datacontenttype: str = "application/json"
+    # Lineage (observe/lineage.py). A feed sets `traceparent` to what its source sent; the engine
+    # replaces it with the event's own context before the event is stored. `origin` names the
+    # source message (topic, broker message id, webhook delivery id); `decisions` are the rule
+    # decisions, stored with the event in the transaction that accepts it.
+    traceparent: str | None = None
+    origin: dict[str, JSON] | None = None
+    decisions: tuple[dict[str, JSON], ...] = ()
 
     def to_cloudevent(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {
@@ -465,6 +472,8 @@ class TriggerEvent:
             "time": _iso(self.time_ms), "datacontenttype": self.datacontenttype, "data": self.data,
             "subject": self.subject or str(self.trigger),
         }
+        if self.traceparent:  # the CloudEvents distributed tracing extension
+            out["traceparent"] = self.traceparent
         return out
 
 
@@ -488,7 +497,8 @@ class Invocation:
     binding: str | None = None
     init_env: dict[str, str] = field(default_factory=dict)
     transaction_id: str = ""
-    extra_annotations: Parameters = ()  # e.g. causedBy: sequence
+    extra_annotations: Parameters = ()  # e.g. causedBy: sequence; traceparent and event (observe/lineage.py)
+    received_ms: int = 0  # when the trigger event behind a rule activation was received (0: no event)
 
 
 # Nesting past this is refused on input: deeper values exhaust the interpreter's stack later, when

@@ -60,7 +60,10 @@ async def test_a_plain_rule_answers_exactly_as_openwhisk(hub):
     [outcome] = record["logs"]
     echo = await wait_record(hub, outcome.split('"activationId":"')[1][:32])
     assert echo["response"]["result"] == {"temp": 1}
-    assert {"rule", "event"}.isdisjoint(a["key"] for a in echo["annotations"])  # provenance only on routed rules
+    annotations = {a["key"]: a["value"] for a in echo["annotations"]}
+    # lineage (README: Seeing it) files every rule activation under its event and rule, with its span
+    assert (annotations["event"], annotations["rule"]) == (fired["activationId"], "guest/plain")
+    assert annotations["traceparent"].startswith("00-") and len(annotations["traceparent"]) == 55
 
 
 async def test_only_matching_events_run_with_transformed_parameters_and_explain_says_why(hub):

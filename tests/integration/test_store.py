@@ -350,6 +350,23 @@ async def test_complete_records_the_activation_and_drops_its_pending_row(store: 
     assert await store.list_pending() == [invocation(aid(2))]
 
 
+async def test_delivery_attempts_are_listed_under_their_event(store: SqlStore) -> None:
+    def attempt(activation_id: str, n: int, event_id: str, namespace: str = "guest") -> Activation:
+        return replace(activation(activation_id, T0_MS + n, namespace=namespace),
+                       annotations=(Parameter("event", event_id), Parameter("attempt", n)))
+
+    plain = replace(activation(aid(9)), annotations=(Parameter("event", "evt-1"),))  # found by key, not filed
+    explicit = replace(activation(aid(5), T0_MS + 5), annotations=(Parameter("eventId", "evt-1"),))
+    for record in (attempt(aid(2), 2, "evt-1"), attempt(aid(1), 1, "evt-1"), attempt(aid(3), 1, "evt-2"),
+                   attempt(aid(4), 1, "evt-1", namespace="alice"), plain, explicit):
+        await store.accept(Acceptance(activations=[record]))
+    listed = await store.list_event_activations("guest", "evt-1")
+    assert [r.activation_id for r in listed] == [aid(1), aid(2), aid(5)]  # oldest first
+    assert listed[0] == attempt(aid(1), 1, "evt-1")
+    assert [r.activation_id for r in await store.list_event_activations("alice", "evt-1")] == [aid(4)]
+    assert await store.list_event_activations("guest", "evt-9") == []
+
+
 async def test_a_second_record_for_one_activation_is_refused(store: SqlStore) -> None:
     await store.accept(Acceptance(invocations=[invocation(aid(1))]))
     first = activation(aid(1), result="first")

@@ -31,6 +31,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests.plugins.cli import free_port
 from tests.plugins.hub import HubClient
 from tests.plugins.services import PROJECT_ROOT, asyncpg_dsn, create_database, drop_database
 from triggerhub.config import HubConfig, load_config
@@ -163,6 +164,7 @@ def deployment_env(pg_url: str, kafka_bootstrap: str, home: Path, **extra: str) 
         "TRIGGERHUB_KAFKA_TOPIC_PREFIX": f"th-test-{secrets.token_hex(4)}.", "TRIGGERHUB_HOME": str(home),
         "TRIGGERHUB_PORT": "0", "TRIGGERHUB_RUNTIME": "process", "TRIGGERHUB_DEPLOY_EXAMPLES": "false",
         "TRIGGERHUB_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS), "TRIGGERHUB_PREWARM_COUNT": "0",
+        "TRIGGERHUB_PROPS": str(home.parent / "triggerhubprops"),  # a controller writes it; never the user's
         **extra,
     }
 
@@ -249,13 +251,17 @@ async def wait_for_invokers(client: Any, count: int, timeout_s: float = READY_TI
             await asyncio.sleep(0.2)
 
 
-def invoker_restarter(deployment: Deployment, processes: dict[str, HubProcess]) -> Callable[[str], Awaitable[None]]:
+def invoker_restarter(deployment: Deployment, processes: dict[str, HubProcess],
+                      metrics_ports: dict[str, int] | None = None) -> Callable[[str], Awaitable[None]]:
     """restart(name) for wait_for_invokers: kill -9 invoker `name` and start it again (in a thread,
-    since starting waits for its ready line)."""
+    since starting waits for its ready line), on its /metrics port if it had one."""
     async def restart(name: str) -> None:
         process = processes[name]
         process.kill()
-        processes[name] = await asyncio.to_thread(deployment.start, "invoker", "--id", name.removeprefix("invoker"))
+        port = (metrics_ports or {}).get(name)
+        extra_env = {"TRIGGERHUB_METRICS_PORT": str(port)} if port else None
+        processes[name] = await asyncio.to_thread(deployment.start, "invoker", "--id", name.removeprefix("invoker"),
+                                                  extra_env=extra_env)
     return restart
 
 
@@ -267,6 +273,7 @@ class SharedCluster:
     deployment: Deployment
     url: str
     invokers: dict[str, HubProcess]
+    metrics_ports: dict[str, int]  # role (worker, feeds, invoker0, ...) -> its loopback /metrics port
 
 
 @pytest.fixture(scope="session")
@@ -280,10 +287,16 @@ def distributed_cluster(pg_admin_url: str, kafka_bootstrap: str,
     try:
         with started(Deployment(root, env)) as running:
             relaxed = {"TRIGGERHUB_INVOCATIONS_PER_MINUTE": "100000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000"}
-            running.start("worker", extra_env=relaxed)
-            running.start("feeds", extra_env=relaxed)
-            invokers = {f"invoker{i}": running.start("invoker", "--id", str(i)) for i in range(INVOKER_COUNT)}
-            yield SharedCluster(running, url, invokers)
+            ports = {role: free_port() for role in ("worker", "feeds", *(f"invoker{i}" for i in range(INVOKER_COUNT)))}
+
+            def metrics_env(role: str) -> dict[str, str]:
+                return {"TRIGGERHUB_METRICS_PORT": str(ports[role])}
+
+            running.start("worker", extra_env={**relaxed, **metrics_env("worker")})
+            running.start("feeds", extra_env={**relaxed, **metrics_env("feeds")})
+            invokers = {f"invoker{i}": running.start("invoker", "--id", str(i), extra_env=metrics_env(f"invoker{i}"))
+                        for i in range(INVOKER_COUNT)}
+            yield SharedCluster(running, url, invokers, ports)
     finally:
         drop_database(pg_admin_url, url)
 
@@ -315,5 +328,6 @@ async def distributed_hub(distributed_cluster: SharedCluster) -> AsyncIterator[H
         async with aiohttp.ClientSession() as session:
             await wait_for_invokers(ControllerAdmin(controller.apihost, session), INVOKER_COUNT,
                                     restart=invoker_restarter(distributed_cluster.deployment,
-                                                              distributed_cluster.invokers))
+                                                              distributed_cluster.invokers,
+                                                              distributed_cluster.metrics_ports))
             yield HubClient(controller, session)  # type: ignore[arg-type]

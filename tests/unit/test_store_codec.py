@@ -58,10 +58,15 @@ INVOCATION = Invocation(
     "d" * 32, ACTION, [{"a": 1}, "b"], "alice", "alice-subject", 1_700_000_000_000, cause="e" * 32,
     blocking=True, path_annotation="guest/utils/hello", binding="alice/utils-bound",
     init_env={"__OW_DEBUG": "1"}, transaction_id="tx-1", extra_annotations=(Parameter("causedBy", "sequence"),),
+    received_ms=1_699_999_999_990,
 )
 EVENT = TriggerEvent(
     "evt-1", "mqtt://127.0.0.1:1883/sensors/#", "triggerhub.mqtt.message", GUEST_HELLO,
     {"temperature": 21.5}, subject="sensors/lab", time_ms=1_700_000_000_001, datacontenttype="text/plain",
+    traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    origin={"topic": "sensors/lab", "qos": 1, "messageId": 7},
+    decisions=({"rule": "guest/alert", "action": "/guest/utils/hello", "decision": "matched",
+                "activationId": "f" * 32, "spanId": "1" * 16},),
 )
 SUBJECT = Subject("alice", "alice-ns", "6f1b3c2e-0000-4000-8000-000000000000", "sha256:abc",
                   limits={"invocationsPerMinute": 60}, blocked=True)

@@ -50,6 +50,54 @@ _ACTIVATION_BASE = {
     "cause": {"type": "string"},
 }
 
+_TEXT = {"type": "string"}
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+_SPAN = {"type": ["string", "null"], "pattern": "^[0-9a-f]{16}$"}
+# The lineage document (observe/lineage.py `lineage_document`), for the dashboard and `event trace`.
+LINEAGE_SCHEMAS: dict[str, Doc] = {
+    "Lineage": {
+        "type": "object", "required": ["lineageVersion", "eventId", "traceId", "source", "event", "rules", "activations"],
+        "description": "One trigger event's chain. Every span shares `traceId` (W3C trace context). Parents: the "
+                       "event's is `source.parentSpanId` (the sender's span, when it sent a traceparent); a rule "
+                       "decision's is the event; a rule activation's is its rule decision (`rules[].spanId`); a "
+                       "sequence component's is the sequence activation (`cause`).",
+        "properties": {
+            "lineageVersion": {"const": 1}, "eventId": _TEXT,
+            "traceId": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            "source": {"type": "object", "required": ["kind", "type", "source"], "description":
+                       "The source message: kind (api, mqtt, webhook, kafka, alarm, file, postgres, sqlite), "
+                       "mqtt: topic, qos, messageId (packet id, QoS 1/2); webhook: deliveryId; kafka: topic, "
+                       "partition, offset, count; traceparent: what the source sent, if any",
+                       "properties": {"kind": _TEXT, "type": _TEXT, "source": _TEXT, "topic": _TEXT,
+                                      "messageId": {"type": "integer"}, "deliveryId": _TEXT,
+                                      "traceparent": _TEXT, "parentSpanId": _SPAN}},
+            "event": {"type": "object", "required": ["id", "trigger", "time", "traceparent", "spanId"],
+                      "properties": {"id": _TEXT, "trigger": _TEXT, "time": {"type": "integer", "description": "ms"},
+                                     "subject": _TEXT_OR_NULL, "traceparent": _TEXT, "spanId": _SPAN,
+                                     "triggerActivationId": _TEXT_OR_NULL}},
+            "rules": _array(_ref("LineageRule")),
+            "activations": _array(_ref("LineageActivation")),
+        }},
+    "LineageRule": {
+        "type": "object", "required": ["rule", "action", "decision", "spanId"],
+        "properties": {"rule": {"type": "string", "description": "namespace/rule"}, "action": _TEXT,
+                       "decision": {"type": "string", "enum": ["matched", "filtered", "refused", "shadow"]},
+                       "reason": {"type": "string", "description": "refused: why"},
+                       "activationId": {"type": "string", "description": "matched: the rule activation"},
+                       "status": {"type": "string", "description": "matched: the activation's status, or pending"},
+                       "spanId": _SPAN}},
+    "LineageActivation": {
+        "type": "object", "required": ["activationId", "name", "role", "status", "statusCode", "start", "spanId",
+                                       "parentSpanId", "children"],
+        "properties": {"activationId": _TEXT, "name": _TEXT, "namespace": _TEXT, "path": _TEXT_OR_NULL,
+                       "role": {"type": "string", "enum": ["trigger", "rule", "component", "retry"]},
+                       "status": _TEXT, "statusCode": {"type": "integer"}, "start": {"type": "integer"},
+                       "end": {"type": "integer"}, "duration": {"type": ["integer", "null"]},
+                       "cause": _TEXT_OR_NULL, "traceparent": _TEXT_OR_NULL, "spanId": _SPAN,
+                       "parentSpanId": _SPAN, "children": _array(_TEXT), "rule": _TEXT,
+                       "attempt": {"type": "integer"}, "causedBy": _TEXT}},
+}
+
 SCHEMAS: dict[str, Doc] = {
     "Error": {"type": "object", "required": ["error"], "description": "Every 4xx/5xx answer of the API.",
               "properties": {"error": {"type": "string"}, "code": {"type": "string",
@@ -121,6 +169,7 @@ SCHEMAS: dict[str, Doc] = {
                                                           "status, verdict and outcome (shadowed: with wouldRun)"}),
         "shadow": {"type": "boolean", "description": "the rule is a shadow: it would match as shown and run nothing"},
         "reason": {"type": "string"}}},
+    **LINEAGE_SCHEMAS,
     "ReplayRequest": {"type": "object", "properties": {
         "from": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
                  "description": "epoch ms or ISO-8601 with a zone; with to: events with from <= time <= to"},
@@ -293,6 +342,12 @@ def _paths() -> Doc:
             200: ("the record", _ref("Activation"))})}}, [_NAMESPACE, _ACTIVATION_ID]),
         f"{ns}/activations/{{id}}/logs": _with({"get": {"summary": "An activation's logs", "responses": _responses({
             200: ("logs", _ref("Logs"))})}}, [_NAMESPACE, _ACTIVATION_ID]),
+        f"{ns}/events/{{id}}/lineage": _with({"get": {
+            "summary": "An event's lineage: source message, rule decisions, activations, sequence children, retries",
+            "description": "The id is the event id a fire or a webhook answered (encode its slashes or not), or the "
+                           "id of an activation descending from the event. Another namespace's event is 404.",
+            "responses": _responses({200: ("the chain", _ref("Lineage"))})}},
+            [_NAMESPACE, _param("id", "path", {"type": "string", "minLength": 1})]),
         f"{ns}/activations/{{id}}/result": _with({"get": {"summary": "An activation's result", "responses": _responses({
             200: ("result", _ref("Result"))})}}, [_NAMESPACE, _ACTIVATION_ID]),
         f"{ns}/dashboard/stream": _with({"get": {

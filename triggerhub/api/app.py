@@ -11,11 +11,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from triggerhub import __version__
-from triggerhub.api import activations, api_docs, dashboard, entities, routes, web_actions
+from triggerhub.api import activations, api_docs, dashboard, entities, lineage, routes, web_actions
 from triggerhub.api.context import ENGINE, MAX_REQUEST_BYTES
 from triggerhub.api.middleware import MIDDLEWARES
 from triggerhub.engine.core import Engine
 from triggerhub.model import HUB_DEFAULT_KINDS, HUB_KINDS
+from triggerhub.observe.exposition import metrics_handler
 
 
 async def info_root(request: web.Request) -> web.Response:
@@ -66,6 +67,8 @@ def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -
     app.router.add_routes(routes.routes)  # before web_actions: apimgmt is under /api/v1/web/
     app.router.add_routes(web_actions.routes)
     app.router.add_routes(api_docs.routes)
+    app.router.add_routes(lineage.routes)
+    app.router.add_routes([metrics_handler(engine.config.observe.metrics_token)])
     dashboard.install(app)
     if extra_routes:
         app.router.add_routes(extra_routes)

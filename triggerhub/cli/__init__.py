@@ -17,6 +17,7 @@ import click
 from triggerhub.cli.actions import action
 from triggerhub.cli.activations import activation
 from triggerhub.cli.apis import api
+from triggerhub.cli.events import event
 from triggerhub.cli.alarms import alarms
 from triggerhub.manifests.commands import deploy, undeploy, validate
 from triggerhub.cli.context import Ctx, add_json_option, say
@@ -265,7 +266,7 @@ def images_build(ctx: Ctx, force: bool) -> None:
 
 
 rule.add_command(rule_replay)
-for _command in (action, trigger, rule, package, activation, alarms, deploy, undeploy, validate, api, status):
+for _command in (action, trigger, rule, package, activation, alarms, deploy, undeploy, validate, api, status, event):
     main.add_command(_command)
 add_json_option(main)
 

@@ -31,9 +31,10 @@ from triggerhub.engine.feed_manager import catalogue
 from triggerhub.errors import ConfigError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import RuntimeFactory
-from triggerhub.cli.wiring import action_pool, engine_and_feeds, reap_until, serving
+from triggerhub.cli.wiring import action_pool, engine_and_feeds, observed, reap_until, serving
 from triggerhub.invoker.process import ProcessRuntimeFactory
 from triggerhub.invoker.sandbox import find_sandbox
+from triggerhub.observe import otel
 from triggerhub.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
             config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
             dispatcher=LocalDispatcher(store), builtin=builtin, derive_loop=True))
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
+        observed(config, role="hub", pool=pool, running=lambda: engine.dispatcher.statistics().to_json()["running"])
+        stack.callback(otel.shutdown)  # exports the spans still buffered, once everything has stopped
         await stack.enter_async_context(engine)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         await pool.start()

@@ -51,7 +51,10 @@ from triggerhub.errors import ConfigError, TriggerhubError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import Invoker, RuntimeFactory
 from triggerhub.cli.compose import choose_runtime
-from triggerhub.cli.wiring import action_pool, engine_and_feeds, reap_until, serving
+from triggerhub.cli.props import write_props
+from triggerhub.cli.wiring import action_pool, engine_and_feeds, observed, reap_until, serving
+from triggerhub.observe import otel
+from triggerhub.observe.exposition import serving_metrics
 from triggerhub.model import now_ms
 from triggerhub.store.leases import SqlFeedLeases
 from triggerhub.store.sql import SqlStore
@@ -160,6 +163,7 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         await stack.enter_async_context(engine)
         stack.callback(readers.cancel)  # before the engine closes, as the API stops
         probes = distributed_probes(engine, store, health, config.kafka, topics)
+        observed(config, role="controller", lag_groups=_lag_groups(topics))
         app = create_app(engine, admin_routes(health) + webhook_routes(webhooks) + status_routes("distributed", probes))
         apihost = await stack.enter_async_context(serving(app, config.api, tls))
         yield Controller(apihost, credentials, health, engine, pruner)
@@ -196,6 +200,8 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
                          derive_loop=True)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events, revalidate=engine.entities.revalidate)
+        observed(config, role="worker", lag_groups={topics.app_id("worker"): topics.trigger_events})
+        await stack.enter_async_context(_metrics_listener(config))
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
 
@@ -223,6 +229,9 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
         stack.push_async_callback(pool.close)
         await pool.start()
         service = InvokerService(name, store, engine.execute, publisher, topics.invocations)
+        observed(config, role=name, pool=pool, running=lambda: service.statistics().running,
+                 lag_groups={topics.app_id("invokers"): topics.invocations})
+        await stack.enter_async_context(_metrics_listener(config))
         member = GroupMember(config.kafka, topics.app_id("invokers"), topics.invocations, service.handle,
                              concurrency=config.kafka.invoker_concurrency, client_id=name)
         stop = asyncio.Event()
@@ -264,10 +273,24 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         stack.push_async_callback(feeds.stop)
         await feeds.start(tasks)
         service = InvokerService("feeds", store, engine.execute, publisher, topics.feed_invocations)
+        observed(config, role="feeds", running=lambda: service.statistics().running,
+                 lag_groups={topics.app_id("feeds"): topics.feed_invocations})
+        await stack.enter_async_context(_metrics_listener(config))
         member = GroupMember(config.kafka, topics.app_id("feeds"), topics.feed_invocations, service.handle,
                              concurrency=FEED_LIFECYCLE_CONCURRENCY, client_id="feeds")
         await stack.enter_async_context(member.running(join_timeout_s=_join_timeout_s(config)))
         yield service
+
+
+def _lag_groups(topics: Topics) -> dict[str, str]:
+    """Every consumer group of the hub -> its topic (the controller's /metrics shows them all)."""
+    return {topics.app_id("worker"): topics.trigger_events, topics.app_id("invokers"): topics.invocations,
+            topics.app_id("feeds"): topics.feed_invocations}
+
+
+def _metrics_listener(config: HubConfig) -> contextlib.AbstractAsyncContextManager[int | None]:
+    """/metrics of a process without the REST API, on 127.0.0.1 (TRIGGERHUB_METRICS_PORT)."""
+    return serving_metrics(host=config.api.host, port=config.observe.metrics_port, token=config.observe.metrics_token)
 
 
 def _with_partitions(statistics: Callable[[], InvokerStatistics], member: GroupMember) -> Callable[[], InvokerStatistics]:
@@ -306,9 +329,12 @@ def _serve(starting: Callable[[], contextlib.AbstractAsyncContextManager[Any]], 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with starting() as started:
-            click.echo(ready(started), nl=True)
-            await stop.wait()
+        try:
+            async with starting() as started:
+                click.echo(ready(started), nl=True)
+                await stop.wait()
+        finally:
+            otel.shutdown()  # exports the spans still buffered
 
     try:
         asyncio.run(serve())
@@ -324,6 +350,12 @@ def _logging(*, verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _controller_ready(controller: Controller, config: HubConfig) -> str:
+    """The ready line; the CLI finds this controller from any folder, as after `triggerhub up`."""
+    write_props(controller.apihost, controller.guest_auth, home=config.home)
+    return f"triggerhub controller listening on {controller.apihost}"
+
+
 @click.command()
 @click.option("--id", "controller_id", type=int, default=None, help="controller id (completions topic completed<ID>)")
 @click.option("--port", type=int, default=None, help="API port (default 3233)")
@@ -335,35 +367,42 @@ def controller(controller_id: int | None, port: int | None, host: str | None, tl
     """Serve the REST API; publish fires and invocations to Kafka (distributed mode)."""
     _logging(verbose=verbose)
     config = _load({"CONTROLLER_ID": controller_id, "PORT": port, "HOST": host, **tls_overrides(tls_cert, tls_key)})
-    _serve(lambda: running_controller(config), lambda c: f"triggerhub controller listening on {c.apihost}")
+    _serve(lambda: running_controller(config), lambda c: _controller_ready(c, config))
+
+
+_METRICS_PORT = click.option("--metrics-port", type=int, default=None,
+                             help="serve /metrics on 127.0.0.1:PORT (TRIGGERHUB_METRICS_PORT; default: none)")
 
 
 @click.command()
+@_METRICS_PORT
 @click.option("-v", "--verbose", is_flag=True)
-def worker(verbose: bool) -> None:
+def worker(metrics_port: int | None, verbose: bool) -> None:
     """Match fired trigger events against rules and publish the invocations (distributed mode)."""
     _logging(verbose=verbose)
-    config = _load({})
+    config = _load({"METRICS_PORT": metrics_port})
     _serve(lambda: running_worker(config), lambda _: "triggerhub worker consuming trigger events")
 
 
 @click.command()
 @click.option("--id", "invoker_id", type=int, required=True, help="invoker id N (reported as invokerN)")
 @click.option("--runtime", type=click.Choice(["auto", "docker", "process"]), default=None)
+@_METRICS_PORT
 @click.option("-v", "--verbose", is_flag=True)
-def invoker(invoker_id: int, runtime: str | None, verbose: bool) -> None:
+def invoker(invoker_id: int, runtime: str | None, metrics_port: int | None, verbose: bool) -> None:
     """Run invocations from Kafka in the container pool and record them (distributed mode)."""
     _logging(verbose=verbose)
-    config = _load({"RUNTIME": runtime})
+    config = _load({"RUNTIME": runtime, "METRICS_PORT": metrics_port})
     _serve(lambda: running_invoker(config, invoker_id), lambda s: f"triggerhub {s.name} consuming invocations")
 
 
 @click.command()
+@_METRICS_PORT
 @click.option("-v", "--verbose", is_flag=True)
-def feeds(verbose: bool) -> None:
+def feeds(metrics_port: int | None, verbose: bool) -> None:
     """Run feeds and feed lifecycle actions; any number of these processes share the feeds by leases."""
     _logging(verbose=verbose)
-    config = _load({})
+    config = _load({"METRICS_PORT": metrics_port})
     _serve(lambda: running_feeds(config), lambda _: "triggerhub feeds running")
 
 

@@ -36,7 +36,7 @@ def write_props(apihost: str, auth: str, *, home: Path) -> Path:
     """Record a running hub for CLIs started in any folder; mode 0600 since it holds a key."""
     path = props_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = (f"# written by `triggerhub up` (home: {home.resolve()}); read by the triggerhub CLI\n"
+    text = (f"# written by `triggerhub up` or `controller` (home: {home.resolve()}); read by the triggerhub CLI\n"
             f"APIHOST={apihost}\nAUTH={auth}\n")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:

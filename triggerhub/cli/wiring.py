@@ -3,7 +3,8 @@
 `running_hub` (cli/compose.py) and `running_invoker` (cli/distributed.py) both run actions; they
 build their pool here, so both clean up the same way and take the same settings. The hub and the
 distributed `feeds` process tie the engine and the feed manager together with `engine_and_feeds`;
-the hub and the controller serve the API with `serving`.
+the hub and the controller serve the API with `serving`; every process points its /metrics at its
+parts with `observed`.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
 from triggerhub.api.tls import scheme
 from triggerhub.cli.feed_kinds import FEED_KINDS
-from triggerhub.config import ApiConfig, HubConfig
+from triggerhub.config import ApiConfig, HubConfig, KafkaConfig
 from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.feed_manager import FeedLeases, FeedManager, LeaseTiming
 from triggerhub.invoker.base import RuntimeFactory
 from triggerhub.invoker.pool import ContainerPool, PoolConfig
 from triggerhub.model import TriggerEvent
+from triggerhub.observe import metrics, otel
 from triggerhub.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,44 @@ async def reap_until(pool: ContainerPool, stop: asyncio.Event) -> None:
                 await stop.wait()
         if not stop.is_set():
             await pool.reap()
+
+
+def observed(config: HubConfig, *, role: str, pool: ContainerPool | None = None,
+             running: Callable[[], int] | None = None, lag_groups: Mapping[str, str] | None = None) -> None:
+    """Point this process's /metrics at its parts: the pool's runtimes by state, the activations
+    running here (in flight), and the Kafka consumer lag of `lag_groups` (group id -> topic); and
+    start the OpenTelemetry export if asked (`role` names the process: hub, controller, ...)."""
+    metrics.configure(enabled=config.observe.metrics, max_names=config.observe.metrics_max_names)
+    otel.configure(config.observe.otel if config.observe.lineage else "off", service=f"triggerhub-{role}")
+    metrics.GAUGES.clear()
+    if pool is not None:
+        def runtimes() -> dict[tuple[str, ...], float]:
+            stats = pool.statistics()
+            return {("warm",): stats.warm, ("prewarm",): stats.prewarm, ("busy",): stats.busy,
+                    ("paused",): stats.paused, ("starting",): stats.starting}
+
+        metrics.GAUGES.read("triggerhub_pool_runtimes", "Runtimes in this process's container pool, by state",
+                            ("state",), runtimes)
+        metrics.GAUGES.read("triggerhub_pool_waiting_activations", "Activations waiting for room in the pool", (),
+                            lambda: {(): pool.statistics().waiting})
+        metrics.GAUGES.read("triggerhub_pool_memory_used_bytes", "Memory of the pool's action runtimes", (),
+                            lambda: {(): pool.statistics().memory_used_mb * 1024 * 1024})
+    if running is not None:
+        read_running = running
+        metrics.GAUGES.read("triggerhub_inflight_activations", "Activations running in this process now", (),
+                            lambda: {(): read_running()})
+    if lag_groups:
+        metrics.GAUGES.refresh_with(_lag_refresher(config.kafka, dict(lag_groups)))
+
+
+def _lag_refresher(kafka: KafkaConfig, groups: dict[str, str]) -> Callable[[], Awaitable[None]]:
+    async def refresh() -> None:
+        from triggerhub.bus.lag import consumer_lag  # aiokafka's admin client: loaded by Kafka processes only
+
+        lags = await consumer_lag(kafka, groups)
+        metrics.GAUGES.set_lag({(group, lag.topic): lag.lag for group, lag in lags.items()})
+
+    return refresh
 
 
 def engine_and_feeds(store: Store, build_engine: Callable[[BuiltinHandler], Engine], *,

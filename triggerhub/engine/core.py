@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -32,12 +32,14 @@ from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.ordering import partition_key
 from triggerhub.engine.explain import explain as explain_rule
+from triggerhub.engine.lineage import event_lineage
 from triggerhub.engine.replay import replay_rule
 from triggerhub.engine.resolve import Resolved, bound_parameters, check_final, check_read, merge_arguments, package_readable
 from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.routing import Router
 from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, RateThrottler
 from triggerhub.invoker.base import Invoker
+from triggerhub.observe import lineage, metrics, otel
 from triggerhub.rules import match as rules
 from triggerhub.store.base import Acceptance, ActivationQuery, ReplayClaim, Store
 
@@ -67,7 +69,7 @@ class Engine:
         self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s)
         self.apis = ApiGateway(store, self.resolve)
         self._rates = RateThrottler(clock.now_ms)
-        self._fire_rates = RateThrottler(clock.now_ms)
+        self._fire_rates = RateThrottler(clock.now_ms, limit="fires_per_minute")
         self._concurrency = ConcurrencyThrottler()
         self._feed_admission = FeedAdmission(clock.now_ms, clock.sleep)
         self._feed_held: set[str] = set()  # activation ids holding a feed admission slot
@@ -110,6 +112,10 @@ class Engine:
     async def explain(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> dict[str, JSON]:
         """Why rule `fqn` would run for the event in `body`, or did not run for a stored one."""
         return await explain_rule(self.entities, self.store, identity, fqn, body)
+
+    async def lineage(self, identity: Identity, event_id: str) -> dict[str, JSON]:
+        """The chain of a trigger event (observe/lineage.py): NotFound unless it is the caller's."""
+        return await event_lineage(self.store, identity, event_id, api_type=API_FIRE_TYPE)
 
     # ------------------------------------------------------------------ activation records
     async def find_activation(self, namespace: str, activation_id: str) -> Activation | None:
@@ -168,12 +174,14 @@ class Engine:
     def _invocation(self, identity: Identity, resolved: Resolved, layers: list[dict[str, Any]], *,
                     activation_id: str | None = None, blocking: bool = False, cause: str | None = None,
                     transaction_id: str = "") -> Invocation:
+        activation_id = activation_id or new_activation_id()
         return Invocation(
-            activation_id=activation_id or new_activation_id(), action=resolved.action,
+            activation_id=activation_id, action=resolved.action,
             args=merge_arguments([params_to_dict(resolved.action.parameters), *layers]),
             namespace=identity.namespace, subject=identity.subject, accepted_ms=now_ms(), cause=cause,
             blocking=blocking, path_annotation=resolved.path, binding=resolved.binding,
             transaction_id=transaction_id, init_env=_api_key_env(identity, resolved.action),
+            extra_annotations=lineage.invoke_annotations(activation_id) if self.config.observe.lineage else (),
         )
 
     def _admit(self, identity: Identity) -> None:
@@ -247,7 +255,8 @@ class Engine:
             activation_id=invocation.activation_id, start_ms=start, end_ms=now_ms(), response=response,
             annotations=(Parameter("path", invocation.path_annotation), Parameter("kind", Kind.BUILTIN),
                          Parameter("limits", action.limits.to_json()), Parameter("timeout", False),
-                         Parameter("waitTime", max(0, start - invocation.accepted_ms))),
+                         Parameter("waitTime", max(0, start - invocation.accepted_ms)))
+            + lineage.inherited(invocation.extra_annotations),
             version=action.version, cause=invocation.cause,
         )
 
@@ -257,7 +266,11 @@ class Engine:
         trigger = await self.entities.get(identity, fqn, Trigger)
         if not rules.active_rules(trigger) and not trigger.derived:
             return None
-        self._fire_rates.check(identity.namespace, identity.limits.get("firesPerMinute", self.config.limits.fires_per_minute))
+        try:
+            self._fire_rates.check(identity.namespace, identity.limits.get("firesPerMinute", self.config.limits.fires_per_minute))
+        except ApiError:
+            metrics.event_rejected(metrics.API_FEED, str(trigger.fqn), "throttled")
+            raise
         event = TriggerEvent(id=new_activation_id(), source=f"/api/v1/namespaces/{fqn.namespace}/triggers/{fqn.name}",
                              type=API_FIRE_TYPE, trigger=trigger.fqn, data=payload, time_ms=now_ms(),
                              subject=identity.subject)
@@ -290,6 +303,9 @@ class Engine:
         write. Rules whose filter refuses it are only counted (in that same write): no activation,
         no invocation row."""
         namespace = event.trigger.namespace
+        feed = metrics.feed_of(event.type, api_type=API_FIRE_TYPE)
+        metrics.event_received(feed, str(trigger.fqn))
+        context = lineage.event_context(event) if self.config.observe.lineage else None
         tenant = await self.auth.namespace_state(namespace)
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
         from_feed = event.type != API_FIRE_TYPE
@@ -299,13 +315,23 @@ class Engine:
         trigger_params = params_to_dict(trigger.parameters)
         invocations: list[Invocation] = []
         outcomes: list[str] = []
+        decisions: list[dict[str, JSON]] = []
+
+        def decide(found: rules.Match, verdict: lineage.Decision, reason: str | None = None) -> None:
+            if context is not None:
+                decisions.append(lineage.decision(
+                    found.rule, verdict, context=context, event_id=event.id, action=str(found.action), reason=reason,
+                    activation_id=found.activation_id if verdict is lineage.Decision.MATCHED else None))
+
         for found in routing.matched:
             refusal = _refusal(found, trigger, namespace, blocked=tenant.blocked)
             if refusal is not None:
                 outcomes.append(rules.outcome_line(found, error=refusal))
+                decide(found, lineage.Decision.REFUSED, refusal)
                 continue
             if found.shadow and found.error is None:
                 outcomes.append(rules.shadow_line(found, trigger_params))
+                decide(found, lineage.Decision.SHADOW)
                 continue
             try:
                 if found.error is not None:
@@ -317,20 +343,37 @@ class Engine:
                     self._unslotted.add(found.activation_id)
             except ApiError as exc:
                 outcomes.append(rules.outcome_line(found, error=exc.message, status_code=3 if exc.status >= 500 else 1))
+                decide(found, lineage.Decision.REFUSED, exc.message)
                 continue
             invocation = self._invocation(identity, resolved, [trigger_params, found.params],
                                           activation_id=found.activation_id)
-            invocations.append(replace(invocation, extra_annotations=found.annotations))
+            traces = lineage.activation_annotations(context, event.id, found.activation_id, found.rule,
+                                                     found.annotations) if context is not None else ()
+            invocations.append(replace(invocation, extra_annotations=found.annotations + traces,
+                                       received_ms=event.time_ms))
             outcomes.append(rules.outcome_line(found))
+            decide(found, lineage.Decision.MATCHED)
         if from_feed:
             await self._admit_from_feed(namespace, invocations)
-        records = [rules.trigger_record(trigger, event, identity.subject, outcomes)] if outcomes else []
+        if context is not None:
+            for key in routing.filtered:
+                decisions.append(lineage.decision(key, lineage.Decision.FILTERED, context=context, event_id=event.id,
+                                                  action=str(trigger.rules[key].action)))
+            event = lineage.stamped(event, context, tuple(decisions))
+        records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
+            lineage.event_annotations(context, event.id) if context is not None else ()))] if outcomes else []
         derive = await self.deriver.steps(trigger, event)
         acceptance = Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor,
                                 matched_rules=routing.taken, filtered_rules=routing.filtered,
                                 derive=derive, from_outbox=from_outbox)
         accepted = await self._submit(acceptance, invocations, confirmations=confirmations)  # counts the filters' verdicts once per event
         self.deriver.accepted(derive)
+        if not accepted:
+            metrics.event_rejected(feed, str(trigger.fqn), "duplicate")
+        elif metrics.enabled():
+            metrics.event_fired(feed, str(trigger.fqn), _verdicts(routing, invocations))
+        if accepted and context is not None:
+            otel.event_accepted(event, now_ms())
         if accepted:
             log.debug("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))
@@ -343,6 +386,16 @@ class Engine:
                                                     per_minute=limits.feed_activations_per_minute,
                                                     concurrent=limits.feed_concurrent_activations)
         self._feed_held.update(invocation.activation_id for invocation in invocations)
+
+def _verdicts(routing: rules.Routing, invocations: list[Invocation]) -> Iterator[tuple[str, str]]:
+    """(rule, decision) of each active rule, for triggerhub_rule_decisions_total."""
+    taken = {invocation.activation_id for invocation in invocations}
+    for found in routing.matched:
+        verdict = lineage.Decision.MATCHED if found.activation_id in taken else lineage.Decision.REFUSED
+        yield found.rule, (lineage.Decision.SHADOW if found.shadow and found.error is None else verdict).value
+    for key in routing.filtered:
+        yield key, lineage.Decision.FILTERED.value
+
 
 def _refusal(found: rules.Match, trigger: Trigger, namespace: str, *, blocked: bool) -> str | None:
     """Why a matched rule must not run at all, or None."""

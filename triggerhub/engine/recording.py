@@ -25,7 +25,8 @@ from typing import TypeVar
 
 from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import StoreError
-from triggerhub.model import Activation, Invocation
+from triggerhub.model import Activation, Invocation, now_ms
+from triggerhub.observe import metrics, otel
 from triggerhub.retry import Backoff, Rounds, retrying
 from triggerhub.store.base import Store
 
@@ -83,6 +84,9 @@ async def run_to_record(invocation: Invocation, *, execute: Execute, store: Stor
                                                                               exhausted=exhausted))
 
     if await retried("storing its record", lambda: store.complete(record)):
+        metrics.activation_stored(record.response.status_code.name.lower(), start_ms=record.start_ms,
+                                  end_ms=record.end_ms, received_ms=invocation.received_ms or None, stored_ms=now_ms())
+        otel.activation_stored(record)
         log.debug("activation %s of %s ended on %s: %s", record.activation_id, invocation.path_annotation, where,
                  record.response.status_code.text)
         return record

@@ -20,6 +20,7 @@ from triggerhub.model import (
     Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Kind, Parameter, StatusCode, now_ms,
     params_to_dict,
 )
+from triggerhub.observe import lineage, metrics, otel
 from triggerhub.store.base import Store
 
 _COMPONENT_IDS = uuid.UUID("6f1d3c1e-64a4-4c1b-9a4c-2f7f0c9d7e11")
@@ -78,10 +79,11 @@ async def _run_components(invocation: Invocation, *, topmost: bool, resolve: Res
                 subject=invocation.subject, accepted_ms=now_ms(), cause=invocation.activation_id,
                 path_annotation=resolved.path, binding=resolved.binding,
                 transaction_id=invocation.transaction_id,
-                extra_annotations=(Parameter("causedBy", "sequence"),),
+                extra_annotations=(Parameter("causedBy", "sequence"),)
+                + lineage.child_annotations(invocation.extra_annotations, child_id),
             )
             record = await execute(child)
-            writes.create_task(store.complete(record))
+            writes.create_task(_stored(store, record))
         ids.append(child_id)
         total_ms += record.duration or 0
         response = record.response
@@ -98,9 +100,18 @@ async def _run_components(invocation: Invocation, *, topmost: bool, resolve: Res
         annotations += (Parameter("binding", invocation.binding),)
     if not topmost:
         annotations += (Parameter("causedBy", "sequence"),)
+    annotations += lineage.inherited(invocation.extra_annotations)
     return Activation(
         namespace=invocation.namespace, name=action.name, subject=invocation.subject,
         activation_id=invocation.activation_id, start_ms=start, end_ms=max(now_ms(), start + total_ms),
         response=response, logs=tuple(ids), annotations=annotations, version=action.version,
         cause=invocation.cause if not topmost else None, duration_ms=total_ms,
     )
+
+
+async def _stored(store: Store, record: Activation) -> None:
+    """Store a component's record; a newly stored one is counted (metrics) and exported (otel) once."""
+    if await store.complete(record):
+        metrics.activation_stored(record.response.status_code.name.lower(), start_ms=record.start_ms,
+                                  end_ms=record.end_ms, received_ms=None, stored_ms=now_ms())
+        otel.activation_stored(record)

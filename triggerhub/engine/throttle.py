@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from triggerhub.errors import Throttled
+from triggerhub.observe import metrics
 
 THROTTLED_PREFIXES = ("Too many requests in the last minute", "Too many concurrent requests in flight")
 """How the 429 messages below begin (explain tells a throttled rule from a failed one by them)."""
@@ -21,8 +22,10 @@ class _Window:
 
 
 class RateThrottler:
-    def __init__(self, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, clock_ms: Callable[[], int], *, limit: str = "invocations_per_minute") -> None:
+        """`limit` names the limit in triggerhub_throttled_total."""
         self._clock_ms = clock_ms
+        self._limit = limit
         self._windows: dict[str, _Window] = {}
 
     def check(self, namespace: str, allowed: int) -> None:
@@ -32,6 +35,7 @@ class RateThrottler:
         if window is None or window.minute != minute:
             window = self._windows[namespace] = _Window(minute, 0)
         if window.count >= allowed:
+            metrics.throttled(self._limit)
             raise Throttled(f"Too many requests in the last minute (count: {window.count}, allowed: {allowed}).")
         window.count += 1
 
@@ -43,6 +47,7 @@ class ConcurrencyThrottler:
     def acquire(self, namespace: str, allowed: int) -> None:
         count = self._in_flight.get(namespace, 0)
         if count >= allowed:
+            metrics.throttled("concurrent_invocations")
             raise Throttled(f"Too many concurrent requests in flight (count: {count}, allowed: {allowed}).")
         self._in_flight[namespace] = count + 1
 
@@ -72,15 +77,16 @@ class FeedAdmission:
         self._room = asyncio.Event()  # set by every release; waiters re-check their namespace
 
     async def wait_event(self, namespace: str, per_minute: int) -> None:
-        await self._wait_window(self._events, namespace, 1, per_minute)
+        await self._wait_window(self._events, namespace, 1, per_minute, limit="feed_events_per_minute")
 
     async def wait_activations(self, namespace: str, count: int, *, per_minute: int, concurrent: int) -> None:
         """Take `count` activation slots at once (never some of them, so two waiting events
         cannot hold each other's room). More than `concurrent` at once waits for none in flight."""
         if count == 0:
             return
-        await self._wait_window(self._activations, namespace, count, per_minute)
+        await self._wait_window(self._activations, namespace, count, per_minute, limit="feed_activations_per_minute")
         while not self._fits(namespace, count, concurrent):
+            metrics.feed_waited("feed_concurrent_activations")
             self._room.clear()
             await self._room.wait()
         self._in_flight[namespace] = self._in_flight.get(namespace, 0) + count
@@ -96,7 +102,8 @@ class FeedAdmission:
     def in_flight(self, namespace: str) -> int:
         return self._in_flight.get(namespace, 0)
 
-    async def _wait_window(self, windows: dict[str, _Window], namespace: str, count: int, per_minute: int) -> None:
+    async def _wait_window(self, windows: dict[str, _Window], namespace: str, count: int, per_minute: int, *,
+                           limit: str) -> None:
         while True:
             now = self._clock_ms()
             minute = now // 60_000
@@ -106,4 +113,5 @@ class FeedAdmission:
             if window.count == 0 or window.count + count <= per_minute:
                 window.count += count
                 return
+            metrics.feed_waited(limit)
             await self._sleep(((minute + 1) * 60_000 - now) / 1000)

@@ -32,6 +32,7 @@ from triggerhub.feeds.cursor import CursorEmit, CursorLoader, CursorSaver
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.feeds.lifecycle import FeedTask, ignore_failure
 from triggerhub.model import JSON, TriggerEvent
+from triggerhub.observe.trace import first_valid
 
 log = logging.getLogger(__name__)
 
@@ -392,10 +393,13 @@ class KafkaFeed:
                                        lambda: self._save_cursor(*cursor))
             return
         first = records[0]
+        headers = {key: value for key, value in (first.headers or ())}
         event = TriggerEvent(
             id=f"{self._id_prefix}:{tp.topic}:{tp.partition}:{first.offset}", source=self._source, type=EVENT_TYPE,
             trigger=self._run.fqn, subject=f"{tp.topic}/{tp.partition}", time_ms=first.timestamp,
-            data={"messages": messages})
+            data={"messages": messages},
+            origin={"topic": tp.topic, "partition": tp.partition, "offset": first.offset, "count": len(messages)},
+            traceparent=first_valid(*(_text_header(headers.get(name)) for name in ("traceparent", "ce_traceparent"))))
         await self._run.store(f"storing the batch {event.id}", lambda: emit(event, cursor=cursor))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
@@ -433,3 +437,13 @@ FEED_KIND = FeedKind(
                                                   "keyEncoding", "valueEncoding")),
     parse=_parse, build=_build, report=_report,
 )
+
+
+def _text_header(value: bytes | None) -> str | None:
+    """A header value as text, for the trace context a producer may have set; None if not UTF-8."""
+    if value is None:
+        return None
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return None

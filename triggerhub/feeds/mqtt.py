@@ -39,6 +39,7 @@ from triggerhub.feeds.cursor import CursorEmit, CursorLoader
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.feeds.lifecycle import FeedTask, hand_over, ignore_failure
 from triggerhub.model import JSON, TriggerEvent, loads_json
+from triggerhub.observe.trace import cloudevent_traceparent, first_valid
 
 log = logging.getLogger(__name__)
 
@@ -349,13 +350,19 @@ class MqttFeed:
             return None
         event_id, cursor = self._identify(msg)
         received_ms = self._run.clock.now_ms()
+        properties = message_properties(msg)
+        payload = decode_payload(msg.payload, self._config.payload_encoding)
+        user_properties = properties.get("userProperties")
+        sent = user_properties.get("traceparent") if isinstance(user_properties, dict) else None
+        origin: dict[str, JSON] = {"topic": msg.topic, "qos": msg.qos}
+        if msg.qos > 0:
+            origin["messageId"] = msg.mid  # the packet id: unique among the session's unacknowledged messages
         return TriggerEvent(
             id=event_id, source=self._config.url, type=EVENT_TYPE, trigger=self._run.fqn, subject=msg.topic,
             time_ms=received_ms, data={
                 "topic": msg.topic, "qos": msg.qos, "retain": bool(msg.retain), "timestamp": received_ms,
-                "payload": decode_payload(msg.payload, self._config.payload_encoding),
-                "properties": message_properties(msg),
-            }), cursor
+                "payload": payload, "properties": properties,
+            }, origin=origin, traceparent=first_valid(sent, cloudevent_traceparent(payload))), cursor
 
     def _identify(self, msg: paho.MQTTMessage) -> tuple[str, tuple[str, str] | None]:
         digest = hashlib.sha256(msg.topic.encode() + b"\0" + msg.payload).hexdigest()[:16]

@@ -21,6 +21,7 @@ from triggerhub.errors import BadRequest, PayloadTooLarge, Unauthorized
 from triggerhub.feeds.cursor import CursorEmit
 from triggerhub.feeds.kind import SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext, WebhookHandling
 from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent, loads_json
+from triggerhub.observe.trace import cloudevent_traceparent, first_valid
 
 EVENT_TYPE = "triggerhub.feed.webhook"
 SOURCE = "/whisk.system/webhook/webhook"
@@ -230,10 +231,18 @@ def delivery_event(config: WebhookConfig, trigger: str, headers: Mapping[str, st
     """Verify and decode one delivery into its trigger event (id = delivery id)."""
     verify_delivery(config, headers, body, now_ms / 1000)
     data = decode_body(headers, body)
+    key = delivery_id(config, headers, body)
+    # Lineage: the sender's trace context (W3C header, CloudEvents binary or structured mode) and
+    # the delivery as the sender named it.
+    sender_id = next((v for v in (_optional_header(headers, name) for name in (
+        "X-GitHub-Delivery", "webhook-id", config.id_header)) if v), None)
+    origin: dict[str, JSON] = {"deliveryId": sender_id or key}
     return TriggerEvent(
-        id=f"webhook:{trigger}:{delivery_id(config, headers, body)}", source=SOURCE, type=EVENT_TYPE,
+        id=f"webhook:{trigger}:{key}", source=SOURCE, type=EVENT_TYPE,
         trigger=FullyQualifiedName.parse(trigger, "_"), data=data if isinstance(data, dict) else {"body": data},
-        subject=_optional_header(headers, "X-GitHub-Event"), time_ms=now_ms,
+        subject=_optional_header(headers, "X-GitHub-Event"), time_ms=now_ms, origin=origin,
+        traceparent=first_valid(_optional_header(headers, "traceparent"), _optional_header(headers, "ce-traceparent"),
+                                cloudevent_traceparent(data)),
     )
 
 

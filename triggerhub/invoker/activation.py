@@ -18,6 +18,7 @@ from triggerhub.invoker.base import ProxyResponse
 from triggerhub.invoker.pool import ContainerPool, Lease
 from triggerhub.model import (JSON, Activation, ActivationResponse, Invocation, Parameter, StatusCode,
                               annotation)
+from triggerhub.observe.lineage import traceparent_of
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +197,9 @@ class ActionInvoker:
         api_key = self._api_key_of(invocation) if self._provides_api_key(invocation) else None
         if api_key is not None:
             body["api_key"] = api_key
+        traceparent = traceparent_of(invocation.extra_annotations)
+        if traceparent is not None:  # the proxies export every /run key but value as __OW_<KEY>
+            body["traceparent"] = traceparent
         return body
 
     def _record(self, invocation: Invocation, outcome: _Outcome) -> Activation:

@@ -20,6 +20,7 @@ from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import ActionRuntimeError
 from triggerhub.invoker.base import Runtime, RuntimeFactory, RuntimeSpec
 from triggerhub.model import HUB_KINDS, Action, annotation
+from triggerhub.observe import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +272,7 @@ class ContainerPool:
             slot = max(warm, key=lambda s: (s.state is SlotState.IDLE, s.last_used_s))
             resume = slot.state is SlotState.PAUSED
             slot.state, slot.last_used_s = SlotState.BUSY, self._clock.monotonic_s()
+            metrics.runtime_claimed("warm")
             return _Claim(slot, resume=resume)
         evicted = self._evict_for(spec.memory_mb)
         if evicted is None:
@@ -281,9 +283,11 @@ class ContainerPool:
         if stem is not None:
             stem.state, stem.key, stem.last_used_s = SlotState.BUSY, key, self._clock.monotonic_s()
             self._refill_needed.set()
+            metrics.runtime_claimed("prewarm")
             return _Claim(stem, evicted=evicted)
         slot = _Slot(spec, SlotState.STARTING, key, self._clock.monotonic_s())
         self._slots.append(slot)
+        metrics.runtime_claimed("cold")
         return _Claim(slot, evicted=evicted)
 
     def _evict_for(self, memory_mb: int) -> list[_Slot] | None:

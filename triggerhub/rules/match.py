@@ -173,10 +173,12 @@ def shadow_line(found: Match, trigger_params: dict[str, Any]) -> str:
                       separators=(",", ":"))
 
 
-def trigger_record(trigger: Trigger, event: TriggerEvent, subject: str, outcomes: list[str]) -> Activation:
+def trigger_record(trigger: Trigger, event: TriggerEvent, subject: str, outcomes: list[str], *,
+                   annotations: Parameters = ()) -> Activation:
     """The trigger's activation: the raw payload as its result, no end and no duration."""
     return Activation(
         namespace=event.trigger.namespace, name=trigger.name, subject=subject,
         activation_id=trigger_activation_id(event), start_ms=event.time_ms or now_ms(), end_ms=0,
         response=ActivationResponse.ok(event_payload(event)), logs=tuple(outcomes), version=trigger.version,
+        annotations=annotations,
     )

@@ -145,6 +145,10 @@ class Store(Protocol):
     async def get_activation(self, namespace: str, activation_id: str) -> Activation | None: ...
     async def list_activations(self, query: ActivationQuery) -> list[Activation]: ...
     async def count_activations(self, query: ActivationQuery) -> int: ...
+    async def list_event_activations(self, namespace: str, event_id: str) -> list[Activation]:
+        """The records of `namespace` filed under trigger event `event_id` (delivery attempts: an
+        `attempt` annotation with `event`; or an `eventId` annotation), oldest first."""
+
     async def list_pending(self) -> list[Invocation]:
         """Accepted invocations that have no activation record yet, oldest first."""
 

@@ -215,24 +215,28 @@ def invocation_to_doc(invocation: Invocation) -> Doc:
             "path_annotation": invocation.path_annotation, "binding": invocation.binding,
             "init_env": {k: v for k, v in invocation.init_env.items() if k not in SECRET_ENV},
             "transaction_id": invocation.transaction_id,
-            "extra_annotations": _params(invocation.extra_annotations)}
+            "extra_annotations": _params(invocation.extra_annotations), "received_ms": invocation.received_ms}
 
 
 def invocation_from_doc(doc: Doc) -> Invocation:
     return Invocation(doc["activation_id"], action_from_doc(doc["action"]), doc["args"], doc["namespace"],
                       doc["subject"], doc["accepted_ms"], doc["cause"], doc["blocking"], doc["path_annotation"],
-                      doc["binding"], doc["init_env"], doc["transaction_id"], _params_from(doc["extra_annotations"]))
+                      doc["binding"], doc["init_env"], doc["transaction_id"], _params_from(doc["extra_annotations"]),
+                      doc.get("received_ms", 0))
 
 
 def event_to_doc(event: TriggerEvent) -> Doc:
     return {"id": event.id, "source": event.source, "type": event.type, "trigger": _fqn(event.trigger),
             "data": event.data, "subject": event.subject, "time_ms": event.time_ms,
-            "datacontenttype": event.datacontenttype}
+            "datacontenttype": event.datacontenttype, "traceparent": event.traceparent, "origin": event.origin,
+            "decisions": list(event.decisions)}
 
 
 def event_from_doc(doc: Doc) -> TriggerEvent:
+    # events stored before lineage existed have no traceparent, origin or decisions
     return TriggerEvent(doc["id"], doc["source"], doc["type"], _fqn_from(doc["trigger"]), doc["data"],
-                        doc["subject"], doc["time_ms"], doc["datacontenttype"])
+                        doc["subject"], doc["time_ms"], doc["datacontenttype"], doc.get("traceparent"),
+                        doc.get("origin"), tuple(doc.get("decisions") or ()))
 
 
 # --------------------------------------------------------------------------- identity and feeds

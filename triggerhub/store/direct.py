@@ -21,8 +21,8 @@ from triggerhub.store.base import Acceptance
 INSERT_EVENT = ("INSERT INTO events (id, trigger_fqn, time_ms, doc) VALUES (:id, :trigger_fqn, :time_ms, :doc) "
                 "ON CONFLICT (id) DO NOTHING")
 INSERT_PENDING = "INSERT INTO pending (activation_id, accepted_ms, doc) VALUES (:activation_id, :accepted_ms, :doc)"
-INSERT_ACTIVATION = ("INSERT INTO activations (activation_id, namespace, name, start_ms, doc) "
-                     "VALUES (:activation_id, :namespace, :name, :start_ms, :doc)")
+INSERT_ACTIVATION = ("INSERT INTO activations (activation_id, namespace, name, start_ms, doc, event_id) "
+                     "VALUES (:activation_id, :namespace, :name, :start_ms, :doc, :event_id)")
 INSERT_NEW_ACTIVATION = INSERT_ACTIVATION + " ON CONFLICT (activation_id) DO NOTHING"
 DELETE_PENDING = "DELETE FROM pending WHERE activation_id = ?"
 ADD_RULE_COUNTS = ("INSERT INTO rule_counts (rule, matched, filtered) VALUES (:rule, :matched, :filtered) "

@@ -124,6 +124,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             doc TEXT NOT NULL)""",
         "CREATE INDEX derive_outbox_by_created ON derive_outbox (created_ms, event_id)",
     )),
+    # Lineage: the trigger event a record is filed under when lineage cannot find it by key (the
+    # `event` of a delivery attempt, annotated `attempt`, or an `eventId`; NULL otherwise, so the
+    # index stays append-only). Written by the same insert as the record.
+    Migration(8, "activations by trigger event", (
+        "ALTER TABLE activations ADD COLUMN event_id TEXT",
+        "CREATE INDEX activations_by_event ON activations (event_id, start_ms)",
+    )),
     # One counter bumped in every transaction that writes entities: a distributed worker reads it
     # once per batch of events and drops its entity cache when it moved (engine/entities.py).
     Migration(10, "entity generation", (

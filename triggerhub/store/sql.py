@@ -27,6 +27,7 @@ from triggerhub.errors import ConfigError, StoreError
 from triggerhub.model import (
     Activation, ApiRoute, Collection, Entity, Invocation, RuleCounts, Subject, TriggerEvent, now_ms,
 )
+from triggerhub.observe.metrics import timed_methods
 from triggerhub.store import codec, derived, direct, event_log, operations, statements
 from triggerhub.store.base import Acceptance, ActivationQuery, DeriveStep, FeedRegistration, Pruned
 from triggerhub.store.batching import GroupCommit
@@ -45,8 +46,13 @@ SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeoutError, OSError, sqlite3.Error,
                                                     *PG_DRIVER_ERRORS)
+EVENT_ACTIVATIONS_MAX = 1000  # records in one event's lineage (a sequence of 50 retried 20 times)
+# Timed into triggerhub_store_operation_seconds{operation}: the calls on every event's and invocation's path.
+TIMED_OPERATIONS = ("accept", "complete", "get_entity", "get_activation", "get_subject", "get_event",
+                    "list_activations", "list_event_activations", "put_entities")
 
 
+@timed_methods(*TIMED_OPERATIONS)
 class SqlStore:
     """`Store` on `sqlite+aiosqlite:///<file>` or `postgresql+asyncpg://user@host/db`."""
 
@@ -259,6 +265,14 @@ class SqlStore:
         statement = select(func.count()).select_from(activations).where(*statements.activation_filter(query))
         with self._translated(f"count activations of namespace {query.namespace!r}"):
             return await self._count(statement)
+
+    async def list_event_activations(self, namespace: str, event_id: str) -> list[Activation]:
+        statement = (select(activations.c.doc)
+                     .where(activations.c.event_id == event_id, activations.c.namespace == namespace)
+                     .order_by(activations.c.start_ms, activations.c.activation_id).limit(EVENT_ACTIVATIONS_MAX))
+        with self._translated(f"list the activations of event {event_id!r}"):
+            docs = await self._opened.read(partial(operations.scalars, query=statement), listing=True)
+        return [codec.activation_from_doc(codec.loads(doc)) for doc in docs]
 
     async def list_pending(self) -> list[Invocation]:
         query = select(pending.c.doc).order_by(pending.c.accepted_ms, pending.c.activation_id)

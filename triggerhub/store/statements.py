@@ -112,7 +112,18 @@ def activation_list_name(activation: Activation) -> str:
 def activation_row(activation: Activation) -> dict[str, Any]:
     return {"activation_id": activation.activation_id, "namespace": activation.namespace,
             "name": activation_list_name(activation), "start_ms": activation.start_ms,
-            "doc": codec.dumps(codec.activation_to_doc(activation))}
+            "doc": codec.dumps(codec.activation_to_doc(activation)), "event_id": activation_event_id(activation)}
+
+
+def activation_event_id(activation: Activation) -> str | None:
+    """The trigger event a record is filed under: a delivery attempt's (`attempt` annotation) `event`,
+    or an explicit `eventId`. Records that lineage finds by key (rule activations, sequence
+    components) are not filed: an index on random keys would cost every insert a random B-tree write."""
+    annotations = activation.annotations
+    value = annotation(annotations, "eventId")
+    if value is None and annotation(annotations, "attempt") is not None:
+        value = annotation(annotations, "event")
+    return value if isinstance(value, str) else None
 
 
 def pending_row(invocation: Invocation) -> dict[str, Any]:

@@ -36,6 +36,7 @@ activations = Table(
     Column("name", Text, nullable=False),  # "action" or "pkg/action", the list filter form
     Column("start_ms", BigInteger, nullable=False),
     Column("doc", Text, nullable=False),
+    Column("event_id", Text, nullable=True),  # the trigger event it descends from (migration 8)
 )
 
 pending = Table(
