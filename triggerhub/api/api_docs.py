@@ -89,12 +89,19 @@ SCHEMAS: dict[str, Doc] = {
         "status": {"type": "string", "enum": ["active", "inactive", ""]}, "annotations": _KEY_VALUES,
         "version": {"type": "string"}, "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
         "filter": {"type": ["object", "null"], "description": "an event pattern (README: Filter patterns); null removes it"},
-        "transform": {"type": ["object", "null"], "description": "a JSON template of the action's parameters; null removes it"}}},
+        "transform": {"type": ["object", "null"], "description": "a JSON template of the action's parameters; null removes it"},
+        "retry": {"type": ["object", "null"], "description": "retry policy (README: Delivery semantics); null removes it",
+                  "properties": {"maxAttempts": {"type": "integer"}, "initialDelayMs": {"type": "integer"},
+                                 "maxDelayMs": {"type": "integer"}, "maxEventAgeS": {"type": "integer"},
+                                 "on": _array({"type": "string"})}},
+        "deadLetter": {"type": ["object", "null"], "description": "{\"trigger\": \"/ns/name\"} fired per dead letter",
+                       "properties": {"trigger": {"type": "string"}}}}},
     "RuleStatus": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string", "enum": ["active", "inactive"]}}},
     "Rule": {"type": "object", "required": [*_BASE_REQUIRED, "status", "trigger", "action"], "properties": {
         **_BASE, "status": {"type": "string", "enum": ["active", "inactive"]},
         "trigger": _REF_PAIR, "action": _REF_PAIR, "filter": {"type": "object"}, "transform": {"type": "object"},
+        "retry": {"type": "object"}, "deadLetter": {"type": "object"},
         "counts": {"type": "object", "description": "rules with a filter: events it took and filtered out",
                    "properties": {"matched": {"type": "integer"}, "filtered": {"type": "integer"}}}}},
     "ExplainRequest": {"anyOf": [
@@ -112,6 +119,14 @@ SCHEMAS: dict[str, Doc] = {
         "rules": _array({"type": "object", "description": "eventId: every rule of the event's trigger, with its "
                                                           "status, verdict and outcome"}),
         "reason": {"type": "string"}}},
+    "DeadLetter": {"type": "object", "required": ["id", "rule", "eventId", "activationId", "reason", "attempts", "time"],
+                   "properties": {"id": {"type": "string"}, "rule": {"type": "string"}, "eventId": {"type": "string"},
+                                  "activationId": {"type": "string"}, "reason": {"type": "string"},
+                                  "attempts": {"type": "integer"}, "time": {"type": "integer"}}},
+    "RedriveRequest": {"type": "object", "properties": {
+        "ids": _array({"type": "string"}), "action": {"anyOf": [{"type": "string"}, _REF_PAIR]}}},
+    "Redriven": {"type": "object", "required": ["activationIds"],
+                 "properties": {"activationIds": _array({"type": "string"})}},
     "PackagePut": {"type": "object", "properties": {
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "version": {"type": "string"},
         "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
@@ -253,6 +268,13 @@ def _paths() -> Doc:
             "summary": "Why a rule would run for an event, or did not run for a stored one (nothing runs)",
             "requestBody": _content(_ref("ExplainRequest")),
             "responses": _responses({200: ("the trace", _ref("Explanation"))})}},
+            [_NAMESPACE, _path_name("name", "a rule")]),
+        f"{ns}/rules/{{name}}/deadletters": _with(_list("DeadLetter", "a rule's dead letters, oldest first"),
+                                                  [_NAMESPACE, _path_name("name", "a rule")]),
+        f"{ns}/rules/{{name}}/deadletters/redrive": _with({"post": {
+            "summary": "Run dead letters again (all, or `ids`), through the rule's action or `action`",
+            "requestBody": {"required": False, **_content(_ref("RedriveRequest"))},
+            "responses": _responses({202: ("the new activations", _ref("Redriven"))})}},
             [_NAMESPACE, _path_name("name", "a rule")]),
         f"{ns}/packages": _with(_list("PackageSummary", "packages"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/packages/"]),
         f"{ns}/packages/{{name}}": _with(

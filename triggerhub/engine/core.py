@@ -27,6 +27,7 @@ from triggerhub.model import (
 )
 from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
+from triggerhub.engine.deliveries import Deliveries
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.explain import explain as explain_rule
@@ -68,6 +69,8 @@ class Engine:
         self._feed_held: set[str] = set()  # activation ids holding a feed admission slot
         self._unslotted: set[str] = set()  # feed-fired activation ids that took no direct concurrency slot
         self.router = Router()
+        self.deliveries = Deliveries(store=store, entities=entities, submit=self._resubmit, fire=self._fire_event,
+                                     limits_of=self._limits_of, clock=clock)
         self._running = contextlib.AsyncExitStack()
 
     # ------------------------------------------------------------------ lifecycle
@@ -195,7 +198,12 @@ class Engine:
         return accepted
 
     async def execute(self, invocation: Invocation) -> Activation:
-        """Run one invocation to a record without storing it (sequences store their components)."""
+        """Run one invocation to a record without storing it (sequences store their components);
+        a rule activation's retry or dead letter is kept before its record is returned."""
+        record = await self._execute(invocation)
+        return record if invocation.delivery is None else await self.deliveries.settle(invocation, record)
+
+    async def _execute(self, invocation: Invocation) -> Activation:
         kind = invocation.action.exec.kind
         if kind == Kind.SEQUENCE:
             return await run_sequence(invocation, topmost=invocation.cause is None, resolve=self.resolve,
@@ -259,7 +267,8 @@ class Engine:
         from_feed = event.type != API_FIRE_TYPE
         if from_feed:
             await self._feed_admission.wait_event(namespace, self.config.limits.feed_events_per_minute)
-        routing = rules.route(self.router.compiled(trigger), event)
+        compiled = self.router.compiled(trigger)
+        routing = rules.route(compiled, event)
         trigger_params = params_to_dict(trigger.parameters)
         invocations: list[Invocation] = []
         outcomes: list[str] = []
@@ -281,7 +290,8 @@ class Engine:
                 continue
             invocation = self._invocation(identity, resolved, [trigger_params, found.params],
                                           activation_id=found.activation_id)
-            invocations.append(replace(invocation, extra_annotations=found.annotations))
+            delivery, annotations = self.deliveries.attach(found, compiled.links[found.rule], event, tenant.limits)
+            invocations.append(replace(invocation, extra_annotations=annotations, delivery=delivery))
             outcomes.append(rules.outcome_line(found))
         if from_feed:
             await self._admit_from_feed(namespace, invocations)
@@ -293,6 +303,37 @@ class Engine:
             log.info("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))
         return accepted
+
+    # ------------------------------------------------------------------ retries and dead letters
+    async def _resubmit(self, invocations: list[Invocation]) -> None:
+        """Run invocations already pending in the store (retries): no new acceptance, no slot."""
+        self._unslotted.update(invocation.activation_id for invocation in invocations)
+        await self._submit(Acceptance(), invocations)
+
+    async def _fire_event(self, fqn: FullyQualifiedName, event: TriggerEvent) -> None:
+        """Fire an event the hub makes itself (a dead letter) on trigger `fqn`, as feeds do."""
+        trigger = await self.entities.find(fqn, Trigger)
+        if trigger is None:
+            log.warning("trigger %s does not exist; event %s not fired", fqn, event.id)
+            return
+        await self.dispatcher.fire(event, lambda: self._match(trigger, event, cursor=None))
+
+    async def _limits_of(self, namespace: str) -> dict[str, int]:
+        return (await self.auth.namespace_state(namespace)).limits
+
+    async def redrive(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> list[str]:
+        """Run the selected dead letters of rule `fqn` again (POST …/deadletters/redrive); the
+        activation ids. A letter leaves the list when its new run succeeds."""
+        letters, action = await self.deliveries.redrive_letters(identity, fqn, body)
+        if not letters:
+            return []
+        resolved = await self.resolve(identity, action)
+        invocations = [self.deliveries.redriven(letter, self._invocation(identity, resolved, [_args_object(letter.invocation.args)]))
+                       for letter in letters]
+        self._unslotted.update(invocation.activation_id for invocation in invocations)
+        await self._submit(Acceptance(invocations=invocations), invocations)
+        log.info("rule %s: %d dead letters redriven to %s", fqn, len(invocations), action)
+        return [invocation.activation_id for invocation in invocations]
 
     async def _admit_from_feed(self, namespace: str, invocations: list[Invocation]) -> None:
         """Wait for room under the feed limits; the slots are given back as for direct calls."""
@@ -319,6 +360,10 @@ def _api_key_env(identity: Identity, action: Action) -> dict[str, str]:
     if identity.key and annotation(action.annotations, "provide-api-key", False) is True:
         return {"__OW_API_KEY": identity.auth_key}
     return {}
+
+
+def _args_object(args: Any) -> dict[str, Any]:
+    return args if isinstance(args, dict) else {}
 
 
 def ensure_object(payload: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from triggerhub.errors import StoreError
 from triggerhub.model import (
-    JSON, Action, ActionLimits, Activation, ActivationResponse, Binding, Collection, Entity, Exec,
+    JSON, Action, ActionLimits, Activation, ActivationResponse, Binding, Collection, DeadLetter, Delivery, Entity, Exec,
     FullyQualifiedName, Invocation, Package, Parameter, Parameters, ReducedRule, Rule, RuleStatus,
     StatusCode, Subject, Trigger, TriggerEvent,
 )
@@ -103,15 +103,18 @@ def action_from_doc(doc: Doc) -> Action:
 
 
 def _reduced(link: ReducedRule) -> list[JSON]:
-    """[action, status] as before issue 13; [action, status, filter, transform] when either is set."""
+    """[action, status] as before issue 13; [action, status, filter, transform] when either is set;
+    [..., retry, deadLetter] when either of those is set (issue 14)."""
     short = [_fqn(link.action), link.status.value]
+    if link.retry is not None or link.dead_letter is not None:
+        return [*short, link.filter, link.transform, link.retry, link.dead_letter]
     return short if link.filter is None and link.transform is None else [*short, link.filter, link.transform]
 
 
 def _reduced_from(item: list[JSON]) -> ReducedRule:
     action, status, *routing = item
-    filter_, transform = routing if routing else (None, None)
-    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform)
+    filter_, transform, retry, dead_letter = [*routing, None, None, None, None][:4]
+    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform, retry, dead_letter)
 
 
 def trigger_to_doc(trigger: Trigger) -> Doc:
@@ -130,13 +133,18 @@ def rule_to_doc(rule: Rule) -> Doc:
         doc["filter"] = rule.filter
     if rule.transform is not None:
         doc["transform"] = rule.transform
+    if rule.retry is not None:
+        doc["retry"] = rule.retry
+    if rule.dead_letter is not None:
+        doc["deadLetter"] = rule.dead_letter
     return doc
 
 
 def rule_from_doc(doc: Doc) -> Rule:
-    """Rules stored before issue 13 have neither `filter` nor `transform`."""
+    """Rules stored before issue 13 have neither `filter` nor `transform`; before 14, no `retry`."""
     return Rule(trigger=_fqn_from(doc["trigger"]), action=_fqn_from(doc["action"]), filter=doc.get("filter"),
-                transform=doc.get("transform"), **_common_from(doc))
+                transform=doc.get("transform"), retry=doc.get("retry"), dead_letter=doc.get("deadLetter"),
+                **_common_from(doc))
 
 
 def package_to_doc(package: Package) -> Doc:
@@ -203,13 +211,26 @@ def invocation_to_doc(invocation: Invocation) -> Doc:
             "path_annotation": invocation.path_annotation, "binding": invocation.binding,
             "init_env": {k: v for k, v in invocation.init_env.items() if k not in SECRET_ENV},
             "transaction_id": invocation.transaction_id,
-            "extra_annotations": _params(invocation.extra_annotations)}
+            "extra_annotations": _params(invocation.extra_annotations),
+            "delivery": None if invocation.delivery is None else invocation.delivery.to_json()}
 
 
 def invocation_from_doc(doc: Doc) -> Invocation:
+    """Invocations stored before issue 14 have no `delivery`."""
+    delivery = doc.get("delivery")
     return Invocation(doc["activation_id"], action_from_doc(doc["action"]), doc["args"], doc["namespace"],
                       doc["subject"], doc["accepted_ms"], doc["cause"], doc["blocking"], doc["path_annotation"],
-                      doc["binding"], doc["init_env"], doc["transaction_id"], _params_from(doc["extra_annotations"]))
+                      doc["binding"], doc["init_env"], doc["transaction_id"], _params_from(doc["extra_annotations"]),
+                      None if delivery is None else Delivery.from_json(delivery))
+
+
+def dead_letter_to_doc(letter: DeadLetter) -> Doc:
+    return {**letter.to_json(), "invocation": invocation_to_doc(letter.invocation)}
+
+
+def dead_letter_from_doc(doc: Doc) -> DeadLetter:
+    return DeadLetter(doc["id"], doc["rule"], doc["eventId"], doc["activationId"], doc["reason"], doc["attempts"],
+                      doc["time"], invocation_from_doc(doc["invocation"]))
 
 
 def event_to_doc(event: TriggerEvent) -> Doc:
