@@ -128,6 +128,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
                 await pool.start()
                 stop_reaping = asyncio.Event()
                 tasks.create_task(reap_until(pool, stop_reaping))
+                tasks.create_task(engine.deliveries.pump(stop_reaping))  # waiting retries, durable in the store
                 await feeds.start(tasks)
                 probes = embedded_probes(engine, store, pool, feeds, runtime_name)
                 runner = web.AppRunner(create_app(engine, webhook_routes(feeds) + status_routes("embedded", probes)),

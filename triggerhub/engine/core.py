@@ -27,7 +27,7 @@ from triggerhub.model import (
 )
 from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
-from triggerhub.engine.deliveries import Deliveries
+from triggerhub.engine.deliveries import Deliveries, PumpSettings
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.explain import explain as explain_rule
@@ -70,7 +70,9 @@ class Engine:
         self._unslotted: set[str] = set()  # feed-fired activation ids that took no direct concurrency slot
         self.router = Router()
         self.deliveries = Deliveries(store=store, entities=entities, submit=self._resubmit, fire=self._fire_event,
-                                     limits_of=self._limits_of, clock=clock)
+                                     limits_of=self._limits_of, clock=clock,
+                                     settings=PumpSettings(poll_ms=config.limits.retry_poll_ms,
+                                                           lease_ms=config.limits.retry_lease_ms))
         self._running = contextlib.AsyncExitStack()
 
     # ------------------------------------------------------------------ lifecycle
