@@ -10,7 +10,8 @@ import click
 
 from triggerhub.cli.client import ClientError
 from triggerhub.cli.context import (
-    Ctx, annotation_option, emit, key_values, listing, param_file_option, param_option, pass_ctx, run, say,
+    Column, Ctx, annotation_option, emit, fitted_table, key_values, listing, param_file_option, param_option, pass_ctx,
+    run, say,
 )
 
 
@@ -161,12 +162,16 @@ def _json_value(text: str | None, file: str | None, option: str) -> Any:
 
 
 def _rule_body(trigger_name: str, action_name: str, filter_: str | None, filter_file: str | None,
-               transform: str | None, transform_file: str | None) -> dict[str, Any]:
+               transform: str | None, transform_file: str | None, retry: str | None = None,
+               dead_letter: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"trigger": trigger_name, "action": action_name}
     for key, value in (("filter", _json_value(filter_, filter_file, "filter")),
-                       ("transform", _json_value(transform, transform_file, "transform"))):
+                       ("transform", _json_value(transform, transform_file, "transform")),
+                       ("retry", _json_value(retry, None, "retry"))):
         if value is not None:
             body[key] = value
+    if dead_letter is not None:
+        body["deadLetter"] = {"trigger": dead_letter}
     return body
 
 
@@ -176,6 +181,8 @@ def routing_options(fn: Any) -> Any:
         click.option("--filter-file", default=None, help="file holding the event pattern (JSON)"),
         click.option("--transform", default=None, help="JSON template of the action's parameters"),
         click.option("--transform-file", default=None, help="file holding the transform template (JSON)"),
+        click.option("--retry", default=None, help='retry policy (JSON), e.g. {"maxAttempts": 3, "initialDelayMs": 200}'),
+        click.option("--dead-letter", default=None, help="trigger fired for each event the rule gives up on"),
     )):
         fn = option(fn)
     return fn
@@ -189,9 +196,10 @@ def routing_options(fn: Any) -> Any:
 @pass_ctx
 @run
 def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
-                filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
+                filter_file: str | None, transform: str | None, transform_file: str | None, retry: str | None,
+                dead_letter: str | None) -> None:
     """Create rule NAME: events of TRIGGER_NAME run ACTION_NAME (when --filter matches)."""
-    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
+    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, retry, dead_letter)
     ctx.client.request("PUT", ctx.client.entity_path("rules", name), body)
     say(ctx, f"ok: created rule {name}", {"ok": True, "rule": name})
 
@@ -204,9 +212,10 @@ def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter
 @pass_ctx
 @run
 def rule_update(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
-                filter_file: str | None, transform: str | None, transform_file: str | None) -> None:
-    """Point rule NAME at TRIGGER_NAME and ACTION_NAME; without --filter/--transform it keeps the ones it has."""
-    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file)
+                filter_file: str | None, transform: str | None, transform_file: str | None, retry: str | None,
+                dead_letter: str | None) -> None:
+    """Point rule NAME at TRIGGER_NAME and ACTION_NAME; options left out keep what the rule has."""
+    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, retry, dead_letter)
     ctx.client.request("PUT", ctx.client.entity_path("rules", name), body, {"overwrite": True})
     say(ctx, f"ok: updated rule {name}", {"ok": True, "rule": name})
 
@@ -297,6 +306,44 @@ def rule_delete(ctx: Ctx, name: str) -> None:
     """Delete rule NAME."""
     ctx.client.request("DELETE", ctx.client.entity_path("rules", name))
     say(ctx, f"ok: deleted rule {name}", {"ok": True, "rule": name})
+
+
+@rule.command("deadletters")
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(0, 200), default=30, help="letters to show (0: 200)")
+@click.option("--skip", type=click.IntRange(min=0), default=0, help="letters to skip, oldest first")
+@click.option("--count", is_flag=True, help="print only how many letters the rule has")
+@pass_ctx
+@run
+def rule_deadletters(ctx: Ctx, name: str, limit: int, skip: int, count: bool) -> None:
+    """List the events rule NAME gave up on (oldest first): event, last activation, reason."""
+    path = ctx.client.entity_path("rules", name) + "/deadletters"
+    if count:
+        counted = ctx.client.request("GET", path, None, {"count": True}).body
+        say(ctx, f"{counted['deadletters']} dead letters", counted)
+        return
+    letters = ctx.client.request("GET", path, None, {"limit": limit, "skip": skip}).body
+    columns = [Column("id", keep=True), Column("event", keep=True), Column("activation", keep=True),
+               Column("attempts"), Column("reason")]
+    rows = [[item["id"], item["eventId"], item["activationId"], str(item["attempts"]), item["reason"]] for item in letters]
+    emit(ctx, letters, fitted_table("dead letters", columns, rows))
+
+
+@rule.command("redrive")
+@click.argument("name")
+@click.option("--id", "ids", multiple=True, help="a dead letter to redrive (repeatable; default: all)")
+@click.option("--action", default=None, help="run this action instead of the rule's")
+@pass_ctx
+@run
+def rule_redrive(ctx: Ctx, name: str, ids: tuple[str, ...], action: str | None) -> None:
+    """Run rule NAME's dead letters again; a letter leaves the list when its new run succeeds."""
+    body: dict[str, Any] = {}
+    if ids:
+        body["ids"] = list(ids)
+    if action is not None:
+        body["action"] = action
+    answer = ctx.client.request("POST", ctx.client.entity_path("rules", name) + "/deadletters/redrive", body).body
+    say(ctx, f"ok: redrove {len(answer['activationIds'])} dead letters of rule {name}", answer)
 
 
 @rule.command("list")
