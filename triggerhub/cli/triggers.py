@@ -323,9 +323,9 @@ def rule_deadletters(ctx: Ctx, name: str, limit: int, skip: int, count: bool) ->
         say(ctx, f"{counted['deadletters']} dead letters", counted)
         return
     letters = ctx.client.request("GET", path, None, {"limit": limit, "skip": skip}).body
-    columns = [Column("id", keep=True), Column("event", keep=True), Column("activation", keep=True),
-               Column("attempts"), Column("reason")]
-    rows = [[item["id"], item["eventId"], item["activationId"], str(item["attempts"]), item["reason"]] for item in letters]
+    columns = [Column("id", keep=True), Column("last activation", keep=True), Column("reason"), Column("attempts"),
+               Column("event")]
+    rows = [[item["id"], item["activationId"], item["reason"], str(item["attempts"]), item["eventId"]] for item in letters]
     emit(ctx, letters, fitted_table("dead letters", columns, rows))
 
 
