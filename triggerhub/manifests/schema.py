@@ -64,6 +64,7 @@ TRIGGER = _closed({
 RULE = _closed({
     "trigger": _STR, "action": _STR, "rule": _STR, "annotations": _ANY_MAP, "description": _STR,
     "version": _VERSION, "filter": {"type": "object"}, "transform": {"type": "object"},
+    "retry": {"type": "object"}, "deadLetter": {"type": "object"},
 }, required=("trigger", "action"), nullable=False)
 
 DEPENDENCY = _closed({
