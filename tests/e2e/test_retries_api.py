@@ -106,3 +106,36 @@ async def test_dead_letter_routes_refuse_what_they_cannot_do(hub: HubClient):
     assert (status, body) == (202, {"activationIds": []})
     status, body = await hub.call("GET", "namespaces/_/rules/r/deadletters", limit=201)
     assert (status, body["error"]) == (400, "The value '201' is not in the range of 0 to 200 for deadletters.")
+
+
+ECHO = "def main(args):\n    return args\n"
+
+
+async def test_redrive_runs_the_stored_event_through_the_rule_as_it_is_now(hub: HubClient):
+    await put_action(hub, "failing", FAILING, kind="python:default")
+    await put_action(hub, "echo", ECHO, kind="python:default")
+    assert (await hub.call("PUT", "namespaces/_/triggers/t", {"parameters": [{"key": "site", "value": "a"}]}))[0] == 200
+    assert (await _rule(hub, "r", {"trigger": "t", "action": "failing", "transform": {"old": "$.data.i"},
+                                   "retry": {"maxAttempts": 1}}))[0] == 200
+    assert (await hub.call("POST", "namespaces/_/triggers/t", {"i": 7}))[0] == 202
+    assert await _quiet_count(hub, "failing", "r") == (1, 1)
+    assert (await _rule(hub, "r", {"transform": {"new": "$.data.i"}}, overwrite=True))[0] == 200
+    assert (await hub.call("PUT", "namespaces/_/triggers/t", {"parameters": [{"key": "site", "value": "b"}]},
+                           overwrite=True))[0] == 200
+    status, body = await hub.call("POST", "namespaces/_/rules/r/deadletters/redrive", {"action": "echo"})
+    assert status == 202 and len(body["activationIds"]) == 1
+    [record] = await wait_records(hub, "echo", 1)
+    assert record["activationId"] == body["activationIds"][0]
+    assert record["response"]["result"] == {"site": "b", "new": 7}
+    assert await _quiet_count(hub, "echo", "r") == (1, 0), "the letter left the list when its redrive succeeded"
+
+
+async def test_a_deleted_rule_takes_its_dead_letters_with_it(hub: HubClient):
+    await put_action(hub, "failing", FAILING, kind="python:default")
+    assert (await hub.call("PUT", "namespaces/_/triggers/t", {}))[0] == 200
+    assert (await _rule(hub, "r", {"trigger": "t", "action": "failing", "retry": {"maxAttempts": 1}}))[0] == 200
+    assert (await hub.call("POST", "namespaces/_/triggers/t", {"i": 1}))[0] == 202
+    assert await _quiet_count(hub, "failing", "r") == (1, 1)
+    assert (await hub.call("DELETE", "namespaces/_/rules/r"))[0] == 200
+    assert (await _rule(hub, "r", {"trigger": "t", "action": "failing"}))[0] == 200
+    assert await hub.call("GET", "namespaces/_/rules/r/deadletters") == (200, [])

@@ -326,12 +326,14 @@ class Engine:
     async def redrive(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> list[str]:
         """Run the selected dead letters of rule `fqn` again (POST …/deadletters/redrive); the
         activation ids. A letter leaves the list when its new run succeeds."""
-        letters, action = await self.deliveries.redrive_letters(identity, fqn, body)
+        rule, letters, action = await self.deliveries.redrive_letters(identity, fqn, body)
         if not letters:
             return []
         resolved = await self.resolve(identity, action)
-        invocations = [self.deliveries.redriven(letter, self._invocation(identity, resolved, [_args_object(letter.invocation.args)]))
-                       for letter in letters]
+        invocations = []
+        for letter in letters:
+            arguments = await self.deliveries.redrive_arguments(letter, rule)
+            invocations.append(self.deliveries.redriven(letter, self._invocation(identity, resolved, [arguments])))
         self._unslotted.update(invocation.activation_id for invocation in invocations)
         await self._submit(Acceptance(invocations=invocations), invocations)
         log.info("rule %s: %d dead letters redriven to %s", fqn, len(invocations), action)
@@ -362,10 +364,6 @@ def _api_key_env(identity: Identity, action: Action) -> dict[str, str]:
     if identity.key and annotation(action.annotations, "provide-api-key", False) is True:
         return {"__OW_API_KEY": identity.auth_key}
     return {}
-
-
-def _args_object(args: Any) -> dict[str, Any]:
-    return args if isinstance(args, dict) else {}
 
 
 def ensure_object(payload: Any) -> dict[str, Any]:

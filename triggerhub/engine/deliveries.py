@@ -25,16 +25,19 @@ from typing import Any
 from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.engine.bodies import parse_entity_ref
 from triggerhub.engine.entities import Entities
-from triggerhub.errors import BadRequest, NotFound, StoreError
+from triggerhub.engine.resolve import merge_arguments
+from triggerhub.errors import BadRequest, NotFound, PatternError, StoreError
 from triggerhub.model import (
     JSON, Activation, DeadLetter, Delivery, FullyQualifiedName, Identity, Invocation, Parameter, Parameters,
-    ReducedRule, Rule, TriggerEvent, annotation,
+    ReducedRule, Rule, Trigger, TriggerEvent, annotation, params_to_dict,
 )
 from triggerhub.retry import retrying
-from triggerhub.rules.match import Match
+from triggerhub.rules.events import event_document
+from triggerhub.rules.match import Match, event_payload
 from triggerhub.rules.retry_policy import (
     NO_RETRY, GiveUp, Outcome, Retry, RetryPolicy, decide, namespace_policy, outcome_of, parse_retry,
 )
+from triggerhub.rules.transform import compile_transform
 from triggerhub.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -230,7 +233,8 @@ class Deliveries:
         await self._entities.get(identity, fqn, Rule)
         return await self._store.count_dead_letters(f"{fqn.path}/{fqn.name}")
 
-    async def redrive_letters(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> tuple[list[DeadLetter], FullyQualifiedName]:
+    async def redrive_letters(self, identity: Identity, fqn: FullyQualifiedName,
+                              body: Any) -> tuple[Rule, list[DeadLetter], FullyQualifiedName]:
         """The letters a redrive request selects (`ids`, else all) and the action to run them with
         (`action`, else the rule's action as it is now)."""
         rule = await self._entities.get(identity, fqn, Rule)
@@ -254,7 +258,23 @@ class Deliveries:
             if missing:
                 raise NotFound(f"rule {fqn.name} has no dead letter {', '.join(missing[:5])}"
                                f"{' …' if len(missing) > 5 else ''}; list them with GET .../rules/{fqn.name}/deadletters")
-        return letters, action
+        return rule, letters, action
+
+    async def redrive_arguments(self, letter: DeadLetter, rule: Rule) -> dict[str, Any]:
+        """What the redriven run gets: the stored event through the rule's trigger parameters and
+        transform as they are now (its filter took the event once and is not asked again); the
+        last attempt's arguments when the event is no longer stored."""
+        event = await self._store.get_event(letter.event_id)
+        trigger = await self._entities.find(rule.trigger, Trigger)
+        if event is None or trigger is None:
+            return letter.invocation.args if isinstance(letter.invocation.args, dict) else {}
+        try:
+            params = event_payload(event) if rule.transform is None else compile_transform(rule.transform).apply(
+                event_document(event))
+        except PatternError as exc:
+            raise BadRequest(f"rule {rule.name}: its transform fails on event {event.id}: {exc.message}; "
+                             "fix the transform or redrive to another action") from exc
+        return merge_arguments([params_to_dict(trigger.parameters), params])
 
     @staticmethod
     def redriven(letter: DeadLetter, fresh: Invocation) -> Invocation:
