@@ -1,8 +1,9 @@
 """The aiohttp application: OpenWhisk REST API v1 and the info routes, inside the middlewares of
 `middleware.py`.
 
-Handlers live in `entities.py`, `deliveries.py` (dead letters), `activations.py`, `web_actions.py`, `routes.py` (API gateway) and
-`api_docs.py`; they share the request plumbing of `context.py` and call the engine only.
+Handlers live in `entities.py`, `deliveries.py` (dead letters), `activations.py`, `web_actions.py`,
+`routes.py` (API gateway) and `api_docs.py`; they share the request plumbing of `context.py` and
+call the engine only.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.engine.bodies import parse_entity_ref
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.resolve import merge_arguments
-from triggerhub.errors import BadRequest, NotFound, PatternError, StoreError
+from triggerhub.errors import ApiError, BadRequest, BusError, NotFound, PatternError, StoreError
 from triggerhub.model import (
     JSON, Activation, DeadLetter, Delivery, FullyQualifiedName, Identity, Invocation, Parameter, Parameters,
     ReducedRule, Rule, Trigger, TriggerEvent, annotation, params_to_dict,
@@ -185,7 +185,11 @@ class Deliveries:
         event = TriggerEvent(
             id=f"deadletter:{record.activation_id}", source=f"/api/v1/namespaces/{rule.namespace}/rules/{rule.name}",
             type=DEAD_LETTER_TYPE, trigger=target, data=letter.to_json(), time_ms=letter.created_ms)
-        await retrying(f"firing dead-letter trigger {target}", lambda: self._fire(target, event))
+        try:
+            await retrying(f"firing dead-letter trigger {target}", lambda: self._fire(target, event))
+        except ApiError as exc:  # the letter is kept; the attempt's record must still be stored
+            log.warning("rule %s: dead-letter trigger %s not fired for event %s: %s", letter.rule, target,
+                        letter.event_id, exc.message)
 
     # ------------------------------------------------------------------ the pump
     async def pump(self, stop: asyncio.Event) -> None:
@@ -196,7 +200,7 @@ class Deliveries:
                 if started >= self._settings.batch:
                     continue
                 next_due = await self._store.next_retry_due_ms()
-            except StoreError as exc:
+            except (StoreError, BusError) as exc:
                 log.warning("starting due retries failed (%s); trying again", exc)
                 next_due = None
             wait_ms = self._settings.poll_ms
@@ -220,9 +224,14 @@ class Deliveries:
         return len(claimed)
 
     async def _start(self, invocation: Invocation) -> None:
-        if await self._store.prepare_retry(invocation):
-            await self._submit([invocation])
-        await self._store.delete_retry(invocation.activation_id, owner=self._owner)
+        """A failure leaves the row leased: it is started again when the lease ends."""
+        try:
+            if await self._store.prepare_retry(invocation):
+                await self._submit([invocation])
+            await self._store.delete_retry(invocation.activation_id, owner=self._owner)
+        except (StoreError, BusError) as exc:
+            log.warning("retry %s not started (%s); it is tried again in %d ms", invocation.activation_id, exc,
+                        self._settings.lease_ms)
 
     # ------------------------------------------------------------------ API
     async def dead_letters(self, identity: Identity, fqn: FullyQualifiedName, *, skip: int, limit: int) -> list[DeadLetter]:
