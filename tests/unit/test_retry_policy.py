@@ -3,12 +3,13 @@ backoff bounds with jitter, max event age, the namespace default, and the delive
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from triggerhub.errors import BadRequest
-from triggerhub.model import Delivery, FullyQualifiedName, StatusCode
+from triggerhub.model import Delivery, FullyQualifiedName, Parameter, Rule, StatusCode
 from triggerhub.rules.retry_policy import (
     DEFAULT_ON, NO_RETRY, GiveUp, Outcome, Retry, RetryPolicy, backoff_ms, decide, namespace_policy, outcome_of,
     parse_dead_letter, parse_retry,
@@ -146,3 +147,26 @@ def test_delivery_keys_are_stable_per_rule_event_and_attempt():
     assert len(first.delivery_key) == 32
     assert first.run_environment() == {"rule": "guest/r", "event_id": "e1", "attempt": "1",
                                        "delivery_key": first.delivery_key, "idempotency_key": first.idempotency_key}
+
+
+def test_which_policy_a_rule_gets():
+    from triggerhub.engine.deliveries import rule_policy
+
+    rule = Rule("guest", "r", FullyQualifiedName("guest", "t"), FullyQualifiedName("guest", "a"))
+    assert rule_policy(rule, {}) is None, "OpenWhisk's behaviour without a policy"
+    assert rule_policy(rule, {"retryMaxAttempts": 5}) == RetryPolicy(max_attempts=5)
+    with_letters = replace(rule, dead_letter={"trigger": "alerts"})
+    assert rule_policy(with_letters, {}) == NO_RETRY
+    own = replace(with_letters, retry={"maxAttempts": 2})
+    assert rule_policy(own, {"retryMaxAttempts": 5}) == RetryPolicy(max_attempts=2), "the rule's own policy wins"
+
+
+def test_attempt_annotations_follow_routing_provenance_without_repeating_it():
+    from triggerhub.engine.deliveries import attempt_annotations
+
+    routed = (Parameter("rule", "guest/r"), Parameter("event", "e1"))
+    assert attempt_annotations(routed, Delivery("guest/r", "e1", 1)) == (*routed, Parameter("attempt", 1))
+    again = attempt_annotations(attempt_annotations((), Delivery("guest/r", "e1", 1)), Delivery("guest/r", "e1", 2))
+    assert again == (Parameter("rule", "guest/r"), Parameter("event", "e1"), Parameter("attempt", 2))
+    redriven = attempt_annotations(again, Delivery("guest/r", "e1", 3, redrive="d" * 32))
+    assert redriven == (*again[:2], Parameter("attempt", 3), Parameter("redrive", "d" * 32))
