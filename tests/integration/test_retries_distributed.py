@@ -15,7 +15,8 @@ from tests.plugins.distributed import (
 from tests.plugins.retries import RELAXED_LIMITS, Kill, dead_letters_then_redrive, flaky_events
 from triggerhub.store.sql import SqlStore
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+# Above the scenarios' own waits (240 s each), so a stuck one fails with what it last saw.
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
 
 EVENTS = 1000
 DEAD_LETTER_EVENTS = 500  # 1,000 took 90 s as is and 150 s with the kill (5 activations per event via Kafka)

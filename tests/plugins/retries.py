@@ -51,12 +51,18 @@ async def count_records(client: RestClient, name: str) -> int:
 
 
 async def settle(client: RestClient, rows: Rows, *names: str) -> Quiet:
+    seen: list[Quiet] = []
+
     async def observe() -> Quiet:
         pending, retries = await rows()
-        return Quiet({name: await count_records(client, name) for name in names}, pending, retries)
+        seen.append(Quiet({name: await count_records(client, name) for name in names}, pending, retries))
+        return seen[-1]
 
-    return await wait_quiet(observe, lambda seen: seen.pending == 0 and seen.retries == 0, quiet_s=QUIET_S,
-                            timeout_s=SETTLE_TIMEOUT_S, interval_s=0.5)
+    try:
+        return await wait_quiet(observe, lambda quiet: quiet.pending == 0 and quiet.retries == 0, quiet_s=QUIET_S,
+                                timeout_s=SETTLE_TIMEOUT_S, interval_s=0.5)
+    except TimeoutError:
+        raise AssertionError(f"not quiet within {SETTLE_TIMEOUT_S} s; last seen {seen[-1:]}") from None
 
 
 async def records(client: RestClient, name: str) -> list[dict[str, Any]]:
