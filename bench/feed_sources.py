@@ -1,4 +1,5 @@
-"""SQLite change feed and Kafka topic feed: rows/s and records/s from the source to the stored event.
+"""Database change feeds (SQLite; PostgreSQL outbox and logical modes) and the Kafka topic feed:
+rows/s and records/s from the source to the stored event.
 
     python bench/feed_sources.py [--rows N] [--records N] [--latency-rows N]
 
@@ -7,8 +8,10 @@ event + cursor in one transaction). Each speed is reported with its floor measur
 run: the store accepting the same number of events one after another with no feed (what a feed
 that emits one event at a time can reach at best), and for Kafka a bare aiokafka consumer reading
 the same records without storing them. SQLite also reports commit-to-stored latency (p50, p99) of
-single-row commits spaced apart. The Kafka part needs TRIGGERHUB_TEST_KAFKA (host:port; see
-.cache/services.env) and is skipped with a line when it is unset.
+single-row commits spaced apart; PostgreSQL does the same for each mode in a database created for
+the run (needs TRIGGERHUB_TEST_PG_URL). The Kafka part needs TRIGGERHUB_TEST_KAFKA (host:port).
+Both are read from the environment or .cache/services.env, and a part is skipped with a line when
+its service is not configured. `python -m bench` runs the database part (scenario feeds.databases).
 """
 
 from __future__ import annotations
@@ -25,17 +28,32 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from triggerhub.clock import SYSTEM_CLOCK
+from triggerhub.feeds.cursor import CursorFeed
 from triggerhub.feeds.kafka import KafkaFeed, parse_kafka_config
+from triggerhub.feeds.pg_logical import LogicalFeed, parse_logical_config
+from triggerhub.feeds.postgres import PostgresFeed, parse_postgres_config
 from triggerhub.feeds.sqlite import SqliteFeed, parse_sqlite_config
 from triggerhub.model import FullyQualifiedName, TriggerEvent
 from triggerhub.store.base import Acceptance
 from triggerhub.store.sql import SqlStore
 
 TRIGGER = "/guest/bench"
+ROOT = Path(__file__).resolve().parents[1]
+PG_MODES = ("outbox", "logical")
+
+
+def service_setting(key: str) -> str | None:
+    """A test service's address: the environment first, then .cache/services.env (scripts/services)."""
+    if os.environ.get(key):
+        return os.environ[key]
+    env = ROOT / ".cache" / "services.env"
+    lines = env.read_text().splitlines() if env.exists() else []
+    return next((line.split("=", 1)[1] for line in lines if line.startswith(f"{key}=")), None)
 
 
 class StoreSink:
@@ -156,6 +174,96 @@ async def sqlite_latency(folder: Path, count: int) -> list[float]:
         await store.close()
 
 
+class PgDatabase:
+    """A PostgreSQL database made for one run (dropped after, with any slot left in it)."""
+
+    def __init__(self, admin_dsn: str) -> None:
+        self._admin_dsn = admin_dsn
+        self.name = f"bench_{uuid.uuid4().hex[:10]}"
+        self.dsn = admin_dsn.rsplit("/", 1)[0] + f"/{self.name}"
+
+    async def __aenter__(self) -> PgDatabase:
+        admin = await asyncpg.connect(self._admin_dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{self.name}"')
+        finally:
+            await admin.close()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        admin = await asyncpg.connect(self._admin_dsn)
+        try:
+            await admin.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                                "WHERE database = $1", self.name)
+            await admin.execute(f'DROP DATABASE "{self.name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def pg_admin_dsn() -> str | None:
+    url = service_setting("TRIGGERHUB_TEST_PG_URL")
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1) if url else None
+
+
+def pg_feed(mode: str, dsn: str, table: str, tg: asyncio.TaskGroup, sink: StoreSink) -> CursorFeed:
+    if mode == "outbox":
+        return PostgresFeed(parse_postgres_config({"dsn": dsn, "table": table}), trigger=TRIGGER, clock=SYSTEM_CLOCK,
+                            tasks=tg, load_cursor=sink.load)
+    return LogicalFeed(parse_logical_config({"dsn": dsn, "table": table}, TRIGGER), trigger=TRIGGER,
+                       clock=SYSTEM_CLOCK, tasks=tg, load_cursor=sink.load, save_cursor=sink.save)
+
+
+async def postgres_rows(folder: Path, dsn: str, mode: str, rows: int, latency_rows: int) -> tuple[float, list[float]]:
+    """(rows/s from the first commit to the last stored event for `rows` inserts in transactions of
+    100, commit-to-stored ms of `latency_rows` single-row commits 20 ms apart) for one mode."""
+    table = f"items_{mode}"
+    # Commits wait for their WAL flush, as with PostgreSQL's default (the test server turns it off).
+    conn = await asyncpg.connect(dsn, server_settings={"synchronous_commit": "on"})
+    await conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, name text NOT NULL, qty int)")
+    store = await fresh_store(folder, f"hub-pg-{mode}.db")
+    committed: dict[int, float] = {}
+    latencies_ms: list[float] = []
+
+    def stored(event: TriggerEvent) -> None:
+        data = event.data
+        row_id = (data.get("key") or data.get("row") or {}).get("id")  # type: ignore[union-attr]
+        if row_id in committed:
+            latencies_ms.append((time.perf_counter() - committed[row_id]) * 1000)
+    sink = StoreSink(store, stored)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            feed = pg_feed(mode, dsn, table, tg, sink)
+            await feed.start(sink.emit)
+            start = time.perf_counter()
+            for first in range(1, rows + 1, 100):
+                await conn.executemany(f"INSERT INTO {table} VALUES ($1, 'item', 1)",
+                                       [(i,) for i in range(first, min(first + 100, rows + 1))])
+            await until(lambda: sink.events >= rows)
+            rate = rows / (time.perf_counter() - start)
+            for row_id in range(rows + 1, rows + latency_rows + 1):
+                committed[row_id] = time.perf_counter()  # just before the commit: the feed may store it at once
+                await conn.execute(f"INSERT INTO {table} VALUES ($1, 'x', 1)", row_id)
+                await asyncio.sleep(0.02)
+            await until(lambda: sink.events >= rows + latency_rows)
+            await feed.stop()
+        return rate, latencies_ms
+    finally:
+        await conn.close()
+        await store.close()
+
+
+async def database_modes(folder: Path, rows: int, latency_rows: int) -> dict[str, tuple[float, list[float]]]:
+    """Each database mode: (rows/s commit -> stored, commit -> stored latencies in ms); PostgreSQL
+    modes only when TRIGGERHUB_TEST_PG_URL is configured."""
+    out = {"sqlite": ((await sqlite_throughput(folder, rows))[0], await sqlite_latency(folder, latency_rows))}
+    admin = pg_admin_dsn()
+    if admin is not None:
+        async with PgDatabase(admin) as database:
+            for mode in PG_MODES:
+                out[f"postgres.{mode}"] = await postgres_rows(folder, database.dsn, mode, rows, latency_rows)
+    return out
+
+
 async def kafka_records(folder: Path, bootstrap: str, count: int) -> tuple[float, float, float, int]:
     """(feed records/s from the first send to the last stored record, the producer's records/s in
     the same run, a bare consumer's records/s reading them afterwards, events stored) for `count`
@@ -228,7 +336,18 @@ async def main() -> None:
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
         print(f"sqlite/changes  commit -> stored latency  p50 {statistics.median(latencies):.1f} ms, "
               f"p99 {p99:.1f} ms  ({len(latencies)} single-row commits, 20 ms apart; poll 50 ms)")
-        bootstrap = os.environ.get("TRIGGERHUB_TEST_KAFKA")
+        admin = pg_admin_dsn()
+        if admin is None:
+            print("postgres/changes skipped: set TRIGGERHUB_TEST_PG_URL (see .cache/services.env)")
+        else:
+            async with PgDatabase(admin) as database:
+                for mode in PG_MODES:
+                    rate, waits = await postgres_rows(folder, database.dsn, mode, args.rows, args.latency_rows)
+                    waits.sort()
+                    print(f"postgres {mode:8s} commit -> stored          {rate:8.0f} rows/s    ({args.rows} rows; "
+                          f"{rate / floor:.2f}x the store floor); latency p50 {statistics.median(waits):.1f} ms, "
+                          f"p99 {waits[min(len(waits) - 1, int(len(waits) * 0.99))]:.1f} ms")
+        bootstrap = service_setting("TRIGGERHUB_TEST_KAFKA")
         if not bootstrap:
             print("kafka/consume   skipped: set TRIGGERHUB_TEST_KAFKA=host:port (see .cache/services.env)")
             return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench import paths_distributed, paths_docker, paths_http, paths_mqtt
+from bench import paths_databases, paths_distributed, paths_docker, paths_http, paths_mqtt
 from bench.context import Context
 from bench.measure import Row
 
@@ -17,6 +17,7 @@ FLOORS: dict[str, Callable[[Context], Row]] = {
     "floor.unix": paths_http.measure_floor_unix,
     "floor.mqtt": paths_mqtt.measure_floor_mqtt,
     "floor.docker_run": paths_docker.measure_floor_docker_run,
+    "floor.store": paths_databases.measure_floor_store,
 }
 
 
@@ -44,4 +45,6 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "docker.prewarmed": paths_docker.docker_prewarmed,  # before invoke.docker fills its hub's pool
     "invoke.docker": paths_docker.invoke_docker,
     "distributed": paths_distributed.distributed,
+    "floor.store": floor_scenario("floor.store"),
+    "feeds.databases": paths_databases.feed_databases,
 }

@@ -118,6 +118,20 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EventLogConfig:
+    """How long trigger events are kept (for explain, replay and duplicate detection) and how many;
+    0 turns a bound off. The pruner runs every `prune_interval_s`, deleting `prune_batch` rows
+    per transaction."""
+
+    retention_s: int = 7 * 24 * 3600
+    max_per_trigger: int = 100_000
+    max_total: int = 1_000_000
+    prune_interval_s: float = 60.0
+    prune_batch: int = 2_000
+    replay_max_events: int = 10_000  # a replay naming more events is refused: narrow the window
+
+
+@dataclass(frozen=True, slots=True)
 class HubConfig:
     home: Path = DEFAULT_HOME
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -126,6 +140,7 @@ class HubConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    events: EventLogConfig = field(default_factory=EventLogConfig)
     deploy_examples: bool = True
     examples_webhook_token: str = field(default="", repr=False)  # WEBHOOK_TOKEN; empty: one is made per home
 
@@ -165,6 +180,12 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "RUNTIMES_DIR": ("runtime", "runtimes_dir"),
     "NODE_BINARY": ("runtime", "node_binary"),
     "MQTT_PORT": ("mqtt", "port"),
+    "EVENT_RETENTION_S": ("events", "retention_s"),
+    "EVENT_MAX_PER_TRIGGER": ("events", "max_per_trigger"),
+    "EVENT_MAX_TOTAL": ("events", "max_total"),
+    "EVENT_PRUNE_INTERVAL_S": ("events", "prune_interval_s"),
+    "EVENT_PRUNE_BATCH": ("events", "prune_batch"),
+    "REPLAY_MAX_EVENTS": ("events", "replay_max_events"),
     "KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "KAFKA_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "KAFKA_PARTITIONS": ("kafka", "partitions"),
@@ -235,7 +256,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     values.update({k: (k, v) for k, v in env.items() if k in _FOREIGN_ENV_KEYS})
     values.update({ENV_PREFIX + k: (k, v) for k, v in (overrides or {}).items() if v is not None})
     config = HubConfig()
-    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt"}}
+    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt", "events"}}
     top: dict[str, Any] = {}
     problems: list[str] = []
     for shown, (key, raw) in sorted(values.items()):

@@ -257,7 +257,7 @@ class Exec:
     image: str | None = None
     components: tuple[str, ...] = ()
 
-    def to_json(self, include_code: bool = True) -> dict[str, JSON]:
+    def to_json(self, *, include_code: bool = True) -> dict[str, JSON]:
         out: dict[str, JSON] = {"kind": self.kind}
         if self.kind == Kind.SEQUENCE:
             out["components"] = list(self.components)
@@ -301,6 +301,7 @@ class ReducedRule:
     transform: JSON = None
     retry: JSON = None  # the rule's retry policy as saved (rules/retry_policy.py); None: the namespace default
     dead_letter: JSON = None  # {"trigger": "/ns/name"}, fired for each event given up on
+    shadow: bool = False  # matches and counts, records what it would run, runs nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +336,7 @@ class Rule:
     transform: JSON = None  # a JSON template for the action's parameters; None: the event data
     retry: JSON = None  # body key `retry`: the retry policy as saved; None: the namespace default
     dead_letter: JSON = None  # body key `deadLetter`: {"trigger": "/ns/name"}
+    shadow: bool = False  # matches and counts, records what it would run, runs nothing
 
     @property
     def fqn(self) -> FullyQualifiedName:

@@ -4,7 +4,9 @@ What is retried: a `StoreError` or a `BusError` (the database or Kafka is away, 
 back). Everything else, an `ApiError` above all ("trigger ... does not exist"), is surfaced to the
 caller at once: retrying cannot fix it. The pause between attempts grows exponentially from
 `Backoff.first_s` up to `Backoff.cap_s`, with random jitter so several waiters do not retry in
-step, and is slept on the injected clock. Each failed attempt logs one warning.
+step, and is slept on the injected clock. Each failed attempt logs one warning. With `Rounds`, a
+caller that must not wait silently (a blocking invoke whose record cannot be stored) is told after
+every `Rounds.attempts` failures in a row; the retrying goes on after the longest pause.
 """
 
 from __future__ import annotations
@@ -46,8 +48,19 @@ class Backoff:
 DEFAULT_BACKOFF = Backoff()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rounds:
+    """Retrying in rounds of `attempts`: when a round has failed, `exhausted(last error)` is called
+    instead of the warning (it reports the failure to whoever waits), `Backoff.cap_s` is slept,
+    and a new round starts."""
+
+    attempts: int
+    exhausted: Callable[[Exception], None]
+
+
 async def retrying(what: str, attempt: Callable[[], Awaitable[T]], *, clock: Clock = SYSTEM_CLOCK,
-                   backoff: Backoff = DEFAULT_BACKOFF, logger: logging.Logger = log) -> T:
+                   backoff: Backoff = DEFAULT_BACKOFF, logger: logging.Logger = log,
+                   rounds: Rounds | None = None) -> T:
     """The result of `attempt()`, retried while it raises one of RETRIED; `what` names the
     attempt in the warning ("storing message 7 of trigger /guest/t")."""
     failures = 0
@@ -56,6 +69,10 @@ async def retrying(what: str, attempt: Callable[[], Awaitable[T]], *, clock: Clo
             return await attempt()
         except RETRIED as exc:
             failures += 1
-            pause_s = backoff.pause_s(failures)
-            logger.warning("%s failed (%s); retrying in %.1f s (attempt %d)", what, exc, pause_s, failures + 1)
+            if rounds is not None and failures >= rounds.attempts:
+                rounds.exhausted(exc)
+                failures, pause_s = 0, backoff.cap_s
+            else:
+                pause_s = backoff.pause_s(failures)
+                logger.warning("%s failed (%s); retrying in %.1f s (attempt %d)", what, exc, pause_s, failures + 1)
             await clock.sleep(pause_s)

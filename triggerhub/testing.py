@@ -38,7 +38,8 @@ class Routes:
 
     def route(self, trigger: str, event: TriggerEvent | Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """(rule name, parameters its action gets over the action's own) for each rule `event`
-        reaches. `event` is a TriggerEvent or an explain-style body: {"data": ..., "type"?, ...}."""
+        reaches (a shadow rule runs nothing, so it is not listed). `event` is a TriggerEvent or an
+        explain-style body: {"data": ..., "type"?, ...}."""
         found = self.triggers.get(trigger)
         if found is None:
             raise KeyError(f"trigger {trigger!r} is not in {self.project.file}; known: {', '.join(sorted(self.triggers))}")
@@ -50,6 +51,8 @@ class Routes:
         for match in routing.matched:
             if match.error is not None:
                 raise BadRequest(f"rule {match.rule}: {match.error}")
+            if match.shadow:
+                continue
             out.append((match.rule.rpartition("/")[2], {**trigger_params, **match.params}))
         return out
 
@@ -72,7 +75,8 @@ def load_routes(manifest: str | Path, *, params: Mapping[str, str] | None = None
             if trigger_name not in triggers:
                 continue  # a trigger outside the manifest: nothing here fires it
             action = FullyQualifiedName.parse(entity.body["action"], NAMESPACE)
-            link = ReducedRule(action, RuleStatus.ACTIVE, entity.body.get("filter"), entity.body.get("transform"))
+            link = ReducedRule(action, RuleStatus.ACTIVE, entity.body.get("filter"), entity.body.get("transform"),
+                               shadow=bool(entity.body.get("shadow")))
             triggers[trigger_name].rules[f"{NAMESPACE}/{entity.name}"] = link
     return Routes(project, {name: compile_rules(t) for name, t in triggers.items()}, triggers)
 

@@ -6,7 +6,8 @@
 # start installs the Debian package if needed, creates the cluster once (role and database
 # `triggerhub`, a generated password kept in .cache/postgres/password), waits until a real query
 # answers over TCP, and writes TRIGGERHUB_TEST_PG_URL into .cache/services.env.
-# wal_level=logical so the database-change feed can use logical replication.
+# wal_level=logical and the wal2json output plugin (package postgresql-<major>-wal2json) so the
+# database-change feed's logical mode can decode changes.
 # Override the port with TH_SVC_PG_PORT (e.g. to run a second checkout beside this one).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 TH_SERVICE=postgres
@@ -126,6 +127,8 @@ start() {
         bindir="$(pg_bindir)" || th_die "package postgresql installed but no initdb under /usr/lib/postgresql/*/bin"
     fi
     command -v psql >/dev/null || th_apt_install postgresql-client
+    # The logical-decoding feed's output plugin; a running server loads it when a slot first uses it.
+    th_apt_install "postgresql-$(basename "$(dirname "${bindir}")")-wal2json"
     prepare_dirs
     if is_running && tcp_query_ok; then
         th_env_set "${ENV_KEY}" "$(url)"

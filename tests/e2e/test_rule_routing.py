@@ -3,9 +3,8 @@ matches with the transformed parameters, and explain. Rules without them stay Op
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.e2e.test_api_actions import put_action, wait_record
+from tests.plugins.waiting import wait_quiet
 from triggerhub.engine.auth import create_subject
 
 ECHO = "def main(args):\n    return args\n"
@@ -28,15 +27,8 @@ async def activation_count(hub) -> int:
 
 async def quiet_count(hub, expected: int, quiet_s: float = 1.0) -> int:
     """The activation count once it reached `expected` and then did not change for `quiet_s`."""
-    async with asyncio.timeout(30):
-        while (count := await activation_count(hub)) < expected:
-            await asyncio.sleep(0.05)
-        while True:
-            await asyncio.sleep(quiet_s)
-            again = await activation_count(hub)
-            if again == count:
-                return count
-            count = again
+    return await wait_quiet(lambda: activation_count(hub), lambda count: count >= expected, quiet_s=quiet_s,
+                            timeout_s=30)
 
 
 async def test_bad_patterns_are_400_naming_the_path_and_nothing_is_saved(hub):

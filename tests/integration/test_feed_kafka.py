@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.plugins.feeds import FakeStore, StoreEmit
+from tests.plugins.waiting import wait_quiet
 from triggerhub.clock import SYSTEM_CLOCK
 from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.kafka import KafkaFeed, parse_kafka_config, read_dead_letters
@@ -68,20 +69,15 @@ def delivered(store: FakeStore) -> list[tuple[int, int]]:
     return [(m["partition"], m["offset"]) for e in store.events.values() for m in e.data["messages"]]  # type: ignore
 
 
-async def wait_quiet(store: FakeStore, prefix: str, topic: str, ends: dict[int, int], *,
-                     timeout_s: float = 40.0) -> None:
+async def wait_drained(store: FakeStore, prefix: str, topic: str, ends: dict[int, int], *,
+                       timeout_s: float = 40.0) -> None:
     """Until every partition's stored offset reached its end and no event came for QUIET_S."""
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout(timeout_s):
-        seen, since = -1, loop.time()
-        while True:
-            count = len(store.events)
-            if count != seen:
-                seen, since = count, loop.time()
-            elif loop.time() - since >= QUIET_S and all(
-                    store.cursors.get(f"{prefix}#offset:{topic}:{p}") == str(end) for p, end in ends.items()):
-                return
-            await asyncio.sleep(0.05)
+    async def stored() -> int:
+        return len(store.events)
+
+    await wait_quiet(stored, lambda _: all(store.cursors.get(f"{prefix}#offset:{topic}:{p}") == str(end)
+                                           for p, end in ends.items()),
+                     quiet_s=QUIET_S, timeout_s=timeout_s, interval_s=0.05)
 
 
 async def produce(producer: AIOKafkaProducer, topic: str, values: list[bytes], *, partitions: int) -> dict[int, int]:
@@ -115,7 +111,7 @@ async def test_ten_thousand_records_over_three_partitions_once_each_across_a_sto
         restarted = KafkaFeed(feed._config, trigger=TRIGGER, clock=SYSTEM_CLOCK, tasks=tg,  # same group, same store
                               load_cursor=emit.load, save_cursor=Saver(fake_store, TRIGGER))
         await restarted.start(emit)
-        await wait_quiet(fake_store, TRIGGER, topic, ends)
+        await wait_drained(fake_store, TRIGGER, topic, ends)
         await restarted.stop()
     records = delivered(fake_store)
     assert len(records) == 10_000 and len(set(records)) == 10_000, "every record once, none twice"
@@ -135,9 +131,9 @@ async def test_poison_record_is_dead_lettered_and_the_records_after_it_arrive(
                         maxBatchWaitMs=20)
         await feed.start(emit)
         ends = await produce(producer, topic, [b'{"n": 0}', b'{"n": 1', b'{"n": 2}'], partitions=1)
-        await wait_quiet(fake_store, TRIGGER, topic, ends)
+        await wait_drained(fake_store, TRIGGER, topic, ends)
         only_poison = await produce(producer, topic, [b"\xff\xfe"], partitions=1)  # a batch of poison alone
-        await wait_quiet(fake_store, TRIGGER, topic, {0: ends[0] + only_poison[0]})
+        await wait_drained(fake_store, TRIGGER, topic, {0: ends[0] + only_poison[0]})
         await feed.stop()
     assert [m["value"] for e in fake_store.events.values() for m in e.data["messages"]] == [  # type: ignore
         {"n": 0}, {"n": 2}]
@@ -171,8 +167,8 @@ async def test_pattern_subscription_finds_a_topic_created_later_and_base64_encod
         await producer.send_and_wait(f"{prefix}.a", b"\x00\x01", key=b"\xff")
         await make_topic(kafka_bootstrap, f"{prefix}.b", 1)  # after the feed started: its first record counts
         await producer.send_and_wait(f"{prefix}.b", b"hello")
-        await wait_quiet(fake_store, TRIGGER, f"{prefix}.a", {0: 1})
-        await wait_quiet(fake_store, TRIGGER, f"{prefix}.b", {0: 1})
+        await wait_drained(fake_store, TRIGGER, f"{prefix}.a", {0: 1})
+        await wait_drained(fake_store, TRIGGER, f"{prefix}.b", {0: 1})
         await feed.stop()
     got = sorted((m["topic"], m["key"], m["value"]) for e in fake_store.events.values()  # type: ignore
                  for m in e.data["messages"])  # type: ignore
@@ -193,7 +189,7 @@ async def test_records_sent_while_stopped_arrive_and_a_new_feed_starts_at_the_en
         again = KafkaFeed(feed._config, trigger=TRIGGER, clock=SYSTEM_CLOCK, tasks=tg, load_cursor=emit.load,
                           save_cursor=Saver(fake_store, TRIGGER))
         await again.start(emit)
-        await wait_quiet(fake_store, TRIGGER, topic, {0: 2})
+        await wait_drained(fake_store, TRIGGER, topic, {0: 2})
         await again.stop()
     assert [m["value"] for e in fake_store.events.values() for m in e.data["messages"]] == [  # type: ignore
         "while-stopped"]

@@ -221,7 +221,7 @@ async def test_create_read_delete_through_the_manager(
         await manager.stop()
     assert created == {"triggerName": TRIGGER, "status": "active"}
     assert read["config"] == {"name": "orders", "namespace": "guest", "dsn": redact_dsn(dsn),  # type: ignore[index]
-                              "table": "public.orders", "operations": ["INSERT"], "columns": None}
+                              "table": "public.orders", "operations": ["INSERT"], "columns": None, "mode": "outbox"}
     assert ":********@" in str(redact_dsn(dsn)) and str(redact_dsn(dsn)) != dsn
     assert deleted == {"triggerName": TRIGGER, "status": "deleted"}
     assert await db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'triggerhub_changes'") == 0

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.plugins.feeds import FakeStore, StoreEmit
+from tests.plugins.waiting import wait_quiet, wait_until
 from triggerhub.errors import BadRequest, FeedError
 from triggerhub.clock import SYSTEM_CLOCK
 from triggerhub.feeds.sqlite import SqliteFeed, parse_sqlite_config, uninstall
@@ -100,24 +101,13 @@ def changelog_rows(database: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM triggerhub_changes").fetchone()[0])
 
 
-async def wait_quiet(store: FakeStore, database: Path, *, expect: int, timeout_s: float = 30.0) -> None:
+async def wait_drained(store: FakeStore, database: Path, *, expect: int, timeout_s: float = 30.0) -> None:
     """Until `expect` events are stored, the changelog is drained and nothing new came for QUIET_S."""
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout(timeout_s):
-        seen, since = -1, loop.time()
-        while True:
-            count = len(store.events)
-            if count != seen:
-                seen, since = count, loop.time()
-            elif count >= expect and changelog_rows(database) == 0 and loop.time() - since >= QUIET_S:
-                return
-            await asyncio.sleep(0.05)
+    async def stored() -> int:
+        return len(store.events)
 
-
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
+    await wait_quiet(stored, lambda count: count >= expect and changelog_rows(database) == 0,
+                     quiet_s=QUIET_S, timeout_s=timeout_s, interval_s=0.05)
 
 
 @pytest.mark.timeout(60)
@@ -141,7 +131,7 @@ async def test_mixed_transactions_arrive_once_each_in_commit_order_across_a_stop
         assert stopped_at < len(expected)
         restarted = feed_for(database, tg, emit)
         await restarted.start(emit)
-        await wait_quiet(fake_store, database, expect=len(expected))
+        await wait_drained(fake_store, database, expect=len(expected))
         await restarted.stop()
     assert stored_changes(fake_store) == expected
     assert emit.returned == [True] * len(expected), "no change was emitted twice"
@@ -160,7 +150,7 @@ async def test_update_and_delete_carry_old_row_and_operations_filter(database: P
         feed = feed_for(database, tg, emit, operations="update,DELETE")
         await feed.start(emit)
         apply(database, [[("INSERT", 7)], [("UPDATE", 7)], [("DELETE", 7)]])
-        await wait_quiet(fake_store, database, expect=2)
+        await wait_drained(fake_store, database, expect=2)
         await feed.stop()
     events = sorted(fake_store.events.values(), key=lambda e: e.data["id"])  # type: ignore[index]
     assert [(e.data["op"], e.data["row"], e.data["old"]) for e in events] == [  # type: ignore[index]
@@ -203,7 +193,7 @@ async def test_two_feeds_share_the_changelog_and_delete_removes_what_was_install
         await feed_a.start(first)
         await feed_b.start(second)
         apply(database, [[("INSERT", 1), ("INSERT", 2)]])
-        await wait_quiet(fake_store, database, expect=4)
+        await wait_drained(fake_store, database, expect=4)
         await feed_a.stop()
         await feed_b.stop()
     assert sorted(e.id.rsplit(":", 1)[1] for e in fake_store.events.values()) == ["1", "1", "2", "2"]

@@ -393,6 +393,38 @@ async def test_db_change_example(hub: HubClient, client: HttpWhiskClient, fresh_
         await connection.close()
 
 
+@pytest.mark.postgres
+async def test_db_logical_changes_example(hub: HubClient, client: HttpWhiskClient, fresh_pg_url: str) -> None:
+    await require_feed(hub, "/whisk.system/postgres/changes")
+    dsn = fresh_pg_url.replace("+asyncpg", "")
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("CREATE TABLE orders (id int PRIMARY KEY, item text NOT NULL, qty int NOT NULL)")
+        await connection.execute("ALTER TABLE orders REPLICA IDENTITY FULL")
+        outcome: Outcome = await deploy_manifest(client, EXAMPLES / "db-logical-changes" / "manifest.yaml",
+                                                 env={"PG_LOGICAL_URL": dsn})
+        for entity in outcome.project.entities:
+            check_like_openwhisk(entity, await read_back(hub, entity))
+        await connection.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await connection.execute("UPDATE orders SET qty = 4 WHERE id = 1")
+        records = sorted(await wait_records(hub, "ledger/describe-change", 2), key=lambda r: r["start"])
+        results = [r["response"]["result"] for r in records]
+        lsns = [result.pop("lsn") for result in results]
+        assert results == [
+            {"text": "insert on public.orders (key {'id': 1})", "before": None,
+             "after": {"id": 1, "item": "apple", "qty": 3}},
+            {"text": "update on public.orders (key {'id': 1})", "before": {"id": 1, "item": "apple", "qty": 3},
+             "after": {"id": 1, "item": "apple", "qty": 4}}]
+        assert all(isinstance(lsn, str) and "/" in lsn for lsn in lsns) and lsns[0] != lsns[1]
+        await undeploy_manifest(client, EXAMPLES / "db-logical-changes" / "manifest.yaml")
+        assert await connection.fetch("SELECT slot_name FROM pg_replication_slots "
+                                      "WHERE database = current_database()") == []
+    finally:
+        await connection.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                                 "WHERE database = current_database()")
+        await connection.close()
+
+
 async def test_sqlite_change_example(hub: HubClient, client: HttpWhiskClient, tmp_path: Path) -> None:
     import sqlite3
 

@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 
 from tests.e2e.test_api_actions import put_action
 from tests.plugins.hub import HubClient
+from tests.plugins.waiting import wait_quiet
 from triggerhub.manifests.client import HttpWhiskClient
 from triggerhub.manifests.deployer import deploy_manifest
 from triggerhub.rules.match import compile_routing
@@ -75,16 +76,13 @@ async def quiescent_records(hub: HubClient, name: str, expected: int, timeout_s:
     """The action's records once there are `expected`, none arrived for QUIET_S and nothing is pending."""
     store = hub.hub.engine.store
     query = ActivationQuery(namespace="guest", name=name, limit=100_000)
-    async with asyncio.timeout(timeout_s):
-        while await store.count_activations(query) < expected:
-            await asyncio.sleep(0.2)
-        count = -1
-        while True:
-            again = await store.count_activations(query)
-            if again == count and not await store.list_pending():
-                return await store.list_activations(query)
-            count = again
-            await asyncio.sleep(QUIET_S)
+
+    async def observe() -> tuple[int, int]:  # (records, pending rows)
+        return await store.count_activations(query), len(await store.list_pending())
+
+    await wait_quiet(observe, lambda seen: seen[0] >= expected and seen[1] == 0, quiet_s=QUIET_S,
+                     timeout_s=timeout_s)
+    return await store.list_activations(query)
 
 
 async def test_ten_thousand_readings_only_the_hot_ones_run_with_transformed_parameters(hub, mqtt_broker):

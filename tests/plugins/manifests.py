@@ -143,6 +143,8 @@ class FakeWhisk:
         for key in ("filter", "transform"):  # null removes one; the hub shows them only when set
             if doc.get(key) is None:
                 doc.pop(key, None)
+        if not doc.get("shadow"):  # the hub shows `shadow` only when true
+            doc.pop("shadow", None)
         return doc
 
 

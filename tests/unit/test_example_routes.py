@@ -44,6 +44,20 @@ def test_a_transform_shapes_the_parameters_over_the_trigger_parameters(triggerhu
         routes.route("nope", {"data": {}})
 
 
+def test_a_shadow_rule_reaches_no_action(triggerhub_routes, tmp_path):
+    (tmp_path / "manifest.yaml").write_text(
+        "packages:\n"
+        "  iot:\n"
+        "    actions:\n"
+        "      alert: {code: 'def main(a): return a', runtime: python}\n"
+        "    triggers:\n"
+        "      reading: {}\n"
+        "    rules:\n"
+        "      live: {trigger: reading, action: alert}\n"
+        "      trial: {trigger: reading, action: alert, shadow: true}\n")
+    assert triggerhub_routes(tmp_path).route("reading", {"data": {"temp": 35}}) == [("live", {"temp": 35})]
+
+
 def test_a_bad_pattern_in_a_manifest_names_file_line_and_column(triggerhub_routes, tmp_path):
     (tmp_path / "manifest.yaml").write_text(
         "packages:\n"

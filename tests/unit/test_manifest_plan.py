@@ -264,3 +264,17 @@ async def test_a_rule_filter_is_planned_and_removed_like_any_field(fake_whisk: F
     assert outcome.applied == ("updated rule alert",)
     rule = fake_whisk.entity("rules", "alert")
     assert "filter" not in rule and "transform" not in rule
+
+
+async def test_a_shadow_rule_is_planned_and_turned_off_when_the_key_is_dropped(fake_whisk: FakeWhisk,
+                                                                               workdir: Path) -> None:
+    edit(workdir, "          action: notify\n", "          action: notify\n          shadow: true\n")
+    await deploy_manifest(fake_whisk, workdir / "manifest.yaml")
+    assert fake_whisk.entity("rules", "alert")["shadow"] is True
+    outcome = await deploy_manifest(fake_whisk, workdir / "manifest.yaml")
+    assert outcome.applied == ()  # unchanged: nothing to do
+    edit(workdir, "          shadow: true\n", "")
+    outcome = await deploy_manifest(fake_whisk, workdir / "manifest.yaml")
+    assert outcome.plan.steps[0].diffs == (FieldDiff("shadow", True, None),)
+    assert outcome.applied == ("updated rule alert",)
+    assert "shadow" not in fake_whisk.entity("rules", "alert")

@@ -9,7 +9,7 @@ import pytest
 
 from tests.plugins.clock import TestClock
 from triggerhub.errors import BusError, FeedError, NotFound, StoreError
-from triggerhub.retry import DEFAULT_BACKOFF, Backoff, retrying
+from triggerhub.retry import DEFAULT_BACKOFF, Backoff, Rounds, retrying
 
 STEADY = Backoff(first_s=0.5, factor=2.0, cap_s=5.0, jitter=0.0)
 
@@ -56,3 +56,17 @@ def test_jitter_shortens_a_pause_by_at_most_its_fraction() -> None:
     assert DEFAULT_BACKOFF.pause_s(1, draw=lambda: 0.0) == 0.5
     assert DEFAULT_BACKOFF.pause_s(1, draw=lambda: 1.0) == 0.25
     assert DEFAULT_BACKOFF.pause_s(30, draw=lambda: 0.0) == DEFAULT_BACKOFF.cap_s
+
+
+async def test_rounds_report_each_exhausted_round_then_pause_longest_and_go_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = TestClock(0.0, autojump=True)
+    attempt = Flaky(clock, *(StoreError(f"db away {n}") for n in range(1, 8)))
+    reported: list[str] = []
+    rounds = Rounds(attempts=3, exhausted=lambda exc: reported.append(str(exc)))
+    with caplog.at_level(logging.WARNING, logger="triggerhub.retry"):
+        assert await retrying("storing record a1", attempt, clock=clock, backoff=STEADY, rounds=rounds) == "done"
+    # pauses 0.5, 1, then the round of 3 is exhausted: the cap (5); again 0.5, 1, 5; then 0.5
+    assert attempt.attempts_at_s == [0.0, 0.5, 1.5, 6.5, 7.0, 8.0, 13.0, 13.5]
+    assert reported == ["db away 3", "db away 6"]
+    assert len(caplog.messages) == 5  # a warning for each failure that did not end a round

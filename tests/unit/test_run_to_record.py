@@ -66,12 +66,13 @@ class Runs:
 
 
 class Pauses:
-    """The injected sleep: records each pause and only yields to the loop."""
+    """The injected clock's sleep (all run_to_record uses of a Clock): records each pause and only
+    yields to the loop."""
 
     def __init__(self) -> None:
         self.taken_s: list[float] = []
 
-    async def __call__(self, pause_s: float) -> None:
+    async def sleep(self, pause_s: float) -> None:
         self.taken_s.append(pause_s)
         await asyncio.sleep(0)
 
@@ -84,7 +85,7 @@ async def test_a_write_that_fails_within_a_round_is_retried_with_backoff(caplog:
     caplog.set_level(logging.INFO)
     store, runs, pauses, surfaced = FailingStore(lambda n: n <= 2), Runs(), Pauses(), []
     record = await run_to_record(INVOCATION, execute=runs, store=store, where="hub",  # type: ignore[arg-type]
-                                 retry=RETRY, surface=surfaced.append, sleep=pauses)
+                                 retry=RETRY, surface=surfaced.append, clock=pauses)
     assert record == RECORD and store.records == {"a1": RECORD}
     assert (runs.count, store.attempts, pauses.taken_s, surfaced) == (1, 3, [0.1, 0.2], [])
     assert lines(caplog, logging.INFO) == [ENDED]
@@ -95,7 +96,7 @@ async def test_an_exhausted_round_is_surfaced_and_the_record_still_stored(caplog
     caplog.set_level(logging.INFO)
     store, runs, pauses, surfaced = FailingStore(lambda n: n <= 7), Runs(), Pauses(), []
     record = await run_to_record(INVOCATION, execute=runs, store=store, where="hub",  # type: ignore[arg-type]
-                                 retry=RETRY, surface=surfaced.append, sleep=pauses)
+                                 retry=RETRY, surface=surfaced.append, clock=pauses)
     assert record == RECORD and store.records == {"a1": RECORD}
     assert (runs.count, store.attempts) == (1, 8)  # the action ran once; only the write was retried
     assert pauses.taken_s == [0.1, 0.2, 0.3, 0.1, 0.2, 0.3, 0.1]  # two exhausted rounds, each then the longest pause
@@ -111,7 +112,7 @@ async def test_a_record_stored_before_is_returned_not_stored_again(caplog: pytes
     store, runs = FailingStore(lambda n: False), Runs()
     store.records["a1"] = first
     record = await run_to_record(INVOCATION, execute=runs, store=store, where="invoker0",  # type: ignore[arg-type]
-                                 retry=RETRY, sleep=Pauses())
+                                 retry=RETRY, clock=Pauses())
     assert record == first and store.records == {"a1": first}
     assert lines(caplog, logging.INFO) == []
 
@@ -121,7 +122,7 @@ async def dispatcher_on() -> AsyncIterator[Callable[[FailingStore], Awaitable[Lo
     """Starts LocalDispatchers over a store fake; stops them after the test."""
     async with contextlib.AsyncExitStack() as running:
         async def start(store: FailingStore) -> LocalDispatcher:
-            dispatcher = LocalDispatcher(store, record_retry=RETRY, sleep=Pauses())  # type: ignore[arg-type]
+            dispatcher = LocalDispatcher(store, record_retry=RETRY, clock=Pauses())  # type: ignore[arg-type]
             await running.enter_async_context(dispatcher.running(execute=Runs(), finished=lambda invocation: None))
             return dispatcher
 

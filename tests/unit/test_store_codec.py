@@ -33,7 +33,7 @@ TRIGGER = Trigger(
     "guest", "sensor", version="0.0.3", publish=True, parameters=(Parameter("room", "lab"),),
     annotations=(Parameter("feed", "/whisk.system/alarms/alarm"),),
     rules={"guest/alert": ReducedRule(GUEST_HELLO, RuleStatus.INACTIVE, {"data": {"t": [{"numeric": [">", 1]}]}},
-                                      {"t": "$.data.t"}),
+                                      {"t": "$.data.t"}, shadow=True),
            "guest/retried": ReducedRule(GUEST_HELLO, RuleStatus.ACTIVE, None, None, {"maxAttempts": 2},
                                         {"trigger": "/guest/alerts"}),
            "guest/log": ReducedRule(FullyQualifiedName("guest", "log"), RuleStatus.ACTIVE)},
@@ -42,7 +42,7 @@ TRIGGER = Trigger(
 RULE = Rule(
     "guest", "alert", trigger=FullyQualifiedName("guest", "sensor"), action=GUEST_HELLO, version="0.0.2",
     publish=True, annotations=(Parameter("note", "x"),), updated_ms=9, revision=3,
-    filter={"data": {"t": [{"numeric": [">", 1]}]}}, transform={"t": "$.data.t"},
+    filter={"data": {"t": [{"numeric": [">", 1]}]}}, transform={"t": "$.data.t"}, shadow=True,
     retry={"maxAttempts": 4, "on": ["timeout"]}, dead_letter={"trigger": "/guest/alerts"},
 )
 PACKAGE = Package(
@@ -119,12 +119,20 @@ def test_entity_round_trips_through_its_collection(entity: Any, collection: Coll
 
 
 def test_rules_stored_before_filters_decode_as_plain_rules() -> None:
-    rule_doc = {k: v for k, v in codec.rule_to_doc(RULE).items() if k not in ("filter", "transform")}
-    assert codec.rule_from_doc(rule_doc) == dataclasses.replace(RULE, filter=None, transform=None)
+    rule_doc = {k: v for k, v in codec.rule_to_doc(RULE).items() if k not in ("filter", "transform", "shadow")}
+    assert codec.rule_from_doc(rule_doc) == dataclasses.replace(RULE, filter=None, transform=None, shadow=False)
     trigger_doc = codec.trigger_to_doc(TRIGGER)
     assert trigger_doc["rules"]["guest/log"] == [["guest", None, "log"], "active"]  # the pre-filter form, kept
     trigger_doc["rules"]["guest/alert"] = trigger_doc["rules"]["guest/alert"][:2]
     assert codec.trigger_from_doc(trigger_doc).rules["guest/alert"] == ReducedRule(GUEST_HELLO, RuleStatus.INACTIVE)
+
+
+def test_a_filtered_rule_stored_before_shadow_rules_is_no_shadow() -> None:
+    trigger_doc = codec.trigger_to_doc(TRIGGER)
+    assert trigger_doc["rules"]["guest/alert"][4:] == [None, None, True]
+    trigger_doc["rules"]["guest/alert"] = trigger_doc["rules"]["guest/alert"][:4]
+    assert codec.trigger_from_doc(trigger_doc).rules["guest/alert"] == dataclasses.replace(
+        TRIGGER.rules["guest/alert"], shadow=False)
 
 
 def test_every_status_code_survives() -> None:

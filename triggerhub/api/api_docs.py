@@ -95,14 +95,16 @@ SCHEMAS: dict[str, Doc] = {
                                  "maxDelayMs": {"type": "integer"}, "maxEventAgeS": {"type": "integer"},
                                  "on": _array({"type": "string"})}},
         "deadLetter": {"type": ["object", "null"], "description": "{\"trigger\": \"/ns/name\"} fired per dead letter",
-                       "properties": {"trigger": {"type": "string"}}}}},
+                       "properties": {"trigger": {"type": "string"}}},
+        "shadow": {"type": "boolean", "description": "match, count and record what would run; run nothing"}}},
     "RuleStatus": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string", "enum": ["active", "inactive"]}}},
     "Rule": {"type": "object", "required": [*_BASE_REQUIRED, "status", "trigger", "action"], "properties": {
         **_BASE, "status": {"type": "string", "enum": ["active", "inactive"]},
         "trigger": _REF_PAIR, "action": _REF_PAIR, "filter": {"type": "object"}, "transform": {"type": "object"},
         "retry": {"type": "object"}, "deadLetter": {"type": "object"},
-        "counts": {"type": "object", "description": "rules with a filter: events it took and filtered out",
+        "shadow": {"type": "boolean", "const": True},
+        "counts": {"type": "object", "description": "rules with a filter or shadow: events it took and filtered out",
                    "properties": {"matched": {"type": "integer"}, "filtered": {"type": "integer"}}}}},
     "ExplainRequest": {"anyOf": [
         {"type": "object", "required": ["eventId"], "properties": {"eventId": {"type": "string"}}},
@@ -117,7 +119,8 @@ SCHEMAS: dict[str, Doc] = {
             "test": {}, "group": {"type": "string"}}}),
         "event": {"type": "object", "description": "eventId: the stored event"},
         "rules": _array({"type": "object", "description": "eventId: every rule of the event's trigger, with its "
-                                                          "status, verdict and outcome"}),
+                                                          "status, verdict and outcome (shadowed: with wouldRun)"}),
+        "shadow": {"type": "boolean", "description": "the rule is a shadow: it would match as shown and run nothing"},
         "reason": {"type": "string"}}},
     "DeadLetter": {"type": "object", "required": ["id", "rule", "eventId", "activationId", "reason", "attempts", "time"],
                    "properties": {"id": {"type": "string"}, "rule": {"type": "string"}, "eventId": {"type": "string"},
@@ -127,6 +130,17 @@ SCHEMAS: dict[str, Doc] = {
         "ids": _array({"type": "string"}), "action": {"anyOf": [{"type": "string"}, _REF_PAIR]}}},
     "Redriven": {"type": "object", "required": ["activationIds"],
                  "properties": {"activationIds": _array({"type": "string"})}},
+    "ReplayRequest": {"type": "object", "properties": {
+        "from": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+                 "description": "epoch ms or ISO-8601 with a zone; with to: events with from <= time <= to"},
+        "to": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]},
+        "ids": _array({"type": "string"}), "force": {"type": "boolean"}}},
+    "Replay": {"type": "object", "required": ["rule", "force", "events", "matched", "run", "skipped", "filtered",
+                                              "failed", "activationIds"], "properties": {
+        "rule": {"type": "string"}, "force": {"type": "boolean"}, "events": {"type": "integer"},
+        "matched": {"type": "integer"}, "run": {"type": "integer"}, "skipped": {"type": "integer"},
+        "filtered": {"type": "integer"}, "failed": {"type": "integer"}, "activationIds": _array({"type": "string"}),
+        "errors": _array({"type": "string"})}},
     "PackagePut": {"type": "object", "properties": {
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "version": {"type": "string"},
         "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
@@ -275,6 +289,12 @@ def _paths() -> Doc:
             "summary": "Run dead letters again (all, or `ids`), through the rule's action or `action`",
             "requestBody": {"required": False, **_content(_ref("RedriveRequest"))},
             "responses": _responses({202: ("the new activations", _ref("Redriven"))})}},
+            [_NAMESPACE, _path_name("name", "a rule")]),
+        f"{ns}/rules/{{name}}/replay": _with({"post": {
+            "summary": "Run stored events of the rule's trigger through the rule as it is now (once per event "
+                       "unless forced)",
+            "requestBody": _content(_ref("ReplayRequest")),
+            "responses": _responses({200: ("counts per event", _ref("Replay"))})}},
             [_NAMESPACE, _path_name("name", "a rule")]),
         f"{ns}/packages": _with(_list("PackageSummary", "packages"), [_NAMESPACE], aiohttp_aliases=[f"{ns}/packages/"]),
         f"{ns}/packages/{{name}}": _with(

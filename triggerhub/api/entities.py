@@ -148,7 +148,7 @@ async def invoke_action(request: web.Request) -> web.Response:
                                   transaction_id=request[TRANSACTION])
     if isinstance(outcome, str):
         return _accepted(outcome)
-    return _blocking_response(outcome, flag(request, "result"))
+    return _blocking_response(outcome, result_only=flag(request, "result"))
 
 
 def _accepted(activation_id: str) -> web.Response:
@@ -156,7 +156,7 @@ def _accepted(activation_id: str) -> web.Response:
                              headers={"x-openwhisk-activation-id": activation_id})
 
 
-def _blocking_response(record: Activation, result_only: bool) -> web.Response:
+def _blocking_response(record: Activation, *, result_only: bool) -> web.Response:
     status = {StatusCode.SUCCESS: 200, StatusCode.APPLICATION_ERROR: 502,
               StatusCode.DEVELOPER_ERROR: 502, StatusCode.WHISK_ERROR: 500}[record.response.status_code]
     headers = {"x-openwhisk-activation-id": record.activation_id}
@@ -229,6 +229,12 @@ async def explain_rule(request: web.Request) -> web.Response:
     return web.json_response(await engine.explain(identity, fqn, await json_body(request)))
 
 
+async def replay_rule(request: web.Request) -> web.Response:
+    """Run stored events through the rule as it is now; counts per event (engine/replay.py)."""
+    engine, identity, fqn = await _target(request)
+    return web.json_response(await engine.replay(identity, fqn, await json_body(request)))
+
+
 # ---------------------------------------------------------------------------- packages
 
 
@@ -290,6 +296,7 @@ routes = [
     web.post(RULE, set_rule_state),
     web.route("*", RULE, method_not_allowed),
     web.post(f"{RULE}/explain", explain_rule),
+    web.post(f"{RULE}/replay", replay_rule),
     web.get(PACKAGE, get_package, allow_head=False),
     web.put(PACKAGE, put_package),
     web.delete(PACKAGE, delete_package),

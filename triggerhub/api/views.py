@@ -14,8 +14,8 @@ def _base(entity: Entity) -> dict[str, Any]:
             "publish": entity.publish}
 
 
-def action_json(action: Action, include_code: bool = True) -> dict[str, Any]:
-    return {**_base(action), "exec": action.exec.to_json(include_code),
+def action_json(action: Action, *, include_code: bool = True) -> dict[str, Any]:
+    return {**_base(action), "exec": action.exec.to_json(include_code=include_code),
             "parameters": params_to_json(action.parameters), "limits": action.limits.to_json(),
             "annotations": params_to_json(action.annotations), "updated": action.updated_ms}
 
@@ -40,21 +40,24 @@ def trigger_summary(trigger: Trigger) -> dict[str, Any]:
 
 
 def rule_json(rule: Rule, status: RuleStatus, counts: RuleCounts | None = None) -> dict[str, Any]:
-    """OpenWhisk's rule; `filter`, `transform` and `counts` only on rules that have them."""
+    """OpenWhisk's rule; `filter`, `transform`, `shadow` and `counts` only on rules that have them
+    (`counts`: given for filtered and shadow rules)."""
     out = {**_base(rule), "status": status.value,
            "trigger": {"path": rule.trigger.path, "name": rule.trigger.name},
            "action": {"path": rule.action.path, "name": rule.action.name},
            "annotations": params_to_json(rule.annotations), "updated": rule.updated_ms}
     if rule.filter is not None:
         out["filter"] = rule.filter
-        if counts is not None:
-            out["counts"] = {"matched": counts.matched, "filtered": counts.filtered}
+    if counts is not None:
+        out["counts"] = {"matched": counts.matched, "filtered": counts.filtered}
     if rule.transform is not None:
         out["transform"] = rule.transform
     if rule.retry is not None:
         out["retry"] = rule.retry
     if rule.dead_letter is not None:
         out["deadLetter"] = rule.dead_letter
+    if rule.shadow:
+        out["shadow"] = True
     return out
 
 

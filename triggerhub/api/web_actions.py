@@ -73,7 +73,7 @@ async def serve(request: web.Request, fqn: FullyQualifiedName, extension: str, e
         return web.Response(status=200, headers={**CORS_WEB, "Access-Control-Allow-Headers": allow})
     caller = await _check_auth(request, annotation(annotations, "require-whisk-auth", False))
     raw = _truthy(annotation(annotations, "raw-http", False))
-    args, supplied = await _arguments(request, extra, raw)
+    args, supplied = await _arguments(request, extra, raw=raw)
     if path_args:
         args, supplied = {**args, **path_args}, supplied | set(path_args)
     if not raw:
@@ -115,7 +115,7 @@ def _is_binary(content_type: str) -> bool:
     return not (content_type.startswith(_TEXT_TYPES) or content_type.endswith("+json") or content_type == "application/json")
 
 
-async def _arguments(request: web.Request, extra: str, raw: bool) -> tuple[dict[str, Any], set[str]]:
+async def _arguments(request: web.Request, extra: str, *, raw: bool) -> tuple[dict[str, Any], set[str]]:
     """The action's arguments, and the names the caller set itself through query or body."""
     headers = {k.lower(): v for k, v in request.headers.items()}
     meta: dict[str, Any] = {"__ow_method": request.method.lower(), "__ow_headers": headers, "__ow_path": extra}

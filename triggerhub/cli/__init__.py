@@ -23,6 +23,7 @@ from triggerhub.cli.context import Ctx, add_json_option, say
 from triggerhub.cli.packages import package
 from triggerhub.cli.status import status
 from triggerhub.cli.tls import tls_options, tls_overrides
+from triggerhub.cli.replay import rule_replay
 from triggerhub.cli.triggers import rule, trigger
 from triggerhub.config import environment_with, load_config
 from triggerhub.engine.bootstrap import read_credentials
@@ -59,7 +60,7 @@ class _LazyGroup(click.Group):
         if not as_json:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
         try:
-            exit_code = super().main(argv, prog_name, complete_var, False, **extra)
+            exit_code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
             from triggerhub.cli.context import CliFailure
 
@@ -85,13 +86,13 @@ class _LazyGroup(click.Group):
 def main(ctx: click.Context, apihost: str | None, auth: str | None, as_json: bool, cacert: str | None,
          insecure: bool | None) -> None:
     """triggerhub: feeds, triggers, rules and actions, OpenWhisk-compatible."""
-    ctx.obj = Ctx(apihost, auth, as_json, trust=ClientTls.from_settings(cacert=cacert, insecure=insecure))
+    ctx.obj = Ctx(apihost, auth, as_json=as_json, trust=ClientTls.from_settings(cacert=cacert, insecure=insecure))
     if ctx.obj.trust.insecure:
         click.echo("warning: --insecure: the hub's TLS certificate is not verified; anyone on the path can "
                    "read and change this session, credentials included", err=True)
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_logging(*, verbose: bool) -> None:
     from rich.logging import RichHandler
 
     level = logging.DEBUG if verbose else logging.INFO
@@ -125,7 +126,7 @@ def up(port: int | None, host: str | None, home: Path | None, runtime: str | Non
 
     Writes the hub's address and guest key to ~/.triggerhubprops ($TRIGGERHUB_PROPS), so the CLI
     finds it from any folder."""
-    _configure_logging(verbose)
+    _configure_logging(verbose=verbose)
     try:
         config = load_config(overrides={"PORT": port, "HOST": host, "HOME": home, "RUNTIME": runtime,
                                         "SANDBOX": sandbox, "ALLOW_UNSANDBOXED_ROOT": allow_unsandboxed_root or None,
@@ -134,12 +135,12 @@ def up(port: int | None, host: str | None, home: Path | None, runtime: str | Non
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        asyncio.run(_serve(config, mqtt_embedded))
+        asyncio.run(_serve(config, mqtt_embedded=mqtt_embedded))
     except TriggerhubError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-async def _serve(config: Any, mqtt_embedded: bool) -> None:
+async def _serve(config: Any, *, mqtt_embedded: bool) -> None:
     from triggerhub.cli.compose import running_hub
     from triggerhub.cli.props import props_lines, write_props
 
@@ -260,6 +261,7 @@ def images_build(ctx: Ctx, force: bool) -> None:
         click.echo(tag)
 
 
+rule.add_command(rule_replay)
 for _command in (action, trigger, rule, package, activation, alarms, deploy, undeploy, validate, api, status):
     main.add_command(_command)
 add_json_option(main)

@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from triggerhub.cli.context import (
-    Ctx, KIND_BY_SUFFIX, annotation_option, emit, key_values, listing, param_file_option, param_option, pass_ctx, run, say,
+    Ctx, KIND_BY_SUFFIX, add_delete_command, annotation_option, emit, key_values, listing, param_file_option,
+    param_option, pass_ctx, run, say,
 )
 
 
@@ -78,7 +79,7 @@ def _action_options(fn: Any) -> Any:
 @run
 def action_create(ctx: Ctx, name: str, source: str | None, **options: Any) -> None:
     """Create action NAME from SOURCE (.js, .py or .zip), --sequence or --docker."""
-    _put_action(ctx, name, source, False, **options)
+    _put_action(ctx, name, source, overwrite=False, **options)
 
 
 @action.command("update")
@@ -87,10 +88,10 @@ def action_create(ctx: Ctx, name: str, source: str | None, **options: Any) -> No
 @run
 def action_update(ctx: Ctx, name: str, source: str | None, **options: Any) -> None:
     """Change action NAME (code, parameters, limits); creates it when absent."""
-    _put_action(ctx, name, source, True, **options)
+    _put_action(ctx, name, source, overwrite=True, **options)
 
 
-def _put_action(ctx: Ctx, name: str, source: str | None, overwrite: bool, **o: Any) -> None:
+def _put_action(ctx: Ctx, name: str, source: str | None, *, overwrite: bool, **o: Any) -> None:
     body = _action_body(source, o["kind"], o["main"], o["sequence"], o["docker"], o["params"], o["param_file"],
                         o["annotations"], o["timeout"], o["memory"], o["logsize"], o["web"])
     result = ctx.client.request("PUT", ctx.client.entity_path("actions", name), body, {"overwrite": overwrite}).body
@@ -107,14 +108,7 @@ def action_get(ctx: Ctx, name: str, summary: bool) -> None:
     emit(ctx, ctx.client.request("GET", ctx.client.entity_path("actions", name), query={"code": not summary}).body)
 
 
-@action.command("delete")
-@click.argument("name")
-@pass_ctx
-@run
-def action_delete(ctx: Ctx, name: str) -> None:
-    """Delete action NAME."""
-    ctx.client.request("DELETE", ctx.client.entity_path("actions", name))
-    say(ctx, f"ok: deleted action {name}", {"ok": True, "action": name})
+add_delete_command(action, "actions", "action")
 
 
 @action.command("list")

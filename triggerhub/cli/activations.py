@@ -24,7 +24,7 @@ def activation() -> None:
     """Inspect activation records."""
 
 
-def resolve_id(ctx: Ctx, activation_id: str | None, last: bool) -> str:
+def resolve_id(ctx: Ctx, activation_id: str | None, *, last: bool) -> str:
     """A full id from an id, a unique prefix of a recent one (a trailing `…` is ignored) or --last."""
     if last:
         latest = ctx.client.request("GET", "namespaces/_/activations", query={"limit": 1}).body
@@ -82,7 +82,7 @@ def activation_list(ctx: Ctx, name: str | None, limit: int, skip: int, since: in
 @run
 def activation_get(ctx: Ctx, activation_id: str | None, last: bool) -> None:
     """Print one activation record (response, logs, annotations) as JSON."""
-    full_id = resolve_id(ctx, activation_id, last)
+    full_id = resolve_id(ctx, activation_id, last=last)
     emit(ctx, ctx.client.request("GET", f"namespaces/_/activations/{full_id}").body)
 
 
@@ -93,7 +93,7 @@ def activation_get(ctx: Ctx, activation_id: str | None, last: bool) -> None:
 @run
 def activation_logs(ctx: Ctx, activation_id: str | None, last: bool) -> None:
     """Print the log lines an activation wrote (stdout and stderr, timestamped)."""
-    full_id = resolve_id(ctx, activation_id, last)
+    full_id = resolve_id(ctx, activation_id, last=last)
     body = ctx.client.request("GET", f"namespaces/_/activations/{full_id}/logs").body
     if ctx.as_json:
         emit(ctx, body)
@@ -109,7 +109,7 @@ def activation_logs(ctx: Ctx, activation_id: str | None, last: bool) -> None:
 @run
 def activation_result(ctx: Ctx, activation_id: str | None, last: bool) -> None:
     """Print the result an activation returned."""
-    full_id = resolve_id(ctx, activation_id, last)
+    full_id = resolve_id(ctx, activation_id, last=last)
     emit(ctx, ctx.client.request("GET", f"namespaces/_/activations/{full_id}/result").body.get("result"))
 
 

@@ -15,25 +15,23 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from triggerhub.api.app import create_app
 from triggerhub.api.hooks import webhook_routes
 from triggerhub.api.status import status_routes
 from triggerhub.cli.health import embedded_probes
-from triggerhub.api.tls import listener_tls, scheme
+from triggerhub.api.tls import listener_tls
 from triggerhub.config import HubConfig, RuntimeChoice
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import Engine
-from triggerhub.model import TriggerEvent
 from triggerhub.engine.dispatch import LocalDispatcher
 from triggerhub.engine.entities import Entities
 from triggerhub.cli.feed_kinds import FEED_KINDS
-from triggerhub.engine.feed_manager import FeedManager, catalogue
+from triggerhub.cli.pruning import running_pruner
+from triggerhub.engine.feed_manager import catalogue
 from triggerhub.errors import ConfigError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import RuntimeFactory
-from triggerhub.cli.wiring import action_pool, reap_until
+from triggerhub.cli.wiring import action_pool, engine_and_feeds, reap_until, serving
 from triggerhub.invoker.process import ProcessRuntimeFactory
 from triggerhub.invoker.sandbox import find_sandbox
 from triggerhub.store.sql import SqlStore
@@ -102,49 +100,43 @@ def choose_runtime(config: HubConfig) -> tuple[str, RuntimeFactory]:
 @contextlib.asynccontextmanager
 async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = None,
                       runtime_name: str = "custom") -> AsyncIterator[Hub]:
+    """The embedded hub: store, action pool, engine, feeds and API in this process; everything is
+    closed in the reverse order when the block ends."""
     tls = listener_tls(config.api)
     if runtime is None:  # first: a refused runtime (e.g. unsandboxed as root) leaves no trace
         runtime_name, runtime = choose_runtime(config)
     config.home.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(_opened_store(config))
+        credentials = await ensure_subjects(store, config.home)
+        pool = await action_pool(config, runtime, left_by="an earlier hub")
+        stack.push_async_callback(pool.close)
+        entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes)
+        engine, feeds = engine_and_feeds(store, lambda builtin: Engine(
+            config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
+            dispatcher=LocalDispatcher(store), builtin=builtin))
+        await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
+        await stack.enter_async_context(engine)
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        await pool.start()
+        stop_reaping = asyncio.Event()
+        stack.callback(stop_reaping.set)
+        tasks.create_task(reap_until(pool, stop_reaping))
+        tasks.create_task(engine.deliveries.pump(stop_reaping))  # waiting retries, durable in the store
+        await stack.enter_async_context(running_pruner(config, store))
+        await feeds.start(tasks)
+        probes = embedded_probes(engine, store, pool, feeds, runtime_name)
+        app = create_app(engine, webhook_routes(feeds) + status_routes("embedded", probes))
+        apihost = await stack.enter_async_context(serving(app, config.api, tls))
+        stack.push_async_callback(feeds.stop)  # first of all: no event arrives once the hub is closing
+        yield Hub(engine, config, credentials, apihost, runtime_name)
+
+
+@contextlib.asynccontextmanager
+async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
     store = SqlStore(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
     await store.open()
     try:
-        credentials = await ensure_subjects(store, config.home)
-        pool = await action_pool(config, runtime, left_by="an earlier hub")
-        entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes)
-        # The feed manager fires through the engine, and the engine runs the manager's feed
-        # actions: the manager gets a fire that finds the engine when it is called.
-        engine: Engine
-
-        async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
-            return await engine.emit(event, cursor)
-
-        feeds = FeedManager(store, fire, kinds=FEED_KINDS, forget=entities.forget)
-        engine = Engine(config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
-                        dispatcher=LocalDispatcher(store), builtin=feeds.run_builtin)
-        await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
-        try:
-            async with engine, asyncio.TaskGroup() as tasks:
-                await pool.start()
-                stop_reaping = asyncio.Event()
-                tasks.create_task(reap_until(pool, stop_reaping))
-                tasks.create_task(engine.deliveries.pump(stop_reaping))  # waiting retries, durable in the store
-                await feeds.start(tasks)
-                probes = embedded_probes(engine, store, pool, feeds, runtime_name)
-                runner = web.AppRunner(create_app(engine, webhook_routes(feeds) + status_routes("embedded", probes)),
-                                       access_log=None)
-                await runner.setup()
-                site = web.TCPSite(runner, config.api.host, config.api.port, ssl_context=tls)
-                await site.start()
-                port = runner.addresses[0][1]
-                try:
-                    yield Hub(engine, config, credentials, f"{scheme(tls)}://{config.api.host}:{port}", runtime_name)
-                finally:
-                    await feeds.stop()
-                    await runner.cleanup()
-                    stop_reaping.set()
-        finally:
-            await pool.close()
+        yield store
     finally:
         await store.close()
-

@@ -22,7 +22,7 @@ KIND_BY_SUFFIX = {".js": "nodejs:default", ".py": "python:default"}
 
 
 class Ctx:
-    def __init__(self, apihost: str | None = None, auth: str | None = None, as_json: bool = False, *,
+    def __init__(self, apihost: str | None = None, auth: str | None = None, *, as_json: bool = False,
                  trust: ClientTls | None = None) -> None:
         self._apihost, self._auth, self.as_json = apihost, auth, as_json
         self.trust = trust or ClientTls.from_settings()
@@ -152,6 +152,27 @@ def run(fn: Any) -> Any:
 param_option = click.option("-p", "--param", "params", multiple=True, type=(str, str), help="parameter KEY VALUE (JSON or text)")
 annotation_option = click.option("-a", "--annotation", "annotations", multiple=True, type=(str, str), help="annotation KEY VALUE")
 param_file_option = click.option("-P", "--param-file", default=None, help="JSON file of parameters")
+
+
+def add_get_command(group: click.Group, collection: str, *, help_text: str) -> None:
+    """`<group> get NAME`: prints the entity NAME of `collection` ("triggers") as JSON."""
+    @group.command("get", help=help_text)
+    @click.argument("name")
+    @pass_ctx
+    @run
+    def get(ctx: Ctx, name: str) -> None:
+        emit(ctx, ctx.client.request("GET", ctx.client.entity_path(collection, name)).body)
+
+
+def add_delete_command(group: click.Group, collection: str, noun: str) -> None:
+    """`<group> delete NAME`: deletes the entity NAME of `collection`; says `ok: deleted <noun> NAME`."""
+    @group.command("delete", help=f"Delete {noun} NAME.")
+    @click.argument("name")
+    @pass_ctx
+    @run
+    def delete(ctx: Ctx, name: str) -> None:
+        ctx.client.request("DELETE", ctx.client.entity_path(collection, name))
+        say(ctx, f"ok: deleted {noun} {name}", {"ok": True, noun: name})
 
 
 def listing(ctx: Ctx, collection: str, items: list[dict[str, Any]], extra: str | None = None) -> None:

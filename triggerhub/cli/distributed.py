@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from aiohttp import web
 
 from triggerhub.api.admin import admin_routes
 from triggerhub.api.app import create_app
 from triggerhub.api.status import status_routes
 from triggerhub.cli.health import distributed_probes
 from triggerhub.api.hooks import webhook_routes
-from triggerhub.api.tls import listener_tls, scheme
+from triggerhub.api.tls import listener_tls
 from triggerhub.bus.app import assigned_partitions, batch_app, running, stream_app
 from triggerhub.bus.producer import KafkaPublisher
 from triggerhub.bus.tail import Tail
@@ -34,8 +33,11 @@ from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.entities import Entities
+from triggerhub.cli.pruning import cluster_lease, running_pruner
+from triggerhub.engine.retention import EventPruner
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, catalogue
+from triggerhub.engine.republish import RepublishSweep
 from triggerhub.engine.distributed import (
     CompletionWaiter, HealthMonitor, InvokerService, InvokerStatistics, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
     heartbeat,
@@ -44,8 +46,8 @@ from triggerhub.errors import ConfigError, StoreError, TriggerhubError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import Invoker, RuntimeFactory
 from triggerhub.cli.compose import choose_runtime
-from triggerhub.cli.wiring import action_pool, reap_until
-from triggerhub.model import TriggerEvent, now_ms
+from triggerhub.cli.wiring import action_pool, engine_and_feeds, reap_until, serving
+from triggerhub.model import now_ms
 from triggerhub.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class Controller:
     credentials: dict[str, str]
     health: HealthMonitor
     engine: Engine
+    pruner: EventPruner  # prunes the event log while this controller holds the cluster's pruning lease
 
     @property
     def guest_auth(self) -> str:
@@ -94,12 +97,13 @@ async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
 
 def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: Topics, *,
             invoker: Invoker | None = None, cache_ttl_s: float = 0.0, waiter: CompletionWaiter | None = None,
-            reply_to: str | None = None, builtin: BuiltinHandler | None = None) -> Engine:
+            reply_to: str | None = None, builtin: BuiltinHandler | None = None,
+            dispatcher: KafkaDispatcher | None = None) -> Engine:
     """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`."""
     return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s),
-                  dispatcher=KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
+                  dispatcher=dispatcher or KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
 
 
 def _all_topics(config: HubConfig, topics: Topics) -> list[str]:
@@ -109,6 +113,7 @@ def _all_topics(config: HubConfig, topics: Topics) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
+    """The API: fires and invocations go to Kafka; completions and heartbeats come back from it."""
     tls = listener_tls(config.api)
     topics = Topics(config.kafka.topic_prefix)
     partitions = await ensure_topics(config.kafka, _all_topics(config, topics))
@@ -119,8 +124,9 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         store = await stack.enter_async_context(_opened_store(config))
         credentials = await ensure_subjects(store, config.home)
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=f"controller{config.kafka.controller_id}"))
-        engine = _engine(config, store, publisher, topics, cache_ttl_s=CONTROLLER_CACHE_TTL_S, waiter=waiter,
-                         reply_to=reply_to)
+        dispatcher = KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to)
+        engine = _engine(config, store, publisher, topics, cache_ttl_s=CONTROLLER_CACHE_TTL_S, dispatcher=dispatcher)
+        sweep = RepublishSweep(dispatcher, store, started_ms=now_ms(), where=f"controller{config.kafka.controller_id}")
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         # Webhook deliveries are matched and stored here (202 once durable); the feeds process
         # runs the feeds that pull or listen, and the feed lifecycle actions.
@@ -128,24 +134,37 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         completions = Tail(config.kafka, {reply_to: partitions[reply_to]}, waiter.on_message, since_ms=now_ms())
         heartbeats = Tail(config.kafka, {topics.health: partitions[topics.health]}, health.on_message,
                           since_ms=now_ms() - config.kafka.healthy_timeout_ms)
-        await stack.enter_async_context(completions)
-        await stack.enter_async_context(heartbeats)
-        tasks = await stack.enter_async_context(asyncio.TaskGroup())
-        readers = [tasks.create_task(completions.run()), tasks.create_task(heartbeats.run())]
+        readers = await stack.enter_async_context(_reading(completions, heartbeats))
+        sweeps = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(sweeps.create_task(sweep.run(), name="republish sweep").cancel)
+        pruner = await stack.enter_async_context(running_pruner(config, store,
+                                                                lease=cluster_lease(config, require_postgres(config))))
         await stack.enter_async_context(engine)
+        stack.callback(readers.cancel)  # before the engine closes, as the API stops
         probes = distributed_probes(engine, store, health, config.kafka, topics)
-        runner = web.AppRunner(create_app(engine, admin_routes(health) + webhook_routes(webhooks)
-                                          + status_routes("distributed", probes)), access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, config.api.host, config.api.port, ssl_context=tls)
-            await site.start()
-            port = runner.addresses[0][1]
-            yield Controller(f"{scheme(tls)}://{config.api.host}:{port}", credentials, health, engine)
-        finally:
-            await runner.cleanup()
-            for reader in readers:
-                reader.cancel()
+        app = create_app(engine, admin_routes(health) + webhook_routes(webhooks) + status_routes("distributed", probes))
+        apihost = await stack.enter_async_context(serving(app, config.api, tls))
+        yield Controller(apihost, credentials, health, engine, pruner)
+
+
+@dataclass(frozen=True, slots=True)
+class _Readers:
+    tasks: tuple[asyncio.Task[None], ...]
+
+    def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _reading(*tails: Tail) -> AsyncIterator[_Readers]:
+    """Each tail opened and read in a task of its own; the tasks are awaited when the block ends
+    (cancel them first with the `_Readers` yielded)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for tail in tails:
+            await stack.enter_async_context(tail)
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        yield _Readers(tuple(tasks.create_task(tail.run()) for tail in tails))
 
 
 @contextlib.asynccontextmanager
@@ -227,17 +246,14 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         await stack.enter_async_context(feeds_leadership(config))
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="feeds"))
-        # The feed manager fires through the engine, which runs the manager's feed actions.
-        engine: Engine
-
-        async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
-            return await engine.emit(event, cursor)
-
-        feeds = FeedManager(store, fire, kinds=FEED_KINDS, forget=lambda deleted: engine.entities.forget(deleted),
-                            instance_id="feeds")
-        engine = _engine(config, store, publisher, topics, builtin=feeds.run_builtin)
+        dispatcher = KafkaDispatcher(store, publisher, topics)
+        engine, feeds = engine_and_feeds(store, lambda builtin: _engine(config, store, publisher, topics,
+                                                                        builtin=builtin, dispatcher=dispatcher),
+                                         instance_id="feeds")
         await stack.enter_async_context(engine)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        sweep = tasks.create_task(RepublishSweep(dispatcher, store, started_ms=now_ms(), where="feeds").run())
+        stack.callback(sweep.cancel)
         stack.push_async_callback(feeds.stop)
         await feeds.start(tasks)
         service = InvokerService("feeds", store, engine.execute, publisher, topics.feed_invocations)
@@ -292,10 +308,10 @@ def _serve(starting: Callable[[], contextlib.AbstractAsyncContextManager[Any]], 
         raise click.ClickException(str(exc)) from exc
 
 
-def _logging(verbose: bool) -> None:
+def _logging(*, verbose: bool) -> None:
     from triggerhub.cli import _configure_logging
 
-    _configure_logging(verbose)
+    _configure_logging(verbose=verbose)
     for noisy in ("aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -309,7 +325,7 @@ def _logging(verbose: bool) -> None:
 def controller(controller_id: int | None, port: int | None, host: str | None, tls_cert: Path | None,
                tls_key: Path | None, verbose: bool) -> None:
     """Serve the REST API; publish fires and invocations to Kafka (distributed mode)."""
-    _logging(verbose)
+    _logging(verbose=verbose)
     config = _load({"CONTROLLER_ID": controller_id, "PORT": port, "HOST": host, **tls_overrides(tls_cert, tls_key)})
     _serve(lambda: running_controller(config), lambda c: f"triggerhub controller listening on {c.apihost}")
 
@@ -318,7 +334,7 @@ def controller(controller_id: int | None, port: int | None, host: str | None, tl
 @click.option("-v", "--verbose", is_flag=True)
 def worker(verbose: bool) -> None:
     """Match fired trigger events against rules and publish the invocations (distributed mode)."""
-    _logging(verbose)
+    _logging(verbose=verbose)
     config = _load({})
     _serve(lambda: running_worker(config), lambda _: "triggerhub worker consuming trigger events")
 
@@ -329,7 +345,7 @@ def worker(verbose: bool) -> None:
 @click.option("-v", "--verbose", is_flag=True)
 def invoker(invoker_id: int, runtime: str | None, verbose: bool) -> None:
     """Run invocations from Kafka in the container pool and record them (distributed mode)."""
-    _logging(verbose)
+    _logging(verbose=verbose)
     config = _load({"RUNTIME": runtime})
     _serve(lambda: running_invoker(config, invoker_id), lambda s: f"triggerhub {s.name} consuming invocations")
 
@@ -338,7 +354,7 @@ def invoker(invoker_id: int, runtime: str | None, verbose: bool) -> None:
 @click.option("-v", "--verbose", is_flag=True)
 def feeds(verbose: bool) -> None:
     """Run the feeds and the feed lifecycle actions; one such process leads, others stand by."""
-    _logging(verbose)
+    _logging(verbose=verbose)
     config = _load({})
     _serve(lambda: running_feeds(config), lambda _: "triggerhub feeds leading")
 

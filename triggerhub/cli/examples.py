@@ -53,14 +53,14 @@ async def deploy_examples(folder: Path, apihost: str, auth: str, *, env: Mapping
             deployment = next((project / n for n in DEFAULT_DEPLOYMENTS if (project / n).is_file()), None)
             reason = missing_service(manifest, env, mqtt_url=mqtt_url)
             if reason is not None:
-                outcomes.append(ExampleOutcome(project.name, False, reason))
+                outcomes.append(ExampleOutcome(project.name, deployed=False, reason=reason))
                 continue
             params = {"url": mqtt_url} if mqtt_url and MQTT_FEED in manifest.read_text(encoding="utf-8") else None
             try:
                 await deploy_manifest(client, manifest, deployment=deployment, params=params, env=env,
                                       check_routing=check_routing)
             except errors.TriggerhubError as exc:
-                outcomes.append(ExampleOutcome(project.name, False, " ".join(str(exc).split())))
+                outcomes.append(ExampleOutcome(project.name, deployed=False, reason=" ".join(str(exc).split())))
             else:
-                outcomes.append(ExampleOutcome(project.name, True))
+                outcomes.append(ExampleOutcome(project.name, deployed=True))
     return outcomes

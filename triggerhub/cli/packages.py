@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from triggerhub.cli.context import (
-    Ctx, annotation_option, emit, key_values, listing, param_option, pass_ctx, run, say,
+    Ctx, add_get_command, annotation_option, key_values, listing, param_option, pass_ctx, run, say,
 )
 
 
@@ -46,13 +46,7 @@ def package_bind(ctx: Ctx, source: str, name: str, params: Any) -> None:
     say(ctx, f"ok: created binding {name}", {"ok": True, "package": name})
 
 
-@package.command("get")
-@click.argument("name")
-@pass_ctx
-@run
-def package_get(ctx: Ctx, name: str) -> None:
-    """Print package NAME (actions, parameters, binding) as JSON."""
-    emit(ctx, ctx.client.request("GET", ctx.client.entity_path("packages", name)).body)
+add_get_command(package, "packages", help_text="Print package NAME (actions, parameters, binding) as JSON.")
 
 
 @package.command("delete")

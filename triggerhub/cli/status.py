@@ -44,10 +44,12 @@ def _render(ctx: Ctx, body: dict[str, Any]) -> None:
     feeds = body["components"].get("feeds", {}).get("feeds", [])
     if feeds:
         feed_rows = [[f["trigger"], f["status"], f"{f['received']}/{f['fired']}/{f['rejected']}", f["feed"],
-                      f.get("reason", "")] for f in feeds]
+                      f.get("reason", ""), ", ".join(f"{k}={v}" for k, v in f.get("gauges", {}).items())]
+                     for f in feeds]
         console.print(fitted_table("feeds", [Column("trigger", keep=True), Column("status", min_width=6),
                                              Column("recv/fired/rej", min_width=8), Column("feed", min_width=10),
-                                             Column("reason", min_width=6)], feed_rows))
+                                             Column("reason", min_width=6), Column("source", min_width=6)],
+                                   feed_rows))
 
 
 def _detail(component: dict[str, Any]) -> str:

@@ -10,8 +10,8 @@ import click
 
 from triggerhub.cli.client import ClientError
 from triggerhub.cli.context import (
-    Column, Ctx, annotation_option, emit, fitted_table, key_values, listing, param_file_option, param_option, pass_ctx,
-    run, say,
+    Column, Ctx, add_delete_command, add_get_command, annotation_option, emit, fitted_table, key_values, listing,
+    param_file_option, param_option, pass_ctx, run, say,
 )
 
 
@@ -57,7 +57,7 @@ def trigger_update(ctx: Ctx, name: str, params: Any, param_file: str | None, ann
 
 
 def _put_trigger(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any, feed: str | None,
-                 overwrite: bool) -> None:
+                 *, overwrite: bool) -> None:
     parameters = key_values(params, param_file)
     notes = key_values(annotations)
     body: dict[str, Any] = {}
@@ -78,13 +78,7 @@ def _put_trigger(ctx: Ctx, name: str, params: Any, param_file: str | None, annot
     say(ctx, f"ok: {'updated' if overwrite else 'created'} trigger {name}", {"ok": True, "trigger": name})
 
 
-@trigger.command("get")
-@click.argument("name")
-@pass_ctx
-@run
-def trigger_get(ctx: Ctx, name: str) -> None:
-    """Print trigger NAME (parameters, annotations, rules) as JSON."""
-    emit(ctx, ctx.client.request("GET", ctx.client.entity_path("triggers", name)).body)
+add_get_command(trigger, "triggers", help_text="Print trigger NAME (parameters, annotations, rules) as JSON.")
 
 
 @trigger.command("delete")
@@ -162,9 +156,11 @@ def _json_value(text: str | None, file: str | None, option: str) -> Any:
 
 
 def _rule_body(trigger_name: str, action_name: str, filter_: str | None, filter_file: str | None,
-               transform: str | None, transform_file: str | None, retry: str | None = None,
-               dead_letter: str | None = None) -> dict[str, Any]:
+               transform: str | None, transform_file: str | None, shadow: bool | None = None,
+               retry: str | None = None, dead_letter: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"trigger": trigger_name, "action": action_name}
+    if shadow is not None:
+        body["shadow"] = shadow
     for key, value in (("filter", _json_value(filter_, filter_file, "filter")),
                        ("transform", _json_value(transform, transform_file, "transform")),
                        ("retry", _json_value(retry, None, "retry"))):
@@ -181,6 +177,8 @@ def routing_options(fn: Any) -> Any:
         click.option("--filter-file", default=None, help="file holding the event pattern (JSON)"),
         click.option("--transform", default=None, help="JSON template of the action's parameters"),
         click.option("--transform-file", default=None, help="file holding the transform template (JSON)"),
+        click.option("--shadow/--no-shadow", default=None,
+                     help="a shadow rule matches, counts and records what it would run, and runs nothing"),
         click.option("--retry", default=None, help='retry policy (JSON), e.g. {"maxAttempts": 3, "initialDelayMs": 200}'),
         click.option("--dead-letter", default=None, help="trigger fired for each event the rule gives up on"),
     )):
@@ -188,36 +186,28 @@ def routing_options(fn: Any) -> Any:
     return fn
 
 
-@rule.command("create")
-@click.argument("name")
-@click.argument("trigger_name")
-@click.argument("action_name")
-@routing_options
-@pass_ctx
-@run
-def rule_create(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
-                filter_file: str | None, transform: str | None, transform_file: str | None, retry: str | None,
-                dead_letter: str | None) -> None:
-    """Create rule NAME: events of TRIGGER_NAME run ACTION_NAME (when --filter matches)."""
-    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, retry, dead_letter)
-    ctx.client.request("PUT", ctx.client.entity_path("rules", name), body)
-    say(ctx, f"ok: created rule {name}", {"ok": True, "rule": name})
+def _add_put_rule_command(command: str, *, overwrite: bool, help_text: str) -> None:
+    """`rule create` and `rule update`: the same PUT, with overwrite for update."""
+    @rule.command(command, help=help_text)
+    @click.argument("name")
+    @click.argument("trigger_name")
+    @click.argument("action_name")
+    @routing_options
+    @pass_ctx
+    @run
+    def put_rule(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
+                 filter_file: str | None, transform: str | None, transform_file: str | None,
+                 shadow: bool | None, retry: str | None, dead_letter: str | None) -> None:
+        body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, shadow, retry,
+                          dead_letter)
+        ctx.client.request("PUT", ctx.client.entity_path("rules", name), body, {"overwrite": True} if overwrite else None)
+        say(ctx, f"ok: {'updated' if overwrite else 'created'} rule {name}", {"ok": True, "rule": name})
 
 
-@rule.command("update")
-@click.argument("name")
-@click.argument("trigger_name")
-@click.argument("action_name")
-@routing_options
-@pass_ctx
-@run
-def rule_update(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
-                filter_file: str | None, transform: str | None, transform_file: str | None, retry: str | None,
-                dead_letter: str | None) -> None:
-    """Point rule NAME at TRIGGER_NAME and ACTION_NAME; options left out keep what the rule has."""
-    body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, retry, dead_letter)
-    ctx.client.request("PUT", ctx.client.entity_path("rules", name), body, {"overwrite": True})
-    say(ctx, f"ok: updated rule {name}", {"ok": True, "rule": name})
+_add_put_rule_command("create", overwrite=False,
+                      help_text="Create rule NAME: events of TRIGGER_NAME run ACTION_NAME (when --filter matches).")
+_add_put_rule_command("update", overwrite=True, help_text="Point rule NAME at TRIGGER_NAME and ACTION_NAME; without "
+                      "--filter/--transform/--shadow/--retry/--dead-letter it keeps the ones it has.")
 
 
 @rule.command("explain")
@@ -289,23 +279,8 @@ def rule_disable(ctx: Ctx, name: str) -> None:
     _rule_status(ctx, name, "inactive")
 
 
-@rule.command("get")
-@click.argument("name")
-@pass_ctx
-@run
-def rule_get(ctx: Ctx, name: str) -> None:
-    """Print rule NAME (trigger, action, status) as JSON."""
-    emit(ctx, ctx.client.request("GET", ctx.client.entity_path("rules", name)).body)
-
-
-@rule.command("delete")
-@click.argument("name")
-@pass_ctx
-@run
-def rule_delete(ctx: Ctx, name: str) -> None:
-    """Delete rule NAME."""
-    ctx.client.request("DELETE", ctx.client.entity_path("rules", name))
-    say(ctx, f"ok: deleted rule {name}", {"ok": True, "rule": name})
+add_get_command(rule, "rules", help_text="Print rule NAME (trigger, action, status) as JSON.")
+add_delete_command(rule, "rules", "rule")
 
 
 @rule.command("deadletters")

@@ -1,7 +1,9 @@
-"""Blocks every process's composition shares: the action pool, and the task that reaps it.
+"""Blocks the processes' compositions share, so each composition reads top to bottom.
 
 `running_hub` (cli/compose.py) and `running_invoker` (cli/distributed.py) both run actions; they
-build their pool here, so both clean up the same way and take the same settings.
+build their pool here, so both clean up the same way and take the same settings. The hub and the
+distributed `feeds` process tie the engine and the feed manager together with `engine_and_feeds`;
+the hub and the controller serve the API with `serving`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+from collections.abc import AsyncIterator, Callable
 
-from triggerhub.config import HubConfig
+from aiohttp import web
+
+from triggerhub.api.tls import scheme
+from triggerhub.cli.feed_kinds import FEED_KINDS
+from triggerhub.config import ApiConfig, HubConfig
+from triggerhub.engine.core import BuiltinHandler, Engine
+from triggerhub.engine.feed_manager import FeedManager
 from triggerhub.invoker.base import RuntimeFactory
 from triggerhub.invoker.pool import ContainerPool, PoolConfig
+from triggerhub.model import TriggerEvent
+from triggerhub.store.base import Store
 
 log = logging.getLogger(__name__)
 REAP_INTERVAL_S = 1.0
@@ -36,3 +48,34 @@ async def reap_until(pool: ContainerPool, stop: asyncio.Event) -> None:
                 await stop.wait()
         if not stop.is_set():
             await pool.reap()
+
+
+def engine_and_feeds(store: Store, build_engine: Callable[[BuiltinHandler], Engine], *,
+                     instance_id: str = "hub") -> tuple[Engine, FeedManager]:
+    """The engine and the feed manager, which need each other: the manager fires through the
+    engine, and the engine runs the manager's feed actions (`builtin`). The manager gets a fire
+    that finds the engine when it is called, so both are complete when their constructors return."""
+    engine: Engine
+
+    async def fire(event: TriggerEvent, cursor: tuple[str, str] | None) -> bool:
+        return await engine.emit(event, cursor)
+
+    feeds = FeedManager(store, fire, kinds=FEED_KINDS, forget=lambda deleted: engine.entities.forget(deleted),
+                        instance_id=instance_id)
+    engine = build_engine(feeds.run_builtin)
+    return engine, feeds
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, api: ApiConfig, tls: ssl.SSLContext | None) -> AsyncIterator[str]:
+    """`app` served on api.host:api.port until the block ends; yields the apihost (with the port
+    actually bound when api.port is 0)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, api.host, api.port, ssl_context=tls)
+        await site.start()
+        port = runner.addresses[0][1]
+        yield f"{scheme(tls)}://{api.host}:{port}"
+    finally:
+        await runner.cleanup()

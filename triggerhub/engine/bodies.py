@@ -120,6 +120,16 @@ def parse_delivery(body: dict[str, Any], namespace: str) -> tuple[JSON, JSON, Fu
     return retry, dead_letter, target
 
 
+def parse_shadow(body: dict[str, Any], old: bool) -> bool:
+    """A rule's `shadow`: absent keeps the old value; else true or false."""
+    if "shadow" not in body:
+        return old
+    if not isinstance(body["shadow"], bool):
+        raise BadRequest(f"shadow {json.dumps(body['shadow'])[:100]} is not a boolean; send true (match and record, "
+                         "run nothing) or false")
+    return body["shadow"]
+
+
 def parse_annotations(body: dict[str, Any], old: Parameters) -> Parameters:
     annotations = parse_params(body, "annotations", old)
     removed = body.get("delAnnotations") or []

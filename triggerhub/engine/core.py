@@ -31,13 +31,14 @@ from triggerhub.engine.deliveries import Deliveries, PumpSettings
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.explain import explain as explain_rule
+from triggerhub.engine.replay import replay_rule
 from triggerhub.engine.resolve import Resolved, bound_parameters, check_final, check_read, merge_arguments, package_readable
 from triggerhub.engine.sequences import run_sequence
 from triggerhub.engine.routing import Router
 from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, RateThrottler
 from triggerhub.invoker.base import Invoker
 from triggerhub.rules import match as rules
-from triggerhub.store.base import Acceptance, ActivationQuery, Store
+from triggerhub.store.base import Acceptance, ActivationQuery, ReplayClaim, Store
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,23 @@ class Engine:
 
     def statistics(self) -> DispatcherStatistics:
         return self.dispatcher.statistics()
+
+    async def replay(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> dict[str, JSON]:
+        """Run stored events of rule `fqn`'s trigger through the rule as it is now (engine/replay.py)."""
+        return await replay_rule(self.entities, self.store, identity, fqn, body,
+                                 max_events=self.config.events.replay_max_events, resolve=self.resolve,
+                                 submit=self._submit_replayed)
+
+    async def _submit_replayed(self, identity: Identity, resolved: Resolved, found: rules.Match,
+                               trigger_params: dict[str, Any], claim: ReplayClaim) -> bool:
+        """A replayed run goes the way of a feed's rule activation: it waits for room under the
+        feed limits instead of meeting the per-minute limits of direct calls."""
+        invocation = replace(self._invocation(identity, resolved, [trigger_params, found.params],
+                                              activation_id=claim.activation_id),
+                             extra_annotations=found.annotations)
+        self._unslotted.add(invocation.activation_id)
+        await self._admit_from_feed(identity.namespace, [invocation])
+        return await self._submit(Acceptance(invocations=[invocation], replay=claim), [invocation])
 
     async def explain(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> dict[str, JSON]:
         """Why rule `fqn` would run for the event in `body`, or did not run for a stored one."""
@@ -278,6 +296,9 @@ class Engine:
             refusal = _refusal(found, trigger, namespace, blocked=tenant.blocked)
             if refusal is not None:
                 outcomes.append(rules.outcome_line(found, error=refusal))
+                continue
+            if found.shadow and found.error is None:
+                outcomes.append(rules.shadow_line(found, trigger_params))
                 continue
             try:
                 if found.error is not None:

@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from triggerhub.engine.recording import Execute, RecordNotStored, RecordRetry, Sleep, run_to_record
+from triggerhub.clock import SYSTEM_CLOCK, Clock
+from triggerhub.engine.recording import Execute, RecordNotStored, RecordRetry, run_to_record
 from triggerhub.errors import TriggerhubError, Unavailable
 from triggerhub.model import Activation, Invocation, TriggerEvent
 from triggerhub.store.base import Acceptance, Store
@@ -27,7 +28,19 @@ from triggerhub.store.base import Acceptance, Store
 log = logging.getLogger(__name__)
 
 Finished = Callable[[Invocation], None]
-"""Called once per invocation when the dispatcher is done with it (the engine frees its slot)."""
+"""Called once per invocation when the dispatcher is done with it: the engine gives back the
+concurrency slot (and feed admission slot) it took when it admitted the invocation.
+
+The one policy: a slot is held while the process that admitted the invocation still answers for
+it. So the two dispatchers call it at different moments, on purpose:
+- `LocalDispatcher` runs what it admits: once the activation's record is stored (or nothing will
+  run). The limit is the number of actions running at once.
+- `KafkaDispatcher` (distributed) runs nothing, and no process tells it when a non-blocking
+  activation ends (invokers answer only blocking callers, on the controller's completions topic):
+  once Kafka holds the invocation. A blocking invoke keeps its slot until its completion arrives
+  or the wait ends. How many actions run at once is bounded by the invokers
+  (TRIGGERHUB_INVOKER_CONCURRENCY each). The README ("Concurrency slots in the two modes") says so.
+"""
 MatchHere = Callable[[], Awaitable[bool]]
 
 
@@ -79,12 +92,12 @@ async def _not_running(invocation: Invocation) -> Activation:
 
 
 class LocalDispatcher:
-    def __init__(self, store: Store, *, record_retry: RecordRetry = RecordRetry(), sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(self, store: Store, *, record_retry: RecordRetry = RecordRetry(), clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
         self._execute: Execute = _not_running
         self._finished: Finished = _not_started
         self._record_retry = record_retry
-        self._sleep = sleep
+        self._clock = clock  # paces the retried record writes
         self._tasks: asyncio.TaskGroup | None = None
         self._running: dict[str, asyncio.Task[Activation | None]] = {}
         self._unstored: dict[str, asyncio.Future[RecordNotStored]] = {}  # blocking callers, told of failed writes
@@ -154,7 +167,7 @@ class LocalDispatcher:
     async def _run(self, invocation: Invocation) -> Activation | None:
         try:
             return await run_to_record(invocation, execute=self._execute, store=self._store, where="hub",
-                                       retry=self._record_retry, surface=self._surface, sleep=self._sleep)
+                                       retry=self._record_retry, surface=self._surface, clock=self._clock)
         except asyncio.CancelledError:
             raise
         except Exception:  # one failed activation must not tear down the TaskGroup; its pending row stays

@@ -135,6 +135,9 @@ class KafkaDispatcher:
         self._waiter = waiter
         self._reply_to = reply_to
         self._published = 0
+        # Accepted in the store but not taken by Kafka (a failed publish): the RepublishSweep
+        # (engine/republish.py) publishes them again until Kafka takes them.
+        self._unpublished: dict[str, Invocation] = {}
 
     @contextlib.asynccontextmanager
     async def running(self, *, execute: Execute, finished: Finished) -> AsyncIterator[None]:
@@ -147,6 +150,16 @@ class KafkaDispatcher:
 
     def statistics(self) -> KafkaStatistics:
         return KafkaStatistics(published=self._published, waiting=len(self._waiter) if self._waiter else 0)
+
+    def unpublished(self) -> list[Invocation]:
+        """Invocations the store accepted whose publish failed, oldest failure first."""
+        return list(self._unpublished.values())
+
+    async def republish(self, invocation: Invocation) -> None:
+        """Publish a stored invocation again (BusError when Kafka still refuses). Invocations are
+        keyed by activation id, so every copy lands on one partition and one invoker, which runs
+        the first and skips the rest (its record exists, or it is still running it)."""
+        await self._publish(invocation, None, None)
 
     async def fire(self, event: TriggerEvent, match_here: MatchHere) -> bool:
         """Accepted once Kafka holds the event; a worker matches it."""
@@ -163,7 +176,7 @@ class KafkaDispatcher:
             await self._publish_all(invocations, confirmations)
         if accepted:
             for invocation in invocations:
-                self._finished(invocation)  # concurrency is counted per process, up to the hand-over
+                self._finished(invocation)  # held up to the hand-over: see dispatch.Finished
         return accepted
 
     async def run_blocking(self, invocation: Invocation, wait_ms: int) -> Activation | None:
@@ -195,10 +208,16 @@ class KafkaDispatcher:
         builtin = invocation.action.exec.kind == Kind.BUILTIN
         topic = self._topics.feed_invocations if builtin else self._topics.invocations
         message = invocation_message(invocation, reply_to)
-        if confirmations is not None:
+        if confirmations is not None:  # a worker's batch: it is handled again when one is not confirmed
             confirmations.append(await self._publisher.enqueue(topic, invocation.activation_id, message))
         else:
-            await self._publisher.publish(topic, invocation.activation_id, message)
+            try:
+                await self._publisher.publish(topic, invocation.activation_id, message)
+            except BusError:
+                if reply_to is None:  # stored (blocking invokes are not): left for the sweep
+                    self._unpublished[invocation.activation_id] = invocation
+                raise
+            self._unpublished.pop(invocation.activation_id, None)
         self._published += 1
 
 

@@ -335,17 +335,18 @@ class Entities:
             status = trigger.rules[rule_key].status
         filter_ = bodies.parse_routing(body, "filter", old.filter if old else None, compile_filter)
         transform = bodies.parse_routing(body, "transform", old.transform if old else None, compile_transform)
+        shadow = bodies.parse_shadow(body, old.shadow if old else False)
         rules = dict(trigger.rules)
         retry = old.retry if old is not None and "retry" not in body else retry
         dead_letter = old.dead_letter if old is not None and "deadLetter" not in body else dead_letter
-        rules[rule_key] = ReducedRule(action_fqn, status, filter_, transform, retry, dead_letter)
+        rules[rule_key] = ReducedRule(action_fqn, status, filter_, transform, retry, dead_letter, shadow=shadow)
         puts.append(replace(trigger, rules=rules))
         rule = Rule(
             namespace=fqn.path, name=fqn.name, trigger=trigger_fqn, action=action_fqn,
             version=bodies.next_version(body, old), publish=bool(body.get("publish", old.publish if old else False)),
             annotations=bodies.parse_annotations(body, old.annotations if old else ()), updated_ms=now_ms(),
             revision=old.revision if old else 0, filter=filter_, transform=transform, retry=retry,
-            dead_letter=dead_letter,
+            dead_letter=dead_letter, shadow=shadow,
         )
         written = await self._write([rule, *puts], [])
         return _as(written[0], Rule)
@@ -361,7 +362,7 @@ class Entities:
             raise NotFound("Only rules with existing triggers can be activated")
         rules = dict(trigger.rules)
         rules[f"{fqn.path}/{fqn.name}"] = ReducedRule(rule.action, RuleStatus(status), rule.filter, rule.transform,
-                                                      rule.retry, rule.dead_letter)
+                                                      rule.retry, rule.dead_letter, shadow=rule.shadow)
         await self._write([replace(trigger, rules=rules)], [])
         return rule
 
@@ -374,8 +375,9 @@ class Entities:
         return RuleStatus.INACTIVE
 
     async def rule_counts(self, rule: Rule) -> RuleCounts | None:
-        """How many events the rule's filter matched and filtered out (None: the rule has no filter)."""
-        if rule.filter is None:
+        """How many events the rule's filter matched and filtered out (None: the rule has no filter
+        and is no shadow)."""
+        if rule.filter is None and not rule.shadow:
             return None
         return await self.store.get_rule_counts(f"{rule.namespace}/{rule.name}")
 

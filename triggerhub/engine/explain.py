@@ -31,10 +31,14 @@ async def explain(entities: Entities, store: Store, identity: Identity, fqn: Ful
     if not isinstance(body, dict):
         raise BadRequest(_USAGE)
     if "eventId" in body:
-        return await _stored(entities, store, identity, rule, body["eventId"])
-    trigger = await entities.find(rule.trigger, Trigger)
-    params = params_to_dict(trigger.parameters) if trigger is not None else {}
-    return verdict(rule.filter, rule.transform, event_from_body(body, rule.trigger), params)
+        out = await _stored(entities, store, identity, rule, body["eventId"])
+    else:
+        trigger = await entities.find(rule.trigger, Trigger)
+        params = params_to_dict(trigger.parameters) if trigger is not None else {}
+        out = verdict(rule.filter, rule.transform, event_from_body(body, rule.trigger), params)
+    if rule.shadow:
+        out["shadow"] = True  # it would match as shown, and run nothing
+    return out
 
 
 _USAGE = ('explain needs a JSON object: {"eventId": "<stored event id>"} or an event '
@@ -90,7 +94,12 @@ async def _rule_outcome(entities: Entities, key: str, link: ReducedRule, event: 
                         params: dict[str, Any], recorded: dict[str, JSON] | None) -> dict[str, JSON]:
     out: dict[str, JSON] = {"rule": key, "action": str(link.action), "status": link.status.value,
                             **verdict(link.filter, link.transform, event, params)}
-    if recorded is not None and recorded.get("success"):
+    if link.shadow:
+        out["shadow"] = True
+    if recorded is not None and recorded.get("shadow"):
+        out["outcome"] = "shadowed"  # matched and recorded what it would run; nothing ran
+        out["wouldRun"] = recorded.get("params")
+    elif recorded is not None and recorded.get("success"):
         out["outcome"] = "activated"
         out["activationId"] = recorded.get("activationId")
     elif recorded is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,7 +23,7 @@ from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import (
     FORBIDDEN, ApiError, BadRequest, Conflict, FeedError, Forbidden, NotFound, TriggerhubError,
 )
-from triggerhub.feeds.cursor import Cursor, CursorEmit, CursorFeed, CursorLoader, CursorSaver
+from triggerhub.feeds.cursor import Cursor, CursorEmit, CursorFeed, CursorLoader, CursorSaver, GaugedFeed
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
 from triggerhub.model import JSON, FullyQualifiedName, Invocation, Trigger, TriggerEvent
 from triggerhub.retry import retrying
@@ -45,6 +45,7 @@ class FeedMetrics:
     received: int = 0  # events the source handed us (deliveries, messages, instants)
     fired: int = 0  # stored and fired
     rejected: int = 0  # duplicates, bad signatures, undecodable or failed to store
+    gauges: Mapping[str, int] = field(default_factory=dict)  # the running feed's source levels (GaugedFeed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +83,17 @@ class FeedManager:
     async def start(self, tasks: asyncio.TaskGroup) -> None:
         """Start every active stored registration; feed tasks live in `tasks`."""
         self._tasks = tasks
-        for registration in await self._store.list_feeds():
+        registrations = await self._store.list_feeds()
+        for registration in registrations:
             if registration.status == "active":
                 try:
                     await self._start_feed(registration)
                 except TriggerhubError as exc:
                     log.warning("feed for trigger %s did not start: %s", registration.trigger, exc)
+        for kind in self._kinds.values():  # e.g. report replication slots whose trigger is gone
+            configs = [r.config for r in registrations if r.feed == kind.fqn]
+            if kind.audit is not None and configs:
+                tasks.create_task(kind.audit(configs), name=f"audit {kind.fqn}")
 
     async def stop(self) -> None:
         for trigger in list(self._running):
@@ -103,7 +109,9 @@ class FeedManager:
                 await self.stop()
 
     def metrics(self, trigger: str) -> FeedMetrics:
-        return self._metrics.get(trigger, FeedMetrics())
+        counted = self._metrics.get(trigger, FeedMetrics())
+        feed = self._running.get(trigger)
+        return replace(counted, gauges=feed.gauges()) if isinstance(feed, GaugedFeed) else counted
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -197,7 +205,7 @@ class FeedManager:
                            timespec="milliseconds").replace("+00:00", "Z"),
                        "reason": registration.reason},
             "metrics": {"received": metrics.received, "fired": metrics.fired, "rejected": metrics.rejected,
-                        **(counters if isinstance(counters, dict) else {})},
+                        **metrics.gauges, **(counters if isinstance(counters, dict) else {})},
         }
 
     def _parse(self, kind: FeedKind, trigger: str, params: Mapping[str, JSON], *,

@@ -1,8 +1,9 @@
 """Run an invocation to its one activation record: the step embedded and distributed mode share.
 
 `run_to_record` executes an invocation once and stores its record. When the store write fails:
-- the action is not run again (its effects must not repeat); only the write is retried;
-- `complete()` is retried on StoreError with exponential backoff, `RecordRetry.attempts` times
+- the action is not run again (its effects must not repeat); only the write is retried, by the
+  one retry helper (triggerhub/retry.py: a StoreError or BusError is retried, nothing else);
+- `complete()` is retried with exponential backoff (no jitter), `RecordRetry.attempts` times
   a round (by default 6 attempts, pauses of 0.1 s doubling: about 3 s);
 - an exhausted round is surfaced: one ERROR line naming the activation, and `surface(error)`,
   so that a blocking caller is answered 503 instead of waiting for nothing;
@@ -17,21 +18,21 @@ first one is returned. Each stored record logs one line: `activation <id> of <pa
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import StoreError
 from triggerhub.model import Activation, Invocation
+from triggerhub.retry import Backoff, Rounds, retrying
 from triggerhub.store.base import Store
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Execute = Callable[[Invocation], Awaitable[Activation]]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +43,16 @@ class RecordRetry:
     first_pause_s: float = 0.1
     max_pause_s: float = 5.0
 
-    def pauses_s(self) -> Iterator[float]:
-        """The pauses between the attempts of one round."""
-        pause_s = self.first_pause_s
-        for _ in range(self.attempts - 1):
-            yield pause_s
-            pause_s = min(pause_s * 2, self.max_pause_s)
+    @property
+    def backoff(self) -> Backoff:
+        """Pauses of first_pause_s doubling up to max_pause_s; no jitter: one writer per record."""
+        return Backoff(first_s=self.first_pause_s, factor=2.0, cap_s=self.max_pause_s, jitter=0.0)
 
 
 class RecordNotStored(StoreError):
     """A round of store writes failed; the record is kept and retried."""
 
-    def __init__(self, invocation: Invocation, record: Activation, attempts: int, cause: StoreError) -> None:
+    def __init__(self, invocation: Invocation, record: Activation, attempts: int, cause: Exception) -> None:
         super().__init__(
             f"activation {record.activation_id} of {invocation.path_annotation or invocation.action.fqn} ran "
             f"({record.response.status_code.text}) but its record could not be stored after {attempts} attempts "
@@ -69,33 +68,24 @@ def _ignore(error: RecordNotStored) -> None:
 
 async def run_to_record(invocation: Invocation, *, execute: Execute, store: Store, where: str,
                         retry: RecordRetry = RecordRetry(), surface: Callable[[RecordNotStored], None] = _ignore,
-                        sleep: Sleep = asyncio.sleep) -> Activation:
+                        clock: Clock = SYSTEM_CLOCK) -> Activation:
     """Execute `invocation` once and return its stored record (the first one, if it had one)."""
     record = await execute(invocation)
-    stored = await _retried(lambda: store.complete(record), invocation, record, retry, surface, sleep)
-    if stored:
+
+    def exhausted(cause: Exception) -> None:
+        error = RecordNotStored(invocation, record, retry.attempts, cause)
+        log.error("%s", error)
+        surface(error)
+
+    async def retried(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        return await retrying(f"activation {record.activation_id}: {what}", attempt, clock=clock,
+                              backoff=retry.backoff, logger=log, rounds=Rounds(attempts=retry.attempts,
+                                                                              exhausted=exhausted))
+
+    if await retried("storing its record", lambda: store.complete(record)):
         log.info("activation %s of %s ended on %s: %s", record.activation_id, invocation.path_annotation, where,
                  record.response.status_code.text)
         return record
-    first = await _retried(lambda: store.get_activation(invocation.namespace, record.activation_id), invocation,
-                           record, retry, surface, sleep)
+    first = await retried("reading its stored record",
+                          lambda: store.get_activation(invocation.namespace, record.activation_id))
     return first or record
-
-
-async def _retried(attempt: Callable[[], Awaitable[T]], invocation: Invocation, record: Activation,
-                   retry: RecordRetry, surface: Callable[[RecordNotStored], None], sleep: Sleep) -> T:
-    pauses_s = retry.pauses_s()
-    while True:
-        try:
-            return await attempt()
-        except StoreError as exc:
-            pause_s = next(pauses_s, None)
-            if pause_s is None:  # the round is exhausted: say so, then start another
-                error = RecordNotStored(invocation, record, retry.attempts, exc)
-                log.error("%s", error)
-                surface(error)
-                pauses_s, pause_s = retry.pauses_s(), retry.max_pause_s
-            else:
-                log.warning("activation %s: storing its record failed (%s); retrying in %.1f s",
-                            record.activation_id, exc, pause_s)
-            await sleep(pause_s)

@@ -24,11 +24,11 @@ from triggerhub.clock import Clock
 from triggerhub.errors import ApiError, BadRequest
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
+from triggerhub.feeds.lifecycle import FeedTask, ignore_failure
 from triggerhub.feeds.schedule import (
     CronSchedule, IntervalSchedule, OnceSchedule, Schedule, Window, instants_between, latest_between,
 )
-from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
-from triggerhub.retry import retrying
+from triggerhub.model import JSON, TriggerEvent
 
 log = logging.getLogger(__name__)
 
@@ -257,44 +257,35 @@ class AlarmFeed:
 
     def __init__(self, config: AlarmConfig, *, clock: Clock, tasks: asyncio.TaskGroup,
                  load_cursor: CursorLoader, not_before_ms: int, on_finished: OnFinished,
-                 on_failed: OnFailed = lambda reason: None, source: str = "/whisk.system/alarms/alarm") -> None:
+                 on_failed: OnFailed = ignore_failure, source: str = "/whisk.system/alarms/alarm") -> None:
         self._config = config
         self._schedule = config.schedule()
+        self._run_task = FeedTask("alarm", trigger=config.trigger, tasks=tasks, clock=clock, on_failed=on_failed,
+                                  logger=log)
         self._clock = clock
-        self._tasks = tasks
         self._load_cursor = load_cursor
         self._not_before_ms = not_before_ms  # nothing at or before this is due (CREATE, UPDATE, UNPAUSE)
         self._on_finished = on_finished
-        self._on_failed = on_failed
         self._source = source
-        self._task: asyncio.Task[None] | None = None
-        self._fqn = FullyQualifiedName.parse(config.trigger, "_")
 
     async def start(self, emit: CursorEmit) -> None:
-        if self._task is not None:
+        if self._run_task.running:
             return
         stored = await self._load_cursor(CURSOR_KEY)
         last_ms = max(int(stored) if stored is not None else 0, self._not_before_ms)
-        self._task = self._tasks.create_task(self._run(emit, last_ms), name=f"alarm {self._config.trigger}")
+        await self._run_task.start(self._run(emit, last_ms))
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None or task.done():
-            return
-        task.cancel()
-        await asyncio.wait([task])  # our own cancellation still propagates from here
+        await self._run_task.stop()
 
     async def _run(self, emit: CursorEmit, last_ms: int) -> None:
         log.info("alarm %s started, last fired %s", self._config.trigger, _iso(last_ms))
         while True:
             for instant in self._due(last_ms, self._clock.now_ms()):
                 try:  # a store or bus outage is retried (the cursor did not move); a refusal ends the feed
-                    await retrying(f"alarm {self._config.trigger} firing {_iso(instant)}",
-                                   lambda: self._fire(emit, instant), clock=self._clock)
+                    await self._run_task.store(f"firing {_iso(instant)}", lambda: self._fire(emit, instant))
                 except ApiError as exc:
-                    log.warning("alarm %s stops: the hub refused instant %s (%s)", self._config.trigger,
-                                _iso(instant), exc.message)
-                    self._on_failed(exc.message)
+                    self._run_task.refused(exc, f"instant {_iso(instant)}")
                     return
                 last_ms = instant
             nxt = self._schedule.next_after(max(last_ms, self._clock.now_ms()))
@@ -317,7 +308,7 @@ class AlarmFeed:
     async def _fire(self, emit: CursorEmit, instant_ms: int) -> None:
         event = TriggerEvent(
             id=f"alarm:{self._config.trigger}:{instant_ms}", source=self._source, type=EVENT_TYPE,
-            trigger=self._fqn, data=dict(self._config.payload), time_ms=instant_ms,
+            trigger=self._run_task.fqn, data=dict(self._config.payload), time_ms=instant_ms,
         )
         stored = await emit(event, cursor=(CURSOR_KEY, str(instant_ms)))
         log.info("alarm %s fired instant %s%s", self._config.trigger, _iso(instant_ms),

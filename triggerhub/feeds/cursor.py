@@ -10,7 +10,7 @@ one feed registration (the hub prefixes them with the trigger).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from triggerhub.model import TriggerEvent
 
@@ -40,3 +40,11 @@ class CursorFeed(Protocol):
 
     async def stop(self) -> None:
         """Stop emitting and release the source; idempotent."""
+
+
+@runtime_checkable
+class GaugedFeed(CursorFeed, Protocol):
+    """A feed that also reports levels of its source (a replication slot's lag, say)."""
+
+    def gauges(self) -> dict[str, int]:
+        """The latest levels, by name with its unit (`slotLagBytes`); READ and status show them."""

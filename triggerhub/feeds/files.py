@@ -9,7 +9,6 @@ Debounce windows use the event loop's monotonic time: they measure real filesyst
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import fnmatch
 import hashlib
 import json
@@ -27,8 +26,8 @@ from triggerhub.clock import Clock
 from triggerhub.errors import ApiError, BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
-from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
-from triggerhub.retry import retrying
+from triggerhub.feeds.lifecycle import FeedTask, hand_over, ignore_failure
+from triggerhub.model import JSON, TriggerEvent
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,6 @@ KINDS = ("created", "modified", "deleted", "moved")
 EVENT_TYPE = "triggerhub.feed.file"
 CURSOR_KEY = "seen"
 QUEUE_SIZE = 1_000
-_HANDOFF_POLL_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +104,12 @@ class _Handler(FileSystemEventHandler):
 
 class FileFeed:
     def __init__(self, config: FilesConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
-                 load_cursor: CursorLoader, on_failed: Callable[[str], None] = lambda reason: None) -> None:
+                 load_cursor: CursorLoader, on_failed: Callable[[str], None] = ignore_failure) -> None:
         self._config = config
-        self._on_failed = on_failed  # the hub refused a change for good: it pauses this feed
-        self._trigger = trigger
-        self._fqn = FullyQualifiedName.parse(trigger, "_")
-        self._clock = clock
-        self._tasks = tasks
+        self._run = FeedTask("files", trigger=trigger, tasks=tasks, clock=clock, on_failed=on_failed, logger=log)
         self._load_cursor = load_cursor
         self._seen: dict[str, list[int]] = {}
         self._observer: Observer | None = None  # type: ignore[valid-type]
-        self._task: asyncio.Task[None] | None = None
         self._stopping = threading.Event()
 
     async def start(self, emit: CursorEmit) -> None:
@@ -127,19 +120,9 @@ class FileFeed:
         self._seen = json.loads(stored) if stored else {}
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=QUEUE_SIZE)
-
-        def put(change: Change) -> None:  # on watchdog's thread
-            handoff = asyncio.run_coroutine_threadsafe(queue.put(change), loop)
-            while not self._stopping.is_set():
-                try:
-                    handoff.result(timeout=_HANDOFF_POLL_S)
-                    return
-                except concurrent.futures.TimeoutError:
-                    continue
-            handoff.cancel()
-
         observer = Observer()
-        observer.schedule(_Handler(put), self._config.directory, recursive=self._config.recursive)
+        observer.schedule(_Handler(lambda change: hand_over(change, queue, loop, self._stopping)),
+                          self._config.directory, recursive=self._config.recursive)
         try:
             observer.start()
         except OSError as exc:
@@ -151,16 +134,13 @@ class FileFeed:
         except ApiError as exc:
             await self.stop()
             raise FeedError(f"the hub refused a change in {self._config.directory}: {exc.message}") from exc
-        self._task = self._tasks.create_task(self._consume(queue, emit), name=f"files {self._trigger}")
-        log.info("files feed %s watching %s", self._trigger, self._config.directory)
+        await self._run.start(self._consume(queue, emit))
+        log.info("%s watching %s", self._run.label, self._config.directory)
 
     async def stop(self) -> None:
-        self._stopping.set()
-        task, self._task = self._task, None
+        self._stopping.set()  # releases watchdog's thread if it waits on a full queue
         observer, self._observer = self._observer, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
+        await self._run.stop()
         if observer is not None:
             observer.stop()
             await asyncio.to_thread(observer.join)
@@ -208,9 +188,7 @@ class FileFeed:
         try:
             await self._emit(change, emit)
         except ApiError as exc:  # refused for good: the cursor stays before the change
-            log.warning("files feed %s stops: the hub refused a change of %s (%s)", self._trigger, change.path,
-                        exc.message)
-            self._on_failed(exc.message)
+            self._run.refused(exc, f"a change of {change.path}")
             await asyncio.Event().wait()  # until stop() cancels us
 
     async def _emit(self, change: Change, emit: CursorEmit) -> None:
@@ -234,14 +212,13 @@ class FileFeed:
         if change.dest_path:
             data["dest_path"] = change.dest_path
         key = json.dumps([change.kind, change.path, change.dest_path, signature])
-        event = TriggerEvent(id=f"file:{self._trigger}:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
+        event = TriggerEvent(id=f"file:{self._run.trigger}:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
                              source=f"file://{self._config.directory}", type=f"{EVENT_TYPE}.{change.kind}",
-                             trigger=self._fqn, subject=change.path, data=data,
-                             time_ms=self._clock.now_ms())
+                             trigger=self._run.fqn, subject=change.path, data=data,
+                             time_ms=self._run.clock.now_ms())
         cursor = (CURSOR_KEY, json.dumps(self._seen, sort_keys=True))
-        await retrying(f"files feed {self._trigger} storing {change.kind} {change.path}",
-                       lambda: emit(event, cursor=cursor), clock=self._clock)
-        log.info("files feed %s: %s %s", self._trigger, change.kind, change.path)
+        await self._run.store(f"storing {change.kind} {change.path}", lambda: emit(event, cursor=cursor))
+        log.info("%s: %s %s", self._run.label, change.kind, change.path)
 
 
 def _signature(path: Path) -> list[int]:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -30,8 +30,8 @@ from triggerhub.clock import Clock
 from triggerhub.errors import ApiError, BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader, CursorSaver
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
-from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
-from triggerhub.retry import retrying
+from triggerhub.feeds.lifecycle import FeedTask, ignore_failure
+from triggerhub.model import JSON, TriggerEvent
 
 log = logging.getLogger(__name__)
 
@@ -247,16 +247,12 @@ class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaFeed:
     def __init__(self, config: KafkaConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
                  load_cursor: CursorLoader, save_cursor: CursorSaver,
-                 on_failed: Callable[[str], None] = lambda reason: None) -> None:
+                 on_failed: Callable[[str], None] = ignore_failure) -> None:
         self._config = config
-        self._on_failed = on_failed  # the hub refused a batch for good: it pauses this feed
-        self._trigger = trigger
-        self._fqn = FullyQualifiedName.parse(trigger, "_")
+        self._run = FeedTask("kafka", trigger=trigger, tasks=tasks, clock=clock, on_failed=on_failed, logger=log)
         self._clock = clock
-        self._tasks = tasks
         self._load_cursor = load_cursor
         self._save_cursor = save_cursor
-        self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
         self._dead = DeadLetters()
@@ -266,7 +262,7 @@ class KafkaFeed:
 
     async def start(self, emit: CursorEmit) -> None:
         """Join the group; returns once the first assignment is positioned (or START_TIMEOUT_S passed)."""
-        if self._task is not None:
+        if self._run.running:
             return
         self._dead = DeadLetters.load(await self._load_cursor(DEAD_LETTERS_KEY))
         started = await self._load_cursor(STARTED_KEY)
@@ -291,22 +287,19 @@ class KafkaFeed:
         else:
             consumer.subscribe(pattern=pattern, listener=_Positions(self))
         self._consumer = consumer
-        self._task = self._tasks.create_task(self._run(consumer, emit), name=f"kafka {self._trigger}")
+        await self._run.start(self._consume(consumer, emit))
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
                 await self._assigned.wait()
         except TimeoutError:
-            log.warning("kafka feed %s: no partition assignment within %s s; it keeps trying", self._trigger,
+            log.warning("%s: no partition assignment within %s s; it keeps trying", self._run.label,
                         START_TIMEOUT_S)
-        log.info("kafka feed %s consuming %s as group %s", self._trigger, ",".join(self._config.topics),
+        log.info("%s consuming %s as group %s", self._run.label, ",".join(self._config.topics),
                  self._config.group_id)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
-            log.info("kafka feed %s stopped", self._trigger)
+        if await self._run.stop():
+            log.info("%s stopped", self._run.label)
 
     async def position_partitions(self, assigned: Sequence[TopicPartition]) -> None:
         consumer = self._consumer
@@ -327,11 +320,11 @@ class KafkaFeed:
                 offset = at.offset if at is not None else ends[tp]
                 consumer.seek(tp, offset)
                 await self._save_cursor(_offset_key(tp), str(offset))
-        log.info("kafka feed %s assigned %s", self._trigger,
+        log.info("%s assigned %s", self._run.label,
                  ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "no partitions")
         self._assigned.set()
 
-    async def _run(self, consumer: AIOKafkaConsumer, emit: CursorEmit) -> None:
+    async def _consume(self, consumer: AIOKafkaConsumer, emit: CursorEmit) -> None:
         try:
             while True:
                 try:
@@ -343,11 +336,10 @@ class KafkaFeed:
                     if offsets:
                         await self._commit(consumer, offsets)
                 except ApiError as exc:  # refused for good: the partition's offset stays before the batch
-                    log.warning("kafka feed %s stops: the hub refused a batch (%s)", self._trigger, exc.message)
-                    self._on_failed(exc.message)
+                    self._run.refused(exc, "a batch")
                     return
                 except KafkaError as exc:
-                    log.warning("kafka feed %s: %s; retrying in %s s", self._trigger, exc, RETRY_S)
+                    log.warning("%s: %s; retrying in %s s", self._run.label, exc, RETRY_S)
                     await self._clock.sleep(RETRY_S)
         finally:
             self._consumer = None
@@ -381,28 +373,24 @@ class KafkaFeed:
                 messages.append(message(record, self._config))
             except PoisonRecord as exc:
                 letters.append(dead_letter(record, str(exc)))
-                log.warning("kafka feed %s dead-lettered %s[%d]@%d: %s", self._trigger, record.topic,
+                log.warning("%s dead-lettered %s[%d]@%d: %s", self._run.label, record.topic,
                             record.partition, record.offset, exc)
         cursor = (_offset_key(tp), str(records[-1].offset + 1))
         if letters:
             self._dead = self._dead.adding(letters)
             dead = self._dead.to_json()
-            await self._retrying(f"storing dead letters of {tp.topic}[{tp.partition}]",
-                                 lambda: self._save_cursor(DEAD_LETTERS_KEY, dead))
+            await self._run.store(f"storing dead letters of {tp.topic}[{tp.partition}]",
+                                       lambda: self._save_cursor(DEAD_LETTERS_KEY, dead))
         if not messages:
-            await self._retrying(f"storing the offset of {tp.topic}[{tp.partition}]",
-                                 lambda: self._save_cursor(*cursor))
+            await self._run.store(f"storing the offset of {tp.topic}[{tp.partition}]",
+                                       lambda: self._save_cursor(*cursor))
             return
         first = records[0]
         event = TriggerEvent(
             id=f"{self._id_prefix}:{tp.topic}:{tp.partition}:{first.offset}", source=self._source, type=EVENT_TYPE,
-            trigger=self._fqn, subject=f"{tp.topic}/{tp.partition}", time_ms=first.timestamp,
+            trigger=self._run.fqn, subject=f"{tp.topic}/{tp.partition}", time_ms=first.timestamp,
             data={"messages": messages})
-        await self._retrying(f"storing the batch {event.id}", lambda: emit(event, cursor=cursor))
-
-    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[object]]) -> None:
-        """A store or bus outage is retried: the offset stays behind, nothing is dropped."""
-        await retrying(f"kafka feed {self._trigger}: {what}", attempt, clock=self._clock)
+        await self._run.store(f"storing the batch {event.id}", lambda: emit(event, cursor=cursor))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         """Mirror the stored offsets to Kafka; a failure (e.g. during a rebalance) loses nothing,
@@ -410,8 +398,8 @@ class KafkaFeed:
         try:
             await consumer.commit(offsets)
         except KafkaError as exc:
-            log.info("kafka feed %s: offset commit skipped (%s); the stored offsets stay authoritative",
-                     self._trigger, exc)
+            log.info("%s: offset commit skipped (%s); the stored offsets stay authoritative",
+                     self._run.label, exc)
 
 
 

@@ -6,18 +6,24 @@ the parameters of a CREATE or UPDATE into the config that is stored, how to buil
 feed from a stored config, which config keys are secret, and optionally how to clean up at
 DELETE and how to handle a webhook delivery (`WebhookHandling`). The composition root (cli/)
 collects them into one mapping for the engine's FeedManager, which never names a concrete adapter.
+`with_modes` joins kinds sharing one feed name into one, chosen per trigger by a parameter.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from triggerhub.clock import Clock
+from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorFeed, CursorLoader, CursorSaver
 from triggerhub.model import JSON, TriggerEvent
+
+log = logging.getLogger(__name__)
+C = TypeVar("C")
 
 SECRET_MASK = "********"
 """What READ shows instead of a secret config value."""
@@ -75,6 +81,10 @@ Uninstall = Callable[[Mapping[str, JSON], str], Awaitable[None]]
 """Clean up at the source when the feed of trigger (2nd argument) is deleted; never raises for
 an unreachable source (it logs what is left behind instead)."""
 
+Audit = Callable[[Sequence[Mapping[str, JSON]]], Coroutine[Any, Any, None]]
+"""Look at the sources of every stored config of this kind once, at hub start, and log what the
+hub left behind there (e.g. a replication slot whose trigger is gone); never raises."""
+
 Report = Callable[[Mapping[str, JSON], CursorLoader], Awaitable[dict[str, JSON]]]
 """(config, the feed's cursors) -> extra fields READ shows from the feed's stored state (e.g. the
 Kafka feed's dead letters), durable across restarts unlike the in-memory metrics; a "metrics"
@@ -97,6 +107,32 @@ class WebhookHandling:
     """(config, trigger, headers, event id) -> the 409 message for a delivery already accepted."""
 
 
+def parse_operations(params: Mapping[str, JSON], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The `operations` parameter of a change feed (a list, or a comma-separated string, in any
+    case; all of `allowed` when absent) as the chosen ones in `allowed`'s order."""
+    operations = params.get("operations", list(allowed))
+    operations = [o.strip() for o in operations.split(",")] if isinstance(operations, str) else operations
+    if (not isinstance(operations, list) or not operations
+            or not all(isinstance(o, str) and o.upper() in allowed for o in operations)):
+        raise BadRequest(f"operations parameter '{params.get('operations')}' must list some of "
+                         f"{', '.join(allowed)}")
+    return tuple(o for o in allowed if o in {str(x).upper() for x in operations})
+
+
+def uninstall_or_warn(parse: Callable[[Mapping[str, JSON]], C], remove: Callable[[C, str], Awaitable[None]],
+                      left_behind: Callable[[C], str]) -> Uninstall:
+    """An `Uninstall` that runs `remove(parse(stored), trigger)`; when the source cannot be reached
+    (FeedError) it logs `left_behind(config)` (what stays at the source and how to remove it) instead
+    of raising, so an unreachable source never blocks deleting the feed."""
+    async def uninstall(stored: Mapping[str, JSON], trigger: str) -> None:
+        config = parse(stored)
+        try:
+            await remove(config, trigger)
+        except FeedError as exc:
+            log.warning("feed for trigger %s deleted, but %s (%s)", trigger, left_behind(config), exc)
+    return uninstall
+
+
 def _no_extras(_trigger: str) -> dict[str, JSON]:
     return {}
 
@@ -114,6 +150,7 @@ class FeedKind:
     webhook: WebhookHandling | None = None  # set by feeds that receive webhook deliveries
     report: Report | None = None  # extra READ fields from stored state
     created: Callable[[str], dict[str, JSON]] = _no_extras  # extra fields of CREATE's answer, by trigger
+    audit: Audit | None = None  # run once at hub start with every stored config of this kind
 
     @property
     def fqn(self) -> str:
@@ -130,6 +167,48 @@ class FeedKind:
             else:
                 out[key] = value
         return out
+
+
+def with_modes(key: str, default: str, modes: Mapping[str, FeedKind]) -> FeedKind:
+    """One feed action offering several implementations, chosen by the `key` parameter (default
+    `default`), e.g. /whisk.system/postgres/changes with mode outbox or logical. The stored config
+    records the mode; a config stored before the mode existed is the default's."""
+    if default not in modes or len({kind.fqn for kind in modes.values()}) != 1:
+        raise ValueError(f"modes {', '.join(modes)} must share one feed name and include the default {default!r}")
+    base = modes[default]
+
+    def mode_of(config: Mapping[str, JSON]) -> FeedKind:
+        return modes[str(config.get(key, default))]
+
+    def parse(params: Mapping[str, JSON], ctx: ParseContext) -> dict[str, JSON]:
+        mode = params.get(key, default)
+        if not isinstance(mode, str) or mode not in modes:
+            raise BadRequest(f"{key} parameter '{mode}' must be one of {', '.join(modes)} (default {default})")
+        return {**modes[mode].parse(params, ctx), key: mode}
+
+    async def uninstall(config: Mapping[str, JSON], trigger: str) -> None:
+        chosen = mode_of(config).uninstall
+        if chosen is not None:
+            await chosen(config, trigger)
+
+    async def report(config: Mapping[str, JSON], load: CursorLoader) -> dict[str, JSON]:
+        chosen = mode_of(config).report
+        return await chosen(config, load) if chosen is not None else {}
+
+    async def audit(configs: Sequence[Mapping[str, JSON]]) -> None:
+        for mode, kind in modes.items():
+            if kind.audit is not None:
+                await kind.audit([c for c in configs if c.get(key, default) == mode])
+
+    parameters = tuple(dict.fromkeys([*base.catalogue.parameters, key,
+                                      *(p for kind in modes.values() for p in kind.catalogue.parameters)]))
+    return FeedKind(
+        catalogue=replace(base.catalogue, parameters=parameters),
+        parse=parse, build=lambda config, ctx: mode_of(config).build(config, ctx),
+        secret_keys=tuple(dict.fromkeys(k for kind in modes.values() for k in kind.secret_keys)),
+        masks={name: mask for kind in modes.values() for name, mask in kind.masks.items()},
+        uninstall=uninstall, report=report, audit=audit, created=base.created,
+    )
 
 
 def feed_registry(*kinds: FeedKind) -> dict[str, FeedKind]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import hashlib
 import json
 import logging
@@ -38,8 +37,8 @@ from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import ApiError, BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
-from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent, loads_json
-from triggerhub.retry import retrying
+from triggerhub.feeds.lifecycle import FeedTask, hand_over, ignore_failure
+from triggerhub.model import JSON, TriggerEvent, loads_json
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,6 @@ CURSOR_KEY = "packets"
 CONNECT_TIMEOUT_S = 10.0
 QUEUE_SIZE = 1_000
 EMIT_WINDOW = 64  # messages being stored at once; acknowledgements stay in order
-_HANDOFF_POLL_S = 0.1
 _MID_SPACE = 65_536
 
 
@@ -207,17 +205,12 @@ class PacketIds:
 class MqttFeed:
     def __init__(self, config: MqttConfig, *, trigger: str, tasks: asyncio.TaskGroup, load_cursor: CursorLoader,
                  default_client_id: str, clock: Clock = SYSTEM_CLOCK,
-                 on_failed: Callable[[str], None] = lambda reason: None) -> None:
+                 on_failed: Callable[[str], None] = ignore_failure) -> None:
         self._config = config
-        self._clock = clock
-        self._on_failed = on_failed  # the hub refused a message for good: it pauses this feed
-        self._trigger = trigger
-        self._fqn = FullyQualifiedName.parse(trigger, "_")
-        self._tasks = tasks
+        self._run = FeedTask("mqtt", trigger=trigger, tasks=tasks, clock=clock, on_failed=on_failed, logger=log)
         self._load_cursor = load_cursor
         self.client_id = config.client_id or default_client_id
         self._client: paho.Client | None = None
-        self._task: asyncio.Task[None] | None = None
         self._stopping = threading.Event()
         self._packets = PacketIds(None)
 
@@ -246,19 +239,16 @@ class MqttFeed:
                 raise
             raise FeedError(f"MQTT broker {self._config.url} did not accept a connection within "
                             f"{CONNECT_TIMEOUT_S:.0f} s; check that it runs and the url") from exc
-        self._task = self._tasks.create_task(self._consume(queue, emit), name=f"mqtt {self._trigger}")
+        await self._run.start(self._consume(queue, emit))
 
     async def stop(self) -> None:
         self._stopping.set()  # releases the network thread if it waits on a full queue
         client, self._client = self._client, None
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
+        await self._run.stop()
         if client is not None:
             client.disconnect()
             await asyncio.to_thread(client.loop_stop)
-            log.info("mqtt feed %s disconnected", self._trigger)
+            log.info("%s disconnected", self._run.label)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         if self._config.protocol != "v5":
@@ -302,7 +292,7 @@ class MqttFeed:
                 c.subscribe([(f, options) for f in self._config.filters()])
             else:
                 c.subscribe([(f, self._config.qos) for f in self._config.filters()])
-            log.info("mqtt feed %s connected as %s (session present: %s)", self._trigger, self.client_id,
+            log.info("%s connected as %s (session present: %s)", self._run.label, self.client_id,
                      flags.session_present)
 
         def on_subscribe(_c: paho.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
@@ -312,14 +302,7 @@ class MqttFeed:
             loop.call_soon_threadsafe(settle, error)
 
         def on_message(_c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-            handoff = asyncio.run_coroutine_threadsafe(queue.put(msg), loop)
-            while not self._stopping.is_set():
-                try:
-                    handoff.result(timeout=_HANDOFF_POLL_S)
-                    return
-                except concurrent.futures.TimeoutError:
-                    continue
-            handoff.cancel()  # stopping: left unacknowledged, the broker redelivers it next session
+            hand_over(msg, queue, loop, self._stopping)  # stopping: left unacknowledged, redelivered next session
 
         client.on_connect = on_connect
         client.on_message = on_message
@@ -353,12 +336,9 @@ class MqttFeed:
         if event is None:
             return
         try:  # not acknowledged until stored: a store or bus outage is retried, never dropped
-            await retrying(f"mqtt feed {self._trigger} storing a message on {msg.topic}",
-                           lambda: emit(event[0], cursor=event[1]), clock=self._clock)
+            await self._run.store(f"storing a message on {msg.topic}", lambda: emit(event[0], cursor=event[1]))
         except ApiError as exc:  # refused for good: left unacknowledged, the feed is paused
-            log.warning("mqtt feed %s stops: the hub refused a message on %s (%s)", self._trigger, msg.topic,
-                        exc.message)
-            self._on_failed(exc.message)
+            self._run.refused(exc, f"a message on {msg.topic}")
             await asyncio.Event().wait()  # until stop() cancels us: nothing after it is acknowledged
 
     def _event(self, msg: paho.MQTTMessage) -> tuple[TriggerEvent, tuple[str, str] | None] | None:
@@ -366,9 +346,9 @@ class MqttFeed:
         if msg.retain and self._config.retained == "ignore":
             return None
         event_id, cursor = self._identify(msg)
-        received_ms = self._clock.now_ms()
+        received_ms = self._run.clock.now_ms()
         return TriggerEvent(
-            id=event_id, source=self._config.url, type=EVENT_TYPE, trigger=self._fqn, subject=msg.topic,
+            id=event_id, source=self._config.url, type=EVENT_TYPE, trigger=self._run.fqn, subject=msg.topic,
             time_ms=received_ms, data={
                 "topic": msg.topic, "qos": msg.qos, "retain": bool(msg.retain), "timestamp": received_ms,
                 "payload": decode_payload(msg.payload, self._config.payload_encoding),
@@ -381,7 +361,7 @@ class MqttFeed:
         if user_id:
             return f"mqtt:ce:{user_id}", None
         if msg.retain:  # the broker's current state, re-sent on every subscribe: fire each state once
-            return f"mqtt:retained:{self._trigger}:{msg.topic}:{digest}", None
+            return f"mqtt:retained:{self._run.trigger}:{msg.topic}:{digest}", None
         if msg.qos == 0:
             return f"mqtt:{self.client_id}:q0:{uuid.uuid4().hex}", None
         generation = self._packets.position(msg.mid)

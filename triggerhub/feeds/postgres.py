@@ -27,11 +27,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from triggerhub.clock import Clock
-from triggerhub.errors import ApiError, BadRequest, FeedError
+from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
-from triggerhub.feeds.kind import SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext
-from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
-from triggerhub.retry import retrying
+from triggerhub.feeds.kind import (SECRET_MASK, BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations,
+                                  uninstall_or_warn)
+from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure, translated
+from triggerhub.model import JSON, TriggerEvent
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ POLL_S = 5.0
 RETRY_S = 1.0
 CONNECT_TIMEOUT_S = 10.0
 BATCH_ROWS = 500
+SOURCE_ERRORS: tuple[type[Exception], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _LOCK_KEY = 0x74686368  # advisory lock serialising installs and removals ("thch")
 _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _TABLE_RE = re.compile(rf"^{_IDENT}(?:\.{_IDENT})?$")
@@ -91,13 +93,7 @@ def parse_postgres_config(params: Mapping[str, JSON]) -> PostgresConfig:
     table = params.get("table")
     if not isinstance(table, str) or not _TABLE_RE.match(table):
         raise BadRequest(f"table parameter '{table}' must name a table like orders or public.orders")
-    operations = params.get("operations", list(OPERATIONS))
-    operations = [o.strip() for o in operations.split(",")] if isinstance(operations, str) else operations
-    if (not isinstance(operations, list) or not operations
-            or not all(isinstance(o, str) and o.upper() in OPERATIONS for o in operations)):
-        raise BadRequest(f"operations parameter '{params.get('operations')}' must list some of "
-                         f"{', '.join(OPERATIONS)}")
-    chosen = tuple(o for o in OPERATIONS if o in {str(x).upper() for x in operations})
+    chosen = parse_operations(params, OPERATIONS)
     columns = params.get("columns")
     columns = [c.strip() for c in columns.split(",")] if isinstance(columns, str) else columns
     if columns is not None and (not isinstance(columns, list) or not columns
@@ -224,8 +220,9 @@ async def uninstall(config: PostgresConfig, subscriber: str) -> None:
     """Forget `subscriber`; drop the trigger and the outbox rows of every table nobody subscribes
     to any more. The outbox table stays: other feeds (or hubs) may still be reading it."""
     conn = await connect(config)
+    failure = f"PostgreSQL at {config.location}: could not remove the change trigger of '{config.table}'"
     try:
-        async with conn.transaction():
+        async with translated(SOURCE_ERRORS, failure=failure), conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
             schema = await conn.fetchval("SELECT quote_ident(current_schema())")
             if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.triggerhub_subscriptions") is None:
@@ -234,9 +231,6 @@ async def uninstall(config: PostgresConfig, subscriber: str) -> None:
                                     "RETURNING table_name", subscriber)
             for row in gone:
                 await _drop_trigger_if_unused(conn, schema, row["table_name"])
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise FeedError(f"PostgreSQL at {config.location}: could not remove the change trigger of "
-                        f"'{config.table}': {exc}") from exc
     finally:
         await conn.close()
 
@@ -279,103 +273,86 @@ WHERE table_name = $1 AND op = ANY($2::text[]) AND id > $5
 ORDER BY id LIMIT $6"""
 
 
+@dataclass(slots=True)
+class _Session:
+    """An open connection that LISTENs, and where the feed stands in the outbox."""
+
+    conn: asyncpg.Connection
+    subscription: Subscription
+    position: Position
+
+    async def close(self, *, lost: bool) -> None:
+        if lost:
+            self.conn.terminate()  # a lost connection could hang a polite close
+        else:
+            await self.conn.close()
+
+
 class PostgresFeed:
     def __init__(self, config: PostgresConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
                  load_cursor: CursorLoader, poll_s: float = POLL_S,
-                 on_failed: Callable[[str], None] = lambda reason: None) -> None:
+                 on_failed: Callable[[str], None] = ignore_failure) -> None:
         self._config = config
-        self._on_failed = on_failed  # the hub refused a change for good: it pauses this feed
-        self._trigger = trigger
-        self._fqn = FullyQualifiedName.parse(trigger, "_")
-        self._clock = clock
-        self._tasks = tasks
+        self._run = FeedTask("postgres", trigger=trigger, tasks=tasks, clock=clock, on_failed=on_failed, logger=log)
         self._load_cursor = load_cursor
         self._poll_s = poll_s
         self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._schema = "public"  # the outbox's schema: the connection's current_schema()
         self._source = f"postgresql://{config.location}"
         # Two triggers on one table read the same outbox rows: their event ids must differ.
         self._id_prefix = "pg:" + hashlib.sha256(f"{config.location}\0{trigger}".encode()).hexdigest()[:12]
 
     async def start(self, emit: CursorEmit) -> None:
-        if self._task is not None:
+        if self._run.running:
             return
-        conn = await connect(self._config)
-        try:
-            subscription = await self._prepare(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            await conn.close()
-            raise FeedError(f"PostgreSQL at {self._config.location}: could not install the change trigger on "
-                            f"'{self._config.table}': {exc}") from exc
-        except BaseException:
-            await conn.close()
-            raise
-        position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
-        self._task = self._tasks.create_task(self._run(conn, subscription, position, emit),
-                                             name=f"postgres {self._trigger}")
-        await asyncio.sleep(0)  # let the task enter its try: cancelled before that, it would never close conn
-        log.info("postgres feed %s reading changes of %s in %s", self._trigger, subscription.table,
-                 self._config.location)
+        conn, subscription = await self._open()
+        session = _Session(conn, subscription, Position.load(await self._load_cursor(CURSOR_KEY), subscription))
+        await self._run.start(self._run.follow(session, reopen=self._reopen, step=lambda s: self._step(s, emit),
+                                               lost=SOURCE_ERRORS, where=self._config.location, retry_s=RETRY_S))
+        log.info("%s reading changes of %s in %s", self._run.label, subscription.table, self._config.location)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
-            log.info("postgres feed %s stopped", self._trigger)
+        if await self._run.stop():
+            log.info("%s stopped", self._run.label)
 
-    async def _prepare(self, conn: asyncpg.Connection) -> Subscription:
-        """LISTEN before reading, so no notification falls between a read and the wait."""
-        await conn.add_listener(CHANNEL, lambda *_: self._changed.set())
-        conn.add_termination_listener(lambda _c: self._changed.set())  # wakes the loop to reconnect
-        self._schema = await conn.fetchval("SELECT quote_ident(current_schema())")
-        return await install(conn, self._config, self._trigger)
+    async def _open(self) -> tuple[asyncpg.Connection, Subscription]:
+        """Connect, LISTEN (before reading, so no notification falls between a read and the wait)
+        and install the change trigger."""
+        conn = await connect(self._config)
+        async with closed_on_failure(conn.close, errors=SOURCE_ERRORS,
+                                     failure=f"PostgreSQL at {self._config.location}: could not install the "
+                                             f"change trigger on '{self._config.table}'"):
+            await conn.add_listener(CHANNEL, lambda *_: self._changed.set())
+            conn.add_termination_listener(lambda _c: self._changed.set())  # wakes the loop to reconnect
+            self._schema = await conn.fetchval("SELECT quote_ident(current_schema())")
+            return conn, await install(conn, self._config, self._run.trigger)
 
-    async def _run(self, conn: asyncpg.Connection | None, subscription: Subscription, position: Position,
-                   emit: CursorEmit) -> None:
-        try:
-            while True:
-                try:
-                    if conn is None:
-                        conn = await connect(self._config)
-                        subscription = await self._prepare(conn)
-                        stored = await retrying(f"postgres feed {self._trigger} reading its cursor",
-                                                lambda: self._load_cursor(CURSOR_KEY), clock=self._clock)
-                        position = Position.load(stored, subscription)
-                    self._changed.clear()
-                    drained = await self._drain(conn, subscription, position, emit)
-                    if drained.after != position.after or position.upto is not None:
-                        await self._prune(conn, subscription, drained)
-                    position = drained
-                    await self._wait_for_change()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, FeedError) as exc:
-                    log.warning("postgres feed %s lost %s (%s); reconnecting in %s s", self._trigger,
-                                self._config.location, exc, RETRY_S)
-                    if conn is not None:
-                        conn.terminate()
-                        conn = None
-                    await self._clock.sleep(RETRY_S)
-                except ApiError as exc:  # refused for good: the cursor stays before the change
-                    log.warning("postgres feed %s stops: the hub refused a change (%s)", self._trigger, exc.message)
-                    self._on_failed(exc.message)
-                    return
-        finally:
-            if conn is not None:
-                await conn.close()
+    async def _reopen(self) -> _Session:
+        conn, subscription = await self._open()
+        stored = await self._run.store("reading its cursor", lambda: self._load_cursor(CURSOR_KEY))
+        return _Session(conn, subscription, Position.load(stored, subscription))
+
+    async def _step(self, session: _Session, emit: CursorEmit) -> None:
+        """Emit what was committed since the last step, prune the outbox, wait for a change."""
+        self._changed.clear()
+        drained = await self._drain(session, emit)
+        if drained.after != session.position.after or session.position.upto is not None:
+            await self._prune(session.conn, session.subscription, drained)
+        session.position = drained
+        await self._wait_for_change()
 
     async def _wait_for_change(self) -> None:
         async with asyncio.TaskGroup() as tg:
             waits = [tg.create_task(self._changed.wait()),
-                     tg.create_task(self._clock.sleep(self._poll_s))]
+                     tg.create_task(self._run.clock.sleep(self._poll_s))]
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for wait in waits:
                 wait.cancel()
 
-    async def _drain(self, conn: asyncpg.Connection, subscription: Subscription, position: Position,
-                     emit: CursorEmit) -> Position:
+    async def _drain(self, session: _Session, emit: CursorEmit) -> Position:
         """Finish the batch left open by a restart, if any, then emit every change committed
         before this call: the batch up to a snapshot taken now."""
+        conn, subscription, position = session.conn, session.subscription, session.position
         query = _BATCH_SQL.format(schema=self._schema)
         while True:
             fresh = position.upto is None
@@ -386,7 +363,8 @@ class PostgresFeed:
                                         position.upto, position.last_id, BATCH_ROWS)
                 for row in rows:
                     position = replace(position, last_id=row["id"])
-                    await self._emit(self._event(row), position, emit)
+                    event, cursor = self._event(row), (CURSOR_KEY, position.to_json())
+                    await self._run.store(f"storing change {event.id}", lambda: emit(event, cursor=cursor))
                 if len(rows) < BATCH_ROWS:
                     break
             position = Position(position.subscription, str(position.upto))
@@ -406,11 +384,6 @@ class PostgresFeed:
                     AND NOT pg_visible_in_snapshot(c.txid, COALESCE(s.delivered, s.since)::pg_snapshot))""",
                 subscription.table)
 
-    async def _emit(self, event: TriggerEvent, position: Position, emit: CursorEmit) -> None:
-        """Store one change; a store or bus outage is retried (the cursor stays behind, nothing is dropped)."""
-        await retrying(f"postgres feed {self._trigger} storing change {event.id}",
-                       lambda: emit(event, cursor=(CURSOR_KEY, position.to_json())), clock=self._clock)
-
     def _event(self, row: Any) -> TriggerEvent:
         at: datetime = row["at"]
         data: dict[str, JSON] = {
@@ -419,7 +392,7 @@ class PostgresFeed:
             "at": at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         }
         return TriggerEvent(id=f"{self._id_prefix}:{row['table_name']}:{row['id']}", source=self._source,
-                            type=EVENT_TYPE, trigger=self._fqn, subject=row["table_name"],
+                            type=EVENT_TYPE, trigger=self._run.fqn, subject=row["table_name"],
                             time_ms=int(at.timestamp() * 1000), data=data)
 
     def _columns(self, text: str | None) -> JSON:
@@ -443,18 +416,11 @@ def _build(config: Mapping[str, JSON], ctx: FeedContext) -> PostgresFeed:
                         load_cursor=ctx.load_cursor, on_failed=ctx.on_failed)
 
 
-async def _uninstall(stored: Mapping[str, JSON], trigger: str) -> None:
-    """Drop the table's change trigger; an unreachable database must not block deleting the feed."""
-    config = parse_postgres_config(stored)
-    try:
-        await uninstall(config, trigger)
-    except FeedError as exc:
-        log.warning("feed for trigger %s deleted, but its PostgreSQL trigger stays on %s (%s); drop it with "
-                    "DROP TRIGGER triggerhub_changes ON %s", trigger, config.table, exc, config.table)
-
-
 FEED_KIND = FeedKind(
     catalogue=BuiltinFeed("postgres", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
                           "of a PostgreSQL table", ("dsn", "table", "operations", "columns")),
-    parse=_parse, build=_build, masks={"dsn": redact_dsn}, uninstall=_uninstall,
+    parse=_parse, build=_build, masks={"dsn": redact_dsn},
+    uninstall=uninstall_or_warn(parse_postgres_config, uninstall, lambda config: (
+        f"its PostgreSQL trigger stays on {config.table}; drop it with "
+        f"DROP TRIGGER triggerhub_changes ON {config.table}")),
 )

@@ -32,11 +32,12 @@ from urllib.parse import quote
 import aiosqlite
 
 from triggerhub.clock import Clock
-from triggerhub.errors import ApiError, BadRequest, FeedError
+from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.cursor import CursorEmit, CursorLoader
-from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext
-from triggerhub.model import JSON, FullyQualifiedName, TriggerEvent
-from triggerhub.retry import retrying
+from triggerhub.feeds.kind import (BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations,
+                                  uninstall_or_warn)
+from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure, translated
+from triggerhub.model import JSON, TriggerEvent
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,7 @@ def parse_sqlite_config(params: Mapping[str, JSON]) -> SqliteConfig:
     if not isinstance(table, str) or not table.strip() or table.lower().startswith(("sqlite_", "triggerhub_")):
         raise BadRequest(f"table parameter '{table}' must name a table of the database (not sqlite_* or "
                          "triggerhub_*)")
-    operations = params.get("operations", list(OPERATIONS))
-    operations = [o.strip() for o in operations.split(",")] if isinstance(operations, str) else operations
-    if (not isinstance(operations, list) or not operations
-            or not all(isinstance(o, str) and o.upper() in OPERATIONS for o in operations)):
-        raise BadRequest(f"operations parameter '{params.get('operations')}' must list some of "
-                         f"{', '.join(OPERATIONS)}")
-    chosen = tuple(o for o in OPERATIONS if o in {str(x).upper() for x in operations})
+    chosen = parse_operations(params, OPERATIONS)
     return SqliteConfig(str(Path(database)), table, chosen)
 
 
@@ -237,8 +232,9 @@ async def uninstall(config: SqliteConfig, subscriber: str) -> None:
     if not Path(config.database).is_file():
         return  # nothing of ours can be left in a file that is gone
     conn = await connect(config)
+    failure = f"SQLite database '{config.database}': could not remove the change triggers of '{config.table}'"
     try:
-        async with _write_transaction(conn):
+        async with translated((sqlite3.Error,), failure=failure), _write_transaction(conn):
             async with conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
                                     "AND name = 'triggerhub_subscriptions'") as cursor:
                 row = await cursor.fetchone()
@@ -253,9 +249,6 @@ async def uninstall(config: SqliteConfig, subscriber: str) -> None:
                 if left is not None and left[0] == 0:
                     await conn.execute("DROP TABLE triggerhub_subscriptions")
                     await conn.execute("DROP TABLE IF EXISTS triggerhub_changes")
-    except sqlite3.Error as exc:
-        raise FeedError(f"SQLite database '{config.database}': could not remove the change triggers of "
-                        f"'{config.table}': {exc}") from exc
     finally:
         await conn.close()
 
@@ -281,89 +274,71 @@ class Position:
         return Position(subscription.token, max(int(state["lastId"]), subscription.since_id))
 
 
+@dataclass(slots=True)
+class _Session:
+    """An open connection, the table it follows and where the feed stands in its changelog."""
+
+    conn: aiosqlite.Connection
+    table: TableInfo
+    position: Position
+    version: int | None = None  # PRAGMA data_version at the last read: it changes when anyone commits
+    pruned_id: int = -1  # the last id pruned up to (-1: not yet since this connection opened)
+    pruned_s: float = 0.0  # when it last tried to prune (monotonic)
+
+    async def close(self, *, lost: bool) -> None:
+        await self.conn.close()
+
+
 class SqliteFeed:
     def __init__(self, config: SqliteConfig, *, trigger: str, clock: Clock, tasks: asyncio.TaskGroup,
                  load_cursor: CursorLoader, poll_s: float = POLL_S,
-                 on_failed: Callable[[str], None] = lambda reason: None) -> None:
+                 on_failed: Callable[[str], None] = ignore_failure) -> None:
         self._config = config
-        self._on_failed = on_failed  # the hub refused a change for good: it pauses this feed
-        self._trigger = trigger
-        self._fqn = FullyQualifiedName.parse(trigger, "_")
-        self._clock = clock
-        self._tasks = tasks
+        self._run = FeedTask("sqlite", trigger=trigger, tasks=tasks, clock=clock, on_failed=on_failed, logger=log)
         self._load_cursor = load_cursor
         self._poll_s = poll_s
-        self._task: asyncio.Task[None] | None = None
         self._source = f"sqlite://{config.database}"
         self._id_prefix = "sqlite:" + hashlib.sha256(f"{config.database}\0{trigger}".encode()).hexdigest()[:12]
 
     async def start(self, emit: CursorEmit) -> None:
-        if self._task is not None:
+        if self._run.running:
             return
-        conn = await connect(self._config)
-        try:
-            table, subscription = await install(conn, self._config, self._trigger)
-        except sqlite3.Error as exc:
-            await conn.close()
-            raise FeedError(f"SQLite database '{self._config.database}': could not install the change triggers "
-                            f"on '{self._config.table}': {exc}") from exc
-        except BaseException:
-            await conn.close()
-            raise
-        position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
-        self._task = self._tasks.create_task(self._run(conn, table, position, emit), name=f"sqlite {self._trigger}")
-        await asyncio.sleep(0)  # let the task enter its try: cancelled before that, it would never close conn
-        log.info("sqlite feed %s reading changes of %s in %s from id %d", self._trigger, table.name,
-                 self._config.database, position.last_id)
+        session = await self._open()
+        await self._run.start(self._run.follow(session, reopen=self._open, step=lambda s: self._step(s, emit),
+                                               lost=(sqlite3.Error,), where=self._config.database, retry_s=RETRY_S))
+        log.info("%s reading changes of %s in %s from id %d", self._run.label, session.table.name,
+                 self._config.database, session.position.last_id)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
-            log.info("sqlite feed %s stopped", self._trigger)
+        if await self._run.stop():
+            log.info("%s stopped", self._run.label)
 
-    async def _run(self, conn: aiosqlite.Connection | None, table: TableInfo, position: Position,
-                   emit: CursorEmit) -> None:
-        version: int | None = None  # PRAGMA data_version at the last read: it changes when anyone commits
-        pruned_id = -1  # the last id pruned up to (-1: not yet since this connection opened)
-        pruned_s = self._clock.monotonic_s()
-        try:
-            while True:
-                try:
-                    if conn is None:
-                        conn = await connect(self._config)
-                        table, subscription = await install(conn, self._config, self._trigger)
-                        position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
-                        version, pruned_id = None, -1
-                    # fetched whole in aiosqlite's thread: a statement left open would keep a read lock
-                    # that blocks the application's COMMIT (rollback-journal mode) until the loop runs
-                    versions = list(await conn.execute_fetchall("PRAGMA data_version"))
-                    current = int(versions[0][0]) if versions else 0
-                    if current != version:
-                        version = current
-                        position = await self._drain(conn, table, position, emit)
-                    # Pruning writes to the user's file: at most every PRUNE_S, so it rarely contends
-                    # with the application's own writers.
-                    if position.last_id != pruned_id and self._clock.monotonic_s() - pruned_s >= PRUNE_S:
-                        pruned_s = self._clock.monotonic_s()
-                        if await self._prune(conn, table, position):
-                            pruned_id = position.last_id
-                    await self._clock.sleep(self._poll_s)
-                except ApiError as exc:  # refused for good: the cursor stays before the change
-                    log.warning("sqlite feed %s stops: the hub refused a change (%s)", self._trigger, exc.message)
-                    self._on_failed(exc.message)
-                    return
-                except (sqlite3.Error, FeedError) as exc:
-                    log.warning("sqlite feed %s lost %s (%s); reopening in %s s", self._trigger,
-                                self._config.database, exc, RETRY_S)
-                    if conn is not None:
-                        await conn.close()
-                        conn = None
-                    await self._clock.sleep(RETRY_S)
-        finally:
-            if conn is not None:
-                await conn.close()
+    async def _open(self) -> _Session:
+        conn = await connect(self._config)
+        async with closed_on_failure(conn.close, errors=(sqlite3.Error,),
+                                     failure=f"SQLite database '{self._config.database}': could not install the "
+                                             f"change triggers on '{self._config.table}'"):
+            table, subscription = await install(conn, self._config, self._run.trigger)
+        position = Position.load(await self._load_cursor(CURSOR_KEY), subscription)
+        return _Session(conn, table, position, pruned_s=self._run.clock.monotonic_s())
+
+    async def _step(self, session: _Session, emit: CursorEmit) -> None:
+        """Emit what was committed since the last step (if anything was), prune, wait a poll interval."""
+        # fetched whole in aiosqlite's thread: a statement left open would keep a read lock
+        # that blocks the application's COMMIT (rollback-journal mode) until the loop runs
+        versions = list(await session.conn.execute_fetchall("PRAGMA data_version"))
+        current = int(versions[0][0]) if versions else 0
+        if current != session.version:
+            session.version = current
+            session.position = await self._drain(session.conn, session.table, session.position, emit)
+        # Pruning writes to the user's file: at most every PRUNE_S, so it rarely contends
+        # with the application's own writers.
+        clock = self._run.clock
+        if session.position.last_id != session.pruned_id and clock.monotonic_s() - session.pruned_s >= PRUNE_S:
+            session.pruned_s = clock.monotonic_s()
+            if await self._prune(session.conn, session.table, session.position):
+                session.pruned_id = session.position.last_id
+        await clock.sleep(self._poll_s)
 
     async def _drain(self, conn: aiosqlite.Connection, table: TableInfo, position: Position,
                      emit: CursorEmit) -> Position:
@@ -376,16 +351,13 @@ class SqliteFeed:
                 rows = list(await cursor.fetchall())
             for row in rows:
                 if row[1] in ops:
-                    await self._emit(self._event(table, row, position.token), Position(position.token, row[0]), emit)
+                    event = self._event(table, row, position.token)
+                    cursor_value = (CURSOR_KEY, Position(position.token, row[0]).to_json())
+                    await self._run.store(f"storing change {event.id}", lambda: emit(event, cursor=cursor_value))
                 position = Position(position.token, row[0])
             if len(rows) < BATCH_ROWS:
                 break
         return position
-
-    async def _emit(self, event: TriggerEvent, position: Position, emit: CursorEmit) -> None:
-        """Store one change; a store or bus outage is retried (the cursor stays behind, nothing is dropped)."""
-        await retrying(f"sqlite feed {self._trigger} storing change {event.id}",
-                       lambda: emit(event, cursor=(CURSOR_KEY, position.to_json())), clock=self._clock)
 
     async def _prune(self, conn: aiosqlite.Connection, table: TableInfo, position: Position) -> bool:
         """Mark what the hub stored as delivered and delete the changelog rows every subscriber of
@@ -394,12 +366,12 @@ class SqliteFeed:
         try:
             async with _write_transaction(conn):
                 await conn.execute("UPDATE triggerhub_subscriptions SET delivered_id = ? WHERE subscriber = ? "
-                                   "AND token = ?", (position.last_id, self._trigger, position.token))
+                                   "AND token = ?", (position.last_id, self._run.trigger, position.token))
                 await conn.execute("DELETE FROM triggerhub_changes WHERE table_name = ? AND id <= (SELECT "
                                    "min(delivered_id) FROM triggerhub_subscriptions WHERE table_name = ?)",
                                    (table.name, table.name))
         except sqlite3.OperationalError as exc:
-            log.info("sqlite feed %s could not prune the changelog of %s yet (%s)", self._trigger, table.name, exc)
+            log.info("%s could not prune the changelog of %s yet (%s)", self._run.label, table.name, exc)
             return False
         return True
 
@@ -415,7 +387,7 @@ class SqliteFeed:
         data: dict[str, JSON] = {"table": table.name, "op": str(op), "rowid": row_id if isinstance(row_id, int) else None,
                                  "key": key, "row": after, "old": before, "id": int(str(change_id)), "at": at_iso}
         return TriggerEvent(id=f"{self._id_prefix}:{token}:{change_id}", source=self._source, type=EVENT_TYPE,
-                            trigger=self._fqn, subject=table.name, time_ms=int(str(at_ms)), data=data)
+                            trigger=self._run.fqn, subject=table.name, time_ms=int(str(at_ms)), data=data)
 
 
 # --------------------------------------------------------------------------- the feed kind
@@ -430,18 +402,11 @@ def _build(config: Mapping[str, JSON], ctx: FeedContext) -> SqliteFeed:
                       load_cursor=ctx.load_cursor, on_failed=ctx.on_failed)
 
 
-async def _uninstall(stored: Mapping[str, JSON], trigger: str) -> None:
-    """Remove the triggers and tables; an unreadable file must not block deleting the feed."""
-    config = parse_sqlite_config(stored)
-    try:
-        await uninstall(config, trigger)
-    except FeedError as exc:
-        log.warning("feed for trigger %s deleted, but its change triggers stay on %s in %s (%s); drop the "
-                    "triggerhub_* triggers and tables yourself", trigger, config.table, config.database, exc)
-
-
 FEED_KIND = FeedKind(
     catalogue=BuiltinFeed("sqlite", "changes", "Fire a trigger for every committed INSERT, UPDATE or DELETE "
                           "of a table in a SQLite database file", ("database", "table", "operations")),
-    parse=_parse, build=_build, uninstall=_uninstall,
+    parse=_parse, build=_build,
+    uninstall=uninstall_or_warn(parse_sqlite_config, uninstall, lambda config: (
+        f"its change triggers stay on {config.table} in {config.database}; drop the triggerhub_* triggers "
+        "and tables yourself")),
 )

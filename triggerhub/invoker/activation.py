@@ -28,7 +28,7 @@ ABNORMAL_INIT = "The action did not initialize and exited unexpectedly."
 ABNORMAL_RUN = "The action did not produce a valid response and exited unexpectedly."
 
 
-def timeout_message(timeout_ms: int, during_init: bool) -> str:
+def timeout_message(timeout_ms: int, *, during_init: bool) -> str:
     phase = " during initialization" if during_init else ""
     return f"The action exceeded its time limits of {timeout_ms} milliseconds{phase}."
 

@@ -85,7 +85,7 @@ class LogStream:
         """Both sentinels of the current activation have arrived."""
         return len(self._ended) == 2
 
-    async def pump(self, until_sentinels: bool) -> None:
+    async def pump(self, *, until_sentinels: bool) -> None:
         """Read the stream: until both sentinels arrived (or EOF), or until cancelled."""
         while not (until_sentinels and self.complete) and not self.eof:
             try:
@@ -212,14 +212,14 @@ class DockerRuntime:
         logger.info("container %s destroyed", self.name)
 
     async def _exchange(self, path: str, payload: dict[str, JSON], timeout_ms: int,
-                        retry_connect: bool) -> ProxyResponse:
+                        *, retry_connect: bool) -> ProxyResponse:
         # The log stream is read while the request is in flight: an action that logs more than
         # the pipe buffers hold would otherwise block before it can answer.
         deadline_s = asyncio.get_running_loop().time() + timeout_ms / 1000
         self._log.begin_activation()
         async with asyncio.TaskGroup() as tasks:
             pump = tasks.create_task(self._log.pump(until_sentinels=self._sentinelled))
-            response = await self._post(path, payload, deadline_s, retry_connect)
+            response = await self._post(path, payload, deadline_s, retry_connect=retry_connect)
             # The proxy writes sentinels after every /run and every failed /init; a proxy that
             # died ends the stream instead. Either ends the pump.
             sentinels_due = response.status != 0 and (path == "/run" or response.status != 200)
@@ -230,13 +230,13 @@ class DockerRuntime:
             pump.cancel()
         if response.timed_out:
             logger.info("container %s: %s exceeded %d ms", self.name, path, timeout_ms)
-        elif (response.status == 0 or response.status >= 500) and await self._oom_killed(response.status == 0):
+        elif (response.status == 0 or response.status >= 500) and await self._oom_killed(connection_dropped=response.status == 0):
             logger.info("container %s: killed for exceeding %d MB", self.name, self.spec.memory_mb)
             return dataclasses.replace(response, oom=True)
         return response
 
     async def _post(self, path: str, payload: dict[str, JSON], deadline_s: float,
-                    retry_connect: bool) -> ProxyResponse:
+                    *, retry_connect: bool) -> ProxyResponse:
         loop = asyncio.get_running_loop()
         while True:
             remaining_ms = int((deadline_s - loop.time()) * 1000)
@@ -249,7 +249,7 @@ class DockerRuntime:
                 return response
             await asyncio.sleep(CONNECT_RETRY_S)
 
-    async def _oom_killed(self, connection_dropped: bool) -> bool:
+    async def _oom_killed(self, *, connection_dropped: bool) -> bool:
         # When the proxy itself was killed, the dropped connection can be seen before dockerd has
         # recorded the exit and after the cgroup is gone; such a lag is retried briefly.
         for _ in range(OOM_CHECKS if connection_dropped else 1):

@@ -76,9 +76,9 @@ def build_runtime_images(runtime: RuntimeConfig, *, force: bool = False,
         for number, recipe in enumerate(RECIPES):
             on_step(f"[{2 * number + 1}/{2 * len(RECIPES)}] {recipe.base_tag}: checking, building when changed "
                     "(debootstrap takes a minute or two)")
-            ready.append(_ensure_base(client, root, recipe, runtime.node_binary, force))
+            ready.append(_ensure_base(client, root, recipe, runtime.node_binary, force=force))
             on_step(f"[{2 * number + 2}/{2 * len(RECIPES)}] {recipe.tag}: checking, building when changed")
-            ready.append(_ensure_runtime(client, root, recipe, force))
+            ready.append(_ensure_runtime(client, root, recipe, force=force))
         # Builds replaced earlier images under the same tags; drop those now untagged ones.
         client.images.prune(filters={"dangling": True, "label": HASH_LABEL})
         return ready
@@ -98,7 +98,7 @@ def _client(docker_host: str) -> docker.DockerClient:
 
 
 def _ensure_base(client: docker.DockerClient, root: Path, recipe: ImageRecipe, node_binary: str,
-                 force: bool) -> str:
+                 *, force: bool) -> str:
     script = root / "base" / "build-rootfs.sh"
     inputs = [script.read_bytes(), recipe.rootfs_flavour.encode()]
     script_env: dict[str, str] = {}
@@ -139,7 +139,7 @@ def _ensure_base(client: docker.DockerClient, root: Path, recipe: ImageRecipe, n
     return recipe.base_tag
 
 
-def _ensure_runtime(client: docker.DockerClient, root: Path, recipe: ImageRecipe, force: bool) -> str:
+def _ensure_runtime(client: docker.DockerClient, root: Path, recipe: ImageRecipe, *, force: bool) -> str:
     context = root / recipe.runtime_dir
     proxy = "proxy.py" if recipe.runtime_dir == "python" else "proxy.js"
     if not (context / proxy).is_file():

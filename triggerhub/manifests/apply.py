@@ -190,7 +190,7 @@ class Applier:
                 await self._feed_delete(step.name, feed, step.current_feed_inputs)
             await self._delete(path, step)
 
-    async def _put(self, path: str, body: JSON, overwrite: bool, previous: JSON) -> None:
+    async def _put(self, path: str, body: JSON, *, overwrite: bool, previous: JSON) -> None:
         await self.client.put(path, body, {"overwrite": "true" if overwrite else "false"})
         if previous is None:
             self._push(f"delete {path}", lambda: self.client.delete(path))
@@ -238,8 +238,10 @@ ROUTING_KEYS = ("filter", "transform", "retry", "deadLetter")
 
 def _dropping_routing(body: dict[str, JSON], current: JSON) -> dict[str, JSON]:
     """A rule update without `filter`/`transform`/`retry`/`deadLetter` removes the hub's (a
-    left-out key would keep it)."""
-    dropped = {key: None for key in ROUTING_KEYS if key in (current or {}) and key not in body}
+    left-out key would keep it); without `shadow`, a shadow rule becomes a running one."""
+    dropped: dict[str, JSON] = {key: None for key in ROUTING_KEYS if key in (current or {}) and key not in body}
+    if (current or {}).get("shadow") and "shadow" not in body:
+        dropped["shadow"] = False
     return {**body, **dropped} if "trigger" in body else body
 
 
@@ -255,6 +257,7 @@ def put_body(doc: JSON) -> dict[str, JSON]:
         body["trigger"] = f"/{doc['trigger']['path']}/{doc['trigger']['name']}"
         body["action"] = f"/{doc['action']['path']}/{doc['action']['name']}"
         body.update({key: doc.get(key) for key in ROUTING_KEYS})  # null removes one the failed update added
+        body["shadow"] = bool(doc.get("shadow", False))
     else:
         body["parameters"] = doc.get("parameters") or []
     if doc.get("binding"):

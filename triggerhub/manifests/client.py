@@ -86,7 +86,7 @@ class WhiskClient(Protocol):
     async def list(self, path: str) -> list[JSON]:
         """Every item of a collection (all pages)."""
 
-    async def invoke(self, path: str, args: JSON, blocking: bool = True) -> JSON:
+    async def invoke(self, path: str, args: JSON, *, blocking: bool = True) -> JSON:
         """POST to an action; blocking returns the activation record."""
 
 
@@ -158,7 +158,7 @@ class HttpWhiskClient:
             if not page or len(page) < LIST_PAGE:
                 return items
 
-    async def invoke(self, path: str, args: JSON, blocking: bool = True) -> JSON:
+    async def invoke(self, path: str, args: JSON, *, blocking: bool = True) -> JSON:
         return await self._request("POST", path, args, {"blocking": "true" if blocking else "false"})
 
     async def _request(self, method: str, path: str, body: JSON, query: Mapping[str, str] | None,

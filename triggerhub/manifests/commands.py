@@ -13,11 +13,12 @@ This package never imports the API itself (layer rule).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import click
 
@@ -124,7 +125,7 @@ def _as_json() -> bool:
     return bool(getattr(click.get_current_context().obj, "as_json", False))
 
 
-def _report(outcome: Outcome, dry_run: bool) -> None:
+def _report(outcome: Outcome, *, dry_run: bool) -> None:
     if _as_json():
         click.echo(json.dumps({"plan": outcome.plan.render(), "applied": list(outcome.applied), "dryRun": dry_run,
                                "warnings": [str(w) for w in outcome.project.warnings]}, indent=2))
@@ -164,6 +165,31 @@ def _run(coro: Any) -> Any:
         raise click.exceptions.Exit(1) from exc
 
 
+class _Operation(Protocol):
+    """deploy_manifest or undeploy_manifest, as the commands call them."""
+
+    def __call__(self, client: HttpWhiskClient, manifest: Path, *, deployment: Path | None,
+                 params: Mapping[str, str], managed: bool | None, dry_run: bool, strict: bool,
+                 on_step: Progress) -> Awaitable[Outcome]: ...
+
+
+def _apply(ctx: click.Context, operation: _Operation, *, manifest: Path | None, deployment: Path | None,
+           project_path: Path, params: tuple[tuple[str, str], ...], managed: bool | None, strict: bool,
+           dry_run: bool, apihost: str | None, auth: str | None) -> None:
+    """Run `operation` on the hub the options name (with a progress line) and print its outcome."""
+
+    async def main() -> Outcome:
+        files = _inputs(manifest, deployment, project_path)
+        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
+                           trust=getattr(ctx.obj, "trust", None)) as client:
+            return await operation(client, files[0], deployment=files[1], params=dict(params), on_step=step,
+                                   managed=managed, dry_run=dry_run, strict=strict)
+
+    with _progress() as step:
+        outcome = _run(main())
+    _report(outcome, dry_run=dry_run)
+
+
 @click.command("deploy")
 @_common
 @_hub_options
@@ -172,18 +198,9 @@ def deploy(ctx: click.Context, manifest: Path | None, deployment: Path | None, p
            params: tuple[tuple[str, str], ...], managed: bool | None, strict: bool, dry_run: bool,
            apihost: str | None, auth: str | None) -> None:
     """Create or update what a wskdeploy manifest declares."""
-
-    async def main() -> Outcome:
-        files = _inputs(manifest, deployment, project_path)
-        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
-                           trust=getattr(ctx.obj, "trust", None)) as client:
-            return await deploy_manifest(client, files[0], deployment=files[1], params=dict(params), on_step=step,
-                                         managed=managed, dry_run=dry_run, strict=strict,
-                                         check_routing=getattr(ctx.obj, "check_routing", None))
-
-    with _progress() as step:
-        outcome = _run(main())
-    _report(outcome, dry_run)
+    operation = functools.partial(deploy_manifest, check_routing=getattr(ctx.obj, "check_routing", None))
+    _apply(ctx, operation, manifest=manifest, deployment=deployment, project_path=project_path, params=params,
+           managed=managed, strict=strict, dry_run=dry_run, apihost=apihost, auth=auth)
 
 
 @click.command("undeploy")
@@ -194,17 +211,8 @@ def undeploy(ctx: click.Context, manifest: Path | None, deployment: Path | None,
              params: tuple[tuple[str, str], ...], managed: bool | None, strict: bool, dry_run: bool,
              apihost: str | None, auth: str | None) -> None:
     """Delete what a manifest's project created (managed) or what it declares."""
-
-    async def main() -> Outcome:
-        files = _inputs(manifest, deployment, project_path)
-        async with connect(*hub_settings(ctx, apihost, auth), getattr(ctx.obj, "local_hub", None),
-                           trust=getattr(ctx.obj, "trust", None)) as client:
-            return await undeploy_manifest(client, files[0], deployment=files[1], params=dict(params), on_step=step,
-                                           managed=managed, dry_run=dry_run, strict=strict)
-
-    with _progress() as step:
-        outcome = _run(main())
-    _report(outcome, dry_run)
+    _apply(ctx, undeploy_manifest, manifest=manifest, deployment=deployment, project_path=project_path,
+           params=params, managed=managed, strict=strict, dry_run=dry_run, apihost=apihost, auth=auth)
 
 
 @click.command("validate")

@@ -161,7 +161,7 @@ class EntityBuilder:
                 yield pkg, path, _map(raw)
 
     def _named(self, pkg_path: YamlPath, pkg_raw: dict[str, Any], kind: str,
-               with_broken: bool = False) -> Iterator[tuple[str, YamlPath, Any]]:
+               *, with_broken: bool = False) -> Iterator[tuple[str, YamlPath, Any]]:
         for name, raw in _map(pkg_raw.get(kind)).items():
             if with_broken or pkg_path + (kind, name) not in self.broken:
                 yield name, pkg_path + (kind, name), raw
@@ -379,6 +379,8 @@ class EntityBuilder:
             if raw.get(key) is not None:
                 self._check_routing(key, raw[key], path + (key,))
                 body[key] = raw[key]
+        if raw.get("shadow"):
+            body["shadow"] = True
         self._add(Collection.RULES, name, body, path)
 
     def _check_routing(self, key: str, value: Any, path: YamlPath) -> None:
@@ -451,7 +453,7 @@ class EntityBuilder:
         return [{"key": k, "value": v} for k, v in merged.items()]
 
     def _add(self, collection: Collection, name: str, body: dict[str, Any], path: YamlPath,
-             feed: FeedSpec | None = None, is_sequence: bool = False) -> None:
+             feed: FeedSpec | None = None, *, is_sequence: bool = False) -> None:
         self.entities.append(DesiredEntity(collection, name, body, self._at(path), feed, is_sequence))
 
     def _qualified(self, pkg: str, name: str) -> str:

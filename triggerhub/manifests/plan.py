@@ -221,6 +221,8 @@ def view(collection: Collection, doc: JSON, desired: dict[str, Any]) -> dict[str
         out["trigger"] = _fqn(doc.get("trigger"))
         out["action"] = _fqn(doc.get("action"))
         out.update({key: doc[key] for key in ("filter", "transform", "retry", "deadLetter") if doc.get(key) is not None})
+        if doc.get("shadow"):
+            out["shadow"] = True
     if collection is Collection.PACKAGES:
         binding = doc.get("binding") or {}
         out["binding"] = f"/{binding['namespace']}/{binding['name']}" if binding else None

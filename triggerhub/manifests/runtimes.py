@@ -113,15 +113,15 @@ def infer_kind(extension: str, runtimes: Runtimes) -> str:
 def read_function(path: Path) -> Code:
     """A file's text, or base64 of a zip/jar or of a directory zipped on the fly."""
     if path.is_dir():
-        return Code(_zip_directory(path), True, "")
+        return Code(_zip_directory(path), binary=True, extension="")
     if not path.is_file():
         raise CodeError(f"file '{path}' does not exist; 'function' is relative to the manifest's folder")
     extension = path.suffix.lower()
     data = path.read_bytes()
     if extension in BINARY_EXTENSIONS:
-        return Code(base64.b64encode(data).decode("ascii"), True, extension)
+        return Code(base64.b64encode(data).decode("ascii"), binary=True, extension=extension)
     try:
-        return Code(data.decode("utf-8"), False, extension)
+        return Code(data.decode("utf-8"), binary=False, extension=extension)
     except UnicodeDecodeError as exc:
         raise CodeError(f"file '{path}' is not UTF-8 text; zip it or use a .zip/.jar") from exc
 
@@ -199,7 +199,7 @@ def read_packed(function: Path, base_dir: Path, packing: Packing) -> Code:
                           for glob in packing.exclude)}
     if not members:
         raise CodeError(f"'{function.name}' with include/exclude leaves no files to zip", key="exclude")
-    return Code(_zip_files(members.items()), True, extension)
+    return Code(_zip_files(members.items()), binary=True, extension=extension)
 
 
 def _normal(name: str) -> str:

@@ -23,7 +23,7 @@ _ANY_MAP = {"type": ["object", "null"]}
 _VERSION = {"type": ["string", "number"]}
 
 
-def _closed(properties: dict[str, Any], required: tuple[str, ...] = (), nullable: bool = True) -> dict[str, Any]:
+def _closed(properties: dict[str, Any], required: tuple[str, ...] = (), *, nullable: bool = True) -> dict[str, Any]:
     schema: dict[str, Any] = {
         "type": ["object", "null"] if nullable else "object",
         "properties": properties,
@@ -63,7 +63,7 @@ TRIGGER = _closed({
 
 RULE = _closed({
     "trigger": _STR, "action": _STR, "rule": _STR, "annotations": _ANY_MAP, "description": _STR,
-    "version": _VERSION, "filter": {"type": "object"}, "transform": {"type": "object"},
+    "version": _VERSION, "filter": {"type": "object"}, "transform": {"type": "object"}, "shadow": {"type": "boolean"},
     "retry": {"type": "object"}, "deadLetter": {"type": "object"},
 }, required=("trigger", "action"), nullable=False)
 

@@ -38,6 +38,7 @@ class Match:
     params: dict[str, Any]  # what the action gets over the trigger's parameters
     error: str | None = None  # the rule's filter or transform failed: no activation, this reason
     annotations: Parameters = ()  # for the action's record: provenance of routed (filter/transform) rules
+    shadow: bool = False  # a shadow rule: recorded in the trigger record (`shadow_line`), never run
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +55,9 @@ class CompiledRules:
 
     @property
     def plain(self) -> bool:
-        """No filter and no transform: routing needs no event document (OpenWhisk's path)."""
-        return not self.transforms and not self.broken and all(f is None for f in self.filters.values())
+        """No filter, no transform and no shadow rule: routing needs no event document (OpenWhisk's path)."""
+        return (not self.transforms and not self.broken and all(f is None for f in self.filters.values())
+                and not any(link.shadow for link in self.links.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,8 @@ def route(compiled: CompiledRules, event: TriggerEvent) -> Routing:
     chosen = set(compiled.index.matching(document))
     matched: list[Match] = []
     filtered: list[str] = []
-    taken = [key for key in compiled.links if key in chosen and compiled.filters.get(key) is not None]
+    taken = [key for key, link in compiled.links.items()
+             if key in chosen and (compiled.filters.get(key) is not None or link.shadow)]
     for key, link in compiled.links.items():
         activation_id = rule_activation_id(event, key)
         routed = provenance(key, event) if link.filter is not None or link.transform is not None else ()
@@ -101,9 +104,9 @@ def route(compiled: CompiledRules, event: TriggerEvent) -> Routing:
             filtered.append(key)
         elif key in compiled.transforms:
             params, error = _transformed(compiled.transforms[key], document)
-            matched.append(Match(key, link.action, activation_id, params, error, routed))
+            matched.append(Match(key, link.action, activation_id, params, error, routed, shadow=link.shadow))
         else:
-            matched.append(Match(key, link.action, activation_id, payload, None, routed))
+            matched.append(Match(key, link.action, activation_id, payload, None, routed, shadow=link.shadow))
     return Routing(matched, filtered, taken)
 
 
@@ -167,6 +170,13 @@ def outcome_line(found: Match, *, error: str | None = None, status_code: int = 1
     else:
         outcome.update({"statusCode": status_code, "success": False, "error": error})
     return json.dumps(outcome, separators=(",", ":"))
+
+
+def shadow_line(found: Match, trigger_params: dict[str, Any]) -> str:
+    """A shadow rule's line in the trigger record: what its action would have been given; no id."""
+    return json.dumps({"rule": found.rule, "action": f"{found.action.path}/{found.action.name}", "statusCode": 0,
+                       "success": True, "shadow": True, "params": {**trigger_params, **found.params}},
+                      separators=(",", ":"))
 
 
 def trigger_record(trigger: Trigger, event: TriggerEvent, subject: str, outcomes: list[str]) -> Activation:

@@ -40,6 +40,32 @@ class FeedRegistration:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplayClaim:
+    """A replay of one stored event through one rule. Unforced, it is taken only if that (rule,
+    event) was never replayed; forced, always (the mark counts the runs)."""
+
+    rule: str  # "guest/r"
+    event_id: str
+    event_ms: int  # the event's time: marks are pruned with the events they name
+    activation_id: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one pruning step deleted from the event log."""
+
+    by_age: int = 0
+    by_trigger_bound: int = 0
+    by_total_bound: int = 0
+    replay_marks: int = 0
+
+    @property
+    def events(self) -> int:
+        return self.by_age + self.by_trigger_bound + self.by_total_bound
+
+
+@dataclass(frozen=True, slots=True)
 class Acceptance:
     """What one fire or invoke commits at once, before its caller hears 202."""
 
@@ -49,6 +75,7 @@ class Acceptance:
     cursor: tuple[str, str] | None = None  # (feed id, new cursor value)
     matched_rules: Sequence[str] = ()  # rules with a filter that took the event ("guest/r")
     filtered_rules: Sequence[str] = ()  # rules whose filter refused it
+    replay: ReplayClaim | None = None  # a replay's mark: nothing is written when it is refused
 
 
 class Store(Protocol):
@@ -103,7 +130,24 @@ class Store(Protocol):
     async def list_feeds(self) -> list[FeedRegistration]: ...
     async def get_cursor(self, feed_id: str) -> str | None: ...
     async def set_cursor(self, feed_id: str, value: str) -> None: ...
-    async def count_events(self, trigger: str | None = None) -> int: ...
+    async def count_events(self, trigger: str | None = None, *, since_ms: int | None = None,
+                           upto_ms: int | None = None) -> int:
+        """Stored events (of one trigger, `/guest/t`), with `since_ms <= time_ms <= upto_ms` when given."""
+
+    async def list_events(self, trigger: str, *, since_ms: int, upto_ms: int, after: tuple[int, str] | None = None,
+                          limit: int = 500) -> list[TriggerEvent]:
+        """A trigger's events with `since_ms <= time_ms <= upto_ms`, oldest first (time, then id),
+        starting after the (time_ms, id) key `after`."""
+
+    async def get_events(self, event_ids: Sequence[str]) -> list[TriggerEvent]:
+        """The stored events among `event_ids` (absent ones are left out), in no set order."""
+
+    async def prune_events(self, *, before_ms: int, max_per_trigger: int, max_total: int, batch: int) -> Pruned:
+        """One step of retention: delete up to `batch` events older than `before_ms`, then those
+        beyond the newest `max_per_trigger` of a trigger and the newest `max_total` in all (0:
+        no such bound), and the replay marks of pruned events. Several processes may call it;
+        one deletes at a time."""
+
     async def get_rule_counts(self, rule: str) -> RuleCounts:
         """How many accepted events the filter of `rule` ("guest/r") took and refused."""
 

@@ -104,8 +104,11 @@ def action_from_doc(doc: Doc) -> Action:
 
 def _reduced(link: ReducedRule) -> list[JSON]:
     """[action, status] as before issue 13; [action, status, filter, transform] when either is set;
-    [..., retry, deadLetter] when either of those is set (issue 14)."""
+    [..., retry, deadLetter] when either of those is set (issue 14); [..., retry, deadLetter, true]
+    for a shadow rule."""
     short = [_fqn(link.action), link.status.value]
+    if link.shadow:
+        return [*short, link.filter, link.transform, link.retry, link.dead_letter, True]
     if link.retry is not None or link.dead_letter is not None:
         return [*short, link.filter, link.transform, link.retry, link.dead_letter]
     return short if link.filter is None and link.transform is None else [*short, link.filter, link.transform]
@@ -113,8 +116,9 @@ def _reduced(link: ReducedRule) -> list[JSON]:
 
 def _reduced_from(item: list[JSON]) -> ReducedRule:
     action, status, *routing = item
-    filter_, transform, retry, dead_letter = [*routing, None, None, None, None][:4]
-    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform, retry, dead_letter)
+    filter_, transform, retry, dead_letter, shadow = [*routing, None, None, None, None, False][:5]
+    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform, retry, dead_letter,
+                       shadow=bool(shadow))
 
 
 def trigger_to_doc(trigger: Trigger) -> Doc:
@@ -137,6 +141,8 @@ def rule_to_doc(rule: Rule) -> Doc:
         doc["retry"] = rule.retry
     if rule.dead_letter is not None:
         doc["deadLetter"] = rule.dead_letter
+    if rule.shadow:
+        doc["shadow"] = True
     return doc
 
 
@@ -144,7 +150,7 @@ def rule_from_doc(doc: Doc) -> Rule:
     """Rules stored before issue 13 have neither `filter` nor `transform`; before 14, no `retry`."""
     return Rule(trigger=_fqn_from(doc["trigger"]), action=_fqn_from(doc["action"]), filter=doc.get("filter"),
                 transform=doc.get("transform"), retry=doc.get("retry"), dead_letter=doc.get("deadLetter"),
-                **_common_from(doc))
+                shadow=bool(doc.get("shadow", False)), **_common_from(doc))
 
 
 def package_to_doc(package: Package) -> Doc:

@@ -111,6 +111,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             doc TEXT NOT NULL)""",
         "CREATE INDEX dead_letters_by_rule ON dead_letters (rule, created_ms, id)",
     )),
+    # Replay marks (store/replays.py): one row per (rule, event) replayed, claimed in the
+    # transaction that accepts the replayed invocation; pruned with the events by event time.
+    # The events index serves retention's age and total bounds (store/event_log.py).
+    Migration(5, "event retention and replay marks", (
+        """CREATE TABLE replays (
+            rule TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            event_ms BIGINT NOT NULL,
+            runs BIGINT NOT NULL,
+            activation_id TEXT NOT NULL,
+            replayed_ms BIGINT NOT NULL,
+            PRIMARY KEY (rule, event_id))""",
+        "CREATE INDEX replays_by_event_time ON replays (event_ms)",
+        "CREATE INDEX events_by_time ON events (time_ms, id)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

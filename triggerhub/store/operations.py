@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Executable, delete
 
 from triggerhub.errors import RevisionConflict
 from triggerhub.model import Activation, Collection, Entity, collection_of, now_ms
-from triggerhub.store import deliveries, statements
+from triggerhub.store import deliveries, replays, statements
 from triggerhub.store.base import Acceptance
 from triggerhub.store.statements import Statements
 from triggerhub.store.tables import activations, pending, rule_counts
@@ -95,6 +95,7 @@ def accept(conn: Connection, sql: Statements, batch: Sequence[Acceptance]) -> li
         answers.append(acceptance.event is None or acceptance.event.id in fresh)
         if acceptance.event is not None:
             fresh.discard(acceptance.event.id)
+    answers = replays.claim(conn, batch, answers)
     taken = [a for a, accepted in zip(batch, answers) if accepted]
     pending_rows = [statements.pending_row(i) for a in taken for i in a.invocations]
     activation_rows = [statements.activation_row(r) for a in taken for r in a.activations]

@@ -333,7 +333,7 @@ def _write_connection(engine: Engine) -> Connection:
     return connection
 
 
-def _transaction(conn: Connection, operation: Operation[T], write: bool) -> T:
+def _transaction(conn: Connection, operation: Operation[T], *, write: bool) -> T:
     """A read runs as it is (each of its statements sees a committed state); a write first takes
     the write lock, so it never has to upgrade a read lock another writer could have made stale."""
     if not write:

@@ -27,8 +27,8 @@ from triggerhub.errors import ConfigError, StoreError
 from triggerhub.model import (
     Activation, ApiRoute, Collection, DeadLetter, Entity, Invocation, RuleCounts, Subject, TriggerEvent, now_ms,
 )
-from triggerhub.store import codec, deliveries, direct, operations, statements
-from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
+from triggerhub.store import codec, deliveries, direct, event_log, operations, statements
+from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration, Pruned
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
 from triggerhub.store.runners import (
@@ -267,13 +267,49 @@ class SqlStore:
         with self._translated(f"store the cursor of feed {feed_id!r}"):
             await self._opened.write(partial(operations.execute, statement=self._sql.upsert_cursor, params=row))
 
-    async def count_events(self, trigger: str | None = None) -> int:
+    async def count_events(self, trigger: str | None = None, *, since_ms: int | None = None,
+                           upto_ms: int | None = None) -> int:
         """`trigger` is the fully qualified name, `/guest/t` or `/guest/pkg/t`; None counts all."""
-        query = select(func.count()).select_from(events)
-        if trigger is not None:
-            query = query.where(events.c.trigger_fqn == trigger)
+        query = select(func.count()).select_from(events).where(*event_log.window_filter(trigger, since_ms, upto_ms))
         with self._translated("count events"):
             return await self._count(query)
+
+    async def list_events(self, trigger: str, *, since_ms: int, upto_ms: int, after: tuple[int, str] | None = None,
+                          limit: int = 500) -> list[TriggerEvent]:
+        read = partial(event_log.list_window, trigger=trigger, since_ms=since_ms, upto_ms=upto_ms, after=after,
+                       limit=limit)
+        with self._translated(f"list the events of trigger {trigger!r}"):
+            docs = await self._opened.read(read, listing=True)
+        return [codec.event_from_doc(codec.loads(doc)) for doc in docs]
+
+    async def get_events(self, event_ids: Sequence[str]) -> list[TriggerEvent]:
+        with self._translated(f"read {len(event_ids)} events"):
+            docs = await self._opened.read(partial(event_log.select_docs, event_ids=event_ids), listing=True)
+        return [codec.event_from_doc(codec.loads(doc)) for doc in docs]
+
+    async def prune_events(self, *, before_ms: int, max_per_trigger: int, max_total: int, batch: int) -> Pruned:
+        """The first bound that does not hold yet, in the order age, per trigger, in all (so the
+        count bounds apply to what the bounds before them left); see store/event_log.py."""
+        postgres = not self._is_sqlite
+        with self._translated("prune the event log"):
+            if before_ms > 0:
+                aged = await self._opened.write(partial(event_log.delete_aged, before_ms=before_ms, batch=batch,
+                                                        postgres=postgres))
+                if aged.events:
+                    return aged
+            if max_per_trigger > 0:
+                cutoffs = await self._opened.read(partial(event_log.crowded_cutoffs, keep=max_per_trigger), listing=True)
+                if cutoffs:
+                    deleted = await self._opened.write(partial(event_log.delete_through, cutoffs=cutoffs, batch=batch,
+                                                               postgres=postgres))
+                    if deleted:
+                        return Pruned(by_trigger_bound=deleted)
+            if max_total > 0:
+                cutoffs = await self._opened.read(partial(event_log.total_cutoff, keep=max_total), listing=True)
+                if cutoffs:
+                    return Pruned(by_total_bound=await self._opened.write(partial(
+                        event_log.delete_through, cutoffs=cutoffs, batch=batch, postgres=postgres)))
+        return Pruned()
 
     async def get_rule_counts(self, rule: str) -> RuleCounts:
         query = select(rule_counts.c.matched, rule_counts.c.filtered).where(rule_counts.c.rule == rule)

@@ -100,3 +100,13 @@ dead_letters = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("doc", Text, nullable=False),  # codec.dead_letter_to_doc
 )
+
+replays = Table(
+    "replays", metadata,
+    Column("rule", Text, primary_key=True),  # "guest/r"
+    Column("event_id", Text, primary_key=True),
+    Column("event_ms", BigInteger, nullable=False),
+    Column("runs", BigInteger, nullable=False),  # 1, plus one per forced replay
+    Column("activation_id", Text, nullable=False),  # of the latest replayed run
+    Column("replayed_ms", BigInteger, nullable=False),
+)
