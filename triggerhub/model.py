@@ -315,6 +315,8 @@ class Trigger:
     rules: dict[str, ReducedRule] = field(default_factory=dict)  # rule FQN "guest/r" -> link
     updated_ms: int = 0
     revision: int = 0
+    derive: JSON = None  # a derived trigger's declaration (rules/correlate.py), normalised
+    derived: tuple[str, ...] = ()  # derived triggers fed by this one ("/guest/silent"), as rules are linked
 
     @property
     def fqn(self) -> FullyQualifiedName:

@@ -63,3 +63,19 @@ def test_option_mistakes_are_usage_errors_before_any_request(tmp_path):
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
     neither = run("rule", "explain", "hot")
     assert neither.exit_code == 2 and "give exactly one of --event FILE or --event-id ID" in neither.stderr
+
+
+def test_a_derived_trigger_from_the_cli(hub_process):
+    hub_process.cli("trigger", "create", "door")
+    hub_process.cli("trigger", "create", "badge")
+    derive = {"kind": "sequence", "from": ["door", "badge"], "key": "$.data.person", "windowS": 30}
+    assert hub_process.cli("trigger", "create", "entry", "--derive", json.dumps(derive)).stdout.strip() == \
+        "ok: created trigger entry"
+    shown = json.loads(hub_process.cli("trigger", "get", "entry").stdout)["derive"]
+    assert shown == {"kind": "sequence", "from": ["/guest/door", "/guest/badge"], "key": "$.data.person", "windowS": 30}
+    bad = hub_process.cli("trigger", "update", "entry", "--derive", '{"kind": "sequence", "from": ["door", "badge"], '
+                          '"key": "$.data.person", "windowS": 0}', check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: trigger entry: derive.windowS 0 must be a number of seconds above 0 and at most 604800 (code ")
+    hub_process.cli("trigger", "update", "entry", "--derive", "null")
+    assert "derive" not in json.loads(hub_process.cli("trigger", "get", "entry").stdout)

@@ -38,6 +38,8 @@ TRIGGER = Trigger(
                                         {"trigger": "/guest/alerts"}),
            "guest/log": ReducedRule(FullyQualifiedName("guest", "log"), RuleStatus.ACTIVE)},
     updated_ms=5, revision=2,
+    derive={"kind": "all", "key": "$.data.k", "from": ["/guest/a", "/guest/b"], "windowS": 5},
+    derived=("/guest/silent",),
 )
 RULE = Rule(
     "guest", "alert", trigger=FullyQualifiedName("guest", "sensor"), action=GUEST_HELLO, version="0.0.2",

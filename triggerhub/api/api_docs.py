@@ -38,6 +38,11 @@ _BASE = {"namespace": {"type": "string"}, "name": {"type": "string"}, "version":
 _BASE_REQUIRED = ["namespace", "name", "version", "publish", "annotations"]
 _REF_PAIR = {"type": "object", "required": ["path", "name"],
              "properties": {"path": {"type": "string"}, "name": {"type": "string"}}}
+_DERIVE = {"type": ["object", "null"], "description": "a derived trigger (README: Correlation and absence): "
+           "{kind: absence, from, key, forS} or {kind: all|sequence, from: [a, b], key, windowS}; null removes it",
+           "properties": {"kind": {"type": "string", "enum": ["all", "sequence", "absence"]},
+                          "from": {"anyOf": [{"type": "string"}, _array({"type": "string"})]},
+                          "key": {"type": "string"}, "forS": {"type": "number"}, "windowS": {"type": "number"}}}
 _ACTIVATION_BASE = {
     "namespace": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "string"},
     "publish": {"type": "boolean"}, "annotations": _KEY_VALUES, "activationId": {"type": "string"},
@@ -78,9 +83,10 @@ SCHEMAS: dict[str, Doc] = {
         "exec": {"type": "object", "properties": {"binary": {"type": "boolean"}}}}},
     "TriggerPut": {"type": "object", "properties": {
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "version": {"type": "string"},
-        "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"})}},
+        "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
+        "derive": _DERIVE}},
     "Trigger": {"type": "object", "required": [*_BASE_REQUIRED, "parameters"], "properties": {
-        **_BASE, "parameters": _KEY_VALUES, "limits": {"type": "object"},
+        **_BASE, "parameters": _KEY_VALUES, "limits": {"type": "object"}, "derive": _DERIVE,
         "rules": {"type": "object", "additionalProperties": {"type": "object", "properties": {
             "action": _REF_PAIR, "status": {"type": "string", "enum": ["active", "inactive"]}}}}}},
     "TriggerSummary": {"type": "object", "required": _BASE_REQUIRED, "properties": _BASE},

@@ -32,6 +32,8 @@ def trigger_json(trigger: Trigger) -> dict[str, Any]:
            "annotations": params_to_json(trigger.annotations), "updated": trigger.updated_ms}
     if rules:
         out["rules"] = rules
+    if trigger.derive is not None:
+        out["derive"] = trigger.derive
     return out
 
 

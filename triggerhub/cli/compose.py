@@ -114,7 +114,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
         entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes)
         engine, feeds = engine_and_feeds(store, lambda builtin: Engine(
             config=config, store=store, invoker=ActionInvoker(pool), entities=entities,
-            dispatcher=LocalDispatcher(store), builtin=builtin))
+            dispatcher=LocalDispatcher(store), builtin=builtin, derive_loop=True))
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         await stack.enter_async_context(engine)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())

@@ -98,9 +98,10 @@ async def _opened_store(config: HubConfig) -> AsyncIterator[SqlStore]:
 def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: Topics, *,
             invoker: Invoker | None = None, cache_ttl_s: float = 0.0, waiter: CompletionWaiter | None = None,
             reply_to: str | None = None, builtin: BuiltinHandler | None = None,
-            dispatcher: KafkaDispatcher | None = None) -> Engine:
-    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`."""
-    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin,
+            dispatcher: KafkaDispatcher | None = None, derive_loop: bool = False) -> Engine:
+    """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
+    the derived triggers' loop with `derive_loop` (workers)."""
+    return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s),
                   dispatcher=dispatcher or KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to))
@@ -174,7 +175,7 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
-        engine = _engine(config, store, publisher, topics)
+        engine = _engine(config, store, publisher, topics, derive_loop=True)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events)
         # Workers start due retries (each claimed by one worker under a lease) by publishing them.
@@ -184,6 +185,11 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         tasks.create_task(engine.deliveries.pump(stop))
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
+
+        async def relisten(*_args: Any, **_kwargs: Any) -> None:  # derived triggers' absence deadlines
+            engine.deriver.relisten()
+
+        app.on_partitions_assigned.connect(relisten)
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
 

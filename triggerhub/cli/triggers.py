@@ -37,11 +37,17 @@ def _feed_invoke(ctx: Ctx, feed: str, trigger_name: str, event: str, params: lis
 @param_file_option
 @annotation_option
 @click.option("-f", "--feed", default=None, help="feed action, e.g. /whisk.system/alarms/alarm")
+@click.option("--derive", default=None, help='derived trigger (JSON), e.g. \'{"kind": "absence", "from": "heartbeat", '
+                                              '"key": "$.data.deviceId", "forS": 120}\'')
 @pass_ctx
 @run
-def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any, feed: str | None) -> None:
-    """Create trigger NAME; with --feed, also start the feed with the -p parameters."""
-    _put_trigger(ctx, name, params, param_file, annotations, feed, overwrite=False)
+def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any, feed: str | None,
+                   derive: str | None) -> None:
+    """Create trigger NAME; with --feed, also start the feed with the -p parameters; with --derive, a
+    trigger fired from other triggers' events (README: correlation and absence)."""
+    declared = _json_value(derive, None, "derive")
+    _put_trigger(ctx, name, params, param_file, annotations, feed, overwrite=False,
+                 extra={"derive": declared} if declared is not None else {})
 
 
 @trigger.command("update")
@@ -49,18 +55,22 @@ def trigger_create(ctx: Ctx, name: str, params: Any, param_file: str | None, ann
 @param_option
 @param_file_option
 @annotation_option
+@click.option("--derive", default=None, help="replace the derived trigger's declaration (JSON; null removes it)")
 @pass_ctx
 @run
-def trigger_update(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any) -> None:
-    """Replace the parameters and annotations of trigger NAME."""
-    _put_trigger(ctx, name, params, param_file, annotations, None, overwrite=True)
+def trigger_update(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any,
+                   derive: str | None) -> None:
+    """Replace the parameters and annotations of trigger NAME (and its derive, when given)."""
+    _put_trigger(ctx, name, params, param_file, annotations, None, overwrite=True,
+                 extra={"derive": _json_value(derive, None, "derive")} if derive is not None else {})
 
 
 def _put_trigger(ctx: Ctx, name: str, params: Any, param_file: str | None, annotations: Any, feed: str | None,
-                 *, overwrite: bool) -> None:
+                 *, overwrite: bool, extra: dict[str, Any] | None = None) -> None:
+    """`extra`: more keys of the body (`derive`)."""
     parameters = key_values(params, param_file)
     notes = key_values(annotations)
-    body: dict[str, Any] = {}
+    body: dict[str, Any] = dict(extra or {})
     if feed:
         notes.append({"key": "feed", "value": feed})
     else:

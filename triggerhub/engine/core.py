@@ -28,6 +28,7 @@ from triggerhub.model import (
 from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.deliveries import Deliveries, PumpSettings
+from triggerhub.engine.derive import Deriver
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.explain import explain as explain_rule
@@ -52,9 +53,11 @@ BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 class Engine:
     def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
                  dispatcher: Dispatcher, builtin: BuiltinHandler | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False) -> None:
         """`builtin` runs the hub-internal actions (the feed providers) in a process that runs
-        feeds; `clock` times the throttles (rates per minute, feed admission waits)."""
+        feeds; `clock` times the throttles (rates per minute, feed admission waits) and derived
+        triggers' deadlines; `derive_loop` runs the loop that derives events (engine/derive.py)
+        in this process (the embedded hub and distributed workers)."""
         self.config = config
         self.store = store
         self.invoker = invoker
@@ -74,11 +77,15 @@ class Engine:
                                      limits_of=self._limits_of, clock=clock,
                                      settings=PumpSettings(poll_ms=config.limits.retry_poll_ms,
                                                            lease_ms=config.limits.retry_lease_ms))
+        self.deriver = Deriver(store, entities, clock=clock)
+        self._derive_loop = derive_loop
         self._running = contextlib.AsyncExitStack()
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Engine:
         await self._running.enter_async_context(self.dispatcher.running(execute=self.execute, finished=self._finished))
+        if self._derive_loop:
+            await self._running.enter_async_context(self.deriver.running(self._deliver_derived))
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -257,7 +264,7 @@ class Engine:
     async def fire(self, identity: Identity, fqn: FullyQualifiedName, payload: dict[str, Any]) -> str | None:
         """Fire through the API: the trigger activation id, or None when no rule is active (204)."""
         trigger = await self.entities.get(identity, fqn, Trigger)
-        if not rules.active_rules(trigger):
+        if not rules.active_rules(trigger) and not trigger.derived:
             return None
         self._fire_rates.check(identity.namespace, identity.limits.get("firesPerMinute", self.config.limits.fires_per_minute))
         event = TriggerEvent(id=new_activation_id(), source=f"/api/v1/namespaces/{fqn.namespace}/triggers/{fqn.name}",
@@ -276,8 +283,17 @@ class Engine:
             raise NotFound(f"trigger {event.trigger} does not exist; delete its feed or recreate the trigger")
         return await self._match(trigger, event, cursor, confirmations=confirmations)
 
+    async def _deliver_derived(self, event: TriggerEvent) -> None:
+        """A derived event from the outbox, to its derived trigger's rules (its acceptance drops the row)."""
+        trigger = await self.entities.find(event.trigger, Trigger)
+        if trigger is None:
+            log.info("derived event %s: trigger %s is gone; dropped", event.id, event.trigger)
+            await self.store.delete_derived_outbox([event.id])
+            return
+        await self._match(trigger, event, None, from_outbox=True)
+
     async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None, *,
-                     confirmations: list[Awaitable[None]] | None = None) -> bool:
+                     confirmations: list[Awaitable[None]] | None = None, from_outbox: bool = False) -> bool:
         """Route `event` through the trigger's compiled rules and accept the result in one store
         write. Rules whose filter refuses it are only counted (in that same write): no activation,
         no invocation row."""
@@ -319,9 +335,12 @@ class Engine:
         if from_feed:
             await self._admit_from_feed(namespace, invocations)
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes)] if outcomes else []
+        derive = await self.deriver.steps(trigger, event)
         acceptance = Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor,
-                                matched_rules=routing.taken, filtered_rules=routing.filtered)
+                                matched_rules=routing.taken, filtered_rules=routing.filtered,
+                                derive=derive, from_outbox=from_outbox)
         accepted = await self._submit(acceptance, invocations, confirmations=confirmations)  # counts the filters' verdicts once per event
+        self.deriver.accepted(derive)
         if accepted:
             log.info("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))

@@ -18,12 +18,13 @@ from triggerhub.errors import (
     Forbidden, NotFound, RevisionConflict, StoreError,
 )
 from triggerhub.model import (
-    Action, ActionLimits, Binding, Collection, Entity, Exec, FullyQualifiedName, Identity, Kind, Package,
+    JSON, Action, ActionLimits, Binding, Collection, Entity, Exec, FullyQualifiedName, Identity, Kind, Package,
     Parameter, ReducedRule, Rule, RuleCounts, RuleStatus, Trigger, annotation, bump_version, is_valid_name, now_ms,
     with_annotation,
 )
 from triggerhub.engine import bodies
 from triggerhub.engine.resolve import bound_parameters, check_read, check_write, not_authorized, package_readable
+from triggerhub.rules import correlate
 from triggerhub.rules.pattern import compile_filter
 from triggerhub.rules.transform import compile_transform
 from triggerhub.store.base import Store
@@ -158,6 +159,8 @@ class Entities:
                 raise Conflict(f"Package not empty (contains {len(members)} entities). "
                                "Set force param or delete package contents.")
             deletes = [*members, entity]
+        elif isinstance(entity, Trigger) and entity.derive is not None:
+            puts.extend(await self._source_links(entity, old_sources=_sources_of(entity), new_sources=set()))
         elif isinstance(entity, Rule):
             trigger = await self.find(entity.trigger, Trigger)
             rule_key = f"{fqn.path}/{fqn.name}"
@@ -292,14 +295,58 @@ class Entities:
             except ValueError as exc:
                 raise BadRequest("Feed name is not valid") from exc
             await self.check_references(identity, [(feed_fqn, Collection.ACTIONS)])
+        derive = await self._derive_body(identity, fqn, body, old)
         trigger = Trigger(
             namespace=fqn.path, name=fqn.name, version=bodies.next_version(body, old),
             publish=bool(body.get("publish", old.publish if old else False)),
             parameters=bodies.parse_params(body, "parameters", old.parameters if old else ()),
             annotations=annotations, rules=dict(old.rules) if old else {}, updated_ms=now_ms(),
-            revision=old.revision if old else 0,
+            revision=old.revision if old else 0, derive=derive, derived=old.derived if old else (),
         )
-        return await self._write_one(trigger)
+        links = await self._source_links(trigger, old_sources=_sources_of(old), new_sources=_sources_of(trigger))
+        written = await self._write([trigger, *links], [])
+        return _as(written[0], Trigger)
+
+    async def _derive_body(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any],
+                           old: Trigger | None) -> JSON:
+        """The normalised `derive` of a trigger body (absent: the old one; null: none), checked:
+        every source is readable by the caller (403 otherwise), exists, and is no derived trigger."""
+        if "derive" not in body:
+            return old.derive if old else None
+        if body["derive"] is None:
+            return None
+        try:
+            spec = correlate.parse_spec(body["derive"], fqn.namespace)
+        except correlate.DeriveError as exc:
+            raise BadRequest(str(exc)) from None
+        await self.check_references(identity, [(source, Collection.TRIGGERS) for source in spec.sources])
+        for source in spec.sources:
+            if source == fqn:
+                raise BadRequest(f"derive.from names {source}, the trigger itself; name the triggers it derives from")
+            found = await self.find(source, Trigger)
+            if found is None:
+                raise BadRequest(f"derive.from names trigger {source}, which does not exist; create it first")
+            if found.derive is not None:
+                raise BadRequest(f"derive.from names {source}, itself a derived trigger; derive from the "
+                                 "triggers that its sources are")
+        if old is not None and old.derived:
+            raise BadRequest(f"trigger {fqn} feeds the derived trigger(s) {', '.join(old.derived)}, so it cannot "
+                             "be derived itself; delete those first or derive from its sources")
+        return spec.to_json()
+
+    async def _source_links(self, trigger: Trigger, *, old_sources: set[str],
+                            new_sources: set[str]) -> list[Entity]:
+        """The source triggers whose `derived` links change when `trigger` derives from `new_sources`."""
+        own = str(trigger.fqn)
+        puts: list[Entity] = []
+        for source in sorted(old_sources | new_sources):
+            found = await self.find(FullyQualifiedName.parse(source, trigger.namespace), Trigger)
+            if found is None:
+                continue
+            links = tuple(sorted((set(found.derived) - {own}) | ({own} if source in new_sources else set())))
+            if links != found.derived:
+                puts.append(replace(found, derived=links))
+        return puts
 
     # ------------------------------------------------------------------ rules
     async def put_rule(self, identity: Identity, fqn: FullyQualifiedName, body: dict[str, Any], *,
@@ -469,3 +516,11 @@ def _as(entity: Entity, kind: type[E]) -> E:
     if not isinstance(entity, kind):
         raise StoreError(f"the store returned a {type(entity).__name__} for a written {kind.__name__}")
     return entity
+
+
+def _sources_of(trigger: Trigger | None) -> set[str]:
+    """The source triggers a stored (normalised) `derive` names."""
+    if trigger is None or not isinstance(trigger.derive, dict):
+        return set()
+    sources = trigger.derive.get("from")
+    return {sources} if isinstance(sources, str) else {str(s) for s in sources} if isinstance(sources, list) else set()

@@ -230,6 +230,9 @@ class MqttFeed:
             raise FeedError(f"MQTT broker {self._config.url}: {exc}; check the url parameter") from exc
         client.loop_start()
         self._client = client
+        # Consume from the start: a persistent session's backlog may arrive before the SUBACK, and
+        # a network thread blocked on a full queue would never read that SUBACK.
+        await self._run.start(self._consume(queue, emit))
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await connected
@@ -239,7 +242,6 @@ class MqttFeed:
                 raise
             raise FeedError(f"MQTT broker {self._config.url} did not accept a connection within "
                             f"{CONNECT_TIMEOUT_S:.0f} s; check that it runs and the url") from exc
-        await self._run.start(self._consume(queue, emit))
 
     async def stop(self) -> None:
         self._stopping.set()  # releases the network thread if it waits on a full queue

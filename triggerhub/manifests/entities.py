@@ -344,8 +344,18 @@ class EntityBuilder:
             feed_spec = FeedSpec(feed_fqn, {p["key"]: p["value"] for p in inputs})
             inputs = []  # like `wsk trigger create --feed`: inputs go to the feed, not the trigger
             annotations = [a for a in annotations if a["key"] != "feed"] + [{"key": "feed", "value": feed_fqn}]
-        body = {"publish": False, "parameters": inputs, "annotations": annotations}
+        body: dict[str, Any] = {"publish": False, "parameters": inputs, "annotations": annotations}
+        if isinstance(raw.get("derive"), dict):
+            body["derive"] = self._derive(raw["derive"])
         self._add(Collection.TRIGGERS, name, body, path, feed=feed_spec)
+
+    def _derive(self, derive: dict[str, Any]) -> dict[str, Any]:
+        """Source triggers named as in rules (a trigger of this manifest, or /ns/name), fully
+        qualified so that the plan compares them with what the hub shows; the rest is the hub's to check."""
+        def qualified(name: Any) -> Any:
+            return f"/{self.namespace}/{name}" if isinstance(name, str) and not name.startswith("/") else name
+        sources = derive.get("from")
+        return {**derive, "from": [qualified(s) for s in sources] if isinstance(sources, list) else qualified(sources)}
 
     def _feed_fqn(self, feed: str, path: YamlPath) -> str | None:
         parts = feed.strip("/").split("/")

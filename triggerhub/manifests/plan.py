@@ -217,6 +217,8 @@ def view(collection: Collection, doc: JSON, desired: dict[str, Any]) -> dict[str
         out.update(_exec_view(doc.get("exec") or {}, desired.get("exec") or {}))
         limits = doc.get("limits") or {}
         out.update({f"limits.{k}": limits.get(k) for k in (desired.get("limits") or {})})
+    if collection is Collection.TRIGGERS and (doc.get("derive") or desired.get("derive")):
+        out["derive"] = doc.get("derive")
     if collection is Collection.RULES:
         out["trigger"] = _fqn(doc.get("trigger"))
         out["action"] = _fqn(doc.get("action"))

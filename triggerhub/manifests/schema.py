@@ -59,6 +59,7 @@ SEQUENCE = _closed({
 TRIGGER = _closed({
     "feed": _STR, "source": _STR, "inputs": _ANY_MAP, "annotations": _ANY_MAP, "namespace": _STR,
     "credential": _STR, "description": _STR, "version": _VERSION,
+    "derive": {"type": "object"},  # a derived trigger (README: correlation and absence); the hub checks it
 })
 
 RULE = _closed({

@@ -6,7 +6,7 @@ Every write that the delivery promise depends on is one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -66,6 +66,28 @@ class Pruned:
 
 
 @dataclass(frozen=True, slots=True)
+class DerivedChange:
+    """A derived trigger's new state for one key, and the events it derives (put in the outbox)."""
+
+    state: str | None  # JSON text; None drops the key's row
+    due_ms: int | None  # when the key's state must be looked at again (absence deadline, cleanup)
+    events: Sequence[TriggerEvent] = ()
+
+
+DeriveTransition = Callable[[str | None], DerivedChange]
+"""Pure: the key's stored state (None: none) -> the change. Run inside the writing transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeriveStep:
+    """One change of a derived trigger's keyed state, applied in the transaction that commits it."""
+
+    trigger: str  # the derived trigger, "/guest/silent"
+    key: str
+    transition: DeriveTransition
+
+
+@dataclass(frozen=True, slots=True)
 class Acceptance:
     """What one fire or invoke commits at once, before its caller hears 202."""
 
@@ -76,6 +98,9 @@ class Acceptance:
     matched_rules: Sequence[str] = ()  # rules with a filter that took the event ("guest/r")
     filtered_rules: Sequence[str] = ()  # rules whose filter refused it
     replay: ReplayClaim | None = None  # a replay's mark: nothing is written when it is refused
+    # Derived triggers fed by the event: applied only when the event is new (never twice).
+    derive: Sequence[DeriveStep] = ()
+    from_outbox: bool = False  # the event is a derived one: its outbox row goes in the same write
 
 
 class Store(Protocol):
@@ -153,6 +178,24 @@ class Store(Protocol):
 
     async def get_event(self, event_id: str) -> TriggerEvent | None:
         """The stored trigger event with this CloudEvent id; None when there is none."""
+
+    # derived triggers (store/derived.py) ---------------------------------------------------------
+    async def change_derived(self, steps: Sequence[DeriveStep]) -> None:
+        """Apply the steps in one transaction (each reads the key's state under a lock)."""
+
+    async def list_due_derived(self, now_ms: int, *, limit: int) -> list[tuple[str, str]]:
+        """(derived trigger, key) whose `due_ms` is at or before `now_ms`, earliest first."""
+
+    async def next_derived_due_ms(self) -> int | None:
+        """The earliest `due_ms` of any key; None when nothing is due ever."""
+
+    async def list_derived_outbox(self, *, limit: int) -> list[TriggerEvent]:
+        """Derived events not yet accepted on their derived trigger, oldest first."""
+
+    async def delete_derived_outbox(self, event_ids: Sequence[str]) -> None: ...
+
+    async def get_derived_state(self, trigger: str, key: str) -> tuple[str, int | None] | None:
+        """(state JSON, due_ms) of one key of a derived trigger, or None."""
 
     # API gateway routes -----------------------------------------------------------------------
     async def put_route(self, route: ApiRoute) -> None:

@@ -123,12 +123,18 @@ def _reduced_from(item: list[JSON]) -> ReducedRule:
 
 def trigger_to_doc(trigger: Trigger) -> Doc:
     rules = {key: _reduced(link) for key, link in trigger.rules.items()}
-    return _common(trigger) | {"parameters": _params(trigger.parameters), "rules": rules}
+    doc = _common(trigger) | {"parameters": _params(trigger.parameters), "rules": rules}
+    if trigger.derive is not None:  # derived triggers (issue 14); absent before
+        doc["derive"] = trigger.derive
+    if trigger.derived:
+        doc["derived"] = list(trigger.derived)
+    return doc
 
 
 def trigger_from_doc(doc: Doc) -> Trigger:
     rules = {key: _reduced_from(item) for key, item in doc["rules"].items()}
-    return Trigger(parameters=_params_from(doc["parameters"]), rules=rules, **_common_from(doc))
+    return Trigger(parameters=_params_from(doc["parameters"]), rules=rules, derive=doc.get("derive"),
+                   derived=tuple(doc.get("derived", ())), **_common_from(doc))
 
 
 def rule_to_doc(rule: Rule) -> Doc:

@@ -61,6 +61,7 @@ def accept(conn: Connection, batch: Sequence[Acceptance]) -> list[bool]:
     count_rows = operations.rule_count_rows(taken)
     if count_rows:
         db.executemany(ADD_RULE_COUNTS, count_rows)
+    operations.accept_derived(conn, batch, answers, lock=False)
     return answers
 
 

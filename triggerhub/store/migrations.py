@@ -126,6 +126,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX replays_by_event_time ON replays (event_ms)",
         "CREATE INDEX events_by_time ON events (time_ms, id)",
     )),
+    # Derived triggers (issue 14): keyed correlation state with the time each key is next due
+    # (absence deadlines, cleanup), and the outbox of derived events waiting to be accepted on
+    # their derived trigger. Both change in the transaction that accepts the event causing it.
+    Migration(6, "derived trigger state", (
+        """CREATE TABLE derive_state (
+            trigger_fqn TEXT NOT NULL,
+            key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            due_ms BIGINT,
+            PRIMARY KEY (trigger_fqn, key))""",
+        "CREATE INDEX derive_state_by_due ON derive_state (due_ms)",
+        """CREATE TABLE derive_outbox (
+            event_id TEXT PRIMARY KEY,
+            trigger_fqn TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            doc TEXT NOT NULL)""",
+        "CREATE INDEX derive_outbox_by_created ON derive_outbox (created_ms, event_id)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Executable, delete
 
 from triggerhub.errors import RevisionConflict
 from triggerhub.model import Activation, Collection, Entity, collection_of, now_ms
-from triggerhub.store import deliveries, replays, statements
+from triggerhub.store import deliveries, derived, replays, statements
 from triggerhub.store.base import Acceptance
 from triggerhub.store.statements import Statements
 from triggerhub.store.tables import activations, pending, rule_counts
@@ -111,7 +111,18 @@ def accept(conn: Connection, sql: Statements, batch: Sequence[Acceptance]) -> li
     count_rows = rule_count_rows(taken)
     if count_rows:
         conn.execute(sql.add_rule_counts, count_rows)
+    accept_derived(conn, batch, answers, lock=True)
     return answers
+
+
+def accept_derived(conn: Connection, batch: Sequence[Acceptance], answers: Sequence[bool], *, lock: bool) -> None:
+    """The derived-trigger part of an accept: steps of new events only; a derived event's outbox
+    row goes whether it was new or a duplicate (delivered before by another process)."""
+    steps = [step for a, accepted in zip(batch, answers) if accepted for step in a.derive]
+    if steps:
+        derived.apply_steps(conn, steps, lock=lock)
+    delivered = [a.event.id for a in batch if a.from_outbox and a.event is not None]
+    derived.delete_outbox(conn, delivered)
 
 
 def rule_count_rows(taken: Sequence[Acceptance]) -> list[dict[str, Any]]:

@@ -27,8 +27,8 @@ from triggerhub.errors import ConfigError, StoreError
 from triggerhub.model import (
     Activation, ApiRoute, Collection, DeadLetter, Entity, Invocation, RuleCounts, Subject, TriggerEvent, now_ms,
 )
-from triggerhub.store import codec, deliveries, direct, event_log, operations, statements
-from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration, Pruned
+from triggerhub.store import codec, deliveries, derived, direct, event_log, operations, statements
+from triggerhub.store.base import Acceptance, ActivationQuery, DeriveStep, FeedRegistration, Pruned
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
 from triggerhub.store.runners import (
@@ -322,6 +322,34 @@ class SqlStore:
         with self._translated(f"read event {event_id!r}"):
             doc = await self._opened.read(partial(operations.scalar, query=query))
         return None if doc is None else codec.event_from_doc(codec.loads(doc))
+
+    # derived triggers -----------------------------------------------------------------------
+
+    async def change_derived(self, steps: Sequence[DeriveStep]) -> None:
+        if not steps:
+            return
+        with self._translated(f"change the state of {len(steps)} derived trigger key(s)"):
+            await self._opened.write(partial(derived.apply_steps, steps=steps, lock=not self._is_sqlite))
+
+    async def list_due_derived(self, now_ms: int, *, limit: int) -> list[tuple[str, str]]:
+        with self._translated("list due derived trigger keys"):
+            return await self._opened.read(partial(derived.list_due, now_ms=now_ms, limit=limit), listing=True)
+
+    async def next_derived_due_ms(self) -> int | None:
+        with self._translated("read the next derived trigger deadline"):
+            return await self._opened.read(derived.next_due, listing=True)
+
+    async def list_derived_outbox(self, *, limit: int) -> list[TriggerEvent]:
+        with self._translated("list derived events waiting"):
+            return await self._opened.read(partial(derived.list_outbox, limit=limit), listing=True)
+
+    async def delete_derived_outbox(self, event_ids: Sequence[str]) -> None:
+        with self._translated(f"delete {len(event_ids)} derived event(s) from the outbox"):
+            await self._opened.write(partial(derived.delete_outbox, event_ids=event_ids))
+
+    async def get_derived_state(self, trigger: str, key: str) -> tuple[str, int | None] | None:
+        with self._translated(f"read the state of key {key!r} of derived trigger {trigger!r}"):
+            return await self._opened.read(partial(derived.get_state, trigger=trigger, key=key), listing=True)
 
     # API gateway routes -----------------------------------------------------------------------
 
