@@ -111,6 +111,18 @@ class KafkaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedsConfig:
+    """Distributed mode: feeds shared among `triggerhub feeds` processes by leases in the store.
+
+    A process renews its leases every `lease_renew_ms`; a lease not renewed for `lease_ms` (its
+    holder was killed or cut off) is claimed by a survivor at its next renewal round, so a dead
+    process's feeds run elsewhere within about `lease_ms + lease_renew_ms` plus their start."""
+
+    lease_ms: int = 10_000
+    lease_renew_ms: int = 2_000
+
+
+@dataclass(frozen=True, slots=True)
 class MqttConfig:
     """The embedded MQTT broker of `triggerhub up --mqtt-embedded` (always on 127.0.0.1)."""
 
@@ -140,6 +152,7 @@ class HubConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    feeds: FeedsConfig = field(default_factory=FeedsConfig)
     events: EventLogConfig = field(default_factory=EventLogConfig)
     deploy_examples: bool = True
     examples_webhook_token: str = field(default="", repr=False)  # WEBHOOK_TOKEN; empty: one is made per home
@@ -195,6 +208,8 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "CONTROLLER_ID": ("kafka", "controller_id"),
     "INVOKER_HEALTHY_TIMEOUT_MS": ("kafka", "healthy_timeout_ms"),
     "INVOKER_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms"),
+    "FEED_LEASE_MS": ("feeds", "lease_ms"),
+    "FEED_LEASE_RENEW_MS": ("feeds", "lease_renew_ms"),
 }
 # Variables without the prefix that the hub reads because other tools define them (full names).
 _FOREIGN_ENV_KEYS: dict[str, tuple[str | None, str]] = {
@@ -256,7 +271,7 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
     values.update({k: (k, v) for k, v in env.items() if k in _FOREIGN_ENV_KEYS})
     values.update({ENV_PREFIX + k: (k, v) for k, v in (overrides or {}).items() if v is not None})
     config = HubConfig()
-    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt", "events"}}
+    sections: dict[str, Any] = {f.name: getattr(config, f.name) for f in fields(config) if f.name in {"api", "limits", "store", "runtime", "kafka", "mqtt", "feeds", "events"}}
     top: dict[str, Any] = {}
     problems: list[str] = []
     for shown, (key, raw) in sorted(values.items()):
@@ -286,6 +301,10 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
             top[name] = value
         else:
             sections[section] = replace(sections[section], **{name: value})
+    feeds = sections["feeds"]
+    if not 0 < feeds.lease_renew_ms < feeds.lease_ms:
+        problems.append(f"{ENV_PREFIX}FEED_LEASE_RENEW_MS={feeds.lease_renew_ms} must be above 0 and below "
+                        f"{ENV_PREFIX}FEED_LEASE_MS={feeds.lease_ms}: a lease is renewed before it expires")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return replace(config, **sections, **top)

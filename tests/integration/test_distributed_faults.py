@@ -236,17 +236,3 @@ async def records_of_many(client: ApiClient, name: str, expected: int) -> list[d
         found.extend(page)
         if len(page) < 200:
             return found
-
-
-async def test_one_feeds_process_leads_and_a_standby_takes_over(deployment) -> None:
-    leader = deployment.start("feeds")
-    standby = deployment.start("feeds", wait_ready=False)
-    async with asyncio.timeout(RECORD_TIMEOUT_S):
-        while "standing by" not in standby.log_tail():
-            await asyncio.sleep(0.1)
-    assert leader.ready_line == "triggerhub feeds leading"
-    assert standby.popen.poll() is None and standby.ready_line == ""
-
-    leader.kill(signal.SIGKILL)
-
-    assert await asyncio.to_thread(deployment.wait_ready, standby) == "triggerhub feeds leading"

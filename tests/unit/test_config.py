@@ -78,3 +78,13 @@ def test_client_settings_come_from_the_environment_unchecked():
     assert client_settings({"TRIGGERHUB_PROPS": "/p"}).props == Path("/p")
     tls = client_settings({"TRIGGERHUB_CACERT": "/ca.pem", "TRIGGERHUB_INSECURE": "Yes"})
     assert (tls.cacert, tls.insecure) == ("/ca.pem", True)
+
+
+def test_feed_lease_settings_are_read_and_a_renewal_must_come_before_expiry():
+    config = load_config(env={"TRIGGERHUB_FEED_LEASE_MS": "4000", "TRIGGERHUB_FEED_LEASE_RENEW_MS": "1000"})
+    assert (config.feeds.lease_ms, config.feeds.lease_renew_ms) == (4000, 1000)
+    assert (load_config(env={}).feeds.lease_ms, load_config(env={}).feeds.lease_renew_ms) == (10_000, 2_000)
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={"TRIGGERHUB_FEED_LEASE_MS": "3000", "TRIGGERHUB_FEED_LEASE_RENEW_MS": "3000"})
+    assert str(caught.value) == ("invalid configuration:\n  TRIGGERHUB_FEED_LEASE_RENEW_MS=3000 must be above 0 "
+                                 "and below TRIGGERHUB_FEED_LEASE_MS=3000: a lease is renewed before it expires")

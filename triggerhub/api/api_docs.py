@@ -317,6 +317,12 @@ def _paths() -> Doc:
             200: ("logs", _ref("Logs"))})}}, [_NAMESPACE, _ACTIVATION_ID]),
         f"{ns}/activations/{{id}}/result": _with({"get": {"summary": "An activation's result", "responses": _responses({
             200: ("result", _ref("Result"))})}}, [_NAMESPACE, _ACTIVATION_ID]),
+        f"{ns}/dashboard/stream": _with({"get": {
+            "summary": "The dashboard's live stream (server-sent events): `activations` (newest new records, "
+                       "each 0.2 s) and `summary` (per second: fires per trigger, count and p50/p95/p99 duration "
+                       "per action and rule)",
+            "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {
+                "schema": {"type": "string"}}}}, "default": _ERROR}}}, [_NAMESPACE]),
         "/api/v1/web/{namespace}/{package}/{action}": _with(
             {method: {**copy.deepcopy(_WEB_OPERATION), "security": [{}, {"basic": []}]}
              for method in ("get", "post", "put", "delete", "patch")},

@@ -1,6 +1,7 @@
 """The middlewares around every route, in the order `create_app` installs them (`MIDDLEWARES`).
 
-    transaction_middleware      request id (X-Request-ID, echoed), CORS headers, bare preflights
+    transaction_middleware      request id (X-Request-ID, echoed), CORS headers, bare preflights,
+                                no WWW-Authenticate challenge for X-Requested-With: XMLHttpRequest
       internal_error_middleware catches everything below: StoreError/BusError -> 503, any other
                                 exception -> 500; JSON {"error", "code": <request id>}, logged once
         error_middleware        ApiError, aiohttp's 4xx, RevisionConflict -> their status, JSON
@@ -46,6 +47,9 @@ async def transaction_middleware(request: web.Request, handler: Handler) -> web.
     else:
         response = await handler(request)
     response.headers["X-Request-ID"] = transaction
+    if request.headers.get("X-Requested-With") == "XMLHttpRequest":
+        # A script asked (the dashboard): its 401 must not open the browser's sign-in prompt.
+        response.headers.popall("WWW-Authenticate", None)
     if request.path.startswith("/api/v1") and not request.path.startswith("/api/v1/web/"):
         response.headers.update(CORS_HEADERS)
     return response

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,18 +39,19 @@ from triggerhub.engine.entities import Entities
 from triggerhub.cli.pruning import cluster_lease, running_pruner
 from triggerhub.engine.retention import EventPruner
 from triggerhub.cli.feed_kinds import FEED_KINDS
-from triggerhub.engine.feed_manager import FeedManager, catalogue
+from triggerhub.engine.feed_manager import FeedManager, LeaseTiming, catalogue
 from triggerhub.engine.republish import RepublishSweep
 from triggerhub.engine.distributed import (
     CompletionWaiter, HealthMonitor, InvokerService, InvokerStatistics, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
     heartbeat,
 )
-from triggerhub.errors import ConfigError, StoreError, TriggerhubError
+from triggerhub.errors import ConfigError, TriggerhubError
 from triggerhub.invoker.activation import ActionInvoker
 from triggerhub.invoker.base import Invoker, RuntimeFactory
 from triggerhub.cli.compose import choose_runtime
 from triggerhub.cli.wiring import action_pool, engine_and_feeds, reap_until, serving
 from triggerhub.model import now_ms
+from triggerhub.store.leases import SqlFeedLeases
 from triggerhub.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -131,7 +135,8 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         # Webhook deliveries are matched and stored here (202 once durable); the feeds process
         # runs the feeds that pull or listen, and the feed lifecycle actions.
-        webhooks = FeedManager(store, engine.emit, kinds=FEED_KINDS, forget=engine.entities.forget)
+        counters = await stack.enter_async_context(_feed_leases(config, owner=f"controller{config.kafka.controller_id}"))
+        webhooks = FeedManager(store, engine.emit, kinds=FEED_KINDS, forget=engine.entities.forget, leases=counters)
         completions = Tail(config.kafka, {reply_to: partitions[reply_to]}, waiter.on_message, since_ms=now_ms())
         heartbeats = Tail(config.kafka, {topics.health: partitions[topics.health]}, health.on_message,
                           since_ms=now_ms() - config.kafka.healthy_timeout_ms)
@@ -222,26 +227,13 @@ async def running_invoker(config: HubConfig, invoker_id: int, runtime: RuntimeFa
         yield service
 
 
-@contextlib.asynccontextmanager
-async def feeds_leadership(config: HubConfig) -> AsyncIterator[None]:
-    """Held by one `feeds` process of a hub at a time: a PostgreSQL session advisory lock, freed
-    by the server when the holder's connection ends, however the holder died."""
-    import asyncpg
+def _feed_leases(config: HubConfig, *, owner: str) -> SqlFeedLeases:
+    """Feed leases and counters in the hub's PostgreSQL (store/leases.py); `owner` names this process."""
+    return SqlFeedLeases(require_postgres(config), owner=owner, lease_ms=config.feeds.lease_ms)
 
-    dsn = require_postgres(config).replace("postgresql+asyncpg://", "postgresql://", 1)
-    name = f"triggerhub feeds {config.kafka.topic_prefix}"
-    try:
-        connection = await asyncpg.connect(dsn)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise StoreError(f"cannot connect to PostgreSQL for the feeds leadership lock ({type(exc).__name__}: {exc})") from exc
-    try:
-        if not await connection.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name):
-            log.info("another feeds process leads %r; standing by", config.kafka.topic_prefix)
-            await connection.execute("SELECT pg_advisory_lock(hashtext($1))", name)
-        log.info("this feeds process leads %r now", config.kafka.topic_prefix)
-        yield
-    finally:
-        await connection.close()
+
+def _lease_timing(config: HubConfig) -> LeaseTiming:
+    return LeaseTiming(renew_s=config.feeds.lease_renew_ms / 1000, lease_s=config.feeds.lease_ms / 1000)
 
 
 @contextlib.asynccontextmanager
@@ -249,13 +241,14 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
     topics = Topics(config.kafka.topic_prefix)
     await ensure_topics(config.kafka, _all_topics(config, topics))
     async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(feeds_leadership(config))
         store = await stack.enter_async_context(_opened_store(config))
+        owner = f"feeds@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        leases = await stack.enter_async_context(_feed_leases(config, owner=owner))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="feeds"))
         dispatcher = KafkaDispatcher(store, publisher, topics)
         engine, feeds = engine_and_feeds(store, lambda builtin: _engine(config, store, publisher, topics,
                                                                         builtin=builtin, dispatcher=dispatcher),
-                                         instance_id="feeds")
+                                         instance_id="feeds", leases=leases, lease_timing=_lease_timing(config))
         await stack.enter_async_context(engine)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         sweep = tasks.create_task(RepublishSweep(dispatcher, store, started_ms=now_ms(), where="feeds").run())
@@ -359,10 +352,10 @@ def invoker(invoker_id: int, runtime: str | None, verbose: bool) -> None:
 @click.command()
 @click.option("-v", "--verbose", is_flag=True)
 def feeds(verbose: bool) -> None:
-    """Run the feeds and the feed lifecycle actions; one such process leads, others stand by."""
+    """Run feeds and feed lifecycle actions; any number of these processes share the feeds by leases."""
     _logging(verbose=verbose)
     config = _load({})
-    _serve(lambda: running_feeds(config), lambda _: "triggerhub feeds leading")
+    _serve(lambda: running_feeds(config), lambda _: "triggerhub feeds running")
 
 
 COMMANDS = (controller, worker, invoker, feeds)

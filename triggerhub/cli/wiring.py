@@ -20,7 +20,7 @@ from triggerhub.api.tls import scheme
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.config import ApiConfig, HubConfig
 from triggerhub.engine.core import BuiltinHandler, Engine
-from triggerhub.engine.feed_manager import FeedManager
+from triggerhub.engine.feed_manager import FeedLeases, FeedManager, LeaseTiming
 from triggerhub.invoker.base import RuntimeFactory
 from triggerhub.invoker.pool import ContainerPool, PoolConfig
 from triggerhub.model import TriggerEvent
@@ -51,7 +51,8 @@ async def reap_until(pool: ContainerPool, stop: asyncio.Event) -> None:
 
 
 def engine_and_feeds(store: Store, build_engine: Callable[[BuiltinHandler], Engine], *,
-                     instance_id: str = "hub") -> tuple[Engine, FeedManager]:
+                     instance_id: str = "hub", leases: FeedLeases | None = None,
+                     lease_timing: LeaseTiming | None = None) -> tuple[Engine, FeedManager]:
     """The engine and the feed manager, which need each other: the manager fires through the
     engine, and the engine runs the manager's feed actions (`builtin`). The manager gets a fire
     that finds the engine when it is called, so both are complete when their constructors return."""
@@ -61,7 +62,7 @@ def engine_and_feeds(store: Store, build_engine: Callable[[BuiltinHandler], Engi
         return await engine.emit(event, cursor)
 
     feeds = FeedManager(store, fire, kinds=FEED_KINDS, forget=lambda deleted: engine.entities.forget(deleted),
-                        instance_id=instance_id)
+                        instance_id=instance_id, leases=leases, lease_timing=lease_timing)
     engine = build_engine(feeds.run_builtin)
     return engine, feeds
 

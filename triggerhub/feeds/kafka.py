@@ -354,8 +354,14 @@ class KafkaFeed:
         deadline_s = self._clock.monotonic_s() + wait_ms / 1000
         while got:
             for tp, records in got.items():
-                batch.setdefault(tp, []).extend(records)
-                count += len(records)
+                # A rebalance during the gathering (a group member joined or was evicted) seeks the
+                # partition back to its stored offset, the start of this batch: records already
+                # here come again and are not added twice.
+                kept = batch.setdefault(tp, [])
+                after = kept[-1].offset if kept else -1
+                fresh = [record for record in records if record.offset > after]
+                kept.extend(fresh)
+                count += len(fresh)
             remaining_ms = int((deadline_s - self._clock.monotonic_s()) * 1000)
             if count >= limit or remaining_ms <= 0:
                 break

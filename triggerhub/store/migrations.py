@@ -144,6 +144,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             doc TEXT NOT NULL)""",
         "CREATE INDEX derive_outbox_by_created ON derive_outbox (created_ms, event_id)",
     )),
+    # Distributed mode: which `feeds` process runs each feed (a lease it renews, expiring at a
+    # time of the database's clock), the live feeds processes, and feed counters summed over
+    # every process that counted (feeds processes and the controllers taking webhooks).
+    Migration(11, "feed leases and shared feed counters", (
+        """CREATE TABLE feed_leases (
+            trigger_fqn TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires_ms BIGINT NOT NULL)""",
+        """CREATE TABLE feed_processes (
+            owner TEXT PRIMARY KEY,
+            expires_ms BIGINT NOT NULL)""",
+        """CREATE TABLE feed_counts (
+            trigger_fqn TEXT PRIMARY KEY,
+            received BIGINT NOT NULL,
+            fired BIGINT NOT NULL,
+            rejected BIGINT NOT NULL)""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
