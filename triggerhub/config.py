@@ -71,6 +71,8 @@ class LimitsConfig:
     min_logs_mb: int = 0
     max_logs_mb: int = 10
     max_parameter_bytes: int = 1024 * 1024
+    retry_poll_ms: int = 200  # longest wait between looks for due retries kept by other processes
+    retry_lease_ms: int = 5_000  # a claimed retry is kept from other processes this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,8 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "FEED_EVENTS_PER_MINUTE": ("limits", "feed_events_per_minute"),
     "FEED_ACTIVATIONS_PER_MINUTE": ("limits", "feed_activations_per_minute"),
     "FEED_CONCURRENT_ACTIVATIONS": ("limits", "feed_concurrent_activations"),
+    "RETRY_POLL_MS": ("limits", "retry_poll_ms"),
+    "RETRY_LEASE_MS": ("limits", "retry_lease_ms"),
     "SEQUENCE_MAX_LENGTH": ("limits", "sequence_max_length"),
     "STORE_URL": ("store", "url"),
     "SQLITE_SYNCHRONOUS": ("store", "sqlite_synchronous"),

@@ -299,6 +299,8 @@ class ReducedRule:
     status: RuleStatus
     filter: JSON = None
     transform: JSON = None
+    retry: JSON = None  # the rule's retry policy as saved (rules/retry_policy.py); None: the namespace default
+    dead_letter: JSON = None  # {"trigger": "/ns/name"}, fired for each event given up on
     shadow: bool = False  # matches and counts, records what it would run, runs nothing
 
 
@@ -334,6 +336,8 @@ class Rule:
     revision: int = 0
     filter: JSON = None  # an event pattern (rules/pattern.py); None: every event matches
     transform: JSON = None  # a JSON template for the action's parameters; None: the event data
+    retry: JSON = None  # body key `retry`: the retry policy as saved; None: the namespace default
+    dead_letter: JSON = None  # body key `deadLetter`: {"trigger": "/ns/name"}
     shadow: bool = False  # matches and counts, records what it would run, runs nothing
 
     @property
@@ -499,6 +503,68 @@ class Invocation:
     transaction_id: str = ""
     extra_annotations: Parameters = ()  # e.g. causedBy: sequence; traceparent and event (observe/lineage.py)
     received_ms: int = 0  # when the trigger event behind a rule activation was received (0: no event)
+    delivery: Delivery | None = None  # set on rule activations: which rule, event and attempt
+
+
+_DELIVERY_KEYS = uuid.UUID("8f3e2b1a-6c5d-4e7f-8a9b-0c1d2e3f4a5b")
+NO_DELIVERY_ENVIRONMENT = {"rule": "", "event_id": "", "attempt": "", "delivery_key": "", "idempotency_key": ""}
+"""Sent to every other activation, so a warm runtime never shows a previous rule activation's keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a rule activation delivers: rule `rule` ("guest/r") runs for event `event_id`, attempt
+    `attempt` (1 = first). `redrive` names the dead letter a redriven run would clear on success."""
+
+    rule: str
+    event_id: str
+    attempt: int = 1
+    event_time_ms: int = 0
+    redrive: str | None = None
+
+    @property
+    def delivery_key(self) -> str:
+        """Stable per (rule, event): the same in every attempt and redrive (`__OW_DELIVERY_KEY`)."""
+        return uuid.uuid5(_DELIVERY_KEYS, f"{self.rule}\n{self.event_id}").hex
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable per (rule, event, attempt): `<delivery key>-<attempt>` (`__OW_IDEMPOTENCY_KEY`)."""
+        return f"{self.delivery_key}-{self.attempt}"
+
+    def run_environment(self) -> dict[str, str]:
+        """What the action's /run gets (the proxies make each key `__OW_<KEY>`)."""
+        return {"rule": self.rule, "event_id": self.event_id, "attempt": str(self.attempt),
+                "delivery_key": self.delivery_key, "idempotency_key": self.idempotency_key}
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"rule": self.rule, "eventId": self.event_id, "attempt": self.attempt,
+                "eventTimeMs": self.event_time_ms, "redrive": self.redrive}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Delivery:
+        return cls(str(doc["rule"]), str(doc["eventId"]), int(doc["attempt"]), int(doc["eventTimeMs"]),
+                   doc.get("redrive"))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a rule gave up on: the last attempt's activation id, why, and what it ran
+    (`invocation`, kept for redrive)."""
+
+    id: str
+    rule: str  # "guest/r"
+    event_id: str
+    activation_id: str
+    reason: str
+    attempts: int
+    created_ms: int
+    invocation: Invocation
+
+    def to_json(self) -> dict[str, JSON]:
+        """The API's view (the invocation stays inside the hub)."""
+        return {"id": self.id, "rule": self.rule, "eventId": self.event_id, "activationId": self.activation_id,
+                "reason": self.reason, "attempts": self.attempts, "time": self.created_ms}
 
 
 # Nesting past this is refused on input: deeper values exhaust the interpreter's stack later, when

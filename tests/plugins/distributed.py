@@ -43,7 +43,7 @@ STOP_TIMEOUT_S = 15.0
 INVOKER_COUNT = 2
 SESSION_TIMEOUT_MS = 6000  # the broker's group.min.session.timeout.ms
 EMPTIED_TABLES = ("entities", "activations", "pending", "events", "feeds", "cursors", "api_routes",
-                  "rule_counts", "replays", "derive_state", "derive_outbox", "feed_counts")
+                  "rule_counts", "replays", "retries", "dead_letters", "derive_state", "derive_outbox", "feed_counts")
 
 
 @dataclass

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from triggerhub.invoker.activation import (ActionInvoker, classify_init, classify_run, timeout_message,
                                            with_size)
 from triggerhub.invoker.base import ProxyResponse
 from triggerhub.invoker.pool import ContainerPool, PoolConfig
-from triggerhub.model import ActivationResponse, Parameter, StatusCode
+from triggerhub.model import ActivationResponse, Delivery, Parameter, StatusCode
 from tests.plugins.invoker import make_action, make_invocation
 
 DEV = StatusCode.DEVELOPER_ERROR
@@ -86,7 +88,19 @@ def test_run_body_strips_init_params_and_sends_deadline_as_string() -> None:
     invocation = make_invocation(action, {"token": "t", "n": 1}, activation_id="b" * 32, transaction_id="tx2")
     assert _invoker().run_body(invocation, deadline_ms=99) == {
         "value": {"n": 1}, "namespace": "guest", "action_name": "/guest/hello", "action_version": "0.0.1",
-        "activation_id": "b" * 32, "transaction_id": "tx2", "deadline": "99"}
+        "activation_id": "b" * 32, "transaction_id": "tx2", "deadline": "99",
+        # blank outside rule deliveries, so a warm runtime never shows an earlier activation's keys
+        "rule": "", "event_id": "", "attempt": "", "delivery_key": "", "idempotency_key": ""}
+
+
+def test_run_body_of_a_rule_delivery_carries_its_idempotency_keys() -> None:
+    delivery = Delivery("guest/r", "event-1", 2)
+    invocation = replace(make_invocation(make_action("python:3.11", "x"), {}, activation_id="c" * 32),
+                         delivery=delivery)
+    body = _invoker().run_body(invocation, deadline_ms=99)
+    assert {k: body[k] for k in ("rule", "event_id", "attempt", "delivery_key", "idempotency_key")} == {
+        "rule": "guest/r", "event_id": "event-1", "attempt": "2", "delivery_key": delivery.delivery_key,
+        "idempotency_key": f"{delivery.delivery_key}-2"}
 
 
 def test_api_key_only_with_provide_api_key() -> None:

@@ -7,6 +7,8 @@ import io
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.plugins.manifests import FIXTURES
 from triggerhub.manifests.loader import load_project
 from triggerhub.manifests.project import DesiredEntity, FeedSpec, Project
@@ -285,3 +287,31 @@ def test_include_copies_files_folders_and_globs_into_the_zip_and_exclude_drops_p
     assert (action.body["exec"]["kind"], action.body["exec"]["binary"]) == ("python:3.11", True)
     assert archive.namelist() == ["__main__.py", "lib/deep/more.py", "lib/util.py", "settings/a.json",
                                   "settings/b.json"]
+
+
+def test_rule_retry_and_dead_letter_go_to_the_hub_and_bad_ones_point_at_their_line(tmp_path: Path) -> None:
+    from triggerhub.errors import ManifestError
+    from triggerhub.rules.match import compile_routing
+
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "packages:\n  p:\n    actions:\n      a:\n        function: a.py\n        runtime: python:3.11\n"
+        "    triggers:\n      t: {}\n      alerts: {}\n    rules:\n"
+        "      r:\n        trigger: t\n        action: a\n"
+        "        retry: {maxAttempts: 5, initialDelayMs: 100, on: [timeout]}\n"
+        "        deadLetter: {trigger: alerts}\n")
+    (tmp_path / "a.py").write_text("def main(args):\n    return args\n")
+    rule = entity(load_project(good, env={}, check_routing=compile_routing), Collection.RULES, "r")
+    assert rule.body["retry"] == {"maxAttempts": 5, "initialDelayMs": 100, "on": ["timeout"]}
+    assert rule.body["deadLetter"] == {"trigger": "alerts"}
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("maxAttempts: 5", "maxAttempts: 0")
+                   .replace("deadLetter: {trigger: alerts}", "deadLetter: {trigger: 5}"))
+    with pytest.raises(ManifestError) as refused:
+        load_project(bad, env={}, check_routing=compile_routing)
+    assert [str(p) for p in refused.value.problems] == [
+        f"{bad}:14:9 packages.p.rules.r.retry: retry.maxAttempts is 0; give a whole number from 1 to 100",
+        f"{bad}:15:9 packages.p.rules.r.deadLetter: deadLetter must be an object "
+        "{\"trigger\": \"/namespace/name\"}; got {'trigger': 5}",
+    ]

@@ -10,7 +10,8 @@ import pytest
 
 from triggerhub.errors import StoreError
 from triggerhub.model import (
-    Action, ActionLimits, Activation, ActivationResponse, Binding, Collection, Exec, FullyQualifiedName,
+    Action, ActionLimits, Activation, ActivationResponse, Binding, Collection, DeadLetter, Delivery, Exec,
+    FullyQualifiedName,
     Invocation, Package, Parameter, ReducedRule, Rule, RuleStatus, StatusCode, Subject, Trigger, TriggerEvent,
 )
 from triggerhub.store import codec
@@ -33,6 +34,8 @@ TRIGGER = Trigger(
     annotations=(Parameter("feed", "/whisk.system/alarms/alarm"),),
     rules={"guest/alert": ReducedRule(GUEST_HELLO, RuleStatus.INACTIVE, {"data": {"t": [{"numeric": [">", 1]}]}},
                                       {"t": "$.data.t"}, shadow=True),
+           "guest/retried": ReducedRule(GUEST_HELLO, RuleStatus.ACTIVE, None, None, {"maxAttempts": 2},
+                                        {"trigger": "/guest/alerts"}),
            "guest/log": ReducedRule(FullyQualifiedName("guest", "log"), RuleStatus.ACTIVE)},
     updated_ms=5, revision=2,
     derive={"kind": "all", "key": "$.data.k", "from": ["/guest/a", "/guest/b"], "windowS": 5},
@@ -42,6 +45,7 @@ RULE = Rule(
     "guest", "alert", trigger=FullyQualifiedName("guest", "sensor"), action=GUEST_HELLO, version="0.0.2",
     publish=True, annotations=(Parameter("note", "x"),), updated_ms=9, revision=3,
     filter={"data": {"t": [{"numeric": [">", 1]}]}}, transform={"t": "$.data.t"}, shadow=True,
+    retry={"maxAttempts": 4, "on": ["timeout"]}, dead_letter={"trigger": "/guest/alerts"},
 )
 PACKAGE = Package(
     "guest", "utils-bound", version="0.0.4", publish=True, binding=Binding("whisk.system", "utils"),
@@ -59,7 +63,10 @@ INVOCATION = Invocation(
     blocking=True, path_annotation="guest/utils/hello", binding="alice/utils-bound",
     init_env={"__OW_DEBUG": "1"}, transaction_id="tx-1", extra_annotations=(Parameter("causedBy", "sequence"),),
     received_ms=1_699_999_999_990,
+    delivery=Delivery("alice/r", "evt-1", attempt=3, event_time_ms=1_700_000_000_001, redrive="f" * 32),
 )
+DEAD_LETTER = DeadLetter("a" * 32, "alice/r", "evt-1", "b" * 32, "timeout after 3 attempt(s)", 3, 1_700_000_000_002,
+                         INVOCATION)
 EVENT = TriggerEvent(
     "evt-1", "mqtt://127.0.0.1:1883/sensors/#", "triggerhub.mqtt.message", GUEST_HELLO,
     {"temperature": 21.5}, subject="sensors/lab", time_ms=1_700_000_000_001, datacontenttype="text/plain",
@@ -83,6 +90,7 @@ CASES: list[tuple[Any, Callable[[Any], codec.Doc], Callable[[codec.Doc], Any]]] 
     (EVENT, codec.event_to_doc, codec.event_from_doc),
     (SUBJECT, codec.subject_to_doc, codec.subject_from_doc),
     (FEED, codec.feed_to_doc, codec.feed_from_doc),
+    (DEAD_LETTER, codec.dead_letter_to_doc, codec.dead_letter_from_doc),
 ]
 IDS = [type(record).__name__ for record, _, _ in CASES]
 

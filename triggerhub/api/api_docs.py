@@ -144,12 +144,19 @@ SCHEMAS: dict[str, Doc] = {
         "version": {"type": "string"}, "publish": {"type": "boolean"}, "delAnnotations": _array({"type": "string"}),
         "filter": {"type": ["object", "null"], "description": "an event pattern (README: Filter patterns); null removes it"},
         "transform": {"type": ["object", "null"], "description": "a JSON template of the action's parameters; null removes it"},
+        "retry": {"type": ["object", "null"], "description": "retry policy (README: Delivery semantics); null removes it",
+                  "properties": {"maxAttempts": {"type": "integer"}, "initialDelayMs": {"type": "integer"},
+                                 "maxDelayMs": {"type": "integer"}, "maxEventAgeS": {"type": "integer"},
+                                 "on": _array({"type": "string"})}},
+        "deadLetter": {"type": ["object", "null"], "description": "{\"trigger\": \"/ns/name\"} fired per dead letter",
+                       "properties": {"trigger": {"type": "string"}}},
         "shadow": {"type": "boolean", "description": "match, count and record what would run; run nothing"}}},
     "RuleStatus": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string", "enum": ["active", "inactive"]}}},
     "Rule": {"type": "object", "required": [*_BASE_REQUIRED, "status", "trigger", "action"], "properties": {
         **_BASE, "status": {"type": "string", "enum": ["active", "inactive"]},
         "trigger": _REF_PAIR, "action": _REF_PAIR, "filter": {"type": "object"}, "transform": {"type": "object"},
+        "retry": {"type": "object"}, "deadLetter": {"type": "object"},
         "shadow": {"type": "boolean", "const": True},
         "counts": {"type": "object", "description": "rules with a filter or shadow: events it took and filtered out",
                    "properties": {"matched": {"type": "integer"}, "filtered": {"type": "integer"}}}}},
@@ -170,6 +177,14 @@ SCHEMAS: dict[str, Doc] = {
         "shadow": {"type": "boolean", "description": "the rule is a shadow: it would match as shown and run nothing"},
         "reason": {"type": "string"}}},
     **LINEAGE_SCHEMAS,
+    "DeadLetter": {"type": "object", "required": ["id", "rule", "eventId", "activationId", "reason", "attempts", "time"],
+                   "properties": {"id": {"type": "string"}, "rule": {"type": "string"}, "eventId": {"type": "string"},
+                                  "activationId": {"type": "string"}, "reason": {"type": "string"},
+                                  "attempts": {"type": "integer"}, "time": {"type": "integer"}}},
+    "RedriveRequest": {"type": "object", "properties": {
+        "ids": _array({"type": "string"}), "action": {"anyOf": [{"type": "string"}, _REF_PAIR]}}},
+    "Redriven": {"type": "object", "required": ["activationIds"],
+                 "properties": {"activationIds": _array({"type": "string"})}},
     "ReplayRequest": {"type": "object", "properties": {
         "from": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
                  "description": "epoch ms or ISO-8601 with a zone; with to: events with from <= time <= to"},
@@ -322,6 +337,13 @@ def _paths() -> Doc:
             "summary": "Why a rule would run for an event, or did not run for a stored one (nothing runs)",
             "requestBody": _content(_ref("ExplainRequest")),
             "responses": _responses({200: ("the trace", _ref("Explanation"))})}},
+            [_NAMESPACE, _path_name("name", "a rule")]),
+        f"{ns}/rules/{{name}}/deadletters": _with(_list("DeadLetter", "a rule's dead letters, oldest first"),
+                                                  [_NAMESPACE, _path_name("name", "a rule")]),
+        f"{ns}/rules/{{name}}/deadletters/redrive": _with({"post": {
+            "summary": "Run dead letters again (all, or `ids`), through the rule's action or `action`",
+            "requestBody": {"required": False, **_content(_ref("RedriveRequest"))},
+            "responses": _responses({202: ("the new activations", _ref("Redriven"))})}},
             [_NAMESPACE, _path_name("name", "a rule")]),
         f"{ns}/rules/{{name}}/replay": _with({"post": {
             "summary": "Run stored events of the rule's trigger through the rule as it is now (once per event "

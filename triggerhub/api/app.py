@@ -1,9 +1,9 @@
 """The aiohttp application: OpenWhisk REST API v1 and the info routes, inside the middlewares of
 `middleware.py`.
 
-Handlers live in `entities.py`, `activations.py`, `web_actions.py`, `routes.py` (API gateway),
-`api_docs.py` and `dashboard.py` (the dashboard's page and stream); they share the request
-plumbing of `context.py` and call the engine only.
+Handlers live in `entities.py`, `deliveries.py` (dead letters), `activations.py`, `web_actions.py`,
+`routes.py` (API gateway), `api_docs.py` and `dashboard.py` (the dashboard's page and stream); they
+share the request plumbing of `context.py` and call the engine only.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from triggerhub import __version__
-from triggerhub.api import activations, api_docs, dashboard, entities, lineage, routes, web_actions
+from triggerhub.api import activations, api_docs, dashboard, deliveries, entities, lineage, routes, web_actions
 from triggerhub.api.context import ENGINE, MAX_REQUEST_BYTES
 from triggerhub.api.middleware import MIDDLEWARES
 from triggerhub.engine.core import Engine
@@ -63,6 +63,7 @@ def create_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -
     app.router.add_get("/api/v1", info_api)
     app.router.add_get("/api/v1/", info_api)
     app.router.add_routes(entities.routes)
+    app.router.add_routes(deliveries.routes)
     app.router.add_routes(activations.routes)
     app.router.add_routes(routes.routes)  # before web_actions: apimgmt is under /api/v1/web/
     app.router.add_routes(web_actions.routes)

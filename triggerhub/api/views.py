@@ -54,6 +54,10 @@ def rule_json(rule: Rule, status: RuleStatus, counts: RuleCounts | None = None) 
         out["counts"] = {"matched": counts.matched, "filtered": counts.filtered}
     if rule.transform is not None:
         out["transform"] = rule.transform
+    if rule.retry is not None:
+        out["retry"] = rule.retry
+    if rule.dead_letter is not None:
+        out["deadLetter"] = rule.dead_letter
     if rule.shadow:
         out["shadow"] = True
     return out

@@ -166,16 +166,24 @@ def limits() -> None:
 @click.option("--invocationsPerMinute", "invocations_per_minute", type=click.IntRange(min=0), default=None)
 @click.option("--concurrentInvocations", "concurrent_invocations", type=click.IntRange(min=0), default=None)
 @click.option("--firesPerMinute", "fires_per_minute", type=click.IntRange(min=0), default=None)
+@click.option("--retryMaxAttempts", "retry_max_attempts", type=click.IntRange(min=1), default=None,
+              help="default retry policy of rules without `retry`: attempts, the first included")
+@click.option("--retryInitialDelayMs", "retry_initial_delay_ms", type=click.IntRange(min=0), default=None)
+@click.option("--retryMaxDelayMs", "retry_max_delay_ms", type=click.IntRange(min=0), default=None)
+@click.option("--retryMaxEventAgeS", "retry_max_event_age_s", type=click.IntRange(min=1), default=None)
 @home_option
 def limits_set(namespace: str, invocations_per_minute: int | None, concurrent_invocations: int | None,
-               fires_per_minute: int | None, home: Path | None) -> None:
+               fires_per_minute: int | None, retry_max_attempts: int | None, retry_initial_delay_ms: int | None,
+               retry_max_delay_ms: int | None, retry_max_event_age_s: int | None, home: Path | None) -> None:
     """Set NAMESPACE's limits (the others keep their value); print them all."""
     given: dict[str, Any] = {"invocationsPerMinute": invocations_per_minute,
-                             "concurrentInvocations": concurrent_invocations, "firesPerMinute": fires_per_minute}
+                             "concurrentInvocations": concurrent_invocations, "firesPerMinute": fires_per_minute,
+                             "retryMaxAttempts": retry_max_attempts, "retryInitialDelayMs": retry_initial_delay_ms,
+                             "retryMaxDelayMs": retry_max_delay_ms, "retryMaxEventAgeS": retry_max_event_age_s}
     values = {k: v for k, v in given.items() if v is not None}
     if not values:
         raise click.UsageError("give at least one of --invocationsPerMinute, --concurrentInvocations, "
-                               "--firesPerMinute")
+                               "--firesPerMinute, --retryMaxAttempts (and the other --retry* options)")
     merged = _on_store(home, lambda store, _: tenants.set_limits(store, namespace, values))
     click.echo(json.dumps(merged, sort_keys=True))
 

@@ -128,6 +128,7 @@ async def running_hub(config: HubConfig, *, runtime: RuntimeFactory | None = Non
         stop_reaping = asyncio.Event()
         stack.callback(stop_reaping.set)
         tasks.create_task(reap_until(pool, stop_reaping))
+        tasks.create_task(engine.deliveries.pump(stop_reaping))  # waiting retries, durable in the store
         await stack.enter_async_context(running_pruner(config, store))
         await feeds.start(tasks)
         probes = embedded_probes(engine, store, pool, feeds, runtime_name)

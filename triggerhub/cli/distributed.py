@@ -202,6 +202,11 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         service = WorkerService(engine.emit, topics.trigger_events, revalidate=engine.entities.revalidate)
         observed(config, role="worker", lag_groups={topics.app_id("worker"): topics.trigger_events})
         await stack.enter_async_context(_metrics_listener(config))
+        # Workers start due retries (each claimed by one worker under a lease) by publishing them.
+        stop = asyncio.Event()
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(stop.set)
+        tasks.create_task(engine.deliveries.pump(stop))
         app = batch_app(config.kafka, topics.app_id("worker"), topics.trigger_events, service.handle_batch,
                         max_batch=WORKER_MAX_BATCH, within_s=WORKER_BATCH_WITHIN_S, datadir=_datadir(config, "worker"))
 

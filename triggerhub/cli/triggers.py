@@ -10,8 +10,8 @@ import click
 
 from triggerhub.cli.client import ClientError
 from triggerhub.cli.context import (
-    Ctx, add_delete_command, add_get_command, annotation_option, key_values, listing, param_file_option,
-    param_option, pass_ctx, run, say,
+    Column, Ctx, add_delete_command, add_get_command, annotation_option, emit, fitted_table, key_values, listing,
+    param_file_option, param_option, pass_ctx, run, say,
 )
 
 
@@ -166,14 +166,18 @@ def _json_value(text: str | None, file: str | None, option: str) -> Any:
 
 
 def _rule_body(trigger_name: str, action_name: str, filter_: str | None, filter_file: str | None,
-               transform: str | None, transform_file: str | None, shadow: bool | None = None) -> dict[str, Any]:
+               transform: str | None, transform_file: str | None, shadow: bool | None = None,
+               retry: str | None = None, dead_letter: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"trigger": trigger_name, "action": action_name}
     if shadow is not None:
         body["shadow"] = shadow
     for key, value in (("filter", _json_value(filter_, filter_file, "filter")),
-                       ("transform", _json_value(transform, transform_file, "transform"))):
+                       ("transform", _json_value(transform, transform_file, "transform")),
+                       ("retry", _json_value(retry, None, "retry"))):
         if value is not None:
             body[key] = value
+    if dead_letter is not None:
+        body["deadLetter"] = {"trigger": dead_letter}
     return body
 
 
@@ -185,6 +189,8 @@ def routing_options(fn: Any) -> Any:
         click.option("--transform-file", default=None, help="file holding the transform template (JSON)"),
         click.option("--shadow/--no-shadow", default=None,
                      help="a shadow rule matches, counts and records what it would run, and runs nothing"),
+        click.option("--retry", default=None, help='retry policy (JSON), e.g. {"maxAttempts": 3, "initialDelayMs": 200}'),
+        click.option("--dead-letter", default=None, help="trigger fired for each event the rule gives up on"),
     )):
         fn = option(fn)
     return fn
@@ -201,8 +207,9 @@ def _add_put_rule_command(command: str, *, overwrite: bool, help_text: str) -> N
     @run
     def put_rule(ctx: Ctx, name: str, trigger_name: str, action_name: str, filter_: str | None,
                  filter_file: str | None, transform: str | None, transform_file: str | None,
-                 shadow: bool | None) -> None:
-        body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, shadow)
+                 shadow: bool | None, retry: str | None, dead_letter: str | None) -> None:
+        body = _rule_body(trigger_name, action_name, filter_, filter_file, transform, transform_file, shadow, retry,
+                          dead_letter)
         ctx.client.request("PUT", ctx.client.entity_path("rules", name), body, {"overwrite": True} if overwrite else None)
         say(ctx, f"ok: {'updated' if overwrite else 'created'} rule {name}", {"ok": True, "rule": name})
 
@@ -210,7 +217,7 @@ def _add_put_rule_command(command: str, *, overwrite: bool, help_text: str) -> N
 _add_put_rule_command("create", overwrite=False,
                       help_text="Create rule NAME: events of TRIGGER_NAME run ACTION_NAME (when --filter matches).")
 _add_put_rule_command("update", overwrite=True, help_text="Point rule NAME at TRIGGER_NAME and ACTION_NAME; without "
-                      "--filter/--transform/--shadow it keeps the ones it has.")
+                      "--filter/--transform/--shadow/--retry/--dead-letter it keeps the ones it has.")
 
 
 @rule.command("explain")
@@ -284,6 +291,44 @@ def rule_disable(ctx: Ctx, name: str) -> None:
 
 add_get_command(rule, "rules", help_text="Print rule NAME (trigger, action, status) as JSON.")
 add_delete_command(rule, "rules", "rule")
+
+
+@rule.command("deadletters")
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(0, 200), default=30, help="letters to show (0: 200)")
+@click.option("--skip", type=click.IntRange(min=0), default=0, help="letters to skip, oldest first")
+@click.option("--count", is_flag=True, help="print only how many letters the rule has")
+@pass_ctx
+@run
+def rule_deadletters(ctx: Ctx, name: str, limit: int, skip: int, count: bool) -> None:
+    """List the events rule NAME gave up on (oldest first): event, last activation, reason."""
+    path = ctx.client.entity_path("rules", name) + "/deadletters"
+    if count:
+        counted = ctx.client.request("GET", path, None, {"count": True}).body
+        say(ctx, f"{counted['deadletters']} dead letters", counted)
+        return
+    letters = ctx.client.request("GET", path, None, {"limit": limit, "skip": skip}).body
+    columns = [Column("id", keep=True), Column("last activation", keep=True), Column("reason"), Column("attempts"),
+               Column("event")]
+    rows = [[item["id"], item["activationId"], item["reason"], str(item["attempts"]), item["eventId"]] for item in letters]
+    emit(ctx, letters, fitted_table("dead letters", columns, rows))
+
+
+@rule.command("redrive")
+@click.argument("name")
+@click.option("--id", "ids", multiple=True, help="a dead letter to redrive (repeatable; default: all)")
+@click.option("--action", default=None, help="run this action instead of the rule's")
+@pass_ctx
+@run
+def rule_redrive(ctx: Ctx, name: str, ids: tuple[str, ...], action: str | None) -> None:
+    """Run rule NAME's dead letters again; a letter leaves the list when its new run succeeds."""
+    body: dict[str, Any] = {}
+    if ids:
+        body["ids"] = list(ids)
+    if action is not None:
+        body["action"] = action
+    answer = ctx.client.request("POST", ctx.client.entity_path("rules", name) + "/deadletters/redrive", body).body
+    say(ctx, f"ok: redrove {len(answer['activationIds'])} dead letters of rule {name}", answer)
 
 
 @rule.command("list")

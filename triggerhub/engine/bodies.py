@@ -13,9 +13,10 @@ from typing import Any
 
 from triggerhub.config import LimitsConfig
 from triggerhub.engine import kinds
-from triggerhub.errors import BadRequest, PayloadTooLarge
+from triggerhub.errors import BadRequest, Forbidden, PayloadTooLarge
+from triggerhub.rules.retry_policy import parse_dead_letter, parse_retry
 from triggerhub.model import (
-    ActionLimits, Entity, Exec, FullyQualifiedName, Kind, Parameters, bump_version, params_from_json,
+    JSON, ActionLimits, Entity, Exec, FullyQualifiedName, Kind, Parameters, bump_version, params_from_json,
 )
 
 ANNOTATIONS_LIMIT_BYTES = 1024 * 1024
@@ -104,6 +105,19 @@ def parse_routing(body: dict[str, Any], key: str, old: Any, compile_: Callable[[
         return None
     compile_(body[key])
     return body[key]
+
+
+def parse_delivery(body: dict[str, Any], namespace: str) -> tuple[JSON, JSON, FullyQualifiedName | None]:
+    """A rule's `retry` and `deadLetter` as saved (null or absent: None) and the dead-letter
+    trigger it names (to authorise like the rule's own trigger). 400 naming the bad value."""
+    retry = body.get("retry")
+    if retry is not None:
+        parse_retry(retry)
+    dead_letter = body.get("deadLetter")
+    target = None if dead_letter is None else parse_dead_letter(dead_letter, namespace)
+    if target is not None and target.namespace != namespace:
+        raise Forbidden(f"The supplied authentication is not authorized to access '{target.namespace}/{target.name}'.")
+    return retry, dead_letter, target
 
 
 def parse_shadow(body: dict[str, Any], old: bool) -> bool:

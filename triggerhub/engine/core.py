@@ -27,6 +27,7 @@ from triggerhub.model import (
 )
 from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
+from triggerhub.engine.deliveries import Deliveries, PumpSettings
 from triggerhub.engine.derive import Deriver
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
@@ -75,6 +76,10 @@ class Engine:
         self._feed_held: set[str] = set()  # activation ids holding a feed admission slot
         self._unslotted: set[str] = set()  # feed-fired activation ids that took no direct concurrency slot
         self.router = Router()
+        self.deliveries = Deliveries(store=store, entities=entities, submit=self._resubmit, fire=self._fire_event,
+                                     limits_of=self._limits_of, clock=clock,
+                                     settings=PumpSettings(poll_ms=config.limits.retry_poll_ms,
+                                                           lease_ms=config.limits.retry_lease_ms))
         self.deriver = Deriver(store, entities, clock=clock)
         self._derive_loop = derive_loop
         self._running = contextlib.AsyncExitStack()
@@ -229,7 +234,12 @@ class Engine:
         return accepted
 
     async def execute(self, invocation: Invocation) -> Activation:
-        """Run one invocation to a record without storing it (sequences store their components)."""
+        """Run one invocation to a record without storing it (sequences store their components);
+        a rule activation's retry or dead letter is kept before its record is returned."""
+        record = await self._execute(invocation)
+        return record if invocation.delivery is None else await self.deliveries.settle(invocation, record)
+
+    async def _execute(self, invocation: Invocation) -> Activation:
         kind = invocation.action.exec.kind
         if kind == Kind.SEQUENCE:
             return await run_sequence(invocation, topmost=invocation.cause is None, resolve=self.resolve,
@@ -311,7 +321,8 @@ class Engine:
         from_feed = event.type != API_FIRE_TYPE
         if from_feed:
             await self._feed_admission.wait_event(namespace, self.config.limits.feed_events_per_minute)
-        routing = rules.route(self.router.compiled(trigger), event)
+        compiled = self.router.compiled(trigger)
+        routing = rules.route(compiled, event)
         trigger_params = params_to_dict(trigger.parameters)
         invocations: list[Invocation] = []
         outcomes: list[str] = []
@@ -347,9 +358,10 @@ class Engine:
                 continue
             invocation = self._invocation(identity, resolved, [trigger_params, found.params],
                                           activation_id=found.activation_id)
+            delivery, annotations = self.deliveries.attach(found, compiled.links[found.rule], event, tenant.limits)
             traces = lineage.activation_annotations(context, event.id, found.activation_id, found.rule,
-                                                     found.annotations) if context is not None else ()
-            invocations.append(replace(invocation, extra_annotations=found.annotations + traces,
+                                                     annotations) if context is not None else ()
+            invocations.append(replace(invocation, extra_annotations=annotations + traces, delivery=delivery,
                                        received_ms=event.time_ms))
             outcomes.append(rules.outcome_line(found))
             decide(found, lineage.Decision.MATCHED)
@@ -378,6 +390,40 @@ class Engine:
             log.debug("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))
         return accepted
+
+    # ------------------------------------------------------------------ retries and dead letters
+    async def _resubmit(self, invocations: list[Invocation]) -> None:
+        """Run invocations already pending in the store (retries): no new acceptance, no slot."""
+        self._unslotted.update(invocation.activation_id for invocation in invocations)
+        await self._submit(Acceptance(), invocations)
+
+    async def _fire_event(self, fqn: FullyQualifiedName, event: TriggerEvent) -> None:
+        """Fire an event the hub makes itself (a dead letter) on trigger `fqn`, as feeds do."""
+        trigger = await self.entities.find(fqn, Trigger)
+        if trigger is None:
+            log.warning("trigger %s does not exist; event %s not fired", fqn, event.id)
+            return
+        await self.dispatcher.fire(event, lambda: self._match(trigger, event, cursor=None),
+                                   key=partition_key(trigger.annotations, event, in_order=bool(trigger.derived)))
+
+    async def _limits_of(self, namespace: str) -> dict[str, int]:
+        return (await self.auth.namespace_state(namespace)).limits
+
+    async def redrive(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> list[str]:
+        """Run the selected dead letters of rule `fqn` again (POST …/deadletters/redrive); the
+        activation ids. A letter leaves the list when its new run succeeds."""
+        rule, letters, action = await self.deliveries.redrive_letters(identity, fqn, body)
+        if not letters:
+            return []
+        resolved = await self.resolve(identity, action)
+        invocations = []
+        for letter in letters:
+            arguments = await self.deliveries.redrive_arguments(letter, rule)
+            invocations.append(self.deliveries.redriven(letter, self._invocation(identity, resolved, [arguments])))
+        self._unslotted.update(invocation.activation_id for invocation in invocations)
+        await self._submit(Acceptance(invocations=invocations), invocations)
+        log.info("rule %s: %d dead letters redriven to %s", fqn, len(invocations), action)
+        return [invocation.activation_id for invocation in invocations]
 
     async def _admit_from_feed(self, namespace: str, invocations: list[Invocation]) -> None:
         """Wait for room under the feed limits; the slots are given back as for direct calls."""

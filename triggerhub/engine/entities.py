@@ -377,8 +377,10 @@ class Entities:
         trigger_ref, action_ref = body.get("trigger"), body.get("action")
         named_trigger = bodies.parse_entity_ref(trigger_ref, fqn.namespace) if trigger_ref else None
         named_action = bodies.parse_entity_ref(action_ref, fqn.namespace) if action_ref else None
+        retry, dead_letter, alerted = bodies.parse_delivery(body, fqn.namespace)
         await self.check_references(identity, [(ref, collection) for ref, collection in (
-            (named_trigger, Collection.TRIGGERS), (named_action, Collection.ACTIONS)) if ref is not None])
+            (named_trigger, Collection.TRIGGERS), (named_action, Collection.ACTIONS),
+            (alerted, Collection.TRIGGERS)) if ref is not None])
         old = await self._existing(fqn, Rule, overwrite=overwrite)
         if old is not None:
             trigger_fqn, action_fqn = named_trigger or old.trigger, named_action or old.action
@@ -404,13 +406,16 @@ class Entities:
         transform = bodies.parse_routing(body, "transform", old.transform if old else None, compile_transform)
         shadow = bodies.parse_shadow(body, old.shadow if old else False)
         rules = dict(trigger.rules)
-        rules[rule_key] = ReducedRule(action_fqn, status, filter_, transform, shadow=shadow)
+        retry = old.retry if old is not None and "retry" not in body else retry
+        dead_letter = old.dead_letter if old is not None and "deadLetter" not in body else dead_letter
+        rules[rule_key] = ReducedRule(action_fqn, status, filter_, transform, retry, dead_letter, shadow=shadow)
         puts.append(replace(trigger, rules=rules))
         rule = Rule(
             namespace=fqn.path, name=fqn.name, trigger=trigger_fqn, action=action_fqn,
             version=bodies.next_version(body, old), publish=bool(body.get("publish", old.publish if old else False)),
             annotations=bodies.parse_annotations(body, old.annotations if old else ()), updated_ms=now_ms(),
-            revision=old.revision if old else 0, filter=filter_, transform=transform, shadow=shadow,
+            revision=old.revision if old else 0, filter=filter_, transform=transform, retry=retry,
+            dead_letter=dead_letter, shadow=shadow,
         )
         written = await self._write([rule, *puts], [])
         return _as(written[0], Rule)
@@ -426,7 +431,7 @@ class Entities:
             raise NotFound("Only rules with existing triggers can be activated")
         rules = dict(trigger.rules)
         rules[f"{fqn.path}/{fqn.name}"] = ReducedRule(rule.action, RuleStatus(status), rule.filter, rule.transform,
-                                                          shadow=rule.shadow)
+                                                      rule.retry, rule.dead_letter, shadow=rule.shadow)
         await self._write([replace(trigger, rules=rules)], [])
         return rule
 

@@ -16,11 +16,13 @@ from pathlib import Path
 
 from triggerhub.engine.auth import SYSTEM_NAMESPACES, hash_key
 from triggerhub.engine.bootstrap import read_credentials, write_credentials
-from triggerhub.errors import AdminError
+from triggerhub.errors import AdminError, BadRequest
 from triggerhub.model import Identity, Subject, is_valid_name, new_credentials
+from triggerhub.rules.retry_policy import NAMESPACE_KEYS, namespace_policy
 from triggerhub.store.base import Store
 
-LIMIT_KEYS = ("invocationsPerMinute", "concurrentInvocations", "firesPerMinute")
+LIMIT_KEYS = ("invocationsPerMinute", "concurrentInvocations", "firesPerMinute", *NAMESPACE_KEYS)
+"""The throttles, and the namespace's default retry policy (issue 14: rules without `retry`)."""
 _KEY_RE = re.compile(r"\A[A-Za-z0-9]{64}\Z")
 
 
@@ -134,6 +136,14 @@ async def set_limits(store: Store, namespace: str, limits: Mapping[str, int]) ->
         raise AdminError(f"limits must be whole numbers ≥ 0; got {bad}")
     found = await _namespace_subjects(store, namespace)
     merged = {**found[0].limits, **limits}
+    try:
+        namespace_policy(merged)
+    except BadRequest as exc:
+        raise AdminError(f"{exc.message} (--retryMaxAttempts sets the namespace default; the other --retry* "
+                         "options need it)") from None
+    if any(key in merged for key in NAMESPACE_KEYS) and "retryMaxAttempts" not in merged:
+        raise AdminError("the namespace retry default needs --retryMaxAttempts (1 or more); the other --retry* "
+                         "options only shape it")
     for one in found:
         await store.put_subject(replace(one, limits=merged))
     return merged

@@ -16,8 +16,8 @@ from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.errors import ActionRuntimeError, UnsupportedKind
 from triggerhub.invoker.base import ProxyResponse
 from triggerhub.invoker.pool import ContainerPool, Lease
-from triggerhub.model import (JSON, Activation, ActivationResponse, Invocation, Parameter, StatusCode,
-                              annotation)
+from triggerhub.model import (JSON, NO_DELIVERY_ENVIRONMENT, Activation, ActivationResponse, Invocation, Parameter,
+                              StatusCode, annotation)
 from triggerhub.observe.lineage import traceparent_of
 
 logger = logging.getLogger(__name__)
@@ -193,6 +193,7 @@ class ActionInvoker:
             "action_name": str(action.fqn), "action_version": action.version,
             "activation_id": invocation.activation_id, "transaction_id": invocation.transaction_id,
             "deadline": str(deadline_ms),
+            **(NO_DELIVERY_ENVIRONMENT if invocation.delivery is None else invocation.delivery.run_environment()),
         }
         api_key = self._api_key_of(invocation) if self._provides_api_key(invocation) else None
         if api_key is not None:

@@ -233,11 +233,12 @@ class Applier:
                 log.error("rollback step '%s' failed: %s", what, exc.message)
 
 
-ROUTING_KEYS = ("filter", "transform")
+ROUTING_KEYS = ("filter", "transform", "retry", "deadLetter")
 
 
 def _dropping_routing(body: dict[str, JSON], current: JSON) -> dict[str, JSON]:
-    """A rule update without `filter`/`transform` removes the hub's (a left-out key keeps it)."""
+    """A rule update without `filter`/`transform`/`retry`/`deadLetter` removes the hub's (a
+    left-out key would keep it); without `shadow`, a shadow rule becomes a running one."""
     dropped: dict[str, JSON] = {key: None for key in ROUTING_KEYS if key in (current or {}) and key not in body}
     if (current or {}).get("shadow") and "shadow" not in body:
         dropped["shadow"] = False

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from triggerhub.errors import PatternError, Problem
+from triggerhub.errors import BadRequest, PatternError, Problem
 from triggerhub.manifests import params as P
 from triggerhub.manifests.actions import auth_problem, build_action_body, build_sequence_body
 from triggerhub.manifests.apis import api_entries, operation
@@ -24,8 +24,12 @@ from triggerhub.manifests.source import Source, YamlPath
 from triggerhub.model import ApiRoute, Collection, is_valid_name
 
 RoutingCheck = Callable[[str, Any], object]
-"""Compiles a rule's `filter` or `transform` (the key says which), raising PatternError. Given by
+"""Checks a rule's `filter`, `transform`, `retry` or `deadLetter` (the key says which), raising BadRequest
+(PatternError for patterns, naming the clause). Given by
 the caller (the CLI passes the hub's own compiler): this package never imports triggerhub.rules."""
+
+ROUTED_RULE_KEYS = ("filter", "transform", "retry", "deadLetter")
+"""A manifest rule's keys that go to the hub as written, each checked with `RoutingCheck`."""
 
 DEFAULT_PACKAGE = "default"
 _JSON_PATH_PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\[\"((?:[^\"\\]|\\.)*)\"\]")
@@ -381,7 +385,7 @@ class EntityBuilder:
             return
         body = {"trigger": trigger_fqn, "action": self._fqn(*action), "publish": False,
                 "annotations": self._annotations(raw.get("annotations"))}
-        for key in ("filter", "transform"):
+        for key in ROUTED_RULE_KEYS:
             if raw.get(key) is not None:
                 self._check_routing(key, raw[key], path + (key,))
                 body[key] = raw[key]
@@ -397,6 +401,8 @@ class EntityBuilder:
             self.check_routing(key, value)
         except PatternError as exc:
             self._problem(path + json_path_parts(exc.path), exc.message)
+        except BadRequest as exc:  # a bad `retry` or `deadLetter`: the message names the key and value
+            self._problem(path, exc.message)
 
     def _action_ref(self, pkg: str, ref: str, path: YamlPath) -> tuple[str, str] | None:
         """(package, name) of an action or sequence reference; `/ns/...` refers outside the manifest."""

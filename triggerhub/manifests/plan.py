@@ -222,7 +222,7 @@ def view(collection: Collection, doc: JSON, desired: dict[str, Any]) -> dict[str
     if collection is Collection.RULES:
         out["trigger"] = _fqn(doc.get("trigger"))
         out["action"] = _fqn(doc.get("action"))
-        out.update({key: doc[key] for key in ("filter", "transform") if doc.get(key) is not None})
+        out.update({key: doc[key] for key in ("filter", "transform", "retry", "deadLetter") if doc.get(key) is not None})
         if doc.get("shadow"):
             out["shadow"] = True
     if collection is Collection.PACKAGES:

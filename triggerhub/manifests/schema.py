@@ -65,6 +65,7 @@ TRIGGER = _closed({
 RULE = _closed({
     "trigger": _STR, "action": _STR, "rule": _STR, "annotations": _ANY_MAP, "description": _STR,
     "version": _VERSION, "filter": {"type": "object"}, "transform": {"type": "object"}, "shadow": {"type": "boolean"},
+    "retry": {"type": "object"}, "deadLetter": {"type": "object"},
 }, required=("trigger", "action"), nullable=False)
 
 DEPENDENCY = _closed({

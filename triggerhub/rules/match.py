@@ -22,6 +22,7 @@ from triggerhub.model import (
 from triggerhub.rules.events import event_document
 from triggerhub.rules.index import RuleIndex
 from triggerhub.rules.pattern import Filter, compile_filter
+from triggerhub.rules.retry_policy import parse_dead_letter, parse_retry
 from triggerhub.rules.transform import Transform, compile_transform
 
 _DERIVED_IDS = uuid.UUID("0b6a4a4e-9d1f-4d43-8a1c-5c1f3f2f7e21")
@@ -117,9 +118,14 @@ def _transformed(transform: Transform, document: dict[str, Any]) -> tuple[dict[s
 
 
 def compile_routing(key: str, value: Any) -> None:
-    """Check a rule's `filter` (key "filter") or `transform` as the hub compiles it: PatternError."""
+    """Check a rule's `filter` (key "filter") or `transform` as the hub compiles it (PatternError),
+    or its `retry` or `deadLetter` as the hub parses them (BadRequest)."""
     if key == "filter":
         compile_filter(value)
+    elif key == "retry":
+        parse_retry(value)
+    elif key == "deadLetter":
+        parse_dead_letter(value, "_")
     else:
         compile_transform(value)
 

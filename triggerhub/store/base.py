@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from triggerhub.model import (
-    JSON, Activation, ApiRoute, Collection, Entity, Invocation, RuleCounts, Subject, TriggerEvent,
+    JSON, Activation, ApiRoute, Collection, DeadLetter, Entity, Invocation, RuleCounts, Subject, TriggerEvent,
 )
 
 
@@ -210,3 +210,28 @@ class Store(Protocol):
 
     async def delete_routes(self, routes: Sequence[ApiRoute]) -> int:
         """Delete these routes (matched by key) in one transaction; returns how many existed."""
+
+    # retries and dead letters (issue 14; store/deliveries.py) ---------------------------------
+    async def put_retry(self, invocation: Invocation, *, rule: str, due_ms: int) -> bool:
+        """Keep a waiting retry (the next attempt's invocation); False when kept already."""
+
+    async def claim_retries(self, *, now_ms: int, owner: str, lease_ms: int, limit: int) -> list[Invocation]:
+        """Lease due retries to `owner` for `lease_ms`; a retry is leased to one owner at a time."""
+
+    async def prepare_retry(self, invocation: Invocation) -> bool:
+        """Make a claimed retry pending (once); False when its attempt already has a record."""
+
+    async def delete_retry(self, activation_id: str, *, owner: str) -> bool:
+        """Drop a retry once its attempt was handed over (only while `owner` holds its lease)."""
+
+    async def next_retry_due_ms(self) -> int | None: ...
+    async def count_retries(self, rule: str | None = None) -> int: ...
+    async def put_dead_letter(self, letter: DeadLetter) -> None:
+        """Keep `letter`, replacing the letter with the same id."""
+
+    async def list_dead_letters(self, rule: str, *, ids: Sequence[str] | None = None, skip: int = 0,
+                                limit: int = 30) -> list[DeadLetter]:
+        """The letters of `rule` ("guest/r"), oldest first (only `ids`, when given)."""
+
+    async def count_dead_letters(self, rule: str) -> int: ...
+    async def delete_dead_letter(self, letter_id: str) -> bool: ...

@@ -12,7 +12,7 @@ from typing import Any
 
 from triggerhub.errors import StoreError
 from triggerhub.model import (
-    JSON, Action, ActionLimits, Activation, ActivationResponse, Binding, Collection, Entity, Exec,
+    JSON, Action, ActionLimits, Activation, ActivationResponse, Binding, Collection, DeadLetter, Delivery, Entity, Exec,
     FullyQualifiedName, Invocation, Package, Parameter, Parameters, ReducedRule, Rule, RuleStatus,
     StatusCode, Subject, Trigger, TriggerEvent,
 )
@@ -104,18 +104,21 @@ def action_from_doc(doc: Doc) -> Action:
 
 def _reduced(link: ReducedRule) -> list[JSON]:
     """[action, status] as before issue 13; [action, status, filter, transform] when either is set;
-    for a shadow rule [action, status, filter, transform, None, None, true]: the two slots before
-    the flag belong to the retry policy and dead-letter target of issue 14's retries."""
+    [..., retry, deadLetter] when either of those is set (issue 14); [..., retry, deadLetter, true]
+    for a shadow rule."""
     short = [_fqn(link.action), link.status.value]
     if link.shadow:
-        return [*short, link.filter, link.transform, None, None, True]
+        return [*short, link.filter, link.transform, link.retry, link.dead_letter, True]
+    if link.retry is not None or link.dead_letter is not None:
+        return [*short, link.filter, link.transform, link.retry, link.dead_letter]
     return short if link.filter is None and link.transform is None else [*short, link.filter, link.transform]
 
 
 def _reduced_from(item: list[JSON]) -> ReducedRule:
     action, status, *routing = item
-    filter_, transform, _retry, _dead_letter, shadow = [*routing, None, None, None, None, False][:5]
-    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform, shadow=bool(shadow))
+    filter_, transform, retry, dead_letter, shadow = [*routing, None, None, None, None, False][:5]
+    return ReducedRule(_fqn_from(action), RuleStatus(status), filter_, transform, retry, dead_letter,
+                       shadow=bool(shadow))
 
 
 def trigger_to_doc(trigger: Trigger) -> Doc:
@@ -140,15 +143,20 @@ def rule_to_doc(rule: Rule) -> Doc:
         doc["filter"] = rule.filter
     if rule.transform is not None:
         doc["transform"] = rule.transform
+    if rule.retry is not None:
+        doc["retry"] = rule.retry
+    if rule.dead_letter is not None:
+        doc["deadLetter"] = rule.dead_letter
     if rule.shadow:
         doc["shadow"] = True
     return doc
 
 
 def rule_from_doc(doc: Doc) -> Rule:
-    """Rules stored before issue 13 have neither `filter` nor `transform`."""
+    """Rules stored before issue 13 have neither `filter` nor `transform`; before 14, no `retry`."""
     return Rule(trigger=_fqn_from(doc["trigger"]), action=_fqn_from(doc["action"]), filter=doc.get("filter"),
-                transform=doc.get("transform"), shadow=bool(doc.get("shadow", False)), **_common_from(doc))
+                transform=doc.get("transform"), retry=doc.get("retry"), dead_letter=doc.get("deadLetter"),
+                shadow=bool(doc.get("shadow", False)), **_common_from(doc))
 
 
 def package_to_doc(package: Package) -> Doc:
@@ -215,14 +223,26 @@ def invocation_to_doc(invocation: Invocation) -> Doc:
             "path_annotation": invocation.path_annotation, "binding": invocation.binding,
             "init_env": {k: v for k, v in invocation.init_env.items() if k not in SECRET_ENV},
             "transaction_id": invocation.transaction_id,
-            "extra_annotations": _params(invocation.extra_annotations), "received_ms": invocation.received_ms}
+            "extra_annotations": _params(invocation.extra_annotations), "received_ms": invocation.received_ms,
+            "delivery": None if invocation.delivery is None else invocation.delivery.to_json()}
 
 
 def invocation_from_doc(doc: Doc) -> Invocation:
+    """Invocations stored before issue 14 have no `delivery`."""
+    delivery = doc.get("delivery")
     return Invocation(doc["activation_id"], action_from_doc(doc["action"]), doc["args"], doc["namespace"],
                       doc["subject"], doc["accepted_ms"], doc["cause"], doc["blocking"], doc["path_annotation"],
                       doc["binding"], doc["init_env"], doc["transaction_id"], _params_from(doc["extra_annotations"]),
-                      doc.get("received_ms", 0))
+                      doc.get("received_ms", 0), None if delivery is None else Delivery.from_json(delivery))
+
+
+def dead_letter_to_doc(letter: DeadLetter) -> Doc:
+    return {**letter.to_json(), "invocation": invocation_to_doc(letter.invocation)}
+
+
+def dead_letter_from_doc(doc: Doc) -> DeadLetter:
+    return DeadLetter(doc["id"], doc["rule"], doc["eventId"], doc["activationId"], doc["reason"], doc["attempts"],
+                      doc["time"], invocation_from_doc(doc["invocation"]))
 
 
 def event_to_doc(event: TriggerEvent) -> Doc:

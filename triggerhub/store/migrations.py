@@ -91,6 +91,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             matched BIGINT NOT NULL,
             filtered BIGINT NOT NULL)""",
     )),
+    # Issue 14. A waiting retry is a row due at `due_ms`; a process claims it by setting a lease
+    # (`lease_owner` until `lease_until_ms`), so two processes never start it twice and a process
+    # killed holding one leaves it to others when the lease ends. `doc` is the next attempt's
+    # invocation. A dead letter is one row per (rule, event), replaced when a redrive fails again.
+    Migration(4, "retries and dead letters", (
+        """CREATE TABLE retries (
+            activation_id TEXT PRIMARY KEY,
+            rule TEXT NOT NULL,
+            due_ms BIGINT NOT NULL,
+            lease_owner TEXT NOT NULL,
+            lease_until_ms BIGINT NOT NULL,
+            doc TEXT NOT NULL)""",
+        "CREATE INDEX retries_by_due ON retries (due_ms, activation_id)",
+        """CREATE TABLE dead_letters (
+            id TEXT PRIMARY KEY,
+            rule TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            doc TEXT NOT NULL)""",
+        "CREATE INDEX dead_letters_by_rule ON dead_letters (rule, created_ms, id)",
+    )),
     # Replay marks (store/replays.py): one row per (rule, event) replayed, claimed in the
     # transaction that accepts the replayed invocation; pruned with the events by event time.
     # The events index serves retention's age and total bounds (store/event_log.py).

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Executable, delete
 
 from triggerhub.errors import RevisionConflict
 from triggerhub.model import Activation, Collection, Entity, collection_of, now_ms
-from triggerhub.store import derived, replays, statements
+from triggerhub.store import deliveries, derived, replays, statements
 from triggerhub.store.base import Acceptance
 from triggerhub.store.statements import Statements
 from triggerhub.store.tables import activations, pending, rule_counts
@@ -62,6 +62,8 @@ def put_entities(conn: Connection, sql: Statements, puts: Sequence[Entity], writ
     deleted_rules = [f"{e.namespace}/{e.name}" for e in deletes if collection_of(e) is Collection.RULES]
     if deleted_rules:  # a rule created again under the same name counts afresh
         conn.execute(delete(rule_counts).where(rule_counts.c.rule.in_(deleted_rules)))
+        for rule in deleted_rules:  # and keeps neither waiting retries nor dead letters
+            deliveries.delete_rule_deliveries(conn, rule)
 
 
 def _conflict(conn: Connection, sql: Statements, entity: Entity, verb: str) -> RevisionConflict:

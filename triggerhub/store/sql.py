@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from triggerhub.errors import ConfigError, StoreError
 from triggerhub.model import (
-    Activation, ApiRoute, Collection, Entity, Invocation, RuleCounts, Subject, TriggerEvent, now_ms,
+    Activation, ApiRoute, Collection, DeadLetter, Entity, Invocation, RuleCounts, Subject, TriggerEvent, now_ms,
 )
 from triggerhub.observe.metrics import timed_methods
-from triggerhub.store import codec, derived, direct, event_log, operations, statements
+from triggerhub.store import codec, deliveries, derived, direct, event_log, operations, statements
 from triggerhub.store.base import Acceptance, ActivationQuery, DeriveStep, FeedRegistration, Pruned
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
@@ -67,7 +67,8 @@ class SqlStore:
         self._pg_reads: PgReads | None = None  # PostgreSQL's hot key reads (pg_direct.py)
         self._acceptances = GroupCommit(self._accept_batch)
         self._completions = GroupCommit(self._complete_batch)
-        self._sql = statements.Statements(self._url.get_backend_name())
+        self._dialect = self._url.get_backend_name()
+        self._sql = statements.Statements(self._dialect)
         if self._is_sqlite:
             self._accept_op: Callable[..., list[bool]] = direct.accept
             self._complete_op: Callable[..., set[str]] = direct.complete
@@ -429,6 +430,53 @@ class SqlStore:
             deleted: int = await self._opened.write(partial(operations.execute_counted,
                                                             statement=delete(api_routes).where(or_(*keys))))
         return deleted
+
+    # retries and dead letters (issue 14) ----------------------------------------------------------
+
+    async def put_retry(self, invocation: Invocation, *, rule: str, due_ms: int) -> bool:
+        with self._translated(f"keep retry {invocation.activation_id} of rule {rule!r}"):
+            return await self._opened.write(partial(deliveries.put_retry, dialect=self._dialect, invocation=invocation,
+                                                    rule=rule, due_ms=due_ms))
+
+    async def claim_retries(self, *, now_ms: int, owner: str, lease_ms: int, limit: int) -> list[Invocation]:
+        with self._translated("claim due retries"):
+            return await self._opened.write(partial(deliveries.claim_retries, now_ms=now_ms, owner=owner,
+                                                    lease_ms=lease_ms, limit=limit))
+
+    async def prepare_retry(self, invocation: Invocation) -> bool:
+        with self._translated(f"start retry {invocation.activation_id}"):
+            return await self._opened.write(partial(deliveries.prepare_retry, invocation=invocation))
+
+    async def delete_retry(self, activation_id: str, *, owner: str) -> bool:
+        with self._translated(f"drop started retry {activation_id}"):
+            return await self._opened.write(partial(deliveries.delete_retry, activation_id=activation_id,
+                                                    owner=owner)) > 0
+
+    async def next_retry_due_ms(self) -> int | None:
+        with self._translated("read the next retry's due time"):
+            return await self._opened.read(deliveries.next_due_ms, listing=True)
+
+    async def count_retries(self, rule: str | None = None) -> int:
+        with self._translated("count waiting retries"):
+            return await self._opened.read(partial(deliveries.count_retries, rule=rule), listing=True)
+
+    async def put_dead_letter(self, letter: DeadLetter) -> None:
+        with self._translated(f"keep dead letter {letter.id} of rule {letter.rule!r}"):
+            await self._opened.write(partial(deliveries.put_dead_letter, dialect=self._dialect, letter=letter))
+
+    async def list_dead_letters(self, rule: str, *, ids: Sequence[str] | None = None, skip: int = 0,
+                                limit: int = 30) -> list[DeadLetter]:
+        with self._translated(f"list the dead letters of rule {rule!r}"):
+            return await self._opened.read(partial(deliveries.list_dead_letters, rule=rule, ids=ids, skip=skip,
+                                                   limit=limit), listing=True)
+
+    async def count_dead_letters(self, rule: str) -> int:
+        with self._translated(f"count the dead letters of rule {rule!r}"):
+            return await self._opened.read(partial(deliveries.count_dead_letters, rule=rule), listing=True)
+
+    async def delete_dead_letter(self, letter_id: str) -> bool:
+        with self._translated(f"drop dead letter {letter_id}"):
+            return await self._opened.write(partial(deliveries.delete_dead_letter, letter_id=letter_id)) > 0
 
     # plumbing ---------------------------------------------------------------------------------
 

@@ -84,6 +84,24 @@ api_routes = Table(
     Column("doc", Text, nullable=False),
 )
 
+retries = Table(
+    "retries", metadata,
+    Column("activation_id", Text, primary_key=True),  # the next attempt's activation id
+    Column("rule", Text, nullable=False),  # "guest/r"
+    Column("due_ms", BigInteger, nullable=False),
+    Column("lease_owner", Text, nullable=False),  # "" until claimed
+    Column("lease_until_ms", BigInteger, nullable=False),  # 0 until claimed
+    Column("doc", Text, nullable=False),  # the next attempt's invocation (codec.invocation_to_doc)
+)
+
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("id", Text, primary_key=True),  # derived from (rule, event)
+    Column("rule", Text, nullable=False),  # "guest/r"
+    Column("created_ms", BigInteger, nullable=False),
+    Column("doc", Text, nullable=False),  # codec.dead_letter_to_doc
+)
+
 replays = Table(
     "replays", metadata,
     Column("rule", Text, primary_key=True),  # "guest/r"
