@@ -34,7 +34,9 @@ from triggerhub.model import Parameter, StatusCode
 SECRET = "postgresql://hub:s3cret-password@127.0.0.1/hub"
 PROTOCOL_ENV = {"HOME", "LANG", "PATH", "PWD", "PYTHONDONTWRITEBYTECODE", "TMPDIR", "TRIGGERHUB_SOCKET"}
 RUN_ENV = {"__OW_ACTION_NAME", "__OW_ACTION_VERSION", "__OW_ACTIVATION_ID", "__OW_DEADLINE", "__OW_NAMESPACE",
-           "__OW_TRANSACTION_ID"}
+           "__OW_TRANSACTION_ID",
+           # delivery keys (README: Delivery semantics; empty outside rule activations) and the trace context
+           "__OW_ATTEMPT", "__OW_DELIVERY_KEY", "__OW_EVENT_ID", "__OW_IDEMPOTENCY_KEY", "__OW_RULE", "__OW_TRACEPARENT"}
 
 SNOOP = """
 import os
