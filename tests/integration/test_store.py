@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.plugins.store import as_store, sqlite_url
+from tests.plugins.waiting import wait_until
 from triggerhub.errors import ConfigError, RevisionConflict, StoreError
 from triggerhub.model import (
     Action, Activation, ActivationResponse, ApiRoute, Binding, Collection, Exec, FullyQualifiedName, Invocation,
@@ -20,7 +21,7 @@ from triggerhub.model import (
 )
 from triggerhub.store.base import Acceptance, ActivationQuery, FeedRegistration
 from triggerhub.store.migrations import LATEST_VERSION, MIGRATIONS, migrate
-from triggerhub.store.runners import CHECKPOINT_EVERY_WRITES, WAL_LIMIT_BYTES
+from triggerhub.store.runners import CHECKPOINT_EVERY_WRITES, WAL_LIMIT_BYTES, WriterStatistics
 from triggerhub.store.sql import SqlStore
 
 T0_MS = 1_700_000_000_000
@@ -486,20 +487,30 @@ async def test_a_write_waiting_for_another_connections_lock_leaves_the_loop_runn
         await store.close()
 
 
-async def test_the_wal_is_checkpointed_every_few_hundred_writes(tmp_path: Path) -> None:
-    # Each write rewrites one page; checkpoints let the WAL restart, so its file stops growing.
+async def test_the_wal_is_copied_into_the_database_every_few_hundred_writes_beside_them(tmp_path: Path) -> None:
+    # In WAL mode the database file changes only at checkpoints: its growth shows the background
+    # (PASSIVE) checkpoints copied the records, and no write waited for a TRUNCATE one.
     path = tmp_path / "wal.db"
     store = SqlStore(sqlite_url(path))
     await store.open()
     try:
+        database_bytes = path.stat().st_size
         for i in range(3 * CHECKPOINT_EVERY_WRITES):
-            await store.set_cursor("feed", f"{i:08}")
-        after_three_rounds = path.with_name("wal.db-wal").stat().st_size
-        for i in range(3 * CHECKPOINT_EVERY_WRITES):
-            await store.set_cursor("feed", f"{i:08}")
-        assert path.with_name("wal.db-wal").stat().st_size == after_three_rounds
+            assert await store.complete(activation(aid(i)))
+        # asked for after commits 200 and 400; one asked for while another runs follows it
+        await wait_until(lambda: _statistics(store).background_checkpoints >= 2)
+        assert _statistics(store).checkpoints == 0
+        assert path.stat().st_size > database_bytes
+        assert path.with_name("wal.db-wal").stat().st_size <= WAL_LIMIT_BYTES
+        assert await store.count_activations(ActivationQuery("guest")) == 3 * CHECKPOINT_EVERY_WRITES
     finally:
         await store.close()
+
+
+def _statistics(store: SqlStore) -> WriterStatistics:
+    statistics = store.statistics()
+    assert statistics is not None
+    return statistics
 
 
 _CHILD = """

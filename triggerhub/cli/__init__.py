@@ -21,6 +21,7 @@ from triggerhub.cli.events import event
 from triggerhub.cli.alarms import alarms
 from triggerhub.manifests.commands import deploy, undeploy, validate
 from triggerhub.cli.context import Ctx, add_json_option, say
+from triggerhub.cli.collector import freeze_start_up_objects
 from triggerhub.cli.logs import log_to_file
 from triggerhub.cli.packages import package
 from triggerhub.cli.status import status
@@ -169,6 +170,7 @@ async def _serve(config: Any, *, mqtt_embedded: bool) -> None:
                        "not trust its CA needs --cacert FILE (wsk: SSL_CERT_FILE=FILE, or -i)")
         if config.deploy_examples:
             await _deploy_examples(hub, mqtt_url)
+        freeze_start_up_objects()
         await stop.wait()
         click.echo("triggerhub stopping")
 

@@ -33,6 +33,7 @@ from triggerhub.bus.producer import KafkaPublisher
 from triggerhub.bus.tail import Tail
 from triggerhub.bus.topics import Topics, ensure_topics
 from triggerhub.cli.tls import tls_options, tls_overrides
+from triggerhub.cli.collector import freeze_start_up_objects
 from triggerhub.cli.logs import log_to_file
 from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
@@ -337,6 +338,7 @@ def _serve(starting: Callable[[], contextlib.AbstractAsyncContextManager[Any]], 
         try:
             async with starting() as started:
                 click.echo(ready(started), nl=True)
+                freeze_start_up_objects()
                 await stop.wait()
         finally:
             otel.shutdown()  # exports the spans still buffered
