@@ -407,13 +407,20 @@ def _transaction(conn: Connection, operation: Operation[T], *, write: bool) -> T
     the write lock, so it never has to upgrade a read lock another writer could have made stale."""
     if not write:
         return operation(conn)
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Straight on the sqlite3 connection: through SQLAlchemy, BEGIN and COMMIT cost the writer
+    # thread tens of microseconds of Python each, holding the GIL the event loop needs meanwhile.
+    raw = conn.connection.dbapi_connection
+    if raw is None:
+        raise StoreError("the SQLite write connection is closed; nothing was written")
+    # Their sqlite3 errors propagate as the direct statements' do (store/direct.py): callers
+    # handle both kinds (`_is_lock_timeout`, sql.DATABASE_ERRORS).
+    raw.execute("BEGIN IMMEDIATE")
     try:
         result = operation(conn)
-        conn.exec_driver_sql("COMMIT")
+        raw.execute("COMMIT")
     except BaseException:
-        if conn.connection.dbapi_connection is not None and conn.connection.dbapi_connection.in_transaction:
-            conn.exec_driver_sql("ROLLBACK")
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
         raise
     return result
 
