@@ -82,6 +82,36 @@ async def test_block_rotate_delete_reach_a_running_hub(tenant_hub):
     assert status == 200
 
 
+async def test_the_embedded_hub_refuses_a_changed_key_on_the_next_request_whatever_its_cache_time(
+        tmp_path: Path, sandbox: Sandbox) -> None:
+    # an hour of cache time: only the entity generation, raised by every subject write, can tell
+    config = hub_config(tmp_path / "home", TRIGGERHUB_AUTH_CACHE_S="3600")
+    async with running_hub(config, runtime=ProcessRuntimeFactory(sandbox=sandbox), runtime_name="process") as running:
+        async with aiohttp.ClientSession() as session:
+            hub = HubClient(running, session)
+            alice = await admin(hub, "user", "create", "alice", "-ns", "team-a")
+            assert (await hub.call("GET", "namespaces/_/triggers", auth=alice))[0] == 200  # cached now
+
+            await admin(hub, "user", "block", "alice")
+            await refused_at_once(hub, alice)
+            await admin(hub, "user", "unblock", "alice")
+            assert (await hub.call("GET", "namespaces/_/triggers", auth=alice))[0] == 200
+
+            rotated = await admin(hub, "user", "rotate", "alice", "-ns", "team-a")
+            await refused_at_once(hub, alice)
+            assert (await hub.call("GET", "namespaces/_/triggers", auth=rotated))[0] == 200
+
+            await admin(hub, "user", "delete", "alice")
+            await refused_at_once(hub, rotated)
+            assert (await hub.call("GET", "namespaces/_/triggers"))[0] == 200  # guest is untouched
+
+
+async def refused_at_once(hub: HubClient, auth: str) -> None:
+    """The first request after the change is refused: no polling, no cache time."""
+    status, body = await hub.call("GET", "namespaces/_/triggers", auth=auth)
+    assert (status, body["error"]) == (401, AUTH_INVALID)
+
+
 async def limits_seen(hub: HubClient, auth: str, key: str, value: int) -> None:
     async with asyncio.timeout(NOTICE_WITHIN_S):
         while True:

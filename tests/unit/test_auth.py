@@ -61,6 +61,24 @@ async def test_cached_answer_expires_after_the_ttl() -> None:
     assert refused.value.message == AUTH_INVALID and table.reads == 2
 
 
+async def test_a_moved_generation_drops_the_cached_answer_before_its_ttl() -> None:
+    table, clock, generation = SubjectTable(ALICE), Clock(), [7]
+
+    async def read_generation() -> int:
+        return generation[0]
+
+    auth = Authenticator(cast(Store, cast(Any, table)), cache_ttl_s=3600, clock=clock,
+                         generation=read_generation)
+    await auth.identify(f"{UUID}:{KEY}")
+    table.rows[UUID] = replace(ALICE, blocked=True)
+    assert (await auth.identify(f"{UUID}:{KEY}")).namespace == "team-a"  # the generation did not move
+    assert table.reads == 1
+    generation[0] += 1  # as the store's subject write does, in the same transaction
+    with pytest.raises(Unauthorized) as refused:
+        await auth.identify(f"{UUID}:{KEY}")
+    assert refused.value.message == AUTH_INVALID and table.reads == 2
+
+
 async def test_a_cached_uuid_with_another_key_is_checked_against_the_store() -> None:
     table, clock = SubjectTable(ALICE), Clock()
     auth = authenticator(table, clock)

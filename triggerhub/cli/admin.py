@@ -1,8 +1,8 @@
 """`triggerhub admin`: namespaces, keys and limits, changed in the store directly (like `wskadmin`).
 
 The store is the one the hub uses: SQLite under --home/$TRIGGERHUB_HOME, or $TRIGGERHUB_STORE_URL.
-A new key is printed once and only its digest is kept. Running hubs see every change within
-TRIGGERHUB_AUTH_CACHE_S seconds (default 5).
+A new key is printed once and only its digest is kept. A running embedded hub sees every change
+from its next request on; distributed controllers within TRIGGERHUB_AUTH_CACHE_S seconds (default 5).
 """
 
 from __future__ import annotations

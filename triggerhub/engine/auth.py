@@ -3,7 +3,9 @@
 Keys are 64 random alphanumerics, so a salted SHA-256 is enough (no slow KDF on the hot path);
 comparison is constant-time. A verified credential is cached in memory for `cache_ttl_s`
 (TRIGGERHUB_AUTH_CACHE_S), so what `triggerhub admin` changes in the store (a blocked or deleted
-subject, a new key, new limits) reaches every running hub process within that time.
+subject, a new key, new limits) reaches every running hub process within that time. Given the
+store's entity generation (embedded mode), the cache is also dropped whenever it moved: every
+subject write raises it, so such a change is seen by the next request after its commit.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from triggerhub.errors import AUTH_INVALID, Unauthorized
@@ -62,8 +64,13 @@ class Authenticator:
     in constant time."""
 
     def __init__(self, store: Store, *, cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 generation: Callable[[], Awaitable[int]] | None = None) -> None:
+        """`generation` reads the store's entity generation (one primary-key read): with it, every
+        `identify` first drops the cache when the generation moved since its last call."""
         self._store = store
+        self._generation = generation
+        self._seen_generation: int | None = None
         self._cache_ttl_s = cache_ttl_s
         self._clock = clock
         self._cache: dict[str, tuple[Identity, float]] = {}  # uuid -> (identity, expires at)
@@ -71,6 +78,7 @@ class Authenticator:
 
     async def identify(self, auth_key: str) -> Identity:
         uuid, key = split_auth_key(auth_key)
+        await self._revalidate()
         now = self._clock()
         hit = self._cache.get(uuid)
         if hit is not None and hit[1] > now and hmac.compare_digest(hit[0].key.encode(), key.encode()):
@@ -88,6 +96,7 @@ class Authenticator:
     async def namespace_state(self, namespace: str) -> NamespaceState:
         """Limits and blocking of `namespace`, for work no caller's key came with (feed fires and
         their rule activations); read from the store at most once per `cache_ttl_s`."""
+        await self._revalidate()
         now = self._clock()
         if self._namespaces is None or self._namespaces[1] <= now:
             subjects: dict[str, list[Subject]] = {}
@@ -97,6 +106,15 @@ class Authenticator:
                       for ns, members in subjects.items()}
             self._namespaces = (states, now + self._cache_ttl_s)
         return self._namespaces[0].get(namespace, NamespaceState({}, blocked=False))
+
+    async def _revalidate(self) -> None:
+        """Drop both caches when the store's entity generation moved (with `generation` only)."""
+        if self._generation is None:
+            return
+        generation = await self._generation()
+        if generation != self._seen_generation:
+            self.forget()
+            self._seen_generation = generation
 
     def forget(self) -> None:
         self._cache.clear()

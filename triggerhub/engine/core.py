@@ -67,7 +67,9 @@ class Engine:
         self.entities = entities
         self.dispatcher = dispatcher
         self.builtin = builtin
-        self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s)
+        # what the entity cache revalidates against, credentials do too (embedded mode)
+        self.auth = Authenticator(store, cache_ttl_s=config.api.auth_cache_s,
+                                  generation=entities.revalidating_generation)
         self.apis = ApiGateway(store, self.resolve)
         self._rates = RateThrottler(clock.now_ms)
         self._fire_rates = RateThrottler(clock.now_ms, limit="fires_per_minute")

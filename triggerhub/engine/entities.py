@@ -65,6 +65,11 @@ class Entities:
         self._seen_generation: int | None = None
         self._revalidate_reads = revalidate_reads
 
+    @property
+    def revalidating_generation(self) -> Callable[[], Awaitable[int]] | None:
+        """The generation read every cached read revalidates against (embedded mode), else None."""
+        return self._generation if self._revalidate_reads else None
+
     async def revalidate(self) -> None:
         """Drop the cache if any process wrote an entity since the last call (one read of the
         store's entity generation): lookups after this see every write committed before it."""

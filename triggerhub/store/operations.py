@@ -41,6 +41,19 @@ def first(conn: Connection, query: Executable, params: dict[str, Any]) -> Any:
     return conn.execute(query, params).first()
 
 
+def put_subject(conn: Connection, sql: Statements, row: dict[str, Any]) -> None:
+    """Creates or replaces a subject and counts the write in the entity generation, so that a
+    hub revalidating its credential cache against it sees the change on its next request."""
+    conn.execute(sql.bump_entity_generation)
+    conn.execute(sql.upsert_subject, row)
+
+
+def delete_subject(conn: Connection, sql: Statements, uuid: str) -> int:
+    """As put_subject, for a delete: the number of subjects deleted."""
+    conn.execute(sql.bump_entity_generation)
+    return conn.execute(sql.delete_subject, {"uuid": uuid}).rowcount
+
+
 def put_entities(conn: Connection, sql: Statements, puts: Sequence[Entity], written: Sequence[Entity],
                  deletes: Sequence[Entity]) -> None:
     """Writes `written` over `puts` (same order) and drops `deletes`, each at its stored revision,

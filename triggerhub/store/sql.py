@@ -125,7 +125,7 @@ class SqlStore:
         row = {"uuid": subject.uuid, "subject": subject.subject, "namespace": subject.namespace,
                "doc": codec.dumps(codec.subject_to_doc(subject))}
         with self._translated(f"store subject {subject.subject!r}"):
-            await self._opened.write(partial(operations.execute, statement=self._sql.upsert_subject, params=row))
+            await self._opened.write(partial(operations.put_subject, sql=self._sql, row=row))
 
     async def get_subject(self, uuid: str) -> Subject | None:
         if self._pg_reads is not None:
@@ -148,8 +148,7 @@ class SqlStore:
 
     async def delete_subject(self, uuid: str) -> bool:
         with self._translated(f"delete subject {uuid!r}"):
-            removed = await self._opened.write(partial(operations.execute_counted, statement=self._sql.delete_subject,
-                                                       params={"uuid": uuid}))
+            removed = await self._opened.write(partial(operations.delete_subject, sql=self._sql, uuid=uuid))
         return removed > 0
 
     # entities ---------------------------------------------------------------------------------
