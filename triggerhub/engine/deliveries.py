@@ -196,10 +196,13 @@ class Deliveries:
         """Start due retries until `stop` is set (seen within `poll_ms`)."""
         while not stop.is_set():
             try:
-                started = await self.start_due()
-                if started >= self._settings.batch:
-                    continue
+                # A claim is a write transaction, queued with the requests' writes: it is made
+                # only when a row is due, so an idle pump costs one read per look, not a commit.
                 next_due = await self._store.next_retry_due_ms()
+                if next_due is not None and next_due <= self._clock.now_ms():
+                    if await self.start_due() >= self._settings.batch:
+                        continue
+                    next_due = await self._store.next_retry_due_ms()
             except (StoreError, BusError) as exc:
                 log.warning("starting due retries failed (%s); trying again", exc)
                 next_due = None
