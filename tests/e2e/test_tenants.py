@@ -1,5 +1,6 @@
 """`triggerhub admin` against a running hub: a blocked, deleted or re-keyed subject stops
-authenticating, and new limits apply, within the hub's auth cache time (TRIGGERHUB_AUTH_CACHE_S)."""
+authenticating, and new limits apply, within the hub's auth cache time (TRIGGERHUB_AUTH_CACHE_S),
+and in an embedded hub from the next request (the entity generation tells it)."""
 
 from __future__ import annotations
 

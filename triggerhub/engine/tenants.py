@@ -1,8 +1,10 @@
 """Tenant administration on the store directly, as OpenWhisk's `wskadmin` works on its database:
 subjects (one uuid:key credential per namespace), blocking, key rotation, per-namespace limits.
 
-New keys are returned once to the caller and stored only as salted digests. Running hubs see each
-change within their auth cache time (TRIGGERHUB_AUTH_CACHE_S). Limits are kept on every subject
+New keys are returned once to the caller and stored only as salted digests. A running embedded
+hub sees each change from its next request (every subject write raises the entity generation its
+credential cache revalidates against); distributed controllers within their auth cache time
+(TRIGGERHUB_AUTH_CACHE_S). Limits are kept on every subject
 of a namespace (the engine reads them from the caller's identity) and are kept equal across them.
 """
 
