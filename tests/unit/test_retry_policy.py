@@ -11,7 +11,8 @@ import pytest
 from triggerhub.errors import BadRequest
 from triggerhub.model import Delivery, FullyQualifiedName, Parameter, Rule, StatusCode
 from triggerhub.rules.retry_policy import (
-    DEFAULT_ON, NO_RETRY, GiveUp, Outcome, Retry, RetryPolicy, backoff_ms, decide, namespace_policy, outcome_of,
+    DEFAULT_ON, NO_RETRY, GiveUp, Outcome, Retry, RetryPolicy, backoff_ms, decide, namespace_policy, on_mask,
+    on_names, outcome_of,
     parse_dead_letter, parse_retry,
 )
 
@@ -124,6 +125,27 @@ def test_the_namespace_default_applies_only_when_set():
     with pytest.raises(BadRequest) as refused:
         namespace_policy({"retryMaxAttempts": 0})
     assert refused.value.message == "namespace retry default.maxAttempts is 0; give a whole number from 1 to 100"
+
+
+def test_the_namespace_default_on_list_is_kept_as_bits_and_read_back_by_name():
+    mask = on_mask("timeout, developer error")
+    assert (mask, on_names(mask)) == (10, ["developer error", "timeout"])
+    assert on_mask(["application error"]) == 1
+    assert namespace_policy({"retryMaxAttempts": 2, "retryOn": mask}) == RetryPolicy(
+        2, on=(Outcome.DEVELOPER_ERROR, Outcome.TIMEOUT))
+    with pytest.raises(BadRequest) as refused:
+        on_mask("timeout,crash", where="--retryOn")
+    assert refused.value.message == ("--retryOn: unknown outcome 'crash'; allowed: 'application error', "
+                                     "'developer error', 'internal error', 'timeout'")
+    with pytest.raises(BadRequest) as empty:
+        on_mask(" , ")
+    assert empty.value.message.startswith("retryOn must be a non-empty array of outcomes")
+    for stored in (0, 16, True):
+        with pytest.raises(BadRequest) as broken:
+            namespace_policy({"retryMaxAttempts": 2, "retryOn": stored})
+        assert broken.value.message == (
+            f"namespace retry default: retryOn is {stored!r}, not a set of outcomes; set it again with --retryOn "
+            "from 'application error', 'developer error', 'internal error', 'timeout'")
 
 
 def test_dead_letter_targets():
