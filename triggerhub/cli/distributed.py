@@ -116,8 +116,7 @@ def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: To
             builtin: BuiltinHandler | None = None, dispatcher: KafkaDispatcher | None = None,
             derive_loop: bool = False) -> Engine:
     """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
-    the derived triggers' loop with `derive_loop` (every process that accepts trigger events:
-    workers, the feeds process, controllers for webhooks; each loop is woken by its own accepts). `revalidated`: its entity cache is
+    the derived triggers' loop with `derive_loop` (workers). `revalidated`: its entity cache is
     dropped by `entities.revalidate()` when any process wrote an entity (cache_ttl_s=None then
     keeps entries until that happens)."""
     return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
@@ -146,8 +145,7 @@ async def running_controller(config: HubConfig) -> AsyncIterator[Controller]:
         credentials = await ensure_subjects(store, config.home)
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id=f"controller{config.kafka.controller_id}"))
         dispatcher = KafkaDispatcher(store, publisher, topics, waiter=waiter, reply_to=reply_to)
-        engine = _engine(config, store, publisher, topics, cache_ttl_s=CONTROLLER_CACHE_TTL_S, dispatcher=dispatcher,
-                         derive_loop=True)
+        engine = _engine(config, store, publisher, topics, cache_ttl_s=CONTROLLER_CACHE_TTL_S, dispatcher=dispatcher)
         sweep = RepublishSweep(dispatcher, store, started_ms=now_ms(), where=f"controller{config.kafka.controller_id}")
         await ensure_system_packages(engine.entities, catalogue(FEED_KINDS))
         # Webhook deliveries are matched and stored here (202 once durable); the feeds process
@@ -271,8 +269,7 @@ async def running_feeds(config: HubConfig) -> AsyncIterator[InvokerService]:
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="feeds"))
         dispatcher = KafkaDispatcher(store, publisher, topics)
         engine, feeds = engine_and_feeds(store, lambda builtin: _engine(config, store, publisher, topics,
-                                                                        builtin=builtin, dispatcher=dispatcher,
-                                                                        derive_loop=True),
+                                                                        builtin=builtin, dispatcher=dispatcher),
                                          instance_id="feeds", leases=leases, lease_timing=_lease_timing(config))
         await stack.enter_async_context(engine)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
