@@ -28,7 +28,7 @@ from triggerhub.model import (
 from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.deliveries import Deliveries, PumpSettings
-from triggerhub.engine.derive import Deriver
+from triggerhub.engine.derive import IDLE_S, Deriver
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.ordering import partition_key
@@ -56,11 +56,12 @@ BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 class Engine:
     def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
                  dispatcher: Dispatcher, builtin: BuiltinHandler | None = None,
-                 clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False) -> None:
+                 clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False, derive_idle_s: float = IDLE_S) -> None:
         """`builtin` runs the hub-internal actions (the feed providers) in a process that runs
         feeds; `clock` times the throttles (rates per minute, feed admission waits) and derived
         triggers' deadlines; `derive_loop` runs the loop that derives events (engine/derive.py)
-        in this process (the embedded hub and distributed workers)."""
+        in this process (the embedded hub and distributed workers), looking at the store at least
+        every `derive_idle_s`."""
         self.config = config
         self.store = store
         self.invoker = invoker
@@ -80,7 +81,7 @@ class Engine:
                                      limits_of=self._limits_of, clock=clock,
                                      settings=PumpSettings(poll_ms=config.limits.retry_poll_ms,
                                                            lease_ms=config.limits.retry_lease_ms))
-        self.deriver = Deriver(store, entities, clock=clock)
+        self.deriver = Deriver(store, entities, clock=clock, idle_s=derive_idle_s)
         self._derive_loop = derive_loop
         self._running = contextlib.AsyncExitStack()
 

@@ -8,8 +8,8 @@ every key whose time has come (an absence deadline: the derived event goes to th
 transaction that disarms the key), and hands each outbox event to its derived trigger (`deliver`,
 the engine's rule matching), whose acceptance deletes the outbox row. Between rounds it sleeps
 until the nearest deadline in the store, or until an accept in this process derived an event or
-armed an earlier deadline (`accepted`); with nothing due it looks again only every IDLE_S, for
-what other processes left (a dead worker's outbox rows and deadlines). A derived event's id comes
+armed an earlier deadline (`accepted`); with nothing due it looks again every `idle_s` (IDLE_S
+embedded, SHARED_IDLE_S in distributed workers), for what other processes did. A derived event's id comes
 from its source events, so delivering it twice (a crash between accept and delete, two workers)
 is refused by the event log. Any process may run the loop; distributed workers each run one.
 """
@@ -35,8 +35,13 @@ from triggerhub.store.base import DerivedChange, DeriveStep, Store
 log = logging.getLogger(__name__)
 
 IDLE_S = 30.0
-"""Longest nap of the loop: what other processes armed or derived and then left (a worker killed
-before its own loop saw to it) is seen within it. This process's accepts wake the loop themselves."""
+"""Longest nap of the loop when every accept happens in its own process (the embedded hub): only
+what a killed run of it left is found by looking. This process's accepts wake the loop."""
+SHARED_IDLE_S = 2.0
+"""Longest nap of a distributed worker's loop: the feeds process and controllers accept feed and
+webhook events, arming deadlines and filling the outbox, without waking it. Only workers run
+the loop, because a deadline is judged against the listening time of the process running it
+(correlate.on_due), and only workers restart listening where fires queue up in Kafka."""
 RETRY_S = 1.0  # after the store failed
 BATCH = 500
 DELIVER_AT_ONCE = 64
@@ -262,4 +267,4 @@ def _loads(stored: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-__all__ = ["BATCH", "IDLE_S", "Deliver", "Deriver", "OnDue", "OnEvent", "derived_event"]
+__all__ = ["BATCH", "IDLE_S", "SHARED_IDLE_S", "Deliver", "Deriver", "OnDue", "OnEvent", "derived_event"]
