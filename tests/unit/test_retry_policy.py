@@ -171,6 +171,22 @@ def test_delivery_keys_are_stable_per_rule_event_and_attempt():
                                        "delivery_key": first.delivery_key, "idempotency_key": first.idempotency_key}
 
 
+def test_a_replayed_run_and_a_redrive_have_their_own_ids_and_counts():
+    from triggerhub.engine.deliveries import retry_activation_id
+
+    live = Delivery("guest/r", "e1", 2)
+    replayed = Delivery("guest/r", "e1", 2, replay="a" * 32)
+    assert replayed.delivery_key != live.delivery_key, "a replay is asked to run the event again"
+    assert retry_activation_id(replayed) != retry_activation_id(live)
+    assert retry_activation_id(live) == retry_activation_id(Delivery("guest/r", "e1", 2, event_time_ms=9)), \
+        "the same attempt settled twice (a crash) keeps one retry id"
+    redrive = Delivery("guest/r", "e1", 4, redrive="letter", first_attempt=3, failed_activation_id="b" * 32)
+    assert (redrive.run_attempt, redrive.delivery_key) == (2, live.delivery_key)
+    for delivery in (live, replayed, redrive):
+        assert Delivery.from_json(delivery.to_json()) == delivery
+    assert live.to_json() == {"rule": "guest/r", "eventId": "e1", "attempt": 2, "eventTimeMs": 0, "redrive": None}
+
+
 def test_which_policy_a_rule_gets():
     from triggerhub.engine.deliveries import rule_policy
 
