@@ -144,11 +144,11 @@ async def test_absence_of_10_of_100_mqtt_devices_survives_a_worker_kill9(cluster
         processes["worker"].kill(signal.SIGKILL)
         processes["worker"] = await asyncio.to_thread(deployment.start, "worker")
 
-        async def observe() -> tuple[int, int, int]:
-            return (await count_records(client, "alert"), len(await store.list_pending()),
-                    len(await store.list_derived_outbox(limit=100)))
+        # Behaviour only (however the state is kept): alerts, and accepted invocations still to run.
+        async def observe() -> tuple[int, int]:
+            return await count_records(client, "alert"), len(await store.list_pending())
 
-        seen = await wait_quiet(observe, lambda s: s[1:] == (0, 0) and s[0] >= MQTT_SILENT,
+        seen = await wait_quiet(observe, lambda s: s[1] == 0 and s[0] >= MQTT_SILENT,
                                 quiet_s=MQTT_FOR_S + 2, timeout_s=150)
         assert not beating.done(), "the 90 live devices kept beating all along"
     finally:
@@ -158,5 +158,5 @@ async def test_absence_of_10_of_100_mqtt_devices_survives_a_worker_kill9(cluster
     assert status == 200, records
     assert sorted(r["response"]["result"]["key"] for r in records) == sorted(silent)
     assert {r["response"]["result"]["kind"] for r in records} == {"absence"}
-    assert seen == (MQTT_SILENT, 0, 0)
+    assert seen == (MQTT_SILENT, 0)
     assert await store.count_events("/guest/silent") == MQTT_SILENT
