@@ -136,8 +136,9 @@ def warm_web(url: str) -> None:
 def rss(ctx: Context) -> None:
     # As scripts/up starts it, except that idle warm runtimes (and, with no lease at all for that
     # long, the stem cells) are reclaimed after `reclaim_s` (TRIGGERHUB_IDLE_TIMEOUT_S, default
-    # 600 s), so that the run shows RSS returning to idle. It is well past the first idle wait
-    # (which starts only once the hub answers), so the idle RSS has the default stem cells up.
+    # 600 s), so that the run shows RSS returning to idle. Default stem cells: a kind's start only
+    # after its first invoke (TRIGGERHUB_PREWARM=first-use), so the idle RSS has those of the kinds
+    # the example manifests ran by then, if any.
     reclaim_s = 2 * ctx.sizes.idle_s + 5
     with systems.hub(ctx.scratch, prewarm=None, examples=True,
                      settings={"TRIGGERHUB_IDLE_TIMEOUT_S": str(reclaim_s)}) as hub:
@@ -169,7 +170,7 @@ def rss(ctx: Context) -> None:
               "after_load_idle_hub_mib": round(reclaimed_hub, 1),
               "after_load_idle_with_children_mib": round(reclaimed_tree, 1)}
     ctx.add(Row("rss", "triggerhub", f"RSS of `triggerhub up` (process runtime, example manifests deployed, default "
-                f"stem cells) {ctx.sizes.idle_s:.0f} s after it answered /ping, alone and with its runtime processes "
+                f"stem cells: a kind's after its first invoke) {ctx.sizes.idle_s:.0f} s after it answered /ping, alone and with its runtime processes "
                 "(stem cells counted); then during and right after 16-connection noop invokes; then after "
                 f"{reclaim_s + 2:.0f} s more idle (TRIGGERHUB_IDLE_TIMEOUT_S={reclaim_s:.0f} for this hub, default 600: "
                 "warm runtimes unused that long are stopped, and the stem cells when nothing ran that long)",
