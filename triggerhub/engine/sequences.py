@@ -3,9 +3,9 @@
 Component activation ids are derived from the sequence's id and position, so a sequence that is
 re-run after a crash reuses the records of components that already finished. Components' records
 are looked up only until the first one without a record (records are written in order, so none
-after it has one); the component actions are resolved once, when the sequence starts (each name
-once, while the first record is looked up), and a component's record is written while the next
-component runs: the sequence's own record is returned only after every component's record is stored.
+after it has one); the component actions are resolved when the sequence starts, each name once;
+a component's record is written while the next component runs, and the sequence's own record is
+returned only after every component's record is stored.
 """
 
 from __future__ import annotations
@@ -117,22 +117,17 @@ async def _run_components(invocation: Invocation, *, topmost: bool, resolve: Res
 async def _first_record_and_resolved(
         invocation: Invocation, names: tuple[str, ...], *, identity: Identity, resolve: Resolve, store: Store,
 ) -> tuple[Activation | None, dict[str, Resolved | None]]:
-    """The first component's record (None: none stored; also when there are no components), and
-    each distinct component name resolved (None: it does not exist or may not be read), all at once."""
-    async def resolved(name: str) -> Resolved | None:
-        try:
-            return await resolve(identity, FullyQualifiedName.parse(name, invocation.namespace))
-        except (ApiError, ValueError):
-            return None
-
+    """The first component's record (None: none stored, or no components), and each distinct
+    component name resolved (None: it does not exist or may not be read)."""
     first_id = component_id(invocation.activation_id, 0)
-    try:
-        async with asyncio.TaskGroup() as tasks:
-            first = tasks.create_task(store.get_activation(invocation.namespace, first_id)) if names else None
-            by_name = {name: tasks.create_task(resolved(name)) for name in dict.fromkeys(names)}
-    except ExceptionGroup as group:  # the store failed: as when the read was awaited alone
-        raise group.exceptions[0] from None
-    return (None if first is None else first.result()), {name: task.result() for name, task in by_name.items()}
+    first = await store.get_activation(invocation.namespace, first_id) if names else None
+    resolved: dict[str, Resolved | None] = {}
+    for name in dict.fromkeys(names):
+        try:
+            resolved[name] = await resolve(identity, FullyQualifiedName.parse(name, invocation.namespace))
+        except (ApiError, ValueError):
+            resolved[name] = None
+    return first, resolved
 
 
 async def _stored(store: Store, record: Activation) -> None:
