@@ -160,6 +160,7 @@ def hub(scratch: Path, *, runtime: str = "process", prewarm: int | None = 0, exa
            **(settings or {})}
     if prewarm is not None:
         env["TRIGGERHUB_PREWARM_COUNT"] = str(prewarm)
+    if prewarm:
         env["TRIGGERHUB_PREWARM"] = "start"
     command = [sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home", str(home),
                "--runtime", runtime, "--examples" if examples else "--no-examples"]
