@@ -13,7 +13,7 @@ import uuid
 
 from bench import systems
 from bench.context import CONCURRENCY, NOOP_JS, Context, drained, http_pair, http_row, noop_ready, warm
-from bench.measure import Row, WrkResult, tree_rss_mib, wrk
+from bench.measure import Row, WrkResult, cpu_ms, tree_rss_mib, wrk
 
 
 def measure_floor_aiohttp(ctx: Context) -> Row:
@@ -47,16 +47,21 @@ def sequence(ctx: Context) -> None:
     them would be too coarse). That charges the sequence with what the hub does around each /run
     (lease, logs), which a direct invoke pays too, so it overstates; `vs_direct_per_step_ms`, the
     5 steps against 5 direct invokes ((p50 of the sequence - 5 x p50 of one invoke) / 5), credits
-    the sequence with the 4 requests it saves, so it understates.
+    the sequence with the 4 requests it saves, so it understates. `hub_cpu_per_added_step_ms` is
+    the hub process's CPU time (all its threads, not the runtimes') per sequence minus per single
+    invoke, / 4: what each added step costs the hub, which a loaded machine distorts far less.
     """
     hub = ctx.hub()
     noop_ready(hub, ctx)
     hub.must("PUT", "actions/seq5", {"exec": {"kind": "sequence", "components": ["/_/noop"] * 5}})
     warm(hub, "seq5")
     headers = {"Authorization": hub.auth_header}
+    cpu_before_ms = cpu_ms(hub.pid)
     single = wrk(f"{hub.api}/actions/noop?blocking=true&result=true", duration_s=ctx.sizes.wrk_s, headers=headers)
+    cpu_single_ms = cpu_ms(hub.pid)
     since_ms = int(time.time() * 1000)
     five = wrk(f"{hub.api}/actions/seq5?blocking=true&result=true", duration_s=ctx.sizes.wrk_s, headers=headers)
+    cpu_five_ms = cpu_ms(hub.pid)
     records = hub.must("GET", f"activations?name=seq5&docs=true&limit=200&since={since_ms}")
     assert isinstance(records, list) and records, "no seq5 records"
     run_ms = trimmed_mean([record["duration"] for record in records]) / 5
@@ -70,6 +75,8 @@ def sequence(ctx: Context) -> None:
               values={"per_step_ms": round(with_run - run_ms, 3), "per_step_with_run_ms": round(with_run, 3),
                       "component_run_ms": round(run_ms, 3),
                       "vs_direct_per_step_ms": round((five.p50_ms - 5 * single.p50_ms) / 5, 3), "hub_between_steps_ms": round(between_ms, 3),
+                      "hub_cpu_per_added_step_ms": round(((cpu_five_ms - cpu_single_ms) / five.requests
+                                                          - (cpu_single_ms - cpu_before_ms) / single.requests) / 4, 3),
                       "records": len(records), "single_p50_ms": round(single.p50_ms, 3),
                       "single_samples": single.requests})
     ctx.add(row)
