@@ -178,7 +178,9 @@ class Engine:
 
     def _invocation(self, identity: Identity, resolved: Resolved, layers: list[dict[str, Any]], *,
                     activation_id: str | None = None, blocking: bool = False, cause: str | None = None,
-                    transaction_id: str = "") -> Invocation:
+                    transaction_id: str = "", traced: bool = False) -> Invocation:
+        """`traced`: a root of its own trace (a direct invoke, a redrive); a rule activation gets its
+        event's lineage annotations instead, so building a trace here would be wasted."""
         activation_id = activation_id or new_activation_id()
         return Invocation(
             activation_id=activation_id, action=resolved.action,
@@ -186,7 +188,8 @@ class Engine:
             namespace=identity.namespace, subject=identity.subject, accepted_ms=now_ms(), cause=cause,
             blocking=blocking, path_annotation=resolved.path, binding=resolved.binding,
             transaction_id=transaction_id, init_env=_api_key_env(identity, resolved.action),
-            extra_annotations=lineage.invoke_annotations(activation_id) if self.config.observe.lineage else (),
+            extra_annotations=(lineage.invoke_annotations(activation_id)
+                               if traced and self.config.observe.lineage else ()),
         )
 
     def _admit(self, identity: Identity) -> None:
@@ -211,7 +214,8 @@ class Engine:
         resolved = await self.resolve(identity, fqn)
         check_final(resolved.action, resolved.inherited, payload)
         self._admit(identity)
-        invocation = self._invocation(identity, resolved, [payload], blocking=blocking, transaction_id=transaction_id)
+        invocation = self._invocation(identity, resolved, [payload], blocking=blocking, transaction_id=transaction_id,
+                                      traced=True)
         if not blocking:
             await self._submit(Acceptance(invocations=[invocation]), [invocation])
             return invocation.activation_id
@@ -331,7 +335,7 @@ class Engine:
         def decide(found: rules.Match, verdict: lineage.Decision, reason: str | None = None) -> None:
             if context is not None:
                 decisions.append(lineage.decision(
-                    found.rule, verdict, context=context, event_id=event.id, action=str(found.action), reason=reason,
+                    found.rule, verdict, action=str(found.action), reason=reason,
                     activation_id=found.activation_id if verdict is lineage.Decision.MATCHED else None))
 
         for found in routing.matched:
@@ -369,8 +373,7 @@ class Engine:
             await self._admit_from_feed(namespace, invocations)
         if context is not None:
             for key in routing.filtered:
-                decisions.append(lineage.decision(key, lineage.Decision.FILTERED, context=context, event_id=event.id,
-                                                  action=str(trigger.rules[key].action)))
+                decisions.append(lineage.decision(key, lineage.Decision.FILTERED, action=str(trigger.rules[key].action)))
             event = lineage.stamped(event, context, tuple(decisions))
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
             lineage.event_annotations(context, event.id) if context is not None else ()))] if outcomes else []
@@ -419,7 +422,8 @@ class Engine:
         invocations = []
         for letter in letters:
             arguments = await self.deliveries.redrive_arguments(letter, rule)
-            invocations.append(self.deliveries.redriven(letter, self._invocation(identity, resolved, [arguments])))
+            invocations.append(self.deliveries.redriven(letter, self._invocation(identity, resolved, [arguments],
+                                                                                             traced=True)))
         self._unslotted.update(invocation.activation_id for invocation in invocations)
         await self._submit(Acceptance(invocations=invocations), invocations)
         log.info("rule %s: %d dead letters redriven to %s", fqn, len(invocations), action)

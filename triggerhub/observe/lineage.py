@@ -58,10 +58,11 @@ def traced_event(event: TriggerEvent) -> TriggerEvent:
     return stamped(event, event_context(event), event.decisions)
 
 
-def decision(rule: str, verdict: Decision, *, context: TraceContext, event_id: str, action: str,
-             activation_id: str | None = None, reason: str | None = None) -> dict[str, JSON]:
-    out: dict[str, JSON] = {"rule": rule, "action": action, "decision": verdict.value,
-                            "spanId": decision_span_id(event_id, rule)}
+def decision(rule: str, verdict: Decision, *, action: str, activation_id: str | None = None,
+             reason: str | None = None) -> dict[str, JSON]:
+    """One rule decision as stored in the event row. Its span id is derived from (event id, rule)
+    when lineage is read, not stored: nothing on the hot path that a read can work out."""
+    out: dict[str, JSON] = {"rule": rule, "action": action, "decision": verdict.value}
     if activation_id is not None:
         out["activationId"] = activation_id
     if reason is not None:
@@ -136,6 +137,8 @@ def lineage_document(event: TriggerEvent, records: Sequence[Activation], *, trig
     rules: list[JSON] = []
     for entry in event.decisions:
         item = dict(entry)
+        if "spanId" not in item:  # rows stored before span ids were derived on read carry theirs
+            item["spanId"] = decision_span_id(event.id, str(entry.get("rule")))
         activation_id = entry.get("activationId")
         if isinstance(activation_id, str):
             record = by_id.get(activation_id)
