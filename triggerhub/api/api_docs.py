@@ -90,12 +90,13 @@ LINEAGE_SCHEMAS: dict[str, Doc] = {
         "type": "object", "required": ["activationId", "name", "role", "status", "statusCode", "start", "spanId",
                                        "parentSpanId", "children"],
         "properties": {"activationId": _TEXT, "name": _TEXT, "namespace": _TEXT, "path": _TEXT_OR_NULL,
-                       "role": {"type": "string", "enum": ["trigger", "rule", "component", "retry"]},
+                       "role": {"type": "string", "enum": ["trigger", "rule", "component", "retry", "replay"]},
                        "status": _TEXT, "statusCode": {"type": "integer"}, "start": {"type": "integer"},
                        "end": {"type": "integer"}, "duration": {"type": ["integer", "null"]},
                        "cause": _TEXT_OR_NULL, "traceparent": _TEXT_OR_NULL, "spanId": _SPAN,
                        "parentSpanId": _SPAN, "children": _array(_TEXT), "rule": _TEXT,
-                       "attempt": {"type": "integer"}, "causedBy": _TEXT}},
+                       "attempt": {"type": "integer"}, "causedBy": _TEXT,
+                       "replay": {"type": "boolean", "description": "a replayed run of this stored event"}}},
 }
 
 SCHEMAS: dict[str, Doc] = {

@@ -101,7 +101,7 @@ class Engine:
         """Run stored events of rule `fqn`'s trigger through the rule as it is now (engine/replay.py)."""
         return await replay_rule(self.entities, self.store, identity, fqn, body,
                                  max_events=self.config.events.replay_max_events, resolve=self.resolve,
-                                 submit=self._submit_replayed)
+                                 submit=self._submit_replayed, traced=self.config.observe.lineage)
 
     async def _submit_replayed(self, identity: Identity, resolved: Resolved, found: rules.Match,
                                trigger_params: dict[str, Any], claim: ReplayClaim) -> bool:

@@ -26,6 +26,7 @@ from triggerhub.model import (
 )
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.resolve import Resolved, check_write
+from triggerhub.observe import lineage
 from triggerhub.rules import match as rules
 from triggerhub.store.base import ReplayClaim, Store
 
@@ -152,7 +153,8 @@ def replay_activation_id(event: TriggerEvent, rule_key: str, *, force: bool) -> 
 
 
 async def replay_rule(entities: Entities, store: Store, identity: Identity, fqn: FullyQualifiedName, body: Any, *,
-                      max_events: int, resolve: Resolve, submit: Submit) -> dict[str, JSON]:
+                      max_events: int, resolve: Resolve, submit: Submit, traced: bool) -> dict[str, JSON]:
+    """`traced`: replayed runs carry lineage (observe/lineage.py `replay_annotations`)."""
     rule = await entities.get(identity, fqn, Rule)
     check_write(identity, fqn)
     await entities.check_references(identity, [(rule.trigger, Collection.TRIGGERS), (rule.action, Collection.ACTIONS)])
@@ -172,7 +174,7 @@ async def replay_rule(entities: Entities, store: Store, identity: Identity, fqn:
         try:
             async with asyncio.TaskGroup() as tasks:
                 running = [tasks.create_task(_replay_one(event, key, compiled, request, identity, resolved,
-                                                         trigger_params, submit)) for event in page]
+                                                         trigger_params, submit, traced=traced)) for event in page]
         except ExceptionGroup as failed:  # e.g. the store went away: one error, as from a single call
             raise failed.exceptions[0] from None
         replayed += [task.result() for task in running]
@@ -181,7 +183,7 @@ async def replay_rule(entities: Entities, store: Store, identity: Identity, fqn:
 
 async def _replay_one(event: TriggerEvent, key: str, compiled: rules.CompiledRules, request: ReplayRequest,
                       identity: Identity, resolved: Resolved, trigger_params: dict[str, Any],
-                      submit: Submit) -> Replayed:
+                      submit: Submit, *, traced: bool) -> Replayed:
     routing = rules.route(compiled, event)
     if not routing.matched:
         return Replayed(event.id, Outcome.FILTERED)
@@ -190,7 +192,8 @@ async def _replay_one(event: TriggerEvent, key: str, compiled: rules.CompiledRul
         return Replayed(event.id, Outcome.FAILED, error=found.error)
     activation_id = replay_activation_id(event, key, force=request.force)
     found = replace(found, activation_id=activation_id,
-                    annotations=(*rules.provenance(key, event), Parameter("replay", True)))
+                    annotations=(*rules.provenance(key, event), Parameter("replay", True),
+                                 *(lineage.replay_annotations(event, activation_id) if traced else ())))
     claim = ReplayClaim(key, event.id, event.time_ms, activation_id, force=request.force)
     try:
         taken = await submit(identity, resolved, found, trigger_params, claim)
