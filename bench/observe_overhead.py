@@ -11,8 +11,13 @@ wall time and in the hub process's own CPU time per operation: the sum of its th
 nanoseconds (/proc/PID/task/*/schedstat), which a busy machine inflates far less than wall time.
 Costs are the median over rounds of each round's on/off ratio (paired, so drift cancels). Prints
 each round, the load averages before and after, then the costs; the issue's target is under 5%.
+`--restarts N` starts fresh hub processes N times over the rounds: on a busy machine one process
+keeps a speed of its own (a second "off" hub differed from the first by 5-20% for a whole run),
+which only new processes average out. `--baseline DIR` adds a "before-off" and a "before-on" hub importing triggerhub from DIR (another
+checkout, e.g. `git archive main | tar -x -C DIR`): before and after measured in the same rounds.
 
     python bench/observe_overhead.py [--rounds 4] [--invokes 300] [--fires 300] [--split] [--control]
+                                     [--baseline DIR] [--restarts N]
 """
 
 from __future__ import annotations
@@ -40,6 +45,16 @@ NOOP = "def main(args):\n    return {}\n"
 MODES = {"off": {"TRIGGERHUB_METRICS": "false", "TRIGGERHUB_LINEAGE": "false"}, "on": {}}
 SPLIT = {"metrics": {"TRIGGERHUB_LINEAGE": "false"}, "lineage": {"TRIGGERHUB_METRICS": "false"}}
 CONTROL = {"control": MODES["off"]}  # a second "off" hub: how far two equal hubs differ in this run
+POLL_S = 0.25
+FLOOR = {"before-on": "before-off"}  # what a mode's cost is measured against; "off" for the rest
+
+
+def baseline(path: str) -> dict[str, dict[str, str]]:
+    """Hubs running the triggerhub package found in checkout `path` (first on PYTHONPATH)."""
+    root = str(Path(path).resolve())
+    if not (Path(root) / "triggerhub" / "__init__.py").exists():
+        raise SystemExit(f"--baseline {path}: no triggerhub package there; extract a checkout into it first")
+    return {"before-off": {**MODES["off"], "PYTHONPATH": root}, "before-on": {"PYTHONPATH": root}}
 
 
 def free_port() -> int:
@@ -74,8 +89,8 @@ async def started(extra_env: dict[str, str]) -> AsyncIterator[Hub]:
     env = {**os.environ, "TRIGGERHUB_INVOCATIONS_PER_MINUTE": "1000000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000",
            "TRIGGERHUB_FIRES_PER_MINUTE": "1000000", "TRIGGERHUB_PREWARM_COUNT": "1", **extra_env}
     with open(home / "hub.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home",
-                                    str(home), "--runtime", "process", "--no-examples"],
+        process = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port),
+                                    "--home", str(home), "--runtime", "process", "--no-examples"],
                                    stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         async with aiohttp.ClientSession() as probe:
@@ -130,8 +145,15 @@ async def record_count(hub: Hub) -> int:
         return int((await response.json())["activations"])
 
 
+async def newest_end_ms(hub: Hub) -> int:
+    async with hub.session.get(f"{hub.base}/activations", params={"name": "noop", "limit": "1", "docs": "true"}) as response:
+        return int((await response.json())[0]["end"])
+
+
 async def fires_per_s(hub: Hub, count: int) -> tuple[float, float]:
-    """(fires/s end to end, hub CPU ms per fire; the count polls are included and equal in both modes)."""
+    """(fires/s end to end, hub CPU ms per fire). Completion is polled every POLL_S only, so the
+    polls' CPU is a fraction of a percent and about equal for every hub; the end to end time is
+    read from the newest record's end, not from when a poll saw it."""
     before = await record_count(hub)
     cpu_s = hub.cpu_s()
     gate = asyncio.Semaphore(16)
@@ -140,11 +162,13 @@ async def fires_per_s(hub: Hub, count: int) -> tuple[float, float]:
         async with gate, hub.session.post(f"{hub.base}/triggers/tick", json={"i": i}) as response:
             assert response.status == 202, await response.text()
 
-    start = time.perf_counter()
+    start_s = time.time()
     await asyncio.gather(*(fire(i) for i in range(count)))
     while await record_count(hub) < before + count:
-        await asyncio.sleep(0.05)  # few polls: their CPU is counted too
-    return count / (time.perf_counter() - start), (hub.cpu_s() - cpu_s) * 1000 / count
+        await asyncio.sleep(POLL_S)
+    cpu_ms = (hub.cpu_s() - cpu_s) * 1000
+    elapsed_s = max(1e-3, await newest_end_ms(hub) / 1000 - start_s)
+    return count / elapsed_s, cpu_ms / count
 
 
 KEYS = ("invoke_p50_ms", "invoke_cpu_ms", "fires_per_s", "fire_cpu_ms")
@@ -156,12 +180,20 @@ def cost(key: str, mine: float, floor: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    modes = {**MODES, **(SPLIT if args.split else {}), **(CONTROL if args.control else {})}
+    modes = {**MODES, **(SPLIT if args.split else {}), **(CONTROL if args.control else {}),
+             **(baseline(args.baseline) if args.baseline else {})}
     results: dict[str, dict[str, list[float]]] = {mode: {key: [] for key in KEYS} for mode in modes}
     loads = [os.getloadavg()]
-    async with AsyncExitStack() as stack:
-        hubs = {mode: await stack.enter_async_context(started(env)) for mode, env in modes.items()}
+    per_start = -(-args.rounds // args.restarts)  # rounds per set of hub processes
+    stack = AsyncExitStack()
+    try:
         for round_no in range(args.rounds):
+            if round_no % per_start == 0:
+                # Fresh processes every `per_start` rounds: on a busy machine a process keeps a speed
+                # of its own (its core, its neighbours), which no number of rounds with it averages out.
+                await stack.aclose()
+                stack = AsyncExitStack()
+                hubs = {mode: await stack.enter_async_context(started(env)) for mode, env in modes.items()}
             # Each hub is measured alone; the order reverses every round so drifting load is shared.
             order = list(modes) if round_no % 2 == 0 else list(reversed(modes))
             for mode in order:
@@ -172,6 +204,8 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"round {round_no + 1} {mode:>7}: warm invoke p50 {p50:.2f} ms ({invoke_cpu_ms:.3f} ms hub CPU), "
                       f"fires end to end {rate:.0f}/s ({fire_cpu_ms:.3f} ms hub CPU each)", flush=True)
             loads.append(os.getloadavg())
+    finally:
+        await stack.aclose()  # every hub process ends, also on an error
     print("load averages (1/5/15 min) before, after each round: "
           + "; ".join("/".join(f"{value:.1f}" for value in load) for load in loads))
     off = {key: statistics.median(values) for key, values in results["off"].items()}
@@ -180,13 +214,14 @@ async def run(args: argparse.Namespace) -> None:
               "fires_per_s": "fires end to end (/s)", "fire_cpu_ms": "hub CPU per fire (ms)"}
     costs: dict[str, dict[str, float]] = {}
     for mode in modes:
-        if mode == "off":
+        if mode in ("off", "before-off"):
             continue
+        floor_mode = FLOOR.get(mode, "off")
         costs[mode] = {key: statistics.median(cost(key, mine, floor) for mine, floor
-                                              in zip(results[mode][key], results["off"][key])) for key in KEYS}
+                                              in zip(results[mode][key], results[floor_mode][key])) for key in KEYS}
     for key in KEYS:
-        mine = "; ".join(f"{mode} {statistics.median(results[mode][key]):.3f} ({costs[mode][key]:+.1%})"
-                         for mode in costs)
+        mine = "; ".join(f"{mode} {statistics.median(results[mode][key]):.3f}"
+                         + (f" ({costs[mode][key]:+.1%})" if mode in costs else "") for mode in modes if mode != "off")
         print(f"  {labels[key]}: off {off[key]:.3f}; {mine}")
     on = costs["on"]
     print(f"  target: under 5% cost: wall time {'met' if max(on['invoke_p50_ms'], on['fires_per_s']) < 0.05 else 'missed'}, "
@@ -196,10 +231,13 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--restarts", type=int, default=1,
+                        help="start fresh hub processes this many times over the rounds (default: once)")
     parser.add_argument("--invokes", type=int, default=300)
     parser.add_argument("--fires", type=int, default=300)
     parser.add_argument("--split", action="store_true", help="also metrics alone and lineage alone")
     parser.add_argument("--control", action="store_true", help="also a second hub with both off: the noise floor")
+    parser.add_argument("--baseline", metavar="DIR", help="also before-off/before-on hubs running the checkout in DIR")
     asyncio.run(run(parser.parse_args()))
 
 
