@@ -6,6 +6,8 @@ ISO-8601 time with a zone) or `{"ids": [...]}` (stored event ids), and optionall
 Each replayed run is an ordinary invocation, accepted with a replay mark for its (rule, event) in
 one transaction (store/replays.py): an unforced replay runs an event through a rule once however
 often it is asked, a forced one runs it again. The answer counts what happened to each event.
+A replayed run is a delivery (the rule's retry policy applies) traced like a live run; it feeds
+no derived trigger, since the event is not accepted on its trigger again.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from triggerhub.model import (
 )
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.resolve import Resolved, check_write
-from triggerhub.observe import lineage
 from triggerhub.rules import match as rules
 from triggerhub.store.base import ReplayClaim, Store
 
@@ -37,9 +38,9 @@ KEYS = ("from", "to", "ids", "force")
 USAGE = ('replay needs {"from": T, "to": T} or {"ids": ["<event id>", ...]}, and optionally "force": true; '
          "T is epoch milliseconds (1764921600000) or an ISO-8601 time with a zone (2026-12-05T08:00:00Z)")
 
-Submit = Callable[[Identity, Resolved, rules.Match, dict[str, Any], ReplayClaim], Awaitable[bool]]
-"""Accept one replayed invocation with its mark and hand it to the dispatcher; False when the
-mark was taken before (an unforced replay of an event already replayed)."""
+Submit = Callable[[Identity, Resolved, rules.Match, TriggerEvent, dict[str, Any], ReplayClaim], Awaitable[bool]]
+"""Accept one replayed invocation of the event with its mark and hand it to the dispatcher; False
+when the mark was taken before (an unforced replay of an event already replayed)."""
 Resolve = Callable[[Identity, FullyQualifiedName], Awaitable[Resolved]]
 
 
@@ -153,8 +154,7 @@ def replay_activation_id(event: TriggerEvent, rule_key: str, *, force: bool) -> 
 
 
 async def replay_rule(entities: Entities, store: Store, identity: Identity, fqn: FullyQualifiedName, body: Any, *,
-                      max_events: int, resolve: Resolve, submit: Submit, traced: bool) -> dict[str, JSON]:
-    """`traced`: replayed runs carry lineage (observe/lineage.py `replay_annotations`)."""
+                      max_events: int, resolve: Resolve, submit: Submit) -> dict[str, JSON]:
     rule = await entities.get(identity, fqn, Rule)
     check_write(identity, fqn)
     await entities.check_references(identity, [(rule.trigger, Collection.TRIGGERS), (rule.action, Collection.ACTIONS)])
@@ -174,7 +174,7 @@ async def replay_rule(entities: Entities, store: Store, identity: Identity, fqn:
         try:
             async with asyncio.TaskGroup() as tasks:
                 running = [tasks.create_task(_replay_one(event, key, compiled, request, identity, resolved,
-                                                         trigger_params, submit, traced=traced)) for event in page]
+                                                         trigger_params, submit)) for event in page]
         except ExceptionGroup as failed:  # e.g. the store went away: one error, as from a single call
             raise failed.exceptions[0] from None
         replayed += [task.result() for task in running]
@@ -183,7 +183,7 @@ async def replay_rule(entities: Entities, store: Store, identity: Identity, fqn:
 
 async def _replay_one(event: TriggerEvent, key: str, compiled: rules.CompiledRules, request: ReplayRequest,
                       identity: Identity, resolved: Resolved, trigger_params: dict[str, Any],
-                      submit: Submit, *, traced: bool) -> Replayed:
+                      submit: Submit) -> Replayed:
     routing = rules.route(compiled, event)
     if not routing.matched:
         return Replayed(event.id, Outcome.FILTERED)
@@ -192,11 +192,10 @@ async def _replay_one(event: TriggerEvent, key: str, compiled: rules.CompiledRul
         return Replayed(event.id, Outcome.FAILED, error=found.error)
     activation_id = replay_activation_id(event, key, force=request.force)
     found = replace(found, activation_id=activation_id,
-                    annotations=(*rules.provenance(key, event), Parameter("replay", True),
-                                 *(lineage.replay_annotations(event, activation_id) if traced else ())))
+                    annotations=(*rules.provenance(key, event), Parameter("replay", True)))
     claim = ReplayClaim(key, event.id, event.time_ms, activation_id, force=request.force)
     try:
-        taken = await submit(identity, resolved, found, trigger_params, claim)
+        taken = await submit(identity, resolved, found, event, trigger_params, claim)
     except ApiError as exc:
         return Replayed(event.id, Outcome.FAILED, error=exc.message)
     return Replayed(event.id, Outcome.RUN, activation_id) if taken else Replayed(event.id, Outcome.SKIPPED)

@@ -7,8 +7,8 @@ What is stored, on the write path's existing statements:
 - every activation record descending from it carries the annotations `traceparent` (its own span)
   and `event` (the event id), a rule activation also `rule`. Lineage finds the records by key: the
   decisions name the rule activations, a sequence's logs its components; delivery attempts
-  (retries: an `attempt` annotation) and replayed runs (`replay: true`) are filed under their `event`
-  by the store (migration 8).
+  (retries and replayed runs: an `attempt` annotation) are filed under their `event` by the store
+  (migration 8).
 Actions see their context as `__OW_TRACEPARENT` (from the /run body's `traceparent`).
 """
 
@@ -81,12 +81,6 @@ def activation_annotations(context: TraceContext, event_id: str, activation_id: 
         return own, Parameter(EVENT, event_id), Parameter(RULE, rule)
     keys = {p.key for p in present}
     return tuple(p for p in (own, Parameter(EVENT, event_id), Parameter(RULE, rule)) if p.key not in keys)
-
-
-def replay_annotations(event: TriggerEvent, activation_id: str) -> Parameters:
-    """For a replayed run of a stored event (engine/replay.py, which adds `rule`, `event` and
-    `replay: true`): a span in the original event's trace, under the rule's decision."""
-    return (Parameter(TRACEPARENT, event_context(event).child(activation_span_id(activation_id)).traceparent),)
 
 
 def event_annotations(context: TraceContext, event_id: str) -> Parameters:

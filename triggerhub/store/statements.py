@@ -116,12 +116,12 @@ def activation_row(activation: Activation) -> dict[str, Any]:
 
 
 def activation_event_id(activation: Activation) -> str | None:
-    """The trigger event a record is filed under: a delivery attempt's (`attempt` annotation) or a
-    replayed run's (`replay: true`) `event`, or an explicit `eventId`. Records that lineage finds by key (rule activations, sequence
+    """The trigger event a record is filed under: a delivery attempt's (`attempt` annotation) `event`,
+    or an explicit `eventId`. Records that lineage finds by key (rule activations, sequence
     components) are not filed: an index on random keys would cost every insert a random B-tree write."""
     annotations = activation.annotations
     value = annotation(annotations, "eventId")
-    if value is None and (annotation(annotations, "attempt") is not None or annotation(annotations, "replay") is True):
+    if value is None and annotation(annotations, "attempt") is not None:
         value = annotation(annotations, "event")
     return value if isinstance(value, str) else None
 
