@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,11 @@ def keyed_state(app: faust.App, topic: str, *, table: str, partitions: int, step
             if partition is None or partition not in mine or not due(key.decode(), stored):
                 continue
             ticked[key] = now_s
-            await source.send(key=key, value=tick)
+            try:
+                await source.send(key=key, value=tick)
+            except KafkaError as exc:  # asked again after RETICK_S
+                log.warning("deadline tick of %r not sent: %s", key[:80], exc)
+                return
 
     app.agent(source, name=f"{app.conf.id}.{table}", concurrency=1)(agent)
     app.timer(interval_s, name=f"{app.conf.id}.{table}.due")(timer)

@@ -15,6 +15,7 @@ a due key through the topic, and the tick runs `on_due` in the agent, after chan
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +27,7 @@ from triggerhub.engine.derive import OnEvent, derived_event
 from triggerhub.engine.distributed import Publisher
 from triggerhub.model import FullyQualifiedName, TriggerEvent
 from triggerhub.rules import correlate
+from triggerhub.retry import retrying
 from triggerhub.store.base import DeriveStep
 
 log = logging.getLogger(__name__)
@@ -128,7 +130,9 @@ class TableDeriver:
             log.error("derive-keys message %r under key %r is not readable; skipped", message[:80], key[:80])
             return stored
         value = KeyValue.loads(stored)
-        fqn, spec = await self._specs.find_spec(str(name))
+        # The store or Kafka being away holds the agent (and the key's order) until it is back.
+        fqn, spec = await retrying(f"reading derived trigger {name}", lambda: self._specs.find_spec(str(name)),
+                                   clock=self._clock)
         now_ms = self._clock.now_ms()
         applied = value.applied
         if "event" in doc:
@@ -148,7 +152,8 @@ class TableDeriver:
                                            listening_since_ms=self._specs.listening_since_ms))
         for derived in transition.derived:  # acknowledged by Kafka before the table write
             event = derived_event(fqn, derived)
-            await self._fire(event)
+            await retrying(f"publishing derived event {event.id} of {fqn}", functools.partial(self._fire, event),
+                           clock=self._clock)
             log.debug("derived event %s of %s for key %r published", event.id, fqn, correlation_key)
         due_ms = transition.due_ms
         if transition.state is None:
