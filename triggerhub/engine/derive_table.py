@@ -117,12 +117,17 @@ class TableDeriver:
         self._specs = specs
         self._fire = fire
         self._clock = clock
+        self._due: dict[str, tuple[bytes, int | None]] = {}  # key -> (the value last seen, its due time)
 
     def due(self, key: str, stored: bytes) -> bool:
-        due_ms = KeyValue.loads(stored).due_ms
-        return due_ms is not None and due_ms <= self._clock.now_ms()
+        """Asked for every key several times a second: each value is parsed once, not each time."""
+        seen = self._due.get(key)
+        if seen is None or seen[0] is not stored:
+            seen = self._due[key] = (stored, KeyValue.loads(stored).due_ms)
+        return seen[1] is not None and seen[1] <= self._clock.now_ms()
 
     async def step(self, key: str, stored: bytes | None, message: bytes) -> bytes | None:
+        self._due.pop(key, None)
         try:
             name, correlation_key = json.loads(key)
             doc = json.loads(message)
