@@ -42,8 +42,9 @@ class SandboxChoice(StrEnum):
 class DeriveState(StrEnum):
     """Where distributed mode keeps derived triggers' keyed state (the embedded hub: its store)."""
 
-    TABLE = "table"  # Faust tables in the workers, changelog topics in Kafka (engine/derive_table.py)
     STORE = "store"  # PostgreSQL rows, changed in the transaction accepting each event (store/derived.py)
+    TABLE = "table"  # Faust tables in the workers, changelog topics in Kafka (engine/derive_table.py); one
+    # worker only for now: see the README, "Distributed: the state in Faust tables"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ class KafkaConfig:
     controller_id: int = 0
     healthy_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
-    derive_state: DeriveState = DeriveState.TABLE
+    derive_state: DeriveState = DeriveState.STORE
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """Derived triggers in distributed mode (controller, worker and two invokers as processes, Kafka
 and PostgreSQL): the worker is killed with -9 while devices are silent and while `sequence`
 pairs are half seen; after quiescence there is exactly one alert per silent device and one
-derived event per completed pair. Run with the keyed state in the workers' Faust table (the
-default) and in PostgreSQL (TRIGGERHUB_DERIVE_STATE=store)."""
+derived event per completed pair. Run with the keyed state in PostgreSQL (the default) and in
+the workers' Faust table (TRIGGERHUB_DERIVE_STATE=table)."""
 
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ def keyed_state(app: faust.App, topic: str, *, table: str, partitions: int, step
     source = app.topic(topic, key_serializer="raw", value_serializer="raw", partitions=partitions)
     state = app.Table(table, key_type=bytes, value_type=bytes,  # bytes: raw serializers
                       partitions=partitions)
+    changelog: str = getattr(state, "changelog_topic_name")
     ticked: dict[bytes, float] = {}
     written_to: dict[bytes, int] = {}  # key -> partition, for keys this process wrote
 
@@ -78,6 +79,12 @@ def keyed_state(app: faust.App, topic: str, *, table: str, partitions: int, step
                 log.warning("deadline tick of %r not sent: %s", key[:80], exc)
                 return
 
+    async def assigned(*args: Any, **_kwargs: Any) -> None:  # (app, assigned TPs)
+        mine = sorted(tp.partition for tp in (args[1] if len(args) > 1 else ()) if tp.topic == topic)
+        log.info("table %s: partitions %s of %s assigned; their values are read back from %s", table, mine, topic,
+                 changelog)
+
+    app.on_partitions_assigned.connect(assigned)
     app.agent(source, name=f"{app.conf.id}.{table}", concurrency=1)(agent)
     app.timer(interval_s, name=f"{app.conf.id}.{table}.due")(timer)
     return state
