@@ -46,6 +46,14 @@ class SandboxChoice(StrEnum):
     NONE = "none"
 
 
+class DeriveState(StrEnum):
+    """Where distributed mode keeps derived triggers' keyed state (the embedded hub: its store)."""
+
+    STORE = "store"  # PostgreSQL rows, changed in the transaction accepting each event (store/derived.py)
+    TABLE = "table"  # Faust tables in the workers, changelog topics in Kafka (engine/derive_table.py); one
+    # worker only for now: see the README, "Distributed: the state in Faust tables"
+
+
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     host: str = "127.0.0.1"
@@ -116,6 +124,7 @@ class KafkaConfig:
     controller_id: int = 0
     healthy_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
+    derive_state: DeriveState = DeriveState.STORE
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +260,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "CONTROLLER_ID": ("kafka", "controller_id"),
     "INVOKER_HEALTHY_TIMEOUT_MS": ("kafka", "healthy_timeout_ms"),
     "INVOKER_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms"),
+    "DERIVE_STATE": ("kafka", "derive_state"),
     "FEED_LEASE_MS": ("feeds", "lease_ms"),
     "FEED_LEASE_RENEW_MS": ("feeds", "lease_renew_ms"),
 }

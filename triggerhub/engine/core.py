@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -43,12 +43,15 @@ from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, Rate
 from triggerhub.invoker.base import Invoker
 from triggerhub.observe import lineage, metrics, otel
 from triggerhub.rules import match as rules
-from triggerhub.store.base import Acceptance, ActivationQuery, RedriveClaim, ReplayClaim, Store
+from triggerhub.store.base import Acceptance, ActivationQuery, DeriveStep, RedriveClaim, ReplayClaim, Store
 
 log = logging.getLogger(__name__)
 
 API_FIRE_TYPE = "org.openwhisk.trigger.fire"
 """The event type of fires through the API: they keep OpenWhisk's limits; every other type came from a feed."""
+
+RouteDerive = Callable[[Sequence[DeriveStep], list[Awaitable[None]] | None], Awaitable[None]]
+"""Publishes derived triggers' steps for an event to where their state lives (confirmations: as for submit)."""
 
 BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 """Runs a hub-internal action (kind `builtin`, e.g. a feed provider) and returns its result."""
@@ -57,12 +60,14 @@ BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 class Engine:
     def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
                  dispatcher: Dispatcher, builtin: BuiltinHandler | None = None,
-                 clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False, derive_idle_s: float = IDLE_S) -> None:
+                 clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False, derive_idle_s: float = IDLE_S,
+                 route_derive: RouteDerive | None = None) -> None:
         """`builtin` runs the hub-internal actions (the feed providers) in a process that runs
         feeds; `clock` times the throttles (rates per minute, feed admission waits) and derived
         triggers' deadlines; `derive_loop` runs the loop that derives events (engine/derive.py)
         in this process (the embedded hub and distributed workers), looking at the store at least
-        every `derive_idle_s`."""
+        every `derive_idle_s`; `route_derive`, when given, takes derived triggers' source events
+        instead of the store (distributed mode's Faust tables: engine/derive_table.py)."""
         self.config = config
         self.store = store
         self.invoker = invoker
@@ -84,6 +89,7 @@ class Engine:
                                                            lease_ms=config.limits.retry_lease_ms))
         self.deriver = Deriver(store, entities, clock=clock, idle_s=derive_idle_s)
         self._derive_loop = derive_loop
+        self._route_derive = route_derive
         self._running = contextlib.AsyncExitStack()
 
     # ------------------------------------------------------------------ lifecycle
@@ -386,6 +392,9 @@ class Engine:
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
             lineage.event_annotations(context, event.id) if context is not None else ()))] if outcomes else []
         derive = await self.deriver.steps(trigger, event)
+        if derive and self._route_derive is not None:  # the keyed state lives in Faust tables
+            await self._route_derive(derive, confirmations)
+            derive = []
         acceptance = Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor,
                                 matched_rules=routing.taken, filtered_rules=routing.filtered,
                                 derive=derive, from_outbox=from_outbox)
@@ -416,6 +425,11 @@ class Engine:
             return
         await self.dispatcher.fire(event, lambda: self._match(trigger, event, cursor=None),
                                    key=partition_key(trigger.annotations, event, in_order=bool(trigger.derived)))
+
+    async def fire_derived(self, event: TriggerEvent) -> None:
+        """A derived event made from Faust-table state onto its trigger, as a feed's event; returns
+        once the dispatcher took it (Kafka acknowledged it)."""
+        await self._fire_event(event.trigger, event)
 
     async def _limits_of(self, namespace: str) -> dict[str, int]:
         return (await self.auth.namespace_state(namespace)).limits
