@@ -314,7 +314,11 @@ def _convert(raw: str, target: Any) -> Any:
             return False
         raise ValueError("expected true or false")
     if isinstance(target, StrEnum):
-        return type(target)(raw.strip().lower())
+        choices = type(target)
+        try:
+            return choices(raw.strip().lower())
+        except ValueError:
+            raise ValueError(f"must be one of {', '.join(choice.value for choice in choices)}") from None
     if isinstance(target, Path):
         return Path(raw)
     converter: Callable[[str], Any] = type(target)
@@ -347,7 +351,8 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
         try:
             value = raw if not isinstance(raw, str) else _convert(raw, current)
         except ValueError as exc:
-            problems.append(f"{shown}={raw!r}: {exc}; expected a {type(current).__name__}")
+            expected = "" if isinstance(current, StrEnum) else f"; expected a {type(current).__name__}"
+            problems.append(f"{shown}={raw!r}: {exc}{expected}")
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             problems.append(f"{shown}={raw!r}: must not be negative")
