@@ -46,6 +46,14 @@ class SandboxChoice(StrEnum):
     NONE = "none"
 
 
+class DeriveState(StrEnum):
+    """Where distributed mode keeps derived triggers' keyed state (the embedded hub: its store)."""
+
+    STORE = "store"  # PostgreSQL rows, changed in the transaction accepting each event (store/derived.py)
+    TABLE = "table"  # Faust tables in the workers, changelog topics in Kafka (engine/derive_table.py); one
+    # worker only for now: see the README, "Distributed: the state in Faust tables"
+
+
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     host: str = "127.0.0.1"
@@ -116,6 +124,7 @@ class KafkaConfig:
     controller_id: int = 0
     healthy_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
+    derive_state: DeriveState = DeriveState.STORE
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +260,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "CONTROLLER_ID": ("kafka", "controller_id"),
     "INVOKER_HEALTHY_TIMEOUT_MS": ("kafka", "healthy_timeout_ms"),
     "INVOKER_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms"),
+    "DERIVE_STATE": ("kafka", "derive_state"),
     "FEED_LEASE_MS": ("feeds", "lease_ms"),
     "FEED_LEASE_RENEW_MS": ("feeds", "lease_renew_ms"),
 }
@@ -304,7 +314,11 @@ def _convert(raw: str, target: Any) -> Any:
             return False
         raise ValueError("expected true or false")
     if isinstance(target, StrEnum):
-        return type(target)(raw.strip().lower())
+        choices = type(target)
+        try:
+            return choices(raw.strip().lower())
+        except ValueError:
+            raise ValueError(f"must be one of {', '.join(choice.value for choice in choices)}") from None
     if isinstance(target, Path):
         return Path(raw)
     converter: Callable[[str], Any] = type(target)
@@ -337,7 +351,8 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
         try:
             value = raw if not isinstance(raw, str) else _convert(raw, current)
         except ValueError as exc:
-            problems.append(f"{shown}={raw!r}: {exc}; expected a {type(current).__name__}")
+            expected = "" if isinstance(current, StrEnum) else f"; expected a {type(current).__name__}"
+            problems.append(f"{shown}={raw!r}: {exc}{expected}")
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             problems.append(f"{shown}={raw!r}: must not be negative")

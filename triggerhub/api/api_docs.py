@@ -95,7 +95,8 @@ LINEAGE_SCHEMAS: dict[str, Doc] = {
                        "end": {"type": "integer"}, "duration": {"type": ["integer", "null"]},
                        "cause": _TEXT_OR_NULL, "traceparent": _TEXT_OR_NULL, "spanId": _SPAN,
                        "parentSpanId": _SPAN, "children": _array(_TEXT), "rule": _TEXT,
-                       "attempt": {"type": "integer"}, "causedBy": _TEXT}},
+                       "attempt": {"type": "integer"}, "causedBy": _TEXT,
+                       "replay": {"type": "boolean", "description": "a replayed run of this stored event"}}},
 }
 
 SCHEMAS: dict[str, Doc] = {
@@ -396,6 +397,13 @@ def _paths() -> Doc:
                           "default": {**_ERROR, "description": "400 undecodable, 401 unverified, 404 no feed, "
                                                                 "409 replay, 413 too large"}}}},
             [_path_name("namespace", "the trigger's namespace"), _path_name("trigger", "the trigger")]),
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics of this process, in the text exposition format (README: Seeing it)",
+            "description": "No key by default, as Prometheus scrapers send none; with TRIGGERHUB_METRICS_TOKEN "
+                           "set, `Authorization: Bearer <token>` is required and anything else is 401.",
+            "security": [{}, {"metricsToken": []}],
+            "responses": {"200": {"description": "text/plain; version=0.0.4", "content": {"text/plain": {
+                "schema": {"type": "string"}}}}, "default": _ERROR}}},
         "/api/v1/api-docs": {"get": {"summary": "This document", "security": [{}], "responses": {
             "200": {"description": "OpenAPI 3.1", **_content({"type": "object"})}}}},
         "/api/v1": {"x-aiohttp-aliases": ["/api/v1/"], "get": {
@@ -445,7 +453,9 @@ def document() -> Doc:
         "security": [{"basic": []}],
         "paths": _paths(),
         "components": {"schemas": SCHEMAS,
-                       "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}},
+                       "securitySchemes": {"basic": {"type": "http", "scheme": "basic"},
+                                           "metricsToken": {"type": "http", "scheme": "bearer",
+                                                            "description": "TRIGGERHUB_METRICS_TOKEN, when set"}}},
     }
 
 

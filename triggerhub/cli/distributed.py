@@ -29,13 +29,14 @@ from triggerhub.api.hooks import webhook_routes
 from triggerhub.api.tls import listener_tls
 from triggerhub.bus.app import batch_app, running
 from triggerhub.bus.group import GroupMember
+from triggerhub.bus.keyed import keyed_state
 from triggerhub.bus.producer import KafkaPublisher
 from triggerhub.bus.tail import Tail
 from triggerhub.bus.topics import Topics, ensure_topics
 from triggerhub.cli.tls import tls_options, tls_overrides
 from triggerhub.cli.collector import freeze_start_up_objects
 from triggerhub.cli.logs import log_to_file
-from triggerhub.config import HubConfig, load_config
+from triggerhub.config import DeriveState, HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.derive import IDLE_S, SHARED_IDLE_S
@@ -45,6 +46,7 @@ from triggerhub.engine.retention import EventPruner
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, LeaseTiming, catalogue
 from triggerhub.engine.republish import RepublishSweep
+from triggerhub.engine.derive_table import TICK, DeriveRouter, TableDeriver
 from triggerhub.engine.distributed import (
     CompletionWaiter, HealthMonitor, InvokerService, InvokerStatistics, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
     heartbeat,
@@ -77,6 +79,9 @@ WORKER_BATCH_WITHIN_S = 0.005
 CONTROLLER_CACHE_TTL_S = 1.0
 WORKER_CACHE_TTL_S = 1.0
 FEED_LIFECYCLE_CONCURRENCY = 4
+# How often a worker looks for due keys of derived triggers in its table (absence deadlines).
+DERIVE_TICK_S = 0.2
+DERIVE_TABLE = "derive-state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +126,9 @@ def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: To
     the derived triggers' loop with `derive_loop` (workers). `revalidated`: its entity cache is
     dropped by `entities.revalidate()` when any process wrote an entity (cache_ttl_s=None then
     keeps entries until that happens)."""
+    in_table = config.kafka.derive_state is DeriveState.TABLE
     return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
+                  route_derive=DeriveRouter(publisher, topics.derive_keys) if in_table else None,
                   derive_idle_s=derive_idle_s,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s,
@@ -131,7 +138,7 @@ def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: To
 
 def _all_topics(config: HubConfig, topics: Topics) -> list[str]:
     return [topics.trigger_events, topics.invocations, topics.feed_invocations, topics.health,
-            topics.completed(config.kafka.controller_id)]
+            topics.derive_keys, topics.completed(config.kafka.controller_id)]
 
 
 @contextlib.asynccontextmanager
@@ -217,6 +224,10 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
             engine.deriver.relisten()
 
         app.on_partitions_assigned.connect(relisten)
+        if config.kafka.derive_state is DeriveState.TABLE:
+            table = TableDeriver(engine.deriver, engine.fire_derived)
+            keyed_state(app, topics.derive_keys, table=DERIVE_TABLE, partitions=config.kafka.partitions,
+                        step=table.step, due=table.due, tick=TICK, interval_s=DERIVE_TICK_S)
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
 

@@ -139,6 +139,16 @@ class Deriver:
         self._listening_since_ms = self._clock.now_ms()
         self._wake.set()
 
+    @property
+    def listening_since_ms(self) -> int:
+        return self._listening_since_ms
+
+    async def find_spec(self, name: str) -> tuple[FullyQualifiedName, correlate.DeriveSpec | None]:
+        """A derived trigger's name and its declaration (None: it is gone or derives no more)."""
+        fqn = self._fqn(name)
+        found = self._spec(await self._entities.find(fqn, Trigger))
+        return fqn, None if found is None else found[0]
+
     # ------------------------------------------------------------------ the loop
     @contextlib.asynccontextmanager
     async def running(self, deliver: Deliver) -> AsyncIterator[None]:
