@@ -12,21 +12,28 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from bench import profile, systems
+from bench.cpu import CpuMeter
 from bench.context import CONCURRENCY, NOOP_JS, Context, drained, warm
 from bench.measure import Row, WrkResult, wrk
 from tests.plugins.distributed import Deployment, controller_apihost, deployment_env  # the test setup's roles
 from tests.plugins.services import KAFKA_KEY, PG_URL_KEY, create_database, drop_database, service_setting
 
-def hot_trigger_rate(hub: systems.Hub, ctx: Context, trigger: str) -> tuple[WrkResult, float]:
-    """16 wrk connections firing one trigger: (wrk result, fires/s from the first fire to the last record stored)."""
-    before = hub.count("noop")
+
+def hot_trigger_rate(hub: systems.Hub, ctx: Context, trigger: str, meter: CpuMeter,
+                     action: str = "noop") -> tuple[WrkResult, float, dict[str, float]]:
+    """16 wrk connections firing one trigger: (wrk result, fires/s from the first fire to the last
+    record stored, CPU ms per fire of each role meanwhile)."""
+    before = hub.count(action)
+    cpu_before = meter.sample()
     start = time.perf_counter()
     result = wrk(f"{hub.api}/triggers/{trigger}", connections=CONCURRENCY, duration_s=ctx.sizes.wrk_s,
                  headers={"Authorization": hub.auth_header})
     if result.status_errors or result.socket_errors:
         raise SystemExit(f"fires of {trigger}: {result.status_errors} error statuses, {result.socket_errors} socket errors")
-    count, elapsed_s = drained(hub, "noop", before + result.requests, start, timeout_s=300)
-    return result, (count - before) / elapsed_s
+    count, elapsed_s = drained(hub, action, before + result.requests, start, timeout_s=300)
+    cpu_ms = meter.per_event_ms(cpu_before, meter.sample(), count - before)
+    print(f"  CPU ms per fire: " + ", ".join(f"{role} {ms:.3f}" for role, ms in cpu_ms.items()), flush=True)
+    return result, (count - before) / elapsed_s, cpu_ms
 
 
 @contextmanager
@@ -51,7 +58,7 @@ def deployed(ctx: Context) -> Iterator[tuple[Profiled, systems.Hub]]:
             hub = systems.Hub(controller.pid, controller_apihost(controller),
                               "Basic " + base64.b64encode(auth.encode()).decode(), root)
             invokers_up(hub, 1)
-            yield Profiled(deployment, ctx, profilers), hub
+            yield Profiled(deployment, ctx, profilers, CpuMeter(deployment, url)), hub
         summarize_profiles(deployment, ctx)
     finally:
         deployment.stop_all()
@@ -62,8 +69,9 @@ class Profiled:
     """The deployment; with --profile, `profiled()` starts py-spy on each of its processes not yet
     sampled, which then runs until the scenario ends (so start-up and warm-up can be left out)."""
 
-    def __init__(self, deployment: Deployment, ctx: Context, profilers: ExitStack) -> None:
+    def __init__(self, deployment: Deployment, ctx: Context, profilers: ExitStack, meter: CpuMeter) -> None:
         self.deployment = deployment
+        self.meter = meter
         self._ctx = ctx
         self._profilers = profilers
         self._sampled: set[int] = set()
@@ -96,7 +104,7 @@ def distributed(ctx: Context) -> None:
         deployment.profiled()  # from here on, with --profile: start-up and warm-up are left out
         hub.must("PUT", "triggers/hot", {})
         hub.must("PUT", "rules/on-hot", {"trigger": "hot", "action": "noop"})
-        _, one_each = hot_trigger_rate(hub, ctx, "hot")
+        _, one_each, one_each_cpu = hot_trigger_rate(hub, ctx, "hot", deployment.meter)
         print(f"  one hot trigger, 1 worker + 1 invoker: {one_each:.0f} fires/s end to end; adding a worker and an "
               "invoker ...", flush=True)
         deployment.start("worker")
@@ -112,14 +120,16 @@ def distributed(ctx: Context) -> None:
                     "read; 2 workers, 2 invokers", p50_ms=round(sequential.p50_ms, 3),
                     p99_ms=round(sequential.p99_ms, 3), latency_samples=sequential.requests,
                     rate_per_s=round(concurrent.rate_per_s, 1), rate_samples=concurrent.requests, floor="floor.unix"))
-        result, two_each = hot_trigger_rate(hub, ctx, "hot")
+        result, two_each, two_each_cpu = hot_trigger_rate(hub, ctx, "hot", deployment.meter)
         ctx.add(Row("fires.distributed", "triggerhub", "wrk POST /triggers/hot (one trigger, rule -> noop) at 16 "
                     "connections on the controller (p50/p99: of its 202s, not one at a time); rate: first fire -> "
                     "last action record stored (PostgreSQL); 2 workers + 2 invokers, and 1 + 1 before them",
                     p50_ms=round(result.p50_ms, 3), p99_ms=round(result.p99_ms, 3), latency_samples=result.requests,
                     rate_per_s=round(two_each, 1), rate_samples=result.requests, floor="floor.aiohttp",
                     values={"rate_1_worker_1_invoker_per_s": round(one_each, 1),
-                            "accepted_rate_per_s": round(result.rate_per_s, 1)}))
+                            "accepted_rate_per_s": round(result.rate_per_s, 1),
+                            **{f"cpu_ms_per_fire_1_1_{role}": ms for role, ms in one_each_cpu.items()},
+                            **{f"cpu_ms_per_fire_2_2_{role}": ms for role, ms in two_each_cpu.items()}}))
 
 
 def invokers_up(hub: systems.Hub, count: int, timeout_s: float = 120) -> None:
