@@ -35,6 +35,33 @@ WITH inserted AS (
     DELETE FROM pending WHERE activation_id IN (SELECT activation_id FROM inserted)
 )
 SELECT activation_id FROM inserted"""
+# An accept of fires and invokes (no records, cursors, replay marks or derived steps; event ids
+# unique in the batch), in one statement: the events whose id is new, the invocations and filter
+# counts of those (or of no event: invokes), in rule order (two writers lock rows alike).
+ACCEPT = """
+WITH fresh AS (
+    INSERT INTO events (id, trigger_fqn, time_ms, doc)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), queued AS (
+    INSERT INTO pending (activation_id, accepted_ms, doc)
+    SELECT p.activation_id, p.accepted_ms, p.doc
+    FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[]) AS p(activation_id, accepted_ms, doc, event_id)
+    WHERE p.event_id IS NULL OR p.event_id IN (SELECT id FROM fresh)
+), counted AS (
+    INSERT INTO rule_counts (rule, matched, filtered)
+    SELECT c.rule, sum(c.matched), sum(c.filtered)
+    FROM unnest($9::text[], $10::bigint[], $11::bigint[], $12::text[]) AS c(rule, matched, filtered, event_id)
+    WHERE c.event_id IS NULL OR c.event_id IN (SELECT id FROM fresh)
+    GROUP BY c.rule ORDER BY c.rule
+    ON CONFLICT (rule) DO UPDATE SET matched = rule_counts.matched + excluded.matched,
+                                     filtered = rule_counts.filtered + excluded.filtered
+)
+SELECT id FROM fresh"""
+EVENT_COLUMNS = ("id", "trigger_fqn", "time_ms", "doc")
+PENDING_COLUMNS = ("activation_id", "accepted_ms", "doc", "event_id")
+COUNT_COLUMNS = ("rule", "matched", "filtered", "event_id")
 ACTIVATION_COLUMNS = ("activation_id", "namespace", "name", "start_ms", "doc", "event_id")
 SELECT_SUBJECT = "SELECT doc FROM subjects WHERE uuid = $1"
 SELECT_ENTITY_GENERATION = "SELECT generation FROM entity_generation WHERE id = 1"
@@ -72,11 +99,16 @@ class PgDirect:
         found = {(row[1], row[0]): row[2] for row in rows}
         return [found.get(key) for key in keys]
 
+    async def accept(self, events: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]],
+                     counts: Sequence[dict[str, Any]]) -> set[str]:
+        """Rows as `ACCEPT` names them (`event_id` None: an invoke's); returns the event ids inserted."""
+        arrays = [_columns(events, EVENT_COLUMNS), _columns(pending, PENDING_COLUMNS), _columns(counts, COUNT_COLUMNS)]
+        return {row[0] for row in await self._opened().fetch(ACCEPT, *(a for group in arrays for a in group))}
+
     async def complete(self, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert the activation rows (statements.activation_row; ids unique) whose id is not
         recorded yet, and drop their pending rows; returns the ids inserted."""
-        columns = [[row[column] for row in rows] for column in ACTIVATION_COLUMNS]
-        return {row[0] for row in await self._opened().fetch(COMPLETE, *columns)}
+        return {row[0] for row in await self._opened().fetch(COMPLETE, *_columns(rows, ACTIVATION_COLUMNS))}
 
     async def subject_doc(self, uuid: str) -> str | None:
         doc: str | None = await self._value(SELECT_SUBJECT, uuid)
@@ -92,6 +124,11 @@ class PgDirect:
         if self._pool is None:
             raise asyncpg.InterfaceError("the PostgreSQL read pool is not open; call SqlStore.open() first")
         return self._pool
+
+
+def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
+    """Rows as one array per column, the form `unnest` takes."""
+    return [[row[name] for row in rows] for name in names]
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

@@ -218,11 +218,42 @@ class SqlStore:
             return await self._acceptances.submit(acceptance)
 
     async def _accept_batch(self, batch: list[Acceptance]) -> list[bool]:
-        answers = await self._opened.write(partial(self._accept_op, batch=batch))
+        if self._pg is not None and all(map(_plain, batch)):
+            answers = await self._accept_plain(batch)
+        else:
+            answers = await self._opened.write(partial(self._accept_op, batch=batch))
         for acceptance, accepted in zip(batch, answers):
             if acceptance.event is not None and not accepted:
                 log.info("event %s was accepted before; nothing written", acceptance.event.id)
         return answers
+
+    async def _accept_plain(self, batch: list[Acceptance]) -> list[bool]:
+        """PostgreSQL's fires and invokes in one statement (pg_direct.ACCEPT), answering as
+        `operations.accept` does: the first acceptance of an event id in the batch is written
+        when the id is new, the others are not."""
+        assert self._pg is not None
+        events: list[dict[str, Any]] = []
+        queued: list[dict[str, Any]] = []
+        counts: list[dict[str, Any]] = []
+        candidates: set[int] = set()
+        seen: set[str] = set()
+        for index, acceptance in enumerate(batch):
+            event = acceptance.event
+            if event is not None:
+                if event.id in seen:
+                    continue
+                seen.add(event.id)
+                events.append(statements.event_row(event))
+            event_id = event.id if event is not None else None
+            candidates.add(index)
+            queued.extend({**statements.pending_row(i), "event_id": event_id} for i in acceptance.invocations)
+            counts.extend({"rule": rule, "matched": 1, "filtered": 0, "event_id": event_id}
+                          for rule in acceptance.matched_rules)
+            counts.extend({"rule": rule, "matched": 0, "filtered": 1, "event_id": event_id}
+                          for rule in acceptance.filtered_rules)
+        fresh = await self._pg.accept(events, queued, counts)
+        return [index in candidates and (acceptance.event is None or acceptance.event.id in fresh)
+                for index, acceptance in enumerate(batch)]
 
     async def complete(self, activation: Activation) -> bool:
         with self._translated(f"record activation {activation.activation_id}"):
@@ -511,6 +542,12 @@ class SqlStore:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _plain(acceptance: Acceptance) -> bool:
+    """A fire or invoke only: no records, cursor, replay mark or derived-trigger work."""
+    return (not acceptance.activations and acceptance.cursor is None and acceptance.replay is None
+            and not acceptance.derive and not acceptance.from_outbox)
 
 
 def _parse_url(url: str) -> URL:
