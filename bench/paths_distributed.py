@@ -1,12 +1,22 @@
 """Distributed mode: controller, workers and invokers as processes on Kafka and PostgreSQL.
 
 Started through the test setup's Deployment (tests/plugins/distributed.py) in a fresh database and
-topic prefix; one hot trigger is measured with 1 worker + 1 invoker, then with 2 + 2.
+topic prefix; one hot trigger is measured with 1 worker + 1 invoker, then with 2 + 2, twice:
+
+- `fires.distributed`: its rule runs `noop`, so the rate is bound by CPU. Every process of the
+  deployment, the broker and the database share this machine's cores, so adding processes adds
+  no CPU: the row reports the CPU ms each role spends per fire (bench/cpu.py), which sets the
+  rate the cores allow (2 cores = 2,000 CPU ms a second), whatever the run's share of them.
+- `fires.distributed_slots`: its rule runs `nap`, an action that waits NAP_MS without using CPU,
+  so the rate is bound by the activations an invoker runs at once: its pool's memory budget
+  (TRIGGERHUB_MEMORY_BUDGET_MB, 2048) over the action's memory (256 MB) is 8 runtimes, so one
+  invoker's bound is 8 / NAP_MS. It shows capacity growing with the processes that hold it.
 """
 
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,14 +29,36 @@ from tests.plugins.distributed import Deployment, controller_apihost, deployment
 from tests.plugins.services import KAFKA_KEY, PG_URL_KEY, create_database, drop_database, service_setting
 
 
-def hot_trigger_rate(hub: systems.Hub, ctx: Context, trigger: str, meter: CpuMeter,
-                     action: str = "noop") -> tuple[WrkResult, float, dict[str, float]]:
-    """16 wrk connections firing one trigger: (wrk result, fires/s from the first fire to the last
-    record stored, CPU ms per fire of each role meanwhile)."""
+NAP_MS = 100
+NAP_JS = f"function main() {{ return new Promise(done => setTimeout(() => done({{}}), {NAP_MS})); }}"
+NAP_MEMORY_MB = 256
+POOL_BUDGET_MB = 2048  # TRIGGERHUB_MEMORY_BUDGET_MB's default
+NAP_SLOTS = POOL_BUDGET_MB // NAP_MEMORY_MB  # naps one invoker runs at once
+NAP_WRK_S = 2
+
+
+def warm_slots(hub: systems.Hub, action: str) -> None:
+    """Every slot of every invoker warm for `action`: 32 blocking invokes at once, twice (their
+    keys spread them over the partitions, so over the invokers)."""
+    for _ in range(2):
+        threads = [threading.Thread(target=hub.must, args=("POST", f"actions/{action}?blocking=true", {}))
+                   for _ in range(2 * CONCURRENCY)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def hot_trigger_rate(hub: systems.Hub, ctx: Context, trigger: str, meter: CpuMeter, action: str = "noop",
+                     duration_s: float | None = None) -> tuple[WrkResult, float, dict[str, float]]:
+    """16 wrk connections firing one trigger for `duration_s` (the run's wrk time): (wrk result,
+    fires/s from the first fire to the last record of `action` stored, CPU ms per fire of each role
+    meanwhile)."""
     before = hub.count(action)
     cpu_before = meter.sample()
     start = time.perf_counter()
-    result = wrk(f"{hub.api}/triggers/{trigger}", connections=CONCURRENCY, duration_s=ctx.sizes.wrk_s,
+    result = wrk(f"{hub.api}/triggers/{trigger}", connections=CONCURRENCY,
+                 duration_s=duration_s if duration_s is not None else ctx.sizes.wrk_s,
                  headers={"Authorization": hub.auth_header})
     if result.status_errors or result.socket_errors:
         raise SystemExit(f"fires of {trigger}: {result.status_errors} error statuses, {result.socket_errors} socket errors")
@@ -105,7 +137,15 @@ def distributed(ctx: Context) -> None:
         hub.must("PUT", "triggers/hot", {})
         hub.must("PUT", "rules/on-hot", {"trigger": "hot", "action": "noop"})
         _, one_each, one_each_cpu = hot_trigger_rate(hub, ctx, "hot", deployment.meter)
-        print(f"  one hot trigger, 1 worker + 1 invoker: {one_each:.0f} fires/s end to end; adding a worker and an "
+        print(f"  one hot trigger, 1 worker + 1 invoker: {one_each:.0f} fires/s end to end", flush=True)
+        hub.must("PUT", "actions/nap", {"exec": {"kind": "nodejs:default", "code": NAP_JS},
+                                        "limits": {"memory": NAP_MEMORY_MB}})
+        hub.must("PUT", "triggers/paced", {})
+        hub.must("PUT", "rules/on-paced", {"trigger": "paced", "action": "nap"})
+        warm_slots(hub, "nap")
+        _, naps_one_each, _ = hot_trigger_rate(hub, ctx, "paced", deployment.meter, "nap", duration_s=NAP_WRK_S)
+        print(f"  one trigger of {NAP_MS} ms naps, 1 worker + 1 invoker: {naps_one_each:.0f} fires/s end to end "
+              f"(bound: {NAP_SLOTS} at once / {NAP_MS} ms = {NAP_SLOTS * 1000 / NAP_MS:.0f}/s); adding a worker and an "
               "invoker ...", flush=True)
         deployment.start("worker")
         deployment.start("invoker", "--id", "1")
@@ -130,6 +170,16 @@ def distributed(ctx: Context) -> None:
                             "accepted_rate_per_s": round(result.rate_per_s, 1),
                             **{f"cpu_ms_per_fire_1_1_{role}": ms for role, ms in one_each_cpu.items()},
                             **{f"cpu_ms_per_fire_2_2_{role}": ms for role, ms in two_each_cpu.items()}}))
+        warm_slots(hub, "nap")  # the noop runs above took the pools' memory: naps start warm again
+        naps, naps_two_each, _ = hot_trigger_rate(hub, ctx, "paced", deployment.meter, "nap", duration_s=NAP_WRK_S)
+        ctx.add(Row("fires.distributed_slots", "triggerhub", f"wrk POST /triggers/paced (one trigger, rule -> nap: "
+                    f"an action that waits {NAP_MS} ms, {NAP_MEMORY_MB} MB, so {NAP_SLOTS} at once per invoker) at 16 "
+                    f"connections for {NAP_WRK_S} s; rate: first fire -> last record stored; 2 workers + 2 invokers, and 1 + 1 "
+                    "before them", p50_ms=round(naps.p50_ms, 3), p99_ms=round(naps.p99_ms, 3),
+                    latency_samples=naps.requests, rate_per_s=round(naps_two_each, 1), rate_samples=naps.requests,
+                    values={"rate_1_worker_1_invoker_per_s": round(naps_one_each, 1),
+                            "bound_per_invoker_per_s": NAP_SLOTS * 1000 / NAP_MS,
+                            "growth": round(naps_two_each / naps_one_each, 2)}))
 
 
 def invokers_up(hub: systems.Hub, count: int, timeout_s: float = 120) -> None:
