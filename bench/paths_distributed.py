@@ -177,8 +177,8 @@ def distributed(ctx: Context) -> None:
         naps, naps_two_each, _ = hot_trigger_rate(hub, ctx, "paced", deployment.meter, "nap", duration_s=NAP_WRK_S)
         ctx.add(Row("fires.distributed_slots", "triggerhub", f"wrk POST /triggers/paced (one trigger, rule -> nap: "
                     f"an action that waits {NAP_MS} ms, {NAP_MEMORY_MB} MB, so {NAP_SLOTS} at once per invoker) at 16 "
-                    f"connections for {NAP_WRK_S} s; rate: first fire -> last record stored; 2 workers + 2 invokers, and 1 + 1 "
-                    "before them", p50_ms=round(naps.p50_ms, 3), p99_ms=round(naps.p99_ms, 3),
+                    f"connections for {NAP_WRK_S} s; rate: first fire -> last record stored; 2 workers + 2 "
+                    "invokers, and 1 + 1 before them", p50_ms=round(naps.p50_ms, 3), p99_ms=round(naps.p99_ms, 3),
                     latency_samples=naps.requests, rate_per_s=round(naps_two_each, 1), rate_samples=naps.requests,
                     values={"rate_1_worker_1_invoker_per_s": round(naps_one_each, 1),
                             "bound_per_invoker_per_s": NAP_SLOTS * 1000 / NAP_MS,

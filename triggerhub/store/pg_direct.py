@@ -35,9 +35,10 @@ WITH inserted AS (
     DELETE FROM pending WHERE activation_id IN (SELECT activation_id FROM inserted)
 )
 SELECT activation_id FROM inserted"""
-# An accept of fires and invokes (no records, cursors, replay marks or derived steps; event ids
-# unique in the batch), in one statement: the events whose id is new, the invocations and filter
-# counts of those (or of no event: invokes), in rule order (two writers lock rows alike).
+# An accept of fires and invokes (no cursors, replay marks or derived steps; event ids unique in
+# the batch), in one statement: the events whose id is new, and the invocations, records (a
+# trigger's own) and filter counts of those or of no event (invokes); counts in rule order, so
+# that two writers lock rows alike.
 ACCEPT = """
 WITH fresh AS (
     INSERT INTO events (id, trigger_fqn, time_ms, doc)
@@ -57,12 +58,19 @@ WITH fresh AS (
     GROUP BY c.rule ORDER BY c.rule
     ON CONFLICT (rule) DO UPDATE SET matched = rule_counts.matched + excluded.matched,
                                      filtered = rule_counts.filtered + excluded.filtered
+), recorded AS (
+    INSERT INTO activations (activation_id, namespace, name, start_ms, doc, event_id)
+    SELECT r.activation_id, r.namespace, r.name, r.start_ms, r.doc, r.event_id
+    FROM unnest($13::text[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[])
+        AS r(activation_id, namespace, name, start_ms, doc, event_id, accepted_event)
+    WHERE r.accepted_event IS NULL OR r.accepted_event IN (SELECT id FROM fresh)
 )
 SELECT id FROM fresh"""
 EVENT_COLUMNS = ("id", "trigger_fqn", "time_ms", "doc")
 PENDING_COLUMNS = ("activation_id", "accepted_ms", "doc", "event_id")
 COUNT_COLUMNS = ("rule", "matched", "filtered", "event_id")
 ACTIVATION_COLUMNS = ("activation_id", "namespace", "name", "start_ms", "doc", "event_id")
+RECORD_COLUMNS = (*ACTIVATION_COLUMNS, "accepted_event")
 SELECT_SUBJECT = "SELECT doc FROM subjects WHERE uuid = $1"
 SELECT_ENTITY_GENERATION = "SELECT generation FROM entity_generation WHERE id = 1"
 
@@ -100,9 +108,11 @@ class PgDirect:
         return [found.get(key) for key in keys]
 
     async def accept(self, events: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]],
-                     counts: Sequence[dict[str, Any]]) -> set[str]:
-        """Rows as `ACCEPT` names them (`event_id` None: an invoke's); returns the event ids inserted."""
-        arrays = [_columns(events, EVENT_COLUMNS), _columns(pending, PENDING_COLUMNS), _columns(counts, COUNT_COLUMNS)]
+                     counts: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> set[str]:
+        """Rows as `ACCEPT` names them (pending and count rows' `event_id`, records'
+        `accepted_event`: the acceptance's event, None for an invoke); returns the event ids inserted."""
+        arrays = [_columns(events, EVENT_COLUMNS), _columns(pending, PENDING_COLUMNS), _columns(counts, COUNT_COLUMNS),
+                  _columns(records, RECORD_COLUMNS)]
         return {row[0] for row in await self._opened().fetch(ACCEPT, *(a for group in arrays for a in group))}
 
     async def complete(self, rows: Sequence[dict[str, Any]]) -> set[str]:

@@ -228,13 +228,14 @@ class SqlStore:
         return answers
 
     async def _accept_plain(self, batch: list[Acceptance]) -> list[bool]:
-        """PostgreSQL's fires and invokes in one statement (pg_direct.ACCEPT), answering as
-        `operations.accept` does: the first acceptance of an event id in the batch is written
-        when the id is new, the others are not."""
+        """PostgreSQL's fires and invokes with their records in one statement (pg_direct.ACCEPT),
+        answering as `operations.accept` does: the first acceptance of an event id in the batch
+        is written when the id is new, the others are not."""
         assert self._pg is not None
         events: list[dict[str, Any]] = []
         queued: list[dict[str, Any]] = []
         counts: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
         candidates: set[int] = set()
         seen: set[str] = set()
         for index, acceptance in enumerate(batch):
@@ -251,7 +252,8 @@ class SqlStore:
                           for rule in acceptance.matched_rules)
             counts.extend({"rule": rule, "matched": 0, "filtered": 1, "event_id": event_id}
                           for rule in acceptance.filtered_rules)
-        fresh = await self._pg.accept(events, queued, counts)
+            records.extend({**statements.activation_row(r), "accepted_event": event_id} for r in acceptance.activations)
+        fresh = await self._pg.accept(events, queued, counts, records)
         return [index in candidates and (acceptance.event is None or acceptance.event.id in fresh)
                 for index, acceptance in enumerate(batch)]
 
@@ -545,9 +547,9 @@ class SqlStore:
 
 
 def _plain(acceptance: Acceptance) -> bool:
-    """A fire or invoke only: no records, cursor, replay mark or derived-trigger work."""
-    return (not acceptance.activations and acceptance.cursor is None and acceptance.replay is None
-            and not acceptance.derive and not acceptance.from_outbox)
+    """A fire or invoke with its records: no cursor, replay mark or derived-trigger work."""
+    return (acceptance.cursor is None and acceptance.replay is None and not acceptance.derive
+            and not acceptance.from_outbox)
 
 
 def _parse_url(url: str) -> URL:
