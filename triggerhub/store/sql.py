@@ -10,6 +10,7 @@ inside one transaction, never by reading first.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -546,10 +547,16 @@ class SqlStore:
 # --------------------------------------------------------------------------- helpers
 
 
+# What pg_direct.ACCEPT writes; an acceptance with any other field set (a cursor, a replay or
+# redrive claim, derived-trigger work, a field added later) takes operations.accept instead.
+_PLAIN_FIELDS = frozenset({"event", "invocations", "activations", "matched_rules", "filtered_rules"})
+_OTHER_FIELDS = tuple(f.name for f in dataclasses.fields(Acceptance) if f.name not in _PLAIN_FIELDS)
+
+
 def _plain(acceptance: Acceptance) -> bool:
-    """A fire or invoke with its records: no cursor, replay mark or derived-trigger work."""
-    return (acceptance.cursor is None and acceptance.replay is None and not acceptance.derive
-            and not acceptance.from_outbox)
+    """A fire or invoke with its records and filter counts, and nothing else (every other field
+    empty: None, False or an empty sequence)."""
+    return not any(getattr(acceptance, name) for name in _OTHER_FIELDS)
 
 
 def _parse_url(url: str) -> URL:
