@@ -64,7 +64,8 @@ async def started(extra_env: dict[str, str]) -> AsyncIterator[Hub]:
     port = free_port()
     apihost = f"http://127.0.0.1:{port}"
     env = {**os.environ, "TRIGGERHUB_INVOCATIONS_PER_MINUTE": "1000000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000",
-           "TRIGGERHUB_FIRES_PER_MINUTE": "1000000", "TRIGGERHUB_PREWARM_COUNT": "1", **extra_env}
+           "TRIGGERHUB_FIRES_PER_MINUTE": "1000000", "TRIGGERHUB_PREWARM_COUNT": "1",
+           "TRIGGERHUB_PREWARM": "start", **extra_env}
     with open(home / "hub.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home",
                                     str(home), "--runtime", "process", "--no-examples"],

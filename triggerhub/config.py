@@ -32,6 +32,13 @@ class RuntimeChoice(StrEnum):
     PROCESS = "process"
 
 
+class PrewarmChoice(StrEnum):
+    """When the process runtime's and Docker's stem cells (TRIGGERHUB_PREWARM_COUNT per kind) start."""
+
+    FIRST_USE = "first-use"  # a kind's stem cells start after its first invoke (which is a cold start)
+    START = "start"  # every kind's stem cells start with the hub (idle RSS: about 12 MiB python, 42 MiB node)
+
+
 class SandboxChoice(StrEnum):
     """How the process runtime isolates actions (the Docker runtime always uses containers)."""
 
@@ -85,6 +92,7 @@ class StoreConfig:
 class RuntimeConfig:
     choice: RuntimeChoice = RuntimeChoice.AUTO
     prewarm_count: int = 1
+    prewarm: PrewarmChoice = PrewarmChoice.FIRST_USE  # PREWARM: when the stem cells start
     pause_grace_s: float = 10.0
     idle_timeout_s: float = 600.0
     memory_budget_mb: int = 2048
@@ -210,6 +218,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "SQLITE_SYNCHRONOUS": ("store", "sqlite_synchronous"),
     "RUNTIME": ("runtime", "choice"),
     "PREWARM_COUNT": ("runtime", "prewarm_count"),
+    "PREWARM": ("runtime", "prewarm"),
     "PAUSE_GRACE_S": ("runtime", "pause_grace_s"),
     "IDLE_TIMEOUT_S": ("runtime", "idle_timeout_s"),
     "MEMORY_BUDGET_MB": ("runtime", "memory_budget_mb"),

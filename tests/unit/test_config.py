@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from triggerhub.config import (DEFAULT_DOCKER_HOST, REPOSITORY_RUNTIMES_DIR, ClientSettings, RuntimeChoice, SandboxChoice,
-                               client_settings, load_config)
+from triggerhub.config import (DEFAULT_DOCKER_HOST, REPOSITORY_RUNTIMES_DIR, ClientSettings, PrewarmChoice, RuntimeChoice,
+                               SandboxChoice, client_settings, load_config)
 from triggerhub.errors import ConfigError
 
 
@@ -30,6 +30,16 @@ def test_every_problem_is_reported_together():
     assert any(line.startswith("  TRIGGERHUB_PROT: unknown setting; known: ") for line in lines)
     assert any(line.startswith("  TRIGGERHUB_RUNTIME='vm': ") for line in lines)
     assert len(lines) == 5
+
+
+def test_stem_cells_start_on_first_use_unless_prewarm_is_start():
+    assert (load_config(env={}).runtime.prewarm, load_config(env={}).runtime.prewarm_count) == (
+        PrewarmChoice.FIRST_USE, 1)
+    assert load_config(env={"TRIGGERHUB_PREWARM": "Start"}).runtime.prewarm is PrewarmChoice.START
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={"TRIGGERHUB_PREWARM": "always"})
+    assert str(caught.value).splitlines()[1:] == [
+        "  TRIGGERHUB_PREWARM='always': 'always' is not a valid PrewarmChoice; expected a PrewarmChoice"]
 
 
 def test_sandbox_settings_default_to_bubblewrap_and_read_flags():

@@ -90,7 +90,7 @@ LINEAGE_SCHEMAS: dict[str, Doc] = {
         "type": "object", "required": ["activationId", "name", "role", "status", "statusCode", "start", "spanId",
                                        "parentSpanId", "children"],
         "properties": {"activationId": _TEXT, "name": _TEXT, "namespace": _TEXT, "path": _TEXT_OR_NULL,
-                       "role": {"type": "string", "enum": ["trigger", "rule", "component", "retry"]},
+                       "role": {"type": "string", "enum": ["trigger", "rule", "component", "retry", "replay"]},
                        "status": _TEXT, "statusCode": {"type": "integer"}, "start": {"type": "integer"},
                        "end": {"type": "integer"}, "duration": {"type": ["integer", "null"]},
                        "cause": _TEXT_OR_NULL, "traceparent": _TEXT_OR_NULL, "spanId": _SPAN,
@@ -180,11 +180,15 @@ SCHEMAS: dict[str, Doc] = {
     "DeadLetter": {"type": "object", "required": ["id", "rule", "eventId", "activationId", "reason", "attempts", "time"],
                    "properties": {"id": {"type": "string"}, "rule": {"type": "string"}, "eventId": {"type": "string"},
                                   "activationId": {"type": "string"}, "reason": {"type": "string"},
-                                  "attempts": {"type": "integer"}, "time": {"type": "integer"}}},
+                                  "attempts": {"type": "integer"}, "time": {"type": "integer"},
+                                  "redrivenBy": {"type": "string", "description": "the activation id of the "
+                                                 "redrive under way, while one runs"}}},
     "RedriveRequest": {"type": "object", "properties": {
         "ids": _array({"type": "string"}), "action": {"anyOf": [{"type": "string"}, _REF_PAIR]}}},
-    "Redriven": {"type": "object", "required": ["activationIds"],
-                 "properties": {"activationIds": _array({"type": "string"})}},
+    "Redriven": {"type": "object", "required": ["activationIds", "skipped"],
+                 "properties": {"activationIds": _array({"type": "string"}),
+                                "skipped": {**_array({"type": "string"}),
+                                            "description": "letters not run: another redrive of them is under way"}}},
     "ReplayRequest": {"type": "object", "properties": {
         "from": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
                  "description": "epoch ms or ISO-8601 with a zone; with to: events with from <= time <= to"},

@@ -37,6 +37,7 @@ from triggerhub.cli.logs import log_to_file
 from triggerhub.config import HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import BuiltinHandler, Engine
+from triggerhub.engine.derive import IDLE_S, SHARED_IDLE_S
 from triggerhub.engine.entities import Entities
 from triggerhub.cli.pruning import cluster_lease, running_pruner
 from triggerhub.engine.retention import EventPruner
@@ -114,12 +115,13 @@ def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: To
             invoker: Invoker | None = None, cache_ttl_s: float | None = 0.0, revalidated: bool = False,
             waiter: CompletionWaiter | None = None, reply_to: str | None = None,
             builtin: BuiltinHandler | None = None, dispatcher: KafkaDispatcher | None = None,
-            derive_loop: bool = False) -> Engine:
+            derive_loop: bool = False, derive_idle_s: float = IDLE_S) -> Engine:
     """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
     the derived triggers' loop with `derive_loop` (workers). `revalidated`: its entity cache is
     dropped by `entities.revalidate()` when any process wrote an entity (cache_ttl_s=None then
     keeps entries until that happens)."""
     return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
+                  derive_idle_s=derive_idle_s,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s,
                                     generation=store.get_entity_generation if revalidated else None),
@@ -197,7 +199,7 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
         engine = _engine(config, store, publisher, topics, cache_ttl_s=WORKER_CACHE_TTL_S, revalidated=True,
-                         derive_loop=True)
+                         derive_loop=True, derive_idle_s=SHARED_IDLE_S)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events, revalidate=engine.entities.revalidate)
         observed(config, role="worker", lag_groups={topics.app_id("worker"): topics.trigger_events})

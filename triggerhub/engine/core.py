@@ -11,6 +11,7 @@ built-in actions is the FeedManager's, which fires through this engine (see `bui
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,7 +29,7 @@ from triggerhub.model import (
 from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.deliveries import Deliveries, PumpSettings
-from triggerhub.engine.derive import Deriver
+from triggerhub.engine.derive import IDLE_S, Deriver
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.ordering import partition_key
@@ -42,7 +43,7 @@ from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, Rate
 from triggerhub.invoker.base import Invoker
 from triggerhub.observe import lineage, metrics, otel
 from triggerhub.rules import match as rules
-from triggerhub.store.base import Acceptance, ActivationQuery, ReplayClaim, Store
+from triggerhub.store.base import Acceptance, ActivationQuery, RedriveClaim, ReplayClaim, Store
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,12 @@ BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 class Engine:
     def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
                  dispatcher: Dispatcher, builtin: BuiltinHandler | None = None,
-                 clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False) -> None:
+                 clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False, derive_idle_s: float = IDLE_S) -> None:
         """`builtin` runs the hub-internal actions (the feed providers) in a process that runs
         feeds; `clock` times the throttles (rates per minute, feed admission waits) and derived
         triggers' deadlines; `derive_loop` runs the loop that derives events (engine/derive.py)
-        in this process (the embedded hub and distributed workers)."""
+        in this process (the embedded hub and distributed workers), looking at the store at least
+        every `derive_idle_s`."""
         self.config = config
         self.store = store
         self.invoker = invoker
@@ -80,7 +82,7 @@ class Engine:
                                      limits_of=self._limits_of, clock=clock,
                                      settings=PumpSettings(poll_ms=config.limits.retry_poll_ms,
                                                            lease_ms=config.limits.retry_lease_ms))
-        self.deriver = Deriver(store, entities, clock=clock)
+        self.deriver = Deriver(store, entities, clock=clock, idle_s=derive_idle_s)
         self._derive_loop = derive_loop
         self._running = contextlib.AsyncExitStack()
 
@@ -103,13 +105,19 @@ class Engine:
                                  max_events=self.config.events.replay_max_events, resolve=self.resolve,
                                  submit=self._submit_replayed)
 
-    async def _submit_replayed(self, identity: Identity, resolved: Resolved, found: rules.Match,
+    async def _submit_replayed(self, identity: Identity, resolved: Resolved, found: rules.Match, event: TriggerEvent,
                                trigger_params: dict[str, Any], claim: ReplayClaim) -> bool:
         """A replayed run goes the way of a feed's rule activation: it waits for room under the
-        feed limits instead of meeting the per-minute limits of direct calls."""
+        feed limits instead of meeting the per-minute limits of direct calls. It is a delivery
+        like a live run's (the rule's retry policy and dead letters apply when its attempt is
+        settled) and carries the same lineage annotations, under the stored event's trace."""
+        delivery, annotations = self.deliveries.replayed(found, event)
+        if self.config.observe.lineage:
+            annotations += lineage.activation_annotations(lineage.event_context(event), event.id, claim.activation_id,
+                                                          found.rule, annotations)
         invocation = replace(self._invocation(identity, resolved, [trigger_params, found.params],
                                               activation_id=claim.activation_id),
-                             extra_annotations=found.annotations)
+                             extra_annotations=annotations, delivery=delivery)
         self._unslotted.add(invocation.activation_id)
         await self._admit_from_feed(identity.namespace, [invocation])
         return await self._submit(Acceptance(invocations=[invocation], replay=claim), [invocation])
@@ -409,21 +417,28 @@ class Engine:
     async def _limits_of(self, namespace: str) -> dict[str, int]:
         return (await self.auth.namespace_state(namespace)).limits
 
-    async def redrive(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> list[str]:
-        """Run the selected dead letters of rule `fqn` again (POST …/deadletters/redrive); the
-        activation ids. A letter leaves the list when its new run succeeds."""
+    async def redrive(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> dict[str, JSON]:
+        """Run the selected dead letters of rule `fqn` again (POST …/deadletters/redrive):
+        `{"activationIds": [...], "skipped": [letter ids]}`. Each run is accepted with a claim of
+        its letter, refused (skipped) while another redrive of that letter is under way. A letter
+        leaves the list when a run of its redrive succeeds (retried under the rule's policy)."""
         rule, letters, action = await self.deliveries.redrive_letters(identity, fqn, body)
         if not letters:
-            return []
+            return {"activationIds": [], "skipped": []}
         resolved = await self.resolve(identity, action)
         invocations = []
         for letter in letters:
             arguments = await self.deliveries.redrive_arguments(letter, rule)
             invocations.append(self.deliveries.redriven(letter, self._invocation(identity, resolved, [arguments])))
         self._unslotted.update(invocation.activation_id for invocation in invocations)
-        await self._submit(Acceptance(invocations=invocations), invocations)
-        log.info("rule %s: %d dead letters redriven to %s", fqn, len(invocations), action)
-        return [invocation.activation_id for invocation in invocations]
+        async with asyncio.TaskGroup() as tasks:
+            taken = [tasks.create_task(self._submit(Acceptance(invocations=[invocation], redrive=RedriveClaim(
+                letter.id, invocation.activation_id)), [invocation])) for letter, invocation in zip(letters, invocations)]
+        run = [i.activation_id for i, task in zip(invocations, taken) if task.result()]
+        skipped = [letter.id for letter, task in zip(letters, taken) if not task.result()]
+        log.info("rule %s: %d dead letters redriven to %s, %d skipped (being redriven already)", fqn, len(run),
+                 action, len(skipped))
+        return {"activationIds": run, "skipped": skipped}
 
     async def _admit_from_feed(self, namespace: str, invocations: list[Invocation]) -> None:
         """Wait for room under the feed limits; the slots are given back as for direct calls."""

@@ -177,7 +177,8 @@ def _activation(record: Activation, by_id: dict[str, Activation], event: Trigger
     elif record.cause is not None and record.cause in by_id:
         role, parent_span = "component", activation_span_id(record.cause)
     else:
-        role = "retry" if annotation(record.annotations, "attempt") is not None else "rule"
+        role = ("replay" if annotation(record.annotations, "replay") is True
+                else "retry" if annotation(record.annotations, "attempt") is not None else "rule")
         parent_span = decision_span_id(event.id, rule_key) if rule_key else event_span_id(event.id)
     children = [r.activation_id for r in by_id.values() if r.cause == record.activation_id]
     out: dict[str, JSON] = {
