@@ -148,8 +148,10 @@ def warm(hub: systems.Hub, action: str) -> None:
         thread.join()
 
 
-def drained(hub: systems.Hub, action: str, expected: int, start: float, timeout_s: float = 120) -> tuple[int, float]:
-    """Poll the count of `action`'s records until it reaches `expected`: (count, seconds since `start`)."""
+def drained(hub: systems.Hub, action: str, expected: int, start: float, timeout_s: float = 120,
+            poll_s: float = 0.02) -> tuple[int, float]:
+    """Poll the count of `action`'s records every `poll_s` until it reaches `expected`: (count,
+    seconds since `start`, so up to `poll_s` late)."""
     deadline = time.monotonic() + timeout_s
     while True:
         count = hub.count(action)
@@ -157,4 +159,4 @@ def drained(hub: systems.Hub, action: str, expected: int, start: float, timeout_
             return count, time.perf_counter() - start
         if time.monotonic() > deadline:
             raise SystemExit(f"{action}: {count} of {expected} records stored after {timeout_s:.0f} s")
-        time.sleep(0.02)
+        time.sleep(poll_s)

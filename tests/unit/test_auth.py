@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any, cast
 
@@ -108,4 +109,43 @@ async def test_namespace_state_is_blocked_only_when_every_subject_is() -> None:
     assert (await auth.namespace_state("team-a")).blocked is False  # cached
     clock.now_s += 5.0
     assert await auth.namespace_state("team-a") == NamespaceState({"firesPerMinute": 3}, blocked=True)
+    assert table.reads == 2
+
+
+class GatedSubjectTable(SubjectTable):
+    """Listing waits until the test opens the gate, so listings overlap as under load."""
+
+    def __init__(self, *subjects: Subject) -> None:
+        super().__init__(*subjects)
+        self.gate = asyncio.Event()
+
+    async def list_subjects(self) -> list[Subject]:
+        self.reads += 1
+        await self.gate.wait()
+        return list(self.rows.values())
+
+
+async def test_events_that_find_the_namespace_states_expired_together_read_them_once() -> None:
+    table, clock = GatedSubjectTable(ALICE), Clock()
+    auth = authenticator(table, clock)
+    states = [asyncio.create_task(auth.namespace_state("team-a")) for _ in range(100)]
+    await asyncio.sleep(0)
+    table.gate.set()
+    assert await asyncio.gather(*states) == [NamespaceState({"firesPerMinute": 3}, blocked=False)] * 100
+    assert table.reads == 1
+    clock.now_s += 5.1
+    await auth.namespace_state("team-a")
+    assert table.reads == 2
+
+
+async def test_a_listing_running_when_the_states_are_forgotten_does_not_fill_the_cache() -> None:
+    table, clock = GatedSubjectTable(ALICE), Clock()
+    auth = authenticator(table, clock)
+    stale = asyncio.create_task(auth.namespace_state("team-a"))
+    await asyncio.sleep(0)
+    auth.forget()  # a subject was written meanwhile
+    table.gate.set()
+    await stale
+    assert table.reads == 1
+    await auth.namespace_state("team-a")
     assert table.reads == 2

@@ -1,11 +1,15 @@
 """The entity read cache: with a TTL it ages on the injected clock (a read within the TTL is served
 from the cache, the first read after it reaches the store); without one it lasts while the store's
-entity generation is unchanged (revalidating reads)."""
+entity generation is unchanged (revalidating reads). Misses of one entity that overlap share one
+store read, and a read overtaken by a write of its entity does not fill the cache."""
 
 from __future__ import annotations
 
+import asyncio
+
 from triggerhub.config import LimitsConfig
 from triggerhub.engine.entities import Entities
+from triggerhub.errors import StoreError
 from triggerhub.model import Entity, FullyQualifiedName, Trigger
 
 from tests.plugins.clock import TestClock
@@ -107,3 +111,73 @@ async def test_without_a_generation_revalidate_reads_nothing() -> None:
     await entities.revalidate()
     assert await entities.find(FullyQualifiedName("guest", "tick"), Trigger) == Trigger("guest", "tick")
     assert store.reads == 1
+
+
+class GatedStore(CountingStore):
+    """Each read waits until the test opens the gate, so reads overlap as under load."""
+
+    def __init__(self, entity: Entity) -> None:
+        super().__init__(entity)
+        self.gate = asyncio.Event()
+
+    async def get_entity(self, namespace: str, name: str) -> Entity | None:
+        self.reads += 1
+        await self.gate.wait()
+        return self.entity
+
+
+async def test_concurrent_misses_of_one_entity_share_one_read() -> None:
+    store = GatedStore(Trigger("guest", "tick"))
+    clock = TestClock(monotonic_s=100.0)
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024, cache_ttl_s=1.0, clock=clock)  # type: ignore[arg-type]
+    fqn = FullyQualifiedName("guest", "tick")
+
+    async with asyncio.TaskGroup() as tasks:
+        finds = [tasks.create_task(entities.find(fqn, Trigger)) for _ in range(50)]
+        await asyncio.sleep(0)
+        store.gate.set()
+    assert [find.result() for find in finds] == [Trigger("guest", "tick")] * 50
+    assert store.reads == 1
+    assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")  # cached by the shared read
+    assert store.reads == 1
+
+
+async def test_a_read_running_when_its_entity_is_written_does_not_fill_the_cache() -> None:
+    store = GatedStore(Trigger("guest", "tick"))
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024, cache_ttl_s=None)  # type: ignore[arg-type]
+    fqn = FullyQualifiedName("guest", "tick")
+
+    stale = asyncio.create_task(entities.find(fqn, Trigger))
+    await asyncio.sleep(0)
+    store.entity = Trigger("guest", "tick", version="0.0.2")  # written meanwhile by this process
+    entities.forget([store.entity])
+    later = asyncio.create_task(entities.find(fqn, Trigger))  # after the write: must not join the old read
+    await asyncio.sleep(0)
+    store.gate.set()
+    assert await stale == Trigger("guest", "tick", version="0.0.2")  # the gate releases both with the new one
+    assert await later == Trigger("guest", "tick", version="0.0.2")
+    assert store.reads == 2
+    assert await entities.find(fqn, Trigger) == Trigger("guest", "tick", version="0.0.2")
+    assert store.reads == 2  # the later read filled the cache
+
+
+async def test_a_failed_shared_read_fails_every_waiter_and_is_not_cached() -> None:
+    store = GatedStore(Trigger("guest", "tick"))
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024, cache_ttl_s=1.0)  # type: ignore[arg-type]
+    fqn = FullyQualifiedName("guest", "tick")
+
+    async def broken(namespace: str, name: str) -> Entity | None:
+        store.reads += 1
+        await store.gate.wait()
+        raise StoreError("the database is away")
+
+    store.get_entity = broken  # type: ignore[method-assign]
+    finds = [asyncio.create_task(entities.find(fqn, Trigger)) for _ in range(3)]
+    await asyncio.sleep(0)
+    store.gate.set()
+    outcomes = await asyncio.gather(*finds, return_exceptions=True)
+    assert [str(outcome) for outcome in outcomes] == ["the database is away"] * 3
+    assert store.reads == 1
+    del store.get_entity  # the store answers again
+    assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")
+    assert store.reads == 2

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from triggerhub.engine.shared_loads import SharedLoads
 from triggerhub.errors import AUTH_INVALID, Unauthorized
 from triggerhub.model import Identity, Subject, new_credentials
 from triggerhub.store.base import Store
@@ -75,6 +76,7 @@ class Authenticator:
         self._clock = clock
         self._cache: dict[str, tuple[Identity, float]] = {}  # uuid -> (identity, expires at)
         self._namespaces: tuple[dict[str, NamespaceState], float] | None = None  # states, expires at
+        self._namespace_loads: SharedLoads[str, dict[str, NamespaceState]] = SharedLoads()
 
     async def identify(self, auth_key: str) -> Identity:
         uuid, key = split_auth_key(auth_key)
@@ -98,14 +100,22 @@ class Authenticator:
         their rule activations); read from the store at most once per `cache_ttl_s`."""
         await self._revalidate()
         now = self._clock()
-        if self._namespaces is None or self._namespaces[1] <= now:
-            subjects: dict[str, list[Subject]] = {}
-            for subject in await self._store.list_subjects():
-                subjects.setdefault(subject.namespace, []).append(subject)
-            states = {ns: NamespaceState(dict(members[0].limits), blocked=all(m.blocked for m in members))
-                      for ns, members in subjects.items()}
-            self._namespaces = (states, now + self._cache_ttl_s)
-        return self._namespaces[0].get(namespace, NamespaceState({}, blocked=False))
+        if self._namespaces is not None and self._namespaces[1] > now:
+            states = self._namespaces[0]
+        else:  # one read for all the events that find the states expired together
+
+            def keep(read: dict[str, NamespaceState]) -> None:
+                self._namespaces = (read, now + self._cache_ttl_s)
+
+            states = await self._namespace_loads.load("all", self._read_namespace_states, keep)
+        return states.get(namespace, NamespaceState({}, blocked=False))
+
+    async def _read_namespace_states(self) -> dict[str, NamespaceState]:
+        subjects: dict[str, list[Subject]] = {}
+        for subject in await self._store.list_subjects():
+            subjects.setdefault(subject.namespace, []).append(subject)
+        return {ns: NamespaceState(dict(members[0].limits), blocked=all(m.blocked for m in members))
+                for ns, members in subjects.items()}
 
     async def _revalidate(self) -> None:
         """Drop both caches when the store's entity generation moved (with `generation` only)."""
@@ -119,6 +129,7 @@ class Authenticator:
     def forget(self) -> None:
         self._cache.clear()
         self._namespaces = None
+        self._namespace_loads.drop()
 
 
 async def create_subject(store: Store, namespace: str, subject: str | None = None) -> Identity:

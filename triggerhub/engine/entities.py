@@ -24,6 +24,7 @@ from triggerhub.model import (
 )
 from triggerhub.engine.ordering import check_ordering_key
 from triggerhub.engine import bodies
+from triggerhub.engine.shared_loads import SharedLoads
 from triggerhub.engine.resolve import bound_parameters, check_read, check_write, not_authorized, package_readable
 from triggerhub.rules import correlate
 from triggerhub.rules.pattern import compile_filter
@@ -61,6 +62,7 @@ class Entities:
         self._clock = clock
         self._cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, str], tuple[Entity | None, float]] = {}
+        self._loads: SharedLoads[tuple[str, str], Entity | None] = SharedLoads()
         self._generation = generation
         self._seen_generation: int | None = None
         self._revalidate_reads = revalidate_reads
@@ -78,6 +80,7 @@ class Entities:
         generation = await self._generation()
         if generation != self._seen_generation:
             self._cache.clear()
+            self._loads.drop()
             self._seen_generation = generation
 
     async def lookup(self, path: str, name: str) -> Entity | None:
@@ -89,15 +92,19 @@ class Entities:
         now = self._clock.monotonic_s()
         if hit is not None and hit[1] > now:
             return hit[0]
-        entity = await self.store.get_entity(path, name)
-        if len(self._cache) >= CACHE_MAX_ENTRIES:
-            self._cache.clear()
-        self._cache[key] = (entity, now + self._cache_ttl_s if self._cache_ttl_s is not None else math.inf)
-        return entity
+
+        def keep(entity: Entity | None) -> None:
+            if len(self._cache) >= CACHE_MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[key] = (entity, now + self._cache_ttl_s if self._cache_ttl_s is not None else math.inf)
+
+        # the tasks that miss one key together (a batch of one trigger's events) read it once
+        return await self._loads.load(key, lambda: self.store.get_entity(path, name), keep)
 
     def forget(self, entities: list[Entity]) -> None:
         for entity in entities:
             self._cache.pop((entity.namespace, entity.name), None)
+            self._loads.drop((entity.namespace, entity.name))
 
     # ------------------------------------------------------------------ generic
     async def get(self, identity: Identity, fqn: FullyQualifiedName, kind: type[E]) -> E:

@@ -10,6 +10,7 @@ inside one transaction, never by reading first.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +33,7 @@ from triggerhub.store import codec, deliveries, derived, direct, event_log, oper
 from triggerhub.store.base import Acceptance, ActivationQuery, DeriveStep, FeedRegistration, Pruned
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
-from triggerhub.store.pg_direct import DRIVER_ERRORS as PG_DRIVER_ERRORS, PgReads
+from triggerhub.store.pg_direct import DRIVER_ERRORS as PG_DRIVER_ERRORS, PgDirect
 from triggerhub.store.runners import (
     SQLITE_BUSY_TIMEOUT_MS, AsyncRunner, Runner, SqliteRunner, WriterStatistics, configure_sqlite,
 )
@@ -64,9 +65,12 @@ class SqlStore:
                               f"{', '.join(SQLITE_SYNCHRONOUS)}; NORMAL survives a process crash")
         self._is_sqlite = self._url.get_backend_name() == "sqlite"
         self._runner: Runner | None = None
-        self._pg_reads: PgReads | None = None  # PostgreSQL's hot key reads (pg_direct.py)
+        self._pg: PgDirect | None = None  # PostgreSQL's hot statements (pg_direct.py)
         self._acceptances = GroupCommit(self._accept_batch)
         self._completions = GroupCommit(self._complete_batch)
+        # PostgreSQL: concurrent reads of activations by id share one statement too (an invoker
+        # asks for each invocation whether its record exists, before running it).
+        self._activation_reads = GroupCommit(self._read_activation_batch)
         self._dialect = self._url.get_backend_name()
         self._sql = statements.Statements(self._dialect)
         if self._is_sqlite:
@@ -98,10 +102,10 @@ class SqlStore:
                 with self._translated("open the database for writing"):
                     self._runner = await SqliteRunner.open(self._url, self._synchronous)
             else:
-                reads = PgReads(self._url)
+                direct_pg = PgDirect(self._url)
                 with self._translated("open the database for key reads"):
-                    await reads.open()
-                self._runner, self._pg_reads = AsyncRunner(engine), reads
+                    await direct_pg.open()
+                self._runner, self._pg = AsyncRunner(engine), direct_pg
         except BaseException:
             await engine.dispose()
             raise
@@ -109,9 +113,9 @@ class SqlStore:
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
-        reads, self._pg_reads = self._pg_reads, None
-        if reads is not None:
-            await reads.close()
+        direct_pg, self._pg = self._pg, None
+        if direct_pg is not None:
+            await direct_pg.close()
         if runner is not None:
             await runner.close()
 
@@ -128,9 +132,9 @@ class SqlStore:
             await self._opened.write(partial(operations.put_subject, sql=self._sql, row=row))
 
     async def get_subject(self, uuid: str) -> Subject | None:
-        if self._pg_reads is not None:
+        if self._pg is not None:
             with self._translated("read a subject"):
-                found = await self._pg_reads.subject_doc(uuid)
+                found = await self._pg.subject_doc(uuid)
             return None if found is None else codec.subject_from_doc(codec.loads(found))
         if self._is_sqlite:
             read: Callable[[Connection], str | None] = partial(direct.select_subject_doc, uuid=uuid)
@@ -154,9 +158,9 @@ class SqlStore:
     # entities ---------------------------------------------------------------------------------
 
     async def get_entity(self, namespace: str, name: str) -> Entity | None:
-        if self._pg_reads is not None:
+        if self._pg is not None:
             with self._translated(f"read entity '{namespace}/{name}'"):
-                found = await self._pg_reads.entity(namespace, name)
+                found = await self._pg.entity(namespace, name)
             return None if found is None else codec.entity_from_doc(found[0], codec.loads(found[2]))
         if self._is_sqlite:
             read: Callable[[Connection], Any] = partial(direct.select_entity, path=namespace, name=name)
@@ -172,9 +176,9 @@ class SqlStore:
     async def get_entity_generation(self) -> int:
         """How many transactions wrote entities so far (any process): a cache filled at one value
         is current while the value stays."""
-        if self._pg_reads is not None:
+        if self._pg is not None:
             with self._translated("read the entity generation"):
-                return await self._pg_reads.entity_generation()
+                return await self._pg.entity_generation()
         if self._is_sqlite:
             read: Callable[[Connection], int | None] = direct.select_entity_generation
         else:
@@ -214,11 +218,44 @@ class SqlStore:
             return await self._acceptances.submit(acceptance)
 
     async def _accept_batch(self, batch: list[Acceptance]) -> list[bool]:
-        answers = await self._opened.write(partial(self._accept_op, batch=batch))
+        if self._pg is not None and all(map(_plain, batch)):
+            answers = await self._accept_plain(batch)
+        else:
+            answers = await self._opened.write(partial(self._accept_op, batch=batch))
         for acceptance, accepted in zip(batch, answers):
             if acceptance.event is not None and not accepted:
                 log.info("event %s was accepted before; nothing written", acceptance.event.id)
         return answers
+
+    async def _accept_plain(self, batch: list[Acceptance]) -> list[bool]:
+        """PostgreSQL's fires and invokes with their records in one statement (pg_direct.ACCEPT),
+        answering as `operations.accept` does: the first acceptance of an event id in the batch
+        is written when the id is new, the others are not."""
+        assert self._pg is not None
+        events: list[dict[str, Any]] = []
+        queued: list[dict[str, Any]] = []
+        counts: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        candidates: set[int] = set()
+        seen: set[str] = set()
+        for index, acceptance in enumerate(batch):
+            event = acceptance.event
+            if event is not None:
+                if event.id in seen:
+                    continue
+                seen.add(event.id)
+                events.append(statements.event_row(event))
+            event_id = event.id if event is not None else None
+            candidates.add(index)
+            queued.extend({**statements.pending_row(i), "event_id": event_id} for i in acceptance.invocations)
+            counts.extend({"rule": rule, "matched": 1, "filtered": 0, "event_id": event_id}
+                          for rule in acceptance.matched_rules)
+            counts.extend({"rule": rule, "matched": 0, "filtered": 1, "event_id": event_id}
+                          for rule in acceptance.filtered_rules)
+            records.extend({**statements.activation_row(r), "accepted_event": event_id} for r in acceptance.activations)
+        fresh = await self._pg.accept(events, queued, counts, records)
+        return [index in candidates and (acceptance.event is None or acceptance.event.id in fresh)
+                for index, acceptance in enumerate(batch)]
 
     async def complete(self, activation: Activation) -> bool:
         with self._translated(f"record activation {activation.activation_id}"):
@@ -228,7 +265,11 @@ class SqlStore:
 
     async def _complete_batch(self, batch: list[Activation]) -> list[bool]:
         """An id already recorded (or seen earlier in the batch) answers False and changes nothing."""
-        inserted = await self._opened.write(partial(self._complete_op, batch=batch))
+        if self._pg is not None:  # one statement (pg_direct.COMPLETE), the first of an id in the batch wins
+            rows = {a.activation_id: statements.activation_row(a) for a in reversed(batch)}
+            inserted = await self._pg.complete(list(rows.values()))
+        else:
+            inserted = await self._opened.write(partial(self._complete_op, batch=batch))
         answers = []
         for activation in batch:
             answers.append(activation.activation_id in inserted)
@@ -239,9 +280,9 @@ class SqlStore:
         return answers
 
     async def get_activation(self, namespace: str, activation_id: str) -> Activation | None:
-        if self._pg_reads is not None:
+        if self._pg is not None:
             with self._translated(f"read activation {activation_id!r}"):
-                found = await self._pg_reads.activation_doc(namespace, activation_id)
+                found = await self._activation_reads.submit((namespace, activation_id))
             return None if found is None else codec.activation_from_doc(codec.loads(found))
         if self._is_sqlite:
             read: Callable[[Connection], str | None] = partial(direct.select_activation_doc, namespace=namespace,
@@ -252,6 +293,10 @@ class SqlStore:
         with self._translated(f"read activation {activation_id!r}"):
             doc = await self._opened.read(read)
         return None if doc is None else codec.activation_from_doc(codec.loads(doc))
+
+    async def _read_activation_batch(self, keys: list[tuple[str, str]]) -> list[str | None]:
+        assert self._pg is not None  # PostgreSQL only
+        return await self._pg.activation_docs(keys)
 
     async def list_activations(self, query: ActivationQuery) -> list[Activation]:
         statement = (select(activations.c.doc).where(*statements.activation_filter(query))
@@ -499,6 +544,18 @@ class SqlStore:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+# What pg_direct.ACCEPT writes; an acceptance with any other field set (a cursor, a replay or
+# redrive claim, derived-trigger work, a field added later) takes operations.accept instead.
+_PLAIN_FIELDS = frozenset({"event", "invocations", "activations", "matched_rules", "filtered_rules"})
+_OTHER_FIELDS = tuple(f.name for f in dataclasses.fields(Acceptance) if f.name not in _PLAIN_FIELDS)
+
+
+def _plain(acceptance: Acceptance) -> bool:
+    """A fire or invoke with its records and filter counts, and nothing else (every other field
+    empty: None, False or an empty sequence)."""
+    return not any(getattr(acceptance, name) for name in _OTHER_FIELDS)
 
 
 def _parse_url(url: str) -> URL:
