@@ -33,6 +33,7 @@ async def test_due_retries_are_claimed_by_one_owner_until_the_lease_ends(store: 
     assert not ids_a & ids_b and len(ids_a | ids_b) == 10, "every due row claimed once"
     assert first[0] == attempt(int(first[0].activation_id, 16)), "the invocation comes back whole"
     assert await store.claim_retries(now_ms=T0_MS + 500, owner="c", lease_ms=1000, limit=100) == []
+    assert await store.next_retry_due_ms() == T0_MS + 1010, "a leased row is next claimable when its lease ends"
 
     # Owner a "dies": its rows come back once the lease ended; b's rows it deletes only as b.
     back = await store.claim_retries(now_ms=T0_MS + 1010, owner="c", lease_ms=1000, limit=100)

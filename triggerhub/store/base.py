@@ -233,7 +233,9 @@ class Store(Protocol):
     async def delete_retry(self, activation_id: str, *, owner: str) -> bool:
         """Drop a retry once its attempt was handed over (only while `owner` holds its lease)."""
 
-    async def next_retry_due_ms(self) -> int | None: ...
+    async def next_retry_due_ms(self) -> int | None:
+        """When the next retry can be claimed (its due time, or the end of a longer lease); None
+        when no retry waits."""
     async def count_retries(self, rule: str | None = None) -> int: ...
     async def put_dead_letter(self, letter: DeadLetter) -> None:
         """Keep `letter`, replacing the letter with the same id (and ending its redrive claim)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from dataclasses import replace
 
-from sqlalchemy import Connection, delete, exists, func, select, text, update
+from sqlalchemy import Connection, case, delete, exists, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from triggerhub.model import DeadLetter, Invocation
@@ -61,7 +61,10 @@ def delete_retry(conn: Connection, activation_id: str, owner: str) -> int:
 
 
 def next_due_ms(conn: Connection) -> int | None:
-    value = conn.execute(select(func.min(retries.c.due_ms))).scalar()
+    """When the next retry can be claimed: its due time, or the end of its lease when it is leased
+    longer (a claimer that died leaves its rows leased until then)."""
+    claimable_ms = case((retries.c.lease_until_ms > retries.c.due_ms, retries.c.lease_until_ms), else_=retries.c.due_ms)
+    value = conn.execute(select(func.min(claimable_ms))).scalar()
     return None if value is None else int(value)
 
 
