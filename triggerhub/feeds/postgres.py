@@ -86,8 +86,8 @@ def redact_dsn(dsn: JSON) -> JSON:
 
 
 def parse_dsn(params: Mapping[str, JSON]) -> str:
-    """The `dsn` parameter of both PostgreSQL modes (BadRequest naming it, password masked, unless
-    it is a postgresql:// URL)."""
+    """The `dsn` parameter of both PostgreSQL modes; BadRequest, showing the value with its password
+    masked, unless it is a postgresql:// URL."""
     dsn = params.get("dsn")
     if not isinstance(dsn, str) or not _valid_dsn(dsn):
         raise BadRequest(f"dsn parameter '{redact_dsn(dsn)}' must be a URL like "
