@@ -50,7 +50,8 @@ async def hub(runtime: str, prewarm: int) -> AsyncIterator[tuple[aiohttp.ClientS
     port = free_port()
     apihost = f"http://127.0.0.1:{port}"
     env = {**os.environ, "TRIGGERHUB_INVOCATIONS_PER_MINUTE": "1000000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000",
-           "TRIGGERHUB_FIRES_PER_MINUTE": "1000000", "TRIGGERHUB_PREWARM_COUNT": str(prewarm)}
+           "TRIGGERHUB_FIRES_PER_MINUTE": "1000000", "TRIGGERHUB_PREWARM_COUNT": str(prewarm),
+           "TRIGGERHUB_PREWARM": "start"}
     with open(home / "hub.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home", str(home),
                                     "--runtime", runtime, "--no-examples"], stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -127,6 +127,12 @@ def wrk(url: str, *, method: str = "POST", connections: int = 1, duration_s: flo
                      data["status_errors"], data["socket_errors"])
 
 
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) `pid` has used so far, in ms, from /proc (its children not counted)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def tree_rss_mib(pid: int) -> tuple[float, float]:
     """(RSS of `pid` alone, RSS of `pid` and all its descendants) in MiB, from /proc."""
     children: dict[int, list[int]] = {}

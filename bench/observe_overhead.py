@@ -3,14 +3,21 @@
 Starts two `triggerhub up` hubs (SQLite, process runtime): one with TRIGGERHUB_METRICS=false and
 TRIGGERHUB_LINEAGE=false (the floor), one with the defaults (both on); `--split` adds one hub with
 metrics only and one with lineage only, `--control` a second hub with both off (what two equal
-hubs differ by in this run: the noise to read the costs against). Each round drives every hub at the same time (so the
-machine's load falls on each alike) and measures the warm blocking invoke p50 (sequential per
-hub, noop action) and fires end to end (a fire with one rule -> its action record stored, 16 in
-flight), in wall time and in the hub process's CPU time per operation (/proc; steadier than wall
-time on a shared machine). Prints each round, then the medians and on/off ratios; the issue's
-target is under 5% cost.
+hubs differ by in this run: the noise to read the costs against). Rounds are interleaved: in each
+round every hub is measured alone, in an order that reverses every round (A B, B A, ...), so a load
+that drifts falls on each alike. A measure is the warm blocking invoke p50 (sequential, noop
+action) and fires end to end (a fire with one rule -> its action record stored, 16 in flight), in
+wall time and in the hub process's own CPU time per operation: the sum of its threads' run time in
+nanoseconds (/proc/PID/task/*/schedstat), which a busy machine inflates far less than wall time.
+Costs are the median over rounds of each round's on/off ratio (paired, so drift cancels). Prints
+each round, the load averages before and after, then the costs; the issue's target is under 5%.
+`--restarts N` starts fresh hub processes N times over the rounds: on a busy machine one process
+keeps a speed of its own (a second "off" hub differed from the first by 5-20% for a whole run),
+which only new processes average out. `--baseline DIR` adds a "before-off" and a "before-on" hub importing triggerhub from DIR (another
+checkout, e.g. `git archive main | tar -x -C DIR`): before and after measured in the same rounds.
 
     python bench/observe_overhead.py [--rounds 4] [--invokes 300] [--fires 300] [--split] [--control]
+                                     [--baseline DIR] [--restarts N]
 """
 
 from __future__ import annotations
@@ -38,6 +45,16 @@ NOOP = "def main(args):\n    return {}\n"
 MODES = {"off": {"TRIGGERHUB_METRICS": "false", "TRIGGERHUB_LINEAGE": "false"}, "on": {}}
 SPLIT = {"metrics": {"TRIGGERHUB_LINEAGE": "false"}, "lineage": {"TRIGGERHUB_METRICS": "false"}}
 CONTROL = {"control": MODES["off"]}  # a second "off" hub: how far two equal hubs differ in this run
+POLL_S = 0.25
+FLOOR = {"before-on": "before-off"}  # what a mode's cost is measured against; "off" for the rest
+
+
+def baseline(path: str) -> dict[str, dict[str, str]]:
+    """Hubs running the triggerhub package found in checkout `path` (first on PYTHONPATH)."""
+    root = str(Path(path).resolve())
+    if not (Path(root) / "triggerhub" / "__init__.py").exists():
+        raise SystemExit(f"--baseline {path}: no triggerhub package there; extract a checkout into it first")
+    return {"before-off": {**MODES["off"], "PYTHONPATH": root}, "before-on": {"PYTHONPATH": root}}
 
 
 def free_port() -> int:
@@ -53,9 +70,15 @@ class Hub:
     pid: int
 
     def cpu_s(self) -> float:
-        """CPU time the hub process has used (user + system): steadier than wall time on a shared machine."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the hub process's threads have run, to the nanosecond (schedstat's first field;
+        /proc/PID/stat counts 10 ms ticks, too coarse for a few hundred sub-millisecond fires)."""
+        total_ns = 0
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                total_ns += int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread that ended meanwhile
+        return total_ns / 1e9
 
 
 @asynccontextmanager
@@ -64,10 +87,11 @@ async def started(extra_env: dict[str, str]) -> AsyncIterator[Hub]:
     port = free_port()
     apihost = f"http://127.0.0.1:{port}"
     env = {**os.environ, "TRIGGERHUB_INVOCATIONS_PER_MINUTE": "1000000", "TRIGGERHUB_CONCURRENT_INVOCATIONS": "100000",
-           "TRIGGERHUB_FIRES_PER_MINUTE": "1000000", "TRIGGERHUB_PREWARM_COUNT": "1", **extra_env}
+           "TRIGGERHUB_FIRES_PER_MINUTE": "1000000", "TRIGGERHUB_PREWARM_COUNT": "1",
+           "TRIGGERHUB_PREWARM": "start", **extra_env}
     with open(home / "hub.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home",
-                                    str(home), "--runtime", "process", "--no-examples"],
+        process = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port),
+                                    "--home", str(home), "--runtime", "process", "--no-examples"],
                                    stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         async with aiohttp.ClientSession() as probe:
@@ -122,8 +146,15 @@ async def record_count(hub: Hub) -> int:
         return int((await response.json())["activations"])
 
 
+async def newest_end_ms(hub: Hub) -> int:
+    async with hub.session.get(f"{hub.base}/activations", params={"name": "noop", "limit": "1", "docs": "true"}) as response:
+        return int((await response.json())[0]["end"])
+
+
 async def fires_per_s(hub: Hub, count: int) -> tuple[float, float]:
-    """(fires/s end to end, hub CPU ms per fire; the count polls are included and equal in both modes)."""
+    """(fires/s end to end, hub CPU ms per fire). Completion is polled every POLL_S only, so the
+    polls' CPU is a fraction of a percent and about equal for every hub; the end to end time is
+    read from the newest record's end, not from when a poll saw it."""
     before = await record_count(hub)
     cpu_s = hub.cpu_s()
     gate = asyncio.Semaphore(16)
@@ -132,60 +163,82 @@ async def fires_per_s(hub: Hub, count: int) -> tuple[float, float]:
         async with gate, hub.session.post(f"{hub.base}/triggers/tick", json={"i": i}) as response:
             assert response.status == 202, await response.text()
 
-    start = time.perf_counter()
+    start_s = time.time()
     await asyncio.gather(*(fire(i) for i in range(count)))
     while await record_count(hub) < before + count:
-        await asyncio.sleep(0.02)
-    return count / (time.perf_counter() - start), (hub.cpu_s() - cpu_s) * 1000 / count
+        await asyncio.sleep(POLL_S)
+    cpu_ms = (hub.cpu_s() - cpu_s) * 1000
+    elapsed_s = max(1e-3, await newest_end_ms(hub) / 1000 - start_s)
+    return count / elapsed_s, cpu_ms / count
+
+
+KEYS = ("invoke_p50_ms", "invoke_cpu_ms", "fires_per_s", "fire_cpu_ms")
+
+
+def cost(key: str, mine: float, floor: float) -> float:
+    """What `mine` costs against `floor`, as a fraction: more time, or fewer fires per second."""
+    return 1 - mine / floor if key == "fires_per_s" else mine / floor - 1
 
 
 async def run(args: argparse.Namespace) -> None:
-    modes = {**MODES, **(SPLIT if args.split else {}), **(CONTROL if args.control else {})}
-    keys = ("invoke_p50_ms", "invoke_cpu_ms", "fires_per_s", "fire_cpu_ms")
-    results: dict[str, dict[str, list[float]]] = {mode: {key: [] for key in keys} for mode in modes}
-    async with AsyncExitStack() as stack:
-        hubs = {mode: await stack.enter_async_context(started(env)) for mode, env in modes.items()}
+    modes = {**MODES, **(SPLIT if args.split else {}), **(CONTROL if args.control else {}),
+             **(baseline(args.baseline) if args.baseline else {})}
+    results: dict[str, dict[str, list[float]]] = {mode: {key: [] for key in KEYS} for mode in modes}
+    loads = [os.getloadavg()]
+    per_start = -(-args.rounds // args.restarts)  # rounds per set of hub processes
+    stack = AsyncExitStack()
+    try:
         for round_no in range(args.rounds):
-            # Every hub is driven at once, so the machine's load falls on each alike; who starts
-            # first alternates.
+            if round_no % per_start == 0:
+                # Fresh processes every `per_start` rounds: on a busy machine a process keeps a speed
+                # of its own (its core, its neighbours), which no number of rounds with it averages out.
+                await stack.aclose()
+                stack = AsyncExitStack()
+                hubs = {mode: await stack.enter_async_context(started(env)) for mode, env in modes.items()}
+            # Each hub is measured alone; the order reverses every round so drifting load is shared.
             order = list(modes) if round_no % 2 == 0 else list(reversed(modes))
-            invokes = await asyncio.gather(*(invoke_p50_ms(hubs[mode], args.invokes) for mode in order))
-            fires = await asyncio.gather(*(fires_per_s(hubs[mode], args.fires) for mode in order))
-            for mode, (p50, invoke_cpu_ms), (rate, fire_cpu_ms) in zip(order, invokes, fires):
-                for key, measured in zip(keys, (p50, invoke_cpu_ms, rate, fire_cpu_ms)):
+            for mode in order:
+                p50, invoke_cpu_ms = await invoke_p50_ms(hubs[mode], args.invokes)
+                rate, fire_cpu_ms = await fires_per_s(hubs[mode], args.fires)
+                for key, measured in zip(KEYS, (p50, invoke_cpu_ms, rate, fire_cpu_ms)):
                     results[mode][key].append(measured)
                 print(f"round {round_no + 1} {mode:>7}: warm invoke p50 {p50:.2f} ms ({invoke_cpu_ms:.3f} ms hub CPU), "
                       f"fires end to end {rate:.0f}/s ({fire_cpu_ms:.3f} ms hub CPU each)", flush=True)
-    load = os.getloadavg()[0]
-    off, on = ({k: statistics.median(v) for k, v in results[m].items()} for m in ("off", "on"))
-    invoke_cost = on["invoke_p50_ms"] / off["invoke_p50_ms"] - 1
-    fire_cost = 1 - on["fires_per_s"] / off["fires_per_s"]
-    print(f"medians over {args.rounds} rounds (load average {load:.1f}):")
-    print(f"  warm invoke p50: off {off['invoke_p50_ms']:.2f} ms, on {on['invoke_p50_ms']:.2f} ms "
-          f"-> cost {invoke_cost:+.1%}")
-    print(f"  fires end to end: off {off['fires_per_s']:.0f}/s, on {on['fires_per_s']:.0f}/s -> cost {fire_cost:+.1%}")
-    invoke_cpu = on["invoke_cpu_ms"] / off["invoke_cpu_ms"] - 1
-    fire_cpu = on["fire_cpu_ms"] / off["fire_cpu_ms"] - 1
-    print(f"  hub CPU per invoke: off {off['invoke_cpu_ms']:.3f} ms, on {on['invoke_cpu_ms']:.3f} ms -> cost {invoke_cpu:+.1%}")
-    print(f"  hub CPU per fire: off {off['fire_cpu_ms']:.3f} ms, on {on['fire_cpu_ms']:.3f} ms -> cost {fire_cpu:+.1%}")
-    print(f"  target: under 5% cost: wall time {'met' if max(invoke_cost, fire_cost) < 0.05 else 'missed'}, "
-          f"CPU {'met' if max(invoke_cpu, fire_cpu) < 0.05 else 'missed'}")
+            loads.append(os.getloadavg())
+    finally:
+        await stack.aclose()  # every hub process ends, also on an error
+    print("load averages (1/5/15 min) before, after each round: "
+          + "; ".join("/".join(f"{value:.1f}" for value in load) for load in loads))
+    off = {key: statistics.median(values) for key, values in results["off"].items()}
+    print(f"medians over {args.rounds} rounds; cost = median of the rounds' paired ratios to 'off':")
+    labels = {"invoke_p50_ms": "warm invoke p50 (ms)", "invoke_cpu_ms": "hub CPU per invoke (ms)",
+              "fires_per_s": "fires end to end (/s)", "fire_cpu_ms": "hub CPU per fire (ms)"}
+    costs: dict[str, dict[str, float]] = {}
     for mode in modes:
-        if mode not in MODES:
-            alone = {k: statistics.median(v) for k, v in results[mode].items()}
-            print(f"  {mode} alone: CPU per invoke {alone['invoke_cpu_ms'] / off['invoke_cpu_ms'] - 1:+.1%}, "
-                  f"per fire {alone['fire_cpu_ms'] / off['fire_cpu_ms'] - 1:+.1%}; wall: invoke p50 "
-                  f"{alone['invoke_p50_ms'] / off['invoke_p50_ms'] - 1:+.1%}, "
-                  f"fires/s {1 - alone['fires_per_s'] / off['fires_per_s']:+.1%} cost")
+        if mode in ("off", "before-off"):
+            continue
+        floor_mode = FLOOR.get(mode, "off")
+        costs[mode] = {key: statistics.median(cost(key, mine, floor) for mine, floor
+                                              in zip(results[mode][key], results[floor_mode][key])) for key in KEYS}
+    for key in KEYS:
+        mine = "; ".join(f"{mode} {statistics.median(results[mode][key]):.3f}"
+                         + (f" ({costs[mode][key]:+.1%})" if mode in costs else "") for mode in modes if mode != "off")
+        print(f"  {labels[key]}: off {off[key]:.3f}; {mine}")
+    on = costs["on"]
+    print(f"  target: under 5% cost: wall time {'met' if max(on['invoke_p50_ms'], on['fires_per_s']) < 0.05 else 'missed'}, "
+          f"CPU {'met' if max(on['invoke_cpu_ms'], on['fire_cpu_ms']) < 0.05 else 'missed'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--restarts", type=int, default=1,
+                        help="start fresh hub processes this many times over the rounds (default: once)")
     parser.add_argument("--invokes", type=int, default=300)
     parser.add_argument("--fires", type=int, default=300)
     parser.add_argument("--split", action="store_true", help="also metrics alone and lineage alone")
     parser.add_argument("--control", action="store_true", help="also a second hub with both off: the noise floor")
+    parser.add_argument("--baseline", metavar="DIR", help="also before-off/before-on hubs running the checkout in DIR")
     asyncio.run(run(parser.parse_args()))
 
 

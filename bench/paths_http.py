@@ -6,13 +6,14 @@ stored from wrk's first request of the 16-connection run until the last record i
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 import uuid
 
 from bench import systems
 from bench.context import CONCURRENCY, NOOP_JS, Context, drained, http_pair, http_row, noop_ready, warm
-from bench.measure import Row, WrkResult, tree_rss_mib, wrk
+from bench.measure import Row, WrkResult, cpu_ms, tree_rss_mib, wrk
 
 
 def measure_floor_aiohttp(ctx: Context) -> Row:
@@ -37,20 +38,55 @@ def invoke_process(ctx: Context) -> None:
 
 
 def sequence(ctx: Context) -> None:
+    """A 5-step sequence of noops beside one noop invoke, both warm, sequential (wrk, 1 connection).
+
+    What a step adds over the single invoke includes the component's own run, so the overhead per
+    step is that minus the component's run as the hub recorded it (the `duration` of the timed
+    sequences' records, i.e. the summed /run times of their components, divided by 5; a mean
+    without the top and bottom tenth, since durations are whole milliseconds and the median of
+    them would be too coarse). That charges the sequence with what the hub does around each /run
+    (lease, logs), which a direct invoke pays too, so it overstates; `vs_direct_per_step_ms`, the
+    5 steps against 5 direct invokes ((p50 of the sequence - 5 x p50 of one invoke) / 5), credits
+    the sequence with the 4 requests it saves, so it understates. `hub_cpu_per_added_step_ms` is
+    the hub process's CPU time (all its threads, not the runtimes') per sequence minus per single
+    invoke, / 4: what each added step costs the hub, which a loaded machine distorts far less.
+    """
     hub = ctx.hub()
     noop_ready(hub, ctx)
     hub.must("PUT", "actions/seq5", {"exec": {"kind": "sequence", "components": ["/_/noop"] * 5}})
     warm(hub, "seq5")
     headers = {"Authorization": hub.auth_header}
+    cpu_before_ms = cpu_ms(hub.pid)
     single = wrk(f"{hub.api}/actions/noop?blocking=true&result=true", duration_s=ctx.sizes.wrk_s, headers=headers)
+    cpu_single_ms = cpu_ms(hub.pid)
+    since_ms = int(time.time() * 1000)
     five = wrk(f"{hub.api}/actions/seq5?blocking=true&result=true", duration_s=ctx.sizes.wrk_s, headers=headers)
-    per_step = (five.p50_ms - single.p50_ms) / 4
-    row = Row("sequence", "triggerhub", "p50 of a blocking 5-step sequence of noops minus p50 of one noop invoke, "
-              "divided by the 4 added steps (each sequential, wrk 1 connection)", p50_ms=round(five.p50_ms, 3),
-              p99_ms=round(five.p99_ms, 3), latency_samples=five.requests, floor="floor.unix",
-              values={"per_step_ms": round(per_step, 3), "single_p50_ms": round(single.p50_ms, 3),
+    cpu_five_ms = cpu_ms(hub.pid)
+    records = hub.must("GET", f"activations?name=seq5&docs=true&limit=200&since={since_ms}")
+    assert isinstance(records, list) and records, "no seq5 records"
+    run_ms = trimmed_mean([record["duration"] for record in records]) / 5
+    between_ms = trimmed_mean([record["end"] - record["start"] - record["duration"] for record in records]) / 5
+    with_run = (five.p50_ms - single.p50_ms) / 4
+    row = Row("sequence", "triggerhub", "overhead per step of a blocking 5-step sequence of noops: (p50 of the "
+              "sequence - p50 of one noop invoke) / the 4 added steps, minus one component's run (its /run as the "
+              "hub recorded it: duration of the last <=200 timed sequence records / 5, 10%-trimmed mean); both sequential, wrk 1 "
+              "connection, warm", p50_ms=round(five.p50_ms, 3), p99_ms=round(five.p99_ms, 3),
+              latency_samples=five.requests, floor="floor.unix",
+              values={"per_step_ms": round(with_run - run_ms, 3), "per_step_with_run_ms": round(with_run, 3),
+                      "component_run_ms": round(run_ms, 3),
+                      "vs_direct_per_step_ms": round((five.p50_ms - 5 * single.p50_ms) / 5, 3), "hub_between_steps_ms": round(between_ms, 3),
+                      "hub_cpu_per_added_step_ms": round(((cpu_five_ms - cpu_single_ms) / five.requests
+                                                          - (cpu_single_ms - cpu_before_ms) / single.requests) / 4, 3),
+                      "records": len(records), "single_p50_ms": round(single.p50_ms, 3),
                       "single_samples": single.requests})
     ctx.add(row)
+
+
+def trimmed_mean(values: list[float], cut: float = 0.1) -> float:
+    """The mean without the lowest and highest `cut` of the values."""
+    ordered = sorted(values)
+    drop = int(len(ordered) * cut)
+    return statistics.fmean(ordered[drop:len(ordered) - drop])
 
 
 def end_to_end(hub: systems.Hub, url: str, action: str, ctx: Context, *, spread: int = 0,
@@ -136,8 +172,9 @@ def warm_web(url: str) -> None:
 def rss(ctx: Context) -> None:
     # As scripts/up starts it, except that idle warm runtimes (and, with no lease at all for that
     # long, the stem cells) are reclaimed after `reclaim_s` (TRIGGERHUB_IDLE_TIMEOUT_S, default
-    # 600 s), so that the run shows RSS returning to idle. It is well past the first idle wait
-    # (which starts only once the hub answers), so the idle RSS has the default stem cells up.
+    # 600 s), so that the run shows RSS returning to idle. Default stem cells: a kind's start only
+    # after its first invoke (TRIGGERHUB_PREWARM=first-use), so the idle RSS has those of the kinds
+    # the example manifests ran by then, if any.
     reclaim_s = 2 * ctx.sizes.idle_s + 5
     with systems.hub(ctx.scratch, prewarm=None, examples=True,
                      settings={"TRIGGERHUB_IDLE_TIMEOUT_S": str(reclaim_s)}) as hub:
@@ -169,7 +206,7 @@ def rss(ctx: Context) -> None:
               "after_load_idle_hub_mib": round(reclaimed_hub, 1),
               "after_load_idle_with_children_mib": round(reclaimed_tree, 1)}
     ctx.add(Row("rss", "triggerhub", f"RSS of `triggerhub up` (process runtime, example manifests deployed, default "
-                f"stem cells) {ctx.sizes.idle_s:.0f} s after it answered /ping, alone and with its runtime processes "
+                f"stem cells: a kind's after its first invoke) {ctx.sizes.idle_s:.0f} s after it answered /ping, alone and with its runtime processes "
                 "(stem cells counted); then during and right after 16-connection noop invokes; then after "
                 f"{reclaim_s + 2:.0f} s more idle (TRIGGERHUB_IDLE_TIMEOUT_S={reclaim_s:.0f} for this hub, default 600: "
                 "warm runtimes unused that long are stopped, and the stem cells when nothing ran that long)",

@@ -150,7 +150,8 @@ class Hub:
 @contextmanager
 def hub(scratch: Path, *, runtime: str = "process", prewarm: int | None = 0, examples: bool = False,
         settings: dict[str, str] | None = None) -> Iterator[Hub]:
-    """`triggerhub up` with its limits raised; `prewarm=None` keeps the default stem cells; `settings`:
+    """`triggerhub up` with its limits raised; `prewarm=None` keeps the default stem cells (each kind's
+    start after its first invoke); `prewarm=N` keeps N per kind, started with the hub; `settings`:
     more TRIGGERHUB_* variables."""
     home = Path(tempfile.mkdtemp(prefix=f"hub-{runtime}-", dir=scratch))
     port = free_port()
@@ -159,6 +160,8 @@ def hub(scratch: Path, *, runtime: str = "process", prewarm: int | None = 0, exa
            **(settings or {})}
     if prewarm is not None:
         env["TRIGGERHUB_PREWARM_COUNT"] = str(prewarm)
+    if prewarm:
+        env["TRIGGERHUB_PREWARM"] = "start"
     command = [sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home", str(home),
                "--runtime", runtime, "--examples" if examples else "--no-examples"]
     with started(command, home / "hub.log", env=env) as process:

@@ -32,11 +32,26 @@ class RuntimeChoice(StrEnum):
     PROCESS = "process"
 
 
+class PrewarmChoice(StrEnum):
+    """When the process runtime's and Docker's stem cells (TRIGGERHUB_PREWARM_COUNT per kind) start."""
+
+    FIRST_USE = "first-use"  # a kind's stem cells start after its first invoke (which is a cold start)
+    START = "start"  # every kind's stem cells start with the hub (idle RSS: about 12 MiB python, 42 MiB node)
+
+
 class SandboxChoice(StrEnum):
     """How the process runtime isolates actions (the Docker runtime always uses containers)."""
 
     BWRAP = "bwrap"
     NONE = "none"
+
+
+class DeriveState(StrEnum):
+    """Where distributed mode keeps derived triggers' keyed state (the embedded hub: its store)."""
+
+    STORE = "store"  # PostgreSQL rows, changed in the transaction accepting each event (store/derived.py)
+    TABLE = "table"  # Faust tables in the workers, changelog topics in Kafka (engine/derive_table.py); one
+    # worker only for now: see the README, "Distributed: the state in Faust tables"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +100,7 @@ class StoreConfig:
 class RuntimeConfig:
     choice: RuntimeChoice = RuntimeChoice.AUTO
     prewarm_count: int = 1
+    prewarm: PrewarmChoice = PrewarmChoice.FIRST_USE  # PREWARM: when the stem cells start
     pause_grace_s: float = 10.0
     idle_timeout_s: float = 600.0
     memory_budget_mb: int = 2048
@@ -108,6 +124,7 @@ class KafkaConfig:
     controller_id: int = 0
     healthy_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
+    derive_state: DeriveState = DeriveState.STORE
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +227,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "SQLITE_SYNCHRONOUS": ("store", "sqlite_synchronous"),
     "RUNTIME": ("runtime", "choice"),
     "PREWARM_COUNT": ("runtime", "prewarm_count"),
+    "PREWARM": ("runtime", "prewarm"),
     "PAUSE_GRACE_S": ("runtime", "pause_grace_s"),
     "IDLE_TIMEOUT_S": ("runtime", "idle_timeout_s"),
     "MEMORY_BUDGET_MB": ("runtime", "memory_budget_mb"),
@@ -242,6 +260,7 @@ _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "CONTROLLER_ID": ("kafka", "controller_id"),
     "INVOKER_HEALTHY_TIMEOUT_MS": ("kafka", "healthy_timeout_ms"),
     "INVOKER_HEARTBEAT_INTERVAL_MS": ("kafka", "heartbeat_interval_ms"),
+    "DERIVE_STATE": ("kafka", "derive_state"),
     "FEED_LEASE_MS": ("feeds", "lease_ms"),
     "FEED_LEASE_RENEW_MS": ("feeds", "lease_renew_ms"),
 }
@@ -295,7 +314,11 @@ def _convert(raw: str, target: Any) -> Any:
             return False
         raise ValueError("expected true or false")
     if isinstance(target, StrEnum):
-        return type(target)(raw.strip().lower())
+        choices = type(target)
+        try:
+            return choices(raw.strip().lower())
+        except ValueError:
+            raise ValueError(f"must be one of {', '.join(choice.value for choice in choices)}") from None
     if isinstance(target, Path):
         return Path(raw)
     converter: Callable[[str], Any] = type(target)
@@ -328,7 +351,8 @@ def load_config(env: Mapping[str, str] | None = None, overrides: Mapping[str, An
         try:
             value = raw if not isinstance(raw, str) else _convert(raw, current)
         except ValueError as exc:
-            problems.append(f"{shown}={raw!r}: {exc}; expected a {type(current).__name__}")
+            expected = "" if isinstance(current, StrEnum) else f"; expected a {type(current).__name__}"
+            problems.append(f"{shown}={raw!r}: {exc}{expected}")
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             problems.append(f"{shown}={raw!r}: must not be negative")

@@ -514,17 +514,28 @@ NO_DELIVERY_ENVIRONMENT = {"rule": "", "event_id": "", "attempt": "", "delivery_
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """What a rule activation delivers: rule `rule` ("guest/r") runs for event `event_id`, attempt
-    `attempt` (1 = first). `redrive` names the dead letter a redriven run would clear on success."""
+    `attempt` (1 = first). `redrive` names the dead letter a redriven run would clear on success;
+    `replay` is the activation id of a replayed run's first attempt (its attempts and keys are its
+    own). A retry policy counts the attempts of one run from `first_attempt` (a redrive goes on
+    numbering after the letter's attempts and gets the policy's whole budget), and the age of
+    `event_time_ms`: the event's time, or when the redrive or replay was asked for.
+    `failed_activation_id`: the attempt before this one, when this one is a retry."""
 
     rule: str
     event_id: str
     attempt: int = 1
     event_time_ms: int = 0
     redrive: str | None = None
+    replay: str | None = None
+    first_attempt: int = 1
+    failed_activation_id: str | None = None
 
     @property
     def delivery_key(self) -> str:
-        """Stable per (rule, event): the same in every attempt and redrive (`__OW_DELIVERY_KEY`)."""
+        """Stable per (rule, event): the same in every attempt and redrive (`__OW_DELIVERY_KEY`);
+        a replayed run, asked to run the event again, has its own."""
+        if self.replay is not None:
+            return uuid.uuid5(_DELIVERY_KEYS, f"{self.rule}\n{self.event_id}\n{self.replay}").hex
         return uuid.uuid5(_DELIVERY_KEYS, f"{self.rule}\n{self.event_id}").hex
 
     @property
@@ -532,19 +543,32 @@ class Delivery:
         """Stable per (rule, event, attempt): `<delivery key>-<attempt>` (`__OW_IDEMPOTENCY_KEY`)."""
         return f"{self.delivery_key}-{self.attempt}"
 
+    @property
+    def run_attempt(self) -> int:
+        """The attempt's number within its run (what the retry policy's maxAttempts counts)."""
+        return self.attempt - self.first_attempt + 1
+
     def run_environment(self) -> dict[str, str]:
         """What the action's /run gets (the proxies make each key `__OW_<KEY>`)."""
         return {"rule": self.rule, "event_id": self.event_id, "attempt": str(self.attempt),
                 "delivery_key": self.delivery_key, "idempotency_key": self.idempotency_key}
 
     def to_json(self) -> dict[str, JSON]:
-        return {"rule": self.rule, "eventId": self.event_id, "attempt": self.attempt,
-                "eventTimeMs": self.event_time_ms, "redrive": self.redrive}
+        out: dict[str, JSON] = {"rule": self.rule, "eventId": self.event_id, "attempt": self.attempt,
+                                "eventTimeMs": self.event_time_ms, "redrive": self.redrive}
+        if self.replay is not None:
+            out["replay"] = self.replay
+        if self.first_attempt != 1:
+            out["firstAttempt"] = self.first_attempt
+        if self.failed_activation_id is not None:
+            out["failedActivationId"] = self.failed_activation_id
+        return out
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Delivery:
         return cls(str(doc["rule"]), str(doc["eventId"]), int(doc["attempt"]), int(doc["eventTimeMs"]),
-                   doc.get("redrive"))
+                   doc.get("redrive"), doc.get("replay"), int(doc.get("firstAttempt", 1)),
+                   doc.get("failedActivationId"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,11 +584,16 @@ class DeadLetter:
     attempts: int
     created_ms: int
     invocation: Invocation
+    redriven_by: str | None = None  # the activation id of the redrive under way (kept by the store)
 
     def to_json(self) -> dict[str, JSON]:
-        """The API's view (the invocation stays inside the hub)."""
-        return {"id": self.id, "rule": self.rule, "eventId": self.event_id, "activationId": self.activation_id,
-                "reason": self.reason, "attempts": self.attempts, "time": self.created_ms}
+        """The API's view (the invocation stays inside the hub); `redrivenBy` while a redrive runs."""
+        out: dict[str, JSON] = {"id": self.id, "rule": self.rule, "eventId": self.event_id,
+                                "activationId": self.activation_id, "reason": self.reason, "attempts": self.attempts,
+                                "time": self.created_ms}
+        if self.redriven_by is not None:
+            out["redrivenBy"] = self.redriven_by
+        return out
 
 
 # Nesting past this is refused on input: deeper values exhaust the interpreter's stack later, when

@@ -144,14 +144,34 @@ async def test_charts_count_a_burst_of_fires_exactly(embedded_hub: HubClient, br
     for i in range(BURST):
         await fire(hub, {"n": i})
 
-    async def totals() -> tuple[int, int]:
-        fires = json.loads(await page.get_attribute("#chart-triggers", "data-totals") or "{}")
-        runs = json.loads(await page.get_attribute("#chart-actions", "data-totals") or "{}")
-        return fires.get("readings", 0), runs.get("echo", 0)
+    async def chart(name: str, key: str) -> dict[str, int]:
+        return json.loads(await page.get_attribute(f"#chart-{name}", key) or "{}")  # type: ignore[no-any-return]
+
+    async def totals() -> tuple[int, int, int]:
+        return ((await chart("triggers", "data-totals")).get("readings", 0),
+                (await chart("actions", "data-totals")).get("echo", 0),
+                (await chart("rules", "data-totals")).get("guest/store-readings", 0))
 
     settled = await wait_quiet(totals, lambda counts: min(counts) >= BURST, quiet_s=1.5, timeout_s=20)
-    assert settled == (BURST, BURST)
+    assert settled == (BURST, BURST, BURST)
     assert before != await page.get_attribute("#chart-triggers", "data-totals")
+    # the per-rule charts are drawn series: the rule's rate, and its p95 duration in every sample
+    assert set(await chart("rules", "data-totals")) == {"guest/store-readings"}
+    latency_samples = int(await page.get_attribute("#chart-rule-latency", "data-samples") or "0")
+    assert latency_samples == int(await page.get_attribute("#chart-rules", "data-samples") or "-1") > 0
+    assert "guest/store-readings" in await chart("rule-latency", "data-totals")
+    # its one series is drawn in the first series colour (#1565c0; the axes are grey)
+    drawn = await page.evaluate("""() => {
+        const canvas = document.getElementById("chart-rules");
+        const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let coloured = 0;
+        for (let i = 0; i < pixels.length; i += 4) {
+            const [r, g, b, a] = pixels.slice(i, i + 4);
+            if (a > 200 && r < 60 && g > 70 && g < 130 && b > 160) coloured += 1;
+        }
+        return coloured;
+    }""")
+    assert drawn > 20, f"the per-rule chart shows no series ({drawn} pixels in its colour)"
     await screenshot(page, "charts")
 
 

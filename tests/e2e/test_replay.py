@@ -208,3 +208,53 @@ async def test_a_shadow_rule_matches_counts_and_records_what_it_would_run_and_ru
     status, body = await hub.call("POST", "namespaces/_/triggers/readings", {"temp": 40})
     [record] = await quiet_records(hub, "echo", 1)
     assert (record["response"]["result"], annotation(record, "event")) == ({"site": "lab", "celsius": 40}, body["activationId"])
+
+
+FIRST_FAILS = """import os
+def main(args):
+    if os.environ["__OW_ATTEMPT"] == "1":
+        raise Exception("the first attempt fails")
+    return {"n": args["n"], "attempt": int(os.environ["__OW_ATTEMPT"]), "delivery": os.environ["__OW_DELIVERY_KEY"]}
+"""
+
+
+async def test_a_replayed_run_is_retried_traced_and_raises_no_derived_event(hub):
+    """A replayed run is a delivery: the rule's retry policy applies, its records carry the live
+    runs' lineage annotations and show in the event's lineage. A replay through one rule does not
+    feed the trigger's derived triggers (the event is not accepted on its trigger again)."""
+    await put_action(hub, "flaky", FIRST_FAILS, "python:default")
+    await put_action(hub, "echo", ECHO, "python:default")
+    await put(hub, "triggers", "meter", {})
+    await put(hub, "triggers", "silent", {"derive": {"kind": "absence", "from": "meter", "key": "$.data.n", "forS": 1}})
+    await put(hub, "rules", "on-silent", {"trigger": "silent", "action": "echo"})
+    await put(hub, "rules", "log", {"trigger": "meter", "action": "flaky",
+                                    "retry": {"maxAttempts": 2, "initialDelayMs": 10}})
+    now_ms = int(time.time() * 1000)
+    ids = await store_events(hub, "meter", [(now_ms - 2000 + i, {"n": i}) for i in range(3)])
+
+    answer = await replay(hub, "log", {"ids": ids})
+    assert (answer["run"], answer["failed"]) == (3, 0)
+    # QUIET_S (1.5 s) > forS (1 s): an absence armed by a replayed event would show meanwhile.
+    records = await quiet_records(hub, "flaky", 6)
+    assert len(records) == 6
+    by_event = collections.defaultdict(list)
+    for record in records:
+        by_event[annotation(record, "event")].append(record)
+    assert sorted(by_event) == sorted(ids)
+    for event_id, runs in by_event.items():
+        runs.sort(key=lambda r: annotation(r, "attempt"))
+        first, second = runs
+        assert [annotation(r, "attempt") for r in runs] == [1, 2]
+        assert first["activationId"] in answer["activationIds"] and first["response"]["status"] == "application error"
+        assert second["response"]["result"]["attempt"] == 2
+        assert {annotation(r, "rule") for r in runs} == {"guest/log"} and all(annotation(r, "replay") for r in runs)
+        assert all(annotation(r, "traceparent") for r in runs)
+        status, chain = await hub.call("GET", f"namespaces/_/events/{event_id}/lineage")
+        assert status == 200, chain
+        shown = {a["activationId"]: a for a in chain["activations"]}
+        assert {r["activationId"] for r in runs} <= set(shown)
+        assert {shown[r["activationId"]]["role"] for r in runs} == {"replay"}
+        assert {a["traceparent"].split("-")[1] for a in chain["activations"] if a["activationId"] in shown} == {
+            chain["traceId"]}
+    assert await records_of(hub, "echo") == [], "no absence derived from replayed events"
+    assert await hub.hub.engine.store.count_events("/guest/silent") == 0

@@ -112,3 +112,19 @@ async def test_cli_rule_options_dead_letters_redrive_and_the_namespace_default(c
     assert (await client.call("POST", "namespaces/_/triggers/t2", {"i": 9}))[0] == 202
     assert await settle(client, rows, "failing2") == Quiet({"failing2": 2}, 0, 0)
     assert await dead_letter_count(client, "plain") == 1
+
+    # Its `on` list: a bad outcome is refused and changes nothing; a good one is shown by name.
+    bad = hub_up.cli("admin", "limits", "set", "guest", "--retryOn", "timeout,crash", check=False)
+    assert (bad.returncode, bad.stderr.splitlines()[-1]) == (2, "Error: --retryOn: unknown outcome 'crash'; allowed: "
+                                                             "'application error', 'developer error', 'internal error', "
+                                                             "'timeout'")
+    assert json.loads(hub_up.cli("admin", "limits", "get", "guest").stdout) == {
+        "retryMaxAttempts": 2, "retryInitialDelayMs": 10}
+    only_timeouts = hub_up.cli("admin", "limits", "set", "guest", "--retryOn", "timeout, internal error")
+    assert json.loads(only_timeouts.stdout) == {"retryMaxAttempts": 2, "retryInitialDelayMs": 10,
+                                                "retryOn": ["internal error", "timeout"]}
+    assert (await client.call("POST", "namespaces/_/triggers/t2", {"i": 10}))[0] == 202
+    assert await settle(client, rows, "failing2") == Quiet({"failing2": 3}, 0, 0), "an application error: no retry"
+    status, letters = await client.call("GET", "namespaces/_/rules/plain/deadletters")
+    assert status == 200 and len(letters) == 2
+    assert letters[-1]["reason"] == "application error (retry.on does not include it) after 1 attempt(s)"

@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.plugins.clock import TestClock
 from triggerhub.config import load_config
 from triggerhub.engine.core import Engine
+from triggerhub.engine.derive import IDLE_S
 from triggerhub.engine.dispatch import LocalDispatcher
 from triggerhub.engine.distributed import NoLocalRuns
 from triggerhub.engine.entities import Entities
@@ -25,10 +26,22 @@ START_S = 1_800_000_000.0
 FOR_S = 120
 
 
+class CountingStore(SqlStore):
+    """The real store, counting the derive loop's rounds (each ends reading the next deadline)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.rounds = 0
+
+    async def next_derived_due_ms(self) -> int | None:
+        self.rounds += 1
+        return await super().next_derived_due_ms()
+
+
 @contextlib.asynccontextmanager
 async def engine_on(path: Path, clock: TestClock) -> AsyncIterator[Engine]:
     config = load_config(env={"TRIGGERHUB_HOME": str(path.parent), "TRIGGERHUB_DEPLOY_EXAMPLES": "false"})
-    store = SqlStore(f"sqlite+aiosqlite:///{path}")
+    store = CountingStore(f"sqlite+aiosqlite:///{path}")
     await store.open()
     try:
         entities = Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes, clock=clock)
@@ -97,3 +110,32 @@ async def test_absence_at_its_deadline_once_rearmed_and_after_a_restart(tmp_path
         await wait_silences(engine, 3)
         assert await disarmed(engine)
         assert stopped_ms + 600_000 + FOR_S * 1000 == clock.now_ms()
+
+
+async def idle(clock: TestClock, seconds: int) -> None:
+    """Let `seconds` pass on the clock a second at a time, the loop's store reads running between."""
+    for _ in range(seconds):
+        await clock.advance(1)
+        await asyncio.sleep(0.005)
+
+
+async def test_the_loop_sleeps_until_the_nearest_deadline_and_wakes_on_an_earlier_one(tmp_path):
+    clock = TestClock(now_s=START_S)
+    async with engine_on(tmp_path / "derive.db", clock) as engine:
+        store = engine.store
+        assert isinstance(store, CountingStore)
+        await engine.entities.put_trigger(GUEST, HEARTBEAT, {}, overwrite=False)
+        await engine.entities.put_trigger(GUEST, FullyQualifiedName("guest", "silent"), {"derive": {
+            "kind": "absence", "from": "heartbeat", "key": "$.data.deviceId", "forS": 5}}, overwrite=False)
+        await idle(clock, 5)
+        before = store.rounds
+        await idle(clock, 120)  # nothing armed: one look per IDLE_S (30 s), not one a second
+        assert store.rounds - before <= 120 // IDLE_S + 1, store.rounds - before
+
+        heard_s = clock.now_s()  # the loop naps towards its idle look; this deadline comes first
+        await heard(engine, clock, 1)
+        await clock.advance_to(heard_s + 5 - 0.001)
+        assert await silences(engine) == 0
+        await clock.advance_to(heard_s + 5)
+        await wait_silences(engine, 1)
+        assert await disarmed(engine)

@@ -1,18 +1,26 @@
 """Derived triggers in distributed mode (controller, worker and two invokers as processes, Kafka
 and PostgreSQL): the worker is killed with -9 while devices are silent and while `sequence`
 pairs are half seen; after quiescence there is exactly one alert per silent device and one
-derived event per completed pair."""
+derived event per completed pair, with the keyed state in PostgreSQL (the default) and in the
+workers' Faust table (TRIGGERHUB_DERIVE_STATE=table). And at full scale over the real Mosquitto,
+with the `feeds` process matching the heartbeats: 100 devices, 10 of which stop, the worker
+killed (-9) while they are silent -> exactly 10 absences."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import threading
+import uuid
 
 import pytest
 
 from tests.integration.test_distributed_faults import (  # noqa: F401  (fixtures)
     ApiClient, cluster, count_records, put_action, store,
 )
+from tests.integration.test_rule_routing_mqtt import publisher, subscribe_feed
+from tests.plugins.distributed import Deployment
 from tests.plugins.waiting import wait_quiet, wait_until
 from triggerhub.store.sql import SqlStore
 
@@ -22,6 +30,13 @@ DEVICES = 20
 SILENT = 4
 FOR_S = 6
 BEAT_S = 2.0  # 10 fires a second: a loaded 2-core machine's worker keeps up
+
+
+@pytest.fixture(params=["table", "store"])
+def derive_state(request: pytest.FixtureRequest, deployment: Deployment) -> str:
+    """Where the processes keep derived triggers' state; requested before `cluster` starts them."""
+    deployment.env["TRIGGERHUB_DERIVE_STATE"] = request.param
+    return str(request.param)
 
 
 async def put(client: ApiClient, path: str, body: object) -> None:
@@ -45,7 +60,7 @@ async def beat(client: ApiClient, devices: list[str], silent: set[str], rounds_b
             pass
 
 
-async def test_worker_kill9_changes_no_absence_and_no_sequence(cluster, deployment, store: SqlStore) -> None:
+async def test_worker_kill9_changes_no_absence_and_no_sequence(derive_state, cluster, deployment, store: SqlStore) -> None:
     client, processes = cluster
     await put_action(client, "alert", ECHO)
     for name in ("heartbeat", "door", "badge"):
@@ -87,3 +102,70 @@ async def test_worker_kill9_changes_no_absence_and_no_sequence(cluster, deployme
     assert seen == (SILENT + 10, 0, 0)
     assert await store.count_events("/guest/silent") == SILENT
     assert await store.count_events("/guest/entry") == 10
+
+
+MQTT_DEVICES = 100
+MQTT_SILENT = 10
+MQTT_FOR_S = 8
+MQTT_BEAT_S = 2.0  # 50 heartbeats a second for the feeds process
+
+
+def heartbeats(broker: tuple[str, int], topic: str, devices: list[str], silent: set[str], rounds_before_stop: int,
+               stop: threading.Event, rounds: list[int]) -> None:
+    """Every device beats each MQTT_BEAT_S (QoS 1, each PUBACK awaited); the `silent` ones stop
+    after `rounds_before_stop` rounds."""
+    client = publisher(broker)
+    try:
+        while not stop.is_set():
+            infos = [client.publish(topic, json.dumps({"deviceId": d, "beat": rounds[0]}), qos=1)
+                     for d in devices if rounds[0] < rounds_before_stop or d not in silent]
+            for info in infos:
+                info.wait_for_publish(timeout=30)
+            rounds[0] += 1
+            stop.wait(MQTT_BEAT_S)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.mark.mqtt
+async def test_absence_of_10_of_100_mqtt_devices_survives_a_worker_kill9(cluster, deployment, store: SqlStore,
+                                                                         mqtt_broker) -> None:
+    client, processes = cluster
+    processes["feeds"] = await asyncio.to_thread(deployment.start, "feeds")
+    prefix = f"t14d-{uuid.uuid4().hex[:8]}"
+    await put_action(client, "alert", ECHO)
+    await put(client, "triggers/heartbeat", {"annotations": [{"key": "feed", "value": "/whisk.system/mqtt/subscribe"}]})
+    await put(client, "triggers/silent", {"derive": {"kind": "absence", "from": "heartbeat",
+                                                     "key": "$.data.deviceId", "forS": MQTT_FOR_S}})
+    await put(client, "rules/alert-silent", {"trigger": "silent", "action": "alert"})
+    await subscribe_feed(client, "heartbeat", mqtt_broker, f"{prefix}/heartbeat", f"c-{prefix}")  # type: ignore[arg-type]
+
+    devices = [f"dev-{i:03d}" for i in range(MQTT_DEVICES)]
+    silent = set(devices[::MQTT_DEVICES // MQTT_SILENT])
+    stop, rounds = threading.Event(), [0]
+    beating = asyncio.create_task(asyncio.to_thread(heartbeats, mqtt_broker, f"{prefix}/heartbeat", devices, silent,
+                                                    3, stop, rounds))
+    try:
+        # All 100 heard (3 rounds), then the 10 fall silent: the worker dies during their silence.
+        await wait_until(lambda: rounds[0] >= 4, timeout_s=60)
+        assert await count_records(client, "alert") == 0, "no silence is over yet"
+        processes["worker"].kill(signal.SIGKILL)
+        processes["worker"] = await asyncio.to_thread(deployment.start, "worker")
+
+        # Behaviour only (however the state is kept): alerts, and accepted invocations still to run.
+        async def observe() -> tuple[int, int]:
+            return await count_records(client, "alert"), len(await store.list_pending())
+
+        seen = await wait_quiet(observe, lambda s: s[1] == 0 and s[0] >= MQTT_SILENT,
+                                quiet_s=MQTT_FOR_S + 2, timeout_s=150)
+        assert not beating.done(), "the 90 live devices kept beating all along"
+    finally:
+        stop.set()
+        await beating
+    status, records = await client.call("GET", "namespaces/_/activations", name="alert", docs=True, limit=200)
+    assert status == 200, records
+    assert sorted(r["response"]["result"]["key"] for r in records) == sorted(silent)
+    assert {r["response"]["result"]["kind"] for r in records} == {"absence"}
+    assert seen == (MQTT_SILENT, 0)
+    assert await store.count_events("/guest/silent") == MQTT_SILENT

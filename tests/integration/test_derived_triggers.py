@@ -29,9 +29,11 @@ FOR_S = 2
 QUIET_S = 2 * FOR_S + 1  # longer than a silence: a false or a doubled alert would show
 
 
-async def settled_records(hub: HubClient, action: str, *, quiet_s: float, timeout_s: float) -> list[Any]:
-    """The action's records once their count held for `quiet_s`, nothing was pending and no
-    derived event waited in the outbox."""
+async def settled_records(hub: HubClient, action: str, *, quiet_s: float, timeout_s: float,
+                          at_least: int = 0) -> list[Any]:
+    """The action's records once there were `at_least` of them, their count held for `quiet_s`,
+    nothing was pending and no derived event waited in the outbox (a slow start on a loaded
+    machine is then not taken for quiet; more records than expected still show)."""
     store = hub.hub.engine.store
     query = ActivationQuery(namespace="guest", name=action, limit=10_000)
 
@@ -39,7 +41,8 @@ async def settled_records(hub: HubClient, action: str, *, quiet_s: float, timeou
         return (await store.count_activations(query), len(await store.list_pending()),
                 len(await store.list_derived_outbox(limit=100)))
 
-    await wait_quiet(observe, lambda seen: seen[1:] == (0, 0), quiet_s=quiet_s, timeout_s=timeout_s)
+    await wait_quiet(observe, lambda seen: seen[0] >= at_least and seen[1:] == (0, 0), quiet_s=quiet_s,
+                     timeout_s=timeout_s)
     return await store.list_activations(query)
 
 
@@ -182,7 +185,7 @@ async def test_absence_of_10_of_100_devices_over_mqtt_derives_exactly_10_events(
     beating = asyncio.create_task(asyncio.to_thread(heartbeats, mqtt_broker, f"{prefix}/heartbeat", devices, stop, 3,
                                                     silent))
     try:
-        records = await settled_records(hub, "alert", quiet_s=QUIET_S, timeout_s=90)
+        records = await settled_records(hub, "alert", quiet_s=QUIET_S, timeout_s=90, at_least=SILENT)
         assert not beating.done(), "the 90 devices kept beating all along"
     finally:
         stop.set()

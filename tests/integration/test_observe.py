@@ -40,6 +40,8 @@ SENT_SPAN = "00f067aa0ba902b7"
 SENT = f"00-{SENT_TRACE}-{SENT_SPAN}-01"
 BURST = 20
 QUIET_S = 1.0
+# The embedded hub with actions in local processes, and with actions in Docker containers.
+EMBEDDED = pytest.mark.parametrize("runtime_name", ["process", pytest.param("docker", marks=pytest.mark.docker)])
 
 
 async def scrape(session: aiohttp.ClientSession, url: str, **headers: str) -> Samples:
@@ -75,6 +77,7 @@ async def quiet_records(hub: Any, names: list[str], expected: int) -> int:
 # ---------------------------------------------------------------------------- metrics
 
 
+@EMBEDDED
 async def test_a_burst_of_fires_moves_every_counter_and_histogram_by_exactly_its_count(hub: HubClient) -> None:
     await put_action(hub, "noop", NOOP, "python:default")
     assert (await hub.call("PUT", "namespaces/_/triggers/burst", {}))[0] == 200
@@ -220,7 +223,7 @@ def annotations_of(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.mqtt
-@pytest.mark.parametrize("runtime_name", ["process", pytest.param(
+@pytest.mark.parametrize("runtime_name", ["process", pytest.param("docker", marks=pytest.mark.docker), pytest.param(
     "distributed", marks=[pytest.mark.kafka, pytest.mark.postgres])])
 async def test_an_mqtt_message_is_followed_through_a_two_step_sequence_under_one_trace(
         hub: Any, mqtt_broker: tuple[str, int], runtime_name: str) -> None:
@@ -351,6 +354,42 @@ async def test_a_webhook_continues_its_senders_trace_and_other_namespaces_see_no
     assert body["error"].startswith(f"The requested resource does not exist: event '{event_id}'")
     status, body = await hub.call("GET", f"namespaces/guest/events/{event_id}/lineage", auth=stranger.auth_key)
     assert status == 403, body
+
+
+@EMBEDDED
+async def test_a_replayed_run_joins_its_events_lineage_marked_as_a_replay(hub: HubClient) -> None:
+    await put_action(hub, "seen", STEP_TWO, "python:default")
+    assert (await hub.call("PUT", "namespaces/_/triggers/meter", {}))[0] == 200
+    assert (await hub.call("PUT", "namespaces/_/rules/log", {"trigger": "meter", "action": "seen"}))[0] == 200
+    status, fired = await hub.call("POST", "namespaces/_/triggers/meter", {"n": 2})
+    assert status == 202, fired
+    [first] = await wait_records(hub, "seen", 1, 30)
+    event_id = annotations_of(first)["event"]
+
+    status, answer = await hub.call("POST", "namespaces/_/rules/log/replay", {"ids": [event_id], "force": True})
+    assert (status, answer["run"]) == (200, 1), answer
+    [replayed_id] = answer["activationIds"]
+    records = await quiet_records(hub, ["seen"], 2)
+    assert records == 2
+    status, stored = await hub.call("GET", f"namespaces/_/activations/{replayed_id}")
+    assert status == 200, stored
+    marks = annotations_of(stored)
+    assert (marks["event"], marks["rule"], marks["replay"]) == (event_id, "guest/log", True)
+    assert stored["response"]["result"] == {"n": 20, "seen": marks["traceparent"]}  # the action saw its context
+
+    status, lineage = await hub.call("GET", f"namespaces/_/events/{event_id}/lineage")
+    assert status == 200, lineage
+    by_id = {a["activationId"]: a for a in lineage["activations"]}
+    assert sorted(a["role"] for a in by_id.values()) == ["replay", "rule", "trigger"]
+    [decision] = lineage["rules"]
+    replay = by_id[replayed_id]
+    assert (replay["role"], replay["replay"], replay["rule"], replay["parentSpanId"], replay["traceparent"]) == (
+        "replay", True, "guest/log", decision["spanId"], marks["traceparent"])
+    assert replay["traceparent"].split("-")[1] == lineage["traceId"] == annotations_of(first)["traceparent"].split("-")[1]
+    assert replay["spanId"] == activation_span_id(replayed_id) != by_id[first["activationId"]]["spanId"]
+    # from the replayed run's id, the same chain
+    status, again = await hub.call("GET", f"namespaces/_/events/{replayed_id}/lineage")
+    assert (status, again) == (200, lineage)
 
 
 @pytest.mark.kafka

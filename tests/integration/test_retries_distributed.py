@@ -19,7 +19,6 @@ from triggerhub.store.sql import SqlStore
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
 
 EVENTS = 1000
-DEAD_LETTER_EVENTS = 500  # 1,000 took 90 s as is and 150 s with the kill (5 activations per event via Kafka)
 
 
 @pytest.fixture
@@ -66,5 +65,5 @@ async def test_events_failing_twice_end_in_three_records_each(cluster, deploymen
 @pytest.mark.parametrize("killed", [False, True], ids=["as-is", "kill-9"])
 async def test_always_failing_events_are_dead_letters_until_redriven(cluster, deployment: Deployment, killed: bool):
     client, processes, store = cluster
-    await dead_letters_then_redrive(client, _rows(store), events=DEAD_LETTER_EVENTS,
+    await dead_letters_then_redrive(client, _rows(store), events=EVENTS,
                                     kill=_kill(deployment, client, processes, store) if killed else None)

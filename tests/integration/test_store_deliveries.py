@@ -8,7 +8,7 @@ import asyncio
 
 from tests.plugins.invoker import make_action, make_invocation
 from triggerhub.model import Activation, ActivationResponse, DeadLetter, Delivery, Invocation, Rule, FullyQualifiedName
-from triggerhub.store.base import Acceptance
+from triggerhub.store.base import Acceptance, RedriveClaim
 from triggerhub.store.sql import SqlStore
 
 T0_MS = 1_800_000_000_000
@@ -78,3 +78,33 @@ async def test_dead_letters_are_replaced_per_rule_and_event_and_go_with_their_ru
     await store.put_entities([], [written])
     assert await store.count_dead_letters("guest/r") == 0 and await store.count_retries("guest/r") == 0
     assert await store.accept(Acceptance()) is True
+
+
+async def test_a_letter_is_claimed_by_one_redrive_until_it_is_given_up_again(store: SqlStore):
+    letter = DeadLetter("1" * 32, "guest/r", "e1", "a" * 32, "application error after 2 attempt(s)", 2, T0_MS,
+                        attempt(2))
+    await store.put_dead_letter(letter)
+    runs = [attempt(n) for n in (10, 11)]
+    first, second = await asyncio.gather(*[
+        store.accept(Acceptance(invocations=[run], redrive=RedriveClaim(letter.id, run.activation_id))) for run in runs])
+    assert sorted([first, second]) == [False, True], "one claim wins, in the accepting transaction"
+    winner = runs[0] if first else runs[1]
+    assert [p.activation_id for p in await store.list_pending()] == [winner.activation_id], "the loser wrote nothing"
+    [listed] = await store.list_dead_letters("guest/r")
+    assert listed.redriven_by == winner.activation_id
+    assert listed.to_json()["redrivenBy"] == winner.activation_id
+    third = attempt(12)
+    assert await store.accept(Acceptance(invocations=[third], redrive=RedriveClaim(letter.id, third.activation_id))) \
+        is False
+
+    # The redrive gave up: the replaced letter may be redriven again.
+    await store.put_dead_letter(DeadLetter(letter.id, "guest/r", "e1", winner.activation_id, "again", 3, T0_MS,
+                                           winner))
+    [listed] = await store.list_dead_letters("guest/r")
+    assert (listed.redriven_by, listed.reason, listed.attempts) == (None, "again", 3)
+    assert "redrivenBy" not in listed.to_json()
+    assert await store.accept(Acceptance(invocations=[third], redrive=RedriveClaim(letter.id, third.activation_id)))
+    assert await store.delete_dead_letter(letter.id) is True
+    fourth = attempt(13)
+    assert await store.accept(Acceptance(invocations=[fourth], redrive=RedriveClaim(letter.id, fourth.activation_id))) \
+        is False, "a letter that left (its redrive succeeded) is not run again"

@@ -1,4 +1,5 @@
-"""The OpenAPI document and the aiohttp router list the same routes under /api/v1 and /hooks."""
+"""The OpenAPI document and the aiohttp router list the same routes under /api/v1, /hooks and
+/metrics."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def served_routes(tmp_path: Path) -> set[tuple[str, str]]:
     app = create_app(engine, webhook_routes(FeedManager(store, fire, kinds=FEED_KINDS)))
     return {(route.method, route.resource.canonical) for route in app.router.routes()
             if route.resource is not None and route.method != "HEAD"
-            and route.resource.canonical.startswith(("/api/v1", "/hooks"))}
+            and route.resource.canonical.startswith(("/api/v1", "/hooks", "/metrics"))}
 
 
 def documented_routes() -> set[tuple[str, str]]:
@@ -59,6 +60,7 @@ def test_every_route_is_documented_and_every_documented_route_is_served(tmp_path
     assert served - documented == set(), "served but not in the OpenAPI document"
     assert documented - served == set(), "documented but not served"
     assert ("GET", "/api/v1/api-docs") in served and ("POST", "/hooks/{namespace}/{trigger}") in served
+    assert ("GET", "/metrics") in served
 
 
 def test_every_path_parameter_is_declared_and_every_reference_resolves() -> None:

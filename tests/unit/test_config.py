@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from triggerhub.config import (DEFAULT_DOCKER_HOST, REPOSITORY_RUNTIMES_DIR, ClientSettings, RuntimeChoice, SandboxChoice,
-                               client_settings, load_config)
+from triggerhub.config import (DEFAULT_DOCKER_HOST, REPOSITORY_RUNTIMES_DIR, ClientSettings, DeriveState, PrewarmChoice,
+                               RuntimeChoice, SandboxChoice, client_settings, load_config)
 from triggerhub.errors import ConfigError
 
 
@@ -32,6 +32,16 @@ def test_every_problem_is_reported_together():
     assert len(lines) == 5
 
 
+def test_stem_cells_start_on_first_use_unless_prewarm_is_start():
+    assert (load_config(env={}).runtime.prewarm, load_config(env={}).runtime.prewarm_count) == (
+        PrewarmChoice.FIRST_USE, 1)
+    assert load_config(env={"TRIGGERHUB_PREWARM": "Start"}).runtime.prewarm is PrewarmChoice.START
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={"TRIGGERHUB_PREWARM": "always"})
+    assert str(caught.value).splitlines()[1:] == [
+        "  TRIGGERHUB_PREWARM='always': must be one of first-use, start"]
+
+
 def test_sandbox_settings_default_to_bubblewrap_and_read_flags():
     assert (load_config(env={}).runtime.sandbox, load_config(env={}).runtime.allow_unsandboxed_root) == (
         SandboxChoice.BWRAP, False)
@@ -41,7 +51,7 @@ def test_sandbox_settings_default_to_bubblewrap_and_read_flags():
         load_config(env={"TRIGGERHUB_SANDBOX": "firejail", "TRIGGERHUB_ALLOW_UNSANDBOXED_ROOT": "maybe"})
     assert str(caught.value).splitlines()[1:] == [
         "  TRIGGERHUB_ALLOW_UNSANDBOXED_ROOT='maybe': expected true or false; expected a bool",
-        "  TRIGGERHUB_SANDBOX='firejail': 'firejail' is not a valid SandboxChoice; expected a SandboxChoice"]
+        "  TRIGGERHUB_SANDBOX='firejail': must be one of bwrap, none"]
 
 
 def test_runtime_image_settings_and_foreign_variables_are_read_here():
@@ -88,3 +98,12 @@ def test_feed_lease_settings_are_read_and_a_renewal_must_come_before_expiry():
         load_config(env={"TRIGGERHUB_FEED_LEASE_MS": "3000", "TRIGGERHUB_FEED_LEASE_RENEW_MS": "3000"})
     assert str(caught.value) == ("invalid configuration:\n  TRIGGERHUB_FEED_LEASE_RENEW_MS=3000 must be above 0 "
                                  "and below TRIGGERHUB_FEED_LEASE_MS=3000: a lease is renewed before it expires")
+
+
+def test_derived_trigger_state_is_in_the_store_unless_set_to_faust_tables():
+    assert load_config(env={}).kafka.derive_state is DeriveState.STORE
+    assert load_config(env={"TRIGGERHUB_DERIVE_STATE": "Table"}).kafka.derive_state is DeriveState.TABLE
+    with pytest.raises(ConfigError) as refused:
+        load_config(env={"TRIGGERHUB_DERIVE_STATE": "rows"})
+    assert str(refused.value).splitlines()[1:] == [
+        "  TRIGGERHUB_DERIVE_STATE='rows': must be one of store, table"]

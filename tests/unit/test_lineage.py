@@ -61,10 +61,10 @@ def test_the_document_links_decisions_activations_components_and_retries() -> No
     context = lineage.event_context(traced)
     seq, first, second, retry = "a" * 32, "b" * 32, "c" * 32, "d" * 32
     decisions = (
-        lineage.decision("guest/r1", lineage.Decision.MATCHED, context=context, event_id="evt-1", action="/guest/seq",
+        lineage.decision("guest/r1", lineage.Decision.MATCHED, action="/guest/seq",
                          activation_id=seq),
-        lineage.decision("guest/r2", lineage.Decision.FILTERED, context=context, event_id="evt-1", action="/guest/x"),
-        lineage.decision("guest/r3", lineage.Decision.MATCHED, context=context, event_id="evt-1", action="/guest/y",
+        lineage.decision("guest/r2", lineage.Decision.FILTERED, action="/guest/x"),
+        lineage.decision("guest/r3", lineage.Decision.MATCHED, action="/guest/y",
                          activation_id="e" * 32),
     )
     stored = dataclasses.replace(traced, decisions=decisions)

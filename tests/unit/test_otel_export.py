@@ -36,10 +36,8 @@ def test_spans_repeat_the_lineage_documents_ids_and_parents(exported: InMemorySp
     context = lineage.event_context(event)
     seq, step = "a" * 32, "b" * 32
     event = dataclasses.replace(event, decisions=(
-        lineage.decision("guest/r", lineage.Decision.MATCHED, context=context, event_id=event.id,
-                         action="/guest/seq", activation_id=seq),
-        lineage.decision("guest/f", lineage.Decision.FILTERED, context=context, event_id=event.id,
-                         action="/guest/x")))
+        lineage.decision("guest/r", lineage.Decision.MATCHED, action="/guest/seq", activation_id=seq),
+        lineage.decision("guest/f", lineage.Decision.FILTERED, action="/guest/x")))
     top = lineage.activation_annotations(context, event.id, seq, "guest/r")
     records = [
         Activation("guest", "seq", "guest", seq, 5_010, 5_030, ActivationResponse(StatusCode.SUCCESS, {}),

@@ -170,6 +170,30 @@ async def test_stem_cells_rest_when_nothing_ran_for_the_idle_timeout_and_return_
     await pool.close()
 
 
+async def test_stem_cells_of_a_kind_start_only_after_its_first_lease_when_not_prewarmed_at_start(
+        factory: FakeFactory, clock: TestClock) -> None:
+    pool = make_pool(factory, clock, prewarm_count=1, prewarm_kinds=("python:3.11", "nodejs:20"),
+                     prewarm_at_start=False, idle_timeout_s=600.0)
+    await pool.start()
+    await pool.reap(clock.monotonic_s())
+    assert (pool.statistics().prewarm, len(factory.created)) == (0, 0)  # an idle pool holds no runtime
+    first = await use(pool, "guest", action())  # a cold start: no python stem cell yet
+    assert (first.number, first.spec.kind) == (0, "python:3.11")
+    await pool.reap(clock.monotonic_s())
+    assert [(r.number, r.spec.kind) for r in factory.created] == [(0, "python:3.11"), (1, "python:3.11")]
+    second = await use(pool, "guest", action(name="b"))  # a new action of the same kind takes the stem cell
+    assert second.number == 1
+    clock.jump(600.0)  # nothing leased for the idle timeout: the pool rests and forgets the kinds used
+    await pool.reap(clock.monotonic_s())
+    assert pool.statistics() == PoolStatistics(warm=0, prewarm=0, busy=0, paused=0, waiting=0, starting=0,
+                                               memory_used_mb=0, memory_budget_mb=1024)
+    node = await use(pool, "guest", action(name="n", kind="nodejs:20"))
+    await pool.reap(clock.monotonic_s())
+    assert [r.spec.kind for r in factory.created[node.number:]] == ["nodejs:20", "nodejs:20"]  # no python stem
+    assert pool.statistics().prewarm == 1
+    await pool.close()
+
+
 async def test_stem_cell_is_not_used_for_another_kind_or_memory(factory: FakeFactory, clock: TestClock) -> None:
     pool = make_pool(factory, clock, prewarm_count=1, prewarm_kinds=("python:3.11",))
     await pool.start()

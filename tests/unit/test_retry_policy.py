@@ -11,7 +11,8 @@ import pytest
 from triggerhub.errors import BadRequest
 from triggerhub.model import Delivery, FullyQualifiedName, Parameter, Rule, StatusCode
 from triggerhub.rules.retry_policy import (
-    DEFAULT_ON, NO_RETRY, GiveUp, Outcome, Retry, RetryPolicy, backoff_ms, decide, namespace_policy, outcome_of,
+    DEFAULT_ON, NO_RETRY, GiveUp, Outcome, Retry, RetryPolicy, backoff_ms, decide, namespace_policy, on_mask,
+    on_names, outcome_of,
     parse_dead_letter, parse_retry,
 )
 
@@ -126,6 +127,27 @@ def test_the_namespace_default_applies_only_when_set():
     assert refused.value.message == "namespace retry default.maxAttempts is 0; give a whole number from 1 to 100"
 
 
+def test_the_namespace_default_on_list_is_kept_as_bits_and_read_back_by_name():
+    mask = on_mask("timeout, developer error")
+    assert (mask, on_names(mask)) == (10, ["developer error", "timeout"])
+    assert on_mask(["application error"]) == 1
+    assert namespace_policy({"retryMaxAttempts": 2, "retryOn": mask}) == RetryPolicy(
+        2, on=(Outcome.DEVELOPER_ERROR, Outcome.TIMEOUT))
+    with pytest.raises(BadRequest) as refused:
+        on_mask("timeout,crash", where="--retryOn")
+    assert refused.value.message == ("--retryOn: unknown outcome 'crash'; allowed: 'application error', "
+                                     "'developer error', 'internal error', 'timeout'")
+    with pytest.raises(BadRequest) as empty:
+        on_mask(" , ")
+    assert empty.value.message.startswith("retryOn must be a non-empty array of outcomes")
+    for stored in (0, 16, True):
+        with pytest.raises(BadRequest) as broken:
+            namespace_policy({"retryMaxAttempts": 2, "retryOn": stored})
+        assert broken.value.message == (
+            f"namespace retry default: retryOn is {stored!r}, not a set of outcomes; set it again with --retryOn "
+            "from 'application error', 'developer error', 'internal error', 'timeout'")
+
+
 def test_dead_letter_targets():
     assert parse_dead_letter({"trigger": "/guest/alerts"}, "guest") == FullyQualifiedName("guest", "alerts")
     assert parse_dead_letter({"trigger": "alerts"}, "guest") == FullyQualifiedName("guest", "alerts")
@@ -147,6 +169,22 @@ def test_delivery_keys_are_stable_per_rule_event_and_attempt():
     assert len(first.delivery_key) == 32
     assert first.run_environment() == {"rule": "guest/r", "event_id": "e1", "attempt": "1",
                                        "delivery_key": first.delivery_key, "idempotency_key": first.idempotency_key}
+
+
+def test_a_replayed_run_and_a_redrive_have_their_own_ids_and_counts():
+    from triggerhub.engine.deliveries import retry_activation_id
+
+    live = Delivery("guest/r", "e1", 2)
+    replayed = Delivery("guest/r", "e1", 2, replay="a" * 32)
+    assert replayed.delivery_key != live.delivery_key, "a replay is asked to run the event again"
+    assert retry_activation_id(replayed) != retry_activation_id(live)
+    assert retry_activation_id(live) == retry_activation_id(Delivery("guest/r", "e1", 2, event_time_ms=9)), \
+        "the same attempt settled twice (a crash) keeps one retry id"
+    redrive = Delivery("guest/r", "e1", 4, redrive="letter", first_attempt=3, failed_activation_id="b" * 32)
+    assert (redrive.run_attempt, redrive.delivery_key) == (2, live.delivery_key)
+    for delivery in (live, replayed, redrive):
+        assert Delivery.from_json(delivery.to_json()) == delivery
+    assert live.to_json() == {"rule": "guest/r", "eventId": "e1", "attempt": 2, "eventTimeMs": 0, "redrive": None}
 
 
 def test_which_policy_a_rule_gets():

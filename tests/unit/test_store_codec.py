@@ -63,10 +63,11 @@ INVOCATION = Invocation(
     blocking=True, path_annotation="guest/utils/hello", binding="alice/utils-bound",
     init_env={"__OW_DEBUG": "1"}, transaction_id="tx-1", extra_annotations=(Parameter("causedBy", "sequence"),),
     received_ms=1_699_999_999_990,
-    delivery=Delivery("alice/r", "evt-1", attempt=3, event_time_ms=1_700_000_000_001, redrive="f" * 32),
+    delivery=Delivery("alice/r", "evt-1", attempt=3, event_time_ms=1_700_000_000_001, redrive="f" * 32,
+                      replay="9" * 32, first_attempt=2, failed_activation_id="8" * 32),
 )
 DEAD_LETTER = DeadLetter("a" * 32, "alice/r", "evt-1", "b" * 32, "timeout after 3 attempt(s)", 3, 1_700_000_000_002,
-                         INVOCATION)
+                         INVOCATION, redriven_by="7" * 32)
 EVENT = TriggerEvent(
     "evt-1", "mqtt://127.0.0.1:1883/sensors/#", "triggerhub.mqtt.message", GUEST_HELLO,
     {"temperature": 21.5}, subject="sensors/lab", time_ms=1_700_000_000_001, datacontenttype="text/plain",

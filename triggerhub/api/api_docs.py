@@ -90,12 +90,13 @@ LINEAGE_SCHEMAS: dict[str, Doc] = {
         "type": "object", "required": ["activationId", "name", "role", "status", "statusCode", "start", "spanId",
                                        "parentSpanId", "children"],
         "properties": {"activationId": _TEXT, "name": _TEXT, "namespace": _TEXT, "path": _TEXT_OR_NULL,
-                       "role": {"type": "string", "enum": ["trigger", "rule", "component", "retry"]},
+                       "role": {"type": "string", "enum": ["trigger", "rule", "component", "retry", "replay"]},
                        "status": _TEXT, "statusCode": {"type": "integer"}, "start": {"type": "integer"},
                        "end": {"type": "integer"}, "duration": {"type": ["integer", "null"]},
                        "cause": _TEXT_OR_NULL, "traceparent": _TEXT_OR_NULL, "spanId": _SPAN,
                        "parentSpanId": _SPAN, "children": _array(_TEXT), "rule": _TEXT,
-                       "attempt": {"type": "integer"}, "causedBy": _TEXT}},
+                       "attempt": {"type": "integer"}, "causedBy": _TEXT,
+                       "replay": {"type": "boolean", "description": "a replayed run of this stored event"}}},
 }
 
 SCHEMAS: dict[str, Doc] = {
@@ -180,11 +181,15 @@ SCHEMAS: dict[str, Doc] = {
     "DeadLetter": {"type": "object", "required": ["id", "rule", "eventId", "activationId", "reason", "attempts", "time"],
                    "properties": {"id": {"type": "string"}, "rule": {"type": "string"}, "eventId": {"type": "string"},
                                   "activationId": {"type": "string"}, "reason": {"type": "string"},
-                                  "attempts": {"type": "integer"}, "time": {"type": "integer"}}},
+                                  "attempts": {"type": "integer"}, "time": {"type": "integer"},
+                                  "redrivenBy": {"type": "string", "description": "the activation id of the "
+                                                 "redrive under way, while one runs"}}},
     "RedriveRequest": {"type": "object", "properties": {
         "ids": _array({"type": "string"}), "action": {"anyOf": [{"type": "string"}, _REF_PAIR]}}},
-    "Redriven": {"type": "object", "required": ["activationIds"],
-                 "properties": {"activationIds": _array({"type": "string"})}},
+    "Redriven": {"type": "object", "required": ["activationIds", "skipped"],
+                 "properties": {"activationIds": _array({"type": "string"}),
+                                "skipped": {**_array({"type": "string"}),
+                                            "description": "letters not run: another redrive of them is under way"}}},
     "ReplayRequest": {"type": "object", "properties": {
         "from": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
                  "description": "epoch ms or ISO-8601 with a zone; with to: events with from <= time <= to"},
@@ -392,6 +397,13 @@ def _paths() -> Doc:
                           "default": {**_ERROR, "description": "400 undecodable, 401 unverified, 404 no feed, "
                                                                 "409 replay, 413 too large"}}}},
             [_path_name("namespace", "the trigger's namespace"), _path_name("trigger", "the trigger")]),
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics of this process, in the text exposition format (README: Seeing it)",
+            "description": "No key by default, as Prometheus scrapers send none; with TRIGGERHUB_METRICS_TOKEN "
+                           "set, `Authorization: Bearer <token>` is required and anything else is 401.",
+            "security": [{}, {"metricsToken": []}],
+            "responses": {"200": {"description": "text/plain; version=0.0.4", "content": {"text/plain": {
+                "schema": {"type": "string"}}}}, "default": _ERROR}}},
         "/api/v1/api-docs": {"get": {"summary": "This document", "security": [{}], "responses": {
             "200": {"description": "OpenAPI 3.1", **_content({"type": "object"})}}}},
         "/api/v1": {"x-aiohttp-aliases": ["/api/v1/"], "get": {
@@ -441,7 +453,9 @@ def document() -> Doc:
         "security": [{"basic": []}],
         "paths": _paths(),
         "components": {"schemas": SCHEMAS,
-                       "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}},
+                       "securitySchemes": {"basic": {"type": "http", "scheme": "basic"},
+                                           "metricsToken": {"type": "http", "scheme": "bearer",
+                                                            "description": "TRIGGERHUB_METRICS_TOKEN, when set"}}},
     }
 
 

@@ -23,11 +23,11 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 
 
 async def redrive_dead_letters(request: web.Request) -> web.Response:
-    """202 {"activationIds": [...]}: one new activation per letter (optional `ids`, `action`)."""
+    """202 {"activationIds": [...], "skipped": [...]}: one new activation per letter (optional
+    `ids`, `action`); `skipped` lists the letters another redrive is running already."""
     engine, identity = engine_of(request), identity_of(request)
     fqn = name_of(request, namespace_of(request, identity))
-    activation_ids = await engine.redrive(identity, fqn, await json_body(request))
-    return web.json_response({"activationIds": activation_ids}, status=202)
+    return web.json_response(await engine.redrive(identity, fqn, await json_body(request)), status=202)
 
 
 routes = [

@@ -4,7 +4,8 @@
 awaits `handler(messages)` for up to `max_batch` messages at a time and only then asks for the
 next batch. Faust acks a message when its agent asks for the next, and commits only offsets
 below which every message is acked, so a crash mid-handler leaves the batch uncommitted and
-another member of the group gets it again. The app has no web server and no tables;
+another member of the group gets it again. The app has no web server; tables are added by
+bus/keyed.py;
 `running(app)` starts it inside the caller's loop. (Invokers and the feeds process use
 bus/group.py instead: messages concurrently, without Faust.)
 """
@@ -62,6 +63,7 @@ def _app(config: KafkaConfig, group: str, topic: str, datadir: Path) -> tuple[fa
         # #133). Not waiting is safe here: what was not acked is not committed and its next owner
         # handles it again, which the handlers tolerate (event and activation ids settle repeats).
         stream_wait_empty=False,
+        table_standby_replicas=0,  # tables (bus/keyed.py) live in memory, read back from their changelogs
     )
     return app, app.topic(topic, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
 

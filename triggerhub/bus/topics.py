@@ -54,6 +54,12 @@ class Topics:
         """Invoker heartbeats, read by every controller."""
         return f"{self.prefix}health"
 
+    @property
+    def derive_keys(self) -> str:
+        """Source events of derived triggers (and their deadline ticks), keyed by (derived trigger,
+        key): one key's state lives in one partition of the workers' table (engine/derive_table.py)."""
+        return f"{self.prefix}derive-keys"
+
     def completed(self, controller_id: int) -> str:
         """Finished records for the blocking callers of one controller (OpenWhisk `completed<N>`)."""
         return f"{self.prefix}completed{controller_id}"

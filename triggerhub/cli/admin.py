@@ -19,8 +19,9 @@ from rich.table import Table
 from triggerhub.cli.context import Ctx, emit, say
 from triggerhub.config import HubConfig, load_config
 from triggerhub.engine import tenants
-from triggerhub.errors import TriggerhubError
+from triggerhub.errors import BadRequest, TriggerhubError
 from triggerhub.model import Subject
+from triggerhub.rules import retry_policy
 from triggerhub.store.base import Store
 from triggerhub.store.sql import SqlStore
 
@@ -147,7 +148,7 @@ def user_list(ctx: Ctx, namespace: str | None, home: Path | None) -> None:
     """The subjects (of NAMESPACE, if given): names, uuids and state; keys are never shown."""
     found = _on_store(home, lambda store, _: tenants.list_users(store, namespace))
     rows: list[dict[str, Any]] = [{"subject": s.subject, "namespace": s.namespace, "uuid": s.uuid, "blocked": s.blocked,
-             "limits": s.limits} for s in found]
+             "limits": tenants.shown_limits(s.limits)} for s in found]
     table = Table(title="subjects")
     for column in ("subject", "namespace", "uuid", "blocked"):
         table.add_column(column)
@@ -171,21 +172,30 @@ def limits() -> None:
 @click.option("--retryInitialDelayMs", "retry_initial_delay_ms", type=click.IntRange(min=0), default=None)
 @click.option("--retryMaxDelayMs", "retry_max_delay_ms", type=click.IntRange(min=0), default=None)
 @click.option("--retryMaxEventAgeS", "retry_max_event_age_s", type=click.IntRange(min=1), default=None)
+@click.option("--retryOn", "retry_on", default=None, metavar="OUTCOMES",
+              help="outcomes that retry, comma-separated: 'application error,internal error,timeout' (the "
+                   "default), 'developer error'")
 @home_option
 def limits_set(namespace: str, invocations_per_minute: int | None, concurrent_invocations: int | None,
                fires_per_minute: int | None, retry_max_attempts: int | None, retry_initial_delay_ms: int | None,
-               retry_max_delay_ms: int | None, retry_max_event_age_s: int | None, home: Path | None) -> None:
+               retry_max_delay_ms: int | None, retry_max_event_age_s: int | None, retry_on: str | None,
+               home: Path | None) -> None:
     """Set NAMESPACE's limits (the others keep their value); print them all."""
+    try:
+        retry_on_mask = None if retry_on is None else retry_policy.on_mask(retry_on, where="--retryOn")
+    except BadRequest as exc:
+        raise click.UsageError(exc.message) from None
     given: dict[str, Any] = {"invocationsPerMinute": invocations_per_minute,
                              "concurrentInvocations": concurrent_invocations, "firesPerMinute": fires_per_minute,
                              "retryMaxAttempts": retry_max_attempts, "retryInitialDelayMs": retry_initial_delay_ms,
-                             "retryMaxDelayMs": retry_max_delay_ms, "retryMaxEventAgeS": retry_max_event_age_s}
+                             "retryMaxDelayMs": retry_max_delay_ms, "retryMaxEventAgeS": retry_max_event_age_s,
+                             "retryOn": retry_on_mask}
     values = {k: v for k, v in given.items() if v is not None}
     if not values:
         raise click.UsageError("give at least one of --invocationsPerMinute, --concurrentInvocations, "
                                "--firesPerMinute, --retryMaxAttempts (and the other --retry* options)")
     merged = _on_store(home, lambda store, _: tenants.set_limits(store, namespace, values))
-    click.echo(json.dumps(merged, sort_keys=True))
+    click.echo(json.dumps(tenants.shown_limits(merged), sort_keys=True))
 
 
 @limits.command("get")
@@ -193,7 +203,8 @@ def limits_set(namespace: str, invocations_per_minute: int | None, concurrent_in
 @home_option
 def limits_get(namespace: str, home: Path | None) -> None:
     """Print the limits set for NAMESPACE as JSON ({} when it uses the defaults)."""
-    click.echo(json.dumps(_on_store(home, lambda store, _: tenants.get_limits(store, namespace)), sort_keys=True))
+    limits = _on_store(home, lambda store, _: tenants.get_limits(store, namespace))
+    click.echo(json.dumps(tenants.shown_limits(limits), sort_keys=True))
 
 
 @limits.command("delete")

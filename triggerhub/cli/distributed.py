@@ -29,20 +29,23 @@ from triggerhub.api.hooks import webhook_routes
 from triggerhub.api.tls import listener_tls
 from triggerhub.bus.app import batch_app, running
 from triggerhub.bus.group import GroupMember
+from triggerhub.bus.keyed import keyed_state
 from triggerhub.bus.producer import KafkaPublisher
 from triggerhub.bus.tail import Tail
 from triggerhub.bus.topics import Topics, ensure_topics
 from triggerhub.cli.tls import tls_options, tls_overrides
 from triggerhub.cli.logs import log_to_file
-from triggerhub.config import HubConfig, load_config
+from triggerhub.config import DeriveState, HubConfig, load_config
 from triggerhub.engine.bootstrap import ensure_subjects, ensure_system_packages
 from triggerhub.engine.core import BuiltinHandler, Engine
+from triggerhub.engine.derive import IDLE_S, SHARED_IDLE_S
 from triggerhub.engine.entities import Entities
 from triggerhub.cli.pruning import cluster_lease, running_pruner
 from triggerhub.engine.retention import EventPruner
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager, LeaseTiming, catalogue
 from triggerhub.engine.republish import RepublishSweep
+from triggerhub.engine.derive_table import TICK, DeriveRouter, TableDeriver
 from triggerhub.engine.distributed import (
     CompletionWaiter, HealthMonitor, InvokerService, InvokerStatistics, KafkaDispatcher, NoLocalRuns, Publisher, WorkerService,
     heartbeat,
@@ -75,6 +78,9 @@ WORKER_BATCH_WITHIN_S = 0.005
 CONTROLLER_CACHE_TTL_S = 1.0
 WORKER_CACHE_TTL_S = 1.0
 FEED_LIFECYCLE_CONCURRENCY = 4
+# How often a worker looks for due keys of derived triggers in its table (absence deadlines).
+DERIVE_TICK_S = 0.2
+DERIVE_TABLE = "derive-state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +120,15 @@ def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: To
             invoker: Invoker | None = None, cache_ttl_s: float | None = 0.0, revalidated: bool = False,
             waiter: CompletionWaiter | None = None, reply_to: str | None = None,
             builtin: BuiltinHandler | None = None, dispatcher: KafkaDispatcher | None = None,
-            derive_loop: bool = False) -> Engine:
+            derive_loop: bool = False, derive_idle_s: float = IDLE_S) -> Engine:
     """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
     the derived triggers' loop with `derive_loop` (workers). `revalidated`: its entity cache is
     dropped by `entities.revalidate()` when any process wrote an entity (cache_ttl_s=None then
     keeps entries until that happens)."""
+    in_table = config.kafka.derive_state is DeriveState.TABLE
     return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
+                  route_derive=DeriveRouter(publisher, topics.derive_keys) if in_table else None,
+                  derive_idle_s=derive_idle_s,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s,
                                     generation=store.get_entity_generation if revalidated else None),
@@ -128,7 +137,7 @@ def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: To
 
 def _all_topics(config: HubConfig, topics: Topics) -> list[str]:
     return [topics.trigger_events, topics.invocations, topics.feed_invocations, topics.health,
-            topics.completed(config.kafka.controller_id)]
+            topics.derive_keys, topics.completed(config.kafka.controller_id)]
 
 
 @contextlib.asynccontextmanager
@@ -197,7 +206,7 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
         engine = _engine(config, store, publisher, topics, cache_ttl_s=WORKER_CACHE_TTL_S, revalidated=True,
-                         derive_loop=True)
+                         derive_loop=True, derive_idle_s=SHARED_IDLE_S)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events, revalidate=engine.entities.revalidate)
         observed(config, role="worker", lag_groups={topics.app_id("worker"): topics.trigger_events})
@@ -214,6 +223,10 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
             engine.deriver.relisten()
 
         app.on_partitions_assigned.connect(relisten)
+        if config.kafka.derive_state is DeriveState.TABLE:
+            table = TableDeriver(engine.deriver, engine.fire_derived)
+            keyed_state(app, topics.derive_keys, table=DERIVE_TABLE, partitions=config.kafka.partitions,
+                        step=table.step, due=table.due, tick=TICK, interval_s=DERIVE_TICK_S)
         await stack.enter_async_context(running(app, join_timeout_s=_join_timeout_s(config)))
         yield service
 

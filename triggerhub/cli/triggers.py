@@ -328,7 +328,9 @@ def rule_redrive(ctx: Ctx, name: str, ids: tuple[str, ...], action: str | None) 
     if action is not None:
         body["action"] = action
     answer = ctx.client.request("POST", ctx.client.entity_path("rules", name) + "/deadletters/redrive", body).body
-    say(ctx, f"ok: redrove {len(answer['activationIds'])} dead letters of rule {name}", answer)
+    skipped = answer.get("skipped") or []
+    note = f"; skipped {len(skipped)} being redriven already" if skipped else ""
+    say(ctx, f"ok: redrove {len(answer['activationIds'])} dead letters of rule {name}{note}", answer)
 
 
 @rule.command("list")

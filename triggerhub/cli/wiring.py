@@ -19,7 +19,7 @@ from aiohttp import web
 
 from triggerhub.api.tls import scheme
 from triggerhub.cli.feed_kinds import FEED_KINDS
-from triggerhub.config import ApiConfig, HubConfig, KafkaConfig
+from triggerhub.config import ApiConfig, HubConfig, KafkaConfig, PrewarmChoice
 from triggerhub.engine.core import BuiltinHandler, Engine
 from triggerhub.engine.feed_manager import FeedLeases, FeedManager, LeaseTiming
 from triggerhub.invoker.base import RuntimeFactory
@@ -38,7 +38,8 @@ async def action_pool(config: HubConfig, runtime: RuntimeFactory, *, left_by: st
     if removed:
         log.info("removed %d runtimes left by %s", removed, left_by)
     return ContainerPool(runtime, PoolConfig(
-        prewarm_count=config.runtime.prewarm_count, pause_grace_s=config.runtime.pause_grace_s,
+        prewarm_count=config.runtime.prewarm_count, prewarm_at_start=config.runtime.prewarm is PrewarmChoice.START,
+        pause_grace_s=config.runtime.pause_grace_s,
         idle_timeout_s=config.runtime.idle_timeout_s, memory_budget_mb=config.runtime.memory_budget_mb))
 
 

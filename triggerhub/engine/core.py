@@ -11,9 +11,10 @@ built-in actions is the FeedManager's, which fires through this engine (see `bui
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,7 +29,7 @@ from triggerhub.model import (
 from triggerhub.engine.apis import ApiGateway
 from triggerhub.engine.auth import Authenticator
 from triggerhub.engine.deliveries import Deliveries, PumpSettings
-from triggerhub.engine.derive import Deriver
+from triggerhub.engine.derive import IDLE_S, Deriver
 from triggerhub.engine.dispatch import Dispatcher, DispatcherStatistics
 from triggerhub.engine.entities import Entities
 from triggerhub.engine.ordering import partition_key
@@ -42,12 +43,15 @@ from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, Rate
 from triggerhub.invoker.base import Invoker
 from triggerhub.observe import lineage, metrics, otel
 from triggerhub.rules import match as rules
-from triggerhub.store.base import Acceptance, ActivationQuery, ReplayClaim, Store
+from triggerhub.store.base import Acceptance, ActivationQuery, DeriveStep, RedriveClaim, ReplayClaim, Store
 
 log = logging.getLogger(__name__)
 
 API_FIRE_TYPE = "org.openwhisk.trigger.fire"
 """The event type of fires through the API: they keep OpenWhisk's limits; every other type came from a feed."""
+
+RouteDerive = Callable[[Sequence[DeriveStep], list[Awaitable[None]] | None], Awaitable[None]]
+"""Publishes derived triggers' steps for an event to where their state lives (confirmations: as for submit)."""
 
 BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 """Runs a hub-internal action (kind `builtin`, e.g. a feed provider) and returns its result."""
@@ -56,11 +60,14 @@ BuiltinHandler = Callable[[Invocation], Awaitable[Any]]
 class Engine:
     def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
                  dispatcher: Dispatcher, builtin: BuiltinHandler | None = None,
-                 clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False) -> None:
+                 clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False, derive_idle_s: float = IDLE_S,
+                 route_derive: RouteDerive | None = None) -> None:
         """`builtin` runs the hub-internal actions (the feed providers) in a process that runs
         feeds; `clock` times the throttles (rates per minute, feed admission waits) and derived
         triggers' deadlines; `derive_loop` runs the loop that derives events (engine/derive.py)
-        in this process (the embedded hub and distributed workers)."""
+        in this process (the embedded hub and distributed workers), looking at the store at least
+        every `derive_idle_s`; `route_derive`, when given, takes derived triggers' source events
+        instead of the store (distributed mode's Faust tables: engine/derive_table.py)."""
         self.config = config
         self.store = store
         self.invoker = invoker
@@ -80,8 +87,9 @@ class Engine:
                                      limits_of=self._limits_of, clock=clock,
                                      settings=PumpSettings(poll_ms=config.limits.retry_poll_ms,
                                                            lease_ms=config.limits.retry_lease_ms))
-        self.deriver = Deriver(store, entities, clock=clock)
+        self.deriver = Deriver(store, entities, clock=clock, idle_s=derive_idle_s)
         self._derive_loop = derive_loop
+        self._route_derive = route_derive
         self._running = contextlib.AsyncExitStack()
 
     # ------------------------------------------------------------------ lifecycle
@@ -103,13 +111,19 @@ class Engine:
                                  max_events=self.config.events.replay_max_events, resolve=self.resolve,
                                  submit=self._submit_replayed)
 
-    async def _submit_replayed(self, identity: Identity, resolved: Resolved, found: rules.Match,
+    async def _submit_replayed(self, identity: Identity, resolved: Resolved, found: rules.Match, event: TriggerEvent,
                                trigger_params: dict[str, Any], claim: ReplayClaim) -> bool:
         """A replayed run goes the way of a feed's rule activation: it waits for room under the
-        feed limits instead of meeting the per-minute limits of direct calls."""
+        feed limits instead of meeting the per-minute limits of direct calls. It is a delivery
+        like a live run's (the rule's retry policy and dead letters apply when its attempt is
+        settled) and carries the same lineage annotations, under the stored event's trace."""
+        delivery, annotations = self.deliveries.replayed(found, event)
+        if self.config.observe.lineage:
+            annotations += lineage.activation_annotations(lineage.event_context(event), event.id, claim.activation_id,
+                                                          found.rule, annotations)
         invocation = replace(self._invocation(identity, resolved, [trigger_params, found.params],
                                               activation_id=claim.activation_id),
-                             extra_annotations=found.annotations)
+                             extra_annotations=annotations, delivery=delivery)
         self._unslotted.add(invocation.activation_id)
         await self._admit_from_feed(identity.namespace, [invocation])
         return await self._submit(Acceptance(invocations=[invocation], replay=claim), [invocation])
@@ -178,7 +192,9 @@ class Engine:
 
     def _invocation(self, identity: Identity, resolved: Resolved, layers: list[dict[str, Any]], *,
                     activation_id: str | None = None, blocking: bool = False, cause: str | None = None,
-                    transaction_id: str = "") -> Invocation:
+                    transaction_id: str = "", traced: bool = False) -> Invocation:
+        """`traced`: a root of its own trace (a direct invoke, a redrive); a rule activation gets its
+        event's lineage annotations instead, so building a trace here would be wasted."""
         activation_id = activation_id or new_activation_id()
         return Invocation(
             activation_id=activation_id, action=resolved.action,
@@ -186,7 +202,8 @@ class Engine:
             namespace=identity.namespace, subject=identity.subject, accepted_ms=now_ms(), cause=cause,
             blocking=blocking, path_annotation=resolved.path, binding=resolved.binding,
             transaction_id=transaction_id, init_env=_api_key_env(identity, resolved.action),
-            extra_annotations=lineage.invoke_annotations(activation_id) if self.config.observe.lineage else (),
+            extra_annotations=(lineage.invoke_annotations(activation_id)
+                               if traced and self.config.observe.lineage else ()),
         )
 
     def _admit(self, identity: Identity) -> None:
@@ -211,7 +228,8 @@ class Engine:
         resolved = await self.resolve(identity, fqn)
         check_final(resolved.action, resolved.inherited, payload)
         self._admit(identity)
-        invocation = self._invocation(identity, resolved, [payload], blocking=blocking, transaction_id=transaction_id)
+        invocation = self._invocation(identity, resolved, [payload], blocking=blocking, transaction_id=transaction_id,
+                                      traced=True)
         if not blocking:
             await self._submit(Acceptance(invocations=[invocation]), [invocation])
             return invocation.activation_id
@@ -331,7 +349,7 @@ class Engine:
         def decide(found: rules.Match, verdict: lineage.Decision, reason: str | None = None) -> None:
             if context is not None:
                 decisions.append(lineage.decision(
-                    found.rule, verdict, context=context, event_id=event.id, action=str(found.action), reason=reason,
+                    found.rule, verdict, action=str(found.action), reason=reason,
                     activation_id=found.activation_id if verdict is lineage.Decision.MATCHED else None))
 
         for found in routing.matched:
@@ -369,12 +387,14 @@ class Engine:
             await self._admit_from_feed(namespace, invocations)
         if context is not None:
             for key in routing.filtered:
-                decisions.append(lineage.decision(key, lineage.Decision.FILTERED, context=context, event_id=event.id,
-                                                  action=str(trigger.rules[key].action)))
+                decisions.append(lineage.decision(key, lineage.Decision.FILTERED, action=str(trigger.rules[key].action)))
             event = lineage.stamped(event, context, tuple(decisions))
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
             lineage.event_annotations(context, event.id) if context is not None else ()))] if outcomes else []
         derive = await self.deriver.steps(trigger, event)
+        if derive and self._route_derive is not None:  # the keyed state lives in Faust tables
+            await self._route_derive(derive, confirmations)
+            derive = []
         acceptance = Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor,
                                 matched_rules=routing.taken, filtered_rules=routing.filtered,
                                 derive=derive, from_outbox=from_outbox)
@@ -406,24 +426,37 @@ class Engine:
         await self.dispatcher.fire(event, lambda: self._match(trigger, event, cursor=None),
                                    key=partition_key(trigger.annotations, event, in_order=bool(trigger.derived)))
 
+    async def fire_derived(self, event: TriggerEvent) -> None:
+        """A derived event made from Faust-table state onto its trigger, as a feed's event; returns
+        once the dispatcher took it (Kafka acknowledged it)."""
+        await self._fire_event(event.trigger, event)
+
     async def _limits_of(self, namespace: str) -> dict[str, int]:
         return (await self.auth.namespace_state(namespace)).limits
 
-    async def redrive(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> list[str]:
-        """Run the selected dead letters of rule `fqn` again (POST …/deadletters/redrive); the
-        activation ids. A letter leaves the list when its new run succeeds."""
+    async def redrive(self, identity: Identity, fqn: FullyQualifiedName, body: Any) -> dict[str, JSON]:
+        """Run the selected dead letters of rule `fqn` again (POST …/deadletters/redrive):
+        `{"activationIds": [...], "skipped": [letter ids]}`. Each run is accepted with a claim of
+        its letter, refused (skipped) while another redrive of that letter is under way. A letter
+        leaves the list when a run of its redrive succeeds (retried under the rule's policy)."""
         rule, letters, action = await self.deliveries.redrive_letters(identity, fqn, body)
         if not letters:
-            return []
+            return {"activationIds": [], "skipped": []}
         resolved = await self.resolve(identity, action)
         invocations = []
         for letter in letters:
             arguments = await self.deliveries.redrive_arguments(letter, rule)
-            invocations.append(self.deliveries.redriven(letter, self._invocation(identity, resolved, [arguments])))
+            invocations.append(self.deliveries.redriven(letter, self._invocation(identity, resolved, [arguments],
+                                                                                             traced=True)))
         self._unslotted.update(invocation.activation_id for invocation in invocations)
-        await self._submit(Acceptance(invocations=invocations), invocations)
-        log.info("rule %s: %d dead letters redriven to %s", fqn, len(invocations), action)
-        return [invocation.activation_id for invocation in invocations]
+        async with asyncio.TaskGroup() as tasks:
+            taken = [tasks.create_task(self._submit(Acceptance(invocations=[invocation], redrive=RedriveClaim(
+                letter.id, invocation.activation_id)), [invocation])) for letter, invocation in zip(letters, invocations)]
+        run = [i.activation_id for i, task in zip(invocations, taken) if task.result()]
+        skipped = [letter.id for letter, task in zip(letters, taken) if not task.result()]
+        log.info("rule %s: %d dead letters redriven to %s, %d skipped (being redriven already)", fqn, len(run),
+                 action, len(skipped))
+        return {"activationIds": run, "skipped": skipped}
 
     async def _admit_from_feed(self, namespace: str, invocations: list[Invocation]) -> None:
         """Wait for room under the feed limits; the slots are given back as for direct calls."""

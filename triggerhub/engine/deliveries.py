@@ -5,10 +5,12 @@
 - `settle` (an attempt ran; before its record is stored): a failure the policy retries becomes a
   waiting retry row, due after the backoff; one it gives up on becomes a dead letter and fires the
   rule's `deadLetter` trigger; a redriven run that succeeds clears its letter. Every write is keyed
-  by (rule, event[, attempt]), so an attempt run again after a crash writes nothing twice.
+  by (rule, event[, attempt]), so an attempt run again after a crash writes nothing twice. Live,
+  redriven (the policy's whole budget again) and replayed runs (`replayed`) are all settled so.
 - `pump`: claims due retry rows under a lease and hands each next attempt to the dispatcher; the
   row is dropped only after the hand-over, so a process killed on the way leaves it to a later
-  claim, which finds the attempt pending or recorded and does not start it twice.
+  claim, which finds the attempt pending or recorded and does not start it twice. The due retry
+  of a rule that is inactive now is cancelled into a dead letter, of a deleted rule dropped.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from triggerhub.engine.resolve import merge_arguments
 from triggerhub.errors import ApiError, BadRequest, BusError, NotFound, PatternError, StoreError
 from triggerhub.model import (
     JSON, Activation, DeadLetter, Delivery, FullyQualifiedName, Identity, Invocation, Parameter, Parameters,
-    ReducedRule, Rule, Trigger, TriggerEvent, annotation, params_to_dict,
+    ReducedRule, Rule, RuleStatus, Trigger, TriggerEvent, annotation, params_to_dict,
 )
 from triggerhub.retry import retrying
 from triggerhub.rules.events import event_document
@@ -60,7 +62,9 @@ class PumpSettings:
 
 
 def retry_activation_id(delivery: Delivery) -> str:
-    return uuid.uuid5(_IDS, f"retry/{delivery.rule}/{delivery.event_id}/{delivery.attempt}").hex
+    """Per (rule, event, attempt), and the replayed run's own when it is a replay's attempt."""
+    replay = "" if delivery.replay is None else f"/replay/{delivery.replay}"
+    return uuid.uuid5(_IDS, f"retry/{delivery.rule}/{delivery.event_id}/{delivery.attempt}{replay}").hex
 
 
 def dead_letter_id(rule: str, event_id: str) -> str:
@@ -114,6 +118,13 @@ class Deliveries:
             return delivery, found.annotations
         return delivery, attempt_annotations(found.annotations, delivery)
 
+    def replayed(self, found: Match, event: TriggerEvent) -> tuple[Delivery, Parameters]:
+        """The delivery of a replayed run's first attempt (its own keys and retry ids; its age
+        counted from now) and its record's annotations: every replayed record carries `attempt`,
+        so lineage files it under its event whatever the rule's policy."""
+        delivery = Delivery(found.rule, event.id, 1, self._clock.now_ms(), replay=found.activation_id)
+        return delivery, attempt_annotations(found.annotations, delivery)
+
     # ------------------------------------------------------------------ after each attempt
     async def settle(self, invocation: Invocation, record: Activation) -> Activation:
         """Keep what must follow attempt `record` of `invocation` (retry row, dead letter)."""
@@ -132,20 +143,24 @@ class Deliveries:
         if found is None:
             return record
         rule, policy = found
+        if policy is None:
+            if delivery.redrive is None:
+                return record
+            policy = NO_RETRY  # a redrive always ends in a success or its letter again
         now = self._clock.now_ms()
-        if delivery.redrive is not None:
-            decision: Retry | GiveUp | None = GiveUp(f"{outcome.value} on redrive (attempt {delivery.attempt})")
-        else:
-            decision = decide(policy, attempt=delivery.attempt, outcome=outcome, event_time_ms=delivery.event_time_ms,
-                              now_ms=now)
+        # A redrive runs under the policy afresh: its attempts count from its first one.
+        decision = decide(policy, attempt=delivery.run_attempt, outcome=outcome, event_time_ms=delivery.event_time_ms,
+                          now_ms=now)
+        if isinstance(decision, GiveUp) and delivery.redrive is not None:
+            decision = GiveUp(f"{decision.reason} on redrive (attempts {delivery.first_attempt}-{delivery.attempt})")
         if isinstance(decision, Retry):
             await self._keep_retry(invocation, delivery, now + decision.delay_ms)
         elif isinstance(decision, GiveUp):
             await self._give_up(rule, invocation, delivery, record, decision.reason)
         return record
 
-    async def _rule(self, namespace: str, key: str) -> tuple[Rule, RetryPolicy] | None:
-        """The rule as it is now, with its policy; None when it is gone or has none."""
+    async def _rule(self, namespace: str, key: str) -> tuple[Rule, RetryPolicy | None] | None:
+        """The rule as it is now, with its policy (None: it has none); None when it is gone."""
         path, _, name = key.rpartition("/")
         rule = await retrying(f"reading rule {key}",
                               lambda: self._entities.find(FullyQualifiedName.from_path(path, name), Rule))
@@ -157,11 +172,11 @@ class Deliveries:
             policy = rule_policy(rule, limits)
         except BadRequest as exc:  # a namespace default set by hand in the store
             log.warning("rule %s: retry policy ignored: %s", key, exc.message)
-            return None
-        return None if policy is None else (rule, policy)
+            policy = None
+        return rule, policy
 
     async def _keep_retry(self, invocation: Invocation, delivery: Delivery, due_ms: int) -> None:
-        following = replace(delivery, attempt=delivery.attempt + 1)
+        following = replace(delivery, attempt=delivery.attempt + 1, failed_activation_id=invocation.activation_id)
         retry = replace(invocation, activation_id=retry_activation_id(following), accepted_ms=due_ms,
                         delivery=following, extra_annotations=attempt_annotations(invocation.extra_annotations, following))
         await retrying(f"keeping retry {retry.activation_id} of rule {delivery.rule}",
@@ -172,8 +187,14 @@ class Deliveries:
 
     async def _give_up(self, rule: Rule, invocation: Invocation, delivery: Delivery, record: Activation,
                        reason: str) -> None:
+        await self._keep_letter(rule, invocation, delivery, delivery.attempt, record.activation_id, reason)
+
+    async def _keep_letter(self, rule: Rule, invocation: Invocation, delivery: Delivery, attempts: int,
+                           activation_id: str, reason: str) -> None:
+        """`invocation`'s event as a dead letter (replacing the one of its (rule, event), which ends
+        any redrive of it), and the rule's `deadLetter` trigger fired."""
         letter = DeadLetter(dead_letter_id(delivery.rule, delivery.event_id), delivery.rule, delivery.event_id,
-                            record.activation_id, reason, delivery.attempt, self._clock.now_ms(), invocation)
+                            activation_id, reason, attempts, self._clock.now_ms(), invocation)
         await retrying(f"keeping dead letter {letter.id} of rule {letter.rule}", lambda: self._store.put_dead_letter(letter))
         log.warning("rule %s gave up on event %s: %s; dead letter %s", letter.rule, letter.event_id, reason, letter.id)
         if rule.dead_letter is None:
@@ -183,7 +204,7 @@ class Deliveries:
             log.warning("rule %s: dead-letter trigger %s is in another namespace; not fired", letter.rule, target)
             return
         event = TriggerEvent(
-            id=f"deadletter:{record.activation_id}", source=f"/api/v1/namespaces/{rule.namespace}/rules/{rule.name}",
+            id=f"deadletter:{activation_id}", source=f"/api/v1/namespaces/{rule.namespace}/rules/{rule.name}",
             type=DEAD_LETTER_TYPE, trigger=target, data=letter.to_json(), time_ms=letter.created_ms)
         try:
             await retrying(f"firing dead-letter trigger {target}", lambda: self._fire(target, event))
@@ -224,14 +245,34 @@ class Deliveries:
         return len(claimed)
 
     async def _start(self, invocation: Invocation) -> None:
-        """A failure leaves the row leased: it is started again when the lease ends."""
+        """A failure leaves the row leased: it is started again when the lease ends. The retry of
+        a rule that is inactive now, or gone, is not run (`_cancel`)."""
         try:
-            if await self._store.prepare_retry(invocation):
+            if not await self._cancel(invocation) and await self._store.prepare_retry(invocation):
                 await self._submit([invocation])
             await self._store.delete_retry(invocation.activation_id, owner=self._owner)
         except (StoreError, BusError) as exc:
             log.warning("retry %s not started (%s); it is tried again in %d ms", invocation.activation_id, exc,
                         self._settings.lease_ms)
+
+    async def _cancel(self, invocation: Invocation) -> bool:
+        """True when the due retry must not run: its rule was deleted (its letters went with it:
+        the retry ends here), or is inactive (the event becomes a dead letter, so enabling the
+        rule and redriving runs it: the disabled rule invokes nothing meanwhile)."""
+        delivery = invocation.delivery
+        if delivery is None:
+            return False
+        path, _, name = delivery.rule.rpartition("/")
+        rule = await self._entities.find(FullyQualifiedName.from_path(path, name), Rule)
+        if rule is None:
+            log.info("retry %s not run: rule %s was deleted", invocation.activation_id, delivery.rule)
+            return True
+        if await self._entities.rule_status(rule) is RuleStatus.ACTIVE:
+            return False
+        reason = f"rule {delivery.rule} was disabled: attempt {delivery.attempt} was cancelled, not run"
+        await self._keep_letter(rule, invocation, delivery, delivery.attempt - 1,
+                                delivery.failed_activation_id or invocation.activation_id, reason)
+        return True
 
     # ------------------------------------------------------------------ API
     async def dead_letters(self, identity: Identity, fqn: FullyQualifiedName, *, skip: int, limit: int) -> list[DeadLetter]:
@@ -285,11 +326,13 @@ class Deliveries:
                              "fix the transform or redrive to another action") from exc
         return merge_arguments([params_to_dict(trigger.parameters), params])
 
-    @staticmethod
-    def redriven(letter: DeadLetter, fresh: Invocation) -> Invocation:
-        """`fresh` (the action to run, resolved now) as the redrive of `letter`: its next attempt."""
+    def redriven(self, letter: DeadLetter, fresh: Invocation) -> Invocation:
+        """`fresh` (the action to run, resolved now) as the redrive of `letter`: its next attempt,
+        the first of a run under the rule's policy, its event's age counted from now."""
         base = letter.invocation.delivery or Delivery(letter.rule, letter.event_id)
-        delivery = replace(base, attempt=letter.attempts + 1, redrive=letter.id)
+        attempt = letter.attempts + 1
+        delivery = replace(base, attempt=attempt, redrive=letter.id, first_attempt=attempt,
+                           event_time_ms=self._clock.now_ms(), failed_activation_id=None)
         return replace(fresh, delivery=delivery, extra_annotations=attempt_annotations(fresh.extra_annotations, delivery))
 
 

@@ -6,7 +6,10 @@ a crash leaves either the event with its state change or neither. Derived events
 outbox in that same transaction. The loop (`running`) then, over and over: applies `on_due` to
 every key whose time has come (an absence deadline: the derived event goes to the outbox in the
 transaction that disarms the key), and hands each outbox event to its derived trigger (`deliver`,
-the engine's rule matching), whose acceptance deletes the outbox row. A derived event's id comes
+the engine's rule matching), whose acceptance deletes the outbox row. Between rounds it sleeps
+until the nearest deadline in the store, or until an accept in this process derived an event or
+armed an earlier deadline (`accepted`); with nothing due it looks again every `idle_s` (IDLE_S
+embedded, SHARED_IDLE_S in distributed workers), for what other processes did. A derived event's id comes
 from its source events, so delivering it twice (a crash between accept and delete, two workers)
 is refused by the event log. Any process may run the loop; distributed workers each run one.
 """
@@ -31,8 +34,15 @@ from triggerhub.store.base import DerivedChange, DeriveStep, Store
 
 log = logging.getLogger(__name__)
 
-POLL_S = 1.0
-"""Longest nap of the loop: deadlines armed and events derived by other processes are seen within it."""
+IDLE_S = 30.0
+"""Longest nap of the loop when every accept happens in its own process (the embedded hub): only
+what a killed run of it left is found by looking. This process's accepts wake the loop."""
+SHARED_IDLE_S = 2.0
+"""Longest nap of a distributed worker's loop: the feeds process and controllers accept feed and
+webhook events, arming deadlines and filling the outbox, without waking it. Only workers run
+the loop, because a deadline is judged against the listening time of the process running it
+(correlate.on_due), and only workers restart listening where fires queue up in Kafka."""
+RETRY_S = 1.0  # after the store failed
 BATCH = 500
 DELIVER_AT_ONCE = 64
 CACHE_MAX = 10_000
@@ -71,15 +81,16 @@ class OnDue:
 
 class Deriver:
     def __init__(self, store: Store, entities: Entities, *, clock: Clock = SYSTEM_CLOCK,
-                 poll_s: float = POLL_S) -> None:
+                 idle_s: float = IDLE_S) -> None:
         self._store = store
         self._entities = entities
         self._clock = clock
-        self._poll_s = poll_s
+        self._idle_s = idle_s
         # (namespace, name, revision) of a derived trigger -> its spec and its sources' names
         self._specs: dict[tuple[str, str, int], tuple[correlate.DeriveSpec, frozenset[str]]] = {}
         self._names: dict[str, FullyQualifiedName] = {}
         self._wake = asyncio.Event()
+        self._until_ms = 0  # when the loop's current nap ends (0: it is not napping)
         self._listening_since_ms = 0  # set when the loop starts (correlate.on_due)
 
     # ------------------------------------------------------------------ on the event path
@@ -106,16 +117,37 @@ class Deriver:
         return steps
 
     def accepted(self, steps: Sequence[DeriveStep]) -> None:
-        """After an accept: wake the loop when a step may have derived an event right away."""
-        if any(isinstance(s.transition, OnEvent) and s.transition.spec.kind is not correlate.DeriveKind.ABSENCE
-               for s in steps):
-            self._wake.set()
+        """After an accept: wake the loop when a step may have derived an event right away (`all`,
+        `sequence`), or armed an absence deadline before the end of the loop's nap. An absence
+        step arms no deadline earlier than the event was heard plus forS (correlate._heard)."""
+        for step in steps:
+            transition = step.transition
+            if not isinstance(transition, OnEvent):
+                continue
+            # Not napping (0): the round under way may have read the next deadline before this
+            # accept committed, so it looks again.
+            if transition.spec.kind is not correlate.DeriveKind.ABSENCE or self._until_ms == 0 or (
+                    transition.source.heard_ms + transition.spec.window_ms < self._until_ms):
+                self._wake.set()
+                return
 
     def relisten(self) -> None:
         """The events of the sources may have been held up until now (this process was given
         other Kafka partitions, or took over a dead worker's): every absence deadline is then no
-        earlier than forS from now (correlate.on_due)."""
+        earlier than forS from now (correlate.on_due). The loop looks at once: another worker's
+        keys and outbox rows may be this one's to see to now."""
         self._listening_since_ms = self._clock.now_ms()
+        self._wake.set()
+
+    @property
+    def listening_since_ms(self) -> int:
+        return self._listening_since_ms
+
+    async def find_spec(self, name: str) -> tuple[FullyQualifiedName, correlate.DeriveSpec | None]:
+        """A derived trigger's name and its declaration (None: it is gone or derives no more)."""
+        fqn = self._fqn(name)
+        found = self._spec(await self._entities.find(fqn, Trigger))
+        return fqn, None if found is None else found[0]
 
     # ------------------------------------------------------------------ the loop
     @contextlib.asynccontextmanager
@@ -142,12 +174,16 @@ class Deriver:
             try:
                 next_due_ms = await self.run_once(deliver)
             except TriggerhubError as exc:  # the store or bus is down: try again after a nap
-                log.warning("derived triggers: %s; retrying in %.1f s", exc, self._poll_s)
-                next_due_ms = None
-            until_s = self._clock.now_s() + self._poll_s
+                log.warning("derived triggers: %s; retrying in %.1f s", exc, RETRY_S)
+                next_due_ms = self._clock.now_ms() + round(RETRY_S * 1000)
+            until_ms = self._clock.now_ms() + round(self._idle_s * 1000)
             if next_due_ms is not None:  # to the deadline itself, not a relative wait that rounds
-                until_s = min(until_s, next_due_ms / 1000)
-            await self._nap(until_s)
+                until_ms = min(until_ms, next_due_ms)
+            self._until_ms = until_ms
+            try:
+                await self._nap(until_ms / 1000)
+            finally:
+                self._until_ms = 0
 
     async def _nap(self, until_s: float) -> None:
         """Until `until_s` on the clock, or until an accept derived an event (`accepted`)."""
@@ -241,4 +277,4 @@ def _loads(stored: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-__all__ = ["BATCH", "POLL_S", "Deliver", "Deriver", "OnDue", "OnEvent", "derived_event"]
+__all__ = ["BATCH", "IDLE_S", "SHARED_IDLE_S", "Deliver", "Deriver", "OnDue", "OnEvent", "derived_event"]

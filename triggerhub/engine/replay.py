@@ -6,6 +6,8 @@ ISO-8601 time with a zone) or `{"ids": [...]}` (stored event ids), and optionall
 Each replayed run is an ordinary invocation, accepted with a replay mark for its (rule, event) in
 one transaction (store/replays.py): an unforced replay runs an event through a rule once however
 often it is asked, a forced one runs it again. The answer counts what happened to each event.
+A replayed run is a delivery (the rule's retry policy applies) traced like a live run; it feeds
+no derived trigger, since the event is not accepted on its trigger again.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ KEYS = ("from", "to", "ids", "force")
 USAGE = ('replay needs {"from": T, "to": T} or {"ids": ["<event id>", ...]}, and optionally "force": true; '
          "T is epoch milliseconds (1764921600000) or an ISO-8601 time with a zone (2026-12-05T08:00:00Z)")
 
-Submit = Callable[[Identity, Resolved, rules.Match, dict[str, Any], ReplayClaim], Awaitable[bool]]
-"""Accept one replayed invocation with its mark and hand it to the dispatcher; False when the
-mark was taken before (an unforced replay of an event already replayed)."""
+Submit = Callable[[Identity, Resolved, rules.Match, TriggerEvent, dict[str, Any], ReplayClaim], Awaitable[bool]]
+"""Accept one replayed invocation of the event with its mark and hand it to the dispatcher; False
+when the mark was taken before (an unforced replay of an event already replayed)."""
 Resolve = Callable[[Identity, FullyQualifiedName], Awaitable[Resolved]]
 
 
@@ -193,7 +195,7 @@ async def _replay_one(event: TriggerEvent, key: str, compiled: rules.CompiledRul
                     annotations=(*rules.provenance(key, event), Parameter("replay", True)))
     claim = ReplayClaim(key, event.id, event.time_ms, activation_id, force=request.force)
     try:
-        taken = await submit(identity, resolved, found, trigger_params, claim)
+        taken = await submit(identity, resolved, found, event, trigger_params, claim)
     except ApiError as exc:
         return Replayed(event.id, Outcome.FAILED, error=exc.message)
     return Replayed(event.id, Outcome.RUN, activation_id) if taken else Replayed(event.id, Outcome.SKIPPED)

@@ -1,10 +1,11 @@
 """Sequences (reference 3.3): components run one after another, each result feeding the next.
 
 Component activation ids are derived from the sequence's id and position, so a sequence that is
-re-run after a crash reuses the records of components that already finished. Components are looked
-up only until the first one without a record (records are written in order, so none after it has
-one), and a component's record is written while the next component runs: the sequence's own
-record is returned only after every component's record is stored.
+re-run after a crash reuses the records of components that already finished. Components' records
+are looked up only until the first one without a record (records are written in order, so none
+after it has one); the component actions are resolved when the sequence starts, each name once;
+a component's record is written while the next component runs, and the sequence's own record is
+returned only after every component's record is stored.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ async def _run_components(invocation: Invocation, *, topmost: bool, resolve: Res
     start = now_ms()
     action = invocation.action
     identity = Identity(invocation.subject, invocation.namespace, "", "")
+    names = action.exec.components[:max_length]
+    first_record, resolved_by_name = await _first_record_and_resolved(
+        invocation, names, identity=identity, resolve=resolve, store=store)
     current: Any = invocation.args
     ids: list[str] = []
     total_ms = 0
@@ -63,12 +67,13 @@ async def _run_components(invocation: Invocation, *, topmost: bool, resolve: Res
             response = ActivationResponse.error(StatusCode.APPLICATION_ERROR, "Too many actions in the sequence.")
             break
         child_id = component_id(invocation.activation_id, index)
-        record = await store.get_activation(invocation.namespace, child_id) if recorded_before else None
+        record = None
+        if recorded_before:
+            record = first_record if index == 0 else await store.get_activation(invocation.namespace, child_id)
         if record is None:
             recorded_before = False
-            try:
-                resolved = await resolve(identity, FullyQualifiedName.parse(name, invocation.namespace))
-            except (ApiError, ValueError):
+            resolved = resolved_by_name[name]
+            if resolved is None:
                 response = ActivationResponse.error(StatusCode.APPLICATION_ERROR, MISSING_COMPONENT)
                 break
             max_memory_mb = max(max_memory_mb, resolved.action.limits.memory_mb)
@@ -107,6 +112,22 @@ async def _run_components(invocation: Invocation, *, topmost: bool, resolve: Res
         response=response, logs=tuple(ids), annotations=annotations, version=action.version,
         cause=invocation.cause if not topmost else None, duration_ms=total_ms,
     )
+
+
+async def _first_record_and_resolved(
+        invocation: Invocation, names: tuple[str, ...], *, identity: Identity, resolve: Resolve, store: Store,
+) -> tuple[Activation | None, dict[str, Resolved | None]]:
+    """The first component's record (None: none stored, or no components), and each distinct
+    component name resolved (None: it does not exist or may not be read)."""
+    first_id = component_id(invocation.activation_id, 0)
+    first = await store.get_activation(invocation.namespace, first_id) if names else None
+    resolved: dict[str, Resolved | None] = {}
+    for name in dict.fromkeys(names):
+        try:
+            resolved[name] = await resolve(identity, FullyQualifiedName.parse(name, invocation.namespace))
+        except (ApiError, ValueError):
+            resolved[name] = None
+    return first, resolved
 
 
 async def _stored(store: Store, record: Activation) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 from triggerhub.engine.auth import SYSTEM_NAMESPACES, hash_key
 from triggerhub.engine.bootstrap import read_credentials, write_credentials
 from triggerhub.errors import AdminError, BadRequest
-from triggerhub.model import Identity, Subject, is_valid_name, new_credentials
-from triggerhub.rules.retry_policy import NAMESPACE_KEYS, namespace_policy
+from triggerhub.model import JSON, Identity, Subject, is_valid_name, new_credentials
+from triggerhub.rules.retry_policy import NAMESPACE_KEYS, namespace_policy, on_names
 from triggerhub.store.base import Store
 
 LIMIT_KEYS = ("invocationsPerMinute", "concurrentInvocations", "firesPerMinute", *NAMESPACE_KEYS)
@@ -147,6 +147,11 @@ async def set_limits(store: Store, namespace: str, limits: Mapping[str, int]) ->
     for one in found:
         await store.put_subject(replace(one, limits=merged))
     return merged
+
+
+def shown_limits(limits: Mapping[str, int]) -> dict[str, JSON]:
+    """Limits as the CLI prints them: `retryOn` as its outcome names."""
+    return {key: on_names(value) if key == "retryOn" else value for key, value in limits.items()}
 
 
 async def get_limits(store: Store, namespace: str) -> dict[str, int]:

@@ -8,6 +8,7 @@ cursor is where a partition resumes after a restart; offsets are committed to Ka
 events are stored (for lag monitoring and other tools). A record whose key or value cannot be
 decoded (a poison record) is dead-lettered: stored with its topic, partition, offset and error
 under the feed's `deadLetters` cursor, which READ shows, and the partition moves on past it.
+aiokafka (about 3 MiB) is imported when the first Kafka feed starts, not with the hub.
 """
 
 from __future__ import annotations
@@ -21,10 +22,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
-
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from typing import TYPE_CHECKING, Any
 
 from triggerhub.clock import Clock
 from triggerhub.errors import ApiError, BadRequest, FeedError
@@ -33,6 +31,9 @@ from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseConte
 from triggerhub.feeds.lifecycle import FeedTask, ignore_failure
 from triggerhub.model import JSON, TriggerEvent
 from triggerhub.observe.trace import first_valid
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -229,20 +230,21 @@ def _offset_key(tp: TopicPartition) -> str:
     return f"offset:{tp.topic}:{tp.partition}"
 
 
-class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
-    """On assignment, moves each partition to the hub's stored offset. A partition never seen
-    before starts at its first record stamped at or after the feed's creation (so records of a
-    topic created later, or sent while the group was joining, are not missed; older ones are not
+def _positions(feed: KafkaFeed) -> Any:
+    """A listener that, on assignment, moves each partition to the hub's stored offset. A partition
+    never seen before starts at its first record stamped at or after the feed's creation (so records
+    of a topic created later, or sent while the group was joining, are not missed; older ones are not
     replayed: OpenWhisk's feed starts at the end), pinned at once so a restart resumes there."""
+    from aiokafka import ConsumerRebalanceListener
 
-    def __init__(self, feed: KafkaFeed) -> None:
-        self._feed = feed
+    class Positions(ConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            return None
 
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            await feed.position_partitions(sorted(assigned))
 
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._feed.position_partitions(sorted(assigned))
+    return Positions()
 
 
 class KafkaFeed:
@@ -271,6 +273,8 @@ class KafkaFeed:
             started = str(self._clock.now_ms())
             await self._save_cursor(STARTED_KEY, started)
         self._started_ms = int(started)
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.errors import KafkaError
         consumer = AIOKafkaConsumer(
             bootstrap_servers=list(self._config.brokers), group_id=self._config.group_id,
             client_id=self._config.group_id, enable_auto_commit=False,
@@ -284,9 +288,9 @@ class KafkaFeed:
                             "parameter and that the brokers run") from exc
         pattern = self._config.pattern
         if pattern is None:
-            consumer.subscribe(topics=list(self._config.topics), listener=_Positions(self))
+            consumer.subscribe(topics=list(self._config.topics), listener=_positions(self))
         else:
-            consumer.subscribe(pattern=pattern, listener=_Positions(self))
+            consumer.subscribe(pattern=pattern, listener=_positions(self))
         self._consumer = consumer
         await self._run.start(self._consume(consumer, emit))
         try:
@@ -326,6 +330,7 @@ class KafkaFeed:
         self._assigned.set()
 
     async def _consume(self, consumer: AIOKafkaConsumer, emit: CursorEmit) -> None:
+        from aiokafka.errors import KafkaError
         try:
             while True:
                 try:
@@ -405,6 +410,7 @@ class KafkaFeed:
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         """Mirror the stored offsets to Kafka; a failure (e.g. during a rebalance) loses nothing,
         because partitions resume from the hub's stored offsets."""
+        from aiokafka.errors import KafkaError
         try:
             await consumer.commit(offsets)
         except KafkaError as exc:

@@ -1,9 +1,10 @@
 """The container pool: which runtime runs which invocation (reference/openwhisk.md 6.1).
 
 Runtime-agnostic (any RuntimeFactory). Warm runtimes are reused only for the same invoking
-namespace and the same action revision; prewarmed stem cells serve first invokes; idle runtimes
-are paused after a grace and removed after a timeout by `reap(now_s)`; the memory budget is
-kept by evicting the least recently used idle runtimes; when nothing fits, callers wait FIFO.
+namespace and the same action revision; prewarmed stem cells serve first invokes (started with
+the pool, or for a kind only once it was first used); idle runtimes are paused after a grace and
+removed after a timeout by `reap(now_s)`; the memory budget is kept by evicting the least recently
+used idle runtimes; when nothing fits, callers wait FIFO.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class PrewarmConfig:
 class PoolConfig:
     prewarm_count: int = 0  # stem cells kept for each kind in prewarm_kinds
     prewarm_kinds: tuple[str, ...] = HUB_KINDS
+    # False: a kind's stem cells start only after its first lease (that one is a cold start), so an
+    # idle pool holds no runtime of a kind nobody uses; after a rest, kinds count as unused again.
+    prewarm_at_start: bool = True
     prewarm_memory_mb: int = 256
     pause_grace_s: float = 10.0
     idle_timeout_s: float = 600.0
@@ -144,6 +148,7 @@ class ContainerPool:
         # "rests"), so an idle hub's RSS falls to the hub's own; the next lease refills them.
         self._last_lease_s = clock.monotonic_s()
         self._resting = False
+        self._used_kinds: set[str] = set(config.prewarm_kinds) if config.prewarm_at_start else set()
 
     # ------------------------------------------------------------------ public
 
@@ -168,7 +173,7 @@ class ContainerPool:
                            labels={"triggerhub.namespace": namespace, "triggerhub.action": str(action.fqn)})
 
     async def start(self) -> None:
-        """Create the configured stem cells."""
+        """Create the configured stem cells (of the kinds already used, unless `prewarm_at_start`)."""
         await self.fill_prewarm()
 
     async def fill_prewarm(self) -> None:
@@ -176,7 +181,8 @@ class ContainerPool:
         if self._resting:
             return
         missing = [RuntimeSpec(kind=p.kind, memory_mb=p.memory_mb, network=self._config.network)
-                   for p in self._config.stem_cells for _ in range(p.count - self._count_prewarm(p))]
+                   for p in self._config.stem_cells if p.kind in self._used_kinds
+                   for _ in range(p.count - self._count_prewarm(p))]
         if missing and not self._closed:
             async with asyncio.TaskGroup() as tg:
                 for spec in missing:
@@ -191,6 +197,8 @@ class ContainerPool:
                    and now_s - s.last_used_s >= self._config.idle_timeout_s]
         if not self._resting and now_s - self._last_lease_s >= self._config.idle_timeout_s:
             self._resting = True
+            if not self._config.prewarm_at_start:
+                self._used_kinds.clear()
             expired += [s for s in self._slots if s.state is SlotState.PREWARM]
         to_pause = [s for s in self._slots if s.state is SlotState.IDLE
                     and now_s - s.last_used_s >= self._config.pause_grace_s and s not in expired]
@@ -243,6 +251,9 @@ class ContainerPool:
         self._last_lease_s = self._clock.monotonic_s()
         if self._resting:  # the first lease after a rest: stem cells again from now on
             self._resting = False
+            self._refill_needed.set()
+        if spec.kind not in self._used_kinds:  # this kind's stem cells from now on (this lease is cold)
+            self._used_kinds.add(spec.kind)
             self._refill_needed.set()
         if not self._waiters:  # the common case: nobody queued, claim without a ticket
             claim = self._claim(key, spec)

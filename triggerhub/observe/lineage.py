@@ -7,7 +7,8 @@ What is stored, on the write path's existing statements:
 - every activation record descending from it carries the annotations `traceparent` (its own span)
   and `event` (the event id), a rule activation also `rule`. Lineage finds the records by key: the
   decisions name the rule activations, a sequence's logs its components; delivery attempts
-  (retries: an `attempt` annotation) are filed under their `event` by the store (migration 8).
+  (retries and replayed runs: an `attempt` annotation) are filed under their `event` by the store
+  (migration 8).
 Actions see their context as `__OW_TRACEPARENT` (from the /run body's `traceparent`).
 """
 
@@ -25,6 +26,7 @@ from triggerhub.observe.trace import (
 TRACEPARENT = "traceparent"
 EVENT = "event"
 RULE = "rule"
+REPLAY = "replay"  # a replayed run of a stored event (engine/replay.py)
 LINEAGE_VERSION = 1
 
 
@@ -58,10 +60,11 @@ def traced_event(event: TriggerEvent) -> TriggerEvent:
     return stamped(event, event_context(event), event.decisions)
 
 
-def decision(rule: str, verdict: Decision, *, context: TraceContext, event_id: str, action: str,
-             activation_id: str | None = None, reason: str | None = None) -> dict[str, JSON]:
-    out: dict[str, JSON] = {"rule": rule, "action": action, "decision": verdict.value,
-                            "spanId": decision_span_id(event_id, rule)}
+def decision(rule: str, verdict: Decision, *, action: str, activation_id: str | None = None,
+             reason: str | None = None) -> dict[str, JSON]:
+    """One rule decision as stored in the event row. Its span id is derived from (event id, rule)
+    when lineage is read, not stored: nothing on the hot path that a read can work out."""
+    out: dict[str, JSON] = {"rule": rule, "action": action, "decision": verdict.value}
     if activation_id is not None:
         out["activationId"] = activation_id
     if reason is not None:
@@ -73,10 +76,11 @@ def activation_annotations(context: TraceContext, event_id: str, activation_id: 
                            present: Parameters = ()) -> Parameters:
     """The annotations that file a rule activation under its event and its rule decision (the
     parent of its span), skipping keys already `present` (routed rules carry rule and event)."""
+    own = Parameter(TRACEPARENT, f"00-{context.trace_id}-{activation_span_id(activation_id)}-{context.flags}")
+    if not present:  # the common case: no retry policy, so nothing to skip
+        return own, Parameter(EVENT, event_id), Parameter(RULE, rule)
     keys = {p.key for p in present}
-    wanted = (Parameter(TRACEPARENT, context.child(activation_span_id(activation_id)).traceparent),
-              Parameter(EVENT, event_id), Parameter(RULE, rule))
-    return tuple(p for p in wanted if p.key not in keys)
+    return tuple(p for p in (own, Parameter(EVENT, event_id), Parameter(RULE, rule)) if p.key not in keys)
 
 
 def event_annotations(context: TraceContext, event_id: str) -> Parameters:
@@ -136,6 +140,8 @@ def lineage_document(event: TriggerEvent, records: Sequence[Activation], *, trig
     rules: list[JSON] = []
     for entry in event.decisions:
         item = dict(entry)
+        if "spanId" not in item:  # rows stored before span ids were derived on read carry theirs
+            item["spanId"] = decision_span_id(event.id, str(entry.get("rule")))
         activation_id = entry.get("activationId")
         if isinstance(activation_id, str):
             record = by_id.get(activation_id)
@@ -177,7 +183,8 @@ def _activation(record: Activation, by_id: dict[str, Activation], event: Trigger
     elif record.cause is not None and record.cause in by_id:
         role, parent_span = "component", activation_span_id(record.cause)
     else:
-        role = "retry" if annotation(record.annotations, "attempt") is not None else "rule"
+        role = ("replay" if annotation(record.annotations, REPLAY) is True
+                else "retry" if annotation(record.annotations, "attempt") is not None else "rule")
         parent_span = decision_span_id(event.id, rule_key) if rule_key else event_span_id(event.id)
     children = [r.activation_id for r in by_id.values() if r.cause == record.activation_id]
     out: dict[str, JSON] = {
@@ -191,7 +198,7 @@ def _activation(record: Activation, by_id: dict[str, Activation], event: Trigger
     }
     if rule_key is not None and role != "component":
         out["rule"] = rule_key
-    for key in ("attempt", "causedBy"):
+    for key in ("attempt", "causedBy", REPLAY):
         value = annotation(record.annotations, key)
         if value is not None:
             out[key] = value

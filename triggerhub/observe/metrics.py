@@ -174,10 +174,13 @@ def activation_stored(outcome: str, *, start_ms: int, end_ms: int, received_ms: 
         EVENT_TO_RECORD.observe(max(0, stored_ms - received_ms) / 1000)
 
 
+_CLAIMS = {"warm": WARM_HITS, "prewarm": PREWARM_HITS}
+
+
 def runtime_claimed(how: str) -> None:
     """`how` is warm, prewarm or cold."""
     if _State.enabled:
-        {"warm": WARM_HITS, "prewarm": PREWARM_HITS}.get(how, COLD_STARTS).inc()
+        _CLAIMS.get(how, COLD_STARTS).inc()
 
 
 def throttled(limit: str) -> None:

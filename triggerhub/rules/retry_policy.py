@@ -42,8 +42,10 @@ MAX_DELAY_LIMIT_MS = 86_400_000  # one day
 MAX_EVENT_AGE_LIMIT_S = 7 * 86_400
 
 NAMESPACE_KEYS = {"retryMaxAttempts": "maxAttempts", "retryInitialDelayMs": "initialDelayMs",
-                  "retryMaxDelayMs": "maxDelayMs", "retryMaxEventAgeS": "maxEventAgeS"}
-"""A namespace's default policy, as `triggerhub admin limits set NS --retryMaxAttempts 3 ...`."""
+                  "retryMaxDelayMs": "maxDelayMs", "retryMaxEventAgeS": "maxEventAgeS", "retryOn": "on"}
+"""A namespace's default policy, as `triggerhub admin limits set NS --retryMaxAttempts 3 ...`.
+Limits are whole numbers, so `retryOn` is kept as a set of bits (ON_BITS); `on_mask` makes it
+from outcome names and `on_names` reads it back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,21 @@ class RetryPolicy:
         return {"maxAttempts": self.max_attempts, "initialDelayMs": self.initial_delay_ms,
                 "maxDelayMs": self.max_delay_ms, "maxEventAgeS": self.max_event_age_s,
                 "on": [o.value for o in self.on]}
+
+
+ON_BITS = {Outcome.APPLICATION_ERROR: 1, Outcome.DEVELOPER_ERROR: 2, Outcome.INTERNAL_ERROR: 4, Outcome.TIMEOUT: 8}
+
+
+def on_mask(names: Any, *, where: str = "retryOn") -> int:
+    """The `retryOn` limit for outcome names (a list, or one comma-separated string); BadRequest
+    naming an unknown one."""
+    if isinstance(names, str):
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    return sum(ON_BITS[outcome] for outcome in _parse_on(names, where))
+
+
+def on_names(mask: int) -> list[str]:
+    return [outcome.value for outcome, bit in ON_BITS.items() if mask & bit]
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
@@ -91,7 +108,7 @@ def parse_retry(value: Any, *, where: str = "retry") -> RetryPolicy:
             raise BadRequest(f"{where}.{key} is {_shown(number)}; give a whole number from {lowest} to {highest}")
         chosen[name] = number
     if "on" in value:
-        chosen["on"] = _parse_on(value["on"], where)
+        chosen["on"] = _parse_on(value["on"], f"{where}.on")
     policy = RetryPolicy(**chosen)
     if policy.max_delay_ms < policy.initial_delay_ms:
         raise BadRequest(f"{where}.maxDelayMs ({policy.max_delay_ms}) is below initialDelayMs "
@@ -99,14 +116,14 @@ def parse_retry(value: Any, *, where: str = "retry") -> RetryPolicy:
     return policy
 
 
-def _parse_on(value: Any, where: str) -> tuple[Outcome, ...]:
+def _parse_on(value: Any, label: str) -> tuple[Outcome, ...]:
     allowed = ", ".join(f"'{o.value}'" for o in FAILURES)
     if not isinstance(value, list) or not value:
-        raise BadRequest(f"{where}.on must be a non-empty array of outcomes from {allowed}; got {_shown(value)}")
+        raise BadRequest(f"{label} must be a non-empty array of outcomes from {allowed}; got {_shown(value)}")
     outcomes: list[Outcome] = []
     for item in value:
         if not isinstance(item, str) or item not in {o.value for o in FAILURES}:
-            raise BadRequest(f"{where}.on: unknown outcome {_shown(item)}; allowed: {allowed}")
+            raise BadRequest(f"{label}: unknown outcome {_shown(item)}; allowed: {allowed}")
         if Outcome(item) not in outcomes:
             outcomes.append(Outcome(item))
     return tuple(outcomes)
@@ -126,8 +143,14 @@ def namespace_policy(limits: Mapping[str, int]) -> RetryPolicy | None:
     """The default policy a namespace's operator set (None: rules without `retry` never retry)."""
     if "retryMaxAttempts" not in limits:
         return None
-    return parse_retry({key: limits[name] for name, key in NAMESPACE_KEYS.items() if name in limits},
-                       where="namespace retry default")
+    chosen: dict[str, Any] = {key: limits[name] for name, key in NAMESPACE_KEYS.items() if name in limits}
+    if "on" in chosen:
+        mask = chosen["on"]
+        if isinstance(mask, bool) or not isinstance(mask, int) or not 0 < mask < 2 ** len(ON_BITS):
+            raise BadRequest(f"namespace retry default: retryOn is {_shown(mask)}, not a set of outcomes; "
+                             f"set it again with --retryOn from {', '.join(repr(o.value) for o in FAILURES)}")
+        chosen["on"] = on_names(mask)
+    return parse_retry(chosen, where="namespace retry default")
 
 
 def outcome_of(status_code: StatusCode, *, timed_out: bool) -> Outcome:

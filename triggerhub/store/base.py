@@ -52,6 +52,14 @@ class ReplayClaim:
 
 
 @dataclass(frozen=True, slots=True)
+class RedriveClaim:
+    """A redrive of one dead letter: taken only while no other redrive of it is under way."""
+
+    letter_id: str
+    activation_id: str  # the redriven run's
+
+
+@dataclass(frozen=True, slots=True)
 class Pruned:
     """What one pruning step deleted from the event log."""
 
@@ -98,6 +106,7 @@ class Acceptance:
     matched_rules: Sequence[str] = ()  # rules with a filter that took the event ("guest/r")
     filtered_rules: Sequence[str] = ()  # rules whose filter refused it
     replay: ReplayClaim | None = None  # a replay's mark: nothing is written when it is refused
+    redrive: RedriveClaim | None = None  # a redrive's claim of its letter: likewise
     # Derived triggers fed by the event: applied only when the event is new (never twice).
     derive: Sequence[DeriveStep] = ()
     from_outbox: bool = False  # the event is a derived one: its outbox row goes in the same write
@@ -227,7 +236,7 @@ class Store(Protocol):
     async def next_retry_due_ms(self) -> int | None: ...
     async def count_retries(self, rule: str | None = None) -> int: ...
     async def put_dead_letter(self, letter: DeadLetter) -> None:
-        """Keep `letter`, replacing the letter with the same id."""
+        """Keep `letter`, replacing the letter with the same id (and ending its redrive claim)."""
 
     async def list_dead_letters(self, rule: str, *, ids: Sequence[str] | None = None, skip: int = 0,
                                 limit: int = 30) -> list[DeadLetter]:

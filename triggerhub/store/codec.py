@@ -242,7 +242,7 @@ def dead_letter_to_doc(letter: DeadLetter) -> Doc:
 
 def dead_letter_from_doc(doc: Doc) -> DeadLetter:
     return DeadLetter(doc["id"], doc["rule"], doc["eventId"], doc["activationId"], doc["reason"], doc["attempts"],
-                      doc["time"], invocation_from_doc(doc["invocation"]))
+                      doc["time"], invocation_from_doc(doc["invocation"]), doc.get("redrivenBy"))
 
 
 def event_to_doc(event: TriggerEvent) -> Doc:

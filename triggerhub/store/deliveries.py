@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, select, update
+from dataclasses import replace
+
+from sqlalchemy import Connection, delete, exists, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from triggerhub.model import DeadLetter, Invocation
 from triggerhub.store import codec, statements
+from triggerhub.store.base import Acceptance
 from triggerhub.store.tables import activations, dead_letters, pending, retries
 
 
@@ -72,18 +75,37 @@ def count_retries(conn: Connection, rule: str | None) -> int:
 def put_dead_letter(conn: Connection, dialect: str, letter: DeadLetter) -> None:
     """Keep `letter`, replacing the one of the same (rule, event) (a redrive that failed again)."""
     statement = _insert(dialect)(dead_letters)
-    statement = statement.on_conflict_do_update(index_elements=["id"], set_={"doc": statement.excluded.doc})
+    statement = statement.on_conflict_do_update(index_elements=["id"], set_={"doc": statement.excluded.doc,
+                                                                            "redriven_by": None})
     conn.execute(statement, {"id": letter.id, "rule": letter.rule, "created_ms": letter.created_ms,
-                             "doc": codec.dumps(codec.dead_letter_to_doc(letter))})
+                             "doc": codec.dumps(codec.dead_letter_to_doc(letter)), "redriven_by": None})
+
+
+CLAIM_LETTER = text("UPDATE dead_letters SET redriven_by = :activation_id WHERE id = :id AND redriven_by IS NULL")
+
+
+def claim_letters(conn: Connection, batch: Sequence[Acceptance], answers: list[bool]) -> list[bool]:
+    """`answers` with every redrive whose letter is being redriven already (or is gone) turned
+    False; called by both accept operations, like replays.claim."""
+    out = []
+    for acceptance, accepted in zip(batch, answers, strict=True):
+        claim = acceptance.redrive
+        if claim is None or not accepted:
+            out.append(accepted)
+            continue
+        taken = conn.execute(CLAIM_LETTER, {"id": claim.letter_id, "activation_id": claim.activation_id})
+        out.append(int(taken.rowcount) == 1)
+    return out
 
 
 def list_dead_letters(conn: Connection, rule: str, ids: Sequence[str] | None, skip: int, limit: int) -> list[DeadLetter]:
     """Oldest first."""
-    query = select(dead_letters.c.doc).where(dead_letters.c.rule == rule)
+    query = select(dead_letters.c.doc, dead_letters.c.redriven_by).where(dead_letters.c.rule == rule)
     if ids is not None:
         query = query.where(dead_letters.c.id.in_(list(ids)))
     query = query.order_by(dead_letters.c.created_ms, dead_letters.c.id).offset(skip).limit(limit)
-    return [codec.dead_letter_from_doc(codec.loads(doc)) for doc in conn.execute(query).scalars()]
+    return [replace(codec.dead_letter_from_doc(codec.loads(doc)), redriven_by=redriven_by)
+            for doc, redriven_by in conn.execute(query)]
 
 
 def count_dead_letters(conn: Connection, rule: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Connection
 
 from triggerhub.model import Activation, now_ms
-from triggerhub.store import operations, replays, statements
+from triggerhub.store import deliveries, operations, replays, statements
 from triggerhub.store.base import Acceptance
 
 INSERT_EVENT = ("INSERT INTO events (id, trigger_fqn, time_ms, doc) VALUES (:id, :trigger_fqn, :time_ms, :doc) "
@@ -49,6 +49,7 @@ def accept(conn: Connection, batch: Sequence[Acceptance]) -> list[bool]:
         else:
             answers.append(db.execute(INSERT_EVENT, statements.event_row(acceptance.event)).rowcount == 1)
     answers = replays.claim(conn, batch, answers)
+    answers = deliveries.claim_letters(conn, batch, answers)
     taken = [a for a, accepted in zip(batch, answers) if accepted]
     pending_rows = [statements.pending_row(i) for a in taken for i in a.invocations]
     activation_rows = [statements.activation_row(r) for a in taken for r in a.activations]

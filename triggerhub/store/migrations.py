@@ -174,6 +174,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             fired BIGINT NOT NULL,
             rejected BIGINT NOT NULL)""",
     )),
+    # Issue 14: the redrive under way of a dead letter (the activation id of its run), set in the
+    # transaction that accepts that run only while it is NULL, so two redrives never run one
+    # letter twice; cleared when the run gives up again (the letter is replaced), gone with the
+    # letter when it succeeds.
+    Migration(13, "dead letters being redriven", (
+        "ALTER TABLE dead_letters ADD COLUMN redriven_by TEXT",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -98,6 +98,7 @@ def accept(conn: Connection, sql: Statements, batch: Sequence[Acceptance]) -> li
         if acceptance.event is not None:
             fresh.discard(acceptance.event.id)
     answers = replays.claim(conn, batch, answers)
+    answers = deliveries.claim_letters(conn, batch, answers)
     taken = [a for a, accepted in zip(batch, answers) if accepted]
     pending_rows = [statements.pending_row(i) for a in taken for i in a.invocations]
     activation_rows = [statements.activation_row(r) for a in taken for r in a.activations]

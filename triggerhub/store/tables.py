@@ -100,6 +100,7 @@ dead_letters = Table(
     Column("rule", Text, nullable=False),  # "guest/r"
     Column("created_ms", BigInteger, nullable=False),
     Column("doc", Text, nullable=False),  # codec.dead_letter_to_doc
+    Column("redriven_by", Text),  # the activation id of the redrive under way (migration 13)
 )
 
 replays = Table(

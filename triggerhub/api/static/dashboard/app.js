@@ -45,6 +45,8 @@ function showBoard() {
   charts.triggers ??= new LineChart($("chart-triggers"));
   charts.actions ??= new LineChart($("chart-actions"));
   charts.latency ??= new LineChart($("chart-latency"));
+  charts.rules ??= new LineChart($("chart-rules"));
+  charts.ruleLatency ??= new LineChart($("chart-rule-latency"));
   connect();
   clearInterval(state.health);
   refreshHealth();
@@ -122,6 +124,14 @@ function addSummary(s) {
   // The slowest action's percentiles: an upper bound over all actions in that second.
   const worst = (p) => all.reduce((m, stats) => Math.max(m, stats[p]), 0);
   charts.latency.push({ p50: worst("p50"), p95: worst("p95"), p99: worst("p99") });
+  const perRule = {};
+  const ruleP95 = {};
+  for (const [name, stats] of Object.entries(s.rules)) {
+    perRule[name] = stats.count;
+    ruleP95[name] = stats.p95;
+  }
+  charts.rules.push(perRule);
+  charts.ruleLatency.push(ruleP95);
   const lines = [];
   for (const [name, count] of Object.entries(s.triggers)) lines.push(`trigger ${name}: ${count}/s`);
   for (const [name, stats] of Object.entries(s.rules)) {
