@@ -18,7 +18,6 @@ import asyncpg
 import pytest
 
 from tests.plugins.feeds import FakeStore, StoreEmit
-from tests.plugins.services import asyncpg_dsn
 from tests.plugins.waiting import wait_quiet, wait_until
 from triggerhub.clock import SYSTEM_CLOCK
 from triggerhub.cli.feed_kinds import FEED_KINDS
@@ -37,25 +36,18 @@ POLL_MS = 20
 
 
 @pytest.fixture
-def dsn(fresh_pg_url: str) -> str:
-    return asyncpg_dsn(fresh_pg_url)
-
-
-@pytest.fixture
-async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(dsn)
-    await conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY, item text NOT NULL, qty int NOT NULL)")
-    await conn.execute("ALTER TABLE public.orders REPLICA IDENTITY FULL")
-    yield conn
-    left = await conn.fetch("SELECT slot_name, pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                            "WHERE database = current_database()")
-    await conn.close()
+async def db(orders_db: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """`orders_db` with old rows logged in full; fails the test if it left replication slots."""
+    await orders_db.execute("ALTER TABLE public.orders REPLICA IDENTITY FULL")
+    yield orders_db
+    left = await orders_db.fetch("SELECT slot_name, pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                                 "WHERE database = current_database()")
     assert [r["slot_name"] for r in left] == [], "the test left replication slots behind"
 
 
-def feed_for(dsn: str, tg: asyncio.TaskGroup, emit: StoreEmit, trigger: str = TRIGGER,
+def feed_for(pg_dsn: str, tg: asyncio.TaskGroup, emit: StoreEmit, trigger: str = TRIGGER,
              **params: object) -> LogicalFeed:
-    config = parse_logical_config({"dsn": dsn, "table": "orders", "pollMs": POLL_MS, **params},  # type: ignore[dict-item]
+    config = parse_logical_config({"dsn": pg_dsn, "table": "orders", "pollMs": POLL_MS, **params},  # type: ignore[dict-item]
                                   trigger)
     return LogicalFeed(config, trigger=trigger, clock=SYSTEM_CLOCK, tasks=tg, load_cursor=emit.load,
                        save_cursor=lambda key, value: emit.store.set_cursor(f"{emit.prefix}#{key}", value))
@@ -105,18 +97,18 @@ async def mixed_transactions(db: asyncpg.Connection, rng: random.Random, *, inse
 
 
 async def test_1300_mixed_changes_arrive_once_each_in_commit_order_across_a_stop(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
     rng = random.Random(16)
     emit = StoreEmit(fake_store, TRIGGER)
     live: set[int] = set()
     async with asyncio.TaskGroup() as tg:
-        feed = feed_for(dsn, tg, emit)
+        feed = feed_for(pg_dsn, tg, emit)
         await feed.start(emit)
         expected = await mixed_transactions(db, rng, inserts=range(600), updates=100, deletes=50, live=live)
         await wait_until(lambda: len(emit.returned) >= 300)
         await feed.stop()  # mid-stream: stored events may not be confirmed to PostgreSQL yet
         expected += await mixed_transactions(db, rng, inserts=range(600, 1000), updates=100, deletes=50, live=live)
-        again = feed_for(dsn, tg, emit)
+        again = feed_for(pg_dsn, tg, emit)
         await again.start(emit)
         await wait_until(lambda: len(emit.returned) >= 1300)
         async def offered() -> int:
@@ -134,11 +126,11 @@ async def test_1300_mixed_changes_arrive_once_each_in_commit_order_across_a_stop
 
 
 async def test_event_fields_key_rows_commit_lsn_and_time(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
     await db.execute("CREATE TABLE plain (code text PRIMARY KEY, doc jsonb, n numeric)")  # REPLICA IDENTITY DEFAULT
     emit = StoreEmit(fake_store, TRIGGER)
     async with asyncio.TaskGroup() as tg:
-        feed = feed_for(dsn, tg, emit, table="public.*")
+        feed = feed_for(pg_dsn, tg, emit, table="public.*")
         await feed.start(emit)
         async with db.transaction():
             xid = await db.fetchval("SELECT txid_current()")
@@ -169,14 +161,14 @@ async def test_event_fields_key_rows_commit_lsn_and_time(
     assert first.id.startswith("pgl:") and first.id.endswith(f":{first.data['lsn']}:0")  # type: ignore[index]
     assert (first.type, first.subject, first.source) == (
         "triggerhub.feed.postgres.change", "public.orders",
-        f"postgresql://{parse_logical_config({'dsn': dsn, 'table': 'orders'}, TRIGGER).location}")
+        f"postgresql://{parse_logical_config({'dsn': pg_dsn, 'table': 'orders'}, TRIGGER).location}")
 
 
-async def test_schema_table_and_operation_filters(dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+async def test_schema_table_and_operation_filters(pg_dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
     await db.execute("CREATE SCHEMA app; CREATE TABLE app.a (id int PRIMARY KEY); CREATE TABLE app.b (id int PRIMARY KEY)")
     emit = StoreEmit(fake_store, TRIGGER)
     async with asyncio.TaskGroup() as tg:
-        feed = feed_for(dsn, tg, emit, table="app.*", operations="insert,DELETE")
+        feed = feed_for(pg_dsn, tg, emit, table="app.*", operations="insert,DELETE")
         await feed.start(emit)
         await db.execute("INSERT INTO app.a VALUES (1); INSERT INTO app.b VALUES (2); INSERT INTO orders VALUES (3, 'x', 0)")
         await db.execute("UPDATE app.a SET id = 10; DELETE FROM app.b; DELETE FROM orders")
@@ -190,16 +182,16 @@ async def test_schema_table_and_operation_filters(dsn: str, db: asyncpg.Connecti
 
 
 async def test_snapshot_emits_existing_rows_first_and_nothing_twice(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
     await db.execute("INSERT INTO orders SELECT i, 'old', i FROM generate_series(1, 50) i")
     emit = StoreEmit(fake_store, TRIGGER)
     async with asyncio.TaskGroup() as tg:
-        feed = feed_for(dsn, tg, emit, snapshot=True)
+        feed = feed_for(pg_dsn, tg, emit, snapshot=True)
         await feed.start(emit)  # returns after the snapshot
         await db.execute("UPDATE orders SET qty = 0 WHERE id = 1")
         await wait_until(lambda: len(emit.returned) == 51)
         await feed.stop()
-        again = feed_for(dsn, tg, emit, snapshot=True)  # the slot exists: no second snapshot
+        again = feed_for(pg_dsn, tg, emit, snapshot=True)  # the slot exists: no second snapshot
         await again.start(emit)
         await db.execute("DELETE FROM orders WHERE id = 2")
         await wait_until(lambda: len(emit.returned) == 52)
@@ -213,12 +205,12 @@ async def test_snapshot_emits_existing_rows_first_and_nothing_twice(
 
 
 async def test_idle_table_slot_still_advances_and_reports_its_lag(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
     await db.execute("CREATE TABLE busy (n int)")
     emit = StoreEmit(fake_store, TRIGGER)
     slot = slot_name_for(TRIGGER)
     async with asyncio.TaskGroup() as tg:
-        feed = feed_for(dsn, tg, emit, heartbeatMs=100)
+        feed = feed_for(pg_dsn, tg, emit, heartbeatMs=100)
         await feed.start(emit)
         start = lsn_int(await db.fetchval("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
                                           "WHERE slot_name = $1", slot))
@@ -260,11 +252,11 @@ async def slots(db: asyncpg.Connection) -> list[str]:
 
 
 async def test_create_read_delete_drops_the_slot_and_an_orphan_is_reported_at_start(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore, caplog: pytest.LogCaptureFixture) -> None:
+        pg_dsn: str, db: asyncpg.Connection, fake_store: FakeStore, caplog: pytest.LogCaptureFixture) -> None:
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store)
         await manager.start(tg)
-        created = await manager.lifecycle("guest", "uuid:key", FEED, call("CREATE", dsn=dsn, table="orders",
+        created = await manager.lifecycle("guest", "uuid:key", FEED, call("CREATE", dsn=pg_dsn, table="orders",
                                                                           mode="logical"))
         await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
         await wait_until(lambda: len(fake_store.events) == 1)
@@ -276,7 +268,7 @@ async def test_create_read_delete_drops_the_slot_and_an_orphan_is_reported_at_st
         await manager.stop()
     assert created == {"triggerName": TRIGGER, "status": "active"}
     assert read["config"] == {  # type: ignore[index]
-        "name": "orders", "namespace": "guest", "dsn": redact_dsn(dsn), "table": "orders",
+        "name": "orders", "namespace": "guest", "dsn": redact_dsn(pg_dsn), "table": "orders",
         "operations": ["INSERT", "UPDATE", "DELETE"], "slot": slot_name_for(TRIGGER), "snapshot": False,
         "heartbeatMs": 10000, "pollMs": 100, "mode": "logical"}
     assert set(read["metrics"]) == {"received", "fired", "rejected", "slotLagBytes",  # type: ignore[arg-type]
@@ -286,7 +278,7 @@ async def test_create_read_delete_drops_the_slot_and_an_orphan_is_reported_at_st
     # A slot named like ours that no registration owns is reported when a hub starts.
     await db.execute("SELECT pg_create_logical_replication_slot('triggerhub_left_behind', 'wal2json')")
     await db.execute("SELECT pg_create_logical_replication_slot('triggerhub_kept', 'wal2json')")
-    await fake_store.put_feed(kept_registration(dsn))
+    await fake_store.put_feed(kept_registration(pg_dsn))
     caplog.set_level(logging.WARNING, logger="triggerhub.feeds.pg_logical")
     async with asyncio.TaskGroup() as tg:
         restarted = manager_for(fake_store)
@@ -295,7 +287,7 @@ async def test_create_read_delete_drops_the_slot_and_an_orphan_is_reported_at_st
         await restarted.stop()
     await drop_slot(db, "triggerhub_left_behind")
     await drop_slot(db, "triggerhub_kept")
-    location = parse_logical_config({"dsn": dsn, "table": "x"}, TRIGGER).location
+    location = parse_logical_config({"dsn": pg_dsn, "table": "x"}, TRIGGER).location
     orphan = [r.getMessage() for r in caplog.records if "left_behind" in r.getMessage()]
     assert len(orphan) == 1 and re.fullmatch(
         rf"replication slot triggerhub_left_behind in {re.escape(location)} belongs to no feed of this hub and "
@@ -304,9 +296,9 @@ async def test_create_read_delete_drops_the_slot_and_an_orphan_is_reported_at_st
     assert "triggerhub_kept" not in caplog.text
 
 
-def kept_registration(dsn: str) -> FeedRegistration:
+def kept_registration(pg_dsn: str) -> FeedRegistration:
     """A paused logical registration owning slot triggerhub_kept (so that slot is no orphan)."""
-    config = parse_logical_config({"dsn": dsn, "table": "orders", "slot": "triggerhub_kept"}, "/guest/kept").to_json()
+    config = parse_logical_config({"dsn": pg_dsn, "table": "orders", "slot": "triggerhub_kept"}, "/guest/kept").to_json()
     return FeedRegistration(trigger="/guest/kept", feed=FEED, namespace="guest", config={**config, "mode": "logical"},
                             created_ms=1, updated_ms=1, status="paused", reason="paused by PAUSE")
 
@@ -323,26 +315,26 @@ async def create_error(store: FakeStore, trigger: str = TRIGGER, **params: objec
     return refused.value.message
 
 
-async def test_errors_name_the_value_and_what_to_do(dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
-    location = parse_logical_config({"dsn": dsn, "table": "x"}, TRIGGER).location
+async def test_errors_name_the_value_and_what_to_do(pg_dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+    location = parse_logical_config({"dsn": pg_dsn, "table": "x"}, TRIGGER).location
     prefix = f"feed {FEED} for trigger '{TRIGGER}' could not start: "
-    assert await create_error(fake_store, dsn=dsn, table="orders", mode="stream") == (
+    assert await create_error(fake_store, dsn=pg_dsn, table="orders", mode="stream") == (
         "mode parameter 'stream' must be one of outbox, logical (default outbox)")
-    assert await create_error(fake_store, dsn=dsn, table="public.nope", mode="logical") == (
+    assert await create_error(fake_store, dsn=pg_dsn, table="public.nope", mode="logical") == (
         f"{prefix}table 'public.nope' does not exist in {location}; create it first or fix the table parameter "
         "(tables there: public.orders)")
-    assert await create_error(fake_store, dsn=dsn, table="nope.*", mode="logical") == (
+    assert await create_error(fake_store, dsn=pg_dsn, table="nope.*", mode="logical") == (
         f"{prefix}schema 'nope' of table parameter 'nope.*' does not exist in {location}; create it first or fix "
         "the table parameter")
     assert await slots(db) == []
 
 
 async def test_a_role_without_replication_rights_is_told_how_to_get_them(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
     role = f"th_norepl_{random.randrange(16**8):08x}"
     await db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw' NOREPLICATION")
     try:
-        plain = dsn.replace(dsn.split("://", 1)[1].split("@", 1)[0], f"{role}:pw")
+        plain = pg_dsn.replace(pg_dsn.split("://", 1)[1].split("@", 1)[0], f"{role}:pw")
         location = parse_logical_config({"dsn": plain, "table": "x"}, TRIGGER).location
         assert await create_error(fake_store, dsn=plain, table="orders", mode="logical") == (
             f"feed {FEED} for trigger '{TRIGGER}' could not start: role '{role}' at {location} may not use "
@@ -352,18 +344,18 @@ async def test_a_role_without_replication_rights_is_told_how_to_get_them(
     assert await slots(db) == []
 
 
-async def test_a_slot_in_use_by_another_feed_is_refused(dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+async def test_a_slot_in_use_by_another_feed_is_refused(pg_dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
     slot = slot_name_for(TRIGGER)
     emit = StoreEmit(fake_store, TRIGGER)
     async with asyncio.TaskGroup() as tg:
-        feed = feed_for(dsn, tg, emit)
+        feed = feed_for(pg_dsn, tg, emit)
         await feed.start(emit)
         pid = await db.fetchval("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
                                 f"triggerhub {TRIGGER}")
-        message = await create_error(fake_store, "/guest/second", dsn=dsn, table="orders", mode="logical", slot=slot)
+        message = await create_error(fake_store, "/guest/second", dsn=pg_dsn, table="orders", mode="logical", slot=slot)
         await feed.stop()
         await drop_slot(db, slot)
-    location = parse_logical_config({"dsn": dsn, "table": "x"}, TRIGGER).location
+    location = parse_logical_config({"dsn": pg_dsn, "table": "x"}, TRIGGER).location
     assert message == (
         f"feed {FEED} for trigger '/guest/second' could not start: replication slot '{slot}' in {location} is in "
         f"use by another process (PostgreSQL pid {pid} (triggerhub {TRIGGER})); stop the feed or client that reads "
@@ -371,12 +363,12 @@ async def test_a_slot_in_use_by_another_feed_is_refused(dsn: str, db: asyncpg.Co
 
 
 async def test_update_moves_the_feed_to_another_table_on_the_same_slot(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
     await db.execute("CREATE TABLE refunds (id int PRIMARY KEY)")
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store)
         await manager.start(tg)
-        await manager.lifecycle("guest", "uuid:key", FEED, call("CREATE", dsn=dsn, table="orders", mode="logical",
+        await manager.lifecycle("guest", "uuid:key", FEED, call("CREATE", dsn=pg_dsn, table="orders", mode="logical",
                                                                 pollMs=POLL_MS))
         await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
         await wait_until(lambda: len(fake_store.events) == 1)

@@ -8,14 +8,12 @@ here is found through LISTEN/NOTIFY or the read at start.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from tests.plugins.clock import TestClock
 from tests.plugins.feeds import FakeStore, StoreEmit
-from tests.plugins.services import asyncpg_dsn
 from tests.plugins.waiting import wait_until
 from triggerhub.cli.feed_kinds import FEED_KINDS
 from triggerhub.engine.feed_manager import FeedManager
@@ -29,22 +27,9 @@ pytestmark = pytest.mark.postgres
 TRIGGER = "/guest/orders"
 
 
-@pytest.fixture
-def dsn(fresh_pg_url: str) -> str:
-    return asyncpg_dsn(fresh_pg_url)
-
-
-@pytest.fixture
-async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(dsn)
-    await conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY, item text NOT NULL, qty int NOT NULL)")
-    yield conn
-    await conn.close()
-
-
-def feed_for(dsn: str, tg: asyncio.TaskGroup, emit: StoreEmit, trigger: str = TRIGGER,
+def feed_for(pg_dsn: str, tg: asyncio.TaskGroup, emit: StoreEmit, trigger: str = TRIGGER,
              **params: object) -> PostgresFeed:
-    config = parse_postgres_config({"dsn": dsn, "table": "orders", **params})
+    config = parse_postgres_config({"dsn": pg_dsn, "table": "orders", **params})
     return PostgresFeed(config, trigger=trigger, clock=TestClock(0.0), tasks=tg, load_cursor=emit.load)
 
 
@@ -55,18 +40,18 @@ def changes(store: FakeStore) -> list[tuple[str, object, object]]:
 
 
 async def test_inserts_updates_and_deletes_arrive_once_each_in_order(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, orders_db: asyncpg.Connection, fake_store: FakeStore) -> None:
     emit = StoreEmit(fake_store, TRIGGER)
     async with asyncio.TaskGroup() as tg:
         keeper = StoreEmit(fake_store, "/guest/keeper")  # subscribed, then stopped: the outbox rows stay
-        keeper_feed = feed_for(dsn, tg, keeper, trigger="/guest/keeper")
+        keeper_feed = feed_for(pg_dsn, tg, keeper, trigger="/guest/keeper")
         await keeper_feed.start(keeper)
         await keeper_feed.stop()
-        feed = feed_for(dsn, tg, emit)
+        feed = feed_for(pg_dsn, tg, emit)
         await feed.start(emit)
-        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3), (2, 'pear', 1)")
-        await db.execute("UPDATE orders SET qty = 5 WHERE id = 1")
-        await db.execute("DELETE FROM orders WHERE id = 2")
+        await orders_db.execute("INSERT INTO orders VALUES (1, 'apple', 3), (2, 'pear', 1)")
+        await orders_db.execute("UPDATE orders SET qty = 5 WHERE id = 1")
+        await orders_db.execute("DELETE FROM orders WHERE id = 2")
         await wait_until(lambda: len(emit.returned) == 4)
         await feed.stop()
     assert changes(fake_store) == [
@@ -77,29 +62,29 @@ async def test_inserts_updates_and_deletes_arrive_once_each_in_order(
     ]
     assert emit.returned == [True] * 4
     first = min(fake_store.events.values(), key=lambda e: e.data["id"])  # type: ignore[index]
-    outbox_id, at = await db.fetchrow("SELECT id, at FROM triggerhub_changes ORDER BY id LIMIT 1")
+    outbox_id, at = await orders_db.fetchrow("SELECT id, at FROM triggerhub_changes ORDER BY id LIMIT 1")
     assert first.id.startswith("pg:") and first.id.endswith(f":public.orders:{outbox_id}")
     assert (first.source, first.subject, first.type, first.data["table"], first.data["at"]) == (  # type: ignore[index]
-        f"postgresql://{parse_postgres_config({'dsn': dsn, 'table': 'orders'}).location}", "public.orders",
+        f"postgresql://{parse_postgres_config({'dsn': pg_dsn, 'table': 'orders'}).location}", "public.orders",
         "triggerhub.feed.postgres.change", "public.orders",
         at.isoformat(timespec="microseconds").replace("+00:00", "Z"))
 
 
 async def test_changes_made_while_stopped_arrive_after_start_none_twice(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, orders_db: asyncpg.Connection, fake_store: FakeStore) -> None:
     emit = StoreEmit(fake_store, TRIGGER)
     async with asyncio.TaskGroup() as tg:
-        feed = feed_for(dsn, tg, emit)
+        feed = feed_for(pg_dsn, tg, emit)
         await feed.start(emit)
-        await db.execute("INSERT INTO orders VALUES (0, 'first', 0)")
+        await orders_db.execute("INSERT INTO orders VALUES (0, 'first', 0)")
         await wait_until(lambda: len(emit.returned) == 1)
         await feed.stop()
         for i in range(1, 21):
-            await db.execute("INSERT INTO orders VALUES ($1, 'later', $1)", i)
-        again = feed_for(dsn, tg, emit)
+            await orders_db.execute("INSERT INTO orders VALUES ($1, 'later', $1)", i)
+        again = feed_for(pg_dsn, tg, emit)
         await again.start(emit)
         await wait_until(lambda: len(emit.returned) >= 21)
-        await db.execute("INSERT INTO orders VALUES (99, 'after restart', 99)")  # still listening
+        await orders_db.execute("INSERT INTO orders VALUES (99, 'after restart', 99)")  # still listening
         await wait_until(lambda: len(emit.returned) >= 22)
         await again.stop()
     assert [row["id"] for _, row, _ in changes(fake_store)] == [*range(21), 99]  # type: ignore[index]
@@ -107,17 +92,17 @@ async def test_changes_made_while_stopped_arrive_after_start_none_twice(
 
 
 async def test_a_change_committed_after_a_later_id_is_not_skipped(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, orders_db: asyncpg.Connection, fake_store: FakeStore) -> None:
     emit = StoreEmit(fake_store, TRIGGER)
-    slow = await asyncpg.connect(dsn)
+    slow = await asyncpg.connect(pg_dsn)
     try:
         async with asyncio.TaskGroup() as tg:
-            feed = feed_for(dsn, tg, emit)
+            feed = feed_for(pg_dsn, tg, emit)
             await feed.start(emit)
             transaction = slow.transaction()
             await transaction.start()
             await slow.execute("INSERT INTO orders VALUES (1, 'slow', 1)")  # takes the smaller outbox id
-            await db.execute("INSERT INTO orders VALUES (2, 'fast', 2)")  # larger id, committed first
+            await orders_db.execute("INSERT INTO orders VALUES (2, 'fast', 2)")  # larger id, committed first
             await wait_until(lambda: len(emit.returned) == 1)
             await transaction.commit()
             await wait_until(lambda: len(emit.returned) == 2)
@@ -129,60 +114,61 @@ async def test_a_change_committed_after_a_later_id_is_not_skipped(
 
 
 async def test_operations_and_columns_filter_the_events(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, orders_db: asyncpg.Connection, fake_store: FakeStore) -> None:
     emit = StoreEmit(fake_store, TRIGGER)
     async with asyncio.TaskGroup() as tg:
-        feed = feed_for(dsn, tg, emit, operations=["update", "DELETE"], columns=["id", "qty"])
+        feed = feed_for(pg_dsn, tg, emit, operations=["update", "DELETE"], columns=["id", "qty"])
         await feed.start(emit)
-        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
-        await db.execute("UPDATE orders SET qty = 4 WHERE id = 1")
-        await db.execute("DELETE FROM orders WHERE id = 1")
+        await orders_db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await orders_db.execute("UPDATE orders SET qty = 4 WHERE id = 1")
+        await orders_db.execute("DELETE FROM orders WHERE id = 1")
         await wait_until(lambda: len(emit.returned) == 2)
         await feed.stop()
     assert changes(fake_store) == [("UPDATE", {"id": 1, "qty": 4}, {"id": 1, "qty": 3}),
                                    ("DELETE", None, {"id": 1, "qty": 4})]
 
 
-async def test_two_triggers_on_one_table_both_fire(dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+async def test_two_triggers_on_one_table_both_fire(
+        pg_dsn: str, orders_db: asyncpg.Connection, fake_store: FakeStore) -> None:
     emits = [StoreEmit(fake_store, TRIGGER), StoreEmit(fake_store, "/guest/audit")]
     async with asyncio.TaskGroup() as tg:
-        feeds = [feed_for(dsn, tg, emits[0]), feed_for(dsn, tg, emits[1], trigger="/guest/audit")]
+        feeds = [feed_for(pg_dsn, tg, emits[0]), feed_for(pg_dsn, tg, emits[1], trigger="/guest/audit")]
         for feed, emit in zip(feeds, emits):
             await feed.start(emit)
-        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await orders_db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
         await wait_until(lambda: len(emits[0].returned) == 1 and len(emits[1].returned) == 1)
         for feed in feeds:
             await feed.stop()
     assert sorted(str(e.trigger) for e in fake_store.events.values()) == ["/guest/audit", "/guest/orders"]
-    assert await db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'triggerhub_changes'") == 1
+    assert await orders_db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'triggerhub_changes'") == 1
 
 
 async def test_outbox_rows_are_pruned_once_every_subscriber_delivered_them(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, orders_db: asyncpg.Connection, fake_store: FakeStore) -> None:
     orders, audit = StoreEmit(fake_store, TRIGGER), StoreEmit(fake_store, "/guest/audit")
     async with asyncio.TaskGroup() as tg:
-        audit_feed = feed_for(dsn, tg, audit, trigger="/guest/audit")
+        audit_feed = feed_for(pg_dsn, tg, audit, trigger="/guest/audit")
         await audit_feed.start(audit)
         await audit_feed.stop()  # subscribed, but not reading while the rows arrive
-        orders_feed = feed_for(dsn, tg, orders)
+        orders_feed = feed_for(pg_dsn, tg, orders)
         await orders_feed.start(orders)
-        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3), (2, 'pear', 1)")
-        await db.execute("DELETE FROM orders WHERE id = 2")
+        await orders_db.execute("INSERT INTO orders VALUES (1, 'apple', 3), (2, 'pear', 1)")
+        await orders_db.execute("DELETE FROM orders WHERE id = 2")
         await wait_until(lambda: len(orders.returned) == 3)
         delivered = "SELECT delivered FROM triggerhub_subscriptions WHERE subscriber = $1"
         async with asyncio.timeout(30):
-            while await db.fetchval("SELECT count(*) FROM triggerhub_changes c WHERE pg_visible_in_snapshot("
-                                    "c.txid, $1::text::pg_snapshot)", await db.fetchval(delivered, TRIGGER) or
+            while await orders_db.fetchval("SELECT count(*) FROM triggerhub_changes c WHERE pg_visible_in_snapshot("
+                                    "c.txid, $1::text::pg_snapshot)", await orders_db.fetchval(delivered, TRIGGER) or
                                     "1:1:") != 3:
                 await asyncio.sleep(0.05)  # until /guest/orders has recorded all three as delivered
-        assert await db.fetchval("SELECT count(*) FROM triggerhub_changes") == 3, "audit has not read them yet"
-        audit_again = feed_for(dsn, tg, audit, trigger="/guest/audit")
+        assert await orders_db.fetchval("SELECT count(*) FROM triggerhub_changes") == 3, "audit has not read them yet"
+        audit_again = feed_for(pg_dsn, tg, audit, trigger="/guest/audit")
         await audit_again.start(audit)
         await wait_until(lambda: len(audit.returned) == 3)
         async with asyncio.timeout(30):
-            while await db.fetchval("SELECT count(*) FROM triggerhub_changes") != 0:
+            while await orders_db.fetchval("SELECT count(*) FROM triggerhub_changes") != 0:
                 await asyncio.sleep(0.05)
-        await db.execute("INSERT INTO orders VALUES (3, 'fig', 2)")  # later rows still flow after a prune
+        await orders_db.execute("INSERT INTO orders VALUES (3, 'fig', 2)")  # later rows still flow after a prune
         await wait_until(lambda: len(orders.returned) == 4 and len(audit.returned) == 4)
         await orders_feed.stop()
         await audit_again.stop()
@@ -208,40 +194,40 @@ def call(event: str, **params: object) -> dict[str, object]:
 
 
 async def test_create_read_delete_through_the_manager(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, orders_db: asyncpg.Connection, fake_store: FakeStore) -> None:
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store)
         await manager.start(tg)
         created = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn,
-                                          call("CREATE", dsn=dsn, table="public.orders", operations="INSERT"))
-        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+                                          call("CREATE", dsn=pg_dsn, table="public.orders", operations="INSERT"))
+        await orders_db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
         await wait_until(lambda: len(fake_store.events) == 1)
         read = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("READ"))
         deleted = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("DELETE"))
         await manager.stop()
     assert created == {"triggerName": TRIGGER, "status": "active"}
-    assert read["config"] == {"name": "orders", "namespace": "guest", "dsn": redact_dsn(dsn),  # type: ignore[index]
+    assert read["config"] == {"name": "orders", "namespace": "guest", "dsn": redact_dsn(pg_dsn),  # type: ignore[index]
                               "table": "public.orders", "operations": ["INSERT"], "columns": None, "mode": "outbox"}
-    assert ":********@" in str(redact_dsn(dsn)) and str(redact_dsn(dsn)) != dsn
+    assert ":********@" in str(redact_dsn(pg_dsn)) and str(redact_dsn(pg_dsn)) != pg_dsn
     assert deleted == {"triggerName": TRIGGER, "status": "deleted"}
-    assert await db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'triggerhub_changes'") == 0
-    assert await db.fetchval("SELECT count(*) FROM triggerhub_changes") == 0  # the last subscriber took its rows
+    assert await orders_db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgname = 'triggerhub_changes'") == 0
+    assert await orders_db.fetchval("SELECT count(*) FROM triggerhub_changes") == 0  # the last subscriber took its rows
 
 
 async def test_a_refused_change_pauses_the_feed_and_arrives_once_after_unpause(
-        dsn: str, db: asyncpg.Connection, fake_store: FakeStore) -> None:
+        pg_dsn: str, orders_db: asyncpg.Connection, fake_store: FakeStore) -> None:
     reason = f"trigger {TRIGGER} does not exist; delete its feed or recreate the trigger"
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store, NotFound(reason))
         await manager.start(tg)
-        await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("CREATE", dsn=dsn, table="orders"))
-        await db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
+        await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("CREATE", dsn=pg_dsn, table="orders"))
+        await orders_db.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
         await wait_until(lambda: fake_store.feeds[TRIGGER].status == "paused")
         read = await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("READ"))
         status = read["status"]
         assert isinstance(status, dict) and (status["active"], status["reason"]) == (False, reason)
         assert (fake_store.events, fake_store.cursors) == ({}, {})  # the cursor stayed before the change
-        await db.execute("INSERT INTO orders VALUES (2, 'pear', 1)")  # while paused: waits in the outbox
+        await orders_db.execute("INSERT INTO orders VALUES (2, 'pear', 1)")  # while paused: waits in the outbox
         await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("UNPAUSE"))
         await wait_until(lambda: len(fake_store.events) == 2)
         await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("DELETE"))
@@ -249,14 +235,15 @@ async def test_a_refused_change_pauses_the_feed_and_arrives_once_after_unpause(
                                    ("INSERT", {"id": 2, "item": "pear", "qty": 1}, None)]
 
 
-async def test_create_of_a_missing_table_fails_naming_it(dsn: str, db: asyncpg.Connection,
+async def test_create_of_a_missing_table_fails_naming_it(pg_dsn: str, orders_db: asyncpg.Connection,
                                                          fake_store: FakeStore) -> None:
     async with asyncio.TaskGroup() as tg:
         manager = manager_for(fake_store)
         await manager.start(tg)
         with pytest.raises(BadRequest) as caught:
-            await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn, call("CREATE", dsn=dsn, table="shop.nope"))
-    location = parse_postgres_config({"dsn": dsn, "table": "x"}).location
+            await manager.lifecycle("guest", "uuid:key", POSTGRES_KIND.fqn,
+                                    call("CREATE", dsn=pg_dsn, table="shop.nope"))
+    location = parse_postgres_config({"dsn": pg_dsn, "table": "x"}).location
     assert caught.value.message == (f"feed {POSTGRES_KIND.fqn} for trigger '{TRIGGER}' could not start: table 'shop.nope' "
                                     f"does not exist in {location}; create it first or fix the table parameter")
     assert fake_store.feeds == {}

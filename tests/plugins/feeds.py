@@ -6,12 +6,26 @@ The fakes sit exactly at the seams (Clock, Store); everything above them is the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
+import asyncpg
 import pytest
 
 from triggerhub.model import Activation, Collection, Entity, Invocation, Subject, TriggerEvent
 from triggerhub.store.base import ActivationQuery, Acceptance, FeedRegistration
+
+
+ORDERS_TABLE_SQL = "CREATE TABLE public.orders (id int PRIMARY KEY, item text NOT NULL, qty int NOT NULL)"
+
+
+@pytest.fixture
+async def orders_db(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test's own PostgreSQL database (`pg_dsn`), which holds the table
+    `orders` that the PostgreSQL change feeds follow in their tests."""
+    conn = await asyncpg.connect(pg_dsn)
+    await conn.execute(ORDERS_TABLE_SQL)
+    yield conn
+    await conn.close()
 
 
 class FakeStore:

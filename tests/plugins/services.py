@@ -171,6 +171,12 @@ def fresh_pg_url(pg_admin_url: str) -> Iterator[str]:
     drop_database(pg_admin_url, url)
 
 
+@pytest.fixture
+def pg_dsn(fresh_pg_url: str) -> str:
+    """The same database as `fresh_pg_url`, as the DSN asyncpg connects with."""
+    return asyncpg_dsn(fresh_pg_url)
+
+
 # ---------------------------------------------------------------- Mosquitto
 
 # MQTT 3.1.1 CONNECT with an empty client id and a clean session, then the CONNACK it must get.

@@ -28,7 +28,12 @@ class Tail:
     """`async with Tail(...)` assigns the partitions and seeks; `run()` feeds the handler until cancelled."""
 
     def __init__(self, config: KafkaConfig, topics: Mapping[str, int], handler: TailHandler, *, since_ms: int) -> None:
-        """`topics`: name -> partition count (as `ensure_topics` returns it)."""
+        """`topics`: name -> partition count (as `ensure_topics` returns it), at least 1 each: a
+        tail of no partitions would read nothing, and say nothing of it."""
+        empty = sorted(topic for topic, count in topics.items() if count < 1)
+        if empty or not topics:
+            raise BusError(f"cannot read topics {empty or '(none)'}: no partitions to read; "
+                           "take the counts from ensure_topics(), which waits until the broker shows them")
         self._config = config
         self._topics = dict(topics)
         self._handler = handler
@@ -43,6 +48,7 @@ class Tail:
             await self._consumer.start()
             partitions = [TopicPartition(topic, p) for topic, count in self._topics.items() for p in range(count)]
             self._consumer.assign(partitions)
+            log.info("reading %s from %d ms on", self._topics, self._since_ms)
             offsets = await self._consumer.offsets_for_times({tp: self._since_ms for tp in partitions})
             ends = await self._consumer.end_offsets(partitions)
             for tp in partitions:

@@ -2,22 +2,31 @@
 
 Names carry a configurable prefix so several hubs (or test runs) share one broker. Topics are
 created before any consumer subscribes: a consumer group that subscribes to a missing topic gets
-no partitions until the next rebalance.
+no partitions until the next rebalance. Creating returns before the broker's metadata shows the
+new topic, so `ensure_topics` waits until every topic is listed with a leader for each partition.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.config import KafkaConfig
 from triggerhub.errors import BusError
 
 log = logging.getLogger(__name__)
+
+TOPICS_READY_TIMEOUT_S = 30.0
+TOPICS_READY_POLL_S = 0.05
+
+Describe = Callable[[list[str]], Awaitable[list[dict[str, Any]]]]
+"""`AIOKafkaAdminClient.describe_topics`: the broker's metadata of the named topics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +84,37 @@ async def ensure_topics(config: KafkaConfig, names: Iterable[str]) -> dict[str, 
             except TopicAlreadyExistsError:
                 pass  # another process created it between the listing and now
             log.info("created topics %s with %d partitions", [t.name for t in missing], config.partitions)
-        described = await admin.describe_topics(wanted)
-        return {doc["topic"]: len(doc["partitions"]) for doc in described if doc["topic"] in wanted}
+        return await wait_topics_ready(admin.describe_topics, wanted, bootstrap=config.bootstrap)
     except KafkaError as exc:
         raise BusError(f"cannot create topics {wanted} on Kafka at {config.bootstrap} ({exc}); "
                        "check TRIGGERHUB_KAFKA_BOOTSTRAP and that the broker runs") from exc
     finally:
         await admin.close()
+
+
+def ready_partition_counts(described: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Topic -> partition count, for each described topic the broker can serve: listed without an
+    error, with at least one partition, each with a leader."""
+    return {doc["topic"]: len(doc["partitions"]) for doc in described
+            if doc["error_code"] == 0 and doc["partitions"]
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in doc["partitions"])}
+
+
+async def wait_topics_ready(describe: Describe, names: list[str], *, bootstrap: str,
+                            timeout_s: float = TOPICS_READY_TIMEOUT_S, clock: Clock = SYSTEM_CLOCK) -> dict[str, int]:
+    """Each of `names` -> its partition count, once the metadata shows every one of them ready.
+
+    Right after CreateTopics the broker may still describe a new topic as unknown, with no
+    partitions (UNKNOWN_TOPIC_OR_PARTITION): 0.1-3 s on a busy single-node broker. A reader that
+    assigned "all partitions" of it then would read nothing, ever (bus/tail.py). BusError after
+    `timeout_s`."""
+    deadline_s = clock.monotonic_s() + timeout_s
+    while True:
+        counts = ready_partition_counts(await describe(names))
+        missing = [name for name in names if name not in counts]
+        if not missing:
+            return {name: counts[name] for name in names}
+        if clock.monotonic_s() >= deadline_s:
+            raise BusError(f"topics {missing} have no partitions with a leader on Kafka at {bootstrap} "
+                           f"{timeout_s:.0f} s after they were created; see the broker's log")
+        await clock.sleep(TOPICS_READY_POLL_S)

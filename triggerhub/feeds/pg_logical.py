@@ -38,7 +38,7 @@ from triggerhub.feeds.pg_slots import (
     CONNECT_ERRORS, CONNECT_TIMEOUT_S, PLUGIN, SLOT_PREFIX, ServerFacts, Source, drop_slot, lock_key, lsn_int,
     lsn_text, orphaned_slots, resolve_source, server_problem, slot_in_use, visible_in_snapshot,
 )
-from triggerhub.feeds.postgres import OPERATIONS, SOURCE_ERRORS, _valid_dsn, redact_dsn
+from triggerhub.feeds.postgres import OPERATIONS, SOURCE_ERRORS, PgSession, parse_dsn, redact_dsn
 from triggerhub.model import JSON, TriggerEvent
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,7 @@ class LogicalConfig:
 
 
 def parse_logical_config(params: Mapping[str, JSON], trigger: str) -> LogicalConfig:
-    dsn = params.get("dsn")
-    if not isinstance(dsn, str) or not _valid_dsn(dsn):
-        raise BadRequest(f"dsn parameter '{redact_dsn(dsn)}' must be a URL like "
-                         "postgresql://user:password@host:5432/database")
+    dsn = parse_dsn(params)
     table = params.get("table")
     if not isinstance(table, str) or not _TABLE_RE.match(table):
         raise BadRequest(f"table parameter '{table}' must name a table like orders or public.orders, "
@@ -156,19 +153,7 @@ class _Transaction:
     changes: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class _Session:
-    """An open connection holding the slot's advisory lock, the source, and the feed's position."""
-
-    conn: asyncpg.Connection
-    source: Source
-    position: Position
-
-    async def close(self, *, lost: bool) -> None:
-        if lost:
-            self.conn.terminate()  # a lost connection could hang a polite close; the lock goes with it
-        else:
-            await self.conn.close()
+_Session = PgSession[Source, Position]  # the connection holds the slot's advisory lock
 
 
 class LogicalFeed:

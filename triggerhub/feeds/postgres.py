@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -85,11 +85,18 @@ def redact_dsn(dsn: JSON) -> JSON:
     return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:{DSN_MASK}@{host}"))
 
 
-def parse_postgres_config(params: Mapping[str, JSON]) -> PostgresConfig:
+def parse_dsn(params: Mapping[str, JSON]) -> str:
+    """The `dsn` parameter of both PostgreSQL modes; BadRequest, showing the value with its password
+    masked, unless it is a postgresql:// URL."""
     dsn = params.get("dsn")
     if not isinstance(dsn, str) or not _valid_dsn(dsn):
         raise BadRequest(f"dsn parameter '{redact_dsn(dsn)}' must be a URL like "
                          "postgresql://user:password@host:5432/database")
+    return dsn
+
+
+def parse_postgres_config(params: Mapping[str, JSON]) -> PostgresConfig:
+    dsn = parse_dsn(params)
     table = params.get("table")
     if not isinstance(table, str) or not _TABLE_RE.match(table):
         raise BadRequest(f"table parameter '{table}' must name a table like orders or public.orders")
@@ -273,19 +280,30 @@ WHERE table_name = $1 AND op = ANY($2::text[]) AND id > $5
 ORDER BY id LIMIT $6"""
 
 
+SourceT = TypeVar("SourceT")
+PositionT = TypeVar("PositionT")
+
+
 @dataclass(slots=True)
-class _Session:
-    """An open connection that LISTENs, and where the feed stands in the outbox."""
+class PgSession(Generic[SourceT, PositionT]):
+    """A PostgreSQL change feed's open connection, what the feed follows on it, and where the feed
+    stands: here a LISTENing connection, its outbox subscription and outbox position; in
+    pg_logical.py a connection holding the slot's advisory lock, the source and the commit LSN."""
 
     conn: asyncpg.Connection
-    subscription: Subscription
-    position: Position
+    source: SourceT
+    position: PositionT
 
     async def close(self, *, lost: bool) -> None:
+        """Politely when healthy; a `lost` connection is terminated, since a polite close could hang
+        on it (what it held, a LISTEN or an advisory lock, goes with it)."""
         if lost:
-            self.conn.terminate()  # a lost connection could hang a polite close
+            self.conn.terminate()
         else:
             await self.conn.close()
+
+
+_Session = PgSession[Subscription, Position]
 
 
 class PostgresFeed:
@@ -337,7 +355,7 @@ class PostgresFeed:
         self._changed.clear()
         drained = await self._drain(session, emit)
         if drained.after != session.position.after or session.position.upto is not None:
-            await self._prune(session.conn, session.subscription, drained)
+            await self._prune(session.conn, session.source, drained)
         session.position = drained
         await self._wait_for_change()
 
@@ -352,7 +370,7 @@ class PostgresFeed:
     async def _drain(self, session: _Session, emit: CursorEmit) -> Position:
         """Finish the batch left open by a restart, if any, then emit every change committed
         before this call: the batch up to a snapshot taken now."""
-        conn, subscription, position = session.conn, session.subscription, session.position
+        conn, subscription, position = session.conn, session.source, session.position
         query = _BATCH_SQL.format(schema=self._schema)
         while True:
             fresh = position.upto is None
