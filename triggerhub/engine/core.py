@@ -334,7 +334,8 @@ class Engine:
         no invocation row."""
         namespace = event.trigger.namespace
         feed = metrics.feed_of(event.type, api_type=API_FIRE_TYPE)
-        metrics.event_received(feed, str(trigger.fqn))
+        trigger_name = str(trigger.fqn) if metrics.enabled() else ""
+        metrics.event_received(feed, trigger_name)
         context = lineage.event_context(event) if self.config.observe.lineage else None
         tenant = await self.auth.namespace_state(namespace)
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
@@ -403,9 +404,9 @@ class Engine:
         accepted = await self._submit(acceptance, invocations, confirmations=confirmations)  # counts the filters' verdicts once per event
         self.deriver.accepted(derive)
         if not accepted:
-            metrics.event_rejected(feed, str(trigger.fqn), "duplicate")
+            metrics.event_rejected(feed, trigger_name, "duplicate")
         elif metrics.enabled():
-            metrics.event_fired(feed, str(trigger.fqn), _verdicts(routing, invocations))
+            metrics.event_fired(feed, trigger_name, _verdicts(routing, invocations))
         if accepted and context is not None:
             otel.event_accepted(event, now_ms())
         if accepted:
