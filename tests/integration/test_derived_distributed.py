@@ -1,8 +1,8 @@
 """Derived triggers in distributed mode (controller, worker and two invokers as processes, Kafka
 and PostgreSQL): the worker is killed with -9 while devices are silent and while `sequence`
 pairs are half seen; after quiescence there is exactly one alert per silent device and one
-derived event per completed pair, with the keyed state in PostgreSQL (the default) and in the
-workers' Faust table (TRIGGERHUB_DERIVE_STATE=table). And at full scale over the real Mosquitto,
+derived event per completed pair, with the keyed state in PostgreSQL (the default; the Faust
+table's own kill -9 test is test_derived_table.py). And at full scale over the real Mosquitto,
 with the `feeds` process matching the heartbeats: 100 devices, 10 of which stop, the worker
 killed (-9) while they are silent -> exactly 10 absences."""
 
@@ -32,13 +32,6 @@ FOR_S = 6
 BEAT_S = 2.0  # 10 fires a second: a loaded 2-core machine's worker keeps up
 
 
-@pytest.fixture(params=["table", "store"])
-def derive_state(request: pytest.FixtureRequest, deployment: Deployment) -> str:
-    """Where the processes keep derived triggers' state; requested before `cluster` starts them."""
-    deployment.env["TRIGGERHUB_DERIVE_STATE"] = request.param
-    return str(request.param)
-
-
 async def put(client: ApiClient, path: str, body: object) -> None:
     status, answer = await client.call("PUT", f"namespaces/_/{path}", body)
     assert status == 200, answer
@@ -60,7 +53,7 @@ async def beat(client: ApiClient, devices: list[str], silent: set[str], rounds_b
             pass
 
 
-async def test_worker_kill9_changes_no_absence_and_no_sequence(derive_state, cluster, deployment, store: SqlStore) -> None:
+async def test_worker_kill9_changes_no_absence_and_no_sequence(cluster, deployment, store: SqlStore) -> None:
     client, processes = cluster
     await put_action(client, "alert", ECHO)
     for name in ("heartbeat", "door", "badge"):

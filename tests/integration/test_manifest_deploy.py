@@ -19,6 +19,7 @@ from tests.plugins.hub import HubClient
 from tests.plugins.manifests import EXAMPLES, FIXTURES
 from tests.plugins.waiting import wait_records
 from triggerhub import errors
+from triggerhub.feeds.pg_slots import lsn_int
 from triggerhub.manifests.client import HttpWhiskClient
 from triggerhub.manifests.commands import deploy as deploy_command
 from triggerhub.manifests.deployer import Outcome, deploy_manifest, undeploy_manifest
@@ -407,7 +408,8 @@ async def test_db_logical_changes_example(hub: HubClient, client: HttpWhiskClien
             check_like_openwhisk(entity, await read_back(hub, entity))
         await connection.execute("INSERT INTO orders VALUES (1, 'apple', 3)")
         await connection.execute("UPDATE orders SET qty = 4 WHERE id = 1")
-        records = sorted(await wait_records(hub, "ledger/describe-change", 2), key=lambda r: r["start"])
+        # In commit order: the two actions run concurrently, so their start times need not be.
+        records = sorted(await wait_records(hub, "ledger/describe-change", 2), key=lambda r: lsn_int(r["response"]["result"]["lsn"]))
         results = [r["response"]["result"] for r in records]
         lsns = [result.pop("lsn") for result in results]
         assert results == [

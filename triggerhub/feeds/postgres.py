@@ -295,12 +295,16 @@ class PgSession(Generic[SourceT, PositionT]):
     position: PositionT
 
     async def close(self, *, lost: bool) -> None:
-        """Politely when healthy; a `lost` connection is terminated, since a polite close could hang
-        on it (what it held, a LISTEN or an advisory lock, goes with it)."""
-        if lost:
-            self.conn.terminate()
-        else:
-            await self.conn.close()
+        """Politely when healthy; a `lost` connection, or one left in the middle of a query by a
+        cancelled task, is terminated, since a polite close could hang on it or is refused (what it
+        held, a LISTEN or an advisory lock, goes with it)."""
+        if not lost:
+            try:
+                await self.conn.close()
+                return
+            except asyncpg.InternalClientError:  # a task cancelled mid-query: no polite close is left
+                pass
+        self.conn.terminate()
 
 
 _Session = PgSession[Subscription, Position]
