@@ -185,11 +185,12 @@ class Engine:
             raise NotFound(NOT_FOUND)
         inherited = bound_parameters(package, binding)
         merged = {**inherited, **params_to_dict(action.parameters)}
-        init_keys = {p.key for p in action.parameters if p.init}
-        parameters = tuple(Parameter(k, v, k in init_keys) for k, v in merged.items())
         if action.exec.kind == Kind.SEQUENCE:
-            parameters = ()
-        return Resolved(replace(action, parameters=parameters), f"{target.path}/{target.name}",
+            action = replace(action, parameters=()) if action.parameters else action
+        elif inherited or len(merged) != len(action.parameters):  # else the merge gives its own parameters back
+            init_keys = {p.key for p in action.parameters if p.init}
+            action = replace(action, parameters=tuple(Parameter(k, v, k in init_keys) for k, v in merged.items()))
+        return Resolved(action, f"{target.path}/{target.name}",
                         f"{binding.namespace}/{binding.name}" if binding else None, inherited)
 
     def _invocation(self, identity: Identity, resolved: Resolved, layers: list[dict[str, Any]], *,
