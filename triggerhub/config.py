@@ -273,7 +273,7 @@ _FOREIGN_ENV_KEYS: dict[str, tuple[str | None, str]] = {
 # the CLI's client side (client_settings), runtimes/base/build-rootfs.sh, scripts/services/dockerd.sh,
 # deploy/docker-compose.yml (whose instructions export TRIGGERHUB_PG_PASSWORD), and the proxies.
 _FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE", "DEBIAN_MIRROR", "DEB_CACHE", "DOCKERD_TIMEOUT_S", "PG_PASSWORD",
-                 "SOCKET", "CACERT", "INSECURE", "PROPS"}
+                 "SOCKET", "LIFELINE_FD", "CACERT", "INSECURE", "PROPS"}
 _FOREIGN_PREFIXES = ("TEST_",)
 
 

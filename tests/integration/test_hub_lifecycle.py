@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Starts the embedded hub on SQLite (the process runtime, no stem cells), runs one action, and
@@ -46,4 +53,116 @@ def test_an_embedded_hub_on_sqlite_never_loads_asyncpg(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report == {"result": {"n": 1}, "loaded": []}
+
+
+# Stands in for bwrap on PATH: a proxy's sandbox starts only once the hub that asked for it is
+# gone, as when a hub is killed between forking a runtime and bwrap arming --die-with-parent.
+LATE_BWRAP = """#!/bin/sh
+case "$*" in
+  *"/opt/triggerhub/proxy"*) while [ -d "/proc/$PPID" ]; do sleep 0.05; done ;;
+esac
+exec {bwrap} "$@"
+"""
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_runtimes_end_with_a_hub_killed_before_their_sandbox_could_arm(tmp_path: Path) -> None:
+    """kill -9 of `triggerhub up` while its stem cells start: the proxies that start after it died
+    find their lifeline closed and exit, instead of living on under init."""
+    wrapper_dir = Path(tempfile.mkdtemp(prefix="th-late-"))  # the sandbox user runs the wrapper
+    runtimes_root = Path(tempfile.mkdtemp(prefix="th-rt-"))
+    for folder in (wrapper_dir, runtimes_root):
+        folder.chmod(0o755)
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+    (wrapper_dir / "bwrap").write_text(LATE_BWRAP.format(bwrap=bwrap))
+    (wrapper_dir / "bwrap").chmod(0o755)
+    env = {**os.environ, "PATH": f"{wrapper_dir}:{os.environ['PATH']}", "TMPDIR": str(runtimes_root),
+           "TRIGGERHUB_PREWARM": "start", "TRIGGERHUB_PREWARM_COUNT": "1", "TRIGGERHUB_PROPS": str(tmp_path / "props")}
+    hub = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", "0", "--home", str(tmp_path / "home"),
+                            "--runtime", "process", "--sandbox", "bwrap", "--no-examples"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        # Both stem cells (python, nodejs) are waiting in the wrapper: the hub is inside pool.start().
+        assert _wait_until(lambda: len(_processes_naming(str(runtimes_root))) == 2, 60), "no stem cell started"
+        hub.kill()
+        hub.wait(timeout=10)
+        assert _wait_until(lambda: not _processes_naming(str(runtimes_root)), 30), (
+            f"runtimes outlived their hub: {_processes_naming(str(runtimes_root))}")
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait(timeout=10)
+        for pid in _processes_naming(str(runtimes_root)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(wrapper_dir, ignore_errors=True)
+        shutil.rmtree(runtimes_root, ignore_errors=True)
+
+
+LEAVING_TEST = """
+import subprocess
+
+
+def test_starts_a_process_and_leaves_it():
+    subprocess.Popen(["sleep", "300"], start_new_session=True)
+"""
+
+
+def _run_inner_session(tmp_path: Path, test_text: str) -> subprocess.CompletedProcess[str]:
+    """A pytest session in a child process with this suite's leftovers plugin and run folder."""
+    (tmp_path / "conftest.py").write_text("pytest_plugins = ['tests.plugins.leftovers']\n")
+    (tmp_path / "test_inner.py").write_text(test_text)
+    project = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(project), "TH_TEST_LEFTOVERS_GRACE_S": "1"}
+    env.pop("PYTEST_DEBUG_TEMPROOT", None)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio",
+                           str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_session_that_leaves_a_process_of_its_own_fails_naming_it_and_kills_it(tmp_path: Path) -> None:
+    run = _run_inner_session(tmp_path, LEAVING_TEST)
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    start = lines.index("the run left 1 processes of its own running 1 s after its last teardown (killed now); "
+                        "a hub did not reap its runtimes:")
+    pid, command = lines[start + 1].strip().split(": ", 1)
+    assert command == "sleep 300"
+    assert "1 passed" in run.stdout
+    assert _wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in _state(int(pid)), 5)
+
+
+def test_a_session_that_leaves_nothing_passes(tmp_path: Path) -> None:
+    run = _run_inner_session(tmp_path, LEAVING_TEST.replace("subprocess.Popen(", "subprocess.run("
+                                                            ).replace('"300"', '"0"'))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "the run left" not in run.stdout
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
