@@ -197,6 +197,8 @@ class HubConfig:
     events: EventLogConfig = field(default_factory=EventLogConfig)
     log: LogConfig = field(default_factory=LogConfig)
     deploy_examples: bool = True
+    # False: `up` and `controller` leave ~/.triggerhubprops alone (a benchmark's or a test's hub)
+    write_props: bool = True
     examples_webhook_token: str = field(default="", repr=False)  # WEBHOOK_TOKEN; empty: one is made per home
 
     @property
@@ -208,6 +210,7 @@ class HubConfig:
 _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HOME": (None, "home"),
     "DEPLOY_EXAMPLES": (None, "deploy_examples"),
+    "WRITE_PROPS": (None, "write_props"),
     "HOST": ("api", "host"),
     "PORT": ("api", "port"),
     "MAX_PAYLOAD_BYTES": ("api", "max_payload_bytes"),

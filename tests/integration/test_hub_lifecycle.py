@@ -15,6 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from tests.plugins.cli import HubProcess, free_port
+
 # Starts the embedded hub on SQLite (the process runtime, no stem cells), runs one action, and
 # prints which optional drivers its modules and its start loaded.
 EMBEDDED_START = textwrap.dedent("""
@@ -166,3 +170,21 @@ def _state(pid: int) -> str:
     except OSError:
         return "gone"
 
+
+@pytest.mark.parametrize(("args", "env"), [(["--no-props"], {}), ([], {"TRIGGERHUB_WRITE_PROPS": "false"})],
+                         ids=["flag", "environment"])
+def test_a_hub_started_not_to_record_itself_leaves_the_props_file_alone(tmp_path: Path, args: list[str],
+                                                                         env: dict[str, str]) -> None:
+    props = tmp_path / "triggerhubprops"
+    props.write_text("APIHOST=http://127.0.0.1:3233\nAUTH=user:key\n")  # the user's own hub's
+    hub = HubProcess(tmp_path / "home", free_port(), extra_args=args, extra_env={**env, "TRIGGERHUB_PROPS": str(props)})
+    hub.home.mkdir()
+    hub.start()
+    try:
+        log = tmp_path / f"hub-{hub.port}.log"
+        notice = (f"  not recorded in {props} (--no-props, TRIGGERHUB_WRITE_PROPS=false); to reach this hub:\n"
+                  f"  wsk property set --apihost {hub.apihost} --auth {hub.auth}\n")
+        assert _wait_until(lambda: notice in log.read_text(), 30), log.read_text()
+        assert props.read_text() == "APIHOST=http://127.0.0.1:3233\nAUTH=user:key\n"
+    finally:
+        hub.stop()

@@ -371,8 +371,10 @@ def _logging(*, verbose: bool) -> None:
 
 
 def _controller_ready(controller: Controller, config: HubConfig) -> str:
-    """The ready line; the CLI finds this controller from any folder, as after `triggerhub up`."""
-    write_props(controller.apihost, controller.guest_auth, home=config.home)
+    """The ready line; the CLI finds this controller from any folder, as after `triggerhub up`
+    (unless TRIGGERHUB_WRITE_PROPS=false)."""
+    if config.write_props:
+        write_props(controller.apihost, controller.guest_auth, home=config.home)
     return f"triggerhub controller listening on {controller.apihost}"
 
 
