@@ -74,7 +74,7 @@ def _processes_naming(text: str) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
                     found.append(int(entry.name))
             except OSError:
                 continue
@@ -124,12 +124,16 @@ def test_runtimes_end_with_a_hub_killed_before_their_sandbox_could_arm(tmp_path:
         shutil.rmtree(runtimes_root, ignore_errors=True)
 
 
+# A process named like the hub's (its command line holds "triggerhub"); an unrelated one beside it,
+# such as a service a test restarted, is left alone.
 LEAVING_TEST = """
 import subprocess
+import sys
 
 
 def test_starts_a_process_and_leaves_it():
-    subprocess.Popen(["sleep", "300"], start_new_session=True)
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)  # triggerhub"], start_new_session=True)
+    subprocess.Popen(["sleep", "299"], start_new_session=True)
 """
 
 
@@ -152,14 +156,17 @@ def test_a_session_that_leaves_a_process_of_its_own_fails_naming_it_and_kills_it
     start = lines.index("the run left 1 processes of its own running 1 s after its last teardown (killed now); "
                         "a hub did not reap its runtimes:")
     pid, command = lines[start + 1].strip().split(": ", 1)
-    assert command == "sleep 300"
+    assert command == f"{sys.executable} -c import time; time.sleep(300)  # triggerhub"
     assert "1 passed" in run.stdout
-    assert _wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in _state(int(pid)), 5)
+    assert _wait_until(lambda: _state(int(pid)) in ("gone", "Z"), 5)
+    unrelated = [int(p) for p in _processes_naming("sleep 299")]
+    assert len(unrelated) == 1  # not this run's to judge
+    os.kill(unrelated[0], signal.SIGKILL)
 
 
 def test_a_session_that_leaves_nothing_passes(tmp_path: Path) -> None:
-    run = _run_inner_session(tmp_path, LEAVING_TEST.replace("subprocess.Popen(", "subprocess.run("
-                                                            ).replace('"300"', '"0"'))
+    run = _run_inner_session(tmp_path, LEAVING_TEST.replace("subprocess.Popen(", "subprocess.run(").replace(
+        "sleep(300)", "sleep(0)").replace('"299"', '"0"'))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "the run left" not in run.stdout
 

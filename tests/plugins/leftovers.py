@@ -3,8 +3,10 @@
 At configure time, before any test, TMPDIR (and `tempfile.tempdir`) points at a folder of this run
 alone. Every hub a test starts, here or as a child process, keeps its runtimes' folders under it,
 and child processes inherit the variable: a process whose command line or working folder names
-that folder (a sandboxed runtime: bwrap, its proxy) or whose environment has TMPDIR set to it (a
-hub, an invoker) belongs to this run, even after it was orphaned to init. Once every fixture is
+that folder (a sandboxed runtime: bwrap, its proxy), or a triggerhub process whose environment has
+TMPDIR set to it (a hub, an invoker), belongs to this run, even after it was orphaned to init. A
+service a test restarted through scripts/services (the Kafka broker in CI) inherits TMPDIR too and
+is meant to outlive the run: only triggerhub's own processes are looked at. Once every fixture is
 torn down, such processes get a short grace (a teardown's kill is delivered asynchronously), then
 the survivors are named, killed, and the run fails.
 """
@@ -54,7 +56,7 @@ def leftovers(run_tmp: str) -> dict[int, str]:
                 continue
             cwd = os.readlink(entry / "cwd")
             ours = (run_tmp.encode() in cmdline or cwd.startswith(run_tmp)
-                    or marker in (entry / "environ").read_bytes())
+                    or (b"triggerhub" in cmdline and marker in (entry / "environ").read_bytes()))
         except OSError:  # gone meanwhile, or not ours to read
             continue
         if ours:
