@@ -289,34 +289,17 @@ class ProcessRuntimeFactory:
         socket_dir = os.path.join(workdir, SOCKET_DIR)
         os.mkdir(socket_dir, 0o700)
         socket_path = os.path.join(socket_dir, SOCKET_NAME)
-        cgroup: Cgroup | None = None
         # The proxy inherits the read end; the write end stays in this process alone (close-on-exec)
         # until destroy(), so the proxy reads end-of-file as soon as the hub is gone, however it ended.
         lifeline_read, lifeline_write = os.pipe()
         try:
-            try:
-                if self._sandbox is None:
-                    command = [self._interpreters[family], str(self._proxies[family])]
-                    env, cwd = self._env(workdir, socket_path, lifeline_read), workdir
-                    transport, protocol = await self._spawn(command, env, cwd, (lifeline_read,))
-                else:
-                    cgroup, sandboxed = self._sandboxed(self._sandbox, spec, family, workdir, socket_dir)
-                    with open(self._proxies[family], "rb") as proxy:
-                        env = self._env("/tmp", f"{SOCKET_MOUNT}/{SOCKET_NAME}", lifeline_read)
-                        env["PATH"] = SANDBOX_PATH
-                        transport, protocol = await self._spawn(sandboxed(proxy.fileno()), env, "/",
-                                                                (proxy.fileno(), lifeline_read))
-            finally:
-                os.close(lifeline_read)
-        except BaseException as exc:  # OSError, or cancelled: a proxy already forked is killed by asyncio
+            transport, protocol, cgroup = await self._start(spec, family, workdir, socket_dir, lifeline_read)
+        except BaseException:
             os.close(lifeline_write)
             shutil.rmtree(workdir, ignore_errors=True)
-            if cgroup is not None:
-                await cgroup.remove()
-            if isinstance(exc, OSError):
-                raise ActionRuntimeError(f"cannot start the {spec.kind} proxy: {exc}; "
-                                         f"is {self._interpreters[family]!r} installed and on PATH?") from exc
             raise
+        finally:
+            os.close(lifeline_read)
         Path(workdir, "pid").write_text(str(transport.get_pid()))
         client = ProxyClient(socket_path=socket_path)
         runtime = ProcessRuntime(spec, transport, protocol, client, workdir, self._log_grace_ms, cgroup,
@@ -335,6 +318,31 @@ class ProcessRuntimeFactory:
             self._sandbox.close_socket_folder(socket_dir)
         logger.debug("process runtime %s (%s) started", runtime.pid, spec.kind)
         return runtime
+
+    async def _start(self, spec: RuntimeSpec, family: str, workdir: str, socket_dir: str,
+                     lifeline_fd: int) -> tuple[asyncio.SubprocessTransport, _ProxyProtocol, Cgroup | None]:
+        """The proxy process, in its sandbox and cgroup if there is one, holding `lifeline_fd`."""
+        cgroup: Cgroup | None = None
+        try:
+            if self._sandbox is None:
+                command = [self._interpreters[family], str(self._proxies[family])]
+                env = self._env(workdir, os.path.join(socket_dir, SOCKET_NAME), lifeline_fd)
+                transport, protocol = await self._spawn(command, env, workdir, (lifeline_fd,))
+            else:
+                cgroup, sandboxed = self._sandboxed(self._sandbox, spec, family, workdir, socket_dir)
+                with open(self._proxies[family], "rb") as proxy:
+                    env = self._env("/tmp", f"{SOCKET_MOUNT}/{SOCKET_NAME}", lifeline_fd)
+                    env["PATH"] = SANDBOX_PATH
+                    transport, protocol = await self._spawn(sandboxed(proxy.fileno()), env, "/",
+                                                            (proxy.fileno(), lifeline_fd))
+        except BaseException as exc:  # OSError, or cancelled: a proxy already forked was killed by asyncio
+            if cgroup is not None:
+                await cgroup.remove()
+            if isinstance(exc, OSError):
+                raise ActionRuntimeError(f"cannot start the {spec.kind} proxy: {exc}; "
+                                         f"is {self._interpreters[family]!r} installed and on PATH?") from exc
+            raise
+        return transport, protocol, cgroup
 
     def _sandboxed(self, sandbox: Sandbox, spec: RuntimeSpec, family: str, workdir: str,
                    socket_dir: str) -> tuple[Cgroup | None, Callable[[int], list[str]]]:
