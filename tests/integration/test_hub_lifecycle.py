@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -195,3 +196,41 @@ def test_a_hub_started_not_to_record_itself_leaves_the_props_file_alone(tmp_path
         assert props.read_text() == "APIHOST=http://127.0.0.1:3233\nAUTH=user:key\n"
     finally:
         hub.stop()
+
+
+@pytest.mark.parametrize("ending", ["sigterm", "port-taken"])
+def test_a_hub_that_stops_or_fails_to_start_removes_its_stem_cells_itself(tmp_path: Path, ending: str) -> None:
+    """Not left to bwrap's --die-with-parent or the next start's sweep: no runtime process and no
+    runtime folder remains once `triggerhub up` has exited."""
+    runtimes_root = Path(tempfile.mkdtemp(prefix="th-rt-"))
+    runtimes_root.chmod(0o711)
+    env = {**os.environ, "TMPDIR": str(runtimes_root), "TRIGGERHUB_PREWARM": "start", "TRIGGERHUB_PREWARM_COUNT": "1",
+           "TRIGGERHUB_PROPS": str(tmp_path / "props")}
+    log = tmp_path / "hub.log"
+    with socket.socket() as taken, log.open("w") as log_file:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1] if ending == "port-taken" else free_port()
+        hub = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home",
+                                str(tmp_path / "home"), "--runtime", "process", "--no-examples"],
+                               env=env, stdout=subprocess.PIPE, stderr=log_file, text=True, start_new_session=True)
+        try:
+            if ending == "sigterm":
+                assert hub.stdout is not None
+                assert hub.stdout.readline().startswith(f"triggerhub listening on http://127.0.0.1:{port} ")
+                assert len(list(runtimes_root.glob("triggerhub-proc-*"))) == 2  # python's and nodejs' stem cells
+                hub.terminate()
+            hub.communicate(timeout=60)
+        finally:
+            if hub.poll() is None:
+                hub.kill()
+                hub.wait(timeout=10)
+    try:
+        assert hub.returncode == (0 if ending == "sigterm" else 1), log.read_text()
+        assert list(runtimes_root.iterdir()) == []
+        assert _processes_naming(str(runtimes_root)) == []
+    finally:
+        for pid in _processes_naming(str(runtimes_root)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(runtimes_root, ignore_errors=True)
