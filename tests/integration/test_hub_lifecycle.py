@@ -71,11 +71,14 @@ exec {bwrap} "$@"
 
 
 def _processes_naming(text: str) -> list[int]:
+    """Processes whose command line holds `text`, or whose working folder starts with it (an
+    unsandboxed proxy runs in its runtime's folder)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                if (text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                        or os.readlink(entry / "cwd").startswith(text)):
                     found.append(int(entry.name))
             except OSError:
                 continue
@@ -122,6 +125,34 @@ def test_runtimes_end_with_a_hub_killed_before_their_sandbox_could_arm(tmp_path:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(wrapper_dir, ignore_errors=True)
+        shutil.rmtree(runtimes_root, ignore_errors=True)
+
+
+
+def test_unsandboxed_runtimes_end_with_a_hub_killed_with_sigkill(tmp_path: Path) -> None:
+    """Without bwrap there is no --die-with-parent: the lifeline alone ends the proxies."""
+    runtimes_root = Path(tempfile.mkdtemp(prefix="th-rt-"))
+    env = {**os.environ, "TMPDIR": str(runtimes_root), "TRIGGERHUB_PREWARM": "start", "TRIGGERHUB_PREWARM_COUNT": "1",
+           "TRIGGERHUB_PROPS": str(tmp_path / "props")}
+    hub = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", "0", "--home", str(tmp_path / "home"),
+                            "--runtime", "process", "--sandbox", "none", "--allow-unsandboxed-root", "--no-examples"],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        assert hub.stdout is not None
+        assert hub.stdout.readline().startswith("triggerhub listening on ")  # after the stem cells answered
+        assert len(_processes_naming(str(runtimes_root))) == 2
+        hub.kill()
+        hub.wait(timeout=10)
+        assert _wait_until(lambda: not _processes_naming(str(runtimes_root)), 30), (
+            f"runtimes outlived their hub: {_processes_naming(str(runtimes_root))}")
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait(timeout=10)
+        hub.stdout.close()  # type: ignore[union-attr]
+        for pid in _processes_naming(str(runtimes_root)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(runtimes_root, ignore_errors=True)
 
 
