@@ -80,6 +80,8 @@ def main() -> None:
                         help="py-spy the embedded hub during each scenario that drives it, and every process "
                              "of the distributed scenario (raw stacks in profiles/)")
     args = parser.parse_args()
+    # Every hub a benchmark starts is a throwaway: none may take over the user's ~/.triggerhubprops.
+    os.environ.setdefault("TRIGGERHUB_WRITE_PROPS", "false")
     if args.list:
         print("\n".join(SCENARIOS))
         return
