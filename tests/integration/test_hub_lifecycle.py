@@ -156,15 +156,15 @@ def test_unsandboxed_runtimes_end_with_a_hub_killed_with_sigkill(tmp_path: Path)
         shutil.rmtree(runtimes_root, ignore_errors=True)
 
 
-# A process named like the hub's (its command line holds "triggerhub"); an unrelated one beside it,
-# such as a service a test restarted, is left alone.
+# A process with a hub's arguments (`triggerhub.cli`); an unrelated one beside it, such as a service a
+# test restarted, is left alone.
 LEAVING_TEST = """
 import subprocess
 import sys
 
 
 def test_starts_a_process_and_leaves_it():
-    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)  # triggerhub"], start_new_session=True)
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "triggerhub.cli"], start_new_session=True)
     subprocess.Popen(["sleep", "299"], start_new_session=True)
 """
 
@@ -188,7 +188,7 @@ def test_a_session_that_leaves_a_process_of_its_own_fails_naming_it_and_kills_it
     start = lines.index("the run left 1 processes of its own running 1 s after its last teardown (killed now); "
                         "a hub did not reap its runtimes:")
     pid, command = lines[start + 1].strip().split(": ", 1)
-    assert command == f"{sys.executable} -c import time; time.sleep(300)  # triggerhub"
+    assert command == f"{sys.executable} -c import time; time.sleep(300) triggerhub.cli"
     assert "1 passed" in run.stdout
     assert _wait_until(lambda: _state(int(pid)) in ("gone", "Z"), 5)
     unrelated = [int(p) for p in _processes_naming("sleep 299")]

@@ -56,12 +56,19 @@ def leftovers(run_tmp: str) -> dict[int, str]:
                 continue
             cwd = os.readlink(entry / "cwd")
             ours = (run_tmp.encode() in cmdline or cwd.startswith(run_tmp)
-                    or (b"triggerhub" in cmdline and marker in (entry / "environ").read_bytes()))
+                    or (_is_triggerhub(cmdline.split(b"\0")) and marker in (entry / "environ").read_bytes()))
         except OSError:  # gone meanwhile, or not ours to read
             continue
         if ours:
             found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
     return found
+
+
+def _is_triggerhub(argv: list[bytes]) -> bool:
+    """`python -m triggerhub.cli ...` (or .cli.distributed), or the `triggerhub` console script;
+    not merely a process whose arguments pass through a folder named triggerhub."""
+    return (any(arg.startswith(b"triggerhub.cli") for arg in argv)
+            or any(os.path.basename(arg) == b"triggerhub" for arg in argv[:2]))
 
 
 @pytest.hookimpl(trylast=True)  # after the runner's own, which tears the session's fixtures down
