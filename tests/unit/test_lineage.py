@@ -92,19 +92,3 @@ def test_the_document_links_decisions_activations_components_and_retries() -> No
     assert by_id[second]["parentSpanId"] == activation_span_id(seq) == by_id[seq]["spanId"]
     assert by_id[retry]["role"] == "retry" and by_id[retry]["attempt"] == 2
     assert {a["traceparent"].split("-")[1] for a in document["activations"]} == {TRACE}
-
-
-def test_a_stamped_event_keeps_every_other_field() -> None:
-    """stamped() builds the event field by field (not dataclasses.replace, for speed): a field added
-    to TriggerEvent must be copied there too, and this test names the ones it copies."""
-    assert [field.name for field in dataclasses.fields(TriggerEvent)] == [
-        "id", "source", "type", "trigger", "data", "subject", "time_ms", "datacontenttype", "traceparent", "origin",
-        "decisions"], "a new TriggerEvent field: copy it in lineage.stamped and name it here"
-    sent = TriggerEvent("evt-2", "webhook://x", "triggerhub.feed.webhook.delivery", FullyQualifiedName("guest", "t"),
-                        {"n": 2}, subject="alice", time_ms=2_000, datacontenttype="text/plain", traceparent=SENT,
-                        origin={"deliveryId": "d-1"})
-    context = lineage.event_context(sent)
-    decisions = ({"rule": "guest/r", "action": "/guest/a", "decision": "matched"},)
-    stamped = lineage.stamped(sent, context, decisions)
-    assert stamped == dataclasses.replace(sent, traceparent=context.traceparent, decisions=decisions,
-                                          origin={"deliveryId": "d-1", "traceparent": SENT})

@@ -408,7 +408,7 @@ class Engine:
         elif metrics.enabled():
             metrics.event_fired(feed, trigger_name, _verdicts(routing, invocations))
         if accepted and context is not None:
-            otel.event_accepted(event)
+            otel.event_accepted(event, now_ms())
         if accepted:
             log.debug("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))
@@ -474,9 +474,9 @@ def _verdicts(routing: rules.Routing, invocations: list[Invocation]) -> Iterator
     taken = {invocation.activation_id for invocation in invocations}
     for found in routing.matched:
         verdict = lineage.Decision.MATCHED if found.activation_id in taken else lineage.Decision.REFUSED
-        yield found.rule, lineage.Decision.SHADOW if found.shadow and found.error is None else verdict
+        yield found.rule, (lineage.Decision.SHADOW if found.shadow and found.error is None else verdict).value
     for key in routing.filtered:
-        yield key, lineage.Decision.FILTERED  # a StrEnum: the label value is its value
+        yield key, lineage.Decision.FILTERED.value
 
 
 def _refusal(found: rules.Match, trigger: Trigger, namespace: str, *, blocked: bool) -> str | None:

@@ -9,23 +9,12 @@ Label cardinality is bounded: no activation or event ids; trigger and rule names
 first `max_names` distinct names of each (TRIGGERHUB_METRICS_MAX_NAMES, default 500) and every
 later name is counted under `other`; feed labels are feed kinds (`api`, `mqtt`, `webhook`, ...).
 `configure(enabled=False)` (TRIGGERHUB_METRICS=false) turns every hook into a no-op.
-
-The hooks do not move the prometheus_client metrics themselves: they queue each update (a
-counter's bound `inc`, a histogram's bound `observe` and its value), and `flush` applies the queue
-when the registry is collected (every scrape, `generate_latest`, `get_sample_value`) or when a
-hook finds FLUSH_AT updates of a kind waiting; so a scrape sees every update made before it. A
-prometheus_client increment is five calls (two checks, a locked add) and an observation seven;
-a fire moved five counters and five histograms that way, 60 of the 140 calls a fire made more
-with metrics and lineage on (cProfile, 2026-12-05). Queued, an update is one append, and a
-flush applies each counter's increments as one `inc(n)`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter as Tally
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -39,42 +28,7 @@ OTHER = "other"
 API_FEED = "api"
 FEED_TYPE_PREFIX = "triggerhub.feed."
 
-FLUSH_AT = 1024  # queued updates of one kind that the hook queueing the last of them applies
-
-# The hooks' updates, queued: counter increments (each by 1) and histogram observations. Any
-# thread may queue (a deque's append is atomic); `flush` applies them, one flush at a time.
-_COUNTS: deque[Callable[[float], None]] = deque()
-_OBSERVED: deque[tuple[Callable[[float], None], float]] = deque()
-_FLUSHING = threading.Lock()
-
-
-def flush() -> None:
-    """Apply the queued updates now; every collection of REGISTRY (a scrape) does it first.
-    The increments of one counter are applied as one `inc(n)`."""
-    with _FLUSHING:  # the only popper, so the `len` updates taken are all there
-        take = _COUNTS.popleft
-        for inc, times in Tally(take() for _ in range(len(_COUNTS))).items():
-            inc(times)
-        take_observed = _OBSERVED.popleft
-        for _ in range(len(_OBSERVED)):
-            observe, value = take_observed()
-            observe(value)
-
-
-class _Updates(Collector):
-    """Applies the queued updates when the registry is collected. Registered before every metric
-    they move, so a collection applies them before it reads any."""
-
-    def collect(self) -> Iterator[Metric]:
-        flush()
-        return iter(())
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
-
-
 REGISTRY = CollectorRegistry(auto_describe=True)
-REGISTRY.register(_Updates())
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
@@ -123,29 +77,23 @@ FEED_WAITS = Counter("triggerhub_feed_admission_waits_total",
 
 
 class _Children:
-    """A metric's children's update methods (`inc` or `observe`) by label values, kept: `labels()`
-    validates and locks on every call, which the hot path cannot afford. Bounded because every
-    label is (see the module docstring)."""
+    """A metric's children by label values, kept: `labels()` validates and locks on every call,
+    which the hot path cannot afford. Bounded because every label is (see the module docstring)."""
 
-    def __init__(self, metric: Any, method: str) -> None:
+    def __init__(self, metric: Any) -> None:
         self._metric = metric
-        self._method = method
-        self._children: dict[tuple[str, ...], Callable[[float], None]] = {}
+        self._children: dict[tuple[str, ...], Any] = {}
 
-    def __call__(self, *values: str) -> Callable[[float], None]:
-        update = self._children.get(values)
-        if update is None:
-            update = self._children[values] = getattr(self._metric.labels(*values), self._method)
-        return update
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
-_RECEIVED, _FIRED = _Children(EVENTS_RECEIVED, "inc"), _Children(EVENTS_FIRED, "inc")
-_REJECTED, _DECISIONS = _Children(EVENTS_REJECTED, "inc"), _Children(RULE_DECISIONS, "inc")
-_ACTIVATIONS, _THROTTLED = _Children(ACTIVATIONS, "inc"), _Children(THROTTLED, "inc")
-_WAITS, _STORE = _Children(FEED_WAITS, "inc"), _Children(STORE_OPERATION, "observe")
-_DURATION, _TO_START, _TO_RECORD = ACTIVATION_DURATION.observe, EVENT_TO_START.observe, EVENT_TO_RECORD.observe
-_CLAIMS, _COLD = {"warm": WARM_HITS.inc, "prewarm": PREWARM_HITS.inc}, COLD_STARTS.inc
-_count, _observe = _COUNTS.append, _OBSERVED.append
+_RECEIVED, _FIRED, _REJECTED = _Children(EVENTS_RECEIVED), _Children(EVENTS_FIRED), _Children(EVENTS_REJECTED)
+_DECISIONS, _ACTIVATIONS = _Children(RULE_DECISIONS), _Children(ACTIVATIONS)
+_THROTTLED, _WAITS, _STORE = _Children(THROTTLED), _Children(FEED_WAITS), _Children(STORE_OPERATION)
 
 
 class NameCap:
@@ -196,65 +144,53 @@ def feed_of(event_type: str, *, api_type: str) -> str:
 # ---------------------------------------------------------------------------- hooks
 
 
-def _flush_when_full() -> None:
-    if len(_COUNTS) >= FLUSH_AT or len(_OBSERVED) >= FLUSH_AT:
-        flush()
-
-
 def event_received(feed: str, trigger: str) -> None:
     if _State.enabled:
-        _count(_RECEIVED(feed, _State.triggers(trigger)))
-        if len(_COUNTS) >= FLUSH_AT:
-            flush()
+        _RECEIVED(feed, _State.triggers(trigger)).inc()
 
 
 def event_fired(feed: str, trigger: str, decisions: Iterator[tuple[str, str]]) -> None:
     """An accepted event and its rule decisions ((rule, decision) pairs)."""
     if _State.enabled:
-        _count(_FIRED(feed, _State.triggers(trigger)))
+        _FIRED(feed, _State.triggers(trigger)).inc()
         for rule, decision in decisions:
-            _count(_DECISIONS(_State.rules(rule), decision))
-        if len(_COUNTS) >= FLUSH_AT:
-            flush()
+            _DECISIONS(_State.rules(rule), decision).inc()
 
 
 def event_rejected(feed: str, trigger: str, reason: str) -> None:
     if _State.enabled:
-        _count(_REJECTED(feed, _State.triggers(trigger), reason))
-        _flush_when_full()
+        _REJECTED(feed, _State.triggers(trigger), reason).inc()
 
 
 def activation_stored(outcome: str, *, start_ms: int, end_ms: int, received_ms: int | None, stored_ms: int) -> None:
     """A record this process stored; `received_ms` is its trigger event's receipt (None if none)."""
     if not _State.enabled:
         return
-    _count(_ACTIVATIONS(outcome))
+    _ACTIVATIONS(outcome).inc()
     if end_ms >= start_ms > 0:
-        _observe((_DURATION, (end_ms - start_ms) / 1000))
+        ACTIVATION_DURATION.observe((end_ms - start_ms) / 1000)
     if received_ms:
-        _observe((_TO_START, (start_ms - received_ms) / 1000 if start_ms > received_ms else 0.0))
-        _observe((_TO_RECORD, (stored_ms - received_ms) / 1000 if stored_ms > received_ms else 0.0))
-    _flush_when_full()
+        EVENT_TO_START.observe(max(0, start_ms - received_ms) / 1000)
+        EVENT_TO_RECORD.observe(max(0, stored_ms - received_ms) / 1000)
+
+
+_CLAIMS = {"warm": WARM_HITS, "prewarm": PREWARM_HITS}
 
 
 def runtime_claimed(how: str) -> None:
     """`how` is warm, prewarm or cold."""
     if _State.enabled:
-        _count(_CLAIMS.get(how, _COLD))
-        if len(_COUNTS) >= FLUSH_AT:
-            flush()
+        _CLAIMS.get(how, COLD_STARTS).inc()
 
 
 def throttled(limit: str) -> None:
     if _State.enabled:
-        _count(_THROTTLED(limit))
-        _flush_when_full()
+        _THROTTLED(limit).inc()
 
 
 def feed_waited(limit: str) -> None:
     if _State.enabled:
-        _count(_WAITS(limit))
-        _flush_when_full()
+        _WAITS(limit).inc()
 
 
 T = TypeVar("T")
@@ -271,7 +207,7 @@ def timed_methods(*names: str) -> Callable[[C], C]:
 
 
 def _timed(method: Callable[..., Awaitable[T]], name: str) -> Callable[..., Awaitable[T]]:
-    observe = _STORE(name)
+    observe = _STORE(name).observe
 
     async def timed(*args: Any, **kwargs: Any) -> T:
         if not _State.enabled:
@@ -280,9 +216,7 @@ def _timed(method: Callable[..., Awaitable[T]], name: str) -> Callable[..., Awai
         try:
             return await method(*args, **kwargs)
         finally:
-            _observe((observe, time.perf_counter() - start_s))
-            if len(_OBSERVED) >= FLUSH_AT:
-                flush()
+            observe(time.perf_counter() - start_s)
 
     timed.__name__ = method.__name__
     timed.__qualname__ = getattr(method, "__qualname__", name)

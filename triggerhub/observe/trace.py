@@ -49,7 +49,7 @@ def parse(value: object) -> TraceContext | None:
 
 def _digest(text: str, digits: int) -> str:
     value = hashlib.sha256(text.encode()).hexdigest()[:digits]
-    return value if value != "0" * digits else "1".rjust(digits, "0")
+    return value if value.strip("0") else "1".rjust(digits, "0")
 
 
 def derived_trace(event_id: str) -> TraceContext:
