@@ -12,10 +12,11 @@ nanoseconds (/proc/PID/task/*/schedstat), which a busy machine inflates far less
 Costs are the median over rounds of each round's on/off ratio (paired, so drift cancels). Prints
 each round, the load averages before and after, then the costs; the issue's target is under 5%.
 `--paired` measures every hub at the same time instead (each round fires at all of them at once),
-so each sees the same machine at every moment: on a shared, loaded machine (load 10-27 on 2
-cores) the control hub's median then stays within 1% of "off" where measuring one hub at a time
-left it anywhere from -15% to +4%; the hubs compete for the cores alike, so rates and latencies
-are lower than measured alone, but the ratios are what is compared. `--restarts N` starts fresh hub processes N times over the rounds: on a busy machine one process
+so each sees the same machine at every moment. On 2026-12-05 (2 cores, load 10-27) the control
+hub's median hub CPU per fire stayed within 5% of "off" in eight paired runs (within 0.5% in four),
+where one run one hub at a time put it at -15%. The hubs compete for the cores alike, so rates and
+latencies are lower than measured alone (invoke p50 is then mostly queueing): read the CPU ratios.
+`--restarts N` starts fresh hub processes N times over the rounds: on a busy machine one process
 keeps a speed of its own (a second "off" hub differed from the first by 5-20% for a whole run),
 which only new processes average out. `--baseline DIR` adds a "before-off" and a "before-on" hub importing triggerhub from DIR (another
 checkout, e.g. `git archive main | tar -x -C DIR`): before and after measured in the same rounds.
