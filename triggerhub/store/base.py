@@ -250,6 +250,10 @@ class Store(Protocol):
     async def prepare_retry(self, invocation: Invocation) -> bool:
         """Make a claimed retry pending (once); False when its attempt already has a record."""
 
+    async def delete_pending(self, activation_id: str) -> bool:
+        """Drop the pending row of an activation that has its record (left by a race with
+        `prepare_retry`); False when there was none."""
+
     async def delete_retry(self, activation_id: str, *, owner: str) -> bool:
         """Drop a retry once its attempt was handed over (only while `owner` holds its lease)."""
 
