@@ -152,9 +152,10 @@ async def test_worker_batch_is_handled_again_when_a_queued_invocation_is_not_con
 
 
 async def test_a_copy_of_a_recorded_invocation_drops_a_pending_row_left_beside_its_record(store) -> None:
-    """A retry re-claimed after its claimer died is made pending again when its attempt's record
-    commits between prepare_retry's reads: the copy it publishes finds the record, runs nothing,
-    and drops that row, so no pending row waits forever."""
+    """A retry started a second time (kept again by a second settle of the attempt before it, which
+    two invokers ran at once across a rebalance, or re-claimed after its claimer died) can be made
+    pending again as its attempt's record commits: the copy then published finds the record, runs
+    nothing, and drops that row, so no pending row waits forever."""
     item = invocation("f" * 32)
     await store.accept(Acceptance(invocations=[item]))
     assert await store.complete(record_of(item, {"run": 1}))
