@@ -2,7 +2,8 @@
 
 One embedded hub (the harness's process-runtime hub), four triggers fired through the REST API,
 each with a rule to the nodejs noop, measured in interleaved rounds (plain, retry, absence, all,
-then retry, absence, all, plain, ...), so that each ratio divides by the plain path measured in the same minutes:
+then retry, absence, all, plain, ...), so that each ratio divides by the plain path measured in
+the same minutes:
 
   plain     the rule alone (what fires.one measures): the floor of this scenario
   retry     the rule with `retry` and `deadLetter` set; the action succeeds, so the policy never
@@ -16,10 +17,11 @@ then retry, absence, all, plain, ...), so that each ratio divides by the plain p
             for the other's under its memory cap: cold starts, not correlation), so the rate
             counts the derived events' acceptance and run too
 
-Per case and round, once the hub's CPU is quiet: wrk with 1 connection (p50/p99 of the 202, drained), then 16 connections
-timed from the first fire until every action record is stored, with the hub process's CPU time
-(user + system, its threads, not the runtimes') per event over that run. Each case's figures are
-the medians over the rounds; the ratios are the medians' ratios to plain's.
+Per case and round, once the hub's CPU is quiet: wrk with 1 connection (p50/p99 of the 202,
+drained), then 16 connections timed from the first fire until every action record is stored,
+with the hub process's CPU time (user + system, its threads, not the runtimes') per event over
+that run. Each case's figures are the medians over the rounds; the ratios are the medians'
+ratios to plain's.
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: To
             invoker: Invoker | None = None, cache_ttl_s: float | None = 0.0, revalidated: bool = False,
             waiter: CompletionWaiter | None = None, reply_to: str | None = None,
             builtin: BuiltinHandler | None = None, dispatcher: KafkaDispatcher | None = None,
-            derive_loop: bool = False, derive_idle_s: float = IDLE_S, derive_notices: DeriveNotices | None = None) -> Engine:
+            derive_loop: bool = False, derive_idle_s: float = IDLE_S,
+            derive_notices: DeriveNotices | None = None) -> Engine:
     """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
     the derived triggers' loop with `derive_loop` (workers). `revalidated`: its entity cache is
     dropped by `entities.revalidate()` when any process wrote an entity (cache_ttl_s=None then
