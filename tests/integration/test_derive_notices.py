@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -27,10 +28,12 @@ from triggerhub.store.sql import SqlStore
 GUEST = Identity("guest", "guest", "", "", {})
 START_S = 1_800_000_000.0
 FOR_S = 5
+RECONNECT_S = 8.0  # real seconds before the notices reconnect, in the test of their loss
 
 
 @contextlib.asynccontextmanager
-async def engine_on(url: str, clock: TestClock, home: str, *, loop: bool) -> AsyncIterator[Engine]:
+async def engine_on(url: str, clock: TestClock, home: str, *, loop: bool,
+                    reconnect_s: float = 0.5) -> AsyncIterator[Engine]:
     """A worker (`loop`: the derive loop, with notices) or another process that only accepts events."""
     config = load_config(env={"TRIGGERHUB_HOME": home, "TRIGGERHUB_DEPLOY_EXAMPLES": "false"})
     store = SqlStore(url)
@@ -40,7 +43,7 @@ async def engine_on(url: str, clock: TestClock, home: str, *, loop: bool) -> Asy
                             cache_ttl_s=0.0)
         async with Engine(config=config, store=store, invoker=NoLocalRuns(), entities=entities,
                           dispatcher=LocalDispatcher(store), clock=clock, derive_loop=loop,
-                          derive_idle_s=SHARED_IDLE_S, derive_notices=PgDeriveNotices(url) if loop else None) as engine:
+                          derive_idle_s=SHARED_IDLE_S, derive_notices=PgDeriveNotices(url, reconnect_min_s=reconnect_s) if loop else None) as engine:
             yield engine
     finally:
         await store.close()
@@ -139,7 +142,7 @@ async def test_an_idle_worker_looks_once_per_idle_s_and_other_processes_changes_
 
 async def test_lost_notices_mean_the_short_look_until_they_return_and_nothing_is_missed(fresh_pg_url, tmp_path):
     clock = TestClock(now_s=START_S)
-    async with engine_on(fresh_pg_url, clock, str(tmp_path), loop=True) as worker, \
+    async with engine_on(fresh_pg_url, clock, str(tmp_path), loop=True, reconnect_s=RECONNECT_S) as worker, \
             engine_on(fresh_pg_url, clock, str(tmp_path), loop=False) as controller:
         await declare(worker)
         await until(lambda: worker.deriver.statistics().notices_live, "notices live")
@@ -153,8 +156,18 @@ async def test_lost_notices_mean_the_short_look_until_they_return_and_nothing_is
             await admin.close()
         assert killed == 1
         await until(lambda: not worker.deriver.statistics().notices_live, "notices lost")
-        # A pair accepted while nobody listens: its notice is gone, the reconnect's look finds it.
+        lost_s = time.monotonic()
+        # Unheard, the loop looks every SHARED_IDLE_S (2 s) until the reconnect (RECONNECT_S of
+        # real time on); a pair accepted meanwhile sends its notice to nobody.
+        before = await settled_rounds(worker)
+        for _ in range(10):  # a second at a time, each look finished before the next step
+            await clock.advance(1)
+            await settled_rounds(worker)
+        assert time.monotonic() - lost_s < RECONNECT_S and not worker.deriver.statistics().notices_live
+        assert (await settled_rounds(worker)) - before >= 10 // SHARED_IDLE_S - 1
         await fire(controller, clock, "door", "door-1", "dev-1")
         await fire(controller, clock, "badge", "badge-1", "dev-1")
-        await until(lambda: worker.deriver.statistics().notices_live, "notices back")
-        await derived(worker, "both", 1)
+        await settled_rounds(worker)
+        assert await worker.store.count_events("/guest/both") == 0  # the clock stands: no look yet
+        await until(lambda: worker.deriver.statistics().notices_live, "notices back", timeout_s=RECONNECT_S + 10)
+        await derived(worker, "both", 1)  # the look on reconnecting finds it

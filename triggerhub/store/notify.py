@@ -36,8 +36,9 @@ RECONNECT_MAX_S = 15.0
 class PgDeriveNotices:
     """`DeriveNotices` on `postgresql+asyncpg://...` (the store's URL)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, reconnect_min_s: float = RECONNECT_MIN_S) -> None:
         parsed = make_url(url)
+        self._reconnect_min_s = reconnect_min_s
         self._dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
         self._where = f"{parsed.host}:{parsed.port or 5432}/{parsed.database}"  # no credentials in logs
 
@@ -54,7 +55,7 @@ class PgDeriveNotices:
                 listening.cancel()
 
     async def _listen(self, listener: DeriveNoticeListener) -> None:
-        delay_s = RECONNECT_MIN_S
+        delay_s = self._reconnect_min_s
         while True:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S,
@@ -63,13 +64,14 @@ class PgDeriveNotices:
                 log.warning("derive notices: cannot connect to PostgreSQL at %s (%s); again in %.1f s",
                             self._where, exc, delay_s)
                 await asyncio.sleep(delay_s)
-                delay_s = min(2 * delay_s, RECONNECT_MAX_S)
+                delay_s = max(min(2 * delay_s, RECONNECT_MAX_S), self._reconnect_min_s)
                 continue
             try:
                 await self._follow(conn, listener)
             except DRIVER_ERRORS as exc:
-                log.warning("derive notices: the connection to %s was lost (%s); reconnecting", self._where, exc)
-                delay_s = RECONNECT_MIN_S
+                log.warning("derive notices: the connection to %s was lost (%s); reconnecting in %.1f s",
+                            self._where, exc, self._reconnect_min_s)
+                delay_s = self._reconnect_min_s
             finally:
                 listener.derive_notices_live(False)
                 conn.terminate()
