@@ -17,7 +17,7 @@ from typing import Any
 from triggerhub.errors import PatternError
 from triggerhub.model import (
     ACTIVATION_ID_RE, Activation, ActivationResponse, FullyQualifiedName, Parameter, Parameters, ReducedRule,
-    RuleStatus, Trigger, TriggerEvent, now_ms,
+    RuleStatus, Trigger, TriggerEvent, now_ms, uuid5_hex,
 )
 from triggerhub.rules.events import event_document
 from triggerhub.rules.index import RuleIndex
@@ -155,11 +155,11 @@ def trigger_activation_id(event: TriggerEvent) -> str:
     """API fires use their event id as the trigger activation id; feed events derive one."""
     if ACTIVATION_ID_RE.match(event.id):
         return event.id
-    return uuid.uuid5(_DERIVED_IDS, f"trigger/{event.id}").hex
+    return uuid5_hex(_DERIVED_IDS, f"trigger/{event.id}")
 
 
 def rule_activation_id(event: TriggerEvent, rule_key: str) -> str:
-    return uuid.uuid5(_DERIVED_IDS, f"rule/{event.id}/{rule_key}").hex
+    return uuid5_hex(_DERIVED_IDS, f"rule/{event.id}/{rule_key}")
 
 
 def outcome_line(found: Match, *, error: str | None = None, status_code: int = 1) -> str:

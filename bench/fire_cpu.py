@@ -1,0 +1,98 @@
+"""CPU per fire and per webhook delivery of an embedded hub, end to end (accepted -> action record stored).
+
+    python -m bench.fire_cpu [--rounds 3] [--seconds 3] [--profile DIR]
+
+Starts `triggerhub up` (process runtime), a trigger with one rule -> nodejs noop, and a webhook
+trigger with the same rule; each round runs wrk at 16 connections against each path, waits until
+every action record is stored, and reports the hub process's CPU time (all its threads; not its
+runtimes') per event, the runtimes' CPU per event, and the end-to-end rate. CPU per event does not
+depend on the share of the 2 cores a run got, so compare branches by it, interleaving runs (run
+this once per checkout, alternating, e.g. with PYTHONPATH pointing at the other checkout).
+`--profile DIR` py-spies the hub during each path's last round (raw stacks, bench/profile.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+from bench import profile, systems
+from bench.context import CONCURRENCY, NOOP_JS, drained, warm
+from bench.measure import cpu_ms, wrk
+
+
+def tree_cpu_ms(pid: int) -> float:
+    """CPU time (user + system) of `pid`'s descendants alive now, in ms."""
+    total = 0.0
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += (times.user + times.system) * 1000
+    return total
+
+
+def one_round(hub: systems.Hub, url: str, seconds: float, *, unique: bool,
+              headers: dict[str, str] | None) -> tuple[float, float, float, int]:
+    """(hub CPU ms per event, runtimes' CPU ms per event, end-to-end rate, events) of one wrk run."""
+    before_count = hub.count("noop")
+    hub_before, tree_before = cpu_ms(hub.pid), tree_cpu_ms(hub.pid)
+    start = time.perf_counter()
+    result = wrk(url, connections=CONCURRENCY, duration_s=seconds, headers=headers,
+                 unique=uuid.uuid4().hex if unique else "")
+    if result.status_errors or result.socket_errors:
+        raise SystemExit(f"{url}: {result.status_errors} error statuses, {result.socket_errors} socket errors")
+    count, elapsed_s = drained(hub, "noop", before_count + result.requests, start)
+    events = count - before_count
+    hub_ms = cpu_ms(hub.pid) - hub_before
+    tree_ms = tree_cpu_ms(hub.pid) - tree_before
+    return hub_ms / events, tree_ms / events, events / elapsed_s, events
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the last round of each path into DIR")
+    parser.add_argument("--gil", action="store_true", help="with --profile: only the samples holding the GIL")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="th-bench-firecpu-") as scratch, \
+            systems.hub(Path(scratch), prewarm=0) as hub:
+        hub.must("PUT", "actions/noop", {"exec": {"kind": "nodejs:default", "code": NOOP_JS}})
+        warm(hub, "noop")
+        hub.must("PUT", "triggers/tick", {})
+        hub.must("PUT", "rules/on-tick", {"trigger": "tick", "action": "noop"})
+        hub.must("PUT", "triggers/hook", {"annotations": [{"key": "feed", "value": "/whisk.system/webhook/webhook"}]})
+        hub.must("POST", "/api/v1/namespaces/whisk.system/actions/webhook/webhook?blocking=true",
+                 {"lifecycleEvent": "CREATE", "triggerName": "/_/hook", "authKey": "", "verify": "none"})
+        hub.must("PUT", "rules/on-hook", {"trigger": "hook", "action": "noop"})
+        paths = {"fire": (f"{hub.api}/triggers/tick", False, {"Authorization": hub.auth_header}),
+                 "webhook": (f"{hub.apihost}/hooks/guest/hook", True, None)}
+        for name, (url, unique, headers) in paths.items():  # warm both paths once
+            one_round(hub, url, 1, unique=unique, headers=headers)
+        results: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in paths}
+        for n in range(args.rounds):
+            for name, (url, unique, headers) in paths.items():
+                if args.profile is not None and n == args.rounds - 1:
+                    with profile.profiled(hub.pid, args.profile / f"{name}.txt", gil=args.gil):
+                        results[name].append(one_round(hub, url, args.seconds, unique=unique, headers=headers))
+                else:
+                    results[name].append(one_round(hub, url, args.seconds, unique=unique, headers=headers))
+                hub_ms, tree_ms, rate, events = results[name][-1]
+                print(f"round {n} {name}: hub {hub_ms:.3f} ms/event, runtimes {tree_ms:.3f} ms/event, "
+                      f"{rate:.0f}/s end to end, {events} events", flush=True)
+        for name, rows in results.items():
+            print(f"{name}: median hub {statistics.median(r[0] for r in rows):.3f} ms/event, runtimes "
+                  f"{statistics.median(r[1] for r in rows):.3f} ms/event, {statistics.median(r[2] for r in rows):.0f}/s "
+                  f"({len(rows)} rounds)")
+
+
+if __name__ == "__main__":
+    main()
