@@ -312,11 +312,13 @@ class Engine:
                    confirmations: list[Awaitable[None]] | None = None) -> bool:
         """Match a fired event against the trigger's rules and accept the result durably.
         Used by feeds and by distributed workers. False when the event id was already accepted.
-        `confirmations`: as for `Dispatcher.submit`."""
-        trigger = await self.entities.find(event.trigger, Trigger)
-        if trigger is None:
-            raise NotFound(f"trigger {event.trigger} does not exist; delete its feed or recreate the trigger")
-        return await self._match(trigger, event, cursor, confirmations=confirmations)
+        `confirmations`: as for `Dispatcher.submit`. The event's cached reads (trigger, tenant,
+        actions) revalidate against one read of the entity generation."""
+        with self.entities.one_revalidation():
+            trigger = await self.entities.find(event.trigger, Trigger)
+            if trigger is None:
+                raise NotFound(f"trigger {event.trigger} does not exist; delete its feed or recreate the trigger")
+            return await self._match(trigger, event, cursor, confirmations=confirmations)
 
     async def _deliver_derived(self, event: TriggerEvent) -> None:
         """A derived event from the outbox, to its derived trigger's rules (its acceptance drops the row)."""
