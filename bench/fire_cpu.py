@@ -3,7 +3,7 @@
     python -m bench.fire_cpu [--rounds 3] [--seconds 3] [--profile DIR]
 
 Starts `triggerhub up` (process runtime), a trigger with one rule -> nodejs noop, and a webhook
-trigger with the same rule; each round runs wrk at 16 connections against each path, waits until
+trigger with the same rule; each round runs wrk (16 connections, or `--connections`) against each path, waits until
 every action record is stored, and reports the hub process's CPU time (all its threads; not its
 runtimes') per event, the runtimes' CPU per event, and the end-to-end rate. CPU per event does not
 depend on the share of the 2 cores a run got, so compare branches by it, interleaving runs (run
@@ -39,13 +39,13 @@ def tree_cpu_ms(pid: int) -> float:
     return total
 
 
-def one_round(hub: systems.Hub, url: str, seconds: float, *, unique: bool,
-              headers: dict[str, str] | None) -> tuple[float, float, float, int]:
+def one_round(hub: systems.Hub, url: str, seconds: float, *, unique: bool, headers: dict[str, str] | None,
+              connections: int = CONCURRENCY) -> tuple[float, float, float, int]:
     """(hub CPU ms per event, runtimes' CPU ms per event, end-to-end rate, events) of one wrk run."""
     before_count = hub.count("noop")
     hub_before, tree_before = cpu_ms(hub.pid), tree_cpu_ms(hub.pid)
     start = time.perf_counter()
-    result = wrk(url, connections=CONCURRENCY, duration_s=seconds, headers=headers,
+    result = wrk(url, connections=connections, duration_s=seconds, headers=headers,
                  unique=uuid.uuid4().hex if unique else "")
     if result.status_errors or result.socket_errors:
         raise SystemExit(f"{url}: {result.status_errors} error statuses, {result.socket_errors} socket errors")
@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the last round of each path into DIR")
+    parser.add_argument("--connections", type=int, default=CONCURRENCY,
+                        help="wrk connections (1: sequential, no batching, steadier CPU per event on a loaded machine)")
     parser.add_argument("--gil", action="store_true", help="with --profile: only the samples holding the GIL")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="th-bench-firecpu-") as scratch, \
@@ -82,9 +84,11 @@ def main() -> None:
             for name, (url, unique, headers) in paths.items():
                 if args.profile is not None and n == args.rounds - 1:
                     with profile.profiled(hub.pid, args.profile / f"{name}.txt", gil=args.gil):
-                        results[name].append(one_round(hub, url, args.seconds, unique=unique, headers=headers))
+                        results[name].append(one_round(hub, url, args.seconds, unique=unique, headers=headers,
+                                                      connections=args.connections))
                 else:
-                    results[name].append(one_round(hub, url, args.seconds, unique=unique, headers=headers))
+                    results[name].append(one_round(hub, url, args.seconds, unique=unique, headers=headers,
+                                                      connections=args.connections))
                 hub_ms, tree_ms, rate, events = results[name][-1]
                 print(f"round {n} {name}: hub {hub_ms:.3f} ms/event, runtimes {tree_ms:.3f} ms/event, "
                       f"{rate:.0f}/s end to end, {events} events", flush=True)
