@@ -153,8 +153,10 @@ async def invoke_action(request: web.Request) -> web.Response:
 
 
 def _accepted(activation_id: str) -> web.Response:
-    return web.json_response({"activationId": activation_id}, status=202,
-                             headers={"x-openwhisk-activation-id": activation_id})
+    # the body json.dumps would write: an activation id is 32 hex digits (no escaping)
+    return web.Response(body=b'{"activationId": "%s"}' % activation_id.encode(), status=202,
+                        content_type="application/json", charset="utf-8",
+                        headers={"x-openwhisk-activation-id": activation_id})
 
 
 def _blocking_response(record: Activation, *, result_only: bool) -> web.Response:

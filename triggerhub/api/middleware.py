@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 
 from aiohttp import web
 
@@ -29,6 +28,7 @@ from triggerhub.api.context import (
     IDENTITY, MAX_REQUEST_BYTES, TRANSACTION, Handler, authenticate, engine_of, error_response, revalidates_once,
 )
 from triggerhub.errors import CONCURRENT_MODIFICATION, NOT_FOUND, ApiError, BusError, RevisionConflict, StoreError
+from triggerhub.model import new_activation_id
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ INTERNAL = "The server encountered an internal error; report the request id in '
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    transaction = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    transaction = request.headers.get("X-Request-ID") or new_activation_id()  # a uuid4 in hex, as an activation id
     request[TRANSACTION] = transaction
     if request.method == "OPTIONS" and not _answers_own_options(request.path):
         response: web.StreamResponse = web.Response(status=200)

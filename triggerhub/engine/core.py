@@ -300,7 +300,7 @@ class Engine:
     async def fire(self, identity: Identity, fqn: FullyQualifiedName, payload: dict[str, Any]) -> str | None:
         """Fire through the API: the trigger activation id, or None when no rule is active (204)."""
         trigger = await self.entities.get(identity, fqn, Trigger)
-        if not rules.active_rules(trigger) and not trigger.derived:
+        if not self.router.compiled(trigger).links and not trigger.derived:  # no active rule
             return None
         try:
             self._fire_rates.check(identity.namespace, identity.limits.get("firesPerMinute", self.config.limits.fires_per_minute))
