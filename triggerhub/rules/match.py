@@ -25,6 +25,7 @@ from triggerhub.rules.pattern import Filter, compile_filter
 from triggerhub.rules.retry_policy import parse_dead_letter, parse_retry
 from triggerhub.rules.transform import Transform, compile_transform
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options builds an encoder per call
 _DERIVED_IDS = uuid.UUID("0b6a4a4e-9d1f-4d43-8a1c-5c1f3f2f7e21")
 
 
@@ -169,14 +170,13 @@ def outcome_line(found: Match, *, error: str | None = None, status_code: int = 1
         outcome.update({"statusCode": 0, "success": True, "activationId": found.activation_id})
     else:
         outcome.update({"statusCode": status_code, "success": False, "error": error})
-    return json.dumps(outcome, separators=(",", ":"))
+    return _COMPACT.encode(outcome)
 
 
 def shadow_line(found: Match, trigger_params: dict[str, Any]) -> str:
     """A shadow rule's line in the trigger record: what its action would have been given; no id."""
-    return json.dumps({"rule": found.rule, "action": f"{found.action.path}/{found.action.name}", "statusCode": 0,
-                       "success": True, "shadow": True, "params": {**trigger_params, **found.params}},
-                      separators=(",", ":"))
+    return _COMPACT.encode({"rule": found.rule, "action": f"{found.action.path}/{found.action.name}", "statusCode": 0,
+                            "success": True, "shadow": True, "params": {**trigger_params, **found.params}})
 
 
 def trigger_record(trigger: Trigger, event: TriggerEvent, subject: str, outcomes: list[str], *,
