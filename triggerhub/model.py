@@ -628,6 +628,8 @@ def loads_json(text: str | bytes) -> JSON:
         value = json.loads(text)
     except RecursionError:
         raise too_deep from None
+    if _openings(text) <= MAX_JSON_DEPTH:
+        return value  # each level opens a bracket: so few cannot nest too deep (every fire's payload)
     pending: list[tuple[JSON, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
@@ -638,6 +640,13 @@ def loads_json(text: str | bytes) -> JSON:
             raise too_deep
         pending.extend((child, depth + 1) for child in children)
     return value
+
+
+def _openings(text: str | bytes) -> int:
+    """How many `[` and `{` the text holds (inside strings too: an upper bound on its nesting)."""
+    if isinstance(text, str):
+        return text.count("[") + text.count("{")
+    return text.count(b"[") + text.count(b"{")
 
 
 # ------------------------------------------------------------------ API gateway routes

@@ -50,6 +50,12 @@ def test_loads_json_refuses_deep_nesting_with_value_error() -> None:
         with pytest.raises(ValueError) as caught:
             loads_json(text)
         assert str(caught.value) == "JSON nested deeper than 256 levels; send a flatter value"
+    at_limit = '{"a": ' * (MAX_JSON_DEPTH - 2) + '["[{", {"b": 1}]' + "}" * (MAX_JSON_DEPTH - 2)
+    assert loads_json(at_limit.encode()) == loads_json(at_limit)  # more brackets than levels: walked, accepted
+    for text in ('{"a": ' * MAX_JSON_DEPTH + '["x"]' + "}" * MAX_JSON_DEPTH,):  # one level too many
+        for raw in (text, text.encode()):
+            with pytest.raises(ValueError, match="^JSON nested deeper than 256 levels"):
+                loads_json(raw)
     deep = b"[" * 100_000 + b"]" * 100_000
     assert decode_payload(deep, "json") == deep.decode()  # an MQTT message too deep stays text, never crashes
 
