@@ -623,11 +623,10 @@ MAX_JSON_DEPTH = 256
 def loads_json(text: str | bytes) -> JSON:
     """`json.loads` for untrusted input: ValueError (never RecursionError) for malformed text and
     for arrays/objects nested deeper than MAX_JSON_DEPTH."""
-    too_deep = ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; send a flatter value")
     try:
         value = json.loads(text)
     except RecursionError:
-        raise too_deep from None
+        raise _too_deep() from None
     if _openings(text) <= MAX_JSON_DEPTH:
         return value  # each level opens a bracket: so few cannot nest too deep (every fire's payload)
     pending: list[tuple[JSON, int]] = [(value, 1)]
@@ -637,9 +636,13 @@ def loads_json(text: str | bytes) -> JSON:
         if children is None:
             continue
         if depth > MAX_JSON_DEPTH:
-            raise too_deep
+            raise _too_deep()
         pending.extend((child, depth + 1) for child in children)
     return value
+
+
+def _too_deep() -> ValueError:
+    return ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; send a flatter value")
 
 
 def _openings(text: str | bytes) -> int:
