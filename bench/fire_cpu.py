@@ -9,6 +9,11 @@ runtimes') per event, the runtimes' CPU per event, and the end-to-end rate. CPU 
 depend on the share of the 2 cores a run got, so compare branches by it, interleaving runs (run
 this once per checkout, alternating, e.g. with PYTHONPATH pointing at the other checkout).
 `--profile DIR` py-spies the hub during each path's last round (raw stacks, bench/profile.py).
+
+`--against DIR` compares with another checkout (e.g. `git archive main triggerhub runtimes | tar
+-x -C DIR`): two hubs run side by side, this checkout's and DIR's, and every round runs each path
+on both, alternating which goes first, so both meet the same machine load; it prints each
+round's branch/base ratio of hub CPU per event and how many rounds the branch was lower.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
@@ -56,6 +62,49 @@ def one_round(hub: systems.Hub, url: str, seconds: float, *, unique: bool, heade
     return hub_ms / events, tree_ms / events, events / elapsed_s, events
 
 
+def setup(hub: systems.Hub) -> dict[str, tuple[str, bool, dict[str, str] | None]]:
+    """The noop action, a trigger and a webhook trigger with a rule each: path name -> (url, unique, headers)."""
+    hub.must("PUT", "actions/noop", {"exec": {"kind": "nodejs:default", "code": NOOP_JS}})
+    warm(hub, "noop")
+    hub.must("PUT", "triggers/tick", {})
+    hub.must("PUT", "rules/on-tick", {"trigger": "tick", "action": "noop"})
+    hub.must("PUT", "triggers/hook", {"annotations": [{"key": "feed", "value": "/whisk.system/webhook/webhook"}]})
+    hub.must("POST", "/api/v1/namespaces/whisk.system/actions/webhook/webhook?blocking=true",
+             {"lifecycleEvent": "CREATE", "triggerName": "/_/hook", "authKey": "", "verify": "none"})
+    hub.must("PUT", "rules/on-hook", {"trigger": "hook", "action": "noop"})
+    return {"fire": (f"{hub.api}/triggers/tick", False, {"Authorization": hub.auth_header}),
+            "webhook": (f"{hub.apihost}/hooks/guest/hook", True, None)}
+
+
+def compare(against: Path, rounds: int, seconds: float, connections: int) -> None:
+    """This checkout's hub and `against`'s, alternating rounds on the same load."""
+    with tempfile.TemporaryDirectory(prefix="th-bench-firecpu-") as scratch, ExitStack() as stack:
+        hubs = {side: stack.enter_context(systems.hub(Path(scratch), prewarm=0, checkout=checkout))
+                for side, checkout in (("base", against), ("branch", Path(__file__).resolve().parents[1]))}
+        paths = {side: setup(hub) for side, hub in hubs.items()}
+        cpu: dict[tuple[str, str], list[float]] = {(side, name): [] for side in hubs for name in PATHS}
+        for n in range(rounds + 1):  # round 0 warms both
+            for name in PATHS:
+                for side in (["base", "branch"] if n % 2 else ["branch", "base"]):
+                    url, unique, headers = paths[side][name]
+                    hub_ms = one_round(hubs[side], url, seconds if n else 1, unique=unique, headers=headers,
+                                       connections=connections)[0]
+                    if n:
+                        cpu[(side, name)].append(hub_ms)
+            if n:
+                print(f"round {n}: " + ", ".join(f"{side} {name} {values[-1]:.3f}" for (side, name), values in cpu.items())
+                      + " ms/event", flush=True)
+        for name in PATHS:
+            base, branch = cpu[("base", name)], cpu[("branch", name)]
+            ratios = [mine / theirs for mine, theirs in zip(branch, base)]
+            print(f"{name}: hub CPU ms/event, base median {statistics.median(base):.3f}, branch "
+                  f"{statistics.median(branch):.3f}; branch/base per round: median {statistics.median(ratios):.3f}, "
+                  f"branch lower in {sum(r < 1 for r in ratios)} of {len(ratios)}")
+
+
+PATHS = ("fire", "webhook")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -63,20 +112,16 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the last round of each path into DIR")
     parser.add_argument("--connections", type=int, default=CONCURRENCY,
                         help="wrk connections (1: sequential, no batching, steadier CPU per event on a loaded machine)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout (holding triggerhub/ and runtimes/) to alternate rounds with")
     parser.add_argument("--gil", action="store_true", help="with --profile: only the samples holding the GIL")
     args = parser.parse_args()
+    if args.against is not None:
+        compare(args.against, args.rounds, args.seconds, args.connections)
+        return
     with tempfile.TemporaryDirectory(prefix="th-bench-firecpu-") as scratch, \
             systems.hub(Path(scratch), prewarm=0) as hub:
-        hub.must("PUT", "actions/noop", {"exec": {"kind": "nodejs:default", "code": NOOP_JS}})
-        warm(hub, "noop")
-        hub.must("PUT", "triggers/tick", {})
-        hub.must("PUT", "rules/on-tick", {"trigger": "tick", "action": "noop"})
-        hub.must("PUT", "triggers/hook", {"annotations": [{"key": "feed", "value": "/whisk.system/webhook/webhook"}]})
-        hub.must("POST", "/api/v1/namespaces/whisk.system/actions/webhook/webhook?blocking=true",
-                 {"lifecycleEvent": "CREATE", "triggerName": "/_/hook", "authKey": "", "verify": "none"})
-        hub.must("PUT", "rules/on-hook", {"trigger": "hook", "action": "noop"})
-        paths = {"fire": (f"{hub.api}/triggers/tick", False, {"Authorization": hub.auth_header}),
-                 "webhook": (f"{hub.apihost}/hooks/guest/hook", True, None)}
+        paths = setup(hub)
         for name, (url, unique, headers) in paths.items():  # warm both paths once
             one_round(hub, url, 1, unique=unique, headers=headers)
         results: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in paths}
