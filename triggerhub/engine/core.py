@@ -43,7 +43,9 @@ from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, Rate
 from triggerhub.invoker.base import Invoker
 from triggerhub.observe import lineage, metrics, otel
 from triggerhub.rules import match as rules
-from triggerhub.store.base import Acceptance, ActivationQuery, DeriveStep, RedriveClaim, ReplayClaim, Store
+from triggerhub.store.base import (
+    Acceptance, ActivationQuery, DeriveNotices, DeriveStep, RedriveClaim, ReplayClaim, Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,13 @@ class Engine:
     def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
                  dispatcher: Dispatcher, builtin: BuiltinHandler | None = None,
                  clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False, derive_idle_s: float = IDLE_S,
-                 route_derive: RouteDerive | None = None) -> None:
+                 derive_notices: DeriveNotices | None = None, route_derive: RouteDerive | None = None) -> None:
         """`builtin` runs the hub-internal actions (the feed providers) in a process that runs
         feeds; `clock` times the throttles (rates per minute, feed admission waits) and derived
         triggers' deadlines; `derive_loop` runs the loop that derives events (engine/derive.py)
         in this process (the embedded hub and distributed workers), looking at the store at least
-        every `derive_idle_s`; `route_derive`, when given, takes derived triggers' source events
+        every `derive_idle_s` (every IDLE_S while `derive_notices` tell it of other processes'
+        changes); `route_derive`, when given, takes derived triggers' source events
         instead of the store (distributed mode's Faust tables: engine/derive_table.py)."""
         self.config = config
         self.store = store
@@ -89,7 +92,7 @@ class Engine:
                                      limits_of=self._limits_of, clock=clock,
                                      settings=PumpSettings(poll_ms=config.limits.retry_poll_ms,
                                                            lease_ms=config.limits.retry_lease_ms))
-        self.deriver = Deriver(store, entities, clock=clock, idle_s=derive_idle_s)
+        self.deriver = Deriver(store, entities, clock=clock, idle_s=derive_idle_s, notices=derive_notices)
         self._derive_loop = derive_loop
         self._route_derive = route_derive
         self._running = contextlib.AsyncExitStack()

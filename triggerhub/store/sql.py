@@ -491,6 +491,10 @@ class SqlStore:
         with self._translated(f"start retry {invocation.activation_id}"):
             return await self._opened.write(partial(deliveries.prepare_retry, invocation=invocation))
 
+    async def delete_pending(self, activation_id: str) -> bool:
+        with self._translated(f"drop the pending row of recorded activation {activation_id}"):
+            return await self._opened.write(partial(deliveries.delete_pending, activation_id=activation_id)) > 0
+
     async def delete_retry(self, activation_id: str, *, owner: str) -> bool:
         with self._translated(f"drop started retry {activation_id}"):
             return await self._opened.write(partial(deliveries.delete_retry, activation_id=activation_id,
