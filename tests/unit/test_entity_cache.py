@@ -99,6 +99,24 @@ async def test_one_revalidation_reads_the_generation_once_for_its_task() -> None
     assert (store.reads, store.version_reads) == (2, 3)
 
 
+async def test_a_renewed_unit_sees_writes_committed_while_it_waited() -> None:
+    """A feed event that waited for its namespace's event budget renews its unit: the reads after
+    the wait see the entities as they are then, and share that one new generation read."""
+    store = GenerationStore(Trigger("guest", "tick"))
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024,  # type: ignore[arg-type]
+                        generation=store.get_entity_generation, revalidate_reads=True)
+    fqn = FullyQualifiedName("guest", "tick")
+
+    with entities.one_revalidation():
+        assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")
+        store.version = 8  # written by another process during the wait
+        store.entity = Trigger("guest", "tick", version="0.0.2")
+        entities.renew_revalidation()
+        for _ in range(2):
+            assert await entities.find(fqn, Trigger) == Trigger("guest", "tick", version="0.0.2")
+        assert (store.reads, store.version_reads) == (2, 2)
+
+
 async def test_one_revalidation_is_nothing_without_revalidating_reads() -> None:
     store = GenerationStore(Trigger("guest", "tick"))
     entities = Entities(store, LimitsConfig(), max_code_bytes=1024,  # type: ignore[arg-type]

@@ -352,7 +352,8 @@ class Engine:
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
         from_feed = event.type != API_FIRE_TYPE
         if from_feed:
-            await self._feed_admission.wait_event(namespace, self.config.limits.feed_events_per_minute)
+            if await self._feed_admission.wait_event(namespace, self.config.limits.feed_events_per_minute):
+                self.entities.renew_revalidation()  # rules and actions as they are after the wait
         compiled = self.router.compiled(trigger)
         routing = rules.route(compiled, event)
         trigger_params = params_to_dict(trigger.parameters)

@@ -82,6 +82,11 @@ class Entities:
             return contextlib.nullcontext()
         return self._generation.once()
 
+    def renew_revalidation(self) -> None:
+        """Within `one_revalidation()`, after a wait: the next cached read reads the generation again."""
+        if self._generation is not None:
+            self._generation.renew()
+
     async def revalidate(self) -> None:
         """Drop the cache if any process wrote an entity since the last call (one read of the
         store's entity generation): lookups after this see every write committed before it."""

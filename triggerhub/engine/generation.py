@@ -44,6 +44,13 @@ class EntityGeneration:
             unit.generation = await self._read()
         return unit.generation
 
+    def renew(self) -> None:
+        """Inside `once()`: the next revalidation reads the generation again (after a wait, so
+        the rest of the unit sees writes committed meanwhile). Outside a block: nothing."""
+        unit = self._unit()
+        if unit is not None:
+            unit.generation = None
+
     @contextlib.contextmanager
     def once(self) -> Iterator[None]:
         """One generation read for the block's revalidations (a request, an event). Entity writes
