@@ -2,8 +2,7 @@
 
 PostgreSQL: a pooled asyncpg connection, the operation run through `run_sync`. SQLite: writes in
 one writer thread that commits every write queued meanwhile as one transaction (group commit off
-the event loop), except a write made while that thread is idle, which the loop thread commits at
-once; reads by key inline in the loop thread, listings in a thread. See SqliteRunner.
+the event loop), reads by key inline in the loop thread, listings in a thread. See SqliteRunner.
 """
 
 from __future__ import annotations
