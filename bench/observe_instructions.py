@@ -6,7 +6,7 @@ machine (`perf stat -e instructions:u` says "not supported" in a VM), so this ru
 valgrind's callgrind with instrumentation off (startup at about 5x, not 50x), switches it on
 (`callgrind_control -i on`) for N fires only, waits until the hub is idle (all N records stored,
 its CPU quiet), and dumps one profile per thread. Prints instructions per fire for each thread
-(the event loop is thread 1, the SQLite writer the busiest other one) and their total, per mode,
+(the event loop is thread 1; a store's writer thread, when it has one, the busiest other) and their total, per mode,
 and the cost against "off". The profiles stay in the output folder for callgrind_annotate.
 
 On 2026-12-05 (200 fires, process runtime), instructions per fire on the loop thread: off 1,791k,
@@ -14,7 +14,9 @@ a second "off" hub 1,775k (-0.9%), everything on 1,987k (+10.9%), metrics alone 
 alone 1,903k; the SQLite writer thread 593k off, 652k on. In a second run (off 1,781k, on 1,989k)
 leaving out lineage's stored annotations and stamped event saved 63k on the loop and all of the
 writer's extra (608k against 603k off: that extra is JSON-encoding the stored lineage), prometheus
-Counter.inc and Histogram.observe 43k, the store-operation timing 27k. Needs valgrind.
+Counter.inc and Histogram.observe 43k, the store-operation timing 27k. After merging main that
+day (no busy writer thread in that run: the loop did the work): off 2,283k, on 2,559k (+12.1%),
+100 fires. Needs valgrind.
 
     python -m bench.observe_instructions [--fires 200] [--modes off,control,on,metrics,lineage] [--out DIR]
 """
