@@ -87,7 +87,8 @@ class Hub:
 
 
 @asynccontextmanager
-async def started(extra_env: dict[str, str]) -> AsyncIterator[Hub]:
+async def started(extra_env: dict[str, str], *, wrapper: tuple[str, ...] = ()) -> AsyncIterator[Hub]:
+    """A hub with `extra_env`, run under `wrapper` (a command prefix such as valgrind's) if given."""
     home = Path(tempfile.mkdtemp(prefix="th-obs-bench-"))
     port = free_port()
     apihost = f"http://127.0.0.1:{port}"
@@ -95,7 +96,7 @@ async def started(extra_env: dict[str, str]) -> AsyncIterator[Hub]:
            "TRIGGERHUB_FIRES_PER_MINUTE": "1000000", "TRIGGERHUB_PREWARM_COUNT": "1",
            "TRIGGERHUB_PREWARM": "start", **extra_env}
     with open(home / "hub.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port),
+        process = subprocess.Popen([*wrapper, sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port),
                                     "--home", str(home), "--runtime", "process", "--no-examples"],
                                    stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
