@@ -34,8 +34,8 @@ from bench.scenarios import FLOORS, SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
 # The scenarios that load the embedded hub (process runtime) that --profile samples.
-PROFILED = ("invoke.process", "sequence", "fires.one", "fires.many", "webhook", "http_function", "mqtt.stored",
-            "mqtt.reply")
+PROFILED = ("invoke.process", "sequence", "fires.one", "fires.many", "delivery", "webhook", "http_function",
+            "mqtt.stored", "mqtt.reply")
 CORES_SHARED = ("every system and its client share the machine's cores with whatever else runs on it (see the "
                 "load average); the HTTP client is wrk with one thread (at most one core, event-driven, compiled), "
                 "the MQTT bursts come from mosquitto_pub/mosquitto_sub (compiled, one thread each), paced MQTT "
@@ -80,6 +80,8 @@ def main() -> None:
                         help="py-spy the embedded hub during each scenario that drives it, and every process "
                              "of the distributed scenario (raw stacks in profiles/)")
     args = parser.parse_args()
+    # Every hub a benchmark starts is a throwaway: none may take over the user's ~/.triggerhubprops.
+    os.environ.setdefault("TRIGGERHUB_WRITE_PROPS", "false")
     if args.list:
         print("\n".join(SCENARIOS))
         return

@@ -60,7 +60,10 @@ class Context:
     def add(self, row: Row) -> Row:
         """Record `row`; one with a floor gets that floor measured again now and its ratios to it."""
         key = f"{row.scenario}/{row.system}"
-        if row.floor:
+        if row.floor and row.floor not in self.floors and not row.ratio:
+            raise SystemExit(f"row {key}: floor {row.floor!r} is not a floor scenario, and the row brings no "
+                             "ratio of its own to it")
+        if row.floor in self.floors:  # else the scenario measured its own floor beside the row
             floor = self.floors[row.floor](self)
             self.rows.setdefault(f"{row.floor}/floor", floor)
             ratio, values = dict(row.ratio), dict(row.values)

@@ -34,13 +34,23 @@ function init(args)
   template = args[2]
   spread = tonumber(args[3])
   unique = args[4]
+  keys = tonumber(args[5] or "0")
 end
 function request()
   counter = counter + 1
   local path = template
-  if spread > 0 then path = string.gsub(template, "{n}", tostring(counter % spread)) end
   local body = '{"seq":' .. counter .. '}'
-  if unique ~= "" then body = '{"run":"' .. unique .. '","t":' .. tid .. ',"seq":' .. counter .. '}' end
+  if keys > 0 then
+    -- requests 0, 1, ... spread-1 go to {n} = 0, 1, ... spread-1 with one key, the next spread
+    -- requests with the next key: with spread 2, each pair of requests shares a key
+    local n = counter - 1
+    local group = math.max(spread, 1)
+    if spread > 0 then path = string.gsub(template, "{n}", tostring(n % spread)) end
+    body = '{"seq":' .. counter .. ',"deviceId":"' .. unique .. '-' .. (math.floor(n / group) % keys) .. '"}'
+  else
+    if spread > 0 then path = string.gsub(template, "{n}", tostring(counter % spread)) end
+    if unique ~= "" then body = '{"run":"' .. unique .. '","t":' .. tid .. ',"seq":' .. counter .. '}' end
+  end
   if method == "GET" then body = nil end
   return wrk.format(method, path, nil, body)
 end
@@ -105,8 +115,10 @@ def ensure_tool(command: str, package: str) -> None:
 
 
 def wrk(url: str, *, method: str = "POST", connections: int = 1, duration_s: float = 2.0,
-        headers: dict[str, str] | None = None, spread: int = 0, unique: str = "") -> WrkResult:
-    """Run wrk (one thread) against `url`; `{n}` in the path cycles 0..spread-1; `unique` makes every body distinct."""
+        headers: dict[str, str] | None = None, spread: int = 0, unique: str = "", keys: int = 0) -> WrkResult:
+    """Run wrk (one thread) against `url`; `{n}` in the path cycles 0..spread-1; `unique` makes every
+    body distinct; `keys` > 0: bodies carry `deviceId` "<unique>-<k>", k cycling over `keys`
+    devices, each device's key on `spread` consecutive requests (one to each {n})."""
     ensure_tool("wrk", "wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
@@ -116,7 +128,7 @@ def wrk(url: str, *, method: str = "POST", connections: int = 1, duration_s: flo
                "-s", script.name, "-H", "Content-Type: application/json"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
-    command += [base, "--", method, "/" + path, str(spread), unique]
+    command += [base, "--", method, "/" + path, str(spread), unique, str(keys)]
     try:
         output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration_s + 60).stdout
     finally:

@@ -30,11 +30,13 @@ def py_spy() -> str:
 
 
 @contextmanager
-def profiled(pid: int, raw_path: Path) -> Iterator[None]:
-    """Sample `pid` with py-spy until the block ends; raw collapsed stacks land in `raw_path`."""
+def profiled(pid: int, raw_path: Path, *, gil: bool = False) -> Iterator[None]:
+    """Sample `pid` with py-spy until the block ends; raw collapsed stacks land in `raw_path`.
+    `gil`: only samples of the thread holding the GIL (Python's own CPU, without the threads
+    waiting in a system call or for a core)."""
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     recorder = subprocess.Popen([py_spy(), "record", "--pid", str(pid), "--rate", str(SAMPLE_RATE_HZ), "--format",
-                                 "raw", "--output", str(raw_path), "--nonblocking"],
+                                 "raw", "--output", str(raw_path), "--nonblocking", *(["--gil"] if gil else [])],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield

@@ -165,12 +165,16 @@ def _ratio(row: Row) -> str:
         parts.append(f"p99 {row.ratio['p99']:.2f}×")
     if "rate" in row.ratio:
         parts.append(f"rate {row.ratio['rate']:.2f}×")
+    if "cpu" in row.ratio:
+        parts.append(f"hub CPU per event {row.ratio['cpu']:.2f}×")
     if "per_step" in row.ratio:
         parts.append(f"per step {row.ratio['per_step']:.2f}× floor p50")
     if not parts:
         return "–"
     base = [f"{_fmt(row.values.get('floor_p50_ms'))} ms" if "floor_p50_ms" in row.values else "",
-            f"{_fmt(row.values.get('floor_rate_per_s'), 0)}/s" if "floor_rate_per_s" in row.values else ""]
+            f"{_fmt(row.values.get('floor_rate_per_s'), 0)}/s" if "floor_rate_per_s" in row.values else "",
+            f"{_fmt(row.values.get('floor_hub_cpu_ms_per_event'), 3)} hub CPU ms/event"
+            if "floor_hub_cpu_ms_per_event" in row.values else ""]
     return ", ".join(parts) + f" {row.floor} ({', '.join(b for b in base if b)})"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench import paths_databases, paths_distributed, paths_docker, paths_http, paths_mqtt
+from bench import paths_databases, paths_delivery, paths_distributed, paths_docker, paths_http, paths_mqtt
 from bench.context import Context
 from bench.measure import Row
 
@@ -37,6 +37,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "sequence": paths_http.sequence,
     "fires.one": paths_http.fires_one,
     "fires.many": paths_http.fires_many,
+    "delivery": paths_delivery.delivery,  # retries and derived triggers / the plain path, same hub (issue 14)
     "webhook": paths_http.webhook,
     "http_function": paths_http.http_function,
     "mqtt.stored": paths_mqtt.mqtt_stored,

@@ -149,10 +149,11 @@ class Hub:
 
 @contextmanager
 def hub(scratch: Path, *, runtime: str = "process", prewarm: int | None = 0, examples: bool = False,
-        settings: dict[str, str] | None = None) -> Iterator[Hub]:
+        settings: dict[str, str] | None = None, checkout: Path | None = None) -> Iterator[Hub]:
     """`triggerhub up` with its limits raised; `prewarm=None` keeps the default stem cells (each kind's
     start after its first invoke); `prewarm=N` keeps N per kind, started with the hub; `settings`:
-    more TRIGGERHUB_* variables."""
+    more TRIGGERHUB_* variables; `checkout`: run the triggerhub package of that source tree (a
+    folder holding `triggerhub/` and `runtimes/`) instead of this one."""
     home = Path(tempfile.mkdtemp(prefix=f"hub-{runtime}-", dir=scratch))
     port = free_port()
     env = {**os.environ, "TRIGGERHUB_INVOCATIONS_PER_MINUTE": "100000000",
@@ -164,7 +165,9 @@ def hub(scratch: Path, *, runtime: str = "process", prewarm: int | None = 0, exa
         env["TRIGGERHUB_PREWARM"] = "start"
     command = [sys.executable, "-m", "triggerhub.cli", "up", "--port", str(port), "--home", str(home),
                "--runtime", runtime, "--examples" if examples else "--no-examples"]
-    with started(command, home / "hub.log", env=env) as process:
+    if checkout is not None:  # from a folder without a triggerhub/ of its own, so PYTHONPATH decides
+        env["PYTHONPATH"] = str(checkout.resolve())
+    with started(command, home / "hub.log", env=env, cwd=home if checkout is not None else None) as process:
         wait_http(f"http://127.0.0.1:{port}/ping", process, home / "hub.log", timeout_s=120)
         auth = json.loads((home / "credentials.json").read_text())["guest"]
         yield Hub(process.pid, f"http://127.0.0.1:{port}", "Basic " + base64.b64encode(auth.encode()).decode(), home)

@@ -1,13 +1,11 @@
-"""Shared test wiring: each plugin module owns the fixtures of one part of the system."""
+"""Shared test wiring: each plugin module owns the fixtures of one part of the system.
 
-import os
-import tempfile
-
-# `triggerhub up` records itself for the CLI in ~/.triggerhubprops: hubs started by tests write
-# to a file of this run instead, never over the user's own.
-os.environ.setdefault("TRIGGERHUB_PROPS", os.path.join(tempfile.gettempdir(), f"triggerhub-test-{os.getpid()}.props"))
+tests/plugins/leftovers.py comes first: it gives the run a temporary folder of its own (and its own
+~/.triggerhubprops) before anything starts, and fails the run if a process of it outlives the run.
+"""
 
 pytest_plugins = [
+    "tests.plugins.leftovers",
     "tests.plugins.services",
     "tests.plugins.hub",
     "tests.plugins.cli",

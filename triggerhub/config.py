@@ -197,6 +197,8 @@ class HubConfig:
     events: EventLogConfig = field(default_factory=EventLogConfig)
     log: LogConfig = field(default_factory=LogConfig)
     deploy_examples: bool = True
+    # False: `up` and `controller` leave ~/.triggerhubprops alone (a benchmark's or a test's hub)
+    write_props: bool = True
     examples_webhook_token: str = field(default="", repr=False)  # WEBHOOK_TOKEN; empty: one is made per home
 
     @property
@@ -208,6 +210,7 @@ class HubConfig:
 _ENV_KEYS: dict[str, tuple[str | None, str]] = {
     "HOME": (None, "home"),
     "DEPLOY_EXAMPLES": (None, "deploy_examples"),
+    "WRITE_PROPS": (None, "write_props"),
     "HOST": ("api", "host"),
     "PORT": ("api", "port"),
     "MAX_PAYLOAD_BYTES": ("api", "max_payload_bytes"),
@@ -273,7 +276,7 @@ _FOREIGN_ENV_KEYS: dict[str, tuple[str | None, str]] = {
 # the CLI's client side (client_settings), runtimes/base/build-rootfs.sh, scripts/services/dockerd.sh,
 # deploy/docker-compose.yml (whose instructions export TRIGGERHUB_PG_PASSWORD), and the proxies.
 _FOREIGN_KEYS = {"APIHOST", "AUTH", "NAMESPACE", "DEBIAN_MIRROR", "DEB_CACHE", "DOCKERD_TIMEOUT_S", "PG_PASSWORD",
-                 "SOCKET", "CACERT", "INSECURE", "PROPS"}
+                 "SOCKET", "LIFELINE_FD", "CACERT", "INSECURE", "PROPS"}
 _FOREIGN_PREFIXES = ("TEST_",)
 
 

@@ -6,7 +6,9 @@ OpenWhisk REST shapes (reference/openwhisk.md section 2). No I/O here.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import secrets
 import time
@@ -26,7 +28,23 @@ def now_ms() -> int:
 
 
 def new_activation_id() -> str:
-    return uuid.uuid4().hex
+    """A random (version 4) UUID in 32 hex digits: `uuid.uuid4().hex` without building a UUID
+    object (every fire and request makes one or two)."""
+    return _versioned_hex(os.urandom(16), 0x40)
+
+
+def uuid5_hex(namespace: uuid.UUID, name: str) -> str:
+    """`uuid.uuid5(namespace, name).hex`, without building a UUID object: the derived ids of rule
+    activations and delivery keys are computed several times per event."""
+    return _versioned_hex(hashlib.sha1(namespace.bytes + name.encode(), usedforsecurity=False).digest(), 0x50)
+
+
+def _versioned_hex(digest: bytes, version_bits: int) -> str:
+    """The first 16 bytes of `digest` as an RFC 4122 UUID of that version, in hex."""
+    raw = bytearray(digest[:16])
+    raw[6] = (raw[6] & 0x0F) | version_bits
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    return raw.hex()
 
 
 def is_valid_name(name: str) -> bool:
@@ -535,8 +553,8 @@ class Delivery:
         """Stable per (rule, event): the same in every attempt and redrive (`__OW_DELIVERY_KEY`);
         a replayed run, asked to run the event again, has its own."""
         if self.replay is not None:
-            return uuid.uuid5(_DELIVERY_KEYS, f"{self.rule}\n{self.event_id}\n{self.replay}").hex
-        return uuid.uuid5(_DELIVERY_KEYS, f"{self.rule}\n{self.event_id}").hex
+            return uuid5_hex(_DELIVERY_KEYS, f"{self.rule}\n{self.event_id}\n{self.replay}")
+        return uuid5_hex(_DELIVERY_KEYS, f"{self.rule}\n{self.event_id}")
 
     @property
     def idempotency_key(self) -> str:
@@ -550,8 +568,9 @@ class Delivery:
 
     def run_environment(self) -> dict[str, str]:
         """What the action's /run gets (the proxies make each key `__OW_<KEY>`)."""
+        delivery_key = self.delivery_key
         return {"rule": self.rule, "event_id": self.event_id, "attempt": str(self.attempt),
-                "delivery_key": self.delivery_key, "idempotency_key": self.idempotency_key}
+                "delivery_key": delivery_key, "idempotency_key": f"{delivery_key}-{self.attempt}"}
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {"rule": self.rule, "eventId": self.event_id, "attempt": self.attempt,
@@ -604,11 +623,12 @@ MAX_JSON_DEPTH = 256
 def loads_json(text: str | bytes) -> JSON:
     """`json.loads` for untrusted input: ValueError (never RecursionError) for malformed text and
     for arrays/objects nested deeper than MAX_JSON_DEPTH."""
-    too_deep = ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; send a flatter value")
     try:
         value = json.loads(text)
     except RecursionError:
-        raise too_deep from None
+        raise _too_deep() from None
+    if _openings(text) <= MAX_JSON_DEPTH:
+        return value  # each level opens a bracket: so few cannot nest too deep (every fire's payload)
     pending: list[tuple[JSON, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
@@ -616,9 +636,20 @@ def loads_json(text: str | bytes) -> JSON:
         if children is None:
             continue
         if depth > MAX_JSON_DEPTH:
-            raise too_deep
+            raise _too_deep()
         pending.extend((child, depth + 1) for child in children)
     return value
+
+
+def _too_deep() -> ValueError:
+    return ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; send a flatter value")
+
+
+def _openings(text: str | bytes) -> int:
+    """How many `[` and `{` the text holds (inside strings too: an upper bound on its nesting)."""
+    if isinstance(text, str):
+        return text.count("[") + text.count("{")
+    return text.count(b"[") + text.count(b"{")
 
 
 # ------------------------------------------------------------------ API gateway routes

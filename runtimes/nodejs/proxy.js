@@ -4,10 +4,13 @@
 // TRIGGERHUB_SOCKET, or on TCP 0.0.0.0:$TRIGGERHUB_PORT (inside a container only).
 // After every /run and every failed /init the sentinel line is written to stdout and stderr
 // (before the HTTP answer, so a client that has the answer can also find both sentinels).
+// With TRIGGERHUB_LIFELINE_FD (the process runtime) it exits once that pipe ends: the hub holds
+// its only write end, so end-of-file means the hub is gone, however it ended.
 'use strict';
 
 const fs = require('fs');
 const http = require('http');
+const net = require('net');
 const os = require('os');
 const path = require('path');
 const vm = require('vm');
@@ -179,6 +182,16 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 0;  // the invoker holds one connection for the runtime's whole life
 server.requestTimeout = 0;
 server.headersTimeout = 0;
+
+const lifelineFd = process.env.TRIGGERHUB_LIFELINE_FD;
+delete process.env.TRIGGERHUB_LIFELINE_FD;  // not the action's
+if (lifelineFd) {
+  const lifeline = new net.Socket({ fd: Number(lifelineFd), readable: true, writable: false });
+  lifeline.on('end', () => process.exit(0));
+  lifeline.on('error', () => { /* the action closed it: keep serving */ });
+  lifeline.resume();
+  lifeline.unref();
+}
 
 if (process.env.TRIGGERHUB_PORT) {
   server.listen(Number(process.env.TRIGGERHUB_PORT), '0.0.0.0');

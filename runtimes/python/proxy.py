@@ -4,6 +4,8 @@ Standard library only. Listens with HTTP/1.1 keep-alive on the Unix socket named
 TRIGGERHUB_SOCKET, or on TCP 0.0.0.0:$TRIGGERHUB_PORT (inside a container only).
 The action runs in the main thread, one request at a time; after every /run and every
 failed /init the sentinel line is written to stdout and stderr (before the HTTP answer).
+With TRIGGERHUB_LIFELINE_FD (the process runtime) it exits once that pipe ends: the hub holds its
+only write end, so end-of-file means the hub is gone, however it ended.
 """
 
 from __future__ import annotations
@@ -205,12 +207,21 @@ def listen() -> socket.socket:
     return server
 
 
-def serve(server: socket.socket) -> None:
+def serve(server: socket.socket, lifeline: int | None) -> None:
+    """Answer requests one at a time; return when the lifeline (nobody writes to it) ends. That is
+    seen between requests, not during an action: no thread of its own counts against the
+    action's process limit."""
     proxy = Proxy()
     selector = selectors.DefaultSelector()
     selector.register(server, selectors.EVENT_READ, None)
+    if lifeline is not None:
+        selector.register(lifeline, selectors.EVENT_READ, "lifeline")
     while True:
         for key, _ in selector.select():
+            if key.data == "lifeline":
+                if not os.read(key.fd, 1):
+                    return
+                continue
             if key.data is None:
                 client, _ = server.accept()
                 if client.family == socket.AF_INET:
@@ -230,7 +241,9 @@ def serve(server: socket.socket) -> None:
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    serve(listen())
+    lifeline = os.environ.pop("TRIGGERHUB_LIFELINE_FD", "")  # not the action's
+    serve(listen(), int(lifeline) if lifeline else None)
+    os._exit(0)  # the hub is gone: threads an action left must not keep this process alive
 
 
 if __name__ == "__main__":

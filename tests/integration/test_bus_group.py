@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from triggerhub.bus.group import GroupMember
-from triggerhub.bus.topics import ensure_topics
+from triggerhub.bus.topics import delete_topics, ensure_topics
 from triggerhub.config import KafkaConfig
 
 pytestmark = [pytest.mark.kafka]
@@ -24,9 +24,11 @@ WAIT_S = 60.0
 
 
 @pytest.fixture
-async def config(kafka_bootstrap: str) -> KafkaConfig:
-    return KafkaConfig(bootstrap=kafka_bootstrap, topic_prefix=f"th-test-{secrets.token_hex(4)}.", partitions=2,
-                       session_timeout_ms=SESSION_TIMEOUT_MS)
+async def config(kafka_bootstrap: str) -> AsyncIterator[KafkaConfig]:
+    config = KafkaConfig(bootstrap=kafka_bootstrap, topic_prefix=f"th-test-{secrets.token_hex(4)}.", partitions=2,
+                         session_timeout_ms=SESSION_TIMEOUT_MS)
+    yield config
+    await delete_topics(config, prefix=config.topic_prefix)
 
 
 @pytest.fixture

@@ -149,3 +149,22 @@ async def test_worker_batch_is_handled_again_when_a_queued_invocation_is_not_con
     assert [key for _, key, _ in publisher.sent] == ["e" * 32, "d" * 32, "e" * 32]
     assert worker.handled == 4
     assert await store.count_events() == 2
+
+
+async def test_a_copy_of_a_recorded_invocation_drops_a_pending_row_left_beside_its_record(store) -> None:
+    """A retry started a second time (kept again by a second settle of the attempt before it, which
+    two invokers ran at once across a rebalance, or re-claimed after its claimer died) can be made
+    pending again as its attempt's record commits: the copy then published finds the record, runs
+    nothing, and drops that row, so no pending row waits forever."""
+    item = invocation("f" * 32)
+    await store.accept(Acceptance(invocations=[item]))
+    assert await store.complete(record_of(item, {"run": 1}))
+    await store.accept(Acceptance(invocations=[item]))  # the row the race leaves: pending beside a record
+    assert [i.activation_id for i in await store.list_pending()] == ["f" * 32]
+    service = InvokerService("invoker0", store, never_runs, RecordingPublisher(), TOPICS.invocations)
+
+    await service.handle(item.activation_id, invocation_message(item, None))
+
+    assert service.statistics() == InvokerStatistics(ran=0, skipped=1, running=0)
+    assert await store.list_pending() == []
+    assert await store.delete_pending(item.activation_id) is False

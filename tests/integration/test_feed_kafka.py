@@ -1,23 +1,28 @@
 """Kafka topic feed against the real broker: every record exactly once across a stop, poison
 records dead-lettered without blocking their partition, batching limits, encodings, patterns.
 
-Each test makes its own topics (unique names), so tests never see each other's records.
+Each test makes its own topics (unique names), so tests never see each other's records; they all
+share this module's prefix, whose topics are deleted when the module is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.plugins.feeds import FakeStore, StoreEmit
+from tests.plugins.services import run_in_thread
 from tests.plugins.waiting import wait_quiet
+from triggerhub.bus.topics import delete_topics
 from triggerhub.clock import SYSTEM_CLOCK
+from triggerhub.config import KafkaConfig
 from triggerhub.errors import BadRequest, FeedError
 from triggerhub.feeds.kafka import KafkaFeed, parse_kafka_config, read_dead_letters
 
@@ -26,8 +31,17 @@ TRIGGER = "/guest/orders"
 QUIET_S = 1.0  # no new event for this long, with every partition's stored offset at its end, means idle
 
 
+PREFIX = f"th-test-{secrets.token_hex(4)}."  # of every topic and group this module makes
+
+
 def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+    return f"{PREFIX}{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def topics_deleted_at_the_end(kafka_bootstrap: str) -> Iterator[None]:
+    yield
+    run_in_thread(lambda: delete_topics(KafkaConfig(bootstrap=kafka_bootstrap), prefix=PREFIX))
 
 
 async def make_topic(bootstrap: str, name: str, partitions: int) -> None:

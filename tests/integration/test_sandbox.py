@@ -33,6 +33,8 @@ from triggerhub.model import Parameter, StatusCode
 
 SECRET = "postgresql://hub:s3cret-password@127.0.0.1/hub"
 PROTOCOL_ENV = {"HOME", "LANG", "PATH", "PWD", "PYTHONDONTWRITEBYTECODE", "TMPDIR", "TRIGGERHUB_SOCKET"}
+# What the sandbox starts with: the proxy takes its lifeline's fd out before any action runs.
+START_ENV = PROTOCOL_ENV | {"TRIGGERHUB_LIFELINE_FD"}
 RUN_ENV = {"__OW_ACTION_NAME", "__OW_ACTION_VERSION", "__OW_ACTIVATION_ID", "__OW_DEADLINE", "__OW_NAMESPACE",
            "__OW_TRANSACTION_ID",
            # delivery keys (README: Delivery semantics; empty outside rule activations) and the trace context
@@ -100,7 +102,7 @@ async def test_action_sees_neither_the_hubs_environment_nor_its_home(sandboxed_h
     assert set(result["env_keys"]) == PROTOCOL_ENV | RUN_ENV
     for environ in (result["init_environ"], result["own_environ"]):
         names = {entry.partition("=")[0] for entry in environ.split("\0") if entry}
-        assert names <= PROTOCOL_ENV, environ
+        assert names <= START_ENV, environ
         assert SECRET not in environ and "TRIGGERHUB_STORE_URL" not in environ
 
 

@@ -677,6 +677,59 @@ async def test_concurrent_writes_of_every_kind_share_transactions_and_answer_aft
         await store.close()
 
 
+async def test_a_write_while_the_writer_is_idle_commits_in_the_loop_turn_that_made_it(tmp_path: Path) -> None:
+    path = tmp_path / "inline.db"
+    store = SqlStore(sqlite_url(path))
+    await store.open()
+    try:
+        writing = store.set_cursor("feed", "1")
+        with pytest.raises(StopIteration):  # committed without suspending: no hand-off to the writer thread
+            writing.send(None)
+        with sqlite3.connect(path) as other:  # committed: another connection reads it
+            assert other.execute("SELECT value FROM cursors WHERE feed_id = 'feed'").fetchone() == ("1",)
+        assert (_statistics(store).transactions, _statistics(store).inline_transactions) == (1, 1)
+    finally:
+        await store.close()
+
+
+async def test_with_synchronous_full_every_write_commits_in_the_writer_thread(tmp_path: Path) -> None:
+    store = SqlStore(sqlite_url(tmp_path / "full.db"), sqlite_synchronous="FULL")  # a COMMIT fsyncs: not in the loop
+    await store.open()
+    try:
+        for i in range(3):
+            await store.set_cursor("feed", str(i))
+        assert (_statistics(store).transactions, _statistics(store).inline_transactions) == (3, 0)
+        assert await store.get_cursor("feed") == "2"
+    finally:
+        await store.close()
+
+
+async def test_a_write_made_while_the_writer_has_one_unanswered_queues_behind_it(tmp_path: Path) -> None:
+    path = tmp_path / "order.db"
+    store = SqlStore(sqlite_url(path))
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)  # holds the write lock: the first write goes to the writer
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        first = asyncio.create_task(store.set_cursor("feed", "first"))
+        async with asyncio.timeout(10):  # until the writer has taken it and waits for the lock
+            while _statistics(store).transactions == 0:
+                await asyncio.sleep(0.001)
+        other.execute("COMMIT")  # the lock is free, the first write not yet answered
+        second = store.set_cursor("feed", "second")
+        answer = second.send(None)  # suspends on the writer's answer: queued, not committed before the first
+        assert isinstance(answer, asyncio.Future) and not answer.done()
+        await asyncio.wait_for(first, 10)
+        await asyncio.wait([answer], timeout=10)
+        with pytest.raises(StopIteration):
+            second.send(None)
+        assert await store.get_cursor("feed") == "second"
+        assert _statistics(store).inline_transactions == 0
+    finally:
+        other.close()
+        await store.close()
+
+
 async def test_the_wal_stays_under_its_bound_while_far_more_than_the_bound_is_written(tmp_path: Path) -> None:
     path = tmp_path / "bounded.db"
     wal = path.with_name("bounded.db-wal")

@@ -71,7 +71,8 @@ class HubProcess:
         raise RuntimeError(f"triggerhub up did not answer within {STARTUP_TIMEOUT_S}s; see {log_path}")
 
     def kill9(self) -> None:
-        """SIGKILL the hub alone (its action processes survive, as after a real crash)."""
+        """SIGKILL the hub alone, as a real crash would: its action processes end with it (bwrap's
+        --die-with-parent, their lifeline), their folders stay for the next start to sweep."""
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)

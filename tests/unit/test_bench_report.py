@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
+import pytest
+
 from bench import profile, report
+from bench.context import Context, Sizes
 from bench.measure import Row
 
 
@@ -78,3 +82,30 @@ def test_frames_are_grouped_by_package_or_triggerhub_subpackage() -> None:
     assert profile.group_of("triggerhub/model.py") == "triggerhub/model"
     assert profile.group_of("<frozen runpy>") == "runpy"
     assert profile.group_of("threading.py") == "threading"
+
+
+def delivery_row(*, ratio: dict[str, float]) -> Row:
+    return Row("delivery.all", "triggerhub", "t", p50_ms=2.0, p99_ms=9.0, latency_samples=100, rate_per_s=150.0,
+               rate_samples=300, floor="delivery.plain", ratio=ratio,
+               values={"hub_cpu_ms_per_event": 1.6, "floor_p50_ms": 1.0, "floor_rate_per_s": 300.0,
+                       "floor_hub_cpu_ms_per_event": 1.0})
+
+
+def test_a_row_divided_by_its_own_scenarios_floor_is_kept_as_measured_and_shown(tmp_path: Path) -> None:
+    measured: list[str] = []
+
+    def floor(ctx: Context) -> Row:
+        measured.append("floor.aiohttp")
+        return Row("floor.aiohttp", "floor", "t", p50_ms=0.1)
+
+    with ExitStack() as stack:
+        ctx = Context(tmp_path, Sizes.of(quick=True), stack, {"floor.aiohttp": floor})
+        row = ctx.add(delivery_row(ratio={"p50": 2.0, "rate": 0.5, "cpu": 1.6}))
+        assert measured == [] and ctx.rows == {"delivery.all/triggerhub": row}
+        assert row.ratio == {"p50": 2.0, "rate": 0.5, "cpu": 1.6}
+        with pytest.raises(SystemExit, match="floor 'delivery.plain' is not a floor scenario, and the row brings no "
+                                             "ratio of its own to it"):
+            ctx.add(delivery_row(ratio={}))
+    table = report.table({"rows": [row.to_json()], "targets": []})
+    assert ("| delivery.all | triggerhub | 2.00 | 9.00 | 100 | 150 | 300 | p50 2.00×, rate 0.50×, hub CPU per event "
+            "1.60× delivery.plain (1.00 ms, 300/s, 1.000 hub CPU ms/event) | hub_cpu_ms_per_event 1.60 |") in table

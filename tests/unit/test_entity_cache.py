@@ -73,6 +73,60 @@ async def test_revalidating_reads_last_while_the_entity_generation_is_unchanged(
     assert (store.reads, store.version_reads) == (2, 5)
 
 
+async def test_one_revalidation_reads_the_generation_once_for_its_task() -> None:
+    """A fire's or feed event's cached reads share the generation read at the first of them; a
+    task it starts (an activation) and any read after the block read it afresh."""
+    store = GenerationStore(Trigger("guest", "tick"))
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024,  # type: ignore[arg-type]
+                        generation=store.get_entity_generation, revalidate_reads=True)
+    generation = entities.revalidating_generation
+    assert generation is not None
+    fqn = FullyQualifiedName("guest", "tick")
+
+    with entities.one_revalidation():
+        assert store.version_reads == 0  # read at the first revalidation, not when the block opens
+        for _ in range(3):
+            assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")
+        with entities.one_revalidation():  # nested: the outer block's read
+            assert await generation() == 7
+        assert (store.reads, store.version_reads) == (1, 1)
+        store.version = 8  # another process writes the trigger while the unit runs
+        store.entity = Trigger("guest", "tick", version="0.0.2")
+        assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")  # the unit's view
+        assert await asyncio.create_task(generation()) == 8  # another task reads the store
+        assert store.version_reads == 2
+    assert await entities.find(fqn, Trigger) == Trigger("guest", "tick", version="0.0.2")
+    assert (store.reads, store.version_reads) == (2, 3)
+
+
+async def test_a_renewed_unit_sees_writes_committed_while_it_waited() -> None:
+    """A feed event that waited for its namespace's event budget renews its unit: the reads after
+    the wait see the entities as they are then, and share that one new generation read."""
+    store = GenerationStore(Trigger("guest", "tick"))
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024,  # type: ignore[arg-type]
+                        generation=store.get_entity_generation, revalidate_reads=True)
+    fqn = FullyQualifiedName("guest", "tick")
+
+    with entities.one_revalidation():
+        assert await entities.find(fqn, Trigger) == Trigger("guest", "tick")
+        store.version = 8  # written by another process during the wait
+        store.entity = Trigger("guest", "tick", version="0.0.2")
+        entities.renew_revalidation()
+        for _ in range(2):
+            assert await entities.find(fqn, Trigger) == Trigger("guest", "tick", version="0.0.2")
+        assert (store.reads, store.version_reads) == (2, 2)
+
+
+async def test_one_revalidation_is_nothing_without_revalidating_reads() -> None:
+    store = GenerationStore(Trigger("guest", "tick"))
+    entities = Entities(store, LimitsConfig(), max_code_bytes=1024,  # type: ignore[arg-type]
+                        generation=store.get_entity_generation)
+    with entities.one_revalidation():
+        await entities.revalidate()
+        await entities.revalidate()
+    assert store.version_reads == 2
+
+
 class BatchGenerationStore(CountingStore):
     """The entity read and the entity generation (bumped by every entity write in any process)."""
 

@@ -34,6 +34,7 @@ class FailingStore:
         self.fails = fails
         self.attempts = 0
         self.records: dict[str, Activation] = {}
+        self.accepted: list[Acceptance] = []
 
     async def complete(self, activation: Activation) -> bool:
         self.attempts += 1
@@ -48,6 +49,7 @@ class FailingStore:
         return self.records.get(activation_id)
 
     async def accept(self, acceptance: Acceptance) -> bool:
+        self.accepted.append(acceptance)
         return True
 
     async def list_pending(self) -> list[Invocation]:
@@ -150,3 +152,35 @@ async def test_a_blocking_caller_gets_the_record_when_a_retry_succeeds(
     dispatcher = await dispatcher_on(store)
     assert await dispatcher.run_blocking(INVOCATION, wait_ms=10_000) == RECORD
     assert store.records == {"a1": RECORD}
+
+
+async def test_a_blocking_caller_whose_wait_ends_first_holds_a_durable_id_and_the_run_goes_on() -> None:
+    store, gate = FailingStore(lambda n: False), asyncio.Event()
+
+    async def run_after_gate(invocation: Invocation) -> Activation:
+        await gate.wait()
+        return RECORD
+
+    dispatcher = LocalDispatcher(store, record_retry=RETRY, clock=Pauses())  # type: ignore[arg-type]
+    async with dispatcher.running(execute=run_after_gate, finished=lambda invocation: None):
+        assert await dispatcher.run_blocking(INVOCATION, wait_ms=20) is None
+        assert store.accepted == [Acceptance(invocations=[INVOCATION])]  # pending before the caller hears
+        assert (dispatcher.statistics(), store.records) == (LocalStatistics(running=1), {})
+        gate.set()
+        async with asyncio.timeout(5):
+            while dispatcher.statistics() != LocalStatistics(running=0):
+                await asyncio.sleep(0)
+    assert store.records == {"a1": RECORD}
+
+
+async def test_a_blocking_caller_is_answered_in_the_loop_turn_after_the_record_is_stored(
+        dispatcher_on: Callable[[FailingStore], Awaitable[LocalDispatcher]]) -> None:
+    # The run answers its caller itself: one hop, where waiting on the run's task took two turns.
+    store = FailingStore(lambda n: False)
+    dispatcher = await dispatcher_on(store)
+    caller = asyncio.create_task(dispatcher.run_blocking(INVOCATION, wait_ms=10_000))
+    while not store.records:
+        await asyncio.sleep(0)
+    assert not caller.done()
+    await asyncio.sleep(0)
+    assert caller.done() and caller.result() == RECORD

@@ -61,8 +61,8 @@ async def test_feed_admission_past_the_minute_allowance_sleeps_until_the_next_mi
         now[0] += int(seconds * 1000)
 
     admission = FeedAdmission(lambda: now[0], sleep)
-    await admission.wait_event("guest", 2)
-    await admission.wait_event("guest", 2)
+    assert await admission.wait_event("guest", 2) is False
+    assert await admission.wait_event("guest", 2) is False
     assert slept == []
-    await admission.wait_event("guest", 2)
+    assert await admission.wait_event("guest", 2) is True  # it waited: the caller re-reads entities
     assert slept == [55.0] and now[0] == 180_000

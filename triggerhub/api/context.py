@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -23,6 +24,7 @@ MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
 IDENTITY = web.RequestKey("identity", Identity)
 TRANSACTION = web.RequestKey("transaction", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
 
 MAX_LIST_LIMIT = 200
 DEFAULT_LIST_LIMIT = 30
@@ -35,6 +37,21 @@ def error_response(status: int, message: str, transaction: str) -> web.Response:
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="OpenWhisk secure realm"'
     return response
+
+
+_ONE_REVALIDATION: weakref.WeakSet[Handler] = weakref.WeakSet()
+
+
+def one_revalidation(handler: H) -> H:
+    """Marks a hot route (fire, invoke, webhook, web action) whose request writes no entity itself:
+    its credential check and cached entity reads revalidate against one read of the store's
+    entity generation (engine/generation.py) instead of one each."""
+    _ONE_REVALIDATION.add(handler)
+    return handler
+
+
+def revalidates_once(handler: Handler) -> bool:
+    return handler in _ONE_REVALIDATION
 
 
 def engine_of(request: web.Request) -> Engine:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from triggerhub.api import views
 from triggerhub.api.context import (
-    TRANSACTION, engine_of, flag, identity_of, json_body, list_window, name_of, namespace_of,
+    TRANSACTION, engine_of, flag, identity_of, json_body, list_window, name_of, namespace_of, one_revalidation,
 )
 from triggerhub.engine.core import Engine, ensure_object
 from triggerhub.errors import FORBIDDEN, BadRequest, Forbidden, MethodNotAllowed
@@ -132,6 +132,7 @@ async def delete_action(request: web.Request) -> web.Response:
     return web.json_response(views.action_json(await _delete(request, Action)))
 
 
+@one_revalidation
 async def invoke_action(request: web.Request) -> web.Response:
     engine, identity, fqn = await _target(request)
     payload = await _payload(request)
@@ -152,8 +153,10 @@ async def invoke_action(request: web.Request) -> web.Response:
 
 
 def _accepted(activation_id: str) -> web.Response:
-    return web.json_response({"activationId": activation_id}, status=202,
-                             headers={"x-openwhisk-activation-id": activation_id})
+    # the body json.dumps would write: an activation id is 32 hex digits (no escaping)
+    return web.Response(body=b'{"activationId": "%s"}' % activation_id.encode(), status=202,
+                        content_type="application/json", charset="utf-8",
+                        headers={"x-openwhisk-activation-id": activation_id})
 
 
 def _blocking_response(record: Activation, *, result_only: bool) -> web.Response:
@@ -184,6 +187,7 @@ async def delete_trigger(request: web.Request) -> web.Response:
     return web.json_response(views.trigger_json(await _delete(request, Trigger)))
 
 
+@one_revalidation
 async def fire_trigger(request: web.Request) -> web.Response:
     engine, identity, fqn = await _target(request)
     activation_id = await engine.fire(identity, fqn, await _payload(request))

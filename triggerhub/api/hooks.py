@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from triggerhub.api.context import one_revalidation
 from triggerhub.engine.feed_manager import FeedManager
 from triggerhub.errors import PayloadTooLarge
 
@@ -23,7 +24,7 @@ def webhook_routes(feeds: FeedManager) -> list[web.RouteDef]:
                                               request.headers, read_body)
         return web.json_response({"id": accepted.id}, status=202)
 
-    return [web.post("/hooks/{namespace}/{trigger}", hook)]
+    return [web.post("/hooks/{namespace}/{trigger}", one_revalidation(hook))]
 
 
 async def read_limited(request: web.Request, limit_bytes: int) -> bytes:

@@ -5,7 +5,9 @@
       internal      catches everything below: StoreError/BusError -> 503, any other
                     exception -> 500; JSON {"error", "code": <request id>}, logged once
         errors      ApiError, aiohttp's 4xx, RevisionConflict -> their status, JSON
-          auth      Basic auth on /api/v1/namespaces and route management
+          auth      Basic auth on /api/v1/namespaces and route management; on the routes marked
+                    `one_revalidation` (fire, invoke, webhook, web action), one read of the entity
+                    generation for the credential check and the handler's cached reads
             handler
 
 As in Starlette's stack, the outermost error layer sits just inside the one that names the
@@ -17,13 +19,16 @@ aiohttp middleware, each a nested `try` in it: one coroutine frame per request i
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import uuid
 
 from aiohttp import web
 
-from triggerhub.api.context import IDENTITY, MAX_REQUEST_BYTES, TRANSACTION, Handler, authenticate, error_response
+from triggerhub.api.context import (
+    IDENTITY, MAX_REQUEST_BYTES, TRANSACTION, Handler, authenticate, engine_of, error_response, revalidates_once,
+)
 from triggerhub.errors import CONCURRENT_MODIFICATION, NOT_FOUND, ApiError, BusError, RevisionConflict, StoreError
+from triggerhub.model import new_activation_id
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +47,24 @@ INTERNAL = "The server encountered an internal error; report the request id in '
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    transaction = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    transaction = request.headers.get("X-Request-ID") or new_activation_id()  # a uuid4 in hex, as an activation id
     request[TRANSACTION] = transaction
     if request.method == "OPTIONS" and not _answers_own_options(request.path):
         response: web.StreamResponse = web.Response(status=200)
     else:
         try:  # internal: the outermost net, nothing below it reaches aiohttp's plain-text 500
             try:  # errors: those the API means to answer
-                if request.path.startswith(AUTHENTICATED_PATHS):
-                    # auth. Web actions authenticate in their handler: only there is it known whether
-                    # the action requires auth, and a public one treats any Authorization it cannot
-                    # verify as anonymous. Route management (apimgmt) lives under /api/v1/web/ but
-                    # always requires auth.
-                    identity = await authenticate(request, required=True)
-                    if identity is not None:
-                        request[IDENTITY] = identity
-                response = await handler(request)
+                with (engine_of(request).entities.one_revalidation() if revalidates_once(handler)
+                      else contextlib.nullcontext()):
+                    if request.path.startswith(AUTHENTICATED_PATHS):
+                        # auth. Web actions authenticate in their handler: only there is it known whether
+                        # the action requires auth, and a public one treats any Authorization it cannot
+                        # verify as anonymous. Route management (apimgmt) lives under /api/v1/web/ but
+                        # always requires auth.
+                        identity = await authenticate(request, required=True)
+                        if identity is not None:
+                            request[IDENTITY] = identity
+                    response = await handler(request)
             except ApiError as exc:
                 response = error_response(exc.status, exc.message, transaction)
             except web.HTTPException as exc:

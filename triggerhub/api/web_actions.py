@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from triggerhub.api.context import TRANSACTION, authenticate, engine_of, error_response
+from triggerhub.api.context import TRANSACTION, authenticate, engine_of, error_response, one_revalidation
 from triggerhub.errors import NOT_FOUND, RESERVED_PARAMS, ApiError, BadRequest, NotFound, Unauthorized
 from triggerhub.model import (
     Activation, FullyQualifiedName, Identity, StatusCode, annotation, loads_json, params_to_dict,
@@ -47,6 +47,7 @@ def _split(tail: str) -> tuple[str, str, str, str]:
 
 
 @routes.route("*", "/api/v1/web/{namespace}/{tail:.+}")
+@one_revalidation
 async def web_action(request: web.Request) -> web.StreamResponse:
     namespace = request.match_info["namespace"]
     package, name, extension, extra = _split(request.match_info["tail"])

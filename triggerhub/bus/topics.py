@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.config import KafkaConfig
@@ -87,6 +87,31 @@ async def ensure_topics(config: KafkaConfig, names: Iterable[str]) -> dict[str, 
         return await wait_topics_ready(admin.describe_topics, wanted, bootstrap=config.bootstrap)
     except KafkaError as exc:
         raise BusError(f"cannot create topics {wanted} on Kafka at {config.bootstrap} ({exc}); "
+                       "check TRIGGERHUB_KAFKA_BOOTSTRAP and that the broker runs") from exc
+    finally:
+        await admin.close()
+
+
+async def delete_topics(config: KafkaConfig, *, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (a deployment's own, and those its
+    worker's tables made under it) and return their names: a broker keeps every topic and each
+    client's metadata refresh costs CPU per topic, so a deployment that goes away takes its topics."""
+    if not prefix:
+        raise BusError("deleting topics needs a topic prefix; an empty one would name every topic on the broker")
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap, client_id="triggerhub-admin")
+    try:
+        await admin.start()
+        doomed = sorted(name for name in await admin.list_topics() if name.startswith(prefix))
+        if doomed:
+            response = await admin.delete_topics(doomed)
+            failed = {name: code for name, code, *_ in response.topic_error_codes
+                      if code not in (0, UnknownTopicOrPartitionError.errno)}  # gone already is fine
+            if failed:
+                raise BusError(f"Kafka at {config.bootstrap} refused to delete topics {failed} (topic: error code)")
+            log.info("deleted %d topics with prefix %r", len(doomed), prefix)
+        return doomed
+    except KafkaError as exc:
+        raise BusError(f"cannot delete the topics with prefix {prefix!r} on Kafka at {config.bootstrap} ({exc}); "
                        "check TRIGGERHUB_KAFKA_BOOTSTRAP and that the broker runs") from exc
     finally:
         await admin.close()

@@ -119,22 +119,25 @@ def _configure_logging(*, verbose: bool) -> None:
 @click.option("--allow-unsandboxed-root", is_flag=True, default=None,
               help="accept --sandbox none although the hub runs as root")
 @click.option("--examples/--no-examples", default=None, help="deploy the example manifests (default on)")
+@click.option("--props/--no-props", default=None,
+              help="record this hub in ~/.triggerhubprops for the CLI (default on; $TRIGGERHUB_WRITE_PROPS)")
 @click.option("--mqtt-embedded", is_flag=True, help="serve an MQTT broker on 127.0.0.1 (--mqtt-port) for sensors")
 @click.option("--mqtt-port", type=int, default=None, help="embedded MQTT broker port ($TRIGGERHUB_MQTT_PORT, default 1883)")
 @tls_options
 @click.option("-v", "--verbose", is_flag=True)
 def up(port: int | None, host: str | None, home: Path | None, runtime: str | None, sandbox: str | None,
-       allow_unsandboxed_root: bool | None, examples: bool | None, mqtt_embedded: bool, mqtt_port: int | None,
-       tls_cert: Path | None, tls_key: Path | None, verbose: bool) -> None:
+       allow_unsandboxed_root: bool | None, examples: bool | None, props: bool | None, mqtt_embedded: bool,
+       mqtt_port: int | None, tls_cert: Path | None, tls_key: Path | None, verbose: bool) -> None:
     """Run the whole hub in this process (SQLite, in-process streams).
 
     Writes the hub's address and guest key to ~/.triggerhubprops ($TRIGGERHUB_PROPS), so the CLI
-    finds it from any folder."""
+    finds it from any folder; --no-props (TRIGGERHUB_WRITE_PROPS=false) for a hub the CLI should not
+    find, such as a benchmark's."""
     _configure_logging(verbose=verbose)
     try:
         config = load_config(overrides={"PORT": port, "HOST": host, "HOME": home, "RUNTIME": runtime,
                                         "SANDBOX": sandbox, "ALLOW_UNSANDBOXED_ROOT": allow_unsandboxed_root or None,
-                                        "DEPLOY_EXAMPLES": examples, "MQTT_PORT": mqtt_port,
+                                        "DEPLOY_EXAMPLES": examples, "WRITE_PROPS": props, "MQTT_PORT": mqtt_port,
                                         **tls_overrides(tls_cert, tls_key)})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -147,7 +150,7 @@ def up(port: int | None, host: str | None, home: Path | None, runtime: str | Non
 
 async def _serve(config: Any, *, mqtt_embedded: bool) -> None:
     from triggerhub.cli.compose import running_hub
-    from triggerhub.cli.props import props_lines, write_props
+    from triggerhub.cli.props import props_lines, props_path, write_props
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -161,8 +164,12 @@ async def _serve(config: Any, *, mqtt_embedded: bool) -> None:
         click.echo(f"triggerhub listening on {hub.apihost} (runtime: {hub.runtime_name}, home: {config.home})")
         for namespace, key in hub.credentials.items():
             click.echo(f"  {namespace:<13} auth {key}")
-        props = write_props(hub.apihost, hub.guest_auth, home=config.home)
-        click.echo(f"  the triggerhub CLI finds this hub from any folder through {props}; elsewhere:")
+        if config.write_props:
+            props = write_props(hub.apihost, hub.guest_auth, home=config.home)
+            click.echo(f"  the triggerhub CLI finds this hub from any folder through {props}; elsewhere:")
+        else:
+            click.echo(f"  not recorded in {props_path()} (--no-props, TRIGGERHUB_WRITE_PROPS=false); "
+                       "to reach this hub:")
         for line in props_lines(hub.apihost, hub.guest_auth):
             click.echo(f"  {line}")
         if hub.apihost.startswith("https://"):

@@ -61,6 +61,8 @@ from triggerhub.observe import otel
 from triggerhub.observe.exposition import serving_metrics
 from triggerhub.model import now_ms
 from triggerhub.store.leases import SqlFeedLeases
+from triggerhub.store.base import DeriveNotices
+from triggerhub.store.notify import PgDeriveNotices
 from triggerhub.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -121,7 +123,8 @@ def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: To
             invoker: Invoker | None = None, cache_ttl_s: float | None = 0.0, revalidated: bool = False,
             waiter: CompletionWaiter | None = None, reply_to: str | None = None,
             builtin: BuiltinHandler | None = None, dispatcher: KafkaDispatcher | None = None,
-            derive_loop: bool = False, derive_idle_s: float = IDLE_S) -> Engine:
+            derive_loop: bool = False, derive_idle_s: float = IDLE_S,
+            derive_notices: DeriveNotices | None = None) -> Engine:
     """An engine whose dispatcher publishes to Kafka; it runs actions only with an `invoker`, and
     the derived triggers' loop with `derive_loop` (workers). `revalidated`: its entity cache is
     dropped by `entities.revalidate()` when any process wrote an entity (cache_ttl_s=None then
@@ -129,7 +132,7 @@ def _engine(config: HubConfig, store: SqlStore, publisher: Publisher, topics: To
     in_table = config.kafka.derive_state is DeriveState.TABLE
     return Engine(config=config, store=store, invoker=invoker or NoLocalRuns(), builtin=builtin, derive_loop=derive_loop,
                   route_derive=DeriveRouter(publisher, topics.derive_keys) if in_table else None,
-                  derive_idle_s=derive_idle_s,
+                  derive_idle_s=derive_idle_s, derive_notices=derive_notices,
                   entities=Entities(store, config.limits, max_code_bytes=config.api.max_code_bytes,
                                     cache_ttl_s=cache_ttl_s,
                                     generation=store.get_entity_generation if revalidated else None),
@@ -206,8 +209,12 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(_opened_store(config))
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
+        # Derived state in the store: other processes' changes come as PostgreSQL notices, so an
+        # idle loop looks at the store every IDLE_S only (SHARED_IDLE_S while the notices are lost).
+        in_store = config.kafka.derive_state is DeriveState.STORE
         engine = _engine(config, store, publisher, topics, cache_ttl_s=WORKER_CACHE_TTL_S, revalidated=True,
-                         derive_loop=True, derive_idle_s=SHARED_IDLE_S)
+                         derive_loop=True, derive_idle_s=SHARED_IDLE_S,
+                         derive_notices=PgDeriveNotices(require_postgres(config)) if in_store else None)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events, revalidate=engine.entities.revalidate)
         observed(config, role="worker", lag_groups={topics.app_id("worker"): topics.trigger_events})
@@ -371,8 +378,10 @@ def _logging(*, verbose: bool) -> None:
 
 
 def _controller_ready(controller: Controller, config: HubConfig) -> str:
-    """The ready line; the CLI finds this controller from any folder, as after `triggerhub up`."""
-    write_props(controller.apihost, controller.guest_auth, home=config.home)
+    """The ready line; the CLI finds this controller from any folder, as after `triggerhub up`
+    (unless TRIGGERHUB_WRITE_PROPS=false)."""
+    if config.write_props:
+        write_props(controller.apihost, controller.guest_auth, home=config.home)
     return f"triggerhub controller listening on {controller.apihost}"
 
 

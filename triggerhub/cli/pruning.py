@@ -8,12 +8,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from triggerhub.config import HubConfig
 from triggerhub.engine.retention import EventPruner
 from triggerhub.store.base import Store
+
+if TYPE_CHECKING:  # a controller's lease loads it; an embedded hub on SQLite never does
+    import asyncpg
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ class PruningLease:
         self._held = False
 
     async def held(self) -> bool:
+        import asyncpg
+
         if self._connection is None or self._connection.is_closed():
             self._held = False
             try:

@@ -22,8 +22,8 @@ from triggerhub.clock import SYSTEM_CLOCK, Clock
 from triggerhub.config import HubConfig
 from triggerhub.errors import FORBIDDEN, NOT_FOUND, ApiError, BadRequest, Forbidden, NotFound
 from triggerhub.model import (
-    JSON, Action, Activation, ActivationResponse, FullyQualifiedName, Identity, Invocation, Kind, Package,
-    Parameter, StatusCode, Trigger, TriggerEvent, annotation, new_activation_id, now_ms,
+    JSON, Action, Activation, ActivationResponse, Delivery, FullyQualifiedName, Identity, Invocation, Kind, Package,
+    Parameter, Parameters, StatusCode, Trigger, TriggerEvent, annotation, new_activation_id, now_ms,
     params_to_dict,
 )
 from triggerhub.engine.apis import ApiGateway
@@ -43,7 +43,9 @@ from triggerhub.engine.throttle import ConcurrencyThrottler, FeedAdmission, Rate
 from triggerhub.invoker.base import Invoker
 from triggerhub.observe import lineage, metrics, otel
 from triggerhub.rules import match as rules
-from triggerhub.store.base import Acceptance, ActivationQuery, DeriveStep, RedriveClaim, ReplayClaim, Store
+from triggerhub.store.base import (
+    Acceptance, ActivationQuery, DeriveNotices, DeriveStep, RedriveClaim, ReplayClaim, Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,13 @@ class Engine:
     def __init__(self, *, config: HubConfig, store: Store, invoker: Invoker, entities: Entities,
                  dispatcher: Dispatcher, builtin: BuiltinHandler | None = None,
                  clock: Clock = SYSTEM_CLOCK, derive_loop: bool = False, derive_idle_s: float = IDLE_S,
-                 route_derive: RouteDerive | None = None) -> None:
+                 derive_notices: DeriveNotices | None = None, route_derive: RouteDerive | None = None) -> None:
         """`builtin` runs the hub-internal actions (the feed providers) in a process that runs
         feeds; `clock` times the throttles (rates per minute, feed admission waits) and derived
         triggers' deadlines; `derive_loop` runs the loop that derives events (engine/derive.py)
         in this process (the embedded hub and distributed workers), looking at the store at least
-        every `derive_idle_s`; `route_derive`, when given, takes derived triggers' source events
+        every `derive_idle_s` (every IDLE_S while `derive_notices` tell it of other processes'
+        changes); `route_derive`, when given, takes derived triggers' source events
         instead of the store (distributed mode's Faust tables: engine/derive_table.py)."""
         self.config = config
         self.store = store
@@ -89,7 +92,7 @@ class Engine:
                                      limits_of=self._limits_of, clock=clock,
                                      settings=PumpSettings(poll_ms=config.limits.retry_poll_ms,
                                                            lease_ms=config.limits.retry_lease_ms))
-        self.deriver = Deriver(store, entities, clock=clock, idle_s=derive_idle_s)
+        self.deriver = Deriver(store, entities, clock=clock, idle_s=derive_idle_s, notices=derive_notices)
         self._derive_loop = derive_loop
         self._route_derive = route_derive
         self._running = contextlib.AsyncExitStack()
@@ -183,20 +186,26 @@ class Engine:
         action = await self.entities.find(target, Action)
         if action is None:
             raise NotFound(NOT_FOUND)
+        if package is None and action.exec.kind != Kind.SEQUENCE and _distinct_keys(action.parameters):
+            # nothing to merge (every fire's rule and most invokes): the cached action as it is
+            return Resolved(action, f"{target.path}/{target.name}", None, {})
         inherited = bound_parameters(package, binding)
         merged = {**inherited, **params_to_dict(action.parameters)}
-        init_keys = {p.key for p in action.parameters if p.init}
-        parameters = tuple(Parameter(k, v, k in init_keys) for k, v in merged.items())
         if action.exec.kind == Kind.SEQUENCE:
-            parameters = ()
-        return Resolved(replace(action, parameters=parameters), f"{target.path}/{target.name}",
+            action = replace(action, parameters=()) if action.parameters else action
+        elif inherited or len(merged) != len(action.parameters):  # else the merge gives its own parameters back
+            init_keys = {p.key for p in action.parameters if p.init}
+            action = replace(action, parameters=tuple(Parameter(k, v, k in init_keys) for k, v in merged.items()))
+        return Resolved(action, f"{target.path}/{target.name}",
                         f"{binding.namespace}/{binding.name}" if binding else None, inherited)
 
     def _invocation(self, identity: Identity, resolved: Resolved, layers: list[dict[str, Any]], *,
                     activation_id: str | None = None, blocking: bool = False, cause: str | None = None,
-                    transaction_id: str = "", traced: bool = False) -> Invocation:
+                    transaction_id: str = "", traced: bool = False, annotations: Parameters = (),
+                    delivery: Delivery | None = None, received_ms: int = 0) -> Invocation:
         """`traced`: a root of its own trace (a direct invoke, a redrive); a rule activation gets its
-        event's lineage annotations instead, so building a trace here would be wasted."""
+        event's lineage annotations (in `annotations`) instead, so building a trace here would be
+        wasted. `delivery`, `received_ms`: a rule activation's (model.Invocation)."""
         activation_id = activation_id or new_activation_id()
         return Invocation(
             activation_id=activation_id, action=resolved.action,
@@ -205,7 +214,8 @@ class Engine:
             blocking=blocking, path_annotation=resolved.path, binding=resolved.binding,
             transaction_id=transaction_id, init_env=_api_key_env(identity, resolved.action),
             extra_annotations=(lineage.invoke_annotations(activation_id)
-                               if traced and self.config.observe.lineage else ()),
+                               if traced and self.config.observe.lineage else annotations),
+            delivery=delivery, received_ms=received_ms,
         )
 
     def _admit(self, identity: Identity) -> None:
@@ -294,7 +304,7 @@ class Engine:
     async def fire(self, identity: Identity, fqn: FullyQualifiedName, payload: dict[str, Any]) -> str | None:
         """Fire through the API: the trigger activation id, or None when no rule is active (204)."""
         trigger = await self.entities.get(identity, fqn, Trigger)
-        if not rules.active_rules(trigger) and not trigger.derived:
+        if not self.router.compiled(trigger).links and not trigger.derived:  # no active rule
             return None
         try:
             self._fire_rates.check(identity.namespace, identity.limits.get("firesPerMinute", self.config.limits.fires_per_minute))
@@ -312,11 +322,13 @@ class Engine:
                    confirmations: list[Awaitable[None]] | None = None) -> bool:
         """Match a fired event against the trigger's rules and accept the result durably.
         Used by feeds and by distributed workers. False when the event id was already accepted.
-        `confirmations`: as for `Dispatcher.submit`."""
-        trigger = await self.entities.find(event.trigger, Trigger)
-        if trigger is None:
-            raise NotFound(f"trigger {event.trigger} does not exist; delete its feed or recreate the trigger")
-        return await self._match(trigger, event, cursor, confirmations=confirmations)
+        `confirmations`: as for `Dispatcher.submit`. The event's cached reads (trigger, tenant,
+        actions) revalidate against one read of the entity generation."""
+        with self.entities.one_revalidation():
+            trigger = await self.entities.find(event.trigger, Trigger)
+            if trigger is None:
+                raise NotFound(f"trigger {event.trigger} does not exist; delete its feed or recreate the trigger")
+            return await self._match(trigger, event, cursor, confirmations=confirmations)
 
     async def _deliver_derived(self, event: TriggerEvent) -> None:
         """A derived event from the outbox, to its derived trigger's rules (its acceptance drops the row)."""
@@ -341,7 +353,8 @@ class Engine:
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
         from_feed = event.type != API_FIRE_TYPE
         if from_feed:
-            await self._feed_admission.wait_event(namespace, self.config.limits.feed_events_per_minute)
+            if await self._feed_admission.wait_event(namespace, self.config.limits.feed_events_per_minute):
+                self.entities.renew_revalidation()  # rules and actions as they are after the wait
         compiled = self.router.compiled(trigger)
         routing = rules.route(compiled, event)
         trigger_params = params_to_dict(trigger.parameters)
@@ -377,13 +390,12 @@ class Engine:
                 outcomes.append(rules.outcome_line(found, error=exc.message, status_code=3 if exc.status >= 500 else 1))
                 decide(found, lineage.Decision.REFUSED, exc.message)
                 continue
-            invocation = self._invocation(identity, resolved, [trigger_params, found.params],
-                                          activation_id=found.activation_id)
             delivery, annotations = self.deliveries.attach(found, compiled.links[found.rule], event, tenant.limits)
             traces = lineage.activation_annotations(context, event.id, found.activation_id, found.rule,
                                                      annotations) if context is not None else ()
-            invocations.append(replace(invocation, extra_annotations=annotations + traces, delivery=delivery,
-                                       received_ms=event.time_ms))
+            invocations.append(self._invocation(identity, resolved, [trigger_params, found.params],
+                                                activation_id=found.activation_id, annotations=annotations + traces,
+                                                delivery=delivery, received_ms=event.time_ms))
             outcomes.append(rules.outcome_line(found))
             decide(found, lineage.Decision.MATCHED)
         if from_feed:
@@ -468,6 +480,10 @@ class Engine:
                                                     per_minute=limits.feed_activations_per_minute,
                                                     concurrent=limits.feed_concurrent_activations)
         self._feed_held.update(invocation.activation_id for invocation in invocations)
+
+def _distinct_keys(parameters: Parameters) -> bool:
+    return len({parameter.key for parameter in parameters}) == len(parameters)
+
 
 def _verdicts(routing: rules.Routing, invocations: list[Invocation]) -> Iterator[tuple[str, str]]:
     """(rule, decision) of each active rule, for triggerhub_rule_decisions_total."""

@@ -8,8 +8,10 @@ every key whose time has come (an absence deadline: the derived event goes to th
 transaction that disarms the key), and hands each outbox event to its derived trigger (`deliver`,
 the engine's rule matching), whose acceptance deletes the outbox row. Between rounds it sleeps
 until the nearest deadline in the store, or until an accept in this process derived an event or
-armed an earlier deadline (`accepted`); with nothing due it looks again every `idle_s` (IDLE_S
-embedded, SHARED_IDLE_S in distributed workers), for what other processes did. A derived event's id comes
+armed an earlier deadline (`accepted`), or another process's did (`derive_changed`, from the
+store's notices: distributed workers on PostgreSQL); with nothing due it looks again every
+IDLE_S, for what a killed process left, or every `idle_s` (SHARED_IDLE_S in distributed workers)
+while other processes' changes go unnoticed (no notices, or their connection is lost). A derived event's id comes
 from its source events, so delivering it twice (a crash between accept and delete, two workers)
 is refused by the event log. Any process may run the loop; distributed workers each run one.
 """
@@ -30,7 +32,7 @@ from triggerhub.model import FullyQualifiedName, Trigger, TriggerEvent
 from triggerhub.engine.entities import Entities
 from triggerhub.rules import correlate
 from triggerhub.rules.events import event_document
-from triggerhub.store.base import DerivedChange, DeriveStep, Store
+from triggerhub.store.base import DerivedChange, DeriveNotices, DeriveStep, Store
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,9 @@ IDLE_S = 30.0
 """Longest nap of the loop when every accept happens in its own process (the embedded hub): only
 what a killed run of it left is found by looking. This process's accepts wake the loop."""
 SHARED_IDLE_S = 2.0
-"""Longest nap of a distributed worker's loop: the feeds process and controllers accept feed and
-webhook events, arming deadlines and filling the outbox, without waking it. Only workers run
+"""Longest nap of a distributed worker's loop while it hears no notices (store/notify.py): the feeds
+process and controllers accept feed and webhook events, arming deadlines and filling the outbox,
+and only the notices wake it. With notices heard it naps up to IDLE_S. Only workers run
 the loop, because a deadline is judged against the listening time of the process running it
 (correlate.on_due), and only workers restart listening where fires queue up in Kafka."""
 RETRY_S = 1.0  # after the store failed
@@ -48,6 +51,12 @@ DELIVER_AT_ONCE = 64
 CACHE_MAX = 10_000
 
 Deliver = Callable[[TriggerEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeriverStatistics:
+    rounds: int  # looks at the store (expire due keys, deliver the outbox, read the next deadline)
+    notices_live: bool  # another process's changes wake the loop (store notices heard)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +90,16 @@ class OnDue:
 
 class Deriver:
     def __init__(self, store: Store, entities: Entities, *, clock: Clock = SYSTEM_CLOCK,
-                 idle_s: float = IDLE_S) -> None:
+                 idle_s: float = IDLE_S, notices: DeriveNotices | None = None) -> None:
+        """`idle_s`: the longest nap while other processes' changes go unnoticed; `notices`: the
+        store's word of them (then the longest nap is IDLE_S while they come)."""
         self._store = store
         self._entities = entities
         self._clock = clock
         self._idle_s = idle_s
+        self._notices = notices
+        self._notices_live = False
+        self._rounds = 0
         # (namespace, name, revision) of a derived trigger -> its spec and its sources' names
         self._specs: dict[tuple[str, str, int], tuple[correlate.DeriveSpec, frozenset[str]]] = {}
         self._names: dict[str, FullyQualifiedName] = {}
@@ -143,6 +157,25 @@ class Deriver:
     def listening_since_ms(self) -> int:
         return self._listening_since_ms
 
+    def derive_changed(self, due_ms: int) -> None:
+        """Another process armed a deadline at `due_ms` (0: derived an event): wake the loop when
+        that is before the end of its nap, or when it is not napping (its round may have read the
+        store before that change committed)."""
+        if self._until_ms == 0 or due_ms < self._until_ms:
+            self._wake.set()
+
+    def derive_notices_live(self, live: bool) -> None:
+        """Notices started (look now: what was committed before went unheard) or stopped (nap
+        shorter from now on)."""
+        if live != self._notices_live:
+            log.info("derived triggers: other processes' changes %s", "are heard" if live else
+                     f"go unheard: looking every {self._idle_s:g} s")
+        self._notices_live = live
+        self._wake.set()
+
+    def statistics(self) -> DeriverStatistics:
+        return DeriverStatistics(rounds=self._rounds, notices_live=self._notices_live)
+
     async def find_spec(self, name: str) -> tuple[FullyQualifiedName, correlate.DeriveSpec | None]:
         """A derived trigger's name and its declaration (None: it is gone or derives no more)."""
         fqn = self._fqn(name)
@@ -153,7 +186,10 @@ class Deriver:
     @contextlib.asynccontextmanager
     async def running(self, deliver: Deliver) -> AsyncIterator[None]:
         self.relisten()
-        async with asyncio.TaskGroup() as tasks:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._notices is not None:
+                await stack.enter_async_context(self._notices.listen(self))
+            tasks = await stack.enter_async_context(asyncio.TaskGroup())
             serving = tasks.create_task(self._serve(deliver))
             try:
                 yield
@@ -171,12 +207,14 @@ class Deriver:
     async def _serve(self, deliver: Deliver) -> None:
         while True:
             self._wake.clear()
+            self._rounds += 1
             try:
                 next_due_ms = await self.run_once(deliver)
             except TriggerhubError as exc:  # the store or bus is down: try again after a nap
                 log.warning("derived triggers: %s; retrying in %.1f s", exc, RETRY_S)
                 next_due_ms = self._clock.now_ms() + round(RETRY_S * 1000)
-            until_ms = self._clock.now_ms() + round(self._idle_s * 1000)
+            idle_s = max(self._idle_s, IDLE_S) if self._notices_live else self._idle_s
+            until_ms = self._clock.now_ms() + round(idle_s * 1000)
             if next_due_ms is not None:  # to the deadline itself, not a relative wait that rounds
                 until_ms = min(until_ms, next_due_ms)
             self._until_ms = until_ms
@@ -277,4 +315,5 @@ def _loads(stored: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-__all__ = ["BATCH", "IDLE_S", "SHARED_IDLE_S", "Deliver", "Deriver", "OnDue", "OnEvent", "derived_event"]
+__all__ = ["BATCH", "IDLE_S", "SHARED_IDLE_S", "Deliver", "Deriver", "DeriverStatistics", "OnDue", "OnEvent",
+           "derived_event"]

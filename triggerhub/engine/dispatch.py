@@ -101,7 +101,10 @@ class LocalDispatcher:
         self._clock = clock  # paces the retried record writes
         self._tasks: asyncio.TaskGroup | None = None
         self._running: dict[str, asyncio.Task[Activation | None]] = {}
-        self._unstored: dict[str, asyncio.Future[RecordNotStored]] = {}  # blocking callers, told of failed writes
+        # Blocking callers by activation id: answered by the run itself as it ends (the record, or
+        # None when it failed), by `_surface` when its record could not be stored, or when the wait
+        # ends. One hop from the run to its caller, where waiting on the task took two loop turns.
+        self._waiting: dict[str, asyncio.Future[Activation | RecordNotStored | None | _Expired]] = {}
 
     @contextlib.asynccontextmanager
     async def running(self, *, execute: Execute, finished: Finished) -> AsyncIterator[None]:
@@ -138,19 +141,24 @@ class LocalDispatcher:
         return True
 
     async def run_blocking(self, invocation: Invocation, wait_ms: int) -> Activation | None:
-        task = self._start(invocation)
-        unstored = self._unstored.setdefault(invocation.activation_id, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        activation_id = invocation.activation_id
+        self._start(invocation)  # its first step comes after this caller's next await
+        answer = self._waiting.get(activation_id)
+        if answer is None:
+            answer = self._waiting[activation_id] = loop.create_future()
+        # The run goes on when the wait ends (or the caller goes away): it is a task of its own.
+        timer = loop.call_later(wait_ms / 1000, _expire, answer)
         try:
-            # asyncio.wait leaves the task running when the wait ends (like shield did)
-            done, _ = await asyncio.wait((task, unstored), timeout=wait_ms / 1000,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            outcome = await answer
         finally:
-            if self._unstored.get(invocation.activation_id) is unstored:
-                del self._unstored[invocation.activation_id]
-        if task in done:
-            return task.result()
-        if unstored in done:
-            raise Unavailable(str(unstored.result()))
+            timer.cancel()
+            if self._waiting.get(activation_id) is answer:
+                del self._waiting[activation_id]
+        if isinstance(outcome, RecordNotStored):
+            raise Unavailable(str(outcome))
+        if not isinstance(outcome, _Expired):
+            return outcome
         # The caller now holds an id it was promised: make it durable before answering.
         await self._store.accept(Acceptance(invocations=[invocation]))
         return None
@@ -166,10 +174,15 @@ class LocalDispatcher:
         return task
 
     async def _run(self, invocation: Invocation) -> Activation | None:
+        record: Activation | None = None
         try:
-            return await run_to_record(invocation, execute=self._execute, store=self._store, where="hub",
-                                       retry=self._record_retry, surface=self._surface, clock=self._clock)
+            record = await run_to_record(invocation, execute=self._execute, store=self._store, where="hub",
+                                         retry=self._record_retry, surface=self._surface, clock=self._clock)
+            return record
         except asyncio.CancelledError:
+            waiter = self._waiting.get(invocation.activation_id)
+            if waiter is not None:
+                waiter.cancel()
             raise
         except Exception:  # one failed activation must not tear down the TaskGroup; its pending row stays
             log.exception("activation %s of %s failed to complete; it stays pending",
@@ -178,8 +191,24 @@ class LocalDispatcher:
         finally:
             self._running.pop(invocation.activation_id, None)
             self._finished(invocation)
+            _answer(self._waiting.get(invocation.activation_id), record)
 
     def _surface(self, error: RecordNotStored) -> None:
-        waiter = self._unstored.get(error.record.activation_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(error)
+        _answer(self._waiting.get(error.record.activation_id), error)
+
+
+class _Expired:
+    """A blocking caller's wait ended before its activation did."""
+
+
+_EXPIRED = _Expired()
+
+
+def _expire(answer: asyncio.Future[Activation | RecordNotStored | None | _Expired]) -> None:
+    _answer(answer, _EXPIRED)
+
+
+def _answer(waiter: asyncio.Future[Activation | RecordNotStored | None | _Expired] | None,
+            outcome: Activation | RecordNotStored | None | _Expired) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(outcome)

@@ -396,6 +396,13 @@ class InvokerService:
         if existing is not None:
             self._counts["skipped"] += 1
             log.debug("activation %s was recorded before; not run again", activation_id)
+            # A copy of a recorded activation may come with a pending row nobody else drops: a
+            # retry started a second time (kept again by a duplicate settle of the attempt before
+            # it, or re-claimed after its claimer died) is made pending again when its attempt's
+            # record commits during prepare_retry (store/deliveries.py).
+            if await retrying(f"dropping the pending row of recorded activation {activation_id}",
+                              lambda: self._store.delete_pending(activation_id)):
+                log.info("activation %s: pending row left beside its record dropped", activation_id)
             return existing
         future: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
         self._running[activation_id] = future

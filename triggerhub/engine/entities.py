@@ -6,6 +6,7 @@ Bodies are the REST PUT bodies, parsed by `bodies`; results are model entities (
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, replace
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +25,7 @@ from triggerhub.model import (
 )
 from triggerhub.engine.ordering import check_ordering_key
 from triggerhub.engine import bodies
+from triggerhub.engine.generation import EntityGeneration
 from triggerhub.engine.shared_loads import SharedLoads
 from triggerhub.engine.resolve import bound_parameters, check_read, check_write, not_authorized, package_readable
 from triggerhub.rules import correlate
@@ -51,7 +53,8 @@ class Entities:
     (the store's count of entity writes) and call `revalidate()` before work that must see every
     write committed so far. With `revalidate_reads` every cached read revalidates first (one
     primary-key read of the generation row): the embedded hub sees another process's entity
-    write on its next read after the commit."""
+    write on its next read after the commit. Within `one_revalidation()` (a fire, a feed event,
+    an invoke) the task's reads share one generation read (engine/generation.py)."""
 
     def __init__(self, store: Store, limits: LimitsConfig, *, max_code_bytes: int,
                  cache_ttl_s: float | None = None, clock: Clock = SYSTEM_CLOCK,
@@ -63,7 +66,7 @@ class Entities:
         self._cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, str], tuple[Entity | None, float]] = {}
         self._loads: SharedLoads[tuple[str, str], Entity | None] = SharedLoads()
-        self._generation = generation
+        self._generation = EntityGeneration(generation) if generation is not None else None
         self._seen_generation: int | None = None
         self._revalidate_reads = revalidate_reads
 
@@ -71,6 +74,18 @@ class Entities:
     def revalidating_generation(self) -> Callable[[], Awaitable[int]] | None:
         """The generation read every cached read revalidates against (embedded mode), else None."""
         return self._generation if self._revalidate_reads else None
+
+    def one_revalidation(self) -> contextlib.AbstractContextManager[None]:
+        """Around work that writes no entity: its task's cached reads and credential checks
+        revalidate against one generation read, taken at the first of them."""
+        if self._generation is None or not self._revalidate_reads:
+            return contextlib.nullcontext()
+        return self._generation.once()
+
+    def renew_revalidation(self) -> None:
+        """Within `one_revalidation()`, after a wait: the next cached read reads the generation again."""
+        if self._generation is not None:
+            self._generation.renew()
 
     async def revalidate(self) -> None:
         """Drop the cache if any process wrote an entity since the last call (one read of the

@@ -76,8 +76,9 @@ class FeedAdmission:
         self._in_flight: dict[str, int] = {}
         self._room = asyncio.Event()  # set by every release; waiters re-check their namespace
 
-    async def wait_event(self, namespace: str, per_minute: int) -> None:
-        await self._wait_window(self._events, namespace, 1, per_minute, limit="feed_events_per_minute")
+    async def wait_event(self, namespace: str, per_minute: int) -> bool:
+        """Take one event slot; True when that meant waiting for the next minute."""
+        return await self._wait_window(self._events, namespace, 1, per_minute, limit="feed_events_per_minute")
 
     async def wait_activations(self, namespace: str, count: int, *, per_minute: int, concurrent: int) -> None:
         """Take `count` activation slots at once (never some of them, so two waiting events
@@ -103,7 +104,8 @@ class FeedAdmission:
         return self._in_flight.get(namespace, 0)
 
     async def _wait_window(self, windows: dict[str, _Window], namespace: str, count: int, per_minute: int, *,
-                           limit: str) -> None:
+                           limit: str) -> bool:
+        waited = False
         while True:
             now = self._clock_ms()
             minute = now // 60_000
@@ -112,6 +114,7 @@ class FeedAdmission:
                 window = windows[namespace] = _Window(minute, 0)
             if window.count == 0 or window.count + count <= per_minute:
                 window.count += count
-                return
+                return waited
+            waited = True
             metrics.feed_waited(limit)
             await self._sleep(((minute + 1) * 60_000 - now) / 1000)

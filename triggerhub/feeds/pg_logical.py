@@ -24,10 +24,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import asyncpg
 
 from triggerhub.clock import Clock
 from triggerhub.errors import BadRequest, FeedError
@@ -35,11 +33,14 @@ from triggerhub.feeds.cursor import CursorEmit, CursorLoader, CursorSaver
 from triggerhub.feeds.kind import BuiltinFeed, FeedContext, FeedKind, ParseContext, parse_operations, uninstall_or_warn
 from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure
 from triggerhub.feeds.pg_slots import (
-    CONNECT_ERRORS, CONNECT_TIMEOUT_S, PLUGIN, SLOT_PREFIX, ServerFacts, Source, drop_slot, lock_key, lsn_int,
+    CONNECT_TIMEOUT_S, PLUGIN, SLOT_PREFIX, ServerFacts, Source, drop_slot, lock_key, lsn_int,
     lsn_text, orphaned_slots, resolve_source, server_problem, slot_in_use, visible_in_snapshot,
 )
-from triggerhub.feeds.postgres import OPERATIONS, SOURCE_ERRORS, PgSession, parse_dsn, redact_dsn
+from triggerhub.feeds.postgres import OPERATIONS, PgSession, connect_errors, parse_dsn, redact_dsn, source_errors
 from triggerhub.model import JSON, TriggerEvent
+
+if TYPE_CHECKING:  # imported where a feed connects: a hub on SQLite never loads asyncpg
+    import asyncpg
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _TABLE_RE = re.compile(rf"^(?:{_IDENT}\.)?(?:{_IDENT}|\*)$")
 _SLOT_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 _JSON_TYPES = ("json", "jsonb")
-AUDIT_ERRORS: tuple[type[Exception], ...] = (*CONNECT_ERRORS, ValueError)  # a bad stored dsn, too
 
 
 def slot_name_for(trigger: str) -> str:
@@ -181,7 +181,7 @@ class LogicalFeed:
             return
         session = await self._open(emit)
         await self._run.start(self._run.follow(session, reopen=lambda: self._open(emit),
-                                               step=lambda s: self._step(s, emit), lost=SOURCE_ERRORS,
+                                               step=lambda s: self._step(s, emit), lost=source_errors(),
                                                where=self._config.location, retry_s=RETRY_S))
         log.info("%s streaming %s in %s from slot %s", self._run.label, session.source.filter,
                  self._config.location, self._config.slot)
@@ -193,10 +193,12 @@ class LogicalFeed:
     # ----------------------------------------------------------------------- opening
 
     async def _connect(self) -> asyncpg.Connection:
+        import asyncpg
+
         try:
             return await asyncpg.connect(self._config.dsn, timeout=CONNECT_TIMEOUT_S,
                                          server_settings={"application_name": f"triggerhub {self._run.trigger}"[:63]})
-        except CONNECT_ERRORS as exc:
+        except connect_errors() as exc:
             raise FeedError(f"PostgreSQL at {self._config.location} refused or did not answer: {exc}; "
                             "check the dsn parameter and that the server runs") from exc
 
@@ -204,7 +206,7 @@ class LogicalFeed:
         """Connect, check the server, own the slot (creating it, and taking the snapshot, the
         first time), and read the cursor. Raises FeedError saying what to do."""
         conn = await self._connect()
-        async with closed_on_failure(conn.close, errors=SOURCE_ERRORS,
+        async with closed_on_failure(conn.close, errors=source_errors(),
                                      failure=f"PostgreSQL at {self._config.location}: could not open replication "
                                              f"slot '{self._config.slot}'"):
             source, position = await self._prepare(conn, emit)
@@ -241,6 +243,8 @@ class LogicalFeed:
         return source, position
 
     async def _create_slot(self, conn: asyncpg.Connection, stale: Position | None) -> Position:
+        import asyncpg
+
         if stale is not None and stale.phase == "stream" and stale.lsn:
             log.warning("%s: replication slot %s was gone, so changes after LSN %s were not captured; the slot "
                         "is created again", self._run.label, self._config.slot, lsn_text(stale.lsn))
@@ -403,10 +407,13 @@ async def _audit(configs: Sequence[Mapping[str, JSON]]) -> None:
         if isinstance(dsn, str) and isinstance(slot, str):
             location = LogicalConfig(dsn=dsn, table="*", slot=slot).location
             by_database.setdefault(location, (dsn, set()))[1].add(slot)
+    if not by_database:
+        return
+    audit_errors: tuple[type[Exception], ...] = (*connect_errors(), ValueError)  # a bad stored dsn, too
     for location, (dsn, known) in by_database.items():
         try:
             orphans = await orphaned_slots(dsn, known)
-        except AUDIT_ERRORS as exc:
+        except audit_errors as exc:
             log.warning("could not look for orphaned replication slots in %s: %s", location, exc)
             continue
         for slot, retained in orphans:

@@ -8,16 +8,17 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from triggerhub.errors import FeedError
-from triggerhub.feeds.postgres import SOURCE_ERRORS
+from triggerhub.feeds.postgres import connect_errors, source_errors
+
+if TYPE_CHECKING:  # imported where a feed connects: a hub on SQLite never loads asyncpg
+    import asyncpg
 
 PLUGIN = "wal2json"
 SLOT_PREFIX = "triggerhub_"
 CONNECT_TIMEOUT_S = 10.0
-CONNECT_ERRORS: tuple[type[Exception], ...] = (*SOURCE_ERRORS, TimeoutError)
 
 
 # --------------------------------------------------------------------------- LSNs and snapshots
@@ -135,16 +136,18 @@ async def slot_in_use(conn: asyncpg.Connection, slot: str, location: str) -> Fee
 async def drop_slot(dsn: str, slot: str, location: str) -> bool:
     """Drop `slot` if it exists (True when it did); FeedError when the server cannot be reached or
     another process reads the slot."""
+    import asyncpg
+
     try:
         conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
-    except CONNECT_ERRORS as exc:
+    except connect_errors() as exc:
         raise FeedError(f"PostgreSQL at {location} refused or did not answer: {exc}") from exc
     try:
         return bool(await conn.fetchval("SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots "
                                         "WHERE slot_name = $1", slot))
     except asyncpg.ObjectInUseError as exc:
         raise await slot_in_use(conn, slot, location) from exc
-    except SOURCE_ERRORS as exc:
+    except source_errors() as exc:
         raise FeedError(f"PostgreSQL at {location}: {exc}") from exc
     finally:
         await conn.close()
@@ -152,6 +155,8 @@ async def drop_slot(dsn: str, slot: str, location: str) -> bool:
 
 async def orphaned_slots(dsn: str, known: set[str]) -> list[tuple[str, int]]:
     """(slot, retained WAL bytes) of the slots of this database named like ours but owned by no feed."""
+    import asyncpg
+
     conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
     try:
         rows = await conn.fetch(

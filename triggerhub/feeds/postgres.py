@@ -21,10 +21,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
 
 from triggerhub.clock import Clock
 from triggerhub.errors import BadRequest, FeedError
@@ -33,6 +31,9 @@ from triggerhub.feeds.kind import (SECRET_MASK, BuiltinFeed, FeedContext, FeedKi
                                   uninstall_or_warn)
 from triggerhub.feeds.lifecycle import FeedTask, closed_on_failure, ignore_failure, translated
 from triggerhub.model import JSON, TriggerEvent
+
+if TYPE_CHECKING:  # asyncpg is imported where a feed connects: a hub on SQLite never loads it
+    import asyncpg
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,16 @@ POLL_S = 5.0
 RETRY_S = 1.0
 CONNECT_TIMEOUT_S = 10.0
 BATCH_ROWS = 500
-SOURCE_ERRORS: tuple[type[Exception], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+def source_errors() -> tuple[type[Exception], ...]:
+    """What a lost PostgreSQL source raises (a function, so that asyncpg loads with the first feed)."""
+    import asyncpg
+
+    return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def connect_errors() -> tuple[type[Exception], ...]:
+    """What connecting to PostgreSQL raises when the server refuses or does not answer."""
+    return (*source_errors(), TimeoutError)
 _LOCK_KEY = 0x74686368  # advisory lock serialising installs and removals ("thch")
 _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _TABLE_RE = re.compile(rf"^{_IDENT}(?:\.{_IDENT})?$")
@@ -123,9 +133,11 @@ def _valid_dsn(dsn: str) -> bool:
 
 
 async def connect(config: PostgresConfig) -> asyncpg.Connection:
+    import asyncpg
+
     try:
         return await asyncpg.connect(config.dsn, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+    except connect_errors() as exc:
         raise FeedError(f"PostgreSQL at {config.location} refused or did not answer: {exc}; "
                         "check the dsn parameter and that the server runs") from exc
 
@@ -229,7 +241,7 @@ async def uninstall(config: PostgresConfig, subscriber: str) -> None:
     conn = await connect(config)
     failure = f"PostgreSQL at {config.location}: could not remove the change trigger of '{config.table}'"
     try:
-        async with translated(SOURCE_ERRORS, failure=failure), conn.transaction():
+        async with translated(source_errors(), failure=failure), conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
             schema = await conn.fetchval("SELECT quote_ident(current_schema())")
             if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.triggerhub_subscriptions") is None:
@@ -298,6 +310,8 @@ class PgSession(Generic[SourceT, PositionT]):
         """Politely when healthy; a `lost` connection, or one left in the middle of a query by a
         cancelled task, is terminated, since a polite close could hang on it or is refused (what it
         held, a LISTEN or an advisory lock, goes with it)."""
+        import asyncpg
+
         if not lost:
             try:
                 await self.conn.close()
@@ -330,7 +344,7 @@ class PostgresFeed:
         conn, subscription = await self._open()
         session = _Session(conn, subscription, Position.load(await self._load_cursor(CURSOR_KEY), subscription))
         await self._run.start(self._run.follow(session, reopen=self._reopen, step=lambda s: self._step(s, emit),
-                                               lost=SOURCE_ERRORS, where=self._config.location, retry_s=RETRY_S))
+                                               lost=source_errors(), where=self._config.location, retry_s=RETRY_S))
         log.info("%s reading changes of %s in %s", self._run.label, subscription.table, self._config.location)
 
     async def stop(self) -> None:
@@ -341,7 +355,7 @@ class PostgresFeed:
         """Connect, LISTEN (before reading, so no notification falls between a read and the wait)
         and install the change trigger."""
         conn = await connect(self._config)
-        async with closed_on_failure(conn.close, errors=SOURCE_ERRORS,
+        async with closed_on_failure(conn.close, errors=source_errors(),
                                      failure=f"PostgreSQL at {self._config.location}: could not install the "
                                              f"change trigger on '{self._config.table}'"):
             await conn.add_listener(CHANNEL, lambda *_: self._changed.set())

@@ -5,7 +5,9 @@ socket in a private temporary directory; stdout and stderr are pipes read by the
 With a `Sandbox` (sandbox.py, the default of `triggerhub up`) each proxy runs under bubblewrap as
 an unprivileged user with its own namespaces, no network unless asked, and its memory, process
 and file-size limits; without one it runs as the hub's user, NOT isolated. Blackbox (image)
-actions are refused either way.
+actions are refused either way. Each proxy holds the read end of a pipe whose write end only the
+hub holds (its lifeline, `TRIGGERHUB_LIFELINE_FD`): however the hub ends, even by kill -9 before
+bwrap's --die-with-parent is armed, the proxy reads end-of-file and exits.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ DIR_PREFIX = "triggerhub-proc-"
 SOCKET_NAME = "proxy.sock"
 SOCKET_DIR = "sock"  # inside the runtime's directory: the only host folder a sandbox sees
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+LIFELINE_ENV = "TRIGGERHUB_LIFELINE_FD"  # the proxy exits when this pipe ends
 _LINE_MAX_BYTES = 1024 * 1024  # longer log lines are split into parts of this size
 _STREAM_CAP_BYTES = 11 * 1024 * 1024  # kept per stream per activation; above the 10 MB log limit
 _SENTINEL = LOG_SENTINEL.encode()
@@ -172,7 +175,8 @@ class ProcessRuntime:
     """A proxy process; one activation at a time (the pool guarantees it)."""
 
     def __init__(self, spec: RuntimeSpec, transport: asyncio.SubprocessTransport, protocol: _ProxyProtocol,
-                 client: ProxyClient, workdir: str, log_grace_ms: int, cgroup: Cgroup | None = None) -> None:
+                 client: ProxyClient, workdir: str, log_grace_ms: int, cgroup: Cgroup | None = None, *,
+                 lifeline_fd: int | None = None) -> None:
         self.spec = spec
         self.pid: int = transport.get_pid()
         self._transport = transport
@@ -181,6 +185,7 @@ class ProcessRuntime:
         self._workdir = workdir
         self._log_grace_ms = log_grace_ms
         self._cgroup = cgroup
+        self._lifeline_fd = lifeline_fd  # the write end of the proxy's lifeline pipe
         self._oom_kills_seen = 0
         self._streams = tuple(protocol.streams.values())
         self._destroyed = False
@@ -226,6 +231,9 @@ class ProcessRuntime:
             return
         self._destroyed = True
         self._signal(signal.SIGKILL)
+        if self._lifeline_fd is not None:
+            os.close(self._lifeline_fd)
+            self._lifeline_fd = None
         await self._protocol.exited
         await self._client.close()
         # A grandchild that left the process group may still hold a pipe: wait only briefly.
@@ -281,28 +289,27 @@ class ProcessRuntimeFactory:
         socket_dir = os.path.join(workdir, SOCKET_DIR)
         os.mkdir(socket_dir, 0o700)
         socket_path = os.path.join(socket_dir, SOCKET_NAME)
-        cgroup: Cgroup | None = None
+        # The proxy inherits the read end; the write end stays in this process alone (close-on-exec)
+        # until destroy(), so the proxy reads end-of-file as soon as the hub is gone, however it ended.
+        lifeline_read, lifeline_write = os.pipe()
         try:
-            if self._sandbox is None:
-                command = [self._interpreters[family], str(self._proxies[family])]
-                env, cwd, pass_fds = self._env(workdir, socket_path), workdir, ()
-                transport, protocol = await self._spawn(command, env, cwd, pass_fds)
-            else:
-                cgroup, sandboxed = self._sandboxed(self._sandbox, spec, family, workdir, socket_dir)
-                with open(self._proxies[family], "rb") as proxy:
-                    env = self._env("/tmp", f"{SOCKET_MOUNT}/{SOCKET_NAME}")
-                    env["PATH"] = SANDBOX_PATH
-                    transport, protocol = await self._spawn(sandboxed(proxy.fileno()), env, "/", (proxy.fileno(),))
-        except OSError as exc:
+            transport, protocol, cgroup = await self._start(spec, family, workdir, socket_dir, lifeline_read)
+        except BaseException:
+            os.close(lifeline_write)
             shutil.rmtree(workdir, ignore_errors=True)
-            if cgroup is not None:
-                await cgroup.remove()
-            raise ActionRuntimeError(f"cannot start the {spec.kind} proxy: {exc}; "
-                                     f"is {self._interpreters[family]!r} installed and on PATH?") from exc
+            raise
+        finally:
+            os.close(lifeline_read)
         Path(workdir, "pid").write_text(str(transport.get_pid()))
         client = ProxyClient(socket_path=socket_path)
-        runtime = ProcessRuntime(spec, transport, protocol, client, workdir, self._log_grace_ms, cgroup)
-        if not await self._wait_ready(runtime, client):
+        runtime = ProcessRuntime(spec, transport, protocol, client, workdir, self._log_grace_ms, cgroup,
+                                 lifeline_fd=lifeline_write)
+        try:
+            ready = await self._wait_ready(runtime, client)
+        except BaseException:  # cancelled while it starts (the pool or the hub is closing): it goes too
+            await runtime.destroy()
+            raise
+        if not ready:
             await runtime.destroy()
             raise ActionRuntimeError(f"the {spec.kind} proxy did not answer on {socket_path} "
                                      f"within {self._start_timeout_ms} ms; its stderr: "
@@ -311,6 +318,31 @@ class ProcessRuntimeFactory:
             self._sandbox.close_socket_folder(socket_dir)
         logger.debug("process runtime %s (%s) started", runtime.pid, spec.kind)
         return runtime
+
+    async def _start(self, spec: RuntimeSpec, family: str, workdir: str, socket_dir: str,
+                     lifeline_fd: int) -> tuple[asyncio.SubprocessTransport, _ProxyProtocol, Cgroup | None]:
+        """The proxy process, in its sandbox and cgroup if there is one, holding `lifeline_fd`."""
+        cgroup: Cgroup | None = None
+        try:
+            if self._sandbox is None:
+                command = [self._interpreters[family], str(self._proxies[family])]
+                env = self._env(workdir, os.path.join(socket_dir, SOCKET_NAME), lifeline_fd)
+                transport, protocol = await self._spawn(command, env, workdir, (lifeline_fd,))
+            else:
+                cgroup, sandboxed = self._sandboxed(self._sandbox, spec, family, workdir, socket_dir)
+                with open(self._proxies[family], "rb") as proxy:
+                    env = self._env("/tmp", f"{SOCKET_MOUNT}/{SOCKET_NAME}", lifeline_fd)
+                    env["PATH"] = SANDBOX_PATH
+                    transport, protocol = await self._spawn(sandboxed(proxy.fileno()), env, "/",
+                                                            (proxy.fileno(), lifeline_fd))
+        except BaseException as exc:  # OSError, or cancelled: a proxy already forked was killed by asyncio
+            if cgroup is not None:
+                await cgroup.remove()
+            if isinstance(exc, OSError):
+                raise ActionRuntimeError(f"cannot start the {spec.kind} proxy: {exc}; "
+                                         f"is {self._interpreters[family]!r} installed and on PATH?") from exc
+            raise
+        return transport, protocol, cgroup
 
     def _sandboxed(self, sandbox: Sandbox, spec: RuntimeSpec, family: str, workdir: str,
                    socket_dir: str) -> tuple[Cgroup | None, Callable[[int], list[str]]]:
@@ -365,10 +397,10 @@ class ProcessRuntimeFactory:
                                   f"supported: {', '.join(sorted(self._proxies))}")
         return family
 
-    def _env(self, home: str, socket_path: str) -> dict[str, str]:
+    def _env(self, home: str, socket_path: str, lifeline_fd: int) -> dict[str, str]:
         # A clean environment: the hub's own settings (database URLs, keys) must not leak in.
-        env = {"PATH": search_path(), "HOME": home, "LANG": "C.UTF-8",
-               "TMPDIR": home, "PYTHONDONTWRITEBYTECODE": "1", "TRIGGERHUB_SOCKET": socket_path}
+        env = {"PATH": search_path(), "HOME": home, "LANG": "C.UTF-8", "TMPDIR": home,
+               "PYTHONDONTWRITEBYTECODE": "1", "TRIGGERHUB_SOCKET": socket_path, LIFELINE_ENV: str(lifeline_fd)}
         if self._api_host:
             env["__OW_API_HOST"] = self._api_host
         return env

@@ -17,7 +17,7 @@ from typing import Any
 from triggerhub.errors import PatternError
 from triggerhub.model import (
     ACTIVATION_ID_RE, Activation, ActivationResponse, FullyQualifiedName, Parameter, Parameters, ReducedRule,
-    RuleStatus, Trigger, TriggerEvent, now_ms,
+    RuleStatus, Trigger, TriggerEvent, now_ms, uuid5_hex,
 )
 from triggerhub.rules.events import event_document
 from triggerhub.rules.index import RuleIndex
@@ -25,6 +25,7 @@ from triggerhub.rules.pattern import Filter, compile_filter
 from triggerhub.rules.retry_policy import parse_dead_letter, parse_retry
 from triggerhub.rules.transform import Transform, compile_transform
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options builds an encoder per call
 _DERIVED_IDS = uuid.UUID("0b6a4a4e-9d1f-4d43-8a1c-5c1f3f2f7e21")
 
 
@@ -155,11 +156,11 @@ def trigger_activation_id(event: TriggerEvent) -> str:
     """API fires use their event id as the trigger activation id; feed events derive one."""
     if ACTIVATION_ID_RE.match(event.id):
         return event.id
-    return uuid.uuid5(_DERIVED_IDS, f"trigger/{event.id}").hex
+    return uuid5_hex(_DERIVED_IDS, f"trigger/{event.id}")
 
 
 def rule_activation_id(event: TriggerEvent, rule_key: str) -> str:
-    return uuid.uuid5(_DERIVED_IDS, f"rule/{event.id}/{rule_key}").hex
+    return uuid5_hex(_DERIVED_IDS, f"rule/{event.id}/{rule_key}")
 
 
 def outcome_line(found: Match, *, error: str | None = None, status_code: int = 1) -> str:
@@ -169,14 +170,13 @@ def outcome_line(found: Match, *, error: str | None = None, status_code: int = 1
         outcome.update({"statusCode": 0, "success": True, "activationId": found.activation_id})
     else:
         outcome.update({"statusCode": status_code, "success": False, "error": error})
-    return json.dumps(outcome, separators=(",", ":"))
+    return _COMPACT.encode(outcome)
 
 
 def shadow_line(found: Match, trigger_params: dict[str, Any]) -> str:
     """A shadow rule's line in the trigger record: what its action would have been given; no id."""
-    return json.dumps({"rule": found.rule, "action": f"{found.action.path}/{found.action.name}", "statusCode": 0,
-                       "success": True, "shadow": True, "params": {**trigger_params, **found.params}},
-                      separators=(",", ":"))
+    return _COMPACT.encode({"rule": found.rule, "action": f"{found.action.path}/{found.action.name}", "statusCode": 0,
+                            "success": True, "shadow": True, "params": {**trigger_params, **found.params}})
 
 
 def trigger_record(trigger: Trigger, event: TriggerEvent, subject: str, outcomes: list[str], *,

@@ -7,6 +7,7 @@ Every write that the delivery promise depends on is one transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -110,6 +111,25 @@ class Acceptance:
     # Derived triggers fed by the event: applied only when the event is new (never twice).
     derive: Sequence[DeriveStep] = ()
     from_outbox: bool = False  # the event is a derived one: its outbox row goes in the same write
+
+
+class DeriveNoticeListener(Protocol):
+    """What hears the notices of derived-trigger changes that other processes committed."""
+
+    def derive_changed(self, due_ms: int) -> None:
+        """A transaction armed a deadline at `due_ms` earlier than its key had, or (`due_ms` 0)
+        put a derived event in the outbox."""
+
+    def derive_notices_live(self, live: bool) -> None:
+        """The notices started (`live`: changes committed before may have gone unheard) or stopped
+        coming (the connection is lost: look at the store more often until they come again)."""
+
+
+class DeriveNotices(Protocol):
+    """Word from other processes that derived-trigger state changed (PostgreSQL LISTEN: store/notify.py)."""
+
+    def listen(self, listener: DeriveNoticeListener) -> AbstractAsyncContextManager[None]:
+        """Tell `listener` of each change until the block ends (reconnecting when the connection drops)."""
 
 
 class Store(Protocol):
@@ -229,6 +249,10 @@ class Store(Protocol):
 
     async def prepare_retry(self, invocation: Invocation) -> bool:
         """Make a claimed retry pending (once); False when its attempt already has a record."""
+
+    async def delete_pending(self, activation_id: str) -> bool:
+        """Drop the pending row of an activation that has its record (left by a race with
+        `prepare_retry`); False when there was none."""
 
     async def delete_retry(self, activation_id: str, *, owner: str) -> bool:
         """Drop a retry once its attempt was handed over (only while `owner` holds its lease)."""

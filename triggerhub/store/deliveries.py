@@ -46,13 +46,23 @@ def claim_retries(conn: Connection, now_ms: int, owner: str, lease_ms: int, limi
 def prepare_retry(conn: Connection, invocation: Invocation) -> bool:
     """Make the attempt pending unless it is already (a start that died before handing it over)
     or has its record; False when it has its record (nothing is left to run)."""
-    recorded = conn.execute(select(exists().where(activations.c.activation_id == invocation.activation_id))).scalar()
-    if recorded:
+    is_recorded = select(exists().where(activations.c.activation_id == invocation.activation_id))
+    if conn.execute(is_recorded).scalar():
         return False
     waiting = conn.execute(select(exists().where(pending.c.activation_id == invocation.activation_id))).scalar()
     if not waiting:
         conn.execute(pending.insert(), statements.pending_row(invocation))
+        # PostgreSQL (read committed): a record committed after the first read, together with
+        # the drop of the pending row the dead claimer made, is seen here; without this the row
+        # just inserted would wait beside its record (an invoker drops such a row too).
+        if conn.execute(is_recorded).scalar():
+            conn.execute(delete(pending).where(pending.c.activation_id == invocation.activation_id))
+            return False
     return True
+
+
+def delete_pending(conn: Connection, activation_id: str) -> int:
+    return int(conn.execute(delete(pending).where(pending.c.activation_id == activation_id)).rowcount)
 
 
 def delete_retry(conn: Connection, activation_id: str, owner: str) -> int:

@@ -5,7 +5,10 @@ for due keys): it reads each key's state, runs the step's pure transition and wr
 state and the derived events in the same transaction. On PostgreSQL the key's row is created
 first and then locked (`FOR UPDATE`), so two workers changing one key take turns; SQLite has a
 single writer. Steps are applied ordered by (trigger, key), keeping each key's own order, so
-concurrent transactions lock rows in the same order.
+concurrent transactions lock rows in the same order. On PostgreSQL a transaction that wrote a
+derived event to the outbox, or armed a deadline earlier than its key had, ends with a NOTIFY on
+`NOTICE_CHANNEL` (store/notify.py), delivered at its commit to the workers' derive loops; re-arming
+a key later (every heartbeat of a live device) notifies nobody.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ from triggerhub.store.base import DeriveStep
 ENSURE_ROW = ("INSERT INTO derive_state (trigger_fqn, key, state, due_ms) VALUES (:t, :k, '', NULL) "
               "ON CONFLICT (trigger_fqn, key) DO NOTHING")
 READ_STATE = "SELECT state FROM derive_state WHERE trigger_fqn = :t AND key = :k"
-LOCK_STATE = READ_STATE + " FOR UPDATE"
+LOCK_STATE = "SELECT state, due_ms FROM derive_state WHERE trigger_fqn = :t AND key = :k FOR UPDATE"
+NOTICE_CHANNEL = "triggerhub_derive"
+NOTIFY = text(f"SELECT pg_notify('{NOTICE_CHANNEL}', :due)")
+NOW_DUE_MS = 0
+"""A notice's payload when an event waits in the outbox: look now."""
 UPSERT_STATE = ("INSERT INTO derive_state (trigger_fqn, key, state, due_ms) VALUES (:t, :k, :s, :d) "
                 "ON CONFLICT (trigger_fqn, key) DO UPDATE SET state = excluded.state, due_ms = excluded.due_ms")
 DELETE_STATE = "DELETE FROM derive_state WHERE trigger_fqn = :t AND key = :k"
@@ -46,19 +53,28 @@ def apply_steps(conn: Connection, steps: Sequence[DeriveStep], *, lock: bool) ->
     (create the row, then lock it); without it, SQLite through its own driver (one writer)."""
     run = _on_postgres(conn) if lock else _on_sqlite(conn)
     emitted = 0
+    earliest_ms: int | None = None  # the earliest deadline armed before its key's former one
     for step in sorted(steps, key=lambda s: (s.trigger, s.key)):  # stable: a key's steps keep their order
         names = {"t": step.trigger, "k": step.key}
+        due_before_ms: int | None = None
         if lock:
             run(ENSURE_ROW, names)
-        stored = run(LOCK_STATE if lock else READ_STATE, names)
+            row = conn.execute(text(LOCK_STATE), names).one()
+            stored, due_before_ms = row[0], row[1]
+        else:
+            stored = run(READ_STATE, names)
         change = step.transition(stored or None)
         if change.state is None:
             run(DELETE_STATE, names)
         else:
             run(UPSERT_STATE, {**names, "s": change.state, "d": change.due_ms})
+            if change.due_ms is not None and (due_before_ms is None or change.due_ms < due_before_ms):
+                earliest_ms = change.due_ms if earliest_ms is None else min(earliest_ms, change.due_ms)
         for event in change.events:
             run(INSERT_OUTBOX, outbox_row(event))
             emitted += 1
+    if lock and (emitted or earliest_ms is not None):
+        conn.execute(NOTIFY, {"due": str(NOW_DUE_MS if emitted else earliest_ms)})
     return emitted
 
 

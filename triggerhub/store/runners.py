@@ -2,13 +2,15 @@
 
 PostgreSQL: a pooled asyncpg connection, the operation run through `run_sync`. SQLite: writes in
 one writer thread that commits every write queued meanwhile as one transaction (group commit off
-the event loop), reads by key inline in the loop thread, listings in a thread. See SqliteRunner.
+the event loop), except a write made while that thread is idle, which the loop thread commits at
+once; reads by key inline in the loop thread, listings in a thread. See SqliteRunner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -35,6 +37,7 @@ CHECKPOINT_EVERY_WRITES = 200  # commits (each of one or many writes) between tw
 WAL_LIMIT_BYTES = 16 * 1024 * 1024  # the -wal file is truncated before the batch after it passes this
 CHECKPOINT_WAIT_MS = 1_000  # how long a checkpoint waits for readers of old snapshots
 MAX_WRITES_PER_TRANSACTION = 64  # operations (each may be a batch of up to 256 requests)
+INLINE_SYNCHRONOUS = frozenset({"OFF", "NORMAL"})  # a COMMIT without fsync: cheap enough for the loop thread
 
 
 class Runner(Protocol):
@@ -87,6 +90,17 @@ class SqliteRunner:
     The loop thread hands over the writes submitted in one loop turn together (one wake-up of
     the writer per turn, not per write).
 
+    A write made while the writer thread is idle (no write handed to it is unanswered) commits
+    in the loop thread instead, on the inline connection, when `synchronous` makes a COMMIT
+    fsync-free (NORMAL, OFF) and the WAL is under its bound: a lone write then costs its own
+    statements and a COMMIT (tens of microseconds) and no thread hop, where the hand-off cost two
+    wake-ups (the writer's, then the loop's) and an extra loop turn, most of a warm blocking
+    invoke's time beyond its /run. The inline connection's busy_timeout is 0: when any other
+    connection (another process, the writer thread) holds the write lock, BEGIN IMMEDIATE fails
+    at once, nothing was written, and the write goes to the writer thread as above. So the loop
+    never waits on a lock or a disk sync, a write is answered only after its COMMIT as before,
+    and while the writer thread has work, later writes queue behind it (writes stay in order).
+
     Checkpoints stay off the write path: every CHECKPOINT_EVERY_WRITES commits the writer asks a
     second thread (`_Checkpointer`, its own connection) for a `wal_checkpoint(PASSIVE)`, which
     copies the WAL into the database and syncs it without taking the write lock, so writes keep
@@ -104,10 +118,11 @@ class SqliteRunner:
     hold one for one statement).
     """
 
-    def __init__(self, engine: Engine, inline: Connection, writer: _Writer) -> None:
+    def __init__(self, engine: Engine, inline: Connection, writer: _Writer, *, inline_writes: bool) -> None:
         self._engine = engine
         self._inline: Connection | None = inline
         self._writer = writer
+        self._inline_writes = inline_writes
 
     @classmethod
     async def open(cls, url: URL, synchronous: str) -> SqliteRunner:
@@ -130,12 +145,17 @@ class SqliteRunner:
         inline.exec_driver_sql("PRAGMA busy_timeout=0")  # the loop never waits on a lock
         writer = _Writer(write_connection, wal_path, asyncio.get_running_loop(),
                          _Checkpointer(checkpoint_connection))
-        return cls(engine, inline, writer)
+        return cls(engine, inline, writer, inline_writes=synchronous.upper() in INLINE_SYNCHRONOUS)
 
     def statistics(self) -> WriterStatistics:
         return self._writer.statistics()
 
     async def write(self, operation: Operation[T]) -> T:
+        if self._inline_writes and self._inline is not None and self._writer.idle:
+            try:
+                return self._writer.commit_inline(self._inline, operation)
+            except _NotWritten:
+                pass  # another connection holds the write lock, or the WAL is due for truncation
         return await self._writer.submit(operation)
 
     async def read(self, operation: Operation[T], *, listing: bool = False) -> T:
@@ -168,6 +188,11 @@ class WriterStatistics:
     writes: int  # write operations committed or failed
     checkpoints: int  # wal_checkpoint(TRUNCATE) runs that reset the WAL (the writer waited for them)
     background_checkpoints: int  # wal_checkpoint(PASSIVE) runs of the checkpointer thread (writes did not wait)
+    inline_transactions: int  # of `transactions`, those the loop thread committed while the writer was idle
+
+
+class _NotWritten(Exception):
+    """An inline write found the write lock taken, or the WAL due for truncation: nothing was written."""
 
 
 @dataclass(slots=True)
@@ -189,14 +214,24 @@ class _Writer:
         # the writes submitted in that turn); None asks the thread to stop.
         self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._submitted: list[_Job] = []
+        self._unanswered = 0  # jobs submitted and not yet answered; only the loop thread counts them
         self._closed = False
         self._commits_since_checkpoint = 0
-        self._transactions = self._writes = self._checkpoints = 0
+        self._inline_commits_since_checkpoint = 0  # only the loop thread counts these
+        self._transactions = self._writes = self._checkpoints = self._inline_transactions = 0
         self._thread = threading.Thread(target=self._serve, name="triggerhub-sqlite-writer", daemon=True)
         self._thread.start()
 
     def statistics(self) -> WriterStatistics:
-        return WriterStatistics(self._transactions, self._writes, self._checkpoints, self._checkpointer.runs)
+        return WriterStatistics(self._transactions, self._writes, self._checkpoints, self._checkpointer.runs,
+                                self._inline_transactions)
+
+    @property
+    def idle(self) -> bool:
+        """No write submitted to the thread is unanswered (a cancelled caller's write counts as
+        answered: should the thread still be committing it, it holds the write lock, which an
+        inline write then finds taken)."""
+        return not self._unanswered and not self._closed
 
     async def submit(self, operation: Operation[T]) -> T:
         if self._closed:
@@ -205,7 +240,44 @@ class _Writer:
         if not self._submitted:
             self._loop.call_soon(self._hand_over)
         self._submitted.append(job)
-        result: T = await job.answer
+        self._unanswered += 1
+        try:
+            result: T = await job.answer
+        finally:
+            self._unanswered -= 1
+        return result
+
+    def commit_inline(self, connection: Connection, operation: Operation[T]) -> T:
+        """In the loop thread, while `idle`: run `operation` in its own transaction on `connection`
+        (busy_timeout 0) and commit it. Raises _NotWritten, having written nothing, when the write
+        lock is taken or the WAL has passed its bound (the thread truncates it before its next
+        batch); raises what the operation raised after rolling it back."""
+        if _file_bytes(self._wal_path) >= WAL_LIMIT_BYTES:
+            raise _NotWritten()
+        raw = _dbapi(connection)
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                raise _NotWritten() from exc
+            raise
+        self._writes += 1
+        self._transactions += 1
+        self._inline_transactions += 1
+        try:
+            result = operation(connection)
+            raw.execute("COMMIT")
+        except BaseException as exc:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            if isinstance(exc, Exception) and _is_lock_timeout(exc):
+                self._writes -= 1  # rolled back: the writer thread writes it (operations may rerun)
+                raise _NotWritten() from exc
+            raise
+        self._inline_commits_since_checkpoint += 1
+        if self._inline_commits_since_checkpoint >= CHECKPOINT_EVERY_WRITES:
+            self._inline_commits_since_checkpoint = 0
+            self._checkpointer.request()
         return result
 
     def _hand_over(self) -> None:
@@ -284,10 +356,7 @@ class _Writer:
                         len(outcomes))
 
     def _checkpoint_if_due(self) -> None:
-        try:
-            wal_bytes = self._wal_path.stat().st_size
-        except FileNotFoundError:
-            wal_bytes = 0
+        wal_bytes = _file_bytes(self._wal_path)
         if wal_bytes < WAL_LIMIT_BYTES:
             if self._commits_since_checkpoint >= CHECKPOINT_EVERY_WRITES:
                 self._commits_since_checkpoint = 0
@@ -402,6 +471,20 @@ def _own_connection(engine: Engine) -> Connection:
     return connection
 
 
+def _file_bytes(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _dbapi(conn: Connection) -> sqlite3.Connection:
+    raw = conn.connection.dbapi_connection
+    if raw is None:
+        raise StoreError("the SQLite write connection is closed; nothing was written")
+    return raw  # type: ignore[return-value]
+
+
 def _transaction(conn: Connection, operation: Operation[T], *, write: bool) -> T:
     """A read runs as it is (each of its statements sees a committed state); a write first takes
     the write lock, so it never has to upgrade a read lock another writer could have made stale."""
@@ -409,9 +492,7 @@ def _transaction(conn: Connection, operation: Operation[T], *, write: bool) -> T
         return operation(conn)
     # Straight on the sqlite3 connection: through SQLAlchemy, BEGIN and COMMIT cost the writer
     # thread tens of microseconds of Python each, holding the GIL the event loop needs meanwhile.
-    raw = conn.connection.dbapi_connection
-    if raw is None:
-        raise StoreError("the SQLite write connection is closed; nothing was written")
+    raw = _dbapi(conn)
     # Their sqlite3 errors propagate as the direct statements' do (store/direct.py): callers
     # handle both kinds (`_is_lock_timeout`, sql.DATABASE_ERRORS).
     raw.execute("BEGIN IMMEDIATE")

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, and_, delete, event, func, or_, select
 from sqlalchemy.engine import URL, make_url
@@ -33,7 +33,6 @@ from triggerhub.store import codec, deliveries, derived, direct, event_log, oper
 from triggerhub.store.base import Acceptance, ActivationQuery, DeriveStep, FeedRegistration, Pruned
 from triggerhub.store.batching import GroupCommit
 from triggerhub.store.migrations import migrate
-from triggerhub.store.pg_direct import DRIVER_ERRORS as PG_DRIVER_ERRORS, PgDirect
 from triggerhub.store.runners import (
     SQLITE_BUSY_TIMEOUT_MS, AsyncRunner, Runner, SqliteRunner, WriterStatistics, configure_sqlite,
 )
@@ -41,12 +40,15 @@ from triggerhub.store.tables import (
     activations, api_routes, cursors, entities, events, feeds, pending, rule_counts, subjects,
 )
 
+if TYPE_CHECKING:  # pg_direct imports asyncpg: loaded by PostgreSQL stores only, never by a hub on SQLite
+    from triggerhub.store.pg_direct import PgDirect
+
 log = logging.getLogger(__name__)
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeoutError, OSError, sqlite3.Error,
-                                                    *PG_DRIVER_ERRORS)
+# A PostgreSQL store adds asyncpg's own (pg_direct.DRIVER_ERRORS) to these.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeoutError, OSError, sqlite3.Error)
 EVENT_ACTIVATIONS_MAX = 1000  # records in one event's lineage (a sequence of 50 retried 20 times)
 # Timed into triggerhub_store_operation_seconds{operation}: the calls on every event's and invocation's path.
 TIMED_OPERATIONS = ("accept", "complete", "get_entity", "get_activation", "get_subject", "get_event",
@@ -64,6 +66,11 @@ class SqlStore:
             raise ConfigError(f"sqlite_synchronous={sqlite_synchronous!r} is not one of "
                               f"{', '.join(SQLITE_SYNCHRONOUS)}; NORMAL survives a process crash")
         self._is_sqlite = self._url.get_backend_name() == "sqlite"
+        self._errors = DATABASE_ERRORS
+        if not self._is_sqlite:
+            from triggerhub.store.pg_direct import DRIVER_ERRORS
+
+            self._errors = (*DATABASE_ERRORS, *DRIVER_ERRORS)
         self._runner: Runner | None = None
         self._pg: PgDirect | None = None  # PostgreSQL's hot statements (pg_direct.py)
         self._acceptances = GroupCommit(self._accept_batch)
@@ -102,6 +109,8 @@ class SqlStore:
                 with self._translated("open the database for writing"):
                     self._runner = await SqliteRunner.open(self._url, self._synchronous)
             else:
+                from triggerhub.store.pg_direct import PgDirect
+
                 direct_pg = PgDirect(self._url)
                 with self._translated("open the database for key reads"):
                     await direct_pg.open()
@@ -491,6 +500,10 @@ class SqlStore:
         with self._translated(f"start retry {invocation.activation_id}"):
             return await self._opened.write(partial(deliveries.prepare_retry, invocation=invocation))
 
+    async def delete_pending(self, activation_id: str) -> bool:
+        with self._translated(f"drop the pending row of recorded activation {activation_id}"):
+            return await self._opened.write(partial(deliveries.delete_pending, activation_id=activation_id)) > 0
+
     async def delete_retry(self, activation_id: str, *, owner: str) -> bool:
         with self._translated(f"drop started retry {activation_id}"):
             return await self._opened.write(partial(deliveries.delete_retry, activation_id=activation_id,
@@ -538,7 +551,7 @@ class SqlStore:
         """Turn database and driver failures into StoreError naming the operation and database."""
         try:
             yield
-        except DATABASE_ERRORS as exc:
+        except self._errors as exc:
             raise StoreError(f"could not {what} in {self!r}: {_describe(exc)}; "
                              "check that the database is reachable and writable") from exc
 
