@@ -1,8 +1,8 @@
 """Derived triggers in distributed mode (controller, worker and two invokers as processes, Kafka
 and PostgreSQL): the worker is killed with -9 while devices are silent and while `sequence`
 pairs are half seen; after quiescence there is exactly one alert per silent device and one
-derived event per completed pair, with the keyed state in PostgreSQL (the default; the Faust
-table's own kill -9 test is test_derived_table.py). And at full scale over the real Mosquitto,
+derived event per completed pair, with the keyed state in PostgreSQL rows or in the workers'
+Faust table (TRIGGERHUB_DERIVE_STATE; the table's own tests are test_derived_table.py). And at full scale over the real Mosquitto,
 with the `feeds` process matching the heartbeats: 100 devices, 10 of which stop, the worker
 killed (-9) while they are silent -> exactly 10 absences."""
 
@@ -53,7 +53,17 @@ async def beat(client: ApiClient, devices: list[str], silent: set[str], rounds_b
             pass
 
 
-async def test_worker_kill9_changes_no_absence_and_no_sequence(cluster, deployment, store: SqlStore) -> None:
+@pytest.fixture(params=["store", "table"])
+def derive_state(request: pytest.FixtureRequest, deployment: Deployment) -> str:
+    """Where every process keeps derived state; requested before `cluster`, which starts them."""
+    deployment.env["TRIGGERHUB_DERIVE_STATE"] = request.param
+    return str(request.param)
+
+
+async def test_worker_kill9_changes_no_absence_and_no_sequence(derive_state, cluster, deployment,
+                                                               store: SqlStore) -> None:
+    """The restarted worker joins while the killed one is still a member of the group (its session
+    has not expired yet)."""
     client, processes = cluster
     await put_action(client, "alert", ECHO)
     for name in ("heartbeat", "door", "badge"):

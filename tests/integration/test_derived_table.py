@@ -1,12 +1,14 @@
 """Derived triggers' state in the workers' Faust table (TRIGGERHUB_DERIVE_STATE=table): the
 keyed state is in the table's changelog topic and not in PostgreSQL, and a worker killed with -9
 just after it derived the first events recovers the table from the changelog and derives each of
-the others once, with none doubled."""
+the others once, with none doubled. With two workers, the one left running takes over the killed
+one's partitions, their uncommitted messages included (bus/app.py's seek after a rebalance)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 from typing import Any
 
@@ -16,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from tests.integration.test_distributed_faults import (  # noqa: F401  (fixtures)
     ApiClient, cluster, count_records, put_action, store,
 )
-from tests.plugins.distributed import Deployment
+from tests.plugins.distributed import Deployment, HubProcess
 from tests.plugins.waiting import wait_quiet
 from triggerhub.store.sql import SqlStore
 
@@ -57,8 +59,10 @@ async def declare(client: ApiClient) -> None:
     await put(client, "rules/alert-both", {"trigger": "both", "action": "alert"})
 
 
-async def changelog(deployment: Deployment) -> dict[tuple[str, str], Any]:
-    """The table as its changelog topic holds it: the last value per (derived trigger, key)."""
+async def changelog(deployment: Deployment, partitions_of: dict[tuple[str, str], int] | None = None,
+                    ) -> dict[tuple[str, str], Any]:
+    """The table as its changelog topic holds it: the last value per (derived trigger, key); each
+    key's partition goes into `partitions_of`."""
     topic = f"{deployment.env['TRIGGERHUB_KAFKA_TOPIC_PREFIX']}worker-derive-state-changelog"
     consumer = AIOKafkaConsumer(bootstrap_servers=deployment.env["TRIGGERHUB_KAFKA_BOOTSTRAP"], enable_auto_commit=False)
     await consumer.start()
@@ -74,9 +78,17 @@ async def changelog(deployment: Deployment) -> dict[tuple[str, str], Any]:
                 for record in records:
                     trigger, key = json.loads(record.key)
                     table[(trigger, key)] = None if record.value is None else json.loads(record.value)
+                    if partitions_of is not None:
+                        partitions_of[(trigger, key)] = record.partition
         return table
     finally:
         await consumer.stop()
+
+
+def assigned(worker: HubProcess) -> list[int]:
+    """The table partitions a worker was given last, from its log line (bus/keyed.py)."""
+    found = re.findall(r"table derive-state: partitions (\[[0-9, ]*\]) of", worker.log_path.read_text(errors="replace"))
+    return json.loads(found[-1]) if found else []
 
 
 async def alerts(client: ApiClient) -> list[tuple[str, str]]:
@@ -149,3 +161,40 @@ async def test_worker_kill9_after_the_first_alert_recovers_the_table_and_doubles
     assert 0 < derived_before_kill < DEVICES, "the kill came while some deadlines were still ahead"
     table = await changelog(deployment)
     assert sorted(d for (t, d), v in table.items() if t == "/guest/silent" and v["state"]["armed"] is False) == devices
+
+
+async def test_a_second_worker_takes_over_the_table_of_a_killed_one(in_table, cluster, deployment,
+                                                                    store: SqlStore) -> None:
+    """Two workers share the table's partitions; one is killed with -9 while every key is armed:
+    the other is given its partitions, reads them back from the changelog and fires each
+    deadline once."""
+    client, processes = cluster
+    processes["worker2"] = await asyncio.to_thread(deployment.start, "worker")  # ready once it holds partitions
+    partitions_n = deployment.config().kafka.partitions
+    async with asyncio.timeout(60):  # the rebalance gave each worker part of the table
+        while not (0 < len(assigned(processes["worker"])) < partitions_n and assigned(processes["worker2"])):
+            await asyncio.sleep(0.1)
+    killed = assigned(processes["worker"])
+    await declare(client)
+    devices = [f"dev-{i:02d}" for i in range(DEVICES)]
+    for device in devices:
+        await fire(client, "heartbeat", device)
+        await fire(client, "door", device)
+    async with asyncio.timeout(60):  # every event accepted: its message is on derive-keys, confirmed
+        while await store.count_events("/guest/door") < DEVICES:
+            await asyncio.sleep(0.05)
+    processes["worker"].kill(signal.SIGKILL)
+    for device in devices:
+        await fire(client, "badge", device)
+
+    expected = sorted([("absence", d) for d in devices] + [("all", d) for d in devices])
+    assert await settle(client, store, len(expected)) == len(expected), processes["worker2"].log_tail()
+    assert await alerts(client) == expected
+    assert await store.count_events("/guest/silent") == DEVICES
+    assert await store.count_events("/guest/both") == DEVICES
+    assert assigned(processes["worker2"]) == list(range(partitions_n))
+    partitions: dict[tuple[str, str], int] = {}
+    table = await changelog(deployment, partitions)
+    assert sorted(d for (t, d), v in table.items() if t == "/guest/silent" and v["state"]["armed"] is False) == devices
+    taken_over = sorted(d for (t, d), p in partitions.items() if t == "/guest/silent" and p in killed)
+    assert taken_over, f"some keys lived in the killed worker's partitions {killed}"

@@ -8,6 +8,11 @@ another member of the group gets it again. The app has no web server; tables are
 bus/keyed.py;
 `running(app)` starts it inside the caller's loop. (Invokers and the feeds process use
 bus/group.py instead: messages concurrently, without Faust.)
+
+The app's consumer repairs one Faust/aiokafka mismatch (`seek_to_committed` below): records
+fetched while a rebalance is under way are dropped, and Faust then seeks every partition back
+to its committed offset, but aiokafka seeks only to a committed offset above 0, so a partition
+nobody committed yet lost what was fetched (a killed worker's partitions, never consumed).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from triggerhub.config import KafkaConfig
 
@@ -52,7 +59,7 @@ def _key(raw: bytes | None) -> str:
 
 def _app(config: KafkaConfig, group: str, topic: str, datadir: Path) -> tuple[faust.App, Any]:
     session_s = config.session_timeout_ms / 1000
-    app = faust.App(
+    app = _App(
         group, broker=f"kafka://{config.bootstrap}", web_enabled=False, autodiscover=False,
         datadir=str(datadir), store="memory://", topic_partitions=config.partitions,
         broker_session_timeout=session_s, broker_heartbeat_interval=session_s / HEARTBEAT_FRACTION,
@@ -66,6 +73,70 @@ def _app(config: KafkaConfig, group: str, topic: str, datadir: Path) -> tuple[fa
         table_standby_replicas=0,  # tables (bus/keyed.py) live in memory, read back from their changelogs
     )
     return app, app.topic(topic, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
+
+
+async def seek_to_committed(consumer: AIOKafkaConsumer, *, streams: Callable[[TopicPartition], bool],
+                            ) -> dict[TopicPartition, int | None]:
+    """Every assigned partition at its committed offset; a stream partition without one (or at 0)
+    at its beginning, as `consumer_auto_offset_reset="earliest"` means.
+
+    aiokafka's own `seek_to_committed` leaves a partition whose committed offset is None or 0
+    where its fetcher got to. Faust relies on that seek after a rebalance, having dropped the
+    records fetched for partitions it had paused meanwhile (recovery of a table, a revocation),
+    so without this those records were never handed to any agent: the uncommitted messages of
+    a killed worker's partitions, taken over by a running one, stayed unconsumed for good.
+    Changelog partitions (`streams` false) are left alone: table recovery seeks them itself."""
+    committed: dict[TopicPartition, int | None] = await consumer.seek_to_committed()
+    from_start = sorted((tp for tp, offset in committed.items() if not offset and streams(tp)),
+                        key=lambda tp: (tp.topic, tp.partition))
+    if from_start:
+        log.info("partitions %s have no committed offset: read from their beginning",
+                 ", ".join(f"{tp.topic}[{tp.partition}]" for tp in from_start))
+        await consumer.seek_to_beginning(*from_start)
+    return committed
+
+
+_FAUST_LOG = logging.getLogger("faust.triggerhub")
+"""Faust's services log under their class's module; these subclasses log under "faust", like their bases."""
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    logger = _FAUST_LOG
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        consumer = self._ensure_consumer()
+        changelogs = self.app.tables.changelog_topics
+        committed: Mapping[Any, int] = await self.call_thread(seek_to_committed, consumer,
+                                                              streams=lambda tp: tp.topic not in changelogs)
+        return committed
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    logger = _FAUST_LOG
+
+    async def perform_seek(self) -> None:
+        """Stop the flow first: records fetched before the seek, still being handed to the streams,
+        would run past the committed offset, and Faust would count the offsets skipped as a gap
+        (acked, never handled) and drop them as already read when they come again (as in
+        faust-streaming issue #216). Every caller resumes the flow once the seek is done."""
+        self.stop_flow()
+        await super().perform_seek()
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class _App(faust.App):
+    """A Faust app whose Kafka consumer seeks as `seek_to_committed` says."""
+
+    logger = _FAUST_LOG
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
 
 
 @contextlib.asynccontextmanager
