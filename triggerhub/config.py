@@ -50,8 +50,7 @@ class DeriveState(StrEnum):
     """Where distributed mode keeps derived triggers' keyed state (the embedded hub: its store)."""
 
     STORE = "store"  # PostgreSQL rows, changed in the transaction accepting each event (store/derived.py)
-    TABLE = "table"  # Faust tables in the workers, changelog topics in Kafka (engine/derive_table.py); one
-    # worker only for now: see the README, "Distributed: the state in Faust tables"
+    TABLE = "table"  # the default: Faust tables in the workers, changelog topics in Kafka (engine/derive_table.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +123,7 @@ class KafkaConfig:
     controller_id: int = 0
     healthy_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
-    derive_state: DeriveState = DeriveState.STORE
+    derive_state: DeriveState = DeriveState.TABLE
 
 
 @dataclass(frozen=True, slots=True)

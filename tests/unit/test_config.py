@@ -100,9 +100,9 @@ def test_feed_lease_settings_are_read_and_a_renewal_must_come_before_expiry():
                                  "and below TRIGGERHUB_FEED_LEASE_MS=3000: a lease is renewed before it expires")
 
 
-def test_derived_trigger_state_is_in_the_store_unless_set_to_faust_tables():
-    assert load_config(env={}).kafka.derive_state is DeriveState.STORE
-    assert load_config(env={"TRIGGERHUB_DERIVE_STATE": "Table"}).kafka.derive_state is DeriveState.TABLE
+def test_derived_trigger_state_is_in_faust_tables_unless_set_to_the_store():
+    assert load_config(env={}).kafka.derive_state is DeriveState.TABLE
+    assert load_config(env={"TRIGGERHUB_DERIVE_STATE": "Store"}).kafka.derive_state is DeriveState.STORE
     with pytest.raises(ConfigError) as refused:
         load_config(env={"TRIGGERHUB_DERIVE_STATE": "rows"})
     assert str(refused.value).splitlines()[1:] == [

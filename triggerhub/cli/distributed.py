@@ -211,9 +211,11 @@ async def running_worker(config: HubConfig) -> AsyncIterator[WorkerService]:
         publisher = await stack.enter_async_context(KafkaPublisher(config.kafka, client_id="worker"))
         # Derived state in the store: other processes' changes come as PostgreSQL notices, so an
         # idle loop looks at the store every IDLE_S only (SHARED_IDLE_S while the notices are lost).
+        # In the Faust table (the default) the store holds no derived state for the loop to wait
+        # on: it looks every IDLE_S only, for rows left from running with the store.
         in_store = config.kafka.derive_state is DeriveState.STORE
         engine = _engine(config, store, publisher, topics, cache_ttl_s=WORKER_CACHE_TTL_S, revalidated=True,
-                         derive_loop=True, derive_idle_s=SHARED_IDLE_S,
+                         derive_loop=True, derive_idle_s=SHARED_IDLE_S if in_store else IDLE_S,
                          derive_notices=PgDeriveNotices(require_postgres(config)) if in_store else None)
         await stack.enter_async_context(engine)
         service = WorkerService(engine.emit, topics.trigger_events, revalidate=engine.entities.revalidate)
