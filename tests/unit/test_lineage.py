@@ -92,3 +92,19 @@ def test_the_document_links_decisions_activations_components_and_retries() -> No
     assert by_id[second]["parentSpanId"] == activation_span_id(seq) == by_id[seq]["spanId"]
     assert by_id[retry]["role"] == "retry" and by_id[retry]["attempt"] == 2
     assert {a["traceparent"].split("-")[1] for a in document["activations"]} == {TRACE}
+
+
+def test_a_stamped_event_keeps_every_other_field() -> None:
+    """lineage.stamped builds the stored event with TriggerEvent's constructor: a field added to
+    TriggerEvent must be carried over there too, and this names it."""
+    assert [f.name for f in dataclasses.fields(TriggerEvent)] == [
+        "id", "source", "type", "trigger", "data", "subject", "time_ms", "datacontenttype", "traceparent", "origin",
+        "decisions"], "TriggerEvent's fields changed: carry the new one over in lineage.stamped"
+    sent = TriggerEvent("evt-2", "webhook:/guest/hook", "triggerhub.feed.webhook.delivery",
+                        FullyQualifiedName("guest", "hook"), {"n": 2}, "sub", 2_000, "text/plain", SENT, {"delivery": "d-1"})
+    decisions = (lineage.decision("r", lineage.Decision.MATCHED, action="guest/a", activation_id="a" * 32),)
+    context = lineage.event_context(sent)
+    stamped = lineage.stamped(sent, context, decisions)
+    assert stamped == dataclasses.replace(sent, traceparent=context.traceparent,
+                                          origin={"delivery": "d-1", "traceparent": SENT}, decisions=decisions)
+    assert stamped.traceparent == f"00-{TRACE}-{event_span_id('evt-2')}-01"
