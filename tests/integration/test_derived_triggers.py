@@ -18,6 +18,7 @@ from tests.integration.test_rule_routing_mqtt import publisher, subscribe_feed
 from tests.plugins.hub import HubClient, put_action
 from tests.plugins.manifests import EXAMPLES
 from tests.plugins.waiting import wait_quiet
+from triggerhub.config import DeriveState
 from triggerhub.manifests.client import HttpWhiskClient
 from triggerhub.manifests.deployer import deploy_manifest, undeploy_manifest
 from triggerhub.store.base import ActivationQuery
@@ -114,7 +115,7 @@ async def fire(hub: HubClient, trigger: str, person: str) -> None:
 
 
 @BOTH_MODES
-async def test_all_and_sequence_from_fires_derive_one_event_carrying_both(hub):
+async def test_all_and_sequence_from_fires_derive_one_event_carrying_both(hub, runtime_name):
     await put_action(hub, "echo", ECHO, "python:default")
     for name in ("door", "badge"):
         await put(hub, f"triggers/{name}", {})
@@ -142,6 +143,11 @@ async def test_all_and_sequence_from_fires_derive_one_event_carrying_both(hub):
     assert ann["windowS"] == 30 and [e["data"] for e in ann["events"]] == [{"person": "ann"}, {"person": "ann"}]
     store = hub.hub.engine.store
     assert await store.count_events("/guest/entry") == 2 and await store.count_events("/guest/both") == 3
+    if runtime_name == "distributed" and hub.hub.engine.config.kafka.derive_state is DeriveState.TABLE:
+        # The default distributed state is the workers' Faust table: nothing of it is in PostgreSQL
+        # (what waits there is checked by tests/integration/test_derived_table.py).
+        assert [await store.get_derived_state("/guest/entry", k) for k in ("cat", "dan")] == [None, None]
+        return
     # What is still waiting: cat's second door and dan's door, for both derived triggers.
     assert {k: json.loads(s)["pending"][0]["data"] for k in ("cat", "dan")
             for s, _ in [await store.get_derived_state("/guest/entry", k)]} == {"cat": {"person": "cat"},
