@@ -118,15 +118,22 @@ def test_runtimes_end_with_a_hub_killed_before_their_sandbox_could_arm(tmp_path:
         assert _wait_until(lambda: not _processes_naming(str(runtimes_root)), 30), (
             f"runtimes outlived their hub: {_processes_naming(str(runtimes_root))}")
     finally:
-        if hub.poll() is None:
-            hub.kill()
-            hub.wait(timeout=10)
-        for pid in _processes_naming(str(runtimes_root)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _end_hub_and_runtimes(hub, runtimes_root)
         shutil.rmtree(wrapper_dir, ignore_errors=True)
-        shutil.rmtree(runtimes_root, ignore_errors=True)
 
+
+
+def _end_hub_and_runtimes(hub: subprocess.Popen[str] | subprocess.Popen[bytes], runtimes_root: Path) -> None:
+    """A test's cleanup whatever its assertions said: the hub, then any runtime naming its folder."""
+    if hub.poll() is None:
+        hub.kill()
+        hub.wait(timeout=10)
+    if hub.stdout is not None:
+        hub.stdout.close()
+    for pid in _processes_naming(str(runtimes_root)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(runtimes_root, ignore_errors=True)
 
 
 def test_unsandboxed_runtimes_end_with_a_hub_killed_with_sigkill(tmp_path: Path) -> None:
@@ -146,14 +153,7 @@ def test_unsandboxed_runtimes_end_with_a_hub_killed_with_sigkill(tmp_path: Path)
         assert _wait_until(lambda: not _processes_naming(str(runtimes_root)), 30), (
             f"runtimes outlived their hub: {_processes_naming(str(runtimes_root))}")
     finally:
-        if hub.poll() is None:
-            hub.kill()
-            hub.wait(timeout=10)
-        hub.stdout.close()  # type: ignore[union-attr]
-        for pid in _processes_naming(str(runtimes_root)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(runtimes_root, ignore_errors=True)
+        _end_hub_and_runtimes(hub, runtimes_root)
 
 
 # A process with a hub's arguments (`triggerhub.cli`); an unrelated one beside it, such as a service a
