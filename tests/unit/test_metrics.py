@@ -1,10 +1,14 @@
 """The metrics hooks against prometheus_client's own Counter and Histogram: the same values in
 the same buckets (`le` inclusive, +Inf last, cumulative), `_count`, `_sum` and `_created`; store
-operations timed even when they raise; label values seen first only then exposed."""
+operations timed even when they raise; label values seen first only then exposed;
+PROMETHEUS_DISABLE_CREATED_SERIES honoured as prometheus_client honours it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -132,3 +136,25 @@ def test_a_pool_claim_of_unknown_kind_counts_as_a_cold_start() -> None:
         metrics.runtime_claimed(how)
     after = counts()
     assert [b - a for a, b in zip(before, after) if a is not None and b is not None] == [2, 1, 2]
+
+
+EXPOSE = ("from prometheus_client import generate_latest\n"
+          "from triggerhub.observe import metrics\n"
+          "metrics.throttled('fires_per_minute')\n"
+          "metrics.activation_stored('success', start_ms=1, end_ms=2, received_ms=None, stored_ms=3)\n"
+          "print(generate_latest(metrics.REGISTRY).decode())\n")
+
+
+@pytest.mark.parametrize(("setting", "created"), [(None, True), ("True", False), ("1", False), ("no", True)])
+def test_created_samples_follow_prometheus_clients_switch(setting: str | None, created: bool) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_DISABLE_CREATED_SERIES"}
+    if setting is not None:
+        env["PROMETHEUS_DISABLE_CREATED_SERIES"] = setting
+    text = subprocess.run([sys.executable, "-c", EXPOSE], env=env, check=True, capture_output=True, text=True).stdout
+    assert 'triggerhub_throttled_total{limit="fires_per_minute"} 1.0' in text
+    assert "triggerhub_activation_duration_seconds_count 1.0" in text
+    lines = [line for line in text.splitlines() if line.startswith("triggerhub_")]
+    assert any(line.startswith('triggerhub_throttled_created{limit="fires_per_minute"} ') for line in lines) is created
+    assert any(line.startswith("triggerhub_activation_duration_seconds_created ") for line in lines) is created
+    assert any(line.startswith("triggerhub_pool_cold_starts_created ") for line in lines) is created
+    assert any("_created" in line for line in lines) is created

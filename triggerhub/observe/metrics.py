@@ -2,7 +2,7 @@
 
 Every process (the embedded hub; each distributed controller, worker, invoker and feeds process)
 has its own registry, `REGISTRY`, served as the text exposition format by `GET /metrics` (api/) or
-the loopback listener of `serve_metrics` (observe/listener.py). Names follow Prometheus's
+the loopback listener of `serving_metrics` (observe/exposition.py). Names follow Prometheus's
 conventions: a `triggerhub_` prefix, base units in the name (`_seconds`), `_total` on counters.
 
 Label cardinality is bounded: no activation or event ids; trigger and rule names are kept for the
@@ -13,13 +13,15 @@ later name is counted under `other`; feed labels are feed kinds (`api`, `mqtt`, 
 The hooks run on every fire, so they bump plain counts (a dict entry, a bucket of a list) rather
 than prometheus_client's Counter and Histogram, whose every `inc`/`observe` validates and takes a
 lock: one custom collector (prometheus_client's documented collector API) turns the counts into
-the same families when scraped, `_created` samples included. Every hook and every scrape runs on
+the same families when scraped, `_created` samples included (unless
+PROMETHEUS_DISABLE_CREATED_SERIES is true, read as prometheus_client reads it). Every hook and every scrape runs on
 the process's event loop thread (the engine, the pool, the throttles and the store's coroutines;
 feed threads hand their messages to the loop first), so the counts need no lock.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator
@@ -44,6 +46,8 @@ GCCollector(registry=REGISTRY)
 # Latencies of the hub's own steps: sub-millisecond store reads up to minute-long actions.
 LATENCY_BOUNDS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                     30.0, 60.0, 300.0)
+# prometheus_client's switch for the `_created` samples of its own Counter and Histogram, read as it does.
+CREATED_SERIES = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False").lower() not in ("true", "1", "t")
 # The `le` label values as prometheus_client writes them ("0.0005", "1.0", "+Inf").
 _LE = (*(floatToGoString(bound) for bound in LATENCY_BOUNDS_S), "+Inf")  # type: ignore[no-untyped-call]
 
@@ -92,7 +96,7 @@ class CounterFamily:
         family = CounterMetricFamily(self.name, self.help_text, labels=self.labels)
         created = self.counts.created
         for values, count in list(self.counts.items()):
-            family.add_metric(values, count, created=created[values])
+            family.add_metric(values, count, created=created[values] if CREATED_SERIES else None)
         return family
 
 
@@ -121,7 +125,8 @@ class HistogramFamily:
         for values, buckets in list(self.children.items()):
             cumulative = accumulate(list(buckets.counts))
             family.add_metric(values, list(zip(_LE, cumulative)), buckets.sum_s)
-            family.add_sample(f"{self.name}_created", dict(zip(self.labels, values)), buckets.created)
+            if CREATED_SERIES:
+                family.add_sample(f"{self.name}_created", dict(zip(self.labels, values)), buckets.created)
         return family
 
 
