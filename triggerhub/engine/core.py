@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -346,7 +346,8 @@ class Engine:
         no invocation row."""
         namespace = event.trigger.namespace
         feed = metrics.feed_of(event.type, api_type=API_FIRE_TYPE)
-        trigger_name = str(trigger.fqn) if metrics.enabled() else ""
+        counted = metrics.enabled()
+        trigger_name = str(event.trigger) if counted else ""  # the trigger's name: its fqn, without building one
         metrics.event_received(feed, trigger_name)
         context = lineage.event_context(event) if self.config.observe.lineage else None
         tenant = await self.auth.namespace_state(namespace)
@@ -361,8 +362,11 @@ class Engine:
         invocations: list[Invocation] = []
         outcomes: list[str] = []
         decisions: list[dict[str, JSON]] = []
+        verdicts: list[tuple[str, str]] = []  # (rule, decision) for triggerhub_rule_decisions_total
 
         def decide(found: rules.Match, verdict: lineage.Decision, reason: str | None = None) -> None:
+            if counted:
+                verdicts.append((found.rule, verdict.value))
             if context is not None:
                 decisions.append(lineage.decision(
                     found.rule, verdict, action=str(found.action), reason=reason,
@@ -400,6 +404,8 @@ class Engine:
             decide(found, lineage.Decision.MATCHED)
         if from_feed:
             await self._admit_from_feed(namespace, invocations)
+        if counted:
+            verdicts.extend((key, lineage.Decision.FILTERED.value) for key in routing.filtered)
         if context is not None:
             for key in routing.filtered:
                 decisions.append(lineage.decision(key, lineage.Decision.FILTERED, action=str(trigger.rules[key].action)))
@@ -417,8 +423,8 @@ class Engine:
         self.deriver.accepted(derive)
         if not accepted:
             metrics.event_rejected(feed, trigger_name, "duplicate")
-        elif metrics.enabled():
-            metrics.event_fired(feed, trigger_name, _verdicts(routing, invocations))
+        elif counted:
+            metrics.event_fired(feed, trigger_name, verdicts)
         if accepted and context is not None:
             otel.event_accepted(event, now_ms())
         if accepted:
@@ -483,16 +489,6 @@ class Engine:
 
 def _distinct_keys(parameters: Parameters) -> bool:
     return len({parameter.key for parameter in parameters}) == len(parameters)
-
-
-def _verdicts(routing: rules.Routing, invocations: list[Invocation]) -> Iterator[tuple[str, str]]:
-    """(rule, decision) of each active rule, for triggerhub_rule_decisions_total."""
-    taken = {invocation.activation_id for invocation in invocations}
-    for found in routing.matched:
-        verdict = lineage.Decision.MATCHED if found.activation_id in taken else lineage.Decision.REFUSED
-        yield found.rule, (lineage.Decision.SHADOW if found.shadow and found.error is None else verdict).value
-    for key in routing.filtered:
-        yield key, lineage.Decision.FILTERED.value
 
 
 def _refusal(found: rules.Match, trigger: Trigger, namespace: str, *, blocked: bool) -> str | None:

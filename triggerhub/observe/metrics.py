@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from prometheus_client import (
@@ -149,7 +149,7 @@ def event_received(feed: str, trigger: str) -> None:
         _RECEIVED(feed, _State.triggers(trigger)).inc()
 
 
-def event_fired(feed: str, trigger: str, decisions: Iterator[tuple[str, str]]) -> None:
+def event_fired(feed: str, trigger: str, decisions: Iterable[tuple[str, str]]) -> None:
     """An accepted event and its rule decisions ((rule, decision) pairs)."""
     if _State.enabled:
         _FIRED(feed, _State.triggers(trigger)).inc()
