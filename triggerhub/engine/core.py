@@ -404,14 +404,15 @@ class Engine:
             decide(found, lineage.Decision.MATCHED)
         if from_feed:
             await self._admit_from_feed(namespace, invocations)
-        if counted:
+        if counted and routing.filtered:
             verdicts.extend((key, lineage.Decision.FILTERED.value) for key in routing.filtered)
         if context is not None:
             for key in routing.filtered:
                 decisions.append(lineage.decision(key, lineage.Decision.FILTERED, action=str(trigger.rules[key].action)))
             event = lineage.stamped(event, context, tuple(decisions))
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
-            lineage.event_annotations(context, event.id) if context is not None else ()))] if outcomes else []
+            lineage.event_annotations(event.traceparent, event.id) if event.traceparent is not None and context is not None
+            else ()))] if outcomes else []
         derive = await self.deriver.steps(trigger, event)
         if derive and self._route_derive is not None:  # the keyed state lives in Faust tables
             await self._route_derive(derive, confirmations)
@@ -426,7 +427,7 @@ class Engine:
         elif counted:
             metrics.event_fired(feed, trigger_name, verdicts)
         if accepted and context is not None:
-            otel.event_accepted(event, now_ms())
+            otel.event_accepted(event)
         if accepted:
             log.debug("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))

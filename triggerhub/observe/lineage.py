@@ -87,9 +87,9 @@ def activation_annotations(context: TraceContext, event_id: str, activation_id: 
     return tuple(p for p in (own, Parameter(EVENT, event_id), Parameter(RULE, rule)) if p.key not in keys)
 
 
-def event_annotations(context: TraceContext, event_id: str) -> Parameters:
-    """For the trigger's own record: the event's span, filed under the event."""
-    return Parameter(TRACEPARENT, context.traceparent), Parameter(EVENT, event_id)
+def event_annotations(traceparent: str, event_id: str) -> Parameters:
+    """For the trigger's own record: the event's span (its `traceparent`), filed under the event."""
+    return Parameter(TRACEPARENT, traceparent), Parameter(EVENT, event_id)
 
 
 def invoke_annotations(activation_id: str) -> Parameters:

@@ -59,7 +59,10 @@ def derived_trace(event_id: str) -> TraceContext:
     """A new trace for an event whose source sent none; the same for the same event id. Its span
     id is `event_span_id(event_id)`: both come from one digest."""
     digest = hashlib.sha256(f"trace/{event_id}".encode()).hexdigest()
-    return TraceContext(_nonzero(digest[:32]), _nonzero(digest[32:48]))
+    trace_id, span_id = digest[:32], digest[32:48]
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:  # never seen; W3C forbids all-zero ids
+        return TraceContext(_nonzero(trace_id), _nonzero(span_id))
+    return TraceContext(trace_id, span_id)
 
 
 def event_span_id(event_id: str) -> str:
@@ -74,7 +77,8 @@ def activation_span_id(activation_id: str) -> str:
     """The second half of a 32-digit activation id (ids are UUIDs in hex, mostly derived or random
     already: no digest needed); a digest of any other id."""
     if len(activation_id) == 32:
-        return _nonzero(activation_id[16:])
+        span_id = activation_id[16:]
+        return span_id if span_id != _ZERO_SPAN else _nonzero(span_id)
     return _nonzero(hashlib.sha256(f"activation/{activation_id}".encode()).hexdigest()[:16])
 
 
