@@ -624,7 +624,7 @@ def loads_json(text: str | bytes) -> JSON:
     """`json.loads` for untrusted input: ValueError (never RecursionError) for malformed text and
     for arrays/objects nested deeper than MAX_JSON_DEPTH."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise _too_deep() from None
     if _openings(text) <= MAX_JSON_DEPTH:
@@ -639,6 +639,11 @@ def loads_json(text: str | bytes) -> JSON:
             raise _too_deep()
         pending.extend((child, depth + 1) for child in children)
     return value
+
+
+def _not_json(constant: str) -> JSON:
+    """`NaN`, `Infinity` and `-Infinity`: Python's json reads them, JSON has no such values."""
+    raise ValueError(f"{constant} is not a JSON value; send null or a finite number")
 
 
 def _too_deep() -> ValueError:
