@@ -350,6 +350,7 @@ class Engine:
         trigger_name = str(event.trigger) if counted else ""  # the trigger's name: its fqn, without building one
         metrics.event_received(feed, trigger_name)
         context = lineage.event_context(event) if self.config.observe.lineage else None
+        filed = lineage.event_parameter(event.id) if context is not None else None
         tenant = await self.auth.namespace_state(namespace)
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
         from_feed = event.type != API_FIRE_TYPE
@@ -395,7 +396,7 @@ class Engine:
                 decide(found, lineage.Decision.REFUSED, exc.message)
                 continue
             delivery, annotations = self.deliveries.attach(found, compiled.links[found.rule], event, tenant.limits)
-            traces = lineage.activation_annotations(context, event.id, found.activation_id, found.rule,
+            traces = lineage.activation_annotations(context, filed or event.id, found.activation_id, found.rule,
                                                      annotations) if context is not None else ()
             invocations.append(self._invocation(identity, resolved, [trigger_params, found.params],
                                                 activation_id=found.activation_id, annotations=annotations + traces,
@@ -411,7 +412,7 @@ class Engine:
                 decisions.append(lineage.decision(key, lineage.Decision.FILTERED, action=str(trigger.rules[key].action)))
             event = lineage.stamped(event, context, tuple(decisions))
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
-            lineage.event_annotations(event.traceparent, event.id) if event.traceparent is not None and context is not None
+            lineage.event_annotations(event.traceparent, filed or event.id) if event.traceparent is not None and context is not None
             else ()))] if outcomes else []
         derive = await self.deriver.steps(trigger, event)
         if derive and self._route_derive is not None:  # the keyed state lives in Faust tables

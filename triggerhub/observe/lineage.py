@@ -76,20 +76,41 @@ def decision(rule: str, verdict: Decision, *, action: str, activation_id: str | 
     return out
 
 
-def activation_annotations(context: TraceContext, event_id: str, activation_id: str, rule: str,
+def event_parameter(event_id: str) -> Parameter:
+    """The `event` annotation: one per event, shared by its trigger record and rule activations."""
+    return Parameter(EVENT, event_id)
+
+
+def _rule_parameter(rule: str) -> Parameter:
+    """The `rule` annotation, kept per rule (a rule fires many events)."""
+    found = _RULE_PARAMETERS.get(rule)
+    if found is None:
+        if len(_RULE_PARAMETERS) >= _MAX_KEPT:
+            _RULE_PARAMETERS.clear()
+        found = _RULE_PARAMETERS[rule] = Parameter(RULE, rule)
+    return found
+
+
+_RULE_PARAMETERS: dict[str, Parameter] = {}
+_MAX_KEPT = 4096
+
+
+def activation_annotations(context: TraceContext, event: str | Parameter, activation_id: str, rule: str,
                            present: Parameters = ()) -> Parameters:
-    """The annotations that file a rule activation under its event and its rule decision (the
-    parent of its span), skipping keys already `present` (routed rules carry rule and event)."""
+    """The annotations that file a rule activation under its event (an id, or its shared
+    `event_parameter`) and its rule decision (the parent of its span), skipping keys already
+    `present` (routed rules carry rule and event)."""
     own = Parameter(TRACEPARENT, f"00-{context.trace_id}-{activation_span_id(activation_id)}-{context.flags}")
+    filed = event if isinstance(event, Parameter) else Parameter(EVENT, event)
     if not present:  # the common case: no retry policy, so nothing to skip
-        return own, Parameter(EVENT, event_id), Parameter(RULE, rule)
+        return own, filed, _rule_parameter(rule)
     keys = {p.key for p in present}
-    return tuple(p for p in (own, Parameter(EVENT, event_id), Parameter(RULE, rule)) if p.key not in keys)
+    return tuple(p for p in (own, filed, _rule_parameter(rule)) if p.key not in keys)
 
 
-def event_annotations(traceparent: str, event_id: str) -> Parameters:
+def event_annotations(traceparent: str, event: str | Parameter) -> Parameters:
     """For the trigger's own record: the event's span (its `traceparent`), filed under the event."""
-    return Parameter(TRACEPARENT, traceparent), Parameter(EVENT, event_id)
+    return Parameter(TRACEPARENT, traceparent), event if isinstance(event, Parameter) else Parameter(EVENT, event)
 
 
 def invoke_annotations(activation_id: str) -> Parameters:
