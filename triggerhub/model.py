@@ -623,8 +623,8 @@ MAX_JSON_DEPTH = 256
 def loads_json(text: str | bytes) -> JSON:
     """`json.loads` for untrusted input: ValueError (never RecursionError) for malformed text and
     for arrays/objects nested deeper than MAX_JSON_DEPTH."""
-    try:
-        value = json.loads(text)
+    try:  # json.loads with a keyword builds a decoder per call: one kept decoder instead
+        value = _DECODER.decode(text if isinstance(text, str) else text.decode(json.detect_encoding(text), "surrogatepass"))
     except RecursionError:
         raise _too_deep() from None
     if _openings(text) <= MAX_JSON_DEPTH:
@@ -639,6 +639,14 @@ def loads_json(text: str | bytes) -> JSON:
             raise _too_deep()
         pending.extend((child, depth + 1) for child in children)
     return value
+
+
+def _not_json(constant: str) -> JSON:
+    """`NaN`, `Infinity` and `-Infinity`: Python's json reads them, JSON has no such values."""
+    raise ValueError(f"{constant} is not a JSON value; send null or a finite number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 def _too_deep() -> ValueError:

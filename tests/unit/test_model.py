@@ -43,6 +43,13 @@ def nested_lists(depth: int) -> list:
     return value
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_loads_json_refuses_what_python_reads_but_json_has_not(constant: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        loads_json(f'{{"t": [1, {constant}]}}')
+    assert str(caught.value) == f"{constant} is not a JSON value; send null or a finite number"
+
+
 def test_loads_json_refuses_deep_nesting_with_value_error() -> None:
     assert loads_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) == nested_lists(MAX_JSON_DEPTH)
     for text in ("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1), "[" * 100_000 + "]" * 100_000,

@@ -45,7 +45,7 @@ def test_spans_repeat_the_lineage_documents_ids_and_parents(exported: InMemorySp
         Activation("guest", "step", "guest", step, 5_011, 5_020, ActivationResponse(StatusCode.APPLICATION_ERROR, {}),
                    annotations=(Parameter("causedBy", "sequence"), *lineage.child_annotations(top, step)), cause=seq),
         Activation("guest", "t", "guest", trigger_activation_id(event), 5_000, 0,
-                   ActivationResponse(StatusCode.SUCCESS, {}), annotations=lineage.event_annotations(context, event.id)),
+                   ActivationResponse(StatusCode.SUCCESS, {}), annotations=lineage.event_annotations(context.traceparent, event.id)),
     ]
     otel.event_accepted(event, 5_002)
     for record in records:

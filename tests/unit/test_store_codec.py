@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -172,10 +174,34 @@ def test_a_document_that_is_not_an_object_is_refused() -> None:
         codec.loads("[1]")
 
 
-@pytest.mark.parametrize("value", [float("nan"), {1, 2}, object()], ids=["nan", "set", "object"])
+@pytest.mark.parametrize("value", [{1, 2}, object(), ACTION, dt.datetime(2026, 12, 5)],
+                         ids=["set", "object", "dataclass", "datetime"])
 def test_a_value_json_cannot_carry_is_a_store_error(value: object) -> None:
     with pytest.raises(StoreError, match="cannot store a record holding a value JSON cannot carry"):
         codec.dumps({"data": value})
+
+
+STANDARD = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+@pytest.mark.parametrize("doc", [
+    codec.action_to_doc(ACTION), codec.trigger_to_doc(TRIGGER),
+    {"text": "ü ✓ \u2028 \"q\" \\ /", "n": [0, -1, 2**63 - 1, -(2**63), 1.5, 1e-7, 123456.789], "t": True, "z": None},
+    {"big": 2**64}, {"keys": {1: "one", 2.5: "x", None: "n", True: "t"}}, {"lone": "\ud800"},
+    {"deep": json.loads("[" * 300 + "]" * 300)},
+], ids=["action", "trigger", "values", "past-64-bits", "non-string-keys", "lone-surrogate", "deep"])
+def test_documents_are_the_standard_encoders_text(doc: dict[str, Any]) -> None:
+    """orjson writes what it can, the standard encoder the rest (big ints, non-string keys, lone
+    surrogates, deep nesting): either way the stored text is what the standard encoder writes."""
+    text = codec.dumps(doc)
+    assert json.loads(text) == json.loads(STANDARD.encode(doc))
+    if "n" not in doc:  # float digits may differ in form (1e-07 / 1e-7), never in value
+        assert text == STANDARD.encode(doc)
+
+
+def test_a_nan_made_in_code_is_stored_as_null_as_json_stringify_does() -> None:
+    """Input cannot carry one (model.loads_json refuses NaN and infinities)."""
+    assert codec.dumps({"x": float("nan"), "y": [float("inf")]}) == '{"x":null,"y":[null]}'
 
 
 def test_subject_written_before_blocking_existed_is_not_blocked() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -346,9 +346,11 @@ class Engine:
         no invocation row."""
         namespace = event.trigger.namespace
         feed = metrics.feed_of(event.type, api_type=API_FIRE_TYPE)
-        trigger_name = str(trigger.fqn) if metrics.enabled() else ""
+        counted = metrics.enabled()
+        trigger_name = str(event.trigger) if counted else ""  # the trigger's name: its fqn, without building one
         metrics.event_received(feed, trigger_name)
         context = lineage.event_context(event) if self.config.observe.lineage else None
+        filed = lineage.event_parameter(event.id) if context is not None else None
         tenant = await self.auth.namespace_state(namespace)
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
         from_feed = event.type != API_FIRE_TYPE
@@ -361,8 +363,11 @@ class Engine:
         invocations: list[Invocation] = []
         outcomes: list[str] = []
         decisions: list[dict[str, JSON]] = []
+        verdicts: list[tuple[str, str]] = []  # (rule, decision) for triggerhub_rule_decisions_total
 
         def decide(found: rules.Match, verdict: lineage.Decision, reason: str | None = None) -> None:
+            if counted:
+                verdicts.append((found.rule, verdict.value))
             if context is not None:
                 decisions.append(lineage.decision(
                     found.rule, verdict, action=str(found.action), reason=reason,
@@ -391,7 +396,7 @@ class Engine:
                 decide(found, lineage.Decision.REFUSED, exc.message)
                 continue
             delivery, annotations = self.deliveries.attach(found, compiled.links[found.rule], event, tenant.limits)
-            traces = lineage.activation_annotations(context, event.id, found.activation_id, found.rule,
+            traces = lineage.activation_annotations(context, filed or event.id, found.activation_id, found.rule,
                                                      annotations) if context is not None else ()
             invocations.append(self._invocation(identity, resolved, [trigger_params, found.params],
                                                 activation_id=found.activation_id, annotations=annotations + traces,
@@ -400,12 +405,15 @@ class Engine:
             decide(found, lineage.Decision.MATCHED)
         if from_feed:
             await self._admit_from_feed(namespace, invocations)
+        if counted and routing.filtered:
+            verdicts.extend((key, lineage.Decision.FILTERED.value) for key in routing.filtered)
         if context is not None:
             for key in routing.filtered:
                 decisions.append(lineage.decision(key, lineage.Decision.FILTERED, action=str(trigger.rules[key].action)))
             event = lineage.stamped(event, context, tuple(decisions))
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
-            lineage.event_annotations(context, event.id) if context is not None else ()))] if outcomes else []
+            lineage.event_annotations(event.traceparent, filed or event.id) if event.traceparent is not None and context is not None
+            else ()))] if outcomes else []
         derive = await self.deriver.steps(trigger, event)
         if derive and self._route_derive is not None:  # the keyed state lives in Faust tables
             await self._route_derive(derive, confirmations)
@@ -417,10 +425,10 @@ class Engine:
         self.deriver.accepted(derive)
         if not accepted:
             metrics.event_rejected(feed, trigger_name, "duplicate")
-        elif metrics.enabled():
-            metrics.event_fired(feed, trigger_name, _verdicts(routing, invocations))
+        elif counted:
+            metrics.event_fired(feed, trigger_name, verdicts)
         if accepted and context is not None:
-            otel.event_accepted(event, now_ms())
+            otel.event_accepted(event)
         if accepted:
             log.debug("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))
@@ -483,16 +491,6 @@ class Engine:
 
 def _distinct_keys(parameters: Parameters) -> bool:
     return len({parameter.key for parameter in parameters}) == len(parameters)
-
-
-def _verdicts(routing: rules.Routing, invocations: list[Invocation]) -> Iterator[tuple[str, str]]:
-    """(rule, decision) of each active rule, for triggerhub_rule_decisions_total."""
-    taken = {invocation.activation_id for invocation in invocations}
-    for found in routing.matched:
-        verdict = lineage.Decision.MATCHED if found.activation_id in taken else lineage.Decision.REFUSED
-        yield found.rule, (lineage.Decision.SHADOW if found.shadow and found.error is None else verdict).value
-    for key in routing.filtered:
-        yield key, lineage.Decision.FILTERED.value
 
 
 def _refusal(found: rules.Match, trigger: Trigger, namespace: str, *, blocked: bool) -> str | None:

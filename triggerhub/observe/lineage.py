@@ -38,23 +38,25 @@ class Decision(StrEnum):
 
 def event_context(event: TriggerEvent) -> TraceContext:
     """The event's own context: a child of what its source sent, else a trace of its own."""
+    derived = derived_trace(event.id)  # one digest: this event's own trace id and span id
     sent = parse(event.traceparent)
-    if sent is None:  # the common case (a fire through the API): one digest fewer
-        return derived_trace(event.id)
-    span_id = event_span_id(event.id)
-    return sent if sent.span_id == span_id else sent.child(span_id)
+    if sent is None:  # the common case (a fire through the API)
+        return derived
+    if sent.trace_id == derived.trace_id:  # its own context already (stored, or redelivered): as it was made
+        return sent
+    return sent if sent.span_id == derived.span_id else sent.child(derived.span_id)
 
 
 def stamped(event: TriggerEvent, context: TraceContext, decisions: tuple[dict[str, JSON], ...]) -> TriggerEvent:
     """`event` as stored: its own context (`context`, from event_context), its rule decisions, and
     in `origin.traceparent` what its source sent. One copy of the event, on the hot path."""
-    origin = event.origin
-    if event.traceparent != context.traceparent and parse(event.traceparent) is not None:
-        origin = {**(origin or {}), TRACEPARENT: event.traceparent}
+    origin, own, sent = event.origin, context.traceparent, event.traceparent
+    if sent is not None and sent != own and parse(sent) is not None:  # None: the common case (an API fire)
+        origin = {**(origin or {}), TRACEPARENT: sent}
     # The constructor, not dataclasses.replace (half the cost per fire); tests/unit/test_lineage.py
     # fails when TriggerEvent gains a field this does not carry over.
     return TriggerEvent(event.id, event.source, event.type, event.trigger, event.data, event.subject, event.time_ms,
-                        event.datacontenttype, context.traceparent, origin, decisions)
+                        event.datacontenttype, own, origin, decisions)
 
 
 def traced_event(event: TriggerEvent) -> TriggerEvent:
@@ -74,20 +76,41 @@ def decision(rule: str, verdict: Decision, *, action: str, activation_id: str | 
     return out
 
 
-def activation_annotations(context: TraceContext, event_id: str, activation_id: str, rule: str,
+def event_parameter(event_id: str) -> Parameter:
+    """The `event` annotation: one per event, shared by its trigger record and rule activations."""
+    return Parameter(EVENT, event_id)
+
+
+def _rule_parameter(rule: str) -> Parameter:
+    """The `rule` annotation, kept per rule (a rule fires many events)."""
+    found = _RULE_PARAMETERS.get(rule)
+    if found is None:
+        if len(_RULE_PARAMETERS) >= _MAX_KEPT:
+            _RULE_PARAMETERS.clear()
+        found = _RULE_PARAMETERS[rule] = Parameter(RULE, rule)
+    return found
+
+
+_RULE_PARAMETERS: dict[str, Parameter] = {}
+_MAX_KEPT = 4096
+
+
+def activation_annotations(context: TraceContext, event: str | Parameter, activation_id: str, rule: str,
                            present: Parameters = ()) -> Parameters:
-    """The annotations that file a rule activation under its event and its rule decision (the
-    parent of its span), skipping keys already `present` (routed rules carry rule and event)."""
+    """The annotations that file a rule activation under its event (an id, or its shared
+    `event_parameter`) and its rule decision (the parent of its span), skipping keys already
+    `present` (routed rules carry rule and event)."""
     own = Parameter(TRACEPARENT, f"00-{context.trace_id}-{activation_span_id(activation_id)}-{context.flags}")
+    filed = event if isinstance(event, Parameter) else Parameter(EVENT, event)
     if not present:  # the common case: no retry policy, so nothing to skip
-        return own, Parameter(EVENT, event_id), Parameter(RULE, rule)
+        return own, filed, _rule_parameter(rule)
     keys = {p.key for p in present}
-    return tuple(p for p in (own, Parameter(EVENT, event_id), Parameter(RULE, rule)) if p.key not in keys)
+    return tuple(p for p in (own, filed, _rule_parameter(rule)) if p.key not in keys)
 
 
-def event_annotations(context: TraceContext, event_id: str) -> Parameters:
-    """For the trigger's own record: the event's span, filed under the event."""
-    return Parameter(TRACEPARENT, context.traceparent), Parameter(EVENT, event_id)
+def event_annotations(traceparent: str, event: str | Parameter) -> Parameters:
+    """For the trigger's own record: the event's span (its `traceparent`), filed under the event."""
+    return Parameter(TRACEPARENT, traceparent), event if isinstance(event, Parameter) else Parameter(EVENT, event)
 
 
 def invoke_annotations(activation_id: str) -> Parameters:
@@ -149,7 +172,7 @@ def lineage_document(event: TriggerEvent, records: Sequence[Activation], *, trig
             record = by_id.get(activation_id)
             item["status"] = _status(record)
         rules.append(item)
-    activations: list[JSON] = [_activation(r, by_id, event, trigger_activation_id) for r in records]
+    activations: list[JSON] = [_activation(r, by_id, event, context, trigger_activation_id) for r in records]
     return {
         "lineageVersion": LINEAGE_VERSION,
         "eventId": event.id,
@@ -175,19 +198,22 @@ def _status(record: Activation | None) -> str:
     return "pending" if record is None else record.response.status_code.text
 
 
-def _activation(record: Activation, by_id: dict[str, Activation], event: TriggerEvent,
+def _activation(record: Activation, by_id: dict[str, Activation], event: TriggerEvent, context: TraceContext,
                 trigger_activation_id: str) -> dict[str, JSON]:
+    """Parents are the spans the parent records carry (the event's, a sequence's), so records
+    stored before a span derivation changed still link up."""
     own = parse(traceparent_of(record.annotations))
     rule = annotation(record.annotations, "rule")
     rule_key = rule if isinstance(rule, str) else _rule_of(event, record.activation_id)
     if record.activation_id == trigger_activation_id:
-        role, parent_span = "trigger", event_span_id(event.id)
+        role, parent_span = "trigger", context.span_id
     elif record.cause is not None and record.cause in by_id:
-        role, parent_span = "component", activation_span_id(record.cause)
+        parent = parse(traceparent_of(by_id[record.cause].annotations))
+        role, parent_span = "component", parent.span_id if parent is not None else activation_span_id(record.cause)
     else:
         role = ("replay" if annotation(record.annotations, REPLAY) is True
                 else "retry" if annotation(record.annotations, "attempt") is not None else "rule")
-        parent_span = decision_span_id(event.id, rule_key) if rule_key else event_span_id(event.id)
+        parent_span = decision_span_id(event.id, rule_key) if rule_key else context.span_id
     children = [r.activation_id for r in by_id.values() if r.cause == record.activation_id]
     out: dict[str, JSON] = {
         "activationId": record.activation_id, "name": record.name, "namespace": record.namespace,

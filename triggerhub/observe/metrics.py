@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, TypeVar
@@ -243,7 +243,7 @@ def event_received(feed: str, trigger: str) -> None:
         _RECEIVED[feed, _triggers[trigger]] += 1
 
 
-def event_fired(feed: str, trigger: str, decisions: Iterator[tuple[str, str]]) -> None:
+def event_fired(feed: str, trigger: str, decisions: Iterable[tuple[str, str]]) -> None:
     """An accepted event and its rule decisions ((rule, decision) pairs)."""
     if _enabled:
         _FIRED[feed, _triggers[trigger]] += 1

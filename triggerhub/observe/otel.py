@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from triggerhub.errors import ConfigError
-from triggerhub.model import Activation, TriggerEvent, annotation
+from triggerhub.model import Activation, TriggerEvent, annotation, now_ms
 from triggerhub.observe import lineage
 from triggerhub.observe.trace import decision_span_id, event_span_id, parse
 
@@ -120,9 +120,10 @@ def configure(choice: str, *, service: str, exporter: Any = None) -> None:
     _State.export = SpanExport(BatchSpanProcessor(OTLPSpanExporter()), service=service)
 
 
-def event_accepted(event: TriggerEvent, accepted_ms: int) -> None:
+def event_accepted(event: TriggerEvent, accepted_ms: int | None = None) -> None:
+    """`accepted_ms` defaults to now (read only when spans are exported)."""
     if _State.export is not None:
-        _State.export.event_accepted(event, accepted_ms)
+        _State.export.event_accepted(event, now_ms() if accepted_ms is None else accepted_ms)
 
 
 def activation_stored(record: Activation) -> None:

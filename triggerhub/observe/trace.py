@@ -4,6 +4,10 @@
 sent (webhook header, MQTT 5 user property, CloudEvents extension) or starts one derived from its
 event id, so a redelivered event gets the same context. Span ids are derived too: an event's from
 its id, a rule decision's from (event id, rule), an activation's from its activation id.
+
+A fire derives one digest: an event's trace id and span id are two parts of the same SHA-256, and
+an activation's span id is the second half of its activation id (32 hex digits of a UUID) instead
+of a digest of it.
 """
 
 from __future__ import annotations
@@ -47,26 +51,35 @@ def parse(value: object) -> TraceContext | None:
     return TraceContext(trace_id, span_id, flags)
 
 
-def _digest(text: str, digits: int) -> str:
-    value = hashlib.sha256(text.encode()).hexdigest()[:digits]
-    return value if value.strip("0") else "1".rjust(digits, "0")
+def _nonzero(value: str) -> str:
+    return value if value.strip("0") else "1".rjust(len(value), "0")
 
 
 def derived_trace(event_id: str) -> TraceContext:
-    """A new trace for an event whose source sent none; the same for the same event id."""
-    return TraceContext(_digest(f"trace/{event_id}", 32), event_span_id(event_id))
+    """A new trace for an event whose source sent none; the same for the same event id. Its span
+    id is `event_span_id(event_id)`: both come from one digest."""
+    digest = hashlib.sha256(f"trace/{event_id}".encode()).hexdigest()
+    trace_id, span_id = digest[:32], digest[32:48]
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:  # never seen; W3C forbids all-zero ids
+        return TraceContext(_nonzero(trace_id), _nonzero(span_id))
+    return TraceContext(trace_id, span_id)
 
 
 def event_span_id(event_id: str) -> str:
-    return _digest(f"event/{event_id}", 16)
+    return _nonzero(hashlib.sha256(f"trace/{event_id}".encode()).hexdigest()[32:48])
 
 
 def decision_span_id(event_id: str, rule: str) -> str:
-    return _digest(f"rule/{event_id}/{rule}", 16)
+    return _nonzero(hashlib.sha256(f"rule/{event_id}/{rule}".encode()).hexdigest()[:16])
 
 
 def activation_span_id(activation_id: str) -> str:
-    return _digest(f"activation/{activation_id}", 16)
+    """The second half of a 32-digit activation id (ids are UUIDs in hex, mostly derived or random
+    already: no digest needed); a digest of any other id."""
+    if len(activation_id) == 32:
+        span_id = activation_id[16:]
+        return span_id if span_id != _ZERO_SPAN else _nonzero(span_id)
+    return _nonzero(hashlib.sha256(f"activation/{activation_id}".encode()).hexdigest()[:16])
 
 
 def first_valid(*candidates: object) -> str | None:

