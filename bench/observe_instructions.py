@@ -21,7 +21,9 @@ day (no busy writer thread in that run: the loop did the work): off 2,283k, on 2
 When metrics' hooks stopped using prometheus_client's Counter and Histogram (plain counts that a
 collector reads at scrape time; same day, 200 fires, 4-5 interleaved runs of each checkout), on
 the loop thread: metrics alone cost 86-110k instructions per fire before and 29-55k after;
-everything on cost 187-198k before and 124-135k after.
+everything on cost 187-198k before and 124-135k after. Over main's lighter lineage (3b91c92),
+everything on: 139-172k before, 78-101k after (all threads: +6.0-11.9% against off before,
++3.7-6.7% after); metrics alone 66-97k before, 23-26k after.
 
     python -m bench.observe_instructions [--fires 200] [--modes off,control,on,metrics,lineage] [--out DIR]
 """
