@@ -365,23 +365,23 @@ class Engine:
         decisions: list[dict[str, JSON]] = []
         verdicts: list[tuple[str, str]] = []  # (rule, decision) for triggerhub_rule_decisions_total
 
-        def decide(found: rules.Match, verdict: lineage.Decision, reason: str | None = None) -> None:
+        def decide(found: rules.Match, verdict: str, reason: str | None = None) -> None:
             if counted:
-                verdicts.append((found.rule, verdict.value))
+                verdicts.append((found.rule, verdict))
             if context is not None:
                 decisions.append(lineage.decision(
                     found.rule, verdict, action=str(found.action), reason=reason,
-                    activation_id=found.activation_id if verdict is lineage.Decision.MATCHED else None))
+                    activation_id=found.activation_id if verdict == _MATCHED else None))
 
         for found in routing.matched:
             refusal = _refusal(found, trigger, namespace, blocked=tenant.blocked)
             if refusal is not None:
                 outcomes.append(rules.outcome_line(found, error=refusal))
-                decide(found, lineage.Decision.REFUSED, refusal)
+                decide(found, _REFUSED, refusal)
                 continue
             if found.shadow and found.error is None:
                 outcomes.append(rules.shadow_line(found, trigger_params))
-                decide(found, lineage.Decision.SHADOW)
+                decide(found, _SHADOW)
                 continue
             try:
                 if found.error is not None:
@@ -393,7 +393,7 @@ class Engine:
                     self._unslotted.add(found.activation_id)
             except ApiError as exc:
                 outcomes.append(rules.outcome_line(found, error=exc.message, status_code=3 if exc.status >= 500 else 1))
-                decide(found, lineage.Decision.REFUSED, exc.message)
+                decide(found, _REFUSED, exc.message)
                 continue
             delivery, annotations = self.deliveries.attach(found, compiled.links[found.rule], event, tenant.limits)
             traces = lineage.activation_annotations(context, filed or event.id, found.activation_id, found.rule,
@@ -402,14 +402,14 @@ class Engine:
                                                 activation_id=found.activation_id, annotations=annotations + traces,
                                                 delivery=delivery, received_ms=event.time_ms))
             outcomes.append(rules.outcome_line(found))
-            decide(found, lineage.Decision.MATCHED)
+            decide(found, _MATCHED)
         if from_feed:
             await self._admit_from_feed(namespace, invocations)
         if counted and routing.filtered:
-            verdicts.extend((key, lineage.Decision.FILTERED.value) for key in routing.filtered)
+            verdicts.extend((key, _FILTERED) for key in routing.filtered)
         if context is not None:
             for key in routing.filtered:
-                decisions.append(lineage.decision(key, lineage.Decision.FILTERED, action=str(trigger.rules[key].action)))
+                decisions.append(lineage.decision(key, _FILTERED, action=str(trigger.rules[key].action)))
             event = lineage.stamped(event, context, tuple(decisions))
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
             lineage.event_annotations(event.traceparent, filed or event.id) if event.traceparent is not None and context is not None
@@ -488,6 +488,11 @@ class Engine:
                                                     per_minute=limits.feed_activations_per_minute,
                                                     concurrent=limits.feed_concurrent_activations)
         self._feed_held.update(invocation.activation_id for invocation in invocations)
+
+# The decisions as plain strings: an enum member's `.value` is a Python call per use.
+_MATCHED, _FILTERED, _REFUSED, _SHADOW = (verdict.value for verdict in (
+    lineage.Decision.MATCHED, lineage.Decision.FILTERED, lineage.Decision.REFUSED, lineage.Decision.SHADOW))
+
 
 def _distinct_keys(parameters: Parameters) -> bool:
     return len({parameter.key for parameter in parameters}) == len(parameters)

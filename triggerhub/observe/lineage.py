@@ -64,11 +64,12 @@ def traced_event(event: TriggerEvent) -> TriggerEvent:
     return stamped(event, event_context(event), event.decisions)
 
 
-def decision(rule: str, verdict: Decision, *, action: str, activation_id: str | None = None,
+def decision(rule: str, verdict: Decision | str, *, action: str, activation_id: str | None = None,
              reason: str | None = None) -> dict[str, JSON]:
-    """One rule decision as stored in the event row. Its span id is derived from (event id, rule)
-    when lineage is read, not stored: nothing on the hot path that a read can work out."""
-    out: dict[str, JSON] = {"rule": rule, "action": action, "decision": verdict.value}
+    """One rule decision as stored in the event row (`verdict`: a Decision or its value). Its span
+    id is derived from (event id, rule) when lineage is read, not stored: nothing on the hot path
+    that a read can work out."""
+    out: dict[str, JSON] = {"rule": rule, "action": action, "decision": str.__str__(verdict)}
     if activation_id is not None:
         out["activationId"] = activation_id
     if reason is not None:
