@@ -50,6 +50,19 @@ def test_an_event_without_a_context_starts_one_derived_from_its_id() -> None:
     assert lineage.traced_event(event("not-a-traceparent")).traceparent == first.traceparent
 
 
+def test_the_fire_paths_strings_are_the_contexts() -> None:
+    """The hot path builds traceparents as strings (no TraceContext): the same text as the context's."""
+    for sent in (None, SENT, f"00-{TRACE}-{SPAN}-00", "not-a-traceparent"):
+        own = lineage.event_traceparent(event(sent))
+        assert own == lineage.event_context(event(sent)).traceparent, sent
+        context = parse(own)
+        assert context is not None
+        activation_id = "a" * 16 + "b" * 16
+        assert lineage.activation_annotations(own, "evt-1", activation_id, "guest/r")[0] == Parameter(
+            "traceparent", context.child(activation_span_id(activation_id)).traceparent)
+    assert lineage.event_traceparent(lineage.traced_event(event(SENT))) == lineage.traced_event(event(SENT)).traceparent
+
+
 def record(activation_id: str, *, cause: str | None = None, status: StatusCode = StatusCode.SUCCESS,
            annotations: tuple[Parameter, ...] = ()) -> Activation:
     return Activation("guest", f"a-{activation_id[:4]}", "guest", activation_id, 1_010, 1_020,
@@ -68,7 +81,7 @@ def test_the_document_links_decisions_activations_components_and_retries() -> No
                          activation_id="e" * 32),
     )
     stored = dataclasses.replace(traced, decisions=decisions)
-    top = lineage.activation_annotations(context, "evt-1", seq, "guest/r1")
+    top = lineage.activation_annotations(context.traceparent, "evt-1", seq, "guest/r1")
     records = [
         record(seq, annotations=top),
         record(first, cause=seq, annotations=lineage.child_annotations(top, first)),
@@ -104,7 +117,7 @@ def test_a_stamped_event_keeps_every_other_field() -> None:
                         FullyQualifiedName("guest", "hook"), {"n": 2}, "sub", 2_000, "text/plain", SENT, {"delivery": "d-1"})
     decisions = (lineage.decision("r", lineage.Decision.MATCHED, action="guest/a", activation_id="a" * 32),)
     context = lineage.event_context(sent)
-    stamped = lineage.stamped(sent, context, decisions)
+    stamped = lineage.stamped(sent, context.traceparent, decisions)
     assert stamped == dataclasses.replace(sent, traceparent=context.traceparent,
                                           origin={"delivery": "d-1", "traceparent": SENT}, decisions=decisions)
     assert stamped.traceparent == f"00-{TRACE}-{event_span_id('evt-2')}-01"

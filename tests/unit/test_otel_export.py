@@ -38,7 +38,7 @@ def test_spans_repeat_the_lineage_documents_ids_and_parents(exported: InMemorySp
     event = dataclasses.replace(event, decisions=(
         lineage.decision("guest/r", lineage.Decision.MATCHED, action="/guest/seq", activation_id=seq),
         lineage.decision("guest/f", lineage.Decision.FILTERED, action="/guest/x")))
-    top = lineage.activation_annotations(context, event.id, seq, "guest/r")
+    top = lineage.activation_annotations(context.traceparent, event.id, seq, "guest/r")
     records = [
         Activation("guest", "seq", "guest", seq, 5_010, 5_030, ActivationResponse(StatusCode.SUCCESS, {}),
                    annotations=top),

@@ -124,7 +124,7 @@ class Engine:
         settled) and carries the same lineage annotations, under the stored event's trace."""
         delivery, annotations = self.deliveries.replayed(found, event)
         if self.config.observe.lineage:
-            annotations += lineage.activation_annotations(lineage.event_context(event), event.id, claim.activation_id,
+            annotations += lineage.activation_annotations(lineage.event_traceparent(event), event.id, claim.activation_id,
                                                           found.rule, annotations)
         invocation = replace(self._invocation(identity, resolved, [trigger_params, found.params],
                                               activation_id=claim.activation_id),
@@ -349,8 +349,8 @@ class Engine:
         counted = metrics.enabled()
         trigger_name = str(event.trigger) if counted else ""  # the trigger's name: its fqn, without building one
         metrics.event_received(feed, trigger_name)
-        context = lineage.event_context(event) if self.config.observe.lineage else None
-        filed = lineage.event_parameter(event.id) if context is not None else None
+        own = lineage.event_traceparent(event) if self.config.observe.lineage else None  # the event's own
+        filed = lineage.event_parameter(event.id) if own is not None else None
         tenant = await self.auth.namespace_state(namespace)
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
         from_feed = event.type != API_FIRE_TYPE
@@ -368,7 +368,7 @@ class Engine:
         def decide(found: rules.Match, verdict: str, reason: str | None = None) -> None:
             if counted:
                 verdicts.append((found.rule, verdict))
-            if context is not None:
+            if own is not None:
                 decisions.append(lineage.decision(
                     found.rule, verdict, action=str(found.action), reason=reason,
                     activation_id=found.activation_id if verdict == _MATCHED else None))
@@ -396,8 +396,8 @@ class Engine:
                 decide(found, _REFUSED, exc.message)
                 continue
             delivery, annotations = self.deliveries.attach(found, compiled.links[found.rule], event, tenant.limits)
-            traces = lineage.activation_annotations(context, filed or event.id, found.activation_id, found.rule,
-                                                     annotations) if context is not None else ()
+            traces = lineage.activation_annotations(own, filed or event.id, found.activation_id, found.rule,
+                                                     annotations) if own is not None else ()
             invocations.append(self._invocation(identity, resolved, [trigger_params, found.params],
                                                 activation_id=found.activation_id, annotations=annotations + traces,
                                                 delivery=delivery, received_ms=event.time_ms))
@@ -407,12 +407,12 @@ class Engine:
             await self._admit_from_feed(namespace, invocations)
         if counted and routing.filtered:
             verdicts.extend((key, _FILTERED) for key in routing.filtered)
-        if context is not None:
+        if own is not None:
             for key in routing.filtered:
                 decisions.append(lineage.decision(key, _FILTERED, action=str(trigger.rules[key].action)))
-            event = lineage.stamped(event, context, tuple(decisions))
+            event = lineage.stamped(event, own, tuple(decisions))
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
-            lineage.event_annotations(event.traceparent, filed or event.id) if event.traceparent is not None and context is not None
+            lineage.event_annotations(own, filed or event.id) if own is not None
             else ()))] if outcomes else []
         derive = await self.deriver.steps(trigger, event)
         if derive and self._route_derive is not None:  # the keyed state lives in Faust tables
@@ -427,7 +427,7 @@ class Engine:
             metrics.event_rejected(feed, trigger_name, "duplicate")
         elif counted:
             metrics.event_fired(feed, trigger_name, verdicts)
-        if accepted and context is not None:
+        if accepted and own is not None:
             otel.event_accepted(event)
         if accepted:
             log.debug("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from triggerhub.model import JSON, Activation, Parameter, Parameters, TriggerEvent, annotation
 from triggerhub.observe.trace import (
-    TraceContext, activation_span_id, decision_span_id, derived_trace, event_span_id, parse,
+    TraceContext, activation_span_id, decision_span_id, derived_trace, derived_traceparent, event_span_id, parse,
 )
 
 TRACEPARENT = "traceparent"
@@ -47,10 +47,18 @@ def event_context(event: TriggerEvent) -> TraceContext:
     return sent if sent.span_id == derived.span_id else sent.child(derived.span_id)
 
 
-def stamped(event: TriggerEvent, context: TraceContext, decisions: tuple[dict[str, JSON], ...]) -> TriggerEvent:
-    """`event` as stored: its own context (`context`, from event_context), its rule decisions, and
-    in `origin.traceparent` what its source sent. One copy of the event, on the hot path."""
-    origin, own, sent = event.origin, context.traceparent, event.traceparent
+def event_traceparent(event: TriggerEvent) -> str:
+    """`event_context(event).traceparent`; when the source sent none (every API fire) one digest
+    and no context object."""
+    if event.traceparent is None:
+        return derived_traceparent(event.id)
+    return event_context(event).traceparent
+
+
+def stamped(event: TriggerEvent, own: str, decisions: tuple[dict[str, JSON], ...]) -> TriggerEvent:
+    """`event` as stored: its own `traceparent` (`own`, from event_traceparent), its rule decisions,
+    and in `origin.traceparent` what its source sent. One copy of the event, on the hot path."""
+    origin, sent = event.origin, event.traceparent
     if sent is not None and sent != own and parse(sent) is not None:  # None: the common case (an API fire)
         origin = {**(origin or {}), TRACEPARENT: sent}
     # The constructor, not dataclasses.replace (half the cost per fire); tests/unit/test_lineage.py
@@ -61,7 +69,7 @@ def stamped(event: TriggerEvent, context: TraceContext, decisions: tuple[dict[st
 
 def traced_event(event: TriggerEvent) -> TriggerEvent:
     """`event` carrying its own context (its decisions unchanged); applied twice, the same."""
-    return stamped(event, event_context(event), event.decisions)
+    return stamped(event, event_traceparent(event), event.decisions)
 
 
 def decision(rule: str, verdict: Decision | str, *, action: str, activation_id: str | None = None,
@@ -96,12 +104,13 @@ _RULE_PARAMETERS: dict[str, Parameter] = {}
 _MAX_KEPT = 4096
 
 
-def activation_annotations(context: TraceContext, event: str | Parameter, activation_id: str, rule: str,
+def activation_annotations(event_traceparent: str, event: str | Parameter, activation_id: str, rule: str,
                            present: Parameters = ()) -> Parameters:
     """The annotations that file a rule activation under its event (an id, or its shared
     `event_parameter`) and its rule decision (the parent of its span), skipping keys already
-    `present` (routed rules carry rule and event)."""
-    own = Parameter(TRACEPARENT, f"00-{context.trace_id}-{activation_span_id(activation_id)}-{context.flags}")
+    `present` (routed rules carry rule and event). `event_traceparent` is the event's own, as
+    event_traceparent returns it: `00-<trace id>-<span id>-<flags>`, whose span id this replaces."""
+    own = Parameter(TRACEPARENT, f"{event_traceparent[:36]}{activation_span_id(activation_id)}{event_traceparent[52:]}")
     filed = event if isinstance(event, Parameter) else Parameter(EVENT, event)
     if not present:  # the common case: no retry policy, so nothing to skip
         return own, filed, _rule_parameter(rule)
