@@ -311,10 +311,12 @@ class Engine:
         except ApiError:
             metrics.event_rejected(metrics.API_FEED, str(trigger.fqn), "throttled")
             raise
-        event = TriggerEvent(id=new_activation_id(), source=f"/api/v1/namespaces/{fqn.namespace}/triggers/{fqn.name}",
+        event_id = new_activation_id()
+        own = lineage.new_event_traceparent(event_id) if self.config.observe.lineage else None
+        event = TriggerEvent(id=event_id, source=f"/api/v1/namespaces/{fqn.namespace}/triggers/{fqn.name}",
                              type=API_FIRE_TYPE, trigger=trigger.fqn, data=payload, time_ms=now_ms(),
-                             subject=identity.subject)
-        await self.dispatcher.fire(event, lambda: self._match(trigger, event, cursor=None),
+                             subject=identity.subject, traceparent=own)  # made with its own context: no restamp
+        await self.dispatcher.fire(event, lambda: self._match(trigger, event, cursor=None, own=own),
                                    key=partition_key(trigger.annotations, event, in_order=bool(trigger.derived)))
         return rules.trigger_activation_id(event)
 
@@ -340,16 +342,20 @@ class Engine:
         await self._match(trigger, event, None, from_outbox=True)
 
     async def _match(self, trigger: Trigger, event: TriggerEvent, cursor: tuple[str, str] | None, *,
-                     confirmations: list[Awaitable[None]] | None = None, from_outbox: bool = False) -> bool:
+                     confirmations: list[Awaitable[None]] | None = None, from_outbox: bool = False,
+                     own: str | None = None) -> bool:
         """Route `event` through the trigger's compiled rules and accept the result in one store
         write. Rules whose filter refuses it are only counted (in that same write): no activation,
-        no invocation row."""
+        no invocation row. `own`: the event's own traceparent when its maker knows it (an API fire)."""
         namespace = event.trigger.namespace
         feed = metrics.feed_of(event.type, api_type=API_FIRE_TYPE)
         counted = metrics.enabled()
         trigger_name = str(event.trigger) if counted else ""  # the trigger's name: its fqn, without building one
         metrics.event_received(feed, trigger_name)
-        own = lineage.event_traceparent(event) if self.config.observe.lineage else None  # the event's own
+        if not self.config.observe.lineage:
+            own = None
+        elif own is None:
+            own = lineage.event_traceparent(event)  # the event's own traceparent
         filed = lineage.event_parameter(event.id) if own is not None else None
         tenant = await self.auth.namespace_state(namespace)
         identity = Identity(event.subject or namespace, namespace, "", "", tenant.limits)
@@ -410,7 +416,8 @@ class Engine:
         if own is not None:
             for key in routing.filtered:
                 decisions.append(lineage.decision(key, _FILTERED, action=str(trigger.rules[key].action)))
-            event = lineage.stamped(event, own, tuple(decisions))
+            if event.traceparent != own:  # a feed's event: its own context, and what its source sent in origin
+                event = lineage.stamped(event, own, event.decisions)
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(
             lineage.event_annotations(own, filed or event.id) if own is not None
             else ()))] if outcomes else []
@@ -420,7 +427,8 @@ class Engine:
             derive = []
         acceptance = Acceptance(event=event, invocations=invocations, activations=records, cursor=cursor,
                                 matched_rules=routing.taken, filtered_rules=routing.filtered,
-                                derive=derive, from_outbox=from_outbox)
+                                derive=derive, from_outbox=from_outbox,
+                                decisions=tuple(decisions) if own is not None else None)
         accepted = await self._submit(acceptance, invocations, confirmations=confirmations)  # counts the filters' verdicts once per event
         self.deriver.accepted(derive)
         if not accepted:
@@ -428,7 +436,7 @@ class Engine:
         elif counted:
             metrics.event_fired(feed, trigger_name, verdicts)
         if accepted and own is not None:
-            otel.event_accepted(event)
+            otel.event_accepted(event, decisions=acceptance.decisions)
         if accepted:
             log.debug("trigger %s fired (event %s): %d rule activations, %d rules filtered it out", trigger.fqn,
                      event.id, len(invocations), len(routing.filtered))

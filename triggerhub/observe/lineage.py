@@ -47,6 +47,12 @@ def event_context(event: TriggerEvent) -> TraceContext:
     return sent if sent.span_id == derived.span_id else sent.child(derived.span_id)
 
 
+def new_event_traceparent(event_id: str) -> str:
+    """The traceparent of an event made here with no source to continue (an API fire): a trace of
+    its own, as `event_traceparent` would give it."""
+    return derived_traceparent(event_id)
+
+
 def event_traceparent(event: TriggerEvent) -> str:
     """`event_context(event).traceparent`; when the source sent none (every API fire) one digest
     and no context object."""

@@ -12,10 +12,11 @@ batch processor: exporting never blocks the hub's path.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from triggerhub.errors import ConfigError
-from triggerhub.model import Activation, TriggerEvent, annotation, now_ms
+from triggerhub.model import JSON, Activation, TriggerEvent, annotation, now_ms
 from triggerhub.observe import lineage
 from triggerhub.observe.trace import decision_span_id, event_span_id, parse
 
@@ -120,10 +121,13 @@ def configure(choice: str, *, service: str, exporter: Any = None) -> None:
     _State.export = SpanExport(BatchSpanProcessor(OTLPSpanExporter()), service=service)
 
 
-def event_accepted(event: TriggerEvent, accepted_ms: int | None = None) -> None:
-    """`accepted_ms` defaults to now (read only when spans are exported)."""
+def event_accepted(event: TriggerEvent, accepted_ms: int | None = None, *,
+                   decisions: tuple[dict[str, JSON], ...] | None = None) -> None:
+    """`accepted_ms` defaults to now (read only when spans are exported); `decisions`, the event's
+    rule decisions when they are not in `event` (as stored: Acceptance.decisions)."""
     if _State.export is not None:
-        _State.export.event_accepted(event, now_ms() if accepted_ms is None else accepted_ms)
+        _State.export.event_accepted(event if decisions is None else replace(event, decisions=decisions),
+                                     now_ms() if accepted_ms is None else accepted_ms)
 
 
 def activation_stored(record: Activation) -> None:

@@ -111,6 +111,9 @@ class Acceptance:
     # Derived triggers fed by the event: applied only when the event is new (never twice).
     derive: Sequence[DeriveStep] = ()
     from_outbox: bool = False  # the event is a derived one: its outbox row goes in the same write
+    # The event's rule decisions (lineage), stored in its row in place of `event.decisions`: the
+    # engine hands them here rather than building a second copy of the event per fire.
+    decisions: tuple[dict[str, JSON], ...] | None = None
 
 
 class DeriveNoticeListener(Protocol):

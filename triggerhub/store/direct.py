@@ -47,7 +47,7 @@ def accept(conn: Connection, batch: Sequence[Acceptance]) -> list[bool]:
         if acceptance.event is None:
             answers.append(True)
         else:
-            answers.append(db.execute(INSERT_EVENT, statements.event_row(acceptance.event)).rowcount == 1)
+            answers.append(db.execute(INSERT_EVENT, statements.event_row(acceptance.event, acceptance.decisions)).rowcount == 1)
     answers = replays.claim(conn, batch, answers)
     answers = deliveries.claim_letters(conn, batch, answers)
     taken = [a for a, accepted in zip(batch, answers) if accepted]

@@ -101,7 +101,7 @@ def _conflict(conn: Connection, sql: Statements, entity: Entity, verb: str) -> R
 def accept(conn: Connection, sql: Statements, batch: Sequence[Acceptance]) -> list[bool]:
     """Writes every acceptance whose event id is new (first one wins within the batch); answers
     whether each was written."""
-    event_rows = {a.event.id: statements.event_row(a.event) for a in reversed(batch) if a.event is not None}
+    event_rows = {a.event.id: statements.event_row(a.event, a.decisions) for a in reversed(batch) if a.event is not None}
     fresh: set[str] = set()
     if event_rows:
         fresh = set(conn.execute(sql.insert_events, list(event_rows.values())).scalars())

@@ -253,7 +253,7 @@ class SqlStore:
                 if event.id in seen:
                     continue
                 seen.add(event.id)
-                events.append(statements.event_row(event))
+                events.append(statements.event_row(event, acceptance.decisions))
             event_id = event.id if event is not None else None
             candidates.add(index)
             queued.extend({**statements.pending_row(i), "event_id": event_id} for i in acceptance.invocations)

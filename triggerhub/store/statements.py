@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from triggerhub.model import Activation, Collection, Entity, Invocation, TriggerEvent, annotation, collection_of
+from triggerhub.model import JSON, Activation, Collection, Entity, Invocation, TriggerEvent, annotation, collection_of
 from triggerhub.store import codec
 from triggerhub.store.base import ActivationQuery
 from triggerhub.store.tables import (
@@ -131,6 +131,10 @@ def pending_row(invocation: Invocation) -> dict[str, Any]:
             "doc": codec.dumps(codec.invocation_to_doc(invocation))}
 
 
-def event_row(trigger_event: TriggerEvent) -> dict[str, Any]:
+def event_row(trigger_event: TriggerEvent, decisions: tuple[dict[str, JSON], ...] | None = None) -> dict[str, Any]:
+    """`decisions`: the event's rule decisions when they are not in `trigger_event` (Acceptance.decisions)."""
+    doc = codec.event_to_doc(trigger_event)
+    if decisions is not None:
+        doc["decisions"] = list(decisions)
     return {"id": trigger_event.id, "trigger_fqn": str(trigger_event.trigger), "time_ms": trigger_event.time_ms,
-            "doc": codec.dumps(codec.event_to_doc(trigger_event))}
+            "doc": codec.dumps(doc)}
