@@ -22,6 +22,7 @@ from triggerhub.observe.trace import (
     TraceContext, activation_span_id, decision_span_id, derived_trace, derived_traceparent, event_span_id, parse,
 )
 
+_ZERO_SPAN = "0" * 16
 TRACEPARENT = "traceparent"
 EVENT = "event"
 RULE = "rule"
@@ -116,7 +117,10 @@ def activation_annotations(event_traceparent: str, event: str | Parameter, activ
     `event_parameter`) and its rule decision (the parent of its span), skipping keys already
     `present` (routed rules carry rule and event). `event_traceparent` is the event's own, as
     event_traceparent returns it: `00-<trace id>-<span id>-<flags>`, whose span id this replaces."""
-    own = Parameter(TRACEPARENT, f"{event_traceparent[:36]}{activation_span_id(activation_id)}{event_traceparent[52:]}")
+    span_id = activation_id[16:]  # activation_span_id's common case, inline: the second half of a 32-digit id
+    if len(span_id) != 16 or span_id == _ZERO_SPAN:
+        span_id = activation_span_id(activation_id)
+    own = Parameter(TRACEPARENT, f"{event_traceparent[:36]}{span_id}{event_traceparent[52:]}")
     filed = event if isinstance(event, Parameter) else Parameter(EVENT, event)
     if not present:  # the common case: no retry policy, so nothing to skip
         return own, filed, _rule_parameter(rule)
