@@ -350,7 +350,8 @@ class Engine:
         namespace = event.trigger.namespace
         feed = metrics.feed_of(event.type, api_type=API_FIRE_TYPE)
         counted = metrics.enabled()
-        trigger_name = str(event.trigger) if counted else ""  # the trigger's name: its fqn, without building one
+        compiled = self.router.compiled(trigger)
+        trigger_name = compiled.name if counted else ""
         metrics.event_received(feed, trigger_name)
         if not self.config.observe.lineage:
             own = None
@@ -363,7 +364,6 @@ class Engine:
         if from_feed:
             if await self._feed_admission.wait_event(namespace, self.config.limits.feed_events_per_minute):
                 self.entities.renew_revalidation()  # rules and actions as they are after the wait
-        compiled = self.router.compiled(trigger)
         routing = rules.route(compiled, event)
         trigger_params = params_to_dict(trigger.parameters)
         invocations: list[Invocation] = []
@@ -376,7 +376,7 @@ class Engine:
                 verdicts.append((found.rule, verdict))
             if own is not None:
                 decisions.append(lineage.decision(
-                    found.rule, verdict, action=str(found.action), reason=reason,
+                    found.rule, verdict, action=compiled.action_texts[found.rule], reason=reason,
                     activation_id=found.activation_id if verdict == _MATCHED else None))
 
         for found in routing.matched:
@@ -415,7 +415,7 @@ class Engine:
             verdicts.extend((key, _FILTERED) for key in routing.filtered)
         if own is not None:
             for key in routing.filtered:
-                decisions.append(lineage.decision(key, _FILTERED, action=str(trigger.rules[key].action)))
+                decisions.append(lineage.decision(key, _FILTERED, action=compiled.action_texts[key]))
             if event.traceparent != own:  # a feed's event: its own context, and what its source sent in origin
                 event = lineage.stamped(event, own, event.decisions)
         records = [rules.trigger_record(trigger, event, identity.subject, outcomes, annotations=(

@@ -53,6 +53,8 @@ class CompiledRules:
     filters: dict[str, Filter | None]
     transforms: dict[str, Transform]
     broken: dict[str, str]
+    name: str = ""  # the trigger's "/namespace/name": what a fire labels and records, as text once
+    action_texts: dict[str, str] = field(default_factory=dict)  # rule -> its action's "/namespace/name"
 
     @property
     def plain(self) -> bool:
@@ -81,7 +83,8 @@ def compile_rules(trigger: Trigger) -> CompiledRules:
         except PatternError as exc:
             filters.pop(key, None)
             broken[key] = exc.message
-    return CompiledRules(trigger.rules, links, RuleIndex(filters), filters, transforms, broken)
+    return CompiledRules(trigger.rules, links, RuleIndex(filters), filters, transforms, broken, str(trigger.fqn),
+                         {key: str(link.action) for key, link in links.items()})
 
 
 def route(compiled: CompiledRules, event: TriggerEvent) -> Routing:
