@@ -25,6 +25,12 @@ everything on cost 187-198k before and 124-135k after. Over main's lighter linea
 everything on: 139-172k before, 78-101k after (all threads: +6.0-11.9% against off before,
 +3.7-6.7% after); metrics alone 66-97k before, 23-26k after.
 
+Later that day, after lineage built no second copy of the event and no TraceContext per fire and
+the store wrote its documents with orjson (1,000 fires, off,on,off,on interleaved): off 1,899k and
+1,904k, on 1,989k and 1,984k (+4.7%, +4.2%); loop thread +63k and +59k, writer thread +20k. Counts
+move with timing (how fires batch into the writer's commits): read several interleaved runs on a
+quiet machine.
+
     python -m bench.observe_instructions [--fires 200] [--modes off,control,on,metrics,lineage] [--out DIR]
 """
 
