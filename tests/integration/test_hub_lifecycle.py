@@ -113,14 +113,19 @@ def test_runtimes_end_with_a_hub_killed_before_their_sandbox_could_arm(tmp_path:
     try:
         # Both stem cells (python, nodejs) are waiting in the wrapper: the hub is inside pool.start().
         assert _wait_until(lambda: len(_processes_naming(str(runtimes_root))) == 2, 60), "no stem cell started"
-        hub.kill()
-        hub.wait(timeout=10)
-        assert _wait_until(lambda: not _processes_naming(str(runtimes_root)), 30), (
-            f"runtimes outlived their hub: {_processes_naming(str(runtimes_root))}")
+        _kill_and_expect_no_runtime_left(hub, runtimes_root)
     finally:
         _end_hub_and_runtimes(hub, runtimes_root)
         shutil.rmtree(wrapper_dir, ignore_errors=True)
 
+
+
+def _kill_and_expect_no_runtime_left(hub: subprocess.Popen[str] | subprocess.Popen[bytes], runtimes_root: Path) -> None:
+    """kill -9 of the hub; within 30 s no runtime process names its folder any more."""
+    hub.kill()
+    hub.wait(timeout=10)
+    assert _wait_until(lambda: not _processes_naming(str(runtimes_root)), 30), (
+        f"runtimes outlived their hub: {_processes_naming(str(runtimes_root))}")
 
 
 def _end_hub_and_runtimes(hub: subprocess.Popen[str] | subprocess.Popen[bytes], runtimes_root: Path) -> None:
@@ -148,10 +153,7 @@ def test_unsandboxed_runtimes_end_with_a_hub_killed_with_sigkill(tmp_path: Path)
         assert hub.stdout is not None
         assert hub.stdout.readline().startswith("triggerhub listening on ")  # after the stem cells answered
         assert len(_processes_naming(str(runtimes_root))) == 2
-        hub.kill()
-        hub.wait(timeout=10)
-        assert _wait_until(lambda: not _processes_naming(str(runtimes_root)), 30), (
-            f"runtimes outlived their hub: {_processes_naming(str(runtimes_root))}")
+        _kill_and_expect_no_runtime_left(hub, runtimes_root)
     finally:
         _end_hub_and_runtimes(hub, runtimes_root)
 

@@ -96,18 +96,23 @@ class Timed:
         return None
 
 
-def move_every_metric() -> None:
-    """One observation of each triggerhub metric, so that labelled families have samples."""
-    metrics.configure(enabled=True, max_names=500)
-    metrics.event_received("api", "/lint/t")
-    metrics.event_fired("api", "/lint/t", iter([("lint/r", "matched")]))
-    metrics.event_rejected("api", "/lint/t", "duplicate")
+def call_every_hook(name: str) -> None:
+    """Each metrics hook once, with trigger `/{name}/t` and rule `{name}/r`."""
+    metrics.event_received("api", f"/{name}/t")
+    metrics.event_fired("api", f"/{name}/t", iter([(f"{name}/r", "matched")]))
+    metrics.event_rejected("api", f"/{name}/t", "duplicate")
     metrics.activation_stored("success", start_ms=1_000, end_ms=1_500, received_ms=900, stored_ms=1_600)
     for how in ("warm", "prewarm", "cold"):
         metrics.runtime_claimed(how)
     asyncio.run(Timed().accept())
     metrics.throttled("fires_per_minute")
     metrics.feed_waited("feed_events_per_minute")
+
+
+def move_every_metric() -> None:
+    """One observation of each triggerhub metric, so that labelled families have samples."""
+    metrics.configure(enabled=True, max_names=500)
+    call_every_hook("lint")
     metrics.GAUGES.clear()
     metrics.GAUGES.read("triggerhub_pool_runtimes", "Runtimes by state", ("state",), lambda: {("warm",): 1})
     metrics.GAUGES.read("triggerhub_inflight_activations", "Running now", (), lambda: {(): 0})
@@ -183,15 +188,7 @@ def test_switched_off_nothing_moves() -> None:
     metrics.configure(enabled=False, max_names=500)
     try:
         before = triggerhub_samples()
-        metrics.event_received("api", "/off/t")
-        metrics.event_fired("api", "/off/t", iter([("off/r", "matched")]))
-        metrics.event_rejected("api", "/lint/t", "duplicate")
-        metrics.activation_stored("success", start_ms=1_000, end_ms=1_500, received_ms=900, stored_ms=1_600)
-        for how in ("warm", "prewarm", "cold"):
-            metrics.runtime_claimed(how)
-        asyncio.run(Timed().accept())
-        metrics.throttled("fires_per_minute")
-        metrics.feed_waited("feed_events_per_minute")
+        call_every_hook("off")
         assert triggerhub_samples() == before
     finally:
         metrics.configure(enabled=True, max_names=500)
