@@ -55,27 +55,29 @@ def _nonzero(value: str) -> str:
     return value if value.strip("0") else "1".rjust(len(value), "0")
 
 
-def derived_trace(event_id: str) -> TraceContext:
-    """A new trace for an event whose source sent none; the same for the same event id. Its span
-    id is `event_span_id(event_id)`: both come from one digest."""
+def _event_ids(event_id: str) -> tuple[str, str]:
+    """An event's own trace id and span id: two parts of one digest of its id, never all zero."""
     digest = hashlib.sha256(f"trace/{event_id}".encode()).hexdigest()
     trace_id, span_id = digest[:32], digest[32:48]
     if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:  # never seen; W3C forbids all-zero ids
-        return TraceContext(_nonzero(trace_id), _nonzero(span_id))
-    return TraceContext(trace_id, span_id)
+        return _nonzero(trace_id), _nonzero(span_id)
+    return trace_id, span_id
+
+
+def derived_trace(event_id: str) -> TraceContext:
+    """A new trace for an event whose source sent none; the same for the same event id. Its span
+    id is `event_span_id(event_id)`: both come from one digest."""
+    return TraceContext(*_event_ids(event_id))
 
 
 def derived_traceparent(event_id: str) -> str:
     """`derived_trace(event_id).traceparent`, without building the context (a fire's hot path)."""
-    digest = hashlib.sha256(f"trace/{event_id}".encode()).hexdigest()
-    trace_id, span_id = digest[:32], digest[32:48]
-    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-        return derived_trace(event_id).traceparent
+    trace_id, span_id = _event_ids(event_id)
     return f"00-{trace_id}-{span_id}-{SAMPLED}"
 
 
 def event_span_id(event_id: str) -> str:
-    return _nonzero(hashlib.sha256(f"trace/{event_id}".encode()).hexdigest()[32:48])
+    return _event_ids(event_id)[1]
 
 
 def decision_span_id(event_id: str, rule: str) -> str:
